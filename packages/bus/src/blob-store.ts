@@ -1,0 +1,69 @@
+// Staging of bodies larger than the server's max_payload through a JetStream object store
+// (memory storage, objects expire after a TTL so a crashed party leaves no garbage for long).
+// The sender puts the encoded body under a fresh name and sends `{ v, blob: { name, size } }`;
+// the receiver fetches and deletes it.
+import type { NatsConnection } from '@nats-io/nats-core';
+import { jetstream } from '@nats-io/jetstream';
+import { Objm, type ObjectStore } from '@nats-io/obj';
+import { nuid } from '@nats-io/nats-core';
+import { PayloadTooLargeError, UnavailableError } from '@flotilla/protocol';
+
+/** Staged bodies older than this are removed by the server (ns). Default 10 minutes. */
+export const DEFAULT_BLOB_TTL_MS = 10 * 60 * 1000;
+
+export class BlobStore {
+  private store?: Promise<ObjectStore>;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly bucket: string,
+    private readonly ttlMs = DEFAULT_BLOB_TTL_MS,
+  ) {}
+
+  private open(): Promise<ObjectStore> {
+    this.store ??= new Objm(jetstream(this.nc))
+      .create(this.bucket, { storage: 'memory' as never, ttl: this.ttlMs * 1_000_000 })
+      .catch((err: unknown) => {
+        this.store = undefined;
+        throw new UnavailableError(`blob bucket ${this.bucket} unavailable (JetStream enabled?): ${(err as Error).message}`, {
+          cause: err,
+        });
+      });
+    return this.store;
+  }
+
+  /** Chunk size: as large as the server allows, fewer messages per MiB. */
+  private chunkSize(): number {
+    const max = this.nc.info?.max_payload ?? 1024 * 1024;
+    return Math.max(64 * 1024, max - 16 * 1024);
+  }
+
+  async put(data: Uint8Array): Promise<{ name: string; size: number }> {
+    const os = await this.open();
+    const name = nuid.next();
+    await os.putBlob({ name, options: { max_chunk_size: this.chunkSize() } }, data);
+    return { name, size: data.byteLength };
+  }
+
+  /** Fetches and removes a staged body; refuses names of bodies above `maxBytes` before fetching. */
+  async take(ref: { name: string; size: number }, maxBytes: number): Promise<Uint8Array> {
+    if (typeof ref.size === 'number' && ref.size > maxBytes) {
+      throw new PayloadTooLargeError(`staged body of ${ref.size} bytes exceeds the limit of ${maxBytes}`, {
+        data: { limitBytes: maxBytes, sizeBytes: ref.size },
+      });
+    }
+    const os = await this.open();
+    const info = await os.info(ref.name);
+    if (!info) throw new UnavailableError(`staged body ${ref.name} not found (expired or already taken)`);
+    if (info.size > maxBytes) {
+      await os.delete(ref.name).catch(() => undefined);
+      throw new PayloadTooLargeError(`staged body of ${info.size} bytes exceeds the limit of ${maxBytes}`, {
+        data: { limitBytes: maxBytes, sizeBytes: info.size },
+      });
+    }
+    const data = await os.getBlob(ref.name);
+    void os.delete(ref.name).catch(() => undefined);
+    if (!data) throw new UnavailableError(`staged body ${ref.name} not found (expired or already taken)`);
+    return data;
+  }
+}

@@ -1,0 +1,55 @@
+// One way for every Flotilla process to connect to NATS: servers plus the auth and TLS options
+// an operator may require (token, user/password, creds file, nkey seed file, TLS files).
+import { readFileSync } from 'node:fs';
+import { credsAuthenticator, nkeyAuthenticator, type NatsConnection } from '@nats-io/nats-core';
+import { connect } from '@nats-io/transport-node';
+
+export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
+
+export interface BusOptions {
+  /** NATS URL(s). Default `FLOTILLA_NATS` or nats://127.0.0.1:4222. */
+  servers?: string | string[];
+  /** Connection name shown by the server (monitoring). */
+  name?: string;
+  token?: string;
+  user?: string;
+  pass?: string;
+  /** Path to a `.creds` file (JWT + nkey seed). */
+  credsFile?: string;
+  /** Path to a file holding an nkey seed. */
+  nkeySeedFile?: string;
+  /** TLS: CA bundle, client certificate and key (PEM file paths). */
+  tlsCaFile?: string;
+  tlsCertFile?: string;
+  tlsKeyFile?: string;
+  /** Keep trying to reconnect forever (default true): processes must survive a broker restart. */
+  reconnectForever?: boolean;
+  /** Fail the first connect after this many ms. Default 5 000. */
+  timeoutMs?: number;
+}
+
+export async function connectBus(opts: BusOptions = {}): Promise<NatsConnection> {
+  const servers = opts.servers ?? process.env.FLOTILLA_NATS ?? DEFAULT_NATS_URL;
+  const authenticator = opts.credsFile
+    ? credsAuthenticator(readFileSync(opts.credsFile))
+    : opts.nkeySeedFile
+      ? nkeyAuthenticator(new TextEncoder().encode(readFileSync(opts.nkeySeedFile, 'utf8').trim()))
+      : undefined;
+  const tls =
+    opts.tlsCaFile || opts.tlsCertFile || opts.tlsKeyFile
+      ? { caFile: opts.tlsCaFile, certFile: opts.tlsCertFile, keyFile: opts.tlsKeyFile }
+      : undefined;
+  return connect({
+    servers,
+    name: opts.name,
+    token: opts.token,
+    user: opts.user,
+    pass: opts.pass,
+    authenticator,
+    tls,
+    timeout: opts.timeoutMs ?? 5000,
+    maxReconnectAttempts: opts.reconnectForever === false ? 10 : -1,
+    reconnectTimeWait: 500,
+    pingInterval: 10_000,
+  });
+}

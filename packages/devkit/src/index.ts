@@ -1,0 +1,3 @@
+export * from './nats-server.js';
+export * from './onnx-builder.js';
+export * from './sample-models.js';

@@ -1,0 +1,34 @@
+// The sample models every test, the demo and the benchmarks use, written once into a cache dir.
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { buildAffine, buildConvNet, buildFixedBatch, buildMlp } from './onnx-builder.js';
+
+export const SAMPLE_MODELS = {
+  /** 16 → 32 → 4 MLP, a few KB: µs of compute per item. */
+  mlp: () => buildMlp([16, 32, 4], 1, 'mlp'),
+  /** 1024 → 4096 → 1024 → 10 MLP, 32 MiB of weights: batching pays (weights reused per batch). */
+  'wide-mlp': () => buildMlp([1024, 4096, 1024, 10], 2, 'wide-mlp'),
+  /** Conv stack + 68 MB dense head on 3×64×64 images. */
+  convnet: () => buildConvNet('convnet'),
+  /** y = 2x + 1 over any [N, C, H, W]: for large tensors. */
+  affine: () => buildAffine('affine'),
+  /** No batch axis: fixed [1, 8]. */
+  fixed: () => buildFixedBatch('fixed'),
+} as const;
+export type SampleModel = keyof typeof SAMPLE_MODELS;
+
+export function defaultModelDir(): string {
+  return resolve(process.env.FLOTILLA_SAMPLE_DIR ?? join(process.cwd(), '.cache', 'sample-models'));
+}
+
+/** Path of the sample model's .onnx file, building it on first use. */
+export function sampleModelPath(name: SampleModel, dir = defaultModelDir()): string {
+  const file = join(dir, `${name}.onnx`);
+  if (!existsSync(file)) {
+    mkdirSync(dir, { recursive: true });
+    const tmp = `${file}.${process.pid}.tmp`;
+    writeFileSync(tmp, SAMPLE_MODELS[name]());
+    renameSync(tmp, file);
+  }
+  return file;
+}

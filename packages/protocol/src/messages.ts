@@ -1,0 +1,237 @@
+// Message shapes of the data plane (inference) and control plane (head, workers), and the
+// schema that validates deployment specs. Every message carries `v` (PROTOCOL_VERSION).
+import { z } from 'zod';
+import { BadRequestError, type WireError } from './errors.js';
+import type { WireTensors } from './tensor.js';
+
+// ---------- data plane ----------
+
+export interface InferRequest {
+  v: number;
+  /** Caller's correlation id, echoed in the reply. */
+  id?: string;
+  inputs: WireTensors;
+  /** Output names to return; all outputs when absent. */
+  outputs?: string[];
+  /** Relative deadline in ms: a request still queued after this long is answered DEADLINE_EXCEEDED. */
+  timeoutMs?: number;
+}
+
+/** A message whose real body (an InferRequest or InferReply) was staged in the blob bucket. */
+export interface BlobRef {
+  v: number;
+  blob: { name: string; size: number };
+}
+
+export interface InferMeta {
+  worker: string;
+  replica: string;
+  device: string;
+  /** Items in the batch this request ran in. */
+  batch: number;
+  queueMs: number;
+  runMs: number;
+}
+
+export type InferReply =
+  | { v: number; ok: true; id?: string; outputs: WireTensors; meta: InferMeta }
+  | { v: number; ok: false; id?: string; error: WireError };
+
+// ---------- control plane ----------
+
+export type ControlReply<T = unknown> = { v: number; ok: true; result: T } | { v: number; ok: false; error: WireError };
+
+export const DevicePreference = z.enum(['gpu', 'cpu', 'any']);
+export type DevicePreference = z.infer<typeof DevicePreference>;
+
+export const BatchingOptions = z
+  .object({
+    /** Most items one session.run takes. Default: chosen by the replica (1 when the model has no batch axis). */
+    maxBatchSize: z.number().int().min(1).max(4096).optional(),
+    /** How long the first queued request may wait for others to join its batch, ms. Default 2. */
+    maxQueueDelayMs: z.number().min(0).max(10_000).optional(),
+    /** Requests queued per replica beyond which new ones get OVERLOADED. Default 1024. */
+    maxQueueLength: z.number().int().min(1).max(1_000_000).optional(),
+  })
+  .strict();
+export type BatchingOptions = z.infer<typeof BatchingOptions>;
+
+const NAME = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, 'use 1-64 letters, digits, _ or -');
+
+export const DeploySpec = z
+  .object({
+    name: NAME,
+    /** sha256 (hex) of the ONNX file; the artifact is stored under this name in the model bucket. */
+    digest: z.string().regex(/^[0-9a-f]{64}$/),
+    /** ONNX file size in bytes. */
+    sizeBytes: z.number().int().min(1),
+    /** Where replicas should run. `gpu` falls back to CPU when `allowFallback` (default true). */
+    device: DevicePreference.default('any'),
+    allowFallback: z.boolean().default(true),
+    /** Replicas to run now; autoscaling keeps it within [minReplicas, maxReplicas]. */
+    replicas: z.number().int().min(0).max(1000).default(1),
+    minReplicas: z.number().int().min(0).max(1000).optional(),
+    maxReplicas: z.number().int().min(1).max(1000).optional(),
+    /** Memory one replica needs, bytes; default: estimated from the file size (later: the profile). */
+    memoryBytes: z.number().int().min(1).optional(),
+    batching: BatchingOptions.default({}),
+    /** Pinned replicas are never evicted. */
+    pin: z.boolean().default(false),
+  })
+  .strict();
+export type DeploySpec = z.infer<typeof DeploySpec>;
+export type DeploySpecInput = z.input<typeof DeploySpec>;
+
+/** Validates a raw deploy spec; returns a new object with defaults filled in. */
+export function parseDeploySpec(raw: unknown): DeploySpec {
+  const r = DeploySpec.safeParse(raw);
+  if (!r.success) {
+    const issues = r.error.issues.map((i) => `${i.path.join('.') || '(spec)'}: ${i.message}`);
+    throw new BadRequestError(`invalid deployment: ${issues.join('; ')}`, { data: { issues } });
+  }
+  const spec = r.data;
+  if (spec.minReplicas !== undefined && spec.maxReplicas !== undefined && spec.minReplicas > spec.maxReplicas) {
+    throw new BadRequestError(`invalid deployment: minReplicas ${spec.minReplicas} > maxReplicas ${spec.maxReplicas}`);
+  }
+  return spec;
+}
+
+export interface GpuInfo {
+  index: number;
+  vendor: string;
+  model: string;
+  vramTotalBytes: number;
+  vramFreeBytes: number;
+}
+
+export interface Inventory {
+  cpu: { cores: number; model: string };
+  memory: { totalBytes: number; availableBytes: number };
+  gpus: GpuInfo[];
+  /** `measured` when read from the host, `override` when (partly) set by config. */
+  source: 'measured' | 'override';
+  hostname: string;
+}
+
+export type DeviceKind = 'cpu' | 'gpu';
+
+export interface DeviceState {
+  /** `cpu` or `gpu:<index>`. */
+  id: string;
+  kind: DeviceKind;
+  /** Memory the device has, bytes (host RAM for cpu, VRAM for gpu). */
+  capacityBytes: number;
+  /** Part of the capacity the worker may charge to replicas. */
+  budgetBytes: number;
+  /** Sum of the charges of replicas on the device. */
+  usedBytes: number;
+  /** Execution provider used for replicas on this device. */
+  executionProvider: string;
+}
+
+export type ReplicaStateName = 'loading' | 'ready' | 'draining' | 'failed';
+
+export interface ReplicaState {
+  id: string;
+  model: string;
+  digest: string;
+  device: string;
+  state: ReplicaStateName;
+  /** Bytes charged to the device for this replica. */
+  bytes: number;
+  queueDepth: number;
+  inFlight: number;
+  processed: number;
+  failed: number;
+  executionProvider: string;
+  batching: { maxBatchSize: number; maxQueueDelayMs: number; maxQueueLength: number; batchAxis: boolean };
+  /** Batch sizes run so far → count. */
+  batchHistogram: Record<string, number>;
+  error?: WireError;
+}
+
+export type WorkerStateName = 'starting' | 'running' | 'draining' | 'stopped' | 'failed';
+
+export interface Heartbeat {
+  v: number;
+  workerId: string;
+  pid: number;
+  state: WorkerStateName;
+  seq: number;
+  startedAt: number;
+  sentAt: number;
+  inventory: Inventory;
+  devices: DeviceState[];
+  replicas: ReplicaState[];
+}
+
+export interface LoadCommand {
+  v: number;
+  replicaId: string;
+  device: string;
+  spec: DeploySpec;
+}
+
+export interface LoadResult {
+  replicaId: string;
+  device: string;
+  bytes: number;
+  loadMs: number;
+  executionProvider: string;
+  /** Set when the requested provider failed and the replica runs on CPU instead. */
+  fallbackFrom?: string;
+}
+
+export interface UnloadCommand {
+  v: number;
+  replicaId: string;
+}
+
+export interface PlacedReplica {
+  id: string;
+  workerId: string;
+  device: string;
+  state: ReplicaStateName | 'pending';
+  queueDepth?: number;
+  error?: WireError;
+}
+
+export interface DeploymentStatus {
+  spec: DeploySpec;
+  createdAt: number;
+  replicas: PlacedReplica[];
+  ready: number;
+  /** Why the desired replica count is not met, if it is not. */
+  pendingReason?: WireError;
+}
+
+export interface WorkerStatus {
+  id: string;
+  pid: number;
+  alive: boolean;
+  state: WorkerStateName;
+  lastSeenMs: number;
+  inventory: Inventory;
+  devices: Array<DeviceState & { models: Array<{ name: string; replica: string; bytes: number }> }>;
+  replicas: ReplicaState[];
+}
+
+export interface ClusterStatus {
+  cluster: string;
+  head: { pid: number; startedAt: number };
+  workers: WorkerStatus[];
+  deployments: DeploymentStatus[];
+}
+
+export interface EventMessage {
+  v: number;
+  type: string;
+  model?: string;
+  worker?: string;
+  device?: string;
+  replica?: string;
+  bytes?: number;
+  reason?: string;
+  at: number;
+  data?: unknown;
+}

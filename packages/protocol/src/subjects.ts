@@ -1,0 +1,70 @@
+// Every NATS subject, queue group and JetStream bucket name Flotilla uses. A cluster name
+// prefixes all of them so several clusters can share one NATS deployment.
+import { BadRequestError } from './errors.js';
+
+/** Cluster, model and worker names: one NATS token, safe as a file name and a bucket suffix. */
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+
+export const DEFAULT_CLUSTER = 'default';
+
+export function isValidName(name: unknown): name is string {
+  return typeof name === 'string' && NAME_RE.test(name);
+}
+
+export function assertValidName(kind: string, name: unknown): asserts name is string {
+  if (!isValidName(name)) {
+    throw new BadRequestError(
+      `invalid ${kind} name ${JSON.stringify(name)}: use 1-64 letters, digits, '_' or '-', starting with a letter or digit`,
+    );
+  }
+}
+
+export const CONTROL_OPS = ['deploy', 'undeploy', 'scale', 'list', 'status', 'describe', 'ensure'] as const;
+export type ControlOp = (typeof CONTROL_OPS)[number];
+export const WORKER_OPS = ['load', 'unload'] as const;
+export type WorkerOp = (typeof WORKER_OPS)[number];
+
+export interface Subjects {
+  readonly cluster: string;
+  /** Callers request here; replicas of the model answer (queue group `REPLICA_QUEUE`). */
+  infer(model: string): string;
+  /** Head control plane, request/reply. */
+  control(op: ControlOp): string;
+  /** Wildcard the head subscribes to for all control ops. */
+  controlAll: string;
+  /** Worker → head advertisement. */
+  heartbeat(workerId: string): string;
+  heartbeatAll: string;
+  /** Head → one worker, request/reply placement commands. */
+  worker(workerId: string, op: WorkerOp): string;
+  /** Events (loaded, unloaded, evicted, failed ...). */
+  event(type: string): string;
+  eventAll: string;
+  /** JetStream KV bucket holding desired state (deployments). */
+  stateBucket: string;
+  /** Object store bucket of model artifacts, keyed by content digest. */
+  modelBucket: string;
+  /** Object store bucket for payloads larger than the server's max_payload. */
+  blobBucket: string;
+}
+
+export const REPLICA_QUEUE = 'replicas';
+
+export function subjects(cluster: string = DEFAULT_CLUSTER): Subjects {
+  assertValidName('cluster', cluster);
+  const p = `flotilla.${cluster}`;
+  return {
+    cluster,
+    infer: (model) => `${p}.infer.${model}`,
+    control: (op) => `${p}.ctl.${op}`,
+    controlAll: `${p}.ctl.*`,
+    heartbeat: (id) => `${p}.hb.${id}`,
+    heartbeatAll: `${p}.hb.*`,
+    worker: (id, op) => `${p}.worker.${id}.${op}`,
+    event: (type) => `${p}.events.${type}`,
+    eventAll: `${p}.events.>`,
+    stateBucket: `flotilla_${cluster}_state`,
+    modelBucket: `flotilla_${cluster}_models`,
+    blobBucket: `flotilla_${cluster}_blobs`,
+  };
+}

@@ -1,0 +1,106 @@
+// The dynamic-batching policy, pure: a FIFO queue of requests and the decision of when to run
+// which of them together. No timers and no I/O: the replica asks `next(now)` whenever it is idle
+// or a timer it set from `waitMs` fires. Requests only share a batch when their `key` (dtype and
+// non-batch dims of every input) is equal.
+
+export interface BatcherOptions {
+  /** Most items in one batch (a request may carry several items along the batch axis). */
+  maxBatchSize: number;
+  /** How long the oldest queued request may wait for company before its batch runs, ms. */
+  maxQueueDelayMs: number;
+  /** Requests queued beyond which `push` refuses (OVERLOADED). */
+  maxQueueLength: number;
+}
+
+export interface Queued<T> {
+  /** Requests with different keys never share a batch. */
+  key: string;
+  /** Items along the batch axis (≥ 1). */
+  items: number;
+  enqueuedAt: number;
+  /** Absolute time after which the request must not run. */
+  deadline: number;
+  payload: T;
+}
+
+export type Decision<T> =
+  /** Requests whose deadline passed while queued: answer DEADLINE_EXCEEDED, never run. */
+  { expired: Queued<T>[] } & (
+    | { kind: 'run'; batch: Queued<T>[]; items: number; reason: 'full' | 'delay' }
+    | { kind: 'wait'; waitMs: number }
+    | { kind: 'idle' }
+  );
+
+export class Batcher<T> {
+  private queue: Queued<T>[] = [];
+
+  constructor(readonly options: BatcherOptions) {}
+
+  get length(): number {
+    return this.queue.length;
+  }
+
+  /** Queued items (sum over requests). */
+  get items(): number {
+    let n = 0;
+    for (const q of this.queue) n += q.items;
+    return n;
+  }
+
+  /** Adds a request; false when the queue is full (caller answers OVERLOADED). */
+  push(entry: Queued<T>): boolean {
+    if (this.queue.length >= this.options.maxQueueLength) return false;
+    this.queue.push(entry);
+    return true;
+  }
+
+  /** Removes and returns everything (used when a replica drains or fails). */
+  clear(): Queued<T>[] {
+    const all = this.queue;
+    this.queue = [];
+    return all;
+  }
+
+  /**
+   * What to do now. The batch is the oldest request plus later requests with the same key, in
+   * arrival order, while the total stays within maxBatchSize (a lone request larger than the max
+   * runs alone). It runs when full, or when the oldest has waited maxQueueDelayMs.
+   */
+  next(now: number): Decision<T> {
+    const expired: Queued<T>[] = [];
+    if (this.queue.some((q) => q.deadline <= now)) {
+      const live: Queued<T>[] = [];
+      for (const q of this.queue) (q.deadline <= now ? expired : live).push(q);
+      this.queue = live;
+    }
+    const head = this.queue[0];
+    if (!head) return { kind: 'idle', expired };
+
+    const { maxBatchSize, maxQueueDelayMs } = this.options;
+    const picked: number[] = [0];
+    let items = head.items;
+    let full = items >= maxBatchSize;
+    for (let i = 1; i < this.queue.length && !full; i++) {
+      const q = this.queue[i]!;
+      if (q.key !== head.key) continue;
+      if (items + q.items > maxBatchSize) {
+        full = true; // the next compatible request would overflow: this batch is as full as it gets
+        break;
+      }
+      picked.push(i);
+      items += q.items;
+      full = items >= maxBatchSize;
+    }
+
+    const waited = now - head.enqueuedAt;
+    if (!full && waited < maxQueueDelayMs) {
+      // Never wait past the head's own deadline.
+      const waitMs = Math.max(0, Math.min(maxQueueDelayMs - waited, head.deadline - now));
+      return { kind: 'wait', waitMs, expired };
+    }
+    const batch = picked.map((i) => this.queue[i]!);
+    const taken = new Set(picked);
+    this.queue = this.queue.filter((_, i) => !taken.has(i));
+    return { kind: 'run', batch, items, reason: full ? 'full' : 'delay', expired };
+  }
+}
