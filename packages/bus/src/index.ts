@@ -2,3 +2,4 @@ export * from './connect.js';
 export * from './blob-store.js';
 export * from './rpc.js';
 export type { NatsConnection, Msg, Subscription } from '@nats-io/nats-core';
+export * from './logger.js';

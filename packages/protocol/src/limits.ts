@@ -13,3 +13,12 @@ export const STAGING_MARGIN_BYTES = 8 * 1024;
 export function mustStage(size: number, maxPayload: number): boolean {
   return size > maxPayload - STAGING_MARGIN_BYTES;
 }
+
+/**
+ * Memory one replica is charged before it has a profile: the deployment's `memoryBytes` when
+ * given, else the ONNX file size × 1.5 + 16 MiB (weights, plus arena and activations). Head
+ * placement and worker accounting use the same figure so they agree on what fits.
+ */
+export function estimateReplicaBytes(spec: { sizeBytes: number; memoryBytes?: number }): number {
+  return spec.memoryBytes ?? Math.ceil(spec.sizeBytes * 1.5) + 16 * 1024 * 1024;
+}

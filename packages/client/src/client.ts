@@ -1,0 +1,262 @@
+// The TypeScript SDK: call models, deploy and manage them. Inference goes straight to a replica
+// over NATS (the head is asked only when no replica answers, to bring the model back).
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { errors as natsErrors } from '@nats-io/nats-core';
+import { jetstream } from '@nats-io/jetstream';
+import { Objm } from '@nats-io/obj';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  DEFAULT_CLUSTER,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  DeadlineExceededError,
+  ErrorCode,
+  FlotillaError,
+  NoCapacityError,
+  PROTOCOL_VERSION,
+  PayloadTooLargeError,
+  UnavailableError,
+  assertValidName,
+  checkWireTensor,
+  decode,
+  encode,
+  fromTypedArray,
+  fromWire,
+  isDType,
+  mustStage,
+  subjects as makeSubjects,
+  toTypedArray,
+  BadRequestError,
+  type BlobRef,
+  type ClusterStatus,
+  type DeploySpecInput,
+  type DeploymentStatus,
+  type DType,
+  type InferMeta,
+  type InferReply,
+  type Subjects,
+  type TypedArray,
+  type WireTensor,
+  type WireTensors,
+} from '@flotilla/protocol';
+import { BlobStore, call, connectBus, mapNatsError, type BusOptions } from '@flotilla/bus';
+
+export const DEFAULT_INFER_TIMEOUT_MS = 30_000;
+
+export interface ClientOptions extends BusOptions {
+  /** Cluster name. Default `FLOTILLA_CLUSTER` or `default`. */
+  cluster?: string;
+  /** Use this connection instead of opening one (the client will not close it). */
+  connection?: NatsConnection;
+  /** Largest request/reply accepted, bytes. Default 256 MiB. */
+  maxMessageBytes?: number;
+}
+
+/** A tensor as the SDK takes and returns it: data as a typed array of the dtype. */
+export interface Tensor {
+  dtype: DType;
+  dims: number[];
+  data: TypedArray;
+}
+
+export interface InferOptions {
+  /** Whole-call deadline, ms (queueing, reload of an evicted model, run, transfer). Default 30 000. */
+  timeoutMs?: number;
+  /** Output names to return (default all). */
+  outputs?: string[];
+}
+
+export interface DeployOptions extends Omit<DeploySpecInput, 'name' | 'digest' | 'sizeBytes'> {
+  /** Wait until all replicas are ready (default true). */
+  wait?: boolean;
+  /** How long to wait, ms. Default 120 000. */
+  waitTimeoutMs?: number;
+}
+
+export class FlotillaClient {
+  readonly subjects: Subjects;
+  private conn?: Promise<NatsConnection>;
+  private blobs?: BlobStore;
+  private readonly maxMessageBytes: number;
+
+  constructor(private readonly options: ClientOptions = {}) {
+    this.subjects = makeSubjects(options.cluster ?? process.env.FLOTILLA_CLUSTER ?? DEFAULT_CLUSTER);
+    this.maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    if (options.connection) this.conn = Promise.resolve(options.connection);
+  }
+
+  connection(): Promise<NatsConnection> {
+    this.conn ??= connectBus({ name: 'flotilla-client', ...this.options }).catch((err: unknown) => {
+      this.conn = undefined;
+      throw new UnavailableError(`cannot connect to NATS at ${String(this.options.servers ?? process.env.FLOTILLA_NATS ?? 'nats://127.0.0.1:4222')}: ${(err as Error).message}`, { cause: err });
+    });
+    return this.conn;
+  }
+
+  private async blobStore(): Promise<BlobStore> {
+    this.blobs ??= new BlobStore(await this.connection(), this.subjects.blobBucket);
+    return this.blobs;
+  }
+
+  // ---------- inference ----------
+
+  /** Runs the model on `inputs` and returns its outputs. Errors are typed (`err.code`). */
+  async infer(model: string, inputs: Record<string, Tensor | WireTensor>, opts: InferOptions = {}): Promise<Record<string, Tensor>> {
+    return (await this.inferWithMeta(model, inputs, opts)).outputs;
+  }
+
+  /** Like `infer`, plus where and how it ran (worker, replica, batch size, queue and run time). */
+  async inferWithMeta(
+    model: string,
+    inputs: Record<string, Tensor | WireTensor>,
+    opts: InferOptions = {},
+  ): Promise<{ outputs: Record<string, Tensor>; meta: InferMeta }> {
+    const wire: WireTensors = {};
+    for (const [name, t] of Object.entries(inputs)) wire[name] = toWire(name, t);
+    const reply = await this.inferWire(model, wire, opts);
+    const outputs: Record<string, Tensor> = {};
+    for (const [name, t] of Object.entries(reply.outputs)) {
+      const w = checkWireTensor(name, t);
+      outputs[name] = { dtype: w.dtype, dims: w.dims, data: toTypedArray(w) };
+    }
+    return { outputs, meta: reply.meta };
+  }
+
+  /** The wire-level call: tensors as raw bytes in and out. */
+  async inferWire(model: string, inputs: WireTensors, opts: InferOptions = {}): Promise<{ outputs: WireTensors; meta: InferMeta }> {
+    assertValidName('model', model);
+    const timeoutMs = opts.timeoutMs ?? DEFAULT_INFER_TIMEOUT_MS;
+    const deadline = Date.now() + timeoutMs;
+    const nc = await this.connection();
+    let body = encode({ v: PROTOCOL_VERSION, inputs, timeoutMs, ...(opts.outputs ? { outputs: opts.outputs } : {}) });
+    if (body.byteLength > this.maxMessageBytes) {
+      throw new PayloadTooLargeError(`request of ${body.byteLength} bytes exceeds the limit of ${this.maxMessageBytes}`, {
+        data: { limitBytes: this.maxMessageBytes, sizeBytes: body.byteLength },
+      });
+    }
+    if (mustStage(body.byteLength, nc.info?.max_payload ?? 1024 * 1024)) {
+      body = encode({ v: PROTOCOL_VERSION, blob: await (await this.blobStore()).put(body) } satisfies BlobRef);
+    }
+    const subject = this.subjects.infer(model);
+    let backoff = 50;
+    for (;;) {
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) throw new DeadlineExceededError(`'${model}' did not answer within ${timeoutMs} ms`);
+      try {
+        const msg = await nc.request(subject, body, { timeout: remaining });
+        let reply = decode<InferReply & Partial<BlobRef>>(msg.data);
+        if (reply.blob) reply = decode<InferReply>(await (await this.blobStore()).take(reply.blob, this.maxMessageBytes));
+        if (!reply.ok) throw fromWire(reply.error);
+        return { outputs: reply.outputs, meta: reply.meta };
+      } catch (err) {
+        if (!isNoResponders(err)) throw err instanceof FlotillaError ? err : mapNatsError(err, subject, timeoutMs);
+      }
+      // No replica is subscribed: ask the head to (re)place the model. Unknown models fail here;
+      // known ones are being loaded, so wait and try again within the deadline.
+      const status = await this.control<DeploymentStatus>('ensure', { name: model }, Math.max(1, Math.min(5000, deadline - Date.now())));
+      if (status.pendingReason?.code === ErrorCode.MODEL_LOAD_FAILED && status.ready === 0) throw fromWire(status.pendingReason);
+      await sleep(Math.min(backoff, Math.max(0, deadline - Date.now())));
+      backoff = Math.min(backoff * 2, 500);
+    }
+  }
+
+  // ---------- control plane ----------
+
+  private async control<T>(op: Parameters<Subjects['control']>[0], body: object, timeoutMs = 10_000): Promise<T> {
+    const nc = await this.connection();
+    try {
+      return await call<T>(nc, this.subjects.control(op), body, timeoutMs);
+    } catch (err) {
+      if (err instanceof UnavailableError) {
+        throw new UnavailableError(`no head is answering for cluster '${this.subjects.cluster}' (is it running?)`, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  /** Uploads the ONNX file (by content digest, once) and deploys it under `name`. */
+  async deploy(file: string | Uint8Array, name: string, opts: DeployOptions = {}): Promise<DeploymentStatus> {
+    assertValidName('model', name);
+    const bytes = typeof file === 'string' ? await readFileCoded(file) : file;
+    const digest = createHash('sha256').update(bytes).digest('hex');
+    const nc = await this.connection();
+    const os = await new Objm(jetstream(nc)).create(this.subjects.modelBucket);
+    const info = await os.info(digest);
+    if (!info || info.size !== bytes.byteLength) {
+      const chunk = Math.max(64 * 1024, (nc.info?.max_payload ?? 1024 * 1024) - 16 * 1024);
+      await os.putBlob({ name: digest, options: { max_chunk_size: chunk } }, bytes);
+    }
+    const { wait = true, waitTimeoutMs = 120_000, ...rest } = opts;
+    let status = await this.control<DeploymentStatus>('deploy', { spec: { ...rest, name, digest, sizeBytes: bytes.byteLength } });
+    if (!wait) return status;
+    return this.waitReady(name, waitTimeoutMs, status);
+  }
+
+  /** Waits until the deployment has all its replicas ready; throws the reason if it cannot. */
+  async waitReady(name: string, timeoutMs = 120_000, first?: DeploymentStatus): Promise<DeploymentStatus> {
+    const deadline = Date.now() + timeoutMs;
+    let status = first ?? (await this.describe(name));
+    for (;;) {
+      if (status.ready >= status.spec.replicas) return status;
+      if (status.pendingReason?.code === ErrorCode.MODEL_LOAD_FAILED && status.ready === 0) throw fromWire(status.pendingReason);
+      if (Date.now() > deadline) {
+        const why = status.pendingReason ? `: ${status.pendingReason.message}` : '';
+        const E = status.pendingReason?.code === ErrorCode.NO_CAPACITY ? NoCapacityError : DeadlineExceededError;
+        throw new E(`'${name}' has ${status.ready}/${status.spec.replicas} replicas ready after ${timeoutMs} ms${why}`, { data: status });
+      }
+      await sleep(100);
+      status = await this.describe(name);
+    }
+  }
+
+  undeploy(name: string): Promise<{ name: string; removed: boolean }> {
+    return this.control('undeploy', { name });
+  }
+
+  async scale(name: string, replicas: number, opts: { wait?: boolean; waitTimeoutMs?: number } = {}): Promise<DeploymentStatus> {
+    const status = await this.control<DeploymentStatus>('scale', { name, replicas });
+    return opts.wait ? this.waitReady(name, opts.waitTimeoutMs, status) : status;
+  }
+
+  list(): Promise<DeploymentStatus[]> {
+    return this.control('list', {});
+  }
+
+  describe(name: string): Promise<DeploymentStatus> {
+    return this.control('describe', { name });
+  }
+
+  status(): Promise<ClusterStatus> {
+    return this.control('status', {});
+  }
+
+  /** Closes the connection if the client opened it. Safe to call twice. */
+  async close(): Promise<void> {
+    if (this.options.connection || !this.conn) return;
+    const c = this.conn;
+    this.conn = undefined;
+    const nc = await c.catch(() => undefined);
+    await nc?.drain().catch(() => undefined);
+  }
+}
+
+function isNoResponders(err: unknown): boolean {
+  return err instanceof natsErrors.NoRespondersError || (err as Error)?.cause instanceof natsErrors.NoRespondersError;
+}
+
+function toWire(name: string, t: Tensor | WireTensor): WireTensor {
+  if (!t || typeof t !== 'object' || !isDType((t as Tensor).dtype)) throw new BadRequestError(`input '${name}': unsupported or missing dtype`);
+  // Uint8Array data is raw bytes already (for uint8/bool the bytes are the values too).
+  if (t.data instanceof Uint8Array) return checkWireTensor(name, t);
+  return checkWireTensor(name, fromTypedArray(t.dtype, t.dims, t.data));
+}
+
+async function readFileCoded(path: string): Promise<Uint8Array> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    throw new BadRequestError(`cannot read model file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+  }
+}
+

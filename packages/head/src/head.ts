@@ -1,0 +1,392 @@
+// The head: control plane only. It keeps desired state (deployments) in JetStream KV, learns
+// actual state from worker heartbeats, and reconciles the two by sending load/unload commands
+// chosen by the placement policy. It never sees an inference request.
+import type { NatsConnection, Subscription } from '@nats-io/nats-core';
+import { nuid } from '@nats-io/nats-core';
+import { jetstream } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import { Objm } from '@nats-io/obj';
+import {
+  BadRequestError,
+  FlotillaError,
+  PROTOCOL_VERSION,
+  UnknownModelError,
+  decode,
+  encode,
+  estimateReplicaBytes,
+  parseDeploySpec,
+  subjects as makeSubjects,
+  toFlotillaError,
+  type ClusterStatus,
+  type ControlOp,
+  type DeploySpec,
+  type DeploymentStatus,
+  type Heartbeat,
+  type LoadResult,
+  type PlacedReplica,
+  type Subjects,
+  type WireError,
+  type WorkerStatus,
+} from '@flotilla/protocol';
+import { call, connectBus, createLogger, errorReply, okReply, type Logger } from '@flotilla/bus';
+import { parseHeadOptions, type CompiledHeadOptions, type HeadOptions } from './options.js';
+import { place, type WorkerView } from './placement.js';
+import { WorkerRegistry } from './registry.js';
+
+interface Deployment {
+  spec: DeploySpec;
+  createdAt: number;
+  /** Load commands sent and not yet answered. */
+  pending: Map<string, { workerId: string; device: string; bytes: number }>;
+  pendingReason?: WireError;
+  failures: number;
+  retryAt: number;
+}
+
+type HeadState = 'starting' | 'running' | 'stopping' | 'stopped';
+
+export class Head {
+  state: HeadState = 'starting';
+  readonly subjects: Subjects;
+  readonly registry: WorkerRegistry;
+  private readonly deployments = new Map<string, Deployment>();
+  private readonly subs: Subscription[] = [];
+  private readonly unloading = new Set<string>();
+  private timer?: NodeJS.Timeout;
+  private readonly startedAt = Date.now();
+  private stopping?: Promise<void>;
+
+  private constructor(
+    readonly options: CompiledHeadOptions,
+    readonly nc: NatsConnection,
+    private readonly ownsConnection: boolean,
+    private readonly kv: KV,
+    readonly logger: Logger,
+  ) {
+    this.subjects = makeSubjects(options.cluster);
+    this.registry = new WorkerRegistry(options.workerTimeoutMs);
+  }
+
+  static async start(raw: HeadOptions = {}): Promise<Head> {
+    const options = parseHeadOptions(raw);
+    const logger = options.logger ?? createLogger('flotilla-head');
+    const nc = options.connection ?? (await connectBus({ name: 'flotilla-head', ...options.bus }));
+    const s = makeSubjects(options.cluster);
+    const js = jetstream(nc);
+    const kv = await new Kvm(js).create(s.stateBucket, { history: 1, replicas: options.storeReplicas });
+    // The model store is created here so `deploy` can upload before any worker exists.
+    await new Objm(js).create(s.modelBucket, { replicas: options.storeReplicas });
+    const head = new Head(options, nc, !options.connection, kv, logger);
+    await head.recover();
+    head.listen();
+    head.state = 'running';
+    head.timer = setInterval(() => head.tick(), options.reconcileMs);
+    logger.info({ cluster: options.cluster, deployments: head.deployments.size }, 'head running');
+    return head;
+  }
+
+  /** Desired state survives a head restart: read it back from KV. */
+  private async recover(): Promise<void> {
+    const keys = await this.kv.keys('deployments.>');
+    for await (const key of keys) {
+      const e = await this.kv.get(key);
+      if (!e || e.operation !== 'PUT') continue;
+      try {
+        const { spec, createdAt } = decode<{ spec: DeploySpec; createdAt: number }>(e.value);
+        this.deployments.set(spec.name, { spec: parseDeploySpec(spec), createdAt, pending: new Map(), failures: 0, retryAt: 0 });
+      } catch (err) {
+        this.logger.error({ key, err }, 'skipping unreadable deployment record');
+      }
+    }
+  }
+
+  private listen(): void {
+    this.subs.push(
+      this.nc.subscribe(this.subjects.heartbeatAll, {
+        callback: (err, msg) => {
+          if (err) return;
+          try {
+            this.onHeartbeat(decode<Heartbeat>(msg.data));
+          } catch (e) {
+            this.logger.warn({ err: (e as Error).message, subject: msg.subject }, 'bad heartbeat');
+          }
+        },
+      }),
+      this.nc.subscribe(this.subjects.controlAll, {
+        queue: 'head',
+        callback: (err, msg) => {
+          if (err) return;
+          const op = msg.subject.split('.').pop() as ControlOp;
+          this.control(op, msg.data).then(
+            (result) => msg.respond(okReply(result)),
+            (e) => msg.respond(errorReply(toFlotillaError(e))),
+          );
+        },
+      }),
+    );
+  }
+
+  private onHeartbeat(hb: Heartbeat): void {
+    if (typeof hb.workerId !== 'string' || !Array.isArray(hb.replicas) || !Array.isArray(hb.devices)) {
+      throw new BadRequestError('heartbeat misses workerId/replicas/devices');
+    }
+    if (this.registry.upsert(hb, Date.now())) {
+      this.logger.info({ worker: hb.workerId, devices: hb.devices.map((d) => d.id) }, 'worker joined');
+      this.tick();
+    }
+  }
+
+  // ---------- control plane ----------
+
+  private async control(op: ControlOp, data: Uint8Array): Promise<unknown> {
+    const body = decode<Record<string, unknown>>(data);
+    switch (op) {
+      case 'deploy':
+        return this.deploy(body.spec);
+      case 'undeploy':
+        return this.undeploy(this.name(body));
+      case 'scale':
+        return this.scale(this.name(body), body.replicas);
+      case 'list':
+        return [...this.deployments.keys()].sort().map((n) => this.describe(n));
+      case 'describe':
+        return this.describe(this.name(body));
+      case 'ensure': {
+        const name = this.name(body);
+        this.describe(name); // throws UNKNOWN_MODEL
+        this.deployments.get(name)!.retryAt = 0;
+        this.reconcile(name);
+        return this.describe(name);
+      }
+      case 'status':
+        return this.status();
+      default:
+        throw new BadRequestError(`unknown control operation '${String(op)}'`);
+    }
+  }
+
+  private name(body: Record<string, unknown>): string {
+    if (typeof body.name !== 'string' || !body.name) throw new BadRequestError('`name` is required');
+    return body.name;
+  }
+
+  async deploy(raw: unknown): Promise<DeploymentStatus> {
+    const spec = parseDeploySpec(raw);
+    const info = await (await new Objm(jetstream(this.nc)).open(this.subjects.modelBucket)).info(spec.digest);
+    if (!info) throw new BadRequestError(`artifact ${spec.digest} is not in the model store: upload it first (the client's deploy does)`);
+    if (info.size !== spec.sizeBytes) throw new BadRequestError(`artifact ${spec.digest} has ${info.size} bytes, the spec says ${spec.sizeBytes}`);
+    const prev = this.deployments.get(spec.name);
+    const createdAt = Date.now();
+    await this.kv.put(`deployments.${spec.name}`, encode({ v: PROTOCOL_VERSION, spec, createdAt }));
+    this.deployments.set(spec.name, { spec, createdAt, pending: prev?.pending ?? new Map(), failures: 0, retryAt: 0 });
+    this.logger.info({ model: spec.name, replicas: spec.replicas, device: spec.device }, prev ? 'redeploy' : 'deploy');
+    this.reconcile(spec.name);
+    return this.describe(spec.name);
+  }
+
+  async undeploy(name: string): Promise<{ name: string; removed: boolean }> {
+    if (!this.deployments.has(name)) throw new UnknownModelError(`no deployment named '${name}'`);
+    await this.kv.delete(`deployments.${name}`);
+    this.deployments.delete(name);
+    this.reconcileOrphans();
+    return { name, removed: true };
+  }
+
+  async scale(name: string, replicas: unknown): Promise<DeploymentStatus> {
+    const d = this.deployments.get(name);
+    if (!d) throw new UnknownModelError(`no deployment named '${name}'`);
+    const spec = parseDeploySpec({ ...d.spec, replicas });
+    await this.kv.put(`deployments.${name}`, encode({ v: PROTOCOL_VERSION, spec, createdAt: d.createdAt }));
+    d.spec = spec;
+    d.retryAt = 0;
+    this.reconcile(name);
+    return this.describe(name);
+  }
+
+  describe(name: string): DeploymentStatus {
+    const d = this.deployments.get(name);
+    if (!d) throw new UnknownModelError(`no deployment named '${name}'`, { data: { model: name } });
+    const replicas: PlacedReplica[] = [];
+    for (const w of this.registry.all()) {
+      if (!w.alive) continue;
+      for (const r of w.hb.replicas) {
+        if (r.model === name) replicas.push({ id: r.id, workerId: w.hb.workerId, device: r.device, state: r.state, queueDepth: r.queueDepth, error: r.error });
+      }
+    }
+    for (const [id, p] of d.pending) if (!replicas.some((r) => r.id === id)) replicas.push({ id, workerId: p.workerId, device: p.device, state: 'pending' });
+    return {
+      spec: d.spec,
+      createdAt: d.createdAt,
+      replicas,
+      ready: replicas.filter((r) => r.state === 'ready').length,
+      ...(d.pendingReason ? { pendingReason: d.pendingReason } : {}),
+    };
+  }
+
+  status(): ClusterStatus {
+    const now = Date.now();
+    const workers: WorkerStatus[] = this.registry.all().map((w) => ({
+      id: w.hb.workerId,
+      pid: w.hb.pid,
+      alive: w.alive,
+      state: w.alive ? w.hb.state : 'stopped',
+      lastSeenMs: now - w.lastSeen,
+      inventory: w.hb.inventory,
+      devices: w.hb.devices.map((dev) => ({
+        ...dev,
+        models: w.hb.replicas.filter((r) => r.device === dev.id).map((r) => ({ name: r.model, replica: r.id, bytes: r.bytes })),
+      })),
+      replicas: w.hb.replicas,
+    }));
+    return {
+      cluster: this.options.cluster,
+      head: { pid: process.pid, startedAt: this.startedAt },
+      workers,
+      deployments: [...this.deployments.keys()].sort().map((n) => this.describe(n)),
+    };
+  }
+
+  // ---------- reconciliation ----------
+
+  private tick(): void {
+    if (this.state !== 'running') return;
+    for (const id of this.registry.sweep(Date.now())) {
+      this.logger.warn({ worker: id }, 'worker timed out: marked dead, its replicas will be placed elsewhere');
+    }
+    this.registry.prune(Date.now(), 10 * 60_000);
+    for (const name of this.deployments.keys()) this.reconcile(name);
+    this.reconcileOrphans();
+  }
+
+  /** Replicas that count for a deployment: on running workers, current digest, not failed or draining. */
+  private liveReplicas(d: Deployment): Array<{ id: string; workerId: string; createdOrder: number }> {
+    const out: Array<{ id: string; workerId: string; createdOrder: number }> = [];
+    for (const w of this.registry.running()) {
+      w.hb.replicas.forEach((r, i) => {
+        if (r.model === d.spec.name && r.digest === d.spec.digest && (r.state === 'ready' || r.state === 'loading') && !d.pending.has(r.id)) {
+          out.push({ id: r.id, workerId: w.hb.workerId, createdOrder: i });
+        }
+      });
+    }
+    for (const [id, p] of d.pending) out.push({ id, workerId: p.workerId, createdOrder: Number.MAX_SAFE_INTEGER });
+    return out;
+  }
+
+  private view(): WorkerView[] {
+    const pendingBy = new Map<string, Array<{ device: string; bytes: number; model: string }>>();
+    for (const d of this.deployments.values()) {
+      for (const [id, p] of d.pending) {
+        const hb = this.registry.get(p.workerId)?.hb;
+        if (hb?.replicas.some((r) => r.id === id)) continue; // already charged in the heartbeat
+        const list = pendingBy.get(p.workerId) ?? [];
+        list.push({ device: p.device, bytes: p.bytes, model: d.spec.name });
+        pendingBy.set(p.workerId, list);
+      }
+    }
+    return this.registry.all().map((w) => {
+      const pend = pendingBy.get(w.hb.workerId) ?? [];
+      const replicasByModel: Record<string, number> = {};
+      for (const r of w.hb.replicas) replicasByModel[r.model] = (replicasByModel[r.model] ?? 0) + 1;
+      for (const p of pend) replicasByModel[p.model] = (replicasByModel[p.model] ?? 0) + 1;
+      return {
+        id: w.hb.workerId,
+        schedulable: w.alive && w.hb.state === 'running',
+        replicasByModel,
+        devices: w.hb.devices.map((dev) => ({
+          id: dev.id,
+          kind: dev.kind,
+          budgetBytes: dev.budgetBytes,
+          usedBytes: dev.usedBytes + pend.filter((p) => p.device === dev.id).reduce((n, p) => n + p.bytes, 0),
+        })),
+      };
+    });
+  }
+
+  reconcile(name: string): void {
+    const d = this.deployments.get(name);
+    if (!d || this.state !== 'running') return;
+    const live = this.liveReplicas(d);
+    const want = d.spec.replicas;
+    if (live.length < want && Date.now() >= d.retryAt) {
+      const bytes = estimateReplicaBytes(d.spec);
+      const result = place({ model: name, bytes, device: d.spec.device, allowFallback: d.spec.allowFallback, count: want - live.length }, this.view());
+      for (const p of result.placements) this.sendLoad(d, p.workerId, p.device, bytes);
+      if (result.unplaced > 0) {
+        d.pendingReason = { code: 'NO_CAPACITY', message: `${result.unplaced} replica(s) of '${name}' cannot be placed: ${result.reason}` };
+        this.backoff(d);
+      } else if (d.pendingReason?.code === 'NO_CAPACITY') {
+        d.pendingReason = undefined;
+      }
+    } else if (live.length > want) {
+      // Remove the newest replicas first (they are the least warmed up); never a pending one.
+      const extra = live
+        .filter((r) => !d.pending.has(r.id))
+        .sort((a, b) => b.createdOrder - a.createdOrder)
+        .slice(0, live.length - want);
+      for (const r of extra) this.sendUnload(r.workerId, r.id);
+    }
+    if (live.length >= want) {
+      // Replicas of an older digest go once the new ones are there.
+      for (const w of this.registry.running()) {
+        for (const r of w.hb.replicas) if (r.model === name && r.digest !== d.spec.digest) this.sendUnload(w.hb.workerId, r.id);
+      }
+    }
+  }
+
+  /** Replicas of models no longer deployed are unloaded. */
+  private reconcileOrphans(): void {
+    for (const w of this.registry.running()) {
+      for (const r of w.hb.replicas) if (!this.deployments.has(r.model) && r.state !== 'draining') this.sendUnload(w.hb.workerId, r.id);
+    }
+  }
+
+  private backoff(d: Deployment): void {
+    d.failures++;
+    d.retryAt = Date.now() + Math.min(10_000, 250 * 2 ** Math.min(d.failures, 6));
+  }
+
+  private sendLoad(d: Deployment, workerId: string, device: string, bytes: number): void {
+    const replicaId = `${d.spec.name}-${nuid.next().slice(-10).toLowerCase()}`;
+    d.pending.set(replicaId, { workerId, device, bytes });
+    const spec = d.spec;
+    this.logger.info({ model: spec.name, replica: replicaId, worker: workerId, device }, 'placing replica');
+    call<LoadResult>(this.nc, this.subjects.worker(workerId, 'load'), { replicaId, device, spec }, this.options.loadTimeoutMs)
+      .then((r) => {
+        d.failures = 0;
+        if (d.pendingReason && d.pendingReason.code !== 'NO_CAPACITY') d.pendingReason = undefined;
+        if (r.fallbackFrom) this.logger.warn({ replica: replicaId, from: r.fallbackFrom }, 'replica fell back to CPU');
+      })
+      .catch((err: unknown) => {
+        const e = err instanceof FlotillaError ? err : toFlotillaError(err);
+        d.pendingReason = e.toWire();
+        this.backoff(d);
+        this.logger.warn({ model: spec.name, replica: replicaId, worker: workerId, code: e.code, err: e.message }, 'placement failed');
+      })
+      .finally(() => {
+        d.pending.delete(replicaId);
+        // A stale deployment object (undeployed/redeployed meanwhile) is reconciled by the orphan sweep.
+        if (this.deployments.get(spec.name) === d) this.reconcile(spec.name);
+      });
+  }
+
+  private sendUnload(workerId: string, replicaId: string): void {
+    if (this.unloading.has(replicaId)) return;
+    this.unloading.add(replicaId);
+    this.logger.info({ replica: replicaId, worker: workerId }, 'unloading replica');
+    call(this.nc, this.subjects.worker(workerId, 'unload'), { replicaId }, this.options.loadTimeoutMs)
+      .catch((err: unknown) => this.logger.warn({ replica: replicaId, err: (err as Error).message }, 'unload failed'))
+      .finally(() => setTimeout(() => this.unloading.delete(replicaId), this.options.reconcileMs * 4).unref());
+  }
+
+  /** Stops reconciling and answering control requests; deployments stay in KV. Idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.state = 'stopping';
+      clearInterval(this.timer);
+      for (const s of this.subs) s.unsubscribe();
+      if (this.ownsConnection) await this.nc.drain().catch(() => undefined);
+      this.state = 'stopped';
+    })();
+    return this.stopping;
+  }
+}

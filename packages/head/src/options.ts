@@ -1,0 +1,56 @@
+// Head options: raw (documented) → defaults → validated; never mutates its input.
+import { BadRequestError, DEFAULT_CLUSTER } from '@flotilla/protocol';
+import type { BusOptions, Logger, NatsConnection } from '@flotilla/bus';
+
+export const DEFAULT_WORKER_TIMEOUT_MS = 5000;
+export const DEFAULT_RECONCILE_MS = 500;
+
+export interface HeadOptions {
+  /** NATS connection settings (ignored when `connection` is given). */
+  bus?: BusOptions;
+  /** Use this connection instead of opening one (the head will not close it). */
+  connection?: NatsConnection;
+  /** Cluster name. Default `FLOTILLA_CLUSTER` or `default`. */
+  cluster?: string;
+  /** A worker silent this long is dead, ms. Default 5000 (five heartbeats). */
+  workerTimeoutMs?: number;
+  /** Period of the reconcile loop (desired vs. actual replicas), ms. Default 500. */
+  reconcileMs?: number;
+  /** Timeout of a load command sent to a worker (includes fetching the artifact), ms. Default 120 000. */
+  loadTimeoutMs?: number;
+  /** JetStream replicas for Flotilla's buckets (3 on a 3-node NATS cluster). Default 1. */
+  storeReplicas?: number;
+  logger?: Logger;
+}
+
+export interface CompiledHeadOptions {
+  bus: BusOptions;
+  connection?: NatsConnection;
+  cluster: string;
+  workerTimeoutMs: number;
+  reconcileMs: number;
+  loadTimeoutMs: number;
+  storeReplicas: number;
+  logger?: Logger;
+}
+
+export function parseHeadOptions(raw: HeadOptions = {}): CompiledHeadOptions {
+  const o: CompiledHeadOptions = {
+    bus: { ...raw.bus },
+    connection: raw.connection,
+    cluster: raw.cluster ?? process.env.FLOTILLA_CLUSTER ?? DEFAULT_CLUSTER,
+    workerTimeoutMs: raw.workerTimeoutMs ?? DEFAULT_WORKER_TIMEOUT_MS,
+    reconcileMs: raw.reconcileMs ?? DEFAULT_RECONCILE_MS,
+    loadTimeoutMs: raw.loadTimeoutMs ?? 120_000,
+    storeReplicas: raw.storeReplicas ?? 1,
+    logger: raw.logger,
+  };
+  const bad = (k: string, v: number, min: number, max: number) => {
+    if (!Number.isFinite(v) || v < min || v > max) throw new BadRequestError(`invalid head option ${k}=${v}: must be in [${min}, ${max}]`);
+  };
+  bad('workerTimeoutMs', o.workerTimeoutMs, 100, 600_000);
+  bad('reconcileMs', o.reconcileMs, 10, 60_000);
+  bad('loadTimeoutMs', o.loadTimeoutMs, 100, 3_600_000);
+  bad('storeReplicas', o.storeReplicas, 1, 5);
+  return o;
+}

@@ -1,0 +1,68 @@
+// Model artifacts on local disk, keyed by content digest: fetched once from the cluster's object
+// store (streamed, sha256-verified, renamed into place atomically), reused by every later load.
+import { createHash } from 'node:crypto';
+import { createWriteStream, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { once } from 'node:events';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { jetstream } from '@nats-io/jetstream';
+import { Objm } from '@nats-io/obj';
+import { ModelLoadFailedError } from '@flotilla/protocol';
+
+const DIGEST_RE = /^[0-9a-f]{64}$/;
+
+export class ArtifactCache {
+  private readonly inflight = new Map<string, Promise<string>>();
+  readonly dir: string;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly bucket: string,
+    dir: string,
+  ) {
+    this.dir = resolve(dir);
+    mkdirSync(this.dir, { recursive: true });
+  }
+
+  /** Local path of the artifact, downloading it if needed. Concurrent calls share one download. */
+  path(digest: string): Promise<string> {
+    if (!DIGEST_RE.test(digest)) return Promise.reject(new ModelLoadFailedError(`invalid artifact digest ${JSON.stringify(digest)}`));
+    const file = join(this.dir, `${digest}.onnx`);
+    if (existsSync(file)) return Promise.resolve(file);
+    let p = this.inflight.get(digest);
+    if (!p) {
+      p = this.download(digest, file).finally(() => this.inflight.delete(digest));
+      this.inflight.set(digest, p);
+    }
+    return p;
+  }
+
+  private async download(digest: string, file: string): Promise<string> {
+    const os = await new Objm(jetstream(this.nc)).open(this.bucket);
+    const obj = await os.get(digest);
+    if (!obj) throw new ModelLoadFailedError(`artifact ${digest} is not in the model store ${this.bucket}`);
+    const tmp = `${file}.${process.pid}.${Date.now()}.part`;
+    const out = createWriteStream(tmp);
+    const hash = createHash('sha256');
+    try {
+      const reader = obj.data.getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        hash.update(value);
+        if (!out.write(value)) await once(out, 'drain');
+      }
+      out.end();
+      await once(out, 'finish');
+      await obj.error;
+      const got = hash.digest('hex');
+      if (got !== digest) throw new ModelLoadFailedError(`artifact ${digest} is corrupt in the store (sha256 ${got})`);
+      renameSync(tmp, file);
+      return file;
+    } catch (err) {
+      out.destroy();
+      rmSync(tmp, { force: true });
+      throw err instanceof ModelLoadFailedError ? err : new ModelLoadFailedError(`fetching artifact ${digest}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+}

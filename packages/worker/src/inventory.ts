@@ -1,0 +1,88 @@
+// What the worker's host has: CPU, memory and GPUs, measured with systeminformation (and
+// nvidia-smi where systeminformation lacks VRAM). Config may override any part — for tests and
+// GPU-less machines — but the measuring code always runs first.
+import { execFile } from 'node:child_process';
+import { hostname } from 'node:os';
+import { promisify } from 'node:util';
+import si from 'systeminformation';
+import type { GpuInfo, Inventory } from '@flotilla/protocol';
+
+const MiB = 1024 * 1024;
+
+export interface InventoryOverride {
+  cpu?: Partial<Inventory['cpu']>;
+  memory?: Partial<Inventory['memory']>;
+  /** Replaces the measured GPU list. */
+  gpus?: GpuInfo[];
+}
+
+/** Parses `nvidia-smi --query-gpu=index,name,memory.total,memory.free --format=csv,noheader,nounits`. */
+export function parseNvidiaSmi(csv: string): GpuInfo[] {
+  return csv
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .map((line) => {
+      const [index, name, total, free] = line.split(',').map((s) => s.trim());
+      return {
+        index: Number(index),
+        vendor: 'NVIDIA',
+        model: name ?? 'unknown',
+        vramTotalBytes: Number(total) * MiB,
+        vramFreeBytes: Number(free) * MiB,
+      };
+    })
+    .filter((g) => Number.isInteger(g.index) && g.vramTotalBytes > 0);
+}
+
+export async function readNvidiaSmi(): Promise<GpuInfo[]> {
+  try {
+    const { stdout } = await promisify(execFile)(
+      'nvidia-smi',
+      ['--query-gpu=index,name,memory.total,memory.free', '--format=csv,noheader,nounits'],
+      { timeout: 5000 },
+    );
+    return parseNvidiaSmi(stdout);
+  } catch {
+    return [];
+  }
+}
+
+export async function measureGpus(): Promise<GpuInfo[]> {
+  let controllers: si.Systeminformation.GraphicsControllerData[] = [];
+  try {
+    controllers = (await si.graphics()).controllers;
+  } catch {
+    controllers = [];
+  }
+  const smi = await readNvidiaSmi();
+  if (smi.length > 0) return smi; // nvidia-smi knows free VRAM exactly
+  return controllers
+    .filter((c) => (c.vram ?? 0) > 0 || (c.memoryTotal ?? 0) > 0)
+    .map((c, index) => ({
+      index,
+      vendor: c.vendor ?? 'unknown',
+      model: c.model ?? 'unknown',
+      vramTotalBytes: (c.memoryTotal ?? c.vram ?? 0) * MiB,
+      vramFreeBytes: (c.memoryFree ?? c.memoryTotal ?? c.vram ?? 0) * MiB,
+    }));
+}
+
+export async function measureInventory(override: InventoryOverride = {}): Promise<Inventory> {
+  const [cpu, mem, gpus] = await Promise.all([si.cpu(), si.mem(), measureGpus()]);
+  const measured: Inventory = {
+    cpu: { cores: cpu.cores, model: `${cpu.manufacturer} ${cpu.brand}`.trim() },
+    memory: { totalBytes: mem.total, availableBytes: mem.available },
+    gpus,
+    source: 'measured',
+    hostname: hostname(),
+  };
+  const overridden = override.cpu !== undefined || override.memory !== undefined || override.gpus !== undefined;
+  return {
+    cpu: { ...measured.cpu, ...override.cpu },
+    memory: { ...measured.memory, ...override.memory },
+    gpus: override.gpus ?? measured.gpus,
+    source: overridden ? 'override' : 'measured',
+    hostname: measured.hostname,
+  };
+}

@@ -1,0 +1,29 @@
+import { MemoryLedger } from './memory-ledger.js';
+
+describe('MemoryLedger', () => {
+  const mk = () =>
+    new MemoryLedger([
+      { id: 'cpu', kind: 'cpu', capacityBytes: 1000, budgetBytes: 900 },
+      { id: 'gpu:0', kind: 'gpu', capacityBytes: 500, budgetBytes: 400 },
+    ]);
+
+  it('takes charges that fit and refuses those that do not, never exceeding the budget', () => {
+    const l = mk();
+    expect(l.tryCharge('gpu:0', { owner: 'a', model: 'm', bytes: 300, at: 1 })).toBe(true);
+    expect(l.tryCharge('gpu:0', { owner: 'b', model: 'm', bytes: 101, at: 2 })).toBe(false);
+    expect(l.tryCharge('gpu:0', { owner: 'c', model: 'm', bytes: 100, at: 3 })).toBe(true);
+    expect(l.used('gpu:0')).toBe(400);
+    expect(l.free('gpu:0')).toBe(0);
+    expect(l.chargesOn('gpu:0').map((c) => c.owner)).toEqual(['a', 'c']);
+    expect(l.used('cpu')).toBe(0);
+  });
+
+  it('releases by owner and refuses unknown devices', () => {
+    const l = mk();
+    l.tryCharge('cpu', { owner: 'a', model: 'm', bytes: 500, at: 1 });
+    expect(l.release('a')).toBe(500);
+    expect(l.release('a')).toBe(0);
+    expect(l.used('cpu')).toBe(0);
+    expect(l.tryCharge('gpu:7', { owner: 'x', model: 'm', bytes: 1, at: 1 })).toBe(false);
+  });
+});

@@ -1,0 +1,67 @@
+// Per-device memory accounting, pure: each device has a budget and a list of charges (one per
+// replica, in load order). A charge is only taken when it fits, so the sum never exceeds the budget.
+import type { DeviceKind } from '@flotilla/protocol';
+
+export interface LedgerDevice {
+  id: string;
+  kind: DeviceKind;
+  capacityBytes: number;
+  budgetBytes: number;
+}
+
+export interface Charge {
+  owner: string;
+  model: string;
+  bytes: number;
+  at: number;
+}
+
+export class MemoryLedger {
+  private readonly charges = new Map<string, Charge[]>();
+  private readonly devices = new Map<string, LedgerDevice>();
+
+  constructor(devices: LedgerDevice[]) {
+    for (const d of devices) {
+      this.devices.set(d.id, d);
+      this.charges.set(d.id, []);
+    }
+  }
+
+  device(id: string): LedgerDevice | undefined {
+    return this.devices.get(id);
+  }
+
+  list(): LedgerDevice[] {
+    return [...this.devices.values()];
+  }
+
+  used(id: string): number {
+    return (this.charges.get(id) ?? []).reduce((n, c) => n + c.bytes, 0);
+  }
+
+  free(id: string): number {
+    const d = this.devices.get(id);
+    return d ? d.budgetBytes - this.used(id) : 0;
+  }
+
+  /** Charges in load order (oldest first). */
+  chargesOn(id: string): readonly Charge[] {
+    return this.charges.get(id) ?? [];
+  }
+
+  /** Takes the charge when it fits the device's budget; false (nothing changed) otherwise. */
+  tryCharge(deviceId: string, charge: Charge): boolean {
+    const list = this.charges.get(deviceId);
+    if (!list || this.free(deviceId) < charge.bytes) return false;
+    list.push(charge);
+    return true;
+  }
+
+  release(owner: string): number {
+    for (const list of this.charges.values()) {
+      const i = list.findIndex((c) => c.owner === owner);
+      if (i >= 0) return list.splice(i, 1)[0]!.bytes;
+    }
+    return 0;
+  }
+}

@@ -1,0 +1,62 @@
+import { ErrorCode, fromTypedArray, type WireTensors } from '@flotilla/protocol';
+import { concatBatch, describeModel, splitBatch, validateInputs } from './model-io.js';
+
+const sig = describeModel(
+  [
+    { name: 'x', isTensor: true, type: 'float32', shape: ['N', 2] },
+    { name: 'ids', isTensor: true, type: 'int64', shape: ['N', 'L'] },
+  ],
+  [{ name: 'y', isTensor: true, type: 'float32', shape: ['N', 3] }],
+);
+
+function req(n: number, l = 1): WireTensors {
+  return {
+    x: fromTypedArray('float32', [n, 2], new Float32Array(n * 2).map((_, i) => i)),
+    ids: fromTypedArray('int64', [n, l], new BigInt64Array(n * l)),
+  };
+}
+
+function code(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (e) {
+    return (e as { code?: string }).code;
+  }
+  return undefined;
+}
+
+describe('model signature and validation', () => {
+  it('detects the batch axis from symbolic leading dims', () => {
+    expect(sig.batchAxis).toBe(true);
+    const fixed = describeModel([{ name: 'x', isTensor: true, type: 'float32', shape: [1, 8] }], [{ name: 'y', isTensor: true, type: 'float32', shape: [1, 8] }]);
+    expect(fixed.batchAxis).toBe(false);
+  });
+
+  it('accepts matching inputs and keys them by non-batch dims', () => {
+    expect(validateInputs(sig, req(3))).toEqual({ key: 'x:2|ids:1', items: 3 });
+    expect(validateInputs(sig, req(1, 5)).key).not.toEqual(validateInputs(sig, req(1, 4)).key);
+  });
+
+  it.each([
+    ['missing input', () => ({ x: req(1).x })],
+    ['unknown input', () => ({ ...req(1), extra: req(1).x })],
+    ['wrong dtype', () => ({ ...req(1), x: fromTypedArray('float64', [1, 2], new Float64Array(2)) })],
+    ['wrong rank', () => ({ ...req(1), x: fromTypedArray('float32', [2], new Float32Array(2)) })],
+    ['wrong static dim', () => ({ ...req(1), x: fromTypedArray('float32', [1, 3], new Float32Array(3)) })],
+    ['disagreeing batch sizes', () => ({ ...req(2), ids: req(1).ids })],
+  ])('rejects %s with INPUT_MISMATCH', (_name, make) => {
+    expect(code(() => validateInputs(sig, make() as WireTensors))).toBe(ErrorCode.INPUT_MISMATCH);
+  });
+
+  it('concatenates along axis 0 and splits outputs back per request', () => {
+    const a = req(1);
+    const b = req(2);
+    const batch = concatBatch(sig, [a, b], 3);
+    expect(batch.x!.dims).toEqual([3, 2]);
+    expect(Array.from(new Float32Array(batch.x!.data.slice().buffer))).toEqual([0, 1, 0, 1, 2, 3]);
+    const y = fromTypedArray('float32', [3, 3], new Float32Array(9).map((_, i) => i));
+    const parts = splitBatch({ y }, [1, 2]);
+    expect(parts[0]!.y!.dims).toEqual([1, 3]);
+    expect(Array.from(new Float32Array(parts[1]!.y!.data.slice().buffer))).toEqual([3, 4, 5, 6, 7, 8]);
+  });
+});

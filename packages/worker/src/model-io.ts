@@ -1,0 +1,146 @@
+// A model's signature (from onnxruntime's input/output metadata) and the three things the request
+// path does with it: validate a request's inputs, concatenate requests into one batch along axis 0,
+// and split the batch's outputs back per request. No I/O; views instead of copies where possible.
+import {
+  BadRequestError,
+  DTYPES,
+  InputMismatchError,
+  elementCount,
+  isDType,
+  type DType,
+  type WireTensor,
+  type WireTensors,
+} from '@flotilla/protocol';
+
+export interface TensorSpec {
+  name: string;
+  dtype: DType;
+  /** Static dims are numbers; symbolic or unknown dims are null. */
+  shape: Array<number | null>;
+}
+
+export interface ModelSignature {
+  inputs: TensorSpec[];
+  outputs: TensorSpec[];
+  /** True when every input and output has a symbolic leading dim: requests can be batched. */
+  batchAxis: boolean;
+}
+
+interface ValueMetadataLike {
+  name: string;
+  isTensor: boolean;
+  type?: string;
+  shape?: ReadonlyArray<number | string>;
+}
+
+function spec(m: ValueMetadataLike): TensorSpec {
+  if (!m.isTensor || !isDType(m.type)) {
+    throw new BadRequestError(`model value '${m.name}' has type ${m.type ?? 'non-tensor'}, which Flotilla does not serve`);
+  }
+  return {
+    name: m.name,
+    dtype: m.type,
+    shape: (m.shape ?? []).map((d) => (typeof d === 'number' && d >= 0 ? d : null)),
+  };
+}
+
+export function describeModel(inputs: readonly ValueMetadataLike[], outputs: readonly ValueMetadataLike[]): ModelSignature {
+  const ins = inputs.map(spec);
+  const outs = outputs.map(spec);
+  const dynamicLead = (t: TensorSpec) => t.shape.length > 0 && t.shape[0] === null;
+  return { inputs: ins, outputs: outs, batchAxis: ins.length > 0 && ins.every(dynamicLead) && outs.every(dynamicLead) };
+}
+
+/**
+ * Checks inputs against the signature. Returns the batch key (requests with equal keys can be
+ * concatenated) and the number of items along the batch axis (1 for unbatched models).
+ */
+export function validateInputs(sig: ModelSignature, inputs: WireTensors): { key: string; items: number } {
+  const given = Object.keys(inputs);
+  const expected = sig.inputs.map((i) => i.name);
+  const unknown = given.filter((n) => !expected.includes(n));
+  const missing = expected.filter((n) => !given.includes(n));
+  if (unknown.length || missing.length) {
+    throw new InputMismatchError(
+      `inputs do not match the model: ${[
+        missing.length ? `missing ${missing.map((n) => `'${n}'`).join(', ')}` : '',
+        unknown.length ? `unknown ${unknown.map((n) => `'${n}'`).join(', ')}` : '',
+      ]
+        .filter(Boolean)
+        .join('; ')} (expected ${expected.map((n) => `'${n}'`).join(', ')})`,
+      { data: { expected: sig.inputs } },
+    );
+  }
+  let items = -1;
+  const keyParts: string[] = [];
+  for (const s of sig.inputs) {
+    const t = inputs[s.name]!;
+    if (t.dtype !== s.dtype) {
+      throw new InputMismatchError(`input '${s.name}' must be ${s.dtype}, got ${t.dtype}`, {
+        data: { input: s.name, expected: s.dtype, got: t.dtype },
+      });
+    }
+    const shapeText = `[${s.shape.map((d) => d ?? '?').join(', ')}]`;
+    if (t.dims.length !== s.shape.length) {
+      throw new InputMismatchError(`input '${s.name}' must have rank ${s.shape.length} ${shapeText}, got [${t.dims.join(', ')}]`, {
+        data: { input: s.name, expected: s.shape, got: t.dims },
+      });
+    }
+    s.shape.forEach((d, i) => {
+      if (d !== null && t.dims[i] !== d) {
+        throw new InputMismatchError(`input '${s.name}' dim ${i} must be ${d} ${shapeText}, got [${t.dims.join(', ')}]`, {
+          data: { input: s.name, expected: s.shape, got: t.dims },
+        });
+      }
+    });
+    if (sig.batchAxis) {
+      const lead = t.dims[0]!;
+      if (lead < 1) throw new InputMismatchError(`input '${s.name}' has an empty batch (dim 0 is 0)`);
+      if (items === -1) items = lead;
+      else if (lead !== items) {
+        throw new InputMismatchError(`inputs disagree on the batch size (dim 0): '${s.name}' has ${lead}, others ${items}`);
+      }
+      keyParts.push(`${s.name}:${t.dims.slice(1).join('x')}`);
+    }
+  }
+  return { key: keyParts.join('|'), items: sig.batchAxis ? items : 1 };
+}
+
+/** Concatenates the requests' inputs along axis 0 (no copy for a batch of one). */
+export function concatBatch(sig: ModelSignature, requests: WireTensors[], items: number): WireTensors {
+  if (requests.length === 1) return requests[0]!;
+  const out: WireTensors = {};
+  for (const s of sig.inputs) {
+    const first = requests[0]![s.name]!;
+    let bytes = 0;
+    for (const r of requests) bytes += r[s.name]!.data.byteLength;
+    const data = new Uint8Array(bytes);
+    let off = 0;
+    for (const r of requests) {
+      data.set(r[s.name]!.data, off);
+      off += r[s.name]!.data.byteLength;
+    }
+    out[s.name] = { dtype: first.dtype, dims: [items, ...first.dims.slice(1)], data };
+  }
+  return out;
+}
+
+/** Splits batched outputs along axis 0 into `counts` parts (views, no copy). */
+export function splitBatch(outputs: WireTensors, counts: number[]): WireTensors[] {
+  if (counts.length === 1) return [outputs];
+  const parts: WireTensors[] = counts.map(() => ({}));
+  for (const [name, t] of Object.entries(outputs)) {
+    const total = t.dims[0] ?? 0;
+    const sum = counts.reduce((a, b) => a + b, 0);
+    if (total !== sum) {
+      throw new Error(`output '${name}' has ${total} rows along the batch axis, expected ${sum}`);
+    }
+    const rowBytes = (elementCount(t.dims.slice(1)) * DTYPES[t.dtype].bytes) | 0;
+    let off = 0;
+    counts.forEach((n, i) => {
+      parts[i]![name] = { dtype: t.dtype, dims: [n, ...t.dims.slice(1)], data: t.data.subarray(off, off + n * rowBytes) } as WireTensor;
+      off += n * rowBytes;
+    });
+  }
+  return parts;
+}

@@ -1,0 +1,99 @@
+// Worker options: raw (documented) → defaults added → validated. `parseWorkerOptions` never
+// mutates its input.
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { BadRequestError, DEFAULT_CLUSTER, DEFAULT_MAX_MESSAGE_BYTES, type GpuInfo } from '@flotilla/protocol';
+import type { BusOptions, Logger, NatsConnection } from '@flotilla/bus';
+import type { InventoryOverride } from './inventory.js';
+
+export const DEFAULT_HEARTBEAT_MS = 1000;
+export const DEFAULT_HEADROOM = 0.1;
+export const DEFAULT_GPU_PROVIDERS = ['cuda'];
+
+export interface WorkerOptions {
+  /** NATS connection settings (ignored when `connection` is given). */
+  bus?: BusOptions;
+  /** Use this connection instead of opening one (the worker will not close it). */
+  connection?: NatsConnection;
+  /** Cluster name. Default `FLOTILLA_CLUSTER` or `default`. */
+  cluster?: string;
+  /** Worker id, one NATS token. Default `<hostname>-<pid>`. */
+  id?: string;
+  /** Heartbeat period, ms. Default 1000. */
+  heartbeatMs?: number;
+  /** Local model cache. Default `FLOTILLA_CACHE_DIR` or ~/.cache/flotilla. */
+  cacheDir?: string;
+  /** Replace parts of the measured inventory (tests, GPU-less machines). */
+  inventory?: InventoryOverride;
+  /** Memory budget of each device, bytes. Default: capacity × (1 − headroom). */
+  memoryBudgetBytes?: number;
+  /** Fraction of each device's capacity kept free. Default 0.1. */
+  headroom?: number;
+  /** onnxruntime intra-op threads per session; 0 lets onnxruntime choose. Default 0. */
+  threads?: number;
+  /** Execution providers tried, in order, for replicas placed on a GPU; CPU is the fallback. Default ['cuda']. */
+  gpuProviders?: string[];
+  /** Largest request/reply body, bytes. Default 256 MiB. */
+  maxMessageBytes?: number;
+  logger?: Logger;
+}
+
+export interface CompiledWorkerOptions extends Required<Omit<WorkerOptions, 'connection' | 'memoryBudgetBytes' | 'logger' | 'bus'>> {
+  bus: BusOptions;
+  connection?: NatsConnection;
+  memoryBudgetBytes?: number;
+  logger?: Logger;
+}
+
+const Gpu = z.object({
+  index: z.number().int().min(0),
+  vendor: z.string(),
+  model: z.string(),
+  vramTotalBytes: z.number().min(0),
+  vramFreeBytes: z.number().min(0),
+}) satisfies z.ZodType<GpuInfo>;
+
+const Schema = z.object({
+  cluster: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/),
+  id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/),
+  heartbeatMs: z.number().int().min(50).max(60_000),
+  cacheDir: z.string().min(1),
+  memoryBudgetBytes: z.number().int().min(1).optional(),
+  headroom: z.number().min(0).max(0.9),
+  threads: z.number().int().min(0).max(1024),
+  gpuProviders: z.array(z.string().min(1)),
+  maxMessageBytes: z.number().int().min(1024),
+  inventory: z
+    .object({
+      cpu: z.object({ cores: z.number().int().min(1).optional(), model: z.string().optional() }).optional(),
+      memory: z.object({ totalBytes: z.number().min(0).optional(), availableBytes: z.number().min(0).optional() }).optional(),
+      gpus: z.array(Gpu).optional(),
+    })
+    .default({}),
+});
+
+function defaultId(): string {
+  const host = (process.env.HOSTNAME ?? 'worker').replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 40) || 'worker';
+  return `${host}-${process.pid}`.replace(/^[^A-Za-z0-9]+/, 'w');
+}
+
+export function parseWorkerOptions(raw: WorkerOptions = {}): CompiledWorkerOptions {
+  const withDefaults = {
+    cluster: raw.cluster ?? process.env.FLOTILLA_CLUSTER ?? DEFAULT_CLUSTER,
+    id: raw.id ?? defaultId(),
+    heartbeatMs: raw.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
+    cacheDir: raw.cacheDir ?? process.env.FLOTILLA_CACHE_DIR ?? join(homedir(), '.cache', 'flotilla'),
+    memoryBudgetBytes: raw.memoryBudgetBytes,
+    headroom: raw.headroom ?? DEFAULT_HEADROOM,
+    threads: raw.threads ?? 0,
+    gpuProviders: raw.gpuProviders ?? DEFAULT_GPU_PROVIDERS,
+    maxMessageBytes: raw.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
+    inventory: raw.inventory ?? {},
+  };
+  const r = Schema.safeParse(withDefaults);
+  if (!r.success) {
+    throw new BadRequestError(`invalid worker options: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  }
+  return { ...r.data, inventory: r.data.inventory as InventoryOverride, bus: { ...raw.bus }, connection: raw.connection, logger: raw.logger };
+}

@@ -1,0 +1,339 @@
+// The worker process: measures its hardware, advertises it to the head by heartbeat, and hosts
+// replicas the head places on it. Lifecycle: starting → running → draining → stopped (or failed).
+import { performance } from 'node:perf_hooks';
+import * as ort from 'onnxruntime-node';
+import type { NatsConnection, Subscription } from '@nats-io/nats-core';
+import {
+  FlotillaError,
+  ModelLoadFailedError,
+  NoCapacityError,
+  BadRequestError,
+  PROTOCOL_VERSION,
+  decode,
+  encode,
+  estimateReplicaBytes,
+  parseDeploySpec,
+  subjects as makeSubjects,
+  toFlotillaError,
+  type DeviceState,
+  type EventMessage,
+  type Heartbeat,
+  type Inventory,
+  type LoadCommand,
+  type LoadResult,
+  type ReplicaState,
+  type Subjects,
+  type UnloadCommand,
+  type WorkerStateName,
+} from '@flotilla/protocol';
+import { BlobStore, connectBus, createLogger, errorReply, okReply, type Logger } from '@flotilla/bus';
+import { ArtifactCache } from './artifact-cache.js';
+import { measureInventory } from './inventory.js';
+import { MemoryLedger } from './memory-ledger.js';
+import { describeModel } from './model-io.js';
+import { parseWorkerOptions, type CompiledWorkerOptions, type WorkerOptions } from './options.js';
+import { Replica } from './replica.js';
+
+/** A replica being loaded: reserved memory, visible in heartbeats. */
+interface Loading {
+  id: string;
+  model: string;
+  digest: string;
+  device: string;
+  bytes: number;
+  done: Promise<LoadResult>;
+}
+
+export class Worker {
+  state: WorkerStateName = 'starting';
+  readonly id: string;
+  readonly subjects: Subjects;
+  private readonly replicas = new Map<string, Replica>();
+  private readonly loading = new Map<string, Loading>();
+  private readonly subs: Subscription[] = [];
+  private heartbeatTimer?: NodeJS.Timeout;
+  private seq = 0;
+  private readonly startedAt = Date.now();
+  private stopping?: Promise<void>;
+
+  private constructor(
+    readonly options: CompiledWorkerOptions,
+    readonly nc: NatsConnection,
+    private readonly ownsConnection: boolean,
+    readonly inventory: Inventory,
+    readonly ledger: MemoryLedger,
+    private readonly cache: ArtifactCache,
+    private readonly blobs: BlobStore,
+    readonly logger: Logger,
+  ) {
+    this.id = options.id;
+    this.subjects = makeSubjects(options.cluster);
+  }
+
+  static async start(raw: WorkerOptions = {}): Promise<Worker> {
+    const options = parseWorkerOptions(raw);
+    const logger = (options.logger ?? createLogger('flotilla-worker')).child({ worker: options.id });
+    const inventory = await measureInventory(options.inventory);
+    const budget = (capacity: number) => options.memoryBudgetBytes ?? Math.floor(capacity * (1 - options.headroom));
+    const ledger = new MemoryLedger([
+      { id: 'cpu', kind: 'cpu', capacityBytes: inventory.memory.totalBytes, budgetBytes: budget(inventory.memory.totalBytes) },
+      ...inventory.gpus.map((g) => ({
+        id: `gpu:${g.index}`,
+        kind: 'gpu' as const,
+        capacityBytes: g.vramTotalBytes,
+        budgetBytes: budget(g.vramTotalBytes),
+      })),
+    ]);
+    const nc = options.connection ?? (await connectBus({ name: `flotilla-worker-${options.id}`, ...options.bus }));
+    const s = makeSubjects(options.cluster);
+    const worker = new Worker(
+      options,
+      nc,
+      !options.connection,
+      inventory,
+      ledger,
+      new ArtifactCache(nc, s.modelBucket, options.cacheDir),
+      new BlobStore(nc, s.blobBucket),
+      logger,
+    );
+    worker.listen();
+    worker.state = 'running';
+    worker.heartbeat();
+    // A timer, not a loop: onnxruntime runs sessions off the event loop, so ticks stay on time.
+    worker.heartbeatTimer = setInterval(() => worker.heartbeat(), options.heartbeatMs);
+    logger.info({ inventory, devices: ledger.list() }, 'worker running');
+    return worker;
+  }
+
+  private listen(): void {
+    const handle = (op: 'load' | 'unload', fn: (data: Uint8Array) => Promise<unknown>) =>
+      this.subs.push(
+        this.nc.subscribe(this.subjects.worker(this.id, op), {
+          callback: (err, msg) => {
+            if (err) return;
+            fn(msg.data).then(
+              (result) => msg.respond(okReply(result)),
+              (e) => msg.respond(errorReply(toFlotillaError(e))),
+            );
+          },
+        }),
+      );
+    handle('load', (data) => this.load(decode<LoadCommand>(data)));
+    handle('unload', (data) => this.unload(decode<UnloadCommand>(data)));
+  }
+
+  // ---------- placement commands ----------
+
+  /** Loads a replica; idempotent per replica id. */
+  load(cmd: LoadCommand): Promise<LoadResult> {
+    if (this.state !== 'running') return Promise.reject(new NoCapacityError(`worker ${this.id} is ${this.state}`));
+    if (typeof cmd.replicaId !== 'string' || !/^[A-Za-z0-9_.:-]{1,128}$/.test(cmd.replicaId)) {
+      return Promise.reject(new BadRequestError('load: invalid replicaId'));
+    }
+    const existing = this.replicas.get(cmd.replicaId);
+    if (existing) {
+      return Promise.resolve({ replicaId: existing.id, device: existing.device, bytes: existing.bytes, loadMs: 0, executionProvider: existing.executionProvider });
+    }
+    const pending = this.loading.get(cmd.replicaId);
+    if (pending) return pending.done;
+
+    let spec;
+    try {
+      spec = parseDeploySpec(cmd.spec);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const device = this.ledger.device(cmd.device);
+    if (!device) return Promise.reject(new NoCapacityError(`worker ${this.id} has no device ${cmd.device}`));
+    const bytes = estimateReplicaBytes(spec);
+    if (!this.ledger.tryCharge(device.id, { owner: cmd.replicaId, model: spec.name, bytes, at: Date.now() })) {
+      return Promise.reject(
+        new NoCapacityError(
+          `'${spec.name}' needs ${bytes} bytes on ${this.id}/${device.id}: ${this.ledger.free(device.id)} of ${device.budgetBytes} free`,
+          { data: { worker: this.id, device: device.id, neededBytes: bytes, freeBytes: this.ledger.free(device.id) } },
+        ),
+      );
+    }
+    const entry: Loading = {
+      id: cmd.replicaId,
+      model: spec.name,
+      digest: spec.digest,
+      device: device.id,
+      bytes,
+      done: this.create(cmd.replicaId, spec, device.id, device.kind, bytes).finally(() => this.loading.delete(cmd.replicaId)),
+    };
+    this.loading.set(cmd.replicaId, entry);
+    this.heartbeat();
+    return entry.done;
+  }
+
+  private async create(
+    replicaId: string,
+    spec: ReturnType<typeof parseDeploySpec>,
+    deviceId: string,
+    kind: 'cpu' | 'gpu',
+    bytes: number,
+  ): Promise<LoadResult> {
+    const t0 = performance.now();
+    try {
+      const path = await this.cache.path(spec.digest);
+      const { session, executionProvider, fallbackFrom } = await this.createSession(path, kind, deviceId);
+      let signature;
+      try {
+        signature = describeModel(session.inputMetadata, session.outputMetadata);
+      } catch (e) {
+        await session.release();
+        throw e;
+      }
+      const replica = new Replica(
+        { nc: this.nc, blobs: this.blobs, logger: this.logger, workerId: this.id, maxMessageBytes: this.options.maxMessageBytes },
+        replicaId,
+        spec.name,
+        spec.digest,
+        deviceId,
+        executionProvider,
+        bytes,
+        session,
+        signature,
+        spec.batching,
+      );
+      if (this.state !== 'running') {
+        await session.release();
+        throw new NoCapacityError(`worker ${this.id} stopped while loading`);
+      }
+      this.replicas.set(replicaId, replica);
+      replica.start(this.subjects.infer(spec.name));
+      const loadMs = +(performance.now() - t0).toFixed(1);
+      this.event({ type: 'loaded', model: spec.name, device: deviceId, replica: replicaId, bytes, data: { loadMs, executionProvider, fallbackFrom, batchAxis: signature.batchAxis } });
+      this.heartbeat();
+      return { replicaId, device: deviceId, bytes, loadMs, executionProvider, ...(fallbackFrom ? { fallbackFrom } : {}) };
+    } catch (err) {
+      this.ledger.release(replicaId);
+      const e = err instanceof FlotillaError ? err : new ModelLoadFailedError(`loading '${spec.name}' failed: ${(err as Error).message}`, { cause: err });
+      this.event({ type: 'load_failed', model: spec.name, device: deviceId, replica: replicaId, reason: e.message });
+      this.logger.warn({ err: e.message, model: spec.name, replica: replicaId }, 'load failed');
+      this.heartbeat();
+      throw e;
+    }
+  }
+
+  /** GPU replicas try each configured provider, then fall back to CPU (and say so). */
+  private async createSession(path: string, kind: 'cpu' | 'gpu', deviceId: string) {
+    const base: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all' };
+    if (this.options.threads > 0) base.intraOpNumThreads = this.options.threads;
+    let fallbackFrom: string | undefined;
+    if (kind === 'gpu') {
+      const deviceIndex = Number(deviceId.split(':')[1]);
+      for (const name of this.options.gpuProviders) {
+        try {
+          const session = await ort.InferenceSession.create(path, { ...base, executionProviders: [{ name, deviceId: deviceIndex } as never] });
+          return { session, executionProvider: name, fallbackFrom: undefined };
+        } catch (err) {
+          fallbackFrom ??= name;
+          this.logger.warn({ provider: name, err: (err as Error).message }, 'GPU execution provider unavailable; trying the next');
+        }
+      }
+    }
+    const session = await ort.InferenceSession.create(path, { ...base, executionProviders: ['cpu'] });
+    return { session, executionProvider: 'cpu', fallbackFrom };
+  }
+
+  async unload(cmd: UnloadCommand): Promise<{ replicaId: string; bytes: number }> {
+    const pending = this.loading.get(cmd.replicaId);
+    if (pending) await pending.done.catch(() => undefined);
+    const replica = this.replicas.get(cmd.replicaId);
+    if (!replica) return { replicaId: cmd.replicaId, bytes: 0 };
+    this.replicas.delete(cmd.replicaId);
+    await replica.drain();
+    const bytes = this.ledger.release(cmd.replicaId);
+    this.event({ type: 'unloaded', model: replica.model, device: replica.device, replica: replica.id, bytes, reason: 'unload' });
+    this.heartbeat();
+    return { replicaId: cmd.replicaId, bytes };
+  }
+
+  // ---------- advertising ----------
+
+  deviceStates(): DeviceState[] {
+    return this.ledger.list().map((d) => ({
+      id: d.id,
+      kind: d.kind,
+      capacityBytes: d.capacityBytes,
+      budgetBytes: d.budgetBytes,
+      usedBytes: this.ledger.used(d.id),
+      executionProvider: d.kind === 'gpu' ? (this.options.gpuProviders[0] ?? 'cpu') : 'cpu',
+    }));
+  }
+
+  replicaStates(): ReplicaState[] {
+    const ready = [...this.replicas.values()].map((r) => r.snapshot());
+    const loading = [...this.loading.values()].map(
+      (l): ReplicaState => ({
+        id: l.id,
+        model: l.model,
+        digest: l.digest,
+        device: l.device,
+        state: 'loading',
+        bytes: l.bytes,
+        queueDepth: 0,
+        inFlight: 0,
+        processed: 0,
+        failed: 0,
+        executionProvider: '',
+        batching: { maxBatchSize: 0, maxQueueDelayMs: 0, maxQueueLength: 0, batchAxis: false },
+        batchHistogram: {},
+      }),
+    );
+    return [...ready, ...loading];
+  }
+
+  heartbeat(): void {
+    if (this.nc.isClosed()) return;
+    const hb: Heartbeat = {
+      v: PROTOCOL_VERSION,
+      workerId: this.id,
+      pid: process.pid,
+      state: this.state,
+      seq: this.seq++,
+      startedAt: this.startedAt,
+      sentAt: Date.now(),
+      inventory: this.inventory,
+      devices: this.deviceStates(),
+      replicas: this.replicaStates(),
+    };
+    try {
+      this.nc.publish(this.subjects.heartbeat(this.id), encode(hb));
+    } catch (err) {
+      this.logger.debug({ err }, 'heartbeat not sent');
+    }
+  }
+
+  private event(e: Omit<EventMessage, 'v' | 'at' | 'worker'>): void {
+    try {
+      this.nc.publish(this.subjects.event(e.type), encode({ v: PROTOCOL_VERSION, at: Date.now(), worker: this.id, ...e }));
+    } catch {
+      // events are best effort; the heartbeat carries the state
+    }
+  }
+
+  /**
+   * Graceful stop: advertise `draining` (the head stops placing here and moves replicas), answer
+   * everything already accepted, advertise `stopped`, close. Idempotent.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.state = 'draining';
+      this.heartbeat();
+      for (const s of this.subs) s.unsubscribe();
+      await Promise.allSettled([...this.loading.values()].map((l) => l.done));
+      await Promise.allSettled([...this.replicas.values()].map((r) => r.drain()));
+      for (const id of this.replicas.keys()) this.ledger.release(id);
+      this.replicas.clear();
+      clearInterval(this.heartbeatTimer);
+      this.state = 'stopped';
+      this.heartbeat();
+      if (this.ownsConnection) await this.nc.drain().catch(() => undefined);
+      else await this.nc.flush().catch(() => undefined);
+    })();
+    return this.stopping;
+  }
+}
