@@ -63,6 +63,10 @@ describe('serving through the cluster', () => {
     expect(w0.inventory.cpu.cores).toBeGreaterThan(0);
     expect(w0.devices[0]).toMatchObject({ id: 'cpu', kind: 'cpu' });
     expect(w0.devices[0]!.usedBytes).toBeGreaterThan(0);
+    // Placement is stable: the same replicas are still there after several reconcile rounds.
+    await new Promise((r) => setTimeout(r, 1500));
+    const later = (await client.describe('mlp')).replicas.map((r) => r.id).sort();
+    expect(later).toEqual(mlp.replicas.map((r) => r.id).sort());
   });
 
   it('returns the same outputs as onnxruntime-node in-process (mlp and the 32 MiB wide-mlp)', async () => {

@@ -260,16 +260,16 @@ export class Head {
 
   /** Replicas that count for a deployment: on running workers, current digest, not failed or draining. */
   private liveReplicas(d: Deployment): Array<{ id: string; workerId: string; createdOrder: number }> {
-    const out: Array<{ id: string; workerId: string; createdOrder: number }> = [];
+    const out = new Map<string, { id: string; workerId: string; createdOrder: number }>();
     for (const w of this.registry.running()) {
       w.hb.replicas.forEach((r, i) => {
-        if (r.model === d.spec.name && r.digest === d.spec.digest && (r.state === 'ready' || r.state === 'loading') && !d.pending.has(r.id)) {
-          out.push({ id: r.id, workerId: w.hb.workerId, createdOrder: i });
+        if (r.model === d.spec.name && r.digest === d.spec.digest && (r.state === 'ready' || r.state === 'loading')) {
+          out.set(r.id, { id: r.id, workerId: w.hb.workerId, createdOrder: i });
         }
       });
     }
-    for (const [id, p] of d.pending) out.push({ id, workerId: p.workerId, createdOrder: Number.MAX_SAFE_INTEGER });
-    return out;
+    for (const [id, p] of d.pending) out.set(id, { id, workerId: p.workerId, createdOrder: Number.MAX_SAFE_INTEGER });
+    return [...out.values()];
   }
 
   private view(): WorkerView[] {

@@ -266,7 +266,7 @@ export class Worker {
 
   replicaStates(): ReplicaState[] {
     const ready = [...this.replicas.values()].map((r) => r.snapshot());
-    const loading = [...this.loading.values()].map(
+    const loading = [...this.loading.values()].filter((l) => !this.replicas.has(l.id)).map(
       (l): ReplicaState => ({
         id: l.id,
         model: l.model,
