@@ -18,7 +18,7 @@ export function decode<T = Record<string, unknown>>(bytes: Uint8Array): T {
   } catch (err) {
     throw new DecodeError(`message is not valid msgpack: ${(err as Error).message}`, { cause: err });
   }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+  if (value === null || typeof value !== 'object' || Object.getPrototypeOf(value) !== Object.prototype) {
     throw new DecodeError('message must be a msgpack map');
   }
   const v = (value as { v?: unknown }).v;

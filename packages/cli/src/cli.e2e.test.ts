@@ -1,0 +1,162 @@
+// End to end through the CLI binary: `up` (own nats-server, head, worker processes), `deploy`,
+// `infer --json`, `status --json`, `ls --json`, error exit codes, `undeploy`.
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { NatsServer, sampleModelPath } from '@flotilla/devkit';
+
+const MAIN = resolve(__dirname, '../dist/main.js');
+const run = promisify(execFile);
+
+async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => res(port));
+    });
+    s.on('error', rej);
+  });
+}
+
+async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await run(process.execPath, [MAIN, ...args], { env: { ...process.env, ...env }, timeout: 120_000 });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
+
+function startUp(args: string[]): Promise<{ proc: ChildProcess; line: string }> {
+  const proc = spawn(process.execPath, [MAIN, 'up', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  return new Promise((res, rej) => {
+    const t = setTimeout(() => rej(new Error(`up not ready in 60 s: ${out} ${err}`)), 60_000);
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const line = out.split('\n').find((l) => l.startsWith('flotilla up: ready'));
+      if (line) {
+        clearTimeout(t);
+        res({ proc, line });
+      }
+    });
+    proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    proc.on('exit', (code) => {
+      clearTimeout(t);
+      rej(new Error(`up exited with ${code}: ${out} ${err}`));
+    });
+  });
+}
+
+let up: ChildProcess;
+let port: number;
+let env: NodeJS.ProcessEnv;
+const dir = mkdtempSync(join(tmpdir(), 'flotilla-cli-'));
+
+beforeAll(async () => {
+  if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run pnpm build (pnpm test does)`);
+  port = await freePort();
+  const r = await startUp(['--port', String(port), '--workers', '2', '--cluster', 'e2e', '--cache-dir', join(dir, 'cache')]);
+  up = r.proc;
+  expect(r.line).toContain(`nats=nats://127.0.0.1:${port}`);
+  env = { FLOTILLA_NATS: `nats://127.0.0.1:${port}`, FLOTILLA_CLUSTER: 'e2e' };
+}, 90_000);
+
+afterAll(async () => {
+  if (up && up.exitCode === null) {
+    const exited = new Promise((r) => up.once('exit', r));
+    up.kill('SIGTERM');
+    await exited;
+  }
+});
+
+describe('flotilla CLI', () => {
+  it('deploys, infers with --json and writes --output', async () => {
+    const d = await cli(['deploy', sampleModelPath('mlp'), '--name', 'mlp', '--replicas', '2', '--json'], env);
+    expect(d.stderr).toBe('');
+    expect(d.code).toBe(0);
+    expect(JSON.parse(d.stdout)).toMatchObject({ spec: { name: 'mlp', replicas: 2 }, ready: 2 });
+
+    const input = join(dir, 'in.json');
+    writeFileSync(input, JSON.stringify({ x: { dtype: 'float32', dims: [1, 16], data: Array.from({ length: 16 }, (_, i) => i / 16) } }));
+    const out = join(dir, 'out.json');
+    const r = await cli(['infer', 'mlp', '--input', input, '--output', out, '--json'], env);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.outputs.y.dims).toEqual([1, 4]);
+    expect(j.outputs.y.data).toHaveLength(4);
+    expect(j.latencyMs).toBeGreaterThan(0);
+    const file = JSON.parse(require('node:fs').readFileSync(out, 'utf8'));
+    expect(file.y.data).toEqual(j.outputs.y.data);
+  });
+
+  it('status --json shows worker processes with pids, devices and the deployment; ls --json lists it', async () => {
+    const s = await cli(['status', '--json'], env);
+    expect(s.code).toBe(0);
+    const st = JSON.parse(s.stdout);
+    expect(st.workers).toHaveLength(2);
+    for (const w of st.workers) {
+      expect(w.pid).not.toBe(process.pid);
+      expect(w.pid).toBeGreaterThan(0);
+      expect(w.devices[0]).toMatchObject({ id: 'cpu', kind: 'cpu' });
+    }
+    expect(new Set(st.workers.map((w: { pid: number }) => w.pid)).size).toBe(2);
+    expect(st.deployments.map((d: { spec: { name: string } }) => d.spec.name)).toEqual(['mlp']);
+    const ls = JSON.parse((await cli(['ls', '--json'], env)).stdout);
+    expect(ls[0]).toMatchObject({ spec: { name: 'mlp' }, ready: 2 });
+    const human = await cli(['status'], env);
+    expect(human.stdout).toContain('worker-0');
+  });
+
+  it('fails with the error code and a non-zero exit code', async () => {
+    const input = join(dir, 'bad.json');
+    writeFileSync(input, JSON.stringify({ x: { dtype: 'float32', dims: [1, 3], data: [1, 2, 3] } }));
+    const unknown = await cli(['infer', 'nope', '--input', input, '--json'], env);
+    expect(unknown.code).toBe(3);
+    expect(unknown.stderr).toContain('UNKNOWN_MODEL');
+    expect(JSON.parse(unknown.stdout).error.code).toBe('UNKNOWN_MODEL');
+    const mismatch = await cli(['infer', 'mlp', '--input', input], env);
+    expect(mismatch.code).toBe(4);
+    expect(mismatch.stderr).toContain('INPUT_MISMATCH');
+    const missing = await cli(['infer', 'mlp', '--input', join(dir, 'nope.json')], env);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('BAD_REQUEST');
+    const noHead = await cli(['ls'], { ...env, FLOTILLA_CLUSTER: 'nobody-here' });
+    expect(noHead.code).toBe(5);
+    expect(noHead.stderr).toContain('UNAVAILABLE');
+  });
+
+  it('up refuses a port that is taken, with a clear message', async () => {
+    const r = await cli(['up', '--port', String(port)]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/already in use/);
+  });
+
+  it('undeploys', async () => {
+    expect((await cli(['undeploy', 'mlp'], env)).code).toBe(0);
+    expect(JSON.parse((await cli(['ls', '--json'], env)).stdout)).toEqual([]);
+  });
+});
+
+describe('flotilla up --nats', () => {
+  it('joins an existing NATS instead of starting one', async () => {
+    const nats = await NatsServer.start();
+    try {
+      const r = await startUp(['--nats', nats.url, '--cluster', 'joined', '--workers', '1', '--cache-dir', join(dir, 'cache2')]);
+      expect(r.line).toContain(`nats=${nats.url}`);
+      const s = await cli(['status', '--json', '--nats', nats.url, '--cluster', 'joined']);
+      expect(JSON.parse(s.stdout).workers).toHaveLength(1);
+      const exited = new Promise((res) => r.proc.once('exit', res));
+      r.proc.kill('SIGINT');
+      expect(await exited).toBe(0);
+    } finally {
+      await nats.stop();
+    }
+  }, 60_000);
+});

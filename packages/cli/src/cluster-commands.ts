@@ -1,0 +1,149 @@
+// Commands that run cluster processes: `head`, `worker`, and `up` (a local cluster: its own
+// nats-server, a head in this process and N worker processes).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { Command } from 'commander';
+import { Head } from '@flotilla/head';
+import { Worker, type InventoryOverride } from '@flotilla/worker';
+import { NatsServer } from '@flotilla/devkit';
+import { BadRequestError } from '@flotilla/protocol';
+import { busOptions, withConnectionOptions } from './connection-options.js';
+import { parseSize, reportError } from './format.js';
+
+/** Resolves on the first SIGINT/SIGTERM. */
+function untilSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    const on = (sig: string) => () => resolve(sig);
+    process.once('SIGINT', on('SIGINT'));
+    process.once('SIGTERM', on('SIGTERM'));
+  });
+}
+
+function readInventory(path?: string): InventoryOverride | undefined {
+  if (!path) return undefined;
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as InventoryOverride;
+  } catch (err) {
+    throw new BadRequestError(`cannot read inventory override ${path}: ${(err as Error).message}`);
+  }
+}
+
+function workerFlags(cmd: Command): Command {
+  return cmd
+    .option('--memory-budget <size>', 'memory budget of each device, e.g. 512MiB, 2GiB (default: capacity minus headroom)')
+    .option('--headroom <fraction>', 'fraction of each device kept free', (v) => Number(v))
+    .option('--threads <n>', 'onnxruntime intra-op threads per session (0: onnxruntime decides)', (v) => Number(v))
+    .option('--cache-dir <dir>', 'local model cache (env FLOTILLA_CACHE_DIR)')
+    .option('--inventory <file>', 'JSON overriding parts of the measured inventory, e.g. {"gpus":[...]}')
+    .option('--gpu-providers <list>', 'execution providers tried on GPUs, comma separated (default cuda)')
+    .option('--heartbeat-ms <ms>', 'heartbeat period', (v) => Number(v));
+}
+
+function workerOptions(o: Record<string, any>) {
+  return {
+    memoryBudgetBytes: o.memoryBudget ? parseSize(o.memoryBudget) : undefined,
+    headroom: o.headroom,
+    threads: o.threads,
+    cacheDir: o.cacheDir,
+    inventory: readInventory(o.inventory),
+    gpuProviders: o.gpuProviders ? String(o.gpuProviders).split(',') : undefined,
+    heartbeatMs: o.heartbeatMs,
+  };
+}
+
+export function clusterCommands(program: Command): void {
+  withConnectionOptions(program.command('head').description('run the head (control plane)')).action(async (o) => {
+    try {
+      const { cluster, ...bus } = busOptions(o);
+      const head = await Head.start({ cluster, bus });
+      const sig = await untilSignal();
+      head.logger.info({ signal: sig }, 'stopping');
+      await head.stop();
+    } catch (err) {
+      process.exitCode = reportError(err, false);
+    }
+  });
+
+  withConnectionOptions(workerFlags(program.command('worker').description('run a worker on this host').option('--id <id>', 'worker id (default <hostname>-<pid>)'))).action(
+    async (o) => {
+      try {
+        const { cluster, ...bus } = busOptions(o);
+        const worker = await Worker.start({ ...workerOptions(o), id: o.id, cluster, bus });
+        const sig = await untilSignal();
+        worker.logger.info({ signal: sig }, 'draining');
+        await worker.stop();
+      } catch (err) {
+        process.exitCode = reportError(err, false);
+      }
+    },
+  );
+
+  workerFlags(
+    program
+      .command('up')
+      .description('start a local cluster: its own nats-server, a head and worker processes')
+      .option('--port <port>', 'port of the embedded nats-server', (v) => Number(v), 4222)
+      .option('--host <host>', 'interface of the embedded nats-server', '127.0.0.1')
+      .option('--nats <url>', 'use this NATS instead of starting one')
+      .option('--cluster <name>', 'cluster name (env FLOTILLA_CLUSTER, default default)')
+      .option('--workers <n>', 'worker processes', (v) => Number(v), 1)
+      .option('--max-payload <size>', "embedded nats-server's max_payload (default 1MiB)")
+      .option('--store-dir <dir>', "embedded nats-server's JetStream directory (default: a temp dir)"),
+  ).action(async (o) => {
+    process.env.FLOTILLA_LOG_LEVEL ??= 'warn';
+    const children: ChildProcess[] = [];
+    let nats: NatsServer | undefined;
+    let head: Head | undefined;
+    try {
+      if (!o.nats) {
+        nats = await NatsServer.start({
+          port: o.port,
+          host: o.host,
+          maxPayload: o.maxPayload ? parseSize(o.maxPayload) : undefined,
+          dir: o.storeDir,
+        });
+      }
+      const url: string = o.nats ?? nats!.url;
+      const { cluster } = busOptions({ cluster: o.cluster });
+      head = await Head.start({ cluster, bus: { servers: url } });
+      const passthrough = ['memoryBudget', 'headroom', 'threads', 'cacheDir', 'inventory', 'gpuProviders', 'heartbeatMs']
+        .filter((k) => o[k] !== undefined)
+        .flatMap((k) => [`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, String(o[k])]);
+      for (let i = 0; i < o.workers; i++) {
+        const child = spawn(process.execPath, [process.argv[1]!, 'worker', '--nats', url, '--cluster', cluster, '--id', `worker-${i}`, ...passthrough], {
+          stdio: ['ignore', 'inherit', 'inherit'],
+          env: process.env,
+        });
+        children.push(child);
+      }
+      const deadline = Date.now() + 60_000;
+      while (head.registry.running().length < o.workers) {
+        const dead = children.find((c) => c.exitCode !== null);
+        if (dead) throw new Error(`a worker process exited with code ${dead.exitCode} during start`);
+        if (Date.now() > deadline) throw new Error('workers did not register within 60 s');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const pids = children.map((c) => c.pid).join(',');
+      process.stdout.write(`flotilla up: ready nats=${url} cluster=${cluster} workers=${o.workers} pids=${pids}\n`);
+      await untilSignal();
+      process.stdout.write('flotilla up: stopping\n');
+    } catch (err) {
+      process.exitCode = reportError(err, false);
+    } finally {
+      await Promise.allSettled(
+        children.map(
+          (c) =>
+            new Promise<void>((resolve) => {
+              if (c.exitCode !== null || c.signalCode !== null) return resolve();
+              c.once('exit', () => resolve());
+              c.kill('SIGTERM');
+              setTimeout(() => c.kill('SIGKILL'), 15_000).unref();
+            }),
+        ),
+      );
+      await head?.stop();
+      await nats?.stop();
+    }
+  });
+}
+

@@ -1,0 +1,28 @@
+#!/usr/bin/env node
+// The `flotilla` CLI.
+import { Command } from 'commander';
+import { clusterCommands } from './cluster-commands.js';
+import { demo } from './demo.js';
+import { reportError } from './format.js';
+import { modelCommands } from './model-commands.js';
+
+const program = new Command()
+  .name('flotilla')
+  .description('Serve ONNX models across a cluster over NATS')
+  .version('0.1.0')
+  .showHelpAfterError();
+
+clusterCommands(program);
+modelCommands(program);
+program
+  .command('demo')
+  .description('start a local cluster, deploy sample models, run inferences, print latency, stop')
+  .action(async () => {
+    try {
+      await demo();
+    } catch (err) {
+      process.exitCode = reportError(err, false);
+    }
+  });
+
+await program.parseAsync(process.argv);

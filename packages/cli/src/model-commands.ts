@@ -1,0 +1,176 @@
+// Commands that talk to a running cluster: deploy, undeploy, scale, ls, status, infer.
+import { Command, Option } from 'commander';
+import { FlotillaClient } from '@flotilla/client';
+import type { ClusterStatus, DeploymentStatus } from '@flotilla/protocol';
+import { busOptions, withConnectionOptions, type ConnectionFlags } from './connection-options.js';
+import { formatBytes, reportError, table } from './format.js';
+import { readTensorFile, tensorsToJson, writeTensorFile } from './tensor-file.js';
+
+/** Runs a command body with a client; prints errors with their code; sets the exit code. */
+async function withClient(flags: ConnectionFlags & { json?: boolean }, body: (c: FlotillaClient) => Promise<void>): Promise<void> {
+  const { cluster, ...bus } = busOptions(flags);
+  const client = new FlotillaClient({ ...bus, cluster, reconnectForever: false });
+  try {
+    await body(client);
+  } catch (err) {
+    process.exitCode = reportError(err, !!flags.json);
+  } finally {
+    await client.close();
+  }
+}
+
+const print = (x: unknown) => process.stdout.write(JSON.stringify(x, null, 2) + '\n');
+
+function deploymentRows(ds: DeploymentStatus[]) {
+  return table(
+    ['NAME', 'READY', 'DEVICE', 'SIZE', 'REPLICAS (worker/device/state)', 'PENDING'],
+    ds.map((d) => [
+      d.spec.name,
+      `${d.ready}/${d.spec.replicas}`,
+      d.spec.device,
+      formatBytes(d.spec.sizeBytes),
+      d.replicas.map((r) => `${r.workerId}/${r.device}/${r.state}`).join(' ') || '-',
+      d.pendingReason ? `${d.pendingReason.code}: ${d.pendingReason.message}` : '',
+    ]),
+  );
+}
+
+function statusText(s: ClusterStatus): string {
+  const workers = table(
+    ['WORKER', 'PID', 'STATE', 'DEVICE', 'PROVIDER', 'USED/BUDGET', 'CAPACITY', 'MODELS'],
+    s.workers.flatMap((w) =>
+      w.devices.map((d) => [
+        w.id,
+        w.pid,
+        w.alive ? w.state : 'dead',
+        d.id,
+        d.executionProvider,
+        `${formatBytes(d.usedBytes)}/${formatBytes(d.budgetBytes)}`,
+        formatBytes(d.capacityBytes),
+        d.models.map((m) => m.name).join(',') || '-',
+      ]),
+    ),
+  );
+  const replicas = table(
+    ['REPLICA', 'MODEL', 'WORKER', 'DEVICE', 'STATE', 'QUEUE', 'DONE', 'FAILED', 'BATCH (max/delay ms)', 'BATCH SIZES'],
+    s.workers.flatMap((w) =>
+      w.replicas.map((r) => [
+        r.id,
+        r.model,
+        w.id,
+        r.device,
+        r.state,
+        r.queueDepth,
+        r.processed,
+        r.failed,
+        `${r.batching.maxBatchSize}/${r.batching.maxQueueDelayMs}`,
+        Object.entries(r.batchHistogram).map(([k, v]) => `${k}:${v}`).join(' ') || '-',
+      ]),
+    ),
+  );
+  return `cluster ${s.cluster} (head pid ${s.head.pid})\n\n${workers}\n\n${replicas}\n\n${deploymentRows(s.deployments)}\n`;
+}
+
+export function modelCommands(program: Command): void {
+  withConnectionOptions(
+    program
+      .command('deploy <file>')
+      .description('upload an ONNX file and deploy it under a name')
+      .requiredOption('--name <name>', 'deployment (model) name')
+      .addOption(new Option('--device <kind>', 'where replicas run').choices(['gpu', 'cpu', 'any']).default('any'))
+      .option('--no-fallback', 'with --device gpu: do not fall back to CPU')
+      .option('--replicas <n>', 'replicas to run', (v) => Number(v), 1)
+      .option('--memory <bytes>', 'memory one replica needs (bytes); default estimated from the file', (v) => Number(v))
+      .option('--max-batch-size <n>', 'most items per batch', (v) => Number(v))
+      .option('--max-queue-delay-ms <ms>', 'longest wait for a batch to fill', (v) => Number(v))
+      .option('--max-queue-length <n>', 'queued requests per replica before OVERLOADED', (v) => Number(v))
+      .option('--pin', 'never evict this deployment')
+      .option('--no-wait', 'return without waiting for replicas to be ready')
+      .option('--timeout <ms>', 'how long to wait for readiness', (v) => Number(v), 120_000)
+      .option('--json', 'print JSON'),
+  ).action(async (file: string, o) =>
+    withClient(o, async (c) => {
+      const batching = Object.fromEntries(
+        Object.entries({ maxBatchSize: o.maxBatchSize, maxQueueDelayMs: o.maxQueueDelayMs, maxQueueLength: o.maxQueueLength }).filter(([, v]) => v !== undefined),
+      );
+      const status = await c.deploy(file, o.name, {
+        device: o.device,
+        allowFallback: o.fallback,
+        replicas: o.replicas,
+        memoryBytes: o.memory,
+        batching,
+        pin: !!o.pin,
+        wait: o.wait,
+        waitTimeoutMs: o.timeout,
+      });
+      if (o.json) print(status);
+      else process.stdout.write(`deployed ${o.name}: ${status.ready}/${status.spec.replicas} replicas ready\n`);
+    }),
+  );
+
+  withConnectionOptions(program.command('undeploy <name>').description('remove a deployment and its replicas').option('--json', 'print JSON')).action(
+    async (name: string, o) =>
+      withClient(o, async (c) => {
+        const r = await c.undeploy(name);
+        if (o.json) print(r);
+        else process.stdout.write(`undeployed ${name}\n`);
+      }),
+  );
+
+  withConnectionOptions(
+    program
+      .command('scale <name> <replicas>')
+      .description('set the number of replicas')
+      .option('--wait', 'wait until they are ready')
+      .option('--json', 'print JSON'),
+  ).action(async (name: string, replicas: string, o) =>
+    withClient(o, async (c) => {
+      const s = await c.scale(name, Number(replicas), { wait: !!o.wait });
+      if (o.json) print(s);
+      else process.stdout.write(`${name}: ${s.ready}/${s.spec.replicas} replicas ready\n`);
+    }),
+  );
+
+  withConnectionOptions(program.command('ls').description('list deployments').option('--json', 'print JSON')).action(async (o) =>
+    withClient(o, async (c) => {
+      const ds = await c.list();
+      if (o.json) print(ds);
+      else process.stdout.write(deploymentRows(ds) + '\n');
+    }),
+  );
+
+  withConnectionOptions(program.command('status').description('workers, devices, memory, replicas, queue depths').option('--json', 'print JSON')).action(
+    async (o) =>
+      withClient(o, async (c) => {
+        const s = await c.status();
+        if (o.json) print(s);
+        else process.stdout.write(statusText(s));
+      }),
+  );
+
+  withConnectionOptions(
+    program
+      .command('infer <model>')
+      .description('run a model on tensors from a JSON file')
+      .requiredOption('--input <file>', 'JSON: { "<input>": { "dtype": "float32", "dims": [1, 3], "data": [...] } }')
+      .option('--output <file>', 'write the outputs (same JSON form) to this file')
+      .option('--timeout <ms>', 'deadline', (v) => Number(v), 30_000)
+      .option('--json', 'print outputs and timing as JSON'),
+  ).action(async (model: string, o) =>
+    withClient(o, async (c) => {
+      const inputs = await readTensorFile(o.input);
+      const t0 = performance.now();
+      const { outputs, meta } = await c.inferWire(model, inputs, { timeoutMs: o.timeout });
+      const latencyMs = +(performance.now() - t0).toFixed(2);
+      if (o.output) await writeTensorFile(o.output, outputs);
+      if (o.json) print({ model, outputs: tensorsToJson(outputs), meta, latencyMs });
+      else {
+        for (const [name, t] of Object.entries(tensorsToJson(outputs))) {
+          const head = t.data.slice(0, 8).map((x) => (typeof x === 'number' ? +x.toFixed(5) : x));
+          process.stdout.write(`${name} ${t.dtype}[${t.dims.join(',')}] ${JSON.stringify(head)}${t.data.length > 8 ? ' ...' : ''}\n`);
+        }
+        process.stdout.write(`latency ${latencyMs} ms (queue ${meta.queueMs} ms, run ${meta.runMs} ms, batch ${meta.batch}, ${meta.worker}/${meta.replica})\n`);
+      }
+    }),
+  );
+}

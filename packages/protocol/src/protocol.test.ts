@@ -1,0 +1,128 @@
+import { Packr } from 'msgpackr';
+import {
+  DTYPES,
+  ErrorCode,
+  FlotillaError,
+  InputMismatchError,
+  PROTOCOL_VERSION,
+  UnknownModelError,
+  checkWireTensor,
+  decode,
+  encode,
+  fromJsonTensor,
+  fromTypedArray,
+  fromWire,
+  mustStage,
+  parseDeploySpec,
+  subjects,
+  toFlotillaError,
+  toJsonTensor,
+  toTypedArray,
+  type DType,
+  type TypedArray,
+} from './index.js';
+
+function sample(dtype: DType): TypedArray {
+  const A = DTYPES[dtype].array;
+  if (A === BigInt64Array) return new BigInt64Array([-(2n ** 40n), 0n, 7n]);
+  if (A === BigUint64Array) return new BigUint64Array([2n ** 40n, 0n, 7n]);
+  return new (A as Float32ArrayConstructor)([1, 0, dtype === 'bool' ? 1 : 3]) as TypedArray;
+}
+
+describe('codec', () => {
+  it.each(Object.keys(DTYPES) as DType[])('round-trips a %s tensor as raw bytes', (dtype) => {
+    const values = sample(dtype);
+    const msg = { v: PROTOCOL_VERSION, inputs: { t: fromTypedArray(dtype, [3], values) } };
+    const back = decode<typeof msg>(encode(msg));
+    const t = checkWireTensor('t', back.inputs.t);
+    expect(t.dims).toEqual([3]);
+    expect(Array.from(toTypedArray(t) as ArrayLike<unknown>)).toEqual(Array.from(values as ArrayLike<unknown>));
+  });
+
+  it('puts tensor data on the wire as msgpack bin that a plain decoder reads as bytes', () => {
+    const bytes = encode({ v: PROTOCOL_VERSION, x: fromTypedArray('float32', [2], new Float32Array([1.5, -2])) });
+    const plain = new Packr({ useRecords: false }).unpack(bytes) as { x: { data: Uint8Array } };
+    expect(plain.x.data).toBeInstanceOf(Uint8Array);
+    expect(Array.from(new Float32Array(new Uint8Array(plain.x.data).buffer))).toEqual([1.5, -2]);
+    // A bin8 header (0xc4) followed by the 8 data bytes.
+    expect(Buffer.from(bytes).includes(Buffer.from([0xc4, 8]))).toBe(true);
+  });
+
+  it('copies unaligned data before viewing it as a wider type', () => {
+    const buf = new Uint8Array(9);
+    buf.set(new Uint8Array(new Float32Array([1, 2]).buffer), 1);
+    const t = { dtype: 'float32' as const, dims: [2], data: buf.subarray(1) };
+    expect(Array.from(toTypedArray(t) as Float32Array)).toEqual([1, 2]);
+  });
+
+  it('rejects corrupt bytes with DECODE_ERROR and other versions with VERSION_MISMATCH', () => {
+    expect(() => decode(new Uint8Array([0xc1]))).toThrow(expect.objectContaining({ code: ErrorCode.DECODE_ERROR }));
+    expect(() => decode(encode([1, 2]))).toThrow(expect.objectContaining({ code: ErrorCode.DECODE_ERROR }));
+    expect(() => decode(encode({ v: 2 }))).toThrow(expect.objectContaining({ code: ErrorCode.VERSION_MISMATCH }));
+    expect(() => decode(encode({ x: 1 }))).toThrow(expect.objectContaining({ code: ErrorCode.VERSION_MISMATCH }));
+  });
+
+  it.each([
+    ['bad dtype', { dtype: 'complex', dims: [1], data: new Uint8Array(8) }],
+    ['negative dim', { dtype: 'float32', dims: [-1], data: new Uint8Array(4) }],
+    ['data not bytes', { dtype: 'float32', dims: [1], data: [1] }],
+    ['length mismatch', { dtype: 'float32', dims: [2], data: new Uint8Array(4) }],
+    ['not a map', 5],
+  ])('checkWireTensor refuses %s with BAD_REQUEST', (_n, t) => {
+    expect(() => checkWireTensor('x', t)).toThrow(expect.objectContaining({ code: ErrorCode.BAD_REQUEST }));
+  });
+
+  it('converts the JSON tensor form both ways, int64 and bool included', () => {
+    const t = fromJsonTensor('a', { dtype: 'int64', dims: [2], data: [1, '9007199254740993'] });
+    expect(toJsonTensor(t).data).toEqual([1, '9007199254740993']);
+    expect(toJsonTensor(fromJsonTensor('b', { dtype: 'bool', dims: [2], data: [true, false] })).data).toEqual([true, false]);
+    expect(() => fromJsonTensor('c', { dtype: 'float32', dims: [3], data: [1] })).toThrow(expect.objectContaining({ code: ErrorCode.BAD_REQUEST }));
+  });
+});
+
+describe('errors', () => {
+  it('survive the wire as the same class with code, data and retryable', () => {
+    const e = new InputMismatchError('bad', { data: { input: 'x' } });
+    const back = fromWire(decode<{ error: never }>(encode({ v: PROTOCOL_VERSION, error: e.toWire() })).error);
+    expect(back).toBeInstanceOf(InputMismatchError);
+    expect(back).toMatchObject({ code: 'INPUT_MISMATCH', message: 'bad', data: { input: 'x' }, retryable: false });
+    expect(fromWire({ code: 'OVERLOADED', message: 'x' }).retryable).toBe(true);
+    expect(fromWire({ code: 'SOMETHING_NEW', message: 'x' })).toMatchObject({ code: 'SOMETHING_NEW' });
+    expect(fromWire({ code: 'UNKNOWN_MODEL', message: 'x' })).toBeInstanceOf(UnknownModelError);
+  });
+
+  it('wraps uncoded errors as INTERNAL and passes coded ones through', () => {
+    expect(toFlotillaError(new Error('boom'))).toMatchObject({ code: 'INTERNAL', message: 'boom' });
+    const e = new FlotillaError('X', 'y');
+    expect(toFlotillaError(e)).toBe(e);
+  });
+});
+
+describe('subjects, specs and limits', () => {
+  it('prefixes every subject and bucket with the cluster name', () => {
+    const s = subjects('blue');
+    expect(s.infer('mlp')).toBe('flotilla.blue.infer.mlp');
+    expect(s.control('deploy')).toBe('flotilla.blue.ctl.deploy');
+    expect(s.heartbeat('w1')).toBe('flotilla.blue.hb.w1');
+    expect(s.worker('w1', 'load')).toBe('flotilla.blue.worker.w1.load');
+    expect(s.modelBucket).toBe('flotilla_blue_models');
+    expect(() => subjects('a.b')).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
+    expect(() => subjects('../x')).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
+  });
+
+  it('validates deploy specs and fills defaults without touching the input', () => {
+    const raw = { name: 'm', digest: 'a'.repeat(64), sizeBytes: 10 };
+    const spec = parseDeploySpec(raw);
+    expect(spec).toMatchObject({ device: 'any', replicas: 1, allowFallback: true, pin: false, batching: {} });
+    expect(raw).toEqual({ name: 'm', digest: 'a'.repeat(64), sizeBytes: 10 });
+    expect(() => parseDeploySpec({ ...raw, name: 'a.b' })).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
+    expect(() => parseDeploySpec({ ...raw, device: 'tpu' })).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
+    expect(() => parseDeploySpec({ ...raw, extra: 1 })).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
+    expect(() => parseDeploySpec({ ...raw, minReplicas: 3, maxReplicas: 2 })).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
+  });
+
+  it('stages bodies that would not fit under max_payload', () => {
+    expect(mustStage(1000, 1024 * 1024)).toBe(false);
+    expect(mustStage(1024 * 1024, 1024 * 1024)).toBe(true);
+  });
+});
