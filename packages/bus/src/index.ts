@@ -3,3 +3,4 @@ export * from './blob-store.js';
 export * from './rpc.js';
 export type { NatsConnection, Msg, Subscription } from '@nats-io/nats-core';
 export * from './logger.js';
+export * from './health-server.js';

@@ -7,6 +7,7 @@ import { Head } from '@flotilla/head';
 import { Worker, type InventoryOverride } from '@flotilla/worker';
 import { NatsServer } from '@flotilla/devkit';
 import { BadRequestError } from '@flotilla/protocol';
+import { startHealthServer, type HealthServer } from '@flotilla/bus';
 import { busOptions, withConnectionOptions } from './connection-options.js';
 import { parseSize, reportError } from './format.js';
 
@@ -26,6 +27,15 @@ function readInventory(path?: string): InventoryOverride | undefined {
   } catch (err) {
     throw new BadRequestError(`cannot read inventory override ${path}: ${(err as Error).message}`);
   }
+}
+
+function healthFlag(cmd: Command): Command {
+  return cmd.option('--health-port <port>', 'serve GET /livez and /readyz on this port (env FLOTILLA_HEALTH_PORT)', (v) => Number(v));
+}
+
+async function maybeHealth(o: { healthPort?: number }, notReady: () => string | null): Promise<HealthServer | undefined> {
+  const port = o.healthPort ?? (process.env.FLOTILLA_HEALTH_PORT ? Number(process.env.FLOTILLA_HEALTH_PORT) : undefined);
+  return port === undefined ? undefined : startHealthServer({ port, notReady });
 }
 
 function workerFlags(cmd: Command): Command {
@@ -52,26 +62,32 @@ function workerOptions(o: Record<string, any>) {
 }
 
 export function clusterCommands(program: Command): void {
-  withConnectionOptions(program.command('head').description('run the head (control plane)')).action(async (o) => {
+  withConnectionOptions(healthFlag(program.command('head').description('run the head (control plane)'))).action(async (o) => {
     try {
       const { cluster, ...bus } = busOptions(o);
       const head = await Head.start({ cluster, bus });
+      const health = await maybeHealth(o, () => head.notReady());
       const sig = await untilSignal();
       head.logger.info({ signal: sig }, 'stopping');
       await head.stop();
+      await health?.close();
     } catch (err) {
       process.exitCode = reportError(err, false);
     }
   });
 
-  withConnectionOptions(workerFlags(program.command('worker').description('run a worker on this host').option('--id <id>', 'worker id (default <hostname>-<pid>)'))).action(
+  withConnectionOptions(
+    healthFlag(workerFlags(program.command('worker').description('run a worker on this host').option('--id <id>', 'worker id (default <hostname>-<pid>)'))),
+  ).action(
     async (o) => {
       try {
         const { cluster, ...bus } = busOptions(o);
         const worker = await Worker.start({ ...workerOptions(o), id: o.id, cluster, bus });
+        const health = await maybeHealth(o, () => worker.notReady());
         const sig = await untilSignal();
         worker.logger.info({ signal: sig }, 'draining');
         await worker.stop();
+        await health?.close();
       } catch (err) {
         process.exitCode = reportError(err, false);
       }

@@ -28,7 +28,7 @@ import {
   type WireError,
   type WorkerStatus,
 } from '@flotilla/protocol';
-import { call, connectBus, createLogger, errorReply, okReply, type Logger } from '@flotilla/bus';
+import { call, connectBus, connectionTracker, createLogger, errorReply, okReply, type Logger } from '@flotilla/bus';
 import { parseHeadOptions, type CompiledHeadOptions, type HeadOptions } from './options.js';
 import { place, type WorkerView } from './placement.js';
 import { WorkerRegistry } from './registry.js';
@@ -55,6 +55,7 @@ export class Head {
   private timer?: NodeJS.Timeout;
   private readonly startedAt = Date.now();
   private stopping?: Promise<void>;
+  private readonly link: { connected: () => boolean };
 
   private constructor(
     readonly options: CompiledHeadOptions,
@@ -65,6 +66,14 @@ export class Head {
   ) {
     this.subjects = makeSubjects(options.cluster);
     this.registry = new WorkerRegistry(options.workerTimeoutMs);
+    this.link = connectionTracker(nc);
+  }
+
+  /** Null when ready to serve; otherwise why not (for /readyz). */
+  notReady(): string | null {
+    if (this.state !== 'running') return `head is ${this.state}`;
+    if (!this.link.connected()) return 'not connected to NATS';
+    return null;
   }
 
   static async start(raw: HeadOptions = {}): Promise<Head> {

@@ -26,7 +26,7 @@ import {
   type UnloadCommand,
   type WorkerStateName,
 } from '@flotilla/protocol';
-import { BlobStore, connectBus, createLogger, errorReply, okReply, type Logger } from '@flotilla/bus';
+import { BlobStore, connectBus, connectionTracker, createLogger, errorReply, okReply, type Logger } from '@flotilla/bus';
 import { ArtifactCache } from './artifact-cache.js';
 import { measureInventory } from './inventory.js';
 import { MemoryLedger } from './memory-ledger.js';
@@ -55,6 +55,7 @@ export class Worker {
   private seq = 0;
   private readonly startedAt = Date.now();
   private stopping?: Promise<void>;
+  private readonly link: { connected: () => boolean };
 
   private constructor(
     readonly options: CompiledWorkerOptions,
@@ -68,6 +69,14 @@ export class Worker {
   ) {
     this.id = options.id;
     this.subjects = makeSubjects(options.cluster);
+    this.link = connectionTracker(nc);
+  }
+
+  /** Null when ready to serve; otherwise why not (for /readyz). */
+  notReady(): string | null {
+    if (this.state !== 'running') return `worker is ${this.state}`;
+    if (!this.link.connected()) return 'not connected to NATS';
+    return null;
   }
 
   static async start(raw: WorkerOptions = {}): Promise<Worker> {

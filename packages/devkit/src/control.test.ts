@@ -1,0 +1,124 @@
+// Integration: control-plane behaviour with real processes' pieces — GPU placement on an
+// overridden inventory (CPU fallback reported), head restart recovering deployments from KV,
+// health endpoints, and dead-worker replacement.
+import { Head } from '@flotilla/head';
+import { silentLogger, startHealthServer } from '@flotilla/bus';
+import { LocalCluster } from './local-cluster.js';
+import { sampleModelPath } from './sample-models.js';
+
+const GiB = 1024 ** 3;
+const x = { dtype: 'float32' as const, dims: [1, 16], data: new Float32Array(16) };
+
+async function until<T>(fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('GPU placement on an overridden inventory', () => {
+  let cluster: LocalCluster;
+  beforeAll(async () => {
+    cluster = await LocalCluster.start({
+      workers: 2,
+      worker: (i) =>
+        i === 0
+          ? { inventory: { gpus: [{ index: 0, vendor: 'NVIDIA', model: 'Fake L4', vramTotalBytes: 24 * GiB, vramFreeBytes: 23 * GiB }] } }
+          : {},
+    });
+  });
+  afterAll(() => cluster.stop());
+
+  it('places a gpu deployment on the GPU device, falls back to the CPU provider and says so', async () => {
+    const client = cluster.client();
+    const st = await client.deploy(sampleModelPath('mlp'), 'mlp', { device: 'gpu' });
+    expect(st.replicas).toEqual([expect.objectContaining({ workerId: 'w0', device: 'gpu:0', state: 'ready' })]);
+    const status = await client.status();
+    const w0 = status.workers.find((w) => w.id === 'w0')!;
+    expect(w0.inventory).toMatchObject({ source: 'override', gpus: [{ model: 'Fake L4' }] });
+    const gpu = w0.devices.find((d) => d.id === 'gpu:0')!;
+    expect(gpu).toMatchObject({ kind: 'gpu', capacityBytes: 24 * GiB });
+    expect(gpu.usedBytes).toBeGreaterThan(0);
+    expect(gpu.models.map((m) => m.name)).toEqual(['mlp']);
+    // The bundled onnxruntime has no CUDA provider: the replica runs on the CPU provider.
+    expect(w0.replicas[0]).toMatchObject({ device: 'gpu:0', executionProvider: 'cpu' });
+    const r = await client.inferWithMeta('mlp', { x });
+    expect(r.meta.device).toBe('gpu:0');
+  });
+
+  it('a gpu-only deployment without fallback is not placed on a CPU-only cluster part', async () => {
+    const client = cluster.client();
+    const st = await client.deploy(sampleModelPath('mlp'), 'big-gpu', { device: 'gpu', allowFallback: false, memoryBytes: 30 * GiB, wait: false });
+    const d = await until(async () => {
+      const s = await client.describe('big-gpu');
+      return s.pendingReason ? s : undefined;
+    });
+    expect(st.ready).toBe(0);
+    expect(d.pendingReason).toMatchObject({ code: 'NO_CAPACITY' });
+    expect(d.pendingReason!.message).toMatch(/no gpu device has/);
+  });
+});
+
+describe('head restart and worker loss', () => {
+  it('a new head recovers deployments from KV; a dead worker’s replica is placed elsewhere', async () => {
+    const cluster = await LocalCluster.start({ workers: 2, head: { workerTimeoutMs: 1000 } });
+    try {
+      const client = cluster.client();
+      await client.deploy(sampleModelPath('mlp'), 'mlp', { replicas: 1, device: 'cpu' });
+      await cluster.head.stop();
+      // Inference keeps working with no head at all: the data plane does not touch it.
+      expect((await client.infer('mlp', { x })).y!.dims).toEqual([1, 4]);
+
+      const head2 = await Head.start({ cluster: cluster.cluster, bus: { servers: cluster.url }, logger: silentLogger(), workerTimeoutMs: 1000 });
+      try {
+        const ls = await client.list();
+        expect(ls.map((d) => d.spec.name)).toEqual(['mlp']);
+        const before = await until(async () => {
+          const d = await client.describe('mlp');
+          return d.ready === 1 ? d : undefined;
+        });
+        // Kill the worker holding the replica without a goodbye (close its connection abruptly).
+        const victim = cluster.workers.find((w) => w.id === before.replicas[0]!.workerId)!;
+        await victim.nc.close();
+        const after = await until(async () => {
+          const d = await client.describe('mlp');
+          return d.ready === 1 && d.replicas[0]!.workerId !== victim.id ? d : undefined;
+        });
+        expect(after.replicas[0]!.workerId).not.toBe(victim.id);
+        expect((await client.infer('mlp', { x })).y!.dims).toEqual([1, 4]);
+        expect(head2.registry.get(victim.id)!.alive).toBe(false);
+      } finally {
+        await head2.stop();
+      }
+    } finally {
+      await cluster.stop();
+    }
+  }, 60_000);
+});
+
+describe('health endpoints', () => {
+  it('/livez is 200; /readyz is 200 while serving and 503 once draining', async () => {
+    const cluster = await LocalCluster.start({ workers: 1 });
+    const w = cluster.workers[0]!;
+    const health = await startHealthServer({ port: 0, host: '127.0.0.1', notReady: () => w.notReady() });
+    const get = (p: string) => fetch(`http://127.0.0.1:${health.port}${p}`);
+    try {
+      expect((await get('/livez')).status).toBe(200);
+      expect((await get('/readyz')).status).toBe(200);
+      expect((await get('/nope')).status).toBe(404);
+      cluster.nats.kill();
+      await until(async () => ((await get('/readyz')).status === 503 ? true : undefined));
+      expect(await (await get('/readyz')).json()).toEqual({ ready: false, reason: 'not connected to NATS' });
+      await w.stop();
+      expect(await (await get('/readyz')).json()).toMatchObject({ ready: false, reason: 'worker is stopped' });
+      expect((await get('/livez')).status).toBe(200);
+    } finally {
+      await health.close();
+      await cluster.stop();
+    }
+  }, 60_000);
+});
+

@@ -1,0 +1,312 @@
+import {
+  EVICTION_POLICIES,
+  type EvictionCandidate,
+  type EvictionPolicy,
+  fifoPolicy,
+  lfuPolicy,
+  lruPolicy,
+  planEviction,
+  registerEvictionPolicy,
+  resolveEvictionPolicy,
+} from './eviction.js';
+
+// Synthetic access traces: one event per clock tick (the event's index is its time).
+type Event =
+  | { op: 'load'; owner: string; bytes?: number; pinned?: boolean }
+  | { op: 'use'; owner: string }
+  | { op: 'unload'; owner: string };
+
+const load = (owner: string, bytes = 10, pinned = false): Event => ({ op: 'load', owner, bytes, pinned });
+const use = (owner: string): Event => ({ op: 'use', owner });
+
+/** Replays a trace into the candidates a worker would report at its end. */
+function candidatesOf(trace: readonly Event[]): EvictionCandidate[] {
+  const live = new Map<string, EvictionCandidate>();
+  trace.forEach((e, t) => {
+    if (e.op === 'load') {
+      live.set(e.owner, {
+        owner: e.owner,
+        model: `model-${e.owner}`,
+        bytes: e.bytes ?? 10,
+        loadedAt: t,
+        lastUsedAt: t,
+        uses: 0,
+        pinned: e.pinned ?? false,
+      });
+    } else if (e.op === 'use') {
+      const c = live.get(e.owner)!;
+      c.lastUsedAt = t;
+      c.uses++;
+    } else {
+      live.delete(e.owner);
+    }
+  });
+  return [...live.values()];
+}
+
+const owners = (cs: readonly EvictionCandidate[]) => cs.map((c) => c.owner);
+const POLICIES = [fifoPolicy, lruPolicy, lfuPolicy];
+
+describe('eviction order from access traces', () => {
+  // [description, trace, fifo order, lru order, lfu order]
+  const table: [string, Event[], string[], string[], string[]][] = [
+    ['load A, B, use A', [load('A'), load('B'), use('A')], ['A', 'B'], ['B', 'A'], ['B', 'A']],
+    [
+      'load A, B, C; use A ×3, B ×1, C ×2; then B again',
+      [load('A'), load('B'), load('C'), use('A'), use('A'), use('A'), use('C'), use('C'), use('B')],
+      ['A', 'B', 'C'],
+      ['A', 'C', 'B'],
+      ['B', 'C', 'A'],
+    ],
+    [
+      'LFU ties on uses → least recently used first',
+      [load('A'), load('B'), load('C'), use('B'), use('A'), use('C')],
+      ['A', 'B', 'C'],
+      ['B', 'A', 'C'],
+      ['B', 'A', 'C'],
+    ],
+    [
+      'never used: LRU and LFU fall back to load order',
+      [load('A'), load('B'), load('C')],
+      ['A', 'B', 'C'],
+      ['A', 'B', 'C'],
+      ['A', 'B', 'C'],
+    ],
+    [
+      'unloaded models are no candidates; a reload is new',
+      [load('A'), load('B'), { op: 'unload', owner: 'A' }, load('A'), use('B')],
+      ['B', 'A'],
+      ['A', 'B'],
+      ['A', 'B'],
+    ],
+    [
+      'pinned models are never ordered',
+      [load('A', 10, true), load('B'), load('C'), use('B')],
+      ['B', 'C'],
+      ['C', 'B'],
+      ['C', 'B'],
+    ],
+  ];
+
+  it.each(table)('%s', (_, trace, fifo, lru, lfu) => {
+    const cs = candidatesOf(trace);
+    expect(owners(fifoPolicy.order(cs))).toEqual(fifo);
+    expect(owners(lruPolicy.order(cs))).toEqual(lru);
+    expect(owners(lfuPolicy.order(cs))).toEqual(lfu);
+  });
+
+  it('budget fits 2 of 3: load A, B, use A, then C needs room → FIFO evicts A, LRU and LFU evict B', () => {
+    const cs = candidatesOf([load('A'), load('B'), use('A')]);
+    const budget = 20;
+    const free = budget - cs.reduce((n, c) => n + c.bytes, 0);
+    const evicted = (p: EvictionPolicy) => owners(planEviction(p, cs, 10, free).evict);
+    expect(evicted(fifoPolicy)).toEqual(['A']);
+    expect(evicted(lruPolicy)).toEqual(['B']);
+    expect(evicted(lfuPolicy)).toEqual(['B']);
+  });
+
+  it('breaks full ties by owner, whatever the input order', () => {
+    const same = (owner: string): EvictionCandidate => ({
+      owner,
+      model: 'm',
+      bytes: 1,
+      loadedAt: 5,
+      lastUsedAt: 7,
+      uses: 2,
+      pinned: false,
+    });
+    const a = [same('r2'), same('r10'), same('r1'), same('b')];
+    for (const p of POLICIES) {
+      expect(owners(p.order(a))).toEqual(['b', 'r1', 'r10', 'r2']);
+      expect(owners(p.order([...a].reverse()))).toEqual(['b', 'r1', 'r10', 'r2']);
+    }
+  });
+
+  it('LFU ties on uses and last use → loaded longest ago', () => {
+    const c = (owner: string, loadedAt: number): EvictionCandidate => ({
+      owner,
+      model: 'm',
+      bytes: 1,
+      loadedAt,
+      lastUsedAt: 9,
+      uses: 1,
+      pinned: false,
+    });
+    expect(owners(lfuPolicy.order([c('a', 3), c('b', 1), c('c', 2)]))).toEqual(['b', 'c', 'a']);
+  });
+});
+
+describe('planEviction', () => {
+  // A (30, oldest) … D (40, newest); pinned P (100) is oldest of all.
+  const cs = candidatesOf([load('P', 100, true), load('A', 30), load('B', 10), load('C', 20), load('D', 40)]);
+
+  it.each([
+    // [needed, free, evict (FIFO order A, B, C, D), fits]
+    [10, 10, [], true],
+    [0, 0, [], true],
+    [11, 10, ['A'], true],
+    [40, 10, ['A'], true],
+    [41, 10, ['A', 'B'], true],
+    [50, 10, ['A', 'B'], true],
+    [51, 10, ['A', 'B', 'C'], true],
+    [110, 10, ['A', 'B', 'C', 'D'], true],
+    [111, 10, [], false], // every unpinned gone is still short: evict nothing
+    [500, 0, [], false],
+  ] as [number, number, string[], boolean][])(
+    'needs %d with %d free → evicts %j, fits %s',
+    (needed, free, evict, fits) => {
+      expect(planEviction(fifoPolicy, cs, needed, free)).toEqual({
+        evict: cs.filter((c) => evict.includes(c.owner)).sort((a, b) => a.loadedAt - b.loadedAt),
+        fits,
+      });
+    },
+  );
+
+  it('returns the candidates themselves, in the policy order', () => {
+    const plan = planEviction(lruPolicy, cs, 100, 45);
+    expect(plan.fits).toBe(true);
+    for (const c of plan.evict) expect(cs).toContain(c);
+  });
+
+  it('never evicts pinned, even when only the pinned one would make room', () => {
+    const only = candidatesOf([load('P', 100, true), load('A', 5)]);
+    for (const p of POLICIES) expect(planEviction(p, only, 50, 0)).toEqual({ evict: [], fits: false });
+  });
+
+  it('skips pinned candidates returned by a misbehaving policy', () => {
+    const sloppy: EvictionPolicy = { name: 'sloppy', order: (c) => [...c] };
+    const plan = planEviction(sloppy, cs, 40, 0);
+    expect(owners(plan.evict)).toEqual(['A', 'B']);
+    expect(plan.fits).toBe(true);
+  });
+
+  it('handles no candidates', () => {
+    expect(planEviction(lruPolicy, [], 1, 0)).toEqual({ evict: [], fits: false });
+    expect(planEviction(lruPolicy, [], 1, 1)).toEqual({ evict: [], fits: true });
+  });
+
+  it('never mutates its inputs', () => {
+    const input = candidatesOf([load('A', 30), load('B', 10), use('A'), load('C', 20, true), use('B')]);
+    const snapshot = structuredClone(input);
+    const order = owners(input);
+    Object.freeze(input);
+    input.forEach((c) => Object.freeze(c));
+    for (const p of POLICIES) {
+      p.order(input);
+      planEviction(p, input, 35, 0);
+      planEviction(p, input, 1000, 0);
+    }
+    expect(input).toEqual(snapshot);
+    expect(owners(input)).toEqual(order);
+  });
+});
+
+describe('policy registry', () => {
+  it('knows fifo, lru and lfu', () => {
+    expect([...EVICTION_POLICIES.keys()]).toEqual(expect.arrayContaining(['fifo', 'lru', 'lfu']));
+    expect(resolveEvictionPolicy('fifo')).toBe(fifoPolicy);
+    expect(resolveEvictionPolicy('lru')).toBe(lruPolicy);
+    expect(resolveEvictionPolicy('lfu')).toBe(lfuPolicy);
+  });
+
+  it('rejects an unknown name with BAD_REQUEST listing the known ones', () => {
+    let err: unknown;
+    try {
+      resolveEvictionPolicy('mru');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toMatchObject({ code: 'BAD_REQUEST', name: 'BadRequestError' });
+    expect((err as Error).message).toMatch(/mru/);
+    for (const name of ['fifo', 'lru', 'lfu']) expect((err as Error).message).toContain(name);
+  });
+
+  it('registers a custom policy, and refuses a taken or empty name', () => {
+    const biggest: EvictionPolicy = {
+      name: 'largest-first',
+      order: (cs) => cs.filter((c) => !c.pinned).sort((a, b) => b.bytes - a.bytes),
+    };
+    expect(registerEvictionPolicy(biggest)).toBe(biggest);
+    expect(resolveEvictionPolicy('largest-first')).toBe(biggest);
+    expect(EVICTION_POLICIES.get('largest-first')).toBe(biggest);
+    const cs = candidatesOf([load('A', 10), load('B', 40), load('C', 20)]);
+    expect(owners(planEviction(biggest, cs, 30, 0).evict)).toEqual(['B']);
+
+    expect(() => registerEvictionPolicy({ ...biggest })).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
+    expect(() => registerEvictionPolicy({ ...lruPolicy, order: lruPolicy.order })).toThrow(/already registered/);
+    expect(() => registerEvictionPolicy({ name: '', order: () => [] })).toThrow(
+      expect.objectContaining({ code: 'BAD_REQUEST' }),
+    );
+    expect(resolveEvictionPolicy('lru')).toBe(lruPolicy);
+  });
+});
+
+describe('randomized traces (seeded)', () => {
+  /** mulberry32: small, deterministic PRNG in [0, 1). */
+  function rng(seed: number): () => number {
+    let s = seed >>> 0;
+    return () => {
+      s = (s + 0x6d2b79f5) >>> 0;
+      let t = s;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  }
+
+  it.each(POLICIES.flatMap((p) => [1, 2, 3, 42, 1234].map((seed) => [p.name, seed] as const)))(
+    '%s, seed %d: simulated device never exceeds its budget and evicts minimally',
+    (name, seed) => {
+      const policy = resolveEvictionPolicy(name);
+      const rand = rng(seed);
+      const budget = 1000;
+      const live = new Map<string, EvictionCandidate>();
+      const used = () => [...live.values()].reduce((n, c) => n + c.bytes, 0);
+      let loads = 0;
+      let refused = 0;
+      let evictions = 0;
+
+      for (let t = 0; t < 2000; t++) {
+        const r = rand();
+        const present = [...live.values()];
+        if (r < 0.35 || present.length === 0) {
+          const owner = `r${t}`;
+          const bytes = 1 + Math.floor(rand() * 400);
+          const pinned = rand() < 0.1;
+          const before = present.map((c) => ({ ...c }));
+          const plan = planEviction(policy, present, bytes, budget - used());
+          expect(present.map((c) => ({ ...c }))).toEqual(before);
+          if (!plan.fits) {
+            expect(plan.evict).toEqual([]);
+            const reclaimable = present.filter((c) => !c.pinned).reduce((n, c) => n + c.bytes, 0);
+            expect(budget - used() + reclaimable).toBeLessThan(bytes);
+            refused++;
+            continue;
+          }
+          // Minimal prefix of the policy's order, pinned never included.
+          expect(plan.evict).toEqual(policy.order(present).slice(0, plan.evict.length));
+          for (const c of plan.evict) expect(c.pinned).toBe(false);
+          const freed = (cs: EvictionCandidate[]) => cs.reduce((n, c) => n + c.bytes, 0);
+          if (plan.evict.length > 0) {
+            expect(budget - used() + freed(plan.evict.slice(0, -1))).toBeLessThan(bytes);
+          }
+          for (const c of plan.evict) live.delete(c.owner);
+          evictions += plan.evict.length;
+          live.set(owner, { owner, model: `m${t % 7}`, bytes, loadedAt: t, lastUsedAt: t, uses: 0, pinned });
+          loads++;
+        } else if (r < 0.95) {
+          const c = present[Math.floor(rand() * present.length)]!;
+          c.lastUsedAt = t;
+          c.uses++;
+        } else {
+          live.delete(present[Math.floor(rand() * present.length)]!.owner);
+        }
+        expect(used()).toBeLessThanOrEqual(budget);
+      }
+      // The trace exercised every branch.
+      expect(loads).toBeGreaterThan(100);
+      expect(evictions).toBeGreaterThan(50);
+      expect(refused).toBeGreaterThan(0);
+    },
+  );
+});
