@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { clusterCommands } from './cluster-commands.js';
 import { demo } from './demo.js';
 import { reportError } from './format.js';
+import { loadCommand } from './load-command.js';
 import { modelCommands } from './model-commands.js';
 
 const program = new Command()
@@ -14,6 +15,7 @@ const program = new Command()
 
 clusterCommands(program);
 modelCommands(program);
+loadCommand(program);
 program
   .command('demo')
   .description('start a local cluster, deploy sample models, run inferences, print latency, stop')

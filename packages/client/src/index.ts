@@ -1,2 +1,4 @@
 export * from './client.js';
 export * from '@flotilla/protocol';
+export * from './load-stats.js';
+export * from './load-generator.js';

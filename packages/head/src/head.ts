@@ -41,6 +41,8 @@ interface Deployment {
   pendingReason?: WireError;
   failures: number;
   retryAt: number;
+  /** Footprint of one replica as profiled on a worker (largest seen), bytes. */
+  measuredBytes?: number;
 }
 
 type HeadState = 'starting' | 'running' | 'stopping' | 'stopped';
@@ -138,6 +140,11 @@ export class Head {
   private onHeartbeat(hb: Heartbeat): void {
     if (typeof hb.workerId !== 'string' || !Array.isArray(hb.replicas) || !Array.isArray(hb.devices)) {
       throw new BadRequestError('heartbeat misses workerId/replicas/devices');
+    }
+    for (const r of hb.replicas) {
+      const d = this.deployments.get(r.model);
+      const b = r.profile?.replicaBytes ?? 0;
+      if (d && r.digest === d.spec.digest && b > (d.measuredBytes ?? 0)) d.measuredBytes = b;
     }
     if (this.registry.upsert(hb, Date.now())) {
       this.logger.info({ worker: hb.workerId, devices: hb.devices.map((d) => d.id) }, 'worker joined');
@@ -317,7 +324,7 @@ export class Head {
     const live = this.liveReplicas(d);
     const want = d.spec.replicas;
     if (live.length < want && Date.now() >= d.retryAt) {
-      const bytes = estimateReplicaBytes(d.spec);
+      const bytes = this.replicaBytes(d);
       const result = place({ model: name, bytes, device: d.spec.device, allowFallback: d.spec.allowFallback, count: want - live.length }, this.view());
       for (const p of result.placements) this.sendLoad(d, p.workerId, p.device, bytes);
       if (result.unplaced > 0) {
@@ -342,6 +349,11 @@ export class Head {
     }
   }
 
+  /** Memory one replica needs: the user's figure, else the profiled one, else the file-size estimate. */
+  private replicaBytes(d: Deployment): number {
+    return d.spec.memoryBytes ?? d.measuredBytes ?? estimateReplicaBytes(d.spec);
+  }
+
   /** Replicas of models no longer deployed are unloaded. */
   private reconcileOrphans(): void {
     for (const w of this.registry.running()) {
@@ -359,7 +371,7 @@ export class Head {
     d.pending.set(replicaId, { workerId, device, bytes });
     const spec = d.spec;
     this.logger.info({ model: spec.name, replica: replicaId, worker: workerId, device }, 'placing replica');
-    call<LoadResult>(this.nc, this.subjects.worker(workerId, 'load'), { replicaId, device, spec }, this.options.loadTimeoutMs)
+    call<LoadResult>(this.nc, this.subjects.worker(workerId, 'load'), { replicaId, device, spec, bytes }, this.options.loadTimeoutMs)
       .then((r) => {
         d.failures = 0;
         if (d.pendingReason && d.pendingReason.code !== 'NO_CAPACITY') d.pendingReason = undefined;

@@ -56,6 +56,20 @@ export const BatchingOptions = z
   .strict();
 export type BatchingOptions = z.infer<typeof BatchingOptions>;
 
+export const ProfileOptions = z
+  .object({
+    /** Measure the model on first load (default true); off: defaults or the batching options apply. */
+    enabled: z.boolean().optional(),
+    /** Latency objective for one batch (p99), ms. Default 50. */
+    latencySloMs: z.number().min(0.1).max(600_000).optional(),
+    /** Time budget of one profile, ms. Default 3000. */
+    budgetMs: z.number().int().min(100).max(120_000).optional(),
+    /** Largest batch size tried. Default 64. */
+    maxBatch: z.number().int().min(1).max(4096).optional(),
+  })
+  .strict();
+export type ProfileOptions = z.infer<typeof ProfileOptions>;
+
 const NAME = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, 'use 1-64 letters, digits, _ or -');
 
 export const DeploySpec = z
@@ -77,6 +91,8 @@ export const DeploySpec = z
     batching: BatchingOptions.default({}),
     /** Pinned replicas are never evicted. */
     pin: z.boolean().default(false),
+    /** Profiling on first load per device class (drives batching and the memory charge). */
+    profile: ProfileOptions.default({}),
   })
   .strict();
 export type DeploySpec = z.infer<typeof DeploySpec>;
@@ -147,7 +163,21 @@ export interface ReplicaState {
   batching: { maxBatchSize: number; maxQueueDelayMs: number; maxQueueLength: number; batchAxis: boolean };
   /** Batch sizes run so far → count. */
   batchHistogram: Record<string, number>;
+  /** Where the batching settings came from. */
+  profile?: ReplicaProfileSummary;
   error?: WireError;
+}
+
+export interface ReplicaProfileSummary {
+  /** `measured` on this load, `cache` (KV), `skipped` (with reason), `disabled`, or `override` (user set both knobs). */
+  source: 'measured' | 'cache' | 'skipped' | 'disabled';
+  deviceClass: string;
+  reason: string;
+  /** Bytes the profile says a replica needs (0 when not profiled). */
+  replicaBytes: number;
+  /** Items/s at the chosen batch size (0 when not profiled). */
+  itemsPerSec: number;
+  tookMs: number;
 }
 
 export type WorkerStateName = 'starting' | 'running' | 'draining' | 'stopped' | 'failed';
@@ -170,6 +200,8 @@ export interface LoadCommand {
   replicaId: string;
   device: string;
   spec: DeploySpec;
+  /** Memory to charge the device for this replica (the head's estimate or the profile's figure). */
+  bytes?: number;
 }
 
 export interface LoadResult {
@@ -234,4 +266,49 @@ export interface EventMessage {
   reason?: string;
   at: number;
   data?: unknown;
+}
+
+// ---------- profiles ----------
+
+export interface ProfileRow {
+  batch: number;
+  runs: number;
+  p50Ms: number;
+  p99Ms: number;
+  itemsPerSec: number;
+  /** Process RSS above the pre-load baseline at its peak during these runs, bytes. */
+  peakBytes: number;
+}
+
+export interface BatchChoice {
+  maxBatchSize: number;
+  maxQueueDelayMs: number;
+  reason: string;
+}
+
+/** A model measured on one device class (stored in the profiles KV bucket). */
+export interface ModelProfile {
+  v: number;
+  digest: string;
+  deviceClass: string;
+  ortVersion: string;
+  createdAt: number;
+  latencySloMs: number;
+  budgetMs: number;
+  /** Wall time the profile took, ms. */
+  tookMs: number;
+  rows: ProfileRow[];
+  /** Why the sweep ended where it did. */
+  stoppedBecause: string;
+  /** Set when the model could not be profiled (and defaults apply). */
+  skipped?: string;
+  chosen: BatchChoice;
+  memory: {
+    /** RSS growth from creating the session, bytes. */
+    sessionBytes: number;
+    /** Peak RSS growth while running the chosen batch size, bytes. */
+    peakBytes: number;
+    /** What a replica should be charged: max(session, peak at the chosen batch, file size). */
+    replicaBytes: number;
+  };
 }

@@ -46,6 +46,14 @@ export interface Subjects {
   modelBucket: string;
   /** Object store bucket for payloads larger than the server's max_payload. */
   blobBucket: string;
+  /** KV bucket of model profiles, keyed by `profileKey(...)`. */
+  profileBucket: string;
+}
+
+/** Profiles are shared per (model digest, device class, onnxruntime version). */
+export function profileKey(digest: string, deviceClass: string, ortVersion: string): string {
+  const tok = (s: string) => s.replace(/[^A-Za-z0-9_-]/g, '_');
+  return `${digest}.${tok(deviceClass)}.${tok(ortVersion)}`;
 }
 
 export const REPLICA_QUEUE = 'replicas';
@@ -66,5 +74,6 @@ export function subjects(cluster: string = DEFAULT_CLUSTER): Subjects {
     stateBucket: `flotilla_${cluster}_state`,
     modelBucket: `flotilla_${cluster}_models`,
     blobBucket: `flotilla_${cluster}_blobs`,
+    profileBucket: `flotilla_${cluster}_profiles`,
   };
 }

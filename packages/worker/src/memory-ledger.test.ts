@@ -26,4 +26,16 @@ describe('MemoryLedger', () => {
     expect(l.used('cpu')).toBe(0);
     expect(l.tryCharge('gpu:7', { owner: 'x', model: 'm', bytes: 1, at: 1 })).toBe(false);
   });
+
+  it('resizes a charge, refusing growth past the budget', () => {
+    const l = mk();
+    l.tryCharge('gpu:0', { owner: 'a', model: 'm', bytes: 100, at: 1 });
+    l.tryCharge('gpu:0', { owner: 'b', model: 'm', bytes: 200, at: 2 });
+    expect(l.resize('a', 201)).toBe(false);
+    expect(l.resize('a', 200)).toBe(true);
+    expect(l.used('gpu:0')).toBe(400);
+    expect(l.resize('a', 50)).toBe(true);
+    expect(l.used('gpu:0')).toBe(250);
+    expect(l.resize('nobody', 1)).toBe(false);
+  });
 });

@@ -57,6 +57,18 @@ export class MemoryLedger {
     return true;
   }
 
+  /** Changes an existing charge (e.g. to the profiled footprint); growing must still fit. */
+  resize(owner: string, bytes: number): boolean {
+    for (const [id, list] of this.charges) {
+      const c = list.find((x) => x.owner === owner);
+      if (!c) continue;
+      if (bytes > c.bytes && this.free(id) < bytes - c.bytes) return false;
+      c.bytes = bytes;
+      return true;
+    }
+    return false;
+  }
+
   release(owner: string): number {
     for (const list of this.charges.values()) {
       const i = list.findIndex((c) => c.owner === owner);

@@ -22,6 +22,7 @@ import {
   type BlobRef,
   type InferReply,
   type InferRequest,
+  type ReplicaProfileSummary,
   type ReplicaState,
   type ReplicaStateName,
   type TypedArray,
@@ -47,6 +48,17 @@ export interface ReplicaContext {
   maxMessageBytes: number;
 }
 
+export interface ReplicaIdentity {
+  id: string;
+  model: string;
+  digest: string;
+  device: string;
+  executionProvider: string;
+  /** Bytes charged to the device. */
+  bytes: number;
+  profile?: ReplicaProfileSummary;
+}
+
 interface Pending {
   msg: Msg;
   id?: string;
@@ -68,18 +80,23 @@ export class Replica {
   private idle?: () => void;
   readonly batching: ReplicaState['batching'];
 
+  readonly id: string;
+  readonly model: string;
+  readonly digest: string;
+  readonly device: string;
+  readonly executionProvider: string;
+  readonly bytes: number;
+  readonly profile?: ReplicaProfileSummary;
+
   constructor(
     private readonly ctx: ReplicaContext,
-    readonly id: string,
-    readonly model: string,
-    readonly digest: string,
-    readonly device: string,
-    readonly executionProvider: string,
-    readonly bytes: number,
+    identity: ReplicaIdentity,
     private readonly session: InferenceSession,
     readonly signature: ModelSignature,
     options: BatchingOptions,
   ) {
+    ({ id: this.id, model: this.model, digest: this.digest, device: this.device, executionProvider: this.executionProvider, bytes: this.bytes, profile: this.profile } =
+      identity);
     this.batching = {
       maxBatchSize: signature.batchAxis ? (options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE) : 1,
       maxQueueDelayMs: options.maxQueueDelayMs ?? DEFAULT_MAX_QUEUE_DELAY_MS,
@@ -115,6 +132,7 @@ export class Replica {
       executionProvider: this.executionProvider,
       batching: this.batching,
       batchHistogram: { ...this.histogram },
+      ...(this.profile ? { profile: this.profile } : {}),
     };
   }
 

@@ -25,12 +25,17 @@ import {
   type Subjects,
   type UnloadCommand,
   type WorkerStateName,
+  type BatchingOptions,
+  type DeploySpec,
+  type ModelProfile,
+  type ReplicaProfileSummary,
 } from '@flotilla/protocol';
-import { BlobStore, connectBus, connectionTracker, createLogger, errorReply, okReply, type Logger } from '@flotilla/bus';
+import { BlobStore, ProfileStore, connectBus, connectionTracker, createLogger, errorReply, okReply, type Logger } from '@flotilla/bus';
 import { ArtifactCache } from './artifact-cache.js';
 import { measureInventory } from './inventory.js';
 import { MemoryLedger } from './memory-ledger.js';
-import { describeModel } from './model-io.js';
+import { describeModel, type ModelSignature } from './model-io.js';
+import { DEFAULT_LATENCY_SLO_MS, deviceClass, ortVersion, profileSession, unprofilable } from './profiler.js';
 import { parseWorkerOptions, type CompiledWorkerOptions, type WorkerOptions } from './options.js';
 import { Replica } from './replica.js';
 
@@ -55,6 +60,8 @@ export class Worker {
   private seq = 0;
   private readonly startedAt = Date.now();
   private stopping?: Promise<void>;
+  private profiling: Promise<void> = Promise.resolve();
+  private readonly profiles: ProfileStore;
   private readonly link: { connected: () => boolean };
 
   private constructor(
@@ -70,6 +77,7 @@ export class Worker {
     this.id = options.id;
     this.subjects = makeSubjects(options.cluster);
     this.link = connectionTracker(nc);
+    this.profiles = new ProfileStore(nc, this.subjects.profileBucket);
   }
 
   /** Null when ready to serve; otherwise why not (for /readyz). */
@@ -154,7 +162,7 @@ export class Worker {
     }
     const device = this.ledger.device(cmd.device);
     if (!device) return Promise.reject(new NoCapacityError(`worker ${this.id} has no device ${cmd.device}`));
-    const bytes = estimateReplicaBytes(spec);
+    const bytes = spec.memoryBytes ?? (typeof cmd.bytes === 'number' && cmd.bytes > 0 ? cmd.bytes : estimateReplicaBytes(spec));
     if (!this.ledger.tryCharge(device.id, { owner: cmd.replicaId, model: spec.name, bytes, at: Date.now() })) {
       return Promise.reject(
         new NoCapacityError(
@@ -178,33 +186,37 @@ export class Worker {
 
   private async create(
     replicaId: string,
-    spec: ReturnType<typeof parseDeploySpec>,
+    spec: DeploySpec,
     deviceId: string,
     kind: 'cpu' | 'gpu',
-    bytes: number,
+    charged: number,
   ): Promise<LoadResult> {
     const t0 = performance.now();
     try {
       const path = await this.cache.path(spec.digest);
+      const rssBaseline = process.memoryUsage().rss;
       const { session, executionProvider, fallbackFrom } = await this.createSession(path, kind, deviceId);
+      const sessionBytes = Math.max(0, process.memoryUsage().rss - rssBaseline);
       let signature;
+      let profile: ReplicaProfileSummary;
+      let batching: BatchingOptions;
       try {
         signature = describeModel(session.inputMetadata, session.outputMetadata);
+        const devClass = deviceClass(kind, kind === 'gpu' ? this.gpuModel(deviceId) : this.inventory.cpu.model, this.inventory.cpu.cores, this.options.threads, executionProvider);
+        ({ profile, batching } = await this.profiled(session, signature, spec, devClass, { sessionBytes, rssBaseline, fileBytes: spec.sizeBytes }));
       } catch (e) {
         await session.release();
         throw e;
       }
+      // The profile's footprint replaces the estimate when it fits (a deployment's memoryBytes wins).
+      let bytes = charged;
+      if (spec.memoryBytes === undefined && profile.replicaBytes > 0 && this.ledger.resize(replicaId, profile.replicaBytes)) bytes = profile.replicaBytes;
       const replica = new Replica(
         { nc: this.nc, blobs: this.blobs, logger: this.logger, workerId: this.id, maxMessageBytes: this.options.maxMessageBytes },
-        replicaId,
-        spec.name,
-        spec.digest,
-        deviceId,
-        executionProvider,
-        bytes,
+        { id: replicaId, model: spec.name, digest: spec.digest, device: deviceId, executionProvider, bytes, profile },
         session,
         signature,
-        spec.batching,
+        batching,
       );
       if (this.state !== 'running') {
         await session.release();
@@ -213,7 +225,14 @@ export class Worker {
       this.replicas.set(replicaId, replica);
       replica.start(this.subjects.infer(spec.name));
       const loadMs = +(performance.now() - t0).toFixed(1);
-      this.event({ type: 'loaded', model: spec.name, device: deviceId, replica: replicaId, bytes, data: { loadMs, executionProvider, fallbackFrom, batchAxis: signature.batchAxis } });
+      this.event({
+        type: 'loaded',
+        model: spec.name,
+        device: deviceId,
+        replica: replicaId,
+        bytes,
+        data: { loadMs, executionProvider, fallbackFrom, batchAxis: signature.batchAxis, batching: replica.batching, profile },
+      });
       this.heartbeat();
       return { replicaId, device: deviceId, bytes, loadMs, executionProvider, ...(fallbackFrom ? { fallbackFrom } : {}) };
     } catch (err) {
@@ -224,6 +243,66 @@ export class Worker {
       this.heartbeat();
       throw e;
     }
+  }
+
+  private gpuModel(deviceId: string): string {
+    const index = Number(deviceId.split(':')[1]);
+    return this.inventory.gpus.find((g) => g.index === index)?.model ?? 'gpu';
+  }
+
+  /**
+   * Batching settings for a new replica: the user's knobs win; the rest come from the model's
+   * profile on this device class (reused from KV, else measured now within its time budget).
+   * Profiles run one at a time per worker so two loads do not skew each other's timings.
+   */
+  private async profiled(
+    session: ort.InferenceSession,
+    signature: ModelSignature,
+    spec: DeploySpec,
+    devClass: string,
+    mem: { sessionBytes: number; rssBaseline: number; fileBytes: number },
+  ): Promise<{ profile: ReplicaProfileSummary; batching: BatchingOptions }> {
+    const user = spec.batching;
+    const summary = (source: ReplicaProfileSummary['source'], reason: string, p?: ModelProfile): ReplicaProfileSummary => ({
+      source,
+      deviceClass: devClass,
+      reason,
+      replicaBytes: p?.memory.replicaBytes ?? 0,
+      itemsPerSec: p?.rows.find((r) => r.batch === p.chosen.maxBatchSize)?.itemsPerSec ?? 0,
+      tookMs: source === 'measured' ? (p?.tookMs ?? 0) : 0,
+    });
+    if (spec.profile.enabled === false) return { profile: summary('disabled', 'profiling disabled by the deployment'), batching: user };
+    if (!signature.batchAxis) {
+      return { profile: summary('skipped', 'model has no batch axis: runs unbatched'), batching: { ...user, maxBatchSize: 1 } };
+    }
+    const why = unprofilable(signature);
+    if (why) return { profile: summary('skipped', why), batching: user };
+
+    const run = async (): Promise<{ p: ModelProfile; source: 'cache' | 'measured' }> => {
+      const slo = spec.profile.latencySloMs ?? DEFAULT_LATENCY_SLO_MS;
+      const cached = await this.profiles.get(spec.digest, devClass, ortVersion()).catch(() => undefined);
+      if (cached && cached.latencySloMs === slo) return { p: cached, source: 'cache' };
+      const p = await profileSession(
+        session,
+        signature,
+        { digest: spec.digest, deviceClass: devClass, ...mem },
+        { budgetMs: spec.profile.budgetMs, latencySloMs: slo, maxBatch: spec.profile.maxBatch },
+      );
+      await this.profiles.put(p).catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, 'profile not stored'));
+      return { p, source: 'measured' };
+    };
+    const turn = this.profiling.then(run);
+    this.profiling = turn.then(() => undefined, () => undefined);
+    const { p, source } = await turn;
+    this.logger.info({ model: spec.name, deviceClass: devClass, source, chosen: p.chosen, tookMs: p.tookMs }, 'profile');
+    return {
+      profile: summary(source, p.chosen.reason, p),
+      batching: {
+        ...user,
+        maxBatchSize: user.maxBatchSize ?? p.chosen.maxBatchSize,
+        maxQueueDelayMs: user.maxQueueDelayMs ?? p.chosen.maxQueueDelayMs,
+      },
+    };
   }
 
   /** GPU replicas try each configured provider, then fall back to CPU (and say so). */

@@ -1,0 +1,54 @@
+# syntax=docker/dockerfile:1
+# Flotilla image: the `flotilla` command (head, worker, deploy, status, ...) on Node 20.
+#   docker build -t flotilla .                      CPU image (the default target, `runtime`)
+#   docker build --target gpu -t flotilla-gpu .     + CUDA 12 / cuDNN 9 runtime and onnxruntime's CUDA provider
+# nats-server is not in the image: on Kubernetes NATS runs as its own StatefulSet (deploy/k8s).
+ARG NODE_IMAGE=node:20-bookworm-slim
+ARG CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+
+# ---- build: install the workspace, compile, drop dev dependencies --------------------------------
+FROM ${NODE_IMAGE} AS build
+ARG PNPM_VERSION=12.4.2
+ENV CI=true
+RUN npm install -g "pnpm@${PNPM_VERSION}" && npm cache clean --force
+WORKDIR /app
+COPY . .
+# pnpm-workspace.yaml's allowBuilds decides which dependency build scripts run (onnxruntime-node's,
+# which downloads CUDA binaries, does not: the `build-gpu` stage runs it explicitly).
+RUN --mount=type=cache,id=flotilla-pnpm-store,target=/pnpm/store \
+    pnpm install --frozen-lockfile --store-dir /pnpm/store \
+ && pnpm build \
+ && pnpm install --frozen-lockfile --prod --offline --store-dir /pnpm/store
+
+# ---- build-gpu: the same tree plus onnxruntime-node's CUDA 12 execution provider -----------------
+FROM build AS build-gpu
+RUN ort="$(dirname "$(find node_modules/.pnpm -path '*/node_modules/onnxruntime-node/package.json' -print -quit)")" \
+ && cd "$ort" \
+ && ONNXRUNTIME_NODE_INSTALL=cuda12 node script/install.js \
+ && test -f bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so
+
+# ---- gpu: CUDA runtime base, Node 20 from the official image ------------------------------------
+FROM ${CUDA_IMAGE} AS gpu
+ENV NODE_ENV=production \
+    FLOTILLA_CACHE_DIR=/var/cache/flotilla
+COPY --from=build-gpu /usr/local/bin/node /usr/local/bin/node
+WORKDIR /app
+COPY --from=build-gpu /app /app
+RUN mkdir -p /var/cache/flotilla && chown 1000:1000 /var/cache/flotilla
+USER 1000:1000
+EXPOSE 8080
+ENTRYPOINT ["node", "packages/cli/dist/main.js"]
+CMD ["--help"]
+
+# ---- runtime (default): CPU image ---------------------------------------------------------------
+FROM ${NODE_IMAGE} AS runtime
+ENV NODE_ENV=production \
+    FLOTILLA_CACHE_DIR=/var/cache/flotilla
+WORKDIR /app
+COPY --from=build /app /app
+RUN mkdir -p /var/cache/flotilla && chown node:node /var/cache/flotilla
+# uid 1000 (`node`), as the Kubernetes manifests' runAsUser expects.
+USER node
+EXPOSE 8080
+ENTRYPOINT ["node", "packages/cli/dist/main.js"]
+CMD ["--help"]

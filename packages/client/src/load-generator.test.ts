@@ -1,0 +1,181 @@
+// runLoad: its loop and retry rules against a scripted fake client, then against a real cluster
+// (nats-server, head, a worker with onnxruntime).
+import { setTimeout as sleep } from 'node:timers/promises';
+import { LocalCluster, randomFloats, sampleModelPath } from '@flotilla/devkit';
+import { ErrorCode, FlotillaError, fromTypedArray, type WireTensors } from '@flotilla/protocol';
+import type { FlotillaClient } from './client.js';
+import { runLoad, itemsPerRequest } from './load-generator.js';
+import type { LoadSummary } from './load-stats.js';
+
+const x = (n: number): WireTensors => ({ x: fromTypedArray('float32', [n, 16], randomFloats(n * 16, 7)) });
+
+/** A client whose inferWire takes `delayMs` and then does what `outcome(call index)` says. */
+function fakeClient(outcome: (i: number) => Error | undefined, delayMs = 2) {
+  let calls = 0;
+  let inFlight = 0;
+  let maxInFlight = 0;
+  const client = {
+    connection: async () => ({}),
+    inferWire: async () => {
+      const i = calls++;
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      try {
+        await sleep(delayMs);
+        const err = outcome(i);
+        if (err) throw err;
+        return { outputs: {}, meta: {} };
+      } finally {
+        inFlight--;
+      }
+    },
+  };
+  return {
+    client: client as unknown as FlotillaClient,
+    get calls() {
+      return calls;
+    },
+    get inFlight() {
+      return inFlight;
+    },
+    get maxInFlight() {
+      return maxInFlight;
+    },
+  };
+}
+
+describe('runLoad loop and retries (fake client)', () => {
+  it('keeps exactly `concurrency` requests in flight and abandons none', async () => {
+    const f = fakeClient(() => undefined, 5);
+    const s = await runLoad(f.client, 'm', x(3), { concurrency: 6, durationMs: 150 });
+    expect(f.maxInFlight).toBe(6);
+    expect(f.inFlight).toBe(0);
+    expect(s.sent).toBe(f.calls);
+    expect(s.ok).toBe(s.sent);
+    expect(s.lost).toBe(0);
+    expect(s.items).toBe(3 * s.ok);
+    expect(s.sent).toBeGreaterThanOrEqual(6);
+    expect(s.elapsedMs).toBeGreaterThanOrEqual(150);
+    expect(s.latencyMs.p50).toBeGreaterThan(0);
+  });
+
+  it('retries retryable errors up to `retries` times, then counts the code', async () => {
+    // Every request fails with OVERLOADED on every attempt.
+    const f = fakeClient(() => new FlotillaError(ErrorCode.OVERLOADED, 'full'), 1);
+    const s = await runLoad(f.client, 'm', x(1), { concurrency: 2, durationMs: 100, retries: 2 });
+    expect(s.ok).toBe(0);
+    expect(s.errored).toEqual({ OVERLOADED: s.sent });
+    expect(s.retried).toBe(2 * s.sent);
+    expect(f.calls).toBe(3 * s.sent);
+    expect(s.lost).toBe(0);
+  });
+
+  it('a retried request that then succeeds is ok, and its latency includes the retries', async () => {
+    // Attempts alternate: fail (UNAVAILABLE), succeed.
+    const f = fakeClient((i) => (i % 2 === 0 ? new FlotillaError(ErrorCode.UNAVAILABLE, 'gone') : undefined), 1);
+    const s = await runLoad(f.client, 'm', x(1), { concurrency: 1, durationMs: 100 });
+    expect(s.errored).toEqual({});
+    expect(s.ok).toBe(s.sent);
+    expect(s.retried).toBe(s.sent);
+    expect(s.latencyMs.p50).toBeGreaterThanOrEqual(10); // the 10 ms first backoff
+  });
+
+  it.each<[string, Error, string]>([
+    ['non-retryable coded error, no retry', new FlotillaError(ErrorCode.INPUT_MISMATCH, 'bad'), 'INPUT_MISMATCH'],
+    ['uncoded error is INTERNAL', new Error('boom'), 'INTERNAL'],
+    ['unknown code kept', new FlotillaError('SOMETHING_NEW', 'x'), 'SOMETHING_NEW'],
+  ])('%s', async (_name, err, code) => {
+    const f = fakeClient(() => err, 1);
+    const s = await runLoad(f.client, 'm', x(1), { concurrency: 2, durationMs: 50, retries: 5 });
+    expect(s.errored).toEqual({ [code]: s.sent });
+    expect(s.retried).toBe(0);
+    expect(f.calls).toBe(s.sent);
+  });
+
+  it('errors that need no I/O do not starve the event loop (progress still reported)', async () => {
+    let calls = 0;
+    const client = {
+      connection: async () => ({}),
+      inferWire: async () => {
+        calls++;
+        throw new FlotillaError(ErrorCode.BAD_REQUEST, 'instant');
+      },
+    } as unknown as FlotillaClient;
+    const progress: LoadSummary[] = [];
+    const s = await runLoad(client, 'm', x(1), { concurrency: 4, durationMs: 120, onProgress: (p) => progress.push(p), progressIntervalMs: 20 });
+    expect(progress.length).toBeGreaterThan(1);
+    expect(s.errored).toEqual({ BAD_REQUEST: calls });
+  });
+
+  it('a zero duration sends nothing', async () => {
+    const f = fakeClient(() => undefined);
+    const s = await runLoad(f.client, 'm', x(1), { concurrency: 3, durationMs: 0 });
+    expect(s).toMatchObject({ sent: 0, ok: 0, lost: 0 });
+  });
+
+  it.each<[string, object]>([
+    ['concurrency 0', { concurrency: 0, durationMs: 10 }],
+    ['fractional concurrency', { concurrency: 1.5, durationMs: 10 }],
+    ['negative duration', { concurrency: 1, durationMs: -1 }],
+    ['NaN duration', { concurrency: 1, durationMs: NaN }],
+    ['negative retries', { concurrency: 1, durationMs: 10, retries: -1 }],
+    ['zero timeout', { concurrency: 1, durationMs: 10, timeoutMs: 0 }],
+  ])('rejects %s with BAD_REQUEST', async (_name, opts) => {
+    const f = fakeClient(() => undefined);
+    await expect(runLoad(f.client, 'm', x(1), opts as never)).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+    expect(f.calls).toBe(0);
+  });
+
+  it('rejects an invalid model name before sending', async () => {
+    const f = fakeClient(() => undefined);
+    await expect(runLoad(f.client, 'bad name!', x(1), { concurrency: 1, durationMs: 10 })).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+    expect(f.calls).toBe(0);
+  });
+
+  it('counts items from dims[0] of the first input', () => {
+    expect(itemsPerRequest(x(5))).toBe(5);
+    expect(itemsPerRequest({ s: fromTypedArray('float32', [], new Float32Array(1)) })).toBe(1);
+    expect(itemsPerRequest({})).toBe(1);
+  });
+});
+
+describe('runLoad against a real cluster', () => {
+  let cluster: LocalCluster;
+  let client: FlotillaClient;
+
+  beforeAll(async () => {
+    cluster = await LocalCluster.start({ workers: 1 });
+    client = cluster.client();
+    await client.deploy(sampleModelPath('mlp'), 'mlp', { device: 'cpu' });
+  }, 120_000);
+
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it('serves mlp at concurrency 8: all answered, none lost, sane percentiles', async () => {
+    const progress: LoadSummary[] = [];
+    const s = await runLoad(client, 'mlp', x(2), { concurrency: 8, durationMs: 1500, timeoutMs: 10_000, onProgress: (p) => progress.push(p) });
+    expect(s.ok).toBeGreaterThan(0);
+    expect(s.ok).toBe(s.sent);
+    expect(s.lost).toBe(0);
+    expect(s.errored).toEqual({});
+    expect(s.items).toBe(2 * s.ok);
+    expect(s.itemsPerSec).toBeGreaterThan(0);
+    expect(s.requestsPerSec).toBeGreaterThan(0);
+    expect(s.latencyMs.p50).toBeGreaterThan(0);
+    expect(s.latencyMs.p50).toBeLessThanOrEqual(s.latencyMs.p90);
+    expect(s.latencyMs.p90).toBeLessThanOrEqual(s.latencyMs.p99);
+    expect(s.latencyMs.p99).toBeLessThanOrEqual(s.latencyMs.max);
+    expect(progress.length).toBeGreaterThanOrEqual(1);
+  });
+
+  it('reports every request to an unknown model as UNKNOWN_MODEL', async () => {
+    const s = await runLoad(client, 'no-such-model', x(1), { concurrency: 2, durationMs: 300 });
+    expect(s.sent).toBeGreaterThan(0);
+    expect(s.ok).toBe(0);
+    expect(s.errored).toEqual({ UNKNOWN_MODEL: s.sent });
+    expect(s.lost).toBe(0);
+    expect(s.retried).toBe(0);
+  });
+});
