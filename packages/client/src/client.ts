@@ -33,6 +33,7 @@ import {
   type DeploySpecInput,
   type DeploymentStatus,
   type DType,
+  type EventMessage,
   type InferMeta,
   type InferReply,
   type Subjects,
@@ -225,6 +226,11 @@ export class FlotillaClient {
 
   describe(name: string): Promise<DeploymentStatus> {
     return this.control('describe', { name });
+  }
+
+  /** Recent cluster events (loaded, unloaded, evicted, load_failed), oldest first. */
+  events(opts: { model?: string; limit?: number } = {}): Promise<EventMessage[]> {
+    return this.control('events', opts);
   }
 
   status(): Promise<ClusterStatus> {

@@ -21,6 +21,7 @@ import {
   type ControlOp,
   type DeploySpec,
   type DeploymentStatus,
+  type EventMessage,
   type Heartbeat,
   type LoadResult,
   type PlacedReplica,
@@ -43,7 +44,12 @@ interface Deployment {
   retryAt: number;
   /** Footprint of one replica as profiled on a worker (largest seen), bytes. */
   measuredBytes?: number;
+  /** Evicted: no replicas are added until a caller asks for the model (`ensure`) or it is scaled. */
+  dormant: boolean;
 }
+
+/** Events kept for `flotilla events`. */
+export const EVENT_HISTORY = 1000;
 
 type HeadState = 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -54,6 +60,7 @@ export class Head {
   private readonly deployments = new Map<string, Deployment>();
   private readonly subs: Subscription[] = [];
   private readonly unloading = new Set<string>();
+  private readonly events: EventMessage[] = [];
   private timer?: NodeJS.Timeout;
   private readonly startedAt = Date.now();
   private stopping?: Promise<void>;
@@ -104,7 +111,7 @@ export class Head {
       if (!e || e.operation !== 'PUT') continue;
       try {
         const { spec, createdAt } = decode<{ spec: DeploySpec; createdAt: number }>(e.value);
-        this.deployments.set(spec.name, { spec: parseDeploySpec(spec), createdAt, pending: new Map(), failures: 0, retryAt: 0 });
+        this.deployments.set(spec.name, { spec: parseDeploySpec(spec), createdAt, pending: new Map(), failures: 0, retryAt: 0, dormant: false });
       } catch (err) {
         this.logger.error({ key, err }, 'skipping unreadable deployment record');
       }
@@ -120,6 +127,16 @@ export class Head {
             this.onHeartbeat(decode<Heartbeat>(msg.data));
           } catch (e) {
             this.logger.warn({ err: (e as Error).message, subject: msg.subject }, 'bad heartbeat');
+          }
+        },
+      }),
+      this.nc.subscribe(this.subjects.eventAll, {
+        callback: (err, msg) => {
+          if (err) return;
+          try {
+            this.onEvent(decode<EventMessage>(msg.data));
+          } catch (e) {
+            this.logger.warn({ err: (e as Error).message, subject: msg.subject }, 'bad event');
           }
         },
       }),
@@ -152,6 +169,21 @@ export class Head {
     }
   }
 
+  private onEvent(e: EventMessage): void {
+    this.events.push(e);
+    if (this.events.length > EVENT_HISTORY) this.events.splice(0, this.events.length - EVENT_HISTORY);
+    if (e.type === 'evicted' && e.model) this.markDormant(e.model);
+  }
+
+  /** An evicted model is not re-placed by the reconcile loop (that would thrash); a request brings it back. */
+  private markDormant(model: string): void {
+    const d = this.deployments.get(model);
+    if (d && !d.dormant) {
+      d.dormant = true;
+      this.logger.info({ model }, 'evicted: dormant until requested');
+    }
+  }
+
   // ---------- control plane ----------
 
   private async control(op: ControlOp, data: Uint8Array): Promise<unknown> {
@@ -170,9 +202,16 @@ export class Head {
       case 'ensure': {
         const name = this.name(body);
         this.describe(name); // throws UNKNOWN_MODEL
-        this.deployments.get(name)!.retryAt = 0;
+        const d = this.deployments.get(name)!;
+        if (d.dormant || this.liveReplicas(d).length === 0) d.retryAt = 0;
+        d.dormant = false;
         this.reconcile(name);
         return this.describe(name);
+      }
+      case 'events': {
+        const limit = typeof body.limit === 'number' && body.limit > 0 ? Math.min(body.limit, EVENT_HISTORY) : 100;
+        const model = typeof body.model === 'string' ? body.model : undefined;
+        return this.events.filter((e) => !model || e.model === model).slice(-limit);
       }
       case 'status':
         return this.status();
@@ -194,7 +233,7 @@ export class Head {
     const prev = this.deployments.get(spec.name);
     const createdAt = Date.now();
     await this.kv.put(`deployments.${spec.name}`, encode({ v: PROTOCOL_VERSION, spec, createdAt }));
-    this.deployments.set(spec.name, { spec, createdAt, pending: prev?.pending ?? new Map(), failures: 0, retryAt: 0 });
+    this.deployments.set(spec.name, { spec, createdAt, pending: prev?.pending ?? new Map(), failures: 0, retryAt: 0, dormant: false });
     this.logger.info({ model: spec.name, replicas: spec.replicas, device: spec.device }, prev ? 'redeploy' : 'deploy');
     this.reconcile(spec.name);
     return this.describe(spec.name);
@@ -215,6 +254,7 @@ export class Head {
     await this.kv.put(`deployments.${name}`, encode({ v: PROTOCOL_VERSION, spec, createdAt: d.createdAt }));
     d.spec = spec;
     d.retryAt = 0;
+    d.dormant = false;
     this.reconcile(name);
     return this.describe(name);
   }
@@ -235,6 +275,7 @@ export class Head {
       createdAt: d.createdAt,
       replicas,
       ready: replicas.filter((r) => r.state === 'ready').length,
+      ...(d.dormant ? { dormant: true } : {}),
       ...(d.pendingReason ? { pendingReason: d.pendingReason } : {}),
     };
   }
@@ -313,6 +354,7 @@ export class Head {
           kind: dev.kind,
           budgetBytes: dev.budgetBytes,
           usedBytes: dev.usedBytes + pend.filter((p) => p.device === dev.id).reduce((n, p) => n + p.bytes, 0),
+          evictableBytes: w.hb.replicas.filter((r) => r.device === dev.id && r.state === 'ready' && !r.pinned).reduce((n, r) => n + r.bytes, 0),
         })),
       };
     });
@@ -323,9 +365,12 @@ export class Head {
     if (!d || this.state !== 'running') return;
     const live = this.liveReplicas(d);
     const want = d.spec.replicas;
-    if (live.length < want && Date.now() >= d.retryAt) {
+    if (live.length < want && !d.dormant && Date.now() >= d.retryAt) {
       const bytes = this.replicaBytes(d);
-      const result = place({ model: name, bytes, device: d.spec.device, allowFallback: d.spec.allowFallback, count: want - live.length }, this.view());
+      const result = place(
+        { model: name, bytes, device: d.spec.device, allowFallback: d.spec.allowFallback, count: want - live.length, allowEviction: true },
+        this.view(),
+      );
       for (const p of result.placements) this.sendLoad(d, p.workerId, p.device, bytes);
       if (result.unplaced > 0) {
         d.pendingReason = { code: 'NO_CAPACITY', message: `${result.unplaced} replica(s) of '${name}' cannot be placed: ${result.reason}` };
@@ -376,6 +421,7 @@ export class Head {
         d.failures = 0;
         if (d.pendingReason && d.pendingReason.code !== 'NO_CAPACITY') d.pendingReason = undefined;
         if (r.fallbackFrom) this.logger.warn({ replica: replicaId, from: r.fallbackFrom }, 'replica fell back to CPU');
+        for (const e of r.evicted ?? []) this.markDormant(e.model);
       })
       .catch((err: unknown) => {
         const e = err instanceof FlotillaError ? err : toFlotillaError(err);

@@ -11,12 +11,12 @@ describe('placement policy', () => {
   const gpuBox = worker('b', [['cpu', 'cpu', 8, 0], ['gpu:0', 'gpu', 16, 0], ['gpu:1', 'gpu', 16, 10]]);
 
   it.each([
-    ['gpu preferred and present', req({ device: 'gpu' }), [cpuOnly, gpuBox], [{ workerId: 'b', device: 'gpu:0', kind: 'gpu', fallback: false }]],
-    ['any prefers a gpu', req({ device: 'any' }), [cpuOnly, gpuBox], [{ workerId: 'b', device: 'gpu:0', kind: 'gpu', fallback: false }]],
-    ['cpu asked: never a gpu', req({ device: 'cpu' }), [gpuBox], [{ workerId: 'b', device: 'cpu', kind: 'cpu', fallback: false }]],
-    ['gpu asked, none: cpu fallback', req({ device: 'gpu' }), [cpuOnly], [{ workerId: 'a', device: 'cpu', kind: 'cpu', fallback: true }]],
-    ['gpu asked, too small: fallback', req({ device: 'gpu', bytes: 20 * GiB }), [worker('c', [['cpu', 'cpu', 64, 0], ['gpu:0', 'gpu', 16, 0]])], [{ workerId: 'c', device: 'cpu', kind: 'cpu', fallback: true }]],
-    ['picks the gpu with most free memory', req({ device: 'gpu', bytes: 4 * GiB }), [gpuBox], [{ workerId: 'b', device: 'gpu:0', kind: 'gpu', fallback: false }]],
+    ['gpu preferred and present', req({ device: 'gpu' }), [cpuOnly, gpuBox], [{ workerId: 'b', device: 'gpu:0', kind: 'gpu', evicts: false, fallback: false }]],
+    ['any prefers a gpu', req({ device: 'any' }), [cpuOnly, gpuBox], [{ workerId: 'b', device: 'gpu:0', kind: 'gpu', evicts: false, fallback: false }]],
+    ['cpu asked: never a gpu', req({ device: 'cpu' }), [gpuBox], [{ workerId: 'b', device: 'cpu', kind: 'cpu', evicts: false, fallback: false }]],
+    ['gpu asked, none: cpu fallback', req({ device: 'gpu' }), [cpuOnly], [{ workerId: 'a', device: 'cpu', kind: 'cpu', evicts: false, fallback: true }]],
+    ['gpu asked, too small: fallback', req({ device: 'gpu', bytes: 20 * GiB }), [worker('c', [['cpu', 'cpu', 64, 0], ['gpu:0', 'gpu', 16, 0]])], [{ workerId: 'c', device: 'cpu', kind: 'cpu', evicts: false, fallback: true }]],
+    ['picks the gpu with most free memory', req({ device: 'gpu', bytes: 4 * GiB }), [gpuBox], [{ workerId: 'b', device: 'gpu:0', kind: 'gpu', evicts: false, fallback: false }]],
   ])('%s', (_name, r, workers, expected) => {
     expect(place(r, workers).placements).toEqual(expected);
   });
@@ -51,5 +51,18 @@ describe('placement policy', () => {
     const before = JSON.stringify(ws);
     place(req({ device: 'cpu', count: 3 }), ws);
     expect(JSON.stringify(ws)).toBe(before);
+  });
+
+  it('uses evictable memory only when allowed, and prefers devices that need no eviction', () => {
+    const full = worker('a', [['cpu', 'cpu', 8, 7.5]]);
+    full.devices[0]!.evictableBytes = 6 * GiB;
+    expect(place(req({ device: 'cpu', bytes: 2 * GiB }), [full]).unplaced).toBe(1);
+    expect(place(req({ device: 'cpu', bytes: 2 * GiB, allowEviction: true }), [full]).placements).toEqual([
+      { workerId: 'a', device: 'cpu', kind: 'cpu', evicts: true, fallback: false },
+    ]);
+    const roomy = worker('b', [['cpu', 'cpu', 8, 0]]);
+    expect(place(req({ device: 'cpu', bytes: 2 * GiB, allowEviction: true }), [full, roomy]).placements[0]).toMatchObject({ workerId: 'b', evicts: false });
+    // Eviction cannot free more than what is evictable.
+    expect(place(req({ device: 'cpu', bytes: 7 * GiB, allowEviction: true }), [full]).unplaced).toBe(1);
   });
 });

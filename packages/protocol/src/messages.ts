@@ -143,6 +143,8 @@ export interface DeviceState {
   usedBytes: number;
   /** Execution provider used for replicas on this device. */
   executionProvider: string;
+  /** Eviction policy of the device (`fifo`, `lru`, `lfu`, ...). */
+  policy: string;
 }
 
 export type ReplicaStateName = 'loading' | 'ready' | 'draining' | 'failed';
@@ -163,6 +165,11 @@ export interface ReplicaState {
   batching: { maxBatchSize: number; maxQueueDelayMs: number; maxQueueLength: number; batchAxis: boolean };
   /** Batch sizes run so far → count. */
   batchHistogram: Record<string, number>;
+  /** Never evicted. */
+  pinned: boolean;
+  /** Epoch ms of the load and of the last request (eviction policies use them). */
+  loadedAt: number;
+  lastUsedAt: number;
   /** Where the batching settings came from. */
   profile?: ReplicaProfileSummary;
   error?: WireError;
@@ -205,6 +212,8 @@ export interface LoadCommand {
 }
 
 export interface LoadResult {
+  /** Replicas unloaded to make room (eviction), if any. */
+  evicted?: Array<{ replica: string; model: string; bytes: number }>;
   replicaId: string;
   device: string;
   bytes: number;
@@ -233,6 +242,8 @@ export interface DeploymentStatus {
   createdAt: number;
   replicas: PlacedReplica[];
   ready: number;
+  /** Evicted and waiting for a request to bring it back (no replicas are added until then). */
+  dormant?: boolean;
   /** Why the desired replica count is not met, if it is not. */
   pendingReason?: WireError;
 }

@@ -19,7 +19,7 @@ export function assertValidName(kind: string, name: unknown): asserts name is st
   }
 }
 
-export const CONTROL_OPS = ['deploy', 'undeploy', 'scale', 'list', 'status', 'describe', 'ensure'] as const;
+export const CONTROL_OPS = ['deploy', 'undeploy', 'scale', 'list', 'status', 'describe', 'ensure', 'events'] as const;
 export type ControlOp = (typeof CONTROL_OPS)[number];
 export const WORKER_OPS = ['load', 'unload'] as const;
 export type WorkerOp = (typeof WORKER_OPS)[number];

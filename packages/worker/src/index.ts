@@ -5,3 +5,6 @@ export * from './batcher.js';
 export * from './memory-ledger.js';
 export * from './model-io.js';
 export { Replica, DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_QUEUE_DELAY_MS, DEFAULT_MAX_QUEUE_LENGTH, DEFAULT_REQUEST_TIMEOUT_MS } from './replica.js';
+export * from './eviction.js';
+export * from './batch-size.js';
+export * from './profiler.js';

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { BadRequestError, DEFAULT_CLUSTER, DEFAULT_MAX_MESSAGE_BYTES, type GpuInfo } from '@flotilla/protocol';
 import type { BusOptions, Logger, NatsConnection } from '@flotilla/bus';
 import type { InventoryOverride } from './inventory.js';
+import { resolveEvictionPolicy } from './eviction.js';
 
 export const DEFAULT_HEARTBEAT_MS = 1000;
 export const DEFAULT_HEADROOM = 0.1;
@@ -36,6 +37,8 @@ export interface WorkerOptions {
   gpuProviders?: string[];
   /** Largest request/reply body, bytes. Default 256 MiB. */
   maxMessageBytes?: number;
+  /** Eviction policy when a model must load and does not fit: fifo (default), lru, lfu, or a registered one. */
+  eviction?: string;
   logger?: Logger;
 }
 
@@ -64,6 +67,7 @@ const Schema = z.object({
   threads: z.number().int().min(0).max(1024),
   gpuProviders: z.array(z.string().min(1)),
   maxMessageBytes: z.number().int().min(1024),
+  eviction: z.string().min(1),
   inventory: z
     .object({
       cpu: z.object({ cores: z.number().int().min(1).optional(), model: z.string().optional() }).optional(),
@@ -89,11 +93,13 @@ export function parseWorkerOptions(raw: WorkerOptions = {}): CompiledWorkerOptio
     threads: raw.threads ?? 0,
     gpuProviders: raw.gpuProviders ?? DEFAULT_GPU_PROVIDERS,
     maxMessageBytes: raw.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
+    eviction: raw.eviction ?? 'fifo',
     inventory: raw.inventory ?? {},
   };
   const r = Schema.safeParse(withDefaults);
   if (!r.success) {
     throw new BadRequestError(`invalid worker options: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   }
+  resolveEvictionPolicy(r.data.eviction); // unknown name → BAD_REQUEST before anything starts
   return { ...r.data, inventory: r.data.inventory as InventoryOverride, bus: { ...raw.bus }, connection: raw.connection, logger: raw.logger };
 }

@@ -57,6 +57,7 @@ export interface ReplicaIdentity {
   /** Bytes charged to the device. */
   bytes: number;
   profile?: ReplicaProfileSummary;
+  pinned?: boolean;
 }
 
 interface Pending {
@@ -87,6 +88,12 @@ export class Replica {
   readonly executionProvider: string;
   readonly bytes: number;
   readonly profile?: ReplicaProfileSummary;
+  readonly pinned: boolean;
+  readonly loadedAt = Date.now();
+  /** Epoch ms of the last accepted request (LRU). */
+  lastUsedAt = this.loadedAt;
+  /** Requests accepted (LFU). */
+  uses = 0;
 
   constructor(
     private readonly ctx: ReplicaContext,
@@ -97,6 +104,7 @@ export class Replica {
   ) {
     ({ id: this.id, model: this.model, digest: this.digest, device: this.device, executionProvider: this.executionProvider, bytes: this.bytes, profile: this.profile } =
       identity);
+    this.pinned = identity.pinned ?? false;
     this.batching = {
       maxBatchSize: signature.batchAxis ? (options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE) : 1,
       maxQueueDelayMs: options.maxQueueDelayMs ?? DEFAULT_MAX_QUEUE_DELAY_MS,
@@ -132,6 +140,9 @@ export class Replica {
       executionProvider: this.executionProvider,
       batching: this.batching,
       batchHistogram: { ...this.histogram },
+      pinned: this.pinned,
+      loadedAt: this.loadedAt,
+      lastUsedAt: this.lastUsedAt,
       ...(this.profile ? { profile: this.profile } : {}),
     };
   }
@@ -153,6 +164,8 @@ export class Replica {
   private async accept(msg: Msg): Promise<void> {
     const receivedAt = performance.now();
     this.inFlight++;
+    this.uses++;
+    this.lastUsedAt = Date.now();
     let req: InferRequest;
     let deadline: number;
     let key: string;

@@ -34,6 +34,7 @@ import { BlobStore, ProfileStore, connectBus, connectionTracker, createLogger, e
 import { ArtifactCache } from './artifact-cache.js';
 import { measureInventory } from './inventory.js';
 import { MemoryLedger } from './memory-ledger.js';
+import { planEviction, resolveEvictionPolicy, type EvictionCandidate, type EvictionPolicy } from './eviction.js';
 import { describeModel, type ModelSignature } from './model-io.js';
 import { DEFAULT_LATENCY_SLO_MS, deviceClass, ortVersion, profileSession, unprofilable } from './profiler.js';
 import { parseWorkerOptions, type CompiledWorkerOptions, type WorkerOptions } from './options.js';
@@ -61,6 +62,10 @@ export class Worker {
   private readonly startedAt = Date.now();
   private stopping?: Promise<void>;
   private profiling: Promise<void> = Promise.resolve();
+  private admitting: Promise<void> = Promise.resolve();
+  /** Replicas evicted since start. */
+  evictions = 0;
+  readonly policy: EvictionPolicy;
   private readonly profiles: ProfileStore;
   private readonly link: { connected: () => boolean };
 
@@ -78,6 +83,7 @@ export class Worker {
     this.subjects = makeSubjects(options.cluster);
     this.link = connectionTracker(nc);
     this.profiles = new ProfileStore(nc, this.subjects.profileBucket);
+    this.policy = resolveEvictionPolicy(options.eviction);
   }
 
   /** Null when ready to serve; otherwise why not (for /readyz). */
@@ -153,8 +159,7 @@ export class Worker {
     }
     const pending = this.loading.get(cmd.replicaId);
     if (pending) return pending.done;
-
-    let spec;
+    let spec: DeploySpec;
     try {
       spec = parseDeploySpec(cmd.spec);
     } catch (e) {
@@ -163,25 +168,76 @@ export class Worker {
     const device = this.ledger.device(cmd.device);
     if (!device) return Promise.reject(new NoCapacityError(`worker ${this.id} has no device ${cmd.device}`));
     const bytes = spec.memoryBytes ?? (typeof cmd.bytes === 'number' && cmd.bytes > 0 ? cmd.bytes : estimateReplicaBytes(spec));
-    if (!this.ledger.tryCharge(device.id, { owner: cmd.replicaId, model: spec.name, bytes, at: Date.now() })) {
-      return Promise.reject(
-        new NoCapacityError(
-          `'${spec.name}' needs ${bytes} bytes on ${this.id}/${device.id}: ${this.ledger.free(device.id)} of ${device.budgetBytes} free`,
-          { data: { worker: this.id, device: device.id, neededBytes: bytes, freeBytes: this.ledger.free(device.id) } },
-        ),
-      );
-    }
     const entry: Loading = {
       id: cmd.replicaId,
       model: spec.name,
       digest: spec.digest,
       device: device.id,
       bytes,
-      done: this.create(cmd.replicaId, spec, device.id, device.kind, bytes).finally(() => this.loading.delete(cmd.replicaId)),
+      done: (async () => {
+        const evicted = await this.admit(cmd.replicaId, spec, device.id, bytes);
+        const result = await this.create(cmd.replicaId, spec, device.id, device.kind, bytes);
+        return evicted.length ? { ...result, evicted } : result;
+      })().finally(() => this.loading.delete(cmd.replicaId)),
     };
     this.loading.set(cmd.replicaId, entry);
-    this.heartbeat();
     return entry.done;
+  }
+
+  /**
+   * Charges the device for a new replica, evicting loaded replicas by the eviction policy when it
+   * does not fit (each drained first: nothing accepted is dropped). Admissions run one at a time
+   * so concurrent loads cannot both count the same free bytes. Throws NO_CAPACITY when even
+   * evicting every unpinned replica would not make room.
+   */
+  private admit(replicaId: string, spec: DeploySpec, deviceId: string, bytes: number): Promise<LoadResult['evicted'] & object> {
+    const turn = this.admitting.then(async () => {
+      const charge = { owner: replicaId, model: spec.name, bytes, at: Date.now() };
+      if (this.ledger.tryCharge(deviceId, charge)) {
+        this.heartbeat();
+        return [];
+      }
+      const candidates: EvictionCandidate[] = this.ledger.chargesOn(deviceId).flatMap((c) => {
+        const r = this.replicas.get(c.owner);
+        // Replicas still loading are not candidates: they are not serving yet and hold a reservation.
+        return r ? [{ owner: r.id, model: r.model, bytes: c.bytes, loadedAt: r.loadedAt, lastUsedAt: r.lastUsedAt, uses: r.uses, pinned: r.pinned }] : [];
+      });
+      const plan = planEviction(this.policy, candidates, bytes, this.ledger.free(deviceId));
+      if (!plan.fits) {
+        const device = this.ledger.device(deviceId)!;
+        throw new NoCapacityError(
+          `'${spec.name}' needs ${bytes} bytes on ${this.id}/${deviceId}: ${this.ledger.free(deviceId)} of ${device.budgetBytes} free, ` +
+            `${candidates.filter((c) => !c.pinned).reduce((n, c) => n + c.bytes, 0)} more evictable`,
+          { data: { worker: this.id, device: deviceId, neededBytes: bytes, freeBytes: this.ledger.free(deviceId) } },
+        );
+      }
+      const evicted: Array<{ replica: string; model: string; bytes: number }> = [];
+      for (const victim of plan.evict) {
+        const freed = await this.release(victim.owner, 'evicted', `${this.policy.name}: make room for '${spec.name}' (${bytes} bytes)`);
+        evicted.push({ replica: victim.owner, model: victim.model, bytes: freed });
+      }
+      if (!this.ledger.tryCharge(deviceId, charge)) {
+        throw new NoCapacityError(`'${spec.name}' still does not fit on ${this.id}/${deviceId} after evicting ${evicted.length} replica(s)`);
+      }
+      this.heartbeat();
+      return evicted;
+    });
+    this.admitting = turn.then(() => undefined, () => undefined);
+    return turn;
+  }
+
+  /** Drains a replica (answers what it accepted), frees its memory, publishes the event. */
+  private async release(replicaId: string, type: 'evicted' | 'unloaded', reason: string): Promise<number> {
+    const replica = this.replicas.get(replicaId);
+    if (!replica) return 0;
+    this.replicas.delete(replicaId);
+    await replica.drain();
+    const bytes = this.ledger.release(replicaId);
+    if (type === 'evicted') this.evictions++;
+    this.event({ type, model: replica.model, device: replica.device, replica: replica.id, bytes, reason });
+    this.logger.info({ replica: replicaId, model: replica.model, bytes, reason }, type);
+    this.heartbeat();
+    return bytes;
   }
 
   private async create(
@@ -213,7 +269,7 @@ export class Worker {
       if (spec.memoryBytes === undefined && profile.replicaBytes > 0 && this.ledger.resize(replicaId, profile.replicaBytes)) bytes = profile.replicaBytes;
       const replica = new Replica(
         { nc: this.nc, blobs: this.blobs, logger: this.logger, workerId: this.id, maxMessageBytes: this.options.maxMessageBytes },
-        { id: replicaId, model: spec.name, digest: spec.digest, device: deviceId, executionProvider, bytes, profile },
+        { id: replicaId, model: spec.name, digest: spec.digest, device: deviceId, executionProvider, bytes, profile, pinned: spec.pin },
         session,
         signature,
         batching,
@@ -329,13 +385,7 @@ export class Worker {
   async unload(cmd: UnloadCommand): Promise<{ replicaId: string; bytes: number }> {
     const pending = this.loading.get(cmd.replicaId);
     if (pending) await pending.done.catch(() => undefined);
-    const replica = this.replicas.get(cmd.replicaId);
-    if (!replica) return { replicaId: cmd.replicaId, bytes: 0 };
-    this.replicas.delete(cmd.replicaId);
-    await replica.drain();
-    const bytes = this.ledger.release(cmd.replicaId);
-    this.event({ type: 'unloaded', model: replica.model, device: replica.device, replica: replica.id, bytes, reason: 'unload' });
-    this.heartbeat();
+    const bytes = await this.release(cmd.replicaId, 'unloaded', 'unload');
     return { replicaId: cmd.replicaId, bytes };
   }
 
@@ -349,6 +399,7 @@ export class Worker {
       budgetBytes: d.budgetBytes,
       usedBytes: this.ledger.used(d.id),
       executionProvider: d.kind === 'gpu' ? (this.options.gpuProviders[0] ?? 'cpu') : 'cpu',
+      policy: this.policy.name,
     }));
   }
 
@@ -369,6 +420,9 @@ export class Worker {
         executionProvider: '',
         batching: { maxBatchSize: 0, maxQueueDelayMs: 0, maxQueueLength: 0, batchAxis: false },
         batchHistogram: {},
+        pinned: false,
+        loadedAt: Date.now(),
+        lastUsedAt: Date.now(),
       }),
     );
     return [...ready, ...loading];

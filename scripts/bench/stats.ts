@@ -1,0 +1,174 @@
+// Pure helpers of `pnpm bench` (scripts/bench.ts): settings from the environment, the in-process
+// batch sweep's stopping rule, batch-size histograms, the ratios and the text tables. No I/O.
+
+export interface BenchSettings {
+  /** Measured time of every point (one batch size, one concurrency, one raw-NATS run), ms. */
+  durationMs: number;
+  /** Unmeasured time before every point, ms. */
+  warmupMs: number;
+  models: string[];
+  concurrencies: number[];
+  /** Largest batch the in-process sweep tries. */
+  maxBatch: number;
+  /** Pin processes to cores with taskset (when there are at least 2 cores). */
+  pin: boolean;
+  quick: boolean;
+}
+
+export const DEFAULT_MODELS = ['mlp', 'wide-mlp', 'convnet'];
+export const DEFAULT_CONCURRENCIES = [1, 16, 128];
+
+function positiveInts(what: string, raw: string): number[] {
+  const out = raw.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+  if (out.length === 0 || out.some((n) => !Number.isInteger(n) || n < 1)) throw new Error(`${what} must be a comma-separated list of positive integers, got '${raw}'`);
+  return out;
+}
+
+function positiveNumber(what: string, raw: string | undefined, dflt: number, min = 0): number {
+  if (raw === undefined || raw === '') return dflt;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < min) throw new Error(`${what} must be a number ≥ ${min}, got '${raw}'`);
+  return n;
+}
+
+/**
+ * Settings from env: BENCH_QUICK=1 (every point ~0.5 s), BENCH_DURATION_MS, BENCH_WARMUP_MS,
+ * BENCH_MODELS=mlp,wide-mlp, BENCH_CONCURRENCY=1,16,128, BENCH_MAX_BATCH=128, BENCH_PIN=0.
+ */
+export function benchSettings(env: Record<string, string | undefined>): BenchSettings {
+  const quick = env.BENCH_QUICK === '1' || env.BENCH_QUICK === 'true';
+  const durationMs = positiveNumber('BENCH_DURATION_MS', env.BENCH_DURATION_MS, quick ? 500 : 3000, 1);
+  const warmupMs = positiveNumber('BENCH_WARMUP_MS', env.BENCH_WARMUP_MS, quick ? 100 : 500);
+  const models = env.BENCH_MODELS ? env.BENCH_MODELS.split(',').map((s) => s.trim()).filter(Boolean) : DEFAULT_MODELS;
+  if (models.length === 0) throw new Error('BENCH_MODELS names no model');
+  const concurrencies = env.BENCH_CONCURRENCY ? positiveInts('BENCH_CONCURRENCY', env.BENCH_CONCURRENCY) : DEFAULT_CONCURRENCIES;
+  const maxBatch = env.BENCH_MAX_BATCH ? positiveInts('BENCH_MAX_BATCH', env.BENCH_MAX_BATCH)[0]! : 128;
+  const pin = !(env.BENCH_PIN === '0' || env.BENCH_PIN === 'false');
+  return { durationMs, warmupMs, models, concurrencies, maxBatch, pin, quick };
+}
+
+/** 1, 2, 4, ... up to and including `max` (and `max` itself when it is not a power of two). */
+export function batchSizes(max: number): number[] {
+  const out: number[] = [];
+  for (let b = 1; b <= max; b *= 2) out.push(b);
+  if (out[out.length - 1] !== max && max >= 1) out.push(max);
+  return out;
+}
+
+export interface RatePoint {
+  batch: number;
+  itemsPerSec: number;
+}
+
+/** The point with the most items/s (the first of equals); undefined for none. */
+export function bestPoint<T extends RatePoint>(points: readonly T[]): T | undefined {
+  let best: T | undefined;
+  for (const p of points) if (!best || p.itemsPerSec > best.itemsPerSec) best = p;
+  return best;
+}
+
+/** Below this fraction of the best rate a point counts as clearly worse. */
+export const DECLINE_FACTOR = 0.8;
+/** That many clearly worse points in a row end the sweep. */
+export const DECLINE_POINTS = 2;
+
+/**
+ * Whether the sweep has clearly declined: the last `points` measured sizes are all larger than
+ * the best one and each below `factor` × the best rate. One noisy dip does not stop it.
+ */
+export function sweepDeclined(rows: readonly RatePoint[], factor = DECLINE_FACTOR, points = DECLINE_POINTS): boolean {
+  if (rows.length < points + 1) return false;
+  const best = bestPoint(rows)!;
+  const tail = rows.slice(-points);
+  return tail.every((r) => r.batch > best.batch && r.itemsPerSec < best.itemsPerSec * factor);
+}
+
+export type Histogram = Record<string, number>;
+
+/** Batches run between two snapshots of a replica's cumulative histogram (zero counts dropped). */
+export function histogramDiff(after: Histogram, before: Histogram = {}): Histogram {
+  const out: Histogram = {};
+  for (const key of Object.keys(after).sort((a, b) => Number(a) - Number(b))) {
+    const n = (after[key] ?? 0) - (before[key] ?? 0);
+    if (n > 0) out[key] = n;
+  }
+  return out;
+}
+
+/** Batches and items in a histogram, and the mean items per batch (0 when empty). */
+export function histogramTotals(h: Histogram): { batches: number; items: number; meanBatch: number } {
+  let batches = 0;
+  let items = 0;
+  for (const [size, n] of Object.entries(h)) {
+    batches += n;
+    items += Number(size) * n;
+  }
+  return { batches, items, meanBatch: batches ? round(items / batches, 2) : 0 };
+}
+
+/** "1×12 2×3 64×40": a histogram in one short line, sizes ascending. */
+export function histogramText(h: Histogram, maxEntries = 10): string {
+  const entries = Object.entries(h).sort((a, b) => Number(a[0]) - Number(b[0]));
+  if (entries.length === 0) return '-';
+  // Too many sizes: keep the most frequent ones (still listed by size).
+  const kept = entries.length > maxEntries ? new Set([...entries].sort((a, b) => b[1] - a[1]).slice(0, maxEntries).map((e) => e[0])) : undefined;
+  const shown = entries.filter((e) => !kept || kept.has(e[0])).map(([s, n]) => `${s}×${n}`);
+  return kept ? `${shown.join(' ')} (+${entries.length - maxEntries} sizes)` : shown.join(' ');
+}
+
+export interface RatioInputs {
+  /** (1) in-process, batch 1, sequential, items/s. */
+  inprocBatch1: number;
+  /** (2) in-process at the best batch size, items/s. */
+  inprocBest: number;
+  /** (3) raw NATS request/reply, msgs/s. */
+  rawNats: number;
+  /** best of (4): the cluster's items/s over the concurrencies. */
+  clusterBest: number;
+}
+
+export interface Ratios {
+  ceiling_ratio: number | null;
+  broker_ratio: number | null;
+  batching_gain: number | null;
+  inproc_gain: number | null;
+}
+
+const ratio = (a: number, b: number): number | null => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? round(a / b, 3) : null);
+
+export function ratios(r: RatioInputs): Ratios {
+  return {
+    ceiling_ratio: ratio(r.clusterBest, r.inprocBest),
+    broker_ratio: ratio(r.clusterBest, r.rawNats),
+    batching_gain: ratio(r.clusterBest, r.inprocBatch1),
+    inproc_gain: ratio(r.inprocBest, r.inprocBatch1),
+  };
+}
+
+export function round(x: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+/** A number for a table: integers above 100, three significant digits below; '-' for none. */
+export function fmt(x: number | null | undefined): string {
+  if (x === null || x === undefined || !Number.isFinite(x)) return '-';
+  if (Math.abs(x) >= 100) return Math.round(x).toLocaleString('en-US');
+  return x.toPrecision(3);
+}
+
+/**
+ * A plain-text table: the first column and text columns (any cell with a letter) left-aligned,
+ * number columns right-aligned, columns two spaces apart, a dashed line under the header.
+ */
+export function table(header: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
+  const all = [header, ...rows];
+  const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
+  const left = header.map((_, i) => i === 0 || rows.some((r) => /[a-z]/i.test(r[i] ?? '')));
+  const line = (r: readonly string[]) =>
+    header
+      .map((_, i) => (left[i] ? (r[i] ?? '').padEnd(widths[i]!) : (r[i] ?? '').padStart(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
+}
