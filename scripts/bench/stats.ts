@@ -134,7 +134,8 @@ export interface Ratios {
   inproc_gain: number | null;
 }
 
-const ratio = (a: number, b: number): number | null => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? round(a / b, 3) : null);
+/** a / b to 4 significant digits (tiny ratios must not round to 0); null without a usable b. */
+const ratio = (a: number, b: number): number | null => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? Number((a / b).toPrecision(4)) : null);
 
 export function ratios(r: RatioInputs): Ratios {
   return {
@@ -150,21 +151,22 @@ export function round(x: number, digits: number): number {
   return Math.round(x * f) / f;
 }
 
-/** A number for a table: integers above 100, three significant digits below; '-' for none. */
+/** A number for a table: grouped integers from 100, three significant digits below (no trailing zeros); '-' for none. */
 export function fmt(x: number | null | undefined): string {
   if (x === null || x === undefined || !Number.isFinite(x)) return '-';
   if (Math.abs(x) >= 100) return Math.round(x).toLocaleString('en-US');
-  return x.toPrecision(3);
+  return String(Number(x.toPrecision(3)));
 }
 
 /**
  * A plain-text table: the first column and text columns (any cell with a letter) left-aligned,
- * number columns right-aligned, columns two spaces apart, a dashed line under the header.
+ * number columns right-aligned (or as `align` says), columns two spaces apart, a dashed line
+ * under the header.
  */
-export function table(header: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
+export function table(header: readonly string[], rows: ReadonlyArray<readonly string[]>, align?: ReadonlyArray<'l' | 'r'>): string {
   const all = [header, ...rows];
   const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
-  const left = header.map((_, i) => i === 0 || rows.some((r) => /[a-z]/i.test(r[i] ?? '')));
+  const left = header.map((_, i) => (align?.[i] ? align[i] === 'l' : i === 0 || rows.some((r) => /[a-z]/i.test(r[i] ?? ''))));
   const line = (r: readonly string[]) =>
     header
       .map((_, i) => (left[i] ? (r[i] ?? '').padEnd(widths[i]!) : (r[i] ?? '').padStart(widths[i]!)))

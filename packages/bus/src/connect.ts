@@ -53,3 +53,20 @@ export async function connectBus(opts: BusOptions = {}): Promise<NatsConnection>
     pingInterval: 10_000,
   });
 }
+
+/**
+ * Drains a connection, falling back to a hard close when draining fails or takes too long (a
+ * connection that is reconnecting cannot drain and would otherwise keep retrying forever).
+ */
+export async function closeBus(nc: NatsConnection, timeoutMs = 5000): Promise<void> {
+  if (nc.isClosed()) return;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<void>((_, reject) => (timer = setTimeout(() => reject(new Error('drain timeout')), timeoutMs)));
+  try {
+    await Promise.race([nc.drain(), timeout]);
+  } catch {
+    await nc.close().catch(() => undefined);
+  } finally {
+    clearTimeout(timer);
+  }
+}

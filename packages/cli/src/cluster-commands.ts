@@ -46,7 +46,8 @@ function workerFlags(cmd: Command): Command {
     .option('--cache-dir <dir>', 'local model cache (env FLOTILLA_CACHE_DIR)')
     .option('--inventory <file>', 'JSON overriding parts of the measured inventory, e.g. {"gpus":[...]}')
     .option('--gpu-providers <list>', 'execution providers tried on GPUs, comma separated (default cuda)')
-    .option('--heartbeat-ms <ms>', 'heartbeat period', (v) => Number(v));
+    .option('--heartbeat-ms <ms>', 'heartbeat period', (v) => Number(v))
+    .option('--eviction <policy>', 'eviction policy when a model does not fit: fifo, lru or lfu (default fifo)');
 }
 
 function workerOptions(o: Record<string, any>) {
@@ -58,6 +59,7 @@ function workerOptions(o: Record<string, any>) {
     inventory: readInventory(o.inventory),
     gpuProviders: o.gpuProviders ? String(o.gpuProviders).split(',') : undefined,
     heartbeatMs: o.heartbeatMs,
+    eviction: o.eviction,
   };
 }
 
@@ -122,7 +124,7 @@ export function clusterCommands(program: Command): void {
       const url: string = o.nats ?? nats!.url;
       const { cluster } = busOptions({ cluster: o.cluster });
       head = await Head.start({ cluster, bus: { servers: url } });
-      const passthrough = ['memoryBudget', 'headroom', 'threads', 'cacheDir', 'inventory', 'gpuProviders', 'heartbeatMs']
+      const passthrough = ['memoryBudget', 'headroom', 'threads', 'cacheDir', 'inventory', 'gpuProviders', 'heartbeatMs', 'eviction']
         .filter((k) => o[k] !== undefined)
         .flatMap((k) => [`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, String(o[k])]);
       for (let i = 0; i < o.workers; i++) {

@@ -19,7 +19,7 @@ async function withClient(flags: ConnectionFlags & { json?: boolean }, body: (c:
   }
 }
 
-const print = (x: unknown) => process.stdout.write(JSON.stringify(x, null, 2) + '\n');
+const print = (x: unknown): void => void process.stdout.write(JSON.stringify(x, null, 2) + "\n");
 
 function deploymentRows(ds: DeploymentStatus[]) {
   return table(
@@ -170,6 +170,54 @@ export function modelCommands(program: Command): void {
           process.stdout.write(`${name} ${t.dtype}[${t.dims.join(',')}] ${JSON.stringify(head)}${t.data.length > 8 ? ' ...' : ''}\n`);
         }
         process.stdout.write(`latency ${latencyMs} ms (queue ${meta.queueMs} ms, run ${meta.runMs} ms, batch ${meta.batch}, ${meta.worker}/${meta.replica})\n`);
+      }
+    }),
+  );
+
+  withConnectionOptions(
+    program
+      .command('events')
+      .description('recent cluster events: loaded, unloaded, evicted, load_failed')
+      .option('--model <name>', 'only this model')
+      .option('--limit <n>', 'most recent N', (v) => Number(v), 100)
+      .option('--json', 'print JSON'),
+  ).action(async (o) =>
+    withClient(o, async (c) => {
+      const events = await c.events({ model: o.model, limit: o.limit });
+      if (o.json) return print(events);
+      process.stdout.write(
+        table(
+          ['AT', 'TYPE', 'MODEL', 'WORKER', 'DEVICE', 'BYTES', 'REASON'],
+          events.map((e) => [new Date(e.at).toISOString(), e.type, e.model ?? '', e.worker ?? '', e.device ?? '', e.bytes !== undefined ? formatBytes(e.bytes) : '', e.reason ?? '']),
+        ) + '\n',
+      );
+    }),
+  );
+
+  withConnectionOptions(
+    program
+      .command('profile <model>')
+      .description("the model's profiles: latency and throughput per batch size, memory, chosen batching")
+      .option('--json', 'print JSON'),
+  ).action(async (model: string, o) =>
+    withClient(o, async (c) => {
+      const profiles = await c.profiles(model);
+      if (o.json) return print(profiles);
+      if (profiles.length === 0) {
+        process.stdout.write(`no profile stored for '${model}' yet (profiles are measured when a replica first loads)\n`);
+        return;
+      }
+      for (const p of profiles) {
+        process.stdout.write(
+          `${model} on ${p.deviceClass} (onnxruntime ${p.ortVersion}, measured in ${p.tookMs} ms, p99 objective ${p.latencySloMs} ms)\n` +
+            table(
+              ['BATCH', 'RUNS', 'P50 MS', 'P99 MS', 'ITEMS/S', 'PEAK MEM'],
+              p.rows.map((r) => [r.batch, r.runs, r.p50Ms, r.p99Ms, r.itemsPerSec, formatBytes(r.peakBytes)]),
+            ) +
+            `\nchosen: maxBatchSize ${p.chosen.maxBatchSize}, maxQueueDelayMs ${p.chosen.maxQueueDelayMs} — ${p.chosen.reason}` +
+            `\nsweep stopped: ${p.stoppedBecause}` +
+            `\nmemory: session ${formatBytes(p.memory.sessionBytes)}, peak ${formatBytes(p.memory.peakBytes)}, charged per replica ${formatBytes(p.memory.replicaBytes)}\n\n`,
+        );
       }
     }),
   );

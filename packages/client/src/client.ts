@@ -34,6 +34,7 @@ import {
   type DeploymentStatus,
   type DType,
   type EventMessage,
+  type ModelProfile,
   type InferMeta,
   type InferReply,
   type Subjects,
@@ -41,7 +42,7 @@ import {
   type WireTensor,
   type WireTensors,
 } from '@flotilla/protocol';
-import { BlobStore, call, connectBus, mapNatsError, type BusOptions } from '@flotilla/bus';
+import { BlobStore, ProfileStore, call, closeBus, connectBus, mapNatsError, type BusOptions } from '@flotilla/bus';
 
 export const DEFAULT_INFER_TIMEOUT_MS = 30_000;
 
@@ -228,6 +229,12 @@ export class FlotillaClient {
     return this.control('describe', { name });
   }
 
+  /** Stored profiles of a deployed model, one per device class it has run on. */
+  async profiles(model: string): Promise<ModelProfile[]> {
+    const { spec } = await this.describe(model);
+    return new ProfileStore(await this.connection(), this.subjects.profileBucket).forDigest(spec.digest);
+  }
+
   /** Recent cluster events (loaded, unloaded, evicted, load_failed), oldest first. */
   events(opts: { model?: string; limit?: number } = {}): Promise<EventMessage[]> {
     return this.control('events', opts);
@@ -243,7 +250,7 @@ export class FlotillaClient {
     const c = this.conn;
     this.conn = undefined;
     const nc = await c.catch(() => undefined);
-    await nc?.drain().catch(() => undefined);
+    if (nc) await closeBus(nc);
   }
 }
 

@@ -29,7 +29,7 @@ import {
   type WireError,
   type WorkerStatus,
 } from '@flotilla/protocol';
-import { call, connectBus, connectionTracker, createLogger, errorReply, okReply, type Logger } from '@flotilla/bus';
+import { call, closeBus, connectBus, connectionTracker, createLogger, errorReply, okReply, type Logger } from '@flotilla/bus';
 import { parseHeadOptions, type CompiledHeadOptions, type HeadOptions } from './options.js';
 import { place, type WorkerView } from './placement.js';
 import { WorkerRegistry } from './registry.js';
@@ -451,7 +451,7 @@ export class Head {
       this.state = 'stopping';
       clearInterval(this.timer);
       for (const s of this.subs) s.unsubscribe();
-      if (this.ownsConnection) await this.nc.drain().catch(() => undefined);
+      if (this.ownsConnection) await closeBus(this.nc);
       this.state = 'stopped';
     })();
     return this.stopping;

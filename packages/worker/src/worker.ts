@@ -30,7 +30,7 @@ import {
   type ModelProfile,
   type ReplicaProfileSummary,
 } from '@flotilla/protocol';
-import { BlobStore, ProfileStore, connectBus, connectionTracker, createLogger, errorReply, okReply, type Logger } from '@flotilla/bus';
+import { BlobStore, ProfileStore, closeBus, connectBus, connectionTracker, createLogger, errorReply, okReply, type Logger } from '@flotilla/bus';
 import { ArtifactCache } from './artifact-cache.js';
 import { measureInventory } from './inventory.js';
 import { MemoryLedger } from './memory-ledger.js';
@@ -473,7 +473,7 @@ export class Worker {
       clearInterval(this.heartbeatTimer);
       this.state = 'stopped';
       this.heartbeat();
-      if (this.ownsConnection) await this.nc.drain().catch(() => undefined);
+      if (this.ownsConnection) await closeBus(this.nc);
       else await this.nc.flush().catch(() => undefined);
     })();
     return this.stopping;

@@ -1,0 +1,123 @@
+// Child process of `pnpm bench`: the in-process onnxruntime-node baselines of one model, run where
+// the bench pins it (the replica's core), with the replica's thread settings (1 intra-op thread,
+// 1 inter-op thread, all graph optimisations). (1) batch 1 in a sequential loop; (2) a sweep over
+// batch sizes 1, 2, 4, ... until the largest or a clear decline. Prints one JSON line on stdout.
+//   node scripts/dist/bench/inproc.js '{"modelPath":"...","durationMs":3000,"warmupMs":500,"maxBatch":128}'
+import { requireFromWorker } from './deps.js';
+import { batchSizes, bestPoint, round, sweepDeclined } from './stats.js';
+
+interface OrtTensor {
+  dims: readonly number[];
+}
+interface OrtSession {
+  inputMetadata: ReadonlyArray<{ name: string; isTensor: boolean; type?: string; shape?: ReadonlyArray<number | string> }>;
+  outputMetadata: ReadonlyArray<{ name: string; isTensor: boolean; type?: string; shape?: ReadonlyArray<number | string> }>;
+  run(feeds: Record<string, OrtTensor>): Promise<Record<string, OrtTensor>>;
+  release(): Promise<void>;
+}
+interface Ort {
+  InferenceSession: { create(path: string, opts: Record<string, unknown>): Promise<OrtSession> };
+  Tensor: new (type: string, data: Float32Array, dims: number[]) => OrtTensor;
+  env: { versions?: Record<string, string> };
+}
+
+// onnxruntime-node is a dependency of the worker package, not of the workspace root.
+const ort = requireFromWorker('onnxruntime-node') as Ort;
+
+export interface SweepRow {
+  batch: number;
+  runs: number;
+  itemsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+export interface InprocResult {
+  ortVersion: string;
+  sessionOptions: Record<string, unknown>;
+  inputs: Array<{ name: string; type: string; shape: Array<number | string> }>;
+  batch1: SweepRow;
+  sweep: SweepRow[];
+  best: SweepRow;
+  sweepStopped: string;
+}
+
+const SESSION_OPTIONS = { intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all' };
+
+function feedsFor(session: OrtSession, batch: number): Record<string, OrtTensor> {
+  const feeds: Record<string, OrtTensor> = {};
+  for (const m of session.inputMetadata) {
+    if (m.type !== 'float32') throw new Error(`input '${m.name}' is ${m.type}: the bench feeds float32 only`);
+    const dims = (m.shape ?? []).map((d, i) => (i === 0 ? batch : typeof d === 'number' && d >= 0 ? d : 1));
+    const n = dims.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(n);
+    for (let i = 0; i < n; i++) data[i] = Math.random() * 2 - 1;
+    feeds[m.name] = new ort.Tensor('float32', data, dims);
+  }
+  return feeds;
+}
+
+/** Runs `batch`-sized inputs back to back: `warmupMs` untimed (at least one run), then `durationMs` timed (at least 3 runs). */
+async function measure(session: OrtSession, batch: number, durationMs: number, warmupMs: number): Promise<SweepRow> {
+  const feeds = feedsFor(session, batch);
+  const w0 = performance.now();
+  do await session.run(feeds);
+  while (performance.now() - w0 < warmupMs);
+  const times: number[] = [];
+  const t0 = performance.now();
+  while (times.length < 3 || performance.now() - t0 < durationMs) {
+    const s = performance.now();
+    await session.run(feeds);
+    times.push(performance.now() - s);
+  }
+  const elapsed = performance.now() - t0;
+  times.sort((a, b) => a - b);
+  const pct = (p: number) => times[Math.min(times.length - 1, Math.ceil((p / 100) * times.length) - 1)]!;
+  return {
+    batch,
+    runs: times.length,
+    itemsPerSec: round((batch * times.length * 1000) / elapsed, 1),
+    p50Ms: round(pct(50), 3),
+    p99Ms: round(pct(99), 3),
+  };
+}
+
+async function main(): Promise<void> {
+  const args = JSON.parse(process.argv[2] ?? '{}') as { modelPath: string; durationMs: number; warmupMs: number; maxBatch: number };
+  const session = await ort.InferenceSession.create(args.modelPath, SESSION_OPTIONS);
+  try {
+    const batchAxis = session.inputMetadata.every((m) => typeof m.shape?.[0] !== 'number');
+    // (1): batch 1, sequential.
+    const batch1 = await measure(session, 1, args.durationMs, args.warmupMs);
+    process.stderr.write(`    in-process batch 1: ${batch1.itemsPerSec} items/s\n`);
+    // (2): the sweep; its first point is (1).
+    const sweep: SweepRow[] = [];
+    let sweepStopped = batchAxis ? `reached the largest batch tried (${args.maxBatch})` : 'the model has no batch axis';
+    for (const b of batchAxis ? batchSizes(args.maxBatch) : [1]) {
+      const row = b === 1 ? batch1 : await measure(session, b, args.durationMs, args.warmupMs);
+      sweep.push(row);
+      process.stderr.write(`    in-process batch ${b}: ${row.itemsPerSec} items/s (p50 ${row.p50Ms} ms)\n`);
+      if (sweepDeclined(sweep)) {
+        sweepStopped = `declined: batches ${sweep.slice(-2).map((r) => r.batch).join(' and ')} are below 80% of the best`;
+        break;
+      }
+    }
+    const result: InprocResult = {
+      ortVersion: ort.env.versions?.node ?? ort.env.versions?.common ?? 'unknown',
+      sessionOptions: SESSION_OPTIONS,
+      inputs: session.inputMetadata.map((m) => ({ name: m.name, type: m.type ?? '?', shape: [...(m.shape ?? [])] })),
+      batch1,
+      sweep,
+      best: bestPoint(sweep)!,
+      sweepStopped,
+    };
+    process.stdout.write(JSON.stringify(result) + '\n');
+  } finally {
+    await session.release();
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`inproc: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

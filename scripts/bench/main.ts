@@ -1,0 +1,586 @@
+// `pnpm bench`: the benchmark that shows what automatic batching buys. For each sample model it
+// measures, in one run on one machine:
+//   (1) in-process onnxruntime-node, batch 1, sequential loop                    items/s
+//   (2) in-process onnxruntime-node at the best batch size of a full sweep      items/s (ceiling)
+//   (3) raw NATS request/reply against an empty responder, at the concurrency of the best (4),
+//       with a request as large as the SDK's request for the model                 msgs/s
+//   (4) the Flotilla cluster (real nats-server, head, ONE worker process with --threads 1, one
+//       replica, batching chosen by the replica's profile) under single-item requests from the SDK
+//       (runLoad) at concurrency 1, 16, 128                        items/s, p50/p99, batch sizes
+// and the ratios ceiling_ratio = best(4)/(2), broker_ratio = best(4)/(3),
+// batching_gain = best(4)/(1), inproc_gain = (2)/(1).
+// Fair cores (with taskset and ≥ 2 cores): this process (load generator + head) and nats-server on
+// core 0; the worker, the in-process baselines and the empty responder on core 1.
+// Progress goes to stderr; stdout gets the tables and, as its last line, one JSON object.
+// Env: BENCH_QUICK=1, BENCH_DURATION_MS, BENCH_WARMUP_MS, BENCH_MODELS, BENCH_CONCURRENCY,
+// BENCH_MAX_BATCH, BENCH_PIN=0 (see stats.ts).
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
+import type { LoadSummary, ReplicaState, WireTensors, FlotillaClient, ModelProfile } from '../../packages/client/dist/index.js';
+import type { Head } from '../../packages/head/dist/index.js';
+import type { NatsServer } from '../../packages/devkit/dist/index.js';
+import type { NatsConnection } from '../../packages/bus/dist/index.js';
+import { builtPackage, repoPath } from './deps.js';
+import type { InprocResult } from './inproc.js';
+import {
+  benchSettings,
+  fmt,
+  histogramDiff,
+  histogramText,
+  histogramTotals,
+  ratios,
+  round,
+  table,
+  type Histogram,
+  type Ratios,
+} from './stats.js';
+
+const devkit = (await builtPackage('devkit')) as typeof import('../../packages/devkit/dist/index.js');
+const sdk = (await builtPackage('client')) as typeof import('../../packages/client/dist/index.js');
+const headPkg = (await builtPackage('head')) as typeof import('../../packages/head/dist/index.js');
+const bus = (await builtPackage('bus')) as typeof import('../../packages/bus/dist/index.js');
+
+const settings = benchSettings(process.env);
+const log = (s: string) => process.stderr.write(`${s}\n`);
+const out = (s = '') => process.stdout.write(`${s}\n`);
+
+// ---------- processes, pinning and teardown ----------
+
+const children = new Set<ChildProcess>();
+const cleanups: Array<{ what: string; run: () => Promise<unknown> | unknown }> = [];
+let natsPid: number | undefined;
+let tornDown: Promise<void> | undefined;
+
+function onCleanup(what: string, run: () => Promise<unknown> | unknown): void {
+  cleanups.push({ what, run });
+}
+
+/** Runs every cleanup, newest first; each one runs even when an earlier one failed. Idempotent. */
+function teardown(): Promise<void> {
+  tornDown ??= (async () => {
+    for (const c of cleanups.reverse()) {
+      try {
+        await c.run();
+      } catch (err) {
+        log(`teardown: ${c.what} failed: ${(err as Error).message}`);
+      }
+    }
+  })();
+  return tornDown;
+}
+
+// Last resort (an exit without teardown): nothing we started may outlive us.
+process.on('exit', () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  if (natsPid !== undefined && !tornDown) {
+    try {
+      process.kill(natsPid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+});
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    log(`bench: ${sig}, tearing down`);
+    void teardown().finally(() => process.exit(130));
+  });
+}
+
+interface Pinning {
+  enabled: boolean;
+  /** Why pinning is off, when it is. */
+  reason?: string;
+  cores: { bench: string; natsServer: string; worker: string; inproc: string; responder: string } | null;
+  /** Affinity lists read back with `taskset -cp` (all threads of this process were set with -a). */
+  observed?: { bench: string; natsServer?: string; worker?: string };
+}
+
+function taskset(args: string[]): string {
+  return execFileSync('taskset', args, { encoding: 'utf8' }).trim();
+}
+
+function affinityOf(pid: number): string {
+  try {
+    return taskset(['-cp', String(pid)]).split(':').pop()!.trim();
+  } catch {
+    return '?';
+  }
+}
+
+function setUpPinning(): Pinning {
+  const cores = os.availableParallelism();
+  if (!settings.pin) return { enabled: false, reason: 'BENCH_PIN=0', cores: null };
+  if (spawnSync('taskset', ['--version']).error) return { enabled: false, reason: 'taskset not found (util-linux): running unpinned', cores: null };
+  if (cores < 2) return { enabled: false, reason: `only ${cores} core available: running unpinned`, cores: null };
+  // Every thread of this process (main, libuv pool, V8) to core 0; nats-server, spawned later,
+  // inherits it (so Go also sees one CPU); the replica's side gets core 1.
+  taskset(['-a', '-cp', '0', String(process.pid)]);
+  return {
+    enabled: true,
+    cores: { bench: '0', natsServer: '0', worker: '1', inproc: '1', responder: '1' },
+    observed: { bench: affinityOf(process.pid) },
+  };
+}
+
+/** Spawns `node <args>` on `core` (when pinning), output piped; tracked for teardown. */
+function spawnNode(pinning: Pinning, core: string | undefined, args: string[], env: NodeJS.ProcessEnv = process.env): ChildProcess {
+  const child =
+    pinning.enabled && core !== undefined
+      ? spawn('taskset', ['-c', core, process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env })
+      : spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves when the process is gone. */
+function stopChild(child: ChildProcess, graceMs = 10_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+/** Keeps the last `max` characters a stream wrote (and forwards them to stderr, prefixed, when asked). */
+function tail(stream: NodeJS.ReadableStream | null, max = 8000, prefix?: string): () => string {
+  let text = '';
+  stream?.on('data', (d: Buffer) => {
+    const s = d.toString();
+    text = (text + s).slice(-max);
+    if (prefix) process.stderr.write(s.replace(/^(?=.)/gm, prefix));
+  });
+  return () => text;
+}
+
+// ---------- (1) and (2): in-process baselines in a pinned child ----------
+
+async function runInproc(pinning: Pinning, modelPath: string): Promise<InprocResult> {
+  const args = JSON.stringify({ modelPath, durationMs: settings.durationMs, warmupMs: settings.warmupMs, maxBatch: settings.maxBatch });
+  const child = spawnNode(pinning, pinning.cores?.inproc, [repoPath('scripts/dist/bench/inproc.js'), args]);
+  const stdout = tail(child.stdout, 1_000_000);
+  const stderr = tail(child.stderr, 8000, '');
+  const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+  if (code !== 0) throw new Error(`in-process baseline exited with code ${code}: ${stderr().slice(-2000)}`);
+  const last = stdout().trim().split('\n').pop() ?? '';
+  return JSON.parse(last) as InprocResult;
+}
+
+// ---------- (3): raw NATS request/reply ----------
+
+/** Closed loop like runLoad, with bare nc.request calls: `concurrency` in flight for `durationMs`. */
+async function rawLoad(nc: NatsConnection, subject: string, body: Uint8Array, concurrency: number, durationMs: number): Promise<LoadSummary> {
+  const stats = new sdk.LoadStats();
+  const start = performance.now();
+  const end = start + durationMs;
+  const caller = async () => {
+    while (performance.now() < end) {
+      stats.markSent();
+      const t0 = performance.now();
+      try {
+        await nc.request(subject, body, { timeout: 10_000 });
+        stats.recordOk(performance.now() - t0, 1);
+      } catch (err) {
+        stats.recordError((err as { code?: string }).code ?? (err as Error).name ?? 'ERROR');
+        await yieldToLoop();
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, caller));
+  return stats.summary(performance.now() - start);
+}
+
+async function measureRawNats(pinning: Pinning, url: string, nc: NatsConnection, body: Uint8Array, concurrency: number) {
+  const subject = `bench.raw.${Math.random().toString(36).slice(2, 10)}`;
+  const replyBytes = 64;
+  const child = spawnNode(pinning, pinning.cores?.responder, [repoPath('scripts/dist/bench/responder.js'), url, subject, String(replyBytes)]);
+  const stderr = tail(child.stderr);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.stdout?.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+      child.once('exit', (c) => reject(new Error(`responder exited with code ${c}: ${stderr()}`)));
+    });
+    if (settings.warmupMs > 0) await rawLoad(nc, subject, body, concurrency, settings.warmupMs);
+    const s = await rawLoad(nc, subject, body, concurrency, settings.durationMs);
+    return {
+      concurrency,
+      requestBytes: body.byteLength,
+      replyBytes,
+      msgsPerSec: s.requestsPerSec,
+      p50Ms: s.latencyMs.p50,
+      p99Ms: s.latencyMs.p99,
+      meanMs: s.latencyMs.mean,
+      sent: s.sent,
+      ok: s.ok,
+      errored: s.errored,
+    };
+  } finally {
+    await stopChild(child, 3000);
+  }
+}
+
+// ---------- (4): the cluster ----------
+
+async function readyReplicas(c: FlotillaClient, model: string): Promise<ReplicaState[]> {
+  const st = await c.status();
+  return st.workers.flatMap((w) => w.replicas.filter((r) => r.model === model && r.state === 'ready'));
+}
+
+/**
+ * The replica's state once its heartbeat reflects at least `processed` answered requests (status
+ * comes from heartbeats, so right after a run it can lag). Gives up after `timeoutMs`.
+ */
+async function replicaAfter(c: FlotillaClient, model: string, processed: number, timeoutMs = 5000): Promise<{ replica: ReplicaState; fresh: boolean }> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const [r] = await readyReplicas(c, model);
+    if (r && r.processed >= processed) return { replica: r, fresh: true };
+    if (Date.now() > deadline) {
+      if (!r) throw new Error(`no ready replica of ${model} in the cluster status`);
+      return { replica: r, fresh: false };
+    }
+    await sleep(50);
+  }
+}
+
+interface ClusterRun {
+  concurrency: number;
+  itemsPerSec: number;
+  requestsPerSec: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  meanMs: number;
+  sent: number;
+  ok: number;
+  retried: number;
+  errored: Record<string, number>;
+  lost: number;
+  batchHistogram: Histogram;
+  batches: number;
+  meanBatch: number;
+  histogramFresh: boolean;
+}
+
+async function measureCluster(c: FlotillaClient, model: string, inputs: WireTensors): Promise<ClusterRun[]> {
+  const runs: ClusterRun[] = [];
+  let okSoFar = 0;
+  for (const concurrency of settings.concurrencies) {
+    if (settings.warmupMs > 0) okSoFar += (await sdk.runLoad(c, model, inputs, { concurrency, durationMs: settings.warmupMs })).ok;
+    const before = await replicaAfter(c, model, okSoFar);
+    const s = await sdk.runLoad(c, model, inputs, { concurrency, durationMs: settings.durationMs });
+    okSoFar += s.ok;
+    const after = await replicaAfter(c, model, okSoFar);
+    const hist = histogramDiff(after.replica.batchHistogram, before.replica.batchHistogram);
+    const totals = histogramTotals(hist);
+    runs.push({
+      concurrency,
+      itemsPerSec: s.itemsPerSec,
+      requestsPerSec: s.requestsPerSec,
+      p50Ms: s.latencyMs.p50,
+      p90Ms: s.latencyMs.p90,
+      p99Ms: s.latencyMs.p99,
+      meanMs: s.latencyMs.mean,
+      sent: s.sent,
+      ok: s.ok,
+      retried: s.retried,
+      errored: s.errored,
+      lost: s.lost,
+      batchHistogram: hist,
+      batches: totals.batches,
+      meanBatch: totals.meanBatch,
+      histogramFresh: before.fresh && after.fresh,
+    });
+    log(`    cluster c=${concurrency}: ${s.itemsPerSec} items/s, p50 ${s.latencyMs.p50} ms, p99 ${s.latencyMs.p99} ms, mean batch ${totals.meanBatch}`);
+  }
+  return runs;
+}
+
+// ---------- one model ----------
+
+function randomInputs(inproc: InprocResult): { inputs: WireTensors; dims: number[]; inputBytes: number } {
+  const inputs: WireTensors = {};
+  let dims: number[] = [];
+  let inputBytes = 0;
+  for (const m of inproc.inputs) {
+    const d = m.shape.map((x, i) => (i === 0 ? 1 : typeof x === 'number' && x >= 0 ? x : 1));
+    const n = d.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(n);
+    for (let i = 0; i < n; i++) data[i] = Math.random() * 2 - 1;
+    inputs[m.name] = sdk.fromTypedArray('float32', d, data);
+    inputBytes += n * 4;
+    if (dims.length === 0) dims = d;
+  }
+  return { inputs, dims, inputBytes };
+}
+
+async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name: string) {
+  // The repository's model cache wherever the bench is started from (FLOTILLA_SAMPLE_DIR still wins).
+  const path = devkit.sampleModelPath(name as keyof typeof devkit.SAMPLE_MODELS, process.env.FLOTILLA_SAMPLE_DIR ? undefined : repoPath('.cache/sample-models'));
+  log(`== ${name} (${path})`);
+
+  log('  (1)+(2) in-process onnxruntime-node');
+  const inproc = await runInproc(pinning, path);
+  const { inputs, dims, inputBytes } = randomInputs(inproc);
+  // What the SDK sends for one request (the raw NATS baseline sends these very bytes).
+  const request = sdk.encode({ v: sdk.PROTOCOL_VERSION, inputs, timeoutMs: sdk.DEFAULT_INFER_TIMEOUT_MS });
+  const requestBytes = request.byteLength;
+
+  log('  (4) cluster: deploy (the replica profiles the model and chooses its batching)');
+  const t0 = performance.now();
+  const deployed = await c.deploy(path, name, { device: 'cpu' });
+  const deployMs = round(performance.now() - t0, 1);
+  try {
+    const digest = deployed.spec.digest;
+    const { replica } = await replicaAfter(c, name, 0);
+    const profiles: ModelProfile[] = await new bus.ProfileStore(await c.connection(), c.subjects.profileBucket).forDigest(digest);
+    const profile = profiles.find((p) => p.deviceClass === replica?.profile?.deviceClass) ?? profiles[0];
+    log(`    replica batching: ${JSON.stringify(replica?.batching)}; profile: ${replica?.profile?.source ?? '-'} ${profile ? `(${profile.chosen.reason})` : ''}`);
+    const runs = await measureCluster(c, name, inputs);
+    const best = runs.reduce((a, b) => (b.itemsPerSec > a.itemsPerSec ? b : a));
+
+    log(`  (3) raw NATS request/reply, concurrency ${best.concurrency}, ${requestBytes} B requests`);
+    const raw = await measureRawNats(pinning, url, await c.connection(), request, best.concurrency);
+    log(`    raw NATS: ${raw.msgsPerSec} msgs/s, p50 ${raw.p50Ms} ms`);
+
+    const r: Ratios = ratios({ inprocBatch1: inproc.batch1.itemsPerSec, inprocBest: inproc.best.itemsPerSec, rawNats: raw.msgsPerSec, clusterBest: best.itemsPerSec });
+    return {
+      path,
+      digest,
+      input: { names: inproc.inputs.map((i) => i.name), dims, dtype: 'float32', bytes: inputBytes },
+      requestBytes,
+      inproc: {
+        ortVersion: inproc.ortVersion,
+        sessionOptions: inproc.sessionOptions,
+        batch1: inproc.batch1,
+        best: inproc.best,
+        sweep: inproc.sweep,
+        sweepStopped: inproc.sweepStopped,
+      },
+      cluster: {
+        deployMs,
+        replica: replica
+          ? { id: replica.id, device: replica.device, executionProvider: replica.executionProvider, batching: replica.batching, profile: replica.profile ?? null }
+          : null,
+        profile: profile
+          ? { deviceClass: profile.deviceClass, tookMs: profile.tookMs, budgetMs: profile.budgetMs, latencySloMs: profile.latencySloMs, stoppedBecause: profile.stoppedBecause, chosen: profile.chosen, rows: profile.rows, skipped: profile.skipped }
+          : null,
+        runs,
+        best: { concurrency: best.concurrency, itemsPerSec: best.itemsPerSec, p50Ms: best.p50Ms, p99Ms: best.p99Ms, meanBatch: best.meanBatch },
+      },
+      rawNats: raw,
+      ratios: r,
+    };
+  } finally {
+    await c.undeploy(name).catch((e: unknown) => log(`  undeploy ${name}: ${(e as Error).message}`));
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline && (await c.status()).workers.some((w) => w.replicas.some((r) => r.model === name))) await sleep(100);
+  }
+}
+
+type ModelResult = Awaited<ReturnType<typeof benchModel>>;
+
+// ---------- output ----------
+
+function modelText(name: string, m: ModelResult): string {
+  const rep = m.cluster.replica;
+  const lines: string[] = [];
+  lines.push(`== ${name}: input [${m.input.dims.join(',')}] float32 (${m.input.bytes} B; SDK request ${m.requestBytes} B), deploy ${fmt(m.cluster.deployMs)} ms`);
+  lines.push(
+    `   replica ${rep?.id ?? '-'}: maxBatchSize ${rep?.batching.maxBatchSize ?? '-'}, maxQueueDelayMs ${rep?.batching.maxQueueDelayMs ?? '-'} ` +
+      `(profile ${rep?.profile?.source ?? '-'}${rep?.profile ? `, ${rep.profile.deviceClass}, ${fmt(rep.profile.tookMs)} ms` : ''})`,
+  );
+  if (m.cluster.profile) lines.push(`   profile chose ${m.cluster.profile.chosen.reason}; sweep ${m.cluster.profile.stoppedBecause}`);
+  lines.push('');
+  const rows: string[][] = [
+    ['(1) in-process, batch 1, sequential', fmt(m.inproc.batch1.itemsPerSec), fmt(m.inproc.batch1.p50Ms), fmt(m.inproc.batch1.p99Ms), '1', ''],
+    [`(2) in-process, best batch ${m.inproc.best.batch} (ceiling)`, fmt(m.inproc.best.itemsPerSec), fmt(m.inproc.best.p50Ms), fmt(m.inproc.best.p99Ms), String(m.inproc.best.batch), ''],
+    [`(3) raw NATS req/reply, c=${m.rawNats.concurrency} (msgs/s)`, fmt(m.rawNats.msgsPerSec), fmt(m.rawNats.p50Ms), fmt(m.rawNats.p99Ms), '', ''],
+    ...m.cluster.runs.map((r) => [
+      `(4) cluster, c=${r.concurrency}${r.concurrency === m.cluster.best.concurrency ? ' (best)' : ''}`,
+      fmt(r.itemsPerSec),
+      fmt(r.p50Ms),
+      fmt(r.p99Ms),
+      fmt(r.meanBatch),
+      histogramText(r.batchHistogram) + (r.histogramFresh ? '' : ' (stale?)') + (Object.keys(r.errored).length ? ` errors ${JSON.stringify(r.errored)}` : ''),
+    ]),
+  ];
+  lines.push(table(['measurement', 'items/s', 'p50 ms', 'p99 ms', 'batch', 'batch sizes (size×batches)'], rows, ['l', 'r', 'r', 'r', 'r', 'l']));
+  lines.push('   (p50/p99: per session.run for (1)/(2), per request for (3)/(4); batch: mean items per session.run)');
+  lines.push('');
+  lines.push(`   in-process sweep (${m.inproc.sweepStopped}):`);
+  lines.push(
+    table(
+      ['   batch', 'items/s', 'p50 ms', 'p99 ms', 'runs'],
+      m.inproc.sweep.map((r) => [`   ${r.batch}`, fmt(r.itemsPerSec), fmt(r.p50Ms), fmt(r.p99Ms), String(r.runs)]),
+    ),
+  );
+  if (m.cluster.profile) {
+    lines.push('');
+    lines.push(`   replica profile rows (${m.cluster.profile.deviceClass}, ${fmt(m.cluster.profile.tookMs)} ms of a ${m.cluster.profile.budgetMs} ms budget, p99 objective ${m.cluster.profile.latencySloMs} ms):`);
+    lines.push(
+      table(
+        ['   batch', 'items/s', 'p50 ms', 'p99 ms', 'runs', 'peak MiB'],
+        m.cluster.profile.rows.map((r) => [
+          `   ${r.batch}${r.batch === m.cluster.profile!.chosen.maxBatchSize ? ' *' : ''}`,
+          fmt(r.itemsPerSec),
+          fmt(r.p50Ms),
+          fmt(r.p99Ms),
+          String(r.runs),
+          fmt(r.peakBytes / 2 ** 20),
+        ]),
+      ),
+    );
+  }
+  lines.push('');
+  const rt = m.ratios;
+  lines.push(
+    `   ceiling_ratio ${fmt(rt.ceiling_ratio)} = best(4)/(2)   broker_ratio ${fmt(rt.broker_ratio)} = best(4)/(3)   ` +
+      `batching_gain ${fmt(rt.batching_gain)} = best(4)/(1)   inproc_gain ${fmt(rt.inproc_gain)} = (2)/(1)`,
+  );
+  return lines.join('\n');
+}
+
+function summaryText(models: Record<string, ModelResult | { error: string }>): string {
+  const rows = Object.entries(models).map(([name, m]) =>
+    'error' in m
+      ? [name, 'error', '', '', '', '', '', '', '']
+      : [
+          name,
+          fmt(m.inproc.batch1.itemsPerSec),
+          `${fmt(m.inproc.best.itemsPerSec)} @${m.inproc.best.batch}`,
+          fmt(m.rawNats.msgsPerSec),
+          `${fmt(m.cluster.best.itemsPerSec)} @c${m.cluster.best.concurrency}`,
+          fmt(m.ratios.ceiling_ratio),
+          fmt(m.ratios.broker_ratio),
+          fmt(m.ratios.batching_gain),
+          fmt(m.ratios.inproc_gain),
+        ],
+  );
+  return table(['model', '(1) b1', '(2) best', '(3) raw NATS', '(4) cluster best', 'ceiling', 'broker', 'batching_gain', 'inproc_gain'], rows);
+}
+
+function natsServerVersion(): string {
+  try {
+    return execFileSync(devkit.findNatsServer(), ['--version'], { encoding: 'utf8' }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+// ---------- main ----------
+
+async function main(): Promise<number> {
+  const started = Date.now();
+  const unknown = settings.models.filter((m) => !(m in devkit.SAMPLE_MODELS));
+  if (unknown.length) throw new Error(`BENCH_MODELS: unknown sample model ${unknown.map((m) => `'${m}'`).join(', ')} (have ${Object.keys(devkit.SAMPLE_MODELS).join(', ')})`);
+  const cpus = os.cpus();
+  const availableParallelism = os.availableParallelism(); // before pinning narrows it to one core
+  const machine = {
+    cpu: cpus[0]?.model ?? 'unknown',
+    cores: cpus.length,
+    availableParallelism,
+    memoryGiB: round(os.totalmem() / 2 ** 30, 1),
+    loadavgAtStart: os.loadavg().map((x) => round(x, 2)),
+    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    natsServer: natsServerVersion(),
+    ortVersion: '',
+  };
+  const pinning = setUpPinning();
+  log(`bench: ${settings.quick ? 'QUICK ' : ''}${settings.durationMs} ms per point (+${settings.warmupMs} ms warm-up), models ${settings.models.join(', ')}, concurrency ${settings.concurrencies.join(', ')}`);
+  log(
+    pinning.enabled
+      ? `bench: pinning with taskset: load generator + head + nats-server on core ${pinning.cores!.bench}, worker + in-process baselines + empty responder on core ${pinning.cores!.worker}`
+      : `bench: NOT pinned: ${pinning.reason}`,
+  );
+
+  const nats: NatsServer = await devkit.NatsServer.start();
+  natsPid = nats.pid;
+  onCleanup('nats-server', () => nats.stop());
+  if (pinning.enabled) pinning.observed!.natsServer = affinityOf(nats.pid);
+
+  const cluster = `bench${Math.random().toString(36).slice(2, 8)}`;
+  const head: Head = await headPkg.Head.start({ cluster, bus: { servers: nats.url }, logger: bus.silentLogger() });
+  onCleanup('head', () => head.stop());
+
+  const cacheDir = mkdtempSync(join(os.tmpdir(), 'flotilla-bench-cache-'));
+  onCleanup('worker cache dir', () => rmSync(cacheDir, { recursive: true, force: true }));
+  const workerArgs = [repoPath('packages/cli/dist/main.js'), 'worker', '--nats', nats.url, '--cluster', cluster, '--threads', '1', '--id', 'bench-w', '--heartbeat-ms', '250', '--cache-dir', cacheDir];
+  const worker = spawnNode(pinning, pinning.cores?.worker, workerArgs, { ...process.env, FLOTILLA_LOG_LEVEL: process.env.FLOTILLA_LOG_LEVEL ?? 'warn' });
+  onCleanup('worker process', () => stopChild(worker));
+  const workerOut = tail(worker.stdout, 8000, '[worker] ');
+  const workerErr = tail(worker.stderr, 8000, '[worker] ');
+  const deadline = Date.now() + 60_000;
+  while (head.registry.running().length < 1) {
+    if (worker.exitCode !== null) throw new Error(`the worker exited with code ${worker.exitCode} during start:\n${workerOut()}${workerErr()}`);
+    if (Date.now() > deadline) throw new Error('the worker did not register within 60 s');
+    await sleep(50);
+  }
+  if (pinning.enabled) pinning.observed!.worker = affinityOf(worker.pid!);
+  const workerCmd = `${pinning.enabled ? `taskset -c ${pinning.cores!.worker} ` : ''}node ${workerArgs.map((a) => a.replace(repoPath(''), '')).join(' ')}`;
+  log(`bench: nats ${nats.url}, cluster ${cluster}, head in this process, worker pid ${worker.pid}: ${workerCmd}`);
+  if (pinning.enabled) log(`bench: affinity read back: bench ${pinning.observed!.bench}, nats-server ${pinning.observed!.natsServer}, worker ${pinning.observed!.worker}`);
+
+  const c = new sdk.FlotillaClient({ servers: nats.url, cluster });
+  onCleanup('client', () => c.close());
+
+  const models: Record<string, ModelResult | { error: string }> = {};
+  let failed = false;
+  for (const name of settings.models) {
+    try {
+      const m = await benchModel(pinning, nats.url, c, name);
+      machine.ortVersion ||= m.inproc.ortVersion;
+      models[name] = m;
+      out(modelText(name, m));
+      out();
+    } catch (err) {
+      failed = true;
+      models[name] = { error: (err as Error).message };
+      log(`bench: ${name} failed: ${(err as Error).stack ?? String(err)}`);
+      out(`== ${name}: FAILED: ${(err as Error).message}`);
+      out();
+      if (worker.exitCode !== null) {
+        log(`bench: the worker process is gone (code ${worker.exitCode}); stopping`);
+        break;
+      }
+    }
+  }
+
+  out('== summary (items/s; (3) msgs/s)');
+  out(summaryText(models));
+  out(
+    pinning.enabled
+      ? `pinning: bench (load generator + head) and nats-server on core 0; worker (--threads 1), in-process baselines and empty responder on core 1 (taskset; read back: bench ${pinning.observed!.bench}, nats-server ${pinning.observed!.natsServer}, worker ${pinning.observed!.worker})`
+      : `pinning: none (${pinning.reason})`,
+  );
+  out(`${settings.quick ? 'QUICK run (BENCH_QUICK=1): numbers are noisy. ' : ''}${settings.durationMs} ms per point; total ${round((Date.now() - started) / 1000, 1)} s`);
+  const result = {
+    machine: { ...machine, loadavgAtEnd: os.loadavg().map((x) => round(x, 2)) },
+    pinning,
+    settings: { ...settings, workerCommand: workerCmd },
+    totalSeconds: round((Date.now() - started) / 1000, 1),
+    models,
+  };
+  out(JSON.stringify(result));
+  return failed ? 1 : 0;
+}
+
+let code = 1;
+try {
+  code = await main();
+} catch (err) {
+  log(`bench: ${(err as Error).stack ?? String(err)}`);
+  code = 1;
+} finally {
+  await teardown();
+}
+process.exit(code);

@@ -1,0 +1,120 @@
+import {
+  DEFAULT_CONCURRENCIES,
+  DEFAULT_MODELS,
+  batchSizes,
+  benchSettings,
+  bestPoint,
+  fmt,
+  histogramDiff,
+  histogramText,
+  histogramTotals,
+  ratios,
+  sweepDeclined,
+  table,
+} from './stats.js';
+
+describe('benchSettings', () => {
+  test('defaults: 3 s per point, the three models, concurrency 1/16/128, batches to 128, pinned', () => {
+    expect(benchSettings({})).toEqual({
+      durationMs: 3000,
+      warmupMs: 500,
+      models: DEFAULT_MODELS,
+      concurrencies: DEFAULT_CONCURRENCIES,
+      maxBatch: 128,
+      pin: true,
+      quick: false,
+    });
+  });
+  test('BENCH_QUICK shortens every phase; explicit durations still win', () => {
+    expect(benchSettings({ BENCH_QUICK: '1' })).toMatchObject({ durationMs: 500, warmupMs: 100, quick: true });
+    expect(benchSettings({ BENCH_QUICK: '1', BENCH_DURATION_MS: '800', BENCH_WARMUP_MS: '0' })).toMatchObject({ durationMs: 800, warmupMs: 0 });
+  });
+  test('models, concurrency, max batch and pinning from env', () => {
+    const s = benchSettings({ BENCH_MODELS: 'mlp, wide-mlp', BENCH_CONCURRENCY: '2,8', BENCH_MAX_BATCH: '32', BENCH_PIN: '0' });
+    expect(s).toMatchObject({ models: ['mlp', 'wide-mlp'], concurrencies: [2, 8], maxBatch: 32, pin: false });
+  });
+  test('bad values are refused with the variable named', () => {
+    expect(() => benchSettings({ BENCH_CONCURRENCY: '1,x' })).toThrow(/BENCH_CONCURRENCY/);
+    expect(() => benchSettings({ BENCH_CONCURRENCY: '0' })).toThrow(/BENCH_CONCURRENCY/);
+    expect(() => benchSettings({ BENCH_DURATION_MS: '-5' })).toThrow(/BENCH_DURATION_MS/);
+    expect(() => benchSettings({ BENCH_MODELS: ' , ' })).toThrow(/BENCH_MODELS/);
+  });
+});
+
+describe('batch sweep', () => {
+  test('batchSizes: powers of two up to the largest, which is always included', () => {
+    expect(batchSizes(128)).toEqual([1, 2, 4, 8, 16, 32, 64, 128]);
+    expect(batchSizes(1)).toEqual([1]);
+    expect(batchSizes(48)).toEqual([1, 2, 4, 8, 16, 32, 48]);
+  });
+  test('bestPoint: most items/s, first of equals', () => {
+    expect(bestPoint([])).toBeUndefined();
+    expect(bestPoint([{ batch: 1, itemsPerSec: 10 }, { batch: 2, itemsPerSec: 30 }, { batch: 4, itemsPerSec: 30 }])?.batch).toBe(2);
+  });
+  test('sweepDeclined: two points in a row clearly (< 80 %) below the best and past it', () => {
+    const r = (pairs: Array<[number, number]>) => pairs.map(([batch, itemsPerSec]) => ({ batch, itemsPerSec }));
+    expect(sweepDeclined(r([[1, 100], [2, 70]]))).toBe(false); // one dip
+    expect(sweepDeclined(r([[1, 100], [2, 70], [4, 75]]))).toBe(true);
+    expect(sweepDeclined(r([[1, 100], [2, 70], [4, 90]]))).toBe(false); // recovered within 80 %
+    expect(sweepDeclined(r([[1, 100], [2, 200], [4, 150], [8, 140]]))).toBe(true);
+    expect(sweepDeclined(r([[1, 100], [2, 200], [4, 150], [8, 170]]))).toBe(false); // 170 ≥ 160
+    expect(sweepDeclined(r([[1, 100], [2, 110], [4, 120]]))).toBe(false); // still rising
+  });
+});
+
+describe('histograms', () => {
+  test('histogramDiff: the batches run between two cumulative snapshots', () => {
+    expect(histogramDiff({ '1': 10, '4': 3, '64': 20 }, { '1': 8, '4': 3 })).toEqual({ '1': 2, '64': 20 });
+    expect(histogramDiff({ '2': 1 })).toEqual({ '2': 1 });
+    expect(Object.keys(histogramDiff({ '64': 1, '8': 1, '16': 1 }))).toEqual(['8', '16', '64']);
+  });
+  test('histogramTotals: batches, items and mean batch', () => {
+    expect(histogramTotals({ '1': 2, '4': 2 })).toEqual({ batches: 4, items: 10, meanBatch: 2.5 });
+    expect(histogramTotals({})).toEqual({ batches: 0, items: 0, meanBatch: 0 });
+  });
+  test('histogramText: sizes ascending, long ones cut to the most frequent sizes', () => {
+    expect(histogramText({})).toBe('-');
+    expect(histogramText({ '16': 3, '1': 12 })).toBe('1×12 16×3');
+    expect(histogramText({ '1': 1, '2': 50, '3': 2, '4': 40 }, 2)).toBe('2×50 4×40 (+2 sizes)');
+  });
+});
+
+describe('ratios', () => {
+  test('the four ratios of the brief', () => {
+    expect(ratios({ inprocBatch1: 1000, inprocBest: 4000, rawNats: 20000, clusterBest: 3000 })).toEqual({
+      ceiling_ratio: 0.75,
+      broker_ratio: 0.15,
+      batching_gain: 3,
+      inproc_gain: 4,
+    });
+  });
+  test('four significant digits, so a tiny ratio is not 0', () => {
+    expect(ratios({ inprocBatch1: 3, inprocBest: 9_000_000, rawNats: 7, clusterBest: 2000 })).toMatchObject({ ceiling_ratio: 0.0002222, batching_gain: 666.7 });
+  });
+  test('null where the denominator is zero or missing', () => {
+    expect(ratios({ inprocBatch1: 0, inprocBest: NaN, rawNats: 0, clusterBest: 5 })).toEqual({
+      ceiling_ratio: null,
+      broker_ratio: null,
+      batching_gain: null,
+      inproc_gain: null,
+    });
+  });
+});
+
+describe('text', () => {
+  test('fmt: grouped integers from 100, three significant digits below, dash for none', () => {
+    expect(fmt(123456.7)).toBe('123,457');
+    expect(fmt(3.14159)).toBe('3.14');
+    expect(fmt(0.012345)).toBe('0.0123');
+    expect(fmt(0.009)).toBe('0.009');
+    expect(fmt(1)).toBe('1');
+    expect(fmt(null)).toBe('-');
+    expect(fmt(NaN)).toBe('-');
+  });
+  test('table: text columns left, number columns right, a rule under the header', () => {
+    expect(table(['what', 'n', 'note'], [['a', '1', 'x'], ['bbb', '1,000', '']])).toBe(
+      ['what      n  note', '----  -----  ----', 'a         1  x', 'bbb   1,000'].join('\n'),
+    );
+    expect(table(['a', 'b'], [['x', '1'], ['y', '22']], ['r', 'l'])).toBe(['a  b', '-  --', 'x  1', 'y  22'].join('\n'));
+  });
+});
