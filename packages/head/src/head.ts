@@ -97,6 +97,7 @@ export class Head {
     const head = new Head(options, nc, !options.connection, kv, logger);
     await head.recover();
     head.listen();
+    await nc.flush(); // the server has our subscriptions before anyone is told we run
     head.state = 'running';
     head.timer = setInterval(() => head.tick(), options.reconcileMs);
     logger.info({ cluster: options.cluster, deployments: head.deployments.size }, 'head running');

@@ -120,6 +120,7 @@ export class Worker {
       logger,
     );
     worker.listen();
+    await nc.flush(); // the server has our subscriptions before the head hears of us
     worker.state = 'running';
     worker.heartbeat();
     // A timer, not a loop: onnxruntime runs sessions off the event loop, so ticks stay on time.
@@ -280,6 +281,7 @@ export class Worker {
       }
       this.replicas.set(replicaId, replica);
       replica.start(this.subjects.infer(spec.name));
+      await this.nc.flush(); // subscribed at the server before anyone is told the replica is ready
       const loadMs = +(performance.now() - t0).toFixed(1);
       this.event({
         type: 'loaded',
