@@ -42,6 +42,7 @@ import {
   type WireTensor,
   type WireTensors,
 } from '@flotilla/protocol';
+import { ReplicaRouter } from './router.js';
 import { BlobStore, ProfileStore, call, closeBus, connectBus, mapNatsError, type BusOptions } from '@flotilla/bus';
 
 export const DEFAULT_INFER_TIMEOUT_MS = 30_000;
@@ -67,6 +68,8 @@ export interface InferOptions {
   timeoutMs?: number;
   /** Output names to return (default all). */
   outputs?: string[];
+  /** One attempt's timeout before retrying on another replica, ms. Default max(1000, timeoutMs / 3). */
+  attemptTimeoutMs?: number;
 }
 
 export interface DeployOptions extends Omit<DeploySpecInput, 'name' | 'digest' | 'sizeBytes'> {
@@ -81,6 +84,8 @@ export class FlotillaClient {
   private conn?: Promise<NatsConnection>;
   private blobs?: BlobStore;
   private readonly maxMessageBytes: number;
+  private readonly router = new ReplicaRouter();
+  private readonly refreshing = new Set<string>();
 
   constructor(private readonly options: ClientOptions = {}) {
     this.subjects = makeSubjects(options.cluster ?? process.env.FLOTILLA_CLUSTER ?? DEFAULT_CLUSTER);
@@ -113,7 +118,7 @@ export class FlotillaClient {
     model: string,
     inputs: Record<string, Tensor | WireTensor>,
     opts: InferOptions = {},
-  ): Promise<{ outputs: Record<string, Tensor>; meta: InferMeta }> {
+  ): Promise<{ outputs: Record<string, Tensor>; meta: InferMeta; attempts: number }> {
     const wire: WireTensors = {};
     for (const [name, t] of Object.entries(inputs)) wire[name] = toWire(name, t);
     const reply = await this.inferWire(model, wire, opts);
@@ -122,13 +127,23 @@ export class FlotillaClient {
       const w = checkWireTensor(name, t);
       outputs[name] = { dtype: w.dtype, dims: w.dims, data: toTypedArray(w) };
     }
-    return { outputs, meta: reply.meta };
+    return { outputs, meta: reply.meta, attempts: reply.attempts };
   }
 
-  /** The wire-level call: tensors as raw bytes in and out. */
-  async inferWire(model: string, inputs: WireTensors, opts: InferOptions = {}): Promise<{ outputs: WireTensors; meta: InferMeta }> {
+  /**
+   * The wire-level call: tensors as raw bytes in and out. The request goes to the least-loaded
+   * known replica (its own subject), else to the model's queue group. Within the deadline it is
+   * retried on another replica when one does not answer (attempt timeout, no responders, a
+   * retryable error), and when no replica exists the head is asked to bring the model back.
+   */
+  async inferWire(
+    model: string,
+    inputs: WireTensors,
+    opts: InferOptions = {},
+  ): Promise<{ outputs: WireTensors; meta: InferMeta; attempts: number }> {
     assertValidName('model', model);
     const timeoutMs = opts.timeoutMs ?? DEFAULT_INFER_TIMEOUT_MS;
+    const attemptMs = opts.attemptTimeoutMs ?? Math.max(1000, Math.round(timeoutMs / 3));
     const deadline = Date.now() + timeoutMs;
     const nc = await this.connection();
     let body = encode({ v: PROTOCOL_VERSION, inputs, timeoutMs, ...(opts.outputs ? { outputs: opts.outputs } : {}) });
@@ -140,26 +155,71 @@ export class FlotillaClient {
     if (mustStage(body.byteLength, nc.info?.max_payload ?? 1024 * 1024)) {
       body = encode({ v: PROTOCOL_VERSION, blob: await (await this.blobStore()).put(body) } satisfies BlobRef);
     }
-    const subject = this.subjects.infer(model);
+    if (this.router.stale(model, Date.now())) void this.refreshReplicas(model);
     let backoff = 50;
-    for (;;) {
+    let lastError: Error | undefined;
+    for (let attempt = 1; ; attempt++) {
       const remaining = deadline - Date.now();
-      if (remaining <= 0) throw new DeadlineExceededError(`'${model}' did not answer within ${timeoutMs} ms`);
-      try {
-        const msg = await nc.request(subject, body, { timeout: remaining });
-        let reply = decode<InferReply & Partial<BlobRef>>(msg.data);
-        if (reply.blob) reply = decode<InferReply>(await (await this.blobStore()).take(reply.blob, this.maxMessageBytes));
-        if (!reply.ok) throw fromWire(reply.error);
-        return { outputs: reply.outputs, meta: reply.meta };
-      } catch (err) {
-        if (!isNoResponders(err)) throw err instanceof FlotillaError ? err : mapNatsError(err, subject, timeoutMs);
+      if (remaining <= 0) {
+        throw new DeadlineExceededError(`'${model}' did not answer within ${timeoutMs} ms (${attempt - 1} attempts)`, {
+          cause: lastError,
+        });
       }
-      // No replica is subscribed: ask the head to (re)place the model. Unknown models fail here;
-      // known ones are being loaded, so wait and try again within the deadline.
-      const status = await this.control<DeploymentStatus>('ensure', { name: model }, Math.max(1, Math.min(5000, deadline - Date.now())));
-      if (status.pendingReason?.code === ErrorCode.MODEL_LOAD_FAILED && status.ready === 0) throw fromWire(status.pendingReason);
+      const target = this.router.pick(model);
+      const subject = target ? this.subjects.inferReplica(model, target) : this.subjects.infer(model);
+      if (target) this.router.started(model, target);
+      let reply: InferReply & Partial<BlobRef>;
+      try {
+        const msg = await nc.request(subject, body, { timeout: Math.min(remaining, attemptMs) });
+        reply = decode<InferReply & Partial<BlobRef>>(msg.data);
+        if (reply.blob) reply = decode<InferReply>(await (await this.blobStore()).take(reply.blob, this.maxMessageBytes));
+      } catch (err) {
+        if (target) this.router.finished(model, target);
+        if (isNoResponders(err)) {
+          if (target) {
+            this.router.forget(model, target); // that replica is gone: try the queue group at once
+            continue;
+          }
+          await this.bringBack(model, deadline);
+        } else if (isTimeout(err)) {
+          if (target) this.router.forget(model, target); // unresponsive: another replica next
+          lastError = err as Error;
+          continue;
+        } else {
+          throw err instanceof FlotillaError ? err : mapNatsError(err, subject, timeoutMs);
+        }
+        await sleep(Math.min(backoff, Math.max(0, deadline - Date.now())));
+        backoff = Math.min(backoff * 2, 500);
+        continue;
+      }
+      if (target) this.router.finished(model, target, reply.ok ? reply.meta?.queueDepth : undefined);
+      if (reply.ok) return { outputs: reply.outputs, meta: reply.meta, attempts: attempt };
+      const e = fromWire(reply.error);
+      if (!e.retryable) throw e;
+      lastError = e; // OVERLOADED & co: back off, then another replica
       await sleep(Math.min(backoff, Math.max(0, deadline - Date.now())));
       backoff = Math.min(backoff * 2, 500);
+    }
+  }
+
+  /** No replica is subscribed: ask the head to (re)place the model; unknown models fail here. */
+  private async bringBack(model: string, deadline: number): Promise<void> {
+    const status = await this.control<DeploymentStatus>('ensure', { name: model }, Math.max(1, Math.min(5000, deadline - Date.now())));
+    if (status.pendingReason?.code === ErrorCode.MODEL_LOAD_FAILED && status.ready === 0) throw fromWire(status.pendingReason);
+    this.router.update(model, readyReplicas(status), Date.now());
+  }
+
+  /** Refreshes the routing table from the head; without a head, routing falls back to the queue group. */
+  private async refreshReplicas(model: string): Promise<void> {
+    if (this.refreshing.has(model)) return;
+    this.refreshing.add(model);
+    try {
+      this.router.update(model, readyReplicas(await this.describe(model)), Date.now());
+    } catch {
+      // No head or unknown model: keep what we know (the request path reports what matters).
+      this.router.touch(model, Date.now());
+    } finally {
+      this.refreshing.delete(model);
     }
   }
 
@@ -252,6 +312,14 @@ export class FlotillaClient {
     const nc = await c.catch(() => undefined);
     if (nc) await closeBus(nc);
   }
+}
+
+function readyReplicas(status: DeploymentStatus): string[] {
+  return status.replicas.filter((r) => r.state === 'ready').map((r) => r.id);
+}
+
+function isTimeout(err: unknown): boolean {
+  return err instanceof natsErrors.TimeoutError || (err as Error)?.cause instanceof natsErrors.TimeoutError;
 }
 
 function isNoResponders(err: unknown): boolean {

@@ -31,6 +31,8 @@ export interface InferMeta {
   batch: number;
   queueMs: number;
   runMs: number;
+  /** Requests waiting in this replica's queue when the reply was sent (for least-loaded routing). */
+  queueDepth: number;
 }
 
 export type InferReply =

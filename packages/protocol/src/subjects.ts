@@ -28,6 +28,8 @@ export interface Subjects {
   readonly cluster: string;
   /** Callers request here; replicas of the model answer (queue group `REPLICA_QUEUE`). */
   infer(model: string): string;
+  /** One replica's own subject (least-loaded routing by the SDK). */
+  inferReplica(model: string, replicaId: string): string;
   /** Head control plane, request/reply. */
   control(op: ControlOp): string;
   /** Wildcard the head subscribes to for all control ops. */
@@ -64,6 +66,7 @@ export function subjects(cluster: string = DEFAULT_CLUSTER): Subjects {
   return {
     cluster,
     infer: (model) => `${p}.infer.${model}`,
+    inferReplica: (model, replicaId) => `${p}.infer.${model}.${replicaId}`,
     control: (op) => `${p}.ctl.${op}`,
     controlAll: `${p}.ctl.*`,
     heartbeat: (id) => `${p}.hb.${id}`,

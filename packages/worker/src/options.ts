@@ -37,6 +37,8 @@ export interface WorkerOptions {
   gpuProviders?: string[];
   /** Largest request/reply body, bytes. Default 256 MiB. */
   maxMessageBytes?: number;
+  /** Extra delay per batch on every replica, ms (chaos knob for tests and benchmarks). Default 0. */
+  slowdownMs?: number;
   /** Eviction policy when a model must load and does not fit: fifo (default), lru, lfu, or a registered one. */
   eviction?: string;
   logger?: Logger;
@@ -68,6 +70,7 @@ const Schema = z.object({
   gpuProviders: z.array(z.string().min(1)),
   maxMessageBytes: z.number().int().min(1024),
   eviction: z.string().min(1),
+  slowdownMs: z.number().min(0).max(60_000),
   inventory: z
     .object({
       cpu: z.object({ cores: z.number().int().min(1).optional(), model: z.string().optional() }).optional(),
@@ -94,6 +97,7 @@ export function parseWorkerOptions(raw: WorkerOptions = {}): CompiledWorkerOptio
     gpuProviders: raw.gpuProviders ?? DEFAULT_GPU_PROVIDERS,
     maxMessageBytes: raw.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
     eviction: raw.eviction ?? 'fifo',
+    slowdownMs: raw.slowdownMs ?? 0,
     inventory: raw.inventory ?? {},
   };
   const r = Schema.safeParse(withDefaults);

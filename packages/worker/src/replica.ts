@@ -46,6 +46,8 @@ export interface ReplicaContext {
   workerId: string;
   /** Largest request/reply body accepted, staged or not. */
   maxMessageBytes: number;
+  /** Extra delay per batch, ms: a chaos knob to emulate a slow device in tests and benchmarks. */
+  slowdownMs?: number;
 }
 
 export interface ReplicaIdentity {
@@ -70,7 +72,7 @@ interface Pending {
 
 export class Replica {
   state: ReplicaStateName = 'ready';
-  private sub?: Subscription;
+  private subs: Subscription[] = [];
   private readonly batcher: Batcher<Pending>;
   private running = false;
   private timer?: NodeJS.Timeout;
@@ -114,15 +116,16 @@ export class Replica {
     this.batcher = new Batcher<Pending>(this.batching);
   }
 
-  /** Starts taking requests from the model's subject (queue group shared with other replicas). */
-  start(subject: string): void {
-    this.sub = this.ctx.nc.subscribe(subject, {
-      queue: REPLICA_QUEUE,
-      callback: (err, msg) => {
-        if (err) return this.ctx.logger.warn({ err, replica: this.id }, 'subscription error');
-        void this.accept(msg);
-      },
-    });
+  /**
+   * Starts taking requests: on the model's subject (queue group shared with the other replicas,
+   * for callers that do not route) and on this replica's own subject (SDK least-loaded routing).
+   */
+  start(subject: string, ownSubject: string): void {
+    const callback = (err: Error | null, msg: Msg) => {
+      if (err) return this.ctx.logger.warn({ err, replica: this.id }, 'subscription error');
+      void this.accept(msg);
+    };
+    this.subs.push(this.ctx.nc.subscribe(subject, { queue: REPLICA_QUEUE, callback }), this.ctx.nc.subscribe(ownSubject, { callback }));
   }
 
   snapshot(): ReplicaState {
@@ -152,7 +155,7 @@ export class Replica {
     if (this.state === 'draining') return;
     this.state = 'draining';
     // Unsubscribe first: messages NATS already delivered still reach `accept` and are answered.
-    if (this.sub) await this.sub.drain().catch(() => undefined);
+    await Promise.all(this.subs.map((s) => s.drain().catch(() => undefined)));
     if (this.inFlight > 0 || this.batcher.length > 0 || this.running) {
       await new Promise<void>((resolve) => (this.idle = resolve));
     }
@@ -271,12 +274,14 @@ export class Replica {
           batch: items,
           queueMs: +(started - q.payload.receivedAt).toFixed(3),
           runMs: +runMs.toFixed(3),
+          queueDepth: this.batcher.length,
         },
       });
     });
   }
 
   private async execute(requests: WireTensors[], counts: number[], items: number): Promise<WireTensors[]> {
+    if (this.ctx.slowdownMs) await new Promise((r) => setTimeout(r, this.ctx.slowdownMs));
     const merged = concatBatch(this.signature, requests, items);
     const feeds: Record<string, OrtTensor> = {};
     for (const [name, t] of Object.entries(merged)) feeds[name] = new Tensor(t.dtype, toTypedArray(t) as never, t.dims);

@@ -269,7 +269,7 @@ export class Worker {
       let bytes = charged;
       if (spec.memoryBytes === undefined && profile.replicaBytes > 0 && this.ledger.resize(replicaId, profile.replicaBytes)) bytes = profile.replicaBytes;
       const replica = new Replica(
-        { nc: this.nc, blobs: this.blobs, logger: this.logger, workerId: this.id, maxMessageBytes: this.options.maxMessageBytes },
+        { nc: this.nc, blobs: this.blobs, logger: this.logger, workerId: this.id, maxMessageBytes: this.options.maxMessageBytes, slowdownMs: this.options.slowdownMs },
         { id: replicaId, model: spec.name, digest: spec.digest, device: deviceId, executionProvider, bytes, profile, pinned: spec.pin },
         session,
         signature,
@@ -280,7 +280,7 @@ export class Worker {
         throw new NoCapacityError(`worker ${this.id} stopped while loading`);
       }
       this.replicas.set(replicaId, replica);
-      replica.start(this.subjects.infer(spec.name));
+      replica.start(this.subjects.infer(spec.name), this.subjects.inferReplica(spec.name, replicaId));
       await this.nc.flush(); // subscribed at the server before anyone is told the replica is ready
       const loadMs = +(performance.now() - t0).toFixed(1);
       this.event({
