@@ -80,6 +80,11 @@ export function modelCommands(program: Command): void {
       .addOption(new Option('--device <kind>', 'where replicas run').choices(['gpu', 'cpu', 'any']).default('any'))
       .option('--no-fallback', 'with --device gpu: do not fall back to CPU')
       .option('--replicas <n>', 'replicas to run', (v) => Number(v), 1)
+      .option('--min-replicas <n>', 'autoscaling lower bound (0 allows scale to zero)', (v) => Number(v))
+      .option('--max-replicas <n>', 'autoscaling upper bound (autoscaling is on when it exceeds the lower bound)', (v) => Number(v))
+      .option('--target-per-replica <n>', 'autoscaling target: outstanding requests per replica (default 4)', (v) => Number(v))
+      .option('--latency-slo-ms <ms>', 'profiling: p99 objective for one batch (default 50)', (v) => Number(v))
+      .option('--no-profile', 'do not profile on first load')
       .option('--memory <bytes>', 'memory one replica needs (bytes); default estimated from the file', (v) => Number(v))
       .option('--max-batch-size <n>', 'most items per batch', (v) => Number(v))
       .option('--max-queue-delay-ms <ms>', 'longest wait for a batch to fill', (v) => Number(v))
@@ -97,6 +102,10 @@ export function modelCommands(program: Command): void {
         device: o.device,
         allowFallback: o.fallback,
         replicas: o.replicas,
+        minReplicas: o.minReplicas,
+        maxReplicas: o.maxReplicas,
+        autoscale: o.targetPerReplica !== undefined ? { targetPerReplica: o.targetPerReplica } : {},
+        profile: { ...(o.profile === false ? { enabled: false } : {}), ...(o.latencySloMs !== undefined ? { latencySloMs: o.latencySloMs } : {}) },
         memoryBytes: o.memory,
         batching,
         pin: !!o.pin,

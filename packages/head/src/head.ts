@@ -33,6 +33,7 @@ import { call, closeBus, connectBus, connectionTracker, createLogger, errorReply
 import { parseHeadOptions, type CompiledHeadOptions, type HeadOptions } from './options.js';
 import { place, type WorkerView } from './placement.js';
 import { WorkerRegistry } from './registry.js';
+import { Autoscaler, observe } from './autoscaler.js';
 
 interface Deployment {
   spec: DeploySpec;
@@ -46,6 +47,8 @@ interface Deployment {
   measuredBytes?: number;
   /** Evicted: no replicas are added until a caller asks for the model (`ensure`) or it is scaled. */
   dormant: boolean;
+  /** Present when minReplicas < maxReplicas. */
+  autoscaler?: Autoscaler;
 }
 
 /** Events kept for `flotilla events`. */
@@ -112,7 +115,8 @@ export class Head {
       if (!e || e.operation !== 'PUT') continue;
       try {
         const { spec, createdAt } = decode<{ spec: DeploySpec; createdAt: number }>(e.value);
-        this.deployments.set(spec.name, { spec: parseDeploySpec(spec), createdAt, pending: new Map(), failures: 0, retryAt: 0, dormant: false });
+        const parsed = parseDeploySpec(spec);
+        this.deployments.set(spec.name, { spec: parsed, createdAt, pending: new Map(), failures: 0, retryAt: 0, dormant: false, autoscaler: this.autoscalerFor(parsed) });
       } catch (err) {
         this.logger.error({ key, err }, 'skipping unreadable deployment record');
       }
@@ -206,6 +210,7 @@ export class Head {
         const d = this.deployments.get(name)!;
         if (d.dormant || this.liveReplicas(d).length === 0) d.retryAt = 0;
         d.dormant = false;
+        if (d.spec.replicas === 0) d.spec = { ...d.spec, replicas: 1 }; // scaled to zero: a request brings one back
         this.reconcile(name);
         return this.describe(name);
       }
@@ -234,7 +239,7 @@ export class Head {
     const prev = this.deployments.get(spec.name);
     const createdAt = Date.now();
     await this.kv.put(`deployments.${spec.name}`, encode({ v: PROTOCOL_VERSION, spec, createdAt }));
-    this.deployments.set(spec.name, { spec, createdAt, pending: prev?.pending ?? new Map(), failures: 0, retryAt: 0, dormant: false });
+    this.deployments.set(spec.name, { spec, createdAt, pending: prev?.pending ?? new Map(), failures: 0, retryAt: 0, dormant: false, autoscaler: this.autoscalerFor(spec) });
     this.logger.info({ model: spec.name, replicas: spec.replicas, device: spec.device }, prev ? 'redeploy' : 'deploy');
     this.reconcile(spec.name);
     return this.describe(spec.name);
@@ -312,7 +317,10 @@ export class Head {
       this.logger.warn({ worker: id }, 'worker timed out: marked dead, its replicas will be placed elsewhere');
     }
     this.registry.prune(Date.now(), 10 * 60_000);
-    for (const name of this.deployments.keys()) this.reconcile(name);
+    for (const [name, d] of this.deployments) {
+      this.autoscale(name, d);
+      this.reconcile(name);
+    }
     this.reconcileOrphans();
   }
 
@@ -392,6 +400,39 @@ export class Head {
       for (const w of this.registry.running()) {
         for (const r of w.hb.replicas) if (r.model === name && r.digest !== d.spec.digest) this.sendUnload(w.hb.workerId, r.id);
       }
+    }
+  }
+
+  /** An autoscaler for deployments whose replica range is open (minReplicas < maxReplicas). */
+  private autoscalerFor(spec: DeploySpec): Autoscaler | undefined {
+    const min = spec.minReplicas ?? Math.min(spec.replicas, spec.maxReplicas ?? spec.replicas);
+    const max = spec.maxReplicas ?? Math.max(spec.replicas, min);
+    if (max <= min) return undefined;
+    return new Autoscaler({ minReplicas: min, maxReplicas: max, ...spec.autoscale });
+  }
+
+  /** One autoscaling step: queue depth of the live replicas → desired replica count. */
+  private autoscale(name: string, d: Deployment): void {
+    if (!d.autoscaler || d.dormant) return;
+    const live = new Set(this.liveReplicas(d).map((r) => r.id));
+    const states = this.registry.running().flatMap((w) => w.hb.replicas.filter((r) => live.has(r.id)));
+    const capacity = states.map((r) => r.profile?.itemsPerSec ?? 0).find((c) => c > 0);
+    const decision = d.autoscaler.decide({
+      now: Date.now(),
+      current: live.size,
+      outstanding: observe(states),
+      unplaceable: d.pendingReason?.code === 'NO_CAPACITY',
+    });
+    if (decision.desired === d.spec.replicas) return;
+    const from = d.spec.replicas;
+    d.spec = { ...d.spec, replicas: decision.desired };
+    void this.kv.put(`deployments.${name}`, encode({ v: PROTOCOL_VERSION, spec: d.spec, createdAt: d.createdAt })).catch(() => undefined);
+    this.logger.info({ model: name, from, to: decision.desired, reason: decision.reason, capacity }, 'autoscale');
+    try {
+      // The head hears its own event back on eventAll and records it like the workers' events.
+      this.nc.publish(this.subjects.event('scaled'), encode({ v: PROTOCOL_VERSION, type: 'scaled', model: name, at: Date.now(), reason: decision.reason, data: { from, to: decision.desired } }));
+    } catch {
+      // best effort
     }
   }
 

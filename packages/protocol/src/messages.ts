@@ -72,6 +72,20 @@ export const ProfileOptions = z
   .strict();
 export type ProfileOptions = z.infer<typeof ProfileOptions>;
 
+export const AutoscaleOptions = z
+  .object({
+    /** Outstanding requests (queued + in flight) one replica should carry. Default 4. */
+    targetPerReplica: z.number().min(0.1).max(100_000).optional(),
+    /** Load must persist this long before scaling up, ms. Default 1000. */
+    upscaleStabilizationMs: z.number().int().min(0).max(3_600_000).optional(),
+    /** Load must stay low this long before scaling down, ms. Default 10 000. */
+    downscaleStabilizationMs: z.number().int().min(0).max(3_600_000).optional(),
+    /** Pause between two steps in the same direction, ms. Default 2000. */
+    cooldownMs: z.number().int().min(0).max(3_600_000).optional(),
+  })
+  .strict();
+export type AutoscaleOptions = z.infer<typeof AutoscaleOptions>;
+
 const NAME = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, 'use 1-64 letters, digits, _ or -');
 
 export const DeploySpec = z
@@ -93,6 +107,8 @@ export const DeploySpec = z
     batching: BatchingOptions.default({}),
     /** Pinned replicas are never evicted. */
     pin: z.boolean().default(false),
+    /** Autoscaling between minReplicas and maxReplicas on queue depth (when they differ). */
+    autoscale: AutoscaleOptions.default({}),
     /** Profiling on first load per device class (drives batching and the memory charge). */
     profile: ProfileOptions.default({}),
   })
