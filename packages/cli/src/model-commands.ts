@@ -85,6 +85,7 @@ export function modelCommands(program: Command): void {
       .option('--target-per-replica <n>', 'autoscaling target: outstanding requests per replica (default 4)', (v) => Number(v))
       .option('--latency-slo-ms <ms>', 'profiling: p99 objective for one batch (default 50)', (v) => Number(v))
       .option('--no-profile', 'do not profile on first load')
+      .option('--no-compile', 'do not cache the optimised graph')
       .option('--memory <bytes>', 'memory one replica needs (bytes); default estimated from the file', (v) => Number(v))
       .option('--max-batch-size <n>', 'most items per batch', (v) => Number(v))
       .option('--max-queue-delay-ms <ms>', 'longest wait for a batch to fill', (v) => Number(v))
@@ -106,6 +107,7 @@ export function modelCommands(program: Command): void {
         maxReplicas: o.maxReplicas,
         autoscale: o.targetPerReplica !== undefined ? { targetPerReplica: o.targetPerReplica } : {},
         profile: { ...(o.profile === false ? { enabled: false } : {}), ...(o.latencySloMs !== undefined ? { latencySloMs: o.latencySloMs } : {}) },
+        compile: o.compile,
         memoryBytes: o.memory,
         batching,
         pin: !!o.pin,

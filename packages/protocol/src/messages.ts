@@ -107,6 +107,8 @@ export const DeploySpec = z
     batching: BatchingOptions.default({}),
     /** Pinned replicas are never evicted. */
     pin: z.boolean().default(false),
+    /** Cache onnxruntime's optimised graph per device class and reuse it on later loads. Default true. */
+    compile: z.boolean().default(true),
     /** Autoscaling between minReplicas and maxReplicas on queue depth (when they differ). */
     autoscale: AutoscaleOptions.default({}),
     /** Profiling on first load per device class (drives batching and the memory charge). */
@@ -236,6 +238,10 @@ export interface LoadResult {
   device: string;
   bytes: number;
   loadMs: number;
+  /** Time to create the onnxruntime session, ms (part of loadMs). */
+  sessionCreateMs?: number;
+  /** Compilation cache: `hit` (cached optimised graph), `miss` (optimised and saved now), `off`. */
+  compile?: 'hit' | 'miss' | 'off';
   executionProvider: string;
   /** Set when the requested provider failed and the replica runs on CPU instead. */
   fallbackFrom?: string;

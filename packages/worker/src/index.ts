@@ -8,3 +8,4 @@ export { Replica, DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_QUEUE_DELAY_MS, DEFAULT_MA
 export * from './eviction.js';
 export * from './batch-size.js';
 export * from './profiler.js';
+export * from './compile-cache.js';

@@ -36,6 +36,8 @@ import { measureInventory } from './inventory.js';
 import { MemoryLedger } from './memory-ledger.js';
 import { planEviction, resolveEvictionPolicy, type EvictionCandidate, type EvictionPolicy } from './eviction.js';
 import { describeModel, type ModelSignature } from './model-io.js';
+import { compiledPath, createCompiledSession } from './compile-cache.js';
+import { join } from 'node:path';
 import { DEFAULT_LATENCY_SLO_MS, deviceClass, ortVersion, profileSession, unprofilable } from './profiler.js';
 import { parseWorkerOptions, type CompiledWorkerOptions, type WorkerOptions } from './options.js';
 import { Replica } from './replica.js';
@@ -252,14 +254,14 @@ export class Worker {
     try {
       const path = await this.cache.path(spec.digest);
       const rssBaseline = process.memoryUsage().rss;
-      const { session, executionProvider, fallbackFrom } = await this.createSession(path, kind, deviceId);
+      const { session, executionProvider, fallbackFrom, compile, createMs } = await this.createSession(path, kind, deviceId, spec.digest, spec.compile);
       const sessionBytes = Math.max(0, process.memoryUsage().rss - rssBaseline);
       let signature;
       let profile: ReplicaProfileSummary;
       let batching: BatchingOptions;
       try {
         signature = describeModel(session.inputMetadata, session.outputMetadata);
-        const devClass = deviceClass(kind, kind === 'gpu' ? this.gpuModel(deviceId) : this.inventory.cpu.model, this.inventory.cpu.cores, this.options.threads, executionProvider);
+        const devClass = this.deviceClassOf(executionProvider === 'cpu' ? 'cpu' : kind, deviceId, executionProvider);
         ({ profile, batching } = await this.profiled(session, signature, spec, devClass, { sessionBytes, rssBaseline, fileBytes: spec.sizeBytes }));
       } catch (e) {
         await session.release();
@@ -289,10 +291,10 @@ export class Worker {
         device: deviceId,
         replica: replicaId,
         bytes,
-        data: { loadMs, executionProvider, fallbackFrom, batchAxis: signature.batchAxis, batching: replica.batching, profile },
+        data: { loadMs, sessionCreateMs: +createMs.toFixed(1), compile, executionProvider, fallbackFrom, batchAxis: signature.batchAxis, batching: replica.batching, profile },
       });
       this.heartbeat();
-      return { replicaId, device: deviceId, bytes, loadMs, executionProvider, ...(fallbackFrom ? { fallbackFrom } : {}) };
+      return { replicaId, device: deviceId, bytes, loadMs, sessionCreateMs: +createMs.toFixed(1), compile, executionProvider, ...(fallbackFrom ? { fallbackFrom } : {}) };
     } catch (err) {
       this.ledger.release(replicaId);
       const e = err instanceof FlotillaError ? err : new ModelLoadFailedError(`loading '${spec.name}' failed: ${(err as Error).message}`, { cause: err });
@@ -364,24 +366,36 @@ export class Worker {
   }
 
   /** GPU replicas try each configured provider, then fall back to CPU (and say so). */
-  private async createSession(path: string, kind: 'cpu' | 'gpu', deviceId: string) {
-    const base: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all' };
+  /**
+   * GPU replicas try each configured provider, then fall back to CPU (and say so). With
+   * compilation on, the optimised graph is cached per (digest, provider, device class, ORT version).
+   */
+  private async createSession(path: string, kind: 'cpu' | 'gpu', deviceId: string, digest: string, compile: boolean) {
+    const base: ort.InferenceSession.SessionOptions = {};
     if (this.options.threads > 0) base.intraOpNumThreads = this.options.threads;
+    const cacheFor = (provider: string, k: 'cpu' | 'gpu') =>
+      compile
+        ? { path: compiledPath(join(this.options.cacheDir, 'compiled'), digest, provider, this.deviceClassOf(k, deviceId, provider), ortVersion()) }
+        : undefined;
     let fallbackFrom: string | undefined;
     if (kind === 'gpu') {
       const deviceIndex = Number(deviceId.split(':')[1]);
       for (const name of this.options.gpuProviders) {
         try {
-          const session = await ort.InferenceSession.create(path, { ...base, executionProviders: [{ name, deviceId: deviceIndex } as never] });
-          return { session, executionProvider: name, fallbackFrom: undefined };
+          const c = await createCompiledSession(path, { ...base, executionProviders: [{ name, deviceId: deviceIndex } as never] }, cacheFor(name, 'gpu'));
+          return { ...c, executionProvider: name, fallbackFrom: undefined };
         } catch (err) {
           fallbackFrom ??= name;
           this.logger.warn({ provider: name, err: (err as Error).message }, 'GPU execution provider unavailable; trying the next');
         }
       }
     }
-    const session = await ort.InferenceSession.create(path, { ...base, executionProviders: ['cpu'] });
-    return { session, executionProvider: 'cpu', fallbackFrom };
+    const c = await createCompiledSession(path, { ...base, executionProviders: ['cpu'] }, cacheFor('cpu', 'cpu'));
+    return { ...c, executionProvider: 'cpu', fallbackFrom };
+  }
+
+  private deviceClassOf(kind: 'cpu' | 'gpu', deviceId: string, provider: string): string {
+    return deviceClass(kind, kind === 'gpu' ? this.gpuModel(deviceId) : this.inventory.cpu.model, this.inventory.cpu.cores, this.options.threads, provider);
   }
 
   async unload(cmd: UnloadCommand): Promise<{ replicaId: string; bytes: number }> {

@@ -1,0 +1,48 @@
+// Model compilation (ahead-of-time graph optimisation) cached on disk: the first load of a model
+// on a device class runs onnxruntime's optimiser at the highest level and saves the optimised
+// graph; later loads open that file with optimisation off. The key is (model digest, execution
+// provider, device class, onnxruntime version), as optimised graphs can be hardware specific.
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+
+export interface CompiledSession {
+  session: ort.InferenceSession;
+  /** `hit`: opened the cached optimised graph; `miss`: optimised now and saved; `off`: not compiled. */
+  compile: 'hit' | 'miss' | 'off';
+  createMs: number;
+}
+
+export function compiledPath(dir: string, digest: string, provider: string, deviceClass: string, ortVersion: string): string {
+  const tok = (s: string) => s.replace(/[^A-Za-z0-9_-]/g, '_');
+  return join(dir, `${digest}.${tok(provider)}.${tok(deviceClass)}.${tok(ortVersion)}.onnx`);
+}
+
+export async function createCompiledSession(
+  modelPath: string,
+  options: ort.InferenceSession.SessionOptions,
+  cache: { path: string } | undefined,
+): Promise<CompiledSession> {
+  const t0 = performance.now();
+  if (!cache) {
+    const session = await ort.InferenceSession.create(modelPath, { graphOptimizationLevel: 'all', ...options });
+    return { session, compile: 'off', createMs: performance.now() - t0 };
+  }
+  if (existsSync(cache.path)) {
+    try {
+      const session = await ort.InferenceSession.create(cache.path, { ...options, graphOptimizationLevel: 'disabled' });
+      return { session, compile: 'hit', createMs: performance.now() - t0 };
+    } catch {
+      rmSync(cache.path, { force: true }); // unreadable (e.g. another onnxruntime build): rebuild it
+    }
+  }
+  mkdirSync(join(cache.path, '..'), { recursive: true });
+  const tmp = `${cache.path}.${process.pid}.${Date.now()}.tmp`;
+  try {
+    const session = await ort.InferenceSession.create(modelPath, { ...options, graphOptimizationLevel: 'all', optimizedModelFilePath: tmp });
+    if (existsSync(tmp)) renameSync(tmp, cache.path);
+    return { session, compile: 'miss', createMs: performance.now() - t0 };
+  } finally {
+    rmSync(tmp, { force: true });
+  }
+}
