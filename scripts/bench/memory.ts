@@ -1,0 +1,122 @@
+// `pnpm bench:memory`: what device memory management costs. For each model, in one run:
+//   plain      onnxruntime-node session create (no cache), median of N       ms
+//   compiled   create from the compile cache (optimised graph saved earlier)   ms, and the first
+//              (compiling) create; items/s at batch 1 with and without the cached graph
+//   reload     a request for an evicted model, answered after the transparent reload (worker
+//              budget fits one model; deploy A, deploy B → A evicted, infer A)     ms
+// Ratios: reload_ratio = reload / plain (target ≤ 1.2), compile_create_ratio = compiled / plain,
+// compile_speed_ratio = items/s compiled / items/s plain. Last stdout line: one JSON object.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { builtPackage, requireFromWorker } from './deps.js';
+
+const devkit = (await builtPackage('devkit')) as typeof import('../../packages/devkit/dist/index.js');
+const workerPkg = (await builtPackage('worker')) as typeof import('../../packages/worker/dist/index.js');
+// onnxruntime-node is a dependency of the worker package only; its types are not visible from scripts/.
+type OrtTensor = { dims: readonly number[]; data: unknown };
+type OrtSession = { run(f: Record<string, OrtTensor>): Promise<unknown>; release(): Promise<void> };
+const ort = requireFromWorker('onnxruntime-node') as {
+  Tensor: new (type: string, data: Float32Array, dims: number[]) => OrtTensor;
+  InferenceSession: { create(path: string, o: object): Promise<OrtSession> };
+};
+
+const quick = process.env.BENCH_QUICK === '1';
+const models = (process.env.BENCH_MODELS ?? 'wide-mlp,convnet').split(',') as Array<'wide-mlp' | 'convnet' | 'mlp'>;
+const N = quick ? 3 : 7;
+const RATE_MS = quick ? 500 : 2000;
+const out = (s = '') => process.stdout.write(`${s}\n`);
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const opts = { executionProviders: ['cpu'], intraOpNumThreads: 1 };
+
+function feeds(model: string, batch: number): Record<string, OrtTensor> {
+  const dims = model === 'convnet' ? [batch, 3, 64, 64] : model === 'wide-mlp' ? [batch, 1024] : [batch, 16];
+  const n = dims.reduce((a, b) => a * b, 1);
+  return { x: new ort.Tensor('float32', devkit.randomFloats(n, 1), dims) };
+}
+
+async function rate(session: OrtSession, model: string): Promise<number> {
+  const f = feeds(model, 1);
+  await session.run(f);
+  let n = 0;
+  const t0 = performance.now();
+  while (performance.now() - t0 < RATE_MS) {
+    await session.run(f);
+    n++;
+  }
+  return n / ((performance.now() - t0) / 1000);
+}
+
+const results: Record<string, unknown> = {};
+const dir = mkdtempSync(join(tmpdir(), 'flotilla-bench-mem-'));
+try {
+  for (const model of models) {
+    const path = devkit.sampleModelPath(model);
+    process.stderr.write(`${model}: session create times…\n`);
+    const plain: number[] = [];
+    for (let i = 0; i < N; i++) {
+      const t = performance.now();
+      const s = await ort.InferenceSession.create(path, { ...opts, graphOptimizationLevel: 'all' });
+      plain.push(performance.now() - t);
+      await s.release();
+    }
+    const cache = { path: workerPkg.compiledPath(dir, model, 'cpu', 'bench', 'x') };
+    const first = await workerPkg.createCompiledSession(path, opts, cache);
+    await first.session.release();
+    const hits: number[] = [];
+    for (let i = 0; i < N; i++) {
+      const c = await workerPkg.createCompiledSession(path, opts, cache);
+      hits.push(c.createMs);
+      await c.session.release();
+    }
+    const sPlain = await ort.InferenceSession.create(path, { ...opts, graphOptimizationLevel: 'all' });
+    const sComp = (await workerPkg.createCompiledSession(path, opts, cache)).session as unknown as OrtSession;
+    const ratePlain = await rate(sPlain, model);
+    const rateComp = await rate(sComp, model);
+    await sPlain.release();
+    await sComp.release();
+
+    process.stderr.write(`${model}: reload after eviction…\n`);
+    const cluster = await devkit.LocalCluster.start({ workers: 1, worker: { memoryBudgetBytes: 400 * 1024 * 1024, threads: 1 } });
+    let reload: number[] = [];
+    try {
+      const client = cluster.client();
+      const spec = { device: 'cpu' as const, memoryBytes: 300 * 1024 * 1024 };
+      await client.deploy(path, 'a', spec);
+      await client.deploy(devkit.sampleModelPath('mlp'), 'b', { ...spec, memoryBytes: 200 * 1024 * 1024 });
+      const x = { x: { dtype: 'float32' as const, dims: [...feeds(model, 1).x!.dims], data: feeds(model, 1).x!.data as Float32Array } };
+      for (let i = 0; i < N; i++) {
+        // a is evicted (b took its room): time the request that brings it back, then evict it again.
+        const t = performance.now();
+        await client.infer('a', x, { timeoutMs: 60_000 });
+        reload.push(performance.now() - t);
+        await client.infer('b', { x: { dtype: 'float32', dims: [1, 16], data: new Float32Array(16) } }, { timeoutMs: 60_000 });
+      }
+      const evictions = (await client.events({ limit: 1000 })).filter((e) => e.type === 'evicted').length;
+      if (evictions < N) process.stderr.write(`warning: only ${evictions} evictions for ${N} reloads\n`);
+    } finally {
+      await cluster.stop();
+    }
+    const r = {
+      plainCreateMs: +median(plain).toFixed(1),
+      compileFirstCreateMs: +first.createMs.toFixed(1),
+      compiledCreateMs: +median(hits).toFixed(1),
+      itemsPerSecPlain: +ratePlain.toFixed(1),
+      itemsPerSecCompiled: +rateComp.toFixed(1),
+      reloadMs: +median(reload).toFixed(1),
+      reload_ratio: +(median(reload) / median(plain)).toFixed(3),
+      compile_create_ratio: +(median(hits) / median(plain)).toFixed(3),
+      compile_speed_ratio: +(rateComp / ratePlain).toFixed(3),
+    };
+    results[model] = r;
+    out(
+      `${model.padEnd(9)} plain create ${r.plainCreateMs} ms | compiled create ${r.compiledCreateMs} ms (first ${r.compileFirstCreateMs} ms) | ` +
+        `items/s b1 ${r.itemsPerSecPlain} → ${r.itemsPerSecCompiled} | reload after eviction ${r.reloadMs} ms | ` +
+        `reload_ratio ${r.reload_ratio} compile_create_ratio ${r.compile_create_ratio} compile_speed_ratio ${r.compile_speed_ratio}`,
+    );
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
+out(JSON.stringify({ bench: 'memory', quick, n: N, models: results }));
+process.exit(0);
