@@ -1,0 +1,118 @@
+// `pnpm bench:scale`: the head's policies and bookkeeping at cluster scale, simulated in-process:
+// 1,000 workers and 10,000 replicas. Prints the time per placement decision, per autoscale tick
+// (all deployments) and the cost of handling heartbeats, plus heartbeat traffic per second.
+// Heartbeats go worker → head only (one message per worker per period): traffic grows linearly
+// with the number of workers, never all-to-all. Last stdout line: one JSON object.
+import { builtPackage } from './deps.js';
+
+const head = (await builtPackage('head')) as typeof import('../../packages/head/dist/index.js');
+const protocol = (await builtPackage('protocol')) as typeof import('../../packages/protocol/dist/index.js');
+
+const WORKERS = Number(process.env.SCALE_WORKERS ?? 1000);
+const REPLICAS = Number(process.env.SCALE_REPLICAS ?? 10_000);
+const MODELS = Number(process.env.SCALE_MODELS ?? 500);
+const GiB = 1024 ** 3;
+const out = (s = '') => process.stdout.write(`${s}\n`);
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+let seed = 7;
+const rnd = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+
+type Hb = import('../../packages/protocol/dist/index.js').Heartbeat;
+function heartbeat(i: number, replicas: Hb['replicas']): Hb {
+  const gpu = i % 4 === 0;
+  return {
+    v: protocol.PROTOCOL_VERSION,
+    workerId: `w${i}`,
+    pid: 1000 + i,
+    state: 'running',
+    seq: 0,
+    startedAt: 1,
+    sentAt: Date.now(),
+    inventory: { cpu: { cores: 32, model: 'sim' }, memory: { totalBytes: 256 * GiB, availableBytes: 200 * GiB }, gpus: gpu ? [{ index: 0, vendor: 'NVIDIA', model: 'sim', vramTotalBytes: 80 * GiB, vramFreeBytes: 80 * GiB }] : [], source: 'override', hostname: `h${i}` },
+    devices: [
+      { id: 'cpu', kind: 'cpu', capacityBytes: 256 * GiB, budgetBytes: 230 * GiB, usedBytes: replicas.filter((r) => r.device === 'cpu').reduce((n, r) => n + r.bytes, 0), executionProvider: 'cpu', policy: 'fifo' },
+      ...(gpu ? [{ id: 'gpu:0', kind: 'gpu' as const, capacityBytes: 80 * GiB, budgetBytes: 72 * GiB, usedBytes: replicas.filter((r) => r.device === 'gpu:0').reduce((n, r) => n + r.bytes, 0), executionProvider: 'cuda', policy: 'fifo' }] : []),
+    ],
+    replicas,
+  };
+}
+function replica(id: string, model: string, device: string): Hb['replicas'][number] {
+  return {
+    id, model, digest: 'd', device, state: 'ready', bytes: 2 * GiB, queueDepth: Math.floor(rnd() * 8), inFlight: Math.floor(rnd() * 4), processed: 0, failed: 0,
+    executionProvider: 'cpu', batching: { maxBatchSize: 8, maxQueueDelayMs: 1, maxQueueLength: 1024, batchAxis: true }, batchHistogram: {}, pinned: false, loadedAt: 0, lastUsedAt: 0,
+  };
+}
+
+// Build the cluster: 10,000 replicas spread over 1,000 workers by the placement policy itself.
+const registry = new head.WorkerRegistry(5000);
+const perWorker: Array<Hb['replicas']> = Array.from({ length: WORKERS }, () => []);
+const view = () =>
+  perWorker.map((reps, i) => {
+    const hb = heartbeat(i, reps);
+    const replicasByModel: Record<string, number> = {};
+    for (const r of reps) replicasByModel[r.model] = (replicasByModel[r.model] ?? 0) + 1;
+    return { id: hb.workerId, schedulable: true, replicasByModel, devices: hb.devices.map((d) => ({ id: d.id, kind: d.kind, budgetBytes: d.budgetBytes, usedBytes: d.usedBytes })) };
+  });
+
+const placeTimes: number[] = [];
+const viewTimes: number[] = [];
+let placed = 0;
+let v = view();
+for (let n = 0; placed < REPLICAS; n++) {
+  const model = `m${n % MODELS}`;
+  if (n % 100 === 0) {
+    const tv = performance.now();
+    v = view(); // the head rebuilds its view from heartbeats once per reconcile round
+    viewTimes.push(performance.now() - tv);
+  }
+  const t = performance.now();
+  const r = head.place({ model, bytes: 2 * GiB, device: n % 3 === 0 ? 'gpu' : 'cpu', allowFallback: true, count: 1, allowEviction: true }, v);
+  placeTimes.push(performance.now() - t);
+  for (const p of r.placements) {
+    const idx = Number(p.workerId.slice(1));
+    perWorker[idx]!.push(replica(`r${placed}`, model, p.device));
+    const dev = v[idx]!.devices.find((d) => d.id === p.device)!;
+    dev.usedBytes += 2 * GiB;
+    v[idx]!.replicasByModel[model] = (v[idx]!.replicasByModel[model] ?? 0) + 1;
+    placed++;
+  }
+  if (r.placements.length === 0) break;
+}
+
+// Heartbeat handling: decode + registry upsert, as the head does per message.
+const beats = perWorker.map((reps, i) => protocol.encode(heartbeat(i, reps)));
+const bytesPerRound = beats.reduce((n, b) => n + b.byteLength, 0);
+const t0 = performance.now();
+const ROUNDS = 5;
+for (let k = 0; k < ROUNDS; k++) for (const b of beats) registry.upsert(protocol.decode(b), Date.now());
+const hbMsPerRound = (performance.now() - t0) / ROUNDS;
+
+// Autoscale tick: one decide() per deployment over its replicas' queue depths.
+const scalers = new Map<string, InstanceType<typeof head.Autoscaler>>();
+for (let m = 0; m < MODELS; m++) scalers.set(`m${m}`, new head.Autoscaler({ minReplicas: 1, maxReplicas: 100 }));
+const byModel = new Map<string, Array<{ queueDepth: number; inFlight: number }>>();
+const tickTimes: number[] = [];
+for (let k = 0; k < 10; k++) {
+  const t = performance.now();
+  byModel.clear();
+  for (const w of registry.running()) for (const r of w.hb.replicas) (byModel.get(r.model) ?? byModel.set(r.model, []).get(r.model)!).push(r);
+  for (const [m, reps] of byModel) scalers.get(m)!.decide({ now: k * 500, current: reps.length, outstanding: head.observe(reps) });
+  tickTimes.push(performance.now() - t);
+}
+
+const res = {
+  workers: WORKERS,
+  replicas: placed,
+  models: MODELS,
+  placementMsMedian: +median(placeTimes).toFixed(3),
+  placementMsMax: +Math.max(...placeTimes).toFixed(3),
+  viewRebuildMsMedian: +median(viewTimes).toFixed(3),
+  autoscaleTickMsMedian: +median(tickTimes).toFixed(3),
+  heartbeatHandlingMsPerSecond: +hbMsPerRound.toFixed(2),
+  heartbeatBytesPerSecond: bytesPerRound,
+  heartbeatMessagesPerSecond: WORKERS,
+};
+out(`placement of one replica among ${WORKERS} workers: median ${res.placementMsMedian} ms (max ${res.placementMsMax} ms); head view rebuild ${res.viewRebuildMsMedian} ms`);
+out(`autoscale tick over ${MODELS} deployments / ${placed} replicas: median ${res.autoscaleTickMsMedian} ms (target < 50 ms)`);
+out(`heartbeats: ${WORKERS} msgs/s (1 per worker per second, worker → head only), ${(bytesPerRound / 1048576).toFixed(2)} MiB/s; decode + bookkeeping ${res.heartbeatHandlingMsPerSecond} ms per second of heartbeats`);
+out(JSON.stringify({ bench: 'scale', ...res }));
