@@ -9,6 +9,8 @@ export interface HealthServerOptions {
   host?: string;
   /** Returns null when ready, or the reason it is not. */
   notReady: () => string | null;
+  /** Prometheus text for GET /metrics (absent: 404). */
+  metrics?: () => Promise<string>;
 }
 
 export interface HealthServer {
@@ -25,11 +27,21 @@ export async function startHealthServer(opts: HealthServerOptions): Promise<Heal
     };
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, { error: 'method not allowed' });
     if (path === '/livez') return send(200, { live: true });
+    if (path === '/metrics' && opts.metrics) {
+      opts.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+          res.end(text);
+        },
+        (err: unknown) => send(500, { error: (err as Error).message }),
+      );
+      return;
+    }
     if (path === '/readyz') {
       const reason = opts.notReady();
       return reason === null ? send(200, { ready: true }) : send(503, { ready: false, reason });
     }
-    send(404, { error: 'not found', paths: ['/livez', '/readyz'] });
+    send(404, { error: 'not found', paths: ['/livez', '/readyz', '/metrics'] });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

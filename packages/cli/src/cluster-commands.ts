@@ -3,7 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { Head } from '@flotilla/head';
+import { Head, headMetrics } from '@flotilla/head';
 import { Worker, type InventoryOverride } from '@flotilla/worker';
 import { NatsServer } from '@flotilla/devkit';
 import { BadRequestError } from '@flotilla/protocol';
@@ -30,12 +30,16 @@ function readInventory(path?: string): InventoryOverride | undefined {
 }
 
 function healthFlag(cmd: Command): Command {
-  return cmd.option('--health-port <port>', 'serve GET /livez and /readyz on this port (env FLOTILLA_HEALTH_PORT)', (v) => Number(v));
+  return cmd.option('--health-port <port>', 'serve GET /livez, /readyz and /metrics (Prometheus) on this port (env FLOTILLA_HEALTH_PORT)', (v) => Number(v));
 }
 
-async function maybeHealth(o: { healthPort?: number }, notReady: () => string | null): Promise<HealthServer | undefined> {
+async function maybeHealth(
+  o: { healthPort?: number },
+  notReady: () => string | null,
+  metrics: () => Promise<string>,
+): Promise<HealthServer | undefined> {
   const port = o.healthPort ?? (process.env.FLOTILLA_HEALTH_PORT ? Number(process.env.FLOTILLA_HEALTH_PORT) : undefined);
-  return port === undefined ? undefined : startHealthServer({ port, notReady });
+  return port === undefined ? undefined : startHealthServer({ port, notReady, metrics });
 }
 
 function workerFlags(cmd: Command): Command {
@@ -68,7 +72,8 @@ export function clusterCommands(program: Command): void {
     try {
       const { cluster, ...bus } = busOptions(o);
       const head = await Head.start({ cluster, bus });
-      const health = await maybeHealth(o, () => head.notReady());
+      const hm = headMetrics(() => head.status());
+      const health = await maybeHealth(o, () => head.notReady(), () => hm.text());
       const sig = await untilSignal();
       head.logger.info({ signal: sig }, 'stopping');
       await head.stop();
@@ -85,7 +90,7 @@ export function clusterCommands(program: Command): void {
       try {
         const { cluster, ...bus } = busOptions(o);
         const worker = await Worker.start({ ...workerOptions(o), id: o.id, cluster, bus });
-        const health = await maybeHealth(o, () => worker.notReady());
+        const health = await maybeHealth(o, () => worker.notReady(), () => worker.metrics.text());
         const sig = await untilSignal();
         worker.logger.info({ signal: sig }, 'draining');
         await worker.stop();

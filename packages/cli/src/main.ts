@@ -3,9 +3,11 @@
 import { Command } from 'commander';
 import { clusterCommands } from './cluster-commands.js';
 import { demo } from './demo.js';
+import { gatewayCommand } from './gateway-command.js';
 import { reportError } from './format.js';
 import { loadCommand } from './load-command.js';
 import { modelCommands } from './model-commands.js';
+import { submitCommand } from './submit-command.js';
 
 const program = new Command()
   .name('flotilla')
@@ -16,6 +18,8 @@ const program = new Command()
 clusterCommands(program);
 modelCommands(program);
 loadCommand(program);
+submitCommand(program);
+gatewayCommand(program);
 program
   .command('demo')
   .description('start a local cluster, deploy sample models, run inferences, print latency, stop')

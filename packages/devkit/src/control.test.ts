@@ -103,12 +103,23 @@ describe('health endpoints', () => {
   it('/livez is 200; /readyz is 200 while serving and 503 once draining', async () => {
     const cluster = await LocalCluster.start({ workers: 1 });
     const w = cluster.workers[0]!;
-    const health = await startHealthServer({ port: 0, host: '127.0.0.1', notReady: () => w.notReady() });
+    const health = await startHealthServer({ port: 0, host: '127.0.0.1', notReady: () => w.notReady(), metrics: () => w.metrics.text() });
     const get = (p: string) => fetch(`http://127.0.0.1:${health.port}${p}`);
     try {
       expect((await get('/livez')).status).toBe(200);
       expect((await get('/readyz')).status).toBe(200);
       expect((await get('/nope')).status).toBe(404);
+      const client = cluster.client();
+      await client.deploy(sampleModelPath('mlp'), 'mlp', { device: 'cpu', profile: { enabled: false } });
+      await client.infer('mlp', { x });
+      await client.infer('nope-model', { x }).catch(() => undefined);
+      await client.infer('mlp', { x: { dtype: 'float32', dims: [1, 3], data: new Float32Array(3) } }).catch(() => undefined);
+      const metrics = await (await get('/metrics')).text();
+      expect(metrics).toMatch(/flotilla_requests_total\{model="mlp",code="OK",worker="w0"\} 1/);
+      expect(metrics).toMatch(/flotilla_requests_total\{model="mlp",code="INPUT_MISMATCH",worker="w0"\} 1/);
+      expect(metrics).toMatch(/flotilla_batch_size_count\{[^}]*model="mlp"[^}]*\} 1/);
+      expect(metrics).toMatch(/flotilla_device_memory_budget_bytes\{[^}]*device="cpu"[^}]*\} \d+/);
+      expect(metrics).toMatch(/flotilla_worker_events_total\{[^}]*type="loaded"[^}]*\} 1/);
       cluster.nats.kill();
       await until(async () => ((await get('/readyz')).status === 503 ? true : undefined));
       expect(await (await get('/readyz')).json()).toEqual({ ready: false, reason: 'not connected to NATS' });

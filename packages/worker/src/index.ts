@@ -9,3 +9,4 @@ export * from './eviction.js';
 export * from './batch-size.js';
 export * from './profiler.js';
 export * from './compile-cache.js';
+export * from './metrics.js';

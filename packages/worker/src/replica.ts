@@ -48,6 +48,14 @@ export interface ReplicaContext {
   maxMessageBytes: number;
   /** Extra delay per batch, ms: a chaos knob to emulate a slow device in tests and benchmarks. */
   slowdownMs?: number;
+  /** Metrics sink (Prometheus in the worker). */
+  metrics?: ReplicaMetrics;
+}
+
+export interface ReplicaMetrics {
+  /** One answered request: `code` is 'OK' or the error code; latency from arrival to answer. */
+  request(model: string, code: string, latencyMs: number): void;
+  batch(model: string, items: number): void;
 }
 
 export interface ReplicaIdentity {
@@ -181,7 +189,7 @@ export class Replica {
       ({ key, items } = validateInputs(this.signature, req.inputs));
       if (req.outputs !== undefined) this.checkOutputNames(req.outputs);
     } catch (err) {
-      return this.finish(msg, undefined, toFlotillaError(err));
+      return this.finish(msg, undefined, receivedAt, toFlotillaError(err));
     }
     const entry: Queued<Pending> = {
       key,
@@ -191,7 +199,7 @@ export class Replica {
       payload: { msg, id: req.id, inputs: req.inputs, outputs: req.outputs, receivedAt },
     };
     if (!this.batcher.push(entry)) {
-      return this.finish(msg, req.id, new OverloadedError(`replica ${this.id} of '${this.model}' has ${this.batcher.length} requests queued`, {
+      return this.finish(msg, req.id, receivedAt, new OverloadedError(`replica ${this.id} of '${this.model}' has ${this.batcher.length} requests queued`, {
         data: { queueLength: this.batcher.length, replica: this.id },
       }));
     }
@@ -229,7 +237,7 @@ export class Replica {
     const d = this.batcher.next(performance.now());
     for (const q of d.expired) {
       const ms = Math.round(performance.now() - q.payload.receivedAt);
-      this.finish(q.payload.msg, q.payload.id, new DeadlineExceededError(`request waited ${ms} ms in the queue, past its deadline`));
+      this.finish(q.payload.msg, q.payload.id, q.payload.receivedAt, new DeadlineExceededError(`request waited ${ms} ms in the queue, past its deadline`));
     }
     if (d.kind === 'wait') this.timer = setTimeout(() => this.pump(), d.waitMs);
     else if (d.kind === 'run') {
@@ -254,15 +262,16 @@ export class Replica {
       }
       this.ctx.logger.warn({ err, replica: this.id, model: this.model }, 'session.run failed');
       const e = new FlotillaError('INTERNAL', `model '${this.model}' failed to run: ${(err as Error).message}`);
-      for (const q of batch) this.finish(q.payload.msg, q.payload.id, e);
+      for (const q of batch) this.finish(q.payload.msg, q.payload.id, q.payload.receivedAt, e);
       return;
     }
     const runMs = performance.now() - started;
     this.histogram[String(items)] = (this.histogram[String(items)] ?? 0) + 1;
+    this.ctx.metrics?.batch(this.model, items);
     batch.forEach((q, i) => {
       const wanted = q.payload.outputs;
       const outputs = wanted ? Object.fromEntries(wanted.map((n) => [n, parts[i]![n]!])) : parts[i]!;
-      this.finish(q.payload.msg, q.payload.id, undefined, {
+      this.finish(q.payload.msg, q.payload.id, q.payload.receivedAt, undefined, {
         v: PROTOCOL_VERSION,
         ok: true,
         id: q.payload.id,
@@ -295,8 +304,9 @@ export class Replica {
   }
 
   /** Answers one request (result or coded error), staging large replies; never throws. */
-  private finish(msg: Msg, id: string | undefined, error?: FlotillaError, reply?: InferReply): void {
+  private finish(msg: Msg, id: string | undefined, receivedAt: number, error?: FlotillaError, reply?: InferReply): void {
     this.inFlight--;
+    this.ctx.metrics?.request(this.model, error ? error.code : 'OK', performance.now() - receivedAt);
     if (error) this.failed++;
     else this.processed++;
     const body: InferReply = error ? { v: PROTOCOL_VERSION, ok: false, id, error: error.toWire() } : reply!;

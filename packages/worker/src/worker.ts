@@ -41,6 +41,7 @@ import { join } from 'node:path';
 import { DEFAULT_LATENCY_SLO_MS, deviceClass, ortVersion, profileSession, unprofilable } from './profiler.js';
 import { parseWorkerOptions, type CompiledWorkerOptions, type WorkerOptions } from './options.js';
 import { Replica } from './replica.js';
+import { WorkerMetrics } from './metrics.js';
 
 /** A replica being loaded: reserved memory, visible in heartbeats. */
 interface Loading {
@@ -67,6 +68,7 @@ export class Worker {
   private admitting: Promise<void> = Promise.resolve();
   /** Replicas evicted since start. */
   evictions = 0;
+  readonly metrics: WorkerMetrics;
   readonly policy: EvictionPolicy;
   private readonly profiles: ProfileStore;
   private readonly link: { connected: () => boolean };
@@ -86,6 +88,7 @@ export class Worker {
     this.link = connectionTracker(nc);
     this.profiles = new ProfileStore(nc, this.subjects.profileBucket);
     this.policy = resolveEvictionPolicy(options.eviction);
+    this.metrics = new WorkerMetrics(this);
   }
 
   /** Null when ready to serve; otherwise why not (for /readyz). */
@@ -271,7 +274,7 @@ export class Worker {
       let bytes = charged;
       if (spec.memoryBytes === undefined && profile.replicaBytes > 0 && this.ledger.resize(replicaId, profile.replicaBytes)) bytes = profile.replicaBytes;
       const replica = new Replica(
-        { nc: this.nc, blobs: this.blobs, logger: this.logger, workerId: this.id, maxMessageBytes: this.options.maxMessageBytes, slowdownMs: this.options.slowdownMs },
+        { nc: this.nc, blobs: this.blobs, logger: this.logger, workerId: this.id, maxMessageBytes: this.options.maxMessageBytes, slowdownMs: this.options.slowdownMs, metrics: this.metrics },
         { id: replicaId, model: spec.name, digest: spec.digest, device: deviceId, executionProvider, bytes, profile, pinned: spec.pin },
         session,
         signature,
@@ -466,6 +469,7 @@ export class Worker {
   }
 
   private event(e: Omit<EventMessage, 'v' | 'at' | 'worker'>): void {
+    this.metrics.events.inc({ type: e.type });
     try {
       this.nc.publish(this.subjects.event(e.type), encode({ v: PROTOCOL_VERSION, at: Date.now(), worker: this.id, ...e }));
     } catch {

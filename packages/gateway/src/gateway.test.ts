@@ -1,0 +1,180 @@
+// Integration: a real local cluster (nats-server, head, worker with onnxruntime), the gateway on a
+// free port, and real HTTP requests.
+import { FlotillaClient, type Tensor } from '@flotilla/client';
+import { LocalCluster, randomFloats, sampleModelPath } from '@flotilla/devkit';
+import { ErrorCode } from '@flotilla/protocol';
+import { httpStatusForCode, parseTimeoutHeader, startGateway, type Gateway } from './gateway.js';
+
+let cluster: LocalCluster;
+let client: FlotillaClient;
+let gateway: Gateway;
+let base: string;
+
+beforeAll(async () => {
+  cluster = await LocalCluster.start({ workers: 1 });
+  client = cluster.client();
+  await client.deploy(sampleModelPath('mlp'), 'mlp', { device: 'cpu' });
+  await client.deploy(sampleModelPath('mlp'), 'idle', { device: 'cpu', replicas: 0, wait: false });
+  gateway = await startGateway({ client, port: 0, host: '127.0.0.1' });
+  base = `http://127.0.0.1:${gateway.port}`;
+}, 120_000);
+
+afterAll(async () => {
+  await gateway?.close();
+  await cluster?.stop();
+});
+
+async function get(path: string): Promise<{ status: number; body: any }> {
+  const res = await fetch(base + path);
+  return { status: res.status, body: await res.json() };
+}
+
+async function post(path: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any; headers: Headers }> {
+  const res = await fetch(base + path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json(), headers: res.headers };
+}
+
+const mlpRequest = (x: Float32Array, n: number, extra: object = {}) => ({
+  inputs: [{ name: 'x', shape: [n, 16], datatype: 'FP32', data: Array.from(x) }],
+  ...extra,
+});
+
+describe('KServe v2 gateway', () => {
+  it('answers health and server metadata', async () => {
+    expect(await get('/v2/health/live')).toEqual({ status: 200, body: { live: true } });
+    expect(await get('/v2/health/ready')).toEqual({ status: 200, body: { ready: true } });
+    expect(await get('/v2')).toEqual({ status: 200, body: { name: 'flotilla', version: expect.any(String), extensions: [] } });
+  });
+
+  it('says whether a model is ready: 200 ready, 503 without ready replicas, 404 unknown', async () => {
+    expect(await get('/v2/models/mlp/ready')).toMatchObject({ status: 200, body: { name: 'mlp', ready: true } });
+    expect(await get('/v2/models/idle/ready')).toMatchObject({ status: 503, body: { name: 'idle', ready: false } });
+    const unknown = await get('/v2/models/nope/ready');
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.code).toBe(ErrorCode.UNKNOWN_MODEL);
+    expect(unknown.body.error).toMatch(/^UNKNOWN_MODEL: /);
+  });
+
+  it('lists models and gives model metadata with the signature learned from a replica', async () => {
+    const list = await get('/v2/models');
+    expect(list.status).toBe(200);
+    expect(list.body.models.map((m: { name: string }) => m.name).sort()).toEqual(['idle', 'mlp']);
+    const meta = await get('/v2/models/mlp');
+    expect(meta.status).toBe(200);
+    expect(meta.body).toMatchObject({
+      name: 'mlp',
+      versions: [expect.stringMatching(/^[0-9a-f]{12}$/)],
+      platform: 'onnxruntime',
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 16] }],
+      outputs: [{ name: 'y', datatype: 'FP32', shape: [-1, 4] }],
+    });
+    const idle = await get('/v2/models/idle');
+    expect(idle.body).toMatchObject({ name: 'idle', inputs: [], outputs: [], parameters: { signature_known: false } });
+    expect((await get('/v2/models/nope')).status).toBe(404);
+  });
+
+  it('infers with the same outputs as the SDK on the same input', async () => {
+    const x = randomFloats(3 * 16, 7);
+    const expected = await client.infer('mlp', { x: { dtype: 'float32', dims: [3, 16], data: x } as Tensor });
+    const res = await post('/v2/models/mlp/infer', mlpRequest(x, 3, { id: 'req-1' }));
+    expect(res.status).toBe(200);
+    expect(res.body.model_name).toBe('mlp');
+    expect(res.body.id).toBe('req-1');
+    expect(res.headers.get('x-flotilla-worker')).toBe('w0');
+    const [y] = res.body.outputs;
+    expect(y).toMatchObject({ name: 'y', datatype: 'FP32', shape: [3, 4] });
+    const want = expected.y!.data as Float32Array;
+    expect(y.data).toHaveLength(want.length);
+    y.data.forEach((v: number, i: number) => expect(Math.abs(v - want[i]!)).toBeLessThanOrEqual(1e-6));
+
+    // Requested outputs, a generated id, and a deadline header.
+    const sub = await post('/v2/models/mlp/infer', mlpRequest(x, 3, { outputs: [{ name: 'y' }] }), { 'x-flotilla-timeout-ms': '5000' });
+    expect(sub.status).toBe(200);
+    expect(sub.body.outputs.map((o: { name: string }) => o.name)).toEqual(['y']);
+    expect(typeof sub.body.id).toBe('string');
+  });
+
+  it('maps errors to HTTP statuses with coded JSON bodies, and keeps serving', async () => {
+    const x = randomFloats(16, 1);
+    const unknown = await post('/v2/models/nope/infer', mlpRequest(x, 1));
+    expect(unknown.status).toBe(404);
+    expect(unknown.body).toMatchObject({ code: 'UNKNOWN_MODEL', error: expect.stringMatching(/^UNKNOWN_MODEL: /) });
+
+    const wrongShape = await post('/v2/models/mlp/infer', { inputs: [{ name: 'x', shape: [2, 8], datatype: 'FP32', data: Array.from(x) }] });
+    expect(wrongShape.status).toBe(400);
+    expect(wrongShape.body.code).toBe('INPUT_MISMATCH');
+
+    const invalid = await post('/v2/models/mlp/infer', '{"inputs": [ {');
+    expect(invalid.status).toBe(400);
+    expect(invalid.body).toMatchObject({ code: 'BAD_REQUEST', error: expect.stringMatching(/^BAD_REQUEST: invalid JSON/) });
+
+    const badType = await post('/v2/models/mlp/infer', { inputs: [{ name: 'x', shape: [1, 16], datatype: 'BYTES', data: Array.from(x) }] });
+    expect(badType).toMatchObject({ status: 400, body: { code: 'BAD_REQUEST' } });
+    expect((await post('/v2/models/mlp/infer', { inputs: [] })).status).toBe(400);
+    expect((await post('/v2/models/mlp/infer', mlpRequest(x, 1), { 'x-flotilla-timeout-ms': 'soon' })).body.code).toBe('BAD_REQUEST');
+    expect((await post('/v2/models/mlp/infer', mlpRequest(x, 1, { outputs: [{ name: 'zz' }] }))).body.code).toBe('BAD_REQUEST');
+    expect(await get('/v2/nothing-here')).toMatchObject({ status: 404, body: { code: 'NOT_FOUND' } });
+
+    const good = await post('/v2/models/mlp/infer', mlpRequest(x, 1));
+    expect(good.status).toBe(200);
+    expect(good.body.outputs[0].shape).toEqual([1, 4]);
+  });
+
+  it('refuses bodies above the limit with 413 PAYLOAD_TOO_LARGE', async () => {
+    const small = await startGateway({ client, port: 0, host: '127.0.0.1', bodyLimitBytes: 1024 });
+    try {
+      const res = await fetch(`http://127.0.0.1:${small.port}/v2/models/mlp/infer`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(mlpRequest(randomFloats(64 * 16, 2), 64)),
+      });
+      expect(res.status).toBe(413);
+      expect(await res.json()).toMatchObject({ code: 'PAYLOAD_TOO_LARGE' });
+    } finally {
+      await small.close();
+    }
+  });
+
+  it('is not ready when no head answers', async () => {
+    const orphan = new FlotillaClient({ servers: cluster.url, cluster: 'no-head-here' });
+    const g = await startGateway({ client: orphan, port: 0, host: '127.0.0.1', readyTimeoutMs: 1000 });
+    try {
+      const res = await fetch(`http://127.0.0.1:${g.port}/v2/health/ready`);
+      expect(res.status).toBe(503);
+      expect(await res.json()).toMatchObject({ ready: false, code: 'UNAVAILABLE' });
+      expect((await fetch(`http://127.0.0.1:${g.port}/v2/health/live`)).status).toBe(200);
+    } finally {
+      await g.close();
+      await orphan.close();
+    }
+  });
+});
+
+describe('error mapping (pure)', () => {
+  it.each([
+    ['UNKNOWN_MODEL', 404],
+    ['BAD_REQUEST', 400],
+    ['INPUT_MISMATCH', 400],
+    ['DECODE_ERROR', 400],
+    ['PAYLOAD_TOO_LARGE', 413],
+    ['OVERLOADED', 503],
+    ['UNAVAILABLE', 503],
+    ['NO_CAPACITY', 503],
+    ['DEADLINE_EXCEEDED', 504],
+    ['MODEL_LOAD_FAILED', 500],
+    ['INTERNAL', 500],
+    ['SOMETHING_NEW', 500],
+  ])('%s → %i', (code, status) => {
+    expect(httpStatusForCode(code)).toBe(status);
+  });
+
+  it('parses the timeout header', () => {
+    expect(parseTimeoutHeader(undefined)).toBeUndefined();
+    expect(parseTimeoutHeader('250')).toBe(250);
+    for (const bad of ['', '0', '-1', 'abc', '1e12']) expect(() => parseTimeoutHeader(bad)).toThrow(/x-flotilla-timeout-ms/);
+  });
+});

@@ -1,0 +1,3 @@
+export * from './gateway.js';
+export * from './datatypes.js';
+export * from './signature.js';

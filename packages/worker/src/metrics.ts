@@ -1,0 +1,75 @@
+// Prometheus metrics of a worker (prom-client): requests and latency per model and code, batch
+// sizes, queue depth, memory used/budget per device, loads and evictions. Gauges are read from
+// the worker's live state at scrape time; counters are bumped on the request path.
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { ReplicaMetrics } from './replica.js';
+
+export interface WorkerMetricsSource {
+  id: string;
+  deviceStates(): Array<{ id: string; usedBytes: number; budgetBytes: number }>;
+  replicaStates(): Array<{ model: string; id: string; queueDepth: number; inFlight: number }>;
+}
+
+export class WorkerMetrics implements ReplicaMetrics {
+  readonly registry = new Registry();
+  private readonly requests: Counter<'model' | 'code'>;
+  private readonly latency: Histogram<'model'>;
+  private readonly batches: Histogram<'model'>;
+  readonly events: Counter<'type'>;
+
+  constructor(source: WorkerMetricsSource) {
+    this.registry.setDefaultLabels({ worker: source.id });
+    const registers = [this.registry];
+    this.requests = new Counter({ name: 'flotilla_requests_total', help: 'Answered inference requests by model and code (OK or the error code)', labelNames: ['model', 'code'], registers });
+    this.latency = new Histogram({
+      name: 'flotilla_request_seconds',
+      help: 'Time from a request reaching the replica to its answer',
+      labelNames: ['model'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+    this.batches = new Histogram({ name: 'flotilla_batch_size', help: 'Items per session.run', labelNames: ['model'], buckets: [1, 2, 4, 8, 16, 32, 64, 128], registers });
+    this.events = new Counter({ name: 'flotilla_worker_events_total', help: 'Replica loads, unloads, evictions and load failures', labelNames: ['type'], registers });
+    new Gauge({
+      name: 'flotilla_queue_depth',
+      help: 'Requests queued per replica',
+      labelNames: ['model', 'replica'],
+      registers,
+      collect() {
+        this.reset();
+        for (const r of source.replicaStates()) this.set({ model: r.model, replica: r.id }, r.queueDepth);
+      },
+    });
+    new Gauge({
+      name: 'flotilla_device_memory_used_bytes',
+      help: 'Memory charged to replicas per device',
+      labelNames: ['device'],
+      registers,
+      collect() {
+        for (const d of source.deviceStates()) this.set({ device: d.id }, d.usedBytes);
+      },
+    });
+    new Gauge({
+      name: 'flotilla_device_memory_budget_bytes',
+      help: 'Memory budget per device',
+      labelNames: ['device'],
+      registers,
+      collect() {
+        for (const d of source.deviceStates()) this.set({ device: d.id }, d.budgetBytes);
+      },
+    });
+  }
+
+  request(model: string, code: string, latencyMs: number): void {
+    this.requests.inc({ model, code });
+    this.latency.observe({ model }, latencyMs / 1000);
+  }
+
+  batch(model: string, items: number): void {
+    this.batches.observe({ model }, items);
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+}
