@@ -133,3 +133,25 @@ describe('health endpoints', () => {
   }, 60_000);
 });
 
+
+describe('security', () => {
+  it('an auth-enabled NATS refuses a client without the token and serves one with it; names cannot escape', async () => {
+    const cluster = await LocalCluster.start({ workers: 1, nats: { token: 's3cret' } });
+    try {
+      const good = cluster.client();
+      await good.deploy(sampleModelPath('mlp'), 'mlp', { device: 'cpu', profile: { enabled: false } });
+      expect((await good.infer('mlp', { x })).y!.dims).toEqual([1, 4]);
+      const anonymous = cluster.client({ token: undefined, reconnectForever: false });
+      await expect(anonymous.infer('mlp', { x })).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+      const wrong = cluster.client({ token: 'nope', reconnectForever: false });
+      await expect(wrong.list()).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+      // Model names are one NATS token and a safe file name: path tricks are refused up front.
+      for (const name of ['../etc/passwd', 'a/b', 'a.b', '..']) {
+        await expect(good.deploy(sampleModelPath('mlp'), name)).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+        await expect(good.infer(name, { x })).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+      }
+    } finally {
+      await cluster.stop();
+    }
+  }, 60_000);
+});

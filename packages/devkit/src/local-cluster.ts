@@ -30,6 +30,7 @@ export class LocalCluster {
     readonly cluster: string,
     private readonly cacheRoot: string,
     private readonly clients: FlotillaClient[] = [],
+    private readonly token?: string,
   ) {}
 
   get url(): string {
@@ -44,11 +45,12 @@ export class LocalCluster {
     const heads: Head[] = [];
     const workers: Worker[] = [];
     try {
-      heads.push(await Head.start({ ...opts.head, cluster, bus: { servers: nats.url }, logger }));
+      const bus = { servers: nats.url, token: opts.nats?.token };
+      heads.push(await Head.start({ ...opts.head, cluster, bus, logger }));
       for (let i = 0; i < (opts.workers ?? 1); i++) {
         const w = typeof opts.worker === 'function' ? opts.worker(i) : (opts.worker ?? {});
         workers.push(
-          await Worker.start({ id: `w${i}`, cacheDir: join(cacheRoot, `w${i}`), heartbeatMs: 250, ...w, cluster, bus: { servers: nats.url }, logger }),
+          await Worker.start({ id: `w${i}`, cacheDir: join(cacheRoot, `w${i}`), heartbeatMs: 250, ...w, cluster, bus, logger }),
         );
       }
     } catch (err) {
@@ -57,12 +59,12 @@ export class LocalCluster {
       rmSync(cacheRoot, { recursive: true, force: true });
       throw err;
     }
-    return new LocalCluster(nats, heads[0]!, workers, cluster, cacheRoot);
+    return new LocalCluster(nats, heads[0]!, workers, cluster, cacheRoot, [], opts.nats?.token);
   }
 
   /** A client of this cluster (closed with the cluster). */
   client(opts: Omit<ClientOptions, 'cluster' | 'servers'> = {}): FlotillaClient {
-    const c = new FlotillaClient({ ...opts, cluster: this.cluster, servers: this.nats.url });
+    const c = new FlotillaClient({ token: this.token, ...opts, cluster: this.cluster, servers: this.nats.url });
     this.clients.push(c);
     return c;
   }
