@@ -68,10 +68,19 @@ function workerOptions(o: Record<string, any>) {
 }
 
 export function clusterCommands(program: Command): void {
-  withConnectionOptions(healthFlag(program.command('head').description('run the head (control plane)'))).action(async (o) => {
+  withConnectionOptions(
+    healthFlag(
+      program
+        .command('head')
+        .description('run the head (control plane)')
+        .option('--store-replicas <n>', "JetStream replicas of Flotilla's state and model buckets (3 on a 3-node NATS; env FLOTILLA_STORE_REPLICAS)", (v) => Number(v))
+        .option('--worker-timeout-ms <ms>', 'a worker silent this long is dead (default 5000)', (v) => Number(v)),
+    ),
+  ).action(async (o) => {
     try {
       const { cluster, ...bus } = busOptions(o);
-      const head = await Head.start({ cluster, bus });
+      const storeReplicas = o.storeReplicas ?? (process.env.FLOTILLA_STORE_REPLICAS ? Number(process.env.FLOTILLA_STORE_REPLICAS) : undefined);
+      const head = await Head.start({ cluster, bus, storeReplicas, workerTimeoutMs: o.workerTimeoutMs });
       const hm = headMetrics(() => head.status());
       const health = await maybeHealth(o, () => head.notReady(), () => hm.text());
       const sig = await untilSignal();
