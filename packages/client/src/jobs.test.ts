@@ -1,0 +1,173 @@
+// Integration: batch jobs through a real cluster (nats-server with JetStream, head, worker, mlp).
+import { mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LocalCluster, sampleModelPath } from '@flotilla/devkit';
+import { jetstreamManager } from '@nats-io/jetstream';
+import type { FlotillaClient } from './client.js';
+import { getJob, jobNames, jobStatus, resumeJob, submitJob } from './jobs.js';
+
+let cluster: LocalCluster;
+let client: FlotillaClient;
+const dir = mkdtempSync(join(tmpdir(), 'flotilla-jobs-'));
+
+/** Line i: x = [rows, 16] of values derived from i (rows 1 or 2); `bad` lines have x [1, 8]. */
+function inputLine(i: number, bad = false): string {
+  const cols = bad ? 8 : 16;
+  const rows = bad ? 1 : 1 + (i % 2);
+  const data = Array.from({ length: rows * cols }, (_, k) => ((i * 31 + k) % 17) / 17);
+  return JSON.stringify({ x: { dtype: 'float32', dims: [rows, cols], data } });
+}
+
+function writeInput(name: string, n: number, bad: number[] = []): string {
+  const path = join(dir, name);
+  writeFileSync(path, Array.from({ length: n }, (_, i) => inputLine(i, bad.includes(i))).join('\n') + '\n');
+  return path;
+}
+
+type OutLine = { line: number; outputs?: Record<string, { dtype: string; dims: number[]; data: number[] }>; error?: { code: string; message: string } };
+const readOutput = (path: string): OutLine[] =>
+  readFileSync(path, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as OutLine);
+
+beforeAll(async () => {
+  cluster = await LocalCluster.start({ workers: 1 });
+  client = cluster.client();
+  await client.deploy(sampleModelPath('mlp'), 'mlp', { device: 'cpu' });
+}, 120_000);
+
+afterAll(async () => {
+  await cluster?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('batch jobs', () => {
+  it('a cluster that never had a job answers NOT_FOUND (runs first: no bucket yet)', async () => {
+    await expect(jobStatus(client, 'abc')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(resumeJob(client, 'abc')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(jobStatus(client, 'a.b')).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+  });
+
+  it('runs 50 lines, records the 2 bad ones as INPUT_MISMATCH and writes the output in input order', async () => {
+    const input = writeInput('in50.jsonl', 50, [7, 33]);
+    const output = join(dir, 'out50.jsonl');
+    let started = '';
+    let progressCalls = 0;
+    const s = await submitJob(client, {
+      model: 'mlp',
+      input,
+      output,
+      concurrency: 8,
+      onStart: (m) => (started = m.id),
+      onProgress: () => progressCalls++,
+    });
+    expect(s).toMatchObject({ total: 50, ok: 48, failed: 2, remaining: 0, complete: true, interrupted: false, sent: 50, recorded: 50 });
+    expect(s.errored).toEqual({ INPUT_MISMATCH: 2 });
+    expect(s.id).toBe(started);
+    expect(progressCalls).toBe(50);
+
+    const out = readOutput(output);
+    expect(out.map((o) => o.line)).toEqual(Array.from({ length: 50 }, (_, i) => i));
+    expect(out.filter((o) => o.error).map((o) => [o.line, o.error!.code])).toEqual([
+      [7, 'INPUT_MISMATCH'],
+      [33, 'INPUT_MISMATCH'],
+    ]);
+    for (const o of out.filter((o) => !o.error)) {
+      expect(o.outputs!.y!.dims).toEqual([1 + (o.line % 2), 4]);
+      expect(o.outputs!.y!.data).toHaveLength(4 * (1 + (o.line % 2)));
+    }
+    // Each line's outputs belong to that line: compare a few with direct calls.
+    for (const i of [0, 1, 20, 49]) {
+      const x = JSON.parse(inputLine(i)).x;
+      const direct = await client.infer('mlp', { x: { dtype: 'float32', dims: x.dims, data: new Float32Array(x.data) } });
+      const got = out[i]!.outputs!.y!.data;
+      Array.from(direct.y!.data as Float32Array).forEach((v, k) => expect(got[k]).toBeCloseTo(v, 5));
+    }
+
+    const st = await jobStatus(client, s.id);
+    expect(st).toMatchObject({ id: s.id, model: 'mlp', input, output, total: 50, done: 50, ok: 48, failed: 2, remaining: 0, state: 'complete' });
+    expect(st.errored).toEqual({ INPUT_MISMATCH: 2 });
+    expect(st.finished).toBeDefined();
+
+    // Where it is kept: job record in KV, results on the job's subject of the results stream.
+    const names = jobNames(cluster.cluster);
+    const meta = await getJob(client, s.id);
+    expect(meta).toMatchObject({ model: 'mlp', input, output, total: 50 });
+    const jsm = await jetstreamManager(await client.connection());
+    const si = await jsm.streams.info(names.stream, { subjects_filter: names.results(s.id) });
+    expect(si.config.storage).toBe('file');
+    expect(si.state.subjects?.[names.results(s.id)]).toBe(50);
+  });
+
+  it('records malformed lines as BAD_REQUEST without sending them', async () => {
+    const input = join(dir, 'malformed.jsonl');
+    writeFileSync(input, [inputLine(0), 'not json', '', '{"x":{"dtype":"float32","dims":[1,16],"data":[1]}}', inputLine(4)].join('\r\n'));
+    const output = join(dir, 'malformed.out.jsonl');
+    const sentLines: number[] = [];
+    const s = await submitJob(client, { model: 'mlp', input, output, onRequest: (l) => sentLines.push(l) });
+    expect(s).toMatchObject({ total: 5, ok: 2, failed: 3, complete: true, errored: { BAD_REQUEST: 3 } });
+    expect(sentLines.sort()).toEqual([0, 4]);
+    expect(readOutput(output).map((o) => o.error?.code ?? 'ok')).toEqual(['ok', 'BAD_REQUEST', 'BAD_REQUEST', 'BAD_REQUEST', 'ok']);
+  });
+
+  it('resumes a crashed job: sends only the lines without a result and writes the whole file in order', async () => {
+    const input = writeInput('in-resume.jsonl', 60, [12]);
+    const output = join(dir, 'out-resume.jsonl');
+    const firstRun: number[] = [];
+    const s1 = await submitJob(client, { model: 'mlp', input, output, concurrency: 4, stopAfter: 20, onRequest: (l) => firstRun.push(l) });
+    expect(s1).toMatchObject({ complete: false, interrupted: true });
+    expect(s1.recorded).toBeGreaterThanOrEqual(20);
+    expect(s1.recorded).toBeLessThan(60);
+    expect(() => readFileSync(output)).toThrow(); // no output until the job is complete
+
+    const mid = await jobStatus(client, s1.id);
+    expect(mid).toMatchObject({ total: 60, done: s1.recorded, remaining: 60 - s1.recorded, state: 'incomplete' });
+    expect(mid.finished).toBeUndefined();
+
+    const secondRun: number[] = [];
+    const s2 = await resumeJob(client, s1.id, { onRequest: (l) => secondRun.push(l) });
+    expect(s2).toMatchObject({ id: s1.id, total: 60, ok: 59, failed: 1, remaining: 0, complete: true, errored: { INPUT_MISMATCH: 1 } });
+    expect(s2.sent).toBe(60 - mid.done);
+    expect(secondRun).toHaveLength(60 - mid.done);
+    expect(secondRun.filter((l) => firstRun.includes(l))).toEqual([]); // nothing resent
+    expect([...firstRun, ...secondRun].sort((a, b) => a - b)).toEqual(Array.from({ length: 60 }, (_, i) => i));
+
+    const out = readOutput(output);
+    expect(out.map((o) => o.line)).toEqual(Array.from({ length: 60 }, (_, i) => i));
+    expect(out[12]!.error!.code).toBe('INPUT_MISMATCH');
+    expect(out.filter((o) => o.outputs)).toHaveLength(59);
+    expect((await jobStatus(client, s1.id)).state).toBe('complete');
+
+    // Resuming a complete job sends nothing and rewrites the output from the stream.
+    unlinkSync(output);
+    const s3 = await resumeJob(client, s1.id, { onRequest: () => {
+      throw new Error('nothing should be sent');
+    } });
+    expect(s3).toMatchObject({ complete: true, sent: 0, ok: 59, failed: 1 });
+    expect(readOutput(output)).toEqual(out);
+  });
+
+  it('stops at an abort signal and a resume finishes the job', async () => {
+    const input = writeInput('in-abort.jsonl', 30);
+    const output = join(dir, 'out-abort.jsonl');
+    const ac = new AbortController();
+    const s1 = await submitJob(client, { model: 'mlp', input, output, concurrency: 2, onProgress: (p) => p.done >= 5 && ac.abort(), signal: ac.signal });
+    expect(s1.interrupted).toBe(true);
+    const s2 = await resumeJob(client, s1.id);
+    expect(s2).toMatchObject({ ok: 30, failed: 0, complete: true, sent: 30 - s1.recorded });
+    expect(readOutput(output).map((o) => o.line)).toEqual(Array.from({ length: 30 }, (_, i) => i));
+  });
+
+  it('refuses to resume when the input changed, an unknown job, an unknown model, a missing input', async () => {
+    const input = writeInput('in-changed.jsonl', 10);
+    const output = join(dir, 'out-changed.jsonl');
+    const s = await submitJob(client, { model: 'mlp', input, output, stopAfter: 2, concurrency: 1 });
+    writeInput('in-changed.jsonl', 11);
+    await expect(resumeJob(client, s.id)).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+    await expect(jobStatus(client, 'nope')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(submitJob(client, { model: 'nope', input, output })).rejects.toMatchObject({ code: 'UNKNOWN_MODEL' });
+    await expect(submitJob(client, { model: 'mlp', input: join(dir, 'missing.jsonl'), output })).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+  });
+});

@@ -1,0 +1,671 @@
+// Batch jobs: run a model over every line of a JSONL file of tensors and write one JSONL result
+// line per input line, in input order. A job survives the crash of the process running it: its
+// metadata lives in the KV bucket `flotilla_<cluster>_jobs` (key: job id) and each finished line's
+// result in the stream `flotilla_<cluster>_jobresults` (subject `flotilla.<cluster>.jobs.<id>.results`),
+// so `resumeJob` sends only the lines without a result and rewrites the output file complete.
+//
+// Input line i (0-based, split on '\n', a trailing '\r' dropped, no line after a final '\n') is one
+// tensor JSON object `{ "<input>": { "dtype", "dims", "data" } }`. Output line i is
+// `{ "line": i, "outputs": { ...tensor JSON... } }` or `{ "line": i, "error": { "code", "message" } }`.
+// A result message is msgpack `{ v, line, outputs }` or `{ v, line, error }` with headers
+// `Flotilla-Line` and `Flotilla-Status` (`ok` or the error code), so status reads headers only.
+// Everything here needs JetStream (server 2.9 is enough: file storage, max_age, one filter subject).
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { access, constants, rename, rm } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { headers as natsHeaders, nanos, nuid, type NatsConnection } from '@nats-io/nats-core';
+import { DiscardPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import {
+  BadRequestError,
+  ErrorCode,
+  NotFoundError,
+  PROTOCOL_VERSION,
+  UnavailableError,
+  assertValidName,
+  decode,
+  encode,
+  fromJsonTensor,
+  toFlotillaError,
+  toJsonTensor,
+  type WireTensors,
+} from '@flotilla/protocol';
+import type { FlotillaClient } from './client.js';
+
+/** Results and job records are kept this long. */
+export const JOB_RETENTION_MS = 7 * 24 * 3600 * 1000;
+export const DEFAULT_JOB_CONCURRENCY = 32;
+const LINE_HEADER = 'Flotilla-Line';
+const STATUS_HEADER = 'Flotilla-Status';
+/** Room left under the server's max_payload for headers and framing of a result message. */
+const RESULT_HEADROOM_BYTES = 4096;
+const JOB_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** Where a cluster keeps its jobs. */
+export interface JobNames {
+  bucket: string;
+  stream: string;
+  /** Subject of one job's results. */
+  results(jobId: string): string;
+}
+
+export function jobNames(cluster: string): JobNames {
+  assertValidName('cluster', cluster);
+  return {
+    bucket: `flotilla_${cluster}_jobs`,
+    stream: `flotilla_${cluster}_jobresults`,
+    results: (id) => `flotilla.${cluster}.jobs.${id}.results`,
+  };
+}
+
+/** What the KV bucket holds per job. */
+export interface JobMeta {
+  id: string;
+  model: string;
+  /** Absolute paths. */
+  input: string;
+  output: string;
+  /** Lines in the input file. */
+  total: number;
+  /** sha256 of the input file: a resume refuses a file that changed. */
+  inputSha256: string;
+  /** ISO time. */
+  created: string;
+  /** Run settings, reused by a resume unless it overrides them. */
+  concurrency: number;
+  timeoutMs?: number;
+  /** ISO time the complete output file was last written. */
+  finished?: string;
+}
+
+/** One line's result. */
+export interface JobLineResult {
+  line: number;
+  outputs?: WireTensors;
+  error?: { code: string; message: string };
+}
+
+export interface JobProgress {
+  id: string;
+  total: number;
+  /** Lines with a result (ok + failed), earlier runs included. */
+  done: number;
+  ok: number;
+  failed: number;
+  /** Lines done before this run started (a resume). */
+  doneBefore: number;
+  /** Requests sent by this run. */
+  sent: number;
+  elapsedMs: number;
+}
+
+export interface JobRunOptions {
+  /** Requests kept in flight. Default 32 (or, on resume, the job's). */
+  concurrency?: number;
+  /** Deadline of each request, ms (default the client's, or on resume the job's). */
+  timeoutMs?: number;
+  /** Extra attempts after a retryable error (OVERLOADED, UNAVAILABLE, NO_CAPACITY). Default 2. */
+  retries?: number;
+  /** Stops starting lines; lines in flight finish and are recorded; no output is written. */
+  signal?: AbortSignal;
+  /** Stop like `signal` once this run has recorded this many results (tests: a simulated crash). */
+  stopAfter?: number;
+  /** Called once the job is set up, before any request (the id is known: print it). */
+  onStart?: (meta: JobMeta, progress: JobProgress) => void;
+  /** Called after each recorded result. */
+  onProgress?: (progress: JobProgress) => void;
+  /** Called just before the request for `line` is sent (tests count resends with it). */
+  onRequest?: (line: number) => void;
+}
+
+export interface SubmitJobOptions extends JobRunOptions {
+  model: string;
+  /** JSONL file, one tensor JSON object per line. */
+  input: string;
+  /** JSONL file written, complete and in input order, when the job finishes. */
+  output: string;
+}
+
+export interface JobSummary {
+  id: string;
+  model: string;
+  input: string;
+  output: string;
+  total: number;
+  ok: number;
+  failed: number;
+  remaining: number;
+  /** Failed lines per error code. */
+  errored: Record<string, number>;
+  /** All lines have a result and the output file is written. */
+  complete: boolean;
+  /** Stopped by `signal` or `stopAfter` before all lines were done (resume it). */
+  interrupted: boolean;
+  /** Requests sent and results recorded by this run. */
+  sent: number;
+  recorded: number;
+  elapsedMs: number;
+  /** Results recorded per second by this run. */
+  linesPerSec: number;
+}
+
+export interface JobStatus {
+  id: string;
+  model: string;
+  input: string;
+  output: string;
+  created: string;
+  finished?: string;
+  total: number;
+  done: number;
+  ok: number;
+  failed: number;
+  remaining: number;
+  errored: Record<string, number>;
+  /** `output-pending`: every line has a result but the output file was not written (resume writes it). */
+  state: 'complete' | 'incomplete' | 'output-pending';
+}
+
+// ---------------------------------------------------------------------------------------------
+// Storage: the KV bucket of job records and the stream of results.
+
+class JobStore {
+  readonly names: JobNames;
+  readonly js: JetStreamClient;
+
+  private constructor(
+    readonly nc: NatsConnection,
+    readonly cluster: string,
+    readonly kv: KV,
+  ) {
+    this.names = jobNames(cluster);
+    this.js = jetstream(nc);
+  }
+
+  /** Opens the job storage; `create` makes the bucket and stream when missing (submit). */
+  static async open(client: FlotillaClient, create: boolean): Promise<JobStore> {
+    const nc = await client.connection();
+    const names = jobNames(client.subjects.cluster);
+    try {
+      const kvm = new Kvm(jetstream(nc));
+      if (!create) {
+        const kv = await kvm.open(names.bucket).catch((err: unknown) => {
+          if (isNotFound(err)) return undefined;
+          throw err;
+        });
+        if (!kv) throw new NotFoundError(`cluster '${client.subjects.cluster}' has no jobs (no bucket ${names.bucket})`);
+        return new JobStore(nc, client.subjects.cluster, kv);
+      }
+      const jsm = await jetstreamManager(nc);
+      try {
+        await jsm.streams.info(names.stream);
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+        await jsm.streams
+          .add({
+            name: names.stream,
+            subjects: [names.results('*')],
+            storage: StorageType.File,
+            retention: RetentionPolicy.Limits,
+            discard: DiscardPolicy.Old,
+            max_age: nanos(JOB_RETENTION_MS),
+            duplicate_window: nanos(120_000),
+            num_replicas: 1,
+          })
+          .catch(async (e: unknown) => {
+            // Another submitter created it meanwhile: fine if it is there now.
+            await jsm.streams.info(names.stream).catch(() => Promise.reject(e));
+          });
+      }
+      const kv = await kvm.create(names.bucket, { history: 1, ttl: JOB_RETENTION_MS, storage: StorageType.File });
+      return new JobStore(nc, client.subjects.cluster, kv);
+    } catch (err) {
+      if (err instanceof NotFoundError) throw err;
+      throw new UnavailableError(`job storage (JetStream) is not available: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  async putMeta(meta: JobMeta): Promise<void> {
+    await this.kv.put(meta.id, JSON.stringify(meta));
+  }
+
+  async getMeta(id: string): Promise<JobMeta> {
+    if (!JOB_ID_RE.test(id)) throw new BadRequestError(`invalid job id ${JSON.stringify(id)}`);
+    const e = await this.kv.get(id).catch((err: unknown) => {
+      if (isNotFound(err)) return null; // no bucket: this cluster never had a job
+      throw new UnavailableError(`cannot read job '${id}': ${(err as Error).message}`, { cause: err });
+    });
+    if (!e || e.operation !== 'PUT' || e.length === 0) throw new NotFoundError(`no job '${id}' in cluster '${this.cluster}' (jobs are kept 7 days)`);
+    return e.json<JobMeta>();
+  }
+
+  /** Records one line's result; resolves once JetStream has stored it. */
+  async record(id: string, r: JobLineResult): Promise<void> {
+    let body = encode(r.error ? { v: PROTOCOL_VERSION, line: r.line, error: r.error } : { v: PROTOCOL_VERSION, line: r.line, outputs: r.outputs });
+    let status = r.error ? r.error.code : 'ok';
+    const limit = (this.nc.info?.max_payload ?? 1024 * 1024) - RESULT_HEADROOM_BYTES;
+    if (body.byteLength > limit) {
+      const error = {
+        code: ErrorCode.PAYLOAD_TOO_LARGE,
+        message: `result of ${body.byteLength} bytes exceeds what a job result message may hold (${limit} bytes: the server's max_payload less headers)`,
+      };
+      body = encode({ v: PROTOCOL_VERSION, line: r.line, error });
+      status = error.code;
+    }
+    const h = natsHeaders();
+    h.set(LINE_HEADER, String(r.line));
+    h.set(STATUS_HEADER, status);
+    await this.js.publish(this.names.results(id), body, { msgID: `${id}.${r.line}`, headers: h, expect: { streamName: this.names.stream } });
+  }
+
+  /**
+   * Calls `each` for every stored result of the job, in stream order (duplicates included).
+   * `headersOnly` leaves the payloads on the server (status, resume's first pass).
+   */
+  async scan(id: string, headersOnly: boolean, each: (m: JsMsg) => void | Promise<void>): Promise<void> {
+    const consumer = await this.js.consumers.get(this.names.stream, { filter_subjects: this.names.results(id), headers_only: headersOnly });
+    try {
+      const pending = (await consumer.info(true)).num_pending;
+      if (pending === 0) return;
+      const messages = await consumer.consume({ max_messages: 256 });
+      try {
+        for await (const m of messages) {
+          await each(m);
+          if (m.info.pending === 0) break;
+        }
+      } finally {
+        await messages.close().catch(() => undefined);
+      }
+    } finally {
+      await consumer.delete().catch(() => undefined);
+    }
+  }
+
+  /** Which lines have a result, from headers only. */
+  async progress(meta: JobMeta): Promise<{ done: Uint8Array; ok: number; failed: number; errored: Record<string, number> }> {
+    const done = new Uint8Array(meta.total);
+    let ok = 0;
+    let failed = 0;
+    const errored: Record<string, number> = {};
+    await this.scan(meta.id, true, (m) => {
+      const line = Number(m.headers?.get(LINE_HEADER));
+      const status = m.headers?.get(STATUS_HEADER) ?? '';
+      if (!Number.isInteger(line) || line < 0 || line >= meta.total || done[line]) return;
+      done[line] = 1;
+      if (status === 'ok') ok++;
+      else {
+        failed++;
+        errored[status || 'INTERNAL'] = (errored[status || 'INTERNAL'] ?? 0) + 1;
+      }
+    });
+    return { done, ok, failed, errored };
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  const e = err as { name?: string; message?: string; code?: unknown; api_error?: { err_code?: number } } | null;
+  if (!e) return false;
+  // JetStream API: 10059 stream not found.
+  if ((e as { code?: unknown }).code === 10059 || e.api_error?.err_code === 10059) return true;
+  return /not found/i.test(e.message ?? '') || e.name === 'StreamNotFoundError';
+}
+
+// ---------------------------------------------------------------------------------------------
+// Input lines.
+
+/** Yields the lines of a file (split on '\n', trailing '\r' dropped, none after a final '\n'). */
+async function* readLines(path: string, hash?: Hash): AsyncGenerator<string> {
+  const stream = createReadStream(path);
+  const decoder = new StringDecoder('utf8');
+  let rest = '';
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      hash?.update(chunk);
+      rest += decoder.write(chunk);
+      let nl: number;
+      while ((nl = rest.indexOf('\n')) !== -1) {
+        const line = rest.slice(0, nl);
+        rest = rest.slice(nl + 1);
+        yield line.endsWith('\r') ? line.slice(0, -1) : line;
+      }
+    }
+    rest += decoder.end();
+    if (rest !== '') yield rest.endsWith('\r') ? rest.slice(0, -1) : rest;
+  } finally {
+    stream.destroy();
+  }
+}
+
+/** Counts the lines and hashes the file; a missing or unreadable file is BAD_REQUEST. */
+async function scanInput(path: string): Promise<{ total: number; sha256: string }> {
+  const hash = createHash('sha256');
+  let total = 0;
+  try {
+    for await (const _ of readLines(path, hash)) total++;
+  } catch (err) {
+    throw new BadRequestError(`cannot read input file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+  }
+  return { total, sha256: hash.digest('hex') };
+}
+
+/** One input line as tensors (the `infer --input` form); BAD_REQUEST when it is not. */
+export function parseJobLine(text: string): WireTensors {
+  if (text.trim() === '') throw new BadRequestError('empty line: each line must be a tensor JSON object');
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new BadRequestError(`line is not valid JSON: ${(err as Error).message}`);
+  }
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
+    throw new BadRequestError('line must be an object mapping input names to { dtype, dims, data }');
+  }
+  const out: WireTensors = {};
+  for (const [name, t] of Object.entries(doc)) out[name] = fromJsonTensor(name, t);
+  return out;
+}
+
+async function checkWritable(path: string): Promise<void> {
+  try {
+    await access(dirname(path), constants.W_OK);
+  } catch (err) {
+    throw new BadRequestError(`cannot write output file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+  }
+}
+
+function checkRunOptions(o: JobRunOptions): void {
+  const bad = (what: string, v: unknown) => new BadRequestError(`${what} must be ${v}`);
+  if (o.concurrency !== undefined && !(Number.isInteger(o.concurrency) && o.concurrency >= 1)) throw bad('concurrency', `a positive integer, got ${o.concurrency}`);
+  if (o.timeoutMs !== undefined && !(Number.isFinite(o.timeoutMs) && o.timeoutMs > 0)) throw bad('timeout', `a positive number of ms, got ${o.timeoutMs}`);
+  if (o.retries !== undefined && !(Number.isInteger(o.retries) && o.retries >= 0)) throw bad('retries', `a non-negative integer, got ${o.retries}`);
+  if (o.stopAfter !== undefined && !(Number.isInteger(o.stopAfter) && o.stopAfter >= 0)) throw bad('stopAfter', `a non-negative integer, got ${o.stopAfter}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running.
+
+/**
+ * Starts a job: checks the files, stores the job record, sends every line with `concurrency`
+ * requests in flight, records each result in JetStream, then writes the output file in input
+ * order. A failed line is recorded with its error code and the job goes on. Throws only for
+ * problems of the whole job (bad options or files, no JetStream, unknown model, storage failing
+ * mid-run: then resume it).
+ */
+export async function submitJob(client: FlotillaClient, opts: SubmitJobOptions): Promise<JobSummary> {
+  checkRunOptions(opts);
+  assertValidName('model', opts.model);
+  const input = resolve(opts.input);
+  const output = resolve(opts.output);
+  if (input === output) throw new BadRequestError('input and output must be different files');
+  const { total, sha256 } = await scanInput(input);
+  await checkWritable(output);
+  // An unknown model would fail every line: fail once instead (other control errors: go on, the
+  // model may still answer without a head).
+  await client.describe(opts.model).catch((err: unknown) => {
+    if ((err as { code?: unknown }).code === ErrorCode.UNKNOWN_MODEL) throw err;
+  });
+  const store = await JobStore.open(client, true);
+  const meta: JobMeta = {
+    id: nuid.next(),
+    model: opts.model,
+    input,
+    output,
+    total,
+    inputSha256: sha256,
+    created: new Date().toISOString(),
+    concurrency: opts.concurrency ?? DEFAULT_JOB_CONCURRENCY,
+    ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+  };
+  await store.putMeta(meta);
+  return run(client, store, meta, new Uint8Array(total), { ok: 0, failed: 0, errored: {} }, opts);
+}
+
+/**
+ * Finishes a job: reads which lines already have a result, sends only the others, then rewrites
+ * the output file complete and in order from the stored results. Options default to the job's.
+ */
+export async function resumeJob(client: FlotillaClient, id: string, opts: JobRunOptions = {}): Promise<JobSummary> {
+  checkRunOptions(opts);
+  const store = await JobStore.open(client, false);
+  const meta = await store.getMeta(id);
+  const { total, sha256 } = await scanInput(meta.input);
+  if (total !== meta.total || sha256 !== meta.inputSha256) {
+    throw new BadRequestError(`input file ${meta.input} changed since job ${id} was submitted (${meta.total} lines then, ${total} now): cannot resume`);
+  }
+  await checkWritable(meta.output);
+  const before = await store.progress(meta);
+  return run(client, store, meta, before.done, before, {
+    ...opts,
+    concurrency: opts.concurrency ?? meta.concurrency,
+    timeoutMs: opts.timeoutMs ?? meta.timeoutMs,
+  });
+}
+
+/** A job's record and how many of its lines are done, failed and remaining. */
+export async function jobStatus(client: FlotillaClient, id: string): Promise<JobStatus> {
+  const store = await JobStore.open(client, false);
+  const meta = await store.getMeta(id);
+  const p = await store.progress(meta);
+  const done = p.ok + p.failed;
+  return {
+    id,
+    model: meta.model,
+    input: meta.input,
+    output: meta.output,
+    created: meta.created,
+    ...(meta.finished ? { finished: meta.finished } : {}),
+    total: meta.total,
+    done,
+    ok: p.ok,
+    failed: p.failed,
+    remaining: meta.total - done,
+    errored: p.errored,
+    state: done < meta.total ? 'incomplete' : meta.finished ? 'complete' : 'output-pending',
+  };
+}
+
+/** The job's record as stored. */
+export async function getJob(client: FlotillaClient, id: string): Promise<JobMeta> {
+  return (await JobStore.open(client, false)).getMeta(id);
+}
+
+/** First retry waits this long, doubling per attempt up to 200 ms (as the load generator). */
+const RETRY_BACKOFF_MS = 10;
+
+async function run(
+  client: FlotillaClient,
+  store: JobStore,
+  meta: JobMeta,
+  done: Uint8Array,
+  before: { ok: number; failed: number; errored: Record<string, number> },
+  opts: JobRunOptions,
+): Promise<JobSummary> {
+  const start = performance.now();
+  const concurrency = opts.concurrency ?? DEFAULT_JOB_CONCURRENCY;
+  const retries = opts.retries ?? 2;
+  const inferOpts = opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs };
+  const doneBefore = before.ok + before.failed;
+  let ok = before.ok;
+  let failed = before.failed;
+  const errored: Record<string, number> = { ...before.errored };
+  let sent = 0;
+  let recorded = 0;
+  let stopping = false;
+  let fatal: unknown;
+  let inputError: unknown;
+  const progress = (): JobProgress => ({ id: meta.id, total: meta.total, done: ok + failed, ok, failed, doneBefore, sent, elapsedMs: performance.now() - start });
+
+  const onAbort = () => (stopping = true);
+  if (opts.signal?.aborted) stopping = true;
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  if (opts.stopAfter === 0) stopping = true;
+  opts.onStart?.(meta, progress());
+
+  const infer = async (line: number, text: string): Promise<JobLineResult> => {
+    let inputs: WireTensors;
+    try {
+      inputs = parseJobLine(text);
+    } catch (err) {
+      const e = toFlotillaError(err);
+      return { line, error: { code: e.code, message: e.message } };
+    }
+    opts.onRequest?.(line);
+    sent++;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const { outputs } = await client.inferWire(meta.model, inputs, inferOpts);
+        return { line, outputs };
+      } catch (err) {
+        const e = toFlotillaError(err);
+        if (e.retryable && attempt < retries) {
+          await sleep(Math.min(200, RETRY_BACKOFF_MS * 2 ** attempt));
+          continue;
+        }
+        return { line, error: { code: e.code, message: e.message } };
+      }
+    }
+  };
+
+  async function* numbered(): AsyncGenerator<[number, string]> {
+    let i = 0;
+    for await (const text of readLines(meta.input)) yield [i++, text];
+  }
+  const lines = numbered();
+  const caller = async (): Promise<void> => {
+    while (!stopping) {
+      let next: IteratorResult<[number, string]>;
+      try {
+        next = await lines.next();
+      } catch (err) {
+        inputError ??= err;
+        stopping = true;
+        return;
+      }
+      if (next.done) return;
+      const [line, text] = next.value;
+      if (line >= meta.total) return;
+      if (done[line]) continue;
+      const result = await infer(line, text);
+      if (fatal) return;
+      try {
+        await store.record(meta.id, result);
+      } catch (err) {
+        // Storage is failing: this line is not recorded; stop (a resume will send it again).
+        fatal ??= err;
+        stopping = true;
+        return;
+      }
+      done[line] = 1;
+      recorded++;
+      if (result.error) {
+        failed++;
+        errored[result.error.code] = (errored[result.error.code] ?? 0) + 1;
+      } else ok++;
+      if (opts.stopAfter !== undefined && recorded >= opts.stopAfter) stopping = true;
+      opts.onProgress?.(progress());
+    }
+  };
+
+  try {
+    await Promise.all(Array.from({ length: Math.min(concurrency, Math.max(1, meta.total)) }, caller));
+  } finally {
+    await lines.return(undefined);
+    opts.signal?.removeEventListener('abort', onAbort);
+  }
+  if (inputError) {
+    const e = inputError as NodeJS.ErrnoException;
+    throw new BadRequestError(`job ${meta.id}: cannot read input file ${meta.input}: ${e.code ?? e.message}`, { cause: e, data: { jobId: meta.id } });
+  }
+  if (fatal) {
+    const e = toFlotillaError(fatal);
+    throw new UnavailableError(`job ${meta.id}: storing a result failed (${e.message}); resume it with the job id`, { cause: fatal, data: { jobId: meta.id } });
+  }
+
+  const elapsed = () => performance.now() - start;
+  const summary = (w: { ok: number; failed: number; errored: Record<string, number>; complete: boolean }): JobSummary => {
+    const ms = elapsed();
+    return {
+      id: meta.id,
+      model: meta.model,
+      input: meta.input,
+      output: meta.output,
+      total: meta.total,
+      ok: w.ok,
+      failed: w.failed,
+      remaining: meta.total - w.ok - w.failed,
+      errored: w.errored,
+      complete: w.complete,
+      interrupted: !w.complete && stopping,
+      sent,
+      recorded,
+      elapsedMs: +ms.toFixed(1),
+      linesPerSec: ms > 0 ? +((recorded * 1000) / ms).toFixed(1) : 0,
+    };
+  };
+
+  if (ok + failed < meta.total) {
+    // Interrupted: no output file yet. Figures from this run's view (resume recounts from the stream).
+    return summary({ ok, failed, errored, complete: false });
+  }
+  const written = await writeOutput(store, meta);
+  const complete = written.ok + written.failed === meta.total;
+  if (complete) await store.putMeta({ ...meta, finished: new Date().toISOString() });
+  return summary({ ...written, complete });
+}
+
+/**
+ * Rewrites the output file from the stored results, in line order (out-of-order results are held
+ * until their turn; a repeated line keeps its first result), through a temporary file renamed at
+ * the end so a reader never sees half a file.
+ */
+async function writeOutput(store: JobStore, meta: JobMeta): Promise<{ ok: number; failed: number; errored: Record<string, number> }> {
+  const tmp = `${meta.output}.${process.pid}.tmp`;
+  const out = createWriteStream(tmp);
+  const failedWrite = new Promise<never>((_, reject) => out.once('error', reject));
+  failedWrite.catch(() => undefined);
+  const write = async (s: string): Promise<void> => {
+    if (!out.write(s)) await Promise.race([new Promise<void>((r) => out.once('drain', () => r())), failedWrite]);
+  };
+  const seen = new Uint8Array(meta.total);
+  const held = new Map<number, string>();
+  let next = 0;
+  let ok = 0;
+  let failed = 0;
+  const errored: Record<string, number> = {};
+  try {
+    await store.scan(meta.id, false, async (m) => {
+      const r = decode<JobLineResult & { v: number }>(m.data);
+      const line = r.line;
+      if (!Number.isInteger(line) || line < 0 || line >= meta.total || seen[line]) return;
+      seen[line] = 1;
+      let text: string;
+      if (r.error) {
+        failed++;
+        errored[r.error.code] = (errored[r.error.code] ?? 0) + 1;
+        text = JSON.stringify({ line, error: { code: r.error.code, message: r.error.message } });
+      } else {
+        ok++;
+        const outputs = Object.fromEntries(Object.entries(r.outputs ?? {}).map(([k, t]) => [k, toJsonTensor(t)]));
+        text = JSON.stringify({ line, outputs });
+      }
+      held.set(line, text + '\n');
+      while (held.has(next)) {
+        const s = held.get(next)!;
+        held.delete(next++);
+        await write(s);
+      }
+    });
+    // Lines without a result (only if results expired or were removed): the rest in order.
+    for (const line of [...held.keys()].sort((a, b) => a - b)) await write(held.get(line)!);
+    await Promise.race([new Promise<void>((r, j) => out.end((err?: Error | null) => (err ? j(err) : r()))), failedWrite]);
+    await rename(tmp, meta.output);
+  } catch (err) {
+    out.destroy();
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  return { ok, failed, errored };
+}
