@@ -70,3 +70,10 @@ export function connectionTracker(nc: NatsConnection): { connected: () => boolea
   })().catch(() => undefined);
   return { connected: () => up && !nc.isClosed() };
 }
+
+/** Readiness of a process with a lifecycle state: null when running and connected, else why not. */
+export function notReadyReason(what: string, state: string, link: { connected: () => boolean }): string | null {
+  if (state !== 'running') return `${what} is ${state}`;
+  if (!link.connected()) return 'not connected to NATS';
+  return null;
+}

@@ -1,15 +1,14 @@
 // End to end through the CLI binary: `up` (own nats-server, head, worker processes), `deploy`,
 // `infer --json`, `status --json`, `ls --json`, error exit codes, `undeploy`.
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
 import { NatsServer, sampleModelPath } from '@flotilla/devkit';
+import { CLI_MAIN, runCli } from './testing/run-cli.js';
 
-const MAIN = resolve(__dirname, '../dist/main.js');
-const run = promisify(execFile);
+const MAIN = CLI_MAIN;
 
 async function freePort(): Promise<number> {
   return new Promise((res, rej) => {
@@ -22,15 +21,7 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await run(process.execPath, [MAIN, ...args], { env: { ...process.env, ...env }, timeout: 120_000 });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
+const cli = (args: string[], env: NodeJS.ProcessEnv = {}) => runCli(args, env);
 
 function startUp(args: string[]): Promise<{ proc: ChildProcess; line: string }> {
   const proc = spawn(process.execPath, [MAIN, 'up', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -1,23 +1,13 @@
 // End to end: `flotilla load` (the built CLI) against a cluster started in this process.
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
 import { LocalCluster, sampleModelPath } from '@flotilla/devkit';
+import { CLI_MAIN, runCli } from './testing/run-cli.js';
 
-const MAIN = resolve(__dirname, '../dist/main.js');
-const run = promisify(execFile);
+const MAIN = CLI_MAIN;
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await run(process.execPath, [MAIN, ...args], { timeout: 60_000 });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
+const cli = (args: string[]) => runCli(args, {}, 60_000);
 
 let cluster: LocalCluster;
 let conn: string[];

@@ -1,26 +1,17 @@
 // End to end: `flotilla submit` and `flotilla job status|resume` (the built CLI) against a cluster
 // started in this process, including a submit killed with SIGKILL and finished by `job resume`.
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import { jobStatus, type FlotillaClient } from '@flotilla/client';
 import { LocalCluster, sampleModelPath } from '@flotilla/devkit';
+import { CLI_MAIN, runCli } from './testing/run-cli.js';
 
-const MAIN = resolve(__dirname, '../dist/main.js');
-const run = promisify(execFile);
+const MAIN = CLI_MAIN;
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await run(process.execPath, [MAIN, ...args], { timeout: 60_000 });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
+const cli = (args: string[]) => runCli(args, {}, 60_000);
 
 let cluster: LocalCluster;
 let client: FlotillaClient;

@@ -29,7 +29,7 @@ import {
   type WireError,
   type WorkerStatus,
 } from '@flotilla/protocol';
-import { call, closeBus, connectBus, connectionTracker, createLogger, errorReply, okReply, type Logger } from '@flotilla/bus';
+import { call, closeBus, connectBus, connectionTracker, createLogger, notReadyReason, errorReply, okReply, type Logger } from '@flotilla/bus';
 import { parseHeadOptions, type CompiledHeadOptions, type HeadOptions } from './options.js';
 import { place, type WorkerView } from './placement.js';
 import { WorkerRegistry } from './registry.js';
@@ -83,9 +83,7 @@ export class Head {
 
   /** Null when ready to serve; otherwise why not (for /readyz). */
   notReady(): string | null {
-    if (this.state !== 'running') return `head is ${this.state}`;
-    if (!this.link.connected()) return 'not connected to NATS';
-    return null;
+    return notReadyReason('head', this.state, this.link);
   }
 
   static async start(raw: HeadOptions = {}): Promise<Head> {

@@ -30,7 +30,7 @@ import {
   type ModelProfile,
   type ReplicaProfileSummary,
 } from '@flotilla/protocol';
-import { BlobStore, ProfileStore, closeBus, connectBus, connectionTracker, createLogger, errorReply, okReply, type Logger } from '@flotilla/bus';
+import { BlobStore, ProfileStore, closeBus, connectBus, connectionTracker, createLogger, notReadyReason, errorReply, okReply, type Logger } from '@flotilla/bus';
 import { ArtifactCache } from './artifact-cache.js';
 import { measureInventory } from './inventory.js';
 import { MemoryLedger } from './memory-ledger.js';
@@ -93,9 +93,7 @@ export class Worker {
 
   /** Null when ready to serve; otherwise why not (for /readyz). */
   notReady(): string | null {
-    if (this.state !== 'running') return `worker is ${this.state}`;
-    if (!this.link.connected()) return 'not connected to NATS';
-    return null;
+    return notReadyReason('worker', this.state, this.link);
   }
 
   static async start(raw: WorkerOptions = {}): Promise<Worker> {
