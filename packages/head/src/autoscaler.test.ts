@@ -388,3 +388,15 @@ describe('autoscaler policy', () => {
     });
   });
 });
+
+describe('capacity from the profile', () => {
+  it('sizes the recommendation from the arrival rate once the capacity is set', () => {
+    const a = new Autoscaler({ minReplicas: 1, maxReplicas: 10, targetPerReplica: 4 });
+    expect(a.recommend({ outstanding: 0, arrivalRate: 5000 })).toBe(1);
+    a.setCapacity(1000);
+    expect(a.config.capacityPerReplica).toBe(1000);
+    expect(a.recommend({ outstanding: 0, arrivalRate: 5000 })).toBe(5);
+    a.setCapacity(0);
+    expect(a.config.capacityPerReplica).toBe(1000);
+  });
+});

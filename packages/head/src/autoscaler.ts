@@ -102,7 +102,7 @@ interface Sample {
  * the time of the last step up / down. Feed it observations in time order.
  */
 export class Autoscaler {
-  readonly config: AutoscaleConfig;
+  config: AutoscaleConfig;
   private samples: Sample[] = [];
   private lastUpAt = -Infinity;
   private lastDownAt = -Infinity;
@@ -110,6 +110,13 @@ export class Autoscaler {
 
   constructor(config: Partial<AutoscaleConfig> = {}) {
     this.config = parseAutoscaleConfig(config);
+  }
+
+  /** Sets the items/s one replica sustains (from the model's profile), once known. */
+  setCapacity(itemsPerSec: number | undefined): void {
+    if (itemsPerSec !== undefined && itemsPerSec > 0 && itemsPerSec !== this.config.capacityPerReplica) {
+      this.config = { ...this.config, capacityPerReplica: itemsPerSec };
+    }
   }
 
   /** The raw recommendation for one observation, clamped to [minReplicas, maxReplicas]. */

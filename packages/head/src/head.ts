@@ -49,6 +49,8 @@ interface Deployment {
   dormant: boolean;
   /** Present when minReplicas < maxReplicas. */
   autoscaler?: Autoscaler;
+  /** Last sample of requests answered by the deployment's replicas (for the arrival rate). */
+  answered?: { at: number; total: number };
 }
 
 /** Events kept for `flotilla events`. */
@@ -415,10 +417,18 @@ export class Head {
     const live = new Set(this.liveReplicas(d).map((r) => r.id));
     const states = this.registry.running().flatMap((w) => w.hb.replicas.filter((r) => live.has(r.id)));
     const capacity = states.map((r) => r.profile?.itemsPerSec ?? 0).find((c) => c > 0);
+    d.autoscaler.setCapacity(capacity);
+    // Answered requests per second across replicas: a lower bound of the arrival rate.
+    const now = Date.now();
+    const total = states.reduce((n, r) => n + r.processed + r.failed, 0);
+    const prev = d.answered;
+    d.answered = { at: now, total };
+    const arrivalRate = prev && now > prev.at && total >= prev.total ? ((total - prev.total) * 1000) / (now - prev.at) : undefined;
     const decision = d.autoscaler.decide({
-      now: Date.now(),
+      now,
       current: live.size,
       outstanding: observe(states),
+      arrivalRate,
       unplaceable: d.pendingReason?.code === 'NO_CAPACITY',
     });
     if (decision.desired === d.spec.replicas) return;
