@@ -51,6 +51,7 @@ function workerFlags(cmd: Command): Command {
     .option('--inventory <file>', 'JSON overriding parts of the measured inventory, e.g. {"gpus":[...]}')
     .option('--gpu-providers <list>', 'execution providers tried on GPUs, comma separated (default cuda)')
     .option('--heartbeat-ms <ms>', 'heartbeat period', (v) => Number(v))
+    .option('--max-replicas <n>', 'most replicas this worker hosts (default 64)', (v) => Number(v))
     .option('--eviction <policy>', 'eviction policy when a model does not fit: fifo, lru or lfu (default fifo)');
 }
 
@@ -64,6 +65,7 @@ function workerOptions(o: Record<string, any>) {
     gpuProviders: o.gpuProviders ? String(o.gpuProviders).split(',') : undefined,
     heartbeatMs: o.heartbeatMs,
     eviction: o.eviction,
+    maxReplicas: o.maxReplicas,
   };
 }
 
@@ -138,7 +140,7 @@ export function clusterCommands(program: Command): void {
       const url: string = o.nats ?? nats!.url;
       const { cluster } = busOptions({ cluster: o.cluster });
       head = await Head.start({ cluster, bus: { servers: url } });
-      const passthrough = ['memoryBudget', 'headroom', 'threads', 'cacheDir', 'inventory', 'gpuProviders', 'heartbeatMs', 'eviction']
+      const passthrough = ['memoryBudget', 'headroom', 'threads', 'cacheDir', 'inventory', 'gpuProviders', 'heartbeatMs', 'eviction', 'maxReplicas']
         .filter((k) => o[k] !== undefined)
         .flatMap((k) => [`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, String(o[k])]);
       for (let i = 0; i < o.workers; i++) {

@@ -92,4 +92,18 @@ describe('eviction and transparent reload', () => {
       await cluster.stop();
     }
   }, 30_000);
+
+  it('a worker refuses replicas beyond its max-replicas limit with NO_CAPACITY', async () => {
+    const cluster = await LocalCluster.start({ workers: 1, worker: { maxReplicas: 1 } });
+    try {
+      const client = cluster.client();
+      const opts = { device: 'cpu' as const, profile: { enabled: false } };
+      await client.deploy(sampleModelPath('mlp'), 'one', opts);
+      const err = await client.deploy(sampleModelPath('mlp'), 'two', { ...opts, waitTimeoutMs: 2000 }).catch((e: { code: string; message: string }) => e);
+      expect(err).toMatchObject({ code: 'NO_CAPACITY' });
+      expect((err as { message: string }).message).toMatch(/limit 1/);
+    } finally {
+      await cluster.stop();
+    }
+  }, 30_000);
 });

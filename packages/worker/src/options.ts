@@ -37,6 +37,8 @@ export interface WorkerOptions {
   gpuProviders?: string[];
   /** Largest request/reply body, bytes. Default 256 MiB. */
   maxMessageBytes?: number;
+  /** Most replicas this worker hosts at once; a load beyond it gets NO_CAPACITY. Default 64. */
+  maxReplicas?: number;
   /** Extra delay per batch on every replica, ms (chaos knob for tests and benchmarks). Default 0. */
   slowdownMs?: number;
   /** Eviction policy when a model must load and does not fit: fifo (default), lru, lfu, or a registered one. */
@@ -71,6 +73,7 @@ const Schema = z.object({
   maxMessageBytes: z.number().int().min(1024),
   eviction: z.string().min(1),
   slowdownMs: z.number().min(0).max(60_000),
+  maxReplicas: z.number().int().min(1).max(10_000),
   inventory: z
     .object({
       cpu: z.object({ cores: z.number().int().min(1).optional(), model: z.string().optional() }).optional(),
@@ -98,6 +101,7 @@ export function parseWorkerOptions(raw: WorkerOptions = {}): CompiledWorkerOptio
     maxMessageBytes: raw.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
     eviction: raw.eviction ?? 'fifo',
     slowdownMs: raw.slowdownMs ?? 0,
+    maxReplicas: raw.maxReplicas ?? 64,
     inventory: raw.inventory ?? {},
   };
   const r = Schema.safeParse(withDefaults);

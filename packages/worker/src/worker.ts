@@ -171,6 +171,13 @@ export class Worker {
     }
     const device = this.ledger.device(cmd.device);
     if (!device) return Promise.reject(new NoCapacityError(`worker ${this.id} has no device ${cmd.device}`));
+    if (this.replicas.size + this.loading.size >= this.options.maxReplicas) {
+      return Promise.reject(
+        new NoCapacityError(`worker ${this.id} already hosts ${this.replicas.size + this.loading.size} replicas (limit ${this.options.maxReplicas})`, {
+          data: { worker: this.id, limit: this.options.maxReplicas },
+        }),
+      );
+    }
     const bytes = spec.memoryBytes ?? (typeof cmd.bytes === 'number' && cmd.bytes > 0 ? cmd.bytes : estimateReplicaBytes(spec));
     const entry: Loading = {
       id: cmd.replicaId,
