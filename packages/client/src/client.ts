@@ -1,9 +1,9 @@
 // The TypeScript SDK: call models, deploy and manage them. Inference goes straight to a replica
 // over NATS (the head is asked only when no replica answers, to bring the model back).
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { errors as natsErrors } from '@nats-io/nats-core';
+import { errors as natsErrors, headers as natsHeaders } from '@nats-io/nats-core';
 import { jetstream } from '@nats-io/jetstream';
 import { Objm } from '@nats-io/obj';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -12,6 +12,8 @@ import {
   DEFAULT_MAX_MESSAGE_BYTES,
   DeadlineExceededError,
   ErrorCode,
+  TRACEPARENT_HEADER,
+  isTraceparent,
   FlotillaError,
   NoCapacityError,
   PROTOCOL_VERSION,
@@ -70,6 +72,8 @@ export interface InferOptions {
   outputs?: string[];
   /** One attempt's timeout before retrying on another replica, ms. Default max(1000, timeoutMs / 3). */
   attemptTimeoutMs?: number;
+  /** W3C trace context to propagate (`00-<trace>-<span>-<flags>`); a new trace when absent. */
+  traceparent?: string;
 }
 
 export interface DeployOptions extends Omit<DeploySpecInput, 'name' | 'digest' | 'sizeBytes'> {
@@ -156,6 +160,8 @@ export class FlotillaClient {
       body = encode({ v: PROTOCOL_VERSION, blob: await (await this.blobStore()).put(body) } satisfies BlobRef);
     }
     if (this.router.stale(model, Date.now())) void this.refreshReplicas(model);
+    const hdrs = natsHeaders();
+    hdrs.set(TRACEPARENT_HEADER, isTraceparent(opts.traceparent) ? opts.traceparent : newTraceparent());
     let backoff = 50;
     let lastError: Error | undefined;
     for (let attempt = 1; ; attempt++) {
@@ -170,7 +176,7 @@ export class FlotillaClient {
       if (target) this.router.started(model, target);
       let reply: InferReply & Partial<BlobRef>;
       try {
-        const msg = await nc.request(subject, body, { timeout: Math.min(remaining, attemptMs) });
+        const msg = await nc.request(subject, body, { timeout: Math.min(remaining, attemptMs), headers: hdrs });
         reply = decode<InferReply & Partial<BlobRef>>(msg.data);
         if (reply.blob) reply = decode<InferReply>(await (await this.blobStore()).take(reply.blob, this.maxMessageBytes));
       } catch (err) {
@@ -312,6 +318,10 @@ export class FlotillaClient {
     const nc = await c.catch(() => undefined);
     if (nc) await closeBus(nc);
   }
+}
+
+function newTraceparent(): string {
+  return `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01`;
 }
 
 function readyReplicas(status: DeploymentStatus): string[] {

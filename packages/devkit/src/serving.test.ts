@@ -164,6 +164,24 @@ describe('bad input gets a coded error and the replica keeps serving', () => {
   });
 });
 
+describe('trace context', () => {
+  it('a traceparent header on a request comes back on the reply', async () => {
+    const { headers } = await import('@nats-io/nats-core');
+    const nc = await connect({ servers: cluster.url });
+    try {
+      const h = headers();
+      const tp = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+      h.set('traceparent', tp);
+      const body = encode({ v: PROTOCOL_VERSION, inputs: { x: fromTypedArray('float32', [1, 16], new Float32Array(16)) } });
+      const msg = await nc.request(`flotilla.${cluster.cluster}.infer.mlp`, body, { timeout: 10_000, headers: h });
+      expect(msg.headers?.get('traceparent')).toBe(tp);
+      expect(decode<{ ok: boolean }>(msg.data).ok).toBe(true);
+    } finally {
+      await nc.close();
+    }
+  });
+});
+
 async function rawRequest(model: string, data: Uint8Array): Promise<any> {
   const nc = await connect({ servers: cluster.url });
   try {

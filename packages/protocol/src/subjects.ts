@@ -80,3 +80,11 @@ export function subjects(cluster: string = DEFAULT_CLUSTER): Subjects {
     profileBucket: `flotilla_${cluster}_profiles`,
   };
 }
+
+/** NATS header carrying W3C trace context (`00-<trace id>-<span id>-<flags>`) on inference requests and replies. */
+export const TRACEPARENT_HEADER = 'traceparent';
+const TRACEPARENT_RE = /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+
+export function isTraceparent(x: unknown): x is string {
+  return typeof x === 'string' && TRACEPARENT_RE.test(x);
+}

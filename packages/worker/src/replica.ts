@@ -4,6 +4,7 @@
 import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-node';
 import { Tensor } from 'onnxruntime-node';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/nats-core';
+import { headers as natsHeaders } from '@nats-io/nats-core';
 import {
   BadRequestError,
   DeadlineExceededError,
@@ -11,6 +12,7 @@ import {
   OverloadedError,
   PROTOCOL_VERSION,
   REPLICA_QUEUE,
+  TRACEPARENT_HEADER,
   checkWireTensor,
   decode,
   encode,
@@ -260,7 +262,10 @@ export class Replica {
         for (const q of batch) await this.runBatch([q], q.items);
         return;
       }
-      this.ctx.logger.warn({ err, replica: this.id, model: this.model }, 'session.run failed');
+      this.ctx.logger.warn(
+        { err, replica: this.id, model: this.model, traceparent: batch[0]!.payload.msg.headers?.get(TRACEPARENT_HEADER) },
+        'session.run failed',
+      );
       const e = new FlotillaError('INTERNAL', `model '${this.model}' failed to run: ${(err as Error).message}`);
       for (const q of batch) this.finish(q.payload.msg, q.payload.id, q.payload.receivedAt, e);
       return;
@@ -333,7 +338,13 @@ export class Replica {
         const blob = await this.ctx.blobs.put(data);
         data = encode({ v: PROTOCOL_VERSION, blob } satisfies BlobRef);
       }
-      msg.respond(data);
+      // Trace context comes back with the reply so callers can join their spans to ours.
+      const trace = msg.headers?.get(TRACEPARENT_HEADER);
+      if (trace) {
+        const h = natsHeaders();
+        h.set(TRACEPARENT_HEADER, trace);
+        msg.respond(data, { headers: h });
+      } else msg.respond(data);
     } catch (err) {
       this.ctx.logger.error({ err, replica: this.id }, 'failed to send reply');
       try {
