@@ -164,6 +164,30 @@ describe('bad input gets a coded error and the replica keeps serving', () => {
   });
 });
 
+describe('service discovery', () => {
+  it('replicas answer $SRV.PING/INFO/STATS as NATS micro services, with model, device and version', async () => {
+    const { Svcm } = await import('@nats-io/services');
+    const nc = await connect({ servers: cluster.url });
+    try {
+      const svc = new Svcm(nc).client();
+      const infos: Array<{ metadata: Record<string, string>; version: string; endpoints: Array<{ subject: string }> }> = [];
+      for await (const i of await svc.info('flotilla-replica')) infos.push(i as never);
+      const mine = infos.filter((i) => i.metadata.cluster === cluster.cluster);
+      expect(mine.filter((i) => i.metadata.model === 'mlp')).toHaveLength(2);
+      const one = mine.find((i) => i.metadata.model === 'mlp')!;
+      expect(one.version).toBe('0.1.0');
+      expect(one.metadata).toMatchObject({ device: 'cpu', provider: 'cpu' });
+      expect(one.endpoints[0]!.subject).toBe(`flotilla.${cluster.cluster}.infer.mlp.${one.metadata.replica}`);
+      const stats: Array<{ metadata: Record<string, string>; endpoints: Array<{ num_requests: number }> }> = [];
+      for await (const s of await svc.stats('flotilla-replica')) stats.push(s as never);
+      const served = stats.filter((s) => s.metadata.cluster === cluster.cluster).reduce((n, s) => n + s.endpoints[0]!.num_requests, 0);
+      expect(served).toBeGreaterThan(0); // the SDK's routed requests went through the endpoints
+    } finally {
+      await nc.close();
+    }
+  });
+});
+
 describe('trace context', () => {
   it('a traceparent header on a request comes back on the reply', async () => {
     const { headers } = await import('@nats-io/nats-core');

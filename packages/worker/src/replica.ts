@@ -5,6 +5,7 @@ import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-node';
 import { Tensor } from 'onnxruntime-node';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/nats-core';
 import { headers as natsHeaders } from '@nats-io/nats-core';
+import { Svcm, type Service } from '@nats-io/services';
 import {
   BadRequestError,
   DeadlineExceededError,
@@ -83,6 +84,7 @@ interface Pending {
 export class Replica {
   state: ReplicaStateName = 'ready';
   private subs: Subscription[] = [];
+  private service?: Service;
   private readonly batcher: Batcher<Pending>;
   private running = false;
   private timer?: NodeJS.Timeout;
@@ -128,14 +130,23 @@ export class Replica {
 
   /**
    * Starts taking requests: on the model's subject (queue group shared with the other replicas,
-   * for callers that do not route) and on this replica's own subject (SDK least-loaded routing).
+   * for callers that do not route) and on this replica's own subject (SDK least-loaded routing),
+   * the latter as a NATS micro service endpoint so `$SRV.PING/INFO/STATS` discover the replica.
    */
-  start(subject: string, ownSubject: string): void {
+  async start(subject: string, ownSubject: string, cluster: string): Promise<void> {
     const callback = (err: Error | null, msg: Msg) => {
       if (err) return this.ctx.logger.warn({ err, replica: this.id }, 'subscription error');
       void this.accept(msg);
     };
-    this.subs.push(this.ctx.nc.subscribe(subject, { queue: REPLICA_QUEUE, callback }), this.ctx.nc.subscribe(ownSubject, { callback }));
+    this.subs.push(this.ctx.nc.subscribe(subject, { queue: REPLICA_QUEUE, callback }));
+    // @nats-io/services (latest 3.0.0-25) is typed against an older nats-core; the connection is the same at run time.
+    this.service = await new Svcm(this.ctx.nc as never).add({
+      name: 'flotilla-replica',
+      version: '0.1.0',
+      description: `Flotilla replica of model '${this.model}'`,
+      metadata: { cluster, model: this.model, replica: this.id, worker: this.ctx.workerId, device: this.device, provider: this.executionProvider, digest: this.digest },
+    });
+    this.service.addEndpoint('infer', { subject: ownSubject, queue: '', handler: callback, metadata: { model: this.model } });
   }
 
   snapshot(): ReplicaState {
@@ -165,7 +176,7 @@ export class Replica {
     if (this.state === 'draining') return;
     this.state = 'draining';
     // Unsubscribe first: messages NATS already delivered still reach `accept` and are answered.
-    await Promise.all(this.subs.map((s) => s.drain().catch(() => undefined)));
+    await Promise.all([...this.subs.map((s) => s.drain().catch(() => undefined)), this.service?.stop().catch(() => undefined)]);
     if (this.inFlight > 0 || this.batcher.length > 0 || this.running) {
       await new Promise<void>((resolve) => (this.idle = resolve));
     }

@@ -290,7 +290,7 @@ export class Worker {
         throw new NoCapacityError(`worker ${this.id} stopped while loading`);
       }
       this.replicas.set(replicaId, replica);
-      replica.start(this.subjects.infer(spec.name), this.subjects.inferReplica(spec.name, replicaId));
+      await replica.start(this.subjects.infer(spec.name), this.subjects.inferReplica(spec.name, replicaId), this.subjects.cluster);
       await this.nc.flush(); // subscribed at the server before anyone is told the replica is ready
       const loadMs = +(performance.now() - t0).toFixed(1);
       this.event({
