@@ -146,7 +146,7 @@ export class Replica {
       description: `Flotilla replica of model '${this.model}'`,
       metadata: { cluster, model: this.model, replica: this.id, worker: this.ctx.workerId, device: this.device, provider: this.executionProvider, digest: this.digest },
     });
-    this.service.addEndpoint('infer', { subject: ownSubject, queue: '', handler: callback, metadata: { model: this.model } });
+    this.service.addEndpoint('infer', { subject: ownSubject, queue: '', handler: callback as never, metadata: { model: this.model } });
   }
 
   snapshot(): ReplicaState {
