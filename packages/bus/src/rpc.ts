@@ -11,17 +11,39 @@ import {
   type ControlReply,
 } from '@flotilla/protocol';
 
-/** Sends `{ v, ...body }` and returns the reply's `result`, or throws the reply's typed error. */
+/** Longest single attempt of a control call before it is sent again, ms. */
+export const CALL_ATTEMPT_MS = 2000;
+/** How long "no responders" is retried (a restarting head, a broker failover), ms. */
+export const NO_RESPONDERS_GRACE_MS = 1500;
+
+/**
+ * Sends `{ v, ...body }` and returns the reply's `result`, or throws the reply's typed error.
+ * Control operations are idempotent, so a lost request (the client drops what it publishes while
+ * reconnecting) is sent again: attempts of at most 2 s until the timeout, and "no responders"
+ * retried for 1.5 s.
+ */
 export async function call<T>(nc: NatsConnection, subject: string, body: object, timeoutMs = 10_000): Promise<T> {
-  let msg;
-  try {
-    msg = await nc.request(subject, encode({ v: PROTOCOL_VERSION, ...body }), { timeout: timeoutMs });
-  } catch (err) {
-    throw mapNatsError(err, subject, timeoutMs);
+  const data = encode({ v: PROTOCOL_VERSION, ...body });
+  const start = Date.now();
+  const deadline = start + timeoutMs;
+  for (;;) {
+    const remaining = deadline - Date.now();
+    try {
+      const msg = await nc.request(subject, data, { timeout: Math.max(1, Math.min(CALL_ATTEMPT_MS, remaining)) });
+      const reply = decode<ControlReply<T>>(msg.data);
+      if (!reply.ok) throw fromWire(reply.error);
+      return reply.result;
+    } catch (err) {
+      const mapped = err instanceof DeadlineExceededError || err instanceof UnavailableError ? err : mapNatsError(err, subject, timeoutMs);
+      const retry =
+        (mapped instanceof DeadlineExceededError && !(err instanceof DeadlineExceededError)) ||
+        (mapped instanceof UnavailableError && !(err instanceof UnavailableError) && Date.now() - start < NO_RESPONDERS_GRACE_MS);
+      if (!retry || deadline - Date.now() <= 0) {
+        throw mapped instanceof DeadlineExceededError ? new DeadlineExceededError(`no reply on ${subject} within ${timeoutMs} ms`, { cause: err }) : mapped;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
-  const reply = decode<ControlReply<T>>(msg.data);
-  if (!reply.ok) throw fromWire(reply.error);
-  return reply.result;
 }
 
 export function mapNatsError(err: unknown, subject: string, timeoutMs: number): Error {

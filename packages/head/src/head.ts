@@ -11,6 +11,7 @@ import {
   FlotillaError,
   PROTOCOL_VERSION,
   UnknownModelError,
+  UnavailableError,
   decode,
   encode,
   estimateReplicaBytes,
@@ -66,6 +67,7 @@ export class Head {
   private readonly subs: Subscription[] = [];
   private readonly unloading = new Set<string>();
   private readonly events: EventMessage[] = [];
+  private wasCutOff = false;
   private timer?: NodeJS.Timeout;
   private readonly startedAt = Date.now();
   private stopping?: Promise<void>;
@@ -105,6 +107,26 @@ export class Head {
     head.timer = setInterval(() => head.tick(), options.reconcileMs);
     logger.info({ cluster: options.cluster, deployments: head.deployments.size }, 'head running');
     return head;
+  }
+
+  /**
+   * Writes desired state, retrying through a JetStream leader election (a few seconds on a
+   * clustered NATS), then failing with a retryable UNAVAILABLE.
+   */
+  private async store(key: string, value?: Uint8Array): Promise<void> {
+    const deadline = Date.now() + 8000;
+    for (let wait = 100; ; wait = Math.min(wait * 2, 1000)) {
+      try {
+        if (value) await this.kv.put(key, value);
+        else await this.kv.delete(key);
+        return;
+      } catch (err) {
+        if (Date.now() + wait > deadline) {
+          throw new UnavailableError(`cannot write ${key} to ${this.subjects.stateBucket}: ${(err as Error).message}`, { cause: err });
+        }
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
   }
 
   /** Desired state survives a head restart: read it back from KV. */
@@ -238,7 +260,7 @@ export class Head {
     if (info.size !== spec.sizeBytes) throw new BadRequestError(`artifact ${spec.digest} has ${info.size} bytes, the spec says ${spec.sizeBytes}`);
     const prev = this.deployments.get(spec.name);
     const createdAt = Date.now();
-    await this.kv.put(`deployments.${spec.name}`, encode({ v: PROTOCOL_VERSION, spec, createdAt }));
+    await this.store(`deployments.${spec.name}`, encode({ v: PROTOCOL_VERSION, spec, createdAt }));
     this.deployments.set(spec.name, { spec, createdAt, pending: prev?.pending ?? new Map(), failures: 0, retryAt: 0, dormant: false, autoscaler: this.autoscalerFor(spec) });
     this.logger.info({ model: spec.name, replicas: spec.replicas, device: spec.device }, prev ? 'redeploy' : 'deploy');
     this.reconcile(spec.name);
@@ -247,7 +269,7 @@ export class Head {
 
   async undeploy(name: string): Promise<{ name: string; removed: boolean }> {
     if (!this.deployments.has(name)) throw new UnknownModelError(`no deployment named '${name}'`);
-    await this.kv.delete(`deployments.${name}`);
+    await this.store(`deployments.${name}`);
     this.deployments.delete(name);
     this.reconcileOrphans();
     return { name, removed: true };
@@ -257,7 +279,7 @@ export class Head {
     const d = this.deployments.get(name);
     if (!d) throw new UnknownModelError(`no deployment named '${name}'`);
     const spec = parseDeploySpec({ ...d.spec, replicas });
-    await this.kv.put(`deployments.${name}`, encode({ v: PROTOCOL_VERSION, spec, createdAt: d.createdAt }));
+    await this.store(`deployments.${name}`, encode({ v: PROTOCOL_VERSION, spec, createdAt: d.createdAt }));
     d.spec = spec;
     d.retryAt = 0;
     d.dormant = false;
@@ -313,6 +335,15 @@ export class Head {
 
   private tick(): void {
     if (this.state !== 'running') return;
+    // Cut off from NATS, the head hears no heartbeats: that says nothing about the workers.
+    if (!this.link.connected()) {
+      this.wasCutOff = true;
+      return;
+    }
+    if (this.wasCutOff) {
+      this.wasCutOff = false;
+      this.registry.touchAll(Date.now());
+    }
     for (const id of this.registry.sweep(Date.now())) {
       this.logger.warn({ worker: id }, 'worker timed out: marked dead, its replicas will be placed elsewhere');
     }
@@ -396,6 +427,7 @@ export class Head {
       for (const r of extra) this.sendUnload(r.workerId, r.id);
     }
     if (live.length >= want) {
+      if (d.pendingReason?.code === 'NO_CAPACITY') d.pendingReason = undefined;
       // Replicas of an older digest go once the new ones are there.
       for (const w of this.registry.running()) {
         for (const r of w.hb.replicas) if (r.model === name && r.digest !== d.spec.digest) this.sendUnload(w.hb.workerId, r.id);
@@ -434,7 +466,7 @@ export class Head {
     if (decision.desired === d.spec.replicas) return;
     const from = d.spec.replicas;
     d.spec = { ...d.spec, replicas: decision.desired };
-    void this.kv.put(`deployments.${name}`, encode({ v: PROTOCOL_VERSION, spec: d.spec, createdAt: d.createdAt })).catch(() => undefined);
+    void this.store(`deployments.${name}`, encode({ v: PROTOCOL_VERSION, spec: d.spec, createdAt: d.createdAt })).catch(() => undefined);
     this.logger.info({ model: name, from, to: decision.desired, reason: decision.reason, capacity }, 'autoscale');
     try {
       // The head hears its own event back on eventAll and records it like the workers' events.

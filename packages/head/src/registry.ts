@@ -33,6 +33,11 @@ export class WorkerRegistry {
     return died;
   }
 
+  /** Restarts every live worker's timeout (after the head itself was cut off from NATS). */
+  touchAll(now: number): void {
+    for (const w of this.workers.values()) if (w.alive) w.lastSeen = now;
+  }
+
   /** Forgets workers dead for long (keeps `status` short on long-lived clusters). */
   prune(now: number, afterMs: number): void {
     for (const [id, w] of this.workers) if (!w.alive && now - w.lastSeen > afterMs) this.workers.delete(id);

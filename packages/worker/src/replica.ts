@@ -93,6 +93,8 @@ export class Replica {
   private failed = 0;
   private readonly histogram: Record<string, number> = {};
   private idle?: () => void;
+  /** Replies being encoded/staged/sent. */
+  private sending = 0;
   readonly batching: ReplicaState['batching'];
 
   readonly id: string;
@@ -177,9 +179,7 @@ export class Replica {
     this.state = 'draining';
     // Unsubscribe first: messages NATS already delivered still reach `accept` and are answered.
     await Promise.all([...this.subs.map((s) => s.drain().catch(() => undefined)), this.service?.stop().catch(() => undefined)]);
-    if (this.inFlight > 0 || this.batcher.length > 0 || this.running) {
-      await new Promise<void>((resolve) => (this.idle = resolve));
-    }
+    if (!this.isIdle()) await new Promise<void>((resolve) => (this.idle = resolve));
     await this.session.release().catch(() => undefined);
   }
 
@@ -258,6 +258,7 @@ export class Replica {
       void this.runBatch(d.batch, d.items).finally(() => {
         this.running = false;
         this.pump();
+        this.checkIdle();
       });
     }
   }
@@ -326,9 +327,24 @@ export class Replica {
     if (error) this.failed++;
     else this.processed++;
     const body: InferReply = error ? { v: PROTOCOL_VERSION, ok: false, id, error: error.toWire() } : reply!;
+    this.sending++;
     void this.send(msg, body).finally(() => {
-      if (this.idle && this.inFlight === 0 && this.batcher.length === 0 && !this.running) this.idle();
+      this.sending--;
+      this.checkIdle();
     });
+  }
+
+  private isIdle(): boolean {
+    return this.inFlight === 0 && this.batcher.length === 0 && !this.running && this.sending === 0;
+  }
+
+  /** Wakes a pending drain once nothing is queued, running or being sent. */
+  private checkIdle(): void {
+    if (this.idle && this.isIdle()) {
+      const wake = this.idle;
+      this.idle = undefined;
+      wake();
+    }
   }
 
   private async send(msg: Msg, body: InferReply): Promise<void> {
