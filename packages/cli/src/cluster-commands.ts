@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { Head, headMetrics } from '@flotilla/head';
 import { Worker, type InventoryOverride } from '@flotilla/worker';
-import { NatsServer } from '@flotilla/devkit';
+import { NatsCluster, NatsServer } from '@flotilla/devkit';
 import { BadRequestError } from '@flotilla/protocol';
 import { startHealthServer, type HealthServer } from '@flotilla/bus';
 import { busOptions, withConnectionOptions } from './connection-options.js';
@@ -119,6 +119,7 @@ export function clusterCommands(program: Command): void {
       .option('--port <port>', 'port of the embedded nats-server', (v) => Number(v), 4222)
       .option('--host <host>', 'interface of the embedded nats-server', '127.0.0.1')
       .option('--nats <url>', 'use this NATS instead of starting one')
+      .option('--nats-cluster <n>', 'start an N-node NATS cluster (routes on loopback, JetStream replicated N ways) instead of one server', (v) => Number(v))
       .option('--cluster <name>', 'cluster name (env FLOTILLA_CLUSTER, default default)')
       .option('--workers <n>', 'worker processes', (v) => Number(v), 1)
       .option('--max-payload <size>', "embedded nats-server's max_payload (default 1MiB)")
@@ -127,9 +128,12 @@ export function clusterCommands(program: Command): void {
     process.env.FLOTILLA_LOG_LEVEL ??= 'warn';
     const children: ChildProcess[] = [];
     let nats: NatsServer | undefined;
+    let natsCluster: NatsCluster | undefined;
     let head: Head | undefined;
     try {
-      if (!o.nats) {
+      if (o.natsCluster && o.natsCluster > 1) {
+        natsCluster = await NatsCluster.start({ size: o.natsCluster });
+      } else if (!o.nats) {
         nats = await NatsServer.start({
           port: o.port,
           host: o.host,
@@ -137,9 +141,9 @@ export function clusterCommands(program: Command): void {
           dir: o.storeDir,
         });
       }
-      const url: string = o.nats ?? nats!.url;
+      const url: string = natsCluster ? natsCluster.urls.join(',') : (o.nats ?? nats!.url);
       const { cluster } = busOptions({ cluster: o.cluster });
-      head = await Head.start({ cluster, bus: { servers: url } });
+      head = await Head.start({ cluster, bus: { servers: url.split(',') }, storeReplicas: natsCluster ? Math.min(3, o.natsCluster) : undefined });
       const passthrough = ['memoryBudget', 'headroom', 'threads', 'cacheDir', 'inventory', 'gpuProviders', 'heartbeatMs', 'eviction', 'maxReplicas']
         .filter((k) => o[k] !== undefined)
         .flatMap((k) => [`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, String(o[k])]);
@@ -177,6 +181,7 @@ export function clusterCommands(program: Command): void {
       );
       await head?.stop();
       await nats?.stop();
+      await natsCluster?.stop();
     }
   });
 }
