@@ -18,11 +18,13 @@ export class BlobStore {
     private readonly nc: NatsConnection,
     private readonly bucket: string,
     private readonly ttlMs = DEFAULT_BLOB_TTL_MS,
+    /** JetStream replicas of the bucket (3 on a 3-node NATS, so losing a node loses no staged body). */
+    private readonly replicas = 1,
   ) {}
 
   private open(): Promise<ObjectStore> {
     this.store ??= new Objm(jetstream(this.nc))
-      .create(this.bucket, { storage: 'memory' as never, ttl: this.ttlMs * 1_000_000 })
+      .create(this.bucket, { storage: 'memory' as never, ttl: this.ttlMs * 1_000_000, replicas: this.replicas })
       .catch((err: unknown) => {
         this.store = undefined;
         throw new UnavailableError(`blob bucket ${this.bucket} unavailable (JetStream enabled?): ${(err as Error).message}`, {
@@ -41,7 +43,11 @@ export class BlobStore {
   async put(data: Uint8Array): Promise<{ name: string; size: number }> {
     const os = await this.open();
     const name = nuid.next();
-    await os.putBlob({ name, options: { max_chunk_size: this.chunkSize() } }, data);
+    try {
+      await os.putBlob({ name, options: { max_chunk_size: this.chunkSize() } }, data);
+    } catch (err) {
+      throw new UnavailableError(`staging ${data.byteLength} bytes in ${this.bucket} failed: ${(err as Error).message}`, { cause: err });
+    }
     return { name, size: data.byteLength };
   }
 
@@ -53,6 +59,15 @@ export class BlobStore {
       });
     }
     const os = await this.open();
+    try {
+      return await this.fetch(os, ref, maxBytes);
+    } catch (err) {
+      if (err instanceof PayloadTooLargeError || err instanceof UnavailableError) throw err;
+      throw new UnavailableError(`fetching staged body ${ref.name} from ${this.bucket} failed: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  private async fetch(os: ObjectStore, ref: { name: string; size: number }, maxBytes: number): Promise<Uint8Array> {
     const info = await os.info(ref.name);
     if (!info) throw new UnavailableError(`staged body ${ref.name} not found (expired or already taken)`);
     if (info.size > maxBytes) {

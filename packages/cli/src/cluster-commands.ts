@@ -52,6 +52,7 @@ function workerFlags(cmd: Command): Command {
     .option('--gpu-providers <list>', 'execution providers tried on GPUs, comma separated (default cuda)')
     .option('--heartbeat-ms <ms>', 'heartbeat period', (v) => Number(v))
     .option('--max-replicas <n>', 'most replicas this worker hosts (default 64)', (v) => Number(v))
+    .option('--store-replicas <n>', 'JetStream replicas of the blob and profile buckets (env FLOTILLA_STORE_REPLICAS, default 1)', (v) => Number(v))
     .option('--eviction <policy>', 'eviction policy when a model does not fit: fifo, lru or lfu (default fifo)');
 }
 
@@ -66,6 +67,7 @@ function workerOptions(o: Record<string, any>) {
     heartbeatMs: o.heartbeatMs,
     eviction: o.eviction,
     maxReplicas: o.maxReplicas,
+    storeReplicas: o.storeReplicas,
   };
 }
 
@@ -143,8 +145,9 @@ export function clusterCommands(program: Command): void {
       }
       const url: string = natsCluster ? natsCluster.urls.join(',') : (o.nats ?? nats!.url);
       const { cluster } = busOptions({ cluster: o.cluster });
-      head = await Head.start({ cluster, bus: { servers: url.split(',') }, storeReplicas: natsCluster ? Math.min(3, o.natsCluster) : undefined });
-      const passthrough = ['memoryBudget', 'headroom', 'threads', 'cacheDir', 'inventory', 'gpuProviders', 'heartbeatMs', 'eviction', 'maxReplicas']
+      if (natsCluster) o.storeReplicas ??= Math.min(3, o.natsCluster);
+      head = await Head.start({ cluster, bus: { servers: url.split(',') }, storeReplicas: o.storeReplicas });
+      const passthrough = ['memoryBudget', 'headroom', 'threads', 'cacheDir', 'inventory', 'gpuProviders', 'heartbeatMs', 'eviction', 'maxReplicas', 'storeReplicas']
         .filter((k) => o[k] !== undefined)
         .flatMap((k) => [`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, String(o[k])]);
       for (let i = 0; i < o.workers; i++) {

@@ -56,6 +56,8 @@ export interface ClientOptions extends BusOptions {
   connection?: NatsConnection;
   /** Largest request/reply accepted, bytes. Default 256 MiB. */
   maxMessageBytes?: number;
+  /** JetStream replicas for buckets the client creates (blobs). Default `FLOTILLA_STORE_REPLICAS` or 1. */
+  storeReplicas?: number;
 }
 
 /** A tensor as the SDK takes and returns it: data as a typed array of the dtype. */
@@ -106,7 +108,7 @@ export class FlotillaClient {
   }
 
   private async blobStore(): Promise<BlobStore> {
-    this.blobs ??= new BlobStore(await this.connection(), this.subjects.blobBucket);
+    this.blobs ??= new BlobStore(await this.connection(), this.subjects.blobBucket, undefined, this.options.storeReplicas ?? Number(process.env.FLOTILLA_STORE_REPLICAS ?? 1));
     return this.blobs;
   }
 

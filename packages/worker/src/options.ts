@@ -37,6 +37,8 @@ export interface WorkerOptions {
   gpuProviders?: string[];
   /** Largest request/reply body, bytes. Default 256 MiB. */
   maxMessageBytes?: number;
+  /** JetStream replicas for the blob and profile buckets it creates. Default `FLOTILLA_STORE_REPLICAS` or 1. */
+  storeReplicas?: number;
   /** Most replicas this worker hosts at once; a load beyond it gets NO_CAPACITY. Default 64. */
   maxReplicas?: number;
   /** Extra delay per batch on every replica, ms (chaos knob for tests and benchmarks). Default 0. */
@@ -74,6 +76,7 @@ const Schema = z.object({
   eviction: z.string().min(1),
   slowdownMs: z.number().min(0).max(60_000),
   maxReplicas: z.number().int().min(1).max(10_000),
+  storeReplicas: z.number().int().min(1).max(5),
   inventory: z
     .object({
       cpu: z.object({ cores: z.number().int().min(1).optional(), model: z.string().optional() }).optional(),
@@ -102,6 +105,7 @@ export function parseWorkerOptions(raw: WorkerOptions = {}): CompiledWorkerOptio
     eviction: raw.eviction ?? 'fifo',
     slowdownMs: raw.slowdownMs ?? 0,
     maxReplicas: raw.maxReplicas ?? 64,
+    storeReplicas: raw.storeReplicas ?? Number(process.env.FLOTILLA_STORE_REPLICAS ?? 1),
     inventory: raw.inventory ?? {},
   };
   const r = Schema.safeParse(withDefaults);

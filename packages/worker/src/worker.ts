@@ -86,7 +86,7 @@ export class Worker {
     this.id = options.id;
     this.subjects = makeSubjects(options.cluster);
     this.link = connectionTracker(nc);
-    this.profiles = new ProfileStore(nc, this.subjects.profileBucket);
+    this.profiles = new ProfileStore(nc, this.subjects.profileBucket, options.storeReplicas);
     this.policy = resolveEvictionPolicy(options.eviction);
     this.metrics = new WorkerMetrics(this);
   }
@@ -119,7 +119,7 @@ export class Worker {
       inventory,
       ledger,
       new ArtifactCache(nc, s.modelBucket, options.cacheDir),
-      new BlobStore(nc, s.blobBucket),
+      new BlobStore(nc, s.blobBucket, undefined, options.storeReplicas),
       logger,
     );
     worker.listen();
