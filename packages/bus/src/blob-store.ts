@@ -11,6 +11,11 @@ import { PayloadTooLargeError, UnavailableError } from '@flotilla/protocol';
 /** Staged bodies older than this are removed by the server (ns). Default 10 minutes. */
 export const DEFAULT_BLOB_TTL_MS = 10 * 60 * 1000;
 
+/** Object store chunk size: as large as the server allows (fewer messages per MiB). */
+export function objectChunkSize(nc: NatsConnection): number {
+  return Math.max(64 * 1024, (nc.info?.max_payload ?? 1024 * 1024) - 16 * 1024);
+}
+
 export class BlobStore {
   private store?: Promise<ObjectStore>;
 
@@ -34,17 +39,12 @@ export class BlobStore {
     return this.store;
   }
 
-  /** Chunk size: as large as the server allows, fewer messages per MiB. */
-  private chunkSize(): number {
-    const max = this.nc.info?.max_payload ?? 1024 * 1024;
-    return Math.max(64 * 1024, max - 16 * 1024);
-  }
 
   async put(data: Uint8Array): Promise<{ name: string; size: number }> {
     const os = await this.open();
     const name = nuid.next();
     try {
-      await os.putBlob({ name, options: { max_chunk_size: this.chunkSize() } }, data);
+      await os.putBlob({ name, options: { max_chunk_size: objectChunkSize(this.nc) } }, data);
     } catch (err) {
       throw new UnavailableError(`staging ${data.byteLength} bytes in ${this.bucket} failed: ${(err as Error).message}`, { cause: err });
     }

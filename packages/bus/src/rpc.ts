@@ -46,11 +46,21 @@ export async function call<T>(nc: NatsConnection, subject: string, body: object,
   }
 }
 
+/** NATS answered "no responders": nobody is subscribed to the subject. */
+export function isNoResponders(err: unknown): boolean {
+  return err instanceof natsErrors.NoRespondersError || (err as Error)?.cause instanceof natsErrors.NoRespondersError;
+}
+
+/** A request got no reply within its timeout. */
+export function isTimeout(err: unknown): boolean {
+  return err instanceof natsErrors.TimeoutError || (err as Error)?.cause instanceof natsErrors.TimeoutError;
+}
+
 export function mapNatsError(err: unknown, subject: string, timeoutMs: number): Error {
-  if (err instanceof natsErrors.NoRespondersError || (err as Error)?.cause instanceof natsErrors.NoRespondersError) {
+  if (isNoResponders(err)) {
     return new UnavailableError(`no one is answering on ${subject}`, { cause: err, data: { subject } });
   }
-  if (err instanceof natsErrors.TimeoutError || (err as Error)?.cause instanceof natsErrors.TimeoutError) {
+  if (isTimeout(err)) {
     return new DeadlineExceededError(`no reply on ${subject} within ${timeoutMs} ms`, { cause: err, data: { subject } });
   }
   if (err instanceof natsErrors.ClosedConnectionError) {

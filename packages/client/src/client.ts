@@ -3,7 +3,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { errors as natsErrors, headers as natsHeaders } from '@nats-io/nats-core';
+import { headers as natsHeaders } from '@nats-io/nats-core';
 import { jetstream } from '@nats-io/jetstream';
 import { Objm } from '@nats-io/obj';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -45,7 +45,7 @@ import {
   type WireTensors,
 } from '@flotilla/protocol';
 import { ReplicaRouter } from './router.js';
-import { BlobStore, ProfileStore, call, closeBus, connectBus, mapNatsError, type BusOptions } from '@flotilla/bus';
+import { BlobStore, ProfileStore, call, closeBus, connectBus, isNoResponders, isTimeout, mapNatsError, objectChunkSize, type BusOptions } from '@flotilla/bus';
 
 export const DEFAULT_INFER_TIMEOUT_MS = 30_000;
 
@@ -254,8 +254,7 @@ export class FlotillaClient {
     const os = await new Objm(jetstream(nc)).create(this.subjects.modelBucket);
     const info = await os.info(digest);
     if (!info || info.size !== bytes.byteLength) {
-      const chunk = Math.max(64 * 1024, (nc.info?.max_payload ?? 1024 * 1024) - 16 * 1024);
-      await os.putBlob({ name: digest, options: { max_chunk_size: chunk } }, bytes);
+      await os.putBlob({ name: digest, options: { max_chunk_size: objectChunkSize(nc) } }, bytes);
     }
     const { wait = true, waitTimeoutMs = 120_000, ...rest } = opts;
     let status = await this.control<DeploymentStatus>('deploy', { spec: { ...rest, name, digest, sizeBytes: bytes.byteLength } });
@@ -330,13 +329,6 @@ function readyReplicas(status: DeploymentStatus): string[] {
   return status.replicas.filter((r) => r.state === 'ready').map((r) => r.id);
 }
 
-function isTimeout(err: unknown): boolean {
-  return err instanceof natsErrors.TimeoutError || (err as Error)?.cause instanceof natsErrors.TimeoutError;
-}
-
-function isNoResponders(err: unknown): boolean {
-  return err instanceof natsErrors.NoRespondersError || (err as Error)?.cause instanceof natsErrors.NoRespondersError;
-}
 
 function toWire(name: string, t: Tensor | WireTensor): WireTensor {
   if (!t || typeof t !== 'object' || !isDType((t as Tensor).dtype)) throw new BadRequestError(`input '${name}': unsupported or missing dtype`);

@@ -54,8 +54,12 @@ export interface Subjects {
 
 /** Profiles are shared per (model digest, device class, onnxruntime version). */
 export function profileKey(digest: string, deviceClass: string, ortVersion: string): string {
-  const tok = (s: string) => s.replace(/[^A-Za-z0-9_-]/g, '_');
-  return `${digest}.${tok(deviceClass)}.${tok(ortVersion)}`;
+  return `${digest}.${toToken(deviceClass)}.${toToken(ortVersion)}`;
+}
+
+/** Any text as one NATS/KV token and safe file-name part (other characters become '_'). */
+export function toToken(s: string): string {
+  return s.replace(/[^A-Za-z0-9_-]/g, '_');
 }
 
 export const REPLICA_QUEUE = 'replicas';

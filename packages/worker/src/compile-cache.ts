@@ -5,6 +5,7 @@
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { toToken } from '@flotilla/protocol';
 
 export interface CompiledSession {
   session: ort.InferenceSession;
@@ -14,8 +15,7 @@ export interface CompiledSession {
 }
 
 export function compiledPath(dir: string, digest: string, provider: string, deviceClass: string, ortVersion: string): string {
-  const tok = (s: string) => s.replace(/[^A-Za-z0-9_-]/g, '_');
-  return join(dir, `${digest}.${tok(provider)}.${tok(deviceClass)}.${tok(ortVersion)}.onnx`);
+  return join(dir, `${digest}.${toToken(provider)}.${toToken(deviceClass)}.${toToken(ortVersion)}.onnx`);
 }
 
 export async function createCompiledSession(

@@ -66,8 +66,6 @@ export class Worker {
   private stopping?: Promise<void>;
   private profiling: Promise<void> = Promise.resolve();
   private admitting: Promise<void> = Promise.resolve();
-  /** Replicas evicted since start. */
-  evictions = 0;
   readonly metrics: WorkerMetrics;
   readonly policy: EvictionPolicy;
   private readonly profiles: ProfileStore;
@@ -244,7 +242,6 @@ export class Worker {
     this.replicas.delete(replicaId);
     await replica.drain();
     const bytes = this.ledger.release(replicaId);
-    if (type === 'evicted') this.evictions++;
     this.event({ type, model: replica.model, device: replica.device, replica: replica.id, bytes, reason });
     this.logger.info({ replica: replicaId, model: replica.model, bytes, reason }, type);
     this.heartbeat();
