@@ -11,7 +11,9 @@ import {
   DEFAULT_CLUSTER,
   DEFAULT_MAX_MESSAGE_BYTES,
   DeadlineExceededError,
+  ENSURE_REPLY_MARGIN_MS,
   ErrorCode,
+  MAX_ENSURE_WAIT_MS,
   TRACEPARENT_HEADER,
   isTraceparent,
   FlotillaError,
@@ -188,7 +190,8 @@ export class FlotillaClient {
             this.router.forget(model, target); // that replica is gone: try the queue group at once
             continue;
           }
-          await this.bringBack(model, deadline);
+          // The head answers once a replica is ready: go to it at once, no back-off.
+          if (await this.bringBack(model, deadline)) continue;
         } else if (isTimeout(err)) {
           if (target) this.router.forget(model, target); // unresponsive: another replica next
           lastError = err as Error;
@@ -210,11 +213,18 @@ export class FlotillaClient {
     }
   }
 
-  /** No replica is subscribed: ask the head to (re)place the model; unknown models fail here. */
-  private async bringBack(model: string, deadline: number): Promise<void> {
-    const status = await this.control<DeploymentStatus>('ensure', { name: model }, Math.max(1, Math.min(5000, deadline - Date.now())));
+  /**
+   * No replica is subscribed: ask the head to (re)place the model and wait (within the deadline)
+   * until one is ready; unknown models fail here. True when a replica is ready now.
+   */
+  private async bringBack(model: string, deadline: number): Promise<boolean> {
+    const remaining = deadline - Date.now();
+    // Leave the head's reply time to arrive before our own timeout fires.
+    const waitMs = Math.max(0, Math.min(MAX_ENSURE_WAIT_MS, remaining - ENSURE_REPLY_MARGIN_MS));
+    const status = await this.control<DeploymentStatus>('ensure', { name: model, waitMs }, Math.max(1, remaining));
     if (status.pendingReason?.code === ErrorCode.MODEL_LOAD_FAILED && status.ready === 0) throw fromWire(status.pendingReason);
     this.router.update(model, readyReplicas(status), Date.now());
+    return status.ready > 0;
   }
 
   /** Refreshes the routing table from the head; without a head, routing falls back to the queue group. */

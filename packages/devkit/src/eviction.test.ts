@@ -1,7 +1,7 @@
 // Integration: a worker whose memory budget fits 2 of 3 models evicts by policy, a request for an
 // evicted model brings it back transparently, and the accounted usage never exceeds the budget.
 import { connect } from '@nats-io/transport-node';
-import { decode, type Heartbeat } from '@flotilla/protocol';
+import { decode, encode, type Heartbeat } from '@flotilla/protocol';
 import { LocalCluster } from './local-cluster.js';
 import { randomFloats } from './onnx-builder.js';
 import { sampleModelPath } from './sample-models.js';
@@ -77,6 +77,32 @@ describe('eviction and transparent reload', () => {
     expect(r.ready).toEqual({ a: 1, b: 0, c: 1 });
     expect(r.maxOver()).toBeLessThanOrEqual(0);
   }, 60_000);
+
+  it('ensure with waitMs replies once the evicted model has a ready replica; without it, at once', async () => {
+    const cluster = await LocalCluster.start({ workers: 1, worker: { memoryBudgetBytes: 100 * MiB } });
+    const nc = await connect({ servers: cluster.url });
+    try {
+      const client = cluster.client();
+      const opts = { device: 'cpu' as const, memoryBytes: 60 * MiB, profile: { enabled: false } };
+      await client.deploy(sampleModelPath('mlp'), 'a', opts);
+      await client.deploy(sampleModelPath('mlp'), 'b', opts); // evicts a
+      const ensure = async (name: string, waitMs?: number) =>
+        decode<{ ok: boolean; result: { ready: number; dormant?: boolean }; error?: { code: string } }>(
+          (await nc.request(`flotilla.${cluster.cluster}.ctl.ensure`, encode({ v: 1, name, ...(waitMs === undefined ? {} : { waitMs }) }), { timeout: 10_000 })).data,
+        );
+      const now = await ensure('a');
+      expect(now).toMatchObject({ ok: true, result: { ready: 0 } }); // placing, not ready yet
+      await client.waitReady('a', 10_000); // a is back (b evicted)
+      const t0 = performance.now();
+      const waited = await ensure('b', 8000);
+      expect(waited).toMatchObject({ ok: true, result: { ready: 1 } });
+      expect(performance.now() - t0).toBeLessThan(8000); // woken by the ready replica, not the timer
+      expect(await ensure('nope', 1000)).toMatchObject({ ok: false, error: { code: 'UNKNOWN_MODEL' } });
+    } finally {
+      await nc.close();
+      await cluster.stop();
+    }
+  }, 30_000);
 
   it('a model that cannot fit even after evicting everything is refused with NO_CAPACITY', async () => {
     const cluster = await LocalCluster.start({ workers: 1, worker: { memoryBudgetBytes: 100 * MiB } });

@@ -8,7 +8,9 @@ import { Kvm, type KV } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
 import {
   BadRequestError,
+  ErrorCode,
   FlotillaError,
+  MAX_ENSURE_WAIT_MS,
   PROTOCOL_VERSION,
   UnknownModelError,
   UnavailableError,
@@ -66,6 +68,8 @@ export class Head {
   private readonly deployments = new Map<string, Deployment>();
   private readonly subs: Subscription[] = [];
   private readonly unloading = new Set<string>();
+  /** Callers of `ensure` waiting for a ready replica, by model. */
+  private readonly readyWaiters = new Map<string, Set<() => void>>();
   private readonly events: EventMessage[] = [];
   private wasCutOff = false;
   private timer?: NodeJS.Timeout;
@@ -194,6 +198,7 @@ export class Head {
       this.logger.info({ worker: hb.workerId, devices: hb.devices.map((d) => d.id) }, 'worker joined');
       this.tick();
     }
+    if (this.readyWaiters.size > 0) for (const r of hb.replicas) if (r.state === 'ready') this.wakeWaiters(r.model);
   }
 
   private onEvent(e: EventMessage): void {
@@ -226,16 +231,8 @@ export class Head {
         return [...this.deployments.keys()].sort().map((n) => this.describe(n));
       case 'describe':
         return this.describe(this.name(body));
-      case 'ensure': {
-        const name = this.name(body);
-        this.describe(name); // throws UNKNOWN_MODEL
-        const d = this.deployments.get(name)!;
-        if (d.dormant || this.liveReplicas(d).length === 0) d.retryAt = 0;
-        d.dormant = false;
-        if (d.spec.replicas === 0) d.spec = { ...d.spec, replicas: 1 }; // scaled to zero: a request brings one back
-        this.reconcile(name);
-        return this.describe(name);
-      }
+      case 'ensure':
+        return this.ensure(this.name(body), body.waitMs);
       case 'events': {
         const limit = typeof body.limit === 'number' && body.limit > 0 ? Math.min(body.limit, EVENT_HISTORY) : 100;
         const model = typeof body.model === 'string' ? body.model : undefined;
@@ -246,6 +243,45 @@ export class Head {
       default:
         throw new BadRequestError(`unknown control operation '${String(op)}'`);
     }
+  }
+
+  /**
+   * A caller found no replica of `name`: bring one back (evicted, scaled to zero, or lost). With
+   * `waitMs` the reply waits until a replica is ready (or its load failed, or the wait ran out),
+   * so the caller's retry goes straight to it instead of polling.
+   */
+  private async ensure(name: string, waitMs: unknown): Promise<DeploymentStatus> {
+    this.describe(name); // throws UNKNOWN_MODEL
+    const d = this.deployments.get(name)!;
+    if (d.dormant || this.liveReplicas(d).length === 0) d.retryAt = 0;
+    d.dormant = false;
+    if (d.spec.replicas === 0) d.spec = { ...d.spec, replicas: 1 }; // scaled to zero: a request brings one back
+    this.reconcile(name);
+    const wait = typeof waitMs === 'number' && Number.isFinite(waitMs) ? Math.min(Math.max(0, waitMs), MAX_ENSURE_WAIT_MS) : 0;
+    const settled = (s: DeploymentStatus) => s.ready > 0 || s.pendingReason?.code === ErrorCode.MODEL_LOAD_FAILED;
+    if (wait === 0 || settled(this.describe(name))) return this.describe(name);
+    await new Promise<void>((resolve) => {
+      const waiters = this.readyWaiters.get(name) ?? new Set<() => void>();
+      this.readyWaiters.set(name, waiters);
+      const done = () => {
+        clearTimeout(timer);
+        waiters.delete(check);
+        if (waiters.size === 0 && this.readyWaiters.get(name) === waiters) this.readyWaiters.delete(name);
+        resolve();
+      };
+      const check = () => {
+        if (this.state !== 'running' || !this.deployments.has(name) || settled(this.describe(name))) done();
+      };
+      const timer = setTimeout(done, wait);
+      waiters.add(check);
+    });
+    return this.describe(name);
+  }
+
+  /** Re-checks the callers waiting in `ensure` for `model`. */
+  private wakeWaiters(model: string): void {
+    const waiters = this.readyWaiters.get(model);
+    if (waiters) for (const check of [...waiters]) check();
   }
 
   private name(body: Record<string, unknown>): string {
@@ -515,6 +551,7 @@ export class Head {
         d.pending.delete(replicaId);
         // A stale deployment object (undeployed/redeployed meanwhile) is reconciled by the orphan sweep.
         if (this.deployments.get(spec.name) === d) this.reconcile(spec.name);
+        this.wakeWaiters(spec.name);
       });
   }
 
@@ -532,6 +569,7 @@ export class Head {
     this.stopping ??= (async () => {
       this.state = 'stopping';
       clearInterval(this.timer);
+      for (const model of [...this.readyWaiters.keys()]) this.wakeWaiters(model);
       for (const s of this.subs) s.unsubscribe();
       if (this.ownsConnection) await closeBus(this.nc);
       this.state = 'stopped';

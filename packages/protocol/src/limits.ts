@@ -22,3 +22,8 @@ export function mustStage(size: number, maxPayload: number): boolean {
 export function estimateReplicaBytes(spec: { sizeBytes: number; memoryBytes?: number }): number {
   return spec.memoryBytes ?? Math.ceil(spec.sizeBytes * 1.5) + 16 * 1024 * 1024;
 }
+
+/** Longest the head holds an `ensure` reply waiting for a ready replica (`waitMs` is capped to it), ms. */
+export const MAX_ENSURE_WAIT_MS = 30_000;
+/** Time a caller leaves for the head's `ensure` reply to arrive after `waitMs`, ms. */
+export const ENSURE_REPLY_MARGIN_MS = 500;

@@ -39,7 +39,14 @@ export async function createCompiledSession(
   mkdirSync(join(cache.path, '..'), { recursive: true });
   const tmp = `${cache.path}.${process.pid}.${Date.now()}.tmp`;
   try {
-    const session = await ort.InferenceSession.create(modelPath, { ...options, graphOptimizationLevel: 'all', optimizedModelFilePath: tmp });
+    // onnxruntime warns that an 'all'-level graph may be hardware specific: the cache key holds the
+    // device class for that reason, so the warning is expected; errors still surface.
+    const session = await ort.InferenceSession.create(modelPath, {
+      logSeverityLevel: 3,
+      ...options,
+      graphOptimizationLevel: 'all',
+      optimizedModelFilePath: tmp,
+    });
     if (existsSync(tmp)) renameSync(tmp, cache.path);
     return { session, compile: 'miss', createMs: performance.now() - t0 };
   } finally {
