@@ -105,6 +105,21 @@ describe('flotilla CLI', () => {
     expect(human.stdout).toContain('worker-0');
   });
 
+  it('profile shows the batch sweep and the thread settings measured; deploy takes thread settings', async () => {
+    const p = await cli(['profile', 'mlp'], env);
+    expect(p.code).toBe(0);
+    expect(p.stdout).toMatch(/BATCH +RUNS +P50 MS/);
+    expect(p.stdout).toMatch(/INTRA-OP +INTER-OP +MODE/);
+    expect(p.stdout).toMatch(/chosen threads: \d+ intra-op/);
+    const d = await cli(['deploy', sampleModelPath('mlp'), '--name', 'mlp1t', '--intra-op-threads', '1', '--json'], env);
+    expect(d.code).toBe(0);
+    expect(JSON.parse(d.stdout)).toMatchObject({ spec: { threads: { intraOp: 1, interOp: 1, mode: 'sequential' } }, ready: 1 });
+    const bad = await cli(['deploy', sampleModelPath('mlp'), '--name', 'x', '--inter-op-threads', '2'], env);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/BAD_REQUEST.*--inter-op-threads needs --intra-op-threads/);
+    expect((await cli(['undeploy', 'mlp1t'], env)).code).toBe(0);
+  });
+
   it('fails with the error code and a non-zero exit code', async () => {
     const input = join(dir, 'bad.json');
     writeFileSync(input, JSON.stringify({ x: { dtype: 'float32', dims: [1, 3], data: [1, 2, 3] } }));

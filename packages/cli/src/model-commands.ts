@@ -1,7 +1,7 @@
 // Commands that talk to a running cluster: deploy, undeploy, scale, ls, status, infer.
 import { Command, Option } from 'commander';
 import { FlotillaClient } from '@flotilla/client';
-import type { ClusterStatus, DeploymentStatus } from '@flotilla/protocol';
+import { BadRequestError, type ClusterStatus, type DeploymentStatus } from '@flotilla/protocol';
 import { busOptions, withConnectionOptions, type ConnectionFlags } from './connection-options.js';
 import { formatBytes, reportError, table } from './format.js';
 import { readTensorFile, tensorsToJson, writeTensorFile } from './tensor-file.js';
@@ -86,6 +86,9 @@ export function modelCommands(program: Command): void {
       .option('--latency-slo-ms <ms>', 'profiling: p99 objective for one batch (default 50)', (v) => Number(v))
       .option('--no-profile', 'do not profile on first load')
       .option('--no-compile', 'do not cache the optimised graph')
+      .option('--no-tune-threads', 'profiling: do not measure onnxruntime thread settings (CPU)')
+      .option('--intra-op-threads <n>', 'CPU replicas: threads per operator (default: chosen by the profile)', (v) => Number(v))
+      .option('--inter-op-threads <n>', 'with --intra-op-threads: operators run at once (parallel mode when > 1)', (v) => Number(v))
       .option('--memory <bytes>', 'memory one replica needs (bytes); default estimated from the file', (v) => Number(v))
       .option('--max-batch-size <n>', 'most items per batch', (v) => Number(v))
       .option('--max-queue-delay-ms <ms>', 'longest wait for a batch to fill', (v) => Number(v))
@@ -96,6 +99,7 @@ export function modelCommands(program: Command): void {
       .option('--json', 'print JSON'),
   ).action(async (file: string, o) =>
     withClient(o, async (c) => {
+      if (o.interOpThreads !== undefined && o.intraOpThreads === undefined) throw new BadRequestError('--inter-op-threads needs --intra-op-threads');
       const batching = Object.fromEntries(
         Object.entries({ maxBatchSize: o.maxBatchSize, maxQueueDelayMs: o.maxQueueDelayMs, maxQueueLength: o.maxQueueLength }).filter(([, v]) => v !== undefined),
       );
@@ -106,7 +110,14 @@ export function modelCommands(program: Command): void {
         minReplicas: o.minReplicas,
         maxReplicas: o.maxReplicas,
         autoscale: o.targetPerReplica !== undefined ? { targetPerReplica: o.targetPerReplica } : {},
-        profile: { ...(o.profile === false ? { enabled: false } : {}), ...(o.latencySloMs !== undefined ? { latencySloMs: o.latencySloMs } : {}) },
+        profile: {
+          ...(o.profile === false ? { enabled: false } : {}),
+          ...(o.latencySloMs !== undefined ? { latencySloMs: o.latencySloMs } : {}),
+          ...(o.tuneThreads === false ? { tuneThreads: false } : {}),
+        },
+        ...(o.intraOpThreads !== undefined
+          ? { threads: { intraOp: o.intraOpThreads, interOp: o.interOpThreads ?? 1, mode: (o.interOpThreads ?? 1) > 1 ? 'parallel' : 'sequential' } }
+          : {}),
         compile: o.compile,
         memoryBytes: o.memory,
         batching,
@@ -227,7 +238,16 @@ export function modelCommands(program: Command): void {
             ) +
             `\nchosen: maxBatchSize ${p.chosen.maxBatchSize}, maxQueueDelayMs ${p.chosen.maxQueueDelayMs} — ${p.chosen.reason}` +
             `\nsweep stopped: ${p.stoppedBecause}` +
-            `\nmemory: session ${formatBytes(p.memory.sessionBytes)}, peak ${formatBytes(p.memory.peakBytes)}, charged per replica ${formatBytes(p.memory.replicaBytes)}\n\n`,
+            `\nmemory: session ${formatBytes(p.memory.sessionBytes)}, peak ${formatBytes(p.memory.peakBytes)}, charged per replica ${formatBytes(p.memory.replicaBytes)}\n` +
+            (p.threads
+              ? `threads (measured in ${p.threads.tookMs} ms):\n` +
+                table(
+                  ['INTRA-OP', 'INTER-OP', 'MODE', 'BATCH', 'P50 MS', 'P99 MS', 'ITEMS/S'],
+                  p.threads.rows.map((r) => [r.intraOp, r.mode === 'parallel' ? r.interOp : '-', r.mode, r.batch, r.p50Ms, r.p99Ms, r.itemsPerSec]),
+                ) +
+                `\nchosen threads: ${p.threads.reason}\n`
+              : '') +
+            '\n',
         );
       }
     }),

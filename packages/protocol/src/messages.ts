@@ -68,6 +68,8 @@ export const ProfileOptions = z
     budgetMs: z.number().int().min(100).max(120_000).optional(),
     /** Largest batch size tried. Default 64. */
     maxBatch: z.number().int().min(1).max(4096).optional(),
+    /** Also measure onnxruntime thread settings on CPU and keep the best (default true). */
+    tuneThreads: z.boolean().optional(),
   })
   .strict();
 export type ProfileOptions = z.infer<typeof ProfileOptions>;
@@ -85,6 +87,19 @@ export const AutoscaleOptions = z
   })
   .strict();
 export type AutoscaleOptions = z.infer<typeof AutoscaleOptions>;
+
+/** onnxruntime thread settings of a session (CPU execution provider). */
+export const ThreadSettings = z
+  .object({
+    /** Threads one operator may use. */
+    intraOp: z.number().int().min(1).max(1024),
+    /** Operators run at once in `parallel` mode (ignored in `sequential`). Default 1. */
+    interOp: z.number().int().min(1).max(1024).default(1),
+    /** `sequential` runs one operator at a time; `parallel` runs independent branches at once. */
+    mode: z.enum(['sequential', 'parallel']).default('sequential'),
+  })
+  .strict();
+export type ThreadSettings = z.infer<typeof ThreadSettings>;
 
 const NAME = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, 'use 1-64 letters, digits, _ or -');
 
@@ -111,8 +126,10 @@ export const DeploySpec = z
     compile: z.boolean().default(true),
     /** Autoscaling between minReplicas and maxReplicas on queue depth (when they differ). */
     autoscale: AutoscaleOptions.default({}),
-    /** Profiling on first load per device class (drives batching and the memory charge). */
+    /** Profiling on first load per device class (drives batching, threads and the memory charge). */
     profile: ProfileOptions.default({}),
+    /** onnxruntime thread settings for CPU replicas; default: chosen by the profile (or the worker's --threads). */
+    threads: ThreadSettings.optional(),
   })
   .strict();
 export type DeploySpec = z.infer<typeof DeploySpec>;
@@ -141,8 +158,10 @@ export interface GpuInfo {
 }
 
 export interface Inventory {
-  cpu: { cores: number; model: string };
-  memory: { totalBytes: number; availableBytes: number };
+  /** `cores`: logical cores of the host; `usableCores`: what this process may use (affinity, cgroup quota). */
+  cpu: { cores: number; model: string; usableCores?: number };
+  /** `totalBytes` is the host's memory or the container's limit, whichever is smaller. */
+  memory: { totalBytes: number; availableBytes: number; cgroupLimitBytes?: number };
   gpus: GpuInfo[];
   /** `measured` when read from the host, `override` when (partly) set by config. */
   source: 'measured' | 'override';
@@ -205,6 +224,8 @@ export interface ReplicaProfileSummary {
   /** Items/s at the chosen batch size (0 when not profiled). */
   itemsPerSec: number;
   tookMs: number;
+  /** Thread settings the session runs with (CPU provider), and where they came from. */
+  threads?: ThreadSettings & { source: 'profile' | 'deployment' | 'worker' | 'default' };
 }
 
 export type WorkerStateName = 'starting' | 'running' | 'draining' | 'stopped' | 'failed';
@@ -321,6 +342,19 @@ export interface BatchChoice {
   reason: string;
 }
 
+/** One thread setting measured at the chosen batch size. */
+export interface ThreadRow extends ThreadSettings {
+  batch: number;
+  runs: number;
+  p50Ms: number;
+  p99Ms: number;
+  itemsPerSec: number;
+}
+
+export interface ThreadChoice extends ThreadSettings {
+  reason: string;
+}
+
 /** A model measured on one device class (stored in the profiles KV bucket). */
 export interface ModelProfile {
   v: number;
@@ -338,6 +372,8 @@ export interface ModelProfile {
   /** Set when the model could not be profiled (and defaults apply). */
   skipped?: string;
   chosen: BatchChoice;
+  /** Thread settings measured at the chosen batch size and the one chosen (CPU provider, when tuned). */
+  threads?: ThreadChoice & { rows: ThreadRow[]; tookMs: number };
   memory: {
     /** RSS growth from creating the session, bytes. */
     sessionBytes: number;

@@ -10,3 +10,6 @@ export * from './batch-size.js';
 export * from './profiler.js';
 export * from './compile-cache.js';
 export * from './metrics.js';
+export * from './session-loader.js';
+export * from './thread-choice.js';
+export * from './cgroup-limits.js';

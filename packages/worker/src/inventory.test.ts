@@ -1,4 +1,4 @@
-import { measureInventory, parseNvidiaSmi } from './inventory.js';
+import { measureInventory, parseNvidiaSmi, usableCores } from './inventory.js';
 
 describe('inventory', () => {
   it('parses nvidia-smi CSV (MiB) into bytes', () => {
@@ -26,5 +26,23 @@ describe('inventory', () => {
     expect(inv.gpus).toEqual([gpu]);
     expect(inv.memory.totalBytes).toBe(1e9);
     expect(inv.cpu.cores).toBeGreaterThanOrEqual(1);
+  });
+
+  it('bounds usable cores by affinity and the cgroup quota (rounded up)', () => {
+    expect(usableCores(64, 64, {})).toBe(64);
+    expect(usableCores(64, 16, {})).toBe(16);
+    expect(usableCores(64, 64, { cpus: 3.5 })).toBe(4);
+    expect(usableCores(64, 64, { cpus: 0.25 })).toBe(1);
+  });
+
+  it('a container memory limit below the host memory becomes the capacity', async () => {
+    const inv = await measureInventory({}, { memoryBytes: 512 * 1048576, cpus: 1 });
+    expect(inv.memory.totalBytes).toBe(512 * 1048576);
+    expect(inv.memory.cgroupLimitBytes).toBe(512 * 1048576);
+    expect(inv.memory.availableBytes).toBeLessThanOrEqual(512 * 1048576);
+    expect(inv.cpu.usableCores).toBe(1);
+    const free = await measureInventory({}, {});
+    expect(free.memory.cgroupLimitBytes).toBeUndefined();
+    expect(free.cpu.usableCores).toBeLessThanOrEqual(free.cpu.cores);
   });
 });

@@ -2,10 +2,11 @@
 // nvidia-smi where systeminformation lacks VRAM). Config may override any part — for tests and
 // GPU-less machines — but the measuring code always runs first.
 import { execFile } from 'node:child_process';
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { promisify } from 'node:util';
 import si from 'systeminformation';
 import type { GpuInfo, Inventory } from '@flotilla/protocol';
+import { readCgroupLimits, type CgroupLimits } from './cgroup-limits.js';
 
 const MiB = 1024 * 1024;
 
@@ -68,18 +69,30 @@ export async function measureGpus(): Promise<GpuInfo[]> {
     }));
 }
 
-export async function measureInventory(override: InventoryOverride = {}): Promise<Inventory> {
+/** Cores this process may keep busy: host cores, bounded by CPU affinity and the cgroup quota. */
+export function usableCores(hostCores: number, affinity: number, limits: CgroupLimits): number {
+  return Math.max(1, Math.min(hostCores, affinity, limits.cpus !== undefined ? Math.ceil(limits.cpus) : Infinity));
+}
+
+export async function measureInventory(override: InventoryOverride = {}, limits: CgroupLimits = readCgroupLimits()): Promise<Inventory> {
   const [cpu, mem, gpus] = await Promise.all([si.cpu(), si.mem(), measureGpus()]);
+  const limit = limits.memoryBytes;
   const measured: Inventory = {
-    cpu: { cores: cpu.cores, model: `${cpu.manufacturer} ${cpu.brand}`.trim() },
-    memory: { totalBytes: mem.total, availableBytes: mem.available },
+    cpu: { cores: cpu.cores, model: `${cpu.manufacturer} ${cpu.brand}`.trim(), usableCores: usableCores(cpu.cores, availableParallelism(), limits) },
+    memory: {
+      totalBytes: Math.min(mem.total, limit ?? Infinity),
+      availableBytes: Math.min(mem.available, limit ?? Infinity),
+      ...(limit !== undefined ? { cgroupLimitBytes: limit } : {}),
+    },
     gpus,
     source: 'measured',
     hostname: hostname(),
   };
   const overridden = override.cpu !== undefined || override.memory !== undefined || override.gpus !== undefined;
+  const cores = override.cpu?.cores ?? measured.cpu.cores;
   return {
-    cpu: { ...measured.cpu, ...override.cpu },
+    // Overriding the core count bounds the usable cores too (never above what was measured).
+    cpu: { ...measured.cpu, ...override.cpu, usableCores: Math.min(cores, override.cpu?.usableCores ?? measured.cpu.usableCores ?? cores) },
     memory: { ...measured.memory, ...override.memory },
     gpus: override.gpus ?? measured.gpus,
     source: overridden ? 'override' : 'measured',

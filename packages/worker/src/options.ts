@@ -79,7 +79,7 @@ const Schema = z.object({
   storeReplicas: z.number().int().min(1).max(5),
   inventory: z
     .object({
-      cpu: z.object({ cores: z.number().int().min(1).optional(), model: z.string().optional() }).optional(),
+      cpu: z.object({ cores: z.number().int().min(1).optional(), usableCores: z.number().int().min(1).optional(), model: z.string().optional() }).optional(),
       memory: z.object({ totalBytes: z.number().min(0).optional(), availableBytes: z.number().min(0).optional() }).optional(),
       gpus: z.array(Gpu).optional(),
     })

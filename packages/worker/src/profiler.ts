@@ -3,8 +3,9 @@
 // budget so a new replica is out of service for a bounded time (default 3 s), and stops early
 // once a batch breaks the latency objective or throughput has stopped improving.
 import * as ort from 'onnxruntime-node';
-import { DTYPES, PROTOCOL_VERSION, elementCount, type ModelProfile, type ProfileRow } from '@flotilla/protocol';
+import { DTYPES, PROTOCOL_VERSION, elementCount, type ModelProfile, type ProfileRow, type ThreadChoice } from '@flotilla/protocol';
 import { chooseBatch } from './batch-size.js';
+import { chooseThreads, threadCandidates, type ThreadRow, type ThreadSettings } from './thread-choice.js';
 import type { ModelSignature } from './model-io.js';
 
 /** Time budget of one profile, ms. */
@@ -43,6 +44,38 @@ export function unprofilable(sig: ModelSignature): string | null {
   return dynamic.length ? `inputs ${dynamic.map((s) => `'${s.name}'`).join(', ')} have dynamic non-batch dims: no synthetic input to profile with` : null;
 }
 
+/**
+ * Times `session` on `feeds`: one warm-up run (not timed), then runs filling `shareMs` (at least
+ * 3, at most 30), stopping early past `deadline` (performance.now() time) once 3 are in.
+ */
+async function timeBatch(session: ort.InferenceSession, feeds: Record<string, ort.Tensor>, batch: number, shareMs: number, deadline: number) {
+  let peakRss = process.memoryUsage().rss;
+  const w0 = performance.now();
+  await session.run(feeds);
+  const warm = performance.now() - w0;
+  const runs = Math.max(3, Math.min(30, Math.floor(shareMs / Math.max(warm, 0.01))));
+  const times: number[] = [];
+  const t0 = performance.now();
+  for (let i = 0; i < runs; i++) {
+    const s = performance.now();
+    await session.run(feeds);
+    times.push(performance.now() - s);
+    peakRss = Math.max(peakRss, process.memoryUsage().rss);
+    if (i >= 2 && performance.now() > deadline) break;
+  }
+  const total = performance.now() - t0;
+  times.sort((a, b) => a - b);
+  return {
+    peakRss,
+    stats: {
+      runs: times.length,
+      p50Ms: +percentile(times, 50).toFixed(3),
+      p99Ms: +percentile(times, 99).toFixed(3),
+      itemsPerSec: +((batch * times.length) / (total / 1000)).toFixed(1),
+    },
+  };
+}
+
 export async function profileSession(
   session: ort.InferenceSession,
   sig: ModelSignature,
@@ -63,33 +96,10 @@ export async function profileSession(
       stoppedBecause = `time budget of ${budgetMs} ms spent`;
       break;
     }
-    const feeds = syntheticFeeds(sig, batch);
-    let peak = process.memoryUsage().rss;
-    const w0 = performance.now();
-    await session.run(feeds); // warm-up (not timed)
-    const warm = performance.now() - w0;
-    // Spend at most a fair share of what is left on this size, at least 3 timed runs.
+    // Spend at most a fair share of what is left on this size.
     const share = left / Math.max(1, Math.log2(maxBatch / batch) + 1);
-    const runs = Math.max(3, Math.min(30, Math.floor(share / Math.max(warm, 0.01))));
-    const times: number[] = [];
-    const t0 = performance.now();
-    for (let i = 0; i < runs; i++) {
-      const s = performance.now();
-      await session.run(feeds);
-      times.push(performance.now() - s);
-      peak = Math.max(peak, process.memoryUsage().rss);
-      if (i >= 2 && performance.now() - start > budgetMs) break;
-    }
-    const total = performance.now() - t0;
-    times.sort((a, b) => a - b);
-    const row: ProfileRow = {
-      batch,
-      runs: times.length,
-      p50Ms: +percentile(times, 50).toFixed(3),
-      p99Ms: +percentile(times, 99).toFixed(3),
-      itemsPerSec: +((batch * times.length) / (total / 1000)).toFixed(1),
-      peakBytes: Math.max(0, peak - base.rssBaseline),
-    };
+    const t = await timeBatch(session, syntheticFeeds(sig, batch), batch, share, start + budgetMs);
+    const row: ProfileRow = { batch, ...t.stats, peakBytes: Math.max(0, t.peakRss - base.rssBaseline) };
     rows.push(row);
     if (row.p99Ms > latencySloMs) {
       stoppedBecause = `batch ${batch} p99 ${row.p99Ms} ms exceeds the objective of ${latencySloMs} ms`;
@@ -124,6 +134,49 @@ export async function profileSession(
       replicaBytes: Math.max(base.sessionBytes, peakBytes, base.fileBytes),
     },
   };
+}
+
+const sameThreads = (a: ThreadSettings, b: ThreadSettings) =>
+  a.intraOp === b.intraOp && a.mode === b.mode && (a.mode === 'sequential' || a.interOp === b.interOp);
+
+/**
+ * Measures thread settings for a CPU session at the profile's chosen batch size: the session the
+ * batch sweep ran with (`current`, the widest setting), then narrower ones and parallel mode,
+ * each opened with `open`, timed within a share of `budgetMs`, and released. Keeps the cheapest
+ * setting within 5 % of the fastest (thread-choice.ts). Returns the session to serve with:
+ * `current` when it won, else one opened with the chosen setting (`current` is then released).
+ * At most two sessions of the model are open at once.
+ */
+export async function profileThreads(
+  current: { session: ort.InferenceSession; settings: ThreadSettings },
+  open: (t: ThreadSettings) => Promise<ort.InferenceSession>,
+  sig: ModelSignature,
+  opts: { batch: number; usableCores: number; budgetMs?: number; latencySloMs?: number },
+): Promise<{ session: ort.InferenceSession; settings: ThreadSettings; profile: ThreadChoice & { rows: ThreadRow[]; tookMs: number } }> {
+  const start = performance.now();
+  const budgetMs = opts.budgetMs ?? DEFAULT_PROFILE_BUDGET_MS;
+  const deadline = start + budgetMs;
+  const latencySloMs = opts.latencySloMs ?? DEFAULT_LATENCY_SLO_MS;
+  const feeds = syntheticFeeds(sig, opts.batch);
+  const candidates = [current.settings, ...threadCandidates(opts.usableCores).filter((c) => !sameThreads(c, current.settings))];
+  const share = budgetMs / candidates.length;
+  const rows: ThreadRow[] = [];
+  for (const [i, settings] of candidates.entries()) {
+    if (i > 0 && performance.now() > deadline) break;
+    const session = i === 0 ? current.session : await open(settings);
+    try {
+      const t = await timeBatch(session, feeds, opts.batch, share, deadline);
+      rows.push({ ...settings, interOp: settings.mode === 'parallel' ? settings.interOp : 1, batch: opts.batch, ...t.stats });
+    } finally {
+      if (i > 0) await session.release();
+    }
+  }
+  const choice = chooseThreads(rows, latencySloMs)!;
+  const profile = { ...choice, rows, tookMs: +(performance.now() - start).toFixed(1) };
+  if (sameThreads(choice, current.settings)) return { session: current.session, settings: current.settings, profile };
+  const session = await open(choice);
+  await current.session.release();
+  return { session, settings: { intraOp: choice.intraOp, interOp: choice.interOp, mode: choice.mode }, profile };
 }
 
 export function ortVersion(): string {

@@ -1,7 +1,6 @@
 // The worker process: measures its hardware, advertises it to the head by heartbeat, and hosts
 // replicas the head places on it. Lifecycle: starting → running → draining → stopped (or failed).
 import { performance } from 'node:perf_hooks';
-import * as ort from 'onnxruntime-node';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import {
   FlotillaError,
@@ -25,20 +24,14 @@ import {
   type Subjects,
   type UnloadCommand,
   type WorkerStateName,
-  type BatchingOptions,
   type DeploySpec,
-  type ModelProfile,
-  type ReplicaProfileSummary,
 } from '@flotilla/protocol';
 import { BlobStore, ProfileStore, closeBus, connectBus, connectionTracker, createLogger, notReadyReason, errorReply, okReply, type Logger } from '@flotilla/bus';
 import { ArtifactCache } from './artifact-cache.js';
 import { measureInventory } from './inventory.js';
 import { MemoryLedger } from './memory-ledger.js';
 import { planEviction, resolveEvictionPolicy, type EvictionCandidate, type EvictionPolicy } from './eviction.js';
-import { describeModel, type ModelSignature } from './model-io.js';
-import { compiledPath, createCompiledSession } from './compile-cache.js';
-import { join } from 'node:path';
-import { DEFAULT_LATENCY_SLO_MS, deviceClass, ortVersion, profileSession, unprofilable } from './profiler.js';
+import { SessionLoader } from './session-loader.js';
 import { parseWorkerOptions, type CompiledWorkerOptions, type WorkerOptions } from './options.js';
 import { Replica } from './replica.js';
 import { WorkerMetrics } from './metrics.js';
@@ -64,11 +57,10 @@ export class Worker {
   private seq = 0;
   private readonly startedAt = Date.now();
   private stopping?: Promise<void>;
-  private profiling: Promise<void> = Promise.resolve();
   private admitting: Promise<void> = Promise.resolve();
   readonly metrics: WorkerMetrics;
   readonly policy: EvictionPolicy;
-  private readonly profiles: ProfileStore;
+  private readonly loader: SessionLoader;
   private readonly link: { connected: () => boolean };
 
   private constructor(
@@ -84,7 +76,7 @@ export class Worker {
     this.id = options.id;
     this.subjects = makeSubjects(options.cluster);
     this.link = connectionTracker(nc);
-    this.profiles = new ProfileStore(nc, this.subjects.profileBucket, options.storeReplicas);
+    this.loader = new SessionLoader(options, inventory, new ProfileStore(nc, this.subjects.profileBucket, options.storeReplicas), logger);
     this.policy = resolveEvictionPolicy(options.eviction);
     this.metrics = new WorkerMetrics(this);
   }
@@ -258,20 +250,9 @@ export class Worker {
     const t0 = performance.now();
     try {
       const path = await this.cache.path(spec.digest);
-      const rssBaseline = process.memoryUsage().rss;
-      const { session, executionProvider, fallbackFrom, compile, createMs } = await this.createSession(path, kind, deviceId, spec.digest, spec.compile);
-      const sessionBytes = Math.max(0, process.memoryUsage().rss - rssBaseline);
-      let signature;
-      let profile: ReplicaProfileSummary;
-      let batching: BatchingOptions;
-      try {
-        signature = describeModel(session.inputMetadata, session.outputMetadata);
-        const devClass = this.deviceClassOf(executionProvider === 'cpu' ? 'cpu' : kind, deviceId, executionProvider);
-        ({ profile, batching } = await this.profiled(session, signature, spec, devClass, { sessionBytes, rssBaseline, fileBytes: spec.sizeBytes }));
-      } catch (e) {
-        await session.release();
-        throw e;
-      }
+      const { session, executionProvider, fallbackFrom, compile, createMs, signature, profile, batching } = await this.loader.open(path, spec, deviceId, kind, {
+        rssBaseline: process.memoryUsage().rss,
+      });
       // The profile's footprint replaces the estimate when it fits (a deployment's memoryBytes wins).
       let bytes = charged;
       if (spec.memoryBytes === undefined && profile.replicaBytes > 0 && this.ledger.resize(replicaId, profile.replicaBytes)) bytes = profile.replicaBytes;
@@ -308,99 +289,6 @@ export class Worker {
       this.heartbeat();
       throw e;
     }
-  }
-
-  private gpuModel(deviceId: string): string {
-    const index = Number(deviceId.split(':')[1]);
-    return this.inventory.gpus.find((g) => g.index === index)?.model ?? 'gpu';
-  }
-
-  /**
-   * Batching settings for a new replica: the user's knobs win; the rest come from the model's
-   * profile on this device class (reused from KV, else measured now within its time budget).
-   * Profiles run one at a time per worker so two loads do not skew each other's timings.
-   */
-  private async profiled(
-    session: ort.InferenceSession,
-    signature: ModelSignature,
-    spec: DeploySpec,
-    devClass: string,
-    mem: { sessionBytes: number; rssBaseline: number; fileBytes: number },
-  ): Promise<{ profile: ReplicaProfileSummary; batching: BatchingOptions }> {
-    const user = spec.batching;
-    const summary = (source: ReplicaProfileSummary['source'], reason: string, p?: ModelProfile): ReplicaProfileSummary => ({
-      source,
-      deviceClass: devClass,
-      reason,
-      replicaBytes: p?.memory.replicaBytes ?? 0,
-      itemsPerSec: p?.rows.find((r) => r.batch === p.chosen.maxBatchSize)?.itemsPerSec ?? 0,
-      tookMs: source === 'measured' ? (p?.tookMs ?? 0) : 0,
-    });
-    if (spec.profile.enabled === false) return { profile: summary('disabled', 'profiling disabled by the deployment'), batching: user };
-    if (!signature.batchAxis) {
-      return { profile: summary('skipped', 'model has no batch axis: runs unbatched'), batching: { ...user, maxBatchSize: 1 } };
-    }
-    const why = unprofilable(signature);
-    if (why) return { profile: summary('skipped', why), batching: user };
-
-    const run = async (): Promise<{ p: ModelProfile; source: 'cache' | 'measured' }> => {
-      const slo = spec.profile.latencySloMs ?? DEFAULT_LATENCY_SLO_MS;
-      const cached = await this.profiles.get(spec.digest, devClass, ortVersion()).catch(() => undefined);
-      if (cached && cached.latencySloMs === slo) return { p: cached, source: 'cache' };
-      const p = await profileSession(
-        session,
-        signature,
-        { digest: spec.digest, deviceClass: devClass, ...mem },
-        { budgetMs: spec.profile.budgetMs, latencySloMs: slo, maxBatch: spec.profile.maxBatch },
-      );
-      await this.profiles.put(p).catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, 'profile not stored'));
-      return { p, source: 'measured' };
-    };
-    const turn = this.profiling.then(run);
-    this.profiling = turn.then(() => undefined, () => undefined);
-    const { p, source } = await turn;
-    this.logger.info({ model: spec.name, deviceClass: devClass, source, chosen: p.chosen, tookMs: p.tookMs }, 'profile');
-    return {
-      profile: summary(source, p.chosen.reason, p),
-      batching: {
-        ...user,
-        maxBatchSize: user.maxBatchSize ?? p.chosen.maxBatchSize,
-        maxQueueDelayMs: user.maxQueueDelayMs ?? p.chosen.maxQueueDelayMs,
-      },
-    };
-  }
-
-  /** GPU replicas try each configured provider, then fall back to CPU (and say so). */
-  /**
-   * GPU replicas try each configured provider, then fall back to CPU (and say so). With
-   * compilation on, the optimised graph is cached per (digest, provider, device class, ORT version).
-   */
-  private async createSession(path: string, kind: 'cpu' | 'gpu', deviceId: string, digest: string, compile: boolean) {
-    const base: ort.InferenceSession.SessionOptions = {};
-    if (this.options.threads > 0) base.intraOpNumThreads = this.options.threads;
-    const cacheFor = (provider: string, k: 'cpu' | 'gpu') =>
-      compile
-        ? { path: compiledPath(join(this.options.cacheDir, 'compiled'), digest, provider, this.deviceClassOf(k, deviceId, provider), ortVersion()) }
-        : undefined;
-    let fallbackFrom: string | undefined;
-    if (kind === 'gpu') {
-      const deviceIndex = Number(deviceId.split(':')[1]);
-      for (const name of this.options.gpuProviders) {
-        try {
-          const c = await createCompiledSession(path, { ...base, executionProviders: [{ name, deviceId: deviceIndex } as never] }, cacheFor(name, 'gpu'));
-          return { ...c, executionProvider: name, fallbackFrom: undefined };
-        } catch (err) {
-          fallbackFrom ??= name;
-          this.logger.warn({ provider: name, err: (err as Error).message }, 'GPU execution provider unavailable; trying the next');
-        }
-      }
-    }
-    const c = await createCompiledSession(path, { ...base, executionProviders: ['cpu'] }, cacheFor('cpu', 'cpu'));
-    return { ...c, executionProvider: 'cpu', fallbackFrom };
-  }
-
-  private deviceClassOf(kind: 'cpu' | 'gpu', deviceId: string, provider: string): string {
-    return deviceClass(kind, kind === 'gpu' ? this.gpuModel(deviceId) : this.inventory.cpu.model, this.inventory.cpu.cores, this.options.threads, provider);
   }
 
   async unload(cmd: UnloadCommand): Promise<{ replicaId: string; bytes: number }> {

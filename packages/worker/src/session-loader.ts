@@ -1,0 +1,176 @@
+// Opens the onnxruntime session of a new replica and settles how it runs: execution provider
+// (GPU providers in order, CPU fallback), compile cache, thread settings and batching. Settings
+// come from, in order: the deployment, the worker's flags, the model's stored profile for this
+// device class, and otherwise a profile measured now (batch sweep, then thread settings on CPU)
+// and stored for the next load. With a stored profile the session opens once, already tuned.
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import type { BatchingOptions, DeploySpec, Inventory, ModelProfile, ReplicaProfileSummary, ThreadSettings } from '@flotilla/protocol';
+import type { Logger, ProfileStore } from '@flotilla/bus';
+import { compiledPath, createCompiledSession } from './compile-cache.js';
+import { describeModel, type ModelSignature } from './model-io.js';
+import { DEFAULT_LATENCY_SLO_MS, deviceClass, ortVersion, profileSession, profileThreads, unprofilable } from './profiler.js';
+import type { CompiledWorkerOptions } from './options.js';
+
+export interface OpenedSession {
+  session: ort.InferenceSession;
+  executionProvider: string;
+  /** Set when the requested provider failed and the session runs on CPU instead. */
+  fallbackFrom?: string;
+  compile: 'hit' | 'miss' | 'off';
+  createMs: number;
+  signature: ModelSignature;
+  profile: ReplicaProfileSummary;
+  batching: BatchingOptions;
+}
+
+type ThreadSource = NonNullable<ReplicaProfileSummary['threads']>['source'];
+
+export class SessionLoader {
+  /** Profiles run one at a time per worker so two loads do not skew each other's timings. */
+  private profiling: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly options: CompiledWorkerOptions,
+    private readonly inventory: Inventory,
+    private readonly profiles: ProfileStore,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Cores a CPU session may use on this worker. */
+  get usableCores(): number {
+    return this.inventory.cpu.usableCores ?? this.inventory.cpu.cores;
+  }
+
+  deviceClassOf(kind: 'cpu' | 'gpu', deviceId: string, provider: string): string {
+    return deviceClass(kind, kind === 'gpu' ? this.gpuModel(deviceId) : this.inventory.cpu.model, this.usableCores, this.options.threads, provider);
+  }
+
+  private gpuModel(deviceId: string): string {
+    const index = Number(deviceId.split(':')[1]);
+    return this.inventory.gpus.find((g) => g.index === index)?.model ?? 'gpu';
+  }
+
+  async open(path: string, spec: DeploySpec, deviceId: string, kind: 'cpu' | 'gpu', mem: { rssBaseline: number }): Promise<OpenedSession & { sessionBytes: number }> {
+    const slo = spec.profile.latencySloMs ?? DEFAULT_LATENCY_SLO_MS;
+    const profiling = spec.profile.enabled !== false;
+    const cpuClass = this.deviceClassOf('cpu', deviceId, 'cpu');
+    // A CPU replica looks its profile up first: stored thread settings shape the session it opens.
+    let stored = profiling && kind === 'cpu' ? await this.storedProfile(spec.digest, cpuClass, slo) : undefined;
+    const threads = this.threadsFor(spec, stored);
+    const opened = await this.createSession(path, kind, deviceId, spec.digest, spec.compile, threads.settings);
+    let { session } = opened;
+    const sessionBytes = Math.max(0, process.memoryUsage().rss - mem.rssBaseline);
+    const onCpu = opened.executionProvider === 'cpu';
+    const devClass = this.deviceClassOf(onCpu ? 'cpu' : kind, deviceId, opened.executionProvider);
+    try {
+      const signature = describeModel(session.inputMetadata, session.outputMetadata);
+      const user = spec.batching;
+      const summary = (source: ReplicaProfileSummary['source'], reason: string, p?: ModelProfile): ReplicaProfileSummary => ({
+        source,
+        deviceClass: devClass,
+        reason,
+        replicaBytes: p?.memory.replicaBytes ?? 0,
+        itemsPerSec: (threads.source === 'profile' ? p?.threads?.rows.find((r) => r.intraOp === threads.settings.intraOp && r.mode === threads.settings.mode)?.itemsPerSec : undefined) ??
+          p?.rows.find((r) => r.batch === p.chosen.maxBatchSize)?.itemsPerSec ?? 0,
+        tookMs: source === 'measured' ? +((p?.tookMs ?? 0) + (p?.threads?.tookMs ?? 0)).toFixed(1) : 0,
+        ...(onCpu ? { threads: { ...threads.settings, source: threads.source } } : {}),
+      });
+      const result = (profile: ReplicaProfileSummary, batching: BatchingOptions): OpenedSession & { sessionBytes: number } => ({
+        ...opened,
+        session,
+        signature,
+        profile,
+        batching,
+        sessionBytes,
+      });
+      if (!profiling) return result(summary('disabled', 'profiling disabled by the deployment'), user);
+      if (!signature.batchAxis) return result(summary('skipped', 'model has no batch axis: runs unbatched'), { ...user, maxBatchSize: 1 });
+      const why = unprofilable(signature);
+      if (why) return result(summary('skipped', why), user);
+
+      const turn = this.profiling.then(async () => {
+        if (devClass !== cpuClass || !stored) stored = await this.storedProfile(spec.digest, devClass, slo);
+        if (stored) return { p: stored, source: 'cache' as const };
+        const p = await profileSession(
+          session,
+          signature,
+          { digest: spec.digest, deviceClass: devClass, sessionBytes, rssBaseline: mem.rssBaseline, fileBytes: spec.sizeBytes },
+          { budgetMs: spec.profile.budgetMs, latencySloMs: slo, maxBatch: spec.profile.maxBatch },
+        );
+        if (onCpu && threads.source === 'default' && spec.profile.tuneThreads !== false) {
+          const tuned = await profileThreads(
+            { session, settings: threads.settings },
+            async (t) => (await this.createSession(path, 'cpu', deviceId, spec.digest, spec.compile, t)).session,
+            signature,
+            { batch: spec.batching.maxBatchSize ?? p.chosen.maxBatchSize, usableCores: this.usableCores, budgetMs: spec.profile.budgetMs, latencySloMs: slo },
+          );
+          session = tuned.session;
+          threads.settings = tuned.settings;
+          threads.source = 'profile';
+          p.threads = tuned.profile;
+        }
+        await this.profiles.put(p).catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, 'profile not stored'));
+        return { p, source: 'measured' as const };
+      });
+      this.profiling = turn.then(() => undefined, () => undefined);
+      const { p, source } = await turn;
+      this.logger.info({ model: spec.name, deviceClass: devClass, source, chosen: p.chosen, threads: threads.settings, tookMs: p.tookMs }, 'profile');
+      return result(summary(source, p.chosen.reason, p), {
+        ...user,
+        maxBatchSize: user.maxBatchSize ?? p.chosen.maxBatchSize,
+        maxQueueDelayMs: user.maxQueueDelayMs ?? p.chosen.maxQueueDelayMs,
+      });
+    } catch (e) {
+      await session.release();
+      throw e;
+    }
+  }
+
+  private async storedProfile(digest: string, devClass: string, slo: number): Promise<ModelProfile | undefined> {
+    const p = await this.profiles.get(digest, devClass, ortVersion()).catch(() => undefined);
+    return p && p.latencySloMs === slo ? p : undefined;
+  }
+
+  /** Thread settings to open with: the deployment's, the worker's flag, the stored profile's, else all usable cores. */
+  private threadsFor(spec: DeploySpec, stored: ModelProfile | undefined): { settings: ThreadSettings; source: ThreadSource } {
+    if (spec.threads) return { settings: spec.threads, source: 'deployment' };
+    if (this.options.threads > 0) return { settings: { intraOp: this.options.threads, interOp: 1, mode: 'sequential' }, source: 'worker' };
+    const t = stored?.threads;
+    if (t) return { settings: { intraOp: t.intraOp, interOp: t.interOp, mode: t.mode }, source: 'profile' };
+    return { settings: { intraOp: this.usableCores, interOp: 1, mode: 'sequential' }, source: 'default' };
+  }
+
+  /**
+   * GPU replicas try each configured provider, then fall back to CPU (and say so). With
+   * compilation on, the optimised graph is cached per (digest, provider, device class, ORT version).
+   */
+  private async createSession(path: string, kind: 'cpu' | 'gpu', deviceId: string, digest: string, compile: boolean, threads: ThreadSettings) {
+    const cpuThreads: ort.InferenceSession.SessionOptions = {
+      intraOpNumThreads: threads.intraOp,
+      executionMode: threads.mode,
+      ...(threads.mode === 'parallel' ? { interOpNumThreads: threads.interOp } : {}),
+    };
+    const cacheFor = (provider: string, k: 'cpu' | 'gpu') =>
+      compile
+        ? { path: compiledPath(join(this.options.cacheDir, 'compiled'), digest, provider, this.deviceClassOf(k, deviceId, provider), ortVersion()) }
+        : undefined;
+    let fallbackFrom: string | undefined;
+    if (kind === 'gpu') {
+      const deviceIndex = Number(deviceId.split(':')[1]);
+      // GPU sessions keep onnxruntime's thread defaults unless the worker's flag says otherwise.
+      const base: ort.InferenceSession.SessionOptions = this.options.threads > 0 ? { intraOpNumThreads: this.options.threads } : {};
+      for (const name of this.options.gpuProviders) {
+        try {
+          const c = await createCompiledSession(path, { ...base, executionProviders: [{ name, deviceId: deviceIndex } as never] }, cacheFor(name, 'gpu'));
+          return { ...c, executionProvider: name, fallbackFrom: undefined };
+        } catch (err) {
+          fallbackFrom ??= name;
+          this.logger.warn({ provider: name, err: (err as Error).message }, 'GPU execution provider unavailable; trying the next');
+        }
+      }
+    }
+    const c = await createCompiledSession(path, { ...cpuThreads, executionProviders: ['cpu'] }, cacheFor('cpu', 'cpu'));
+    return { ...c, executionProvider: 'cpu', fallbackFrom };
+  }
+}
