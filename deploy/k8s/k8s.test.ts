@@ -315,6 +315,8 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
     const cm = find(objs, 'ConfigMap', 'flotilla-config')!;
     expect(Object.keys(cm.data).sort()).toEqual(expect.arrayContaining(['FLOTILLA_CLUSTER', 'FLOTILLA_LOG_LEVEL', 'FLOTILLA_NATS']));
     expect(cm.data.FLOTILLA_NATS).toBe('nats://nats:4222');
+    // Every bucket keeps one copy per NATS node: losing a node loses no state, model or profile.
+    expect(Number(cm.data.FLOTILLA_STORE_REPLICAS)).toBe(find(objs, 'StatefulSet', 'nats')!.spec.replicas);
     const secret = find(objs, 'Secret', 'flotilla-nats')!;
     expect(Object.keys({ ...secret.data, ...secret.stringData })).toContain('token');
   });

@@ -2,6 +2,7 @@
 //   plain      onnxruntime-node session create (no cache), median of N       ms
 //   compiled   create from the compile cache (optimised graph saved earlier)   ms, and the first
 //              (compiling) create; items/s at batch 1 with and without the cached graph
+//   threads    items/s at batch 16 for each thread setting the profiler tries, and its choice
 //   reload     a request for an evicted model, answered after the transparent reload (worker
 //              budget fits one model; deploy A, deploy B → A evicted, infer A)     ms
 // Ratios: reload_ratio = reload / plain (target ≤ 1.2), compile_create_ratio = compiled / plain,
@@ -25,6 +26,8 @@ const quick = process.env.BENCH_QUICK === '1';
 const models = (process.env.BENCH_MODELS ?? 'wide-mlp,convnet').split(',') as Array<'wide-mlp' | 'convnet' | 'mlp'>;
 const N = quick ? 3 : 7;
 const RATE_MS = quick ? 500 : 2000;
+/** Batch size the thread settings are compared at. */
+const THREAD_BATCH = 16;
 const out = (s = '') => process.stdout.write(`${s}\n`);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const opts = { executionProviders: ['cpu'], intraOpNumThreads: 1 };
@@ -76,6 +79,30 @@ try {
     await sPlain.release();
     await sComp.release();
 
+    process.stderr.write(`${model}: thread settings…\n`);
+    // The profiler's thread phase, in process: every candidate timed at batch THREAD_BATCH, and
+    // the setting it keeps (the cheapest within 5 % of the fastest).
+    const openWith = (t: { intraOp: number; interOp: number; mode: 'sequential' | 'parallel' }) =>
+      ort.InferenceSession.create(path, {
+        executionProviders: ['cpu'],
+        graphOptimizationLevel: 'all',
+        intraOpNumThreads: t.intraOp,
+        executionMode: t.mode,
+        ...(t.mode === 'parallel' ? { interOpNumThreads: t.interOp } : {}),
+      });
+    const cores = (await workerPkg.measureInventory()).cpu.usableCores!;
+    const widest = { intraOp: cores, interOp: 1, mode: 'sequential' as const };
+    const widestSession = (await openWith(widest)) as unknown as Parameters<typeof workerPkg.profileThreads>[0]['session'];
+    const tuned = await workerPkg.profileThreads(
+      { session: widestSession, settings: widest },
+      async (t) => (await openWith(t)) as never,
+      workerPkg.describeModel(widestSession.inputMetadata, widestSession.outputMetadata),
+      { batch: THREAD_BATCH, usableCores: cores, budgetMs: quick ? 1500 : 6000 },
+    );
+    await (tuned.session as unknown as OrtSession).release();
+    const widestRow = tuned.profile.rows[0]!;
+    const chosenRow = tuned.profile.rows.find((r) => r.intraOp === tuned.settings.intraOp && r.mode === tuned.settings.mode)!;
+
     process.stderr.write(`${model}: reload after eviction…\n`);
     const cluster = await devkit.LocalCluster.start({ workers: 1, worker: { memoryBudgetBytes: 400 * 1024 * 1024, threads: 1 } });
     let reload: number[] = [];
@@ -107,12 +134,26 @@ try {
       reload_ratio: +(median(reload) / median(plain)).toFixed(3),
       compile_create_ratio: +(median(hits) / median(plain)).toFixed(3),
       compile_speed_ratio: +(rateComp / ratePlain).toFixed(3),
+      threads: {
+        batch: THREAD_BATCH,
+        rows: tuned.profile.rows.map((r) => ({ intraOp: r.intraOp, interOp: r.interOp, mode: r.mode, itemsPerSec: r.itemsPerSec, p50Ms: r.p50Ms })),
+        chosen: tuned.settings,
+        reason: tuned.profile.reason,
+        // Throughput of the chosen setting ÷ all usable cores (the onnxruntime default), and per thread.
+        chosen_vs_widest: +(chosenRow.itemsPerSec / widestRow.itemsPerSec).toFixed(3),
+        per_thread_gain: +((chosenRow.itemsPerSec / workerPkg.threadCost(chosenRow)) / (widestRow.itemsPerSec / workerPkg.threadCost(widestRow))).toFixed(3),
+      },
     };
     results[model] = r;
     out(
       `${model.padEnd(9)} plain create ${r.plainCreateMs} ms | compiled create ${r.compiledCreateMs} ms (first ${r.compileFirstCreateMs} ms) | ` +
         `items/s b1 ${r.itemsPerSecPlain} → ${r.itemsPerSecCompiled} | reload after eviction ${r.reloadMs} ms | ` +
         `reload_ratio ${r.reload_ratio} compile_create_ratio ${r.compile_create_ratio} compile_speed_ratio ${r.compile_speed_ratio}`,
+    );
+    out(
+      `${''.padEnd(9)} threads @batch ${THREAD_BATCH}: ` +
+        r.threads.rows.map((t) => `${workerPkg.describeThreads(t)} ${t.itemsPerSec} items/s`).join(' | ') +
+        ` → chosen ${workerPkg.describeThreads(r.threads.chosen)} (chosen/widest ${r.threads.chosen_vs_widest}, per-thread ${r.threads.per_thread_gain}×)`,
     );
   }
 } finally {
