@@ -29,6 +29,8 @@ type ThreadSource = NonNullable<ReplicaProfileSummary['threads']>['source'];
 export class SessionLoader {
   /** Profiles run one at a time per worker so two loads do not skew each other's timings. */
   private profiling: Promise<void> = Promise.resolve();
+  /** Profiles this worker has read or measured, by digest and device class (bounded by the models it has loaded). */
+  private readonly known = new Map<string, ModelProfile>();
 
   constructor(
     private readonly options: CompiledWorkerOptions,
@@ -110,6 +112,7 @@ export class SessionLoader {
           threads.source = 'profile';
           p.threads = tuned.profile;
         }
+        this.known.set(`${spec.digest}/${devClass}`, p);
         await this.profiles.put(p).catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, 'profile not stored'));
         return { p, source: 'measured' as const };
       });
@@ -127,8 +130,14 @@ export class SessionLoader {
     }
   }
 
+  /**
+   * The stored profile of a model on a device class. Profiles are written once per key, so the
+   * worker keeps those it has read or measured: a reload after eviction skips the KV round trip.
+   */
   private async storedProfile(digest: string, devClass: string, slo: number): Promise<ModelProfile | undefined> {
-    const p = await this.profiles.get(digest, devClass, ortVersion()).catch(() => undefined);
+    const key = `${digest}/${devClass}`;
+    const p = this.known.get(key) ?? (await this.profiles.get(digest, devClass, ortVersion()).catch(() => undefined));
+    if (p) this.known.set(key, p);
     return p && p.latencySloMs === slo ? p : undefined;
   }
 
