@@ -85,7 +85,8 @@ export function modelCommands(program: Command): void {
       .option('--target-per-replica <n>', 'autoscaling target: outstanding requests per replica (default 4)', (v) => Number(v))
       .option('--latency-slo-ms <ms>', 'profiling: p99 objective for one batch (default 50)', (v) => Number(v))
       .option('--no-profile', 'do not profile on first load')
-      .option('--no-compile', 'do not cache the optimised graph')
+      .option('--compile', "always cache onnxruntime's optimised graph (default: where the profile finds it helps)")
+      .option('--no-compile', 'never cache the optimised graph')
       .option('--no-tune-threads', 'profiling: do not measure onnxruntime thread settings (CPU)')
       .option('--intra-op-threads <n>', 'CPU replicas: threads per operator (default: chosen by the profile)', (v) => Number(v))
       .option('--inter-op-threads <n>', 'with --intra-op-threads: operators run at once (parallel mode when > 1)', (v) => Number(v))
@@ -239,6 +240,7 @@ export function modelCommands(program: Command): void {
             `\nchosen: maxBatchSize ${p.chosen.maxBatchSize}, maxQueueDelayMs ${p.chosen.maxQueueDelayMs} — ${p.chosen.reason}` +
             `\nsweep stopped: ${p.stoppedBecause}` +
             `\nmemory: session ${formatBytes(p.memory.sessionBytes)}, peak ${formatBytes(p.memory.peakBytes)}, charged per replica ${formatBytes(p.memory.replicaBytes)}\n` +
+            (p.compile ? `compile cache: ${p.compile.reason}\n` : '') +
             (p.threads
               ? `threads (measured in ${p.threads.tookMs} ms):\n` +
                 table(

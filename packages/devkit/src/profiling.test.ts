@@ -45,6 +45,12 @@ describe('profiling on first load', () => {
     const y = await client.infer('first', x);
     expect(y.y!.dims).toEqual([1, 10]);
 
+    // The first load compared creating from the compile cache with a plain create.
+    const c = profile!.compile!;
+    expect(c.plainCreateMs).toBeGreaterThan(0);
+    expect(c.compiledCreateMs).toBeGreaterThan(0);
+    expect(c.helps).toBe(c.compiledCreateMs < c.plainCreateMs * 0.95);
+
     // Same digest, same device class: the stored profile is reused and the session opens tuned.
     await client.deploy(sampleModelPath('wide-mlp'), 'second', spec);
     const second = replicaOf(await client.status(), 'second');
@@ -52,6 +58,9 @@ describe('profiling on first load', () => {
     expect(second.profile!.tookMs).toBe(0);
     expect(Array.from((await client.infer('second', x)).y!.data as Float32Array)).toEqual(Array.from(y.y!.data as Float32Array));
     expect(await client.profiles('second')).toHaveLength(1);
+    // ...and uses the compile cache only if the profile found that it helps.
+    const loaded = (await client.events({ model: 'second' })).find((e) => e.type === 'loaded')!;
+    expect((loaded.data as { compile: string }).compile).toBe(c.helps ? 'hit' : 'off');
   }, 60_000);
 
   it("a deployment's thread settings win over the profile", async () => {
@@ -63,6 +72,10 @@ describe('profiling on first load', () => {
     });
     const r = replicaOf(await client.status(), 'pinned-threads');
     expect(r.profile!.threads).toEqual({ intraOp: 1, interOp: 2, mode: 'parallel', source: 'deployment' });
+    // compile: true overrides the profile's finding
+    await client.deploy(sampleModelPath('wide-mlp'), 'always-compiled', { device: 'cpu', profile: { budgetMs: 800 }, compile: true });
+    const loaded = (await client.events({ model: 'always-compiled' })).find((e) => e.type === 'loaded')!;
+    expect((loaded.data as { compile: string }).compile).toBe('hit');
     expect((await client.infer('pinned-threads', x)).y!.dims).toEqual([1, 10]);
   }, 60_000);
 

@@ -122,8 +122,12 @@ export const DeploySpec = z
     batching: BatchingOptions.default({}),
     /** Pinned replicas are never evicted. */
     pin: z.boolean().default(false),
-    /** Cache onnxruntime's optimised graph per device class and reuse it on later loads. Default true. */
-    compile: z.boolean().default(true),
+    /**
+     * Cache onnxruntime's optimised graph per device class and reuse it on later loads. Default
+     * (unset): on where it helps — the first load's profile times a create from the cache against
+     * a plain one and later loads follow what it found. true / false: always / never.
+     */
+    compile: z.boolean().optional(),
     /** Autoscaling between minReplicas and maxReplicas on queue depth (when they differ). */
     autoscale: AutoscaleOptions.default({}),
     /** Profiling on first load per device class (drives batching, threads and the memory charge). */
@@ -372,6 +376,8 @@ export interface ModelProfile {
   /** Set when the model could not be profiled (and defaults apply). */
   skipped?: string;
   chosen: BatchChoice;
+  /** Session create from the compile cache vs plain (best of two each), and whether the cache helps. */
+  compile?: { plainCreateMs: number; compiledCreateMs: number; helps: boolean; reason: string };
   /** Thread settings measured at the chosen batch size and the one chosen (CPU provider, when tuned). */
   threads?: ThreadChoice & { rows: ThreadRow[]; tookMs: number };
   memory: {

@@ -9,7 +9,7 @@ import type { BatchingOptions, DeploySpec, Inventory, ModelProfile, ReplicaProfi
 import type { Logger, ProfileStore } from '@flotilla/bus';
 import { compiledPath, createCompiledSession } from './compile-cache.js';
 import { describeModel, type ModelSignature } from './model-io.js';
-import { DEFAULT_LATENCY_SLO_MS, deviceClass, ortVersion, profileSession, profileThreads, unprofilable } from './profiler.js';
+import { DEFAULT_LATENCY_SLO_MS, DEFAULT_PROFILE_BUDGET_MS, deviceClass, ortVersion, profileSession, profileThreads, unprofilable } from './profiler.js';
 import type { CompiledWorkerOptions } from './options.js';
 
 export interface OpenedSession {
@@ -60,7 +60,9 @@ export class SessionLoader {
     // A CPU replica looks its profile up first: stored thread settings shape the session it opens.
     let stored = profiling && kind === 'cpu' ? await this.storedProfile(spec.digest, cpuClass, slo) : undefined;
     const threads = this.threadsFor(spec, stored);
-    const opened = await this.createSession(path, kind, deviceId, spec.digest, spec.compile, threads.settings);
+    // Compile unless told not to or the stored profile found the cache does not help here.
+    const compile = spec.compile ?? stored?.compile?.helps ?? true;
+    const opened = await this.createSession(path, kind, deviceId, spec.digest, compile, threads.settings);
     let { session } = opened;
     const sessionBytes = Math.max(0, process.memoryUsage().rss - mem.rssBaseline);
     const onCpu = opened.executionProvider === 'cpu';
@@ -103,7 +105,7 @@ export class SessionLoader {
         if (onCpu && threads.source === 'default' && spec.profile.tuneThreads !== false) {
           const tuned = await profileThreads(
             { session, settings: threads.settings },
-            async (t) => (await this.createSession(path, 'cpu', deviceId, spec.digest, spec.compile, t)).session,
+            async (t) => (await this.createSession(path, 'cpu', deviceId, spec.digest, compile, t)).session,
             signature,
             { batch: spec.batching.maxBatchSize ?? p.chosen.maxBatchSize, usableCores: this.usableCores, budgetMs: spec.profile.budgetMs, latencySloMs: slo },
           );
@@ -111,6 +113,9 @@ export class SessionLoader {
           threads.settings = tuned.settings;
           threads.source = 'profile';
           p.threads = tuned.profile;
+        }
+        if (spec.compile === undefined && opened.compile === 'miss' && opened.createMs * 4 <= (spec.profile.budgetMs ?? DEFAULT_PROFILE_BUDGET_MS)) {
+          p.compile = await this.compareCompile((c) => this.createSession(path, kind, deviceId, spec.digest, c, threads.settings));
         }
         this.known.set(`${spec.digest}/${devClass}`, p);
         await this.profiles.put(p).catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, 'profile not stored'));
@@ -128,6 +133,32 @@ export class SessionLoader {
       await session.release();
       throw e;
     }
+  }
+
+  /**
+   * Does the compile cache help on this device class? Times two plain creates and two from the
+   * cache (the first load has just written it), alternating, and compares the best of each: the
+   * cache must save 5 % to be kept. Costs four creates, once per model and device class.
+   */
+  private async compareCompile(open: (compile: boolean) => Promise<{ session: ort.InferenceSession; createMs: number }>) {
+    const best = { plain: Infinity, compiled: Infinity };
+    for (let i = 0; i < 2; i++) {
+      for (const compiled of [false, true]) {
+        const s = await open(compiled);
+        await s.session.release();
+        best[compiled ? 'compiled' : 'plain'] = Math.min(best[compiled ? 'compiled' : 'plain'], s.createMs);
+      }
+    }
+    const helps = best.compiled < best.plain * 0.95;
+    const ms = (x: number) => `${x.toFixed(1)} ms`;
+    return {
+      plainCreateMs: +best.plain.toFixed(1),
+      compiledCreateMs: +best.compiled.toFixed(1),
+      helps,
+      reason: helps
+        ? `the cached graph opens in ${ms(best.compiled)} vs ${ms(best.plain)} plain: compile on`
+        : `the cached graph opens in ${ms(best.compiled)} vs ${ms(best.plain)} plain (< 5 % saved): compile off`,
+    };
   }
 
   /**
@@ -154,7 +185,14 @@ export class SessionLoader {
    * GPU replicas try each configured provider, then fall back to CPU (and say so). With
    * compilation on, the optimised graph is cached per (digest, provider, device class, ORT version).
    */
-  private async createSession(path: string, kind: 'cpu' | 'gpu', deviceId: string, digest: string, compile: boolean, threads: ThreadSettings) {
+  private async createSession(
+    path: string,
+    kind: 'cpu' | 'gpu',
+    deviceId: string,
+    digest: string,
+    compile: boolean,
+    threads: ThreadSettings,
+  ): Promise<{ session: ort.InferenceSession; createMs: number; compile: 'hit' | 'miss' | 'off'; executionProvider: string; fallbackFrom?: string }> {
     const cpuThreads: ort.InferenceSession.SessionOptions = {
       intraOpNumThreads: threads.intraOp,
       executionMode: threads.mode,
