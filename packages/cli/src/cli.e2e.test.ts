@@ -1,49 +1,15 @@
 // End to end through the CLI binary: `up` (own nats-server, head, worker processes), `deploy`,
 // `infer --json`, `status --json`, `ls --json`, error exit codes, `undeploy`.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { NatsServer, sampleModelPath } from '@flotilla/devkit';
-import { CLI_MAIN, runCli } from './testing/run-cli.js';
+import { CLI_MAIN, freePort, runCli, startUp, stopUp } from './testing/run-cli.js';
 
 const MAIN = CLI_MAIN;
 
-async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
-    });
-    s.on('error', rej);
-  });
-}
-
 const cli = (args: string[], env: NodeJS.ProcessEnv = {}) => runCli(args, env);
-
-function startUp(args: string[]): Promise<{ proc: ChildProcess; line: string }> {
-  const proc = spawn(process.execPath, [MAIN, 'up', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  return new Promise((res, rej) => {
-    const t = setTimeout(() => rej(new Error(`up not ready in 60 s: ${out} ${err}`)), 60_000);
-    proc.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const line = out.split('\n').find((l) => l.startsWith('flotilla up: ready'));
-      if (line) {
-        clearTimeout(t);
-        res({ proc, line });
-      }
-    });
-    proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    proc.on('exit', (code) => {
-      clearTimeout(t);
-      rej(new Error(`up exited with ${code}: ${out} ${err}`));
-    });
-  });
-}
 
 let up: ChildProcess;
 let port: number;
@@ -59,13 +25,7 @@ beforeAll(async () => {
   env = { FLOTILLA_NATS: `nats://127.0.0.1:${port}`, FLOTILLA_CLUSTER: 'e2e' };
 }, 90_000);
 
-afterAll(async () => {
-  if (up && up.exitCode === null) {
-    const exited = new Promise((r) => up.once('exit', r));
-    up.kill('SIGTERM');
-    await exited;
-  }
-});
+afterAll(() => stopUp(up));
 
 describe('flotilla CLI', () => {
   it('deploys, infers with --json and writes --output', async () => {
