@@ -119,6 +119,31 @@ describe('eviction and transparent reload', () => {
     }
   }, 30_000);
 
+  it('a worker that refuses a replica (NO_CAPACITY) is skipped: the head places it on another worker at once', async () => {
+    // w0 has the most free memory, so placement picks it, but it hosts at most one replica: a
+    // limit the head cannot see. Its refusal must send the replica to w1, not back to w0.
+    const cluster = await LocalCluster.start({
+      workers: 2,
+      worker: (i) => (i === 0 ? { maxReplicas: 1, memoryBudgetBytes: 1024 * MiB } : { memoryBudgetBytes: 500 * MiB }),
+    });
+    try {
+      const client = cluster.client();
+      const opts = { device: 'cpu' as const, memoryBytes: 40 * MiB, profile: { enabled: false } };
+      const one = await client.deploy(sampleModelPath('mlp'), 'one', opts);
+      expect(one.replicas[0]!.workerId).toBe('w0');
+      const t0 = performance.now();
+      const two = await client.deploy(sampleModelPath('mlp'), 'two', { ...opts, waitTimeoutMs: 10_000 });
+      expect(two.ready).toBe(1);
+      expect(two.replicas.find((r) => r.state === 'ready')!.workerId).toBe('w1');
+      expect(performance.now() - t0).toBeLessThan(2000); // no back-off round on the refusing worker
+      const refused = (await client.events({ model: 'two' })).filter((e) => e.type === 'refused');
+      expect(refused.map((e) => e.worker)).toEqual(['w0']);
+      expect(refused[0]!.reason).toMatch(/limit 1/);
+    } finally {
+      await cluster.stop();
+    }
+  }, 30_000);
+
   it('a worker refuses replicas beyond its max-replicas limit with NO_CAPACITY', async () => {
     const cluster = await LocalCluster.start({ workers: 1, worker: { maxReplicas: 1 } });
     try {

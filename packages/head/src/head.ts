@@ -54,7 +54,15 @@ interface Deployment {
   autoscaler?: Autoscaler;
   /** Last sample of requests answered by the deployment's replicas (for the arrival rate). */
   answered?: { at: number; total: number };
+  /**
+   * Devices ("worker/device") that answered a load with NO_CAPACITY, until when (epoch ms), and
+   * what they said: placement skips them for a while and tries another worker or device at once.
+   */
+  refused?: Map<string, { until: number; error: WireError }>;
 }
+
+/** How long a device that refused a replica (NO_CAPACITY) is skipped for that deployment, ms. */
+export const REFUSAL_TTL_MS = 5000;
 
 /** Events kept for `flotilla events`. */
 export const EVENT_HISTORY = 1000;
@@ -443,13 +451,17 @@ export class Head {
     const want = d.spec.replicas;
     if (live.length < want && !d.dormant && Date.now() >= d.retryAt) {
       const bytes = this.replicaBytes(d);
+      const refusals = this.activeRefusals(d);
+      const view = refusals.size === 0 ? this.view() : this.view().map((w) => ({ ...w, devices: w.devices.filter((dev) => !refusals.has(`${w.id}/${dev.id}`)) }));
       const result = place(
         { model: name, bytes, device: d.spec.device, allowFallback: d.spec.allowFallback, count: want - live.length, allowEviction: true },
-        this.view(),
+        view,
       );
       for (const p of result.placements) this.sendLoad(d, p.workerId, p.device, bytes);
       if (result.unplaced > 0) {
-        d.pendingReason = { code: 'NO_CAPACITY', message: `${result.unplaced} replica(s) of '${name}' cannot be placed: ${result.reason}` };
+        // When devices were skipped for refusing, their own words say more than "does not fit".
+        const refused = [...refusals.values()].pop();
+        d.pendingReason = refused?.error ?? { code: 'NO_CAPACITY', message: `${result.unplaced} replica(s) of '${name}' cannot be placed: ${result.reason}` };
         this.backoff(d);
       } else if (d.pendingReason?.code === 'NO_CAPACITY') {
         d.pendingReason = undefined;
@@ -469,6 +481,14 @@ export class Head {
         for (const r of w.hb.replicas) if (r.model === name && r.digest !== d.spec.digest) this.sendUnload(w.hb.workerId, r.id);
       }
     }
+  }
+
+  /** Refusals still in force for a deployment (expired ones are dropped). */
+  private activeRefusals(d: Deployment): Map<string, { until: number; error: WireError }> {
+    if (!d.refused) return new Map();
+    const now = Date.now();
+    for (const [key, r] of d.refused) if (r.until <= now) d.refused.delete(key);
+    return d.refused;
   }
 
   /** An autoscaler for deployments whose replica range is open (minReplicas < maxReplicas). */
@@ -544,7 +564,13 @@ export class Head {
       .catch((err: unknown) => {
         const e = err instanceof FlotillaError ? err : toFlotillaError(err);
         d.pendingReason = e.toWire();
-        this.backoff(d);
+        if (e.code === ErrorCode.NO_CAPACITY) {
+          // Its view of that worker was stale (or the worker has limits the head cannot see): try
+          // the next best device now; backing off happens when none is left.
+          (d.refused ??= new Map()).set(`${workerId}/${device}`, { until: Date.now() + REFUSAL_TTL_MS, error: e.toWire() });
+        } else {
+          this.backoff(d);
+        }
         this.logger.warn({ model: spec.name, replica: replicaId, worker: workerId, code: e.code, err: e.message }, 'placement failed');
       })
       .finally(() => {

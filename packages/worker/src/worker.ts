@@ -160,12 +160,17 @@ export class Worker {
       return Promise.reject(e);
     }
     const device = this.ledger.device(cmd.device);
-    if (!device) return Promise.reject(new NoCapacityError(`worker ${this.id} has no device ${cmd.device}`));
+    if (!device) return Promise.reject(this.refused(spec.name, cmd.replicaId, String(cmd.device), new NoCapacityError(`worker ${this.id} has no device ${cmd.device}`)));
     if (this.replicas.size + this.loading.size >= this.options.maxReplicas) {
       return Promise.reject(
-        new NoCapacityError(`worker ${this.id} already hosts ${this.replicas.size + this.loading.size} replicas (limit ${this.options.maxReplicas})`, {
-          data: { worker: this.id, limit: this.options.maxReplicas },
-        }),
+        this.refused(
+          spec.name,
+          cmd.replicaId,
+          device.id,
+          new NoCapacityError(`worker ${this.id} already hosts ${this.replicas.size + this.loading.size} replicas (limit ${this.options.maxReplicas})`, {
+            data: { worker: this.id, limit: this.options.maxReplicas },
+          }),
+        ),
       );
     }
     const bytes = spec.memoryBytes ?? (typeof cmd.bytes === 'number' && cmd.bytes > 0 ? cmd.bytes : estimateReplicaBytes(spec));
@@ -176,7 +181,9 @@ export class Worker {
       device: device.id,
       bytes,
       done: (async () => {
-        const evicted = await this.admit(cmd.replicaId, spec, device.id, bytes);
+        const evicted = await this.admit(cmd.replicaId, spec, device.id, bytes).catch((e: unknown) => {
+          throw e instanceof NoCapacityError ? this.refused(spec.name, cmd.replicaId, device.id, e) : e;
+        });
         const result = await this.create(cmd.replicaId, spec, device.id, device.kind, bytes);
         return evicted.length ? { ...result, evicted } : result;
       })().finally(() => this.loading.delete(cmd.replicaId)),
@@ -225,6 +232,13 @@ export class Worker {
     });
     this.admitting = turn.then(() => undefined, () => undefined);
     return turn;
+  }
+
+  /** A load this worker will not take (NO_CAPACITY): an event says so, the error goes back to the head. */
+  private refused(model: string, replicaId: string, device: string, e: NoCapacityError): NoCapacityError {
+    this.event({ type: 'refused', model, device, replica: replicaId, reason: e.message });
+    this.logger.info({ model, replica: replicaId, device, reason: e.message }, 'refused');
+    return e;
   }
 
   /** Drains a replica (answers what it accepted), frees its memory, publishes the event. */
