@@ -45,6 +45,9 @@ describe('GPU placement on an overridden inventory', () => {
     expect(gpu.models.map((m) => m.name)).toEqual(['mlp']);
     // The bundled onnxruntime has no CUDA provider: the replica runs on the CPU provider.
     expect(w0.replicas[0]).toMatchObject({ device: 'gpu:0', executionProvider: 'cpu' });
+    // The loaded event says which provider failed and why (here: no CUDA libraries installed).
+    const loaded = (await client.events({ model: 'mlp' })).find((e) => e.type === 'loaded')!;
+    expect(loaded.data).toMatchObject({ executionProvider: 'cpu', fallbackFrom: 'cuda', fallbackReason: expect.stringMatching(/cuda/) });
     const r = await client.inferWithMeta('mlp', { x });
     expect(r.meta.device).toBe('gpu:0');
   });

@@ -13,3 +13,4 @@ export * from './metrics.js';
 export * from './session-loader.js';
 export * from './thread-choice.js';
 export * from './cgroup-limits.js';
+export * from './providers.js';

@@ -11,12 +11,15 @@ import { compiledPath, createCompiledSession } from './compile-cache.js';
 import { describeModel, type ModelSignature } from './model-io.js';
 import { DEFAULT_LATENCY_SLO_MS, DEFAULT_PROFILE_BUDGET_MS, deviceClass, ortVersion, profileSession, profileThreads, unprofilable } from './profiler.js';
 import type { CompiledWorkerOptions } from './options.js';
+import { providerUnavailable } from './providers.js';
 
 export interface OpenedSession {
   session: ort.InferenceSession;
   executionProvider: string;
   /** Set when the requested provider failed and the session runs on CPU instead. */
   fallbackFrom?: string;
+  /** Why that provider failed. */
+  fallbackReason?: string;
   compile: 'hit' | 'miss' | 'off';
   createMs: number;
   signature: ModelSignature;
@@ -192,7 +195,7 @@ export class SessionLoader {
     digest: string,
     compile: boolean,
     threads: ThreadSettings,
-  ): Promise<{ session: ort.InferenceSession; createMs: number; compile: 'hit' | 'miss' | 'off'; executionProvider: string; fallbackFrom?: string }> {
+  ): Promise<{ session: ort.InferenceSession; createMs: number; compile: 'hit' | 'miss' | 'off'; executionProvider: string; fallbackFrom?: string; fallbackReason?: string }> {
     const cpuThreads: ort.InferenceSession.SessionOptions = {
       intraOpNumThreads: threads.intraOp,
       executionMode: threads.mode,
@@ -203,21 +206,30 @@ export class SessionLoader {
         ? { path: compiledPath(join(this.options.cacheDir, 'compiled'), digest, provider, this.deviceClassOf(k, deviceId, provider), ortVersion()) }
         : undefined;
     let fallbackFrom: string | undefined;
+    let fallbackReason: string | undefined;
     if (kind === 'gpu') {
       const deviceIndex = Number(deviceId.split(':')[1]);
       // GPU sessions keep onnxruntime's thread defaults unless the worker's flag says otherwise.
       const base: ort.InferenceSession.SessionOptions = this.options.threads > 0 ? { intraOpNumThreads: this.options.threads } : {};
       for (const name of this.options.gpuProviders) {
+        const why = providerUnavailable(name);
+        if (why) {
+          fallbackFrom ??= name;
+          fallbackReason ??= why;
+          this.logger.warn({ provider: name, reason: why }, 'GPU execution provider not installed; trying the next');
+          continue;
+        }
         try {
           const c = await createCompiledSession(path, { ...base, executionProviders: [{ name, deviceId: deviceIndex } as never] }, cacheFor(name, 'gpu'));
           return { ...c, executionProvider: name, fallbackFrom: undefined };
         } catch (err) {
           fallbackFrom ??= name;
+          fallbackReason ??= (err as Error).message;
           this.logger.warn({ provider: name, err: (err as Error).message }, 'GPU execution provider unavailable; trying the next');
         }
       }
     }
     const c = await createCompiledSession(path, { ...cpuThreads, executionProviders: ['cpu'] }, cacheFor('cpu', 'cpu'));
-    return { ...c, executionProvider: 'cpu', fallbackFrom };
+    return { ...c, executionProvider: 'cpu', fallbackFrom, fallbackReason };
   }
 }

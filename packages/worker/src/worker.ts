@@ -264,7 +264,7 @@ export class Worker {
     const t0 = performance.now();
     try {
       const path = await this.cache.path(spec.digest);
-      const { session, executionProvider, fallbackFrom, compile, createMs, signature, profile, batching } = await this.loader.open(path, spec, deviceId, kind, {
+      const { session, executionProvider, fallbackFrom, fallbackReason, compile, createMs, signature, profile, batching } = await this.loader.open(path, spec, deviceId, kind, {
         rssBaseline: process.memoryUsage().rss,
       });
       // The profile's footprint replaces the estimate when it fits (a deployment's memoryBytes wins).
@@ -291,7 +291,7 @@ export class Worker {
         device: deviceId,
         replica: replicaId,
         bytes,
-        data: { loadMs, sessionCreateMs: +createMs.toFixed(1), compile, executionProvider, fallbackFrom, batchAxis: signature.batchAxis, batching: replica.batching, profile },
+        data: { loadMs, sessionCreateMs: +createMs.toFixed(1), compile, executionProvider, fallbackFrom, fallbackReason, batchAxis: signature.batchAxis, batching: replica.batching, profile },
       });
       this.heartbeat();
       return { replicaId, device: deviceId, bytes, loadMs, sessionCreateMs: +createMs.toFixed(1), compile, executionProvider, ...(fallbackFrom ? { fallbackFrom } : {}) };
