@@ -7,8 +7,13 @@ import { connect } from '@nats-io/transport-node';
 export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
 
 export interface BusOptions {
-  /** NATS URL(s). Default `FLOTILLA_NATS` or nats://127.0.0.1:4222. */
+  /** NATS URL(s); a string may list several, comma-separated. Default `FLOTILLA_NATS` or nats://127.0.0.1:4222. */
   servers?: string | string[];
+  /**
+   * Try the servers in the order given (e.g. the NATS node on this host first) instead of
+   * shuffling them. Default false, or true when `FLOTILLA_NATS_NO_RANDOMIZE` is `1`/`true`.
+   */
+  noRandomize?: boolean;
   /** Connection name shown by the server (monitoring). */
   name?: string;
   token?: string;
@@ -28,8 +33,14 @@ export interface BusOptions {
   timeoutMs?: number;
 }
 
+/** Server URLs from a list or a comma-separated string, blanks dropped. */
+export function serverList(servers: string | readonly string[]): string[] {
+  return (typeof servers === 'string' ? servers.split(',') : servers).map((s) => s.trim()).filter(Boolean);
+}
+
 export async function connectBus(opts: BusOptions = {}): Promise<NatsConnection> {
-  const servers = opts.servers ?? process.env.FLOTILLA_NATS ?? DEFAULT_NATS_URL;
+  const servers = serverList(opts.servers ?? process.env.FLOTILLA_NATS ?? DEFAULT_NATS_URL);
+  const noRandomize = opts.noRandomize ?? /^(1|true)$/i.test(process.env.FLOTILLA_NATS_NO_RANDOMIZE ?? '');
   const authenticator = opts.credsFile
     ? credsAuthenticator(readFileSync(opts.credsFile))
     : opts.nkeySeedFile
@@ -41,6 +52,7 @@ export async function connectBus(opts: BusOptions = {}): Promise<NatsConnection>
       : undefined;
   return connect({
     servers,
+    noRandomize,
     name: opts.name,
     token: opts.token,
     user: opts.user,

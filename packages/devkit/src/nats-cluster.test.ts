@@ -46,6 +46,14 @@ describe('NatsCluster', () => {
         expect(routez.num_routes).toBeGreaterThanOrEqual(2);
       }
 
+      // noRandomize (e.g. the node on this host listed first) connects to the first server, every time;
+      // a comma-separated list works like an array (FLOTILLA_NATS may hold one).
+      for (let i = 0; i < 4; i++) {
+        const c = await connectBus({ servers: cluster.urlsFrom(1).join(','), noRandomize: true, reconnectForever: false });
+        expect(c.info?.server_name).toBe('n1');
+        await closeBus(c);
+      }
+
       nc = await connectBus({ servers: cluster.urls });
       await retryApi(nc, '$JS.API.STREAM.CREATE.T', { name: 'T', subjects: ['t.>'], storage: 'file', num_replicas: 3 });
       for (let i = 0; i < 10; i++) {
