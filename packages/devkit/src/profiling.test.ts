@@ -2,7 +2,7 @@
 // then onnxruntime thread settings on CPU), stores the profile in KV, and the replica runs with
 // what it chose; the next load of the same model reuses the stored profile and opens its session
 // already tuned; a deployment's or a worker's thread settings override the profile's.
-import type { ClusterStatus, ReplicaState } from '@flotilla/protocol';
+import { estimateReplicaBytes, type ClusterStatus, type ReplicaState } from '@flotilla/protocol';
 import { LocalCluster } from './local-cluster.js';
 import { randomFloats } from './onnx-builder.js';
 import { sampleModelPath } from './sample-models.js';
@@ -78,6 +78,22 @@ describe('profiling on first load', () => {
     expect((loaded.data as { compile: string }).compile).toBe('hit');
     expect((await client.infer('pinned-threads', x)).y!.dims).toEqual([1, 10]);
   }, 60_000);
+
+  it('without a profile, a replica is charged what its session measurably took at load, not the estimate', async () => {
+    const client = cluster.client();
+    await client.deploy(sampleModelPath('wide-mlp'), 'unprofiled', { device: 'cpu', profile: { enabled: false } });
+    const r = replicaOf(await client.status(), 'unprofiled');
+    const loaded = (await client.events({ model: 'unprofiled' })).find((e) => e.type === 'loaded')!;
+    expect(loaded.data).toMatchObject({ chargedBy: 'measured' });
+    const { spec } = await client.describe('unprofiled');
+    expect(r.bytes).toBeGreaterThanOrEqual(spec.sizeBytes);
+    expect(r.bytes).not.toBe(estimateReplicaBytes(spec));
+    expect(loaded.bytes).toBe(r.bytes);
+    // With a profile, the profile's figure is charged.
+    const first = (await client.events({ model: 'first' })).find((e) => e.type === 'loaded')!;
+    expect(first.data).toMatchObject({ chargedBy: 'profile' });
+    expect(first.bytes).toBe((await client.profiles('first'))[0]!.memory.replicaBytes);
+  }, 30_000);
 
   it('rejects nonsense thread settings with BAD_REQUEST', async () => {
     const err = await cluster

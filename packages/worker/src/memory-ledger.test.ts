@@ -1,4 +1,4 @@
-import { MemoryLedger } from './memory-ledger.js';
+import { MemoryLedger, measuredFootprint } from './memory-ledger.js';
 
 describe('MemoryLedger', () => {
   const mk = () =>
@@ -38,4 +38,14 @@ describe('MemoryLedger', () => {
     expect(l.used('gpu:0')).toBe(250);
     expect(l.resize('nobody', 1)).toBe(false);
   });
+});
+
+describe('measuredFootprint', () => {
+  it.each([
+    [{ onGpu: false, rssDeltaBytes: 90e6, fileBytes: 33e6 }, 90e6],
+    [{ onGpu: false, rssDeltaBytes: 1e6, fileBytes: 33e6 }, 33e6], // never below the file
+    [{ onGpu: false, rssDeltaBytes: -5e6, fileBytes: 33e6 }, undefined], // RSS shrank (GC): no reading
+    [{ onGpu: true, rssDeltaBytes: 500e6, vramDeltaBytes: 70e6, fileBytes: 33e6 }, 70e6], // VRAM, not RSS
+    [{ onGpu: true, rssDeltaBytes: 500e6, fileBytes: 33e6 }, undefined], // no nvidia-smi reading
+  ])('%j → %p', (m, bytes) => expect(measuredFootprint(m)).toBe(bytes));
 });

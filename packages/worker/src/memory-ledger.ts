@@ -77,3 +77,14 @@ export class MemoryLedger {
     return 0;
   }
 }
+
+/**
+ * A replica's footprint measured at load, for when no profile says: the growth of the device's
+ * used memory across the session create (process RSS on CPU; the GPU's used VRAM, from
+ * nvidia-smi, on a GPU), never below the model file's size. Undefined when nothing usable was
+ * measured (then the estimate stands).
+ */
+export function measuredFootprint(m: { onGpu: boolean; rssDeltaBytes: number; vramDeltaBytes?: number; fileBytes: number }): number | undefined {
+  const delta = m.onGpu ? m.vramDeltaBytes : m.rssDeltaBytes;
+  return delta !== undefined && delta > 0 ? Math.max(delta, m.fileBytes) : undefined;
+}

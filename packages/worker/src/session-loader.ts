@@ -12,6 +12,8 @@ import { describeModel, type ModelSignature } from './model-io.js';
 import { DEFAULT_LATENCY_SLO_MS, DEFAULT_PROFILE_BUDGET_MS, deviceClass, ortVersion, profileSession, profileThreads, unprofilable } from './profiler.js';
 import type { CompiledWorkerOptions } from './options.js';
 import { providerUnavailable } from './providers.js';
+import { readNvidiaSmi } from './inventory.js';
+import { measuredFootprint } from './memory-ledger.js';
 
 export interface OpenedSession {
   session: ort.InferenceSession;
@@ -25,6 +27,8 @@ export interface OpenedSession {
   signature: ModelSignature;
   profile: ReplicaProfileSummary;
   batching: BatchingOptions;
+  /** The session's footprint on its device measured at load (see measuredFootprint), when readable. */
+  measuredBytes?: number;
 }
 
 type ThreadSource = NonNullable<ReplicaProfileSummary['threads']>['source'];
@@ -56,7 +60,7 @@ export class SessionLoader {
     return this.inventory.gpus.find((g) => g.index === index)?.model ?? 'gpu';
   }
 
-  async open(path: string, spec: DeploySpec, deviceId: string, kind: 'cpu' | 'gpu', mem: { rssBaseline: number }): Promise<OpenedSession & { sessionBytes: number }> {
+  async open(path: string, spec: DeploySpec, deviceId: string, kind: 'cpu' | 'gpu', mem: { rssBaseline: number }): Promise<OpenedSession> {
     const slo = spec.profile.latencySloMs ?? DEFAULT_LATENCY_SLO_MS;
     const profiling = spec.profile.enabled !== false;
     const cpuClass = this.deviceClassOf('cpu', deviceId, 'cpu');
@@ -65,10 +69,18 @@ export class SessionLoader {
     const threads = this.threadsFor(spec, stored);
     // Compile unless told not to or the stored profile found the cache does not help here.
     const compile = spec.compile ?? stored?.compile?.helps ?? true;
+    const gpuIndex = kind === 'gpu' ? Number(deviceId.split(':')[1]) : -1;
+    const vramFree = async () => (gpuIndex >= 0 ? (await readNvidiaSmi()).find((g) => g.index === gpuIndex)?.vramFreeBytes : undefined);
+    const vramBefore = await vramFree();
     const opened = await this.createSession(path, kind, deviceId, spec.digest, compile, threads.settings);
     let { session } = opened;
-    const sessionBytes = Math.max(0, process.memoryUsage().rss - mem.rssBaseline);
     const onCpu = opened.executionProvider === 'cpu';
+    const vramAfter = onCpu ? undefined : await vramFree();
+    const rssDeltaBytes = process.memoryUsage().rss - mem.rssBaseline;
+    const vramDeltaBytes = vramBefore !== undefined && vramAfter !== undefined ? vramBefore - vramAfter : undefined;
+    // What the session took on its own device (host RAM on CPU, VRAM on a GPU), as measured.
+    const measuredBytes = measuredFootprint({ onGpu: !onCpu, rssDeltaBytes, vramDeltaBytes, fileBytes: spec.sizeBytes });
+    const sessionBytes = Math.max(0, (onCpu ? rssDeltaBytes : vramDeltaBytes) ?? 0);
     const devClass = this.deviceClassOf(onCpu ? 'cpu' : kind, deviceId, opened.executionProvider);
     try {
       const signature = describeModel(session.inputMetadata, session.outputMetadata);
@@ -83,13 +95,13 @@ export class SessionLoader {
         tookMs: source === 'measured' ? +((p?.tookMs ?? 0) + (p?.threads?.tookMs ?? 0)).toFixed(1) : 0,
         ...(onCpu ? { threads: { ...threads.settings, source: threads.source } } : {}),
       });
-      const result = (profile: ReplicaProfileSummary, batching: BatchingOptions): OpenedSession & { sessionBytes: number } => ({
+      const result = (profile: ReplicaProfileSummary, batching: BatchingOptions): OpenedSession => ({
         ...opened,
         session,
         signature,
         profile,
         batching,
-        sessionBytes,
+        ...(measuredBytes !== undefined ? { measuredBytes } : {}),
       });
       if (!profiling) return result(summary('disabled', 'profiling disabled by the deployment'), user);
       if (!signature.batchAxis) return result(summary('skipped', 'model has no batch axis: runs unbatched'), { ...user, maxBatchSize: 1 });

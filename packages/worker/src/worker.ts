@@ -264,12 +264,22 @@ export class Worker {
     const t0 = performance.now();
     try {
       const path = await this.cache.path(spec.digest);
-      const { session, executionProvider, fallbackFrom, fallbackReason, compile, createMs, signature, profile, batching } = await this.loader.open(path, spec, deviceId, kind, {
-        rssBaseline: process.memoryUsage().rss,
-      });
-      // The profile's footprint replaces the estimate when it fits (a deployment's memoryBytes wins).
+      const { session, executionProvider, fallbackFrom, fallbackReason, compile, createMs, signature, profile, batching, measuredBytes } = await this.loader.open(
+        path,
+        spec,
+        deviceId,
+        kind,
+        { rssBaseline: process.memoryUsage().rss },
+      );
+      // The footprint replaces the estimate when it fits: the profile's, else the one measured at
+      // load (a deployment's memoryBytes wins over both).
+      const footprint = profile.replicaBytes > 0 ? profile.replicaBytes : measuredBytes;
       let bytes = charged;
-      if (spec.memoryBytes === undefined && profile.replicaBytes > 0 && this.ledger.resize(replicaId, profile.replicaBytes)) bytes = profile.replicaBytes;
+      let chargedBy: 'deployment' | 'profile' | 'measured' | 'estimate' = spec.memoryBytes !== undefined ? 'deployment' : 'estimate';
+      if (spec.memoryBytes === undefined && footprint !== undefined && this.ledger.resize(replicaId, footprint)) {
+        bytes = footprint;
+        chargedBy = profile.replicaBytes > 0 ? 'profile' : 'measured';
+      }
       const replica = new Replica(
         { nc: this.nc, blobs: this.blobs, logger: this.logger, workerId: this.id, maxMessageBytes: this.options.maxMessageBytes, slowdownMs: this.options.slowdownMs, metrics: this.metrics },
         { id: replicaId, model: spec.name, digest: spec.digest, device: deviceId, executionProvider, bytes, profile, pinned: spec.pin },
@@ -291,7 +301,7 @@ export class Worker {
         device: deviceId,
         replica: replicaId,
         bytes,
-        data: { loadMs, sessionCreateMs: +createMs.toFixed(1), compile, executionProvider, fallbackFrom, fallbackReason, batchAxis: signature.batchAxis, batching: replica.batching, profile },
+        data: { loadMs, sessionCreateMs: +createMs.toFixed(1), compile, executionProvider, fallbackFrom, fallbackReason, chargedBy, batchAxis: signature.batchAxis, batching: replica.batching, profile },
       });
       this.heartbeat();
       return { replicaId, device: deviceId, bytes, loadMs, sessionCreateMs: +createMs.toFixed(1), compile, executionProvider, ...(fallbackFrom ? { fallbackFrom } : {}) };
