@@ -7,13 +7,17 @@
 //   (4) the Flotilla cluster (real nats-server, head, ONE worker process with --threads 1, one
 //       replica, batching chosen by the replica's profile) under single-item requests from the SDK
 //       (runLoad) at concurrency 1, 16, 128                        items/s, p50/p99, batch sizes
+//   (5) Ray Serve on the same model (peers.ts; when `bash scripts/bench/peers/setup` made its venv):
+//       one replica on the worker's core, onnxruntime 1 thread, @serve.batch set to what the
+//       profile chose for (4), single-item requests through a DeploymentHandle at the best (4)'s
+//       concurrency                                                   items/s, p50/p99, batch
 // and the ratios ceiling_ratio = best(4)/(2), broker_ratio = best(4)/(3),
-// batching_gain = best(4)/(1), inproc_gain = (2)/(1).
+// batching_gain = best(4)/(1), inproc_gain = (2)/(1), vs_ray_serve = best(4)/(5).
 // Fair cores (with taskset and ≥ 2 cores): this process (load generator + head) and nats-server on
 // core 0; the worker, the in-process baselines and the empty responder on core 1.
 // Progress goes to stderr; stdout gets the tables and, as its last line, one JSON object.
 // Env: BENCH_QUICK=1, BENCH_DURATION_MS, BENCH_WARMUP_MS, BENCH_MODELS, BENCH_CONCURRENCY,
-// BENCH_MAX_BATCH, BENCH_PIN=0 (see stats.ts).
+// BENCH_MAX_BATCH, BENCH_PIN=0 (see stats.ts), BENCH_PEERS=0 (skip Ray Serve).
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -25,6 +29,7 @@ import type { NatsServer } from '../../packages/devkit/dist/index.js';
 import type { NatsConnection } from '../../packages/bus/dist/index.js';
 import { builtPackage, repoPath } from './deps.js';
 import type { InprocResult } from './inproc.js';
+import { rayServePython, runRayServe, type RayServeRun } from './peers.js';
 import {
   benchSettings,
   fmt,
@@ -352,6 +357,8 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
     log(`    raw NATS: ${raw.msgsPerSec} msgs/s, p50 ${raw.p50Ms} ms`);
 
     const r: Ratios = ratios({ inprocBatch1: inproc.batch1.itemsPerSec, inprocBest: inproc.best.itemsPerSec, rawNats: raw.msgsPerSec, clusterBest: best.itemsPerSec });
+    const rayServe = await measureRayServe(pinning, path, dims, replica, best.concurrency);
+    const vsRayServe = 'itemsPerSec' in rayServe ? round(best.itemsPerSec / rayServe.itemsPerSec, 3) : null;
     return {
       path,
       digest,
@@ -377,7 +384,8 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
         best: { concurrency: best.concurrency, itemsPerSec: best.itemsPerSec, p50Ms: best.p50Ms, p99Ms: best.p99Ms, meanBatch: best.meanBatch },
       },
       rawNats: raw,
-      ratios: r,
+      rayServe,
+      ratios: { ...r, vs_ray_serve: vsRayServe },
     };
   } finally {
     await c.undeploy(name).catch((e: unknown) => log(`  undeploy ${name}: ${(e as Error).message}`));
@@ -387,6 +395,39 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
 }
 
 type ModelResult = Awaited<ReturnType<typeof benchModel>>;
+
+/**
+ * (5) Ray Serve on the same model: same cores as the cluster (driver + Ray on the bench core,
+ * replica on the worker core), the batching Flotilla's profile chose, the best concurrency.
+ */
+async function measureRayServe(pinning: Pinning, path: string, dims: number[], replica: ReplicaState | undefined, concurrency: number): Promise<RayServeRun | { skipped: string } | { error: string }> {
+  const py = rayServePython(process.env);
+  if ('skipped' in py) {
+    log(`  (5) Ray Serve: skipped: ${py.skipped}`);
+    return py;
+  }
+  const maxBatchSize = Math.max(1, replica?.batching.maxBatchSize ?? 1);
+  const batchWaitMs = replica?.batching.maxQueueDelayMs ?? 0;
+  log(`  (5) Ray Serve, c=${concurrency}, @serve.batch(max_batch_size=${maxBatchSize}, batch_wait_timeout_s=${batchWaitMs / 1000})`);
+  try {
+    const run = await runRayServe({
+      python: py.python,
+      model: path,
+      dims,
+      maxBatchSize,
+      batchWaitMs,
+      concurrency,
+      durationMs: settings.durationMs,
+      warmupMs: settings.warmupMs,
+      cores: pinning.enabled ? { bench: pinning.cores!.bench, replica: pinning.cores!.worker } : undefined,
+    });
+    log(`    Ray Serve ${run.rayVersion}: ${run.itemsPerSec} items/s, p50 ${run.p50Ms} ms, mean batch ${run.meanBatch}`);
+    return run;
+  } catch (e) {
+    log(`    Ray Serve failed: ${(e as Error).message}`);
+    return { error: (e as Error).message };
+  }
+}
 
 // ---------- output ----------
 
@@ -413,6 +454,12 @@ function modelText(name: string, m: ModelResult): string {
       histogramText(r.batchHistogram) + (r.histogramFresh ? '' : ' (stale?)') + (Object.keys(r.errored).length ? ` errors ${JSON.stringify(r.errored)}` : ''),
     ]),
   ];
+  const ray = m.rayServe;
+  rows.push(
+    'itemsPerSec' in ray
+      ? [`(5) Ray Serve ${ray.rayVersion}, c=${ray.concurrency}`, fmt(ray.itemsPerSec), fmt(ray.p50Ms), fmt(ray.p99Ms), fmt(ray.meanBatch), `@serve.batch max ${ray.maxBatchSize}, wait ${ray.batchWaitMs} ms; onnxruntime ${ray.ortVersion}`]
+      : ['(5) Ray Serve', '-', '-', '-', '-', 'skipped' in ray ? ray.skipped : `error: ${ray.error.slice(0, 200)}`],
+  );
   lines.push(table(['measurement', 'items/s', 'p50 ms', 'p99 ms', 'batch', 'batch sizes (size×batches)'], rows, ['l', 'r', 'r', 'r', 'r', 'l']));
   lines.push('   (p50/p99: per session.run for (1)/(2), per request for (3)/(4); batch: mean items per session.run)');
   lines.push('');
@@ -444,7 +491,7 @@ function modelText(name: string, m: ModelResult): string {
   const rt = m.ratios;
   lines.push(
     `   ceiling_ratio ${fmt(rt.ceiling_ratio)} = best(4)/(2)   broker_ratio ${fmt(rt.broker_ratio)} = best(4)/(3)   ` +
-      `batching_gain ${fmt(rt.batching_gain)} = best(4)/(1)   inproc_gain ${fmt(rt.inproc_gain)} = (2)/(1)`,
+      `batching_gain ${fmt(rt.batching_gain)} = best(4)/(1)   inproc_gain ${fmt(rt.inproc_gain)} = (2)/(1)   vs_ray_serve ${fmt(rt.vs_ray_serve)} = best(4)/(5)`,
   );
   return lines.join('\n');
 }
@@ -452,7 +499,7 @@ function modelText(name: string, m: ModelResult): string {
 function summaryText(models: Record<string, ModelResult | { error: string }>): string {
   const rows = Object.entries(models).map(([name, m]) =>
     'error' in m
-      ? [name, 'error', '', '', '', '', '', '', '']
+      ? [name, 'error', '', '', '', '', '', '', '', '']
       : [
           name,
           fmt(m.inproc.batch1.itemsPerSec),
@@ -463,9 +510,10 @@ function summaryText(models: Record<string, ModelResult | { error: string }>): s
           fmt(m.ratios.broker_ratio),
           fmt(m.ratios.batching_gain),
           fmt(m.ratios.inproc_gain),
+          fmt(m.ratios.vs_ray_serve),
         ],
   );
-  return table(['model', '(1) b1', '(2) best', '(3) raw NATS', '(4) cluster best', 'ceiling', 'broker', 'batching_gain', 'inproc_gain'], rows);
+  return table(['model', '(1) b1', '(2) best', '(3) raw NATS', '(4) cluster best', 'ceiling', 'broker', 'batching_gain', 'inproc_gain', 'vs Ray Serve'], rows);
 }
 
 function natsServerVersion(): string {
