@@ -2,6 +2,7 @@
 //   plain      onnxruntime-node session create (no cache), median of N       ms
 //   compiled   create from the compile cache (optimised graph saved earlier)   ms, and the first
 //              (compiling) create; items/s at batch 1 with and without the cached graph
+//   Ray Serve  the reload scenario on Ray Serve's model multiplexing (peers venv), same baseline
 //   threads    items/s at batch 16 for each thread setting the profiler tries, and its choice
 //   reload     a request for an evicted model, answered after the transparent reload (worker
 //              budget fits one model; deploy A, deploy B → A evicted, infer A)     ms
@@ -11,6 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { builtPackage, requireFromWorker } from './deps.js';
+import * as peers from './peers.js';
 
 const devkit = (await builtPackage('devkit')) as typeof import('../../packages/devkit/dist/index.js');
 const workerPkg = (await builtPackage('worker')) as typeof import('../../packages/worker/dist/index.js');
@@ -135,6 +137,17 @@ try {
     } finally {
       await cluster.stop();
     }
+    // The same scenario on Ray Serve's model multiplexing (LRU, one model per replica), unpinned
+    // like this in-process cluster, when the peers venv exists.
+    let rayServe: Awaited<ReturnType<typeof peers.runRayMultiplex>> | { skipped: string } | { error: string };
+    const py = peers.rayServePython(process.env);
+    if ('skipped' in py) rayServe = py;
+    else {
+      process.stderr.write(`${model}: Ray Serve multiplexed reload…\n`);
+      rayServe = await peers
+        .runRayMultiplex({ python: py.python, a: path, aDims: [...feeds(model, 1).x!.dims], b: devkit.sampleModelPath('mlp'), bDims: [1, 16], n: N })
+        .catch((e: Error) => ({ error: e.message }));
+    }
     const r = {
       plainCreateMs: +median(plain).toFixed(1),
       compileFirstCreateMs: +first.createMs.toFixed(1),
@@ -153,6 +166,7 @@ try {
       reload_ratio_isolated: +(median(reload) / median(plain)).toFixed(3),
       compile_create_ratio: +(median(hits) / median(plain)).toFixed(3),
       compile_speed_ratio: +(rateComp / ratePlain).toFixed(3),
+      rayServe,
       threads: {
         batch: THREAD_BATCH,
         rows: tuned.profile.rows.map((r) => ({ intraOp: r.intraOp, interOp: r.interOp, mode: r.mode, itemsPerSec: r.itemsPerSec, p50Ms: r.p50Ms })),
@@ -169,6 +183,14 @@ try {
         `items/s b1 ${r.itemsPerSecPlain} → ${r.itemsPerSecCompiled} | reload after eviction ${r.reloadMs} ms ` +
         `(worker load ${r.reloadWorkerLoadMs} ms, of which session ${r.reloadSessionCreateMs} ms; plain create beside it ${r.plainCreateBesideMs} ms; overhead ${r.reloadOverheadMs} ms) | ` +
         `reload_ratio ${r.reload_ratio} compile_create_ratio ${r.compile_create_ratio} compile_speed_ratio ${r.compile_speed_ratio}`,
+    );
+    out(
+      `${''.padEnd(9)} Ray Serve multiplexed reload: ` +
+        ('reloadMs' in rayServe
+          ? `${rayServe.reloadMs} ms vs plain create ${rayServe.plainCreateMs} ms in its replica: reload_ratio ${rayServe.reload_ratio}, overhead ${rayServe.overheadMs} ms (ray ${rayServe.rayVersion}, onnxruntime ${rayServe.ortVersion})`
+          : 'skipped' in rayServe
+            ? `skipped: ${rayServe.skipped}`
+            : `error: ${rayServe.error.slice(0, 300)}`),
     );
     out(
       `${''.padEnd(9)} threads @batch ${THREAD_BATCH}: ` +

@@ -57,14 +57,46 @@ export function runRayServe(o: RayServeOptions): Promise<RayServeRun> {
     ...(o.cores ? ['--replica-core', o.cores.replica] : []),
   ];
   const [cmd, argv] = o.cores ? ['taskset', ['-c', o.cores.bench, o.python, ...args]] : [o.python, args];
+  return runPython<RayServeRun>(cmd, argv, 'ray serve bench');
+}
+
+export interface RayMultiplexRun {
+  reloadMs: number;
+  plainCreateMs: number;
+  reload_ratio: number;
+  overheadMs: number;
+  loads: number;
+  n: number;
+  rayVersion: string;
+  ortVersion: string;
+}
+
+/**
+ * Ray Serve's model multiplexing (one model per replica, LRU) on bench:memory's scenario: the
+ * request for evicted model `a` (dims `aDims`) after a request for `b`, `n` times.
+ */
+export function runRayMultiplex(o: { python: string; a: string; aDims: number[]; b: string; bDims: number[]; n: number }): Promise<RayMultiplexRun> {
+  const args = [
+    repoPath('scripts/bench/peers/ray_multiplex_bench.py'),
+    '--a', o.a,
+    '--a-dims', o.aDims.join(','),
+    '--b', o.b,
+    '--b-dims', o.bDims.join(','),
+    '--n', String(o.n),
+  ];
+  return runPython<RayMultiplexRun>(o.python, args, 'ray serve multiplex bench');
+}
+
+/** Runs a peer script; its last stdout line is its JSON result. */
+function runPython<T>(cmd: string, argv: string[], what: string): Promise<T> {
   return new Promise((resolve, reject) => {
-    execFile(cmd, argv, { timeout: 180_000, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, RAY_USAGE_STATS_ENABLED: '0' } }, (err, stdout, stderr) => {
+    execFile(cmd, argv, { timeout: 300_000, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, RAY_USAGE_STATS_ENABLED: '0' } }, (err, stdout, stderr) => {
       const last = stdout.trim().split('\n').pop() ?? '';
       if (err || !last.startsWith('{')) {
-        reject(new Error(`ray serve bench failed (${err?.message ?? 'no result'}): ${stderr.slice(-2000)}`));
+        reject(new Error(`${what} failed (${err?.message ?? 'no result'}): ${stderr.slice(-2000)}`));
         return;
       }
-      resolve(JSON.parse(last) as RayServeRun);
+      resolve(JSON.parse(last) as T);
     });
   });
 }
