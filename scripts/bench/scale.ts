@@ -1,8 +1,11 @@
 // `pnpm bench:scale`: the head's policies and bookkeeping at cluster scale, simulated in-process:
 // 1,000 workers and 10,000 replicas. Prints the time per placement decision, per autoscale tick
-// (all deployments) and the cost of handling heartbeats, plus heartbeat traffic per second.
+// (all deployments) and the cost of handling heartbeats, plus heartbeat traffic per second; then
+// a real Head on a real nats-server reconciling that cluster (its round time, from lastTickMs).
 // Heartbeats go worker → head only (one message per worker per period): traffic grows linearly
 // with the number of workers, never all-to-all. Last stdout line: one JSON object.
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { builtPackage } from './deps.js';
 
 const head = (await builtPackage('head')) as typeof import('../../packages/head/dist/index.js');
@@ -100,6 +103,50 @@ for (let k = 0; k < 10; k++) {
   tickTimes.push(performance.now() - t);
 }
 
+// The real head's reconcile round at this scale: a Head on a real nats-server hears the simulated
+// workers' heartbeats (their replicas carry the deployed digest, so nothing needs placing) and
+// reconciles every deployment each round (500 ms); its own `lastTickMs` is sampled over rounds.
+const devkit = (await builtPackage('devkit')) as typeof import('../../packages/devkit/dist/index.js');
+const sdk = (await builtPackage('client')) as typeof import('../../packages/client/dist/index.js');
+const bus = (await builtPackage('bus')) as typeof import('../../packages/bus/dist/index.js');
+const nats = await devkit.NatsServer.start();
+const realHead = await head.Head.start({ bus: { servers: nats.url }, cluster: 'scale', workerTimeoutMs: 60_000, logger: bus.silentLogger() });
+const client = new sdk.FlotillaClient({ servers: nats.url, cluster: 'scale' });
+const headTicks: number[] = [];
+let deployMsMedian = 0;
+try {
+  const file = readFileSync(devkit.sampleModelPath('mlp'));
+  const digest = createHash('sha256').update(file).digest('hex');
+  const hbc = await bus.connectBus({ servers: nats.url });
+  const publishBeats = () => {
+    perWorker.forEach((reps, i) => hbc.publish(`flotilla.scale.hb.w${i}`, protocol.encode(heartbeat(i, reps.map((r) => ({ ...r, digest }))))));
+    return hbc.flush();
+  };
+  await publishBeats();
+  const want = new Map<string, number>();
+  for (const reps of perWorker) for (const r of reps) want.set(r.model, (want.get(r.model) ?? 0) + 1);
+  const deployTimes: number[] = [];
+  for (const [model, replicas] of want) {
+    const t = performance.now();
+    await client.deploy(file, model, { replicas, device: 'any', profile: { enabled: false }, wait: false });
+    deployTimes.push(performance.now() - t);
+  }
+  deployMsMedian = median(deployTimes);
+  // Heartbeats keep arriving (as they would, once per worker per second) while rounds run.
+  for (let k = 0; k < 8; k++) {
+    await publishBeats();
+    await new Promise((r) => setTimeout(r, 500));
+    headTicks.push(realHead.lastTickMs);
+  }
+  const unplaced = (await client.list()).filter((d) => d.ready !== d.spec.replicas).length;
+  if (unplaced > 0) process.stderr.write(`warning: ${unplaced} deployments not matched by the simulated replicas\n`);
+  await bus.closeBus(hbc);
+} finally {
+  await client.close();
+  await realHead.stop();
+  await nats.stop();
+}
+
 const res = {
   workers: WORKERS,
   replicas: placed,
@@ -111,8 +158,12 @@ const res = {
   heartbeatHandlingMsPerSecond: +hbMsPerRound.toFixed(2),
   heartbeatBytesPerSecond: bytesPerRound,
   heartbeatMessagesPerSecond: WORKERS,
+  headTickMsMedian: +median(headTicks).toFixed(2),
+  headTickMsMax: +Math.max(...headTicks).toFixed(2),
+  deployMsMedian: +deployMsMedian.toFixed(2),
 };
 out(`placement of one replica among ${WORKERS} workers: median ${res.placementMsMedian} ms (max ${res.placementMsMax} ms); head view rebuild ${res.viewRebuildMsMedian} ms`);
 out(`autoscale tick over ${MODELS} deployments / ${placed} replicas: median ${res.autoscaleTickMsMedian} ms (target < 50 ms)`);
 out(`heartbeats: ${WORKERS} msgs/s (1 per worker per second, worker → head only), ${(bytesPerRound / 1048576).toFixed(2)} MiB/s; decode + bookkeeping ${res.heartbeatHandlingMsPerSecond} ms per second of heartbeats`);
+out(`real head on nats-server: reconcile round over ${MODELS} deployments / ${placed} replicas / ${WORKERS} workers: median ${res.headTickMsMedian} ms (max ${res.headTickMsMax} ms) every 500 ms; deploy (control round trip + KV write) ${res.deployMsMedian} ms`);
 out(JSON.stringify({ bench: 'scale', ...res }));

@@ -85,7 +85,7 @@ export function clusterCommands(program: Command): void {
       const { cluster, ...bus } = busOptions(o);
       const storeReplicas = o.storeReplicas ?? (process.env.FLOTILLA_STORE_REPLICAS ? Number(process.env.FLOTILLA_STORE_REPLICAS) : undefined);
       const head = await Head.start({ cluster, bus, storeReplicas, workerTimeoutMs: o.workerTimeoutMs });
-      const hm = headMetrics(() => head.status());
+      const hm = headMetrics(() => head.status(), () => head.lastTickMs);
       const health = await maybeHealth(o, () => head.notReady(), () => hm.text());
       const sig = await untilSignal();
       head.logger.info({ signal: sig }, 'stopping');

@@ -1,7 +1,7 @@
 // Integration: control-plane behaviour with real processes' pieces — GPU placement on an
 // overridden inventory (CPU fallback reported), head restart recovering deployments from KV,
 // health endpoints, and dead-worker replacement.
-import { Head } from '@flotilla/head';
+import { Head, headMetrics } from '@flotilla/head';
 import { silentLogger, startHealthServer } from '@flotilla/bus';
 import { LocalCluster } from './local-cluster.js';
 import { sampleModelPath } from './sample-models.js';
@@ -123,6 +123,13 @@ describe('health endpoints', () => {
       expect(metrics).toMatch(/flotilla_batch_size_count\{[^}]*model="mlp"[^}]*\} 1/);
       expect(metrics).toMatch(/flotilla_device_memory_budget_bytes\{[^}]*device="cpu"[^}]*\} \d+/);
       expect(metrics).toMatch(/flotilla_worker_events_total\{[^}]*type="loaded"[^}]*\} 1/);
+      await until(async () => (cluster.head.lastTickMs > 0 ? true : undefined));
+      const headText = await headMetrics(() => cluster.head.status(), () => cluster.head.lastTickMs).text();
+      expect(headText).toMatch(/flotilla_replicas\{model="mlp",kind="ready"\} 1/);
+      expect(headText).toMatch(/flotilla_workers\{alive="true"\} 1/);
+      const tick = Number(/^flotilla_head_tick_seconds (\S+)$/m.exec(headText)?.[1]);
+      expect(tick).toBeGreaterThan(0);
+      expect(tick).toBeLessThan(1);
       cluster.nats.kill();
       await until(async () => ((await get('/readyz')).status === 503 ? true : undefined));
       expect(await (await get('/readyz')).json()).toEqual({ ready: false, reason: 'not connected to NATS' });

@@ -3,7 +3,7 @@
 import { Gauge, Registry } from 'prom-client';
 import type { ClusterStatus } from '@flotilla/protocol';
 
-export function headMetrics(status: () => ClusterStatus): { text(): Promise<string> } {
+export function headMetrics(status: () => ClusterStatus, lastTickMs: () => number = () => 0): { text(): Promise<string> } {
   const registry = new Registry();
   const registers = [registry];
   new Gauge({
@@ -28,6 +28,14 @@ export function headMetrics(status: () => ClusterStatus): { text(): Promise<stri
         this.set({ model: d.spec.name, kind: 'desired' }, d.spec.replicas);
         this.set({ model: d.spec.name, kind: 'ready' }, d.ready);
       }
+    },
+  });
+  new Gauge({
+    name: 'flotilla_head_tick_seconds',
+    help: 'Time the last reconcile round (autoscale + placement over every deployment) took',
+    registers,
+    collect() {
+      this.set(lastTickMs() / 1000);
     },
   });
   return { text: () => registry.metrics() };
