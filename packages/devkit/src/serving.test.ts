@@ -90,6 +90,18 @@ describe('serving through the cluster', () => {
     results.forEach((r, i) => expectClose(r.outputs.y!.data as Float32Array, expected.subarray(i * 10, i * 10 + 10), 1e-4));
   });
 
+  it('replicas count requests and items apart (the autoscaler compares items with items/s capacity)', async () => {
+    // Read from the workers themselves: heartbeats carry the same counters, a second late.
+    const replicaState = () => cluster.workers.flatMap((w) => w.replicaStates()).filter((r) => r.model === 'wide');
+    const sum = (rs: ReturnType<typeof replicaState>) => rs.reduce((n, r) => ({ req: n.req + r.processed, items: n.items + (r.itemsProcessed ?? 0) }), { req: 0, items: 0 });
+    const before = sum(replicaState());
+    await client.infer('wide', { x: { dtype: 'float32', dims: [5, 1024], data: randomFloats(5 * 1024, 9) } });
+    await client.infer('wide', { x: { dtype: 'float32', dims: [1, 1024], data: randomFloats(1024, 10) } });
+    const after = sum(replicaState());
+    expect(after.req - before.req).toBe(2);
+    expect(after.items - before.items).toBe(6);
+  });
+
   it('serves a 12 MiB request and reply, above the server max_payload, through the blob bucket', async () => {
     const x: Tensor = { dtype: 'float32', dims: [1, 3, 1024, 1024], data: randomFloats(3 * MiB, 5) };
     const y = await client.infer('affine', { x });

@@ -531,9 +531,10 @@ export class Head {
     const states = this.replicasOf(name).flatMap(({ r }) => (live.has(r.id) ? [r] : []));
     const capacity = states.map((r) => r.profile?.itemsPerSec ?? 0).find((c) => c > 0);
     d.autoscaler.setCapacity(capacity);
-    // Answered requests per second across replicas: a lower bound of the arrival rate.
+    // Answered items per second across replicas (capacity is in items too; a request may carry
+    // many): a lower bound of the arrival rate. Failed requests count as one item each.
     const now = Date.now();
-    const total = states.reduce((n, r) => n + r.processed + r.failed, 0);
+    const total = states.reduce((n, r) => n + (r.itemsProcessed ?? r.processed) + r.failed, 0);
     const prev = d.answered;
     d.answered = { at: now, total };
     const arrivalRate = prev && now > prev.at && total >= prev.total ? ((total - prev.total) * 1000) / (now - prev.at) : undefined;

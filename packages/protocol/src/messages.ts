@@ -202,8 +202,11 @@ export interface ReplicaState {
   bytes: number;
   queueDepth: number;
   inFlight: number;
+  /** Requests answered successfully, and with an error. */
   processed: number;
   failed: number;
+  /** Items (rows along the batch axis) in the requests answered successfully. */
+  itemsProcessed?: number;
   executionProvider: string;
   batching: { maxBatchSize: number; maxQueueDelayMs: number; maxQueueLength: number; batchAxis: boolean };
   /** Batch sizes run so far → count. */

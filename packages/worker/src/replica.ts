@@ -90,6 +90,8 @@ export class Replica {
   private timer?: NodeJS.Timeout;
   private inFlight = 0;
   private processed = 0;
+  /** Items (rows along the batch axis) in the requests answered successfully. */
+  private itemsProcessed = 0;
   private failed = 0;
   private readonly histogram: Record<string, number> = {};
   private idle?: () => void;
@@ -162,6 +164,7 @@ export class Replica {
       queueDepth: this.batcher.length,
       inFlight: this.inFlight,
       processed: this.processed,
+      itemsProcessed: this.itemsProcessed,
       failed: this.failed,
       executionProvider: this.executionProvider,
       batching: this.batching,
@@ -284,6 +287,7 @@ export class Replica {
     }
     const runMs = performance.now() - started;
     this.histogram[String(items)] = (this.histogram[String(items)] ?? 0) + 1;
+    this.itemsProcessed += items;
     this.ctx.metrics?.batch(this.model, items);
     batch.forEach((q, i) => {
       const wanted = q.payload.outputs;
