@@ -33,6 +33,15 @@ export interface OpenedSession {
 
 type ThreadSource = NonNullable<ReplicaProfileSummary['threads']>['source'];
 
+/**
+ * Items/s a replica serves at the profile's chosen batch size: as measured with the thread
+ * setting it runs with, when the profile's thread rows have it, else from the batch sweep.
+ */
+function servedRate(p: ModelProfile, threads: ThreadSettings | undefined): number {
+  const tuned = threads && p.threads?.rows.find((r) => r.intraOp === threads.intraOp && r.mode === threads.mode && (r.mode === 'sequential' || r.interOp === threads.interOp));
+  return tuned?.itemsPerSec ?? p.rows.find((r) => r.batch === p.chosen.maxBatchSize)?.itemsPerSec ?? 0;
+}
+
 export class SessionLoader {
   /** Profiles run one at a time per worker so two loads do not skew each other's timings. */
   private profiling: Promise<void> = Promise.resolve();
@@ -90,8 +99,7 @@ export class SessionLoader {
         deviceClass: devClass,
         reason,
         replicaBytes: p?.memory.replicaBytes ?? 0,
-        itemsPerSec: (threads.source === 'profile' ? p?.threads?.rows.find((r) => r.intraOp === threads.settings.intraOp && r.mode === threads.settings.mode)?.itemsPerSec : undefined) ??
-          p?.rows.find((r) => r.batch === p.chosen.maxBatchSize)?.itemsPerSec ?? 0,
+        itemsPerSec: p ? servedRate(p, threads.source === 'profile' ? threads.settings : undefined) : 0,
         tookMs: source === 'measured' ? +((p?.tookMs ?? 0) + (p?.threads?.tookMs ?? 0)).toFixed(1) : 0,
         ...(onCpu ? { threads: { ...threads.settings, source: threads.source } } : {}),
       });
