@@ -79,7 +79,18 @@ async function timeBatch(session: ort.InferenceSession, feeds: Record<string, or
 export async function profileSession(
   session: ort.InferenceSession,
   sig: ModelSignature,
-  base: { digest: string; deviceClass: string; sessionBytes: number; fileBytes: number; rssBaseline: number },
+  base: {
+    digest: string;
+    deviceClass: string;
+    sessionBytes: number;
+    fileBytes: number;
+    rssBaseline: number;
+    /**
+     * For sessions whose memory is not process RSS (a GPU): bytes the session holds on its device
+     * now (e.g. VRAM used − used before the session), sampled after each batch size's runs.
+     */
+    deviceBytes?: () => Promise<number | undefined>;
+  },
   opts: ProfileOptions = {},
 ): Promise<ModelProfile> {
   const budgetMs = opts.budgetMs ?? DEFAULT_PROFILE_BUDGET_MS;
@@ -99,7 +110,9 @@ export async function profileSession(
     // Spend at most a fair share of what is left on this size.
     const share = left / Math.max(1, Math.log2(maxBatch / batch) + 1);
     const t = await timeBatch(session, syntheticFeeds(sig, batch), batch, share, start + budgetMs);
-    const row: ProfileRow = { batch, ...t.stats, peakBytes: Math.max(0, t.peakRss - base.rssBaseline) };
+    // onnxruntime's arenas keep what the largest run took, so a reading after the runs is the peak.
+    const onDevice = base.deviceBytes ? await base.deviceBytes() : undefined;
+    const row: ProfileRow = { batch, ...t.stats, peakBytes: Math.max(0, onDevice ?? t.peakRss - base.rssBaseline) };
     rows.push(row);
     if (row.p99Ms > latencySloMs) {
       stoppedBecause = `batch ${batch} p99 ${row.p99Ms} ms exceeds the objective of ${latencySloMs} ms`;

@@ -122,7 +122,15 @@ export class SessionLoader {
         const p = await profileSession(
           session,
           signature,
-          { digest: spec.digest, deviceClass: devClass, sessionBytes, rssBaseline: mem.rssBaseline, fileBytes: spec.sizeBytes },
+          {
+            digest: spec.digest,
+            deviceClass: devClass,
+            sessionBytes,
+            rssBaseline: mem.rssBaseline,
+            fileBytes: spec.sizeBytes,
+            // On a GPU the footprint is VRAM: nvidia-smi's used-memory growth since before the create.
+            ...(!onCpu && vramBefore !== undefined ? { deviceBytes: async () => ((v) => (v === undefined ? undefined : vramBefore - v))(await vramFree()) } : {}),
+          },
           { budgetMs: spec.profile.budgetMs, latencySloMs: slo, maxBatch: spec.profile.maxBatch },
         );
         if (onCpu && threads.source === 'default' && spec.profile.tuneThreads !== false) {

@@ -1,0 +1,77 @@
+// The profiler on real onnxruntime sessions: the batch sweep within its budget, a device-memory
+// sampler (how GPU sessions are measured) replacing RSS, and the thread phase returning a session
+// that runs with the setting it chose.
+import * as ort from 'onnxruntime-node';
+import { sampleModelPath } from '@flotilla/devkit';
+import { describeModel } from './model-io.js';
+import { profileSession, profileThreads } from './profiler.js';
+
+const open = (intraOp: number, mode: 'sequential' | 'parallel' = 'sequential', interOp = 1) =>
+  ort.InferenceSession.create(sampleModelPath('mlp'), {
+    executionProviders: ['cpu'],
+    intraOpNumThreads: intraOp,
+    executionMode: mode,
+    ...(mode === 'parallel' ? { interOpNumThreads: interOp } : {}),
+  });
+
+describe('profileSession', () => {
+  it('sweeps batch sizes within its budget and chooses one', async () => {
+    const s = await open(1);
+    try {
+      const sig = describeModel(s.inputMetadata, s.outputMetadata);
+      const p = await profileSession(s, sig, { digest: 'd', deviceClass: 'c', sessionBytes: 1000, fileBytes: 3000, rssBaseline: process.memoryUsage().rss }, { budgetMs: 300, maxBatch: 8 });
+      expect(p.rows.map((r) => r.batch)).toEqual([1, 2, 4, 8].slice(0, p.rows.length));
+      expect(p.rows.length).toBeGreaterThanOrEqual(2);
+      for (const r of p.rows) expect(r.itemsPerSec).toBeGreaterThan(0);
+      expect(p.tookMs).toBeLessThan(300 + 500); // one size's runs may end just past the budget
+      expect(p.rows.map((r) => r.batch)).toContain(p.chosen.maxBatchSize);
+      expect(p.memory.replicaBytes).toBeGreaterThanOrEqual(3000);
+    } finally {
+      await s.release();
+    }
+  });
+
+  it('takes device memory from the sampler when given one (GPU sessions), not from RSS', async () => {
+    const s = await open(1);
+    try {
+      const sig = describeModel(s.inputMetadata, s.outputMetadata);
+      let n = 0;
+      const deviceBytes = async () => 100e6 + ++n * 1e6; // grows with each batch size
+      const p = await profileSession(s, sig, { digest: 'd', deviceClass: 'c', sessionBytes: 90e6, fileBytes: 3000, rssBaseline: 0, deviceBytes }, { budgetMs: 200, maxBatch: 4 });
+      expect(p.rows.map((r) => r.peakBytes)).toEqual(p.rows.map((_, i) => 100e6 + (i + 1) * 1e6));
+      expect(p.memory.peakBytes).toBe(p.rows.find((r) => r.batch === p.chosen.maxBatchSize)!.peakBytes);
+      expect(p.memory.replicaBytes).toBe(Math.max(90e6, p.memory.peakBytes));
+    } finally {
+      await s.release();
+    }
+  });
+});
+
+describe('profileThreads', () => {
+  it('times every candidate, keeps a session with the chosen setting, and releases the rest', async () => {
+    const first = await open(2);
+    const opened: string[] = [];
+    const sig = describeModel(first.inputMetadata, first.outputMetadata);
+    const r = await profileThreads(
+      { session: first, settings: { intraOp: 2, interOp: 1, mode: 'sequential' } },
+      (t) => {
+        opened.push(`${t.intraOp}/${t.interOp}/${t.mode}`);
+        return open(t.intraOp, t.mode, t.interOp);
+      },
+      sig,
+      { batch: 4, usableCores: 2, budgetMs: 600 },
+    );
+    try {
+      expect(r.profile.rows.map((x) => `${x.intraOp}/${x.interOp}/${x.mode}`)).toEqual(['2/1/sequential', '1/1/sequential', '1/2/parallel']);
+      expect(r.settings).toMatchObject({ intraOp: r.profile.intraOp, mode: r.profile.mode });
+      // Only a changed choice opens one more session (the chosen one, after the candidates).
+      const changed = !(r.settings.intraOp === 2 && r.settings.mode === 'sequential');
+      expect(opened).toHaveLength(changed ? 3 : 2);
+      expect(r.session === first).toBe(!changed);
+      const x = new ort.Tensor('float32', new Float32Array(16), [1, 16]);
+      expect((await r.session.run({ x })).y!.dims).toEqual([1, 4]);
+    } finally {
+      await r.session.release();
+    }
+  });
+});
