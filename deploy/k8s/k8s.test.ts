@@ -306,6 +306,7 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
       ['Service', 'nats-headless'],
       ['PodDisruptionBudget', 'nats'],
       ['Deployment', 'flotilla-head'],
+      ['PodDisruptionBudget', 'flotilla-head'],
       ['Deployment', 'flotilla-worker-cpu'],
       ['PodDisruptionBudget', 'flotilla-worker-cpu'],
     ]) {
@@ -516,8 +517,15 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
 
   it('workers drain on SIGTERM within their grace period (≥ 30 s); the head gets 30 s', () => {
     const head = find(objs, 'Deployment', 'flotilla-head')!;
-    expect(head.spec.replicas).toBe(1);
-    expect(head.spec.strategy.type).toBe('Recreate');
+    // Two heads (leader + standby, a KV lease between them), rolling one at a time, on different nodes.
+    expect(head.spec.replicas).toBe(2);
+    expect(head.spec.strategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1, maxSurge: 0 } });
+    const anti = head.spec.template.spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].podAffinityTerm;
+    expect(anti.topologyKey).toBe('kubernetes.io/hostname');
+    expect(matches(matchLabels(anti.labelSelector), head.spec.template.metadata.labels)).toBe(true);
+    const pdb = find(objs, 'PodDisruptionBudget', 'flotilla-head')!;
+    expect(pdb.spec.maxUnavailable).toBe(1);
+    expect(matches(matchLabels(pdb.spec.selector), head.spec.template.metadata.labels)).toBe(true);
     expect(head.spec.template.spec.terminationGracePeriodSeconds).toBe(30);
     expect(head.spec.template.spec.containers[0].args[0]).toBe('head');
     const workers = flotillaContainers.filter(({ c }) => c.args[0] === 'worker');

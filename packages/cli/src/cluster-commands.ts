@@ -78,13 +78,15 @@ export function clusterCommands(program: Command): void {
         .command('head')
         .description('run the head (control plane)')
         .option('--store-replicas <n>', "JetStream replicas of Flotilla's state and model buckets (3 on a 3-node NATS; env FLOTILLA_STORE_REPLICAS)", (v) => Number(v))
-        .option('--worker-timeout-ms <ms>', 'a worker silent this long is dead (default 5000)', (v) => Number(v)),
+        .option('--worker-timeout-ms <ms>', 'a worker silent this long is dead (default 5000)', (v) => Number(v))
+        .option('--id <id>', 'head id, shown in status and the leadership lease (default <hostname>-<pid>)')
+        .option('--lease-ttl-ms <ms>', 'several heads: one leads, the others take over within about this long after it is lost (default 3000)', (v) => Number(v)),
     ),
   ).action(async (o) => {
     try {
       const { cluster, ...bus } = busOptions(o);
       const storeReplicas = o.storeReplicas ?? (process.env.FLOTILLA_STORE_REPLICAS ? Number(process.env.FLOTILLA_STORE_REPLICAS) : undefined);
-      const head = await Head.start({ cluster, bus, storeReplicas, workerTimeoutMs: o.workerTimeoutMs });
+      const head = await Head.start({ cluster, bus, storeReplicas, workerTimeoutMs: o.workerTimeoutMs, id: o.id, leaseTtlMs: o.leaseTtlMs });
       const hm = headMetrics(() => head.status(), () => head.lastTickMs);
       const health = await maybeHealth(o, () => head.notReady(), () => hm.text());
       const sig = await untilSignal();

@@ -46,7 +46,9 @@ export class LocalCluster {
     const workers: Worker[] = [];
     try {
       const bus = { servers: nats.url, token: opts.nats?.token };
-      heads.push(await Head.start({ ...opts.head, cluster, bus, logger }));
+      const head = await Head.start({ ...opts.head, cluster, bus, logger });
+      heads.push(head);
+      await head.leading(); // a fresh NATS has no lease holder: at once
       for (let i = 0; i < (opts.workers ?? 1); i++) {
         const w = typeof opts.worker === 'function' ? opts.worker(i) : (opts.worker ?? {});
         workers.push(

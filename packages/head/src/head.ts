@@ -38,6 +38,7 @@ import { parseHeadOptions, type CompiledHeadOptions, type HeadOptions } from './
 import { place, type WorkerView } from './placement.js';
 import { WorkerRegistry } from './registry.js';
 import { Autoscaler, observe } from './autoscaler.js';
+import { LeaderLease } from './lease.js';
 
 interface Deployment {
   spec: DeploySpec;
@@ -68,7 +69,8 @@ export const REFUSAL_TTL_MS = 5000;
 /** Events kept for `flotilla events`. */
 export const EVENT_HISTORY = 1000;
 
-type HeadState = 'starting' | 'running' | 'stopping' | 'stopped';
+/** `running`: leading (reconciling, answering control requests); `standby`: waiting for the lease. */
+type HeadState = 'starting' | 'standby' | 'running' | 'stopping' | 'stopped';
 
 export class Head {
   state: HeadState = 'starting';
@@ -90,11 +92,17 @@ export class Head {
   private stopping?: Promise<void>;
   private readonly link: { connected: () => boolean };
 
+  private leaseTimer?: NodeJS.Timeout;
+  private unwatchLease?: () => void;
+  private campaigning = false;
+  private leadingWaiters: Array<() => void> = [];
+
   private constructor(
     readonly options: CompiledHeadOptions,
     readonly nc: NatsConnection,
     private readonly ownsConnection: boolean,
     private readonly kv: KV,
+    readonly lease: LeaderLease,
     readonly logger: Logger,
   ) {
     this.subjects = makeSubjects(options.cluster);
@@ -102,9 +110,15 @@ export class Head {
     this.link = connectionTracker(nc);
   }
 
-  /** Null when ready to serve; otherwise why not (for /readyz). */
+  /** Null when ready to serve; otherwise why not (for /readyz). A standby is ready: it is there to take over. */
   notReady(): string | null {
-    return notReadyReason('head', this.state, this.link);
+    return notReadyReason('head', this.state === 'standby' ? 'running' : this.state, this.link);
+  }
+
+  /** Resolves once this head leads (at once if it does). */
+  leading(): Promise<void> {
+    if (this.state === 'running') return Promise.resolve();
+    return new Promise((resolve) => this.leadingWaiters.push(resolve));
   }
 
   static async start(raw: HeadOptions = {}): Promise<Head> {
@@ -116,14 +130,63 @@ export class Head {
     const kv = await new Kvm(js).create(s.stateBucket, { history: 1, replicas: options.storeReplicas });
     // The model store is created here so `deploy` can upload before any worker exists.
     await new Objm(js).create(s.modelBucket, { replicas: options.storeReplicas });
-    const head = new Head(options, nc, !options.connection, kv, logger);
-    await head.recover();
-    head.listen();
-    await nc.flush(); // the server has our subscriptions before anyone is told we run
-    head.state = 'running';
-    head.timer = setInterval(() => head.tick(), options.reconcileMs);
-    logger.info({ cluster: options.cluster, deployments: head.deployments.size }, 'head running');
+    const leaseKv = await new Kvm(js).create(s.leaseBucket, { history: 1, ttl: options.leaseTtlMs, replicas: options.storeReplicas });
+    const head = new Head(options, nc, !options.connection, kv, new LeaderLease(leaseKv, options.id, options.leaseTtlMs), logger);
+    head.state = 'standby';
+    await head.campaign();
+    if (head.state === 'standby') logger.info({ cluster: options.cluster, leader: (await head.lease.holder())?.id }, 'head standing by');
+    head.leaseTimer = setInterval(() => void head.campaign(), Math.max(50, Math.floor(options.leaseTtlMs / 3)));
+    // A leader that stops cleanly deletes the lease: take over at once rather than at the next poll.
+    head.unwatchLease = await head.lease.watchReleases(() => void head.campaign());
     return head;
+  }
+
+  /**
+   * One step of leadership: the leader renews its lease (and steps down if it lost it or could
+   * not renew within the TTL); a standby tries to take it. Never two steps at once.
+   */
+  private async campaign(): Promise<void> {
+    if (this.campaigning || this.stopping) return;
+    this.campaigning = true;
+    try {
+      if (this.state === 'running') {
+        const r = await this.lease.renew();
+        if (r === 'lost') this.stepDown('another head holds the lease');
+        else if (this.lease.expired()) this.stepDown(`lease not renewed within ${this.lease.ttlMs} ms`);
+      } else if (this.state === 'standby' && this.link.connected() && (await this.lease.tryAcquire())) {
+        await this.lead();
+      }
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message }, 'leadership step failed');
+    } finally {
+      this.campaigning = false;
+    }
+  }
+
+  /** Takes over: desired state from KV, actual state from the heartbeats that follow. */
+  private async lead(): Promise<void> {
+    this.deployments.clear();
+    this.registry.clear();
+    this.replicaIndex = undefined;
+    await this.recover();
+    if (this.stopping) return;
+    this.listen();
+    await this.nc.flush(); // the server has our subscriptions before anyone is told we run
+    this.state = 'running';
+    this.timer = setInterval(() => this.tick(), this.options.reconcileMs);
+    this.logger.info({ cluster: this.options.cluster, head: this.options.id, deployments: this.deployments.size }, 'head leading');
+    for (const resolve of this.leadingWaiters.splice(0)) resolve();
+  }
+
+  /** Stops acting as leader (another head may lead already): no reconciling, no control answers. */
+  private stepDown(reason: string): void {
+    this.logger.warn({ head: this.options.id, reason }, 'head stepping down');
+    this.state = 'standby';
+    clearInterval(this.timer);
+    for (const sub of this.subs.splice(0)) sub.unsubscribe();
+    for (const model of [...this.readyWaiters.keys()]) this.wakeWaiters(model);
+    this.registry.clear();
+    this.replicaIndex = undefined;
   }
 
   /**
@@ -376,7 +439,7 @@ export class Head {
     }));
     return {
       cluster: this.options.cluster,
-      head: { pid: process.pid, startedAt: this.startedAt },
+      head: { id: this.options.id, pid: process.pid, startedAt: this.startedAt },
       workers,
       deployments: [...this.deployments.keys()].sort().map((n) => this.describe(n)),
     };
@@ -621,8 +684,12 @@ export class Head {
     this.stopping ??= (async () => {
       this.state = 'stopping';
       clearInterval(this.timer);
+      clearInterval(this.leaseTimer);
+      this.unwatchLease?.();
       for (const model of [...this.readyWaiters.keys()]) this.wakeWaiters(model);
-      for (const s of this.subs) s.unsubscribe();
+      for (const s of this.subs.splice(0)) s.unsubscribe();
+      // Hand over at once: a standby need not wait for the lease to expire.
+      await this.lease.release();
       if (this.ownsConnection) await closeBus(this.nc);
       this.state = 'stopped';
     })();

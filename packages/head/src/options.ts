@@ -1,9 +1,11 @@
 // Head options: raw (documented) → defaults → validated; never mutates its input.
+import { hostname } from 'node:os';
 import { BadRequestError, DEFAULT_CLUSTER } from '@flotilla/protocol';
 import type { BusOptions, Logger, NatsConnection } from '@flotilla/bus';
 
 export const DEFAULT_WORKER_TIMEOUT_MS = 5000;
 export const DEFAULT_RECONCILE_MS = 500;
+export const DEFAULT_LEASE_TTL_MS = 3000;
 
 export interface HeadOptions {
   /** NATS connection settings (ignored when `connection` is given). */
@@ -20,6 +22,13 @@ export interface HeadOptions {
   loadTimeoutMs?: number;
   /** JetStream replicas for Flotilla's buckets (3 on a 3-node NATS cluster). Default 1. */
   storeReplicas?: number;
+  /** Head id (shown in status and the leadership lease). Default `<hostname>-<pid>`. */
+  id?: string;
+  /**
+   * Leadership lease, ms: of several heads one leads (reconciles, answers control requests), the
+   * others stand by and take over within about this long after the leader is lost. Default 3000.
+   */
+  leaseTtlMs?: number;
   logger?: Logger;
 }
 
@@ -31,6 +40,8 @@ export interface CompiledHeadOptions {
   reconcileMs: number;
   loadTimeoutMs: number;
   storeReplicas: number;
+  id: string;
+  leaseTtlMs: number;
   logger?: Logger;
 }
 
@@ -43,6 +54,8 @@ export function parseHeadOptions(raw: HeadOptions = {}): CompiledHeadOptions {
     reconcileMs: raw.reconcileMs ?? DEFAULT_RECONCILE_MS,
     loadTimeoutMs: raw.loadTimeoutMs ?? 120_000,
     storeReplicas: raw.storeReplicas ?? 1,
+    id: raw.id ?? `${(process.env.HOSTNAME ?? hostname()).replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 40) || 'head'}-${process.pid}`,
+    leaseTtlMs: raw.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
     logger: raw.logger,
   };
   const bad = (k: string, v: number, min: number, max: number) => {
@@ -52,5 +65,7 @@ export function parseHeadOptions(raw: HeadOptions = {}): CompiledHeadOptions {
   bad('reconcileMs', o.reconcileMs, 10, 60_000);
   bad('loadTimeoutMs', o.loadTimeoutMs, 100, 3_600_000);
   bad('storeReplicas', o.storeReplicas, 1, 5);
+  bad('leaseTtlMs', o.leaseTtlMs, 300, 600_000);
+  if (!/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/.test(o.id)) throw new BadRequestError(`invalid head option id='${o.id}': use 1-64 letters, digits, _ or -`);
   return o;
 }

@@ -51,6 +51,11 @@ export class WorkerRegistry {
     return [...this.workers.values()];
   }
 
+  /** Forgets every worker (a head that stops leading hears no more heartbeats). */
+  clear(): void {
+    this.workers.clear();
+  }
+
   /** Alive workers in the running state. */
   running(): WorkerRecord[] {
     return this.all().filter((w) => w.alive && w.hb.state === 'running');

@@ -313,7 +313,8 @@ export interface WorkerStatus {
 
 export interface ClusterStatus {
   cluster: string;
-  head: { pid: number; startedAt: number };
+  /** The head that answered (the leader) and since when it runs. */
+  head: { id?: string; pid: number; startedAt: number };
   workers: WorkerStatus[];
   deployments: DeploymentStatus[];
 }

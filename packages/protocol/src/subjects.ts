@@ -50,6 +50,8 @@ export interface Subjects {
   blobBucket: string;
   /** KV bucket of model profiles, keyed by `profileKey(...)`. */
   profileBucket: string;
+  /** KV bucket holding the heads' leadership lease (entries expire after the lease TTL). */
+  leaseBucket: string;
 }
 
 /** Profiles are shared per (model digest, device class, onnxruntime version). */
@@ -82,6 +84,7 @@ export function subjects(cluster: string = DEFAULT_CLUSTER): Subjects {
     modelBucket: `flotilla_${cluster}_models`,
     blobBucket: `flotilla_${cluster}_blobs`,
     profileBucket: `flotilla_${cluster}_profiles`,
+    leaseBucket: `flotilla_${cluster}_lease`,
   };
 }
 

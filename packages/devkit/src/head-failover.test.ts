@@ -1,0 +1,85 @@
+// Several heads: one leads (JetStream KV lease), the others stand by. A leader that vanishes
+// without a word is replaced once its lease expires; one that stops cleanly hands over at once.
+// The new leader recovers deployments from KV, answers control requests and reconciles; the old
+// one, if it comes back, has stepped down. Inference never goes through a head and keeps working.
+import { Head } from '@flotilla/head';
+import { silentLogger } from '@flotilla/bus';
+import { LocalCluster } from './local-cluster.js';
+import { randomFloats } from './onnx-builder.js';
+import { sampleModelPath } from './sample-models.js';
+
+const x = { x: { dtype: 'float32' as const, dims: [1, 16], data: randomFloats(16, 1) } };
+
+async function until<T>(f: () => T | undefined | Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await f();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('head leadership', () => {
+  it('a standby takes over when the leader vanishes (lease expiry), recovers the deployments and reconciles', async () => {
+    const TTL = 1000;
+    const cluster = await LocalCluster.start({ workers: 1, head: { id: 'head-a', leaseTtlMs: TTL } });
+    const standby = await Head.start({ cluster: cluster.cluster, bus: { servers: cluster.url }, id: 'head-b', leaseTtlMs: TTL, logger: silentLogger() });
+    try {
+      expect(cluster.head.state).toBe('running');
+      expect(standby.state).toBe('standby');
+      expect(standby.notReady()).toBeNull(); // a standby is healthy: it is there to take over
+      expect((await standby.lease.holder())?.id).toBe('head-a');
+      const client = cluster.client();
+      await client.deploy(sampleModelPath('mlp'), 'mlp', { device: 'cpu', profile: { enabled: false } });
+      expect((await client.status()).head.id).toBe('head-a');
+      const expected = (await client.infer('mlp', x)).y!.data;
+
+      // The leader vanishes: its connection drops, the lease is not released.
+      const t0 = performance.now();
+      await cluster.head.nc.close();
+      // Inference does not need a head.
+      expect(Array.from((await client.infer('mlp', x)).y!.data as Float32Array)).toEqual(Array.from(expected as Float32Array));
+      await standby.leading();
+      const takeoverMs = performance.now() - t0;
+      expect(takeoverMs).toBeGreaterThanOrEqual(TTL * 0.5); // it waited for the lease to expire...
+      expect(takeoverMs).toBeLessThan(TTL * 3); // ...and not much longer
+      process.stdout.write(`[head-failover] leader lost: standby leads after ${takeoverMs.toFixed(0)} ms (lease TTL ${TTL} ms)\n`);
+
+      // The new leader knows the deployment (from KV) and its replica (from heartbeats), and acts.
+      const st = await until(async () => {
+        const s = await client.describe('mlp').catch(() => undefined);
+        return s && s.ready === 1 ? s : undefined;
+      });
+      expect(st.spec.name).toBe('mlp');
+      expect((await client.status()).head.id).toBe('head-b');
+      const scaled = await client.scale('mlp', 2, { wait: true, waitTimeoutMs: 15_000 });
+      expect(scaled.ready).toBe(2);
+      // The old leader could not renew: it has stepped down and would not act if it came back.
+      await until(() => (cluster.head.state === 'standby' || cluster.head.state === 'stopped' ? true : undefined), TTL * 3);
+    } finally {
+      await standby.stop();
+      await cluster.stop();
+    }
+  }, 60_000);
+
+  it('a leader that stops cleanly hands over at once', async () => {
+    const cluster = await LocalCluster.start({ workers: 1, head: { id: 'head-a', leaseTtlMs: 3000 } });
+    const standby = await Head.start({ cluster: cluster.cluster, bus: { servers: cluster.url }, id: 'head-b', leaseTtlMs: 3000, logger: silentLogger() });
+    try {
+      const client = cluster.client();
+      await client.deploy(sampleModelPath('mlp'), 'mlp', { device: 'cpu', profile: { enabled: false } });
+      const t0 = performance.now();
+      await cluster.head.stop();
+      await standby.leading();
+      const handoverMs = performance.now() - t0;
+      expect(handoverMs).toBeLessThan(500); // the standby watches the lease: no waiting for the TTL or the next poll
+      process.stdout.write(`[head-failover] clean stop: standby leads after ${handoverMs.toFixed(0)} ms (lease TTL 3000 ms)\n`);
+      expect((await until(async () => ((await client.describe('mlp')).ready === 1 ? true : undefined)))).toBe(true);
+      expect((await client.status()).head.id).toBe('head-b');
+    } finally {
+      await standby.stop();
+      await cluster.stop();
+    }
+  }, 30_000);
+});
