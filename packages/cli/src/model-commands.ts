@@ -68,7 +68,7 @@ function statusText(s: ClusterStatus): string {
       ]),
     ),
   );
-  return `cluster ${s.cluster} (head pid ${s.head.pid})\n\n${workers}\n\n${replicas}\n\n${deploymentRows(s.deployments)}\n`;
+  return `cluster ${s.cluster} (head ${s.head.id ?? '-'}, pid ${s.head.pid})\n\n${workers}\n\n${replicas}\n\n${deploymentRows(s.deployments)}\n`;
 }
 
 export function modelCommands(program: Command): void {
