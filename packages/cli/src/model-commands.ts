@@ -88,6 +88,7 @@ export function modelCommands(program: Command): void {
       .option('--compile', "always cache onnxruntime's optimised graph (default: where the profile finds it helps)")
       .option('--no-compile', 'never cache the optimised graph')
       .option('--no-tune-threads', 'profiling: do not measure onnxruntime thread settings (CPU)')
+      .option('--no-warmup', 'do not run a new replica once on synthetic inputs before it serves')
       .option('--intra-op-threads <n>', 'CPU replicas: threads per operator (default: chosen by the profile)', (v) => Number(v))
       .option('--inter-op-threads <n>', 'with --intra-op-threads: operators run at once (parallel mode when > 1)', (v) => Number(v))
       .option('--memory <bytes>', 'memory one replica needs (bytes); default estimated from the file', (v) => Number(v))
@@ -120,6 +121,7 @@ export function modelCommands(program: Command): void {
           ? { threads: { intraOp: o.intraOpThreads, interOp: o.interOpThreads ?? 1, mode: (o.interOpThreads ?? 1) > 1 ? 'parallel' : 'sequential' } }
           : {}),
         compile: o.compile,
+        warmup: o.warmup,
         memoryBytes: o.memory,
         batching,
         pin: !!o.pin,

@@ -61,6 +61,11 @@ describe('profiling on first load', () => {
     // ...and uses the compile cache only if the profile found that it helps.
     const loaded = (await client.events({ model: 'second' })).find((e) => e.type === 'loaded')!;
     expect((loaded.data as { compile: string }).compile).toBe(c.helps ? 'hit' : 'off');
+    // Not profiled this time, so it ran once on synthetic inputs before serving; the first load's
+    // profile runs were its warm-up.
+    expect((loaded.data as { warmupMs?: number }).warmupMs).toBeGreaterThan(0);
+    const firstLoaded = (await client.events({ model: 'first' })).find((e) => e.type === 'loaded')!;
+    expect((firstLoaded.data as { warmupMs?: number }).warmupMs).toBeUndefined();
   }, 60_000);
 
   it("a deployment's thread settings win over the profile", async () => {
@@ -72,6 +77,10 @@ describe('profiling on first load', () => {
     });
     const r = replicaOf(await client.status(), 'pinned-threads');
     expect(r.profile!.threads).toEqual({ intraOp: 1, interOp: 2, mode: 'parallel', source: 'deployment' });
+    // warmup: false skips the warm-up run
+    await client.deploy(sampleModelPath('wide-mlp'), 'cold', { device: 'cpu', profile: { budgetMs: 800 }, warmup: false });
+    const cold = (await client.events({ model: 'cold' })).find((e) => e.type === 'loaded')!;
+    expect((cold.data as { warmupMs?: number }).warmupMs).toBeUndefined();
     // compile: true overrides the profile's finding
     await client.deploy(sampleModelPath('wide-mlp'), 'always-compiled', { device: 'cpu', profile: { budgetMs: 800 }, compile: true });
     const loaded = (await client.events({ model: 'always-compiled' })).find((e) => e.type === 'loaded')!;

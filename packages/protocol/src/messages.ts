@@ -134,6 +134,8 @@ export const DeploySpec = z
     profile: ProfileOptions.default({}),
     /** onnxruntime thread settings for CPU replicas; default: chosen by the profile (or the worker's --threads). */
     threads: ThreadSettings.optional(),
+    /** Run each new replica once on synthetic inputs before it serves (when it was not just profiled). Default true. */
+    warmup: z.boolean().default(true),
   })
   .strict();
 export type DeploySpec = z.infer<typeof DeploySpec>;

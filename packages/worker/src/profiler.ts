@@ -38,6 +38,17 @@ function syntheticFeeds(sig: ModelSignature, batch: number): Record<string, ort.
   return feeds;
 }
 
+/**
+ * Runs the session once on synthetic inputs of `batch` items, so the first real request does not
+ * pay for first-run work (allocator arenas, GPU kernel selection). Returns the run's time, ms.
+ */
+export async function warmUp(session: ort.InferenceSession, sig: ModelSignature, batch = 1): Promise<number> {
+  const feeds = syntheticFeeds(sig, sig.batchAxis ? batch : 1);
+  const t0 = performance.now();
+  await session.run(feeds);
+  return performance.now() - t0;
+}
+
 /** Why the model cannot be profiled with synthetic inputs, or null. */
 export function unprofilable(sig: ModelSignature): string | null {
   const dynamic = sig.inputs.filter((s) => s.shape.some((d, i) => d === null && !(i === 0 && sig.batchAxis)));

@@ -9,7 +9,7 @@ import type { BatchingOptions, DeploySpec, Inventory, ModelProfile, ReplicaProfi
 import type { Logger, ProfileStore } from '@flotilla/bus';
 import { compiledPath, createCompiledSession } from './compile-cache.js';
 import { describeModel, type ModelSignature } from './model-io.js';
-import { DEFAULT_LATENCY_SLO_MS, DEFAULT_PROFILE_BUDGET_MS, deviceClass, ortVersion, profileSession, profileThreads, unprofilable } from './profiler.js';
+import { DEFAULT_LATENCY_SLO_MS, DEFAULT_PROFILE_BUDGET_MS, deviceClass, ortVersion, profileSession, profileThreads, unprofilable, warmUp } from './profiler.js';
 import type { CompiledWorkerOptions } from './options.js';
 import { providerUnavailable } from './providers.js';
 import { readNvidiaSmi } from './inventory.js';
@@ -29,6 +29,8 @@ export interface OpenedSession {
   batching: BatchingOptions;
   /** The session's footprint on its device measured at load (see measuredFootprint), when readable. */
   measuredBytes?: number;
+  /** Time of the warm-up run before serving, ms (absent when the profile just ran it, or warm-up is off). */
+  warmupMs?: number;
 }
 
 type ThreadSource = NonNullable<ReplicaProfileSummary['threads']>['source'];
@@ -103,18 +105,25 @@ export class SessionLoader {
         tookMs: source === 'measured' ? +((p?.tookMs ?? 0) + (p?.threads?.tookMs ?? 0)).toFixed(1) : 0,
         ...(onCpu ? { threads: { ...threads.settings, source: threads.source } } : {}),
       });
-      const result = (profile: ReplicaProfileSummary, batching: BatchingOptions): OpenedSession => ({
-        ...opened,
-        session,
-        signature,
-        profile,
-        batching,
-        ...(measuredBytes !== undefined ? { measuredBytes } : {}),
-      });
-      if (!profiling) return result(summary('disabled', 'profiling disabled by the deployment'), user);
-      if (!signature.batchAxis) return result(summary('skipped', 'model has no batch axis: runs unbatched'), { ...user, maxBatchSize: 1 });
+      // A session that was not just profiled runs once before it serves (Triton's model warm-up):
+      // at the batch size it will serve with, so the arena is sized and kernels are chosen.
+      const result = async (profile: ReplicaProfileSummary, batching: BatchingOptions): Promise<OpenedSession> => {
+        const warm = profile.source !== 'measured' && spec.warmup && !unprofilable(signature);
+        const warmupMs = warm ? await warmUp(session, signature, batching.maxBatchSize ?? 1) : undefined;
+        return {
+          ...opened,
+          session,
+          signature,
+          profile,
+          batching,
+          ...(measuredBytes !== undefined ? { measuredBytes } : {}),
+          ...(warmupMs !== undefined ? { warmupMs: +warmupMs.toFixed(1) } : {}),
+        };
+      };
+      if (!profiling) return await result(summary('disabled', 'profiling disabled by the deployment'), user);
+      if (!signature.batchAxis) return await result(summary('skipped', 'model has no batch axis: runs unbatched'), { ...user, maxBatchSize: 1 });
       const why = unprofilable(signature);
-      if (why) return result(summary('skipped', why), user);
+      if (why) return await result(summary('skipped', why), user);
 
       const turn = this.profiling.then(async () => {
         if (devClass !== cpuClass || !stored) stored = await this.storedProfile(spec.digest, devClass, slo);
@@ -155,7 +164,7 @@ export class SessionLoader {
       this.profiling = turn.then(() => undefined, () => undefined);
       const { p, source } = await turn;
       this.logger.info({ model: spec.name, deviceClass: devClass, source, chosen: p.chosen, threads: threads.settings, tookMs: p.tookMs }, 'profile');
-      return result(summary(source, p.chosen.reason, p), {
+      return await result(summary(source, p.chosen.reason, p), {
         ...user,
         maxBatchSize: user.maxBatchSize ?? p.chosen.maxBatchSize,
         maxQueueDelayMs: user.maxQueueDelayMs ?? p.chosen.maxQueueDelayMs,

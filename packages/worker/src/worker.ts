@@ -264,7 +264,7 @@ export class Worker {
     const t0 = performance.now();
     try {
       const path = await this.cache.path(spec.digest);
-      const { session, executionProvider, fallbackFrom, fallbackReason, compile, createMs, signature, profile, batching, measuredBytes } = await this.loader.open(
+      const { session, executionProvider, fallbackFrom, fallbackReason, compile, createMs, signature, profile, batching, measuredBytes, warmupMs } = await this.loader.open(
         path,
         spec,
         deviceId,
@@ -301,7 +301,7 @@ export class Worker {
         device: deviceId,
         replica: replicaId,
         bytes,
-        data: { loadMs, sessionCreateMs: +createMs.toFixed(1), compile, executionProvider, fallbackFrom, fallbackReason, chargedBy, batchAxis: signature.batchAxis, batching: replica.batching, profile },
+        data: { loadMs, sessionCreateMs: +createMs.toFixed(1), compile, warmupMs, executionProvider, fallbackFrom, fallbackReason, chargedBy, batchAxis: signature.batchAxis, batching: replica.batching, profile },
       });
       this.heartbeat();
       return { replicaId, device: deviceId, bytes, loadMs, sessionCreateMs: +createMs.toFixed(1), compile, executionProvider, ...(fallbackFrom ? { fallbackFrom } : {}) };
