@@ -105,11 +105,12 @@ export class SessionLoader {
         tookMs: source === 'measured' ? +((p?.tookMs ?? 0) + (p?.threads?.tookMs ?? 0)).toFixed(1) : 0,
         ...(onCpu ? { threads: { ...threads.settings, source: threads.source } } : {}),
       });
-      // A session that was not just profiled runs once before it serves (Triton's model warm-up):
-      // at the batch size it will serve with, so the arena is sized and kernels are chosen.
+      // A session that was not just profiled runs once before it serves (Triton's model warm-up),
+      // so the first request does not pay the first run's one-off costs. Batch 1: a caller may be
+      // waiting for this replica (a reload after eviction), so the warm-up is the cheapest run.
       const result = async (profile: ReplicaProfileSummary, batching: BatchingOptions): Promise<OpenedSession> => {
         const warm = profile.source !== 'measured' && spec.warmup && !unprofilable(signature);
-        const warmupMs = warm ? await warmUp(session, signature, batching.maxBatchSize ?? 1) : undefined;
+        const warmupMs = warm ? await warmUp(session, signature, 1) : undefined;
         return {
           ...opened,
           session,
