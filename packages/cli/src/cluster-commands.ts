@@ -10,15 +10,7 @@ import { BadRequestError } from '@flotilla/protocol';
 import { startHealthServer, type HealthServer } from '@flotilla/bus';
 import { busOptions, withConnectionOptions } from './connection-options.js';
 import { parseSize, reportError } from './format.js';
-
-/** Resolves on the first SIGINT/SIGTERM. */
-function untilSignal(): Promise<string> {
-  return new Promise((resolve) => {
-    const on = (sig: string) => () => resolve(sig);
-    process.once('SIGINT', on('SIGINT'));
-    process.once('SIGTERM', on('SIGTERM'));
-  });
-}
+import { untilSignal } from './signals.js';
 
 function readInventory(path?: string): InventoryOverride | undefined {
   if (!path) return undefined;

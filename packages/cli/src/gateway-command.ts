@@ -7,14 +7,7 @@ import { BadRequestError } from '@flotilla/protocol';
 import { createLogger } from '@flotilla/bus';
 import { busOptions, withConnectionOptions } from './connection-options.js';
 import { parseSize, reportError } from './format.js';
-
-function untilSignal(): Promise<string> {
-  return new Promise((resolve) => {
-    const on = (sig: string) => () => resolve(sig);
-    process.once('SIGINT', on('SIGINT'));
-    process.once('SIGTERM', on('SIGTERM'));
-  });
-}
+import { untilSignal } from './signals.js';
 
 function port(v: string): number {
   const n = Number(v);

@@ -5,19 +5,10 @@ import { Head, headMetrics } from '@flotilla/head';
 import { silentLogger, startHealthServer } from '@flotilla/bus';
 import { LocalCluster } from './local-cluster.js';
 import { sampleModelPath } from './sample-models.js';
+import { until } from './until.js';
 
 const GiB = 1024 ** 3;
 const x = { dtype: 'float32' as const, dims: [1, 16], data: new Float32Array(16) };
-
-async function until<T>(fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('GPU placement on an overridden inventory', () => {
   let cluster: LocalCluster;

@@ -15,6 +15,7 @@ import { NatsServer, type NatsServerOptions } from './nats-server.js';
 import { NatsCluster, freePort } from './nats-cluster.js';
 import { WorkerProcess, findCli } from './worker-process.js';
 import { sampleModelPath } from './sample-models.js';
+import { until } from './until.js';
 
 const x: Tensor = { dtype: 'float32', dims: [1, 16], data: new Float32Array(16).map((_, i) => i / 16) };
 const DEPLOY = { device: 'cpu' as const, profile: { enabled: false } };
@@ -24,16 +25,6 @@ const WORKER_ARGS = ['--threads', '1'];
 
 function say(line: string): void {
   process.stdout.write(`[failures] ${line}\n`);
-}
-
-async function until<T>(fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs: number, what: string, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not met within ${timeoutMs} ms`);
-    await sleep(everyMs);
-  }
 }
 
 /** `p`'s value, or undefined when it takes longer than `ms` (the timer does not outlive the race). */
@@ -222,16 +213,14 @@ describe('a worker process killed with SIGKILL under load', () => {
       const killedAt = Date.now();
       victim.kill('SIGKILL');
       const head = rig.head;
-      await until(() => head.registry.get(victim.id)?.alive === false, 10_000, 'victim marked dead', 10);
+      await until(() => head.registry.get(victim.id)?.alive === false, { timeoutMs: 10_000, what: 'victim marked dead', everyMs: 10 });
       const detectMs = Date.now() - killedAt;
       const replaced = await until(
         async () => {
           const d = await client.describe('mlp');
           return d.ready === 3 && d.replicas.every((r) => r.workerId !== victim.id) ? d : undefined;
         },
-        15_000,
-        'three ready replicas without the victim',
-        50,
+        { timeoutMs: 15_000, what: 'three ready replicas without the victim', everyMs: 50 },
       );
       const replaceMs = Date.now() - killedAt;
       const f = await load.done;
@@ -284,8 +273,7 @@ describe('a worker process stopped with SIGTERM under load', () => {
           const d = await client.describe('mlp');
           return d.ready === 2 && d.replicas.every((r) => r.workerId === 'p1') ? d : undefined;
         },
-        15_000,
-        'two ready replicas on p1',
+        { timeoutMs: 15_000, what: 'two ready replicas on p1' },
       );
       const replaceMs = Date.now() - termAt;
       const f = await load.done;
@@ -357,7 +345,7 @@ describe('nats-server killed and restarted (same port and store) under load', ()
       // Nobody exited, everybody is back.
       expect(rig.workers.every((w) => w.running)).toBe(true);
       expect(rig.head.state).toBe('running');
-      await until(() => rig!.head.registry.running().length === 2, 10_000, 'both workers alive at the head');
+      await until(() => rig!.head.registry.running().length === 2, { timeoutMs: 10_000, what: 'both workers alive at the head' });
       expect((await client.list()).map((d) => d.spec.name)).toEqual(['mlp']); // desired state kept in the store dir
       const d = await client.waitReady('mlp', 10_000);
       expect(d.ready).toBe(2);
@@ -387,9 +375,7 @@ async function jsApi(nc: NatsConnection, subject: string, body: unknown, timeout
         return undefined;
       }
     },
-    timeoutMs,
-    subject,
-    200,
+    { timeoutMs: timeoutMs, what: subject, everyMs: 200 },
   );
 }
 
@@ -444,7 +430,7 @@ describe('one server of a three-node NATS cluster killed under load', () => {
       // while disconnected is dropped by the NATS client — nats.js v3 resets its outbound buffer on
       // every dial — so a control call issued in that gap waits its whole 10 s timeout.)
       const conns = [rig.head.nc, ...(await Promise.all(rig.clients.map((c) => c.connection())))];
-      await until(() => conns.every((c) => c.info?.server_name !== undefined && c.info.server_name !== `n${victim}`), 10_000, 'head and callers reconnected', 10);
+      await until(() => conns.every((c) => c.info?.server_name !== undefined && c.info.server_name !== `n${victim}`), { timeoutMs: 10_000, what: 'head and callers reconnected', everyMs: 10 });
       const reconnectMs = Date.now() - killedAt;
 
       // Control answers while the cluster heals. The SDK's control calls are one attempt: while
@@ -464,9 +450,7 @@ describe('one server of a three-node NATS cluster killed under load', () => {
               return undefined;
             }
           },
-          5000,
-          'control call',
-          50,
+          { timeoutMs: 5000, what: 'control call', everyMs: 50 },
         ).then((r) => r.v);
       for (let i = 0; i < 4; i++) {
         const t0 = Date.now();
@@ -495,9 +479,7 @@ describe('one server of a three-node NATS cluster killed under load', () => {
             return undefined;
           }
         },
-        40_000,
-        'scale to 3',
-        250,
+        { timeoutMs: 40_000, what: 'scale to 3', everyMs: 250 },
       );
       const scaleMs = Date.now() - scaleAt;
       const f = await load.done;

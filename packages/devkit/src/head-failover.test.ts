@@ -7,18 +7,9 @@ import { silentLogger } from '@flotilla/bus';
 import { LocalCluster } from './local-cluster.js';
 import { randomFloats } from './onnx-builder.js';
 import { sampleModelPath } from './sample-models.js';
+import { until } from './until.js';
 
 const x = { x: { dtype: 'float32' as const, dims: [1, 16], data: randomFloats(16, 1) } };
-
-async function until<T>(f: () => T | undefined | Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('head leadership', () => {
   it('a standby takes over when the leader vanishes (lease expiry), recovers the deployments and reconciles', async () => {
@@ -56,7 +47,7 @@ describe('head leadership', () => {
       const scaled = await client.scale('mlp', 2, { wait: true, waitTimeoutMs: 15_000 });
       expect(scaled.ready).toBe(2);
       // The old leader could not renew: it has stepped down and would not act if it came back.
-      await until(() => (cluster.head.state === 'standby' || cluster.head.state === 'stopped' ? true : undefined), TTL * 3);
+      await until(() => cluster.head.state === 'standby' || cluster.head.state === 'stopped', { timeoutMs: TTL * 3, what: 'old leader stepped down' });
     } finally {
       await standby.stop();
       await cluster.stop();

@@ -4,3 +4,4 @@ export * from './sample-models.js';
 export * from './local-cluster.js';
 export * from './nats-cluster.js';
 export * from './worker-process.js';
+export * from './until.js';
