@@ -56,8 +56,10 @@ describe('head leadership', () => {
 
   it('a leader that stops cleanly hands over at once', async () => {
     const cluster = await LocalCluster.start({ workers: 1, head: { id: 'head-a', leaseTtlMs: 3000 } });
-    const standby = await Head.start({ cluster: cluster.cluster, bus: { servers: cluster.url }, id: 'head-b', leaseTtlMs: 3000, logger: silentLogger() });
+    // Asks for another TTL: the bucket's (the first head's) applies to every head.
+    const standby = await Head.start({ cluster: cluster.cluster, bus: { servers: cluster.url }, id: 'head-b', leaseTtlMs: 500, logger: silentLogger() });
     try {
+      expect(standby.lease.ttlMs).toBe(3000);
       const client = cluster.client();
       await client.deploy(sampleModelPath('mlp'), 'mlp', { device: 'cpu', profile: { enabled: false } });
       const t0 = performance.now();

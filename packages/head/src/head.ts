@@ -131,11 +131,14 @@ export class Head {
     // The model store is created here so `deploy` can upload before any worker exists.
     await new Objm(js).create(s.modelBucket, { replicas: options.storeReplicas });
     const leaseKv = await new Kvm(js).create(s.leaseBucket, { history: 1, ttl: options.leaseTtlMs, replicas: options.storeReplicas });
-    const head = new Head(options, nc, !options.connection, kv, new LeaderLease(leaseKv, options.id, options.leaseTtlMs), logger);
+    // The bucket's TTL is the one the first head created it with: renew and expire by that one.
+    const ttl = (await leaseKv.status()).ttl || options.leaseTtlMs;
+    if (ttl !== options.leaseTtlMs) logger.warn({ asked: options.leaseTtlMs, bucket: ttl }, 'lease TTL set by the bucket differs from --lease-ttl-ms; using the bucket');
+    const head = new Head(options, nc, !options.connection, kv, new LeaderLease(leaseKv, options.id, ttl), logger);
     head.state = 'standby';
     await head.campaign();
     if (head.state === 'standby') logger.info({ cluster: options.cluster, leader: (await head.lease.holder())?.id }, 'head standing by');
-    head.leaseTimer = setInterval(() => void head.campaign(), Math.max(50, Math.floor(options.leaseTtlMs / 3)));
+    head.leaseTimer = setInterval(() => void head.campaign(), Math.max(50, Math.floor(ttl / 3)));
     // A leader that stops cleanly deletes the lease: take over at once rather than at the next poll.
     head.unwatchLease = await head.lease.watchReleases(() => void head.campaign());
     return head;
