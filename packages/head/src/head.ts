@@ -28,7 +28,6 @@ import {
   type Heartbeat,
   type LoadResult,
   type PlacedReplica,
-  type ReplicaState,
   type Subjects,
   type WireError,
   type WorkerStatus,
@@ -39,6 +38,9 @@ import { place, type WorkerView } from './placement.js';
 import { WorkerRegistry } from './registry.js';
 import { Autoscaler, observe } from './autoscaler.js';
 import { LeaderLease } from './lease.js';
+import { Leadership } from './leadership.js';
+import { ReadyWaiters } from './ready-waiters.js';
+import { indexReplicas, workerViews, type IndexedReplica } from './cluster-view.js';
 
 interface Deployment {
   spec: DeploySpec;
@@ -80,11 +82,11 @@ export class Head {
   private readonly subs: Subscription[] = [];
   private readonly unloading = new Set<string>();
   /** See replicasOf(); undefined when it must be rebuilt. */
-  private replicaIndex?: Map<string, Array<{ r: ReplicaState; workerId: string; order: number }>>;
+  private replicaIndex?: Map<string, IndexedReplica[]>;
   /** Time the last reconcile round over all deployments took, ms (metric `flotilla_head_tick_seconds`). */
   lastTickMs = 0;
   /** Callers of `ensure` waiting for a ready replica, by model. */
-  private readonly readyWaiters = new Map<string, Set<() => void>>();
+  private readonly readyWaiters = new ReadyWaiters();
   private readonly events: EventMessage[] = [];
   private wasCutOff = false;
   private timer?: NodeJS.Timeout;
@@ -92,9 +94,7 @@ export class Head {
   private stopping?: Promise<void>;
   private readonly link: { connected: () => boolean };
 
-  private leaseTimer?: NodeJS.Timeout;
-  private unwatchLease?: () => void;
-  private campaigning = false;
+  private readonly leadership: Leadership;
   private leadingWaiters: Array<() => void> = [];
 
   private constructor(
@@ -108,6 +108,16 @@ export class Head {
     this.subjects = makeSubjects(options.cluster);
     this.registry = new WorkerRegistry(options.workerTimeoutMs);
     this.link = connectionTracker(nc);
+    this.leadership = new Leadership(
+      lease,
+      {
+        leading: () => this.state === 'running',
+        mayLead: () => this.state === 'standby' && !this.stopping && this.link.connected(),
+        lead: () => this.lead(),
+        stepDown: (reason) => this.stepDown(reason),
+      },
+      logger,
+    );
   }
 
   /** Null when ready to serve; otherwise why not (for /readyz). A standby is ready: it is there to take over. */
@@ -136,34 +146,9 @@ export class Head {
     if (ttl !== options.leaseTtlMs) logger.warn({ asked: options.leaseTtlMs, bucket: ttl }, 'lease TTL set by the bucket differs from --lease-ttl-ms; using the bucket');
     const head = new Head(options, nc, !options.connection, kv, new LeaderLease(leaseKv, options.id, ttl), logger);
     head.state = 'standby';
-    await head.campaign();
+    await head.leadership.start();
     if (head.state === 'standby') logger.info({ cluster: options.cluster, leader: (await head.lease.holder())?.id }, 'head standing by');
-    head.leaseTimer = setInterval(() => void head.campaign(), Math.max(50, Math.floor(ttl / 3)));
-    // A leader that stops cleanly deletes the lease: take over at once rather than at the next poll.
-    head.unwatchLease = await head.lease.watchReleases(() => void head.campaign());
     return head;
-  }
-
-  /**
-   * One step of leadership: the leader renews its lease (and steps down if it lost it or could
-   * not renew within the TTL); a standby tries to take it. Never two steps at once.
-   */
-  private async campaign(): Promise<void> {
-    if (this.campaigning || this.stopping) return;
-    this.campaigning = true;
-    try {
-      if (this.state === 'running') {
-        const r = await this.lease.renew();
-        if (r === 'lost') this.stepDown('another head holds the lease');
-        else if (this.lease.expired()) this.stepDown(`lease not renewed within ${this.lease.ttlMs} ms`);
-      } else if (this.state === 'standby' && this.link.connected() && (await this.lease.tryAcquire())) {
-        await this.lead();
-      }
-    } catch (err) {
-      this.logger.warn({ err: (err as Error).message }, 'leadership step failed');
-    } finally {
-      this.campaigning = false;
-    }
   }
 
   /** Takes over: desired state from KV, actual state from the heartbeats that follow. */
@@ -187,7 +172,7 @@ export class Head {
     this.state = 'standby';
     clearInterval(this.timer);
     for (const sub of this.subs.splice(0)) sub.unsubscribe();
-    for (const model of [...this.readyWaiters.keys()]) this.wakeWaiters(model);
+    this.readyWaiters.wakeAll();
     this.registry.clear();
     this.replicaIndex = undefined;
   }
@@ -279,7 +264,7 @@ export class Head {
       this.logger.info({ worker: hb.workerId, devices: hb.devices.map((d) => d.id) }, 'worker joined');
       this.tick();
     }
-    if (this.readyWaiters.size > 0) for (const r of hb.replicas) if (r.state === 'ready') this.wakeWaiters(r.model);
+    if (this.readyWaiters.size > 0) for (const r of hb.replicas) if (r.state === 'ready') this.readyWaiters.wake(r.model);
   }
 
   private onEvent(e: EventMessage): void {
@@ -341,28 +326,8 @@ export class Head {
     const wait = typeof waitMs === 'number' && Number.isFinite(waitMs) ? Math.min(Math.max(0, waitMs), MAX_ENSURE_WAIT_MS) : 0;
     const settled = (s: DeploymentStatus) => s.ready > 0 || s.pendingReason?.code === ErrorCode.MODEL_LOAD_FAILED;
     if (wait === 0 || settled(this.describe(name))) return this.describe(name);
-    await new Promise<void>((resolve) => {
-      const waiters = this.readyWaiters.get(name) ?? new Set<() => void>();
-      this.readyWaiters.set(name, waiters);
-      const done = () => {
-        clearTimeout(timer);
-        waiters.delete(check);
-        if (waiters.size === 0 && this.readyWaiters.get(name) === waiters) this.readyWaiters.delete(name);
-        resolve();
-      };
-      const check = () => {
-        if (this.state !== 'running' || !this.deployments.has(name) || settled(this.describe(name))) done();
-      };
-      const timer = setTimeout(done, wait);
-      waiters.add(check);
-    });
+    await this.readyWaiters.wait(name, wait, () => this.state !== 'running' || !this.deployments.has(name) || settled(this.describe(name)));
     return this.describe(name);
-  }
-
-  /** Re-checks the callers waiting in `ensure` for `model`. */
-  private wakeWaiters(model: string): void {
-    const waiters = this.readyWaiters.get(model);
-    if (waiters) for (const check of [...waiters]) check();
   }
 
   private name(body: Record<string, unknown>): string {
@@ -480,19 +445,8 @@ export class Head {
    * a heartbeat or a liveness change alters what it was built from: a tick over D deployments then
    * costs O(replicas + D), not O(replicas × D) (`pnpm bench:scale` measures it).
    */
-  private replicasOf(model: string): ReadonlyArray<{ r: ReplicaState; workerId: string; order: number }> {
-    if (!this.replicaIndex) {
-      const index = new Map<string, Array<{ r: ReplicaState; workerId: string; order: number }>>();
-      for (const w of this.registry.running()) {
-        w.hb.replicas.forEach((r, order) => {
-          const list = index.get(r.model);
-          const entry = { r, workerId: w.hb.workerId, order };
-          if (list) list.push(entry);
-          else index.set(r.model, [entry]);
-        });
-      }
-      this.replicaIndex = index;
-    }
+  private replicasOf(model: string): readonly IndexedReplica[] {
+    this.replicaIndex ??= indexReplicas(this.registry.running());
     return this.replicaIndex.get(model) ?? [];
   }
 
@@ -507,34 +461,10 @@ export class Head {
   }
 
   private view(): WorkerView[] {
-    const pendingBy = new Map<string, Array<{ device: string; bytes: number; model: string }>>();
-    for (const d of this.deployments.values()) {
-      for (const [id, p] of d.pending) {
-        const hb = this.registry.get(p.workerId)?.hb;
-        if (hb?.replicas.some((r) => r.id === id)) continue; // already charged in the heartbeat
-        const list = pendingBy.get(p.workerId) ?? [];
-        list.push({ device: p.device, bytes: p.bytes, model: d.spec.name });
-        pendingBy.set(p.workerId, list);
-      }
-    }
-    return this.registry.all().map((w) => {
-      const pend = pendingBy.get(w.hb.workerId) ?? [];
-      const replicasByModel: Record<string, number> = {};
-      for (const r of w.hb.replicas) replicasByModel[r.model] = (replicasByModel[r.model] ?? 0) + 1;
-      for (const p of pend) replicasByModel[p.model] = (replicasByModel[p.model] ?? 0) + 1;
-      return {
-        id: w.hb.workerId,
-        schedulable: w.alive && w.hb.state === 'running',
-        replicasByModel,
-        devices: w.hb.devices.map((dev) => ({
-          id: dev.id,
-          kind: dev.kind,
-          budgetBytes: dev.budgetBytes,
-          usedBytes: dev.usedBytes + pend.filter((p) => p.device === dev.id).reduce((n, p) => n + p.bytes, 0),
-          evictableBytes: w.hb.replicas.filter((r) => r.device === dev.id && r.state === 'ready' && !r.pinned).reduce((n, r) => n + r.bytes, 0),
-        })),
-      };
-    });
+    const pending = [...this.deployments.values()].flatMap((d) =>
+      [...d.pending].map(([replicaId, p]) => ({ replicaId, workerId: p.workerId, device: p.device, bytes: p.bytes, model: d.spec.name })),
+    );
+    return workerViews(this.registry.all(), pending);
   }
 
   reconcile(name: string): void {
@@ -669,7 +599,7 @@ export class Head {
         d.pending.delete(replicaId);
         // A stale deployment object (undeployed/redeployed meanwhile) is reconciled by the orphan sweep.
         if (this.deployments.get(spec.name) === d) this.reconcile(spec.name);
-        this.wakeWaiters(spec.name);
+        this.readyWaiters.wake(spec.name);
       });
   }
 
@@ -687,12 +617,10 @@ export class Head {
     this.stopping ??= (async () => {
       this.state = 'stopping';
       clearInterval(this.timer);
-      clearInterval(this.leaseTimer);
-      this.unwatchLease?.();
-      for (const model of [...this.readyWaiters.keys()]) this.wakeWaiters(model);
+      this.readyWaiters.wakeAll();
       for (const s of this.subs.splice(0)) s.unsubscribe();
       // Hand over at once: a standby need not wait for the lease to expire.
-      await this.lease.release();
+      await this.leadership.stop();
       if (this.ownsConnection) await closeBus(this.nc);
       this.state = 'stopped';
     })();

@@ -4,3 +4,7 @@ export * from './placement.js';
 export * from './registry.js';
 export * from './autoscaler.js';
 export * from './metrics.js';
+export * from './lease.js';
+export * from './leadership.js';
+export * from './ready-waiters.js';
+export * from './cluster-view.js';
