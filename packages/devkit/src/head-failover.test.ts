@@ -75,4 +75,30 @@ describe('head leadership', () => {
       await cluster.stop();
     }
   }, 30_000);
+
+  it('the new leader has the event history and keeps evicted models dormant (no thrash), until requested', async () => {
+    const MiB = 1024 * 1024;
+    const cluster = await LocalCluster.start({ workers: 1, worker: { memoryBudgetBytes: 100 * MiB }, head: { id: 'head-a', leaseTtlMs: 1000 } });
+    const standby = await Head.start({ cluster: cluster.cluster, bus: { servers: cluster.url }, id: 'head-b', leaseTtlMs: 1000, logger: silentLogger() });
+    try {
+      const client = cluster.client();
+      const opts = { device: 'cpu' as const, memoryBytes: 60 * MiB, profile: { enabled: false } };
+      await client.deploy(sampleModelPath('mlp'), 'a', opts);
+      await client.deploy(sampleModelPath('mlp'), 'b', opts); // evicts a
+      await cluster.head.stop();
+      await standby.leading();
+      const events = await client.events({ limit: 50 });
+      expect(events.filter((e) => e.model === 'a').map((e) => e.type)).toEqual(['loaded', 'evicted']);
+      // Several reconcile rounds later, a is still not re-placed (that would evict b: thrash)...
+      await new Promise((r) => setTimeout(r, 1500));
+      expect((await client.describe('a')).ready).toBe(0);
+      expect((await client.describe('a')).dormant).toBe(true);
+      expect((await client.describe('b')).ready).toBe(1);
+      // ...until a request asks for it.
+      expect((await client.infer('a', x, { timeoutMs: 15_000 })).y!.dims).toEqual([1, 4]);
+    } finally {
+      await standby.stop();
+      await cluster.stop();
+    }
+  }, 30_000);
 });

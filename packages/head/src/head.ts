@@ -41,6 +41,7 @@ import { LeaderLease } from './lease.js';
 import { Leadership } from './leadership.js';
 import { ReadyWaiters } from './ready-waiters.js';
 import { indexReplicas, workerViews, type IndexedReplica } from './cluster-view.js';
+import { ensureEventStream, readEventHistory } from './event-history.js';
 
 interface Deployment {
   spec: DeploySpec;
@@ -144,6 +145,7 @@ export class Head {
     // The bucket's TTL is the one the first head created it with: renew and expire by that one.
     const ttl = (await leaseKv.status()).ttl || options.leaseTtlMs;
     if (ttl !== options.leaseTtlMs) logger.warn({ asked: options.leaseTtlMs, bucket: ttl }, 'lease TTL set by the bucket differs from --lease-ttl-ms; using the bucket');
+    await ensureEventStream(nc, s.eventStream, s.eventAll, EVENT_HISTORY, options.storeReplicas);
     const head = new Head(options, nc, !options.connection, kv, new LeaderLease(leaseKv, options.id, ttl), logger);
     head.state = 'standby';
     await head.leadership.start();
@@ -157,6 +159,7 @@ export class Head {
     this.registry.clear();
     this.replicaIndex = undefined;
     await this.recover();
+    await this.recoverEvents();
     if (this.stopping) return;
     this.listen();
     await this.nc.flush(); // the server has our subscriptions before anyone is told we run
@@ -211,6 +214,27 @@ export class Head {
         this.logger.error({ key, err }, 'skipping unreadable deployment record');
       }
     }
+  }
+
+  /**
+   * The event history from its stream; a model whose last load/eviction event is an eviction is
+   * dormant again (the previous leader would not have re-placed it either).
+   */
+  private async recoverEvents(): Promise<void> {
+    this.events.length = 0;
+    let history: EventMessage[] = [];
+    try {
+      history = await readEventHistory(this.nc, this.subjects.eventStream);
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message }, 'event history not read: starting without it');
+    }
+    const last = new Map<string, string>();
+    for (const e of history) {
+      this.events.push(e);
+      if (e.model && (e.type === 'evicted' || e.type === 'loaded')) last.set(e.model, e.type);
+    }
+    this.events.splice(0, Math.max(0, this.events.length - EVENT_HISTORY));
+    for (const [model, type] of last) if (type === 'evicted') this.markDormant(model);
   }
 
   private listen(): void {

@@ -52,6 +52,8 @@ export interface Subjects {
   profileBucket: string;
   /** KV bucket holding the heads' leadership lease (entries expire after the lease TTL). */
   leaseBucket: string;
+  /** JetStream stream keeping the recent events (`eventAll`), so a new leading head has their history. */
+  eventStream: string;
 }
 
 /** Profiles are shared per (model digest, device class, onnxruntime version). */
@@ -85,6 +87,7 @@ export function subjects(cluster: string = DEFAULT_CLUSTER): Subjects {
     blobBucket: `flotilla_${cluster}_blobs`,
     profileBucket: `flotilla_${cluster}_profiles`,
     leaseBucket: `flotilla_${cluster}_lease`,
+    eventStream: `flotilla_${cluster}_events`,
   };
 }
 
