@@ -72,7 +72,7 @@ export function clusterCommands(program: Command): void {
         .option('--store-replicas <n>', "JetStream replicas of Flotilla's state and model buckets (3 on a 3-node NATS; env FLOTILLA_STORE_REPLICAS)", (v) => Number(v))
         .option('--worker-timeout-ms <ms>', 'a worker silent this long is dead (default 5000)', (v) => Number(v))
         .option('--id <id>', 'head id, shown in status and the leadership lease (default <hostname>-<pid>)')
-        .option('--lease-ttl-ms <ms>', 'several heads: one leads, the others take over within about this long after it is lost (default 3000)', (v) => Number(v)),
+        .option('--lease-ttl-ms <ms>', 'several heads: one leads, the others take over within about this long after it is lost (default 10000)', (v) => Number(v)),
     ),
   ).action(async (o) => {
     try {

@@ -101,4 +101,30 @@ describe('head leadership', () => {
       await cluster.stop();
     }
   }, 30_000);
+
+  it('a new leader does not place recovered deployments before it has heard the workers (no duplicate replicas)', async () => {
+    // The replica is on w1 (more free memory), which beats only every 2 s; w0 beats every 250 ms.
+    // A head placing at its first rounds would know w0 but not w1's replica, and place a second.
+    const cluster = await LocalCluster.start({
+      workers: 2,
+      worker: (i) => (i === 0 ? { memoryBudgetBytes: 500 * 1024 * 1024 } : { memoryBudgetBytes: 1024 * 1024 * 1024, heartbeatMs: 2000 }),
+      head: { id: 'head-a' },
+    });
+    const standby = await Head.start({ cluster: cluster.cluster, bus: { servers: cluster.url }, id: 'head-b', settleMs: 3000, reconcileMs: 100, logger: silentLogger() });
+    try {
+      const client = cluster.client();
+      const deployed = await client.deploy(sampleModelPath('mlp'), 'mlp', { device: 'cpu', profile: { enabled: false } });
+      expect(deployed.replicas.map((r) => r.workerId)).toEqual(['w1']);
+      await cluster.head.stop();
+      await standby.leading();
+      const since = Date.now();
+      await new Promise((r) => setTimeout(r, 3500)); // 35 rounds; a heartbeat arrived meanwhile
+      const st = await client.describe('mlp');
+      expect(st.replicas.map((r) => r.state)).toEqual(['ready']);
+      expect((await client.events({ model: 'mlp' })).filter((e) => e.type === 'loaded' && e.at >= since)).toEqual([]);
+    } finally {
+      await standby.stop();
+      await cluster.stop();
+    }
+  }, 30_000);
 });

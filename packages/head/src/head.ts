@@ -141,7 +141,10 @@ export class Head {
     const kv = await new Kvm(js).create(s.stateBucket, { history: 1, replicas: options.storeReplicas });
     // The model store is created here so `deploy` can upload before any worker exists.
     await new Objm(js).create(s.modelBucket, { replicas: options.storeReplicas });
-    const leaseKv = await new Kvm(js).create(s.leaseBucket, { history: 1, ttl: options.leaseTtlMs, replicas: options.storeReplicas });
+    // Lease writes get a short timeout: one stuck through an outage must not hold off the renewals
+    // after it until the lease has run out.
+    const leaseJs = jetstream(nc, { timeout: Math.min(2000, Math.max(250, Math.floor(options.leaseTtlMs / 4))) });
+    const leaseKv = await new Kvm(leaseJs).create(s.leaseBucket, { history: 1, ttl: options.leaseTtlMs, replicas: options.storeReplicas });
     // The bucket's TTL is the one the first head created it with: renew and expire by that one.
     const ttl = (await leaseKv.status()).ttl || options.leaseTtlMs;
     if (ttl !== options.leaseTtlMs) logger.warn({ asked: options.leaseTtlMs, bucket: ttl }, 'lease TTL set by the bucket differs from --lease-ttl-ms; using the bucket');
@@ -209,7 +212,10 @@ export class Head {
       try {
         const { spec, createdAt } = decode<{ spec: DeploySpec; createdAt: number }>(e.value);
         const parsed = parseDeploySpec(spec);
-        this.deployments.set(spec.name, { spec: parsed, createdAt, pending: new Map(), failures: 0, retryAt: 0, dormant: false, autoscaler: this.autoscalerFor(parsed) });
+        // No placement until the workers' heartbeats had time to arrive: replicas that exist but
+        // were not heard of yet must not be placed twice (ensure still places at once).
+        const retryAt = Date.now() + this.options.settleMs;
+        this.deployments.set(spec.name, { spec: parsed, createdAt, pending: new Map(), failures: 0, retryAt, dormant: false, autoscaler: this.autoscalerFor(parsed) });
       } catch (err) {
         this.logger.error({ key, err }, 'skipping unreadable deployment record');
       }

@@ -38,7 +38,10 @@ export class LeaderLease {
     return encode({ v: PROTOCOL_VERSION, id: this.id, pid: process.pid, since: this.since } satisfies LeaseHolder);
   }
 
-  /** Takes the lease if no one holds it. True when this head now leads. */
+  /**
+   * Takes the lease if no one holds it, or if the holder is this very head (ids are unique per
+   * process: an earlier term of ours, e.g. after a spurious step-down). True when this head leads.
+   */
   async tryAcquire(now = Date.now()): Promise<boolean> {
     try {
       this.since = now;
@@ -46,25 +49,43 @@ export class LeaderLease {
       this.renewedAt = now;
       return true;
     } catch {
-      return false; // held by someone (wrong last sequence), or JetStream unavailable: try again later
+      // Held by someone (wrong last sequence), or JetStream unavailable: ours, or try again later.
+      if (!(await this.adoptOwn())) return false;
+      return (await this.renew(now)) === 'held';
     }
   }
 
   /** Extends the lease; `lost` when another head holds it now, `error` when the store did not answer. */
   async renew(now = Date.now()): Promise<RenewResult> {
     if (this.revision === undefined) return 'lost';
-    try {
-      this.revision = await this.kv.update(LEASE_KEY, this.value(), this.revision);
-      this.renewedAt = now;
-      return 'held';
-    } catch (err) {
-      if (/wrong last sequence/i.test((err as Error).message)) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        this.revision = await this.kv.update(LEASE_KEY, this.value(), this.revision);
+        this.renewedAt = now;
+        return 'held';
+      } catch (err) {
+        if (!/wrong last sequence/i.test((err as Error).message)) return 'error';
+        // A renewal that timed out here may still have been applied (the client sends buffered
+        // messages after a reconnect): if the key still names this head, carry on from there.
+        if (attempt === 0 && (await this.adoptOwn())) continue;
         this.revision = undefined;
         this.renewedAt = 0;
         return 'lost';
       }
-      return 'error';
     }
+  }
+
+  /** Takes the key's current revision when it names this head. */
+  private async adoptOwn(): Promise<boolean> {
+    const e = await this.kv.get(LEASE_KEY).catch(() => null);
+    if (!e || e.operation !== 'PUT' || e.value.length === 0) return false;
+    try {
+      if (decode<LeaseHolder>(e.value).id !== this.id) return false;
+    } catch {
+      return false;
+    }
+    this.revision = e.revision;
+    return true;
   }
 
   /** Not renewed within the TTL: a standby may already lead, so this head must not act as leader. */

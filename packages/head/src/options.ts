@@ -5,7 +5,8 @@ import type { BusOptions, Logger, NatsConnection } from '@flotilla/bus';
 
 export const DEFAULT_WORKER_TIMEOUT_MS = 5000;
 export const DEFAULT_RECONCILE_MS = 500;
-export const DEFAULT_LEASE_TTL_MS = 3000;
+export const DEFAULT_LEASE_TTL_MS = 10_000;
+export const DEFAULT_SETTLE_MS = 2500;
 
 export interface HeadOptions {
   /** NATS connection settings (ignored when `connection` is given). */
@@ -26,9 +27,17 @@ export interface HeadOptions {
   id?: string;
   /**
    * Leadership lease, ms: of several heads one leads (reconciles, answers control requests), the
-   * others stand by and take over within about this long after the leader is lost. Default 3000.
+   * others stand by and take over within about this long after the leader is lost. A leader that
+   * cannot renew it for this long (e.g. a JetStream leader election longer than that) steps down.
+   * Default 10 000 (Kubernetes' leader election uses 15 s).
    */
   leaseTtlMs?: number;
+  /**
+   * After it starts leading, the head waits this long before placing replicas of the deployments
+   * it recovered, so replicas on workers it has not heard from yet are not placed twice, ms.
+   * Default 2500 (two and a half heartbeats at the workers' default period).
+   */
+  settleMs?: number;
   logger?: Logger;
 }
 
@@ -42,6 +51,7 @@ export interface CompiledHeadOptions {
   storeReplicas: number;
   id: string;
   leaseTtlMs: number;
+  settleMs: number;
   logger?: Logger;
 }
 
@@ -56,6 +66,7 @@ export function parseHeadOptions(raw: HeadOptions = {}): CompiledHeadOptions {
     storeReplicas: raw.storeReplicas ?? 1,
     id: raw.id ?? `${(process.env.HOSTNAME ?? hostname()).replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 40) || 'head'}-${process.pid}`,
     leaseTtlMs: raw.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
+    settleMs: raw.settleMs ?? DEFAULT_SETTLE_MS,
     logger: raw.logger,
   };
   const bad = (k: string, v: number, min: number, max: number) => {
@@ -66,6 +77,7 @@ export function parseHeadOptions(raw: HeadOptions = {}): CompiledHeadOptions {
   bad('loadTimeoutMs', o.loadTimeoutMs, 100, 3_600_000);
   bad('storeReplicas', o.storeReplicas, 1, 5);
   bad('leaseTtlMs', o.leaseTtlMs, 300, 600_000);
+  bad('settleMs', o.settleMs, 0, 600_000);
   if (!/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/.test(o.id)) throw new BadRequestError(`invalid head option id='${o.id}': use 1-64 letters, digits, _ or -`);
   return o;
 }
