@@ -243,28 +243,24 @@ export class Head {
     for (const [model, type] of last) if (type === 'evicted') this.markDormant(model);
   }
 
+  /** A subscription whose messages are decoded and handled; a bad one is logged and skipped. */
+  private subscribeDecoded<T>(subject: string, what: string, handle: (m: T) => void): Subscription {
+    return this.nc.subscribe(subject, {
+      callback: (err, msg) => {
+        if (err) return;
+        try {
+          handle(decode<T>(msg.data));
+        } catch (e) {
+          this.logger.warn({ err: (e as Error).message, subject: msg.subject }, what);
+        }
+      },
+    });
+  }
+
   private listen(): void {
     this.subs.push(
-      this.nc.subscribe(this.subjects.heartbeatAll, {
-        callback: (err, msg) => {
-          if (err) return;
-          try {
-            this.onHeartbeat(decode<Heartbeat>(msg.data));
-          } catch (e) {
-            this.logger.warn({ err: (e as Error).message, subject: msg.subject }, 'bad heartbeat');
-          }
-        },
-      }),
-      this.nc.subscribe(this.subjects.eventAll, {
-        callback: (err, msg) => {
-          if (err) return;
-          try {
-            this.onEvent(decode<EventMessage>(msg.data));
-          } catch (e) {
-            this.logger.warn({ err: (e as Error).message, subject: msg.subject }, 'bad event');
-          }
-        },
-      }),
+      this.subscribeDecoded<Heartbeat>(this.subjects.heartbeatAll, 'bad heartbeat', (hb) => this.onHeartbeat(hb)),
+      this.subscribeDecoded<EventMessage>(this.subjects.eventAll, 'bad event', (e) => this.onEvent(e)),
       this.nc.subscribe(this.subjects.controlAll, {
         queue: 'head',
         callback: (err, msg) => {
@@ -355,7 +351,8 @@ export class Head {
     this.reconcile(name);
     const wait = typeof waitMs === 'number' && Number.isFinite(waitMs) ? Math.min(Math.max(0, waitMs), MAX_ENSURE_WAIT_MS) : 0;
     const settled = (s: DeploymentStatus) => s.ready > 0 || s.pendingReason?.code === ErrorCode.MODEL_LOAD_FAILED;
-    if (wait === 0 || settled(this.describe(name))) return this.describe(name);
+    const now = this.describe(name);
+    if (wait === 0 || settled(now)) return now;
     await this.readyWaiters.wait(name, wait, () => this.state !== 'running' || !this.deployments.has(name) || settled(this.describe(name)));
     return this.describe(name);
   }

@@ -5,7 +5,7 @@
 import * as ort from 'onnxruntime-node';
 import { DTYPES, PROTOCOL_VERSION, elementCount, type ModelProfile, type ProfileRow, type ThreadChoice } from '@flotilla/protocol';
 import { chooseBatch } from './batch-size.js';
-import { chooseThreads, threadCandidates, type ThreadRow, type ThreadSettings } from './thread-choice.js';
+import { chooseThreads, sameThreads, threadCandidates, type ThreadRow, type ThreadSettings } from './thread-choice.js';
 import type { ModelSignature } from './model-io.js';
 
 /** Time budget of one profile, ms. */
@@ -160,8 +160,6 @@ export async function profileSession(
   };
 }
 
-const sameThreads = (a: ThreadSettings, b: ThreadSettings) =>
-  a.intraOp === b.intraOp && a.mode === b.mode && (a.mode === 'sequential' || a.interOp === b.interOp);
 
 /**
  * Measures thread settings for a CPU session at the profile's chosen batch size: the session the

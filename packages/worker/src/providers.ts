@@ -25,16 +25,26 @@ export function ortLibraryDir(maps?: string): string | undefined {
   return /\s(\/\S*\/)libonnxruntime\.so[^\s/]*$/m.exec(text)?.[1];
 }
 
+let backends: BackendInfo[] | undefined;
+/** What this onnxruntime-node build supports (asked once: it does not change while running). */
 export function supportedBackends(): BackendInfo[] {
   const list = (ort as unknown as { listSupportedBackends?: () => BackendInfo[] }).listSupportedBackends;
-  return list ? list() : [{ name: 'cpu', bundled: true }];
+  backends ??= list ? list() : [{ name: 'cpu', bundled: true }];
+  return backends;
+}
+
+let loadedFrom: string | null | undefined;
+/** ortLibraryDir() of this process, read once (null: cannot tell). */
+function ownLibraryDir(): string | null {
+  loadedFrom ??= ortLibraryDir() ?? null;
+  return loadedFrom;
 }
 
 /**
  * Why execution provider `name` cannot load here, or undefined when it can (or when that cannot
  * be told: then creating the session is the test).
  */
-export function providerUnavailable(name: string, backends: readonly BackendInfo[] = supportedBackends(), libDir: string | null = ortLibraryDir() ?? null): string | undefined {
+export function providerUnavailable(name: string, backends: readonly BackendInfo[] = supportedBackends(), libDir: string | null = ownLibraryDir()): string | undefined {
   const b = backends.find((x) => x.name === name);
   if (!b) return `this onnxruntime-node build has no '${name}' execution provider (it has ${backends.map((x) => x.name).join(', ')})`;
   if (b.bundled || !libDir) return undefined;

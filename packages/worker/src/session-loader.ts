@@ -13,6 +13,7 @@ import { DEFAULT_LATENCY_SLO_MS, DEFAULT_PROFILE_BUDGET_MS, deviceClass, ortVers
 import type { CompiledWorkerOptions } from './options.js';
 import { providerUnavailable } from './providers.js';
 import { readNvidiaSmi } from './inventory.js';
+import { sameThreads } from './thread-choice.js';
 import { measuredFootprint } from './memory-ledger.js';
 
 export interface OpenedSession {
@@ -40,7 +41,7 @@ type ThreadSource = NonNullable<ReplicaProfileSummary['threads']>['source'];
  * setting it runs with, when the profile's thread rows have it, else from the batch sweep.
  */
 function servedRate(p: ModelProfile, threads: ThreadSettings | undefined): number {
-  const tuned = threads && p.threads?.rows.find((r) => r.intraOp === threads.intraOp && r.mode === threads.mode && (r.mode === 'sequential' || r.interOp === threads.interOp));
+  const tuned = threads && p.threads?.rows.find((r) => sameThreads(r, threads));
   return tuned?.itemsPerSec ?? p.rows.find((r) => r.batch === p.chosen.maxBatchSize)?.itemsPerSec ?? 0;
 }
 

@@ -16,6 +16,11 @@ export function threadCost(t: ThreadSettings): number {
 
 const key = (t: ThreadSettings) => `${t.intraOp}/${t.mode === 'parallel' ? t.interOp : 1}/${t.mode}`;
 
+/** The same setting for onnxruntime (inter-op threads only count in parallel mode). */
+export function sameThreads(a: ThreadSettings, b: ThreadSettings): boolean {
+  return key(a) === key(b);
+}
+
 export function describeThreads(t: ThreadSettings): string {
   return t.mode === 'parallel' ? `${t.intraOp} intra-op × ${t.interOp} inter-op (parallel)` : `${t.intraOp} intra-op`;
 }
