@@ -5,3 +5,4 @@ export type { NatsConnection, Msg, Subscription } from '@nats-io/nats-core';
 export * from './logger.js';
 export * from './health-server.js';
 export * from './profile-store.js';
+export * from './serve.js';

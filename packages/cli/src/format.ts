@@ -45,6 +45,7 @@ export const EXIT_CODES: Record<string, number> = {
   [ErrorCode.PAYLOAD_TOO_LARGE]: 9,
   [ErrorCode.OVERLOADED]: 10,
   [ErrorCode.DECODE_ERROR]: 11,
+  [ErrorCode.FORBIDDEN]: 12,
 };
 
 /** Prints the error (as JSON on stdout too when asked) and returns the exit code. */

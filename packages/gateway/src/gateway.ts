@@ -47,6 +47,7 @@ export const HTTP_STATUS: Readonly<Record<string, number>> = {
   [ErrorCode.UNAVAILABLE]: 503,
   [ErrorCode.NO_CAPACITY]: 503,
   [ErrorCode.DEADLINE_EXCEEDED]: 504,
+  [ErrorCode.FORBIDDEN]: 403,
 };
 
 export function httpStatusForCode(code: string): number {

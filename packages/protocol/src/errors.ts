@@ -14,6 +14,8 @@ export const ErrorCode = {
   VERSION_MISMATCH: 'VERSION_MISMATCH',
   UNAVAILABLE: 'UNAVAILABLE',
   NOT_FOUND: 'NOT_FOUND',
+  /** The NATS server refused the action to this connection's credentials (role permissions). */
+  FORBIDDEN: 'FORBIDDEN',
   INTERNAL: 'INTERNAL',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -23,6 +25,16 @@ export interface WireError {
   code: string;
   message: string;
   data?: unknown;
+}
+
+/** Longest error message put on the wire (characters); longer ones are cut (never echo unbounded input). */
+export const MAX_ERROR_MESSAGE_CHARS = 2048;
+/** Largest `data` of a wire error, as JSON characters; larger data is dropped (the message stays). */
+export const MAX_ERROR_DATA_CHARS = 8192;
+
+/** A string cut to `max` characters, saying how much was cut. */
+export function truncate(s: string, max: number): string {
+  return s.length <= max ? s : `${s.slice(0, max)}… (${s.length - max} more characters)`;
 }
 
 /** Codes a caller may retry as-is (possibly on another replica) and expect a different outcome. */
@@ -45,10 +57,17 @@ export class FlotillaError extends Error {
     this.retryable = RETRYABLE.has(code);
   }
 
+  /** The wire form, bounded: the message cut to MAX_ERROR_MESSAGE_CHARS, oversized `data` left out. */
   toWire(): WireError {
-    return this.data === undefined
-      ? { code: this.code, message: this.message }
-      : { code: this.code, message: this.message, data: this.data };
+    const message = truncate(this.message, MAX_ERROR_MESSAGE_CHARS);
+    if (this.data === undefined) return { code: this.code, message };
+    let size = Infinity;
+    try {
+      size = JSON.stringify(this.data, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v instanceof Uint8Array ? `bin:${v.byteLength}` : v))?.length ?? 0;
+    } catch {
+      // cyclic or otherwise not serialisable: dropped below
+    }
+    return size <= MAX_ERROR_DATA_CHARS ? { code: this.code, message, data: this.data } : { code: this.code, message };
   }
 }
 
@@ -73,6 +92,7 @@ export class DeadlineExceededError extends define(ErrorCode.DEADLINE_EXCEEDED, '
 export class VersionMismatchError extends define(ErrorCode.VERSION_MISMATCH, 'VersionMismatchError') {}
 export class UnavailableError extends define(ErrorCode.UNAVAILABLE, 'UnavailableError') {}
 export class NotFoundError extends define(ErrorCode.NOT_FOUND, 'NotFoundError') {}
+export class ForbiddenError extends define(ErrorCode.FORBIDDEN, 'ForbiddenError') {}
 export class InternalError extends define(ErrorCode.INTERNAL, 'InternalError') {}
 
 const BY_CODE: Record<string, new (message: string, options?: Opts) => FlotillaError> = {
@@ -88,14 +108,16 @@ const BY_CODE: Record<string, new (message: string, options?: Opts) => FlotillaE
   [ErrorCode.VERSION_MISMATCH]: VersionMismatchError,
   [ErrorCode.UNAVAILABLE]: UnavailableError,
   [ErrorCode.NOT_FOUND]: NotFoundError,
+  [ErrorCode.FORBIDDEN]: ForbiddenError,
   [ErrorCode.INTERNAL]: InternalError,
 };
 
 /** Rebuilds the typed error from its wire form; unknown codes keep their code on a FlotillaError. */
 export function fromWire(err: WireError): FlotillaError {
-  const Ctor = BY_CODE[err.code];
-  const message = typeof err.message === 'string' ? err.message : String(err.message);
-  return Ctor ? new Ctor(message, { data: err.data }) : new FlotillaError(String(err.code), message, { data: err.data });
+  const Ctor = typeof err?.code === 'string' && Object.prototype.hasOwnProperty.call(BY_CODE, err.code) ? BY_CODE[err.code] : undefined;
+  const message = truncate(typeof err?.message === 'string' ? err.message : String(err?.message), MAX_ERROR_MESSAGE_CHARS);
+  const code = typeof err?.code === 'string' ? err.code.slice(0, 64) : 'INTERNAL';
+  return Ctor ? new Ctor(message, { data: err.data }) : new FlotillaError(code, message, { data: err?.data });
 }
 
 /** Any thrown value as a FlotillaError: coded errors pass through, the rest become INTERNAL. */
