@@ -3,6 +3,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { errors as natsErrors } from '@nats-io/nats-core';
 import {
   DeadlineExceededError,
+  ForbiddenError,
   PROTOCOL_VERSION,
   UnavailableError,
   decode,
@@ -57,6 +58,13 @@ export function isTimeout(err: unknown): boolean {
 }
 
 export function mapNatsError(err: unknown, subject: string, timeoutMs: number): Error {
+  const denied = err instanceof natsErrors.PermissionViolationError ? err : (err as Error)?.cause;
+  if (denied instanceof natsErrors.PermissionViolationError) {
+    return new ForbiddenError(`the NATS server does not allow this connection to ${denied.operation} on ${denied.subject}: its credentials lack the role`, {
+      cause: err,
+      data: { subject: denied.subject, operation: denied.operation },
+    });
+  }
   if (isNoResponders(err)) {
     return new UnavailableError(`no one is answering on ${subject}`, { cause: err, data: { subject } });
   }
