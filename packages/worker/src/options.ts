@@ -1,11 +1,12 @@
 // Worker options: raw (documented) → defaults added → validated. `parseWorkerOptions` never
 // mutates its input.
-import { homedir } from 'node:os';
+import { availableParallelism, cpus, homedir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { BadRequestError, DEFAULT_CLUSTER, DEFAULT_MAX_MESSAGE_BYTES, type GpuInfo } from '@flotilla/protocol';
 import type { BusOptions, Logger, NatsConnection } from '@flotilla/bus';
-import type { InventoryOverride } from './inventory.js';
+import { usableCores, type InventoryOverride } from './inventory.js';
+import { readCgroupLimits } from './cgroup-limits.js';
 import { resolveEvictionPolicy } from './eviction.js';
 
 export const DEFAULT_HEARTBEAT_MS = 1000;
@@ -31,7 +32,10 @@ export interface WorkerOptions {
   memoryBudgetBytes?: number;
   /** Fraction of each device's capacity kept free. Default 0.1. */
   headroom?: number;
-  /** onnxruntime intra-op threads per session; 0 lets onnxruntime choose. Default 0. */
+  /**
+   * onnxruntime intra-op threads per session; 0 lets onnxruntime choose. Default 0. At most the
+   * worker's usable cores (`inventoryUsableCores`): more is BAD_REQUEST at start.
+   */
   threads?: number;
   /** Execution providers tried, in order, for replicas placed on a GPU; CPU is the fallback. Default ['cuda']. */
   gpuProviders?: string[];
@@ -91,6 +95,16 @@ function defaultId(): string {
   return `${host}-${process.pid}`.replace(/^[^A-Za-z0-9]+/, 'w');
 }
 
+/**
+ * Usable cores the inventory will report, known before it is measured (same rule as
+ * `measureInventory`: host cores bounded by CPU affinity and the cgroup quota, then by the override).
+ */
+export function inventoryUsableCores(override: InventoryOverride = {}): number {
+  const host = cpus().length || 1;
+  const measured = usableCores(host, availableParallelism(), readCgroupLimits());
+  return Math.min(override.cpu?.cores ?? host, override.cpu?.usableCores ?? measured);
+}
+
 export function parseWorkerOptions(raw: WorkerOptions = {}): CompiledWorkerOptions {
   const withDefaults = {
     cluster: raw.cluster ?? process.env.FLOTILLA_CLUSTER ?? DEFAULT_CLUSTER,
@@ -113,5 +127,11 @@ export function parseWorkerOptions(raw: WorkerOptions = {}): CompiledWorkerOptio
     throw new BadRequestError(`invalid worker options: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   }
   resolveEvictionPolicy(r.data.eviction); // unknown name → BAD_REQUEST before anything starts
+  const cores = inventoryUsableCores(r.data.inventory as InventoryOverride);
+  if (r.data.threads > cores) {
+    throw new BadRequestError(`invalid worker options: threads ${r.data.threads} exceeds this worker's ${cores} usable core${cores === 1 ? '' : 's'} (use 1-${cores}, or 0 to let onnxruntime choose)`, {
+      data: { threads: r.data.threads, usableCores: cores },
+    });
+  }
   return { ...r.data, inventory: r.data.inventory as InventoryOverride, bus: { ...raw.bus }, connection: raw.connection, logger: raw.logger };
 }

@@ -5,7 +5,7 @@
 // and stored for the next load. With a stored profile the session opens once, already tuned.
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import type { BatchingOptions, DeploySpec, Inventory, ModelProfile, ReplicaProfileSummary, ThreadSettings } from '@flotilla/protocol';
+import { BadRequestError, type BatchingOptions, type DeploySpec, type Inventory, type ModelProfile, type ReplicaProfileSummary, type ThreadSettings } from '@flotilla/protocol';
 import type { Logger, ProfileStore } from '@flotilla/bus';
 import { compiledPath, createCompiledSession } from './compile-cache.js';
 import { describeModel, type ModelSignature } from './model-io.js';
@@ -13,7 +13,7 @@ import { DEFAULT_LATENCY_SLO_MS, DEFAULT_PROFILE_BUDGET_MS, deviceClass, ortVers
 import type { CompiledWorkerOptions } from './options.js';
 import { providerUnavailable } from './providers.js';
 import { readNvidiaSmi } from './inventory.js';
-import { sameThreads } from './thread-choice.js';
+import { assertThreadsFit, sameThreads } from './thread-choice.js';
 import { measuredFootprint } from './memory-ledger.js';
 
 export interface OpenedSession {
@@ -45,6 +45,20 @@ function servedRate(p: ModelProfile, threads: ThreadSettings | undefined): numbe
   return tuned?.itemsPerSec ?? p.rows.find((r) => r.batch === p.chosen.maxBatchSize)?.itemsPerSec ?? 0;
 }
 
+/**
+ * Refuses a load whose thread settings exceed the worker's usable cores: the deployment's
+ * `threads` (intraOp and interOp each), and the worker's own `threads` option (checked at start
+ * too, against an inventory estimate; this is the measured one). BAD_REQUEST, e.g.
+ * "threads.intraOp 1024 exceeds this worker's 2 usable cores".
+ */
+export function checkThreads(spec: Pick<DeploySpec, 'threads'>, workerThreads: number, usableCores: number): void {
+  if (spec.threads) assertThreadsFit(spec.threads, usableCores, 'threads');
+  const cores = Math.max(1, Math.floor(usableCores));
+  if (workerThreads > cores) {
+    throw new BadRequestError(`the worker's --threads ${workerThreads} exceeds its ${cores} usable core${cores === 1 ? '' : 's'}`, { data: { threads: workerThreads, usableCores: cores } });
+  }
+}
+
 export class SessionLoader {
   /** Profiles run one at a time per worker so two loads do not skew each other's timings. */
   private profiling: Promise<void> = Promise.resolve();
@@ -73,6 +87,8 @@ export class SessionLoader {
   }
 
   async open(path: string, spec: DeploySpec, deviceId: string, kind: 'cpu' | 'gpu', mem: { rssBaseline: number }): Promise<OpenedSession> {
+    // Thread pools beyond this worker's cores are refused before anything opens (BAD_REQUEST).
+    checkThreads(spec, this.options.threads, this.usableCores);
     const slo = spec.profile.latencySloMs ?? DEFAULT_LATENCY_SLO_MS;
     const profiling = spec.profile.enabled !== false;
     const cpuClass = this.deviceClassOf('cpu', deviceId, 'cpu');

@@ -1,4 +1,4 @@
-import { chooseThreads, threadCandidates, threadCost, type ThreadRow, type ThreadSettings } from './thread-choice.js';
+import { assertThreadsFit, chooseThreads, threadCandidates, threadCost, threadsProblem, type ThreadRow, type ThreadSettings } from './thread-choice.js';
 
 const seq = (intraOp: number): ThreadSettings => ({ intraOp, interOp: 1, mode: 'sequential' });
 const row = (t: ThreadSettings, itemsPerSec: number, p99Ms = 10): ThreadRow => ({ ...t, batch: 8, runs: 10, p50Ms: p99Ms * 0.8, p99Ms, itemsPerSec });
@@ -67,5 +67,25 @@ describe('chooseThreads', () => {
     expect(threadCost(seq(4))).toBe(4);
     expect(threadCost({ intraOp: 4, interOp: 3, mode: 'sequential' })).toBe(4);
     expect(threadCost(par(2, 2))).toBe(4);
+  });
+});
+
+describe('threads against usable cores', () => {
+  it.each([
+    [{ intraOp: 2 }, 2, undefined],
+    [{ intraOp: 1, interOp: 2 }, 2, undefined],
+    [{ intraOp: 3 }, 2, "threads.intraOp 3 exceeds this worker's 2 usable cores"],
+    [{ intraOp: 1024, interOp: 1 }, 2, "threads.intraOp 1024 exceeds this worker's 2 usable cores"],
+    [{ intraOp: 1, interOp: 4 }, 2, "threads.interOp 4 exceeds this worker's 2 usable cores"],
+    [{ intraOp: 2 }, 1, "threads.intraOp 2 exceeds this worker's 1 usable core"],
+  ])('%j on %i cores → %s', (t, cores, problem) => {
+    expect(threadsProblem(t, cores)).toBe(problem);
+  });
+
+  it('refuses with a coded BAD_REQUEST that says what fits', () => {
+    expect(() => assertThreadsFit({ intraOp: 1024, interOp: 1 }, 2)).toThrow(
+      expect.objectContaining({ code: 'BAD_REQUEST', message: "threads.intraOp 1024 exceeds this worker's 2 usable cores", data: { usableCores: 2, intraOp: 1024, interOp: 1 } }),
+    );
+    expect(() => assertThreadsFit({ intraOp: 2 }, 2)).not.toThrow();
   });
 });

@@ -2,7 +2,7 @@
 // `cores` usable cores, and which to keep once each was measured at the chosen batch size. A
 // worker hosts several replicas that share its cores, so a thread earns its place only by speed:
 // the cheapest setting within `minGain` of the fastest wins, not the fastest outright.
-import type { ThreadChoice, ThreadRow, ThreadSettings } from '@flotilla/protocol';
+import { BadRequestError, type ThreadChoice, type ThreadRow, type ThreadSettings } from '@flotilla/protocol';
 
 export type { ThreadChoice, ThreadRow, ThreadSettings };
 
@@ -62,4 +62,26 @@ export function chooseThreads(rows: readonly ThreadRow[], latencySloMs: number, 
       : `${describeThreads(pick)}: ${fmt(pick.itemsPerSec)} items/s at batch ${pick.batch}, within ${Math.round(minGain * 100)}% of ` +
         `${describeThreads(best)} (${fmt(best.itemsPerSec)}) with ${threadCost(best) - threadCost(pick)} fewer thread(s)${slo}`;
   return { intraOp: pick.intraOp, interOp: pick.mode === 'parallel' ? pick.interOp : 1, mode: pick.mode, reason };
+}
+
+/**
+ * Why thread settings do not fit a worker with `usableCores` usable cores (`inventory.cpu.usableCores
+ * ?? cores`), or undefined when they fit. Each pool may use at most every usable core: more threads
+ * than cores only contend (1,024 intra-op threads on 2 cores starved the worker's heartbeat for 6 s).
+ * `what` names the settings in the message (`threads` for a deployment's `threads.intraOp`).
+ */
+export function threadsProblem(t: { intraOp: number; interOp?: number }, usableCores: number, what = 'threads'): string | undefined {
+  const cores = Math.max(1, Math.floor(usableCores));
+  for (const [field, n] of [['intraOp', t.intraOp], ['interOp', t.interOp]] as const) {
+    if (n !== undefined && n > cores) return `${what}.${field} ${n} exceeds this worker's ${cores} usable core${cores === 1 ? '' : 's'}`;
+  }
+  return undefined;
+}
+
+/** Throws BAD_REQUEST when `threadsProblem` finds one. */
+export function assertThreadsFit(t: { intraOp: number; interOp?: number }, usableCores: number, what = 'threads'): void {
+  const problem = threadsProblem(t, usableCores, what);
+  if (!problem) return;
+  const data = { usableCores: Math.max(1, Math.floor(usableCores)), intraOp: t.intraOp, ...(t.interOp !== undefined ? { interOp: t.interOp } : {}) };
+  throw new BadRequestError(problem, { data });
 }

@@ -1,0 +1,31 @@
+import { cpus } from 'node:os';
+import { inventoryUsableCores, parseWorkerOptions } from './options.js';
+
+const twoCores = { cpu: { usableCores: 2 } };
+
+describe('parseWorkerOptions: threads', () => {
+  it('accepts 0 (onnxruntime decides) and up to the usable cores', () => {
+    expect(parseWorkerOptions({ threads: 0, inventory: twoCores }).threads).toBe(0);
+    expect(parseWorkerOptions({ threads: 2, inventory: twoCores }).threads).toBe(2);
+    expect(parseWorkerOptions({ inventory: twoCores }).threads).toBe(0);
+  });
+
+  it('refuses more threads than usable cores with BAD_REQUEST', () => {
+    expect(() => parseWorkerOptions({ threads: 3, inventory: twoCores })).toThrow(
+      expect.objectContaining({ code: 'BAD_REQUEST', message: expect.stringContaining("threads 3 exceeds this worker's 2 usable cores"), data: { threads: 3, usableCores: 2 } }),
+    );
+    // --threads 1024 on this machine (fewer cores than that): refused, not 1,035 threads spawned.
+    expect(cpus().length).toBeLessThan(1024);
+    expect(() => parseWorkerOptions({ threads: 1024 })).toThrow(expect.objectContaining({ code: 'BAD_REQUEST', message: expect.stringMatching(/threads 1024 exceeds this worker's \d+ usable core/) }));
+    expect(() => parseWorkerOptions({ threads: -1 })).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
+    expect(() => parseWorkerOptions({ threads: 1.5 })).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
+  });
+
+  it('estimates usable cores as the inventory will (override bounds them, never above the measured)', () => {
+    const measured = inventoryUsableCores();
+    expect(measured).toBeGreaterThanOrEqual(1);
+    expect(measured).toBeLessThanOrEqual(cpus().length);
+    expect(inventoryUsableCores({ cpu: { usableCores: 1 } })).toBe(1);
+    expect(inventoryUsableCores({ cpu: { cores: 1 } })).toBe(1);
+  });
+});
