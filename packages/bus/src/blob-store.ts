@@ -6,7 +6,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { jetstream } from '@nats-io/jetstream';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import { nuid } from '@nats-io/nats-core';
-import { PayloadTooLargeError, UnavailableError } from '@flotilla/protocol';
+import { BadRequestError, PayloadTooLargeError, UnavailableError } from '@flotilla/protocol';
 
 /** Staged bodies older than this are removed by the server (ns). Default 10 minutes. */
 export const DEFAULT_BLOB_TTL_MS = 10 * 60 * 1000;
@@ -62,7 +62,7 @@ export class BlobStore {
     try {
       return await this.fetch(os, ref, maxBytes);
     } catch (err) {
-      if (err instanceof PayloadTooLargeError || err instanceof UnavailableError) throw err;
+      if (err instanceof PayloadTooLargeError || err instanceof UnavailableError || err instanceof BadRequestError) throw err;
       throw new UnavailableError(`fetching staged body ${ref.name} from ${this.bucket} failed: ${(err as Error).message}`, { cause: err });
     }
   }
@@ -75,6 +75,11 @@ export class BlobStore {
       throw new PayloadTooLargeError(`staged body of ${info.size} bytes exceeds the limit of ${maxBytes}`, {
         data: { limitBytes: maxBytes, sizeBytes: info.size },
       });
+    }
+    // The reference's size is what was checked against limits and budgets: it must be the truth.
+    if (info.size !== ref.size) {
+      await os.delete(ref.name).catch(() => undefined);
+      throw new BadRequestError(`staged body ${ref.name} has ${info.size} bytes, its reference says ${ref.size}`);
     }
     const data = await os.getBlob(ref.name);
     void os.delete(ref.name).catch(() => undefined);

@@ -5,3 +5,4 @@ export * from './tensor.js';
 export * from './codec.js';
 export * from './messages.js';
 export * from './limits.js';
+export * from './data-schemas.js';

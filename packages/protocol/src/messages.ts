@@ -8,8 +8,8 @@ import type { WireTensors } from './tensor.js';
 
 export interface InferRequest {
   v: number;
-  /** Caller's correlation id, echoed in the reply. */
-  id?: string;
+  /** Caller's correlation id (a string of at most 256 characters, or an integer), echoed in the reply. */
+  id?: string | number;
   inputs: WireTensors;
   /** Output names to return; all outputs when absent. */
   outputs?: string[];
@@ -36,8 +36,8 @@ export interface InferMeta {
 }
 
 export type InferReply =
-  | { v: number; ok: true; id?: string; outputs: WireTensors; meta: InferMeta }
-  | { v: number; ok: false; id?: string; error: WireError };
+  | { v: number; ok: true; id?: string | number; outputs: WireTensors; meta: InferMeta }
+  | { v: number; ok: false; id?: string | number; error: WireError };
 
 // ---------- control plane ----------
 
@@ -252,14 +252,6 @@ export interface Heartbeat {
   replicas: ReplicaState[];
 }
 
-export interface LoadCommand {
-  v: number;
-  replicaId: string;
-  device: string;
-  spec: DeploySpec;
-  /** Memory to charge the device for this replica (the head's estimate or the profile's figure). */
-  bytes?: number;
-}
 
 export interface LoadResult {
   /** Replicas unloaded to make room (eviction), if any. */
@@ -277,10 +269,6 @@ export interface LoadResult {
   fallbackFrom?: string;
 }
 
-export interface UnloadCommand {
-  v: number;
-  replicaId: string;
-}
 
 export interface PlacedReplica {
   id: string;

@@ -3,7 +3,7 @@
 // The head is never on this path.
 import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-node';
 import { Tensor } from 'onnxruntime-node';
-import type { Msg, NatsConnection, Subscription } from '@nats-io/nats-core';
+import type { Msg, MsgHdrs, NatsConnection, Subscription } from '@nats-io/nats-core';
 import { headers as natsHeaders } from '@nats-io/nats-core';
 import { Svcm, type Service } from '@nats-io/services';
 import {
@@ -11,27 +11,32 @@ import {
   DeadlineExceededError,
   FlotillaError,
   OverloadedError,
+  PayloadTooLargeError,
   PROTOCOL_VERSION,
+  isTraceparent,
   REPLICA_QUEUE,
   TRACEPARENT_HEADER,
   checkWireTensor,
   decode,
   encode,
   fromTypedArray,
-  mustStage,
+  parseBlobRef,
+  parseInferRequest,
+  requestIdOf,
   toFlotillaError,
   toTypedArray,
   type BatchingOptions,
-  type BlobRef,
+  type BlobName,
   type InferReply,
-  type InferRequest,
+  type ParsedInferRequest,
+  type RequestId,
   type ReplicaProfileSummary,
   type ReplicaState,
   type ReplicaStateName,
   type TypedArray,
   type WireTensors,
 } from '@flotilla/protocol';
-import type { BlobStore, Logger } from '@flotilla/bus';
+import { fitReply, respondSafely, type BlobStore, type Logger } from '@flotilla/bus';
 import { Batcher, type Queued } from './batcher.js';
 import { concatBatch, splitBatch, validateInputs, type ModelSignature } from './model-io.js';
 
@@ -75,7 +80,7 @@ export interface ReplicaIdentity {
 
 interface Pending {
   msg: Msg;
-  id?: string;
+  id?: RequestId;
   inputs: WireTensors;
   outputs?: string[];
   receivedAt: number;
@@ -97,6 +102,8 @@ export class Replica {
   private idle?: () => void;
   /** Replies being encoded/staged/sent. */
   private sending = 0;
+  /** Bytes of staged requests being fetched now. */
+  private fetchingBytes = 0;
   readonly batching: ReplicaState['batching'];
 
   readonly id: string;
@@ -138,9 +145,10 @@ export class Replica {
    * the latter as a NATS micro service endpoint so `$SRV.PING/INFO/STATS` discover the replica.
    */
   async start(subject: string, ownSubject: string, cluster: string): Promise<void> {
+    // Total: whatever a message holds, nothing is thrown into the NATS client (see bus/serve.ts).
     const callback = (err: Error | null, msg: Msg) => {
       if (err) return this.ctx.logger.warn({ err, replica: this.id }, 'subscription error');
-      void this.accept(msg);
+      this.accept(msg).catch((e: unknown) => this.ctx.logger.error({ err: e, replica: this.id }, 'request not handled'));
     };
     this.subs.push(this.ctx.nc.subscribe(subject, { queue: REPLICA_QUEUE, callback }));
     // @nats-io/services (latest 3.0.0-25) is typed against an older nats-core; the connection is the same at run time.
@@ -193,19 +201,21 @@ export class Replica {
     this.inFlight++;
     this.uses++;
     this.lastUsedAt = Date.now();
-    let req: InferRequest;
+    let req: ParsedInferRequest;
     let deadline: number;
     let key: string;
     let items: number;
+    let id: RequestId | undefined;
     try {
-      req = await this.readRequest(msg.data);
-      const timeoutMs = req.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-      if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) throw new BadRequestError('timeoutMs must be a positive number');
-      deadline = receivedAt + timeoutMs;
+      const raw = decode(msg.data);
+      id = requestIdOf(raw);
+      req = raw.blob === undefined ? parseInferRequest(raw) : await this.readStaged(parseBlobRef(raw), receivedAt);
+      id = req.id;
+      deadline = receivedAt + (req.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS);
       ({ key, items } = validateInputs(this.signature, req.inputs));
       if (req.outputs !== undefined) this.checkOutputNames(req.outputs);
     } catch (err) {
-      return this.finish(msg, undefined, receivedAt, toFlotillaError(err));
+      return this.finish(msg, id, receivedAt, toFlotillaError(err));
     }
     const entry: Queued<Pending> = {
       key,
@@ -215,28 +225,47 @@ export class Replica {
       payload: { msg, id: req.id, inputs: req.inputs, outputs: req.outputs, receivedAt },
     };
     if (!this.batcher.push(entry)) {
-      return this.finish(msg, req.id, receivedAt, new OverloadedError(`replica ${this.id} of '${this.model}' has ${this.batcher.length} requests queued`, {
-        data: { queueLength: this.batcher.length, replica: this.id },
-      }));
+      return this.finish(msg, req.id, receivedAt, this.overloaded());
     }
     this.pump();
   }
 
-  /** Decodes a request, fetching it from the blob bucket when it was staged. */
-  private async readRequest(data: Uint8Array): Promise<InferRequest> {
-    let body = decode<InferRequest & Partial<BlobRef>>(data);
-    if (body.blob) {
-      const bytes = await this.ctx.blobs.take(body.blob, this.ctx.maxMessageBytes);
-      body = decode<InferRequest>(bytes);
+  private overloaded(): OverloadedError {
+    return new OverloadedError(`replica ${this.id} of '${this.model}' has ${this.batcher.length} requests queued`, {
+      data: { queueLength: this.batcher.length, replica: this.id },
+    });
+  }
+
+  /**
+   * A request staged in the blob bucket. Checked before anything is fetched: the reference (by
+   * its schema), the queue's room, and the bytes this replica is already fetching (at most
+   * maxMessageBytes at once), so a flood of large references cannot exhaust the worker's memory.
+   */
+  private async readStaged(ref: BlobName, receivedAt: number): Promise<ParsedInferRequest> {
+    if (this.batcher.length >= this.batching.maxQueueLength) throw this.overloaded();
+    if (ref.size > this.ctx.maxMessageBytes) {
+      throw new PayloadTooLargeError(`staged request of ${ref.size} bytes exceeds the limit of ${this.ctx.maxMessageBytes}`, {
+        data: { limitBytes: this.ctx.maxMessageBytes, sizeBytes: ref.size },
+      });
     }
-    if (body.inputs === null || typeof body.inputs !== 'object' || Array.isArray(body.inputs)) {
-      throw new BadRequestError('request must have an `inputs` map of tensors');
+    if (this.fetchingBytes + ref.size > this.ctx.maxMessageBytes) {
+      throw new OverloadedError(`replica ${this.id} is already fetching ${this.fetchingBytes} bytes of staged requests`, {
+        data: { fetchingBytes: this.fetchingBytes, limitBytes: this.ctx.maxMessageBytes, replica: this.id },
+      });
     }
-    for (const [name, t] of Object.entries(body.inputs)) body.inputs[name] = checkWireTensor(name, t);
-    if (body.outputs !== undefined && !(Array.isArray(body.outputs) && body.outputs.every((o) => typeof o === 'string'))) {
-      throw new BadRequestError('`outputs` must be a list of output names');
+    this.fetchingBytes += ref.size;
+    try {
+      const bytes = await this.ctx.blobs.take(ref, this.ctx.maxMessageBytes);
+      const raw = decode(bytes);
+      if (raw.blob !== undefined) throw new BadRequestError('a staged request may not itself be a blob reference');
+      const req = parseInferRequest(raw);
+      if (performance.now() - receivedAt > (req.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS)) {
+        throw new DeadlineExceededError('the staged request took longer to fetch than its deadline');
+      }
+      return req;
+    } finally {
+      this.fetchingBytes -= ref.size;
     }
-    return body;
   }
 
   private checkOutputNames(names: string[]): void {
@@ -325,7 +354,7 @@ export class Replica {
   }
 
   /** Answers one request (result or coded error), staging large replies; never throws. */
-  private finish(msg: Msg, id: string | undefined, receivedAt: number, error?: FlotillaError, reply?: InferReply): void {
+  private finish(msg: Msg, id: RequestId | undefined, receivedAt: number, error?: FlotillaError, reply?: InferReply): void {
     this.inFlight--;
     this.ctx.metrics?.request(this.model, error ? error.code : 'OK', performance.now() - receivedAt);
     if (error) this.failed++;
@@ -351,38 +380,36 @@ export class Replica {
     }
   }
 
+  /** Encodes, bounds (staged over max_payload, PAYLOAD_TOO_LARGE over the body limit) and sends; never throws. */
   private async send(msg: Msg, body: InferReply): Promise<void> {
     if (!msg.reply) {
-      this.ctx.logger.warn({ replica: this.id }, 'request without a reply subject: result cannot be delivered');
+      this.ctx.logger.debug({ replica: this.id }, 'request without a reply subject: result dropped');
       return;
     }
+    let data: Uint8Array;
     try {
-      let data = encode(body);
+      data = encode(body);
       if (data.byteLength > this.ctx.maxMessageBytes) {
         data = encode({
           v: PROTOCOL_VERSION,
           ok: false,
           id: body.id,
-          error: { code: 'PAYLOAD_TOO_LARGE', message: `reply of ${data.byteLength} bytes exceeds the limit of ${this.ctx.maxMessageBytes}` },
+          error: new PayloadTooLargeError(`reply of ${data.byteLength} bytes exceeds the limit of ${this.ctx.maxMessageBytes}`).toWire(),
         });
-      } else if (mustStage(data.byteLength, this.ctx.nc.info?.max_payload ?? 1024 * 1024)) {
-        const blob = await this.ctx.blobs.put(data);
-        data = encode({ v: PROTOCOL_VERSION, blob } satisfies BlobRef);
       }
-      // Trace context comes back with the reply so callers can join their spans to ours.
-      const trace = msg.headers?.get(TRACEPARENT_HEADER);
-      if (trace) {
-        const h = natsHeaders();
-        h.set(TRACEPARENT_HEADER, trace);
-        msg.respond(data, { headers: h });
-      } else msg.respond(data);
+      data = await fitReply(this.ctx.nc, data, (d) => this.ctx.blobs.put(d), (error) => ({ v: PROTOCOL_VERSION, ok: false, id: body.id, error }), this.ctx.maxMessageBytes);
     } catch (err) {
-      this.ctx.logger.error({ err, replica: this.id }, 'failed to send reply');
-      try {
-        msg.respond(encode({ v: PROTOCOL_VERSION, ok: false, id: body.id, error: toFlotillaError(err).toWire() }));
-      } catch {
-        // connection gone: the caller's timeout answers it
-      }
+      this.ctx.logger.error({ err, replica: this.id }, 'failed to encode reply');
+      data = encode({ v: PROTOCOL_VERSION, ok: false, id: body.id, error: toFlotillaError(err).toWire() });
     }
+    // Trace context comes back with the reply so callers can join their spans to ours.
+    const trace = msg.headers?.get(TRACEPARENT_HEADER);
+    let h: MsgHdrs | undefined;
+    if (trace && isTraceparent(trace)) {
+      h = natsHeaders();
+      h.set(TRACEPARENT_HEADER, trace);
+    }
+    // A closed connection loses the reply: the caller's timeout answers it.
+    respondSafely(msg, data, h);
   }
 }

@@ -6,27 +6,26 @@ import {
   FlotillaError,
   ModelLoadFailedError,
   NoCapacityError,
-  BadRequestError,
   PROTOCOL_VERSION,
-  decode,
   encode,
   estimateReplicaBytes,
-  parseDeploySpec,
   subjects as makeSubjects,
   toFlotillaError,
   type DeviceState,
   type EventMessage,
   type Heartbeat,
   type Inventory,
-  type LoadCommand,
+  parseLoadCommand,
+  parseUnloadCommand,
+  type LoadCommandMsg,
   type LoadResult,
   type ReplicaState,
   type Subjects,
-  type UnloadCommand,
+  type UnloadCommandMsg,
   type WorkerStateName,
   type DeploySpec,
 } from '@flotilla/protocol';
-import { BlobStore, ProfileStore, closeBus, connectBus, connectionTracker, createLogger, notReadyReason, errorReply, okReply, type Logger } from '@flotilla/bus';
+import { BlobStore, ProfileStore, closeBus, connectBus, connectionTracker, createLogger, notReadyReason, serve, type Logger } from '@flotilla/bus';
 import { ArtifactCache } from './artifact-cache.js';
 import { measureInventory } from './inventory.js';
 import { MemoryLedger } from './memory-ledger.js';
@@ -35,6 +34,9 @@ import { SessionLoader } from './session-loader.js';
 import { parseWorkerOptions, type CompiledWorkerOptions, type WorkerOptions } from './options.js';
 import { Replica } from './replica.js';
 import { WorkerMetrics } from './metrics.js';
+
+/** A `refused` event per model at most this often, ms (the refusals in between are counted in the next). */
+export const REFUSAL_REPORT_MS = 10_000;
 
 /** A replica being loaded: reserved memory, visible in heartbeats. */
 interface Loading {
@@ -52,6 +54,8 @@ export class Worker {
   readonly subjects: Subjects;
   private readonly replicas = new Map<string, Replica>();
   private readonly loading = new Map<string, Loading>();
+  /** Last `refused` event per model and the refusals since (see `refused`). */
+  private readonly refusals = new Map<string, { at: number; suppressed: number }>();
   private readonly subs: Subscription[] = [];
   private heartbeatTimer?: NodeJS.Timeout;
   private seq = 0;
@@ -122,43 +126,27 @@ export class Worker {
     return worker;
   }
 
+  /** Load and unload commands from the head, through bus `serve`: parsed by their schemas, never throwing into NATS. */
   private listen(): void {
-    const handle = (op: 'load' | 'unload', fn: (data: Uint8Array) => Promise<unknown>) =>
-      this.subs.push(
-        this.nc.subscribe(this.subjects.worker(this.id, op), {
-          callback: (err, msg) => {
-            if (err) return;
-            fn(msg.data).then(
-              (result) => msg.respond(okReply(result)),
-              (e) => msg.respond(errorReply(toFlotillaError(e))),
-            );
-          },
-        }),
-      );
-    handle('load', (data) => this.load(decode<LoadCommand>(data)));
-    handle('unload', (data) => this.unload(decode<UnloadCommand>(data)));
+    const opts = { logger: this.logger, what: 'placement command rejected' };
+    this.subs.push(
+      serve(this.nc, this.subjects.worker(this.id, 'load'), { ...opts, parse: parseLoadCommand }, (cmd) => this.load(cmd)),
+      serve(this.nc, this.subjects.worker(this.id, 'unload'), { ...opts, parse: parseUnloadCommand }, (cmd) => this.unload(cmd)),
+    );
   }
 
   // ---------- placement commands ----------
 
   /** Loads a replica; idempotent per replica id. */
-  load(cmd: LoadCommand): Promise<LoadResult> {
+  load(cmd: LoadCommandMsg): Promise<LoadResult> {
     if (this.state !== 'running') return Promise.reject(new NoCapacityError(`worker ${this.id} is ${this.state}`));
-    if (typeof cmd.replicaId !== 'string' || !/^[A-Za-z0-9_.:-]{1,128}$/.test(cmd.replicaId)) {
-      return Promise.reject(new BadRequestError('load: invalid replicaId'));
-    }
     const existing = this.replicas.get(cmd.replicaId);
     if (existing) {
       return Promise.resolve({ replicaId: existing.id, device: existing.device, bytes: existing.bytes, loadMs: 0, executionProvider: existing.executionProvider });
     }
     const pending = this.loading.get(cmd.replicaId);
     if (pending) return pending.done;
-    let spec: DeploySpec;
-    try {
-      spec = parseDeploySpec(cmd.spec);
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    const spec = cmd.spec;
     const device = this.ledger.device(cmd.device);
     if (!device) return Promise.reject(this.refused(spec.name, cmd.replicaId, String(cmd.device), new NoCapacityError(`worker ${this.id} has no device ${cmd.device}`)));
     if (this.replicas.size + this.loading.size >= this.options.maxReplicas) {
@@ -234,10 +222,23 @@ export class Worker {
     return turn;
   }
 
-  /** A load this worker will not take (NO_CAPACITY): an event says so, the error goes back to the head. */
+  /**
+   * A load this worker will not take (NO_CAPACITY): the error goes back to the head; an event says
+   * so, at most once per model every REFUSAL_REPORT_MS (with the count of refusals it stands for),
+   * so a deployment asking for far more than fits cannot flood the events history.
+   */
   private refused(model: string, replicaId: string, device: string, e: NoCapacityError): NoCapacityError {
-    this.event({ type: 'refused', model, device, replica: replicaId, reason: e.message });
-    this.logger.info({ model, replica: replicaId, device, reason: e.message }, 'refused');
+    const now = Date.now();
+    const last = this.refusals.get(model);
+    if (last && now - last.at < REFUSAL_REPORT_MS) {
+      last.suppressed++;
+      return e;
+    }
+    if (this.refusals.size >= 4096) this.refusals.clear();
+    this.refusals.set(model, { at: now, suppressed: 0 });
+    const data = last?.suppressed ? { alsoRefused: last.suppressed } : undefined;
+    this.event({ type: 'refused', model, device, replica: replicaId, reason: e.message, ...(data ? { data } : {}) });
+    this.logger.info({ model, replica: replicaId, device, reason: e.message, ...data }, 'refused');
     return e;
   }
 
@@ -315,7 +316,7 @@ export class Worker {
     }
   }
 
-  async unload(cmd: UnloadCommand): Promise<{ replicaId: string; bytes: number }> {
+  async unload(cmd: UnloadCommandMsg): Promise<{ replicaId: string; bytes: number }> {
     const pending = this.loading.get(cmd.replicaId);
     if (pending) await pending.done.catch(() => undefined);
     const bytes = await this.release(cmd.replicaId, 'unloaded', 'unload');

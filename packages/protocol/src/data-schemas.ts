@@ -1,0 +1,152 @@
+// Schemas of the messages replicas and workers receive: inference requests, staged-body
+// references, and the head's load/unload commands. Each is parsed once at the edge; a message
+// that does not match is BAD_REQUEST naming the path of the first problem. The inference request
+// is checked by hand (it is on the hot path: no allocation beyond the result), the rest by zod.
+import { z } from 'zod';
+import { BadRequestError } from './errors.js';
+import { DeploySpec } from './messages.js';
+import { PROTOCOL_VERSION } from './version.js';
+import { checkWireTensor, type WireTensors } from './tensor.js';
+
+/** Longest request `id` (a string) a caller may send; it is echoed in the reply. */
+export const MAX_ID_CHARS = 256;
+/** Most tensors in a request's `inputs` (and names in `outputs`). */
+export const MAX_TENSORS_PER_REQUEST = 256;
+/** Longest tensor name. */
+export const MAX_TENSOR_NAME_CHARS = 256;
+/** Longest relative deadline a request may ask for, ms (one hour). */
+export const MAX_REQUEST_TIMEOUT_MS = 3_600_000;
+
+/** A request's correlation id: a string of at most MAX_ID_CHARS, or a safe integer. */
+export type RequestId = string | number;
+
+export interface ParsedInferRequest {
+  id?: RequestId;
+  inputs: WireTensors;
+  outputs?: string[];
+  timeoutMs?: number;
+}
+
+/** A staged body: `{ v, blob: { name, size } }`; the name is the stager's object name (nuid). */
+export interface BlobName {
+  name: string;
+  size: number;
+}
+
+const BLOB_NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
+
+function bad(path: string, problem: string): BadRequestError {
+  return new BadRequestError(`invalid request at ${path}: ${problem}`, { data: { path } });
+}
+
+function isMap(x: unknown): x is Record<string, unknown> {
+  return x !== null && typeof x === 'object' && !Array.isArray(x) && !(x instanceof Uint8Array);
+}
+
+/** The request's id if it is a valid one (for echoing in an error reply), else undefined. */
+export function requestIdOf(raw: Record<string, unknown>): RequestId | undefined {
+  const id = raw.id;
+  if (typeof id === 'string' && id.length <= MAX_ID_CHARS) return id;
+  if (typeof id === 'number' && Number.isSafeInteger(id)) return id;
+  return undefined;
+}
+
+/**
+ * Checks a blob reference before anything is fetched: a well-formed object name and a size that is
+ * a non-negative safe integer. Whether the size is within the receiver's limit (PAYLOAD_TOO_LARGE)
+ * is the receiver's check, also before fetching (`BlobStore.take`).
+ */
+export function parseBlobRef(raw: Record<string, unknown>): BlobName {
+  for (const key in raw) if (key !== 'v' && key !== 'blob') throw bad(`$.${key.slice(0, 64)}`, 'unknown key beside `blob`');
+  const blob = raw.blob;
+  if (!isMap(blob)) throw bad('$.blob', 'must be a map { name, size }');
+  for (const key in blob) if (key !== 'name' && key !== 'size') throw bad(`$.blob.${key.slice(0, 64)}`, 'unknown key');
+  if (typeof blob.name !== 'string' || !BLOB_NAME_RE.test(blob.name)) throw bad('$.blob.name', 'must be 1-64 letters, digits, _ or -');
+  if (typeof blob.size !== 'number' || !Number.isSafeInteger(blob.size) || blob.size < 0) {
+    throw bad('$.blob.size', 'must be a non-negative integer (bytes)');
+  }
+  return { name: blob.name, size: blob.size };
+}
+
+/** Validates an inference request (after decode): `{ v, id?, inputs, outputs?, timeoutMs? }`, nothing else. */
+export function parseInferRequest(raw: Record<string, unknown>): ParsedInferRequest {
+  let inputs: unknown;
+  let out: ParsedInferRequest | undefined;
+  for (const key in raw) {
+    switch (key) {
+      case 'v':
+      case 'inputs':
+      case 'id':
+      case 'outputs':
+      case 'timeoutMs':
+        break;
+      default:
+        throw bad(`$.${key.slice(0, 64)}`, 'unknown key (a request has v, id, inputs, outputs, timeoutMs)');
+    }
+  }
+  inputs = raw.inputs;
+  if (!isMap(inputs)) throw bad('$.inputs', 'must be a map of tensors { name: { dtype, dims, data } }');
+  let n = 0;
+  for (const name in inputs) {
+    if (++n > MAX_TENSORS_PER_REQUEST) throw bad('$.inputs', `more than ${MAX_TENSORS_PER_REQUEST} tensors`);
+    if (name.length > MAX_TENSOR_NAME_CHARS) throw bad('$.inputs', `tensor name longer than ${MAX_TENSOR_NAME_CHARS} characters`);
+    const t = inputs[name];
+    if (isMap(t)) for (const k in t) if (k !== 'dtype' && k !== 'dims' && k !== 'data') throw bad(`$.inputs.${name}.${k.slice(0, 64)}`, 'unknown key');
+    inputs[name] = checkWireTensor(name, t);
+  }
+  out = { inputs: inputs as WireTensors };
+  if (raw.id !== undefined) {
+    const id = requestIdOf(raw);
+    if (id === undefined) throw bad('$.id', `must be a string of at most ${MAX_ID_CHARS} characters or an integer`);
+    out.id = id;
+  }
+  if (raw.outputs !== undefined) {
+    const o = raw.outputs;
+    if (!Array.isArray(o) || o.length > MAX_TENSORS_PER_REQUEST || !o.every((x) => typeof x === 'string' && x.length <= MAX_TENSOR_NAME_CHARS)) {
+      throw bad('$.outputs', `must be a list of at most ${MAX_TENSORS_PER_REQUEST} output names`);
+    }
+    out.outputs = o as string[];
+  }
+  if (raw.timeoutMs !== undefined) {
+    const t = raw.timeoutMs;
+    if (typeof t !== 'number' || !(t > 0) || t > MAX_REQUEST_TIMEOUT_MS) throw bad('$.timeoutMs', `must be a number in (0, ${MAX_REQUEST_TIMEOUT_MS}]`);
+    out.timeoutMs = t;
+  }
+  return out;
+}
+
+/** zod's first issue as BAD_REQUEST: `<what>: <path>: <message>`, every issue in `data.issues` (bounded). */
+export function parseWith<S extends z.ZodType>(schema: S, raw: unknown, what: string): z.infer<S> {
+  const r = schema.safeParse(raw);
+  if (r.success) return r.data;
+  const issues = r.error.issues.slice(0, 10).map((i) => `${['$', ...i.path.map((p) => String(p).slice(0, 64))].join('.')}: ${i.message.slice(0, 200)}`);
+  throw new BadRequestError(`invalid ${what}: ${issues[0]}`, { data: { issues } });
+}
+
+const V = z.literal(PROTOCOL_VERSION);
+/** Replica ids the head makes: `<model>-<10 chars>`; anything token-safe up to 128 characters is accepted. */
+export const ReplicaId = z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'use 1-128 letters, digits, _ . : or -');
+/** Device ids: `cpu` or `gpu:<index>`. */
+export const DeviceId = z.string().regex(/^(cpu|gpu:\d{1,3})$/, 'use cpu or gpu:<index>');
+
+/** Head → worker: load a replica of a deployment on a device. */
+export const LoadCommandSchema = z
+  .object({
+    v: V,
+    replicaId: ReplicaId,
+    device: DeviceId,
+    spec: DeploySpec,
+    /** Memory to charge the device for this replica (the head's estimate or the profile's figure), bytes. */
+    bytes: z.number().int().min(1).max(2 ** 53).optional(),
+  })
+  .strict();
+export type LoadCommandMsg = z.infer<typeof LoadCommandSchema>;
+export type LoadCommand = LoadCommandMsg;
+
+/** Head → worker: unload (drain, then release) a replica. */
+export const UnloadCommandSchema = z.object({ v: V, replicaId: ReplicaId }).strict();
+export type UnloadCommandMsg = z.infer<typeof UnloadCommandSchema>;
+export type UnloadCommand = UnloadCommandMsg;
+
+export const parseLoadCommand = (raw: unknown): LoadCommandMsg => parseWith(LoadCommandSchema, raw, 'load command');
+export const parseUnloadCommand = (raw: unknown): UnloadCommandMsg => parseWith(UnloadCommandSchema, raw, 'unload command');
