@@ -6,3 +6,4 @@ export * from './codec.js';
 export * from './messages.js';
 export * from './limits.js';
 export * from './data-schemas.js';
+export * from './control-schemas.js';

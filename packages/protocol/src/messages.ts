@@ -1,8 +1,9 @@
 // Message shapes of the data plane (inference) and control plane (head, workers), and the
 // schema that validates deployment specs. Every message carries `v` (PROTOCOL_VERSION).
 import { z } from 'zod';
-import { BadRequestError, type WireError } from './errors.js';
+import { BadRequestError, truncate, type WireError } from './errors.js';
 import type { WireTensors } from './tensor.js';
+import type { DeviceState, Inventory, ReplicaState, ReplicaStateName, WorkerStateName } from './control-schemas.js';
 
 // ---------- data plane ----------
 
@@ -145,7 +146,8 @@ export type DeploySpecInput = z.input<typeof DeploySpec>;
 export function parseDeploySpec(raw: unknown): DeploySpec {
   const r = DeploySpec.safeParse(raw);
   if (!r.success) {
-    const issues = r.error.issues.map((i) => `${i.path.join('.') || '(spec)'}: ${i.message}`);
+    // Paths and messages are cut short: a 600 KB unknown key must not come back in the error.
+    const issues = r.error.issues.slice(0, 5).map((i) => truncate(`${i.path.map((p) => truncate(String(p), 64)).join('.') || '(spec)'}: ${i.message}`, 300));
     throw new BadRequestError(`invalid deployment: ${issues.join('; ')}`, { data: { issues } });
   }
   const spec = r.data;
@@ -154,121 +156,6 @@ export function parseDeploySpec(raw: unknown): DeploySpec {
   }
   return spec;
 }
-
-export interface GpuInfo {
-  index: number;
-  vendor: string;
-  model: string;
-  vramTotalBytes: number;
-  vramFreeBytes: number;
-}
-
-export interface Inventory {
-  /** `cores`: logical cores of the host; `usableCores`: what this process may use (affinity, cgroup quota). */
-  cpu: { cores: number; model: string; usableCores?: number };
-  /** `totalBytes` is the host's memory or the container's limit, whichever is smaller. */
-  memory: { totalBytes: number; availableBytes: number; cgroupLimitBytes?: number };
-  gpus: GpuInfo[];
-  /** `measured` when read from the host, `override` when (partly) set by config. */
-  source: 'measured' | 'override';
-  hostname: string;
-}
-
-export type DeviceKind = 'cpu' | 'gpu';
-
-export interface DeviceState {
-  /** `cpu` or `gpu:<index>`. */
-  id: string;
-  kind: DeviceKind;
-  /** Memory the device has, bytes (host RAM for cpu, VRAM for gpu). */
-  capacityBytes: number;
-  /** Part of the capacity the worker may charge to replicas. */
-  budgetBytes: number;
-  /** Sum of the charges of replicas on the device. */
-  usedBytes: number;
-  /** Execution provider used for replicas on this device. */
-  executionProvider: string;
-  /** Eviction policy of the device (`fifo`, `lru`, `lfu`, ...). */
-  policy: string;
-}
-
-export type ReplicaStateName = 'loading' | 'ready' | 'draining' | 'failed';
-
-export interface ReplicaState {
-  id: string;
-  model: string;
-  digest: string;
-  device: string;
-  state: ReplicaStateName;
-  /** Bytes charged to the device for this replica. */
-  bytes: number;
-  queueDepth: number;
-  inFlight: number;
-  /** Requests answered successfully, and with an error. */
-  processed: number;
-  failed: number;
-  /** Items (rows along the batch axis) in the requests answered successfully. */
-  itemsProcessed?: number;
-  executionProvider: string;
-  batching: { maxBatchSize: number; maxQueueDelayMs: number; maxQueueLength: number; batchAxis: boolean };
-  /** Batch sizes run so far → count. */
-  batchHistogram: Record<string, number>;
-  /** Never evicted. */
-  pinned: boolean;
-  /** Epoch ms of the load and of the last request (eviction policies use them). */
-  loadedAt: number;
-  lastUsedAt: number;
-  /** Where the batching settings came from. */
-  profile?: ReplicaProfileSummary;
-  error?: WireError;
-}
-
-export interface ReplicaProfileSummary {
-  /** `measured` on this load, `cache` (KV), `skipped` (with reason), `disabled`, or `override` (user set both knobs). */
-  source: 'measured' | 'cache' | 'skipped' | 'disabled';
-  deviceClass: string;
-  reason: string;
-  /** Bytes the profile says a replica needs (0 when not profiled). */
-  replicaBytes: number;
-  /** Items/s at the chosen batch size (0 when not profiled). */
-  itemsPerSec: number;
-  tookMs: number;
-  /** Thread settings the session runs with (CPU provider), and where they came from. */
-  threads?: ThreadSettings & { source: 'profile' | 'deployment' | 'worker' | 'default' };
-}
-
-export type WorkerStateName = 'starting' | 'running' | 'draining' | 'stopped' | 'failed';
-
-export interface Heartbeat {
-  v: number;
-  workerId: string;
-  pid: number;
-  state: WorkerStateName;
-  seq: number;
-  startedAt: number;
-  sentAt: number;
-  inventory: Inventory;
-  devices: DeviceState[];
-  replicas: ReplicaState[];
-}
-
-
-export interface LoadResult {
-  /** Replicas unloaded to make room (eviction), if any. */
-  evicted?: Array<{ replica: string; model: string; bytes: number }>;
-  replicaId: string;
-  device: string;
-  bytes: number;
-  loadMs: number;
-  /** Time to create the onnxruntime session, ms (part of loadMs). */
-  sessionCreateMs?: number;
-  /** Compilation cache: `hit` (cached optimised graph), `miss` (optimised and saved now), `off`. */
-  compile?: 'hit' | 'miss' | 'off';
-  executionProvider: string;
-  /** Set when the requested provider failed and the replica runs on CPU instead. */
-  fallbackFrom?: string;
-}
-
 
 export interface PlacedReplica {
   id: string;
@@ -307,19 +194,6 @@ export interface ClusterStatus {
   head: { id?: string; pid: number; startedAt: number };
   workers: WorkerStatus[];
   deployments: DeploymentStatus[];
-}
-
-export interface EventMessage {
-  v: number;
-  type: string;
-  model?: string;
-  worker?: string;
-  device?: string;
-  replica?: string;
-  bytes?: number;
-  reason?: string;
-  at: number;
-  data?: unknown;
 }
 
 // ---------- profiles ----------

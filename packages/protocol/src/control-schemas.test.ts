@@ -1,0 +1,189 @@
+// Each schema of control-schemas.ts: a valid message, its boundaries, and invalid ones (the error
+// is BAD_REQUEST naming the path, and never echoes unbounded input).
+import {
+  BadRequestError,
+  MAX_GPU_BYTES,
+  MAX_HOST_BYTES,
+  MAX_REPLICAS_PER_HEARTBEAT,
+  PROTOCOL_VERSION,
+  parseControlRequest,
+  parseDeploymentRecord,
+  parseEventMessage,
+  parseHeartbeat,
+  parseLeaseHolder,
+  parseLoadResult,
+  type Heartbeat,
+  type ReplicaState,
+} from './index.js';
+
+const v = PROTOCOL_VERSION;
+const GiB = 1024 ** 3;
+const digest = 'a'.repeat(64);
+
+function replica(over: Partial<ReplicaState> = {}): ReplicaState {
+  return {
+    id: 'mlp-abcdefghij',
+    model: 'mlp',
+    digest,
+    device: 'cpu',
+    state: 'ready',
+    bytes: 20e6,
+    queueDepth: 0,
+    inFlight: 0,
+    processed: 3,
+    failed: 0,
+    itemsProcessed: 3,
+    executionProvider: 'cpu',
+    batching: { maxBatchSize: 8, maxQueueDelayMs: 2, maxQueueLength: 1024, batchAxis: true },
+    batchHistogram: { '1': 3 },
+    pinned: false,
+    loadedAt: Date.now(),
+    lastUsedAt: Date.now(),
+    profile: { source: 'measured', deviceClass: 'cpu-x', reason: 'best', replicaBytes: 1e6, itemsPerSec: 1000, tookMs: 100, threads: { intraOp: 2, interOp: 1, mode: 'sequential', source: 'profile' } },
+    ...over,
+  };
+}
+
+function hb(over: Record<string, unknown> = {}): Heartbeat {
+  return {
+    v,
+    workerId: 'w0',
+    pid: 1234,
+    state: 'running',
+    seq: 5,
+    startedAt: Date.now() - 1000,
+    sentAt: Date.now(),
+    inventory: {
+      cpu: { cores: 8, model: 'x', usableCores: 2 },
+      memory: { totalBytes: 16 * GiB, availableBytes: 8 * GiB },
+      gpus: [{ index: 0, vendor: 'NVIDIA', model: 'L4', vramTotalBytes: 24 * GiB, vramFreeBytes: 23 * GiB }],
+      source: 'override',
+      hostname: 'h',
+    },
+    devices: [
+      { id: 'cpu', kind: 'cpu', capacityBytes: 16 * GiB, budgetBytes: 12 * GiB, usedBytes: 0, executionProvider: 'cpu', policy: 'fifo' },
+      { id: 'gpu:0', kind: 'gpu', capacityBytes: 24 * GiB, budgetBytes: 20 * GiB, usedBytes: 0, executionProvider: 'cuda', policy: 'lru' },
+    ],
+    replicas: [replica()],
+    ...over,
+  } as Heartbeat;
+}
+
+/** The BadRequestError a parse throws (fails the test when it does not throw). */
+function refusal(f: () => unknown): BadRequestError {
+  try {
+    f();
+  } catch (err) {
+    expect(err).toBeInstanceOf(BadRequestError);
+    return err as BadRequestError;
+  }
+  throw new Error('expected a BAD_REQUEST');
+}
+
+describe('heartbeat schema', () => {
+  it('accepts what a worker sends (a loading replica has an empty provider and zero batching)', () => {
+    const loading = replica({ state: 'loading', executionProvider: '', batching: { maxBatchSize: 0, maxQueueDelayMs: 0, maxQueueLength: 0, batchAxis: false }, profile: undefined });
+    delete (loading as Partial<ReplicaState>).profile;
+    expect(parseHeartbeat(hb({ replicas: [replica(), loading] })).replicas).toHaveLength(2);
+  });
+
+  it('accepts the boundaries: 64 GPUs of 4 TiB, 64 TiB of host memory, 4096 replicas', () => {
+    const gpus = Array.from({ length: 64 }, (_, i) => ({ index: i, vendor: 'v', model: 'm', vramTotalBytes: MAX_GPU_BYTES, vramFreeBytes: 0 }));
+    const inventory = { ...hb().inventory, gpus, memory: { totalBytes: MAX_HOST_BYTES, availableBytes: 0 } };
+    const replicas = Array.from({ length: MAX_REPLICAS_PER_HEARTBEAT }, (_, i) => replica({ id: `mlp-${i}` }));
+    expect(parseHeartbeat(hb({ inventory, replicas })).inventory.gpus).toHaveLength(64);
+  });
+
+  it.each([
+    ['a 1 PB GPU device', { devices: [{ id: 'gpu:0', kind: 'gpu', capacityBytes: 1e15, budgetBytes: 1e15, usedBytes: 0, executionProvider: 'cuda', policy: 'fifo' }] }, 'devices.0.capacityBytes'],
+    ['a 1 PB GPU in the inventory', { inventory: { ...hb().inventory, gpus: [{ index: 0, vendor: 'v', model: 'm', vramTotalBytes: 1e15, vramFreeBytes: 0 }] } }, 'inventory.gpus.0.vramTotalBytes'],
+    ['65 GPUs', { inventory: { ...hb().inventory, gpus: Array.from({ length: 65 }, (_, i) => ({ index: i % 64, vendor: 'v', model: 'm', vramTotalBytes: 1, vramFreeBytes: 0 })) } }, 'inventory.gpus'],
+    ['4097 cores', { inventory: { ...hb().inventory, cpu: { cores: 4097, model: 'x' } } }, 'inventory.cpu.cores'],
+    ['65 TiB of host memory', { inventory: { ...hb().inventory, memory: { totalBytes: MAX_HOST_BYTES + 1, availableBytes: 0 } } }, 'inventory.memory.totalBytes'],
+    ['4097 replicas', { replicas: Array.from({ length: MAX_REPLICAS_PER_HEARTBEAT + 1 }, () => replica()) }, 'replicas'],
+    ['an unknown key', { extra: 'x'.repeat(600_000) }, '$'],
+    ['a bad worker id', { workerId: 'a.b' }, 'workerId'],
+    ['a negative seq', { seq: -1 }, 'seq'],
+    ['a fractional seq', { seq: 1.5 }, 'seq'],
+    ['an unknown state', { state: 'zombie' }, 'state'],
+    ['a device kind that does not match its id', { devices: [{ id: 'cpu', kind: 'gpu', capacityBytes: 1, budgetBytes: 1, usedBytes: 0, executionProvider: 'cpu', policy: 'fifo' }] }, 'devices.0.kind'],
+    ['a replica with an unknown key', { replicas: [{ ...replica(), evil: 1 }] }, 'replicas.0'],
+    ['a replica error with huge data', { replicas: [replica({ error: { code: 'X', message: 'm', data: 'x'.repeat(20_000) } })] }, 'replicas.0.error.data'],
+  ])('refuses %s', (_what, over, path) => {
+    const err = refusal(() => parseHeartbeat(hb(over)));
+    expect(err.message).toContain(path === '$' ? 'invalid heartbeat' : `$.${path}`);
+    expect(err.message.length).toBeLessThan(400);
+    expect(JSON.stringify(err.toWire()).length).toBeLessThan(4000);
+  });
+});
+
+describe('event schema', () => {
+  const ok = { v, type: 'loaded', model: 'mlp', worker: 'w0', device: 'cpu', replica: 'mlp-abc', bytes: 10, reason: 'r', at: Date.now(), data: { loadMs: 3 } };
+  it('accepts an event, and a reason of exactly 1 KiB', () => {
+    expect(parseEventMessage(ok)).toEqual(ok);
+    expect(parseEventMessage({ ...ok, reason: 'r'.repeat(1024) }).reason).toHaveLength(1024);
+  });
+  it.each([
+    ['a 500 KB reason', { reason: 'r'.repeat(500_000) }, 'reason'],
+    ['500 KB of data', { data: { blob: 'x'.repeat(500_000) } }, 'data'],
+    ['a type that is not one token', { type: 'a.b' }, 'type'],
+    ['no time', { at: undefined }, 'at'],
+    ['an unknown key', { extra: 1 }, ''],
+  ])('refuses %s', (_what, over, path) => {
+    const err = refusal(() => parseEventMessage({ ...ok, ...over }));
+    expect(err.message).toContain(`$${path ? '.' + path : ''}`);
+    expect(err.message.length).toBeLessThan(400);
+  });
+});
+
+describe('control requests', () => {
+  it('parses each operation, tagged with it', () => {
+    expect(parseControlRequest('list', { v })).toEqual({ op: 'list', v });
+    expect(parseControlRequest('describe', { v, name: 'mlp' })).toEqual({ op: 'describe', v, name: 'mlp' });
+    expect(parseControlRequest('ensure', { v, name: 'mlp', waitMs: 0 })).toMatchObject({ op: 'ensure', waitMs: 0 });
+    expect(parseControlRequest('scale', { v, name: 'mlp', replicas: 1000 })).toMatchObject({ replicas: 1000 });
+    expect(parseControlRequest('events', { v, limit: 5, model: 'mlp', type: 'refused' })).toMatchObject({ limit: 5 });
+    const d = parseControlRequest('deploy', { v, spec: { name: 'mlp', digest, sizeBytes: 10 } });
+    expect(d.op === 'deploy' && d.spec.replicas).toBe(1);
+  });
+
+  it.each([
+    ['describe', { v, name: 'x'.repeat(600_000) }, '$.name'],
+    ['describe', { v }, '$.name'],
+    ['undeploy', { v, name: 'mlp', extra: true }, 'invalid undeploy request'],
+    ['scale', { v, name: 'mlp', replicas: 1001 }, '$.replicas'],
+    ['scale', { v, name: 'mlp', replicas: 1.5 }, '$.replicas'],
+    ['ensure', { v, name: 'mlp', waitMs: -1 }, '$.waitMs'],
+    ['events', { v, limit: 0 }, '$.limit'],
+    ['events', { v, model: 5 }, '$.model'],
+    ['list', { v, x: 'y'.repeat(600_000) }, 'invalid list request'],
+    ['deploy', { v, spec: { name: 'mlp', digest, sizeBytes: 10, ['k'.repeat(600_000)]: 1 } }, 'invalid deploy request'],
+    ['nope', { v }, "unknown control operation 'nope'"],
+  ])('%s %#: BAD_REQUEST, short', (op, body, expected) => {
+    const err = refusal(() => parseControlRequest(op, body));
+    expect(err.message).toContain(expected);
+    expect(err.message.length).toBeLessThan(500);
+    expect(JSON.stringify(err.toWire()).length).toBeLessThan(4000);
+  });
+});
+
+describe('stored values and worker replies', () => {
+  it('deployment record: valid, and refused when the spec is not', () => {
+    const rec = parseDeploymentRecord({ v, spec: { name: 'mlp', digest, sizeBytes: 10 }, createdAt: 1 });
+    expect(rec.spec.device).toBe('any');
+    expect(refusal(() => parseDeploymentRecord({ v, spec: { name: 'mlp' }, createdAt: 1 })).message).toContain('$.spec.digest');
+  });
+
+  it('lease value: valid, and refused with an extra key or a bad id', () => {
+    expect(parseLeaseHolder({ v, id: 'head-1', pid: 1, since: 2 })).toEqual({ v, id: 'head-1', pid: 1, since: 2 });
+    expect(refusal(() => parseLeaseHolder({ v, id: 'head 1', pid: 1, since: 2 })).message).toContain('$.id');
+    expect(refusal(() => parseLeaseHolder({ v, id: 'h', pid: 1, since: 2, x: 1 })).message).toContain('invalid lease value');
+  });
+
+  it('load reply: valid, and refused when it names a model badly or claims 1 PB', () => {
+    const ok = { replicaId: 'mlp-x', device: 'cpu', bytes: 10, loadMs: 1, executionProvider: 'cpu', compile: 'off' as const, evicted: [{ replica: 'b-1', model: 'b', bytes: 5 }] };
+    expect(parseLoadResult(ok)).toEqual(ok);
+    expect(refusal(() => parseLoadResult({ ...ok, evicted: [{ replica: 'b-1', model: 'b/c', bytes: 5 }] })).message).toContain('$.evicted.0.model');
+    expect(refusal(() => parseLoadResult({ ...ok, bytes: 1e18 })).message).toContain('$.bytes');
+  });
+});

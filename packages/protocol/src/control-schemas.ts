@@ -1,0 +1,285 @@
+// Schemas of every message the head receives (control requests, heartbeats, events, load replies)
+// and of what it keeps in JetStream (deployment records, the leadership lease), defined once: the
+// TypeScript types are inferred from them. Everything is bounded (string lengths, numeric ranges,
+// array lengths, hardware claims) and strict (unknown keys are refused), so one message from any
+// client on the bus can neither crash the head nor mislead placement.
+import { z } from 'zod';
+import { BadRequestError, MAX_ERROR_MESSAGE_CHARS, truncate } from './errors.js';
+import { encode } from './codec.js';
+import { DeviceId, ReplicaId, parseWith } from './data-schemas.js';
+import { PROTOCOL_VERSION } from './version.js';
+import { isValidName, CONTROL_OPS, type ControlOp } from './subjects.js';
+import { DeploySpec, ThreadSettings } from './messages.js';
+
+const KiB = 1024;
+const TiB = 1024 ** 4;
+
+// ---------- limits ----------
+
+/** Most GPUs one worker may report. */
+export const MAX_GPUS_PER_WORKER = 64;
+/** Most replicas one heartbeat may report. */
+export const MAX_REPLICAS_PER_HEARTBEAT = 4096;
+/** Largest VRAM one GPU may claim, bytes (4 TiB; today's largest GPUs have < 300 GB). */
+export const MAX_GPU_BYTES = 4 * TiB;
+/** Largest host memory a worker may claim, bytes (64 TiB). */
+export const MAX_HOST_BYTES = 64 * TiB;
+/** Most logical CPU cores a worker may claim. */
+export const MAX_CPU_CORES = 4096;
+/** Longest event `reason`, characters. */
+export const MAX_EVENT_REASON_CHARS = 1024;
+/** Largest event `data`, msgpack-encoded, bytes. */
+export const MAX_EVENT_DATA_BYTES = 8 * KiB;
+/** Largest `data` of an error carried inside a heartbeat or load reply, msgpack-encoded, bytes. */
+export const MAX_ERROR_DATA_BYTES = 8 * KiB;
+/** Most events one `events` request may ask for. */
+export const MAX_EVENTS_LIMIT = 100_000;
+/** Longest `waitMs` of an `ensure` request (the head caps it further to MAX_ENSURE_WAIT_MS), ms. */
+export const MAX_WAIT_MS = 86_400_000;
+
+// ---------- building blocks ----------
+
+const MAX_EPOCH_MS = 8.64e15; // the largest Date
+const V = z.literal(PROTOCOL_VERSION);
+/** Cluster, model, worker and head names: the pattern of `subjects.ts` (one NATS token). */
+export const Name = z.string().refine(isValidName, { message: "use 1-64 letters, digits, '_' or '-', starting with a letter or digit" });
+const Text = (max: number) => z.string().max(max);
+const Count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const EpochMs = z.number().min(0).max(MAX_EPOCH_MS);
+const Bytes = z.number().min(0).max(MAX_HOST_BYTES);
+const Ms = z.number().min(0).max(MAX_WAIT_MS * 365);
+
+/** Any plain value whose msgpack encoding is at most `max` bytes. */
+const boundedData = (max: number) =>
+  z.unknown().refine((v) => v === undefined || encode(v).byteLength <= max, { message: `larger than ${max} bytes encoded` });
+
+export const WireErrorSchema = z
+  .object({ code: Text(64), message: Text(MAX_ERROR_MESSAGE_CHARS + 64), data: boundedData(MAX_ERROR_DATA_BYTES).optional() })
+  .strict();
+
+// ---------- heartbeat ----------
+
+export const GpuInfo = z
+  .object({
+    index: z.number().int().min(0).max(MAX_GPUS_PER_WORKER - 1),
+    vendor: Text(128),
+    model: Text(256),
+    vramTotalBytes: z.number().min(0).max(MAX_GPU_BYTES),
+    vramFreeBytes: z.number().min(0).max(MAX_GPU_BYTES),
+  })
+  .strict();
+export type GpuInfo = z.infer<typeof GpuInfo>;
+
+export const Inventory = z
+  .object({
+    /** `cores`: logical cores of the host; `usableCores`: what this process may use (affinity, cgroup quota). */
+    cpu: z.object({ cores: z.number().int().min(1).max(MAX_CPU_CORES), model: Text(256), usableCores: z.number().min(0).max(MAX_CPU_CORES).optional() }).strict(),
+    /** `totalBytes` is the host's memory or the container's limit, whichever is smaller. */
+    memory: z.object({ totalBytes: Bytes, availableBytes: Bytes, cgroupLimitBytes: Bytes.optional() }).strict(),
+    gpus: z.array(GpuInfo).max(MAX_GPUS_PER_WORKER),
+    /** `measured` when read from the host, `override` when (partly) set by config. */
+    source: z.enum(['measured', 'override']),
+    hostname: Text(255),
+  })
+  .strict();
+export type Inventory = z.infer<typeof Inventory>;
+
+export const DeviceKind = z.enum(['cpu', 'gpu']);
+export type DeviceKind = z.infer<typeof DeviceKind>;
+
+export const DeviceState = z
+  .object({
+    /** `cpu` or `gpu:<index>`. */
+    id: DeviceId,
+    kind: DeviceKind,
+    /** Memory the device has, bytes (host RAM for cpu, VRAM for gpu). */
+    capacityBytes: Bytes,
+    /** Part of the capacity the worker may charge to replicas. */
+    budgetBytes: Bytes,
+    /** Sum of the charges of replicas on the device. */
+    usedBytes: Bytes,
+    /** Execution provider used for replicas on this device. */
+    executionProvider: Text(64),
+    /** Eviction policy of the device (`fifo`, `lru`, `lfu`, ...). */
+    policy: Text(64),
+  })
+  .strict()
+  .superRefine((d, ctx) => {
+    if (d.kind !== (d.id === 'cpu' ? 'cpu' : 'gpu')) ctx.addIssue({ code: 'custom', path: ['kind'], message: `does not match the device id` });
+    // A GPU's memory is VRAM: bounded by the largest plausible GPU (the 1 PB GPU is refused).
+    if (d.kind === 'gpu') {
+      for (const k of ['capacityBytes', 'budgetBytes', 'usedBytes'] as const) {
+        if (d[k] > MAX_GPU_BYTES) ctx.addIssue({ code: 'custom', path: [k], message: `more than ${MAX_GPU_BYTES} bytes on one GPU` });
+      }
+    }
+  });
+export type DeviceState = z.infer<typeof DeviceState>;
+
+export const ReplicaStateName = z.enum(['loading', 'ready', 'draining', 'failed']);
+export type ReplicaStateName = z.infer<typeof ReplicaStateName>;
+
+export const ReplicaProfileSummary = z
+  .object({
+    /** `measured` on this load, `cache` (KV), `skipped` (with reason) or `disabled`. */
+    source: z.enum(['measured', 'cache', 'skipped', 'disabled']),
+    deviceClass: Text(256),
+    reason: Text(MAX_EVENT_REASON_CHARS),
+    /** Bytes the profile says a replica needs (0 when not profiled). */
+    replicaBytes: Bytes,
+    /** Items/s at the chosen batch size (0 when not profiled). */
+    itemsPerSec: z.number().min(0).max(1e12),
+    tookMs: Ms,
+    /** Thread settings the session runs with (CPU provider), and where they came from. */
+    threads: ThreadSettings.extend({ source: z.enum(['profile', 'deployment', 'worker', 'default']) })
+      .strict()
+      .optional(),
+  })
+  .strict();
+export type ReplicaProfileSummary = z.infer<typeof ReplicaProfileSummary>;
+
+export const ReplicaState = z
+  .object({
+    id: ReplicaId,
+    model: Name,
+    digest: Text(128),
+    device: DeviceId,
+    state: ReplicaStateName,
+    /** Bytes charged to the device for this replica. */
+    bytes: Bytes,
+    queueDepth: Count,
+    inFlight: Count,
+    /** Requests answered successfully, and with an error. */
+    processed: Count,
+    failed: Count,
+    /** Items (rows along the batch axis) in the requests answered successfully. */
+    itemsProcessed: Count.optional(),
+    executionProvider: Text(64),
+    batching: z
+      .object({
+        maxBatchSize: z.number().int().min(0).max(4096),
+        maxQueueDelayMs: z.number().min(0).max(10_000),
+        maxQueueLength: z.number().int().min(0).max(1_000_000),
+        batchAxis: z.boolean(),
+      })
+      .strict(),
+    /** Batch sizes run so far → count. */
+    batchHistogram: z.record(z.string().regex(/^\d{1,4}$/), Count),
+    /** Never evicted. */
+    pinned: z.boolean(),
+    /** Epoch ms of the load and of the last request (eviction policies use them). */
+    loadedAt: EpochMs,
+    lastUsedAt: EpochMs,
+    /** Where the batching settings came from. */
+    profile: ReplicaProfileSummary.optional(),
+    error: WireErrorSchema.optional(),
+  })
+  .strict();
+export type ReplicaState = z.infer<typeof ReplicaState>;
+
+export const WorkerStateName = z.enum(['starting', 'running', 'draining', 'stopped', 'failed']);
+export type WorkerStateName = z.infer<typeof WorkerStateName>;
+
+export const Heartbeat = z
+  .object({
+    v: V,
+    workerId: Name,
+    pid: z.number().int().min(0).max(2 ** 32),
+    state: WorkerStateName,
+    /** Counts heartbeats of this incarnation (startedAt, pid) from 0. */
+    seq: Count,
+    startedAt: EpochMs,
+    sentAt: EpochMs,
+    inventory: Inventory,
+    devices: z.array(DeviceState).max(MAX_GPUS_PER_WORKER + 1),
+    replicas: z.array(ReplicaState).max(MAX_REPLICAS_PER_HEARTBEAT),
+  })
+  .strict();
+export type Heartbeat = z.infer<typeof Heartbeat>;
+
+// ---------- events ----------
+
+export const EventMessage = z
+  .object({
+    v: V,
+    /** One subject token: `loaded`, `unloaded`, `evicted`, `load_failed`, `refused`, `scaled`, ... */
+    type: Name,
+    model: Name.optional(),
+    worker: Name.optional(),
+    device: DeviceId.optional(),
+    replica: ReplicaId.optional(),
+    bytes: Bytes.optional(),
+    reason: Text(MAX_EVENT_REASON_CHARS).optional(),
+    at: EpochMs,
+    data: boundedData(MAX_EVENT_DATA_BYTES).optional(),
+  })
+  .strict();
+export type EventMessage = z.infer<typeof EventMessage>;
+
+// ---------- worker replies the head reads ----------
+
+export const LoadResult = z
+  .object({
+    /** Replicas unloaded to make room (eviction), if any. */
+    evicted: z.array(z.object({ replica: ReplicaId, model: Name, bytes: Bytes }).strict()).max(MAX_REPLICAS_PER_HEARTBEAT).optional(),
+    replicaId: ReplicaId,
+    device: DeviceId,
+    bytes: Bytes,
+    loadMs: Ms,
+    /** Time to create the onnxruntime session, ms (part of loadMs). */
+    sessionCreateMs: Ms.optional(),
+    /** Compilation cache: `hit` (cached optimised graph), `miss` (optimised and saved now), `off`. */
+    compile: z.enum(['hit', 'miss', 'off']).optional(),
+    executionProvider: Text(64),
+    /** Set when the requested provider failed and the replica runs on CPU instead. */
+    fallbackFrom: Text(64).optional(),
+  })
+  .strict();
+export type LoadResult = z.infer<typeof LoadResult>;
+
+export const UnloadResult = z.object({ replicaId: ReplicaId, bytes: Bytes }).strict();
+export type UnloadResult = z.infer<typeof UnloadResult>;
+
+// ---------- what the head keeps in JetStream ----------
+
+/** `deployments.<name>` in the state bucket: the desired state. */
+export const DeploymentRecord = z.object({ v: V, spec: DeploySpec, createdAt: EpochMs }).strict();
+export type DeploymentRecord = z.infer<typeof DeploymentRecord>;
+
+/** `leader` in the lease bucket: the leading head. */
+export const LeaseHolder = z.object({ v: V, id: Name, pid: z.number().int().min(0).max(2 ** 32), since: EpochMs }).strict();
+export type LeaseHolder = z.infer<typeof LeaseHolder>;
+
+// ---------- control requests ----------
+
+const NameRequest = z.object({ v: V, name: Name }).strict();
+export const ControlRequests = {
+  deploy: z.object({ v: V, spec: DeploySpec }).strict(),
+  undeploy: NameRequest,
+  describe: NameRequest,
+  ensure: z.object({ v: V, name: Name, waitMs: z.number().min(0).max(MAX_WAIT_MS).optional() }).strict(),
+  scale: z.object({ v: V, name: Name, replicas: z.number().int().min(0).max(1000) }).strict(),
+  list: z.object({ v: V }).strict(),
+  status: z.object({ v: V }).strict(),
+  events: z.object({ v: V, limit: z.number().int().min(1).max(MAX_EVENTS_LIMIT).optional(), model: Name.optional(), type: Name.optional() }).strict(),
+} satisfies Record<ControlOp, z.ZodType>;
+
+/** A parsed control request, tagged with its operation. */
+export type ControlRequest = { [K in ControlOp]: { op: K } & z.infer<(typeof ControlRequests)[K]> }[ControlOp];
+
+// ---------- parsing (BAD_REQUEST naming the path of the first problem: `parseWith`) ----------
+
+export const parseHeartbeat = (raw: unknown): Heartbeat => parseWith(Heartbeat, raw, 'heartbeat');
+export const parseEventMessage = (raw: unknown): EventMessage => parseWith(EventMessage, raw, 'event');
+export const parseLoadResult = (raw: unknown): LoadResult => parseWith(LoadResult, raw, 'load reply');
+export const parseUnloadResult = (raw: unknown): UnloadResult => parseWith(UnloadResult, raw, 'unload reply');
+export const parseDeploymentRecord = (raw: unknown): DeploymentRecord => parseWith(DeploymentRecord, raw, 'deployment record');
+export const parseLeaseHolder = (raw: unknown): LeaseHolder => parseWith(LeaseHolder, raw, 'lease value');
+
+/** A control request on `ctl.<op>`: an unknown operation or a malformed body is BAD_REQUEST. */
+export function parseControlRequest(op: string, raw: unknown): ControlRequest {
+  if (!(CONTROL_OPS as readonly string[]).includes(op)) {
+    throw new BadRequestError(`unknown control operation '${truncate(op, 64)}'`, { data: { supported: [...CONTROL_OPS] } });
+  }
+  const k = op as ControlOp;
+  return { op: k, ...(parseWith(ControlRequests[k], raw, `${k} request`) as object) } as ControlRequest;
+}
