@@ -2,12 +2,24 @@
 // the cluster over NATS. Runs until SIGINT/SIGTERM.
 import type { Command } from 'commander';
 import { FlotillaClient } from '@flotilla/client';
-import { startGateway, DEFAULT_BODY_LIMIT_BYTES } from '@flotilla/gateway';
+import {
+  parseGatewayOptions,
+  startGateway,
+  type GatewayOptions,
+  DEFAULT_BODY_LIMIT_BYTES,
+  DEFAULT_CONNECTION_TIMEOUT_MS,
+  DEFAULT_HEADERS_TIMEOUT_MS,
+  DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
+  DEFAULT_MAX_JSON_DEPTH,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+} from '@flotilla/gateway';
 import { BadRequestError } from '@flotilla/protocol';
 import { createLogger } from '@flotilla/bus';
 import { busOptions, withConnectionOptions } from './connection-options.js';
 import { parseSize, reportError } from './format.js';
 import { untilSignal } from './signals.js';
+
+const num = (v: string) => Number(v);
 
 function port(v: string): number {
   const n = Number(v);
@@ -23,6 +35,11 @@ export function gatewayCommand(program: Command): void {
       .option('--http-port <port>', 'HTTP port (0: any free port)', '8080')
       .option('--host <host>', 'interface to listen on', '0.0.0.0')
       .option('--body-limit <size>', `largest request body, e.g. 64MiB (default ${DEFAULT_BODY_LIMIT_BYTES / 1024 / 1024}MiB)`)
+      .option('--max-json-depth <n>', `deepest nesting of arrays/objects in a body; deeper is 400 BAD_REQUEST (default ${DEFAULT_MAX_JSON_DEPTH})`, num)
+      .option('--headers-timeout <ms>', `request line and headers must arrive within this (default ${DEFAULT_HEADERS_TIMEOUT_MS})`, num)
+      .option('--request-timeout <ms>', `the whole request must arrive within this, 0: no limit (default ${DEFAULT_REQUEST_TIMEOUT_MS})`, num)
+      .option('--keep-alive-timeout <ms>', `idle keep-alive connections close after this (default ${DEFAULT_KEEP_ALIVE_TIMEOUT_MS})`, num)
+      .option('--connection-timeout <ms>', `a connection idle this long closes, 0: never; longer inference deadlines extend it (default ${DEFAULT_CONNECTION_TIMEOUT_MS})`, num)
       .option('--no-probe', 'do not run models on zero inputs to learn their outputs for model metadata'),
   ).action(async (o) => {
     const { cluster, ...bus } = busOptions(o);
@@ -30,16 +47,23 @@ export function gatewayCommand(program: Command): void {
     const logger = createLogger('gateway');
     let gateway: Awaited<ReturnType<typeof startGateway>> | undefined;
     try {
-      await client.connection();
       const httpPort = port(String(o.httpPort));
-      gateway = await startGateway({
+      const options: GatewayOptions = {
         client,
         port: httpPort,
         host: o.host,
         bodyLimitBytes: o.bodyLimit ? parseSize(o.bodyLimit) : undefined,
+        maxJsonDepth: o.maxJsonDepth,
+        headersTimeoutMs: o.headersTimeout,
+        requestTimeoutMs: o.requestTimeout,
+        keepAliveTimeoutMs: o.keepAliveTimeout,
+        connectionTimeoutMs: o.connectionTimeout,
         probeSignatures: o.probe,
         logger,
-      }).catch((err: NodeJS.ErrnoException) => {
+      };
+      parseGatewayOptions(options); // a bad flag is BAD_REQUEST before anything connects
+      await client.connection();
+      gateway = await startGateway(options).catch((err: NodeJS.ErrnoException) => {
         if (err.code === 'EADDRINUSE') throw new BadRequestError(`HTTP port ${httpPort} on ${o.host} is already in use (choose another with --http-port)`);
         throw err;
       });

@@ -1,5 +1,7 @@
 // Integration: a real local cluster (nats-server, head, worker with onnxruntime), the gateway on a
 // free port, and real HTTP requests.
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
 import { FlotillaClient, type Tensor } from '@flotilla/client';
 import { LocalCluster, randomFloats, sampleModelPath } from '@flotilla/devkit';
 import { ErrorCode } from '@flotilla/protocol';
@@ -15,6 +17,8 @@ beforeAll(async () => {
   client = cluster.client();
   await client.deploy(sampleModelPath('mlp'), 'mlp', { device: 'cpu' });
   await client.deploy(sampleModelPath('mlp'), 'idle', { device: 'cpu', replicas: 0, wait: false });
+  // The same model, slowed: a lone request waits 600 ms for company before its batch runs.
+  await client.deploy(sampleModelPath('mlp'), 'slow', { device: 'cpu', batching: { maxBatchSize: 64, maxQueueDelayMs: 600 } });
   gateway = await startGateway({ client, port: 0, host: '127.0.0.1' });
   base = `http://127.0.0.1:${gateway.port}`;
 }, 120_000);
@@ -62,7 +66,7 @@ describe('KServe v2 gateway', () => {
   it('lists models and gives model metadata with the signature learned from a replica', async () => {
     const list = await get('/v2/models');
     expect(list.status).toBe(200);
-    expect(list.body.models.map((m: { name: string }) => m.name).sort()).toEqual(['idle', 'mlp']);
+    expect(list.body.models.map((m: { name: string }) => m.name).sort()).toEqual(['idle', 'mlp', 'slow']);
     const meta = await get('/v2/models/mlp');
     expect(meta.status).toBe(200);
     expect(meta.body).toMatchObject({
@@ -139,6 +143,19 @@ describe('KServe v2 gateway', () => {
     }
   });
 
+  it('answers 400 BAD_REQUEST (not 500) to a body nested 100,000 deep, and keeps serving', async () => {
+    const arrays = await post('/v2/models/mlp/infer', '['.repeat(100_000) + ']'.repeat(100_000));
+    expect(arrays.status).toBe(400);
+    expect(arrays.body).toMatchObject({ code: 'BAD_REQUEST', error: expect.stringMatching(/^BAD_REQUEST: invalid JSON body: nested deeper than 64 levels/) });
+    const objects = await post('/v2/models/mlp/infer', '{"inputs":' + '{"a":'.repeat(100_000) + '1' + '}'.repeat(100_001));
+    expect(objects).toMatchObject({ status: 400, body: { code: 'BAD_REQUEST' } });
+    // Brackets inside strings are not nesting; a normal request still works.
+    const x = randomFloats(16, 3);
+    const inString = await post('/v2/models/mlp/infer', mlpRequest(x, 1, { id: '['.repeat(1000) }));
+    expect(inString.status).toBe(200);
+    expect(inString.body.id).toBe('['.repeat(1000));
+  });
+
   it('is not ready when no head answers', async () => {
     const orphan = new FlotillaClient({ servers: cluster.url, cluster: 'no-head-here' });
     const g = await startGateway({ client: orphan, port: 0, host: '127.0.0.1', readyTimeoutMs: 1000 });
@@ -150,6 +167,84 @@ describe('KServe v2 gateway', () => {
     } finally {
       await g.close();
       await orphan.close();
+    }
+  });
+});
+
+describe('slow clients', () => {
+  /** A raw TCP client: what it got back, and when the gateway closed it (ms after it connected). */
+  async function rawClient(port: number, behave: (sock: Socket) => void): Promise<{ ms: number; got: string }> {
+    const sock = connect(port, '127.0.0.1');
+    await once(sock, 'connect');
+    const t0 = performance.now();
+    let got = '';
+    sock.on('data', (d: Buffer) => (got += d.toString()));
+    sock.on('error', () => undefined); // a reset is a close too
+    const closed = once(sock, 'close');
+    behave(sock);
+    await closed;
+    return { ms: performance.now() - t0, got };
+  }
+  const HALF_HEADERS = 'POST /v2/models/mlp/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: appli';
+
+  it('cuts off slow-loris clients within the headers timeout while normal requests are served', async () => {
+    const g = await startGateway({ client, port: 0, host: '127.0.0.1', headersTimeoutMs: 1000, requestTimeoutMs: 2000 });
+    const timers: NodeJS.Timeout[] = [];
+    try {
+      const url = `http://127.0.0.1:${g.port}/v2/models/mlp/infer`;
+      const [stalled, trickling, slowBody, normal] = await Promise.all([
+        // Half the headers, then nothing.
+        rawClient(g.port, (s) => s.write(HALF_HEADERS)),
+        // One header byte every 100 ms: never idle, never done.
+        rawClient(g.port, (s) => {
+          s.write('GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n');
+          let i = 0;
+          const t = setInterval(() => !s.destroyed && s.write('X-Slow: yes\r\n'[i++ % 13]!), 100);
+          timers.push(t);
+          s.once('close', () => clearInterval(t));
+        }),
+        // Headers complete, then 10 of the 1000 body bytes announced.
+        rawClient(g.port, (s) => s.write('POST /v2/models/mlp/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"inputs":')),
+        // Meanwhile a normal client is served.
+        (async () => {
+          await new Promise((r) => setTimeout(r, 300));
+          const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(mlpRequest(randomFloats(16, 4), 1)) });
+          return { status: res.status, body: (await res.json()) as { outputs: Array<{ shape: number[] }> } };
+        })(),
+      ]);
+      for (const loris of [stalled, trickling]) {
+        expect(loris.ms).toBeGreaterThanOrEqual(900);
+        expect(loris.ms).toBeLessThan(2500); // headers timeout 1 s + check interval 250 ms + slack
+        expect(loris.got).toMatch(/^HTTP\/1\.1 408/);
+      }
+      expect(slowBody.ms).toBeGreaterThanOrEqual(1900);
+      expect(slowBody.ms).toBeLessThan(3500); // request timeout 2 s + check interval + slack
+      expect(slowBody.got).toMatch(/^HTTP\/1\.1 408/);
+      expect(normal.status).toBe(200);
+      expect(normal.body.outputs[0]!.shape).toEqual([1, 4]);
+    } finally {
+      timers.forEach(clearInterval);
+      await g.close();
+    }
+  });
+
+  it('closes idle connections after the connection timeout, but not while a longer inference runs', async () => {
+    const g = await startGateway({ client, port: 0, host: '127.0.0.1', connectionTimeoutMs: 300 });
+    try {
+      const idle = await rawClient(g.port, (s) => s.write(HALF_HEADERS));
+      expect(idle.ms).toBeGreaterThanOrEqual(250);
+      expect(idle.ms).toBeLessThan(1500);
+      // 'slow' answers after ~600 ms of silence on the socket: the request's deadline extends the idle timeout.
+      const t0 = performance.now();
+      const res = await fetch(`http://127.0.0.1:${g.port}/v2/models/slow/infer`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-flotilla-timeout-ms': '10000' },
+        body: JSON.stringify(mlpRequest(randomFloats(16, 5), 1)),
+      });
+      expect(res.status).toBe(200);
+      expect(performance.now() - t0).toBeGreaterThan(400);
+    } finally {
+      await g.close();
     }
   });
 });

@@ -3,33 +3,19 @@
 // and readiness from the head). JSON tensors only (no binary tensor extension).
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyReply } from 'fastify';
-import type { FlotillaClient } from '@flotilla/client';
-import type { Logger } from '@flotilla/bus';
+import { DEFAULT_INFER_TIMEOUT_MS } from '@flotilla/client';
 import { BadRequestError, ErrorCode, FlotillaError, PayloadTooLargeError, UnavailableError, toFlotillaError, type DeploymentStatus, type WireTensors } from '@flotilla/protocol';
 import { v2InputToWire, wireToV2Output, type V2Tensor } from './datatypes.js';
 import { SignatureProbe } from './signature.js';
+import { parseGatewayOptions, type GatewayOptions } from './gateway-options.js';
+import { jsonDepthExceeded } from './json-depth.js';
 
 export const GATEWAY_VERSION = '0.1.0';
 /** Request header with the inference deadline in ms (default: the SDK's, 30 s). */
 export const TIMEOUT_HEADER = 'x-flotilla-timeout-ms';
-export const DEFAULT_BODY_LIMIT_BYTES = 64 * 1024 * 1024;
 const MAX_TIMEOUT_MS = 3_600_000;
-
-export interface GatewayOptions {
-  client: FlotillaClient;
-  /** 0 picks a free port. */
-  port: number;
-  /** Default 0.0.0.0. */
-  host?: string;
-  /** Largest request body (JSON text), bytes. Default 64 MiB. */
-  bodyLimitBytes?: number;
-  /** How long /v2/health/ready waits for the head, ms. Default 2000. */
-  readyTimeoutMs?: number;
-  /** Learn model inputs/outputs for metadata by probing replicas (see signature.ts). Default true. */
-  probeSignatures?: boolean;
-  /** 5xx answers are logged here. */
-  logger?: Logger;
-}
+/** Time a reply may take to leave after the inference deadline before an idle connection is cut, ms. */
+const REPLY_SLACK_MS = 5_000;
 
 export interface Gateway {
   port: number;
@@ -100,22 +86,38 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 const shortDigest = (d: DeploymentStatus) => d.spec.digest.slice(0, 12);
 
-export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
-  const { client } = opts;
-  const readyTimeoutMs = opts.readyTimeoutMs ?? 2000;
-  const probe = opts.probeSignatures === false ? undefined : new SignatureProbe(client);
+export async function startGateway(raw: GatewayOptions): Promise<Gateway> {
+  const opts = parseGatewayOptions(raw);
+  const { client, readyTimeoutMs } = opts;
+  const probe = opts.probeSignatures ? new SignatureProbe(client) : undefined;
   const app = Fastify({
     logger: false,
-    bodyLimit: opts.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES,
+    bodyLimit: opts.bodyLimitBytes,
     routerOptions: { ignoreTrailingSlash: true },
     return503OnClosing: true,
+    // Slow clients: idle sockets, idle keep-alives, and requests (headers, then the whole request)
+    // that do not arrive in time are cut (node answers 408 to the last two).
+    connectionTimeout: opts.connectionTimeoutMs,
+    keepAliveTimeout: opts.keepAliveTimeoutMs,
+    requestTimeout: opts.requestTimeoutMs,
+    http: {
+      headersTimeout: opts.headersTimeoutMs,
+      requestTimeout: opts.requestTimeoutMs,
+      // Node checks both timeouts on this interval (default 30 s): a 10 s limit would otherwise hold 40 s.
+      connectionsCheckingInterval: opts.timeoutCheckIntervalMs,
+    },
   });
 
-  // JSON whatever the content type says (some v2 clients send none); proto poisoning is refused.
+  // JSON whatever the content type says (some v2 clients send none); proto poisoning is refused,
+  // and so is nesting deeper than maxJsonDepth (checked on the text first: walking such a value recurses).
   app.removeAllContentTypeParsers();
   const json = app.getDefaultJsonParser('error', 'error');
   app.addContentTypeParser('*', { parseAs: 'string' }, (req, body: string, done) => {
     if (body.length === 0) return done(new BadRequestError('empty body: expected a JSON object { inputs: [...] }'), undefined);
+    const deep = jsonDepthExceeded(body, opts.maxJsonDepth);
+    if (deep >= 0) {
+      return done(new BadRequestError(`invalid JSON body: nested deeper than ${opts.maxJsonDepth} levels (at character ${deep})`, { data: { maxDepth: opts.maxJsonDepth } }), undefined);
+    }
     json(req, body, (err, value) => {
       if (!err) return done(null, value);
       let why = 'keys __proto__ and constructor.prototype are refused';
@@ -140,7 +142,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     // Framework errors: body too large, bad content length, ...
     if (err instanceof FlotillaError) return fail(reply, err);
     const status = err.statusCode ?? 500;
-    if (status === 413) return fail(reply, new PayloadTooLargeError(`request body exceeds ${opts.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES} bytes`, { data: { limitBytes: opts.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES } }));
+    if (status === 413) return fail(reply, new PayloadTooLargeError(`request body exceeds ${opts.bodyLimitBytes} bytes`, { data: { limitBytes: opts.bodyLimitBytes } }));
     if (status >= 400 && status < 500) return reply.code(status).send({ error: `${ErrorCode.BAD_REQUEST}: ${err.message}`, code: ErrorCode.BAD_REQUEST });
     return fail(reply, err);
   });
@@ -208,6 +210,9 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     try {
       const model = req.params.name;
       const timeoutMs = parseTimeoutHeader(req.headers[TIMEOUT_HEADER]);
+      // The socket is idle while the model runs: a deadline longer than the idle timeout extends it.
+      const needMs = (timeoutMs ?? DEFAULT_INFER_TIMEOUT_MS) + REPLY_SLACK_MS;
+      if (opts.connectionTimeoutMs > 0 && needMs > opts.connectionTimeoutMs) req.raw.socket.setTimeout(needMs);
       const body = checkInferBody(req.body);
       const inputs: WireTensors = {};
       body.inputs.forEach((raw, i) => {
@@ -226,7 +231,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     }
   });
 
-  await app.listen({ port: opts.port, host: opts.host ?? '0.0.0.0' });
+  await app.listen({ port: opts.port, host: opts.host });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : opts.port;
   let closed: Promise<void> | undefined;
