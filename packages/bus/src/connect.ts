@@ -1,8 +1,11 @@
 // One way for every Flotilla process to connect to NATS: servers plus the auth and TLS options
 // an operator may require (token, user/password, creds file, nkey seed file, TLS files).
 import { readFileSync } from 'node:fs';
-import { credsAuthenticator, nkeyAuthenticator, type NatsConnection } from '@nats-io/nats-core';
+import { basename } from 'node:path';
+import { credsAuthenticator, nkeyAuthenticator, type NatsConnection, type Subscription, type SubscriptionOptions } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
+import { inboxPrefixFor, seedFileRole, seedFromFileText } from '@flotilla/protocol';
+import { mapNatsError } from './rpc.js';
 
 export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
 
@@ -21,8 +24,17 @@ export interface BusOptions {
   pass?: string;
   /** Path to a `.creds` file (JWT + nkey seed). */
   credsFile?: string;
-  /** Path to a file holding an nkey seed. */
+  /**
+   * Path to a file holding an nkey seed. A file written by `flotilla auth init` names its role (a
+   * `# flotilla-role:` line, or the file name `caller.nk` …): the role's inbox prefix follows.
+   */
   nkeySeedFile?: string;
+  /**
+   * Prefix of this connection's reply subjects (and JetStream deliveries). Default: the role's
+   * (`_INBOX_<role>`) when the nkey seed file names one, else NATS' `_INBOX`. With role
+   * permissions a connection may only subscribe under its role's prefix.
+   */
+  inboxPrefix?: string;
   /** TLS: CA bundle, client certificate and key (PEM file paths). */
   tlsCaFile?: string;
   tlsCertFile?: string;
@@ -41,11 +53,14 @@ export function serverList(servers: string | readonly string[]): string[] {
 export async function connectBus(opts: BusOptions = {}): Promise<NatsConnection> {
   const servers = serverList(opts.servers ?? process.env.FLOTILLA_NATS ?? DEFAULT_NATS_URL);
   const noRandomize = opts.noRandomize ?? /^(1|true)$/i.test(process.env.FLOTILLA_NATS_NO_RANDOMIZE ?? '');
+  const seedText = !opts.credsFile && opts.nkeySeedFile ? readFileSync(opts.nkeySeedFile, 'utf8') : undefined;
   const authenticator = opts.credsFile
     ? credsAuthenticator(readFileSync(opts.credsFile))
-    : opts.nkeySeedFile
-      ? nkeyAuthenticator(new TextEncoder().encode(readFileSync(opts.nkeySeedFile, 'utf8').trim()))
+    : seedText !== undefined
+      ? nkeyAuthenticator(new TextEncoder().encode(seedFromFileText(seedText)))
       : undefined;
+  const role = seedText !== undefined ? seedFileRole(seedText, basename(opts.nkeySeedFile!)) : undefined;
+  const inboxPrefix = opts.inboxPrefix || (role ? inboxPrefixFor(role) : undefined);
   const tls =
     opts.tlsCaFile || opts.tlsCertFile || opts.tlsKeyFile
       ? { caFile: opts.tlsCaFile, certFile: opts.tlsCertFile, keyFile: opts.tlsKeyFile }
@@ -58,6 +73,7 @@ export async function connectBus(opts: BusOptions = {}): Promise<NatsConnection>
     user: opts.user,
     pass: opts.pass,
     authenticator,
+    ...(inboxPrefix ? { inboxPrefix } : {}),
     tls,
     timeout: opts.timeoutMs ?? 5000,
     maxReconnectAttempts: opts.reconnectForever === false ? 10 : -1,
@@ -81,4 +97,19 @@ export async function closeBus(nc: NatsConnection, timeoutMs = 5000): Promise<vo
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Subscribes and waits until the server has the subscription (a flush round trip: the server
+ * answers a refused SUB before the PONG). Throws FORBIDDEN when the connection's permissions do
+ * not allow it, instead of leaving a subscription that silently receives nothing.
+ */
+export async function subscribeConfirmed(nc: NatsConnection, subject: string, opts?: SubscriptionOptions): Promise<Subscription> {
+  const sub = nc.subscribe(subject, opts);
+  await nc.flush();
+  if (sub.isClosed()) {
+    const err = await sub.closed;
+    throw mapNatsError(err ?? new Error(`subscription to ${subject} was closed`), subject, 0);
+  }
+  return sub;
 }

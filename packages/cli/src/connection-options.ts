@@ -11,6 +11,7 @@ export interface ConnectionFlags {
   password?: string;
   creds?: string;
   nkey?: string;
+  inboxPrefix?: string;
   tlsCa?: string;
   tlsCert?: string;
   tlsKey?: string;
@@ -24,7 +25,8 @@ export function withConnectionOptions(cmd: Command): Command {
     .option('--user <user>', 'NATS user (env FLOTILLA_NATS_USER)')
     .option('--password <password>', 'NATS password (env FLOTILLA_NATS_PASSWORD)')
     .option('--creds <file>', 'NATS .creds file (env FLOTILLA_NATS_CREDS)')
-    .option('--nkey <file>', 'file holding an NATS nkey seed')
+    .option('--nkey <file>', 'file holding an NATS nkey seed, e.g. from `flotilla auth init` (env FLOTILLA_NATS_NKEY); its role sets the inbox prefix')
+    .option('--inbox-prefix <prefix>', 'prefix of reply subjects (env FLOTILLA_NATS_INBOX_PREFIX; default _INBOX_<role> for a role\'s seed file, else _INBOX)')
     .option('--tls-ca <file>', 'CA bundle for TLS')
     .option('--tls-cert <file>', 'client certificate for TLS')
     .option('--tls-key <file>', 'client key for TLS');
@@ -40,7 +42,8 @@ export function busOptions(f: ConnectionFlags): BusOptions & { cluster: string }
     user: f.user ?? env.FLOTILLA_NATS_USER,
     pass: f.password ?? env.FLOTILLA_NATS_PASSWORD,
     credsFile: f.creds ?? env.FLOTILLA_NATS_CREDS,
-    nkeySeedFile: f.nkey,
+    nkeySeedFile: f.nkey ?? env.FLOTILLA_NATS_NKEY,
+    inboxPrefix: f.inboxPrefix ?? env.FLOTILLA_NATS_INBOX_PREFIX,
     tlsCaFile: f.tlsCa,
     tlsCertFile: f.tlsCert,
     tlsKeyFile: f.tlsKey,

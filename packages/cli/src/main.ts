@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `flotilla` CLI.
 import { Command } from 'commander';
+import { authCommand } from './auth-command.js';
 import { clusterCommands } from './cluster-commands.js';
 import { demo } from './demo.js';
 import { gatewayCommand } from './gateway-command.js';
@@ -20,6 +21,7 @@ modelCommands(program);
 loadCommand(program);
 submitCommand(program);
 gatewayCommand(program);
+authCommand(program);
 program
   .command('demo')
   .description('start a local cluster, deploy sample models, run inferences, print latency, stop')

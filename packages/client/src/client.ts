@@ -261,10 +261,15 @@ export class FlotillaClient {
     const bytes = typeof file === 'string' ? await readFileCoded(file) : file;
     const digest = createHash('sha256').update(bytes).digest('hex');
     const nc = await this.connection();
-    const os = await new Objm(jetstream(nc)).create(this.subjects.modelBucket);
-    const info = await os.info(digest);
-    if (!info || info.size !== bytes.byteLength) {
-      await os.putBlob({ name: digest, options: { max_chunk_size: objectChunkSize(nc) } }, bytes);
+    try {
+      const os = await new Objm(jetstream(nc)).create(this.subjects.modelBucket);
+      const info = await os.info(digest);
+      if (!info || info.size !== bytes.byteLength) {
+        await os.putBlob({ name: digest, options: { max_chunk_size: objectChunkSize(nc) } }, bytes);
+      }
+    } catch (err) {
+      // A role without the model store (a caller's credentials) is FORBIDDEN, not a raw NATS error.
+      throw err instanceof FlotillaError ? err : mapNatsError(err, this.subjects.modelBucket, 0);
     }
     const { wait = true, waitTimeoutMs = 120_000, ...rest } = opts;
     let status = await this.control<DeploymentStatus>('deploy', { spec: { ...rest, name, digest, sizeBytes: bytes.byteLength } });

@@ -6,4 +6,5 @@ export * from './codec.js';
 export * from './messages.js';
 export * from './limits.js';
 export * from './data-schemas.js';
+export * from './permissions.js';
 export * from './control-schemas.js';
