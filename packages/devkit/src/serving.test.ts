@@ -153,6 +153,17 @@ describe('bad input gets a coded error and the replica keeps serving', () => {
     expect((await good()).y!.dims).toEqual([1, 4]);
   });
 
+  it('staged references are checked before anything is fetched: malformed → BAD_REQUEST, too large for a fixed-shape model → INPUT_MISMATCH', async () => {
+    // None of these objects exists: a replica that fetched first would answer UNAVAILABLE ("not found").
+    for (const blob of [{ name: '../x', size: 10 }, { name: 'x', size: -1 }, { name: 'x', size: 'big' }, { name: 'x' }]) {
+      expect((await rawRequest('mlp', encode({ v: PROTOCOL_VERSION, blob }))).error.code).toBe(ErrorCode.BAD_REQUEST);
+    }
+    // 'fixed' takes exactly [1,8] float32 (32 bytes): a 64 MiB body cannot be a request for it.
+    const raw = await rawRequest('fixed', encode({ v: PROTOCOL_VERSION, blob: { name: 'nosuchblob', size: 64 * MiB } }));
+    expect(raw.error.code).toBe(ErrorCode.INPUT_MISMATCH);
+    expect((await good()).y!.dims).toEqual([1, 4]);
+  });
+
   it('corrupt bytes, a wrong protocol version and malformed tensors from a raw NATS client', async () => {
     expect((await rawRequest('mlp', new Uint8Array([0xc1, 0xff, 0x00, 0x13]))).error.code).toBe(ErrorCode.DECODE_ERROR);
     expect((await rawRequest('mlp', encode({ v: 99, inputs: {} }))).error.code).toBe(ErrorCode.VERSION_MISMATCH);

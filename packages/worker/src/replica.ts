@@ -8,7 +8,10 @@ import { headers as natsHeaders } from '@nats-io/nats-core';
 import { Svcm, type Service } from '@nats-io/services';
 import {
   BadRequestError,
+  DTYPES,
   DeadlineExceededError,
+  InputMismatchError,
+  elementCount,
   FlotillaError,
   OverloadedError,
   PayloadTooLargeError,
@@ -44,6 +47,8 @@ import { concatBatch, splitBatch, validateInputs, type ModelSignature } from './
 export const DEFAULT_MAX_BATCH_SIZE = 8;
 export const DEFAULT_MAX_QUEUE_DELAY_MS = 2;
 export const DEFAULT_MAX_QUEUE_LENGTH = 1024;
+/** Room for keys, names, dims and msgpack headers around a staged request's tensor bytes. */
+const STAGED_OVERHEAD_BYTES = 64 * 1024;
 /** Deadline of a request that names none, ms. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 
@@ -104,6 +109,8 @@ export class Replica {
   private sending = 0;
   /** Bytes of staged requests being fetched now. */
   private fetchingBytes = 0;
+  /** Largest staged request that can be valid for this model (fixed input shapes), else Infinity. */
+  private readonly maxStagedBytes: number;
   readonly batching: ReplicaState['batching'];
 
   readonly id: string;
@@ -137,6 +144,12 @@ export class Replica {
       batchAxis: signature.batchAxis,
     };
     this.batcher = new Batcher<Pending>(this.batching);
+    // A model whose every input dim is fixed takes requests of one size: a staged body much larger
+    // than that is refused before it is fetched.
+    const fixed = signature.inputs.every((i) => i.shape.every((d) => d !== null));
+    this.maxStagedBytes = fixed
+      ? signature.inputs.reduce((n, i) => n + elementCount(i.shape as number[]) * DTYPES[i.dtype].bytes, 0) + STAGED_OVERHEAD_BYTES
+      : Infinity;
   }
 
   /**
@@ -246,6 +259,11 @@ export class Replica {
     if (ref.size > this.ctx.maxMessageBytes) {
       throw new PayloadTooLargeError(`staged request of ${ref.size} bytes exceeds the limit of ${this.ctx.maxMessageBytes}`, {
         data: { limitBytes: this.ctx.maxMessageBytes, sizeBytes: ref.size },
+      });
+    }
+    if (ref.size > this.maxStagedBytes) {
+      throw new InputMismatchError(`a staged request of ${ref.size} bytes cannot match '${this.model}', whose inputs take ${this.maxStagedBytes - STAGED_OVERHEAD_BYTES} bytes`, {
+        data: { expected: this.signature.inputs, sizeBytes: ref.size },
       });
     }
     if (this.fetchingBytes + ref.size > this.ctx.maxMessageBytes) {
