@@ -2,7 +2,7 @@
 // an operator may require (token, user/password, creds file, nkey seed file, TLS files).
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import { credsAuthenticator, nkeyAuthenticator, type NatsConnection, type Subscription, type SubscriptionOptions } from '@nats-io/nats-core';
+import { credsAuthenticator, errors as natsErrors, nkeyAuthenticator, type NatsConnection, type Payload, type PublishOptions, type Subscription, type SubscriptionOptions } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
 import { inboxPrefixFor, seedFileRole, seedFromFileText } from '@flotilla/protocol';
 import { mapNatsError } from './rpc.js';
@@ -112,4 +112,29 @@ export async function subscribeConfirmed(nc: NatsConnection, subject: string, op
     throw mapNatsError(err ?? new Error(`subscription to ${subject} was closed`), subject, 0);
   }
   return sub;
+}
+
+/**
+ * Publishes and waits for the server's verdict (a flush round trip): throws FORBIDDEN when the
+ * connection's permissions refuse the subject. A plain publish is otherwise fire-and-forget: the
+ * server's refusal only shows as an asynchronous status event.
+ */
+export async function publishConfirmed(nc: NatsConnection, subject: string, data?: Payload, opts?: PublishOptions): Promise<void> {
+  const status = nc.status();
+  const refused: Error[] = [];
+  const watching = (async () => {
+    for await (const s of status) {
+      const err = s.type === 'error' ? (s as { error?: unknown }).error : undefined;
+      if (err instanceof natsErrors.PermissionViolationError && err.operation === 'publish' && err.subject === subject) refused.push(err);
+    }
+  })();
+  try {
+    nc.publish(subject, data, opts);
+    await nc.flush();
+  } finally {
+    // The iterator is a QueuedIterator: stop() ends it after what is already queued (typed as AsyncIterable only).
+    (status as unknown as { stop(): void }).stop();
+    await watching;
+  }
+  if (refused.length) throw mapNatsError(refused[0], subject, 0);
 }

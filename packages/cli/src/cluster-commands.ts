@@ -1,12 +1,13 @@
 // Commands that run cluster processes: `head`, `worker`, and `up` (a local cluster: its own
 // nats-server, a head in this process and N worker processes).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { Head, headMetrics } from '@flotilla/head';
 import { Worker, type InventoryOverride } from '@flotilla/worker';
 import { NatsCluster, NatsServer } from '@flotilla/devkit';
-import { BadRequestError } from '@flotilla/protocol';
+import { BadRequestError, authConfigCluster } from '@flotilla/protocol';
 import { startHealthServer, type HealthServer } from '@flotilla/bus';
 import { busOptions, withConnectionOptions } from './connection-options.js';
 import { parseSize, reportError } from './format.js';
@@ -19,6 +20,20 @@ function readInventory(path?: string): InventoryOverride | undefined {
   } catch (err) {
     throw new BadRequestError(`cannot read inventory override ${path}: ${(err as Error).message}`);
   }
+}
+
+/** `up --auth DIR`: the server config and the head's and workers' seeds from `flotilla auth init`. */
+function readAuthDir(dir: string, cluster: string): { dir: string; config: string } {
+  const abs = resolve(dir);
+  const files = ['nats.conf', 'head.nk', 'worker.nk'].map((f) => join(abs, f));
+  const missing = files.filter((f) => !existsSync(f));
+  if (missing.length) throw new BadRequestError(`--auth ${dir}: ${missing.join(', ')} missing (run flotilla auth init --out ${dir} --cluster ${cluster})`);
+  const config = readFileSync(files[0]!, 'utf8');
+  const made = authConfigCluster(config);
+  if (made !== undefined && made !== cluster) {
+    throw new BadRequestError(`--auth ${dir}: its permissions are for cluster '${made}', not '${cluster}' (pass --cluster ${made}, or run flotilla auth init --cluster ${cluster})`);
+  }
+  return { dir: abs, config };
 }
 
 function healthFlag(cmd: Command): Command {
@@ -119,7 +134,8 @@ export function clusterCommands(program: Command): void {
       .option('--cluster <name>', 'cluster name (env FLOTILLA_CLUSTER, default default)')
       .option('--workers <n>', 'worker processes', (v) => Number(v), 1)
       .option('--max-payload <size>', "embedded nats-server's max_payload (default 1MiB)")
-      .option('--store-dir <dir>', "embedded nats-server's JetStream directory (default: a temp dir)"),
+      .option('--store-dir <dir>', "embedded nats-server's JetStream directory (default: a temp dir)")
+      .option('--auth <dir>', 'role permissions from `flotilla auth init --out DIR`: the embedded nats-server enforces DIR/nats.conf, the head and workers connect with DIR/head.nk and DIR/worker.nk'),
   ).action(async (o) => {
     process.env.FLOTILLA_LOG_LEVEL ??= 'warn';
     const children: ChildProcess[] = [];
@@ -127,25 +143,29 @@ export function clusterCommands(program: Command): void {
     let natsCluster: NatsCluster | undefined;
     let head: Head | undefined;
     try {
+      const { cluster } = busOptions({ cluster: o.cluster });
+      const auth = o.auth ? readAuthDir(String(o.auth), cluster) : undefined;
       if (o.natsCluster && o.natsCluster > 1) {
-        natsCluster = await NatsCluster.start({ size: o.natsCluster });
+        natsCluster = await NatsCluster.start({ size: o.natsCluster, extraConfig: auth?.config });
       } else if (!o.nats) {
         nats = await NatsServer.start({
           port: o.port,
           host: o.host,
           maxPayload: o.maxPayload ? parseSize(o.maxPayload) : undefined,
           dir: o.storeDir,
+          extraConfig: auth?.config,
         });
       }
       const url: string = natsCluster ? natsCluster.urls.join(',') : (o.nats ?? nats!.url);
-      const { cluster } = busOptions({ cluster: o.cluster });
       if (natsCluster) o.storeReplicas ??= Math.min(3, o.natsCluster);
-      head = await Head.start({ cluster, bus: { servers: url.split(',') }, storeReplicas: o.storeReplicas });
+      const seed = (role: string) => (auth ? join(auth.dir, `${role}.nk`) : undefined);
+      head = await Head.start({ cluster, bus: { servers: url.split(','), nkeySeedFile: seed('head') }, storeReplicas: o.storeReplicas });
       const passthrough = ['memoryBudget', 'headroom', 'threads', 'cacheDir', 'inventory', 'gpuProviders', 'heartbeatMs', 'eviction', 'maxReplicas', 'storeReplicas']
         .filter((k) => o[k] !== undefined)
         .flatMap((k) => [`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, String(o[k])]);
       for (let i = 0; i < o.workers; i++) {
-        const child = spawn(process.execPath, [process.argv[1]!, 'worker', '--nats', url, '--cluster', cluster, '--id', `worker-${i}`, ...passthrough], {
+        const nkey = auth ? ['--nkey', seed('worker')!] : [];
+        const child = spawn(process.execPath, [process.argv[1]!, 'worker', '--nats', url, '--cluster', cluster, '--id', `worker-${i}`, ...nkey, ...passthrough], {
           stdio: ['ignore', 'inherit', 'inherit'],
           env: process.env,
         });
@@ -159,6 +179,11 @@ export function clusterCommands(program: Command): void {
         await new Promise((r) => setTimeout(r, 50));
       }
       const pids = children.map((c) => c.pid).join(',');
+      if (auth) {
+        process.stdout.write(
+          `flotilla up: role permissions from ${auth.dir}/nats.conf; connect with --nkey ${seed('operator')} (deploy, scale, jobs) or --nkey ${seed('caller')} (infer, read), e.g. flotilla status --nats ${url} --cluster ${cluster} --nkey ${seed('caller')}\n`,
+        );
+      }
       process.stdout.write(`flotilla up: ready nats=${url} cluster=${cluster} workers=${o.workers} pids=${pids}\n`);
       await untilSignal();
       process.stdout.write('flotilla up: stopping\n');

@@ -1,12 +1,12 @@
 // A whole cluster in one process: its own nats-server, a head and N workers (each with its own
 // NATS connection, like separate machines). Used by integration tests, the demo and benchmarks.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FlotillaClient, type ClientOptions } from '@flotilla/client';
 import { Head, type HeadOptions } from '@flotilla/head';
 import { Worker, type WorkerOptions } from '@flotilla/worker';
-import { silentLogger, type Logger } from '@flotilla/bus';
+import { silentLogger, type BusOptions, type Logger } from '@flotilla/bus';
 import { NatsServer, type NatsServerOptions } from './nats-server.js';
 
 export interface LocalClusterOptions {
@@ -18,6 +18,12 @@ export interface LocalClusterOptions {
   /** Options for every worker; a function gets the worker's index. */
   worker?: Omit<WorkerOptions, 'cluster' | 'bus' | 'connection'> | ((i: number) => Omit<WorkerOptions, 'cluster' | 'bus' | 'connection'>);
   logger?: Logger;
+  /**
+   * A directory written by `flotilla auth init` for this cluster's name: the nats-server runs with
+   * its `nats.conf` (role permissions), the head and workers connect with `head.nk` / `worker.nk`,
+   * and `client()` with `operator.nk` unless given other credentials.
+   */
+  authDir?: string;
 }
 
 export class LocalCluster {
@@ -31,6 +37,7 @@ export class LocalCluster {
     private readonly cacheRoot: string,
     private readonly clients: FlotillaClient[] = [],
     private readonly token?: string,
+    private readonly authDir?: string,
   ) {}
 
   get url(): string {
@@ -40,19 +47,21 @@ export class LocalCluster {
   static async start(opts: LocalClusterOptions = {}): Promise<LocalCluster> {
     const cluster = opts.cluster ?? `t${Math.random().toString(36).slice(2, 10)}`;
     const logger = opts.logger ?? silentLogger();
-    const nats = await NatsServer.start(opts.nats);
+    const authConfig = opts.authDir ? readFileSync(join(opts.authDir, 'nats.conf'), 'utf8') : undefined;
+    const nats = await NatsServer.start(authConfig ? { ...opts.nats, extraConfig: [opts.nats?.extraConfig, authConfig].filter(Boolean).join('\n') } : opts.nats);
     const cacheRoot = mkdtempSync(join(tmpdir(), 'flotilla-cache-'));
     const heads: Head[] = [];
     const workers: Worker[] = [];
     try {
-      const bus = { servers: nats.url, token: opts.nats?.token };
-      const head = await Head.start({ ...opts.head, cluster, bus, logger });
+      const bus: BusOptions = { servers: nats.url, token: opts.nats?.token };
+      const seed = (role: string): BusOptions => (opts.authDir ? { nkeySeedFile: join(opts.authDir, `${role}.nk`) } : {});
+      const head = await Head.start({ ...opts.head, cluster, bus: { ...bus, ...seed('head') }, logger });
       heads.push(head);
       await head.leading(); // a fresh NATS has no lease holder: at once
       for (let i = 0; i < (opts.workers ?? 1); i++) {
         const w = typeof opts.worker === 'function' ? opts.worker(i) : (opts.worker ?? {});
         workers.push(
-          await Worker.start({ id: `w${i}`, cacheDir: join(cacheRoot, `w${i}`), heartbeatMs: 250, ...w, cluster, bus, logger }),
+          await Worker.start({ id: `w${i}`, cacheDir: join(cacheRoot, `w${i}`), heartbeatMs: 250, ...w, cluster, bus: { ...bus, ...seed('worker') }, logger }),
         );
       }
     } catch (err) {
@@ -61,12 +70,13 @@ export class LocalCluster {
       rmSync(cacheRoot, { recursive: true, force: true });
       throw err;
     }
-    return new LocalCluster(nats, heads[0]!, workers, cluster, cacheRoot, [], opts.nats?.token);
+    return new LocalCluster(nats, heads[0]!, workers, cluster, cacheRoot, [], opts.nats?.token, opts.authDir);
   }
 
-  /** A client of this cluster (closed with the cluster). */
+  /** A client of this cluster (closed with the cluster); with `authDir`, an operator unless `opts` say otherwise. */
   client(opts: Omit<ClientOptions, 'cluster' | 'servers'> = {}): FlotillaClient {
-    const c = new FlotillaClient({ token: this.token, ...opts, cluster: this.cluster, servers: this.nats.url });
+    const seed = this.authDir && !opts.nkeySeedFile && !opts.credsFile && !opts.connection ? { nkeySeedFile: join(this.authDir, 'operator.nk') } : {};
+    const c = new FlotillaClient({ token: this.token, ...seed, ...opts, cluster: this.cluster, servers: this.nats.url });
     this.clients.push(c);
     return c;
   }

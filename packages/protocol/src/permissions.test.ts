@@ -66,6 +66,7 @@ describe('role permissions', () => {
     ['stage a blob', '$O.flotilla_c_blobs.C.abc', { caller: true, operator: true, worker: true, head: true }],
     ['write a job record', '$KV.flotilla_c_jobs.j1', { caller: false, operator: true, worker: false, head: false }],
     ['record a job result', 'flotilla.c.jobs.j1.results', { caller: false, operator: true, worker: false, head: false }],
+    ['store a large job result', '$O.flotilla_c_jobobjects.C.abc', { caller: false, operator: true, worker: false, head: false }],
     ['another cluster', 'flotilla.other.infer.mlp', { caller: false, operator: false, worker: false, head: false }],
     ['reply to anyone', '_INBOX.abc.def', { caller: false, operator: false, worker: false, head: false }],
     ['anything', 'foo', { caller: false, operator: false, worker: false, head: false }],

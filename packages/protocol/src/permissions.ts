@@ -61,10 +61,15 @@ function streamApi(stream: string, ops: { create?: boolean; read?: boolean; cons
 const kvStream = (bucket: string) => `KV_${bucket}`;
 const objStream = (bucket: string) => `OBJ_${bucket}`;
 
-/** Batch jobs' KV bucket, stream and result subjects (as `@flotilla/client` jobs.ts names them). */
-export function jobSubjects(cluster: string): { bucket: string; stream: string; results: string } {
+/** Batch jobs' KV bucket, result stream and subjects, and object store of large results (as `@flotilla/client` jobs.ts names them). */
+export function jobSubjects(cluster: string): { bucket: string; stream: string; results: string; objects: string } {
   subjects(cluster);
-  return { bucket: `flotilla_${cluster}_jobs`, stream: `flotilla_${cluster}_jobresults`, results: `flotilla.${cluster}.jobs.*.results` };
+  return {
+    bucket: `flotilla_${cluster}_jobs`,
+    stream: `flotilla_${cluster}_jobresults`,
+    results: `flotilla.${cluster}.jobs.*.results`,
+    objects: `flotilla_${cluster}_jobobjects`,
+  };
 }
 
 /** A role's permissions in one cluster (its subjects, buckets and streams only). */
@@ -104,6 +109,8 @@ export function rolePermissions(role: Role, cluster: string = DEFAULT_CLUSTER): 
             `$KV.${jobs.bucket}.>`,
             ...streamApi(jobs.stream, { create: true, pull: true }),
             jobs.results,
+            ...streamApi(objStream(jobs.objects), { create: true, read: true, consume: true, purge: true }),
+            `$O.${jobs.objects}.>`,
           ],
         },
         subscribe: { allow: [inbox] },
