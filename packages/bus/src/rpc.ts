@@ -1,7 +1,10 @@
 // Request/reply with Flotilla's codec and error mapping, for the control plane.
 import type { NatsConnection } from '@nats-io/nats-core';
 import { errors as natsErrors } from '@nats-io/nats-core';
+import type { BlobStore } from './blob-store.js';
 import {
+  BadRequestError,
+  DEFAULT_MAX_MESSAGE_BYTES,
   DeadlineExceededError,
   ForbiddenError,
   PROTOCOL_VERSION,
@@ -17,13 +20,50 @@ export const CALL_ATTEMPT_MS = 2000;
 /** How long "no responders" is retried (a restarting head, a broker failover), ms. */
 export const NO_RESPONDERS_GRACE_MS = 1500;
 
+export interface CallOptions<T> {
+  /**
+   * Where a reply too large for one message was staged (the cluster's blob bucket): a reply
+   * `{ v, blob: { name, size } }` is fetched from it, removed and decoded. Without it such a reply
+   * is an UNAVAILABLE error saying so.
+   */
+  blobs?: BlobStore;
+  /** Largest staged reply fetched, bytes. Default DEFAULT_MAX_MESSAGE_BYTES (256 MiB). */
+  maxBytes?: number;
+  /** Validates the reply's `result` (a schema's parse from `protocol`); throws a coded error. */
+  parse?: (result: unknown) => T;
+}
+
+/** A staged reply's reference, checked before anything is fetched. */
+function stagedRef(reply: Record<string, unknown>): { name: string; size: number } | undefined {
+  if (!('blob' in reply) || 'ok' in reply) return undefined;
+  const b = reply.blob as { name?: unknown; size?: unknown } | null;
+  if (!b || typeof b !== 'object' || typeof b.name !== 'string' || !/^[A-Za-z0-9_-]{1,128}$/.test(b.name) || typeof b.size !== 'number' || !Number.isSafeInteger(b.size) || b.size < 0) {
+    throw new BadRequestError('reply names a staged body badly (blob.name: 1-128 token characters, blob.size: a non-negative integer)');
+  }
+  return { name: b.name, size: b.size };
+}
+
+/** The reply's result (or its typed error), after fetching it from the blob bucket when it was staged. */
+async function replyResult<T>(data: Uint8Array, subject: string, opts: CallOptions<T>): Promise<T> {
+  let reply = decode<Record<string, unknown>>(data);
+  const ref = stagedRef(reply);
+  if (ref) {
+    if (!opts.blobs) throw new UnavailableError(`the reply on ${subject} was staged (${ref.size} bytes) and this caller has no blob store to fetch it from`);
+    reply = decode<Record<string, unknown>>(await opts.blobs.take(ref, opts.maxBytes ?? DEFAULT_MAX_MESSAGE_BYTES));
+  }
+  const r = reply as unknown as ControlReply<T>;
+  if (!r.ok) throw fromWire(r.error);
+  return opts.parse ? opts.parse(r.result) : r.result;
+}
+
 /**
  * Sends `{ v, ...body }` and returns the reply's `result`, or throws the reply's typed error.
  * Control operations are idempotent, so a lost request (the client drops what it publishes while
  * reconnecting) is sent again: attempts of at most 2 s until the timeout, and "no responders"
- * retried for 1.5 s.
+ * retried for 1.5 s. A staged reply is fetched from `opts.blobs` (not retried: the attempt that
+ * got it is answered).
  */
-export async function call<T>(nc: NatsConnection, subject: string, body: object, timeoutMs = 10_000): Promise<T> {
+export async function call<T>(nc: NatsConnection, subject: string, body: object, timeoutMs = 10_000, opts: CallOptions<T> = {}): Promise<T> {
   const data = encode({ v: PROTOCOL_VERSION, ...body });
   const start = Date.now();
   const deadline = start + timeoutMs;
@@ -31,9 +71,7 @@ export async function call<T>(nc: NatsConnection, subject: string, body: object,
     const remaining = deadline - Date.now();
     try {
       const msg = await nc.request(subject, data, { timeout: Math.max(1, Math.min(CALL_ATTEMPT_MS, remaining)) });
-      const reply = decode<ControlReply<T>>(msg.data);
-      if (!reply.ok) throw fromWire(reply.error);
-      return reply.result;
+      return await replyResult(msg.data, subject, opts);
     } catch (err) {
       const mapped = err instanceof DeadlineExceededError || err instanceof UnavailableError ? err : mapNatsError(err, subject, timeoutMs);
       const retry =

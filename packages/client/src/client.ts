@@ -246,7 +246,8 @@ export class FlotillaClient {
   private async control<T>(op: Parameters<Subjects['control']>[0], body: object, timeoutMs = 10_000): Promise<T> {
     const nc = await this.connection();
     try {
-      return await call<T>(nc, this.subjects.control(op), body, timeoutMs);
+      // status/list/events of a large cluster come back staged in the blob bucket.
+      return await call<T>(nc, this.subjects.control(op), body, timeoutMs, { blobs: await this.blobStore() });
     } catch (err) {
       if (err instanceof UnavailableError) {
         throw new UnavailableError(`no head is answering for cluster '${this.subjects.cluster}' (is it running?)`, { cause: err });

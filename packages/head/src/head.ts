@@ -17,22 +17,24 @@ import {
   decode,
   encode,
   estimateReplicaBytes,
+  parseControlRequest,
   parseDeploySpec,
+  parseDeploymentRecord,
+  parseEventMessage,
+  parseHeartbeat,
+  parseLoadResult,
   subjects as makeSubjects,
   toFlotillaError,
   type ClusterStatus,
-  type ControlOp,
+  type ControlRequest,
   type DeploySpec,
   type DeploymentStatus,
   type EventMessage,
   type Heartbeat,
-  type LoadResult,
-  type PlacedReplica,
   type Subjects,
   type WireError,
-  type WorkerStatus,
 } from '@flotilla/protocol';
-import { call, closeBus, connectBus, connectionTracker, createLogger, notReadyReason, errorReply, okReply, type Logger } from '@flotilla/bus';
+import { BlobStore, ThrottledLog, call, closeBus, connectBus, connectionTracker, createLogger, listen, notReadyReason, serve, type Logger } from '@flotilla/bus';
 import { parseHeadOptions, type CompiledHeadOptions, type HeadOptions } from './options.js';
 import { place, type WorkerView } from './placement.js';
 import { WorkerRegistry } from './registry.js';
@@ -42,15 +44,23 @@ import { Leadership } from './leadership.js';
 import { ReadyWaiters } from './ready-waiters.js';
 import { indexReplicas, workerViews, type IndexedReplica } from './cluster-view.js';
 import { ensureEventStream, readEventHistory } from './event-history.js';
+import { DEFAULT_EVENT_LOG_LIMITS, EventLog } from './event-log.js';
+import { DEFAULT_PLACEMENT_RETRY, loadsInFlight, retryDelay, settlePending, skipDeviceMs, type PendingPlacement } from './placement-retry.js';
+import { deploymentStatus, workerStatuses } from './status-view.js';
 
 interface Deployment {
   spec: DeploySpec;
   createdAt: number;
-  /** Load commands sent and not yet answered. */
-  pending: Map<string, { workerId: string; device: string; bytes: number }>;
+  /** Load commands sent whose replica the worker has not reported in a heartbeat yet. */
+  pending: Map<string, PendingPlacement>;
   pendingReason?: WireError;
+  /** Failed placements in a row (placement-retry.ts backs off on them) and when to try again. */
   failures: number;
   retryAt: number;
+  /** Failure codes already logged since the last change (each is logged once, not per attempt). */
+  reported: Set<string>;
+  /** The head's capacity epoch when the deployment last failed: a change of it resets the back-off. */
+  epoch: number;
   /** Footprint of one replica as profiled on a worker (largest seen), bytes. */
   measuredBytes?: number;
   /** Evicted: no replicas are added until a caller asks for the model (`ensure`) or it is scaled. */
@@ -66,11 +76,11 @@ interface Deployment {
   refused?: Map<string, { until: number; error: WireError }>;
 }
 
-/** How long a device that refused a replica (NO_CAPACITY) is skipped for that deployment, ms. */
-export const REFUSAL_TTL_MS = 5000;
+/** Shortest time a device that refused a replica (NO_CAPACITY) is skipped for that deployment, ms. */
+export const REFUSAL_TTL_MS = DEFAULT_PLACEMENT_RETRY.refusalMs;
 
-/** Events kept for `flotilla events`. */
-export const EVENT_HISTORY = 1000;
+/** Events kept for `flotilla events`, per event type. */
+export const EVENT_HISTORY = DEFAULT_EVENT_LOG_LIMITS.perType;
 
 /** `running`: leading (reconciling, answering control requests); `standby`: waiting for the lease. */
 type HeadState = 'starting' | 'standby' | 'running' | 'stopping' | 'stopped';
@@ -84,11 +94,17 @@ export class Head {
   private readonly unloading = new Set<string>();
   /** See replicasOf(); undefined when it must be rebuilt. */
   private replicaIndex?: Map<string, IndexedReplica[]>;
+  /** Replicas on alive workers (any state) by model, for describe/list/status; undefined when stale. */
+  private aliveIndex?: Map<string, IndexedReplica[]>;
+  /** Bumped when capacity may have been freed (a worker joined, a replica unloaded or evicted, an undeploy). */
+  private capacityEpoch = 0;
+  private tickScheduled = false;
+  private readonly refusedBeats: ThrottledLog;
   /** Time the last reconcile round over all deployments took, ms (metric `flotilla_head_tick_seconds`). */
   lastTickMs = 0;
   /** Callers of `ensure` waiting for a ready replica, by model. */
   private readonly readyWaiters = new ReadyWaiters();
-  private readonly events: EventMessage[] = [];
+  private readonly events = new EventLog();
   private wasCutOff = false;
   private timer?: NodeJS.Timeout;
   private readonly startedAt = Date.now();
@@ -105,9 +121,12 @@ export class Head {
     private readonly kv: KV,
     readonly lease: LeaderLease,
     readonly logger: Logger,
+    /** Where control replies too large for one message are staged (the cluster's blob bucket). */
+    private readonly blobs: BlobStore,
   ) {
     this.subjects = makeSubjects(options.cluster);
-    this.registry = new WorkerRegistry(options.workerTimeoutMs);
+    this.registry = new WorkerRegistry(options.workerTimeoutMs, { maxWorkers: options.maxWorkers });
+    this.refusedBeats = new ThrottledLog(logger, 'heartbeat not believed');
     this.link = connectionTracker(nc);
     this.leadership = new Leadership(
       lease,
@@ -148,8 +167,9 @@ export class Head {
     // The bucket's TTL is the one the first head created it with: renew and expire by that one.
     const ttl = (await leaseKv.status()).ttl || options.leaseTtlMs;
     if (ttl !== options.leaseTtlMs) logger.warn({ asked: options.leaseTtlMs, bucket: ttl }, 'lease TTL set by the bucket differs from --lease-ttl-ms; using the bucket');
-    await ensureEventStream(nc, s.eventStream, s.eventAll, EVENT_HISTORY, options.storeReplicas);
-    const head = new Head(options, nc, !options.connection, kv, new LeaderLease(leaseKv, options.id, ttl), logger);
+    await ensureEventStream(nc, s.eventStream, s.eventAll, DEFAULT_EVENT_LOG_LIMITS, options.storeReplicas);
+    const blobs = new BlobStore(nc, s.blobBucket, undefined, options.storeReplicas);
+    const head = new Head(options, nc, !options.connection, kv, new LeaderLease(leaseKv, options.id, ttl), logger, blobs);
     head.state = 'standby';
     await head.leadership.start();
     if (head.state === 'standby') logger.info({ cluster: options.cluster, leader: (await head.lease.holder())?.id }, 'head standing by');
@@ -160,11 +180,11 @@ export class Head {
   private async lead(): Promise<void> {
     this.deployments.clear();
     this.registry.clear();
-    this.replicaIndex = undefined;
+    this.invalidate();
     await this.recover();
     await this.recoverEvents();
     if (this.stopping) return;
-    this.listen();
+    this.subscribe();
     await this.nc.flush(); // the server has our subscriptions before anyone is told we run
     this.state = 'running';
     this.timer = setInterval(() => this.tick(), this.options.reconcileMs);
@@ -180,7 +200,13 @@ export class Head {
     for (const sub of this.subs.splice(0)) sub.unsubscribe();
     this.readyWaiters.wakeAll();
     this.registry.clear();
+    this.invalidate();
+  }
+
+  /** The heartbeat-derived indexes are stale. */
+  private invalidate(): void {
     this.replicaIndex = undefined;
+    this.aliveIndex = undefined;
   }
 
   /**
@@ -210,14 +236,14 @@ export class Head {
       const e = await this.kv.get(key);
       if (!e || e.operation !== 'PUT') continue;
       try {
-        const { spec, createdAt } = decode<{ spec: DeploySpec; createdAt: number }>(e.value);
-        const parsed = parseDeploySpec(spec);
+        const { spec: raw, createdAt } = parseDeploymentRecord(decode(e.value));
+        const spec = parseDeploySpec(raw);
+        if (key !== `deployments.${spec.name}`) throw new BadRequestError(`record of '${spec.name}' stored under another key`);
         // No placement until the workers' heartbeats had time to arrive: replicas that exist but
         // were not heard of yet must not be placed twice (ensure still places at once).
-        const retryAt = Date.now() + this.options.settleMs;
-        this.deployments.set(spec.name, { spec: parsed, createdAt, pending: new Map(), failures: 0, retryAt, dormant: false, autoscaler: this.autoscalerFor(parsed) });
+        this.deployments.set(spec.name, this.newDeployment(spec, createdAt, Date.now() + this.options.settleMs));
       } catch (err) {
-        this.logger.error({ key, err }, 'skipping unreadable deployment record');
+        this.logger.error({ key: key.slice(0, 200), err: toFlotillaError(err).message.slice(0, 300) }, 'skipping unreadable deployment record');
       }
     }
   }
@@ -227,76 +253,84 @@ export class Head {
    * dormant again (the previous leader would not have re-placed it either).
    */
   private async recoverEvents(): Promise<void> {
-    this.events.length = 0;
-    let history: EventMessage[] = [];
+    this.events.clear();
+    let history: Array<{ e: EventMessage; size: number }> = [];
     try {
       history = await readEventHistory(this.nc, this.subjects.eventStream);
     } catch (err) {
       this.logger.warn({ err: (err as Error).message }, 'event history not read: starting without it');
     }
+    // The stream keeps each type's own history: replay in time order.
+    history.sort((a, b) => a.e.at - b.e.at);
     const last = new Map<string, string>();
-    for (const e of history) {
-      this.events.push(e);
+    for (const { e, size } of history) {
+      this.events.push(e, size);
       if (e.model && (e.type === 'evicted' || e.type === 'loaded')) last.set(e.model, e.type);
     }
-    this.events.splice(0, Math.max(0, this.events.length - EVENT_HISTORY));
     for (const [model, type] of last) if (type === 'evicted') this.markDormant(model);
   }
 
-  /** A subscription whose messages are decoded and handled; a bad one is logged and skipped. */
-  private subscribeDecoded<T>(subject: string, what: string, handle: (m: T) => void): Subscription {
-    return this.nc.subscribe(subject, {
-      callback: (err, msg) => {
-        if (err) return;
-        try {
-          handle(decode<T>(msg.data));
-        } catch (e) {
-          this.logger.warn({ err: (e as Error).message, subject: msg.subject }, what);
-        }
-      },
-    });
-  }
-
-  private listen(): void {
+  /**
+   * Every subscription goes through bus `serve`/`listen`: each message is parsed by its schema
+   * from protocol before anything else touches it, and nothing escapes into the NATS client.
+   */
+  private subscribe(): void {
+    const { logger } = this;
     this.subs.push(
-      this.subscribeDecoded<Heartbeat>(this.subjects.heartbeatAll, 'bad heartbeat', (hb) => this.onHeartbeat(hb)),
-      this.subscribeDecoded<EventMessage>(this.subjects.eventAll, 'bad event', (e) => this.onEvent(e)),
-      this.nc.subscribe(this.subjects.controlAll, {
-        queue: 'head',
-        callback: (err, msg) => {
-          if (err) return;
-          const op = msg.subject.split('.').pop() as ControlOp;
-          this.control(op, msg.data).then(
-            (result) => msg.respond(okReply(result)),
-            (e) => msg.respond(errorReply(toFlotillaError(e))),
-          );
+      listen(this.nc, this.subjects.heartbeatAll, { logger, what: 'bad heartbeat', parse: (raw, msg) => this.parseOn(msg.subject, parseHeartbeat(raw), this.subjects.heartbeat) }, (hb) =>
+        this.onHeartbeat(hb),
+      ),
+      listen(this.nc, this.subjects.eventAll, { logger, what: 'bad event', parse: (raw, msg) => this.parseOn(msg.subject, parseEventMessage(raw), this.subjects.event) }, (e, msg) =>
+        this.onEvent(e, msg.data.byteLength),
+      ),
+      serve(
+        this.nc,
+        this.subjects.controlAll,
+        {
+          queue: 'head',
+          logger,
+          what: 'control request failed',
+          parse: (raw, msg) => parseControlRequest(msg.subject.slice(msg.subject.lastIndexOf('.') + 1), raw),
+          // status/list/events of a large cluster exceed max_payload: staged, `call` fetches them.
+          stage: (data) => this.blobs.put(data),
         },
-      }),
+        (req) => this.control(req),
+      ),
     );
   }
 
-  private onHeartbeat(hb: Heartbeat): void {
-    if (typeof hb.workerId !== 'string' || !Array.isArray(hb.replicas) || !Array.isArray(hb.devices)) {
-      throw new BadRequestError('heartbeat misses workerId/replicas/devices');
-    }
-    for (const r of hb.replicas) {
-      const d = this.deployments.get(r.model);
-      const b = r.profile?.replicaBytes ?? 0;
-      if (d && r.digest === d.spec.digest && b > (d.measuredBytes ?? 0)) d.measuredBytes = b;
-    }
-    const joined = this.registry.upsert(hb, Date.now());
-    this.replicaIndex = undefined;
-    if (joined) {
-      this.logger.info({ worker: hb.workerId, devices: hb.devices.map((d) => d.id) }, 'worker joined');
-      this.tick();
-    }
-    if (this.readyWaiters.size > 0) for (const r of hb.replicas) if (r.state === 'ready') this.readyWaiters.wake(r.model);
+  /** A heartbeat or event must arrive on its own subject (`hb.<workerId>`, `events.<type>`). */
+  private parseOn<T extends { workerId: string } | { type: string }>(subject: string, m: T, expected: (token: string) => string): T {
+    const token = 'workerId' in m ? m.workerId : m.type;
+    if (subject !== expected(token)) throw new BadRequestError(`message for '${token}' published on another subject`);
+    return m;
   }
 
-  private onEvent(e: EventMessage): void {
-    this.events.push(e);
-    if (this.events.length > EVENT_HISTORY) this.events.splice(0, this.events.length - EVENT_HISTORY);
+  private onHeartbeat(hb: Heartbeat): void {
+    const now = Date.now();
+    const r = this.registry.upsert(hb, now);
+    if (!r.accepted) {
+      this.refusedBeats.warn({ worker: hb.workerId, seq: hb.seq, reason: r.reason });
+      return;
+    }
+    for (const rep of hb.replicas) {
+      const d = this.deployments.get(rep.model);
+      const b = rep.profile?.replicaBytes ?? 0;
+      if (d && rep.digest === d.spec.digest && b > (d.measuredBytes ?? 0)) d.measuredBytes = b;
+    }
+    this.invalidate();
+    if (r.joined) {
+      this.logger.info({ worker: hb.workerId, devices: hb.devices.map((d) => d.id) }, r.kind === 'restart' ? 'worker restarted' : 'worker joined');
+      this.capacityEpoch++;
+      this.scheduleTick();
+    }
+    if (this.readyWaiters.size > 0) for (const rep of hb.replicas) if (rep.state === 'ready') this.readyWaiters.wake(rep.model);
+  }
+
+  private onEvent(e: EventMessage, size: number): void {
+    this.events.push(e, size);
     if (e.type === 'evicted' && e.model) this.markDormant(e.model);
+    if (e.type === 'evicted' || e.type === 'unloaded') this.capacityEpoch++;
   }
 
   /** An evicted model is not re-placed by the reconcile loop (that would thrash); a request brings it back. */
@@ -310,30 +344,24 @@ export class Head {
 
   // ---------- control plane ----------
 
-  private async control(op: ControlOp, data: Uint8Array): Promise<unknown> {
-    const body = decode<Record<string, unknown>>(data);
-    switch (op) {
+  private async control(req: ControlRequest): Promise<unknown> {
+    switch (req.op) {
       case 'deploy':
-        return this.deploy(body.spec);
+        return this.deploy(req.spec);
       case 'undeploy':
-        return this.undeploy(this.name(body));
+        return this.undeploy(req.name);
       case 'scale':
-        return this.scale(this.name(body), body.replicas);
+        return this.scale(req.name, req.replicas);
       case 'list':
         return [...this.deployments.keys()].sort().map((n) => this.describe(n));
       case 'describe':
-        return this.describe(this.name(body));
+        return this.describe(req.name);
       case 'ensure':
-        return this.ensure(this.name(body), body.waitMs);
-      case 'events': {
-        const limit = typeof body.limit === 'number' && body.limit > 0 ? Math.min(body.limit, EVENT_HISTORY) : 100;
-        const model = typeof body.model === 'string' ? body.model : undefined;
-        return this.events.filter((e) => !model || e.model === model).slice(-limit);
-      }
+        return this.ensure(req.name, req.waitMs ?? 0);
+      case 'events':
+        return this.events.query({ model: req.model, type: req.type, limit: req.limit ?? 100 });
       case 'status':
         return this.status();
-      default:
-        throw new BadRequestError(`unknown control operation '${String(op)}'`);
     }
   }
 
@@ -342,24 +370,19 @@ export class Head {
    * `waitMs` the reply waits until a replica is ready (or its load failed, or the wait ran out),
    * so the caller's retry goes straight to it instead of polling.
    */
-  private async ensure(name: string, waitMs: unknown): Promise<DeploymentStatus> {
+  private async ensure(name: string, waitMs: number): Promise<DeploymentStatus> {
     this.describe(name); // throws UNKNOWN_MODEL
     const d = this.deployments.get(name)!;
-    if (d.dormant || this.liveReplicas(d).length === 0) d.retryAt = 0;
+    if (d.dormant || this.liveReplicas(d).length === 0) this.resetRetry(d);
     d.dormant = false;
     if (d.spec.replicas === 0) d.spec = { ...d.spec, replicas: 1 }; // scaled to zero: a request brings one back
     this.reconcile(name);
-    const wait = typeof waitMs === 'number' && Number.isFinite(waitMs) ? Math.min(Math.max(0, waitMs), MAX_ENSURE_WAIT_MS) : 0;
+    const wait = Math.min(waitMs, MAX_ENSURE_WAIT_MS);
     const settled = (s: DeploymentStatus) => s.ready > 0 || s.pendingReason?.code === ErrorCode.MODEL_LOAD_FAILED;
     const now = this.describe(name);
     if (wait === 0 || settled(now)) return now;
     await this.readyWaiters.wait(name, wait, () => this.state !== 'running' || !this.deployments.has(name) || settled(this.describe(name)));
     return this.describe(name);
-  }
-
-  private name(body: Record<string, unknown>): string {
-    if (typeof body.name !== 'string' || !body.name) throw new BadRequestError('`name` is required');
-    return body.name;
   }
 
   async deploy(raw: unknown): Promise<DeploymentStatus> {
@@ -370,7 +393,7 @@ export class Head {
     const prev = this.deployments.get(spec.name);
     const createdAt = Date.now();
     await this.store(`deployments.${spec.name}`, encode({ v: PROTOCOL_VERSION, spec, createdAt }));
-    this.deployments.set(spec.name, { spec, createdAt, pending: prev?.pending ?? new Map(), failures: 0, retryAt: 0, dormant: false, autoscaler: this.autoscalerFor(spec) });
+    this.deployments.set(spec.name, this.newDeployment(spec, createdAt, 0, prev?.pending));
     this.logger.info({ model: spec.name, replicas: spec.replicas, device: spec.device }, prev ? 'redeploy' : 'deploy');
     this.reconcile(spec.name);
     return this.describe(spec.name);
@@ -380,62 +403,48 @@ export class Head {
     if (!this.deployments.has(name)) throw new UnknownModelError(`no deployment named '${name}'`);
     await this.store(`deployments.${name}`);
     this.deployments.delete(name);
+    this.capacityEpoch++;
     this.reconcileOrphans();
     return { name, removed: true };
   }
 
-  async scale(name: string, replicas: unknown): Promise<DeploymentStatus> {
+  async scale(name: string, replicas: number): Promise<DeploymentStatus> {
     const d = this.deployments.get(name);
     if (!d) throw new UnknownModelError(`no deployment named '${name}'`);
     const spec = parseDeploySpec({ ...d.spec, replicas });
     await this.store(`deployments.${name}`, encode({ v: PROTOCOL_VERSION, spec, createdAt: d.createdAt }));
     d.spec = spec;
-    d.retryAt = 0;
+    this.resetRetry(d);
     d.dormant = false;
     this.reconcile(name);
     return this.describe(name);
   }
 
+  private newDeployment(spec: DeploySpec, createdAt: number, retryAt: number, pending = new Map<string, PendingPlacement>()): Deployment {
+    return { spec, createdAt, pending, failures: 0, retryAt, reported: new Set(), epoch: this.capacityEpoch, dormant: false, autoscaler: this.autoscalerFor(spec) };
+  }
+
+  /** Something changed (scale, redeploy, a caller asks, capacity freed): place again now, report failures afresh. */
+  private resetRetry(d: Deployment): void {
+    d.failures = 0;
+    d.retryAt = 0;
+    d.reported.clear();
+    d.refused?.clear();
+    d.epoch = this.capacityEpoch;
+  }
+
   describe(name: string): DeploymentStatus {
     const d = this.deployments.get(name);
     if (!d) throw new UnknownModelError(`no deployment named '${name}'`, { data: { model: name } });
-    const replicas: PlacedReplica[] = [];
-    for (const w of this.registry.all()) {
-      if (!w.alive) continue;
-      for (const r of w.hb.replicas) {
-        if (r.model === name) replicas.push({ id: r.id, workerId: w.hb.workerId, device: r.device, state: r.state, queueDepth: r.queueDepth, error: r.error });
-      }
-    }
-    for (const [id, p] of d.pending) if (!replicas.some((r) => r.id === id)) replicas.push({ id, workerId: p.workerId, device: p.device, state: 'pending' });
-    return {
-      spec: d.spec,
-      createdAt: d.createdAt,
-      replicas,
-      ready: replicas.filter((r) => r.state === 'ready').length,
-      ...(d.dormant ? { dormant: true } : {}),
-      ...(d.pendingReason ? { pendingReason: d.pendingReason } : {}),
-    };
+    this.aliveIndex ??= indexReplicas(this.registry.all().filter((w) => w.alive));
+    return deploymentStatus(d, this.aliveIndex.get(name) ?? []);
   }
 
   status(): ClusterStatus {
-    const now = Date.now();
-    const workers: WorkerStatus[] = this.registry.all().map((w) => ({
-      id: w.hb.workerId,
-      pid: w.hb.pid,
-      alive: w.alive,
-      state: w.alive ? w.hb.state : 'stopped',
-      lastSeenMs: now - w.lastSeen,
-      inventory: w.hb.inventory,
-      devices: w.hb.devices.map((dev) => ({
-        ...dev,
-        models: w.hb.replicas.filter((r) => r.device === dev.id).map((r) => ({ name: r.model, replica: r.id, bytes: r.bytes })),
-      })),
-      replicas: w.hb.replicas,
-    }));
     return {
       cluster: this.options.cluster,
       head: { id: this.options.id, pid: process.pid, startedAt: this.startedAt },
-      workers,
+      workers: workerStatuses(this.registry.all(), Date.now()),
       deployments: [...this.deployments.keys()].sort().map((n) => this.describe(n)),
     };
   }
@@ -456,15 +465,48 @@ export class Head {
     for (const id of this.registry.sweep(Date.now())) {
       this.logger.warn({ worker: id }, 'worker timed out: marked dead, its replicas will be placed elsewhere');
     }
-    this.registry.prune(Date.now(), 10 * 60_000);
-    this.replicaIndex = undefined; // liveness may have changed
+    this.registry.prune(Date.now());
+    this.invalidate(); // liveness may have changed
     const t0 = performance.now();
     for (const [name, d] of this.deployments) {
+      this.settle(d);
       this.autoscale(name, d);
       this.reconcile(name);
     }
     this.reconcileOrphans();
     this.lastTickMs = performance.now() - t0;
+  }
+
+  /** One tick soon (coalesced: 10,000 workers joining at once cause one round, not 10,000). */
+  private scheduleTick(): void {
+    if (this.tickScheduled) return;
+    this.tickScheduled = true;
+    setImmediate(() => {
+      this.tickScheduled = false;
+      this.tick();
+    });
+  }
+
+  /**
+   * Pending loads against the heartbeats: a replica its worker reports counts from there on; one
+   * the worker answered as loaded but never reported within `confirmMs` is a failed placement (a
+   * load reply alone is not believed), its device skipped and the deployment backing off.
+   */
+  private settle(d: Deployment): void {
+    if (d.pending.size === 0) return;
+    const now = Date.now();
+    const v = settlePending(d.pending, (w, id) => this.registry.get(w)?.hb.replicas.some((r) => r.id === id) ?? false, now, this.options.confirmMs);
+    for (const id of v.seen) d.pending.delete(id);
+    for (const id of v.unconfirmed) {
+      const p = d.pending.get(id)!;
+      d.pending.delete(id);
+      const error: WireError = {
+        code: ErrorCode.UNAVAILABLE,
+        message: `worker ${p.workerId} answered the load of ${id} but has not reported it in its heartbeats for ${this.options.confirmMs} ms`,
+      };
+      this.failed(d, error, `${p.workerId}/${p.device}`);
+      this.sendUnload(p.workerId, id);
+    }
   }
 
   /**
@@ -497,24 +539,23 @@ export class Head {
   reconcile(name: string): void {
     const d = this.deployments.get(name);
     if (!d || this.state !== 'running') return;
+    if (d.failures > 0 && d.epoch !== this.capacityEpoch) this.resetRetry(d); // capacity may have been freed
     const live = this.liveReplicas(d);
     const want = d.spec.replicas;
     if (live.length < want && !d.dormant && Date.now() >= d.retryAt) {
+      // At most maxLoadsInFlight loads of one deployment await their reply: a cluster that fits far
+      // fewer replicas than asked is not sent hundreds of loads at once.
+      const count = Math.min(want - live.length, DEFAULT_PLACEMENT_RETRY.maxLoadsInFlight - loadsInFlight(d.pending));
+      if (count <= 0) return;
       const bytes = this.replicaBytes(d);
       const refusals = this.activeRefusals(d);
       const view = refusals.size === 0 ? this.view() : this.view().map((w) => ({ ...w, devices: w.devices.filter((dev) => !refusals.has(`${w.id}/${dev.id}`)) }));
-      const result = place(
-        { model: name, bytes, device: d.spec.device, allowFallback: d.spec.allowFallback, count: want - live.length, allowEviction: true },
-        view,
-      );
+      const result = place({ model: name, bytes, device: d.spec.device, allowFallback: d.spec.allowFallback, count, allowEviction: true }, view);
       for (const p of result.placements) this.sendLoad(d, p.workerId, p.device, bytes);
-      if (result.unplaced > 0) {
+      if (result.unplaced > 0 && result.placements.length === 0) {
         // When devices were skipped for refusing, their own words say more than "does not fit".
         const refused = [...refusals.values()].pop();
-        d.pendingReason = refused?.error ?? { code: 'NO_CAPACITY', message: `${result.unplaced} replica(s) of '${name}' cannot be placed: ${result.reason}` };
-        this.backoff(d);
-      } else if (d.pendingReason?.code === 'NO_CAPACITY') {
-        d.pendingReason = undefined;
+        this.failed(d, refused?.error ?? { code: ErrorCode.NO_CAPACITY, message: `${want - live.length} replica(s) of '${name}' cannot be placed: ${result.reason}` });
       }
     } else if (live.length > want) {
       // Remove the newest replicas first (they are the least warmed up); never a pending one.
@@ -525,9 +566,27 @@ export class Head {
       for (const r of extra) this.sendUnload(r.workerId, r.id);
     }
     if (live.length >= want) {
-      if (d.pendingReason?.code === 'NO_CAPACITY') d.pendingReason = undefined;
+      if (d.pendingReason?.code === ErrorCode.NO_CAPACITY) d.pendingReason = undefined;
       // Replicas of an older digest go once the new ones are there.
       for (const { r, workerId } of this.replicasOf(name)) if (r.digest !== d.spec.digest) this.sendUnload(workerId, r.id);
+    }
+  }
+
+  /**
+   * A placement failed: the deployment backs off exponentially (placement-retry.ts), `device`
+   * (`worker/device`) is skipped for as long, and the reason is logged once per code until
+   * something changes.
+   */
+  private failed(d: Deployment, error: WireError, device?: string): void {
+    const now = Date.now();
+    d.failures++;
+    d.epoch = this.capacityEpoch;
+    d.retryAt = now + retryDelay(d.failures);
+    d.pendingReason = error;
+    if (device) (d.refused ??= new Map()).set(device, { until: now + skipDeviceMs(d.failures), error });
+    if (!d.reported.has(error.code)) {
+      d.reported.add(error.code);
+      this.logger.warn({ model: d.spec.name, code: error.code, err: error.message.slice(0, 300), retryInMs: d.retryAt - now }, 'replicas not placed (reported once until something changes)');
     }
   }
 
@@ -593,37 +652,29 @@ export class Head {
     }
   }
 
-  private backoff(d: Deployment): void {
-    d.failures++;
-    d.retryAt = Date.now() + Math.min(10_000, 250 * 2 ** Math.min(d.failures, 6));
-  }
-
   private sendLoad(d: Deployment, workerId: string, device: string, bytes: number): void {
     const replicaId = `${d.spec.name}-${nuid.next().slice(-10).toLowerCase()}`;
-    d.pending.set(replicaId, { workerId, device, bytes });
+    const pending: PendingPlacement = { workerId, device, bytes, sentAt: Date.now() };
+    d.pending.set(replicaId, pending);
     const spec = d.spec;
-    this.logger.info({ model: spec.name, replica: replicaId, worker: workerId, device }, 'placing replica');
-    call<LoadResult>(this.nc, this.subjects.worker(workerId, 'load'), { replicaId, device, spec, bytes }, this.options.loadTimeoutMs)
+    this.logger.debug({ model: spec.name, replica: replicaId, worker: workerId, device }, 'placing replica');
+    call(this.nc, this.subjects.worker(workerId, 'load'), { replicaId, device, spec, bytes }, this.options.loadTimeoutMs, { parse: parseLoadResult })
       .then((r) => {
-        d.failures = 0;
-        if (d.pendingReason && d.pendingReason.code !== 'NO_CAPACITY') d.pendingReason = undefined;
+        if (r.replicaId !== replicaId) throw new BadRequestError(`load reply names replica ${r.replicaId}, not ${replicaId}`);
+        // Not yet counted: the replica counts once the worker's heartbeats report it (settle()).
+        pending.repliedAt = Date.now();
+        if (d.pendingReason && d.pendingReason.code !== ErrorCode.NO_CAPACITY) d.pendingReason = undefined;
         if (r.fallbackFrom) this.logger.warn({ replica: replicaId, from: r.fallbackFrom }, 'replica fell back to CPU');
         for (const e of r.evicted ?? []) this.markDormant(e.model);
       })
       .catch((err: unknown) => {
+        d.pending.delete(replicaId);
         const e = err instanceof FlotillaError ? err : toFlotillaError(err);
-        d.pendingReason = e.toWire();
-        if (e.code === ErrorCode.NO_CAPACITY) {
-          // Its view of that worker was stale (or the worker has limits the head cannot see): try
-          // the next best device now; backing off happens when none is left.
-          (d.refused ??= new Map()).set(`${workerId}/${device}`, { until: Date.now() + REFUSAL_TTL_MS, error: e.toWire() });
-        } else {
-          this.backoff(d);
-        }
-        this.logger.warn({ model: spec.name, replica: replicaId, worker: workerId, code: e.code, err: e.message }, 'placement failed');
+        // NO_CAPACITY: the head's view of that device was stale (or the worker has limits the head
+        // cannot see): the device is skipped and the next best one tried when the back-off allows.
+        this.failed(d, e.toWire(), `${workerId}/${device}`);
       })
       .finally(() => {
-        d.pending.delete(replicaId);
         // A stale deployment object (undeployed/redeployed meanwhile) is reconciled by the orphan sweep.
         if (this.deployments.get(spec.name) === d) this.reconcile(spec.name);
         this.readyWaiters.wake(spec.name);

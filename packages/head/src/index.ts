@@ -8,3 +8,8 @@ export * from './lease.js';
 export * from './leadership.js';
 export * from './ready-waiters.js';
 export * from './cluster-view.js';
+export * from './heartbeat-rules.js';
+export * from './event-log.js';
+export * from './event-history.js';
+export * from './placement-retry.js';
+export * from './status-view.js';

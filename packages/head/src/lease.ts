@@ -5,15 +5,20 @@
 // off, paused), the key expires and a standby creates it; the old leader sees its revision gone
 // and steps down. Needs nothing newer than nats-server 2.9 (bucket max_age, not per-key TTL).
 import type { KV } from '@nats-io/kv';
-import { PROTOCOL_VERSION, decode, encode } from '@flotilla/protocol';
+import { PROTOCOL_VERSION, decode, encode, parseLeaseHolder, type LeaseHolder } from '@flotilla/protocol';
+
+export type { LeaseHolder };
 
 export const LEASE_KEY = 'leader';
 
-export interface LeaseHolder {
-  v: number;
-  id: string;
-  pid: number;
-  since: number;
+/** The lease value in a KV entry, parsed by its schema; undefined when absent or not a valid value. */
+function holderOf(e: { operation: string; value: Uint8Array } | null): LeaseHolder | undefined {
+  if (!e || e.operation !== 'PUT' || e.value.length === 0) return undefined;
+  try {
+    return parseLeaseHolder(decode(e.value));
+  } catch {
+    return undefined;
+  }
 }
 
 export type RenewResult = 'held' | 'lost' | 'error';
@@ -78,13 +83,8 @@ export class LeaderLease {
   /** Takes the key's current revision when it names this head. */
   private async adoptOwn(): Promise<boolean> {
     const e = await this.kv.get(LEASE_KEY).catch(() => null);
-    if (!e || e.operation !== 'PUT' || e.value.length === 0) return false;
-    try {
-      if (decode<LeaseHolder>(e.value).id !== this.id) return false;
-    } catch {
-      return false;
-    }
-    this.revision = e.revision;
+    if (holderOf(e)?.id !== this.id) return false;
+    this.revision = e!.revision;
     return true;
   }
 
@@ -115,7 +115,6 @@ export class LeaderLease {
 
   /** Who leads now, if anyone. */
   async holder(): Promise<LeaseHolder | undefined> {
-    const e = await this.kv.get(LEASE_KEY).catch(() => null);
-    return e && e.operation === 'PUT' && e.value.length ? decode<LeaseHolder>(e.value) : undefined;
+    return holderOf(await this.kv.get(LEASE_KEY).catch(() => null));
   }
 }

@@ -2,6 +2,7 @@
 import { hostname } from 'node:os';
 import { BadRequestError, DEFAULT_CLUSTER } from '@flotilla/protocol';
 import type { BusOptions, Logger, NatsConnection } from '@flotilla/bus';
+import { DEFAULT_MAX_WORKERS } from './registry.js';
 
 export const DEFAULT_WORKER_TIMEOUT_MS = 5000;
 export const DEFAULT_RECONCILE_MS = 500;
@@ -38,6 +39,14 @@ export interface HeadOptions {
    * Default 2500 (two and a half heartbeats at the workers' default period).
    */
   settleMs?: number;
+  /** Most workers the head keeps track of; heartbeats from further worker ids are refused. Default 10 000. */
+  maxWorkers?: number;
+  /**
+   * A replica a worker answered as loaded must show up in its heartbeats within this long, else the
+   * placement counts as failed (the device is skipped, the deployment backs off), ms. Default: the
+   * worker timeout.
+   */
+  confirmMs?: number;
   logger?: Logger;
 }
 
@@ -52,6 +61,8 @@ export interface CompiledHeadOptions {
   id: string;
   leaseTtlMs: number;
   settleMs: number;
+  maxWorkers: number;
+  confirmMs: number;
   logger?: Logger;
 }
 
@@ -67,6 +78,8 @@ export function parseHeadOptions(raw: HeadOptions = {}): CompiledHeadOptions {
     id: raw.id ?? `${(process.env.HOSTNAME ?? hostname()).replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 40) || 'head'}-${process.pid}`,
     leaseTtlMs: raw.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
     settleMs: raw.settleMs ?? DEFAULT_SETTLE_MS,
+    maxWorkers: raw.maxWorkers ?? DEFAULT_MAX_WORKERS,
+    confirmMs: raw.confirmMs ?? raw.workerTimeoutMs ?? DEFAULT_WORKER_TIMEOUT_MS,
     logger: raw.logger,
   };
   const bad = (k: string, v: number, min: number, max: number) => {
@@ -78,6 +91,8 @@ export function parseHeadOptions(raw: HeadOptions = {}): CompiledHeadOptions {
   bad('storeReplicas', o.storeReplicas, 1, 5);
   bad('leaseTtlMs', o.leaseTtlMs, 300, 600_000);
   bad('settleMs', o.settleMs, 0, 600_000);
+  bad('maxWorkers', o.maxWorkers, 1, 1_000_000);
+  bad('confirmMs', o.confirmMs, 100, 600_000);
   if (!/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/.test(o.id)) throw new BadRequestError(`invalid head option id='${o.id}': use 1-64 letters, digits, _ or -`);
   return o;
 }
