@@ -212,6 +212,15 @@ export function submitCommand(program: Command): void {
   );
 
   withConnectionOptions(
-    withRunOptions(job.command('resume <id>').description('send the lines without a result, then rewrite the output file complete and in order')),
-  ).action(async (id: string, o) => runJobCommand(o, true, (client, run) => resumeJob(client, id, run)));
+    withRunOptions(
+      job
+        .command('resume <id>')
+        .description(
+          'send the lines without a result, then rewrite the output file complete and in order; files come from --input/--output or from ' +
+            'the record kept on this machine at submit ($FLOTILLA_CACHE_DIR/jobs or ~/.cache/flotilla/jobs), never from the cluster',
+        )
+        .option('--output <file>', 'write the output here (default: the output given at submit, as recorded on this machine)')
+        .option('--input <file>', 'the submitted input file (default: as recorded on this machine); must be unchanged'),
+    ),
+  ).action(async (id: string, o) => runJobCommand(o, true, (client, run) => resumeJob(client, id, { ...run, output: o.output, input: o.input })));
 }

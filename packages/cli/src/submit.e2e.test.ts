@@ -11,12 +11,14 @@ import { CLI_MAIN, runCli } from './testing/run-cli.js';
 
 const MAIN = CLI_MAIN;
 
-const cli = (args: string[]) => runCli(args, {}, 60_000);
+const cli = (args: string[], env: NodeJS.ProcessEnv = {}) => runCli(args, { FLOTILLA_CACHE_DIR: cacheDir, ...env }, 60_000);
 
 let cluster: LocalCluster;
 let client: FlotillaClient;
 let conn: string[];
 const dir = mkdtempSync(join(tmpdir(), 'flotilla-submit-'));
+/** The CLI keeps local job records under $FLOTILLA_CACHE_DIR/jobs: this test's own. */
+const cacheDir = join(dir, 'cache');
 
 function writeInput(name: string, n: number, bad: number[] = []): string {
   const path = join(dir, name);
@@ -106,6 +108,7 @@ describe('flotilla submit', () => {
     const output = join(dir, 'out-crash.jsonl');
     const proc = spawn(process.execPath, [MAIN, 'submit', 'slow', '--input', input, '--output', output, '--concurrency', '1', '--json', ...conn], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, FLOTILLA_CACHE_DIR: cacheDir },
     });
     let stderr = '';
     proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -128,6 +131,14 @@ describe('flotilla submit', () => {
       expect(mid.state).toBe('incomplete');
       expect(mid.done).toBeGreaterThanOrEqual(5);
       expect(existsSync(output)).toBe(false);
+      // The submit kept the job's files on this machine; the cluster's record is not trusted for them.
+      const local = JSON.parse(readFileSync(join(cacheDir, 'jobs', cluster.cluster, `${id}.json`), 'utf8'));
+      expect(local).toMatchObject({ id, input, output, total });
+
+      // From a machine without that record, resume needs the files named.
+      const elsewhere = await cli(['job', 'resume', id, '--json', ...conn], { FLOTILLA_CACHE_DIR: join(dir, 'other-cache') });
+      expect(elsewhere.code).toBe(2);
+      expect(JSON.parse(elsewhere.stdout).error).toMatchObject({ code: 'BAD_REQUEST', message: expect.stringContaining('give the input file') });
 
       const r = await cli(['job', 'resume', id, '--concurrency', '32', '--json', ...conn]);
       expect(r.code).toBe(0);
@@ -138,6 +149,13 @@ describe('flotilla submit', () => {
       expect(readOutput(output).map((o) => o.line)).toEqual(Array.from({ length: total }, (_, i) => i));
       const st = JSON.parse((await cli(['job', 'status', id, '--json', ...conn])).stdout);
       expect(st).toMatchObject({ done: total, remaining: 0, state: 'complete' });
+
+      // --output writes the finished job elsewhere (and only there), here from another machine.
+      const copy = join(dir, 'out-crash-copy.jsonl');
+      const again = await cli(['job', 'resume', id, '--input', input, '--output', copy, '--json', ...conn], { FLOTILLA_CACHE_DIR: join(dir, 'other-cache') });
+      expect(again.code).toBe(0);
+      expect(JSON.parse(again.stdout)).toMatchObject({ complete: true, sent: 0, output: copy });
+      expect(readOutput(copy)).toEqual(readOutput(output));
     } finally {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
     }

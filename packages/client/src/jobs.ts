@@ -9,31 +9,62 @@
 // `{ "line": i, "outputs": { ...tensor JSON... } }` or `{ "line": i, "error": { "code", "message" } }`.
 // A result message is msgpack `{ v, line, outputs }` or `{ v, line, error }` with headers
 // `Flotilla-Line` and `Flotilla-Status` (`ok` or the error code), so status reads headers only.
+// A result too large for one message (over the server's max_payload, up to the inference body
+// limit) is kept in the object store `flotilla_<cluster>_jobobjects` as `<id>.<line>` and its
+// message is `{ v, line, object: { name, size } }`. Records and results read back are validated
+// (job-records.ts); the files a job reads and writes come from the local record written at submit
+// or from the resuming command, never from the cluster.
 // Everything here needs JetStream (server 2.9 is enough: file storage, max_age, one filter subject).
-import { createHash, type Hash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
 import { access, constants, rename, rm } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { headers as natsHeaders, nanos, nuid, type NatsConnection } from '@nats-io/nats-core';
 import { DiscardPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
+import { Objm, type ObjectStore } from '@nats-io/obj';
+import { objectChunkSize } from '@flotilla/bus';
 import {
   BadRequestError,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  DTYPES,
   ErrorCode,
   NotFoundError,
   PROTOCOL_VERSION,
   UnavailableError,
   assertValidName,
   decode,
+  elementCount,
   encode,
   fromJsonTensor,
   toFlotillaError,
   toJsonTensor,
+  type WireTensor,
   type WireTensors,
 } from '@flotilla/protocol';
 import type { FlotillaClient } from './client.js';
+import { OversizedLine, countJobLines, readJobLines } from './job-lines.js';
+import {
+  JOB_ID_RE,
+  MAX_JOB_CONCURRENCY,
+  MAX_JOB_LINES,
+  MAX_JOB_TIMEOUT_MS,
+  defaultJobStateDir,
+  localRecordPath,
+  parseJobRecord,
+  parseJobResult,
+  readLocalRecord,
+  resultObjectName,
+  resultStatus,
+  writeLocalRecord,
+  type JobLocalRecord,
+  type JobMeta,
+  type StoredJobResult,
+} from './job-records.js';
+
+export { MAX_JOB_LINE_BYTES } from './job-lines.js';
+export { JobRecordSchema, defaultJobStateDir, type JobLocalRecord, type JobMeta } from './job-records.js';
 
 /** Results and job records are kept this long. */
 export const JOB_RETENTION_MS = 7 * 24 * 3600 * 1000;
@@ -42,12 +73,17 @@ const LINE_HEADER = 'Flotilla-Line';
 const STATUS_HEADER = 'Flotilla-Status';
 /** Room left under the server's max_payload for headers and framing of a result message. */
 const RESULT_HEADROOM_BYTES = 4096;
-const JOB_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
+/** Largest result of one line, bytes (the inference body limit): larger is recorded as PAYLOAD_TOO_LARGE. */
+export const DEFAULT_MAX_JOB_RESULT_BYTES = DEFAULT_MAX_MESSAGE_BYTES;
+/** Elements of a tensor turned into JSON text at once when writing the output (bounded strings). */
+const JSON_CHUNK_ELEMENTS = 64 * 1024;
 
 /** Where a cluster keeps its jobs. */
 export interface JobNames {
   bucket: string;
   stream: string;
+  /** Object store of results too large for one message. */
+  objects: string;
   /** Subject of one job's results. */
   results(jobId: string): string;
 }
@@ -57,28 +93,9 @@ export function jobNames(cluster: string): JobNames {
   return {
     bucket: `flotilla_${cluster}_jobs`,
     stream: `flotilla_${cluster}_jobresults`,
+    objects: `flotilla_${cluster}_jobobjects`,
     results: (id) => `flotilla.${cluster}.jobs.${id}.results`,
   };
-}
-
-/** What the KV bucket holds per job. */
-export interface JobMeta {
-  id: string;
-  model: string;
-  /** Absolute paths. */
-  input: string;
-  output: string;
-  /** Lines in the input file. */
-  total: number;
-  /** sha256 of the input file: a resume refuses a file that changed. */
-  inputSha256: string;
-  /** ISO time. */
-  created: string;
-  /** Run settings, reused by a resume unless it overrides them. */
-  concurrency: number;
-  timeoutMs?: number;
-  /** ISO time the complete output file was last written. */
-  finished?: string;
 }
 
 /** One line's result. */
@@ -119,6 +136,10 @@ export interface JobRunOptions {
   onProgress?: (progress: JobProgress) => void;
   /** Called just before the request for `line` is sent (tests count resends with it). */
   onRequest?: (line: number) => void;
+  /** Largest result of one line, bytes; larger is recorded as PAYLOAD_TOO_LARGE. Default 256 MiB (the inference body limit). */
+  maxResultBytes?: number;
+  /** Where local job records are kept. Default `$FLOTILLA_CACHE_DIR/jobs`, else `~/.cache/flotilla/jobs`. */
+  stateDir?: string;
 }
 
 export interface SubmitJobOptions extends JobRunOptions {
@@ -127,6 +148,16 @@ export interface SubmitJobOptions extends JobRunOptions {
   input: string;
   /** JSONL file written, complete and in input order, when the job finishes. */
   output: string;
+}
+
+export interface ResumeJobOptions extends JobRunOptions {
+  /**
+   * Output file to write. Default: the one in this machine's local record of the job (written at
+   * submit); never the path in the cluster's record, which any bus client can rewrite.
+   */
+  output?: string;
+  /** Input file (must be the submitted one: same lines, same sha256). Default: the local record's. */
+  input?: string;
 }
 
 export interface JobSummary {
@@ -175,6 +206,7 @@ export interface JobStatus {
 class JobStore {
   readonly names: JobNames;
   readonly js: JetStreamClient;
+  private objectStore?: Promise<ObjectStore>;
 
   private constructor(
     readonly nc: NatsConnection,
@@ -232,6 +264,28 @@ class JobStore {
     await this.kv.put(meta.id, JSON.stringify(meta));
   }
 
+  /** The object store of large results (file storage, kept as long as the results). */
+  private objects(): Promise<ObjectStore> {
+    this.objectStore ??= new Objm(this.js)
+      .create(this.names.objects, { storage: StorageType.File, ttl: nanos(JOB_RETENTION_MS), replicas: 1 })
+      .catch((err: unknown) => {
+        this.objectStore = undefined;
+        throw new UnavailableError(`job object store ${this.names.objects} is not available: ${(err as Error).message}`, { cause: err });
+      });
+    return this.objectStore;
+  }
+
+  /** A staged result's bytes; checks the stored size before fetching. */
+  async fetchObject(ref: { name: string; size: number }, maxBytes: number): Promise<Uint8Array> {
+    const os = await this.objects();
+    const info = await os.info(ref.name);
+    if (!info) throw new NotFoundError(`stored result ${ref.name} is missing from ${this.names.objects}`);
+    if (info.size !== ref.size || info.size > maxBytes) throw new BadRequestError(`stored result ${ref.name} has ${info.size} bytes, its record says ${ref.size} (limit ${maxBytes})`);
+    const data = await os.getBlob(ref.name);
+    if (!data) throw new NotFoundError(`stored result ${ref.name} is missing from ${this.names.objects}`);
+    return data;
+  }
+
   async getMeta(id: string): Promise<JobMeta> {
     if (!JOB_ID_RE.test(id)) throw new BadRequestError(`invalid job id ${JSON.stringify(id)}`);
     const e = await this.kv.get(id).catch((err: unknown) => {
@@ -239,21 +293,29 @@ class JobStore {
       throw new UnavailableError(`cannot read job '${id}': ${(err as Error).message}`, { cause: err });
     });
     if (!e || e.operation !== 'PUT' || e.length === 0) throw new NotFoundError(`no job '${id}' in cluster '${this.cluster}' (jobs are kept 7 days)`);
-    return e.json<JobMeta>();
+    return parseJobRecord(e.string(), id);
   }
 
-  /** Records one line's result; resolves once JetStream has stored it. */
-  async record(id: string, r: JobLineResult): Promise<void> {
+  /**
+   * Records one line's result; resolves once JetStream has stored it. A result over the server's
+   * max_payload goes to the object store first (up to `maxResultBytes`; larger: PAYLOAD_TOO_LARGE).
+   */
+  async record(id: string, r: JobLineResult, maxResultBytes: number): Promise<void> {
     let body = encode(r.error ? { v: PROTOCOL_VERSION, line: r.line, error: r.error } : { v: PROTOCOL_VERSION, line: r.line, outputs: r.outputs });
     let status = r.error ? r.error.code : 'ok';
     const limit = (this.nc.info?.max_payload ?? 1024 * 1024) - RESULT_HEADROOM_BYTES;
-    if (body.byteLength > limit) {
+    if (body.byteLength > maxResultBytes) {
       const error = {
         code: ErrorCode.PAYLOAD_TOO_LARGE,
-        message: `result of ${body.byteLength} bytes exceeds what a job result message may hold (${limit} bytes: the server's max_payload less headers)`,
+        message: `result of ${body.byteLength} bytes exceeds the job result limit of ${maxResultBytes} bytes`,
       };
       body = encode({ v: PROTOCOL_VERSION, line: r.line, error });
       status = error.code;
+    } else if (body.byteLength > limit) {
+      const name = resultObjectName(id, r.line);
+      const os = await this.objects();
+      await os.putBlob({ name, options: { max_chunk_size: objectChunkSize(this.nc) } }, body);
+      body = encode({ v: PROTOCOL_VERSION, line: r.line, object: { name, size: body.byteLength } });
     }
     const h = natsHeaders();
     h.set(LINE_HEADER, String(r.line));
@@ -292,13 +354,13 @@ class JobStore {
     const errored: Record<string, number> = {};
     await this.scan(meta.id, true, (m) => {
       const line = Number(m.headers?.get(LINE_HEADER));
-      const status = m.headers?.get(STATUS_HEADER) ?? '';
+      const status = resultStatus(m.headers?.get(STATUS_HEADER));
       if (!Number.isInteger(line) || line < 0 || line >= meta.total || done[line]) return;
       done[line] = 1;
       if (status === 'ok') ok++;
       else {
         failed++;
-        errored[status || 'INTERNAL'] = (errored[status || 'INTERNAL'] ?? 0) + 1;
+        errored[status] = (errored[status] ?? 0) + 1;
       }
     });
     return { done, ok, failed, errored };
@@ -316,38 +378,16 @@ function isNotFound(err: unknown): boolean {
 // ---------------------------------------------------------------------------------------------
 // Input lines.
 
-/** Yields the lines of a file (split on '\n', trailing '\r' dropped, none after a final '\n'). */
-async function* readLines(path: string, hash?: Hash): AsyncGenerator<string> {
-  const stream = createReadStream(path);
-  const decoder = new StringDecoder('utf8');
-  let rest = '';
-  try {
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      hash?.update(chunk);
-      rest += decoder.write(chunk);
-      let nl: number;
-      while ((nl = rest.indexOf('\n')) !== -1) {
-        const line = rest.slice(0, nl);
-        rest = rest.slice(nl + 1);
-        yield line.endsWith('\r') ? line.slice(0, -1) : line;
-      }
-    }
-    rest += decoder.end();
-    if (rest !== '') yield rest.endsWith('\r') ? rest.slice(0, -1) : rest;
-  } finally {
-    stream.destroy();
-  }
-}
-
 /** Counts the lines and hashes the file; a missing or unreadable file is BAD_REQUEST. */
 async function scanInput(path: string): Promise<{ total: number; sha256: string }> {
   const hash = createHash('sha256');
-  let total = 0;
+  let total: number;
   try {
-    for await (const _ of readLines(path, hash)) total++;
+    total = await countJobLines(path, hash);
   } catch (err) {
     throw new BadRequestError(`cannot read input file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
   }
+  if (total > MAX_JOB_LINES) throw new BadRequestError(`input file ${path} has ${total} lines: a job takes at most ${MAX_JOB_LINES}`);
   return { total, sha256: hash.digest('hex') };
 }
 
@@ -378,8 +418,13 @@ async function checkWritable(path: string): Promise<void> {
 
 function checkRunOptions(o: JobRunOptions): void {
   const bad = (what: string, v: unknown) => new BadRequestError(`${what} must be ${v}`);
-  if (o.concurrency !== undefined && !(Number.isInteger(o.concurrency) && o.concurrency >= 1)) throw bad('concurrency', `a positive integer, got ${o.concurrency}`);
-  if (o.timeoutMs !== undefined && !(Number.isFinite(o.timeoutMs) && o.timeoutMs > 0)) throw bad('timeout', `a positive number of ms, got ${o.timeoutMs}`);
+  if (o.concurrency !== undefined && !(Number.isInteger(o.concurrency) && o.concurrency >= 1 && o.concurrency <= MAX_JOB_CONCURRENCY)) {
+    throw bad('concurrency', `an integer in [1, ${MAX_JOB_CONCURRENCY}], got ${o.concurrency}`);
+  }
+  if (o.timeoutMs !== undefined && !(Number.isFinite(o.timeoutMs) && o.timeoutMs > 0 && o.timeoutMs <= MAX_JOB_TIMEOUT_MS)) {
+    throw bad('timeout', `a number of ms in (0, ${MAX_JOB_TIMEOUT_MS}], got ${o.timeoutMs}`);
+  }
+  if (o.maxResultBytes !== undefined && !(Number.isInteger(o.maxResultBytes) && o.maxResultBytes >= 1024)) throw bad('maxResultBytes', `an integer ≥ 1024, got ${o.maxResultBytes}`);
   if (o.retries !== undefined && !(Number.isInteger(o.retries) && o.retries >= 0)) throw bad('retries', `a non-negative integer, got ${o.retries}`);
   if (o.stopAfter !== undefined && !(Number.isInteger(o.stopAfter) && o.stopAfter >= 0)) throw bad('stopAfter', `a non-negative integer, got ${o.stopAfter}`);
 }
@@ -419,6 +464,9 @@ export async function submitJob(client: FlotillaClient, opts: SubmitJobOptions):
     concurrency: opts.concurrency ?? DEFAULT_JOB_CONCURRENCY,
     ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
   };
+  // The paths a resume on this machine uses: kept here, not taken back from the cluster.
+  const local: JobLocalRecord = { v: 1, id: meta.id, cluster: store.cluster, model: meta.model, input, output, total, inputSha256: sha256, created: meta.created };
+  await writeLocalRecord(opts.stateDir ?? defaultJobStateDir(), local);
   await store.putMeta(meta);
   return run(client, store, meta, new Uint8Array(total), { ok: 0, failed: 0, errored: {} }, opts);
 }
@@ -426,16 +474,40 @@ export async function submitJob(client: FlotillaClient, opts: SubmitJobOptions):
 /**
  * Finishes a job: reads which lines already have a result, sends only the others, then rewrites
  * the output file complete and in order from the stored results. Options default to the job's.
+ * Files: `opts.input` / `opts.output`, else those of this machine's local record of the job (see
+ * job-records.ts); the paths in the cluster's record are never used (any bus client can rewrite
+ * it). Without a local record both must be given. A cluster record that disagrees with the local
+ * one (model, lines, input hash) is refused.
  */
-export async function resumeJob(client: FlotillaClient, id: string, opts: JobRunOptions = {}): Promise<JobSummary> {
+export async function resumeJob(client: FlotillaClient, id: string, opts: ResumeJobOptions = {}): Promise<JobSummary> {
   checkRunOptions(opts);
   const store = await JobStore.open(client, false);
-  const meta = await store.getMeta(id);
-  const { total, sha256 } = await scanInput(meta.input);
-  if (total !== meta.total || sha256 !== meta.inputSha256) {
-    throw new BadRequestError(`input file ${meta.input} changed since job ${id} was submitted (${meta.total} lines then, ${total} now): cannot resume`);
+  const stored = await store.getMeta(id);
+  const stateDir = opts.stateDir ?? defaultJobStateDir();
+  const local = await readLocalRecord(stateDir, store.cluster, id);
+  if (local && (local.model !== stored.model || local.total !== stored.total || local.inputSha256 !== stored.inputSha256)) {
+    throw new BadRequestError(
+      `job ${id}: the cluster's record (model ${stored.model}, ${stored.total} lines) differs from the one kept at submit (model ${local.model}, ${local.total} lines, ` +
+        `${localRecordPath(stateDir, store.cluster, id)}): refusing to resume`,
+      { data: { jobId: id } },
+    );
   }
-  await checkWritable(meta.output);
+  const missing = (flag: string) =>
+    new BadRequestError(
+      `job ${id}: no local record at ${localRecordPath(stateDir, store.cluster, id)} (submitted from another machine, user or cache dir): give the ${flag} file`,
+      { data: { jobId: id } },
+    );
+  const input = opts.input !== undefined ? resolve(opts.input) : local?.input;
+  const output = opts.output !== undefined ? resolve(opts.output) : local?.output;
+  if (input === undefined) throw missing('input');
+  if (output === undefined) throw missing('output');
+  if (input === output) throw new BadRequestError('input and output must be different files');
+  const meta: JobMeta = { ...stored, input, output };
+  const { total, sha256 } = await scanInput(input);
+  if (total !== meta.total || sha256 !== meta.inputSha256) {
+    throw new BadRequestError(`input file ${input} changed since job ${id} was submitted (${meta.total} lines then, ${total} now): cannot resume`);
+  }
+  await checkWritable(output);
   const before = await store.progress(meta);
   return run(client, store, meta, before.done, before, {
     ...opts,
@@ -504,9 +576,11 @@ async function run(
   if (opts.stopAfter === 0) stopping = true;
   opts.onStart?.(meta, progress());
 
-  const infer = async (line: number, text: string): Promise<JobLineResult> => {
+  const maxResultBytes = opts.maxResultBytes ?? DEFAULT_MAX_JOB_RESULT_BYTES;
+  const infer = async (line: number, text: string | OversizedLine): Promise<JobLineResult> => {
     let inputs: WireTensors;
     try {
+      if (text instanceof OversizedLine) throw new BadRequestError(`line of ${text.bytes} bytes exceeds the limit of ${text.limit} bytes`);
       inputs = parseJobLine(text);
     } catch (err) {
       const e = toFlotillaError(err);
@@ -529,14 +603,14 @@ async function run(
     }
   };
 
-  async function* numbered(): AsyncGenerator<[number, string]> {
+  async function* numbered(): AsyncGenerator<[number, string | OversizedLine]> {
     let i = 0;
-    for await (const text of readLines(meta.input)) yield [i++, text];
+    for await (const text of readJobLines(meta.input)) yield [i++, text];
   }
   const lines = numbered();
   const caller = async (): Promise<void> => {
     while (!stopping) {
-      let next: IteratorResult<[number, string]>;
+      let next: IteratorResult<[number, string | OversizedLine]>;
       try {
         next = await lines.next();
       } catch (err) {
@@ -551,7 +625,7 @@ async function run(
       const result = await infer(line, text);
       if (fatal) return;
       try {
-        await store.record(meta.id, result);
+        await store.record(meta.id, result, maxResultBytes);
       } catch (err) {
         // Storage is failing: this line is not recorded; stop (a resume will send it again).
         fatal ??= err;
@@ -610,7 +684,7 @@ async function run(
     // Interrupted: no output file yet. Figures from this run's view (resume recounts from the stream).
     return summary({ ok, failed, errored, complete: false });
   }
-  const written = await writeOutput(store, meta);
+  const written = await writeOutput(store, meta, maxResultBytes);
   const complete = written.ok + written.failed === meta.total;
   if (complete) await store.putMeta({ ...meta, finished: new Date().toISOString() });
   return summary({ ...written, complete });
@@ -619,9 +693,11 @@ async function run(
 /**
  * Rewrites the output file from the stored results, in line order (out-of-order results are held
  * until their turn; a repeated line keeps its first result), through a temporary file renamed at
- * the end so a reader never sees half a file.
+ * the end so a reader never sees half a file. A stored result that fails validation becomes that
+ * line's DECODE_ERROR. Tensors are written as JSON in bounded pieces (a 256 MiB result would not
+ * fit one string).
  */
-async function writeOutput(store: JobStore, meta: JobMeta): Promise<{ ok: number; failed: number; errored: Record<string, number> }> {
+async function writeOutput(store: JobStore, meta: JobMeta, maxResultBytes: number): Promise<{ ok: number; failed: number; errored: Record<string, number> }> {
   const tmp = `${meta.output}.${process.pid}.tmp`;
   const out = createWriteStream(tmp);
   const failedWrite = new Promise<never>((_, reject) => out.once('error', reject));
@@ -630,36 +706,44 @@ async function writeOutput(store: JobStore, meta: JobMeta): Promise<{ ok: number
     if (!out.write(s)) await Promise.race([new Promise<void>((r) => out.once('drain', () => r())), failedWrite]);
   };
   const seen = new Uint8Array(meta.total);
-  const held = new Map<number, string>();
+  const held = new Map<number, JobLineResult>();
   let next = 0;
   let ok = 0;
   let failed = 0;
   const errored: Record<string, number> = {};
+  const emit = async (r: JobLineResult): Promise<void> => {
+    if (r.error) {
+      failed++;
+      errored[r.error.code] = (errored[r.error.code] ?? 0) + 1;
+      await write(JSON.stringify({ line: r.line, error: { code: r.error.code, message: r.error.message } }) + '\n');
+    } else {
+      ok++;
+      await writeResultLine(r.line, r.outputs ?? {}, write);
+    }
+  };
   try {
     await store.scan(meta.id, false, async (m) => {
-      const r = decode<JobLineResult & { v: number }>(m.data);
-      const line = r.line;
-      if (!Number.isInteger(line) || line < 0 || line >= meta.total || seen[line]) return;
-      seen[line] = 1;
-      let text: string;
-      if (r.error) {
-        failed++;
-        errored[r.error.code] = (errored[r.error.code] ?? 0) + 1;
-        text = JSON.stringify({ line, error: { code: r.error.code, message: r.error.message } });
-      } else {
-        ok++;
-        const outputs = Object.fromEntries(Object.entries(r.outputs ?? {}).map(([k, t]) => [k, toJsonTensor(t)]));
-        text = JSON.stringify({ line, outputs });
+      const headerLine = Number(m.headers?.get(LINE_HEADER));
+      let r: JobLineResult;
+      try {
+        r = await loadResult(store, meta, m.data, maxResultBytes);
+      } catch (err) {
+        // Unreadable: the header still says which line it was for (progress counted it done).
+        if (!Number.isInteger(headerLine) || headerLine < 0 || headerLine >= meta.total) return;
+        const e = toFlotillaError(err);
+        r = { line: headerLine, error: { code: ErrorCode.DECODE_ERROR, message: `stored result unreadable: ${e.message.slice(0, 500)}` } };
       }
-      held.set(line, text + '\n');
+      if (seen[r.line]) return;
+      seen[r.line] = 1;
+      held.set(r.line, r);
       while (held.has(next)) {
-        const s = held.get(next)!;
+        const h = held.get(next)!;
         held.delete(next++);
-        await write(s);
+        await emit(h);
       }
     });
     // Lines without a result (only if results expired or were removed): the rest in order.
-    for (const line of [...held.keys()].sort((a, b) => a - b)) await write(held.get(line)!);
+    for (const line of [...held.keys()].sort((a, b) => a - b)) await emit(held.get(line)!);
     await Promise.race([new Promise<void>((r, j) => out.end((err?: Error | null) => (err ? j(err) : r()))), failedWrite]);
     await rename(tmp, meta.output);
   } catch (err) {
@@ -668,4 +752,40 @@ async function writeOutput(store: JobStore, meta: JobMeta): Promise<{ ok: number
     throw err;
   }
   return { ok, failed, errored };
+}
+
+/** A stored result message, validated, with a staged result fetched from the object store. */
+async function loadResult(store: JobStore, meta: JobMeta, data: Uint8Array, maxResultBytes: number): Promise<JobLineResult> {
+  const r: StoredJobResult = parseJobResult(decode<unknown>(data), meta.id, meta.total, maxResultBytes);
+  if (!('object' in r)) return r;
+  const full = parseJobResult(decode<unknown>(await store.fetchObject(r.object, maxResultBytes)), meta.id, meta.total, maxResultBytes);
+  if ('object' in full || full.line !== r.line) throw new BadRequestError(`stored result ${r.object.name} is not line ${r.line}'s result`);
+  return full;
+}
+
+/**
+ * Writes `{"line":i,"outputs":{"<name>":{"dtype","dims","data":[...]}}}` and a newline, the same
+ * text as JSON.stringify of `toJsonTensor` outputs, with each tensor's data in pieces.
+ */
+async function writeResultLine(line: number, outputs: WireTensors, write: (s: string) => Promise<void>): Promise<void> {
+  await write(`{"line":${line},"outputs":{`);
+  let first = true;
+  for (const [name, t] of Object.entries(outputs)) {
+    await write(`${first ? '' : ','}${JSON.stringify(name)}:{"dtype":${JSON.stringify(t.dtype)},"dims":${JSON.stringify(t.dims)},"data":[`);
+    first = false;
+    await writeTensorData(t, write);
+    await write(']}');
+  }
+  await write('}}\n');
+}
+
+async function writeTensorData(t: WireTensor, write: (s: string) => Promise<void>): Promise<void> {
+  const { bytes } = DTYPES[t.dtype];
+  const count = elementCount(t.dims);
+  for (let i = 0; i < count; i += JSON_CHUNK_ELEMENTS) {
+    const n = Math.min(JSON_CHUNK_ELEMENTS, count - i);
+    const piece: WireTensor = { dtype: t.dtype, dims: [n], data: t.data.subarray(i * bytes, (i + n) * bytes) };
+    const text = JSON.stringify(toJsonTensor(piece).data);
+    await write((i > 0 ? ',' : '') + text.slice(1, -1));
+  }
 }
