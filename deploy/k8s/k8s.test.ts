@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
 import { parseSize } from '../../packages/cli/src/format.js';
+import { ROLES, inboxPrefixFor, natsAuthConfig, seedFileRole, seedFromFileText, type Role } from '../../packages/protocol/src/permissions.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type Obj = Record<string, any>;
@@ -225,7 +226,8 @@ function natsConf(text: string) {
     clusterPort: port(/\n\s*(?:listen|port)\s*[:=]\s*(\S+)/.exec(`\n${cluster}`)?.[1]),
     routes: [...cluster.matchAll(/nats(?:-route)?:\/\/[^\s,\]]+/g)].map((m) => new URL(m[0])),
     storeDir: /\n\s*jetstream\s*\{[\s\S]*?store_dir\s*[:=]\s*(\S+)/.exec(`\n${text}`)?.[1],
-    token: /\n\s*authorization\s*\{[\s\S]*?token\s*[:=]\s*(\S+)/.exec(`\n${text}`)?.[1],
+    /** The role permissions and users: from the first `FLOTILLA_…_PERMISSIONS =` to the end of `authorization { … }`. */
+    auth: /(# Flotilla roles[^\n]*\n[\s\S]*?\nauthorization \{[\s\S]*?\n\}\n)/.exec(text)?.[1],
     pidFile: /\n\s*pid_file\s*[:=]\s*(\S+)/.exec(top)?.[1],
   };
 }
@@ -299,7 +301,7 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
     for (const [kind, name] of [
       ['Namespace', 'flotilla'],
       ['ConfigMap', 'flotilla-config'],
-      ['Secret', 'flotilla-nats'],
+      ...ROLES.map((r) => ['Secret', `flotilla-nkey-${r}`]),
       ['ConfigMap', 'nats-config'],
       ['StatefulSet', 'nats'],
       ['Service', 'nats'],
@@ -318,8 +320,10 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
     expect(cm.data.FLOTILLA_NATS).toBe('nats://nats:4222');
     // Every bucket keeps one copy per NATS node: losing a node loses no state, model or profile.
     expect(Number(cm.data.FLOTILLA_STORE_REPLICAS)).toBe(find(objs, 'StatefulSet', 'nats')!.spec.replicas);
-    const secret = find(objs, 'Secret', 'flotilla-nats')!;
-    expect(Object.keys({ ...secret.data, ...secret.stringData })).toContain('token');
+    // No shared token any more: one nkey user per role.
+    expect(objs.filter((o) => o.kind === 'Secret').map((o) => o.metadata.name).sort()).toEqual(ROLES.map((r) => `flotilla-nkey-${r}`).sort());
+    for (const r of ROLES) expect(Object.keys(find(objs, 'Secret', `flotilla-nkey-${r}`)!.stringData).sort()).toEqual(['public', 'seed']);
+    expect(JSON.stringify(objs)).not.toMatch(/TOKEN|"token"/);
   });
 
   it('workload selectors select their own pods and no other workload’s', () => {
@@ -435,18 +439,49 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
     }
   });
 
-  it('Flotilla containers get the settings ConfigMap and the NATS token from the Secret nats-server checks', () => {
+  it('Flotilla containers get the settings ConfigMap and their role’s seed file; nats-server the same Secret’s public key', () => {
     const nats = find(objs, 'StatefulSet', 'nats')!;
     const natsEnv = nats.spec.template.spec.containers[0].env as Obj[];
-    const conf = natsConf(find(objs, 'ConfigMap', 'nats-config')!.data['nats.conf']);
-    expect(conf.token).toMatch(/^\$[A-Z_]+$/);
-    const serverToken = natsEnv.find((e) => e.name === conf.token!.slice(1))?.valueFrom?.secretKeyRef;
-    expect(serverToken).toEqual({ name: 'flotilla-nats', key: 'token' });
-    for (const { w, c } of flotillaContainers) {
-      expect([w.obj.metadata.name, c.envFrom]).toEqual([w.obj.metadata.name, expect.arrayContaining([{ configMapRef: { name: 'flotilla-config' } }])]);
-      const token = (c.env as Obj[]).find((e) => e.name === 'FLOTILLA_NATS_TOKEN')?.valueFrom?.secretKeyRef;
-      expect([w.obj.metadata.name, token]).toEqual([w.obj.metadata.name, serverToken]);
+    for (const r of ROLES) {
+      const ref = natsEnv.find((e) => e.name === `FLOTILLA_${r.toUpperCase()}_NKEY`)?.valueFrom?.secretKeyRef;
+      expect([r, ref]).toEqual([r, { name: `flotilla-nkey-${r}`, key: 'public' }]);
     }
+    for (const { w, c } of flotillaContainers) {
+      const name = w.obj.metadata.name;
+      const role = c.args[0] as Role; // `head` or `worker`: the command is the role
+      expect([name, c.envFrom]).toEqual([name, expect.arrayContaining([{ configMapRef: { name: 'flotilla-config' } }])]);
+      const file = (c.env as Obj[]).find((e) => e.name === 'FLOTILLA_NATS_NKEY')?.value as string;
+      const mount = (c.volumeMounts as Obj[]).find((m) => file?.startsWith(`${m.mountPath}/`));
+      expect([name, mount?.readOnly]).toEqual([name, true]);
+      const volume = (w.pod.volumes as Obj[]).find((v) => v.name === mount!.name)!;
+      expect([name, volume.secret.secretName]).toEqual([name, `flotilla-nkey-${role}`]);
+      const item = (volume.secret.items as Obj[]).find((i) => `${mount!.mountPath}/${i.path}` === file);
+      expect([name, item?.key]).toEqual([name, 'seed']);
+      // Readable by the pod's group (fsGroup), by no one else; the file name and the seed name the role.
+      expect([name, volume.secret.defaultMode & 0o007, w.pod.securityContext.fsGroup]).toEqual([name, 0, w.pod.securityContext.runAsGroup]);
+      const seedText = find(objs, 'Secret', `flotilla-nkey-${role}`)!.stringData.seed as string;
+      expect([name, seedFileRole(seedText, item!.path), seedFileRole('', item!.path)]).toEqual([name, role, role]);
+    }
+  });
+
+  it('each role’s Secret holds a seed and the public key that seed signs with', () => {
+    // @nats-io/nkeys is a dependency of the CLI (auth init).
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const nkeys = require(require.resolve('@nats-io/nkeys', { paths: [join(ROOT, 'packages/cli')] }));
+    for (const r of ROLES) {
+      const { seed, public: pub } = find(objs, 'Secret', `flotilla-nkey-${r}`)!.stringData;
+      expect([r, nkeys.fromSeed(new TextEncoder().encode(seedFromFileText(seed))).getPublicKey()]).toEqual([r, pub]);
+      expect(inboxPrefixFor(r)).toBe(`_INBOX_${r}`);
+    }
+  });
+
+  it('the NATS config’s role permissions are the ones @flotilla/protocol generates for FLOTILLA_CLUSTER', () => {
+    const conf = natsConf(find(objs, 'ConfigMap', 'nats-config')!.data['nats.conf']);
+    const cluster = find(objs, 'ConfigMap', 'flotilla-config')!.data.FLOTILLA_CLUSTER;
+    const roles: Role[] = ['head', 'worker', 'operator', 'caller'];
+    const expected = natsAuthConfig(roles.map((r) => ({ role: r, nkeyPublic: `$FLOTILLA_${r.toUpperCase()}_NKEY` })), cluster);
+    // To regenerate after a change to permissions.ts: paste `expected` (indented 4 spaces) into base/nats.yaml.
+    expect(conf.auth).toBe(expected);
   });
 
   it('FLOTILLA_NATS points at the client port of the NATS Service', () => {
@@ -507,7 +542,8 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
     try {
       const file = join(dir, 'nats.conf');
       writeFileSync(file, find(objs, 'ConfigMap', 'nats-config')!.data['nats.conf']);
-      const r = spawnSync(natsServerBinary()!, ['-c', file, '-t'], { encoding: 'utf8', env: { ...process.env, SERVER_NAME: 'nats-0', NATS_TOKEN: 'test-token' } });
+      const nkeyEnv = Object.fromEntries(ROLES.map((r) => [`FLOTILLA_${r.toUpperCase()}_NKEY`, find(objs, 'Secret', `flotilla-nkey-${r}`)!.stringData.public]));
+      const r = spawnSync(natsServerBinary()!, ['-c', file, '-t'], { encoding: 'utf8', env: { ...process.env, SERVER_NAME: 'nats-0', ...nkeyEnv } });
       expect(`${r.stdout}${r.stderr}`).toContain('is valid');
       expect(r.status).toBe(0);
     } finally {
@@ -609,7 +645,7 @@ describe('Dockerfile', () => {
 describe('deploy/k8s/README.md', () => {
   it('walks through image, secret, apply, deploy and status with the names the manifests use', () => {
     const readme = readFileSync(join(K8S, 'README.md'), 'utf8');
-    for (const text of ['docker build', '--target gpu', 'flotilla-nats', 'kubectl apply -k', 'overlays/gpu', 'flotilla deploy', 'flotilla status', 'port-forward', 'kubectl run']) {
+    for (const text of ['docker build', '--target gpu', 'flotilla auth init', 'flotilla-nkey-head', 'flotilla-nkey-worker', '--nkey', 'kubectl apply -k', 'overlays/gpu', 'flotilla deploy', 'flotilla status', 'port-forward', 'kubectl run']) {
       expect([text, readme.includes(text)]).toEqual([text, true]);
     }
   });
