@@ -1,7 +1,10 @@
 // `pnpm bench:scale`: the head's policies and bookkeeping at cluster scale, simulated in-process:
 // 1,000 workers and 10,000 replicas. Prints the time per placement decision, per autoscale tick
-// (all deployments) and the cost of handling heartbeats, plus heartbeat traffic per second; then
-// a real Head on a real nats-server reconciling that cluster (its round time, from lastTickMs).
+// (all deployments) and the cost of handling heartbeats (schema parse + plausibility + registry),
+// plus heartbeat traffic per second; then a real Head on a real nats-server reconciling that
+// cluster (its round time, from lastTickMs); then a real Head hearing 10,000 workers / 100,000
+// replicas (SCALE_STATUS_WORKERS × SCALE_STATUS_REPLICAS_PER_WORKER): the size and time of the
+// `status`, `list` and `events` replies, staged through the blob bucket when over max_payload.
 // Heartbeats go worker → head only (one message per worker per period): traffic grows linearly
 // with the number of workers, never all-to-all. Last stdout line: one JSON object.
 import { createHash } from 'node:crypto';
@@ -21,14 +24,14 @@ let seed = 7;
 const rnd = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
 
 type Hb = import('../../packages/protocol/dist/index.js').Heartbeat;
-function heartbeat(i: number, replicas: Hb['replicas']): Hb {
+function heartbeat(i: number, replicas: Hb['replicas'], seq = 0): Hb {
   const gpu = i % 4 === 0;
   return {
     v: protocol.PROTOCOL_VERSION,
     workerId: `w${i}`,
     pid: 1000 + i,
     state: 'running',
-    seq: 0,
+    seq,
     startedAt: 1,
     sentAt: Date.now(),
     inventory: { cpu: { cores: 32, model: 'sim' }, memory: { totalBytes: 256 * GiB, availableBytes: 200 * GiB }, gpus: gpu ? [{ index: 0, vendor: 'NVIDIA', model: 'sim', vramTotalBytes: 80 * GiB, vramFreeBytes: 80 * GiB }] : [], source: 'override', hostname: `h${i}` },
@@ -82,13 +85,15 @@ for (let n = 0; placed < REPLICAS; n++) {
   if (r.placements.length === 0) break;
 }
 
-// Heartbeat handling: decode + registry upsert, as the head does per message.
-const beats = perWorker.map((reps, i) => protocol.encode(heartbeat(i, reps)));
-const bytesPerRound = beats.reduce((n, b) => n + b.byteLength, 0);
-const t0 = performance.now();
+// Heartbeat handling: decode + schema parse + plausibility + registry upsert, as the head does per message.
 const ROUNDS = 5;
-for (let k = 0; k < ROUNDS; k++) for (const b of beats) registry.upsert(protocol.decode(b), Date.now());
+const rounds = Array.from({ length: ROUNDS }, (_, k) => perWorker.map((reps, i) => protocol.encode(heartbeat(i, reps, k))));
+const bytesPerRound = rounds[0]!.reduce((n, b) => n + b.byteLength, 0);
+const t0 = performance.now();
+let believed = 0;
+for (const beats of rounds) for (const b of beats) if (registry.upsert(protocol.parseHeartbeat(protocol.decode(b)), Date.now()).accepted) believed++;
 const hbMsPerRound = (performance.now() - t0) / ROUNDS;
+if (believed !== ROUNDS * WORKERS) process.stderr.write(`warning: ${ROUNDS * WORKERS - believed} heartbeats not believed\n`);
 
 // Autoscale tick: one decide() per deployment over its replicas' queue depths.
 const scalers = new Map<string, InstanceType<typeof head.Autoscaler>>();
@@ -118,8 +123,10 @@ try {
   const file = readFileSync(devkit.sampleModelPath('mlp'));
   const digest = createHash('sha256').update(file).digest('hex');
   const hbc = await bus.connectBus({ servers: nats.url });
+  let round = 0;
   const publishBeats = () => {
-    perWorker.forEach((reps, i) => hbc.publish(`flotilla.scale.hb.w${i}`, protocol.encode(heartbeat(i, reps.map((r) => ({ ...r, digest }))))));
+    const seq = round++;
+    perWorker.forEach((reps, i) => hbc.publish(`flotilla.scale.hb.w${i}`, protocol.encode(heartbeat(i, reps.map((r) => ({ ...r, digest })), seq))));
     return hbc.flush();
   };
   await publishBeats();
@@ -147,6 +154,65 @@ try {
   await nats.stop();
 }
 
+// Control replies at 10,000 workers / 100,000 replicas through a real head: the synthetic workers'
+// heartbeats are published once (the head's worker timeout is long), every replica belongs to a
+// deployed model, and `status`, `list` and `events` are asked for by the SDK (staged replies).
+const S_WORKERS = Number(process.env.SCALE_STATUS_WORKERS ?? 10_000);
+const S_PER_WORKER = Number(process.env.SCALE_STATUS_REPLICAS_PER_WORKER ?? 10);
+const statusRes = { workers: S_WORKERS, replicas: S_WORKERS * S_PER_WORKER, statusBytes: 0, statusMs: 0, listBytes: 0, listMs: 0, eventsBytes: 0, eventsMs: 0, heartbeatsMs: 0 };
+{
+  const nats2 = await devkit.NatsServer.start();
+  const head2 = await head.Head.start({ bus: { servers: nats2.url }, cluster: 'status', workerTimeoutMs: 600_000, logger: bus.silentLogger() });
+  const client2 = new sdk.FlotillaClient({ servers: nats2.url, cluster: 'status' });
+  try {
+    await head2.leading();
+    const file = readFileSync(devkit.sampleModelPath('mlp'));
+    const digest = createHash('sha256').update(file).digest('hex');
+    const per = new Map<string, number>();
+    const reps = (i: number) =>
+      Array.from({ length: S_PER_WORKER }, (_, k) => {
+        const model = `m${(i * S_PER_WORKER + k) % MODELS}`;
+        per.set(model, (per.get(model) ?? 0) + 1);
+        return { ...replica(`r${i}-${k}`, model, 'cpu'), digest, bytes: 64 * 1024 * 1024 };
+      });
+    const hbc = await bus.connectBus({ servers: nats2.url });
+    const th = performance.now();
+    for (let i = 0; i < S_WORKERS; i++) {
+      hbc.publish(`flotilla.status.hb.w${i}`, protocol.encode(heartbeat(i, reps(i))));
+      if (i % 500 === 499) await hbc.flush();
+    }
+    await hbc.flush();
+    while (head2.registry.size < S_WORKERS) await new Promise((r) => setTimeout(r, 50));
+    statusRes.heartbeatsMs = +(performance.now() - th).toFixed(0);
+    for (const [model, replicas] of per) await client2.deploy(file, model, { replicas: Math.min(1000, replicas), device: 'any', profile: { enabled: false }, wait: false });
+    const timed = async <T>(f: () => Promise<T>): Promise<[T, number, number]> => {
+      const t = performance.now();
+      const r = await f();
+      return [r, performance.now() - t, protocol.encode({ v: 1, ok: true, result: r }).byteLength];
+    };
+    await client2.status(); // warm-up: the blob bucket is created on first use
+    const [st, stMs, stBytes] = await timed(() => client2.status());
+    const [ls, lsMs, lsBytes] = await timed(() => client2.list());
+    const ev = bus.connectBus({ servers: nats2.url });
+    const evc = await ev;
+    for (let i = 0; i < 1000; i++) evc.publish(`flotilla.status.events.loaded`, protocol.encode({ v: 1, type: 'loaded', model: `m${i % MODELS}`, worker: `w${i}`, device: 'cpu', replica: `r${i}`, bytes: 1, at: Date.now(), data: { loadMs: 1, reason: 'x'.repeat(600) } }));
+    await evc.flush();
+    await new Promise((r) => setTimeout(r, 500));
+    const [evs, evMs, evBytes] = await timed(() => client2.events({ limit: 100_000 }));
+    await bus.closeBus(evc);
+    const replicasSeen = st.workers.reduce((n, w) => n + w.replicas.length, 0);
+    if (st.workers.length !== S_WORKERS || replicasSeen !== S_WORKERS * S_PER_WORKER || ls.length !== per.size || evs.length !== 1000) {
+      process.stderr.write(`warning: status ${st.workers.length} workers / ${replicasSeen} replicas, list ${ls.length}, events ${evs.length}\n`);
+    }
+    Object.assign(statusRes, { statusBytes: stBytes, statusMs: +stMs.toFixed(0), listBytes: lsBytes, listMs: +lsMs.toFixed(0), eventsBytes: evBytes, eventsMs: +evMs.toFixed(0) });
+    await bus.closeBus(hbc);
+  } finally {
+    await client2.close();
+    await head2.stop();
+    await nats2.stop();
+  }
+}
+
 const res = {
   workers: WORKERS,
   replicas: placed,
@@ -161,9 +227,12 @@ const res = {
   headTickMsMedian: +median(headTicks).toFixed(2),
   headTickMsMax: +Math.max(...headTicks).toFixed(2),
   deployMsMedian: +deployMsMedian.toFixed(2),
+  status: statusRes,
 };
 out(`placement of one replica among ${WORKERS} workers: median ${res.placementMsMedian} ms (max ${res.placementMsMax} ms); head view rebuild ${res.viewRebuildMsMedian} ms`);
 out(`autoscale tick over ${MODELS} deployments / ${placed} replicas: median ${res.autoscaleTickMsMedian} ms (target < 50 ms)`);
 out(`heartbeats: ${WORKERS} msgs/s (1 per worker per second, worker → head only), ${(bytesPerRound / 1048576).toFixed(2)} MiB/s; decode + bookkeeping ${res.heartbeatHandlingMsPerSecond} ms per second of heartbeats`);
 out(`real head on nats-server: reconcile round over ${MODELS} deployments / ${placed} replicas / ${WORKERS} workers: median ${res.headTickMsMedian} ms (max ${res.headTickMsMax} ms) every 500 ms; deploy (control round trip + KV write) ${res.deployMsMedian} ms`);
+const MiB = (b: number) => (b / 1048576).toFixed(1);
+out(`control replies at ${S_WORKERS} workers / ${statusRes.replicas} replicas (real head, staged over max_payload): status ${MiB(statusRes.statusBytes)} MiB in ${statusRes.statusMs} ms, list ${MiB(statusRes.listBytes)} MiB in ${statusRes.listMs} ms, events (1,000) ${MiB(statusRes.eventsBytes)} MiB in ${statusRes.eventsMs} ms; ${S_WORKERS} first heartbeats handled in ${statusRes.heartbeatsMs} ms`);
 out(JSON.stringify({ bench: 'scale', ...res }));

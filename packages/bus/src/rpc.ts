@@ -31,6 +31,12 @@ export interface CallOptions<T> {
   maxBytes?: number;
   /** Validates the reply's `result` (a schema's parse from `protocol`); throws a coded error. */
   parse?: (result: unknown) => T;
+  /**
+   * Longest single attempt, ms. Default CALL_ATTEMPT_MS; large read-only replies (`status` of a
+   * big cluster takes ~2 s to build and stage at 10,000 workers) should wait longer rather than
+   * have the head build and stage the reply again.
+   */
+  attemptMs?: number;
 }
 
 /** A staged reply's reference, checked before anything is fetched. */
@@ -70,7 +76,7 @@ export async function call<T>(nc: NatsConnection, subject: string, body: object,
   for (;;) {
     const remaining = deadline - Date.now();
     try {
-      const msg = await nc.request(subject, data, { timeout: Math.max(1, Math.min(CALL_ATTEMPT_MS, remaining)) });
+      const msg = await nc.request(subject, data, { timeout: Math.max(1, Math.min(opts.attemptMs ?? CALL_ATTEMPT_MS, remaining)) });
       return await replyResult(msg.data, subject, opts);
     } catch (err) {
       const mapped = err instanceof DeadlineExceededError || err instanceof UnavailableError ? err : mapNatsError(err, subject, timeoutMs);

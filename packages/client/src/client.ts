@@ -246,8 +246,9 @@ export class FlotillaClient {
   private async control<T>(op: Parameters<Subjects['control']>[0], body: object, timeoutMs = 10_000): Promise<T> {
     const nc = await this.connection();
     try {
-      // status/list/events of a large cluster come back staged in the blob bucket.
-      return await call<T>(nc, this.subjects.control(op), body, timeoutMs, { blobs: await this.blobStore() });
+      // status/list/events of a large cluster come back staged in the blob bucket, and take longer.
+      const large = op === 'status' || op === 'list' || op === 'events';
+      return await call<T>(nc, this.subjects.control(op), body, timeoutMs, { blobs: await this.blobStore(), attemptMs: large ? timeoutMs : undefined });
     } catch (err) {
       if (err instanceof UnavailableError) {
         throw new UnavailableError(`no head is answering for cluster '${this.subjects.cluster}' (is it running?)`, { cause: err });

@@ -45,39 +45,15 @@ import { ReadyWaiters } from './ready-waiters.js';
 import { indexReplicas, workerViews, type IndexedReplica } from './cluster-view.js';
 import { ensureEventStream, readEventHistory } from './event-history.js';
 import { DEFAULT_EVENT_LOG_LIMITS, EventLog } from './event-log.js';
-import { DEFAULT_PLACEMENT_RETRY, loadsInFlight, retryDelay, settlePending, skipDeviceMs, type PendingPlacement } from './placement-retry.js';
+import { DEFAULT_PLACEMENT_RETRY, loadsInFlight, settlePending, type PendingPlacement } from './placement-retry.js';
+import { activeRefusals, newDeployment, recordFailure, resetRetry, type Deployment } from './deployment.js';
 import { deploymentStatus, workerStatuses } from './status-view.js';
-
-interface Deployment {
-  spec: DeploySpec;
-  createdAt: number;
-  /** Load commands sent whose replica the worker has not reported in a heartbeat yet. */
-  pending: Map<string, PendingPlacement>;
-  pendingReason?: WireError;
-  /** Failed placements in a row (placement-retry.ts backs off on them) and when to try again. */
-  failures: number;
-  retryAt: number;
-  /** Failure codes already logged since the last change (each is logged once, not per attempt). */
-  reported: Set<string>;
-  /** The head's capacity epoch when the deployment last failed: a change of it resets the back-off. */
-  epoch: number;
-  /** Footprint of one replica as profiled on a worker (largest seen), bytes. */
-  measuredBytes?: number;
-  /** Evicted: no replicas are added until a caller asks for the model (`ensure`) or it is scaled. */
-  dormant: boolean;
-  /** Present when minReplicas < maxReplicas. */
-  autoscaler?: Autoscaler;
-  /** Last sample of requests answered by the deployment's replicas (for the arrival rate). */
-  answered?: { at: number; total: number };
-  /**
-   * Devices ("worker/device") that answered a load with NO_CAPACITY, until when (epoch ms), and
-   * what they said: placement skips them for a while and tries another worker or device at once.
-   */
-  refused?: Map<string, { until: number; error: WireError }>;
-}
 
 /** Shortest time a device that refused a replica (NO_CAPACITY) is skipped for that deployment, ms. */
 export const REFUSAL_TTL_MS = DEFAULT_PLACEMENT_RETRY.refusalMs;
+
+/** Most unload commands awaiting their reply (or their dedupe window) at once. */
+export const MAX_UNLOADS_IN_FLIGHT = 256;
 
 /** Events kept for `flotilla events`, per event type. */
 export const EVENT_HISTORY = DEFAULT_EVENT_LOG_LIMITS.perType;
@@ -420,17 +396,13 @@ export class Head {
     return this.describe(name);
   }
 
-  private newDeployment(spec: DeploySpec, createdAt: number, retryAt: number, pending = new Map<string, PendingPlacement>()): Deployment {
-    return { spec, createdAt, pending, failures: 0, retryAt, reported: new Set(), epoch: this.capacityEpoch, dormant: false, autoscaler: this.autoscalerFor(spec) };
+  private newDeployment(spec: DeploySpec, createdAt: number, retryAt: number, pending?: Map<string, PendingPlacement>): Deployment {
+    return newDeployment(spec, createdAt, retryAt, this.capacityEpoch, this.autoscalerFor(spec), pending);
   }
 
   /** Something changed (scale, redeploy, a caller asks, capacity freed): place again now, report failures afresh. */
   private resetRetry(d: Deployment): void {
-    d.failures = 0;
-    d.retryAt = 0;
-    d.reported.clear();
-    d.refused?.clear();
-    d.epoch = this.capacityEpoch;
+    resetRetry(d, this.capacityEpoch);
   }
 
   describe(name: string): DeploymentStatus {
@@ -548,7 +520,7 @@ export class Head {
       const count = Math.min(want - live.length, DEFAULT_PLACEMENT_RETRY.maxLoadsInFlight - loadsInFlight(d.pending));
       if (count <= 0) return;
       const bytes = this.replicaBytes(d);
-      const refusals = this.activeRefusals(d);
+      const refusals = activeRefusals(d, Date.now());
       const view = refusals.size === 0 ? this.view() : this.view().map((w) => ({ ...w, devices: w.devices.filter((dev) => !refusals.has(`${w.id}/${dev.id}`)) }));
       const result = place({ model: name, bytes, device: d.spec.device, allowFallback: d.spec.allowFallback, count, allowEviction: true }, view);
       for (const p of result.placements) this.sendLoad(d, p.workerId, p.device, bytes);
@@ -572,30 +544,11 @@ export class Head {
     }
   }
 
-  /**
-   * A placement failed: the deployment backs off exponentially (placement-retry.ts), `device`
-   * (`worker/device`) is skipped for as long, and the reason is logged once per code until
-   * something changes.
-   */
+  /** A placement failed: back off (deployment.ts); the reason is logged once per code until something changes. */
   private failed(d: Deployment, error: WireError, device?: string): void {
-    const now = Date.now();
-    d.failures++;
-    d.epoch = this.capacityEpoch;
-    d.retryAt = now + retryDelay(d.failures);
-    d.pendingReason = error;
-    if (device) (d.refused ??= new Map()).set(device, { until: now + skipDeviceMs(d.failures), error });
-    if (!d.reported.has(error.code)) {
-      d.reported.add(error.code);
-      this.logger.warn({ model: d.spec.name, code: error.code, err: error.message.slice(0, 300), retryInMs: d.retryAt - now }, 'replicas not placed (reported once until something changes)');
+    if (recordFailure(d, error, Date.now(), this.capacityEpoch, device)) {
+      this.logger.warn({ model: d.spec.name, code: error.code, err: error.message.slice(0, 300), retryInMs: d.retryAt - Date.now() }, 'replicas not placed (reported once until something changes)');
     }
-  }
-
-  /** Refusals still in force for a deployment (expired ones are dropped). */
-  private activeRefusals(d: Deployment): Map<string, { until: number; error: WireError }> {
-    if (!d.refused) return new Map();
-    const now = Date.now();
-    for (const [key, r] of d.refused) if (r.until <= now) d.refused.delete(key);
-    return d.refused;
   }
 
   /** An autoscaler for deployments whose replica range is open (minReplicas < maxReplicas). */
@@ -682,7 +635,8 @@ export class Head {
   }
 
   private sendUnload(workerId: string, replicaId: string): void {
-    if (this.unloading.has(replicaId)) return;
+    // Bounded: heartbeats claiming thousands of unknown replicas must not turn into thousands of requests.
+    if (this.unloading.has(replicaId) || this.unloading.size >= MAX_UNLOADS_IN_FLIGHT) return;
     this.unloading.add(replicaId);
     this.logger.info({ replica: replicaId, worker: workerId }, 'unloading replica');
     call(this.nc, this.subjects.worker(workerId, 'unload'), { replicaId }, this.options.loadTimeoutMs)

@@ -13,3 +13,4 @@ export * from './event-log.js';
 export * from './event-history.js';
 export * from './placement-retry.js';
 export * from './status-view.js';
+export * from './deployment.js';
