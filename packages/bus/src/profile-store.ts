@@ -3,7 +3,17 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
-import { PROTOCOL_VERSION, decode, encode, profileKey, type ModelProfile } from '@flotilla/protocol';
+import { PROTOCOL_VERSION, decode, encode, parseModelProfile, profileKey, type ModelProfile } from '@flotilla/protocol';
+
+/** A stored profile parsed by its schema; undefined when absent or not a valid profile (it is then measured again). */
+function profileOf(e: { operation: string; value: Uint8Array } | null): ModelProfile | undefined {
+  if (!e || e.operation !== 'PUT' || e.value.length === 0) return undefined;
+  try {
+    return parseModelProfile(decode(e.value));
+  } catch {
+    return undefined;
+  }
+}
 
 export class ProfileStore {
   private kv?: Promise<KV>;
@@ -22,9 +32,9 @@ export class ProfileStore {
   }
 
   async get(digest: string, deviceClass: string, ortVersion: string): Promise<ModelProfile | undefined> {
-    const e = await (await this.open()).get(profileKey(digest, deviceClass, ortVersion));
-    if (!e || e.operation !== 'PUT' || e.value.length === 0) return undefined;
-    return decode<ModelProfile>(e.value);
+    const p = profileOf(await (await this.open()).get(profileKey(digest, deviceClass, ortVersion)));
+    // A profile stored under another model's key is not this model's.
+    return p && p.digest === digest ? p : undefined;
   }
 
   async put(p: ModelProfile): Promise<void> {
@@ -36,8 +46,8 @@ export class ProfileStore {
     const kv = await this.open();
     const out: ModelProfile[] = [];
     for await (const key of await kv.keys(`${digest}.>`)) {
-      const e = await kv.get(key);
-      if (e && e.operation === 'PUT' && e.value.length) out.push(decode<ModelProfile>(e.value));
+      const p = profileOf(await kv.get(key));
+      if (p && p.digest === digest) out.push(p);
     }
     return out;
   }

@@ -12,6 +12,7 @@ import {
   parseHeartbeat,
   parseLeaseHolder,
   parseLoadResult,
+  parseModelProfile,
   type Heartbeat,
   type ReplicaState,
 } from './index.js';
@@ -185,5 +186,34 @@ describe('stored values and worker replies', () => {
     expect(parseLoadResult(ok)).toEqual(ok);
     expect(refusal(() => parseLoadResult({ ...ok, evicted: [{ replica: 'b-1', model: 'b/c', bytes: 5 }] })).message).toContain('$.evicted.0.model');
     expect(refusal(() => parseLoadResult({ ...ok, bytes: 1e18 })).message).toContain('$.bytes');
+  });
+});
+
+describe('model profile (profiles bucket)', () => {
+  const profile = {
+    v,
+    digest,
+    deviceClass: 'cpu-x',
+    ortVersion: '1.30.0',
+    createdAt: 1,
+    latencySloMs: 50,
+    budgetMs: 3000,
+    tookMs: 120,
+    rows: [{ batch: 1, runs: 20, p50Ms: 0.1, p99Ms: 0.3, itemsPerSec: 9000, peakBytes: -4096 }],
+    stoppedBecause: 'throughput stopped improving',
+    chosen: { maxBatchSize: 1, maxQueueDelayMs: 0.05, reason: 'best' },
+    compile: { plainCreateMs: 5, compiledCreateMs: 4, helps: false, reason: 'within 10 %' },
+    threads: { intraOp: 1, interOp: 1, mode: 'sequential' as const, reason: 'r', tookMs: 30, rows: [{ intraOp: 1, interOp: 1, mode: 'sequential' as const, batch: 1, runs: 5, p50Ms: 0.1, p99Ms: 0.2, itemsPerSec: 9000 }] },
+    memory: { sessionBytes: 1000, peakBytes: 2000, replicaBytes: 3000 },
+  };
+  it('accepts a profile as the profiler writes it', () => {
+    expect(parseModelProfile(profile)).toEqual(profile);
+  });
+  it.each([
+    ['an unknown key', { ...profile, evil: 1 }, 'invalid model profile'],
+    ['65 rows', { ...profile, rows: Array(65).fill(profile.rows[0]) }, '$.rows'],
+    ['a 1 PB replica charge', { ...profile, memory: { ...profile.memory, replicaBytes: 1e18 } }, '$.memory.replicaBytes'],
+  ])('refuses %s', (_what, raw, expected) => {
+    expect(refusal(() => parseModelProfile(raw)).message).toContain(expected);
   });
 });

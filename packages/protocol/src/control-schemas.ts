@@ -9,7 +9,7 @@ import { encode } from './codec.js';
 import { DeviceId, ReplicaId, parseWith } from './data-schemas.js';
 import { PROTOCOL_VERSION } from './version.js';
 import { isValidName, CONTROL_OPS, type ControlOp } from './subjects.js';
-import { DeploySpec, ThreadSettings } from './messages.js';
+import { DeploySpec, ThreadSettings, type ModelProfile } from './messages.js';
 
 const KiB = 1024;
 const TiB = 1024 ** 4;
@@ -249,6 +249,30 @@ export type DeploymentRecord = z.infer<typeof DeploymentRecord>;
 export const LeaseHolder = z.object({ v: V, id: Name, pid: z.number().int().min(0).max(2 ** 32), since: EpochMs }).strict();
 export type LeaseHolder = z.infer<typeof LeaseHolder>;
 
+/** A model's profile in the profiles bucket (written by workers, read by workers and the SDK). */
+const Finite = z.number().min(-MAX_HOST_BYTES).max(MAX_HOST_BYTES);
+const ProfileRowSchema = z.object({ batch: z.number().int().min(1).max(1 << 20), runs: Count, p50Ms: Ms, p99Ms: Ms, itemsPerSec: z.number().min(0).max(1e12), peakBytes: Finite }).strict();
+const ThreadRowSchema = ThreadSettings.extend({ batch: z.number().int().min(1).max(1 << 20), runs: Count, p50Ms: Ms, p99Ms: Ms, itemsPerSec: z.number().min(0).max(1e12) }).strict();
+export const ModelProfileSchema = z
+  .object({
+    v: V,
+    digest: Text(128),
+    deviceClass: Text(256),
+    ortVersion: Text(64),
+    createdAt: EpochMs,
+    latencySloMs: Ms,
+    budgetMs: Ms,
+    tookMs: Ms,
+    rows: z.array(ProfileRowSchema).max(64),
+    stoppedBecause: Text(MAX_EVENT_REASON_CHARS),
+    skipped: Text(MAX_EVENT_REASON_CHARS).optional(),
+    chosen: z.object({ maxBatchSize: z.number().int().min(1).max(1 << 20), maxQueueDelayMs: Ms, reason: Text(MAX_EVENT_REASON_CHARS) }).strict(),
+    compile: z.object({ plainCreateMs: Ms, compiledCreateMs: Ms, helps: z.boolean(), reason: Text(MAX_EVENT_REASON_CHARS) }).strict().optional(),
+    threads: ThreadSettings.extend({ reason: Text(MAX_EVENT_REASON_CHARS), rows: z.array(ThreadRowSchema).max(256), tookMs: Ms }).strict().optional(),
+    memory: z.object({ sessionBytes: Finite, peakBytes: Finite, replicaBytes: Bytes }).strict(),
+  })
+  .strict();
+
 // ---------- control requests ----------
 
 const NameRequest = z.object({ v: V, name: Name }).strict();
@@ -274,6 +298,7 @@ export const parseLoadResult = (raw: unknown): LoadResult => parseWith(LoadResul
 export const parseUnloadResult = (raw: unknown): UnloadResult => parseWith(UnloadResult, raw, 'unload reply');
 export const parseDeploymentRecord = (raw: unknown): DeploymentRecord => parseWith(DeploymentRecord, raw, 'deployment record');
 export const parseLeaseHolder = (raw: unknown): LeaseHolder => parseWith(LeaseHolder, raw, 'lease value');
+export const parseModelProfile = (raw: unknown): ModelProfile => parseWith(ModelProfileSchema, raw, 'model profile') as ModelProfile;
 
 /** A control request on `ctl.<op>`: an unknown operation or a malformed body is BAD_REQUEST. */
 export function parseControlRequest(op: string, raw: unknown): ControlRequest {
