@@ -24,12 +24,13 @@ import { headers as natsHeaders, nanos, nuid, type NatsConnection } from '@nats-
 import { DiscardPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { Objm, type ObjectStore } from '@nats-io/obj';
-import { objectChunkSize } from '@flotilla/bus';
+import { mapNatsError, objectChunkSize } from '@flotilla/bus';
 import {
   BadRequestError,
   DEFAULT_MAX_MESSAGE_BYTES,
   DTYPES,
   ErrorCode,
+  ForbiddenError,
   NotFoundError,
   PROTOCOL_VERSION,
   UnavailableError,
@@ -256,6 +257,8 @@ class JobStore {
       return new JobStore(nc, client.subjects.cluster, kv);
     } catch (err) {
       if (err instanceof NotFoundError) throw err;
+      const mapped = mapNatsError(err, names.stream, 0);
+      if (mapped instanceof ForbiddenError) throw mapped; // credentials without the jobs (a caller's): not retryable
       throw new UnavailableError(`job storage (JetStream) is not available: ${(err as Error).message}`, { cause: err });
     }
   }

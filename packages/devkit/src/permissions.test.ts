@@ -2,10 +2,10 @@
 // init` writes (head and worker on their own seeds), and every role × action of docs/security.md's
 // table tried for real: allowed, or FORBIDDEN within 2 s (never a hang, never another code).
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FlotillaClient } from '@flotilla/client';
+import { FlotillaClient, jobStatus, submitJob } from '@flotilla/client';
 import { closeBus, connectBus, mapNatsError, publishConfirmed, subscribeConfirmed, type NatsConnection } from '@flotilla/bus';
 import { ROLES, inboxPrefixFor, subjects, type FlotillaError, type Role } from '@flotilla/protocol';
 import { LocalCluster } from './local-cluster.js';
@@ -71,6 +71,12 @@ const ACTIONS: Record<string, (role: Role) => Promise<unknown>> = {
     }
   },
   scale: (role) => clients.get(role)!.scale('mlp', 1),
+  'submit a batch job, read its status': async (role) => {
+    const input = join(dir, `job-${role}.jsonl`);
+    writeFileSync(input, `${JSON.stringify({ x: { dtype: 'float32', dims: [1, 16], data: Array(16).fill(0.5) } })}\n`);
+    const job = await submitJob(clients.get(role)!, { model: 'mlp', input, output: join(dir, `job-${role}.out.jsonl`), stateDir: join(dir, 'jobs') });
+    await jobStatus(clients.get(role)!, job.id);
+  },
   // An empty body: the head drops it as invalid, whoever may send it (no fake worker appears).
   heartbeat: (role) => publishConfirmed(conns.get(role)!, s.heartbeat('fake')),
   'join the replica queue group': async (role) => (await subscribeConfirmed(conns.get(role)!, s.infer('mlp'), { queue: 'replicas' })).unsubscribe(),
@@ -93,6 +99,7 @@ const EXPECTED: Record<keyof typeof ACTIONS, string> = {
   deploy: '✗✓✗✗',
   undeploy: '✗✓✗✗',
   scale: '✗✓✗✗',
+  'submit a batch job, read its status': '✗✓✗✗',
   heartbeat: '✗✗✓✗',
   'join the replica queue group': '✗✗✓✗',
   'listen to all inference requests': '✗✗✗✗',
