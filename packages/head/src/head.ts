@@ -306,7 +306,11 @@ export class Head {
   private onEvent(e: EventMessage, size: number): void {
     this.events.push(e, size);
     if (e.type === 'evicted' && e.model) this.markDormant(e.model);
-    if (e.type === 'evicted' || e.type === 'unloaded') this.capacityEpoch++;
+    if (e.type === 'evicted' || e.type === 'unloaded') {
+      this.capacityEpoch++;
+      // Gone before a heartbeat reported it: settled, not a placement that was never confirmed.
+      if (e.model && e.replica) this.deployments.get(e.model)?.pending.delete(e.replica);
+    }
   }
 
   /** An evicted model is not re-placed by the reconcile loop (that would thrash); a request brings it back. */
@@ -618,7 +622,10 @@ export class Head {
         pending.repliedAt = Date.now();
         if (d.pendingReason && d.pendingReason.code !== ErrorCode.NO_CAPACITY) d.pendingReason = undefined;
         if (r.fallbackFrom) this.logger.warn({ replica: replicaId, from: r.fallbackFrom }, 'replica fell back to CPU');
-        for (const e of r.evicted ?? []) this.markDormant(e.model);
+        for (const e of r.evicted ?? []) {
+          this.markDormant(e.model);
+          this.deployments.get(e.model)?.pending.delete(e.replica);
+        }
       })
       .catch((err: unknown) => {
         d.pending.delete(replicaId);
