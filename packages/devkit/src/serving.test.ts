@@ -9,6 +9,7 @@ import type { FlotillaClient, Tensor } from '@flotilla/client';
 import { LocalCluster } from './local-cluster.js';
 import { randomFloats } from './onnx-builder.js';
 import { sampleModelPath } from './sample-models.js';
+import { until } from './until.js';
 
 const MiB = 1024 * 1024;
 let cluster: LocalCluster;
@@ -126,6 +127,18 @@ describe('serving through the cluster', () => {
     const st = await client.status();
     const rep = st.workers.flatMap((w) => w.replicas).find((x) => x.model === 'fixed')!;
     expect(rep.batching).toMatchObject({ batchAxis: false, maxBatchSize: 1 });
+  });
+});
+
+describe('one very large request', () => {
+  it('runs, and the heartbeat carrying its batch size still reaches the head (histogram key `>4096`)', async () => {
+    const out = await client.infer('mlp', { x: mlpInput(10_000) });
+    expect(out.y!.dims).toEqual([10_000, 4]);
+    await until(async () => (await client.status()).workers.some((w) => w.replicas.some((r) => r.model === 'mlp' && (r.batchHistogram['>4096'] ?? 0) > 0)), {
+      timeoutMs: 5000,
+      what: 'head sees the >4096 bucket',
+    });
+    expect((await client.status()).workers.filter((w) => w.alive)).toHaveLength(2);
   });
 });
 

@@ -88,6 +88,12 @@ describe('heartbeat schema', () => {
     expect(parseHeartbeat(hb({ replicas: [replica(), loading] })).replicas).toHaveLength(2);
   });
 
+  it('takes a batch histogram with sizes up to 4096 and the shared key for larger runs, and no other keys', () => {
+    expect(parseHeartbeat(hb({ replicas: [replica({ batchHistogram: { '1': 2, '4096': 1, '>4096': 3 } })] })).replicas[0]!.batchHistogram['>4096']).toBe(3);
+    refusal(() => parseHeartbeat(hb({ replicas: [replica({ batchHistogram: { '10000': 1 } })] })));
+    refusal(() => parseHeartbeat(hb({ replicas: [replica({ batchHistogram: { x: 1 } })] })));
+  });
+
   it('accepts the boundaries: 64 GPUs of 4 TiB, 64 TiB of host memory, 4096 replicas', () => {
     const gpus = Array.from({ length: 64 }, (_, i) => ({ index: i, vendor: 'v', model: 'm', vramTotalBytes: MAX_GPU_BYTES, vramFreeBytes: 0 }));
     const inventory = { ...hb().inventory, gpus, memory: { totalBytes: MAX_HOST_BYTES, availableBytes: 0 } };

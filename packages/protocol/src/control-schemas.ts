@@ -18,6 +18,8 @@ const TiB = 1024 ** 4;
 
 /** Most GPUs one worker may report. */
 export const MAX_GPUS_PER_WORKER = 64;
+/** Largest batch size a replica's histogram keys on its own; larger runs (one big request) share `>4096`. */
+export const HISTOGRAM_MAX_BATCH = 4096;
 /** Most replicas one heartbeat may report. */
 export const MAX_REPLICAS_PER_HEARTBEAT = 4096;
 /** Largest VRAM one GPU may claim, bytes (4 TiB; today's largest GPUs have < 300 GB). */
@@ -162,8 +164,10 @@ export const ReplicaState = z
         batchAxis: z.boolean(),
       })
       .strict(),
-    /** Batch sizes run so far → count. */
-    batchHistogram: z.record(z.string().regex(/^\d{1,4}$/), Count),
+    /** Batch sizes run so far → count; sizes above HISTOGRAM_MAX_BATCH share the key `>4096`. */
+    batchHistogram: z
+      .record(z.string().regex(/^(\d{1,4}|>4096)$/), Count)
+      .refine((h) => Object.keys(h).length <= HISTOGRAM_MAX_BATCH + 1, { message: `at most ${HISTOGRAM_MAX_BATCH + 1} batch sizes` }),
     /** Never evicted. */
     pinned: z.boolean(),
     /** Epoch ms of the load and of the last request (eviction policies use them). */

@@ -9,6 +9,7 @@ import { Svcm, type Service } from '@nats-io/services';
 import {
   BadRequestError,
   DTYPES,
+  HISTOGRAM_MAX_BATCH,
   DeadlineExceededError,
   InputMismatchError,
   elementCount,
@@ -333,7 +334,8 @@ export class Replica {
       return;
     }
     const runMs = performance.now() - started;
-    this.histogram[String(items)] = (this.histogram[String(items)] ?? 0) + 1;
+    const bucket = items <= HISTOGRAM_MAX_BATCH ? String(items) : `>${HISTOGRAM_MAX_BATCH}`;
+    this.histogram[bucket] = (this.histogram[bucket] ?? 0) + 1;
     this.itemsProcessed += items;
     this.ctx.metrics?.batch(this.model, items);
     batch.forEach((q, i) => {
