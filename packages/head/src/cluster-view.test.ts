@@ -27,6 +27,11 @@ describe('indexReplicas', () => {
     expect(idx.get('b')!.map((e) => e.r.id)).toEqual(['b1']);
     expect(idx.get('c')).toBeUndefined();
   });
+
+  it('counts a replica id once: the worker heard of first keeps it, copies claimed by others are ignored', () => {
+    const idx = indexReplicas([worker('w0', [rep('a1', 'a')]), worker('ghost1', [rep('a1', 'a'), rep('g1', 'a')]), worker('ghost2', [rep('a1', 'a')])]);
+    expect(idx.get('a')!.map((e) => [e.r.id, e.workerId])).toEqual([['a1', 'w0'], ['g1', 'ghost1']]);
+  });
 });
 
 describe('workerViews', () => {

@@ -12,11 +12,18 @@ export interface IndexedReplica {
   order: number;
 }
 
-/** Replicas of the given workers by model, each worker's in load order. */
+/**
+ * Replicas of the given workers by model, each worker's in load order. A replica id is counted
+ * once: when several workers claim it (a forged heartbeat copying a real worker's replicas), the
+ * worker heard of first keeps it (`workers` in registry order: first heard first).
+ */
 export function indexReplicas(workers: readonly WorkerRecord[]): Map<string, IndexedReplica[]> {
   const index = new Map<string, IndexedReplica[]>();
+  const claimed = new Set<string>();
   for (const w of workers) {
     w.hb.replicas.forEach((r, order) => {
+      if (claimed.has(r.id)) return;
+      claimed.add(r.id);
       const entry = { r, workerId: w.hb.workerId, order };
       const list = index.get(r.model);
       if (list) list.push(entry);
