@@ -8,6 +8,7 @@ import { jetstream } from '@nats-io/jetstream';
 import { Objm } from '@nats-io/obj';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
+  isFatalLoadCode,
   DEFAULT_CLUSTER,
   DEFAULT_MAX_MESSAGE_BYTES,
   DeadlineExceededError,
@@ -222,7 +223,7 @@ export class FlotillaClient {
     // Leave the head's reply time to arrive before our own timeout fires.
     const waitMs = Math.max(0, Math.min(MAX_ENSURE_WAIT_MS, remaining - ENSURE_REPLY_MARGIN_MS));
     const status = await this.control<DeploymentStatus>('ensure', { name: model, waitMs }, Math.max(1, remaining));
-    if (status.pendingReason?.code === ErrorCode.MODEL_LOAD_FAILED && status.ready === 0) throw fromWire(status.pendingReason);
+    if (isFatalLoadCode(status.pendingReason?.code) && status.ready === 0) throw fromWire(status.pendingReason!);
     this.router.update(model, readyReplicas(status), Date.now());
     return status.ready > 0;
   }
@@ -285,7 +286,7 @@ export class FlotillaClient {
     let status = first ?? (await this.describe(name));
     for (;;) {
       if (status.ready >= status.spec.replicas) return status;
-      if (status.pendingReason?.code === ErrorCode.MODEL_LOAD_FAILED && status.ready === 0) throw fromWire(status.pendingReason);
+      if (isFatalLoadCode(status.pendingReason?.code) && status.ready === 0) throw fromWire(status.pendingReason!);
       if (Date.now() > deadline) {
         const why = status.pendingReason ? `: ${status.pendingReason.message}` : '';
         const E = status.pendingReason?.code === ErrorCode.NO_CAPACITY ? NoCapacityError : DeadlineExceededError;

@@ -153,6 +153,13 @@ describe('security', () => {
         await expect(good.deploy(sampleModelPath('mlp'), name)).rejects.toMatchObject({ code: 'BAD_REQUEST' });
         await expect(good.infer(name, { x })).rejects.toMatchObject({ code: 'BAD_REQUEST' });
       }
+      // Threads beyond the worker's cores: the load is refused, and deploy says so at once (not after its 120 s wait).
+      const t0 = Date.now();
+      await expect(good.deploy(sampleModelPath('mlp'), 'greedy', { device: 'cpu', threads: { intraOp: 1024 } })).rejects.toMatchObject({
+        code: 'BAD_REQUEST',
+        message: expect.stringContaining('usable cores'),
+      });
+      expect(Date.now() - t0).toBeLessThan(15_000);
     } finally {
       await cluster.stop();
     }

@@ -7,6 +7,7 @@ import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
 import {
+  isFatalLoadCode,
   BadRequestError,
   ErrorCode,
   FlotillaError,
@@ -358,7 +359,7 @@ export class Head {
     if (d.spec.replicas === 0) d.spec = { ...d.spec, replicas: 1 }; // scaled to zero: a request brings one back
     this.reconcile(name);
     const wait = Math.min(waitMs, MAX_ENSURE_WAIT_MS);
-    const settled = (s: DeploymentStatus) => s.ready > 0 || s.pendingReason?.code === ErrorCode.MODEL_LOAD_FAILED;
+    const settled = (s: DeploymentStatus) => s.ready > 0 || isFatalLoadCode(s.pendingReason?.code);
     const now = this.describe(name);
     if (wait === 0 || settled(now)) return now;
     await this.readyWaiters.wait(name, wait, () => this.state !== 'running' || !this.deployments.has(name) || settled(this.describe(name)));

@@ -37,6 +37,14 @@ export function truncate(s: string, max: number): string {
   return s.length <= max ? s : `${s.slice(0, max)}… (${s.length - max} more characters)`;
 }
 
+/**
+ * Codes of a failed replica load that another attempt will not fix (the model or the deployment
+ * itself is at fault): a caller waiting for the deployment to become ready stops at once.
+ */
+export function isFatalLoadCode(code: string | undefined): boolean {
+  return code === ErrorCode.MODEL_LOAD_FAILED || code === ErrorCode.BAD_REQUEST;
+}
+
 /** Codes a caller may retry as-is (possibly on another replica) and expect a different outcome. */
 const RETRYABLE: ReadonlySet<string> = new Set<string>([
   ErrorCode.OVERLOADED,
