@@ -633,7 +633,9 @@ export class Head {
         const e = err instanceof FlotillaError ? err : toFlotillaError(err);
         // NO_CAPACITY: the head's view of that device was stale (or the worker has limits the head
         // cannot see): the device is skipped and the next best one tried when the back-off allows.
-        this.failed(d, e.toWire(), `${workerId}/${device}`);
+        // Other failures (an artifact store mid-election, a timeout) back off and try the best
+        // device again, so one transient error does not stack replicas on another worker.
+        this.failed(d, e.toWire(), e.code === ErrorCode.NO_CAPACITY ? `${workerId}/${device}` : undefined);
       })
       .finally(() => {
         // A stale deployment object (undeployed/redeployed meanwhile) is reconciled by the orphan sweep.
