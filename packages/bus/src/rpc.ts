@@ -3,7 +3,6 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { errors as natsErrors } from '@nats-io/nats-core';
 import type { BlobStore } from './blob-store.js';
 import {
-  BadRequestError,
   DEFAULT_MAX_MESSAGE_BYTES,
   DeadlineExceededError,
   ForbiddenError,
@@ -12,6 +11,8 @@ import {
   decode,
   encode,
   fromWire,
+  parseBlobRef,
+  type BlobName,
   type ControlReply,
 } from '@flotilla/protocol';
 
@@ -39,14 +40,9 @@ export interface CallOptions<T> {
   attemptMs?: number;
 }
 
-/** A staged reply's reference, checked before anything is fetched. */
-function stagedRef(reply: Record<string, unknown>): { name: string; size: number } | undefined {
-  if (!('blob' in reply) || 'ok' in reply) return undefined;
-  const b = reply.blob as { name?: unknown; size?: unknown } | null;
-  if (!b || typeof b !== 'object' || typeof b.name !== 'string' || !/^[A-Za-z0-9_-]{1,128}$/.test(b.name) || typeof b.size !== 'number' || !Number.isSafeInteger(b.size) || b.size < 0) {
-    throw new BadRequestError('reply names a staged body badly (blob.name: 1-128 token characters, blob.size: a non-negative integer)');
-  }
-  return { name: b.name, size: b.size };
+/** A staged reply's reference (`{ v, blob }`, no `ok`), checked by its schema before anything is fetched. */
+function stagedRef(reply: Record<string, unknown>): BlobName | undefined {
+  return 'blob' in reply && !('ok' in reply) ? parseBlobRef(reply) : undefined;
 }
 
 /** The reply's result (or its typed error), after fetching it from the blob bucket when it was staged. */

@@ -9,6 +9,7 @@ import { Objm } from '@nats-io/obj';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   isFatalLoadCode,
+  parseBlobRef,
   DEFAULT_CLUSTER,
   DEFAULT_MAX_MESSAGE_BYTES,
   DeadlineExceededError,
@@ -183,7 +184,7 @@ export class FlotillaClient {
       try {
         const msg = await nc.request(subject, body, { timeout: Math.min(remaining, attemptMs), headers: hdrs });
         reply = decode<InferReply & Partial<BlobRef>>(msg.data);
-        if (reply.blob) reply = decode<InferReply>(await (await this.blobStore()).take(reply.blob, this.maxMessageBytes));
+        if (reply.blob !== undefined) reply = decode<InferReply>(await (await this.blobStore()).take(parseBlobRef(reply), this.maxMessageBytes));
       } catch (err) {
         if (target) this.router.finished(model, target);
         if (isNoResponders(err)) {
