@@ -230,6 +230,8 @@ describe('a hostile bus', () => {
         ],
         repeat: 20,
       },
+      // Replicas are NATS micro services: discovery requests with junk bodies (answered by the library).
+      { name: 'junk on micro-service discovery', subjects: ['$SRV.PING', '$SRV.INFO.flotilla-replica', '$SRV.STATS.flotilla-replica'], bodies: base, repeat: 5 },
       { name: 'junk on inference', subjects: [s.infer(model), s.inferReplica(model, replicaId)], bodies: base, repeat: 30 },
       {
         name: 'bad inference requests',
