@@ -3,18 +3,34 @@
 // come from, in order: the deployment, the worker's flags, the model's stored profile for this
 // device class, and otherwise a profile measured now (batch sweep, then thread settings on CPU)
 // and stored for the next load. With a stored profile the session opens once, already tuned.
+// What to do is decided in session-plan.ts (pure); this shell opens sessions, runs the profiler
+// and reads and writes the profile store.
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { BadRequestError, type BatchingOptions, type DeploySpec, type Inventory, type ModelProfile, type ReplicaProfileSummary, type ThreadSettings } from '@flotilla/protocol';
+import type { BatchingOptions, DeploySpec, Inventory, ModelProfile, ReplicaProfileSummary, ThreadSettings } from '@flotilla/protocol';
 import type { Logger, ProfileStore } from '@flotilla/bus';
 import { compiledPath, createCompiledSession } from './compile-cache.js';
 import { describeModel, type ModelSignature } from './model-io.js';
-import { DEFAULT_LATENCY_SLO_MS, DEFAULT_PROFILE_BUDGET_MS, deviceClass, ortVersion, profileSession, profileThreads, unprofilable, warmUp } from './profiler.js';
+import { DEFAULT_LATENCY_SLO_MS, deviceClass, ortVersion, profileSession, profileThreads, unprofilable, warmUp } from './profiler.js';
 import type { CompiledWorkerOptions } from './options.js';
 import { providerUnavailable } from './providers.js';
 import { readNvidiaSmi } from './inventory.js';
-import { assertThreadsFit, sameThreads } from './thread-choice.js';
 import { measuredFootprint } from './memory-ledger.js';
+import {
+  batchingFor,
+  checkThreads,
+  chooseThreadPlan,
+  judgeCompile,
+  lookUpBeforeOpen,
+  needsLookup,
+  planMeasure,
+  planProfile,
+  shouldWarmUp,
+  summarize,
+  useCompileCache,
+  type ProfileOutcome,
+  type ThreadPlan,
+} from './session-plan.js';
 
 export interface OpenedSession {
   session: ort.InferenceSession;
@@ -34,29 +50,33 @@ export interface OpenedSession {
   warmupMs?: number;
 }
 
-type ThreadSource = NonNullable<ReplicaProfileSummary['threads']>['source'];
+type Created = { session: ort.InferenceSession; createMs: number; compile: 'hit' | 'miss' | 'off'; executionProvider: string; fallbackFrom?: string; fallbackReason?: string };
 
-/**
- * Items/s a replica serves at the profile's chosen batch size: as measured with the thread
- * setting it runs with, when the profile's thread rows have it, else from the batch sweep.
- */
-function servedRate(p: ModelProfile, threads: ThreadSettings | undefined): number {
-  const tuned = threads && p.threads?.rows.find((r) => sameThreads(r, threads));
-  return tuned?.itemsPerSec ?? p.rows.find((r) => r.batch === p.chosen.maxBatchSize)?.itemsPerSec ?? 0;
+/** One open in progress: what it was asked, and what opening the session found. */
+interface Opening {
+  path: string;
+  spec: DeploySpec;
+  deviceId: string;
+  kind: 'cpu' | 'gpu';
+  rssBaseline: number;
+  slo: number;
+  cpuClass: string;
+  /** The stored profile read before the open (see lookUpBeforeOpen). */
+  before: ModelProfile | undefined;
+  compile: boolean;
+  created: Created;
+  onCpu: boolean;
+  deviceClass: string;
+  /** Growth of the session's device memory (RSS on CPU, VRAM on a GPU) from the create, bytes (0 unknown). */
+  sessionBytes: number;
+  /** On a GPU: VRAM used since before the create, for the profiler's peak readings. */
+  deviceBytes?: () => Promise<number | undefined>;
 }
 
-/**
- * Refuses a load whose thread settings exceed the worker's usable cores: the deployment's
- * `threads` (intraOp and interOp each), and the worker's own `threads` option (checked at start
- * too, against an inventory estimate; this is the measured one). BAD_REQUEST, e.g.
- * "threads.intraOp 1024 exceeds this worker's 2 usable cores".
- */
-export function checkThreads(spec: Pick<DeploySpec, 'threads'>, workerThreads: number, usableCores: number): void {
-  if (spec.threads) assertThreadsFit(spec.threads, usableCores, 'threads');
-  const cores = Math.max(1, Math.floor(usableCores));
-  if (workerThreads > cores) {
-    throw new BadRequestError(`the worker's --threads ${workerThreads} exceeds its ${cores} usable core${cores === 1 ? '' : 's'}`, { data: { threads: workerThreads, usableCores: cores } });
-  }
+/** The session open() holds (released when opening fails) and its threads; thread tuning replaces both. */
+interface Held {
+  session: ort.InferenceSession;
+  threads: ThreadPlan;
 }
 
 export class SessionLoader {
@@ -90,115 +110,121 @@ export class SessionLoader {
     // Thread pools beyond this worker's cores are refused before anything opens (BAD_REQUEST).
     checkThreads(spec, this.options.threads, this.usableCores);
     const slo = spec.profile.latencySloMs ?? DEFAULT_LATENCY_SLO_MS;
-    const profiling = spec.profile.enabled !== false;
     const cpuClass = this.deviceClassOf('cpu', deviceId, 'cpu');
-    // A CPU replica looks its profile up first: stored thread settings shape the session it opens.
-    let stored = profiling && kind === 'cpu' ? await this.storedProfile(spec.digest, cpuClass, slo) : undefined;
-    const threads = this.threadsFor(spec, stored);
-    // Compile unless told not to or the stored profile found the cache does not help here.
-    const compile = spec.compile ?? stored?.compile?.helps ?? true;
-    const gpuIndex = kind === 'gpu' ? Number(deviceId.split(':')[1]) : -1;
-    const vramFree = async () => (gpuIndex >= 0 ? (await readNvidiaSmi()).find((g) => g.index === gpuIndex)?.vramFreeBytes : undefined);
-    const vramBefore = await vramFree();
-    const opened = await this.createSession(path, kind, deviceId, spec.digest, compile, threads.settings);
-    let { session } = opened;
-    const onCpu = opened.executionProvider === 'cpu';
-    const vramAfter = onCpu ? undefined : await vramFree();
-    const rssDeltaBytes = process.memoryUsage().rss - mem.rssBaseline;
-    const vramDeltaBytes = vramBefore !== undefined && vramAfter !== undefined ? vramBefore - vramAfter : undefined;
-    // What the session took on its own device (host RAM on CPU, VRAM on a GPU), as measured.
-    const measuredBytes = measuredFootprint({ onGpu: !onCpu, rssDeltaBytes, vramDeltaBytes, fileBytes: spec.sizeBytes });
-    const sessionBytes = Math.max(0, (onCpu ? rssDeltaBytes : vramDeltaBytes) ?? 0);
-    const devClass = this.deviceClassOf(onCpu ? 'cpu' : kind, deviceId, opened.executionProvider);
+    const before = lookUpBeforeOpen(spec, kind) ? await this.storedProfile(spec.digest, cpuClass, slo) : undefined;
+    const threads = chooseThreadPlan({ deployment: spec.threads, workerThreads: this.options.threads, stored: before?.threads, usableCores: this.usableCores });
+    const compile = useCompileCache(spec.compile, before);
+    const o = await this.openMeasured({ path, spec, deviceId, kind, rssBaseline: mem.rssBaseline, slo, cpuClass, before, compile }, threads.settings);
+    const held: Held = { session: o.created.session, threads };
     try {
-      const signature = describeModel(session.inputMetadata, session.outputMetadata);
-      const user = spec.batching;
-      const summary = (source: ReplicaProfileSummary['source'], reason: string, p?: ModelProfile): ReplicaProfileSummary => ({
-        source,
-        deviceClass: devClass,
-        reason,
-        replicaBytes: p?.memory.replicaBytes ?? 0,
-        itemsPerSec: p ? servedRate(p, threads.source === 'profile' ? threads.settings : undefined) : 0,
-        tookMs: source === 'measured' ? +((p?.tookMs ?? 0) + (p?.threads?.tookMs ?? 0)).toFixed(1) : 0,
-        ...(onCpu ? { threads: { ...threads.settings, source: threads.source } } : {}),
-      });
-      // A session that was not just profiled runs once before it serves (Triton's model warm-up),
-      // so the first request does not pay the first run's one-off costs. Batch 1: a caller may be
-      // waiting for this replica (a reload after eviction), so the warm-up is the cheapest run.
-      const result = async (profile: ReplicaProfileSummary, batching: BatchingOptions): Promise<OpenedSession> => {
-        const warm = profile.source !== 'measured' && spec.warmup && !unprofilable(signature);
-        const warmupMs = warm ? await warmUp(session, signature, 1) : undefined;
-        return {
-          ...opened,
-          session,
-          signature,
-          profile,
-          batching,
-          ...(measuredBytes !== undefined ? { measuredBytes } : {}),
-          ...(warmupMs !== undefined ? { warmupMs: +warmupMs.toFixed(1) } : {}),
-        };
-      };
-      if (!profiling) return await result(summary('disabled', 'profiling disabled by the deployment'), user);
-      if (!signature.batchAxis) return await result(summary('skipped', 'model has no batch axis: runs unbatched'), { ...user, maxBatchSize: 1 });
+      const signature = describeModel(held.session.inputMetadata, held.session.outputMetadata);
       const why = unprofilable(signature);
-      if (why) return await result(summary('skipped', why), user);
-
-      const turn = this.profiling.then(async () => {
-        if (devClass !== cpuClass || !stored) stored = await this.storedProfile(spec.digest, devClass, slo);
-        if (stored) return { p: stored, source: 'cache' as const };
-        const p = await profileSession(
-          session,
-          signature,
-          {
-            digest: spec.digest,
-            deviceClass: devClass,
-            sessionBytes,
-            rssBaseline: mem.rssBaseline,
-            fileBytes: spec.sizeBytes,
-            // On a GPU the footprint is VRAM: nvidia-smi's used-memory growth since before the create.
-            ...(!onCpu && vramBefore !== undefined ? { deviceBytes: async () => ((v) => (v === undefined ? undefined : vramBefore - v))(await vramFree()) } : {}),
-          },
-          { budgetMs: spec.profile.budgetMs, latencySloMs: slo, maxBatch: spec.profile.maxBatch },
-        );
-        if (onCpu && threads.source === 'default' && spec.profile.tuneThreads !== false) {
-          const tuned = await profileThreads(
-            { session, settings: threads.settings },
-            async (t) => (await this.createSession(path, 'cpu', deviceId, spec.digest, compile, t)).session,
-            signature,
-            { batch: spec.batching.maxBatchSize ?? p.chosen.maxBatchSize, usableCores: this.usableCores, budgetMs: spec.profile.budgetMs, latencySloMs: slo },
-          );
-          session = tuned.session;
-          threads.settings = tuned.settings;
-          threads.source = 'profile';
-          p.threads = tuned.profile;
-        }
-        if (spec.compile === undefined && opened.compile === 'miss' && opened.createMs * 4 <= (spec.profile.budgetMs ?? DEFAULT_PROFILE_BUDGET_MS)) {
-          p.compile = await this.compareCompile((c) => this.createSession(path, kind, deviceId, spec.digest, c, threads.settings));
-        }
-        this.known.set(`${spec.digest}/${devClass}`, p);
-        await this.profiles.put(p).catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, 'profile not stored'));
-        return { p, source: 'measured' as const };
-      });
-      this.profiling = turn.then(() => undefined, () => undefined);
-      const { p, source } = await turn;
-      this.logger.info({ model: spec.name, deviceClass: devClass, source, chosen: p.chosen, threads: threads.settings, tookMs: p.tookMs }, 'profile');
-      return await result(summary(source, p.chosen.reason, p), {
-        ...user,
-        maxBatchSize: user.maxBatchSize ?? p.chosen.maxBatchSize,
-        maxQueueDelayMs: user.maxQueueDelayMs ?? p.chosen.maxQueueDelayMs,
-      });
+      const step = planProfile({ enabled: spec.profile.enabled !== false, batchAxis: signature.batchAxis, unprofilable: why });
+      const outcome: ProfileOutcome = step.source === 'profile' ? await this.oneAtATime(() => this.storedOrMeasured(o, held, signature)) : step;
+      if ('profile' in outcome) {
+        const p = outcome.profile;
+        this.logger.info({ model: spec.name, deviceClass: o.deviceClass, source: outcome.source, chosen: p.chosen, threads: held.threads.settings, tookMs: p.tookMs }, 'profile');
+      }
+      // Batch 1: a caller may be waiting for this replica (a reload after eviction), so the warm-up is the cheapest run.
+      const warmupMs = shouldWarmUp(outcome.source, spec.warmup, why) ? await warmUp(held.session, signature, 1) : undefined;
+      return {
+        ...o.created,
+        session: held.session,
+        signature,
+        profile: summarize(outcome, { deviceClass: o.deviceClass, onCpu: o.onCpu, threads: held.threads }),
+        batching: batchingFor(outcome, spec.batching),
+        ...(o.measuredBytes !== undefined ? { measuredBytes: o.measuredBytes } : {}),
+        ...(warmupMs !== undefined ? { warmupMs: +warmupMs.toFixed(1) } : {}),
+      };
     } catch (e) {
-      await session.release();
+      await held.session.release();
       throw e;
     }
   }
 
   /**
-   * Does the compile cache help on this device class? Times two plain creates and two from the
-   * cache (the first load has just written it), alternating, and compares the best of each: the
-   * cache must save 5 % to be kept. Costs four creates, once per model and device class.
+   * Creates the session and measures what it took on its own device (host RAM on CPU, VRAM on a
+   * GPU, read from nvidia-smi before and after), and the device class it ended up on.
    */
-  private async compareCompile(open: (compile: boolean) => Promise<{ session: ort.InferenceSession; createMs: number }>) {
+  private async openMeasured(
+    o: Omit<Opening, 'created' | 'onCpu' | 'deviceClass' | 'sessionBytes' | 'deviceBytes'>,
+    threads: ThreadSettings,
+  ): Promise<Opening & { measuredBytes?: number }> {
+    const gpuIndex = o.kind === 'gpu' ? Number(o.deviceId.split(':')[1]) : -1;
+    const vramFree = async () => (gpuIndex >= 0 ? (await readNvidiaSmi()).find((g) => g.index === gpuIndex)?.vramFreeBytes : undefined);
+    const vramBefore = await vramFree();
+    const created = await this.createSession(o.path, o.kind, o.deviceId, o.spec.digest, o.compile, threads);
+    const onCpu = created.executionProvider === 'cpu';
+    const vramAfter = onCpu ? undefined : await vramFree();
+    const rssDeltaBytes = process.memoryUsage().rss - o.rssBaseline;
+    const vramDeltaBytes = vramBefore !== undefined && vramAfter !== undefined ? vramBefore - vramAfter : undefined;
+    const measuredBytes = measuredFootprint({ onGpu: !onCpu, rssDeltaBytes, vramDeltaBytes, fileBytes: o.spec.sizeBytes });
+    return {
+      ...o,
+      created,
+      onCpu,
+      deviceClass: this.deviceClassOf(onCpu ? 'cpu' : o.kind, o.deviceId, created.executionProvider),
+      sessionBytes: Math.max(0, (onCpu ? rssDeltaBytes : vramDeltaBytes) ?? 0),
+      ...(!onCpu && vramBefore !== undefined ? { deviceBytes: async () => ((v) => (v === undefined ? undefined : vramBefore - v))(await vramFree()) } : {}),
+      ...(measuredBytes !== undefined ? { measuredBytes } : {}),
+    };
+  }
+
+  /** Runs `f` after every profile this worker started before it (see `profiling`). */
+  private oneAtATime<T>(f: () => Promise<T>): Promise<T> {
+    const turn = this.profiling.then(f);
+    this.profiling = turn.then(() => undefined, () => undefined);
+    return turn;
+  }
+
+  /**
+   * In the profiling turn: the stored profile of the session's device class, else a profile
+   * measured now on the held session (batch sweep, then what planMeasure adds), stored for the
+   * next load. Thread tuning may replace the held session and its threads.
+   */
+  private async storedOrMeasured(o: Opening, held: Held, signature: ModelSignature): Promise<ProfileOutcome & { source: 'cache' | 'measured' }> {
+    const { spec } = o;
+    const stored = needsLookup(o.deviceClass, o.cpuClass, o.before) ? await this.storedProfile(spec.digest, o.deviceClass, o.slo) : o.before;
+    if (stored) return { source: 'cache', profile: stored };
+    const p = await profileSession(
+      held.session,
+      signature,
+      {
+        digest: spec.digest,
+        deviceClass: o.deviceClass,
+        sessionBytes: o.sessionBytes,
+        rssBaseline: o.rssBaseline,
+        fileBytes: spec.sizeBytes,
+        ...(o.deviceBytes ? { deviceBytes: o.deviceBytes } : {}),
+      },
+      { budgetMs: spec.profile.budgetMs, latencySloMs: o.slo, maxBatch: spec.profile.maxBatch },
+    );
+    const plan = planMeasure({ onCpu: o.onCpu, threadSource: held.threads.source, spec, opened: o.created, chosenBatch: p.chosen.maxBatchSize });
+    if (plan.tuneThreadsAt !== null) {
+      const tuned = await profileThreads(
+        { session: held.session, settings: held.threads.settings },
+        async (t) => (await this.createSession(o.path, 'cpu', o.deviceId, spec.digest, o.compile, t)).session,
+        signature,
+        { batch: plan.tuneThreadsAt, usableCores: this.usableCores, budgetMs: spec.profile.budgetMs, latencySloMs: o.slo },
+      );
+      held.session = tuned.session;
+      held.threads = { settings: tuned.settings, source: 'profile' };
+      p.threads = tuned.profile;
+    }
+    if (plan.compareCompile) {
+      p.compile = await this.compareCompile((c) => this.createSession(o.path, o.kind, o.deviceId, spec.digest, c, held.threads.settings));
+    }
+    this.known.set(`${spec.digest}/${o.deviceClass}`, p);
+    await this.profiles.put(p).catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, 'profile not stored'));
+    return { source: 'measured', profile: p };
+  }
+
+  /**
+   * Does the compile cache help on this device class? Times two plain creates and two from the
+   * cache (the first load has just written it), alternating; judgeCompile compares the best of
+   * each. Costs four creates, once per model and device class.
+   */
+  private async compareCompile(open: (compile: boolean) => Promise<{ session: ort.InferenceSession; createMs: number }>): Promise<NonNullable<ModelProfile['compile']>> {
     const best = { plain: Infinity, compiled: Infinity };
     for (let i = 0; i < 2; i++) {
       for (const compiled of [false, true]) {
@@ -207,16 +233,7 @@ export class SessionLoader {
         best[compiled ? 'compiled' : 'plain'] = Math.min(best[compiled ? 'compiled' : 'plain'], s.createMs);
       }
     }
-    const helps = best.compiled < best.plain * 0.95;
-    const ms = (x: number) => `${x.toFixed(1)} ms`;
-    return {
-      plainCreateMs: +best.plain.toFixed(1),
-      compiledCreateMs: +best.compiled.toFixed(1),
-      helps,
-      reason: helps
-        ? `the cached graph opens in ${ms(best.compiled)} vs ${ms(best.plain)} plain: compile on`
-        : `the cached graph opens in ${ms(best.compiled)} vs ${ms(best.plain)} plain (< 5 % saved): compile off`,
-    };
+    return judgeCompile(best.plain, best.compiled);
   }
 
   /**
@@ -230,15 +247,6 @@ export class SessionLoader {
     return p && p.latencySloMs === slo ? p : undefined;
   }
 
-  /** Thread settings to open with: the deployment's, the worker's flag, the stored profile's, else all usable cores. */
-  private threadsFor(spec: DeploySpec, stored: ModelProfile | undefined): { settings: ThreadSettings; source: ThreadSource } {
-    if (spec.threads) return { settings: spec.threads, source: 'deployment' };
-    if (this.options.threads > 0) return { settings: { intraOp: this.options.threads, interOp: 1, mode: 'sequential' }, source: 'worker' };
-    const t = stored?.threads;
-    if (t) return { settings: { intraOp: t.intraOp, interOp: t.interOp, mode: t.mode }, source: 'profile' };
-    return { settings: { intraOp: this.usableCores, interOp: 1, mode: 'sequential' }, source: 'default' };
-  }
-
   /**
    * GPU replicas try each configured provider, then fall back to CPU (and say so). With
    * compilation on, the optimised graph is cached per (digest, provider, device class, ORT version).
@@ -250,7 +258,7 @@ export class SessionLoader {
     digest: string,
     compile: boolean,
     threads: ThreadSettings,
-  ): Promise<{ session: ort.InferenceSession; createMs: number; compile: 'hit' | 'miss' | 'off'; executionProvider: string; fallbackFrom?: string; fallbackReason?: string }> {
+  ): Promise<Created> {
     const cpuThreads: ort.InferenceSession.SessionOptions = {
       intraOpNumThreads: threads.intraOp,
       executionMode: threads.mode,

@@ -1,0 +1,183 @@
+// How a new replica's session opens, pure: the decisions SessionLoader.open carries out, over plain
+// data (the deployment, the worker's flags, the stored profile, what opening the session found).
+// In the order open() meets them: refuse oversized thread pools, look the profile up before
+// opening?, thread settings, compile cache, where the profile comes from, what else to measure,
+// and once settled: the profile summary, the batching and whether to warm up.
+import { BadRequestError, type BatchingOptions, type DeploySpec, type ModelProfile, type ReplicaProfileSummary, type ThreadSettings } from '@flotilla/protocol';
+import { DEFAULT_PROFILE_BUDGET_MS } from './profiler.js';
+import { assertThreadsFit, sameThreads } from './thread-choice.js';
+
+export type ThreadSource = NonNullable<ReplicaProfileSummary['threads']>['source'];
+
+/** Thread settings a session opens with, and where they came from. */
+export interface ThreadPlan {
+  settings: ThreadSettings;
+  source: ThreadSource;
+}
+
+/**
+ * Refuses a load whose thread settings exceed the worker's usable cores: the deployment's
+ * `threads` (intraOp and interOp each), and the worker's own `threads` option (checked at start
+ * too, against an inventory estimate; this is the measured one). BAD_REQUEST, e.g.
+ * "threads.intraOp 1024 exceeds this worker's 2 usable cores".
+ */
+export function checkThreads(spec: Pick<DeploySpec, 'threads'>, workerThreads: number, usableCores: number): void {
+  if (spec.threads) assertThreadsFit(spec.threads, usableCores, 'threads');
+  const cores = Math.max(1, Math.floor(usableCores));
+  if (workerThreads > cores) {
+    throw new BadRequestError(`the worker's --threads ${workerThreads} exceeds its ${cores} usable core${cores === 1 ? '' : 's'}`, { data: { threads: workerThreads, usableCores: cores } });
+  }
+}
+
+/**
+ * Whether the stored profile is looked up before the session opens: on a CPU replica with
+ * profiling on, whose stored thread settings and compile finding shape the session it opens
+ * (so with a stored profile it opens once, already tuned). A GPU replica looks it up once open.
+ */
+export function lookUpBeforeOpen(spec: Pick<DeploySpec, 'profile'>, kind: 'cpu' | 'gpu'): boolean {
+  return spec.profile.enabled !== false && kind === 'cpu';
+}
+
+/**
+ * Thread settings to open with: the deployment's, the worker's `--threads` (0: unset), the stored
+ * profile's, else every usable core (the profile may tune them down later).
+ */
+export function chooseThreadPlan(f: { deployment?: ThreadSettings; workerThreads: number; stored?: ModelProfile['threads']; usableCores: number }): ThreadPlan {
+  if (f.deployment) return { settings: f.deployment, source: 'deployment' };
+  if (f.workerThreads > 0) return { settings: { intraOp: f.workerThreads, interOp: 1, mode: 'sequential' }, source: 'worker' };
+  const t = f.stored;
+  if (t) return { settings: { intraOp: t.intraOp, interOp: t.interOp, mode: t.mode }, source: 'profile' };
+  return { settings: { intraOp: f.usableCores, interOp: 1, mode: 'sequential' }, source: 'default' };
+}
+
+/** Compile cache: the deployment's `compile` when set, else what the stored profile found, else on. */
+export function useCompileCache(deployment: boolean | undefined, stored: Pick<ModelProfile, 'compile'> | undefined): boolean {
+  return deployment ?? stored?.compile?.helps ?? true;
+}
+
+/** Where a replica's profile came from, and what it says. */
+export type ProfileOutcome =
+  | { source: 'disabled'; reason: string }
+  /** `unbatched`: the model has no batch axis, so it runs one item at a time. */
+  | { source: 'skipped'; reason: string; unbatched: boolean }
+  | { source: 'cache' | 'measured'; profile: ModelProfile };
+
+/**
+ * Where the profile comes from, once the session is open and its signature known: settled now
+ * (profiling disabled, or a model that cannot be profiled), or `profile`: the stored profile of
+ * its device class, else one measured now, in the worker's profiling turn.
+ */
+export function planProfile(f: { enabled: boolean; batchAxis: boolean; unprofilable: string | null }): Extract<ProfileOutcome, { source: 'disabled' | 'skipped' }> | { source: 'profile' } {
+  if (!f.enabled) return { source: 'disabled', reason: 'profiling disabled by the deployment' };
+  if (!f.batchAxis) return { source: 'skipped', reason: 'model has no batch axis: runs unbatched', unbatched: true };
+  if (f.unprofilable) return { source: 'skipped', reason: f.unprofilable, unbatched: false };
+  return { source: 'profile' };
+}
+
+/**
+ * Whether the profiling turn looks the stored profile up (again): the one read before the open
+ * still applies when the session opened on the CPU class it was read for (a GPU replica that fell
+ * back to CPU, or one read before another load stored it, reads again).
+ */
+export function needsLookup(deviceClass: string, cpuClass: string, before: ModelProfile | undefined): boolean {
+  return deviceClass !== cpuClass || !before;
+}
+
+/** What else a replica measures beside its batch sweep. */
+export interface MeasurePlan {
+  /** Batch size to measure thread settings at (CPU, settings not chosen by anyone), or null: keep them. */
+  tuneThreadsAt: number | null;
+  /** Time creates from the compile cache against plain ones (first load, `compile` unset, cheap enough). */
+  compareCompile: boolean;
+}
+
+/**
+ * Thread settings are tuned on CPU when nobody chose them (not the deployment, the worker's flag
+ * or a stored profile) and the deployment allows it, at the batch size the replica will run. The
+ * compile cache is compared when the deployment leaves `compile` unset, this load wrote the cache
+ * (a miss) and four creates fit in the profile's budget.
+ */
+export function planMeasure(f: {
+  onCpu: boolean;
+  threadSource: ThreadSource;
+  spec: Pick<DeploySpec, 'profile' | 'compile' | 'batching'>;
+  opened: { compile: 'hit' | 'miss' | 'off'; createMs: number };
+  chosenBatch: number;
+}): MeasurePlan {
+  const tune = f.onCpu && f.threadSource === 'default' && f.spec.profile.tuneThreads !== false;
+  return {
+    tuneThreadsAt: tune ? (f.spec.batching.maxBatchSize ?? f.chosenBatch) : null,
+    compareCompile: f.spec.compile === undefined && f.opened.compile === 'miss' && f.opened.createMs * 4 <= (f.spec.profile.budgetMs ?? DEFAULT_PROFILE_BUDGET_MS),
+  };
+}
+
+/** Share of a plain create's time the compile cache must save to be kept (5 %). */
+export const COMPILE_MIN_SAVING = 0.05;
+
+/** Whether the compile cache helps, from the best plain and best cached create times, ms. */
+export function judgeCompile(plainMs: number, compiledMs: number): NonNullable<ModelProfile['compile']> {
+  const helps = compiledMs < plainMs * (1 - COMPILE_MIN_SAVING);
+  const ms = (x: number) => `${x.toFixed(1)} ms`;
+  return {
+    plainCreateMs: +plainMs.toFixed(1),
+    compiledCreateMs: +compiledMs.toFixed(1),
+    helps,
+    reason: helps
+      ? `the cached graph opens in ${ms(compiledMs)} vs ${ms(plainMs)} plain: compile on`
+      : `the cached graph opens in ${ms(compiledMs)} vs ${ms(plainMs)} plain (< ${COMPILE_MIN_SAVING * 100} % saved): compile off`,
+  };
+}
+
+/**
+ * Items/s a replica serves at the profile's chosen batch size: as measured with the thread
+ * setting it runs with, when the profile's thread rows have it, else from the batch sweep.
+ */
+export function servedRate(p: Pick<ModelProfile, 'rows' | 'chosen' | 'threads'>, threads: ThreadSettings | undefined): number {
+  const tuned = threads && p.threads?.rows.find((r) => sameThreads(r, threads));
+  return tuned?.itemsPerSec ?? p.rows.find((r) => r.batch === p.chosen.maxBatchSize)?.itemsPerSec ?? 0;
+}
+
+/**
+ * The replica's profile summary (heartbeats, the `loaded` event): zeros when not profiled; the
+ * time spent only when measured now (batch sweep plus thread tuning); thread settings on CPU.
+ */
+export function summarize(outcome: ProfileOutcome, f: { deviceClass: string; onCpu: boolean; threads: ThreadPlan }): ReplicaProfileSummary {
+  const p = 'profile' in outcome ? outcome.profile : undefined;
+  return {
+    source: outcome.source,
+    deviceClass: f.deviceClass,
+    reason: 'profile' in outcome ? outcome.profile.chosen.reason : outcome.reason,
+    replicaBytes: p?.memory.replicaBytes ?? 0,
+    itemsPerSec: p ? servedRate(p, f.threads.source === 'profile' ? f.threads.settings : undefined) : 0,
+    tookMs: p && outcome.source === 'measured' ? +(p.tookMs + (p.threads?.tookMs ?? 0)).toFixed(1) : 0,
+    ...(f.onCpu ? { threads: { ...f.threads.settings, source: f.threads.source } } : {}),
+  };
+}
+
+/**
+ * Batching the replica runs with: the deployment's settings, each unset one from the profile's
+ * choice; one item at a time for a model without a batch axis; the deployment's alone otherwise
+ * (the replica's defaults fill the rest).
+ */
+export function batchingFor(outcome: ProfileOutcome, deployment: BatchingOptions): BatchingOptions {
+  switch (outcome.source) {
+    case 'cache':
+    case 'measured': {
+      const { chosen } = outcome.profile;
+      return { ...deployment, maxBatchSize: deployment.maxBatchSize ?? chosen.maxBatchSize, maxQueueDelayMs: deployment.maxQueueDelayMs ?? chosen.maxQueueDelayMs };
+    }
+    case 'skipped':
+      return outcome.unbatched ? { ...deployment, maxBatchSize: 1 } : { ...deployment };
+    case 'disabled':
+      return { ...deployment };
+  }
+}
+
+/**
+ * A session that was not just profiled runs once before it serves (Triton's model warm-up), so
+ * the first request does not pay the first run's one-off costs; not when the deployment turns it
+ * off, nor for a model with no synthetic input to run it on.
+ */
+export function shouldWarmUp(source: ProfileOutcome['source'], warmup: boolean, unprofilable: string | null): boolean {
+  return source !== 'measured' && warmup && !unprofilable;
+}
