@@ -80,12 +80,6 @@ export function fromTypedArray(dtype: DType, dims: readonly number[], values: Ty
   return { dtype, dims: [...dims], data };
 }
 
-export function tensorBytes(tensors: WireTensors): number {
-  let n = 0;
-  for (const t of Object.values(tensors)) n += t.data.byteLength;
-  return n;
-}
-
 /** JSON form used by the CLI and files: `{ dtype, dims, data: number[] }` (int64 as numbers or strings). */
 export interface JsonTensor {
   dtype: DType;

@@ -40,25 +40,11 @@ export class Batcher<T> {
     return this.queue.length;
   }
 
-  /** Queued items (sum over requests). */
-  get items(): number {
-    let n = 0;
-    for (const q of this.queue) n += q.items;
-    return n;
-  }
-
   /** Adds a request; false when the queue is full (caller answers OVERLOADED). */
   push(entry: Queued<T>): boolean {
     if (this.queue.length >= this.options.maxQueueLength) return false;
     this.queue.push(entry);
     return true;
-  }
-
-  /** Removes and returns everything (used when a replica drains or fails). */
-  clear(): Queued<T>[] {
-    const all = this.queue;
-    this.queue = [];
-    return all;
   }
 
   /**

@@ -22,7 +22,7 @@ export interface EvictionCandidate {
 }
 
 export interface EvictionPolicy {
-  /** Registry key, as given in options (`fifo`, `lru`, `lfu`, ...). */
+  /** Name, as given in the worker's `eviction` option (`fifo`, `lru`, `lfu`). */
   readonly name: string;
   /**
    * Orders candidates: first = evict first. Pinned never included. Returns a new array and leaves
@@ -80,26 +80,14 @@ export const lfuPolicy: EvictionPolicy = sortingPolicy(
   chain(byNumber('uses'), byNumber('lastUsedAt'), byNumber('loadedAt')),
 );
 
-const registry = new Map<string, EvictionPolicy>([fifoPolicy, lruPolicy, lfuPolicy].map((p) => [p.name, p]));
+/** The policies a worker's `eviction` option names, by name. */
+export const EVICTION_POLICIES: ReadonlyMap<string, EvictionPolicy> = new Map([fifoPolicy, lruPolicy, lfuPolicy].map((p) => [p.name, p]));
 
-/** Known policies by name: the built-ins plus whatever `registerEvictionPolicy` added. */
-export const EVICTION_POLICIES: ReadonlyMap<string, EvictionPolicy> = registry;
-
-/** Adds a policy under its name; a name already taken (built-ins included) is a BadRequestError. */
-export function registerEvictionPolicy(policy: EvictionPolicy): EvictionPolicy {
-  if (!policy.name) throw new BadRequestError('eviction policy needs a non-empty name');
-  if (registry.has(policy.name)) {
-    throw new BadRequestError(`eviction policy "${policy.name}" is already registered`);
-  }
-  registry.set(policy.name, policy);
-  return policy;
-}
-
-/** The policy registered under `name`; an unknown name is a BadRequestError listing the known ones. */
+/** The policy named `name`; an unknown name is a BadRequestError listing the known ones. */
 export function resolveEvictionPolicy(name: string): EvictionPolicy {
-  const policy = registry.get(name);
+  const policy = EVICTION_POLICIES.get(name);
   if (!policy) {
-    const known = [...registry.keys()].join(', ');
+    const known = [...EVICTION_POLICIES.keys()].join(', ');
     throw new BadRequestError(`unknown eviction policy "${name}" (known: ${known})`);
   }
   return policy;

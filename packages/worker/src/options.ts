@@ -47,7 +47,7 @@ export interface WorkerOptions {
   maxReplicas?: number;
   /** Extra delay per batch on every replica, ms (chaos knob for tests and benchmarks). Default 0. */
   slowdownMs?: number;
-  /** Eviction policy when a model must load and does not fit: fifo (default), lru, lfu, or a registered one. */
+  /** Eviction policy when a model must load and does not fit: fifo (default), lru or lfu (an unknown name is BAD_REQUEST at start). */
   eviction?: string;
   logger?: Logger;
 }
