@@ -14,3 +14,5 @@ export * from './event-history.js';
 export * from './placement-retry.js';
 export * from './status-view.js';
 export * from './deployment.js';
+export * from './reconcile-plan.js';
+export { MAX_UNLOADS_IN_FLIGHT } from './reconciler.js';
