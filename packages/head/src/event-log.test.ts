@@ -1,5 +1,5 @@
 import { PROTOCOL_VERSION, type EventMessage } from '@flotilla/protocol';
-import { EventLog } from './event-log.js';
+import { EventLog, evictedModels } from './event-log.js';
 
 const ev = (type: string, model = 'mlp', at = 0): EventMessage => ({ v: PROTOCOL_VERSION, type, model, at });
 
@@ -38,5 +38,12 @@ describe('EventLog', () => {
     expect(log.bytes).toBeLessThanOrEqual(1000);
     // The noisy type pays: the largest one loses its oldest events first.
     expect(log.query({ limit: 100 }).map((e) => e.type)).toEqual(['a', 'a', ...Array(8).fill('c')]);
+  });
+});
+
+describe('evictedModels', () => {
+  it('a model whose last load or eviction is an eviction is dormant again after a takeover', () => {
+    const history = [ev('loaded', 'a', 1), ev('evicted', 'a', 2), ev('evicted', 'b', 3), ev('loaded', 'b', 4), ev('evicted', 'c', 5), ev('scaled', 'c', 6), ev('refused', 'd', 7)];
+    expect(evictedModels(history)).toEqual(['a', 'c']);
   });
 });

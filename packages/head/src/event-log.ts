@@ -100,3 +100,13 @@ export class EventLog {
     if (list.length === 0) this.byType.delete(t);
   }
 }
+
+/**
+ * Models whose last load or eviction event in `history` (in time order) is an eviction: a head that
+ * takes over keeps them dormant (the previous leader would not have re-placed them either).
+ */
+export function evictedModels(history: readonly EventMessage[]): string[] {
+  const last = new Map<string, string>();
+  for (const e of history) if (e.model && (e.type === 'evicted' || e.type === 'loaded')) last.set(e.model, e.type);
+  return [...last].flatMap(([model, type]) => (type === 'evicted' ? [model] : []));
+}
