@@ -126,7 +126,8 @@ export function transition(d: Deployment, e: DeploymentEvent, now: number): bool
       const p = d.pending.get(e.replicaId);
       if (!p) return false;
       d.pending.delete(e.replicaId);
-      const error = { code: ErrorCode.UNAVAILABLE, message: `worker ${p.workerId} answered the load of ${e.replicaId} but has not reported it in its heartbeats for ${e.confirmMs} ms` };
+      const message = `worker ${p.workerId} answered the load of ${e.replicaId} but has not reported it in its heartbeats for ${e.confirmMs} ms`;
+      const error = { code: ErrorCode.UNAVAILABLE, message };
       return recordFailure(d, error, now, e.epoch, `${p.workerId}/${p.device}`);
     }
     case 'unplaced':

@@ -70,11 +70,17 @@ export class Head {
     const leading = () => this.state === 'running';
     this.leadership = new Leadership(
       lease,
-      { leading, mayLead: () => this.state === 'standby' && !this.stopping && this.link.connected(), lead: () => this.lead(), stepDown: (reason) => this.stepDown(reason) },
+      {
+        leading,
+        mayLead: () => this.state === 'standby' && !this.stopping && this.link.connected(),
+        lead: () => this.lead(),
+        stepDown: (reason) => this.stepDown(reason),
+      },
       logger,
     );
     const { subjects, readyWaiters } = this;
-    const r = (this.reconciler = new Reconciler(this.cluster, { nc, subjects, options, logger, store, readyWaiters, leading, connected: () => this.link.connected() }));
+    const connected = () => this.link.connected();
+    const r = (this.reconciler = new Reconciler(this.cluster, { nc, subjects, options, logger, store, readyWaiters, leading, connected }));
     this.control = new ControlPlane({
       cluster: this.cluster,
       store,
@@ -157,7 +163,9 @@ export class Head {
 
   /** Desired state survives a head restart: read it back from KV. */
   private async recover(): Promise<void> {
-    const records = await this.store.load((key, why) => this.logger.error({ key: key.slice(0, 200), err: why.slice(0, 300) }, 'skipping unreadable deployment record'));
+    const records = await this.store.load((key, why) =>
+      this.logger.error({ key: key.slice(0, 200), err: why.slice(0, 300) }, 'skipping unreadable deployment record'),
+    );
     // No placement until the workers' heartbeats had time to arrive: replicas that exist but were
     // not heard of yet must not be placed twice (ensure still places at once).
     const settleUntil = Date.now() + this.options.settleMs;
@@ -183,7 +191,9 @@ export class Head {
   private subscribe(): void {
     const { logger, subjects: s } = this;
     this.subs.push(
-      listen(this.nc, s.heartbeatAll, { logger, what: 'bad heartbeat', parse: (raw, msg) => this.parseOn(msg.subject, parseHeartbeat(raw), s.heartbeat) }, (hb) => this.onHeartbeat(hb)),
+      listen(this.nc, s.heartbeatAll, { logger, what: 'bad heartbeat', parse: (raw, msg) => this.parseOn(msg.subject, parseHeartbeat(raw), s.heartbeat) }, (hb) =>
+        this.onHeartbeat(hb),
+      ),
       listen(this.nc, s.eventAll, { logger, what: 'bad event', parse: (raw, msg) => this.parseOn(msg.subject, parseEventMessage(raw), s.event) }, (e, msg) =>
         this.onEvent(e, msg.data.byteLength),
       ),

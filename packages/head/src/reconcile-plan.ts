@@ -82,13 +82,15 @@ export function planReconcile(d: Deployment, replicas: readonly IndexedReplica[]
     }
     const bytes = replicaBytes(d);
     const refusals = activeRefusals(d, now);
-    const view = refusals.size === 0 ? cluster.workers() : cluster.workers().map((w) => ({ ...w, devices: w.devices.filter((dev) => !refusals.has(`${w.id}/${dev.id}`)) }));
+    const skip = (w: WorkerView) => ({ ...w, devices: w.devices.filter((dev) => !refusals.has(`${w.id}/${dev.id}`)) });
+    const view = refusals.size === 0 ? cluster.workers() : cluster.workers().map(skip);
     const result = place({ model: name, bytes, device: d.spec.device, allowFallback: d.spec.allowFallback, count, allowEviction: true }, view);
     for (const p of result.placements) plan.loads.push({ workerId: p.workerId, device: p.device, bytes });
     if (result.unplaced > 0 && result.placements.length === 0) {
       // When devices were skipped for refusing, their own words say more than "does not fit".
       const refused = [...refusals.values()].pop();
-      plan.failure = refused?.error ?? { code: ErrorCode.NO_CAPACITY, message: `${want - live.length} replica(s) of '${name}' cannot be placed: ${result.reason}` };
+      const message = `${want - live.length} replica(s) of '${name}' cannot be placed: ${result.reason}`;
+      plan.failure = refused?.error ?? { code: ErrorCode.NO_CAPACITY, message };
     }
     return plan;
   }
@@ -109,7 +111,9 @@ export function planReconcile(d: Deployment, replicas: readonly IndexedReplica[]
 /** Replicas of models no longer deployed (`deployed` says which are), on running workers; draining ones are on their way out already. */
 export function planOrphans(running: readonly WorkerRecord[], deployed: { has(model: string): boolean }): UnloadAction[] {
   const out: UnloadAction[] = [];
-  for (const w of running) for (const r of w.hb.replicas) if (!deployed.has(r.model) && r.state !== 'draining') out.push({ workerId: w.hb.workerId, replicaId: r.id });
+  for (const w of running) {
+    for (const r of w.hb.replicas) if (!deployed.has(r.model) && r.state !== 'draining') out.push({ workerId: w.hb.workerId, replicaId: r.id });
+  }
   return out;
 }
 
@@ -138,6 +142,7 @@ export function planAutoscale(d: Deployment, replicas: readonly IndexedReplica[]
   const total = states.reduce((n, r) => n + (r.itemsProcessed ?? r.processed) + r.failed, 0);
   const prev = d.answered;
   const arrivalRate = prev && now > prev.at && total >= prev.total ? ((total - prev.total) * 1000) / (now - prev.at) : undefined;
-  const decision = d.autoscaler.decide({ now, current: live.size, outstanding: observe(states), arrivalRate, unplaceable: d.pendingReason?.code === 'NO_CAPACITY' });
+  const unplaceable = d.pendingReason?.code === ErrorCode.NO_CAPACITY;
+  const decision = d.autoscaler.decide({ now, current: live.size, outstanding: observe(states), arrivalRate, unplaceable });
   return { ...decision, capacity, total };
 }
