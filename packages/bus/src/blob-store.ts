@@ -7,13 +7,14 @@ import { jetstream } from '@nats-io/jetstream';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import { nuid } from '@nats-io/nats-core';
 import { BadRequestError, PayloadTooLargeError, UnavailableError } from '@flotilla/protocol';
+import { maxPayload } from './staging.js';
 
 /** Staged bodies older than this are removed by the server (ns). Default 10 minutes. */
 export const DEFAULT_BLOB_TTL_MS = 10 * 60 * 1000;
 
 /** Object store chunk size: as large as the server allows (fewer messages per MiB). */
 export function objectChunkSize(nc: NatsConnection): number {
-  return Math.max(64 * 1024, (nc.info?.max_payload ?? 1024 * 1024) - 16 * 1024);
+  return Math.max(64 * 1024, maxPayload(nc) - 16 * 1024);
 }
 
 export class BlobStore {

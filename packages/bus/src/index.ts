@@ -6,3 +6,5 @@ export * from './logger.js';
 export * from './health-server.js';
 export * from './profile-store.js';
 export * from './serve.js';
+export * from './retry.js';
+export * from './staging.js';

@@ -11,15 +11,17 @@ import {
   decode,
   encode,
   fromWire,
-  parseBlobRef,
-  type BlobName,
   type ControlReply,
 } from '@flotilla/protocol';
+import { parseRetryPolicy, retry } from './retry.js';
+import { unstage } from './staging.js';
 
 /** Longest single attempt of a control call before it is sent again, ms. */
 export const CALL_ATTEMPT_MS = 2000;
 /** How long "no responders" is retried (a restarting head, a broker failover), ms. */
 export const NO_RESPONDERS_GRACE_MS = 1500;
+/** A control call's back-off: a constant 100 ms (an attempt that timed out has waited already). */
+export const CALL_RETRY_POLICY = parseRetryPolicy({ initialIntervalMs: 100, backoffCoefficient: 1, maximumIntervalMs: 100, jitter: 0 });
 
 export interface CallOptions<T> {
   /**
@@ -40,19 +42,12 @@ export interface CallOptions<T> {
   attemptMs?: number;
 }
 
-/** A staged reply's reference (`{ v, blob }`, no `ok`), checked by its schema before anything is fetched. */
-function stagedRef(reply: Record<string, unknown>): BlobName | undefined {
-  return 'blob' in reply && !('ok' in reply) ? parseBlobRef(reply) : undefined;
-}
-
 /** The reply's result (or its typed error), after fetching it from the blob bucket when it was staged. */
 async function replyResult<T>(data: Uint8Array, subject: string, opts: CallOptions<T>): Promise<T> {
-  let reply = decode<Record<string, unknown>>(data);
-  const ref = stagedRef(reply);
-  if (ref) {
-    if (!opts.blobs) throw new UnavailableError(`the reply on ${subject} was staged (${ref.size} bytes) and this caller has no blob store to fetch it from`);
-    reply = decode<Record<string, unknown>>(await opts.blobs.take(ref, opts.maxBytes ?? DEFAULT_MAX_MESSAGE_BYTES));
-  }
+  const reply = await unstage(opts.blobs, decode<Record<string, unknown>>(data), {
+    maxBytes: opts.maxBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
+    what: `the reply on ${subject}`,
+  });
   const r = reply as unknown as ControlReply<T>;
   if (!r.ok) throw fromWire(r.error);
   return opts.parse ? opts.parse(r.result) : r.result;
@@ -62,28 +57,34 @@ async function replyResult<T>(data: Uint8Array, subject: string, opts: CallOptio
  * Sends `{ v, ...body }` and returns the reply's `result`, or throws the reply's typed error.
  * Control operations are idempotent, so a lost request (the client drops what it publishes while
  * reconnecting) is sent again: attempts of at most 2 s until the timeout, and "no responders"
- * retried for 1.5 s. A staged reply is fetched from `opts.blobs` (not retried: the attempt that
- * got it is answered).
+ * retried for 1.5 s, 100 ms apart (CALL_RETRY_POLICY). Only the transport's failures are retried:
+ * an error reply, or a staged reply that cannot be fetched, is the answer.
  */
 export async function call<T>(nc: NatsConnection, subject: string, body: object, timeoutMs = 10_000, opts: CallOptions<T> = {}): Promise<T> {
   const data = encode({ v: PROTOCOL_VERSION, ...body });
   const start = Date.now();
-  const deadline = start + timeoutMs;
-  for (;;) {
-    const remaining = deadline - Date.now();
+  const transport = new WeakSet<object>(); // errors of nc.request itself, as mapped
+  const attempt = async ({ remainingMs }: { remainingMs: number }): Promise<T> => {
+    let reply: Uint8Array;
     try {
-      const msg = await nc.request(subject, data, { timeout: Math.max(1, Math.min(opts.attemptMs ?? CALL_ATTEMPT_MS, remaining)) });
-      return await replyResult(msg.data, subject, opts);
+      reply = (await nc.request(subject, data, { timeout: Math.max(1, Math.min(opts.attemptMs ?? CALL_ATTEMPT_MS, remainingMs)) })).data;
     } catch (err) {
-      const mapped = err instanceof DeadlineExceededError || err instanceof UnavailableError ? err : mapNatsError(err, subject, timeoutMs);
-      const retry =
-        (mapped instanceof DeadlineExceededError && !(err instanceof DeadlineExceededError)) ||
-        (mapped instanceof UnavailableError && !(err instanceof UnavailableError) && Date.now() - start < NO_RESPONDERS_GRACE_MS);
-      if (!retry || deadline - Date.now() <= 0) {
-        throw mapped instanceof DeadlineExceededError ? new DeadlineExceededError(`no reply on ${subject} within ${timeoutMs} ms`, { cause: err }) : mapped;
-      }
-      await new Promise((r) => setTimeout(r, 100));
+      const mapped = mapNatsError(err, subject, timeoutMs);
+      transport.add(mapped);
+      throw mapped;
     }
+    return replyResult(reply, subject, opts);
+  };
+  try {
+    return await retry(attempt, {
+      policy: CALL_RETRY_POLICY,
+      deadline: start + timeoutMs,
+      isRetryable: (err) =>
+        transport.has(err as object) &&
+        (err instanceof DeadlineExceededError || (err instanceof UnavailableError && Date.now() - start < NO_RESPONDERS_GRACE_MS)),
+    });
+  } catch (err) {
+    throw err instanceof DeadlineExceededError ? new DeadlineExceededError(`no reply on ${subject} within ${timeoutMs} ms`, { cause: err }) : err;
   }
 }
 

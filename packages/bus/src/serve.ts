@@ -14,11 +14,7 @@ import {
   toFlotillaError,
 } from '@flotilla/protocol';
 import type { Logger } from './logger.js';
-
-/** The server's max_payload (bytes), or NATS' default of 1 MiB before the first INFO. */
-export function maxPayload(nc: NatsConnection): number {
-  return nc.info?.max_payload ?? 1024 * 1024;
-}
+import { maxPayload, stageIfLarge } from './staging.js';
 
 /** Stages a body too large for one message and returns its reference (a BlobStore's `put`). */
 export type Stager = (data: Uint8Array) => Promise<{ name: string; size: number }>;
@@ -42,7 +38,7 @@ export async function fitReply(
   });
   if (stage && data.byteLength <= maxBytes) {
     try {
-      return encode({ v: PROTOCOL_VERSION, blob: await stage(data) });
+      return await stageIfLarge(nc, { put: stage }, data);
     } catch (err) {
       error = new PayloadTooLargeError(`reply of ${data.byteLength} bytes could not be staged: ${toFlotillaError(err).message}`, {
         data: { sizeBytes: data.byteLength, limitBytes: max },

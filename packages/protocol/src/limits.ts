@@ -4,6 +4,12 @@
 export const DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024;
 
 /**
+ * NATS' own max_payload (bytes): what a connection assumes before the server's INFO says otherwise.
+ * The server's figure is read through `maxPayload(nc)` in `@flotilla/bus`, never from `nc.info` directly.
+ */
+export const DEFAULT_NATS_MAX_PAYLOAD_BYTES = 1024 * 1024;
+
+/**
  * Bytes kept free below the server's max_payload when deciding to stage a body through the
  * blob bucket (room for headers and the reply subject).
  */
