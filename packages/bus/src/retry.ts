@@ -41,8 +41,10 @@ export const DEFAULT_RETRY_POLICY: RetryPolicy = Object.freeze({
 
 /**
  * Writes to a JetStream KV or object store, retried through a leader election (a few seconds on
- * a clustered NATS): every error, 100 ms doubling to 1 s, no jitter, within
- * STORE_WRITE_DEADLINE_MS. The head's `store()` has this loop written out; it can adopt this.
+ * a clustered NATS): every error, 100 ms doubling to 1 s, no jitter, within the caller's deadline
+ * (the head's STORE_WRITE_DEADLINE_MS, 8 s). head/src/deployment-store.ts `write()` has this loop
+ * written out; it can adopt `retry(fn, { policy: STORE_WRITE_RETRY_POLICY, deadline,
+ * isRetryable: () => true, onExhausted })`.
  */
 export const STORE_WRITE_RETRY_POLICY: RetryPolicy = Object.freeze({
   initialIntervalMs: 100,
@@ -51,8 +53,6 @@ export const STORE_WRITE_RETRY_POLICY: RetryPolicy = Object.freeze({
   jitter: 0,
   maximumAttempts: Infinity,
 });
-/** How long a store write is retried, ms. */
-export const STORE_WRITE_DEADLINE_MS = 8000;
 
 /** A complete policy from a partial one (defaults added), checked; never mutates its input. */
 export function parseRetryPolicy(raw: Partial<RetryPolicy> = {}): RetryPolicy {
