@@ -46,7 +46,7 @@ export function loadCommand(program: Command): void {
       .option('--concurrency <n>', 'requests kept in flight', num, 1)
       .option('--duration <s>', 'seconds to keep sending', num, 10)
       .option('--timeout <ms>', 'deadline of each request', num)
-      .option('--retries <n>', 'retries of a request after OVERLOADED, UNAVAILABLE or NO_CAPACITY', num, 2)
+      .option('--retries <n>', 'extra attempts of a request after OVERLOADED, UNAVAILABLE, NO_CAPACITY or no reply within the attempt timeout, all within --timeout (the only retries)', num, 2)
       .option('--json', 'print the summary as one JSON object'),
   ).action(async (model: string, o) => {
     const json = !!o.json;

@@ -9,7 +9,6 @@ import { Objm } from '@nats-io/obj';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   isFatalLoadCode,
-  parseBlobRef,
   DEFAULT_CLUSTER,
   DEFAULT_MAX_MESSAGE_BYTES,
   DeadlineExceededError,
@@ -30,11 +29,9 @@ import {
   fromTypedArray,
   fromWire,
   isDType,
-  mustStage,
   subjects as makeSubjects,
   toTypedArray,
   BadRequestError,
-  type BlobRef,
   type ClusterStatus,
   type DeploySpecInput,
   type DeploymentStatus,
@@ -49,7 +46,24 @@ import {
   type WireTensors,
 } from '@flotilla/protocol';
 import { ReplicaRouter } from './router.js';
-import { BlobStore, ProfileStore, call, closeBus, connectBus, isNoResponders, isTimeout, mapNatsError, objectChunkSize, type BusOptions } from '@flotilla/bus';
+import {
+  BlobStore,
+  DEFAULT_RETRY_POLICY,
+  ProfileStore,
+  call,
+  closeBus,
+  connectBus,
+  isNoResponders,
+  isTimeout,
+  mapNatsError,
+  objectChunkSize,
+  retry,
+  stageIfLarge,
+  unstage,
+  type BusOptions,
+  type RetryEvent,
+  type RetryVerdict,
+} from '@flotilla/bus';
 
 export const DEFAULT_INFER_TIMEOUT_MS = 30_000;
 
@@ -80,7 +94,20 @@ export interface InferOptions {
   attemptTimeoutMs?: number;
   /** W3C trace context to propagate (`00-<trace>-<span>-<flags>`); a new trace when absent. */
   traceparent?: string;
+  /**
+   * Extra attempts after a retryable failure: an error reply that says so (OVERLOADED,
+   * UNAVAILABLE, NO_CAPACITY) or no reply within the attempt timeout. Default unlimited: retried
+   * until `timeoutMs`. Re-routing a request nobody received (the replica it was routed to is gone;
+   * no replica is up and the head brings the model back) is not a retry. When they run out, the
+   * last failure is thrown (its own code); when the deadline comes first, DEADLINE_EXCEEDED.
+   */
+  retries?: number;
+  /** Called before each retry (not for re-routing), e.g. to count them. */
+  onRetry?: (e: RetryEvent) => void;
 }
+
+/** Back-off between attempts of an inference (after a retryable error reply): 50 ms doubling to 500 ms, ± 20 %. */
+export const INFER_RETRY_POLICY = DEFAULT_RETRY_POLICY;
 
 export interface DeployOptions extends Omit<DeploySpecInput, 'name' | 'digest' | 'sizeBytes'> {
   /** Wait until all replicas are ready (default true). */
@@ -143,8 +170,11 @@ export class FlotillaClient {
   /**
    * The wire-level call: tensors as raw bytes in and out. The request goes to the least-loaded
    * known replica (its own subject), else to the model's queue group. Within the deadline it is
-   * retried on another replica when one does not answer (attempt timeout, no responders, a
-   * retryable error), and when no replica exists the head is asked to bring the model back.
+   * retried on another replica when one does not answer (attempt timeout, at once) or answers a
+   * retryable error (OVERLOADED & co, after a back-off: INFER_RETRY_POLICY), up to
+   * `opts.retries` times. A request nobody received is re-routed at once and is no retry: the
+   * replica it was routed to is gone (the queue group next), or no replica is up (the head is
+   * asked to bring the model back).
    */
   async inferWire(
     model: string,
@@ -152,6 +182,9 @@ export class FlotillaClient {
     opts: InferOptions = {},
   ): Promise<{ outputs: WireTensors; meta: InferMeta; attempts: number }> {
     assertValidName('model', model);
+    if (opts.retries !== undefined && !(Number.isInteger(opts.retries) && opts.retries >= 0)) {
+      throw new BadRequestError(`retries must be a non-negative integer, got ${opts.retries}`);
+    }
     const timeoutMs = opts.timeoutMs ?? DEFAULT_INFER_TIMEOUT_MS;
     const attemptMs = opts.attemptTimeoutMs ?? Math.max(1000, Math.round(timeoutMs / 3));
     const deadline = Date.now() + timeoutMs;
@@ -162,57 +195,61 @@ export class FlotillaClient {
         data: { limitBytes: this.maxMessageBytes, sizeBytes: body.byteLength },
       });
     }
-    if (mustStage(body.byteLength, nc.info?.max_payload ?? 1024 * 1024)) {
-      body = encode({ v: PROTOCOL_VERSION, blob: await (await this.blobStore()).put(body) } satisfies BlobRef);
-    }
+    body = await stageIfLarge(nc, await this.blobStore(), body);
     if (this.router.stale(model, Date.now())) void this.refreshReplicas(model);
     const hdrs = natsHeaders();
     hdrs.set(TRACEPARENT_HEADER, isTraceparent(opts.traceparent) ? opts.traceparent : newTraceparent());
-    let backoff = 50;
-    let lastError: Error | undefined;
-    for (let attempt = 1; ; attempt++) {
-      const remaining = deadline - Date.now();
-      if (remaining <= 0) {
-        throw new DeadlineExceededError(`'${model}' did not answer within ${timeoutMs} ms (${attempt - 1} attempts)`, {
-          cause: lastError,
-        });
-      }
-      const target = this.router.pick(model);
-      const subject = target ? this.subjects.inferReplica(model, target) : this.subjects.infer(model);
-      if (target) this.router.started(model, target);
-      let reply: InferReply & Partial<BlobRef>;
-      try {
-        const msg = await nc.request(subject, body, { timeout: Math.min(remaining, attemptMs), headers: hdrs });
-        reply = decode<InferReply & Partial<BlobRef>>(msg.data);
-        if (reply.blob !== undefined) reply = decode<InferReply>(await (await this.blobStore()).take(parseBlobRef(reply), this.maxMessageBytes));
-      } catch (err) {
-        if (target) this.router.finished(model, target);
-        if (isNoResponders(err)) {
-          if (target) {
-            this.router.forget(model, target); // that replica is gone: try the queue group at once
-            continue;
+    let sent = 0;
+    // What the retry loop may do with a failed attempt; anything else is thrown as is.
+    const verdicts = new WeakMap<object, RetryVerdict>();
+    const retryWith = <E extends Error>(e: E, verdict: RetryVerdict): E => (verdicts.set(e, verdict), e);
+
+    const attempt = async (): Promise<InferReply & { ok: true }> => {
+      // Re-routing, not retrying: a request nobody received goes out again at once.
+      for (;;) {
+        const remaining = deadline - Date.now();
+        if (remaining <= 0) throw retryWith(new DeadlineExceededError(`'${model}' did not answer within ${timeoutMs} ms`), 'immediately');
+        sent++;
+        const target = this.router.pick(model);
+        const subject = target ? this.subjects.inferReplica(model, target) : this.subjects.infer(model);
+        if (target) this.router.started(model, target);
+        let reply: InferReply;
+        try {
+          const msg = await nc.request(subject, body, { timeout: Math.min(remaining, attemptMs), headers: hdrs });
+          reply = (await unstage(await this.blobStore(), decode<Record<string, unknown>>(msg.data), { maxBytes: this.maxMessageBytes })) as unknown as InferReply;
+        } catch (err) {
+          if (target) this.router.finished(model, target);
+          if (isNoResponders(err)) {
+            if (target) {
+              this.router.forget(model, target); // that replica is gone: try the queue group at once
+              continue;
+            }
+            // The head answers once a replica is ready: go to it at once, no back-off.
+            if (await this.bringBack(model, deadline)) continue;
+            throw retryWith(new UnavailableError(`no replica of '${model}' is ready yet`, { cause: err }), true);
           }
-          // The head answers once a replica is ready: go to it at once, no back-off.
-          if (await this.bringBack(model, deadline)) continue;
-        } else if (isTimeout(err)) {
-          if (target) this.router.forget(model, target); // unresponsive: another replica next
-          lastError = err as Error;
-          continue;
-        } else {
+          if (isTimeout(err)) {
+            if (target) this.router.forget(model, target); // unresponsive: another replica next
+            throw retryWith(new DeadlineExceededError(`'${model}' did not answer on ${subject} within ${Math.min(remaining, attemptMs)} ms`, { cause: err }), 'immediately');
+          }
           throw err instanceof FlotillaError ? err : mapNatsError(err, subject, timeoutMs);
         }
-        await sleep(Math.min(backoff, Math.max(0, deadline - Date.now())));
-        backoff = Math.min(backoff * 2, 500);
-        continue;
+        if (target) this.router.finished(model, target, reply.ok ? reply.meta?.queueDepth : undefined);
+        if (reply.ok) return reply;
+        const e = fromWire(reply.error);
+        throw e.retryable ? retryWith(e, true) : e; // OVERLOADED & co: back off, then another replica
       }
-      if (target) this.router.finished(model, target, reply.ok ? reply.meta?.queueDepth : undefined);
-      if (reply.ok) return { outputs: reply.outputs, meta: reply.meta, attempts: attempt };
-      const e = fromWire(reply.error);
-      if (!e.retryable) throw e;
-      lastError = e; // OVERLOADED & co: back off, then another replica
-      await sleep(Math.min(backoff, Math.max(0, deadline - Date.now())));
-      backoff = Math.min(backoff * 2, 500);
-    }
+    };
+
+    const reply = await retry(attempt, {
+      policy: opts.retries === undefined ? INFER_RETRY_POLICY : { ...INFER_RETRY_POLICY, maximumAttempts: opts.retries + 1 },
+      deadline,
+      isRetryable: (err) => verdicts.get(err as object) ?? false,
+      onRetry: opts.onRetry,
+      onExhausted: (err, { reason }) =>
+        reason === 'attempts' ? err : new DeadlineExceededError(`'${model}' did not answer within ${timeoutMs} ms (${sent} attempts)`, { cause: err }),
+    });
+    return { outputs: reply.outputs, meta: reply.meta, attempts: sent };
   }
 
   /**

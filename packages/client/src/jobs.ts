@@ -19,12 +19,11 @@ import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { access, constants, rename, rm } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { headers as natsHeaders, nanos, nuid, type NatsConnection } from '@nats-io/nats-core';
 import { DiscardPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { Objm, type ObjectStore } from '@nats-io/obj';
-import { mapNatsError, objectChunkSize } from '@flotilla/bus';
+import { mapNatsError, maxPayload, objectChunkSize } from '@flotilla/bus';
 import {
   BadRequestError,
   DEFAULT_MAX_MESSAGE_BYTES,
@@ -44,7 +43,7 @@ import {
   type WireTensor,
   type WireTensors,
 } from '@flotilla/protocol';
-import type { FlotillaClient } from './client.js';
+import type { FlotillaClient, InferOptions } from './client.js';
 import { OversizedLine, countJobLines, readJobLines } from './job-lines.js';
 import {
   JOB_ID_RE,
@@ -125,7 +124,11 @@ export interface JobRunOptions {
   concurrency?: number;
   /** Deadline of each request, ms (default the client's, or on resume the job's). */
   timeoutMs?: number;
-  /** Extra attempts after a retryable error (OVERLOADED, UNAVAILABLE, NO_CAPACITY). Default 2. */
+  /**
+   * Extra attempts of a line's request after a retryable failure (an OVERLOADED, UNAVAILABLE or
+   * NO_CAPACITY reply, or no reply within the attempt timeout), within `timeoutMs`: the client's
+   * own retries (`InferOptions.retries`), the only ones. Default 2.
+   */
   retries?: number;
   /** Stops starting lines; lines in flight finish and are recorded; no output is written. */
   signal?: AbortSignal;
@@ -306,7 +309,7 @@ class JobStore {
   async record(id: string, r: JobLineResult, maxResultBytes: number): Promise<void> {
     let body = encode(r.error ? { v: PROTOCOL_VERSION, line: r.line, error: r.error } : { v: PROTOCOL_VERSION, line: r.line, outputs: r.outputs });
     let status = r.error ? r.error.code : 'ok';
-    const limit = (this.nc.info?.max_payload ?? 1024 * 1024) - RESULT_HEADROOM_BYTES;
+    const limit = maxPayload(this.nc) - RESULT_HEADROOM_BYTES;
     if (body.byteLength > maxResultBytes) {
       const error = {
         code: ErrorCode.PAYLOAD_TOO_LARGE,
@@ -547,9 +550,6 @@ export async function getJob(client: FlotillaClient, id: string): Promise<JobMet
   return (await JobStore.open(client, false)).getMeta(id);
 }
 
-/** First retry waits this long, doubling per attempt up to 200 ms (as the load generator). */
-const RETRY_BACKOFF_MS = 10;
-
 async function run(
   client: FlotillaClient,
   store: JobStore,
@@ -560,8 +560,8 @@ async function run(
 ): Promise<JobSummary> {
   const start = performance.now();
   const concurrency = opts.concurrency ?? DEFAULT_JOB_CONCURRENCY;
-  const retries = opts.retries ?? 2;
-  const inferOpts = opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs };
+  // Retrying is the client's (one layer): a line's request gets the job's budget as its options.
+  const inferOpts: InferOptions = { retries: opts.retries ?? 2, ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }) };
   const doneBefore = before.ok + before.failed;
   let ok = before.ok;
   let failed = before.failed;
@@ -591,18 +591,12 @@ async function run(
     }
     opts.onRequest?.(line);
     sent++;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const { outputs } = await client.inferWire(meta.model, inputs, inferOpts);
-        return { line, outputs };
-      } catch (err) {
-        const e = toFlotillaError(err);
-        if (e.retryable && attempt < retries) {
-          await sleep(Math.min(200, RETRY_BACKOFF_MS * 2 ** attempt));
-          continue;
-        }
-        return { line, error: { code: e.code, message: e.message } };
-      }
+    try {
+      const { outputs } = await client.inferWire(meta.model, inputs, inferOpts);
+      return { line, outputs };
+    } catch (err) {
+      const e = toFlotillaError(err);
+      return { line, error: { code: e.code, message: e.message } };
     }
   };
 

@@ -1,28 +1,31 @@
-// runLoad: its loop and retry rules against a scripted fake client, then against a real cluster
-// (nats-server, head, a worker with onnxruntime).
+// runLoad: its loop and how it hands its retry budget to the client, against a scripted fake
+// client; then against a real cluster (nats-server, head, a worker with onnxruntime). How many
+// attempts a budget allows end to end: retry-layers.test.ts.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LocalCluster, randomFloats, sampleModelPath } from '@flotilla/devkit';
 import { ErrorCode, FlotillaError, fromTypedArray, type WireTensors } from '@flotilla/protocol';
-import type { FlotillaClient } from './client.js';
+import type { FlotillaClient, InferOptions } from './client.js';
 import { runLoad, itemsPerRequest } from './load-generator.js';
 import type { LoadSummary } from './load-stats.js';
 
 const x = (n: number): WireTensors => ({ x: fromTypedArray('float32', [n, 16], randomFloats(n * 16, 7)) });
 
-/** A client whose inferWire takes `delayMs` and then does what `outcome(call index)` says. */
-function fakeClient(outcome: (i: number) => Error | undefined, delayMs = 2) {
+/** A client whose inferWire takes `delayMs` and then does what `outcome(call index, its options)` says. */
+function fakeClient(outcome: (i: number, opts: InferOptions) => Error | undefined, delayMs = 2) {
   let calls = 0;
   let inFlight = 0;
   let maxInFlight = 0;
+  const options: InferOptions[] = [];
   const client = {
     connection: async () => ({}),
-    inferWire: async () => {
+    inferWire: async (_model: string, _inputs: WireTensors, opts: InferOptions) => {
       const i = calls++;
+      options.push(opts);
       inFlight++;
       maxInFlight = Math.max(maxInFlight, inFlight);
       try {
         await sleep(delayMs);
-        const err = outcome(i);
+        const err = outcome(i, opts);
         if (err) throw err;
         return { outputs: {}, meta: {} };
       } finally {
@@ -32,6 +35,7 @@ function fakeClient(outcome: (i: number) => Error | undefined, delayMs = 2) {
   };
   return {
     client: client as unknown as FlotillaClient,
+    options,
     get calls() {
       return calls;
     },
@@ -59,25 +63,29 @@ describe('runLoad loop and retries (fake client)', () => {
     expect(s.latencyMs.p50).toBeGreaterThan(0);
   });
 
-  it('retries retryable errors up to `retries` times, then counts the code', async () => {
-    // Every request fails with OVERLOADED on every attempt.
+  it('never retries itself: the budget goes to the client, and a retryable error is counted once', async () => {
     const f = fakeClient(() => new FlotillaError(ErrorCode.OVERLOADED, 'full'), 1);
-    const s = await runLoad(f.client, 'm', x(1), { concurrency: 2, durationMs: 100, retries: 2 });
+    const s = await runLoad(f.client, 'm', x(1), { concurrency: 2, durationMs: 100, retries: 3, timeoutMs: 700 });
     expect(s.ok).toBe(0);
     expect(s.errored).toEqual({ OVERLOADED: s.sent });
-    expect(s.retried).toBe(2 * s.sent);
-    expect(f.calls).toBe(3 * s.sent);
+    expect(f.calls).toBe(s.sent);
+    expect(s.retried).toBe(0);
+    expect(f.options.every((o) => o.retries === 3 && o.timeoutMs === 700)).toBe(true);
     expect(s.lost).toBe(0);
   });
 
-  it('a retried request that then succeeds is ok, and its latency includes the retries', async () => {
-    // Attempts alternate: fail (UNAVAILABLE), succeed.
-    const f = fakeClient((i) => (i % 2 === 0 ? new FlotillaError(ErrorCode.UNAVAILABLE, 'gone') : undefined), 1);
+  it('defaults to 2 retries and counts the retries the client reports', async () => {
+    // The client retries twice (reporting each), then succeeds.
+    const f = fakeClient((_i, opts) => {
+      opts.onRetry?.({ attempt: 1, error: new FlotillaError(ErrorCode.UNAVAILABLE, 'gone'), delayMs: 0 });
+      opts.onRetry?.({ attempt: 2, error: new FlotillaError(ErrorCode.UNAVAILABLE, 'gone'), delayMs: 0 });
+      return undefined;
+    }, 1);
     const s = await runLoad(f.client, 'm', x(1), { concurrency: 1, durationMs: 100 });
     expect(s.errored).toEqual({});
     expect(s.ok).toBe(s.sent);
-    expect(s.retried).toBe(s.sent);
-    expect(s.latencyMs.p50).toBeGreaterThanOrEqual(10); // the 10 ms first backoff
+    expect(s.retried).toBe(2 * s.sent);
+    expect(f.options.every((o) => o.retries === 2 && o.timeoutMs === undefined)).toBe(true);
   });
 
   it.each<[string, Error, string]>([

@@ -1,9 +1,9 @@
 // A closed-loop load generator (like Triton's perf_analyzer): `concurrency` callers each send the
 // same request, and the next one as soon as theirs is answered, for `durationMs`; then every
 // request still in flight is awaited (none is abandoned) and the figures are summarised.
-import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { BadRequestError, assertValidName, checkWireTensor, type WireTensors } from '@flotilla/protocol';
-import type { FlotillaClient } from './client.js';
+import type { FlotillaClient, InferOptions } from './client.js';
 import { LoadStats, type LoadSummary } from './load-stats.js';
 
 export interface LoadOptions {
@@ -11,19 +11,19 @@ export interface LoadOptions {
   concurrency: number;
   /** How long new requests are started, ms. */
   durationMs: number;
-  /** Deadline of each attempt, ms (default the client's, 30 000). */
+  /** Deadline of each request, all its attempts included, ms (default the client's, 30 000). */
   timeoutMs?: number;
-  /** Extra attempts for a request that failed with a retryable error (OVERLOADED, UNAVAILABLE, NO_CAPACITY). Default 2. */
+  /**
+   * Extra attempts of a request after a retryable failure (an OVERLOADED, UNAVAILABLE or
+   * NO_CAPACITY reply, or no reply within the attempt timeout), within `timeoutMs`: the client's
+   * own retries (`InferOptions.retries`), the only ones. Default 2.
+   */
   retries?: number;
   /** Called every `progressIntervalMs` with the figures so far. */
   onProgress?: (s: LoadSummary) => void;
   /** Default 1000. */
   progressIntervalMs?: number;
 }
-
-/** First retry waits this long, doubling per attempt up to RETRY_MAX_BACKOFF_MS. */
-export const RETRY_BACKOFF_MS = 10;
-export const RETRY_MAX_BACKOFF_MS = 200;
 
 function checkOptions(o: LoadOptions): void {
   const bad = (what: string, v: unknown) => new BadRequestError(`${what} must be ${v}`);
@@ -47,42 +47,37 @@ function errorCode(err: unknown): string {
 /**
  * Sends `inputs` to `model` through `client.inferWire` with `concurrency` requests in flight for
  * `durationMs`, and returns what happened. Request errors are counted by code (uncoded ones as
- * INTERNAL), never thrown; retryable ones are retried up to `retries` times first. Latency is
- * per request as the caller sees it (retries included). Throws only for bad options or inputs,
- * or when the client cannot connect at all.
+ * INTERNAL), never thrown. Retrying is the client's (one layer): each request gets `retries` and
+ * `timeoutMs` as its InferOptions, and its retries are counted. Latency is per request as the
+ * caller sees it (retries included). Throws only for bad options or inputs, or when the client
+ * cannot connect at all.
  */
 export async function runLoad(client: FlotillaClient, model: string, inputs: WireTensors, opts: LoadOptions): Promise<LoadSummary> {
   checkOptions(opts);
   assertValidName('model', model);
   for (const [name, t] of Object.entries(inputs)) checkWireTensor(name, t);
-  const retries = opts.retries ?? 2;
   const items = itemsPerRequest(inputs);
-  const inferOpts = opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs };
   await client.connection(); // an unreachable NATS fails the run once, not every request
 
   const stats = new LoadStats();
+  const inferOpts: InferOptions = {
+    retries: opts.retries ?? 2,
+    onRetry: () => stats.recordRetry(),
+    ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }),
+  };
   const start = performance.now();
   const end = start + opts.durationMs;
 
   const one = async (): Promise<void> => {
     stats.markSent();
     const t0 = performance.now();
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await client.inferWire(model, inputs, inferOpts);
-        stats.recordOk(performance.now() - t0, items);
-        return;
-      } catch (err) {
-        if ((err as { retryable?: unknown } | null)?.retryable === true && attempt < retries) {
-          stats.recordRetry();
-          await sleep(Math.min(RETRY_MAX_BACKOFF_MS, RETRY_BACKOFF_MS * 2 ** attempt));
-          continue;
-        }
-        stats.recordError(errorCode(err));
-        // A failure that needed no I/O must not turn this loop into one that starves the event loop.
-        await yieldToLoop();
-        return;
-      }
+    try {
+      await client.inferWire(model, inputs, inferOpts);
+      stats.recordOk(performance.now() - t0, items);
+    } catch (err) {
+      stats.recordError(errorCode(err));
+      // A failure that needed no I/O must not turn this loop into one that starves the event loop.
+      await yieldToLoop();
     }
   };
 

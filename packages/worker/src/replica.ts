@@ -24,7 +24,6 @@ import {
   decode,
   encode,
   fromTypedArray,
-  parseBlobRef,
   parseInferRequest,
   requestIdOf,
   toFlotillaError,
@@ -40,7 +39,7 @@ import {
   type TypedArray,
   type WireTensors,
 } from '@flotilla/protocol';
-import { fitReply, respondSafely, type BlobStore, type Logger } from '@flotilla/bus';
+import { fitReply, respondSafely, stagedRef, takeStaged, type BlobStore, type Logger } from '@flotilla/bus';
 import { Batcher, type Queued } from './batcher.js';
 import { concatBatch, splitBatch, validateInputs, type ModelSignature } from './model-io.js';
 
@@ -112,7 +111,7 @@ export class Replica {
   private fetchingBytes = 0;
   /** Largest staged request that can be valid for this model (fixed input shapes), else Infinity. */
   private readonly maxStagedBytes: number;
-  readonly batching: ReplicaState['batching'];
+  readonly batching: Extract<ReplicaState, { batching: unknown }>['batching'];
 
   readonly id: string;
   readonly model: string;
@@ -223,7 +222,8 @@ export class Replica {
     try {
       const raw = decode(msg.data);
       id = requestIdOf(raw);
-      req = raw.blob === undefined ? parseInferRequest(raw) : await this.readStaged(parseBlobRef(raw), receivedAt);
+      const ref = stagedRef(raw);
+      req = ref ? await this.readStaged(ref, receivedAt) : parseInferRequest(raw);
       id = req.id;
       deadline = receivedAt + (req.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS);
       ({ key, items } = validateInputs(this.signature, req.inputs));
@@ -274,10 +274,7 @@ export class Replica {
     }
     this.fetchingBytes += ref.size;
     try {
-      const bytes = await this.ctx.blobs.take(ref, this.ctx.maxMessageBytes);
-      const raw = decode(bytes);
-      if (raw.blob !== undefined) throw new BadRequestError('a staged request may not itself be a blob reference');
-      const req = parseInferRequest(raw);
+      const req = parseInferRequest(await takeStaged(this.ctx.blobs, ref, this.ctx.maxMessageBytes));
       if (performance.now() - receivedAt > (req.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS)) {
         throw new DeadlineExceededError('the staged request took longer to fetch than its deadline');
       }
