@@ -63,8 +63,8 @@ function statusText(s: ClusterStatus): string {
         r.queueDepth,
         r.processed,
         r.failed,
-        `${r.batching.maxBatchSize}/${r.batching.maxQueueDelayMs}`,
-        Object.entries(r.batchHistogram).map(([k, v]) => `${k}:${v}`).join(' ') || '-',
+        r.state === 'loading' ? '-' : `${r.batching.maxBatchSize}/${r.batching.maxQueueDelayMs}`,
+        (r.state !== 'loading' && Object.entries(r.batchHistogram).map(([k, v]) => `${k}:${v}`).join(' ')) || '-',
       ]),
     ),
   );

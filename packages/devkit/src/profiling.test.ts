@@ -2,14 +2,14 @@
 // then onnxruntime thread settings on CPU), stores the profile in KV, and the replica runs with
 // what it chose; the next load of the same model reuses the stored profile and opens its session
 // already tuned; a deployment's or a worker's thread settings override the profile's.
-import { estimateReplicaBytes, type ClusterStatus, type ReplicaState } from '@flotilla/protocol';
+import { estimateReplicaBytes, type ClusterStatus, type LoadedReplicaState } from '@flotilla/protocol';
 import { LocalCluster } from './local-cluster.js';
 import { randomFloats } from './onnx-builder.js';
 import { sampleModelPath } from './sample-models.js';
 
 const x = { x: { dtype: 'float32' as const, dims: [1, 1024], data: randomFloats(1024, 1) } };
-const replicaOf = (status: ClusterStatus, model: string): ReplicaState =>
-  status.workers.flatMap((w) => w.replicas).find((r) => r.model === model && r.state === 'ready')!;
+const replicaOf = (status: ClusterStatus, model: string): LoadedReplicaState =>
+  status.workers.flatMap((w) => w.replicas).find((r): r is LoadedReplicaState => r.model === model && r.state === 'ready')!;
 
 describe('profiling on first load', () => {
   let cluster: LocalCluster;

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { connect } from '@nats-io/transport-node';
-import { ErrorCode, PROTOCOL_VERSION, decode, encode, fromTypedArray, type FlotillaError } from '@flotilla/protocol';
+import { ErrorCode, PROTOCOL_VERSION, decode, encode, fromTypedArray, type FlotillaError, type LoadedReplicaState } from '@flotilla/protocol';
 import type { FlotillaClient, Tensor } from '@flotilla/client';
 import { LocalCluster } from './local-cluster.js';
 import { randomFloats } from './onnx-builder.js';
@@ -125,7 +125,7 @@ describe('serving through the cluster', () => {
     const r = await Promise.all([1, 2, 3].map(() => client.inferWithMeta('fixed', { x })));
     expect(r.every((x) => x.meta.batch === 1)).toBe(true);
     const st = await client.status();
-    const rep = st.workers.flatMap((w) => w.replicas).find((x) => x.model === 'fixed')!;
+    const rep = st.workers.flatMap((w) => w.replicas).find((x): x is LoadedReplicaState => x.model === 'fixed' && x.state === 'ready')!;
     expect(rep.batching).toMatchObject({ batchAxis: false, maxBatchSize: 1 });
   });
 });
@@ -134,7 +134,7 @@ describe('one very large request', () => {
   it('runs, and the heartbeat carrying its batch size still reaches the head (histogram key `>4096`)', async () => {
     const out = await client.infer('mlp', { x: mlpInput(10_000) });
     expect(out.y!.dims).toEqual([10_000, 4]);
-    await until(async () => (await client.status()).workers.some((w) => w.replicas.some((r) => r.model === 'mlp' && (r.batchHistogram['>4096'] ?? 0) > 0)), {
+    await until(async () => (await client.status()).workers.some((w) => w.replicas.some((r) => r.model === 'mlp' && r.state !== 'loading' && (r.batchHistogram['>4096'] ?? 0) > 0)), {
       timeoutMs: 5000,
       what: 'head sees the >4096 bucket',
     });

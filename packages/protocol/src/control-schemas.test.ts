@@ -14,14 +14,15 @@ import {
   parseLoadResult,
   parseModelProfile,
   type Heartbeat,
-  type ReplicaState,
+  type LoadedReplicaState,
+  type LoadingReplicaState,
 } from './index.js';
 
 const v = PROTOCOL_VERSION;
 const GiB = 1024 ** 3;
 const digest = 'a'.repeat(64);
 
-function replica(over: Partial<ReplicaState> = {}): ReplicaState {
+function replica(over: Partial<LoadedReplicaState> = {}): LoadedReplicaState {
   return {
     id: 'mlp-abcdefghij',
     model: 'mlp',
@@ -43,6 +44,11 @@ function replica(over: Partial<ReplicaState> = {}): ReplicaState {
     profile: { source: 'measured', deviceClass: 'cpu-x', reason: 'best', replicaBytes: 1e6, itemsPerSec: 1000, tookMs: 100, threads: { intraOp: 2, interOp: 1, mode: 'sequential', source: 'profile' } },
     ...over,
   };
+}
+
+/** A replica whose session is still opening: what it is and what it reserved, nothing it cannot know yet. */
+function loading(over: Partial<LoadingReplicaState> = {}): LoadingReplicaState {
+  return { id: 'mlp-klmnopqrst', model: 'mlp', digest, device: 'cpu', state: 'loading', bytes: 20e6, queueDepth: 0, inFlight: 0, processed: 0, failed: 0, pinned: true, ...over };
 }
 
 function hb(over: Record<string, unknown> = {}): Heartbeat {
@@ -82,14 +88,29 @@ function refusal(f: () => unknown): BadRequestError {
 }
 
 describe('heartbeat schema', () => {
-  it('accepts what a worker sends (a loading replica has an empty provider and zero batching)', () => {
-    const loading = replica({ state: 'loading', executionProvider: '', batching: { maxBatchSize: 0, maxQueueDelayMs: 0, maxQueueLength: 0, batchAxis: false }, profile: undefined });
-    delete (loading as Partial<ReplicaState>).profile;
-    expect(parseHeartbeat(hb({ replicas: [replica(), loading] })).replicas).toHaveLength(2);
+  it('accepts what a worker sends: loaded replicas, and loading ones without provider, batching, history or times', () => {
+    const replicas = parseHeartbeat(hb({ replicas: [replica(), replica({ id: 'mlp-d', state: 'draining' }), loading()] })).replicas;
+    expect(replicas.map((r) => r.state)).toEqual(['ready', 'draining', 'loading']);
+    const l = replicas[2]!;
+    expect(l).toEqual(loading());
+    expect(l).not.toHaveProperty('executionProvider');
+    expect(l).not.toHaveProperty('batching');
+  });
+
+  it.each([
+    ["a loading replica with the old placeholders (empty provider, zeroed batching)", loading({ executionProvider: '', batching: { maxBatchSize: 0, maxQueueDelayMs: 0, maxQueueLength: 0, batchAxis: false } } as object), 'replicas.0: Unrecognized keys: "executionProvider", "batching"'],
+    ['a loading replica with load times', loading({ loadedAt: 1, lastUsedAt: 1 } as object), 'replicas.0: Unrecognized keys'],
+    ['a ready replica with no batching', (({ batching: _b, ...r }) => r)(replica()), 'replicas.0.batching'],
+    ['a ready replica with an empty provider', replica({ executionProvider: '' }), 'replicas.0.executionProvider'],
+    ['a ready replica with a zero batch size', replica({ batching: { maxBatchSize: 0, maxQueueDelayMs: 0, maxQueueLength: 1, batchAxis: true } }), 'replicas.0.batching.maxBatchSize'],
+    ['a ready replica with a zero queue length', replica({ batching: { maxBatchSize: 1, maxQueueDelayMs: 0, maxQueueLength: 0, batchAxis: true } }), 'replicas.0.batching.maxQueueLength'],
+    ['a replica in no known state', { ...loading(), state: 'zombie' }, 'replicas.0.state'],
+  ])('refuses %s', (_what, r, path) => {
+    expect(refusal(() => parseHeartbeat(hb({ replicas: [r] }))).message).toContain(`$.${path}`);
   });
 
   it('takes a batch histogram with sizes up to 4096 and the shared key for larger runs, and no other keys', () => {
-    expect(parseHeartbeat(hb({ replicas: [replica({ batchHistogram: { '1': 2, '4096': 1, '>4096': 3 } })] })).replicas[0]!.batchHistogram['>4096']).toBe(3);
+    expect((parseHeartbeat(hb({ replicas: [replica({ batchHistogram: { '1': 2, '4096': 1, '>4096': 3 } })] })).replicas[0] as LoadedReplicaState).batchHistogram['>4096']).toBe(3);
     refusal(() => parseHeartbeat(hb({ replicas: [replica({ batchHistogram: { '10000': 1 } })] })));
     refusal(() => parseHeartbeat(hb({ replicas: [replica({ batchHistogram: { x: 1 } })] })));
   });

@@ -139,28 +139,46 @@ export const ReplicaProfileSummary = z
   .strict();
 export type ReplicaProfileSummary = z.infer<typeof ReplicaProfileSummary>;
 
-export const ReplicaState = z
+/**
+ * What a heartbeat says of every replica, loading or loaded. A loading replica has taken no
+ * requests yet (its counters are 0) and has no profile yet.
+ */
+const replicaCommon = {
+  id: ReplicaId,
+  model: Name,
+  digest: Text(128),
+  device: DeviceId,
+  /** Bytes charged to the device for this replica (while loading: the reservation). */
+  bytes: Bytes,
+  queueDepth: Count,
+  inFlight: Count,
+  /** Requests answered successfully, and with an error. */
+  processed: Count,
+  failed: Count,
+  /** Items (rows along the batch axis) in the requests answered successfully. */
+  itemsProcessed: Count.optional(),
+  /** Never evicted. */
+  pinned: z.boolean(),
+  /** Where the batching settings came from (absent while loading). */
+  profile: ReplicaProfileSummary.optional(),
+  error: WireErrorSchema.optional(),
+};
+
+/** A replica whose session is being opened (and profiled): no provider, batching or history yet. */
+export const LoadingReplicaState = z.object({ ...replicaCommon, state: z.literal('loading') }).strict();
+export type LoadingReplicaState = z.infer<typeof LoadingReplicaState>;
+
+/** A replica with an open session: serving (`ready`), finishing what it accepted (`draining`), or `failed`. */
+export const LoadedReplicaState = z
   .object({
-    id: ReplicaId,
-    model: Name,
-    digest: Text(128),
-    device: DeviceId,
-    state: ReplicaStateName,
-    /** Bytes charged to the device for this replica. */
-    bytes: Bytes,
-    queueDepth: Count,
-    inFlight: Count,
-    /** Requests answered successfully, and with an error. */
-    processed: Count,
-    failed: Count,
-    /** Items (rows along the batch axis) in the requests answered successfully. */
-    itemsProcessed: Count.optional(),
-    executionProvider: Text(64),
+    ...replicaCommon,
+    state: z.enum(['ready', 'draining', 'failed']),
+    executionProvider: Text(64).min(1),
     batching: z
       .object({
-        maxBatchSize: z.number().int().min(0).max(4096),
+        maxBatchSize: z.number().int().min(1).max(4096),
         maxQueueDelayMs: z.number().min(0).max(10_000),
-        maxQueueLength: z.number().int().min(0).max(1_000_000),
+        maxQueueLength: z.number().int().min(1).max(1_000_000),
         batchAxis: z.boolean(),
       })
       .strict(),
@@ -168,16 +186,15 @@ export const ReplicaState = z
     batchHistogram: z
       .record(z.string().regex(/^(\d{1,4}|>4096)$/), Count)
       .refine((h) => Object.keys(h).length <= HISTOGRAM_MAX_BATCH + 1, { message: `at most ${HISTOGRAM_MAX_BATCH + 1} batch sizes` }),
-    /** Never evicted. */
-    pinned: z.boolean(),
     /** Epoch ms of the load and of the last request (eviction policies use them). */
     loadedAt: EpochMs,
     lastUsedAt: EpochMs,
-    /** Where the batching settings came from. */
-    profile: ReplicaProfileSummary.optional(),
-    error: WireErrorSchema.optional(),
   })
   .strict();
+export type LoadedReplicaState = z.infer<typeof LoadedReplicaState>;
+
+/** A replica in a heartbeat, by its `state`: loading, or loaded (ready, draining, failed). */
+export const ReplicaState = z.discriminatedUnion('state', [LoadingReplicaState, LoadedReplicaState]);
 export type ReplicaState = z.infer<typeof ReplicaState>;
 
 export const WorkerStateName = z.enum(['starting', 'running', 'draining', 'stopped', 'failed']);

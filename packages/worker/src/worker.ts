@@ -19,6 +19,7 @@ import {
   parseUnloadCommand,
   type LoadCommandMsg,
   type LoadResult,
+  type LoadingReplicaState,
   type ReplicaState,
   type Subjects,
   type UnloadCommandMsg,
@@ -38,13 +39,14 @@ import { WorkerMetrics } from './metrics.js';
 /** A `refused` event per model at most this often, ms (the refusals in between are counted in the next). */
 export const REFUSAL_REPORT_MS = 10_000;
 
-/** A replica being loaded: reserved memory, visible in heartbeats. */
+/** A replica being loaded: reserved memory, visible in heartbeats (as a LoadingReplicaState). */
 interface Loading {
   id: string;
   model: string;
   digest: string;
   device: string;
   bytes: number;
+  pinned: boolean;
   done: Promise<LoadResult>;
 }
 
@@ -168,6 +170,7 @@ export class Worker {
       digest: spec.digest,
       device: device.id,
       bytes,
+      pinned: spec.pin,
       done: (async () => {
         const evicted = await this.admit(cmd.replicaId, spec, device.id, bytes).catch((e: unknown) => {
           throw e instanceof NoCapacityError ? this.refused(spec.name, cmd.replicaId, device.id, e) : e;
@@ -340,7 +343,7 @@ export class Worker {
   replicaStates(): ReplicaState[] {
     const ready = [...this.replicas.values()].map((r) => r.snapshot());
     const loading = [...this.loading.values()].filter((l) => !this.replicas.has(l.id)).map(
-      (l): ReplicaState => ({
+      (l): LoadingReplicaState => ({
         id: l.id,
         model: l.model,
         digest: l.digest,
@@ -351,12 +354,7 @@ export class Worker {
         inFlight: 0,
         processed: 0,
         failed: 0,
-        executionProvider: '',
-        batching: { maxBatchSize: 0, maxQueueDelayMs: 0, maxQueueLength: 0, batchAxis: false },
-        batchHistogram: {},
-        pinned: false,
-        loadedAt: Date.now(),
-        lastUsedAt: Date.now(),
+        pinned: l.pinned,
       }),
     );
     return [...ready, ...loading];
