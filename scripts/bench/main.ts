@@ -23,7 +23,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
-import type { LoadSummary, ReplicaState, WireTensors, FlotillaClient, ModelProfile } from '../../packages/client/dist/index.js';
+import type { LoadSummary, LoadedReplicaState, WireTensors, FlotillaClient, ModelProfile } from '../../packages/client/dist/index.js';
 import type { Head } from '../../packages/head/dist/index.js';
 import type { NatsServer } from '../../packages/devkit/dist/index.js';
 import type { NatsConnection } from '../../packages/bus/dist/index.js';
@@ -234,16 +234,16 @@ async function measureRawNats(pinning: Pinning, url: string, nc: NatsConnection,
 
 // ---------- (4): the cluster ----------
 
-async function readyReplicas(c: FlotillaClient, model: string): Promise<ReplicaState[]> {
+async function readyReplicas(c: FlotillaClient, model: string): Promise<LoadedReplicaState[]> {
   const st = await c.status();
-  return st.workers.flatMap((w) => w.replicas.filter((r) => r.model === model && r.state === 'ready'));
+  return st.workers.flatMap((w) => w.replicas.filter((r): r is LoadedReplicaState => r.model === model && r.state === 'ready'));
 }
 
 /**
  * The replica's state once its heartbeat reflects at least `processed` answered requests (status
  * comes from heartbeats, so right after a run it can lag). Gives up after `timeoutMs`.
  */
-async function replicaAfter(c: FlotillaClient, model: string, processed: number, timeoutMs = 5000): Promise<{ replica: ReplicaState; fresh: boolean }> {
+async function replicaAfter(c: FlotillaClient, model: string, processed: number, timeoutMs = 5000): Promise<{ replica: LoadedReplicaState; fresh: boolean }> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const [r] = await readyReplicas(c, model);
@@ -400,7 +400,7 @@ type ModelResult = Awaited<ReturnType<typeof benchModel>>;
  * (5) Ray Serve on the same model: same cores as the cluster (driver + Ray on the bench core,
  * replica on the worker core), the batching Flotilla's profile chose, the best concurrency.
  */
-async function measureRayServe(pinning: Pinning, path: string, dims: number[], replica: ReplicaState | undefined, concurrency: number): Promise<RayServeRun | { skipped: string } | { error: string }> {
+async function measureRayServe(pinning: Pinning, path: string, dims: number[], replica: LoadedReplicaState | undefined, concurrency: number): Promise<RayServeRun | { skipped: string } | { error: string }> {
   const py = rayServePython(process.env);
   if ('skipped' in py) {
     log(`  (5) Ray Serve: skipped: ${py.skipped}`);
