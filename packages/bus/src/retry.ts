@@ -57,9 +57,14 @@ export const STORE_WRITE_RETRY_POLICY: RetryPolicy = Object.freeze({
 /** A complete policy from a partial one (defaults added), checked; never mutates its input. */
 export function parseRetryPolicy(raw: Partial<RetryPolicy> = {}): RetryPolicy {
   const p: RetryPolicy = { ...DEFAULT_RETRY_POLICY, ...raw };
-  const bad = (what: string, must: string, got: unknown) => new BadRequestError(`retry policy: ${what} must be ${must}, got ${String(got)}`);
-  if (!(Number.isFinite(p.initialIntervalMs) && p.initialIntervalMs >= 0)) throw bad('initialIntervalMs', 'a non-negative number of ms', p.initialIntervalMs);
-  if (!(Number.isFinite(p.backoffCoefficient) && p.backoffCoefficient >= 1)) throw bad('backoffCoefficient', 'a number ≥ 1', p.backoffCoefficient);
+  const bad = (what: string, must: string, got: unknown) =>
+    new BadRequestError(`retry policy: ${what} must be ${must}, got ${String(got)}`);
+  if (!(Number.isFinite(p.initialIntervalMs) && p.initialIntervalMs >= 0)) {
+    throw bad('initialIntervalMs', 'a non-negative number of ms', p.initialIntervalMs);
+  }
+  if (!(Number.isFinite(p.backoffCoefficient) && p.backoffCoefficient >= 1)) {
+    throw bad('backoffCoefficient', 'a number ≥ 1', p.backoffCoefficient);
+  }
   if (!(Number.isFinite(p.maximumIntervalMs) && p.maximumIntervalMs >= p.initialIntervalMs)) {
     throw bad('maximumIntervalMs', `a number of ms ≥ initialIntervalMs (${p.initialIntervalMs})`, p.maximumIntervalMs);
   }
@@ -142,7 +147,9 @@ export async function retry<T>(fn: (ctx: AttemptContext) => Promise<T>, opts: Re
   const deadline = opts.deadline ?? Infinity;
   const isRetryable = opts.isRetryable ?? isRetryableError;
   const exhausted = (err: unknown, attempts: number, reason: 'attempts' | 'deadline') =>
-    opts.onExhausted ? opts.onExhausted(err, { attempts, reason }) : (err ?? new DeadlineExceededError('the deadline passed before the first attempt'));
+    opts.onExhausted
+      ? opts.onExhausted(err, { attempts, reason })
+      : (err ?? new DeadlineExceededError('the deadline passed before the first attempt'));
   let backoffs = 0;
   let last: unknown;
   for (let attempt = 1; ; attempt++) {

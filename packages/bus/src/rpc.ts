@@ -21,7 +21,12 @@ export const CALL_ATTEMPT_MS = 2000;
 /** How long "no responders" is retried (a restarting head, a broker failover), ms. */
 export const NO_RESPONDERS_GRACE_MS = 1500;
 /** A control call's back-off: a constant 100 ms (an attempt that timed out has waited already). */
-export const CALL_RETRY_POLICY = parseRetryPolicy({ initialIntervalMs: 100, backoffCoefficient: 1, maximumIntervalMs: 100, jitter: 0 });
+export const CALL_RETRY_POLICY = parseRetryPolicy({
+  initialIntervalMs: 100,
+  backoffCoefficient: 1,
+  maximumIntervalMs: 100,
+  jitter: 0,
+});
 
 export interface CallOptions<T> {
   /**
@@ -67,7 +72,8 @@ export async function call<T>(nc: NatsConnection, subject: string, body: object,
   const attempt = async ({ remainingMs }: { remainingMs: number }): Promise<T> => {
     let reply: Uint8Array;
     try {
-      reply = (await nc.request(subject, data, { timeout: Math.max(1, Math.min(opts.attemptMs ?? CALL_ATTEMPT_MS, remainingMs)) })).data;
+      const timeout = Math.max(1, Math.min(opts.attemptMs ?? CALL_ATTEMPT_MS, remainingMs));
+      reply = (await nc.request(subject, data, { timeout })).data;
     } catch (err) {
       const mapped = mapNatsError(err, subject, timeoutMs);
       transport.add(mapped);
@@ -84,7 +90,8 @@ export async function call<T>(nc: NatsConnection, subject: string, body: object,
         (err instanceof DeadlineExceededError || (err instanceof UnavailableError && Date.now() - start < NO_RESPONDERS_GRACE_MS)),
     });
   } catch (err) {
-    throw err instanceof DeadlineExceededError ? new DeadlineExceededError(`no reply on ${subject} within ${timeoutMs} ms`, { cause: err }) : err;
+    if (err instanceof DeadlineExceededError) throw new DeadlineExceededError(`no reply on ${subject} within ${timeoutMs} ms`, { cause: err });
+    throw err;
   }
 }
 

@@ -62,9 +62,15 @@ export interface UnstageOptions {
  * `raw` itself, or — when it is a staged body's reference — the body it names (see takeStaged).
  * Without `blobs` a reference is an UNAVAILABLE error saying so.
  */
-export async function unstage(blobs: Pick<BlobBucket, 'take'> | undefined, raw: Record<string, unknown>, opts: UnstageOptions): Promise<Record<string, unknown>> {
+export async function unstage(
+  blobs: Pick<BlobBucket, 'take'> | undefined,
+  raw: Record<string, unknown>,
+  opts: UnstageOptions,
+): Promise<Record<string, unknown>> {
   const ref = stagedRef(raw);
   if (!ref) return raw;
-  if (!blobs) throw new UnavailableError(`${opts.what ?? 'a body'} was staged (${ref.size} bytes) and this caller has no blob store to fetch it from`);
+  if (!blobs) {
+    throw new UnavailableError(`${opts.what ?? 'a body'} was staged (${ref.size} bytes) and this caller has no blob store to fetch it from`);
+  }
   return takeStaged(blobs, ref, opts.maxBytes);
 }

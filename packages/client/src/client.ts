@@ -216,7 +216,8 @@ export class FlotillaClient {
         let reply: InferReply;
         try {
           const msg = await nc.request(subject, body, { timeout: Math.min(remaining, attemptMs), headers: hdrs });
-          reply = (await unstage(await this.blobStore(), decode<Record<string, unknown>>(msg.data), { maxBytes: this.maxMessageBytes })) as unknown as InferReply;
+          const raw = decode<Record<string, unknown>>(msg.data);
+          reply = (await unstage(await this.blobStore(), raw, { maxBytes: this.maxMessageBytes })) as unknown as InferReply;
         } catch (err) {
           if (target) this.router.finished(model, target);
           if (isNoResponders(err)) {
@@ -230,7 +231,8 @@ export class FlotillaClient {
           }
           if (isTimeout(err)) {
             if (target) this.router.forget(model, target); // unresponsive: another replica next
-            throw retryWith(new DeadlineExceededError(`'${model}' did not answer on ${subject} within ${Math.min(remaining, attemptMs)} ms`, { cause: err }), 'immediately');
+            const e = new DeadlineExceededError(`'${model}' did not answer on ${subject} within ${Math.min(remaining, attemptMs)} ms`, { cause: err });
+            throw retryWith(e, 'immediately');
           }
           throw err instanceof FlotillaError ? err : mapNatsError(err, subject, timeoutMs);
         }
@@ -247,7 +249,9 @@ export class FlotillaClient {
       isRetryable: (err) => verdicts.get(err as object) ?? false,
       onRetry: opts.onRetry,
       onExhausted: (err, { reason }) =>
-        reason === 'attempts' ? err : new DeadlineExceededError(`'${model}' did not answer within ${timeoutMs} ms (${sent} attempts)`, { cause: err }),
+        reason === 'attempts'
+          ? err
+          : new DeadlineExceededError(`'${model}' did not answer within ${timeoutMs} ms (${sent} attempts)`, { cause: err }),
     });
     return { outputs: reply.outputs, meta: reply.meta, attempts: sent };
   }
