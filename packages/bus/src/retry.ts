@@ -42,9 +42,7 @@ export const DEFAULT_RETRY_POLICY: RetryPolicy = Object.freeze({
 /**
  * Writes to a JetStream KV or object store, retried through a leader election (a few seconds on
  * a clustered NATS): every error, 100 ms doubling to 1 s, no jitter, within the caller's deadline
- * (the head's STORE_WRITE_DEADLINE_MS, 8 s). head/src/deployment-store.ts `write()` has this loop
- * written out; it can adopt `retry(fn, { policy: STORE_WRITE_RETRY_POLICY, deadline,
- * isRetryable: () => true, onExhausted })`.
+ * (the head's STORE_WRITE_DEADLINE_MS, 8 s); used by head/src/deployment-store.ts `write()`.
  */
 export const STORE_WRITE_RETRY_POLICY: RetryPolicy = Object.freeze({
   initialIntervalMs: 100,

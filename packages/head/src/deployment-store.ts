@@ -4,6 +4,7 @@
 import type { KV } from '@nats-io/kv';
 import { BadRequestError, PROTOCOL_VERSION, UnavailableError, decode, encode, parseDeploySpec, parseDeploymentRecord, toFlotillaError } from '@flotilla/protocol';
 import type { DeploySpec } from '@flotilla/protocol';
+import { STORE_WRITE_RETRY_POLICY, retry } from '@flotilla/bus';
 
 /** How long a write keeps retrying, ms. */
 export const STORE_WRITE_DEADLINE_MS = 8000;
@@ -41,17 +42,19 @@ export class DeploymentStore {
     return out;
   }
 
-  private async write(key: string, value?: Uint8Array): Promise<void> {
-    const deadline = Date.now() + STORE_WRITE_DEADLINE_MS;
-    for (let wait = 100; ; wait = Math.min(wait * 2, 1000)) {
-      try {
+  /** Retries through a JetStream leader election (a few seconds on a clustered NATS), then UNAVAILABLE. */
+  private write(key: string, value?: Uint8Array): Promise<void> {
+    return retry(
+      async () => {
         if (value) await this.kv.put(key, value);
         else await this.kv.delete(key);
-        return;
-      } catch (err) {
-        if (Date.now() + wait > deadline) throw new UnavailableError(`cannot write ${key} to ${this.bucket}: ${(err as Error).message}`, { cause: err });
-        await new Promise((r) => setTimeout(r, wait));
-      }
-    }
+      },
+      {
+        policy: STORE_WRITE_RETRY_POLICY,
+        deadline: Date.now() + STORE_WRITE_DEADLINE_MS,
+        isRetryable: () => true,
+        onExhausted: (err) => new UnavailableError(`cannot write ${key} to ${this.bucket}: ${(err as Error)?.message}`, { cause: err }),
+      },
+    );
   }
 }
