@@ -25,7 +25,7 @@ import { join } from 'node:path';
 import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
 import type { LoadSummary, LoadedReplicaState, WireTensors, FlotillaClient, ModelProfile } from '../../packages/client/dist/index.js';
 import type { Head } from '../../packages/head/dist/index.js';
-import type { NatsServer } from '../../packages/devkit/dist/index.js';
+import type { NatsServer } from '../../packages/local/dist/index.js';
 import type { NatsConnection } from '../../packages/bus/dist/index.js';
 import { builtPackage, repoPath } from './deps.js';
 import type { InprocResult } from './inproc.js';
@@ -43,7 +43,10 @@ import {
   type Ratios,
 } from './stats.js';
 
-const devkit = (await builtPackage('devkit')) as typeof import('../../packages/devkit/dist/index.js');
+const devkit = {
+  ...((await builtPackage('local')) as typeof import('../../packages/local/dist/index.js')),
+  ...((await builtPackage('sample-models')) as typeof import('../../packages/sample-models/dist/index.js')),
+};
 const sdk = (await builtPackage('client')) as typeof import('../../packages/client/dist/index.js');
 const headPkg = (await builtPackage('head')) as typeof import('../../packages/head/dist/index.js');
 const bus = (await builtPackage('bus')) as typeof import('../../packages/bus/dist/index.js');

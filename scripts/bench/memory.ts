@@ -14,7 +14,10 @@ import { join } from 'node:path';
 import { builtPackage, requireFromWorker } from './deps.js';
 import * as peers from './peers.js';
 
-const devkit = (await builtPackage('devkit')) as typeof import('../../packages/devkit/dist/index.js');
+const devkit = {
+  ...((await builtPackage('local')) as typeof import('../../packages/local/dist/index.js')),
+  ...((await builtPackage('sample-models')) as typeof import('../../packages/sample-models/dist/index.js')),
+};
 const workerPkg = (await builtPackage('worker')) as typeof import('../../packages/worker/dist/index.js');
 // onnxruntime-node is a dependency of the worker package only; its types are not visible from scripts/.
 type OrtTensor = { dims: readonly number[]; data: unknown };

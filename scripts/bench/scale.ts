@@ -111,7 +111,10 @@ for (let k = 0; k < 10; k++) {
 // The real head's reconcile round at this scale: a Head on a real nats-server hears the simulated
 // workers' heartbeats (their replicas carry the deployed digest, so nothing needs placing) and
 // reconciles every deployment each round (500 ms); its own `lastTickMs` is sampled over rounds.
-const devkit = (await builtPackage('devkit')) as typeof import('../../packages/devkit/dist/index.js');
+const devkit = {
+  ...((await builtPackage('local')) as typeof import('../../packages/local/dist/index.js')),
+  ...((await builtPackage('sample-models')) as typeof import('../../packages/sample-models/dist/index.js')),
+};
 const sdk = (await builtPackage('client')) as typeof import('../../packages/client/dist/index.js');
 const bus = (await builtPackage('bus')) as typeof import('../../packages/bus/dist/index.js');
 const nats = await devkit.NatsServer.start();

@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sampleModelPath } from '@flotilla/devkit';
+import { sampleModelPath } from '@flotilla/sample-models';
 import { ROLES } from '@flotilla/protocol';
 import { CLI_MAIN, freePort, runCli, stopUp } from './testing/run-cli.js';
 

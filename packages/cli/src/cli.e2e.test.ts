@@ -4,7 +4,8 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { NatsServer, sampleModelPath } from '@flotilla/devkit';
+import { NatsServer } from '@flotilla/local';
+import { sampleModelPath } from '@flotilla/sample-models';
 import { CLI_MAIN, freePort, runCli, startUp, stopUp } from './testing/run-cli.js';
 
 const MAIN = CLI_MAIN;

@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { Head, headMetrics } from '@flotilla/head';
 import { Worker, type InventoryOverride } from '@flotilla/worker';
-import { NatsCluster, NatsServer } from '@flotilla/devkit';
+import { NatsCluster, NatsServer } from '@flotilla/local';
 import { BadRequestError, authConfigCluster } from '@flotilla/protocol';
 import { startHealthServer, type HealthServer } from '@flotilla/bus';
 import { busOptions, withConnectionOptions } from './connection-options.js';

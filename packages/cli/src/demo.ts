@@ -1,7 +1,8 @@
 // `pnpm demo`: the main job on the embedded default. A local cluster (own nats-server on a free
 // port, a head, a worker), two sample models built on the spot, inferences with outputs and
 // latency printed, then everything shut down.
-import { LocalCluster, sampleModelPath, randomFloats } from '@flotilla/devkit';
+import { LocalCluster } from '@flotilla/local';
+import { randomFloats, sampleModelPath } from '@flotilla/sample-models';
 import type { Tensor } from '@flotilla/client';
 
 function pct(xs: number[], p: number): number {

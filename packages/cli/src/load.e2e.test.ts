@@ -2,7 +2,8 @@
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { LocalCluster, sampleModelPath } from '@flotilla/devkit';
+import { LocalCluster } from '@flotilla/local';
+import { sampleModelPath } from '@flotilla/sample-models';
 import { CLI_MAIN, runCli } from './testing/run-cli.js';
 
 const MAIN = CLI_MAIN;

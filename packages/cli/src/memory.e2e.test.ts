@@ -5,7 +5,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sampleModelPath } from '@flotilla/devkit';
+import { sampleModelPath } from '@flotilla/sample-models';
 import { freePort, runCli, startUp, stopUp } from './testing/run-cli.js';
 
 const MiB = 1024 * 1024;

@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { jobStatus, type FlotillaClient } from '@flotilla/client';
-import { LocalCluster, sampleModelPath } from '@flotilla/devkit';
+import { LocalCluster } from '@flotilla/local';
+import { sampleModelPath } from '@flotilla/sample-models';
 import { CLI_MAIN, runCli } from './testing/run-cli.js';
 
 const MAIN = CLI_MAIN;

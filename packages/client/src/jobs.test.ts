@@ -2,7 +2,8 @@
 import { mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LocalCluster, sampleModelPath } from '@flotilla/devkit';
+import { LocalCluster } from '@flotilla/local';
+import { sampleModelPath } from '@flotilla/sample-models';
 import { headers as natsHeaders } from '@nats-io/nats-core';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';

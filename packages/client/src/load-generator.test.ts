@@ -2,7 +2,8 @@
 // client; then against a real cluster (nats-server, head, a worker with onnxruntime). How many
 // attempts a budget allows end to end: retry-layers.test.ts.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { LocalCluster, randomFloats, sampleModelPath } from '@flotilla/devkit';
+import { LocalCluster } from '@flotilla/local';
+import { randomFloats, sampleModelPath } from '@flotilla/sample-models';
 import { ErrorCode, FlotillaError, fromTypedArray, type WireTensors } from '@flotilla/protocol';
 import type { FlotillaClient, InferOptions } from './client.js';
 import { runLoad, itemsPerRequest } from './load-generator.js';

@@ -5,7 +5,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NatsServer } from '@flotilla/devkit';
+import { NatsServer } from '@flotilla/local';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NO_RESPONDERS_GRACE_MS, closeBus, connectBus, type NatsConnection } from '@flotilla/bus';
 import { PROTOCOL_VERSION, REPLICA_QUEUE, decode, encode, fromTypedArray, subjects, type WireTensors } from '@flotilla/protocol';

@@ -1,7 +1,7 @@
 // Integration: the head scales a deployment up on queue depth within its bounds, the new replica
 // serves, and after the load stops the deployment returns to its minimum.
-import { LocalCluster } from './local-cluster.js';
-import { sampleModelPath } from './sample-models.js';
+import { LocalCluster } from '@flotilla/local';
+import { sampleModelPath } from '@flotilla/sample-models';
 
 const x = { dtype: 'float32' as const, dims: [1, 16], data: new Float32Array(16) };
 

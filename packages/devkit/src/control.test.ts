@@ -3,8 +3,8 @@
 // health endpoints, and dead-worker replacement.
 import { Head, headMetrics } from '@flotilla/head';
 import { silentLogger, startHealthServer } from '@flotilla/bus';
-import { LocalCluster } from './local-cluster.js';
-import { sampleModelPath } from './sample-models.js';
+import { LocalCluster } from '@flotilla/local';
+import { sampleModelPath } from '@flotilla/sample-models';
 import { until } from './until.js';
 
 const GiB = 1024 ** 3;

@@ -2,9 +2,8 @@
 // evicted model brings it back transparently, and the accounted usage never exceeds the budget.
 import { connect } from '@nats-io/transport-node';
 import { decode, encode, type Heartbeat } from '@flotilla/protocol';
-import { LocalCluster } from './local-cluster.js';
-import { randomFloats } from './onnx-builder.js';
-import { sampleModelPath } from './sample-models.js';
+import { LocalCluster } from '@flotilla/local';
+import { randomFloats, sampleModelPath } from '@flotilla/sample-models';
 
 const MiB = 1024 * 1024;
 const x = { dtype: 'float32' as const, dims: [1, 16], data: randomFloats(16, 1) };

@@ -11,10 +11,9 @@ import { FlotillaClient, type DeploymentStatus, type Tensor } from '@flotilla/cl
 import { Head, type HeadOptions } from '@flotilla/head';
 import { closeBus, silentLogger, type NatsConnection } from '@flotilla/bus';
 import { connect } from '@nats-io/transport-node';
-import { NatsServer, type NatsServerOptions } from './nats-server.js';
-import { NatsCluster, freePort } from './nats-cluster.js';
+import { NatsCluster, NatsServer, freePort, type NatsServerOptions } from '@flotilla/local';
 import { WorkerProcess, findCli } from './worker-process.js';
-import { sampleModelPath } from './sample-models.js';
+import { sampleModelPath } from '@flotilla/sample-models';
 import { until } from './until.js';
 
 const x: Tensor = { dtype: 'float32', dims: [1, 16], data: new Float32Array(16).map((_, i) => i / 16) };

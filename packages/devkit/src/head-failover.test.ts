@@ -4,9 +4,8 @@
 // one, if it comes back, has stepped down. Inference never goes through a head and keeps working.
 import { Head } from '@flotilla/head';
 import { silentLogger } from '@flotilla/bus';
-import { LocalCluster } from './local-cluster.js';
-import { randomFloats } from './onnx-builder.js';
-import { sampleModelPath } from './sample-models.js';
+import { LocalCluster } from '@flotilla/local';
+import { randomFloats, sampleModelPath } from '@flotilla/sample-models';
 import { until } from './until.js';
 
 const x = { x: { dtype: 'float32' as const, dims: [1, 16], data: randomFloats(16, 1) } };

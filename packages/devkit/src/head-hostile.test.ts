@@ -14,9 +14,8 @@ import { FlotillaClient } from '@flotilla/client';
 import { Head } from '@flotilla/head';
 import { PROTOCOL_VERSION, decode, encode, subjects as makeSubjects, type Heartbeat, type ReplicaState } from '@flotilla/protocol';
 import { Worker } from '@flotilla/worker';
-import { LocalCluster } from './local-cluster.js';
-import { NatsServer } from './nats-server.js';
-import { sampleModelPath } from './sample-models.js';
+import { LocalCluster, NatsServer } from '@flotilla/local';
+import { sampleModelPath } from '@flotilla/sample-models';
 import { until } from './until.js';
 
 const GiB = 1024 ** 3;

@@ -13,9 +13,9 @@ import { connect } from '@nats-io/transport-node';
 import { FlotillaClient, type Tensor } from '@flotilla/client';
 import { PROTOCOL_VERSION, decode, encode, subjects as makeSubjects, type Heartbeat } from '@flotilla/protocol';
 import { closeBus, type NatsConnection } from '@flotilla/bus';
-import { NatsServer } from './nats-server.js';
+import { NatsServer } from '@flotilla/local';
 import { WorkerProcess, findCli } from './worker-process.js';
-import { sampleModelPath } from './sample-models.js';
+import { sampleModelPath } from '@flotilla/sample-models';
 import { until } from './until.js';
 
 const say = (line: string) => process.stdout.write(`[hostile-bus] ${line}\n`);

@@ -1,7 +1,5 @@
-export * from './nats-server.js';
-export * from './onnx-builder.js';
-export * from './sample-models.js';
-export * from './local-cluster.js';
-export * from './nats-cluster.js';
-export * from './worker-process.js';
-export * from './until.js';
+// The test kit: helpers only tests use (poll-until, a worker as a real OS process). The local
+// cluster launcher and the sample models the tests also use are product packages
+// (`@flotilla/local`, `@flotilla/sample-models`); no runtime package depends on this one.
+export { until } from './until.js';
+export { WorkerProcess, findCli, type ProcessExit, type WorkerProcessOptions } from './worker-process.js';

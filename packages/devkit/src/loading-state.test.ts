@@ -3,8 +3,8 @@
 // taken), never a provider, batching or load times it does not have; the head's heartbeat schema
 // takes it, and the same replica is advertised loaded once its session is open.
 import { decode, parseHeartbeat, type ReplicaState } from '@flotilla/protocol';
-import { LocalCluster } from './local-cluster.js';
-import { sampleModelPath } from './sample-models.js';
+import { LocalCluster } from '@flotilla/local';
+import { sampleModelPath } from '@flotilla/sample-models';
 import { until } from './until.js';
 
 describe('a loading replica in heartbeats', () => {

@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import { FlotillaClient, jobStatus, submitJob } from '@flotilla/client';
 import { closeBus, connectBus, mapNatsError, publishConfirmed, subscribeConfirmed, type NatsConnection } from '@flotilla/bus';
 import { ROLES, inboxPrefixFor, subjects, type FlotillaError, type Role } from '@flotilla/protocol';
-import { LocalCluster } from './local-cluster.js';
+import { LocalCluster } from '@flotilla/local';
 import { findCli } from './worker-process.js';
-import { sampleModelPath } from './sample-models.js';
+import { sampleModelPath } from '@flotilla/sample-models';
 
 const CLUSTER = `perm${Math.random().toString(36).slice(2, 8)}`;
 const s = subjects(CLUSTER);

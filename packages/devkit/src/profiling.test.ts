@@ -3,9 +3,8 @@
 // what it chose; the next load of the same model reuses the stored profile and opens its session
 // already tuned; a deployment's or a worker's thread settings override the profile's.
 import { estimateReplicaBytes, type ClusterStatus, type LoadedReplicaState } from '@flotilla/protocol';
-import { LocalCluster } from './local-cluster.js';
-import { randomFloats } from './onnx-builder.js';
-import { sampleModelPath } from './sample-models.js';
+import { LocalCluster } from '@flotilla/local';
+import { randomFloats, sampleModelPath } from '@flotilla/sample-models';
 
 const x = { x: { dtype: 'float32' as const, dims: [1, 1024], data: randomFloats(1024, 1) } };
 const replicaOf = (status: ClusterStatus, model: string): LoadedReplicaState =>

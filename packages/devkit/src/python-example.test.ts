@@ -5,8 +5,8 @@ import { execFile, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { LocalCluster } from './local-cluster.js';
-import { sampleModelPath } from './sample-models.js';
+import { LocalCluster } from '@flotilla/local';
+import { sampleModelPath } from '@flotilla/sample-models';
 
 const ROOT = resolve(__dirname, '../../..');
 const PY = resolve(ROOT, '.cache/py/bin/python');

@@ -1,7 +1,7 @@
 // Integration: a slowed replica gets a small share of the requests under SDK least-loaded routing,
 // while plain NATS queue-group routing (what a caller without the SDK gets) splits ~evenly.
-import { LocalCluster } from './local-cluster.js';
-import { sampleModelPath } from './sample-models.js';
+import { LocalCluster } from '@flotilla/local';
+import { sampleModelPath } from '@flotilla/sample-models';
 import { connect } from '@nats-io/transport-node';
 import { PROTOCOL_VERSION, encode, fromTypedArray } from '@flotilla/protocol';
 

@@ -6,9 +6,8 @@ import * as ort from 'onnxruntime-node';
 import { connect } from '@nats-io/transport-node';
 import { ErrorCode, PROTOCOL_VERSION, decode, encode, fromTypedArray, type FlotillaError, type LoadedReplicaState } from '@flotilla/protocol';
 import type { FlotillaClient, Tensor } from '@flotilla/client';
-import { LocalCluster } from './local-cluster.js';
-import { randomFloats } from './onnx-builder.js';
-import { sampleModelPath } from './sample-models.js';
+import { LocalCluster } from '@flotilla/local';
+import { randomFloats, sampleModelPath } from '@flotilla/sample-models';
 import { until } from './until.js';
 
 const MiB = 1024 * 1024;

@@ -4,7 +4,7 @@
 import { connect } from '@nats-io/transport-node';
 import { BlobStore, closeBus, listen, serve, silentLogger, type NatsConnection } from '@flotilla/bus';
 import { BadRequestError, ErrorCode, PROTOCOL_VERSION, decode, encode } from '@flotilla/protocol';
-import { NatsServer } from './nats-server.js';
+import { NatsServer } from '@flotilla/local';
 
 describe('total handlers (bus serve/listen)', () => {
   let nats: NatsServer;

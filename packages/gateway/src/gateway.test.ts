@@ -3,7 +3,8 @@
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { FlotillaClient, type Tensor } from '@flotilla/client';
-import { LocalCluster, randomFloats, sampleModelPath } from '@flotilla/devkit';
+import { LocalCluster } from '@flotilla/local';
+import { randomFloats, sampleModelPath } from '@flotilla/sample-models';
 import { ErrorCode } from '@flotilla/protocol';
 import { httpStatusForCode, parseTimeoutHeader, startGateway, type Gateway } from './gateway.js';
 

@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { randomFloats, sampleModelPath } from '@flotilla/devkit';
+import { randomFloats, sampleModelPath } from '@flotilla/sample-models';
 import { compiledPath, createCompiledSession } from './compile-cache.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'flotilla-compile-'));

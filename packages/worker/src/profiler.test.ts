@@ -2,7 +2,7 @@
 // sampler (how GPU sessions are measured) replacing RSS, and the thread phase returning a session
 // that runs with the setting it chose.
 import * as ort from 'onnxruntime-node';
-import { sampleModelPath } from '@flotilla/devkit';
+import { sampleModelPath } from '@flotilla/sample-models';
 import { describeModel } from './model-io.js';
 import { profileSession, profileThreads } from './profiler.js';
 
