@@ -23,7 +23,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
-import type { LoadSummary, LoadedReplicaState, WireTensors, FlotillaClient, ModelProfile } from '../../packages/client/dist/index.js';
+import type { LoadedReplicaState, WireTensors, FlotillaClient, ModelProfile } from '../../packages/client/dist/index.js';
+import type { LoadSummary } from '../../packages/loadgen/dist/index.js';
 import type { Head } from '../../packages/head/dist/index.js';
 import type { NatsServer } from '../../packages/local/dist/index.js';
 import type { NatsConnection } from '../../packages/bus/dist/index.js';
@@ -47,7 +48,10 @@ const devkit = {
   ...((await builtPackage('local')) as typeof import('../../packages/local/dist/index.js')),
   ...((await builtPackage('sample-models')) as typeof import('../../packages/sample-models/dist/index.js')),
 };
-const sdk = (await builtPackage('client')) as typeof import('../../packages/client/dist/index.js');
+const sdk = {
+  ...((await builtPackage('client')) as typeof import('../../packages/client/dist/index.js')),
+  ...((await builtPackage('loadgen')) as typeof import('../../packages/loadgen/dist/index.js')),
+};
 const headPkg = (await builtPackage('head')) as typeof import('../../packages/head/dist/index.js');
 const bus = (await builtPackage('bus')) as typeof import('../../packages/bus/dist/index.js');
 

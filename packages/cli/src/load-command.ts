@@ -1,7 +1,8 @@
 // `flotilla load`: a closed-loop load run against a deployed model (like Triton's perf_analyzer),
 // to size a cluster: throughput and latency percentiles at a given concurrency.
 import type { Command } from 'commander';
-import { FlotillaClient, runLoad, type LoadSummary } from '@flotilla/client';
+import { FlotillaClient } from '@flotilla/client';
+import { runLoad, type LoadSummary } from '@flotilla/loadgen';
 import { busOptions, withConnectionOptions } from './connection-options.js';
 import { EXIT_CODES, reportError } from './format.js';
 import { readTensorFile } from './tensor-file.js';

@@ -1,11 +1,11 @@
 // `flotilla submit` (a batch job over a JSONL file of tensors) and `flotilla job status|resume`.
-// The job logic lives in the SDK (`@flotilla/client` jobs.ts); this file prints: the job id at
+// The job logic lives in `@flotilla/jobs`; this file prints: the job id at
 // start (stderr, so the job can be resumed after a crash), a progress bar (stderr, TTY only, not
 // with --json), the summary (stdout) and errors with their exit codes.
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
+import { FlotillaClient } from '@flotilla/client';
 import {
-  FlotillaClient,
   jobStatus,
   resumeJob,
   submitJob,
@@ -14,7 +14,7 @@ import {
   type JobRunOptions,
   type JobStatus,
   type JobSummary,
-} from '@flotilla/client';
+} from '@flotilla/jobs';
 import { busOptions, withConnectionOptions, type ConnectionFlags } from './connection-options.js';
 import { EXIT_CODES, reportError } from './format.js';
 

@@ -5,7 +5,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { jobStatus, type FlotillaClient } from '@flotilla/client';
+import type { FlotillaClient } from '@flotilla/client';
+import { jobStatus } from '@flotilla/jobs';
 import { LocalCluster } from '@flotilla/local';
 import { sampleModelPath } from '@flotilla/sample-models';
 import { CLI_MAIN, runCli } from './testing/run-cli.js';

@@ -61,17 +61,6 @@ function streamApi(stream: string, ops: { create?: boolean; read?: boolean; cons
 const kvStream = (bucket: string) => `KV_${bucket}`;
 const objStream = (bucket: string) => `OBJ_${bucket}`;
 
-/** Batch jobs' KV bucket, result stream and subjects, and object store of large results (as `@flotilla/client` jobs.ts names them). */
-export function jobSubjects(cluster: string): { bucket: string; stream: string; results: string; objects: string } {
-  subjects(cluster);
-  return {
-    bucket: `flotilla_${cluster}_jobs`,
-    stream: `flotilla_${cluster}_jobresults`,
-    results: `flotilla.${cluster}.jobs.*.results`,
-    objects: `flotilla_${cluster}_jobobjects`,
-  };
-}
-
 /** A role's permissions in one cluster (its subjects, buckets and streams only). */
 export function rolePermissions(role: Role, cluster: string = DEFAULT_CLUSTER): RolePermissions {
   if (!isRole(role)) throw new BadRequestError(`unknown role ${JSON.stringify(role)}: use one of ${ROLES.join(', ')}`);
@@ -96,7 +85,6 @@ export function rolePermissions(role: Role, cluster: string = DEFAULT_CLUSTER): 
     case 'caller':
       return caller;
     case 'operator': {
-      const jobs = jobSubjects(s.cluster);
       return {
         publish: {
           allow: [
@@ -105,12 +93,13 @@ export function rolePermissions(role: Role, cluster: string = DEFAULT_CLUSTER): 
             // deploy uploads the ONNX file (a re-upload of a changed object purges its old chunks).
             ...streamApi(objStream(s.modelBucket), { read: true, purge: true }),
             `$O.${s.modelBucket}.>`,
-            ...streamApi(kvStream(jobs.bucket), { create: true, read: true, consume: true }),
-            `$KV.${jobs.bucket}.>`,
-            ...streamApi(jobs.stream, { create: true, pull: true }),
-            jobs.results,
-            ...streamApi(objStream(jobs.objects), { create: true, read: true, consume: true, purge: true }),
-            `$O.${jobs.objects}.>`,
+            // batch jobs: their records, result stream and store of large results.
+            ...streamApi(kvStream(s.jobBucket), { create: true, read: true, consume: true }),
+            `$KV.${s.jobBucket}.>`,
+            ...streamApi(s.jobStream, { create: true, pull: true }),
+            s.jobResultsAll,
+            ...streamApi(objStream(s.jobObjectBucket), { create: true, read: true, consume: true, purge: true }),
+            `$O.${s.jobObjectBucket}.>`,
           ],
         },
         subscribe: { allow: [inbox] },

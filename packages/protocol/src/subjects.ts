@@ -54,6 +54,16 @@ export interface Subjects {
   leaseBucket: string;
   /** JetStream stream keeping the recent events (`eventAll`), so a new leading head has their history. */
   eventStream: string;
+  /** KV bucket of batch job records (key: job id). */
+  jobBucket: string;
+  /** JetStream stream of batch job results (subjects `jobResultsAll`). */
+  jobStream: string;
+  /** Object store of job results too large for one message (object `<job id>.<line>`). */
+  jobObjectBucket: string;
+  /** Where one job's results are published. */
+  jobResults(jobId: string): string;
+  /** Every job's results: the job stream's subjects. */
+  jobResultsAll: string;
 }
 
 /** Profiles are shared per (model digest, device class, onnxruntime version). */
@@ -88,6 +98,11 @@ export function subjects(cluster: string = DEFAULT_CLUSTER): Subjects {
     profileBucket: `flotilla_${cluster}_profiles`,
     leaseBucket: `flotilla_${cluster}_lease`,
     eventStream: `flotilla_${cluster}_events`,
+    jobBucket: `flotilla_${cluster}_jobs`,
+    jobStream: `flotilla_${cluster}_jobresults`,
+    jobObjectBucket: `flotilla_${cluster}_jobobjects`,
+    jobResults: (jobId) => `${p}.jobs.${jobId}.results`,
+    jobResultsAll: `${p}.jobs.*.results`,
   };
 }
 

@@ -1,8 +1,9 @@
 // Batch jobs: run a model over every line of a JSONL file of tensors and write one JSONL result
 // line per input line, in input order. A job survives the crash of the process running it: its
 // metadata lives in the KV bucket `flotilla_<cluster>_jobs` (key: job id) and each finished line's
-// result in the stream `flotilla_<cluster>_jobresults` (subject `flotilla.<cluster>.jobs.<id>.results`),
-// so `resumeJob` sends only the lines without a result and rewrites the output file complete.
+// result in the stream `flotilla_<cluster>_jobresults` (subject `flotilla.<cluster>.jobs.<id>.results`;
+// the names are protocol's `Subjects.jobBucket`, `jobStream`, `jobResults`), so `resumeJob` sends
+// only the lines without a result and rewrites the output file complete.
 //
 // Input line i (0-based, split on '\n', a trailing '\r' dropped, no line after a final '\n') is one
 // tensor JSON object `{ "<input>": { "dtype", "dims", "data" } }`. Output line i is
@@ -40,10 +41,12 @@ import {
   fromJsonTensor,
   toFlotillaError,
   toJsonTensor,
+  subjects,
+  type Subjects,
   type WireTensor,
   type WireTensors,
 } from '@flotilla/protocol';
-import type { FlotillaClient, InferOptions } from './client.js';
+import type { FlotillaClient, InferOptions } from '@flotilla/client';
 import { OversizedLine, countJobLines, readJobLines } from './job-lines.js';
 import {
   JOB_ID_RE,
@@ -63,9 +66,6 @@ import {
   type StoredJobResult,
 } from './job-records.js';
 
-export { MAX_JOB_LINE_BYTES } from './job-lines.js';
-export { JobRecordSchema, defaultJobStateDir, type JobLocalRecord, type JobMeta } from './job-records.js';
-
 /** Results and job records are kept this long. */
 export const JOB_RETENTION_MS = 7 * 24 * 3600 * 1000;
 export const DEFAULT_JOB_CONCURRENCY = 32;
@@ -78,27 +78,6 @@ export const DEFAULT_MAX_JOB_RESULT_BYTES = DEFAULT_MAX_MESSAGE_BYTES;
 /** Elements of a tensor turned into JSON text at once when writing the output (bounded strings). */
 const JSON_CHUNK_ELEMENTS = 64 * 1024;
 
-/** Where a cluster keeps its jobs. */
-export interface JobNames {
-  bucket: string;
-  stream: string;
-  /** Object store of results too large for one message. */
-  objects: string;
-  /** Subject of one job's results. */
-  results(jobId: string): string;
-}
-
-export function jobNames(cluster: string): JobNames {
-  assertValidName('cluster', cluster);
-  return {
-    bucket: `flotilla_${cluster}_jobs`,
-    stream: `flotilla_${cluster}_jobresults`,
-    objects: `flotilla_${cluster}_jobobjects`,
-    results: (id) => `flotilla.${cluster}.jobs.${id}.results`,
-  };
-}
-
-/** One line's result. */
 export interface JobLineResult {
   line: number;
   outputs?: WireTensors;
@@ -208,7 +187,8 @@ export interface JobStatus {
 // Storage: the KV bucket of job records and the stream of results.
 
 class JobStore {
-  readonly names: JobNames;
+  /** The job bucket, stream and object store names (`jobBucket`, `jobStream`, `jobObjectBucket`). */
+  readonly names: Subjects;
   readonly js: JetStreamClient;
   private objectStore?: Promise<ObjectStore>;
 
@@ -217,33 +197,33 @@ class JobStore {
     readonly cluster: string,
     readonly kv: KV,
   ) {
-    this.names = jobNames(cluster);
+    this.names = subjects(cluster);
     this.js = jetstream(nc);
   }
 
   /** Opens the job storage; `create` makes the bucket and stream when missing (submit). */
   static async open(client: FlotillaClient, create: boolean): Promise<JobStore> {
     const nc = await client.connection();
-    const names = jobNames(client.subjects.cluster);
+    const names = client.subjects;
     try {
       const kvm = new Kvm(jetstream(nc));
       if (!create) {
-        const kv = await kvm.open(names.bucket).catch((err: unknown) => {
+        const kv = await kvm.open(names.jobBucket).catch((err: unknown) => {
           if (isNotFound(err)) return undefined;
           throw err;
         });
-        if (!kv) throw new NotFoundError(`cluster '${client.subjects.cluster}' has no jobs (no bucket ${names.bucket})`);
+        if (!kv) throw new NotFoundError(`cluster '${client.subjects.cluster}' has no jobs (no bucket ${names.jobBucket})`);
         return new JobStore(nc, client.subjects.cluster, kv);
       }
       const jsm = await jetstreamManager(nc);
       try {
-        await jsm.streams.info(names.stream);
+        await jsm.streams.info(names.jobStream);
       } catch (err) {
         if (!isNotFound(err)) throw err;
         await jsm.streams
           .add({
-            name: names.stream,
-            subjects: [names.results('*')],
+            name: names.jobStream,
+            subjects: [names.jobResultsAll],
             storage: StorageType.File,
             retention: RetentionPolicy.Limits,
             discard: DiscardPolicy.Old,
@@ -253,14 +233,14 @@ class JobStore {
           })
           .catch(async (e: unknown) => {
             // Another submitter created it meanwhile: fine if it is there now.
-            await jsm.streams.info(names.stream).catch(() => Promise.reject(e));
+            await jsm.streams.info(names.jobStream).catch(() => Promise.reject(e));
           });
       }
-      const kv = await kvm.create(names.bucket, { history: 1, ttl: JOB_RETENTION_MS, storage: StorageType.File });
+      const kv = await kvm.create(names.jobBucket, { history: 1, ttl: JOB_RETENTION_MS, storage: StorageType.File });
       return new JobStore(nc, client.subjects.cluster, kv);
     } catch (err) {
       if (err instanceof NotFoundError) throw err;
-      const mapped = mapNatsError(err, names.stream, 0);
+      const mapped = mapNatsError(err, names.jobStream, 0);
       if (mapped instanceof ForbiddenError) throw mapped; // credentials without the jobs (a caller's): not retryable
       throw new UnavailableError(`job storage (JetStream) is not available: ${(err as Error).message}`, { cause: err });
     }
@@ -273,10 +253,10 @@ class JobStore {
   /** The object store of large results (file storage, kept as long as the results). */
   private objects(): Promise<ObjectStore> {
     this.objectStore ??= new Objm(this.js)
-      .create(this.names.objects, { storage: StorageType.File, ttl: nanos(JOB_RETENTION_MS), replicas: 1 })
+      .create(this.names.jobObjectBucket, { storage: StorageType.File, ttl: nanos(JOB_RETENTION_MS), replicas: 1 })
       .catch((err: unknown) => {
         this.objectStore = undefined;
-        throw new UnavailableError(`job object store ${this.names.objects} is not available: ${(err as Error).message}`, { cause: err });
+        throw new UnavailableError(`job object store ${this.names.jobObjectBucket} is not available: ${(err as Error).message}`, { cause: err });
       });
     return this.objectStore;
   }
@@ -285,10 +265,10 @@ class JobStore {
   async fetchObject(ref: { name: string; size: number }, maxBytes: number): Promise<Uint8Array> {
     const os = await this.objects();
     const info = await os.info(ref.name);
-    if (!info) throw new NotFoundError(`stored result ${ref.name} is missing from ${this.names.objects}`);
+    if (!info) throw new NotFoundError(`stored result ${ref.name} is missing from ${this.names.jobObjectBucket}`);
     if (info.size !== ref.size || info.size > maxBytes) throw new BadRequestError(`stored result ${ref.name} has ${info.size} bytes, its record says ${ref.size} (limit ${maxBytes})`);
     const data = await os.getBlob(ref.name);
-    if (!data) throw new NotFoundError(`stored result ${ref.name} is missing from ${this.names.objects}`);
+    if (!data) throw new NotFoundError(`stored result ${ref.name} is missing from ${this.names.jobObjectBucket}`);
     return data;
   }
 
@@ -326,7 +306,7 @@ class JobStore {
     const h = natsHeaders();
     h.set(LINE_HEADER, String(r.line));
     h.set(STATUS_HEADER, status);
-    await this.js.publish(this.names.results(id), body, { msgID: `${id}.${r.line}`, headers: h, expect: { streamName: this.names.stream } });
+    await this.js.publish(this.names.jobResults(id), body, { msgID: `${id}.${r.line}`, headers: h, expect: { streamName: this.names.jobStream } });
   }
 
   /**
@@ -334,7 +314,7 @@ class JobStore {
    * `headersOnly` leaves the payloads on the server (status, resume's first pass).
    */
   async scan(id: string, headersOnly: boolean, each: (m: JsMsg) => void | Promise<void>): Promise<void> {
-    const consumer = await this.js.consumers.get(this.names.stream, { filter_subjects: this.names.results(id), headers_only: headersOnly });
+    const consumer = await this.js.consumers.get(this.names.jobStream, { filter_subjects: this.names.jobResults(id), headers_only: headersOnly });
     try {
       const pending = (await consumer.info(true)).num_pending;
       if (pending === 0) return;

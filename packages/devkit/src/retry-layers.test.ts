@@ -5,13 +5,13 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NatsServer } from '@flotilla/local';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NO_RESPONDERS_GRACE_MS, closeBus, connectBus, type NatsConnection } from '@flotilla/bus';
+import { FlotillaClient } from '@flotilla/client';
+import { submitJob } from '@flotilla/jobs';
+import { NatsServer } from '@flotilla/local';
+import { runLoad } from '@flotilla/loadgen';
 import { PROTOCOL_VERSION, REPLICA_QUEUE, decode, encode, fromTypedArray, subjects, type WireTensors } from '@flotilla/protocol';
-import { FlotillaClient } from './client.js';
-import { submitJob } from './jobs.js';
-import { runLoad } from './load-generator.js';
 
 const x: WireTensors = { x: fromTypedArray('float32', [1, 2], new Float32Array([1, 2])) };
 const ok = (outputs: WireTensors) =>

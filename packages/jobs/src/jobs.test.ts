@@ -8,9 +8,9 @@ import { headers as natsHeaders } from '@nats-io/nats-core';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
-import { PROTOCOL_VERSION, encode } from '@flotilla/protocol';
-import type { FlotillaClient } from './client.js';
-import { getJob, jobNames, jobStatus, resumeJob, submitJob } from './jobs.js';
+import { PROTOCOL_VERSION, encode, subjects } from '@flotilla/protocol';
+import type { FlotillaClient } from '@flotilla/client';
+import { getJob, jobStatus, resumeJob, submitJob } from './jobs.js';
 
 let cluster: LocalCluster;
 let client: FlotillaClient;
@@ -101,13 +101,13 @@ describe('batch jobs', () => {
     expect(st.finished).toBeDefined();
 
     // Where it is kept: job record in KV, results on the job's subject of the results stream.
-    const names = jobNames(cluster.cluster);
+    const names = subjects(cluster.cluster);
     const meta = await getJob(client, s.id);
     expect(meta).toMatchObject({ model: 'mlp', input, output, total: 50 });
     const jsm = await jetstreamManager(await client.connection());
-    const si = await jsm.streams.info(names.stream, { subjects_filter: names.results(s.id) });
+    const si = await jsm.streams.info(names.jobStream, { subjects_filter: names.jobResults(s.id) });
     expect(si.config.storage).toBe('file');
-    expect(si.state.subjects?.[names.results(s.id)]).toBe(50);
+    expect(si.state.subjects?.[names.jobResults(s.id)]).toBe(50);
   });
 
   it('records malformed lines as BAD_REQUEST without sending them', async () => {
@@ -187,7 +187,7 @@ describe('batch jobs', () => {
     const s1 = await submitJob(client, { stateDir, model: 'mlp', input, output, stopAfter: 5, concurrency: 1 });
     expect(s1.complete).toBe(false);
     // Any client on the bus rewrites the job's record: both paths point at another file.
-    const kv = await new Kvm(jetstream(await client.connection())).open(jobNames(cluster.cluster).bucket);
+    const kv = await new Kvm(jetstream(await client.connection())).open(subjects(cluster.cluster).jobBucket);
     const rec = JSON.parse((await kv.get(s1.id))!.string());
     await kv.put(s1.id, JSON.stringify({ ...rec, input: victim, output: victim }));
 
@@ -215,7 +215,7 @@ describe('batch jobs', () => {
   });
 
   it('a malformed job record read back is a coded BAD_REQUEST, not a crash', async () => {
-    const kv = await new Kvm(jetstream(await client.connection())).open(jobNames(cluster.cluster).bucket);
+    const kv = await new Kvm(jetstream(await client.connection())).open(subjects(cluster.cluster).jobBucket);
     const valid = { id: 'x', model: 'mlp', input: '/i', output: '/o', total: 3, inputSha256: 'a'.repeat(64), created: 'now', concurrency: 1 };
     const cases: Array<[string, string]> = [
       ['badjson', '{"id":'],
@@ -235,7 +235,7 @@ describe('batch jobs', () => {
     const output = join(dir, 'out-forged.jsonl');
     const s1 = await submitJob(client, { stateDir, model: 'mlp', input, output, stopAfter: 1, concurrency: 1 });
     const js = jetstream(await client.connection());
-    const subject = jobNames(cluster.cluster).results(s1.id);
+    const subject = subjects(cluster.cluster).jobResults(s1.id);
     const forge = async (line: number, status: string, body: Uint8Array) => {
       const h = natsHeaders();
       h.set('Flotilla-Line', String(line));
@@ -268,7 +268,7 @@ describe('batch jobs', () => {
       expect(o.outputs!.y!.data).toHaveLength(n);
       expect(o.outputs!.y!.data.every((v) => v === 2)).toBe(true); // 2 × 0.5 + 1
     }
-    const os = await new Objm(jetstream(await client.connection())).open(jobNames(cluster.cluster).objects);
+    const os = await new Objm(jetstream(await client.connection())).open(subjects(cluster.cluster).jobObjectBucket);
     expect((await os.info(`${s.id}.0`))!.size).toBeGreaterThan(n * 4);
 
     // Above the job's result limit: recorded as PAYLOAD_TOO_LARGE, coded.

@@ -3,7 +3,7 @@
 // request still in flight is awaited (none is abandoned) and the figures are summarised.
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { BadRequestError, assertValidName, checkWireTensor, type WireTensors } from '@flotilla/protocol';
-import type { FlotillaClient, InferOptions } from './client.js';
+import type { FlotillaClient, InferOptions } from '@flotilla/client';
 import { LoadStats, type LoadSummary } from './load-stats.js';
 
 export interface LoadOptions {

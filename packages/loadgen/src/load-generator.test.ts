@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { LocalCluster } from '@flotilla/local';
 import { randomFloats, sampleModelPath } from '@flotilla/sample-models';
 import { ErrorCode, FlotillaError, fromTypedArray, type WireTensors } from '@flotilla/protocol';
-import type { FlotillaClient, InferOptions } from './client.js';
+import type { FlotillaClient, InferOptions } from '@flotilla/client';
 import { runLoad, itemsPerRequest } from './load-generator.js';
 import type { LoadSummary } from './load-stats.js';
 

@@ -1,0 +1,4 @@
+// Closed-loop load generation against a deployed model (`flotilla load`, the benchmarks): C
+// requests in flight for S seconds, then throughput and latency percentiles.
+export { runLoad, type LoadOptions } from './load-generator.js';
+export { LoadStats, type LatencySummary, type LoadSummary } from './load-stats.js';
