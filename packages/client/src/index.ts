@@ -1,3 +1,55 @@
-export * from './client.js';
-export * from '@flotilla/protocol';
-export * from './router.js';
+// The Flotilla SDK: deploy, scale and call models on a cluster. Everything a caller needs is here:
+// the client, its options and results, tensors, and the error classes with their codes (the
+// protocol's own, re-exported by name).
+export {
+  DEFAULT_INFER_TIMEOUT_MS,
+  FlotillaClient,
+  type ClientOptions,
+  type DeployOptions,
+  type InferOptions,
+  type Tensor,
+} from './client.js';
+export {
+  // tensors
+  DTYPES,
+  fromTypedArray,
+  toTypedArray,
+  type DType,
+  type TypedArray,
+  type WireTensor,
+  type WireTensors,
+  // what deploy, status, profiles and events return and take
+  type AutoscaleOptions,
+  type BatchingOptions,
+  type ClusterStatus,
+  type DeploySpecInput,
+  type DeploymentStatus,
+  type DevicePreference,
+  type EventMessage,
+  type InferMeta,
+  type LoadedReplicaState,
+  type LoadingReplicaState,
+  type ModelProfile,
+  type PlacedReplica,
+  type ReplicaState,
+  type Subjects,
+  type ThreadSettings,
+  type WorkerStatus,
+  // errors: one class per failure, `code` from ErrorCode
+  ErrorCode,
+  BadRequestError,
+  DeadlineExceededError,
+  DecodeError,
+  FlotillaError,
+  ForbiddenError,
+  InputMismatchError,
+  InternalError,
+  ModelLoadFailedError,
+  NoCapacityError,
+  NotFoundError,
+  OverloadedError,
+  PayloadTooLargeError,
+  UnavailableError,
+  UnknownModelError,
+  VersionMismatchError,
+} from '@flotilla/protocol';

@@ -1,18 +1,5 @@
-export * from './head.js';
-export * from './options.js';
-export * from './placement.js';
-export * from './registry.js';
-export * from './autoscaler.js';
-export * from './metrics.js';
-export * from './lease.js';
-export * from './leadership.js';
-export * from './ready-waiters.js';
-export * from './cluster-view.js';
-export * from './heartbeat-rules.js';
-export * from './event-log.js';
-export * from './event-history.js';
-export * from './placement-retry.js';
-export * from './status-view.js';
-export * from './deployment.js';
-export * from './reconcile-plan.js';
-export { MAX_UNLOADS_IN_FLIGHT } from './reconciler.js';
+// The head: keeps the desired deployments, places replicas on workers, scales them, and answers
+// the control plane. Embedders (the CLI, the local cluster) start one with `Head.start`.
+export { Head } from './head.js';
+export type { HeadOptions } from './options.js';
+export { headMetrics } from './metrics.js';

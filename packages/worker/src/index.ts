@@ -1,16 +1,5 @@
-export * from './worker.js';
-export * from './options.js';
-export * from './inventory.js';
-export * from './batcher.js';
-export * from './memory-ledger.js';
-export * from './model-io.js';
-export { Replica, DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_QUEUE_DELAY_MS, DEFAULT_MAX_QUEUE_LENGTH, DEFAULT_REQUEST_TIMEOUT_MS } from './replica.js';
-export * from './eviction.js';
-export * from './batch-size.js';
-export * from './profiler.js';
-export * from './compile-cache.js';
-export * from './metrics.js';
-export * from './session-loader.js';
-export * from './thread-choice.js';
-export * from './cgroup-limits.js';
-export * from './providers.js';
+// The worker: runs replicas of ONNX models on this machine's CPU and GPUs and advertises them to
+// the head. Embedders (the CLI, the local cluster) start one with `Worker.start`.
+export { Worker } from './worker.js';
+export type { WorkerOptions } from './options.js';
+export type { InventoryOverride } from './inventory.js';
