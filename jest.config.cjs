@@ -4,7 +4,7 @@
 /** @type {import('jest').Config} */
 module.exports = {
   testEnvironment: '<rootDir>/jest.environment.cjs',
-  roots: ['<rootDir>/packages', '<rootDir>/deploy', '<rootDir>/scripts'],
+  roots: ['<rootDir>/packages', '<rootDir>/deploy'],
   testMatch: ['**/*.test.ts'],
   testPathIgnorePatterns: ['/node_modules/', '/dist/'],
   transform: {
@@ -12,6 +12,7 @@ module.exports = {
   },
   moduleNameMapper: {
     '^@flotilla/([a-z-]+)$': '<rootDir>/packages/$1/src/index.ts',
+    '^@flotilla/([a-z-]+)/internal$': '<rootDir>/packages/$1/src/internal.ts',
     '^(\\.{1,2}/.*)\\.js$': '$1',
   },
   testTimeout: 60_000,

@@ -9,10 +9,13 @@
 // with the number of workers, never all-to-all. Last stdout line: one JSON object.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { builtPackage } from './deps.js';
-
-const head = (await builtPackage('head')) as typeof import('../../packages/head/dist/index.js');
-const protocol = (await builtPackage('protocol')) as typeof import('../../packages/protocol/dist/index.js');
+import { closeBus, connectBus, silentLogger } from '@flotilla/bus';
+import { FlotillaClient } from '@flotilla/client';
+import { Head } from '@flotilla/head';
+import { Autoscaler, WorkerRegistry, observe, place } from '@flotilla/head/internal';
+import { NatsServer } from '@flotilla/local';
+import { PROTOCOL_VERSION, decode, encode, parseHeartbeat, type Heartbeat } from '@flotilla/protocol';
+import { sampleModelPath } from '@flotilla/sample-models';
 
 const WORKERS = Number(process.env.SCALE_WORKERS ?? 1000);
 const REPLICAS = Number(process.env.SCALE_REPLICAS ?? 10_000);
@@ -23,11 +26,11 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 let seed = 7;
 const rnd = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
 
-type Hb = import('../../packages/protocol/dist/index.js').Heartbeat;
+type Hb = Heartbeat;
 function heartbeat(i: number, replicas: Hb['replicas'], seq = 0): Hb {
   const gpu = i % 4 === 0;
   return {
-    v: protocol.PROTOCOL_VERSION,
+    v: PROTOCOL_VERSION,
     workerId: `w${i}`,
     pid: 1000 + i,
     state: 'running',
@@ -50,7 +53,7 @@ function replica(id: string, model: string, device: string): Hb['replicas'][numb
 }
 
 // Build the cluster: 10,000 replicas spread over 1,000 workers by the placement policy itself.
-const registry = new head.WorkerRegistry(5000);
+const registry = new WorkerRegistry(5000);
 const perWorker: Array<Hb['replicas']> = Array.from({ length: WORKERS }, () => []);
 const view = () =>
   perWorker.map((reps, i) => {
@@ -72,7 +75,7 @@ for (let n = 0; placed < REPLICAS; n++) {
     viewTimes.push(performance.now() - tv);
   }
   const t = performance.now();
-  const r = head.place({ model, bytes: 2 * GiB, device: n % 3 === 0 ? 'gpu' : 'cpu', allowFallback: true, count: 1, allowEviction: true }, v);
+  const r = place({ model, bytes: 2 * GiB, device: n % 3 === 0 ? 'gpu' : 'cpu', allowFallback: true, count: 1, allowEviction: true }, v);
   placeTimes.push(performance.now() - t);
   for (const p of r.placements) {
     const idx = Number(p.workerId.slice(1));
@@ -87,49 +90,43 @@ for (let n = 0; placed < REPLICAS; n++) {
 
 // Heartbeat handling: decode + schema parse + plausibility + registry upsert, as the head does per message.
 const ROUNDS = 5;
-const rounds = Array.from({ length: ROUNDS }, (_, k) => perWorker.map((reps, i) => protocol.encode(heartbeat(i, reps, k))));
+const rounds = Array.from({ length: ROUNDS }, (_, k) => perWorker.map((reps, i) => encode(heartbeat(i, reps, k))));
 const bytesPerRound = rounds[0]!.reduce((n, b) => n + b.byteLength, 0);
 const t0 = performance.now();
 let believed = 0;
-for (const beats of rounds) for (const b of beats) if (registry.upsert(protocol.parseHeartbeat(protocol.decode(b)), Date.now()).accepted) believed++;
+for (const beats of rounds) for (const b of beats) if (registry.upsert(parseHeartbeat(decode(b)), Date.now()).accepted) believed++;
 const hbMsPerRound = (performance.now() - t0) / ROUNDS;
 if (believed !== ROUNDS * WORKERS) process.stderr.write(`warning: ${ROUNDS * WORKERS - believed} heartbeats not believed\n`);
 
 // Autoscale tick: one decide() per deployment over its replicas' queue depths.
-const scalers = new Map<string, InstanceType<typeof head.Autoscaler>>();
-for (let m = 0; m < MODELS; m++) scalers.set(`m${m}`, new head.Autoscaler({ minReplicas: 1, maxReplicas: 100 }));
+const scalers = new Map<string, Autoscaler>();
+for (let m = 0; m < MODELS; m++) scalers.set(`m${m}`, new Autoscaler({ minReplicas: 1, maxReplicas: 100 }));
 const byModel = new Map<string, Array<{ queueDepth: number; inFlight: number }>>();
 const tickTimes: number[] = [];
 for (let k = 0; k < 10; k++) {
   const t = performance.now();
   byModel.clear();
   for (const w of registry.running()) for (const r of w.hb.replicas) (byModel.get(r.model) ?? byModel.set(r.model, []).get(r.model)!).push(r);
-  for (const [m, reps] of byModel) scalers.get(m)!.decide({ now: k * 500, current: reps.length, outstanding: head.observe(reps) });
+  for (const [m, reps] of byModel) scalers.get(m)!.decide({ now: k * 500, current: reps.length, outstanding: observe(reps) });
   tickTimes.push(performance.now() - t);
 }
 
 // The real head's reconcile round at this scale: a Head on a real nats-server hears the simulated
 // workers' heartbeats (their replicas carry the deployed digest, so nothing needs placing) and
 // reconciles every deployment each round (500 ms); its own `lastTickMs` is sampled over rounds.
-const devkit = {
-  ...((await builtPackage('local')) as typeof import('../../packages/local/dist/index.js')),
-  ...((await builtPackage('sample-models')) as typeof import('../../packages/sample-models/dist/index.js')),
-};
-const sdk = (await builtPackage('client')) as typeof import('../../packages/client/dist/index.js');
-const bus = (await builtPackage('bus')) as typeof import('../../packages/bus/dist/index.js');
-const nats = await devkit.NatsServer.start();
-const realHead = await head.Head.start({ bus: { servers: nats.url }, cluster: 'scale', workerTimeoutMs: 60_000, logger: bus.silentLogger() });
-const client = new sdk.FlotillaClient({ servers: nats.url, cluster: 'scale' });
+const nats = await NatsServer.start();
+const realHead = await Head.start({ bus: { servers: nats.url }, cluster: 'scale', workerTimeoutMs: 60_000, logger: silentLogger() });
+const client = new FlotillaClient({ servers: nats.url, cluster: 'scale' });
 const headTicks: number[] = [];
 let deployMsMedian = 0;
 try {
-  const file = readFileSync(devkit.sampleModelPath('mlp'));
+  const file = readFileSync(sampleModelPath('mlp'));
   const digest = createHash('sha256').update(file).digest('hex');
-  const hbc = await bus.connectBus({ servers: nats.url });
+  const hbc = await connectBus({ servers: nats.url });
   let round = 0;
   const publishBeats = () => {
     const seq = round++;
-    perWorker.forEach((reps, i) => hbc.publish(`flotilla.scale.hb.w${i}`, protocol.encode(heartbeat(i, reps.map((r) => ({ ...r, digest })), seq))));
+    perWorker.forEach((reps, i) => hbc.publish(`flotilla.scale.hb.w${i}`, encode(heartbeat(i, reps.map((r) => ({ ...r, digest })), seq))));
     return hbc.flush();
   };
   await publishBeats();
@@ -150,7 +147,7 @@ try {
   }
   const unplaced = (await client.list()).filter((d) => d.ready !== d.spec.replicas).length;
   if (unplaced > 0) process.stderr.write(`warning: ${unplaced} deployments not matched by the simulated replicas\n`);
-  await bus.closeBus(hbc);
+  await closeBus(hbc);
 } finally {
   await client.close();
   await realHead.stop();
@@ -164,12 +161,12 @@ const S_WORKERS = Number(process.env.SCALE_STATUS_WORKERS ?? 10_000);
 const S_PER_WORKER = Number(process.env.SCALE_STATUS_REPLICAS_PER_WORKER ?? 10);
 const statusRes = { workers: S_WORKERS, replicas: S_WORKERS * S_PER_WORKER, statusBytes: 0, statusMs: 0, listBytes: 0, listMs: 0, eventsBytes: 0, eventsMs: 0, heartbeatsMs: 0 };
 {
-  const nats2 = await devkit.NatsServer.start();
-  const head2 = await head.Head.start({ bus: { servers: nats2.url }, cluster: 'status', workerTimeoutMs: 600_000, logger: bus.silentLogger() });
-  const client2 = new sdk.FlotillaClient({ servers: nats2.url, cluster: 'status' });
+  const nats2 = await NatsServer.start();
+  const head2 = await Head.start({ bus: { servers: nats2.url }, cluster: 'status', workerTimeoutMs: 600_000, logger: silentLogger() });
+  const client2 = new FlotillaClient({ servers: nats2.url, cluster: 'status' });
   try {
     await head2.leading();
-    const file = readFileSync(devkit.sampleModelPath('mlp'));
+    const file = readFileSync(sampleModelPath('mlp'));
     const digest = createHash('sha256').update(file).digest('hex');
     const per = new Map<string, number>();
     const reps = (i: number) =>
@@ -178,10 +175,10 @@ const statusRes = { workers: S_WORKERS, replicas: S_WORKERS * S_PER_WORKER, stat
         per.set(model, (per.get(model) ?? 0) + 1);
         return { ...replica(`r${i}-${k}`, model, 'cpu'), digest, bytes: 64 * 1024 * 1024 };
       });
-    const hbc = await bus.connectBus({ servers: nats2.url });
+    const hbc = await connectBus({ servers: nats2.url });
     const th = performance.now();
     for (let i = 0; i < S_WORKERS; i++) {
-      hbc.publish(`flotilla.status.hb.w${i}`, protocol.encode(heartbeat(i, reps(i))));
+      hbc.publish(`flotilla.status.hb.w${i}`, encode(heartbeat(i, reps(i))));
       if (i % 500 === 499) await hbc.flush();
     }
     await hbc.flush();
@@ -191,24 +188,24 @@ const statusRes = { workers: S_WORKERS, replicas: S_WORKERS * S_PER_WORKER, stat
     const timed = async <T>(f: () => Promise<T>): Promise<[T, number, number]> => {
       const t = performance.now();
       const r = await f();
-      return [r, performance.now() - t, protocol.encode({ v: 1, ok: true, result: r }).byteLength];
+      return [r, performance.now() - t, encode({ v: 1, ok: true, result: r }).byteLength];
     };
     await client2.status(); // warm-up: the blob bucket is created on first use
     const [st, stMs, stBytes] = await timed(() => client2.status());
     const [ls, lsMs, lsBytes] = await timed(() => client2.list());
-    const ev = bus.connectBus({ servers: nats2.url });
+    const ev = connectBus({ servers: nats2.url });
     const evc = await ev;
-    for (let i = 0; i < 1000; i++) evc.publish(`flotilla.status.events.loaded`, protocol.encode({ v: 1, type: 'loaded', model: `m${i % MODELS}`, worker: `w${i}`, device: 'cpu', replica: `r${i}`, bytes: 1, at: Date.now(), data: { loadMs: 1, reason: 'x'.repeat(600) } }));
+    for (let i = 0; i < 1000; i++) evc.publish(`flotilla.status.events.loaded`, encode({ v: 1, type: 'loaded', model: `m${i % MODELS}`, worker: `w${i}`, device: 'cpu', replica: `r${i}`, bytes: 1, at: Date.now(), data: { loadMs: 1, reason: 'x'.repeat(600) } }));
     await evc.flush();
     await new Promise((r) => setTimeout(r, 500));
     const [evs, evMs, evBytes] = await timed(() => client2.events({ limit: 100_000 }));
-    await bus.closeBus(evc);
+    await closeBus(evc);
     const replicasSeen = st.workers.reduce((n, w) => n + w.replicas.length, 0);
     if (st.workers.length !== S_WORKERS || replicasSeen !== S_WORKERS * S_PER_WORKER || ls.length !== per.size || evs.length !== 1000) {
       process.stderr.write(`warning: status ${st.workers.length} workers / ${replicasSeen} replicas, list ${ls.length}, events ${evs.length}\n`);
     }
     Object.assign(statusRes, { statusBytes: stBytes, statusMs: +stMs.toFixed(0), listBytes: lsBytes, listMs: +lsMs.toFixed(0), eventsBytes: evBytes, eventsMs: +evMs.toFixed(0) });
-    await bus.closeBus(hbc);
+    await closeBus(hbc);
   } finally {
     await client2.close();
     await head2.stop();

@@ -11,21 +11,14 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { builtPackage, requireFromWorker } from './deps.js';
+import * as ort from 'onnxruntime-node';
+import { LocalCluster } from '@flotilla/local';
+import { randomFloats, sampleModelPath } from '@flotilla/sample-models';
+import { compiledPath, createCompiledSession, describeModel, describeThreads, measureInventory, profileThreads, threadCost } from '@flotilla/worker/internal';
 import * as peers from './peers.js';
 
-const devkit = {
-  ...((await builtPackage('local')) as typeof import('../../packages/local/dist/index.js')),
-  ...((await builtPackage('sample-models')) as typeof import('../../packages/sample-models/dist/index.js')),
-};
-const workerPkg = (await builtPackage('worker')) as typeof import('../../packages/worker/dist/index.js');
-// onnxruntime-node is a dependency of the worker package only; its types are not visible from scripts/.
-type OrtTensor = { dims: readonly number[]; data: unknown };
-type OrtSession = { run(f: Record<string, OrtTensor>): Promise<unknown>; release(): Promise<void> };
-const ort = requireFromWorker('onnxruntime-node') as {
-  Tensor: new (type: string, data: Float32Array, dims: number[]) => OrtTensor;
-  InferenceSession: { create(path: string, o: object): Promise<OrtSession> };
-};
+type OrtTensor = ort.Tensor;
+type OrtSession = ort.InferenceSession;
 
 const quick = process.env.BENCH_QUICK === '1';
 const models = (process.env.BENCH_MODELS ?? 'mlp,wide-mlp,convnet').split(',') as Array<'wide-mlp' | 'convnet' | 'mlp'>;
@@ -40,7 +33,7 @@ const opts = { executionProviders: ['cpu'], intraOpNumThreads: 1 };
 function feeds(model: string, batch: number): Record<string, OrtTensor> {
   const dims = model === 'convnet' ? [batch, 3, 64, 64] : model === 'wide-mlp' ? [batch, 1024] : [batch, 16];
   const n = dims.reduce((a, b) => a * b, 1);
-  return { x: new ort.Tensor('float32', devkit.randomFloats(n, 1), dims) };
+  return { x: new ort.Tensor('float32', randomFloats(n, 1), dims) };
 }
 
 async function rate(session: OrtSession, model: string): Promise<number> {
@@ -59,7 +52,7 @@ const results: Record<string, unknown> = {};
 const dir = mkdtempSync(join(tmpdir(), 'flotilla-bench-mem-'));
 try {
   for (const model of models) {
-    const path = devkit.sampleModelPath(model);
+    const path = sampleModelPath(model);
     process.stderr.write(`${model}: session create times…\n`);
     const plain: number[] = [];
     for (let i = 0; i < N; i++) {
@@ -68,17 +61,17 @@ try {
       plain.push(performance.now() - t);
       await s.release();
     }
-    const cache = { path: workerPkg.compiledPath(dir, model, 'cpu', 'bench', 'x') };
-    const first = await workerPkg.createCompiledSession(path, opts, cache);
+    const cache = { path: compiledPath(dir, model, 'cpu', 'bench', 'x') };
+    const first = await createCompiledSession(path, opts, cache);
     await first.session.release();
     const hits: number[] = [];
     for (let i = 0; i < N; i++) {
-      const c = await workerPkg.createCompiledSession(path, opts, cache);
+      const c = await createCompiledSession(path, opts, cache);
       hits.push(c.createMs);
       await c.session.release();
     }
     const sPlain = await ort.InferenceSession.create(path, { ...opts, graphOptimizationLevel: 'all' });
-    const sComp = (await workerPkg.createCompiledSession(path, opts, cache)).session as unknown as OrtSession;
+    const sComp = (await createCompiledSession(path, opts, cache)).session as unknown as OrtSession;
     const ratePlain = await rate(sPlain, model);
     const rateComp = await rate(sComp, model);
     await sPlain.release();
@@ -95,13 +88,13 @@ try {
         executionMode: t.mode,
         ...(t.mode === 'parallel' ? { interOpNumThreads: t.interOp } : {}),
       });
-    const cores = (await workerPkg.measureInventory()).cpu.usableCores!;
+    const cores = (await measureInventory()).cpu.usableCores!;
     const widest = { intraOp: cores, interOp: 1, mode: 'sequential' as const };
-    const widestSession = (await openWith(widest)) as unknown as Parameters<typeof workerPkg.profileThreads>[0]['session'];
-    const tuned = await workerPkg.profileThreads(
+    const widestSession = (await openWith(widest)) as unknown as Parameters<typeof profileThreads>[0]['session'];
+    const tuned = await profileThreads(
       { session: widestSession, settings: widest },
       async (t) => (await openWith(t)) as never,
-      workerPkg.describeModel(widestSession.inputMetadata, widestSession.outputMetadata),
+      describeModel(widestSession.inputMetadata, widestSession.outputMetadata),
       { batch: THREAD_BATCH, usableCores: cores, budgetMs: quick ? 1500 : 6000 },
     );
     await (tuned.session as unknown as OrtSession).release();
@@ -109,7 +102,7 @@ try {
     const chosenRow = tuned.profile.rows.find((r) => r.intraOp === tuned.settings.intraOp && r.mode === tuned.settings.mode)!;
 
     process.stderr.write(`${model}: reload after eviction…\n`);
-    const cluster = await devkit.LocalCluster.start({ workers: 1, worker: { memoryBudgetBytes: 400 * 1024 * 1024, threads: 1 } });
+    const cluster = await LocalCluster.start({ workers: 1, worker: { memoryBudgetBytes: 400 * 1024 * 1024, threads: 1 } });
     let reload: number[] = [];
     const plainBeside: number[] = [];
     let workerLoad = { loadMs: 0, sessionCreateMs: 0 };
@@ -117,7 +110,7 @@ try {
       const client = cluster.client();
       const spec = { device: 'cpu' as const, memoryBytes: 300 * 1024 * 1024 };
       await client.deploy(path, 'a', spec);
-      await client.deploy(devkit.sampleModelPath('mlp'), 'b', { ...spec, memoryBytes: 200 * 1024 * 1024 });
+      await client.deploy(sampleModelPath('mlp'), 'b', { ...spec, memoryBytes: 200 * 1024 * 1024 });
       const x = { x: { dtype: 'float32' as const, dims: [...feeds(model, 1).x!.dims], data: feeds(model, 1).x!.data as Float32Array } };
       for (let i = 0; i < N; i++) {
         // The baseline again, interleaved with the reloads: same process, same moment, same page cache.
@@ -148,7 +141,7 @@ try {
     else {
       process.stderr.write(`${model}: Ray Serve multiplexed reload…\n`);
       rayServe = await peers
-        .runRayMultiplex({ python: py.python, a: path, aDims: [...feeds(model, 1).x!.dims], b: devkit.sampleModelPath('mlp'), bDims: [1, 16], n: N })
+        .runRayMultiplex({ python: py.python, a: path, aDims: [...feeds(model, 1).x!.dims], b: sampleModelPath('mlp'), bDims: [1, 16], n: N })
         .catch((e: Error) => ({ error: e.message }));
     }
     const r = {
@@ -177,7 +170,7 @@ try {
         reason: tuned.profile.reason,
         // Throughput of the chosen setting ÷ all usable cores (the onnxruntime default), and per thread.
         chosen_vs_widest: +(chosenRow.itemsPerSec / widestRow.itemsPerSec).toFixed(3),
-        per_thread_gain: +((chosenRow.itemsPerSec / workerPkg.threadCost(chosenRow)) / (widestRow.itemsPerSec / workerPkg.threadCost(widestRow))).toFixed(3),
+        per_thread_gain: +((chosenRow.itemsPerSec / threadCost(chosenRow)) / (widestRow.itemsPerSec / threadCost(widestRow))).toFixed(3),
       },
     };
     results[model] = r;
@@ -197,8 +190,8 @@ try {
     );
     out(
       `${''.padEnd(9)} threads @batch ${THREAD_BATCH}: ` +
-        r.threads.rows.map((t) => `${workerPkg.describeThreads(t)} ${t.itemsPerSec} items/s`).join(' | ') +
-        ` → chosen ${workerPkg.describeThreads(r.threads.chosen)} (chosen/widest ${r.threads.chosen_vs_widest}, per-thread ${r.threads.per_thread_gain}×)`,
+        r.threads.rows.map((t) => `${describeThreads(t)} ${t.itemsPerSec} items/s`).join(' | ') +
+        ` → chosen ${describeThreads(r.threads.chosen)} (chosen/widest ${r.threads.chosen_vs_widest}, per-thread ${r.threads.per_thread_gain}×)`,
     );
   }
 } finally {

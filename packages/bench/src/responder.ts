@@ -1,16 +1,14 @@
 // Child process of `pnpm bench`: the empty responder of the raw NATS request/reply baseline. It
 // answers every request on SUBJECT at once with REPLY_BYTES zero bytes, pinned where the replica
 // runs, so the figure is what the broker and the client library cost without any model.
-//   node scripts/dist/bench/responder.js NATS_URL SUBJECT REPLY_BYTES
-import { builtPackage } from './deps.js';
-
-const bus = (await builtPackage('bus')) as typeof import('../../packages/bus/dist/index.js');
+//   node packages/bench/dist/responder.js NATS_URL SUBJECT REPLY_BYTES
+import { connectBus } from '@flotilla/bus';
 
 async function main(): Promise<void> {
   const [url, subject, replyBytes] = process.argv.slice(2);
   if (!url || !subject) throw new Error('usage: responder.js NATS_URL SUBJECT REPLY_BYTES');
   const reply = new Uint8Array(Number(replyBytes ?? 64));
-  const nc = await bus.connectBus({ servers: url, name: 'bench-responder' });
+  const nc = await connectBus({ servers: url, name: 'bench-responder' });
   let answered = 0;
   nc.subscribe(subject, {
     callback: (err, msg) => {

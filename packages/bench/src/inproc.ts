@@ -2,8 +2,8 @@
 // the bench pins it (the replica's core), with the replica's thread settings (1 intra-op thread,
 // 1 inter-op thread, all graph optimisations). (1) batch 1 in a sequential loop; (2) a sweep over
 // batch sizes 1, 2, 4, ... until the largest or a clear decline. Prints one JSON line on stdout.
-//   node scripts/dist/bench/inproc.js '{"modelPath":"...","durationMs":3000,"warmupMs":500,"maxBatch":128}'
-import { requireFromWorker } from './deps.js';
+//   node packages/bench/dist/inproc.js '{"modelPath":"...","durationMs":3000,"warmupMs":500,"maxBatch":128}'
+import { createRequire } from 'node:module';
 import { batchSizes, bestPoint, round, sweepDeclined } from './stats.js';
 
 interface OrtTensor {
@@ -21,8 +21,9 @@ interface Ort {
   env: { versions?: Record<string, string> };
 }
 
-// onnxruntime-node is a dependency of the worker package, not of the workspace root.
-const ort = requireFromWorker('onnxruntime-node') as Ort;
+// The few onnxruntime-node calls this baseline makes, typed loosely on purpose (input metadata of
+// any kind): loaded with require, onnxruntime-node being a CommonJS dependency of this package.
+const ort = createRequire(import.meta.url)('onnxruntime-node') as Ort;
 
 export interface SweepRow {
   batch: number;

@@ -8,7 +8,7 @@ the driver, the load generator and Ray's own processes stay on the starting core
 process moves itself, all threads, to --replica-core, like Flotilla's worker in `pnpm bench`.
 
 Prints one JSON line on stdout: {"itemsPerSec", "p50Ms", "p99Ms", "sent", "ok", "errored", ...}.
-Set up with `bash scripts/bench/peers/setup` (a venv in .cache/peers with ray[serve], onnxruntime).
+Set up with `bash packages/bench/peers/setup` (a venv in .cache/peers with ray[serve], onnxruntime).
 """
 import argparse
 import asyncio

@@ -1,5 +1,5 @@
 // Peers measured in the same `pnpm bench` run, on the same model, cores and batching: Ray Serve
-// (scripts/bench/peers/ray_serve_bench.py) when its venv exists (`bash scripts/bench/peers/setup`).
+// (packages/bench/peers/ray_serve_bench.py) when its venv exists (`bash packages/bench/peers/setup`).
 // Triton and NOS need Docker images and GPU-era stacks no machine here can pull; they are not run.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -27,7 +27,7 @@ export interface RayServeRun {
 export function rayServePython(env: NodeJS.ProcessEnv): { python: string } | { skipped: string } {
   if (env.BENCH_PEERS === '0' || env.BENCH_PEERS === 'false') return { skipped: 'BENCH_PEERS=0' };
   const python = repoPath('.cache/peers/bin/python');
-  return existsSync(python) ? { python } : { skipped: 'no .cache/peers venv (run `bash scripts/bench/peers/setup` to measure Ray Serve)' };
+  return existsSync(python) ? { python } : { skipped: 'no .cache/peers venv (run `bash packages/bench/peers/setup` to measure Ray Serve)' };
 }
 
 export interface RayServeOptions {
@@ -46,7 +46,7 @@ export interface RayServeOptions {
 
 export function runRayServe(o: RayServeOptions): Promise<RayServeRun> {
   const args = [
-    repoPath('scripts/bench/peers/ray_serve_bench.py'),
+    repoPath('packages/bench/peers/ray_serve_bench.py'),
     '--model', o.model,
     '--dims', o.dims.join(','),
     '--max-batch', String(o.maxBatchSize),
@@ -77,7 +77,7 @@ export interface RayMultiplexRun {
  */
 export function runRayMultiplex(o: { python: string; a: string; aDims: number[]; b: string; bDims: number[]; n: number }): Promise<RayMultiplexRun> {
   const args = [
-    repoPath('scripts/bench/peers/ray_multiplex_bench.py'),
+    repoPath('packages/bench/peers/ray_multiplex_bench.py'),
     '--a', o.a,
     '--a-dims', o.aDims.join(','),
     '--b', o.b,

@@ -7,7 +7,7 @@
 //   (4) the Flotilla cluster (real nats-server, head, ONE worker process with --threads 1, one
 //       replica, batching chosen by the replica's profile) under single-item requests from the SDK
 //       (runLoad) at concurrency 1, 16, 128                        items/s, p50/p99, batch sizes
-//   (5) Ray Serve on the same model (peers.ts; when `bash scripts/bench/peers/setup` made its venv):
+//   (5) Ray Serve on the same model (peers.ts; when `bash packages/bench/peers/setup` made its venv):
 //       one replica on the worker's core, onnxruntime 1 thread, @serve.batch set to what the
 //       profile chose for (4), single-item requests through a DeploymentHandle at the best (4)'s
 //       concurrency                                                   items/s, p50/p99, batch
@@ -23,12 +23,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
-import type { LoadedReplicaState, WireTensors, FlotillaClient, ModelProfile } from '../../packages/client/dist/index.js';
-import type { LoadSummary } from '../../packages/loadgen/dist/index.js';
-import type { Head } from '../../packages/head/dist/index.js';
-import type { NatsServer } from '../../packages/local/dist/index.js';
-import type { NatsConnection } from '../../packages/bus/dist/index.js';
-import { builtPackage, repoPath } from './deps.js';
+import { ProfileStore, silentLogger, type NatsConnection } from '@flotilla/bus';
+import { DEFAULT_INFER_TIMEOUT_MS, FlotillaClient, fromTypedArray, type LoadedReplicaState, type ModelProfile, type WireTensors } from '@flotilla/client';
+import { Head } from '@flotilla/head';
+import { LoadStats, runLoad, type LoadSummary } from '@flotilla/loadgen';
+import { NatsServer, findNatsServer } from '@flotilla/local';
+import { PROTOCOL_VERSION, encode } from '@flotilla/protocol';
+import { SAMPLE_MODELS, sampleModelPath } from '@flotilla/sample-models';
+import { repoPath } from './deps.js';
 import type { InprocResult } from './inproc.js';
 import { rayServePython, runRayServe, type RayServeRun } from './peers.js';
 import {
@@ -44,16 +46,6 @@ import {
   type Ratios,
 } from './stats.js';
 
-const devkit = {
-  ...((await builtPackage('local')) as typeof import('../../packages/local/dist/index.js')),
-  ...((await builtPackage('sample-models')) as typeof import('../../packages/sample-models/dist/index.js')),
-};
-const sdk = {
-  ...((await builtPackage('client')) as typeof import('../../packages/client/dist/index.js')),
-  ...((await builtPackage('loadgen')) as typeof import('../../packages/loadgen/dist/index.js')),
-};
-const headPkg = (await builtPackage('head')) as typeof import('../../packages/head/dist/index.js');
-const bus = (await builtPackage('bus')) as typeof import('../../packages/bus/dist/index.js');
 
 const settings = benchSettings(process.env);
 const log = (s: string) => process.stderr.write(`${s}\n`);
@@ -177,7 +169,7 @@ function tail(stream: NodeJS.ReadableStream | null, max = 8000, prefix?: string)
 
 async function runInproc(pinning: Pinning, modelPath: string): Promise<InprocResult> {
   const args = JSON.stringify({ modelPath, durationMs: settings.durationMs, warmupMs: settings.warmupMs, maxBatch: settings.maxBatch });
-  const child = spawnNode(pinning, pinning.cores?.inproc, [repoPath('scripts/dist/bench/inproc.js'), args]);
+  const child = spawnNode(pinning, pinning.cores?.inproc, [repoPath('packages/bench/dist/inproc.js'), args]);
   const stdout = tail(child.stdout, 1_000_000);
   const stderr = tail(child.stderr, 8000, '');
   const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
@@ -190,7 +182,7 @@ async function runInproc(pinning: Pinning, modelPath: string): Promise<InprocRes
 
 /** Closed loop like runLoad, with bare nc.request calls: `concurrency` in flight for `durationMs`. */
 async function rawLoad(nc: NatsConnection, subject: string, body: Uint8Array, concurrency: number, durationMs: number): Promise<LoadSummary> {
-  const stats = new sdk.LoadStats();
+  const stats = new LoadStats();
   const start = performance.now();
   const end = start + durationMs;
   const caller = async () => {
@@ -213,7 +205,7 @@ async function rawLoad(nc: NatsConnection, subject: string, body: Uint8Array, co
 async function measureRawNats(pinning: Pinning, url: string, nc: NatsConnection, body: Uint8Array, concurrency: number) {
   const subject = `bench.raw.${Math.random().toString(36).slice(2, 10)}`;
   const replyBytes = 64;
-  const child = spawnNode(pinning, pinning.cores?.responder, [repoPath('scripts/dist/bench/responder.js'), url, subject, String(replyBytes)]);
+  const child = spawnNode(pinning, pinning.cores?.responder, [repoPath('packages/bench/dist/responder.js'), url, subject, String(replyBytes)]);
   const stderr = tail(child.stderr);
   try {
     await new Promise<void>((resolve, reject) => {
@@ -286,9 +278,9 @@ async function measureCluster(c: FlotillaClient, model: string, inputs: WireTens
   const runs: ClusterRun[] = [];
   let okSoFar = 0;
   for (const concurrency of settings.concurrencies) {
-    if (settings.warmupMs > 0) okSoFar += (await sdk.runLoad(c, model, inputs, { concurrency, durationMs: settings.warmupMs })).ok;
+    if (settings.warmupMs > 0) okSoFar += (await runLoad(c, model, inputs, { concurrency, durationMs: settings.warmupMs })).ok;
     const before = await replicaAfter(c, model, okSoFar);
-    const s = await sdk.runLoad(c, model, inputs, { concurrency, durationMs: settings.durationMs });
+    const s = await runLoad(c, model, inputs, { concurrency, durationMs: settings.durationMs });
     okSoFar += s.ok;
     const after = await replicaAfter(c, model, okSoFar);
     const hist = histogramDiff(after.replica.batchHistogram, before.replica.batchHistogram);
@@ -327,7 +319,7 @@ function randomInputs(inproc: InprocResult): { inputs: WireTensors; dims: number
     const n = d.reduce((a, b) => a * b, 1);
     const data = new Float32Array(n);
     for (let i = 0; i < n; i++) data[i] = Math.random() * 2 - 1;
-    inputs[m.name] = sdk.fromTypedArray('float32', d, data);
+    inputs[m.name] = fromTypedArray('float32', d, data);
     inputBytes += n * 4;
     if (dims.length === 0) dims = d;
   }
@@ -336,14 +328,14 @@ function randomInputs(inproc: InprocResult): { inputs: WireTensors; dims: number
 
 async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name: string) {
   // The repository's model cache wherever the bench is started from (FLOTILLA_SAMPLE_DIR still wins).
-  const path = devkit.sampleModelPath(name as keyof typeof devkit.SAMPLE_MODELS, process.env.FLOTILLA_SAMPLE_DIR ? undefined : repoPath('.cache/sample-models'));
+  const path = sampleModelPath(name as keyof typeof SAMPLE_MODELS, process.env.FLOTILLA_SAMPLE_DIR ? undefined : repoPath('.cache/sample-models'));
   log(`== ${name} (${path})`);
 
   log('  (1)+(2) in-process onnxruntime-node');
   const inproc = await runInproc(pinning, path);
   const { inputs, dims, inputBytes } = randomInputs(inproc);
   // What the SDK sends for one request (the raw NATS baseline sends these very bytes).
-  const request = sdk.encode({ v: sdk.PROTOCOL_VERSION, inputs, timeoutMs: sdk.DEFAULT_INFER_TIMEOUT_MS });
+  const request = encode({ v: PROTOCOL_VERSION, inputs, timeoutMs: DEFAULT_INFER_TIMEOUT_MS });
   const requestBytes = request.byteLength;
 
   log('  (4) cluster: deploy (the replica profiles the model and chooses its batching)');
@@ -353,7 +345,7 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
   try {
     const digest = deployed.spec.digest;
     const { replica } = await replicaAfter(c, name, 0);
-    const profiles: ModelProfile[] = await new bus.ProfileStore(await c.connection(), c.subjects.profileBucket).forDigest(digest);
+    const profiles: ModelProfile[] = await new ProfileStore(await c.connection(), c.subjects.profileBucket).forDigest(digest);
     const profile = profiles.find((p) => p.deviceClass === replica?.profile?.deviceClass) ?? profiles[0];
     log(`    replica batching: ${JSON.stringify(replica?.batching)}; profile: ${replica?.profile?.source ?? '-'} ${profile ? `(${profile.chosen.reason})` : ''}`);
     const runs = await measureCluster(c, name, inputs);
@@ -525,7 +517,7 @@ function summaryText(models: Record<string, ModelResult | { error: string }>): s
 
 function natsServerVersion(): string {
   try {
-    return execFileSync(devkit.findNatsServer(), ['--version'], { encoding: 'utf8' }).trim();
+    return execFileSync(findNatsServer(), ['--version'], { encoding: 'utf8' }).trim();
   } catch {
     return 'unknown';
   }
@@ -535,8 +527,8 @@ function natsServerVersion(): string {
 
 async function main(): Promise<number> {
   const started = Date.now();
-  const unknown = settings.models.filter((m) => !(m in devkit.SAMPLE_MODELS));
-  if (unknown.length) throw new Error(`BENCH_MODELS: unknown sample model ${unknown.map((m) => `'${m}'`).join(', ')} (have ${Object.keys(devkit.SAMPLE_MODELS).join(', ')})`);
+  const unknown = settings.models.filter((m) => !(m in SAMPLE_MODELS));
+  if (unknown.length) throw new Error(`BENCH_MODELS: unknown sample model ${unknown.map((m) => `'${m}'`).join(', ')} (have ${Object.keys(SAMPLE_MODELS).join(', ')})`);
   const cpus = os.cpus();
   const availableParallelism = os.availableParallelism(); // before pinning narrows it to one core
   const machine = {
@@ -558,13 +550,13 @@ async function main(): Promise<number> {
       : `bench: NOT pinned: ${pinning.reason}`,
   );
 
-  const nats: NatsServer = await devkit.NatsServer.start();
+  const nats: NatsServer = await NatsServer.start();
   natsPid = nats.pid;
   onCleanup('nats-server', () => nats.stop());
   if (pinning.enabled) pinning.observed!.natsServer = affinityOf(nats.pid);
 
   const cluster = `bench${Math.random().toString(36).slice(2, 8)}`;
-  const head: Head = await headPkg.Head.start({ cluster, bus: { servers: nats.url }, logger: bus.silentLogger() });
+  const head: Head = await Head.start({ cluster, bus: { servers: nats.url }, logger: silentLogger() });
   onCleanup('head', () => head.stop());
 
   const cacheDir = mkdtempSync(join(os.tmpdir(), 'flotilla-bench-cache-'));
@@ -585,7 +577,7 @@ async function main(): Promise<number> {
   log(`bench: nats ${nats.url}, cluster ${cluster}, head in this process, worker pid ${worker.pid}: ${workerCmd}`);
   if (pinning.enabled) log(`bench: affinity read back: bench ${pinning.observed!.bench}, nats-server ${pinning.observed!.natsServer}, worker ${pinning.observed!.worker}`);
 
-  const c = new sdk.FlotillaClient({ servers: nats.url, cluster });
+  const c = new FlotillaClient({ servers: nats.url, cluster });
   onCleanup('client', () => c.close());
 
   const models: Record<string, ModelResult | { error: string }> = {};

@@ -1,4 +1,4 @@
-// Pure helpers of `pnpm bench` (scripts/bench.ts): settings from the environment, the in-process
+// Pure helpers of `pnpm bench` (main.ts): settings from the environment, the in-process
 // batch sweep's stopping rule, batch-size histograms, the ratios and the text tables. No I/O.
 
 export interface BenchSettings {
