@@ -10,9 +10,15 @@ import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
 import { parseSize } from '../../packages/cli/src/format.js';
-import { ROLES, inboxPrefixFor, natsAuthConfig, seedFileRole, seedFromFileText, type Role } from '../../packages/protocol/src/permissions.js';
+import {
+  ROLES,
+  inboxPrefixFor,
+  natsAuthConfig,
+  seedFileRole,
+  seedFromFileText,
+  type Role,
+} from '../../packages/protocol/src/permissions.js';
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
 type Obj = Record<string, any>;
 
 const ROOT = resolve(__dirname, '../..');
@@ -20,7 +26,15 @@ const K8S = __dirname;
 const OVERLAYS = ['cpu', 'gpu'] as const;
 const CLI = join(ROOT, 'packages/cli/dist/main.js');
 const HEALTH_PORT = 8080;
-const CLUSTER_SCOPED = new Set(['Namespace', 'RuntimeClass', 'ClusterRole', 'ClusterRoleBinding', 'PriorityClass', 'StorageClass', 'PersistentVolume']);
+const CLUSTER_SCOPED = new Set([
+  'Namespace',
+  'RuntimeClass',
+  'ClusterRole',
+  'ClusterRoleBinding',
+  'PriorityClass',
+  'StorageClass',
+  'PersistentVolume',
+]);
 const WORKLOAD_KINDS = new Set(['Deployment', 'StatefulSet', 'DaemonSet']);
 
 // ---------- files ----------
@@ -88,7 +102,8 @@ function kustomize(dir: string): Obj[] {
   const k = parse(readFileSync(join(dir, 'kustomization.yaml'), 'utf8')) as Obj;
   const supported = new Set(['apiVersion', 'kind', 'namespace', 'resources', 'patches']);
   for (const field of Object.keys(k)) {
-    if (!supported.has(field)) throw new Error(`${relative(ROOT, dir)}/kustomization.yaml: '${field}' is not supported by this test's kustomize`);
+    if (!supported.has(field))
+      throw new Error(`${relative(ROOT, dir)}/kustomization.yaml: '${field}' is not supported by this test's kustomize`);
   }
   expect(k.apiVersion).toBe('kustomize.config.k8s.io/v1beta1');
   expect(k.kind).toBe('Kustomization');
@@ -181,7 +196,9 @@ interface Workload {
 }
 
 function workloads(objs: Obj[]): Workload[] {
-  return objs.filter((o) => WORKLOAD_KINDS.has(o.kind)).map((o) => ({ obj: o, labels: o.spec.template.metadata?.labels ?? {}, pod: o.spec.template.spec }));
+  return objs
+    .filter((o) => WORKLOAD_KINDS.has(o.kind))
+    .map((o) => ({ obj: o, labels: o.spec.template.metadata?.labels ?? {}, pod: o.spec.template.spec }));
 }
 
 function matchLabels(selector: Obj | undefined): Record<string, string> {
@@ -211,7 +228,18 @@ function argValue(args: string[], flag: string): string | undefined {
 function quantity(q: string | number): number {
   const m = /^(\d+(?:\.\d+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$/.exec(String(q));
   if (!m) throw new Error(`bad quantity ${q}`);
-  const unit: Record<string, number> = { '': 1, m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40 };
+  const unit: Record<string, number> = {
+    '': 1,
+    m: 1e-3,
+    k: 1e3,
+    M: 1e6,
+    G: 1e9,
+    T: 1e12,
+    Ki: 2 ** 10,
+    Mi: 2 ** 20,
+    Gi: 2 ** 30,
+    Ti: 2 ** 40,
+  };
   return Number(m[1]) * unit[m[2] ?? '']!;
 }
 
@@ -255,7 +283,10 @@ function cliHelp(command: string): string {
 
 // ---------- tests ----------
 
-const builds = Object.fromEntries(OVERLAYS.map((o) => [o, kustomize(join(K8S, 'overlays', o))])) as Record<(typeof OVERLAYS)[number], Obj[]>;
+const builds = Object.fromEntries(OVERLAYS.map((o) => [o, kustomize(join(K8S, 'overlays', o))])) as Record<
+  (typeof OVERLAYS)[number],
+  Obj[]
+>;
 
 describe('deploy/k8s files', () => {
   const files = yamlFiles(K8S);
@@ -274,7 +305,12 @@ describe('deploy/k8s files', () => {
   it('every resource file holds Kubernetes objects with apiVersion, kind and name', () => {
     for (const f of files.filter((f) => !f.endsWith('kustomization.yaml'))) {
       for (const o of readDocs(f)) {
-        expect([relative(ROOT, f), typeof o.apiVersion, typeof o.kind, typeof o.metadata?.name]).toEqual([relative(ROOT, f), 'string', 'string', 'string']);
+        expect([relative(ROOT, f), typeof o.apiVersion, typeof o.kind, typeof o.metadata?.name]).toEqual([
+          relative(ROOT, f),
+          'string',
+          'string',
+          'string',
+        ]);
       }
     }
   });
@@ -321,7 +357,12 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
     // Every bucket keeps one copy per NATS node: losing a node loses no state, model or profile.
     expect(Number(cm.data.FLOTILLA_STORE_REPLICAS)).toBe(find(objs, 'StatefulSet', 'nats')!.spec.replicas);
     // No shared token any more: one nkey user per role.
-    expect(objs.filter((o) => o.kind === 'Secret').map((o) => o.metadata.name).sort()).toEqual(ROLES.map((r) => `flotilla-nkey-${r}`).sort());
+    expect(
+      objs
+        .filter((o) => o.kind === 'Secret')
+        .map((o) => o.metadata.name)
+        .sort(),
+    ).toEqual(ROLES.map((r) => `flotilla-nkey-${r}`).sort());
     for (const r of ROLES) expect(Object.keys(find(objs, 'Secret', `flotilla-nkey-${r}`)!.stringData).sort()).toEqual(['public', 'seed']);
     expect(JSON.stringify(objs)).not.toMatch(/TOKEN|"token"/);
   });
@@ -331,7 +372,11 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
       const sel = matchLabels(w.obj.spec.selector);
       expect([w.obj.metadata.name, matches(sel, w.labels)]).toEqual([w.obj.metadata.name, true]);
       for (const other of ws.filter((x) => x !== w)) {
-        expect([w.obj.metadata.name, other.obj.metadata.name, matches(sel, other.labels)]).toEqual([w.obj.metadata.name, other.obj.metadata.name, false]);
+        expect([w.obj.metadata.name, other.obj.metadata.name, matches(sel, other.labels)]).toEqual([
+          w.obj.metadata.name,
+          other.obj.metadata.name,
+          false,
+        ]);
       }
     }
   });
@@ -383,19 +428,29 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
     for (const r of refs.filter((r) => !r.optional)) {
       const target = find(objs, r.kind, r.name);
       expect([r.where, r.kind, r.name, target !== undefined]).toEqual([r.where, r.kind, r.name, true]);
-      if (r.key) expect([r.where, r.name, Object.keys({ ...target!.data, ...target!.stringData })]).toEqual([r.where, r.name, expect.arrayContaining([r.key])]);
+      if (r.key)
+        expect([r.where, r.name, Object.keys({ ...target!.data, ...target!.stringData })]).toEqual([
+          r.where,
+          r.name,
+          expect.arrayContaining([r.key]),
+        ]);
     }
   });
 
   it('every volume mount has a volume or volume claim template; every probe port is a container port', () => {
     for (const w of ws) {
-      const volumes = new Set([...(w.pod.volumes ?? []), ...(w.obj.spec.volumeClaimTemplates ?? []).map((t: Obj) => t.metadata)].map((v: Obj) => v.name));
+      const volumes = new Set(
+        [...(w.pod.volumes ?? []), ...(w.obj.spec.volumeClaimTemplates ?? []).map((t: Obj) => t.metadata)].map((v: Obj) => v.name),
+      );
       for (const c of allContainers(w.pod)) {
-        for (const m of c.volumeMounts ?? []) expect([w.obj.metadata.name, m.name, volumes.has(m.name)]).toEqual([w.obj.metadata.name, m.name, true]);
+        for (const m of c.volumeMounts ?? [])
+          expect([w.obj.metadata.name, m.name, volumes.has(m.name)]).toEqual([w.obj.metadata.name, m.name, true]);
         for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe']) {
           const handler = c[probe]?.httpGet ?? c[probe]?.tcpSocket ?? c[probe]?.grpc;
           if (!handler) continue;
-          const ok = (c.ports ?? []).some((p: Obj) => (typeof handler.port === 'string' ? p.name === handler.port : p.containerPort === handler.port));
+          const ok = (c.ports ?? []).some((p: Obj) =>
+            typeof handler.port === 'string' ? p.name === handler.port : p.containerPort === handler.port,
+          );
           expect([w.obj.metadata.name, c.name, probe, handler.port, ok]).toEqual([w.obj.metadata.name, c.name, probe, handler.port, true]);
         }
       }
@@ -407,7 +462,13 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
       expect([w.obj.metadata.name, w.pod.securityContext?.runAsNonRoot]).toEqual([w.obj.metadata.name, true]);
       for (const c of allContainers(w.pod)) {
         const r = c.resources ?? {};
-        expect([w.obj.metadata.name, c.name, !!r.requests?.cpu, !!r.requests?.memory, !!r.limits?.memory]).toEqual([w.obj.metadata.name, c.name, true, true, true]);
+        expect([w.obj.metadata.name, c.name, !!r.requests?.cpu, !!r.requests?.memory, !!r.limits?.memory]).toEqual([
+          w.obj.metadata.name,
+          c.name,
+          true,
+          true,
+          true,
+        ]);
         expect(quantity(r.requests.memory)).toBeLessThanOrEqual(quantity(r.limits.memory));
         expect(c.securityContext?.allowPrivilegeEscalation).toBe(false);
       }
@@ -479,7 +540,10 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
     const conf = natsConf(find(objs, 'ConfigMap', 'nats-config')!.data['nats.conf']);
     const cluster = find(objs, 'ConfigMap', 'flotilla-config')!.data.FLOTILLA_CLUSTER;
     const roles: Role[] = ['head', 'worker', 'operator', 'caller'];
-    const expected = natsAuthConfig(roles.map((r) => ({ role: r, nkeyPublic: `$FLOTILLA_${r.toUpperCase()}_NKEY` })), cluster);
+    const expected = natsAuthConfig(
+      roles.map((r) => ({ role: r, nkeyPublic: `$FLOTILLA_${r.toUpperCase()}_NKEY` })),
+      cluster,
+    );
     // To regenerate after a change to permissions.ts: paste `expected` (indented 4 spaces) into base/nats.yaml.
     expect(conf.auth).toBe(expected);
   });
@@ -542,8 +606,13 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
     try {
       const file = join(dir, 'nats.conf');
       writeFileSync(file, find(objs, 'ConfigMap', 'nats-config')!.data['nats.conf']);
-      const nkeyEnv = Object.fromEntries(ROLES.map((r) => [`FLOTILLA_${r.toUpperCase()}_NKEY`, find(objs, 'Secret', `flotilla-nkey-${r}`)!.stringData.public]));
-      const r = spawnSync(natsServerBinary()!, ['-c', file, '-t'], { encoding: 'utf8', env: { ...process.env, SERVER_NAME: 'nats-0', ...nkeyEnv } });
+      const nkeyEnv = Object.fromEntries(
+        ROLES.map((r) => [`FLOTILLA_${r.toUpperCase()}_NKEY`, find(objs, 'Secret', `flotilla-nkey-${r}`)!.stringData.public]),
+      );
+      const r = spawnSync(natsServerBinary()!, ['-c', file, '-t'], {
+        encoding: 'utf8',
+        env: { ...process.env, SERVER_NAME: 'nats-0', ...nkeyEnv },
+      });
       expect(`${r.stdout}${r.stderr}`).toContain('is valid');
       expect(r.status).toBe(0);
     } finally {
@@ -566,7 +635,8 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
     expect(head.spec.template.spec.containers[0].args[0]).toBe('head');
     const workers = flotillaContainers.filter(({ c }) => c.args[0] === 'worker');
     expect(workers.length).toBeGreaterThanOrEqual(overlay === 'gpu' ? 2 : 1);
-    for (const { w } of workers) expect([w.obj.metadata.name, w.pod.terminationGracePeriodSeconds >= 30]).toEqual([w.obj.metadata.name, true]);
+    for (const { w } of workers)
+      expect([w.obj.metadata.name, w.pod.terminationGracePeriodSeconds >= 30]).toEqual([w.obj.metadata.name, true]);
   });
 
   it('every worker’s --memory-budget fits in its container’s memory limit', () => {
@@ -575,7 +645,10 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
       expect([w.obj.metadata.name, budget !== undefined]).toEqual([w.obj.metadata.name, true]);
       const limit = quantity(c.resources.limits.memory);
       expect([w.obj.metadata.name, parseSize(budget!) <= 0.8 * limit]).toEqual([w.obj.metadata.name, true]);
-      expect([w.obj.metadata.name, c.env.find((e: Obj) => e.name === 'FLOTILLA_CACHE_DIR')?.value]).toEqual([w.obj.metadata.name, '/var/cache/flotilla']);
+      expect([w.obj.metadata.name, c.env.find((e: Obj) => e.name === 'FLOTILLA_CACHE_DIR')?.value]).toEqual([
+        w.obj.metadata.name,
+        '/var/cache/flotilla',
+      ]);
     }
   });
 
@@ -600,7 +673,9 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
       expect(c.args[0]).toBe('worker');
       expect(argValue(c.args, '--gpu-providers')).toBe('cuda');
       // Only the GPU DaemonSet asks for GPUs.
-      const gpuUsers = workloads(objs).filter((w) => JSON.stringify(w.pod.containers.map((x: Obj) => x.resources)).includes('nvidia.com/gpu'));
+      const gpuUsers = workloads(objs).filter((w) =>
+        JSON.stringify(w.pod.containers.map((x: Obj) => x.resources)).includes('nvidia.com/gpu'),
+      );
       expect(gpuUsers.map((w) => w.obj.metadata.name)).toEqual(['flotilla-worker-gpu']);
     });
   }
@@ -629,23 +704,39 @@ describe('Dockerfile', () => {
     expect(entrypoints).toEqual(['ENTRYPOINT ["node", "packages/cli/dist/main.js"]', 'ENTRYPOINT ["node", "packages/cli/dist/main.js"]']);
     expect(lines.filter((l) => l.startsWith('USER'))).toEqual(['USER 1000:1000', 'USER node']);
     // The manifests' images are these two targets.
-    const images = new Set(Object.values(builds).flatMap((objs) => workloads(objs).flatMap((w) => w.pod.containers.filter(isFlotilla).map((c: Obj) => c.image))));
+    const images = new Set(
+      Object.values(builds).flatMap((objs) => workloads(objs).flatMap((w) => w.pod.containers.filter(isFlotilla).map((c: Obj) => c.image))),
+    );
     expect([...images].sort()).toEqual(['flotilla', 'flotilla-gpu']);
   });
 
   it('.dockerignore keeps dependencies, build output, caches and git out of the context', () => {
-    const ignored = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
+    const ignored = readFileSync(join(ROOT, '.dockerignore'), 'utf8')
+      .split('\n')
+      .map((l) => l.trim());
     for (const entry of ['node_modules', 'dist', '.cache', '.git']) expect(ignored).toContain(entry);
     // The build needs these.
     for (const needed of ['pnpm-lock.yaml', 'package.json', 'pnpm-workspace.yaml', 'packages']) expect(ignored).not.toContain(needed);
   });
-
 });
 
 describe('deploy/k8s/README.md', () => {
   it('walks through image, secret, apply, deploy and status with the names the manifests use', () => {
     const readme = readFileSync(join(K8S, 'README.md'), 'utf8');
-    for (const text of ['docker build', '--target gpu', 'flotilla auth init', 'flotilla-nkey-head', 'flotilla-nkey-worker', '--nkey', 'kubectl apply -k', 'overlays/gpu', 'flotilla deploy', 'flotilla status', 'port-forward', 'kubectl run']) {
+    for (const text of [
+      'docker build',
+      '--target gpu',
+      'flotilla auth init',
+      'flotilla-nkey-head',
+      'flotilla-nkey-worker',
+      '--nkey',
+      'kubectl apply -k',
+      'overlays/gpu',
+      'flotilla deploy',
+      'flotilla status',
+      'port-forward',
+      'kubectl run',
+    ]) {
       expect([text, readme.includes(text)]).toEqual([text, true]);
     }
   });

@@ -99,7 +99,10 @@ async function main(): Promise<void> {
       sweep.push(row);
       process.stderr.write(`    in-process batch ${b}: ${row.itemsPerSec} items/s (p50 ${row.p50Ms} ms)\n`);
       if (sweepDeclined(sweep)) {
-        sweepStopped = `declined: batches ${sweep.slice(-2).map((r) => r.batch).join(' and ')} are below 80% of the best`;
+        sweepStopped = `declined: batches ${sweep
+          .slice(-2)
+          .map((r) => r.batch)
+          .join(' and ')} are below 80% of the best`;
         break;
       }
     }

@@ -24,7 +24,14 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
 import { ProfileStore, silentLogger, type NatsConnection } from '@flotilla/bus';
-import { DEFAULT_INFER_TIMEOUT_MS, FlotillaClient, fromTypedArray, type LoadedReplicaState, type ModelProfile, type WireTensors } from '@flotilla/client';
+import {
+  DEFAULT_INFER_TIMEOUT_MS,
+  FlotillaClient,
+  fromTypedArray,
+  type LoadedReplicaState,
+  type ModelProfile,
+  type WireTensors,
+} from '@flotilla/client';
 import { Head } from '@flotilla/head';
 import { LoadStats, runLoad, type LoadSummary } from '@flotilla/loadgen';
 import { NatsServer, findNatsServer } from '@flotilla/local';
@@ -45,7 +52,6 @@ import {
   type Histogram,
   type Ratios,
 } from './stats.js';
-
 
 const settings = benchSettings(process.env);
 const log = (s: string) => process.stderr.write(`${s}\n`);
@@ -109,7 +115,10 @@ function taskset(args: string[]): string {
 
 function affinityOf(pid: number): string {
   try {
-    return taskset(['-cp', String(pid)]).split(':').pop()!.trim();
+    return taskset(['-cp', String(pid)])
+      .split(':')
+      .pop()!
+      .trim();
   } catch {
     return '?';
   }
@@ -118,7 +127,8 @@ function affinityOf(pid: number): string {
 function setUpPinning(): Pinning {
   const cores = os.availableParallelism();
   if (!settings.pin) return { enabled: false, reason: 'BENCH_PIN=0', cores: null };
-  if (spawnSync('taskset', ['--version']).error) return { enabled: false, reason: 'taskset not found (util-linux): running unpinned', cores: null };
+  if (spawnSync('taskset', ['--version']).error)
+    return { enabled: false, reason: 'taskset not found (util-linux): running unpinned', cores: null };
   if (cores < 2) return { enabled: false, reason: `only ${cores} core available: running unpinned`, cores: null };
   // Every thread of this process (main, libuv pool, V8) to core 0; nats-server, spawned later,
   // inherits it (so Go also sees one CPU); the replica's side gets core 1.
@@ -181,7 +191,13 @@ async function runInproc(pinning: Pinning, modelPath: string): Promise<InprocRes
 // ---------- (3): raw NATS request/reply ----------
 
 /** Closed loop like runLoad, with bare nc.request calls: `concurrency` in flight for `durationMs`. */
-async function rawLoad(nc: NatsConnection, subject: string, body: Uint8Array, concurrency: number, durationMs: number): Promise<LoadSummary> {
+async function rawLoad(
+  nc: NatsConnection,
+  subject: string,
+  body: Uint8Array,
+  concurrency: number,
+  durationMs: number,
+): Promise<LoadSummary> {
   const stats = new LoadStats();
   const start = performance.now();
   const end = start + durationMs;
@@ -205,7 +221,12 @@ async function rawLoad(nc: NatsConnection, subject: string, body: Uint8Array, co
 async function measureRawNats(pinning: Pinning, url: string, nc: NatsConnection, body: Uint8Array, concurrency: number) {
   const subject = `bench.raw.${Math.random().toString(36).slice(2, 10)}`;
   const replyBytes = 64;
-  const child = spawnNode(pinning, pinning.cores?.responder, [repoPath('packages/bench/dist/responder.js'), url, subject, String(replyBytes)]);
+  const child = spawnNode(pinning, pinning.cores?.responder, [
+    repoPath('packages/bench/dist/responder.js'),
+    url,
+    subject,
+    String(replyBytes),
+  ]);
   const stderr = tail(child.stderr);
   try {
     await new Promise<void>((resolve, reject) => {
@@ -242,7 +263,12 @@ async function readyReplicas(c: FlotillaClient, model: string): Promise<LoadedRe
  * The replica's state once its heartbeat reflects at least `processed` answered requests (status
  * comes from heartbeats, so right after a run it can lag). Gives up after `timeoutMs`.
  */
-async function replicaAfter(c: FlotillaClient, model: string, processed: number, timeoutMs = 5000): Promise<{ replica: LoadedReplicaState; fresh: boolean }> {
+async function replicaAfter(
+  c: FlotillaClient,
+  model: string,
+  processed: number,
+  timeoutMs = 5000,
+): Promise<{ replica: LoadedReplicaState; fresh: boolean }> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const [r] = await readyReplicas(c, model);
@@ -303,7 +329,9 @@ async function measureCluster(c: FlotillaClient, model: string, inputs: WireTens
       meanBatch: totals.meanBatch,
       histogramFresh: before.fresh && after.fresh,
     });
-    log(`    cluster c=${concurrency}: ${s.itemsPerSec} items/s, p50 ${s.latencyMs.p50} ms, p99 ${s.latencyMs.p99} ms, mean batch ${totals.meanBatch}`);
+    log(
+      `    cluster c=${concurrency}: ${s.itemsPerSec} items/s, p50 ${s.latencyMs.p50} ms, p99 ${s.latencyMs.p99} ms, mean batch ${totals.meanBatch}`,
+    );
   }
   return runs;
 }
@@ -328,7 +356,10 @@ function randomInputs(inproc: InprocResult): { inputs: WireTensors; dims: number
 
 async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name: string) {
   // The repository's model cache wherever the bench is started from (FLOTILLA_SAMPLE_DIR still wins).
-  const path = sampleModelPath(name as keyof typeof SAMPLE_MODELS, process.env.FLOTILLA_SAMPLE_DIR ? undefined : repoPath('.cache/sample-models'));
+  const path = sampleModelPath(
+    name as keyof typeof SAMPLE_MODELS,
+    process.env.FLOTILLA_SAMPLE_DIR ? undefined : repoPath('.cache/sample-models'),
+  );
   log(`== ${name} (${path})`);
 
   log('  (1)+(2) in-process onnxruntime-node');
@@ -347,7 +378,9 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
     const { replica } = await replicaAfter(c, name, 0);
     const profiles: ModelProfile[] = await new ProfileStore(await c.connection(), c.subjects.profileBucket).forDigest(digest);
     const profile = profiles.find((p) => p.deviceClass === replica?.profile?.deviceClass) ?? profiles[0];
-    log(`    replica batching: ${JSON.stringify(replica?.batching)}; profile: ${replica?.profile?.source ?? '-'} ${profile ? `(${profile.chosen.reason})` : ''}`);
+    log(
+      `    replica batching: ${JSON.stringify(replica?.batching)}; profile: ${replica?.profile?.source ?? '-'} ${profile ? `(${profile.chosen.reason})` : ''}`,
+    );
     const runs = await measureCluster(c, name, inputs);
     const best = runs.reduce((a, b) => (b.itemsPerSec > a.itemsPerSec ? b : a));
 
@@ -355,7 +388,12 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
     const raw = await measureRawNats(pinning, url, await c.connection(), request, best.concurrency);
     log(`    raw NATS: ${raw.msgsPerSec} msgs/s, p50 ${raw.p50Ms} ms`);
 
-    const r: Ratios = ratios({ inprocBatch1: inproc.batch1.itemsPerSec, inprocBest: inproc.best.itemsPerSec, rawNats: raw.msgsPerSec, clusterBest: best.itemsPerSec });
+    const r: Ratios = ratios({
+      inprocBatch1: inproc.batch1.itemsPerSec,
+      inprocBest: inproc.best.itemsPerSec,
+      rawNats: raw.msgsPerSec,
+      clusterBest: best.itemsPerSec,
+    });
     const rayServe = await measureRayServe(pinning, path, dims, replica, best.concurrency);
     const vsRayServe = 'itemsPerSec' in rayServe ? round(best.itemsPerSec / rayServe.itemsPerSec, 3) : null;
     return {
@@ -374,13 +412,34 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
       cluster: {
         deployMs,
         replica: replica
-          ? { id: replica.id, device: replica.device, executionProvider: replica.executionProvider, batching: replica.batching, profile: replica.profile ?? null }
+          ? {
+              id: replica.id,
+              device: replica.device,
+              executionProvider: replica.executionProvider,
+              batching: replica.batching,
+              profile: replica.profile ?? null,
+            }
           : null,
         profile: profile
-          ? { deviceClass: profile.deviceClass, tookMs: profile.tookMs, budgetMs: profile.budgetMs, latencySloMs: profile.latencySloMs, stoppedBecause: profile.stoppedBecause, chosen: profile.chosen, rows: profile.rows, skipped: profile.skipped }
+          ? {
+              deviceClass: profile.deviceClass,
+              tookMs: profile.tookMs,
+              budgetMs: profile.budgetMs,
+              latencySloMs: profile.latencySloMs,
+              stoppedBecause: profile.stoppedBecause,
+              chosen: profile.chosen,
+              rows: profile.rows,
+              skipped: profile.skipped,
+            }
           : null,
         runs,
-        best: { concurrency: best.concurrency, itemsPerSec: best.itemsPerSec, p50Ms: best.p50Ms, p99Ms: best.p99Ms, meanBatch: best.meanBatch },
+        best: {
+          concurrency: best.concurrency,
+          itemsPerSec: best.itemsPerSec,
+          p50Ms: best.p50Ms,
+          p99Ms: best.p99Ms,
+          meanBatch: best.meanBatch,
+        },
       },
       rawNats: raw,
       rayServe,
@@ -399,7 +458,13 @@ type ModelResult = Awaited<ReturnType<typeof benchModel>>;
  * (5) Ray Serve on the same model: same cores as the cluster (driver + Ray on the bench core,
  * replica on the worker core), the batching Flotilla's profile chose, the best concurrency.
  */
-async function measureRayServe(pinning: Pinning, path: string, dims: number[], replica: LoadedReplicaState | undefined, concurrency: number): Promise<RayServeRun | { skipped: string } | { error: string }> {
+async function measureRayServe(
+  pinning: Pinning,
+  path: string,
+  dims: number[],
+  replica: LoadedReplicaState | undefined,
+  concurrency: number,
+): Promise<RayServeRun | { skipped: string } | { error: string }> {
   const py = rayServePython(process.env);
   if ('skipped' in py) {
     log(`  (5) Ray Serve: skipped: ${py.skipped}`);
@@ -433,7 +498,9 @@ async function measureRayServe(pinning: Pinning, path: string, dims: number[], r
 function modelText(name: string, m: ModelResult): string {
   const rep = m.cluster.replica;
   const lines: string[] = [];
-  lines.push(`== ${name}: input [${m.input.dims.join(',')}] float32 (${m.input.bytes} B; SDK request ${m.requestBytes} B), deploy ${fmt(m.cluster.deployMs)} ms`);
+  lines.push(
+    `== ${name}: input [${m.input.dims.join(',')}] float32 (${m.input.bytes} B; SDK request ${m.requestBytes} B), deploy ${fmt(m.cluster.deployMs)} ms`,
+  );
   lines.push(
     `   replica ${rep?.id ?? '-'}: maxBatchSize ${rep?.batching.maxBatchSize ?? '-'}, maxQueueDelayMs ${rep?.batching.maxQueueDelayMs ?? '-'} ` +
       `(profile ${rep?.profile?.source ?? '-'}${rep?.profile ? `, ${rep.profile.deviceClass}, ${fmt(rep.profile.tookMs)} ms` : ''})`,
@@ -441,25 +508,57 @@ function modelText(name: string, m: ModelResult): string {
   if (m.cluster.profile) lines.push(`   profile chose ${m.cluster.profile.chosen.reason}; sweep ${m.cluster.profile.stoppedBecause}`);
   lines.push('');
   const rows: string[][] = [
-    ['(1) in-process, batch 1, sequential', fmt(m.inproc.batch1.itemsPerSec), fmt(m.inproc.batch1.p50Ms), fmt(m.inproc.batch1.p99Ms), '1', ''],
-    [`(2) in-process, best batch ${m.inproc.best.batch} (ceiling)`, fmt(m.inproc.best.itemsPerSec), fmt(m.inproc.best.p50Ms), fmt(m.inproc.best.p99Ms), String(m.inproc.best.batch), ''],
-    [`(3) raw NATS req/reply, c=${m.rawNats.concurrency} (msgs/s)`, fmt(m.rawNats.msgsPerSec), fmt(m.rawNats.p50Ms), fmt(m.rawNats.p99Ms), '', ''],
+    [
+      '(1) in-process, batch 1, sequential',
+      fmt(m.inproc.batch1.itemsPerSec),
+      fmt(m.inproc.batch1.p50Ms),
+      fmt(m.inproc.batch1.p99Ms),
+      '1',
+      '',
+    ],
+    [
+      `(2) in-process, best batch ${m.inproc.best.batch} (ceiling)`,
+      fmt(m.inproc.best.itemsPerSec),
+      fmt(m.inproc.best.p50Ms),
+      fmt(m.inproc.best.p99Ms),
+      String(m.inproc.best.batch),
+      '',
+    ],
+    [
+      `(3) raw NATS req/reply, c=${m.rawNats.concurrency} (msgs/s)`,
+      fmt(m.rawNats.msgsPerSec),
+      fmt(m.rawNats.p50Ms),
+      fmt(m.rawNats.p99Ms),
+      '',
+      '',
+    ],
     ...m.cluster.runs.map((r) => [
       `(4) cluster, c=${r.concurrency}${r.concurrency === m.cluster.best.concurrency ? ' (best)' : ''}`,
       fmt(r.itemsPerSec),
       fmt(r.p50Ms),
       fmt(r.p99Ms),
       fmt(r.meanBatch),
-      histogramText(r.batchHistogram) + (r.histogramFresh ? '' : ' (stale?)') + (Object.keys(r.errored).length ? ` errors ${JSON.stringify(r.errored)}` : ''),
+      histogramText(r.batchHistogram) +
+        (r.histogramFresh ? '' : ' (stale?)') +
+        (Object.keys(r.errored).length ? ` errors ${JSON.stringify(r.errored)}` : ''),
     ]),
   ];
   const ray = m.rayServe;
   rows.push(
     'itemsPerSec' in ray
-      ? [`(5) Ray Serve ${ray.rayVersion}, c=${ray.concurrency}`, fmt(ray.itemsPerSec), fmt(ray.p50Ms), fmt(ray.p99Ms), fmt(ray.meanBatch), `@serve.batch max ${ray.maxBatchSize}, wait ${ray.batchWaitMs} ms; onnxruntime ${ray.ortVersion}`]
+      ? [
+          `(5) Ray Serve ${ray.rayVersion}, c=${ray.concurrency}`,
+          fmt(ray.itemsPerSec),
+          fmt(ray.p50Ms),
+          fmt(ray.p99Ms),
+          fmt(ray.meanBatch),
+          `@serve.batch max ${ray.maxBatchSize}, wait ${ray.batchWaitMs} ms; onnxruntime ${ray.ortVersion}`,
+        ]
       : ['(5) Ray Serve', '-', '-', '-', '-', 'skipped' in ray ? ray.skipped : `error: ${ray.error.slice(0, 200)}`],
   );
-  lines.push(table(['measurement', 'items/s', 'p50 ms', 'p99 ms', 'batch', 'batch sizes (size×batches)'], rows, ['l', 'r', 'r', 'r', 'r', 'l']));
+  lines.push(
+    table(['measurement', 'items/s', 'p50 ms', 'p99 ms', 'batch', 'batch sizes (size×batches)'], rows, ['l', 'r', 'r', 'r', 'r', 'l']),
+  );
   lines.push('   (p50/p99: per session.run for (1)/(2), per request for (3)/(4); batch: mean items per session.run)');
   lines.push('');
   lines.push(`   in-process sweep (${m.inproc.sweepStopped}):`);
@@ -471,7 +570,9 @@ function modelText(name: string, m: ModelResult): string {
   );
   if (m.cluster.profile) {
     lines.push('');
-    lines.push(`   replica profile rows (${m.cluster.profile.deviceClass}, ${fmt(m.cluster.profile.tookMs)} ms of a ${m.cluster.profile.budgetMs} ms budget, p99 objective ${m.cluster.profile.latencySloMs} ms):`);
+    lines.push(
+      `   replica profile rows (${m.cluster.profile.deviceClass}, ${fmt(m.cluster.profile.tookMs)} ms of a ${m.cluster.profile.budgetMs} ms budget, p99 objective ${m.cluster.profile.latencySloMs} ms):`,
+    );
     lines.push(
       table(
         ['   batch', 'items/s', 'p50 ms', 'p99 ms', 'runs', 'peak MiB'],
@@ -512,7 +613,21 @@ function summaryText(models: Record<string, ModelResult | { error: string }>): s
           fmt(m.ratios.vs_ray_serve),
         ],
   );
-  return table(['model', '(1) b1', '(2) best', '(3) raw NATS', '(4) cluster best', 'ceiling', 'broker', 'batching_gain', 'inproc_gain', 'vs Ray Serve'], rows);
+  return table(
+    [
+      'model',
+      '(1) b1',
+      '(2) best',
+      '(3) raw NATS',
+      '(4) cluster best',
+      'ceiling',
+      'broker',
+      'batching_gain',
+      'inproc_gain',
+      'vs Ray Serve',
+    ],
+    rows,
+  );
 }
 
 function natsServerVersion(): string {
@@ -528,7 +643,10 @@ function natsServerVersion(): string {
 async function main(): Promise<number> {
   const started = Date.now();
   const unknown = settings.models.filter((m) => !(m in SAMPLE_MODELS));
-  if (unknown.length) throw new Error(`BENCH_MODELS: unknown sample model ${unknown.map((m) => `'${m}'`).join(', ')} (have ${Object.keys(SAMPLE_MODELS).join(', ')})`);
+  if (unknown.length)
+    throw new Error(
+      `BENCH_MODELS: unknown sample model ${unknown.map((m) => `'${m}'`).join(', ')} (have ${Object.keys(SAMPLE_MODELS).join(', ')})`,
+    );
   const cpus = os.cpus();
   const availableParallelism = os.availableParallelism(); // before pinning narrows it to one core
   const machine = {
@@ -543,7 +661,9 @@ async function main(): Promise<number> {
     ortVersion: '',
   };
   const pinning = setUpPinning();
-  log(`bench: ${settings.quick ? 'QUICK ' : ''}${settings.durationMs} ms per point (+${settings.warmupMs} ms warm-up), models ${settings.models.join(', ')}, concurrency ${settings.concurrencies.join(', ')}`);
+  log(
+    `bench: ${settings.quick ? 'QUICK ' : ''}${settings.durationMs} ms per point (+${settings.warmupMs} ms warm-up), models ${settings.models.join(', ')}, concurrency ${settings.concurrencies.join(', ')}`,
+  );
   log(
     pinning.enabled
       ? `bench: pinning with taskset: load generator + head + nats-server on core ${pinning.cores!.bench}, worker + in-process baselines + empty responder on core ${pinning.cores!.worker}`
@@ -561,21 +681,43 @@ async function main(): Promise<number> {
 
   const cacheDir = mkdtempSync(join(os.tmpdir(), 'flotilla-bench-cache-'));
   onCleanup('worker cache dir', () => rmSync(cacheDir, { recursive: true, force: true }));
-  const workerArgs = [repoPath('packages/cli/dist/main.js'), 'worker', '--nats', nats.url, '--cluster', cluster, '--threads', '1', '--id', 'bench-w', '--heartbeat-ms', '250', '--cache-dir', cacheDir];
-  const worker = spawnNode(pinning, pinning.cores?.worker, workerArgs, { ...process.env, FLOTILLA_LOG_LEVEL: process.env.FLOTILLA_LOG_LEVEL ?? 'warn' });
+  const workerArgs = [
+    repoPath('packages/cli/dist/main.js'),
+    'worker',
+    '--nats',
+    nats.url,
+    '--cluster',
+    cluster,
+    '--threads',
+    '1',
+    '--id',
+    'bench-w',
+    '--heartbeat-ms',
+    '250',
+    '--cache-dir',
+    cacheDir,
+  ];
+  const worker = spawnNode(pinning, pinning.cores?.worker, workerArgs, {
+    ...process.env,
+    FLOTILLA_LOG_LEVEL: process.env.FLOTILLA_LOG_LEVEL ?? 'warn',
+  });
   onCleanup('worker process', () => stopChild(worker));
   const workerOut = tail(worker.stdout, 8000, '[worker] ');
   const workerErr = tail(worker.stderr, 8000, '[worker] ');
   const deadline = Date.now() + 60_000;
   while (head.registry.running().length < 1) {
-    if (worker.exitCode !== null) throw new Error(`the worker exited with code ${worker.exitCode} during start:\n${workerOut()}${workerErr()}`);
+    if (worker.exitCode !== null)
+      throw new Error(`the worker exited with code ${worker.exitCode} during start:\n${workerOut()}${workerErr()}`);
     if (Date.now() > deadline) throw new Error('the worker did not register within 60 s');
     await sleep(50);
   }
   if (pinning.enabled) pinning.observed!.worker = affinityOf(worker.pid!);
   const workerCmd = `${pinning.enabled ? `taskset -c ${pinning.cores!.worker} ` : ''}node ${workerArgs.map((a) => a.replace(repoPath(''), '')).join(' ')}`;
   log(`bench: nats ${nats.url}, cluster ${cluster}, head in this process, worker pid ${worker.pid}: ${workerCmd}`);
-  if (pinning.enabled) log(`bench: affinity read back: bench ${pinning.observed!.bench}, nats-server ${pinning.observed!.natsServer}, worker ${pinning.observed!.worker}`);
+  if (pinning.enabled)
+    log(
+      `bench: affinity read back: bench ${pinning.observed!.bench}, nats-server ${pinning.observed!.natsServer}, worker ${pinning.observed!.worker}`,
+    );
 
   const c = new FlotillaClient({ servers: nats.url, cluster });
   onCleanup('client', () => c.close());
@@ -609,7 +751,9 @@ async function main(): Promise<number> {
       ? `pinning: bench (load generator + head) and nats-server on core 0; worker (--threads 1), in-process baselines and empty responder on core 1 (taskset; read back: bench ${pinning.observed!.bench}, nats-server ${pinning.observed!.natsServer}, worker ${pinning.observed!.worker})`
       : `pinning: none (${pinning.reason})`,
   );
-  out(`${settings.quick ? 'QUICK run (BENCH_QUICK=1): numbers are noisy. ' : ''}${settings.durationMs} ms per point; total ${round((Date.now() - started) / 1000, 1)} s`);
+  out(
+    `${settings.quick ? 'QUICK run (BENCH_QUICK=1): numbers are noisy. ' : ''}${settings.durationMs} ms per point; total ${round((Date.now() - started) / 1000, 1)} s`,
+  );
   const result = {
     machine: { ...machine, loadavgAtEnd: os.loadavg().map((x) => round(x, 2)) },
     pinning,
@@ -621,7 +765,7 @@ async function main(): Promise<number> {
   return failed ? 1 : 0;
 }
 
-let code = 1;
+let code: number;
 try {
   code = await main();
 } catch (err) {

@@ -14,7 +14,15 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { LocalCluster } from '@flotilla/local';
 import { randomFloats, sampleModelPath } from '@flotilla/sample-models';
-import { compiledPath, createCompiledSession, describeModel, describeThreads, measureInventory, profileThreads, threadCost } from '@flotilla/worker/internal';
+import {
+  compiledPath,
+  createCompiledSession,
+  describeModel,
+  describeThreads,
+  measureInventory,
+  profileThreads,
+  threadCost,
+} from '@flotilla/worker/internal';
 import * as peers from './peers.js';
 
 type OrtTensor = ort.Tensor;
@@ -103,7 +111,7 @@ try {
 
     process.stderr.write(`${model}: reload after eviction…\n`);
     const cluster = await LocalCluster.start({ workers: 1, worker: { memoryBudgetBytes: 400 * 1024 * 1024, threads: 1 } });
-    let reload: number[] = [];
+    const reload: number[] = [];
     const plainBeside: number[] = [];
     let workerLoad = { loadMs: 0, sessionCreateMs: 0 };
     try {
@@ -128,7 +136,10 @@ try {
       const evictions = events.filter((e) => e.type === 'evicted').length;
       if (evictions < N) process.stderr.write(`warning: only ${evictions} evictions for ${N} reloads\n`);
       // Where a reload's time goes, from the worker's own 'loaded' events (the first load excluded).
-      const loads = events.filter((e) => e.type === 'loaded' && e.model === 'a').slice(1).map((e) => e.data as { loadMs: number; sessionCreateMs: number });
+      const loads = events
+        .filter((e) => e.type === 'loaded' && e.model === 'a')
+        .slice(1)
+        .map((e) => e.data as { loadMs: number; sessionCreateMs: number });
       workerLoad = { loadMs: median(loads.map((l) => l.loadMs)), sessionCreateMs: median(loads.map((l) => l.sessionCreateMs)) };
     } finally {
       await cluster.stop();
@@ -141,7 +152,14 @@ try {
     else {
       process.stderr.write(`${model}: Ray Serve multiplexed reload…\n`);
       rayServe = await peers
-        .runRayMultiplex({ python: py.python, a: path, aDims: [...feeds(model, 1).x!.dims], b: sampleModelPath('mlp'), bDims: [1, 16], n: N })
+        .runRayMultiplex({
+          python: py.python,
+          a: path,
+          aDims: [...feeds(model, 1).x!.dims],
+          b: sampleModelPath('mlp'),
+          bDims: [1, 16],
+          n: N,
+        })
         .catch((e: Error) => ({ error: e.message }));
     }
     const r = {
@@ -165,12 +183,18 @@ try {
       rayServe,
       threads: {
         batch: THREAD_BATCH,
-        rows: tuned.profile.rows.map((r) => ({ intraOp: r.intraOp, interOp: r.interOp, mode: r.mode, itemsPerSec: r.itemsPerSec, p50Ms: r.p50Ms })),
+        rows: tuned.profile.rows.map((r) => ({
+          intraOp: r.intraOp,
+          interOp: r.interOp,
+          mode: r.mode,
+          itemsPerSec: r.itemsPerSec,
+          p50Ms: r.p50Ms,
+        })),
         chosen: tuned.settings,
         reason: tuned.profile.reason,
         // Throughput of the chosen setting ÷ all usable cores (the onnxruntime default), and per thread.
         chosen_vs_widest: +(chosenRow.itemsPerSec / widestRow.itemsPerSec).toFixed(3),
-        per_thread_gain: +((chosenRow.itemsPerSec / threadCost(chosenRow)) / (widestRow.itemsPerSec / threadCost(widestRow))).toFixed(3),
+        per_thread_gain: +(chosenRow.itemsPerSec / threadCost(chosenRow) / (widestRow.itemsPerSec / threadCost(widestRow))).toFixed(3),
       },
     };
     results[model] = r;

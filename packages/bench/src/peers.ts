@@ -47,13 +47,20 @@ export interface RayServeOptions {
 export function runRayServe(o: RayServeOptions): Promise<RayServeRun> {
   const args = [
     repoPath('packages/bench/peers/ray_serve_bench.py'),
-    '--model', o.model,
-    '--dims', o.dims.join(','),
-    '--max-batch', String(o.maxBatchSize),
-    '--wait-ms', String(o.batchWaitMs),
-    '--concurrency', String(o.concurrency),
-    '--duration-s', String(o.durationMs / 1000),
-    '--warmup-s', String(o.warmupMs / 1000),
+    '--model',
+    o.model,
+    '--dims',
+    o.dims.join(','),
+    '--max-batch',
+    String(o.maxBatchSize),
+    '--wait-ms',
+    String(o.batchWaitMs),
+    '--concurrency',
+    String(o.concurrency),
+    '--duration-s',
+    String(o.durationMs / 1000),
+    '--warmup-s',
+    String(o.warmupMs / 1000),
     ...(o.cores ? ['--replica-core', o.cores.replica] : []),
   ];
   const [cmd, argv] = o.cores ? ['taskset', ['-c', o.cores.bench, o.python, ...args]] : [o.python, args];
@@ -75,14 +82,26 @@ export interface RayMultiplexRun {
  * Ray Serve's model multiplexing (one model per replica, LRU) on bench:memory's scenario: the
  * request for evicted model `a` (dims `aDims`) after a request for `b`, `n` times.
  */
-export function runRayMultiplex(o: { python: string; a: string; aDims: number[]; b: string; bDims: number[]; n: number }): Promise<RayMultiplexRun> {
+export function runRayMultiplex(o: {
+  python: string;
+  a: string;
+  aDims: number[];
+  b: string;
+  bDims: number[];
+  n: number;
+}): Promise<RayMultiplexRun> {
   const args = [
     repoPath('packages/bench/peers/ray_multiplex_bench.py'),
-    '--a', o.a,
-    '--a-dims', o.aDims.join(','),
-    '--b', o.b,
-    '--b-dims', o.bDims.join(','),
-    '--n', String(o.n),
+    '--a',
+    o.a,
+    '--a-dims',
+    o.aDims.join(','),
+    '--b',
+    o.b,
+    '--b-dims',
+    o.bDims.join(','),
+    '--n',
+    String(o.n),
   ];
   return runPython<RayMultiplexRun>(o.python, args, 'ray serve multiplex bench');
 }
@@ -90,13 +109,18 @@ export function runRayMultiplex(o: { python: string; a: string; aDims: number[];
 /** Runs a peer script; its last stdout line is its JSON result. */
 function runPython<T>(cmd: string, argv: string[], what: string): Promise<T> {
   return new Promise((resolve, reject) => {
-    execFile(cmd, argv, { timeout: 300_000, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, RAY_USAGE_STATS_ENABLED: '0' } }, (err, stdout, stderr) => {
-      const last = stdout.trim().split('\n').pop() ?? '';
-      if (err || !last.startsWith('{')) {
-        reject(new Error(`${what} failed (${err?.message ?? 'no result'}): ${stderr.slice(-2000)}`));
-        return;
-      }
-      resolve(JSON.parse(last) as T);
-    });
+    execFile(
+      cmd,
+      argv,
+      { timeout: 300_000, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, RAY_USAGE_STATS_ENABLED: '0' } },
+      (err, stdout, stderr) => {
+        const last = stdout.trim().split('\n').pop() ?? '';
+        if (err || !last.startsWith('{')) {
+          reject(new Error(`${what} failed (${err?.message ?? 'no result'}): ${stderr.slice(-2000)}`));
+          return;
+        }
+        resolve(JSON.parse(last) as T);
+      },
+    );
   });
 }

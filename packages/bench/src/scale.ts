@@ -24,7 +24,7 @@ const GiB = 1024 ** 3;
 const out = (s = '') => process.stdout.write(`${s}\n`);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 let seed = 7;
-const rnd = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+const rnd = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
 
 type Hb = Heartbeat;
 function heartbeat(i: number, replicas: Hb['replicas'], seq = 0): Hb {
@@ -37,18 +37,58 @@ function heartbeat(i: number, replicas: Hb['replicas'], seq = 0): Hb {
     seq,
     startedAt: 1,
     sentAt: Date.now(),
-    inventory: { cpu: { cores: 32, model: 'sim' }, memory: { totalBytes: 256 * GiB, availableBytes: 200 * GiB }, gpus: gpu ? [{ index: 0, vendor: 'NVIDIA', model: 'sim', vramTotalBytes: 80 * GiB, vramFreeBytes: 80 * GiB }] : [], source: 'override', hostname: `h${i}` },
+    inventory: {
+      cpu: { cores: 32, model: 'sim' },
+      memory: { totalBytes: 256 * GiB, availableBytes: 200 * GiB },
+      gpus: gpu ? [{ index: 0, vendor: 'NVIDIA', model: 'sim', vramTotalBytes: 80 * GiB, vramFreeBytes: 80 * GiB }] : [],
+      source: 'override',
+      hostname: `h${i}`,
+    },
     devices: [
-      { id: 'cpu', kind: 'cpu', capacityBytes: 256 * GiB, budgetBytes: 230 * GiB, usedBytes: replicas.filter((r) => r.device === 'cpu').reduce((n, r) => n + r.bytes, 0), executionProvider: 'cpu', policy: 'fifo' },
-      ...(gpu ? [{ id: 'gpu:0', kind: 'gpu' as const, capacityBytes: 80 * GiB, budgetBytes: 72 * GiB, usedBytes: replicas.filter((r) => r.device === 'gpu:0').reduce((n, r) => n + r.bytes, 0), executionProvider: 'cuda', policy: 'fifo' }] : []),
+      {
+        id: 'cpu',
+        kind: 'cpu',
+        capacityBytes: 256 * GiB,
+        budgetBytes: 230 * GiB,
+        usedBytes: replicas.filter((r) => r.device === 'cpu').reduce((n, r) => n + r.bytes, 0),
+        executionProvider: 'cpu',
+        policy: 'fifo',
+      },
+      ...(gpu
+        ? [
+            {
+              id: 'gpu:0',
+              kind: 'gpu' as const,
+              capacityBytes: 80 * GiB,
+              budgetBytes: 72 * GiB,
+              usedBytes: replicas.filter((r) => r.device === 'gpu:0').reduce((n, r) => n + r.bytes, 0),
+              executionProvider: 'cuda',
+              policy: 'fifo',
+            },
+          ]
+        : []),
     ],
     replicas,
   };
 }
 function replica(id: string, model: string, device: string): Hb['replicas'][number] {
   return {
-    id, model, digest: 'd', device, state: 'ready', bytes: 2 * GiB, queueDepth: Math.floor(rnd() * 8), inFlight: Math.floor(rnd() * 4), processed: 0, failed: 0,
-    executionProvider: 'cpu', batching: { maxBatchSize: 8, maxQueueDelayMs: 1, maxQueueLength: 1024, batchAxis: true }, batchHistogram: {}, pinned: false, loadedAt: 0, lastUsedAt: 0,
+    id,
+    model,
+    digest: 'd',
+    device,
+    state: 'ready',
+    bytes: 2 * GiB,
+    queueDepth: Math.floor(rnd() * 8),
+    inFlight: Math.floor(rnd() * 4),
+    processed: 0,
+    failed: 0,
+    executionProvider: 'cpu',
+    batching: { maxBatchSize: 8, maxQueueDelayMs: 1, maxQueueLength: 1024, batchAxis: true },
+    batchHistogram: {},
+    pinned: false,
+    loadedAt: 0,
+    lastUsedAt: 0,
   };
 }
 
@@ -60,7 +100,12 @@ const view = () =>
     const hb = heartbeat(i, reps);
     const replicasByModel: Record<string, number> = {};
     for (const r of reps) replicasByModel[r.model] = (replicasByModel[r.model] ?? 0) + 1;
-    return { id: hb.workerId, schedulable: true, replicasByModel, devices: hb.devices.map((d) => ({ id: d.id, kind: d.kind, budgetBytes: d.budgetBytes, usedBytes: d.usedBytes })) };
+    return {
+      id: hb.workerId,
+      schedulable: true,
+      replicasByModel,
+      devices: hb.devices.map((d) => ({ id: d.id, kind: d.kind, budgetBytes: d.budgetBytes, usedBytes: d.usedBytes })),
+    };
   });
 
 const placeTimes: number[] = [];
@@ -106,7 +151,8 @@ const tickTimes: number[] = [];
 for (let k = 0; k < 10; k++) {
   const t = performance.now();
   byModel.clear();
-  for (const w of registry.running()) for (const r of w.hb.replicas) (byModel.get(r.model) ?? byModel.set(r.model, []).get(r.model)!).push(r);
+  for (const w of registry.running())
+    for (const r of w.hb.replicas) (byModel.get(r.model) ?? byModel.set(r.model, []).get(r.model)!).push(r);
   for (const [m, reps] of byModel) scalers.get(m)!.decide({ now: k * 500, current: reps.length, outstanding: observe(reps) });
   tickTimes.push(performance.now() - t);
 }
@@ -118,7 +164,7 @@ const nats = await NatsServer.start();
 const realHead = await Head.start({ bus: { servers: nats.url }, cluster: 'scale', workerTimeoutMs: 60_000, logger: silentLogger() });
 const client = new FlotillaClient({ servers: nats.url, cluster: 'scale' });
 const headTicks: number[] = [];
-let deployMsMedian = 0;
+let deployMsMedian: number;
 try {
   const file = readFileSync(sampleModelPath('mlp'));
   const digest = createHash('sha256').update(file).digest('hex');
@@ -126,7 +172,18 @@ try {
   let round = 0;
   const publishBeats = () => {
     const seq = round++;
-    perWorker.forEach((reps, i) => hbc.publish(`flotilla.scale.hb.w${i}`, encode(heartbeat(i, reps.map((r) => ({ ...r, digest })), seq))));
+    perWorker.forEach((reps, i) =>
+      hbc.publish(
+        `flotilla.scale.hb.w${i}`,
+        encode(
+          heartbeat(
+            i,
+            reps.map((r) => ({ ...r, digest })),
+            seq,
+          ),
+        ),
+      ),
+    );
     return hbc.flush();
   };
   await publishBeats();
@@ -159,7 +216,17 @@ try {
 // deployed model, and `status`, `list` and `events` are asked for by the SDK (staged replies).
 const S_WORKERS = Number(process.env.SCALE_STATUS_WORKERS ?? 10_000);
 const S_PER_WORKER = Number(process.env.SCALE_STATUS_REPLICAS_PER_WORKER ?? 10);
-const statusRes = { workers: S_WORKERS, replicas: S_WORKERS * S_PER_WORKER, statusBytes: 0, statusMs: 0, listBytes: 0, listMs: 0, eventsBytes: 0, eventsMs: 0, heartbeatsMs: 0 };
+const statusRes = {
+  workers: S_WORKERS,
+  replicas: S_WORKERS * S_PER_WORKER,
+  statusBytes: 0,
+  statusMs: 0,
+  listBytes: 0,
+  listMs: 0,
+  eventsBytes: 0,
+  eventsMs: 0,
+  heartbeatsMs: 0,
+};
 {
   const nats2 = await NatsServer.start();
   const head2 = await Head.start({ bus: { servers: nats2.url }, cluster: 'status', workerTimeoutMs: 600_000, logger: silentLogger() });
@@ -184,7 +251,8 @@ const statusRes = { workers: S_WORKERS, replicas: S_WORKERS * S_PER_WORKER, stat
     await hbc.flush();
     while (head2.registry.size < S_WORKERS) await new Promise((r) => setTimeout(r, 50));
     statusRes.heartbeatsMs = +(performance.now() - th).toFixed(0);
-    for (const [model, replicas] of per) await client2.deploy(file, model, { replicas: Math.min(1000, replicas), device: 'any', profile: { enabled: false }, wait: false });
+    for (const [model, replicas] of per)
+      await client2.deploy(file, model, { replicas: Math.min(1000, replicas), device: 'any', profile: { enabled: false }, wait: false });
     const timed = async <T>(f: () => Promise<T>): Promise<[T, number, number]> => {
       const t = performance.now();
       const r = await f();
@@ -195,16 +263,39 @@ const statusRes = { workers: S_WORKERS, replicas: S_WORKERS * S_PER_WORKER, stat
     const [ls, lsMs, lsBytes] = await timed(() => client2.list());
     const ev = connectBus({ servers: nats2.url });
     const evc = await ev;
-    for (let i = 0; i < 1000; i++) evc.publish(`flotilla.status.events.loaded`, encode({ v: 1, type: 'loaded', model: `m${i % MODELS}`, worker: `w${i}`, device: 'cpu', replica: `r${i}`, bytes: 1, at: Date.now(), data: { loadMs: 1, reason: 'x'.repeat(600) } }));
+    for (let i = 0; i < 1000; i++)
+      evc.publish(
+        `flotilla.status.events.loaded`,
+        encode({
+          v: 1,
+          type: 'loaded',
+          model: `m${i % MODELS}`,
+          worker: `w${i}`,
+          device: 'cpu',
+          replica: `r${i}`,
+          bytes: 1,
+          at: Date.now(),
+          data: { loadMs: 1, reason: 'x'.repeat(600) },
+        }),
+      );
     await evc.flush();
     await new Promise((r) => setTimeout(r, 500));
     const [evs, evMs, evBytes] = await timed(() => client2.events({ limit: 100_000 }));
     await closeBus(evc);
     const replicasSeen = st.workers.reduce((n, w) => n + w.replicas.length, 0);
     if (st.workers.length !== S_WORKERS || replicasSeen !== S_WORKERS * S_PER_WORKER || ls.length !== per.size || evs.length !== 1000) {
-      process.stderr.write(`warning: status ${st.workers.length} workers / ${replicasSeen} replicas, list ${ls.length}, events ${evs.length}\n`);
+      process.stderr.write(
+        `warning: status ${st.workers.length} workers / ${replicasSeen} replicas, list ${ls.length}, events ${evs.length}\n`,
+      );
     }
-    Object.assign(statusRes, { statusBytes: stBytes, statusMs: +stMs.toFixed(0), listBytes: lsBytes, listMs: +lsMs.toFixed(0), eventsBytes: evBytes, eventsMs: +evMs.toFixed(0) });
+    Object.assign(statusRes, {
+      statusBytes: stBytes,
+      statusMs: +stMs.toFixed(0),
+      listBytes: lsBytes,
+      listMs: +lsMs.toFixed(0),
+      eventsBytes: evBytes,
+      eventsMs: +evMs.toFixed(0),
+    });
     await closeBus(hbc);
   } finally {
     await client2.close();
@@ -229,10 +320,18 @@ const res = {
   deployMsMedian: +deployMsMedian.toFixed(2),
   status: statusRes,
 };
-out(`placement of one replica among ${WORKERS} workers: median ${res.placementMsMedian} ms (max ${res.placementMsMax} ms); head view rebuild ${res.viewRebuildMsMedian} ms`);
+out(
+  `placement of one replica among ${WORKERS} workers: median ${res.placementMsMedian} ms (max ${res.placementMsMax} ms); head view rebuild ${res.viewRebuildMsMedian} ms`,
+);
 out(`autoscale tick over ${MODELS} deployments / ${placed} replicas: median ${res.autoscaleTickMsMedian} ms (target < 50 ms)`);
-out(`heartbeats: ${WORKERS} msgs/s (1 per worker per second, worker → head only), ${(bytesPerRound / 1048576).toFixed(2)} MiB/s; decode + bookkeeping ${res.heartbeatHandlingMsPerSecond} ms per second of heartbeats`);
-out(`real head on nats-server: reconcile round over ${MODELS} deployments / ${placed} replicas / ${WORKERS} workers: median ${res.headTickMsMedian} ms (max ${res.headTickMsMax} ms) every 500 ms; deploy (control round trip + KV write) ${res.deployMsMedian} ms`);
+out(
+  `heartbeats: ${WORKERS} msgs/s (1 per worker per second, worker → head only), ${(bytesPerRound / 1048576).toFixed(2)} MiB/s; decode + bookkeeping ${res.heartbeatHandlingMsPerSecond} ms per second of heartbeats`,
+);
+out(
+  `real head on nats-server: reconcile round over ${MODELS} deployments / ${placed} replicas / ${WORKERS} workers: median ${res.headTickMsMedian} ms (max ${res.headTickMsMax} ms) every 500 ms; deploy (control round trip + KV write) ${res.deployMsMedian} ms`,
+);
 const MiB = (b: number) => (b / 1048576).toFixed(1);
-out(`control replies at ${S_WORKERS} workers / ${statusRes.replicas} replicas (real head, staged over max_payload): status ${MiB(statusRes.statusBytes)} MiB in ${statusRes.statusMs} ms, list ${MiB(statusRes.listBytes)} MiB in ${statusRes.listMs} ms, events (1,000) ${MiB(statusRes.eventsBytes)} MiB in ${statusRes.eventsMs} ms; ${S_WORKERS} first heartbeats handled in ${statusRes.heartbeatsMs} ms`);
+out(
+  `control replies at ${S_WORKERS} workers / ${statusRes.replicas} replicas (real head, staged over max_payload): status ${MiB(statusRes.statusBytes)} MiB in ${statusRes.statusMs} ms, list ${MiB(statusRes.listBytes)} MiB in ${statusRes.listMs} ms, events (1,000) ${MiB(statusRes.eventsBytes)} MiB in ${statusRes.eventsMs} ms; ${S_WORKERS} first heartbeats handled in ${statusRes.heartbeatsMs} ms`,
+);
 out(JSON.stringify({ bench: 'scale', ...res }));

@@ -27,7 +27,10 @@ describe('benchSettings', () => {
   });
   test('BENCH_QUICK shortens every phase; explicit durations still win', () => {
     expect(benchSettings({ BENCH_QUICK: '1' })).toMatchObject({ durationMs: 500, warmupMs: 100, quick: true });
-    expect(benchSettings({ BENCH_QUICK: '1', BENCH_DURATION_MS: '800', BENCH_WARMUP_MS: '0' })).toMatchObject({ durationMs: 800, warmupMs: 0 });
+    expect(benchSettings({ BENCH_QUICK: '1', BENCH_DURATION_MS: '800', BENCH_WARMUP_MS: '0' })).toMatchObject({
+      durationMs: 800,
+      warmupMs: 0,
+    });
   });
   test('models, concurrency, max batch and pinning from env', () => {
     const s = benchSettings({ BENCH_MODELS: 'mlp, wide-mlp', BENCH_CONCURRENCY: '2,8', BENCH_MAX_BATCH: '32', BENCH_PIN: '0' });
@@ -49,16 +52,71 @@ describe('batch sweep', () => {
   });
   test('bestPoint: most items/s, first of equals', () => {
     expect(bestPoint([])).toBeUndefined();
-    expect(bestPoint([{ batch: 1, itemsPerSec: 10 }, { batch: 2, itemsPerSec: 30 }, { batch: 4, itemsPerSec: 30 }])?.batch).toBe(2);
+    expect(
+      bestPoint([
+        { batch: 1, itemsPerSec: 10 },
+        { batch: 2, itemsPerSec: 30 },
+        { batch: 4, itemsPerSec: 30 },
+      ])?.batch,
+    ).toBe(2);
   });
   test('sweepDeclined: two points in a row clearly (< 80 %) below the best and past it', () => {
     const r = (pairs: Array<[number, number]>) => pairs.map(([batch, itemsPerSec]) => ({ batch, itemsPerSec }));
-    expect(sweepDeclined(r([[1, 100], [2, 70]]))).toBe(false); // one dip
-    expect(sweepDeclined(r([[1, 100], [2, 70], [4, 75]]))).toBe(true);
-    expect(sweepDeclined(r([[1, 100], [2, 70], [4, 90]]))).toBe(false); // recovered within 80 %
-    expect(sweepDeclined(r([[1, 100], [2, 200], [4, 150], [8, 140]]))).toBe(true);
-    expect(sweepDeclined(r([[1, 100], [2, 200], [4, 150], [8, 170]]))).toBe(false); // 170 ≥ 160
-    expect(sweepDeclined(r([[1, 100], [2, 110], [4, 120]]))).toBe(false); // still rising
+    expect(
+      sweepDeclined(
+        r([
+          [1, 100],
+          [2, 70],
+        ]),
+      ),
+    ).toBe(false); // one dip
+    expect(
+      sweepDeclined(
+        r([
+          [1, 100],
+          [2, 70],
+          [4, 75],
+        ]),
+      ),
+    ).toBe(true);
+    expect(
+      sweepDeclined(
+        r([
+          [1, 100],
+          [2, 70],
+          [4, 90],
+        ]),
+      ),
+    ).toBe(false); // recovered within 80 %
+    expect(
+      sweepDeclined(
+        r([
+          [1, 100],
+          [2, 200],
+          [4, 150],
+          [8, 140],
+        ]),
+      ),
+    ).toBe(true);
+    expect(
+      sweepDeclined(
+        r([
+          [1, 100],
+          [2, 200],
+          [4, 150],
+          [8, 170],
+        ]),
+      ),
+    ).toBe(false); // 170 ≥ 160
+    expect(
+      sweepDeclined(
+        r([
+          [1, 100],
+          [2, 110],
+          [4, 120],
+        ]),
+      ),
+    ).toBe(false); // still rising
   });
 });
 
@@ -89,7 +147,10 @@ describe('ratios', () => {
     });
   });
   test('four significant digits, so a tiny ratio is not 0', () => {
-    expect(ratios({ inprocBatch1: 3, inprocBest: 9_000_000, rawNats: 7, clusterBest: 2000 })).toMatchObject({ ceiling_ratio: 0.0002222, batching_gain: 666.7 });
+    expect(ratios({ inprocBatch1: 3, inprocBest: 9_000_000, rawNats: 7, clusterBest: 2000 })).toMatchObject({
+      ceiling_ratio: 0.0002222,
+      batching_gain: 666.7,
+    });
   });
   test('null where the denominator is zero or missing', () => {
     expect(ratios({ inprocBatch1: 0, inprocBest: NaN, rawNats: 0, clusterBest: 5 })).toEqual({
@@ -112,9 +173,24 @@ describe('text', () => {
     expect(fmt(NaN)).toBe('-');
   });
   test('table: text columns left, number columns right, a rule under the header', () => {
-    expect(table(['what', 'n', 'note'], [['a', '1', 'x'], ['bbb', '1,000', '']])).toBe(
-      ['what      n  note', '----  -----  ----', 'a         1  x', 'bbb   1,000'].join('\n'),
-    );
-    expect(table(['a', 'b'], [['x', '1'], ['y', '22']], ['r', 'l'])).toBe(['a  b', '-  --', 'x  1', 'y  22'].join('\n'));
+    expect(
+      table(
+        ['what', 'n', 'note'],
+        [
+          ['a', '1', 'x'],
+          ['bbb', '1,000', ''],
+        ],
+      ),
+    ).toBe(['what      n  note', '----  -----  ----', 'a         1  x', 'bbb   1,000'].join('\n'));
+    expect(
+      table(
+        ['a', 'b'],
+        [
+          ['x', '1'],
+          ['y', '22'],
+        ],
+        ['r', 'l'],
+      ),
+    ).toBe(['a  b', '-  --', 'x  1', 'y  22'].join('\n'));
   });
 });

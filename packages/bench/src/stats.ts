@@ -19,8 +19,13 @@ export const DEFAULT_MODELS = ['mlp', 'wide-mlp', 'convnet'];
 export const DEFAULT_CONCURRENCIES = [1, 16, 128];
 
 function positiveInts(what: string, raw: string): number[] {
-  const out = raw.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
-  if (out.length === 0 || out.some((n) => !Number.isInteger(n) || n < 1)) throw new Error(`${what} must be a comma-separated list of positive integers, got '${raw}'`);
+  const out = raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map(Number);
+  if (out.length === 0 || out.some((n) => !Number.isInteger(n) || n < 1))
+    throw new Error(`${what} must be a comma-separated list of positive integers, got '${raw}'`);
   return out;
 }
 
@@ -39,7 +44,11 @@ export function benchSettings(env: Record<string, string | undefined>): BenchSet
   const quick = env.BENCH_QUICK === '1' || env.BENCH_QUICK === 'true';
   const durationMs = positiveNumber('BENCH_DURATION_MS', env.BENCH_DURATION_MS, quick ? 500 : 3000, 1);
   const warmupMs = positiveNumber('BENCH_WARMUP_MS', env.BENCH_WARMUP_MS, quick ? 100 : 500);
-  const models = env.BENCH_MODELS ? env.BENCH_MODELS.split(',').map((s) => s.trim()).filter(Boolean) : DEFAULT_MODELS;
+  const models = env.BENCH_MODELS
+    ? env.BENCH_MODELS.split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : DEFAULT_MODELS;
   if (models.length === 0) throw new Error('BENCH_MODELS names no model');
   const concurrencies = env.BENCH_CONCURRENCY ? positiveInts('BENCH_CONCURRENCY', env.BENCH_CONCURRENCY) : DEFAULT_CONCURRENCIES;
   const maxBatch = env.BENCH_MAX_BATCH ? positiveInts('BENCH_MAX_BATCH', env.BENCH_MAX_BATCH)[0]! : 128;
@@ -111,7 +120,15 @@ export function histogramText(h: Histogram, maxEntries = 10): string {
   const entries = Object.entries(h).sort((a, b) => Number(a[0]) - Number(b[0]));
   if (entries.length === 0) return '-';
   // Too many sizes: keep the most frequent ones (still listed by size).
-  const kept = entries.length > maxEntries ? new Set([...entries].sort((a, b) => b[1] - a[1]).slice(0, maxEntries).map((e) => e[0])) : undefined;
+  const kept =
+    entries.length > maxEntries
+      ? new Set(
+          [...entries]
+            .sort((a, b) => b[1] - a[1])
+            .slice(0, maxEntries)
+            .map((e) => e[0]),
+        )
+      : undefined;
   const shown = entries.filter((e) => !kept || kept.has(e[0])).map(([s, n]) => `${s}×${n}`);
   return kept ? `${shown.join(' ')} (+${entries.length - maxEntries} sizes)` : shown.join(' ');
 }
@@ -135,7 +152,8 @@ export interface Ratios {
 }
 
 /** a / b to 4 significant digits (tiny ratios must not round to 0); null without a usable b. */
-const ratio = (a: number, b: number): number | null => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? Number((a / b).toPrecision(4)) : null);
+const ratio = (a: number, b: number): number | null =>
+  Number.isFinite(a) && Number.isFinite(b) && b > 0 ? Number((a / b).toPrecision(4)) : null;
 
 export function ratios(r: RatioInputs): Ratios {
   return {

@@ -40,7 +40,6 @@ export class BlobStore {
     return this.store;
   }
 
-
   async put(data: Uint8Array): Promise<{ name: string; size: number }> {
     const os = await this.open();
     const name = nuid.next();

@@ -2,7 +2,16 @@
 // an operator may require (token, user/password, creds file, nkey seed file, TLS files).
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import { credsAuthenticator, errors as natsErrors, nkeyAuthenticator, type NatsConnection, type Payload, type PublishOptions, type Subscription, type SubscriptionOptions } from '@nats-io/nats-core';
+import {
+  credsAuthenticator,
+  errors as natsErrors,
+  nkeyAuthenticator,
+  type NatsConnection,
+  type Payload,
+  type PublishOptions,
+  type Subscription,
+  type SubscriptionOptions,
+} from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
 import { inboxPrefixFor, seedFileRole, seedFromFileText } from '@flotilla/protocol';
 import { mapNatsError } from './rpc.js';

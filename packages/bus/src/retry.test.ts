@@ -69,7 +69,14 @@ function fakeTime(start = 1_000_000) {
     slept,
     now: () => t,
     advance: (ms: number) => (t += ms),
-    opts: { now: () => t, sleep: async (ms: number) => void slept.push(ms) ?? (t += ms), rand: () => 0.5 } satisfies RetryOptions,
+    opts: {
+      now: () => t,
+      sleep: async (ms: number) => {
+        slept.push(ms);
+        t += ms;
+      },
+      rand: () => 0.5,
+    } satisfies RetryOptions,
   };
 }
 
@@ -179,7 +186,9 @@ describe('retry', () => {
     const s = script(c, []);
     await expect(retry(s.fn, { ...c.opts, deadline: c.now() })).rejects.toMatchObject({ code: 'DEADLINE_EXCEEDED' });
     const exhausted: unknown[] = [];
-    await expect(retry(s.fn, { ...c.opts, deadline: c.now() - 1, onExhausted: (e, x) => (exhausted.push([e, x]), new Error('late')) })).rejects.toThrow('late');
+    await expect(
+      retry(s.fn, { ...c.opts, deadline: c.now() - 1, onExhausted: (e, x) => (exhausted.push([e, x]), new Error('late')) }),
+    ).rejects.toThrow('late');
     expect(exhausted).toEqual([[undefined, { attempts: 0, reason: 'deadline' }]]);
     expect(s.seen).toHaveLength(0);
   });
@@ -191,7 +200,9 @@ describe('retry', () => {
       attempts++;
       throw new Error('no JetStream leader');
     };
-    await expect(retry(fail, { ...c.opts, policy: STORE_WRITE_RETRY_POLICY, deadline: c.now() + 8000, isRetryable: () => true })).rejects.toThrow('no JetStream leader');
+    await expect(
+      retry(fail, { ...c.opts, policy: STORE_WRITE_RETRY_POLICY, deadline: c.now() + 8000, isRetryable: () => true }),
+    ).rejects.toThrow('no JetStream leader');
     expect(c.slept).toEqual([100, 200, 400, 800, 1000, 1000, 1000, 1000, 1000, 1000]);
     expect(attempts).toBe(11);
   });

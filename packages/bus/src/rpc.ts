@@ -65,7 +65,13 @@ async function replyResult<T>(data: Uint8Array, subject: string, opts: CallOptio
  * retried for 1.5 s, 100 ms apart (CALL_RETRY_POLICY). Only the transport's failures are retried:
  * an error reply, or a staged reply that cannot be fetched, is the answer.
  */
-export async function call<T>(nc: NatsConnection, subject: string, body: object, timeoutMs = 10_000, opts: CallOptions<T> = {}): Promise<T> {
+export async function call<T>(
+  nc: NatsConnection,
+  subject: string,
+  body: object,
+  timeoutMs = 10_000,
+  opts: CallOptions<T> = {},
+): Promise<T> {
   const data = encode({ v: PROTOCOL_VERSION, ...body });
   const start = Date.now();
   const transport = new WeakSet<object>(); // errors of nc.request itself, as mapped
@@ -90,7 +96,8 @@ export async function call<T>(nc: NatsConnection, subject: string, body: object,
         (err instanceof DeadlineExceededError || (err instanceof UnavailableError && Date.now() - start < NO_RESPONDERS_GRACE_MS)),
     });
   } catch (err) {
-    if (err instanceof DeadlineExceededError) throw new DeadlineExceededError(`no reply on ${subject} within ${timeoutMs} ms`, { cause: err });
+    if (err instanceof DeadlineExceededError)
+      throw new DeadlineExceededError(`no reply on ${subject} within ${timeoutMs} ms`, { cause: err });
     throw err;
   }
 }
@@ -108,10 +115,13 @@ export function isTimeout(err: unknown): boolean {
 export function mapNatsError(err: unknown, subject: string, timeoutMs: number): Error {
   const denied = err instanceof natsErrors.PermissionViolationError ? err : (err as Error)?.cause;
   if (denied instanceof natsErrors.PermissionViolationError) {
-    return new ForbiddenError(`the NATS server does not allow this connection to ${denied.operation} on ${denied.subject}: its credentials lack the role`, {
-      cause: err,
-      data: { subject: denied.subject, operation: denied.operation },
-    });
+    return new ForbiddenError(
+      `the NATS server does not allow this connection to ${denied.operation} on ${denied.subject}: its credentials lack the role`,
+      {
+        cause: err,
+        data: { subject: denied.subject, operation: denied.operation },
+      },
+    );
   }
   if (isNoResponders(err)) {
     return new UnavailableError(`no one is answering on ${subject}`, { cause: err, data: { subject } });

@@ -88,12 +88,7 @@ export interface ServeOptions<T> {
  * Request/reply with a total handler: decode → parse → handle → `{ v, ok, result | error }`,
  * bounded, responded. A request without a reply subject is handled and its result dropped.
  */
-export function serve<T>(
-  nc: NatsConnection,
-  subject: string,
-  opts: ServeOptions<T>,
-  handle: (req: T, msg: Msg) => unknown,
-): Subscription {
+export function serve<T>(nc: NatsConnection, subject: string, opts: ServeOptions<T>, handle: (req: T, msg: Msg) => unknown): Subscription {
   const log = new ThrottledLog(opts.logger, opts.what);
   return nc.subscribe(subject, {
     queue: opts.queue,

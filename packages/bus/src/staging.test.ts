@@ -50,11 +50,17 @@ describe('staging', () => {
     const plain = { v: PROTOCOL_VERSION, ok: true, result: 'small' };
     expect(await unstage(bucket, plain, { maxBytes: 100 })).toBe(plain);
     const ref = await bucket.put(encode({ v: PROTOCOL_VERSION, ok: true, result: 'large' }));
-    expect(await unstage(bucket, { v: PROTOCOL_VERSION, blob: ref }, { maxBytes: 100 })).toEqual({ v: PROTOCOL_VERSION, ok: true, result: 'large' });
+    expect(await unstage(bucket, { v: PROTOCOL_VERSION, blob: ref }, { maxBytes: 100 })).toEqual({
+      v: PROTOCOL_VERSION,
+      ok: true,
+      result: 'large',
+    });
   });
 
   it('without a bucket a reference is UNAVAILABLE, saying what was staged', async () => {
-    await expect(unstage(undefined, { v: PROTOCOL_VERSION, blob: { name: 'x', size: 5 } }, { maxBytes: 100, what: 'the reply on a.b' })).rejects.toMatchObject({
+    await expect(
+      unstage(undefined, { v: PROTOCOL_VERSION, blob: { name: 'x', size: 5 } }, { maxBytes: 100, what: 'the reply on a.b' }),
+    ).rejects.toMatchObject({
       code: ErrorCode.UNAVAILABLE,
       message: expect.stringContaining('the reply on a.b was staged (5 bytes)'),
     });

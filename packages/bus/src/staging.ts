@@ -70,7 +70,9 @@ export async function unstage(
   const ref = stagedRef(raw);
   if (!ref) return raw;
   if (!blobs) {
-    throw new UnavailableError(`${opts.what ?? 'a body'} was staged (${ref.size} bytes) and this caller has no blob store to fetch it from`);
+    throw new UnavailableError(
+      `${opts.what ?? 'a body'} was staged (${ref.size} bytes) and this caller has no blob store to fetch it from`,
+    );
   }
   return takeStaged(blobs, ref, opts.maxBytes);
 }

@@ -38,7 +38,9 @@ export function authInit(opts: AuthInitOptions): AuthInitResult {
   const dir = resolve(opts.out);
   const existing = ROLES.map((r) => seedFile(dir, r)).filter((f) => existsSync(f));
   if (existing.length && !opts.force) {
-    throw new BadRequestError(`${existing.join(', ')} already exist${existing.length === 1 ? 's' : ''}: a cluster may be using them (--force replaces them)`);
+    throw new BadRequestError(
+      `${existing.join(', ')} already exist${existing.length === 1 ? 's' : ''}: a cluster may be using them (--force replaces them)`,
+    );
   }
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const users = ROLES.map((role) => {
@@ -49,7 +51,10 @@ export function authInit(opts: AuthInitOptions): AuthInitResult {
     kp.clear();
     return user;
   });
-  const config = natsAuthConfig(users.map((u) => ({ role: u.role, nkeyPublic: u.publicKey })), cluster);
+  const config = natsAuthConfig(
+    users.map((u) => ({ role: u.role, nkeyPublic: u.publicKey })),
+    cluster,
+  );
   writeAtomic(join(dir, AUTH_CONFIG_FILE), config, 0o644);
   return { dir, cluster, config, users };
 }

@@ -1,9 +1,9 @@
 // End to end through the CLI binary: `up` (own nats-server, head, worker processes), `deploy`,
 // `infer --json`, `status --json`, `ls --json`, error exit codes, `undeploy`.
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { NatsServer } from '@flotilla/local';
 import { sampleModelPath } from '@flotilla/sample-models';
 import { CLI_MAIN, freePort, runCli, startUp, stopUp } from './testing/run-cli.js';
@@ -44,7 +44,7 @@ describe('flotilla CLI', () => {
     expect(j.outputs.y.dims).toEqual([1, 4]);
     expect(j.outputs.y.data).toHaveLength(4);
     expect(j.latencyMs).toBeGreaterThan(0);
-    const file = JSON.parse(require('node:fs').readFileSync(out, 'utf8'));
+    const file = JSON.parse(readFileSync(out, 'utf8'));
     expect(file.y.data).toEqual(j.outputs.y.data);
   });
 

@@ -27,17 +27,24 @@ function readAuthDir(dir: string, cluster: string): { dir: string; config: strin
   const abs = resolve(dir);
   const files = ['nats.conf', 'head.nk', 'worker.nk'].map((f) => join(abs, f));
   const missing = files.filter((f) => !existsSync(f));
-  if (missing.length) throw new BadRequestError(`--auth ${dir}: ${missing.join(', ')} missing (run flotilla auth init --out ${dir} --cluster ${cluster})`);
+  if (missing.length)
+    throw new BadRequestError(`--auth ${dir}: ${missing.join(', ')} missing (run flotilla auth init --out ${dir} --cluster ${cluster})`);
   const config = readFileSync(files[0]!, 'utf8');
   const made = authConfigCluster(config);
   if (made !== undefined && made !== cluster) {
-    throw new BadRequestError(`--auth ${dir}: its permissions are for cluster '${made}', not '${cluster}' (pass --cluster ${made}, or run flotilla auth init --cluster ${cluster})`);
+    throw new BadRequestError(
+      `--auth ${dir}: its permissions are for cluster '${made}', not '${cluster}' (pass --cluster ${made}, or run flotilla auth init --cluster ${cluster})`,
+    );
   }
   return { dir: abs, config };
 }
 
 function healthFlag(cmd: Command): Command {
-  return cmd.option('--health-port <port>', 'serve GET /livez, /readyz and /metrics (Prometheus) on this port (env FLOTILLA_HEALTH_PORT)', (v) => Number(v));
+  return cmd.option(
+    '--health-port <port>',
+    'serve GET /livez, /readyz and /metrics (Prometheus) on this port (env FLOTILLA_HEALTH_PORT)',
+    (v) => Number(v),
+  );
 }
 
 async function maybeHealth(
@@ -59,11 +66,27 @@ function workerFlags(cmd: Command): Command {
     .option('--gpu-providers <list>', 'execution providers tried on GPUs, comma separated (default cuda)')
     .option('--heartbeat-ms <ms>', 'heartbeat period', (v) => Number(v))
     .option('--max-replicas <n>', 'most replicas this worker hosts (default 64)', (v) => Number(v))
-    .option('--store-replicas <n>', 'JetStream replicas of the blob and profile buckets (env FLOTILLA_STORE_REPLICAS, default 1)', (v) => Number(v))
+    .option('--store-replicas <n>', 'JetStream replicas of the blob and profile buckets (env FLOTILLA_STORE_REPLICAS, default 1)', (v) =>
+      Number(v),
+    )
     .option('--eviction <policy>', 'eviction policy when a model does not fit: fifo, lru or lfu (default fifo)');
 }
 
-function workerOptions(o: Record<string, any>) {
+/** The worker flags as commander parsed them (the numeric ones converted by their option parsers). */
+interface WorkerFlags {
+  memoryBudget?: string;
+  headroom?: number;
+  threads?: number;
+  cacheDir?: string;
+  inventory?: string;
+  gpuProviders?: string;
+  heartbeatMs?: number;
+  eviction?: string;
+  maxReplicas?: number;
+  storeReplicas?: number;
+}
+
+function workerOptions(o: WorkerFlags) {
   return {
     memoryBudgetBytes: o.memoryBudget ? parseSize(o.memoryBudget) : undefined,
     headroom: o.headroom,
@@ -84,18 +107,41 @@ export function clusterCommands(program: Command): void {
       program
         .command('head')
         .description('run the head (control plane)')
-        .option('--store-replicas <n>', "JetStream replicas of Flotilla's state and model buckets (3 on a 3-node NATS; env FLOTILLA_STORE_REPLICAS)", (v) => Number(v))
+        .option(
+          '--store-replicas <n>',
+          "JetStream replicas of Flotilla's state and model buckets (3 on a 3-node NATS; env FLOTILLA_STORE_REPLICAS)",
+          (v) => Number(v),
+        )
         .option('--worker-timeout-ms <ms>', 'a worker silent this long is dead (default 5000)', (v) => Number(v))
         .option('--id <id>', 'head id, shown in status and the leadership lease (default <hostname>-<pid>)')
-        .option('--lease-ttl-ms <ms>', 'several heads: one leads, the others take over within about this long after it is lost (default 10000)', (v) => Number(v)),
+        .option(
+          '--lease-ttl-ms <ms>',
+          'several heads: one leads, the others take over within about this long after it is lost (default 10000)',
+          (v) => Number(v),
+        ),
     ),
   ).action(async (o) => {
     try {
       const { cluster, ...bus } = busOptions(o);
-      const storeReplicas = o.storeReplicas ?? (process.env.FLOTILLA_STORE_REPLICAS ? Number(process.env.FLOTILLA_STORE_REPLICAS) : undefined);
-      const head = await Head.start({ cluster, bus, storeReplicas, workerTimeoutMs: o.workerTimeoutMs, id: o.id, leaseTtlMs: o.leaseTtlMs });
-      const hm = headMetrics(() => head.status(), () => head.lastTickMs);
-      const health = await maybeHealth(o, () => head.notReady(), () => hm.text());
+      const storeReplicas =
+        o.storeReplicas ?? (process.env.FLOTILLA_STORE_REPLICAS ? Number(process.env.FLOTILLA_STORE_REPLICAS) : undefined);
+      const head = await Head.start({
+        cluster,
+        bus,
+        storeReplicas,
+        workerTimeoutMs: o.workerTimeoutMs,
+        id: o.id,
+        leaseTtlMs: o.leaseTtlMs,
+      });
+      const hm = headMetrics(
+        () => head.status(),
+        () => head.lastTickMs,
+      );
+      const health = await maybeHealth(
+        o,
+        () => head.notReady(),
+        () => hm.text(),
+      );
       const sig = await untilSignal();
       head.logger.info({ signal: sig }, 'stopping');
       await head.stop();
@@ -106,22 +152,28 @@ export function clusterCommands(program: Command): void {
   });
 
   withConnectionOptions(
-    healthFlag(workerFlags(program.command('worker').description('run a worker on this host').option('--id <id>', 'worker id (default <hostname>-<pid>)'))),
-  ).action(
-    async (o) => {
-      try {
-        const { cluster, ...bus } = busOptions(o);
-        const worker = await Worker.start({ ...workerOptions(o), id: o.id, cluster, bus });
-        const health = await maybeHealth(o, () => worker.notReady(), () => worker.metrics.text());
-        const sig = await untilSignal();
-        worker.logger.info({ signal: sig }, 'draining');
-        await worker.stop();
-        await health?.close();
-      } catch (err) {
-        process.exitCode = reportError(err, false);
-      }
-    },
-  );
+    healthFlag(
+      workerFlags(
+        program.command('worker').description('run a worker on this host').option('--id <id>', 'worker id (default <hostname>-<pid>)'),
+      ),
+    ),
+  ).action(async (o) => {
+    try {
+      const { cluster, ...bus } = busOptions(o);
+      const worker = await Worker.start({ ...workerOptions(o), id: o.id, cluster, bus });
+      const health = await maybeHealth(
+        o,
+        () => worker.notReady(),
+        () => worker.metrics.text(),
+      );
+      const sig = await untilSignal();
+      worker.logger.info({ signal: sig }, 'draining');
+      await worker.stop();
+      await health?.close();
+    } catch (err) {
+      process.exitCode = reportError(err, false);
+    }
+  });
 
   workerFlags(
     program
@@ -130,12 +182,19 @@ export function clusterCommands(program: Command): void {
       .option('--port <port>', 'port of the embedded nats-server', (v) => Number(v), 4222)
       .option('--host <host>', 'interface of the embedded nats-server', '127.0.0.1')
       .option('--nats <url>', 'use this NATS instead of starting one')
-      .option('--nats-cluster <n>', 'start an N-node NATS cluster (routes on loopback, JetStream replicated N ways) instead of one server', (v) => Number(v))
+      .option(
+        '--nats-cluster <n>',
+        'start an N-node NATS cluster (routes on loopback, JetStream replicated N ways) instead of one server',
+        (v) => Number(v),
+      )
       .option('--cluster <name>', 'cluster name (env FLOTILLA_CLUSTER, default default)')
       .option('--workers <n>', 'worker processes', (v) => Number(v), 1)
       .option('--max-payload <size>', "embedded nats-server's max_payload (default 1MiB)")
       .option('--store-dir <dir>', "embedded nats-server's JetStream directory (default: a temp dir)")
-      .option('--auth <dir>', 'role permissions from `flotilla auth init --out DIR`: the embedded nats-server enforces DIR/nats.conf, the head and workers connect with DIR/head.nk and DIR/worker.nk'),
+      .option(
+        '--auth <dir>',
+        'role permissions from `flotilla auth init --out DIR`: the embedded nats-server enforces DIR/nats.conf, the head and workers connect with DIR/head.nk and DIR/worker.nk',
+      ),
   ).action(async (o) => {
     process.env.FLOTILLA_LOG_LEVEL ??= 'warn';
     const children: ChildProcess[] = [];
@@ -160,15 +219,30 @@ export function clusterCommands(program: Command): void {
       if (natsCluster) o.storeReplicas ??= Math.min(3, o.natsCluster);
       const seed = (role: string) => (auth ? join(auth.dir, `${role}.nk`) : undefined);
       head = await Head.start({ cluster, bus: { servers: url.split(','), nkeySeedFile: seed('head') }, storeReplicas: o.storeReplicas });
-      const passthrough = ['memoryBudget', 'headroom', 'threads', 'cacheDir', 'inventory', 'gpuProviders', 'heartbeatMs', 'eviction', 'maxReplicas', 'storeReplicas']
+      const passthrough = [
+        'memoryBudget',
+        'headroom',
+        'threads',
+        'cacheDir',
+        'inventory',
+        'gpuProviders',
+        'heartbeatMs',
+        'eviction',
+        'maxReplicas',
+        'storeReplicas',
+      ]
         .filter((k) => o[k] !== undefined)
         .flatMap((k) => [`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, String(o[k])]);
       for (let i = 0; i < o.workers; i++) {
         const nkey = auth ? ['--nkey', seed('worker')!] : [];
-        const child = spawn(process.execPath, [process.argv[1]!, 'worker', '--nats', url, '--cluster', cluster, '--id', `worker-${i}`, ...nkey, ...passthrough], {
-          stdio: ['ignore', 'inherit', 'inherit'],
-          env: process.env,
-        });
+        const child = spawn(
+          process.execPath,
+          [process.argv[1]!, 'worker', '--nats', url, '--cluster', cluster, '--id', `worker-${i}`, ...nkey, ...passthrough],
+          {
+            stdio: ['ignore', 'inherit', 'inherit'],
+            env: process.env,
+          },
+        );
         children.push(child);
       }
       const deadline = Date.now() + 60_000;
@@ -207,4 +281,3 @@ export function clusterCommands(program: Command): void {
     }
   });
 }
-

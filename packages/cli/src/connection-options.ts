@@ -25,8 +25,14 @@ export function withConnectionOptions(cmd: Command): Command {
     .option('--user <user>', 'NATS user (env FLOTILLA_NATS_USER)')
     .option('--password <password>', 'NATS password (env FLOTILLA_NATS_PASSWORD)')
     .option('--creds <file>', 'NATS .creds file (env FLOTILLA_NATS_CREDS)')
-    .option('--nkey <file>', 'file holding an NATS nkey seed, e.g. from `flotilla auth init` (env FLOTILLA_NATS_NKEY); its role sets the inbox prefix')
-    .option('--inbox-prefix <prefix>', 'prefix of reply subjects (env FLOTILLA_NATS_INBOX_PREFIX; default _INBOX_<role> for a role\'s seed file, else _INBOX)')
+    .option(
+      '--nkey <file>',
+      'file holding an NATS nkey seed, e.g. from `flotilla auth init` (env FLOTILLA_NATS_NKEY); its role sets the inbox prefix',
+    )
+    .option(
+      '--inbox-prefix <prefix>',
+      "prefix of reply subjects (env FLOTILLA_NATS_INBOX_PREFIX; default _INBOX_<role> for a role's seed file, else _INBOX)",
+    )
     .option('--tls-ca <file>', 'CA bundle for TLS')
     .option('--tls-cert <file>', 'client certificate for TLS')
     .option('--tls-key <file>', 'client key for TLS');
@@ -36,7 +42,10 @@ export function busOptions(f: ConnectionFlags): BusOptions & { cluster: string }
   const env = process.env;
   const url = f.nats ?? env.FLOTILLA_NATS ?? DEFAULT_NATS_URL;
   return {
-    servers: url.split(',').map((s) => s.trim()).filter(Boolean),
+    servers: url
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
     cluster: f.cluster ?? env.FLOTILLA_CLUSTER ?? DEFAULT_CLUSTER,
     token: f.token ?? env.FLOTILLA_NATS_TOKEN,
     user: f.user ?? env.FLOTILLA_NATS_USER,

@@ -31,7 +31,10 @@ export async function demo(): Promise<void> {
     out(`\nmlp(x[2,16]) → y[${y.dims.join(',')}] = ${JSON.stringify(Array.from(y.data as Float32Array, (v) => +v.toFixed(4)))}`);
     out(`  served by ${meta.worker}/${meta.replica} on ${meta.device} (queue ${meta.queueMs} ms, run ${meta.runMs} ms)`);
 
-    for (const [model, width] of [['mlp', 16], ['wide-mlp', 1024]] as const) {
+    for (const [model, width] of [
+      ['mlp', 16],
+      ['wide-mlp', 1024],
+    ] as const) {
       const lat: number[] = [];
       for (let i = 0; i < 200; i++) {
         const s = performance.now();
@@ -41,7 +44,9 @@ export async function demo(): Promise<void> {
       const n = 256;
       const c0 = performance.now();
       const metas = await Promise.all(
-        Array.from({ length: n }, (_, i) => client.inferWithMeta(model, { x: { dtype: 'float32', dims: [1, width], data: randomFloats(width, i) } })),
+        Array.from({ length: n }, (_, i) =>
+          client.inferWithMeta(model, { x: { dtype: 'float32', dims: [1, width], data: randomFloats(width, i) } }),
+        ),
       );
       const secs = (performance.now() - c0) / 1000;
       const avgBatch = metas.reduce((a, m) => a + m.meta.batch, 0) / n;

@@ -2,16 +2,32 @@
 import { ErrorCode, FlotillaError, toFlotillaError } from '@flotilla/protocol';
 
 const UNITS: Record<string, number> = {
-  '': 1, b: 1,
-  k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, t: 1e12, tb: 1e12,
-  ki: 1024, kib: 1024, mi: 1024 ** 2, mib: 1024 ** 2, gi: 1024 ** 3, gib: 1024 ** 3, ti: 1024 ** 4, tib: 1024 ** 4,
+  '': 1,
+  b: 1,
+  k: 1e3,
+  kb: 1e3,
+  m: 1e6,
+  mb: 1e6,
+  g: 1e9,
+  gb: 1e9,
+  t: 1e12,
+  tb: 1e12,
+  ki: 1024,
+  kib: 1024,
+  mi: 1024 ** 2,
+  mib: 1024 ** 2,
+  gi: 1024 ** 3,
+  gib: 1024 ** 3,
+  ti: 1024 ** 4,
+  tib: 1024 ** 4,
 };
 
 /** `512MiB`, `2GiB`, `1.5GB`, `1048576` → bytes. */
 export function parseSize(text: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
   const unit = m ? UNITS[m[2]!.toLowerCase()] : undefined;
-  if (!m || unit === undefined) throw new FlotillaError(ErrorCode.BAD_REQUEST, `invalid size '${text}' (use e.g. 512MiB, 2GiB, 1.5GB or bytes)`);
+  if (!m || unit === undefined)
+    throw new FlotillaError(ErrorCode.BAD_REQUEST, `invalid size '${text}' (use e.g. 512MiB, 2GiB, 1.5GB or bytes)`);
   return Math.floor(Number(m[1]) * unit);
 }
 
@@ -30,7 +46,14 @@ export function formatBytes(n: number): string {
 export function table(headers: string[], rows: Array<Array<string | number>>): string {
   const cells = [headers, ...rows.map((r) => r.map(String))];
   const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
-  return cells.map((r) => r.map((c, i) => (c ?? '').padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+  return cells
+    .map((r) =>
+      r
+        .map((c, i) => (c ?? '').padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 /** Process exit code per error code (documented in the README); 1 for anything else. */

@@ -35,11 +35,23 @@ export function gatewayCommand(program: Command): void {
       .option('--http-port <port>', 'HTTP port (0: any free port)', '8080')
       .option('--host <host>', 'interface to listen on', '0.0.0.0')
       .option('--body-limit <size>', `largest request body, e.g. 64MiB (default ${DEFAULT_BODY_LIMIT_BYTES / 1024 / 1024}MiB)`)
-      .option('--max-json-depth <n>', `deepest nesting of arrays/objects in a body; deeper is 400 BAD_REQUEST (default ${DEFAULT_MAX_JSON_DEPTH})`, num)
+      .option(
+        '--max-json-depth <n>',
+        `deepest nesting of arrays/objects in a body; deeper is 400 BAD_REQUEST (default ${DEFAULT_MAX_JSON_DEPTH})`,
+        num,
+      )
       .option('--headers-timeout <ms>', `request line and headers must arrive within this (default ${DEFAULT_HEADERS_TIMEOUT_MS})`, num)
-      .option('--request-timeout <ms>', `the whole request must arrive within this, 0: no limit (default ${DEFAULT_REQUEST_TIMEOUT_MS})`, num)
+      .option(
+        '--request-timeout <ms>',
+        `the whole request must arrive within this, 0: no limit (default ${DEFAULT_REQUEST_TIMEOUT_MS})`,
+        num,
+      )
       .option('--keep-alive-timeout <ms>', `idle keep-alive connections close after this (default ${DEFAULT_KEEP_ALIVE_TIMEOUT_MS})`, num)
-      .option('--connection-timeout <ms>', `a connection idle this long closes, 0: never; longer inference deadlines extend it (default ${DEFAULT_CONNECTION_TIMEOUT_MS})`, num)
+      .option(
+        '--connection-timeout <ms>',
+        `a connection idle this long closes, 0: never; longer inference deadlines extend it (default ${DEFAULT_CONNECTION_TIMEOUT_MS})`,
+        num,
+      )
       .option('--no-probe', 'do not run models on zero inputs to learn their outputs for model metadata'),
   ).action(async (o) => {
     const { cluster, ...bus } = busOptions(o);
@@ -64,10 +76,13 @@ export function gatewayCommand(program: Command): void {
       parseGatewayOptions(options); // a bad flag is BAD_REQUEST before anything connects
       await client.connection();
       gateway = await startGateway(options).catch((err: NodeJS.ErrnoException) => {
-        if (err.code === 'EADDRINUSE') throw new BadRequestError(`HTTP port ${httpPort} on ${o.host} is already in use (choose another with --http-port)`);
+        if (err.code === 'EADDRINUSE')
+          throw new BadRequestError(`HTTP port ${httpPort} on ${o.host} is already in use (choose another with --http-port)`);
         throw err;
       });
-      process.stdout.write(`flotilla gateway: listening on http://${o.host}:${gateway.port} cluster=${cluster} nats=${String(bus.servers)}\n`);
+      process.stdout.write(
+        `flotilla gateway: listening on http://${o.host}:${gateway.port} cluster=${cluster} nats=${String(bus.servers)}\n`,
+      );
       const sig = await untilSignal();
       logger.info({ signal: sig }, 'stopping');
     } catch (err) {

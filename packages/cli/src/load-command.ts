@@ -47,7 +47,12 @@ export function loadCommand(program: Command): void {
       .option('--concurrency <n>', 'requests kept in flight', num, 1)
       .option('--duration <s>', 'seconds to keep sending', num, 10)
       .option('--timeout <ms>', 'deadline of each request', num)
-      .option('--retries <n>', 'extra attempts of a request after OVERLOADED, UNAVAILABLE, NO_CAPACITY or no reply within the attempt timeout, all within --timeout (the only retries)', num, 2)
+      .option(
+        '--retries <n>',
+        'extra attempts of a request after OVERLOADED, UNAVAILABLE, NO_CAPACITY or no reply within the attempt timeout, all within --timeout (the only retries)',
+        num,
+        2,
+      )
       .option('--json', 'print the summary as one JSON object'),
   ).action(async (model: string, o) => {
     const json = !!o.json;
@@ -63,7 +68,10 @@ export function loadCommand(program: Command): void {
         retries: o.retries,
         onProgress: json
           ? undefined
-          : (s) => process.stderr.write(`  ${(s.elapsedMs / 1000).toFixed(1)} s: ok ${s.ok}, errored ${erroredText(s.errored)}, ${s.requestsPerSec.toFixed(1)} req/s, p50 ${ms(s.latencyMs.p50)}\n`),
+          : (s) =>
+              process.stderr.write(
+                `  ${(s.elapsedMs / 1000).toFixed(1)} s: ok ${s.ok}, errored ${erroredText(s.errored)}, ${s.requestsPerSec.toFixed(1)} req/s, p50 ${ms(s.latencyMs.p50)}\n`,
+              ),
       });
       if (json) process.stdout.write(JSON.stringify({ model, concurrency: o.concurrency, durationMs, ...summary }, null, 2) + '\n');
       else process.stdout.write(loadSummaryText(model, o.concurrency, durationMs, summary));

@@ -1,7 +1,7 @@
 // End to end: `flotilla load` (the built CLI) against a cluster started in this process.
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { LocalCluster } from '@flotilla/local';
 import { sampleModelPath } from '@flotilla/sample-models';
 import { CLI_MAIN, runCli } from './testing/run-cli.js';
@@ -50,7 +50,8 @@ describe('flotilla load', () => {
   it('prints a human summary', async () => {
     const r = await cli(['load', 'mlp', '--input', input, '--concurrency', '2', '--duration', '0.3', ...conn]);
     expect(r.code).toBe(0);
-    for (const word of ['sent', 'ok', 'retried', 'errored    none', 'lost       0', 'items/s', 'p50', 'p90', 'p99']) expect(r.stdout).toContain(word);
+    for (const word of ['sent', 'ok', 'retried', 'errored    none', 'lost       0', 'items/s', 'p50', 'p90', 'p99'])
+      expect(r.stdout).toContain(word);
   });
 
   it('counts every request to an unknown model as UNKNOWN_MODEL and exits 3', async () => {

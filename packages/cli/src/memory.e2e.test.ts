@@ -16,7 +16,22 @@ const input = join(dir, 'x.json');
 
 beforeAll(async () => {
   const port = await freePort();
-  up = (await startUp(['--port', String(port), '--workers', '1', '--cluster', 'mem', '--memory-budget', '100MiB', '--eviction', 'lru', '--cache-dir', join(dir, 'cache')])).proc;
+  up = (
+    await startUp([
+      '--port',
+      String(port),
+      '--workers',
+      '1',
+      '--cluster',
+      'mem',
+      '--memory-budget',
+      '100MiB',
+      '--eviction',
+      'lru',
+      '--cache-dir',
+      join(dir, 'cache'),
+    ])
+  ).proc;
   env = { FLOTILLA_NATS: `nats://127.0.0.1:${port}`, FLOTILLA_CLUSTER: 'mem' };
   writeFileSync(input, JSON.stringify({ x: { dtype: 'float32', dims: [1, 16], data: Array.from({ length: 16 }, (_, i) => i / 16) } }));
 }, 90_000);
@@ -31,7 +46,8 @@ const json = async (args: string[]) => {
   expect([args.join(' '), r.code, r.stderr]).toEqual([args.join(' '), 0, '']);
   return JSON.parse(r.stdout);
 };
-const deploy = (name: string) => json(['deploy', sampleModelPath('mlp'), '--name', name, '--device', 'cpu', '--memory', String(40 * MiB), '--no-profile']);
+const deploy = (name: string) =>
+  json(['deploy', sampleModelPath('mlp'), '--name', name, '--device', 'cpu', '--memory', String(40 * MiB), '--no-profile']);
 const infer = (name: string) => json(['infer', name, '--input', input]);
 
 it('evicts the least recently used model, reports it, and brings it back on request', async () => {
@@ -52,7 +68,8 @@ it('evicts the least recently used model, reports it, and brings it back on requ
   expect(device.models.map((m: { name: string }) => m.name).sort()).toEqual(['a', 'c']);
   expect(device.models[0].bytes).toBe(40 * MiB);
 
-  const events: Array<{ type: string; model: string; worker: string; device: string; bytes: number; reason: string; at: number }> = await json(['events']);
+  const events: Array<{ type: string; model: string; worker: string; device: string; bytes: number; reason: string; at: number }> =
+    await json(['events']);
   const evicted = events.filter((e) => e.type === 'evicted');
   expect(evicted).toHaveLength(1);
   expect(evicted[0]).toMatchObject({ model: 'b', device: 'cpu', bytes: 40 * MiB, worker: status.workers[0].id });

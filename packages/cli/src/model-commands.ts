@@ -19,7 +19,7 @@ async function withClient(flags: ConnectionFlags & { json?: boolean }, body: (c:
   }
 }
 
-const print = (x: unknown): void => void process.stdout.write(JSON.stringify(x, null, 2) + "\n");
+const print = (x: unknown): void => void process.stdout.write(JSON.stringify(x, null, 2) + '\n');
 
 function deploymentRows(ds: DeploymentStatus[]) {
   return table(
@@ -64,7 +64,11 @@ function statusText(s: ClusterStatus): string {
         r.processed,
         r.failed,
         r.state === 'loading' ? '-' : `${r.batching.maxBatchSize}/${r.batching.maxQueueDelayMs}`,
-        (r.state !== 'loading' && Object.entries(r.batchHistogram).map(([k, v]) => `${k}:${v}`).join(' ')) || '-',
+        (r.state !== 'loading' &&
+          Object.entries(r.batchHistogram)
+            .map(([k, v]) => `${k}:${v}`)
+            .join(' ')) ||
+          '-',
       ]),
     ),
   );
@@ -101,9 +105,12 @@ export function modelCommands(program: Command): void {
       .option('--json', 'print JSON'),
   ).action(async (file: string, o) =>
     withClient(o, async (c) => {
-      if (o.interOpThreads !== undefined && o.intraOpThreads === undefined) throw new BadRequestError('--inter-op-threads needs --intra-op-threads');
+      if (o.interOpThreads !== undefined && o.intraOpThreads === undefined)
+        throw new BadRequestError('--inter-op-threads needs --intra-op-threads');
       const batching = Object.fromEntries(
-        Object.entries({ maxBatchSize: o.maxBatchSize, maxQueueDelayMs: o.maxQueueDelayMs, maxQueueLength: o.maxQueueLength }).filter(([, v]) => v !== undefined),
+        Object.entries({ maxBatchSize: o.maxBatchSize, maxQueueDelayMs: o.maxQueueDelayMs, maxQueueLength: o.maxQueueLength }).filter(
+          ([, v]) => v !== undefined,
+        ),
       );
       const status = await c.deploy(file, o.name, {
         device: o.device,
@@ -118,7 +125,13 @@ export function modelCommands(program: Command): void {
           ...(o.tuneThreads === false ? { tuneThreads: false } : {}),
         },
         ...(o.intraOpThreads !== undefined
-          ? { threads: { intraOp: o.intraOpThreads, interOp: o.interOpThreads ?? 1, mode: (o.interOpThreads ?? 1) > 1 ? 'parallel' : 'sequential' } }
+          ? {
+              threads: {
+                intraOp: o.intraOpThreads,
+                interOp: o.interOpThreads ?? 1,
+                mode: (o.interOpThreads ?? 1) > 1 ? 'parallel' : 'sequential',
+              },
+            }
           : {}),
         compile: o.compile,
         warmup: o.warmup,
@@ -133,13 +146,14 @@ export function modelCommands(program: Command): void {
     }),
   );
 
-  withConnectionOptions(program.command('undeploy <name>').description('remove a deployment and its replicas').option('--json', 'print JSON')).action(
-    async (name: string, o) =>
-      withClient(o, async (c) => {
-        const r = await c.undeploy(name);
-        if (o.json) print(r);
-        else process.stdout.write(`undeployed ${name}\n`);
-      }),
+  withConnectionOptions(
+    program.command('undeploy <name>').description('remove a deployment and its replicas').option('--json', 'print JSON'),
+  ).action(async (name: string, o) =>
+    withClient(o, async (c) => {
+      const r = await c.undeploy(name);
+      if (o.json) print(r);
+      else process.stdout.write(`undeployed ${name}\n`);
+    }),
   );
 
   withConnectionOptions(
@@ -164,13 +178,14 @@ export function modelCommands(program: Command): void {
     }),
   );
 
-  withConnectionOptions(program.command('status').description('workers, devices, memory, replicas, queue depths').option('--json', 'print JSON')).action(
-    async (o) =>
-      withClient(o, async (c) => {
-        const s = await c.status();
-        if (o.json) print(s);
-        else process.stdout.write(statusText(s));
-      }),
+  withConnectionOptions(
+    program.command('status').description('workers, devices, memory, replicas, queue depths').option('--json', 'print JSON'),
+  ).action(async (o) =>
+    withClient(o, async (c) => {
+      const s = await c.status();
+      if (o.json) print(s);
+      else process.stdout.write(statusText(s));
+    }),
   );
 
   withConnectionOptions(
@@ -194,7 +209,9 @@ export function modelCommands(program: Command): void {
           const head = t.data.slice(0, 8).map((x) => (typeof x === 'number' ? +x.toFixed(5) : x));
           process.stdout.write(`${name} ${t.dtype}[${t.dims.join(',')}] ${JSON.stringify(head)}${t.data.length > 8 ? ' ...' : ''}\n`);
         }
-        process.stdout.write(`latency ${latencyMs} ms (queue ${meta.queueMs} ms, run ${meta.runMs} ms, batch ${meta.batch}, ${meta.worker}/${meta.replica})\n`);
+        process.stdout.write(
+          `latency ${latencyMs} ms (queue ${meta.queueMs} ms, run ${meta.runMs} ms, batch ${meta.batch}, ${meta.worker}/${meta.replica})\n`,
+        );
       }
     }),
   );
@@ -213,7 +230,15 @@ export function modelCommands(program: Command): void {
       process.stdout.write(
         table(
           ['AT', 'TYPE', 'MODEL', 'WORKER', 'DEVICE', 'BYTES', 'REASON'],
-          events.map((e) => [new Date(e.at).toISOString(), e.type, e.model ?? '', e.worker ?? '', e.device ?? '', e.bytes !== undefined ? formatBytes(e.bytes) : '', e.reason ?? '']),
+          events.map((e) => [
+            new Date(e.at).toISOString(),
+            e.type,
+            e.model ?? '',
+            e.worker ?? '',
+            e.device ?? '',
+            e.bytes !== undefined ? formatBytes(e.bytes) : '',
+            e.reason ?? '',
+          ]),
         ) + '\n',
       );
     }),
@@ -247,7 +272,15 @@ export function modelCommands(program: Command): void {
               ? `threads (measured in ${p.threads.tookMs} ms):\n` +
                 table(
                   ['INTRA-OP', 'INTER-OP', 'MODE', 'BATCH', 'P50 MS', 'P99 MS', 'ITEMS/S'],
-                  p.threads.rows.map((r) => [r.intraOp, r.mode === 'parallel' ? r.interOp : '-', r.mode, r.batch, r.p50Ms, r.p99Ms, r.itemsPerSec]),
+                  p.threads.rows.map((r) => [
+                    r.intraOp,
+                    r.mode === 'parallel' ? r.interOp : '-',
+                    r.mode,
+                    r.batch,
+                    r.p50Ms,
+                    r.p99Ms,
+                    r.itemsPerSec,
+                  ]),
                 ) +
                 `\nchosen threads: ${p.threads.reason}\n`
               : '') +

@@ -75,7 +75,9 @@ class Progress {
   ) {}
 
   start(meta: JobMeta, p: JobProgress, resumed: boolean): void {
-    const what = resumed ? `resuming ${meta.model} over ${meta.total} lines (${p.done} already done)` : `${meta.model} over ${meta.total} lines`;
+    const what = resumed
+      ? `resuming ${meta.model} over ${meta.total} lines (${p.done} already done)`
+      : `${meta.model} over ${meta.total} lines`;
     process.stderr.write(`job ${meta.id}: ${what}, ${meta.input} → ${meta.output}\n`);
     process.stderr.write(`  if this stops, resume with: ${resumeHint(meta.id)}\n`);
     this.last = p;
@@ -131,7 +133,11 @@ interface RunFlags extends ConnectionFlags {
 }
 
 /** Runs a job (submit or resume) with progress, Ctrl-C handling, summary and exit code. */
-async function runJobCommand(flags: RunFlags, resumed: boolean, body: (c: FlotillaClient, o: JobRunOptions) => Promise<JobSummary>): Promise<void> {
+async function runJobCommand(
+  flags: RunFlags,
+  resumed: boolean,
+  body: (c: FlotillaClient, o: JobRunOptions) => Promise<JobSummary>,
+): Promise<void> {
   const json = !!flags.json;
   const { cluster, ...bus } = busOptions(flags);
   const client = new FlotillaClient({ ...bus, cluster, reconnectForever: false });
@@ -174,8 +180,8 @@ async function runJobCommand(flags: RunFlags, resumed: boolean, body: (c: Flotil
 
 function withRunOptions(cmd: Command): Command {
   return cmd
-    .option('--concurrency <n>', 'requests kept in flight (default 32; on resume, the job\'s)', num)
-    .option('--timeout <ms>', 'deadline of each request (default 30000; on resume, the job\'s)', num)
+    .option('--concurrency <n>', "requests kept in flight (default 32; on resume, the job's)", num)
+    .option('--timeout <ms>', "deadline of each request (default 30000; on resume, the job's)", num)
     .option('--retries <n>', 'retries of a line after OVERLOADED, UNAVAILABLE or NO_CAPACITY', num, 2)
     .option('--json', 'no progress bar; print the summary as JSON');
 }
@@ -187,7 +193,10 @@ export function submitCommand(program: Command): void {
         .command('submit <model>')
         .description('batch job: run the model on every line of a JSONL file; survives a crash of this command (see `job resume`)')
         .requiredOption('--input <file>', 'JSONL, one tensor JSON object per line: { "<input>": { "dtype", "dims", "data" } }')
-        .requiredOption('--output <file>', 'JSONL written in input order: { "line": i, "outputs": {...} } or { "line": i, "error": { "code", "message" } } (i from 0)'),
+        .requiredOption(
+          '--output <file>',
+          'JSONL written in input order: { "line": i, "outputs": {...} } or { "line": i, "error": { "code", "message" } } (i from 0)',
+        ),
     ),
   ).action(async (model: string, o) =>
     runJobCommand(o, false, (client, run) => submitJob(client, { ...run, model, input: o.input, output: o.output })),
@@ -222,5 +231,7 @@ export function submitCommand(program: Command): void {
         .option('--output <file>', 'write the output here (default: the output given at submit, as recorded on this machine)')
         .option('--input <file>', 'the submitted input file (default: as recorded on this machine); must be unchanged'),
     ),
-  ).action(async (id: string, o) => runJobCommand(o, true, (client, run) => resumeJob(client, id, { ...run, output: o.output, input: o.input })));
+  ).action(async (id: string, o) =>
+    runJobCommand(o, true, (client, run) => resumeJob(client, id, { ...run, output: o.output, input: o.input })),
+  );
 }

@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FlotillaClient } from '@flotilla/client';
 import { jobStatus } from '@flotilla/jobs';
@@ -66,7 +66,18 @@ describe('flotilla submit', () => {
     expect(id).toBeDefined();
     expect(r.stderr).not.toMatch(/█|░/); // no progress bar with --json (and no TTY)
     const s = JSON.parse(r.stdout);
-    expect(s).toMatchObject({ id, model: 'mlp', input, output, total: 40, ok: 38, failed: 2, remaining: 0, complete: true, errored: { INPUT_MISMATCH: 2 } });
+    expect(s).toMatchObject({
+      id,
+      model: 'mlp',
+      input,
+      output,
+      total: 40,
+      ok: 38,
+      failed: 2,
+      remaining: 0,
+      complete: true,
+      errored: { INPUT_MISMATCH: 2 },
+    });
 
     const out = readOutput(output);
     expect(out.map((o) => o.line)).toEqual(Array.from({ length: 40 }, (_, i) => i));
@@ -78,7 +89,16 @@ describe('flotilla submit', () => {
 
     const st = await cli(['job', 'status', id!, '--json', ...conn]);
     expect(st.code).toBe(0);
-    expect(JSON.parse(st.stdout)).toMatchObject({ id, total: 40, done: 40, ok: 38, failed: 2, remaining: 0, state: 'complete', errored: { INPUT_MISMATCH: 2 } });
+    expect(JSON.parse(st.stdout)).toMatchObject({
+      id,
+      total: 40,
+      done: 40,
+      ok: 38,
+      failed: 2,
+      remaining: 0,
+      state: 'complete',
+      errored: { INPUT_MISMATCH: 2 },
+    });
     const human = await cli(['job', 'status', id!, ...conn]);
     expect(human.stdout).toContain('remaining 0');
     expect(human.stdout).toContain('INPUT_MISMATCH 2');
@@ -108,10 +128,14 @@ describe('flotilla submit', () => {
     const total = 100;
     const input = writeInput('in-crash.jsonl', total);
     const output = join(dir, 'out-crash.jsonl');
-    const proc = spawn(process.execPath, [MAIN, 'submit', 'slow', '--input', input, '--output', output, '--concurrency', '1', '--json', ...conn], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, FLOTILLA_CACHE_DIR: cacheDir },
-    });
+    const proc = spawn(
+      process.execPath,
+      [MAIN, 'submit', 'slow', '--input', input, '--output', output, '--concurrency', '1', '--json', ...conn],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, FLOTILLA_CACHE_DIR: cacheDir },
+      },
+    );
     let stderr = '';
     proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
@@ -140,7 +164,10 @@ describe('flotilla submit', () => {
       // From a machine without that record, resume needs the files named.
       const elsewhere = await cli(['job', 'resume', id, '--json', ...conn], { FLOTILLA_CACHE_DIR: join(dir, 'other-cache') });
       expect(elsewhere.code).toBe(2);
-      expect(JSON.parse(elsewhere.stdout).error).toMatchObject({ code: 'BAD_REQUEST', message: expect.stringContaining('give the input file') });
+      expect(JSON.parse(elsewhere.stdout).error).toMatchObject({
+        code: 'BAD_REQUEST',
+        message: expect.stringContaining('give the input file'),
+      });
 
       const r = await cli(['job', 'resume', id, '--concurrency', '32', '--json', ...conn]);
       expect(r.code).toBe(0);
@@ -154,7 +181,9 @@ describe('flotilla submit', () => {
 
       // --output writes the finished job elsewhere (and only there), here from another machine.
       const copy = join(dir, 'out-crash-copy.jsonl');
-      const again = await cli(['job', 'resume', id, '--input', input, '--output', copy, '--json', ...conn], { FLOTILLA_CACHE_DIR: join(dir, 'other-cache') });
+      const again = await cli(['job', 'resume', id, '--input', input, '--output', copy, '--json', ...conn], {
+        FLOTILLA_CACHE_DIR: join(dir, 'other-cache'),
+      });
       expect(again.code).toBe(0);
       expect(JSON.parse(again.stdout)).toMatchObject({ complete: true, sent: 0, output: copy });
       expect(readOutput(copy)).toEqual(readOutput(output));

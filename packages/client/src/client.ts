@@ -133,13 +133,21 @@ export class FlotillaClient {
   connection(): Promise<NatsConnection> {
     this.conn ??= connectBus({ name: 'flotilla-client', ...this.options }).catch((err: unknown) => {
       this.conn = undefined;
-      throw new UnavailableError(`cannot connect to NATS at ${String(this.options.servers ?? process.env.FLOTILLA_NATS ?? 'nats://127.0.0.1:4222')}: ${(err as Error).message}`, { cause: err });
+      throw new UnavailableError(
+        `cannot connect to NATS at ${String(this.options.servers ?? process.env.FLOTILLA_NATS ?? 'nats://127.0.0.1:4222')}: ${(err as Error).message}`,
+        { cause: err },
+      );
     });
     return this.conn;
   }
 
   private async blobStore(): Promise<BlobStore> {
-    this.blobs ??= new BlobStore(await this.connection(), this.subjects.blobBucket, undefined, this.options.storeReplicas ?? Number(process.env.FLOTILLA_STORE_REPLICAS ?? 1));
+    this.blobs ??= new BlobStore(
+      await this.connection(),
+      this.subjects.blobBucket,
+      undefined,
+      this.options.storeReplicas ?? Number(process.env.FLOTILLA_STORE_REPLICAS ?? 1),
+    );
     return this.blobs;
   }
 
@@ -231,7 +239,9 @@ export class FlotillaClient {
           }
           if (isTimeout(err)) {
             if (target) this.router.forget(model, target); // unresponsive: another replica next
-            const e = new DeadlineExceededError(`'${model}' did not answer on ${subject} within ${Math.min(remaining, attemptMs)} ms`, { cause: err });
+            const e = new DeadlineExceededError(`'${model}' did not answer on ${subject} within ${Math.min(remaining, attemptMs)} ms`, {
+              cause: err,
+            });
             throw retryWith(e, 'immediately');
           }
           throw err instanceof FlotillaError ? err : mapNatsError(err, subject, timeoutMs);
@@ -291,7 +301,10 @@ export class FlotillaClient {
     try {
       // status/list/events of a large cluster come back staged in the blob bucket, and take longer.
       const large = op === 'status' || op === 'list' || op === 'events';
-      return await call<T>(nc, this.subjects.control(op), body, timeoutMs, { blobs: await this.blobStore(), attemptMs: large ? timeoutMs : undefined });
+      return await call<T>(nc, this.subjects.control(op), body, timeoutMs, {
+        blobs: await this.blobStore(),
+        attemptMs: large ? timeoutMs : undefined,
+      });
     } catch (err) {
       if (err instanceof UnavailableError) {
         throw new UnavailableError(`no head is answering for cluster '${this.subjects.cluster}' (is it running?)`, { cause: err });
@@ -317,7 +330,7 @@ export class FlotillaClient {
       throw err instanceof FlotillaError ? err : mapNatsError(err, this.subjects.modelBucket, 0);
     }
     const { wait = true, waitTimeoutMs = 120_000, ...rest } = opts;
-    let status = await this.control<DeploymentStatus>('deploy', { spec: { ...rest, name, digest, sizeBytes: bytes.byteLength } });
+    const status = await this.control<DeploymentStatus>('deploy', { spec: { ...rest, name, digest, sizeBytes: bytes.byteLength } });
     if (!wait) return status;
     return this.waitReady(name, waitTimeoutMs, status);
   }
@@ -389,9 +402,9 @@ function readyReplicas(status: DeploymentStatus): string[] {
   return status.replicas.filter((r) => r.state === 'ready').map((r) => r.id);
 }
 
-
 function toWire(name: string, t: Tensor | WireTensor): WireTensor {
-  if (!t || typeof t !== 'object' || !isDType((t as Tensor).dtype)) throw new BadRequestError(`input '${name}': unsupported or missing dtype`);
+  if (!t || typeof t !== 'object' || !isDType((t as Tensor).dtype))
+    throw new BadRequestError(`input '${name}': unsupported or missing dtype`);
   // Uint8Array data is raw bytes already (for uint8/bool the bytes are the values too).
   if (t.data instanceof Uint8Array) return checkWireTensor(name, t);
   return checkWireTensor(name, fromTypedArray(t.dtype, t.dims, t.data));
@@ -401,7 +414,8 @@ async function readFileCoded(path: string): Promise<Uint8Array> {
   try {
     return await readFile(path);
   } catch (err) {
-    throw new BadRequestError(`cannot read model file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+    throw new BadRequestError(`cannot read model file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, {
+      cause: err,
+    });
   }
 }
-

@@ -35,7 +35,7 @@ describe('ReplicaRouter (power of two choices)', () => {
     const served = { fast: 0, slow: 0 };
     const inflight: Array<{ id: 'fast' | 'slow'; doneAt: number }> = [];
     let rnd = 1;
-    const random = () => ((rnd = (rnd * 16807) % 2147483647) / 2147483647);
+    const random = () => (rnd = (rnd * 16807) % 2147483647) / 2147483647;
     // 8 callers; fast takes 1 tick, slow 10 ticks.
     for (let t = 0; t < 2000; t++) {
       for (let k = inflight.length - 1; k >= 0; k--) {

@@ -35,7 +35,9 @@ it('scales up under load (reaction time printed) and back down after the downsca
     });
     await Promise.all(callers);
     const peak = await client.describe('mlp');
-    process.stdout.write(`autoscale: load step (16 callers) → a new replica answering after ${reactionMs} ms; replicas at peak ${peak.ready}\n`);
+    process.stdout.write(
+      `autoscale: load step (16 callers) → a new replica answering after ${reactionMs} ms; replicas at peak ${peak.ready}\n`,
+    );
     expect(reactionMs).toBeGreaterThan(0);
     expect(reactionMs).toBeLessThan(5000);
     expect(served.size).toBeGreaterThan(1);

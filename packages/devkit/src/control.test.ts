@@ -45,7 +45,12 @@ describe('GPU placement on an overridden inventory', () => {
 
   it('a gpu-only deployment without fallback is not placed on a CPU-only cluster part', async () => {
     const client = cluster.client();
-    const st = await client.deploy(sampleModelPath('mlp'), 'big-gpu', { device: 'gpu', allowFallback: false, memoryBytes: 30 * GiB, wait: false });
+    const st = await client.deploy(sampleModelPath('mlp'), 'big-gpu', {
+      device: 'gpu',
+      allowFallback: false,
+      memoryBytes: 30 * GiB,
+      wait: false,
+    });
     const d = await until(async () => {
       const s = await client.describe('big-gpu');
       return s.pendingReason ? s : undefined;
@@ -66,7 +71,12 @@ describe('head restart and worker loss', () => {
       // Inference keeps working with no head at all: the data plane does not touch it.
       expect((await client.infer('mlp', { x })).y!.dims).toEqual([1, 4]);
 
-      const head2 = await Head.start({ cluster: cluster.cluster, bus: { servers: cluster.url }, logger: silentLogger(), workerTimeoutMs: 1000 });
+      const head2 = await Head.start({
+        cluster: cluster.cluster,
+        bus: { servers: cluster.url },
+        logger: silentLogger(),
+        workerTimeoutMs: 1000,
+      });
       try {
         const ls = await client.list();
         expect(ls.map((d) => d.spec.name)).toEqual(['mlp']);
@@ -117,7 +127,10 @@ describe('health endpoints', () => {
       expect(metrics).toMatch(/flotilla_device_memory_budget_bytes\{[^}]*device="cpu"[^}]*\} \d+/);
       expect(metrics).toMatch(/flotilla_worker_events_total\{[^}]*type="loaded"[^}]*\} 1/);
       await until(async () => (cluster.head.lastTickMs > 0 ? true : undefined));
-      const headText = await headMetrics(() => cluster.head.status(), () => cluster.head.lastTickMs).text();
+      const headText = await headMetrics(
+        () => cluster.head.status(),
+        () => cluster.head.lastTickMs,
+      ).text();
       expect(headText).toMatch(/flotilla_replicas\{model="mlp",kind="ready"\} 1/);
       expect(headText).toMatch(/flotilla_workers\{alive="true"\} 1/);
       const tick = Number(/^flotilla_head_tick_seconds (\S+)$/m.exec(headText)?.[1]);
@@ -135,7 +148,6 @@ describe('health endpoints', () => {
     }
   }, 60_000);
 });
-
 
 describe('security', () => {
   it('an auth-enabled NATS refuses a client without the token and serves one with it; names cannot escape', async () => {

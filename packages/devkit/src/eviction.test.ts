@@ -87,7 +87,13 @@ describe('eviction and transparent reload', () => {
       await client.deploy(sampleModelPath('mlp'), 'b', opts); // evicts a
       const ensure = async (name: string, waitMs?: number) =>
         decode<{ ok: boolean; result: { ready: number; dormant?: boolean }; error?: { code: string } }>(
-          (await nc.request(`flotilla.${cluster.cluster}.ctl.ensure`, encode({ v: 1, name, ...(waitMs === undefined ? {} : { waitMs }) }), { timeout: 10_000 })).data,
+          (
+            await nc.request(
+              `flotilla.${cluster.cluster}.ctl.ensure`,
+              encode({ v: 1, name, ...(waitMs === undefined ? {} : { waitMs }) }),
+              { timeout: 10_000 },
+            )
+          ).data,
         );
       const now = await ensure('a');
       expect(now).toMatchObject({ ok: true, result: { ready: 0 } }); // placing, not ready yet
@@ -107,7 +113,12 @@ describe('eviction and transparent reload', () => {
     const cluster = await LocalCluster.start({ workers: 1, worker: { memoryBudgetBytes: 100 * MiB } });
     try {
       const client = cluster.client();
-      await client.deploy(sampleModelPath('mlp'), 'pinned', { device: 'cpu', memoryBytes: 60 * MiB, pin: true, profile: { enabled: false } });
+      await client.deploy(sampleModelPath('mlp'), 'pinned', {
+        device: 'cpu',
+        memoryBytes: 60 * MiB,
+        pin: true,
+        profile: { enabled: false },
+      });
       const err = await client
         .deploy(sampleModelPath('mlp'), 'big', { device: 'cpu', memoryBytes: 50 * MiB, waitTimeoutMs: 3000, profile: { enabled: false } })
         .catch((e: { code: string }) => e);
@@ -149,7 +160,9 @@ describe('eviction and transparent reload', () => {
       const client = cluster.client();
       const opts = { device: 'cpu' as const, profile: { enabled: false } };
       await client.deploy(sampleModelPath('mlp'), 'one', opts);
-      const err = await client.deploy(sampleModelPath('mlp'), 'two', { ...opts, waitTimeoutMs: 2000 }).catch((e: { code: string; message: string }) => e);
+      const err = await client
+        .deploy(sampleModelPath('mlp'), 'two', { ...opts, waitTimeoutMs: 2000 })
+        .catch((e: { code: string; message: string }) => e);
       expect(err).toMatchObject({ code: 'NO_CAPACITY' });
       expect((err as { message: string }).message).toMatch(/limit 1/);
     } finally {

@@ -70,8 +70,10 @@ function fmt(f: LoadFigures): string {
   const errs = Object.entries(f.errored)
     .map(([k, v]) => `${k}:${v}`)
     .join(',');
-  return `sent=${f.sent} ok=${f.ok} retried=${f.retried} errored=${Object.values(f.errored).reduce((a, b) => a + b, 0)}${errs ? ` {${errs}}` : ''} lost=${f.lost} ` +
-    `(${((f.ok * 1000) / f.elapsedMs).toFixed(0)} req/s, p99 ${f.p99LatencyMs.toFixed(1)} ms, max ${f.maxLatencyMs.toFixed(0)} ms)`;
+  return (
+    `sent=${f.sent} ok=${f.ok} retried=${f.retried} errored=${Object.values(f.errored).reduce((a, b) => a + b, 0)}${errs ? ` {${errs}}` : ''} lost=${f.lost} ` +
+    `(${((f.ok * 1000) / f.elapsedMs).toFixed(0)} req/s, p99 ${f.p99LatencyMs.toFixed(1)} ms, max ${f.maxLatencyMs.toFixed(0)} ms)`
+  );
 }
 
 /** Loops still running: a failed test stops them (afterEach) instead of leaving them to call closed clients. */
@@ -171,7 +173,9 @@ async function startRig(o: {
   };
   try {
     const started = await Promise.allSettled(
-      Array.from({ length: o.workers }, (_, i) => WorkerProcess.start({ servers: o.servers(i), cluster, id: `p${i}`, head, args: WORKER_ARGS })),
+      Array.from({ length: o.workers }, (_, i) =>
+        WorkerProcess.start({ servers: o.servers(i), cluster, id: `p${i}`, head, args: WORKER_ARGS }),
+      ),
     );
     for (const s of started) if (s.status === 'fulfilled') workers.push(s.value);
     const failed = started.find((s) => s.status === 'rejected');
@@ -225,7 +229,9 @@ describe('a worker process killed with SIGKILL under load', () => {
       const f = await load.done;
       const okAfterKill = f.completions.filter((c) => c.ok && c.endAt > killedAt).length;
       say(`SIGKILL ${victim.id} at +${killedAt - load.started} ms: ${fmt(f)}`);
-      say(`SIGKILL: marked dead after ${detectMs} ms (workerTimeoutMs ${WORKER_TIMEOUT_MS}), 3/3 ready again after ${replaceMs} ms on ${workersOf(replaced).join(',')}; ${okAfterKill} ok after the kill`);
+      say(
+        `SIGKILL: marked dead after ${detectMs} ms (workerTimeoutMs ${WORKER_TIMEOUT_MS}), 3/3 ready again after ${replaceMs} ms on ${workersOf(replaced).join(',')}; ${okAfterKill} ok after the kill`,
+      );
 
       expect(await victim.exited).toEqual({ code: null, signal: 'SIGKILL' });
       expect(f.lost).toBe(0);
@@ -265,7 +271,9 @@ describe('a worker process stopped with SIGTERM under load', () => {
       const exitMs = Date.now() - termAt;
       if (!exit) {
         victim.kill('SIGKILL');
-        throw new Error(`p0 did not exit within 15 s of SIGTERM: Worker.stop() never finished (a replica's drain() waits for an idle signal that never comes)`);
+        throw new Error(
+          `p0 did not exit within 15 s of SIGTERM: Worker.stop() never finished (a replica's drain() waits for an idle signal that never comes)`,
+        );
       }
       const replaced = await until(
         async () => {
@@ -277,7 +285,9 @@ describe('a worker process stopped with SIGTERM under load', () => {
       const replaceMs = Date.now() - termAt;
       const f = await load.done;
       say(`SIGTERM p0 at +${termAt - load.started} ms: ${fmt(f)}`);
-      say(`SIGTERM: p0 exited ${JSON.stringify(exit)} after ${exitMs} ms; 2/2 ready again (on ${workersOf(replaced).join(',')}) after ${replaceMs} ms`);
+      say(
+        `SIGTERM: p0 exited ${JSON.stringify(exit)} after ${exitMs} ms; 2/2 ready again (on ${workersOf(replaced).join(',')}) after ${replaceMs} ms`,
+      );
 
       expect(exit).toEqual({ code: 0, signal: null });
       expect(f.lost).toBe(0);
@@ -310,7 +320,12 @@ describe('nats-server killed and restarted (same port and store) under load', ()
       const client = rig.clients[0]!;
       await client.deploy(sampleModelPath('mlp'), 'mlp', { ...DEPLOY, replicas: 2 });
 
-      const short = closedLoop([rig.clients[0]!], 'mlp', { concurrency: 4, durationMs: 10_000, timeoutMs: SHORT_MS, attemptTimeoutMs: 1000 });
+      const short = closedLoop([rig.clients[0]!], 'mlp', {
+        concurrency: 4,
+        durationMs: 10_000,
+        timeoutMs: SHORT_MS,
+        attemptTimeoutMs: 1000,
+      });
       const long = closedLoop([rig.clients[1]!], 'mlp', { concurrency: 4, durationMs: 10_000, timeoutMs: LONG_MS, attemptTimeoutMs: 1000 });
       await sleep(2500);
       const killedAt = Date.now();
@@ -327,13 +342,21 @@ describe('nats-server killed and restarted (same port and store) under load', ()
       }
       const restartedAt = Date.now();
       const [fs, fl] = await Promise.all([short.done, long.done]);
-      const firstOk = [...fs.completions, ...fl.completions].filter((c) => c.ok && c.endAt > restartedAt).map((c) => c.endAt).sort((a, b) => a - b)[0];
-      say(`nats restart: down ${restartedAt - killedAt} ms from +${killedAt - short.started} ms; first answer ${firstOk === undefined ? 'never' : `${firstOk - restartedAt} ms`} after the new server was up`);
+      const firstOk = [...fs.completions, ...fl.completions]
+        .filter((c) => c.ok && c.endAt > restartedAt)
+        .map((c) => c.endAt)
+        .sort((a, b) => a - b)[0];
+      say(
+        `nats restart: down ${restartedAt - killedAt} ms from +${killedAt - short.started} ms; first answer ${firstOk === undefined ? 'never' : `${firstOk - restartedAt} ms`} after the new server was up`,
+      );
       say(`nats restart, timeout ${SHORT_MS} ms callers: ${fmt(fs)}`);
       say(`nats restart, timeout ${LONG_MS} ms callers: ${fmt(fl)}`);
 
       // Every request ended within its deadline (plus scheduling slack), with outputs or a coded error.
-      for (const [f, timeoutMs] of [[fs, SHORT_MS], [fl, LONG_MS]] as const) {
+      for (const [f, timeoutMs] of [
+        [fs, SHORT_MS],
+        [fl, LONG_MS],
+      ] as const) {
         expect(f.lost).toBe(0);
         expect(Object.keys(f.errored).filter((k) => !['DEADLINE_EXCEEDED', 'UNAVAILABLE'].includes(k))).toEqual([]);
         expect(f.maxLatencyMs).toBeLessThan(timeoutMs + 1500);
@@ -391,7 +414,14 @@ describe('one server of a three-node NATS cluster killed under load', () => {
         // The worker processes connect as the CLI does (the NATS client shuffles its server list);
         // the head and the callers keep their list's order, so caller i starts on node i.
         connect: (name, i) =>
-          connect({ servers: nats.urlsFrom(i), noRandomize: true, name: `flotilla-${name}`, maxReconnectAttempts: -1, reconnectTimeWait: 500, pingInterval: 10_000 }),
+          connect({
+            servers: nats.urlsFrom(i),
+            noRandomize: true,
+            name: `flotilla-${name}`,
+            maxReconnectAttempts: -1,
+            reconnectTimeWait: 500,
+            pingInterval: 10_000,
+          }),
       });
       const client = rig.clients[0]!;
       const st = await client.deploy(sampleModelPath('mlp'), 'mlp', { ...DEPLOY, replicas: 2 });
@@ -429,7 +459,11 @@ describe('one server of a three-node NATS cluster killed under load', () => {
       // while disconnected is dropped by the NATS client — nats.js v3 resets its outbound buffer on
       // every dial — so a control call issued in that gap waits its whole 10 s timeout.)
       const conns = [rig.head.nc, ...(await Promise.all(rig.clients.map((c) => c.connection())))];
-      await until(() => conns.every((c) => c.info?.server_name !== undefined && c.info.server_name !== `n${victim}`), { timeoutMs: 10_000, what: 'head and callers reconnected', everyMs: 10 });
+      await until(() => conns.every((c) => c.info?.server_name !== undefined && c.info.server_name !== `n${victim}`), {
+        timeoutMs: 10_000,
+        what: 'head and callers reconnected',
+        everyMs: 10,
+      });
       const reconnectMs = Date.now() - killedAt;
 
       // Control answers while the cluster heals. The SDK's control calls are one attempt: while
@@ -453,7 +487,10 @@ describe('one server of a three-node NATS cluster killed under load', () => {
         ).then((r) => r.v);
       for (let i = 0; i < 4; i++) {
         const t0 = Date.now();
-        const [d, s] = await Promise.all([retried(() => rig!.clients[i % 3]!.describe('mlp')), retried(() => rig!.clients[(i + 1) % 3]!.status())]);
+        const [d, s] = await Promise.all([
+          retried(() => rig!.clients[i % 3]!.describe('mlp')),
+          retried(() => rig!.clients[(i + 1) % 3]!.status()),
+        ]);
         control.push(Date.now() - t0);
         expect(d.spec.name).toBe('mlp');
         expect(s.workers.filter((w) => w.alive)).toHaveLength(3);
@@ -483,7 +520,12 @@ describe('one server of a three-node NATS cluster killed under load', () => {
       const scaleMs = Date.now() - scaleAt;
       const f = await load.done;
       const stateAfter = await jsApi(nc, `$JS.API.STREAM.INFO.${stateStream}`, {}, 20_000);
-      const rec = await jsApi(nc, `$JS.API.STREAM.MSG.GET.${stateStream}`, { last_by_subj: `$KV.flotilla_${rig.cluster}_state.deployments.mlp` }, 20_000);
+      const rec = await jsApi(
+        nc,
+        `$JS.API.STREAM.MSG.GET.${stateStream}`,
+        { last_by_subj: `$KV.flotilla_${rig.cluster}_state.deployments.mlp` },
+        20_000,
+      );
       say(`cluster: ${fmt(f)}`);
       say(
         `cluster: head and callers reconnected after ${reconnectMs} ms; describe+status during the heal took ${control.join('/')} ms (transient failures: ${JSON.stringify(Object.fromEntries(controlFailures))}); scale to 3 ready in ${scaleMs} ms (${scaleTries} tries), ` +

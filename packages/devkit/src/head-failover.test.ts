@@ -14,7 +14,13 @@ describe('head leadership', () => {
   it('a standby takes over when the leader vanishes (lease expiry), recovers the deployments and reconciles', async () => {
     const TTL = 1000;
     const cluster = await LocalCluster.start({ workers: 1, head: { id: 'head-a', leaseTtlMs: TTL } });
-    const standby = await Head.start({ cluster: cluster.cluster, bus: { servers: cluster.url }, id: 'head-b', leaseTtlMs: TTL, logger: silentLogger() });
+    const standby = await Head.start({
+      cluster: cluster.cluster,
+      bus: { servers: cluster.url },
+      id: 'head-b',
+      leaseTtlMs: TTL,
+      logger: silentLogger(),
+    });
     try {
       expect(cluster.head.state).toBe('running');
       expect(standby.state).toBe('standby');
@@ -46,7 +52,10 @@ describe('head leadership', () => {
       const scaled = await client.scale('mlp', 2, { wait: true, waitTimeoutMs: 15_000 });
       expect(scaled.ready).toBe(2);
       // The old leader could not renew: it has stepped down and would not act if it came back.
-      await until(() => cluster.head.state === 'standby' || cluster.head.state === 'stopped', { timeoutMs: TTL * 3, what: 'old leader stepped down' });
+      await until(() => cluster.head.state === 'standby' || cluster.head.state === 'stopped', {
+        timeoutMs: TTL * 3,
+        what: 'old leader stepped down',
+      });
     } finally {
       await standby.stop();
       await cluster.stop();
@@ -56,7 +65,13 @@ describe('head leadership', () => {
   it('a leader that stops cleanly hands over at once', async () => {
     const cluster = await LocalCluster.start({ workers: 1, head: { id: 'head-a', leaseTtlMs: 3000 } });
     // Asks for another TTL: the bucket's (the first head's) applies to every head.
-    const standby = await Head.start({ cluster: cluster.cluster, bus: { servers: cluster.url }, id: 'head-b', leaseTtlMs: 500, logger: silentLogger() });
+    const standby = await Head.start({
+      cluster: cluster.cluster,
+      bus: { servers: cluster.url },
+      id: 'head-b',
+      leaseTtlMs: 500,
+      logger: silentLogger(),
+    });
     try {
       expect(standby.lease.ttlMs).toBe(3000);
       const client = cluster.client();
@@ -67,7 +82,7 @@ describe('head leadership', () => {
       const handoverMs = performance.now() - t0;
       expect(handoverMs).toBeLessThan(500); // the standby watches the lease: no waiting for the TTL or the next poll
       process.stdout.write(`[head-failover] clean stop: standby leads after ${handoverMs.toFixed(0)} ms (lease TTL 3000 ms)\n`);
-      expect((await until(async () => ((await client.describe('mlp')).ready === 1 ? true : undefined)))).toBe(true);
+      expect(await until(async () => ((await client.describe('mlp')).ready === 1 ? true : undefined))).toBe(true);
       expect((await client.status()).head.id).toBe('head-b');
     } finally {
       await standby.stop();
@@ -77,8 +92,18 @@ describe('head leadership', () => {
 
   it('the new leader has the event history and keeps evicted models dormant (no thrash), until requested', async () => {
     const MiB = 1024 * 1024;
-    const cluster = await LocalCluster.start({ workers: 1, worker: { memoryBudgetBytes: 100 * MiB }, head: { id: 'head-a', leaseTtlMs: 1000 } });
-    const standby = await Head.start({ cluster: cluster.cluster, bus: { servers: cluster.url }, id: 'head-b', leaseTtlMs: 1000, logger: silentLogger() });
+    const cluster = await LocalCluster.start({
+      workers: 1,
+      worker: { memoryBudgetBytes: 100 * MiB },
+      head: { id: 'head-a', leaseTtlMs: 1000 },
+    });
+    const standby = await Head.start({
+      cluster: cluster.cluster,
+      bus: { servers: cluster.url },
+      id: 'head-b',
+      leaseTtlMs: 1000,
+      logger: silentLogger(),
+    });
     try {
       const client = cluster.client();
       const opts = { device: 'cpu' as const, memoryBytes: 60 * MiB, profile: { enabled: false } };
@@ -109,7 +134,14 @@ describe('head leadership', () => {
       worker: (i) => (i === 0 ? { memoryBudgetBytes: 500 * 1024 * 1024 } : { memoryBudgetBytes: 1024 * 1024 * 1024, heartbeatMs: 2000 }),
       head: { id: 'head-a' },
     });
-    const standby = await Head.start({ cluster: cluster.cluster, bus: { servers: cluster.url }, id: 'head-b', settleMs: 3000, reconcileMs: 100, logger: silentLogger() });
+    const standby = await Head.start({
+      cluster: cluster.cluster,
+      bus: { servers: cluster.url },
+      id: 'head-b',
+      settleMs: 3000,
+      reconcileMs: 100,
+      logger: silentLogger(),
+    });
     try {
       const client = cluster.client();
       const deployed = await client.deploy(sampleModelPath('mlp'), 'mlp', { device: 'cpu', profile: { enabled: false } });

@@ -51,8 +51,24 @@ function synthetic(id: string, seq: number, opts: { replicas?: number; model?: s
     seq,
     startedAt: 1_700_000_000_000,
     sentAt: Date.now(),
-    inventory: { cpu: { cores: 32, model: 'sim' }, memory: { totalBytes: 256 * GiB, availableBytes: 200 * GiB }, gpus: [], source: 'override', hostname: `h-${id}` },
-    devices: [{ id: 'cpu', kind: 'cpu', capacityBytes: 1024 * GiB, budgetBytes: opts.budget ?? 1000 * GiB, usedBytes: replicas.length * GiB, executionProvider: 'cpu', policy: 'fifo' }],
+    inventory: {
+      cpu: { cores: 32, model: 'sim' },
+      memory: { totalBytes: 256 * GiB, availableBytes: 200 * GiB },
+      gpus: [],
+      source: 'override',
+      hostname: `h-${id}`,
+    },
+    devices: [
+      {
+        id: 'cpu',
+        kind: 'cpu',
+        capacityBytes: 1024 * GiB,
+        budgetBytes: opts.budget ?? 1000 * GiB,
+        usedBytes: replicas.length * GiB,
+        executionProvider: 'cpu',
+        policy: 'fifo',
+      },
+    ],
     replicas,
   };
 }
@@ -76,7 +92,12 @@ function recordingLogger(warnings: string[]): Logger {
  * A fake worker: heartbeats claiming a large CPU device and no replicas, and an answer to every
  * load command (`answer` builds the reply from the command). Returns the loads it received.
  */
-async function fakeWorker(nc: NatsConnection, cluster: string, id: string, answer: (cmd: { replicaId: string; device: string }) => object): Promise<{ loads: () => number; stop: () => void }> {
+async function fakeWorker(
+  nc: NatsConnection,
+  cluster: string,
+  id: string,
+  answer: (cmd: { replicaId: string; device: string }) => object,
+): Promise<{ loads: () => number; stop: () => void }> {
   const s = makeSubjects(cluster);
   let loads = 0;
   const sub = nc.subscribe(s.worker(id, 'load'), {
@@ -138,7 +159,15 @@ describe('forged heartbeats and unbounded names, against a real worker', () => {
   it('a worker claiming a 1 PB GPU is refused; a plausible one is registered', async () => {
     const s = makeSubjects(cluster.cluster);
     const pb = synthetic('fake-pb', 0);
-    pb.devices.push({ id: 'gpu:0', kind: 'gpu', capacityBytes: 1e15, budgetBytes: 1e15, usedBytes: 0, executionProvider: 'cuda', policy: 'fifo' });
+    pb.devices.push({
+      id: 'gpu:0',
+      kind: 'gpu',
+      capacityBytes: 1e15,
+      budgetBytes: 1e15,
+      usedBytes: 0,
+      executionProvider: 'cuda',
+      policy: 'fifo',
+    });
     pb.inventory.gpus.push({ index: 0, vendor: 'NVIDIA', model: 'fake', vramTotalBytes: 1e15, vramFreeBytes: 1e15 });
     nc.publish(s.heartbeat('fake-pb'), encode(pb));
     nc.publish(s.heartbeat('fake-ok'), encode(synthetic('fake-ok', 0)));
@@ -148,11 +177,17 @@ describe('forged heartbeats and unbounded names, against a real worker', () => {
   });
 
   it('describe with a 600,000-character name: a short BAD_REQUEST, and the head still answers', async () => {
-    const err = await cluster.client().describe('x'.repeat(600_000)).catch((e: Error & { code?: string }) => e);
+    const err = await cluster
+      .client()
+      .describe('x'.repeat(600_000))
+      .catch((e: Error & { code?: string }) => e);
     expect(err).toMatchObject({ code: 'BAD_REQUEST' });
     expect((err as Error).message.length).toBeLessThan(300);
     // The same straight on the wire (no SDK checks in between).
-    const raw = decode<{ ok: boolean; error: { code: string; message: string } }>((await nc.request(makeSubjects(cluster.cluster).control('describe'), encode({ v, name: 'y'.repeat(600_000) }), { timeout: 5000 })).data);
+    const raw = decode<{ ok: boolean; error: { code: string; message: string } }>(
+      (await nc.request(makeSubjects(cluster.cluster).control('describe'), encode({ v, name: 'y'.repeat(600_000) }), { timeout: 5000 }))
+        .data,
+    );
     expect(raw.error.code).toBe('BAD_REQUEST');
     expect(raw.error.message.length).toBeLessThan(300);
     expect((await cluster.client().list()).map((d) => d.spec.name)).toEqual(['mlp']);
@@ -177,7 +212,10 @@ describe('fake workers and a cluster that fits far fewer replicas', () => {
     const cluster = 'fakeload';
     const head = await Head.start({ cluster, bus: { servers: nats.url }, logger: silentLogger(), workerTimeoutMs: 2000, confirmMs: 1000 });
     const client = new FlotillaClient({ servers: nats.url, cluster });
-    const fake = await fakeWorker(nc, cluster, 'fake', (cmd) => ({ ok: true, result: { replicaId: cmd.replicaId, device: cmd.device, bytes: 1, loadMs: 1, executionProvider: 'cpu' } }));
+    const fake = await fakeWorker(nc, cluster, 'fake', (cmd) => ({
+      ok: true,
+      result: { replicaId: cmd.replicaId, device: cmd.device, bytes: 1, loadMs: 1, executionProvider: 'cpu' },
+    }));
     let worker: Worker | undefined;
     try {
       await head.leading();
@@ -243,7 +281,9 @@ describe('fake workers and a cluster that fits far fewer replicas', () => {
       expect(size).toBeGreaterThan(1024 * 1024);
       const t0 = performance.now();
       const st = await client.status();
-      say(`status of 2,000 workers / 6,000 replicas: ${(size / 1048576).toFixed(2)} MiB, ${(performance.now() - t0).toFixed(0)} ms through the blob bucket`);
+      say(
+        `status of 2,000 workers / 6,000 replicas: ${(size / 1048576).toFixed(2)} MiB, ${(performance.now() - t0).toFixed(0)} ms through the blob bucket`,
+      );
       expect(st.workers).toHaveLength(2000);
       expect(st.workers.reduce((n, w) => n + w.replicas.length, 0)).toBe(6000);
     } finally {
@@ -257,8 +297,19 @@ describe('fake workers and a cluster that fits far fewer replicas', () => {
     const s = makeSubjects(cluster);
     // The stream as an older head made it: one limit over all types.
     const js = async (api: string, body?: object) =>
-      JSON.parse(new TextDecoder().decode((await nc.request(`$JS.API.${api}`, body ? new TextEncoder().encode(JSON.stringify(body)) : undefined, { timeout: 5000 })).data));
-    const created = await js(`STREAM.CREATE.${s.eventStream}`, { name: s.eventStream, subjects: [s.eventAll], max_msgs: 1000, storage: 'file', retention: 'limits', discard: 'old' });
+      JSON.parse(
+        new TextDecoder().decode(
+          (await nc.request(`$JS.API.${api}`, body ? new TextEncoder().encode(JSON.stringify(body)) : undefined, { timeout: 5000 })).data,
+        ),
+      );
+    const created = await js(`STREAM.CREATE.${s.eventStream}`, {
+      name: s.eventStream,
+      subjects: [s.eventAll],
+      max_msgs: 1000,
+      storage: 'file',
+      retention: 'limits',
+      discard: 'old',
+    });
     expect(created.error).toBeUndefined();
     let head = await Head.start({ cluster, bus: { servers: nats.url }, logger: silentLogger() });
     const client = new FlotillaClient({ servers: nats.url, cluster });
@@ -266,8 +317,10 @@ describe('fake workers and a cluster that fits far fewer replicas', () => {
       await head.leading();
       expect((await js(`STREAM.INFO.${s.eventStream}`)).config.max_msgs_per_subject).toBe(1000);
       nc.publish(s.event('loaded'), encode({ v, type: 'loaded', model: 'm1', worker: 'w0', device: 'cpu', at: Date.now() }));
-      for (let i = 0; i < 3; i++) nc.publish(s.event('loaded'), encode({ v, type: 'loaded', model: 'm1', reason: 'r'.repeat(500_000), at: Date.now() }));
-      for (let i = 0; i < 2000; i++) nc.publish(s.event('refused'), encode({ v, type: 'refused', model: 'm1', worker: 'w0', reason: `no room ${i}`, at: Date.now() }));
+      for (let i = 0; i < 3; i++)
+        nc.publish(s.event('loaded'), encode({ v, type: 'loaded', model: 'm1', reason: 'r'.repeat(500_000), at: Date.now() }));
+      for (let i = 0; i < 2000; i++)
+        nc.publish(s.event('refused'), encode({ v, type: 'refused', model: 'm1', worker: 'w0', reason: `no room ${i}`, at: Date.now() }));
       await nc.flush();
       const check = async (c: FlotillaClient) => {
         const all = await until(async () => {

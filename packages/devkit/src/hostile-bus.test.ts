@@ -90,22 +90,37 @@ describe('a hostile bus', () => {
   beforeAll(async () => {
     nats = await NatsServer.start();
     // A short worker timeout, so a heartbeat trick that hides the real worker shows within a group's settle time.
-    head = spawn(process.execPath, [findCli(), 'head', '--nats', nats.url, '--cluster', cluster, '--worker-timeout-ms', String(WORKER_TIMEOUT_MS)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, FLOTILLA_LOG_LEVEL: 'warn' },
-    });
+    head = spawn(
+      process.execPath,
+      [findCli(), 'head', '--nats', nats.url, '--cluster', cluster, '--worker-timeout-ms', String(WORKER_TIMEOUT_MS)],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, FLOTILLA_LOG_LEVEL: 'warn' },
+      },
+    );
     const keep = (d: Buffer) => (headLog = (headLog + d.toString()).slice(-32 * KiB));
     head.stdout!.on('data', keep);
     head.stderr!.on('data', keep);
     client = new FlotillaClient({ servers: nats.url, cluster });
-    await until(() => client.list().then(() => true, () => false), { timeoutMs: 30_000, what: 'head answering' });
+    await until(
+      () =>
+        client.list().then(
+          () => true,
+          () => false,
+        ),
+      { timeoutMs: 30_000, what: 'head answering' },
+    );
     worker = await WorkerProcess.start({
       servers: nats.url,
       cluster,
       id: 'w0',
       args: ['--threads', '1'],
       cacheDir: join(dir, 'cache'),
-      ready: () => client.status().then((st) => st.workers.some((w) => w.id === 'w0' && w.alive), () => false),
+      ready: () =>
+        client.status().then(
+          (st) => st.workers.some((w) => w.id === 'w0' && w.alive),
+          () => false,
+        ),
     });
     await client.deploy(sampleModelPath('mlp'), 'mlp', { device: 'cpu', profile: { enabled: false } });
     await client.waitReady('mlp', 60_000);
@@ -157,7 +172,14 @@ describe('a hostile bus', () => {
     const spec = status.deployments.find((d) => d.spec.name === model)!.spec;
     const plausibleGhost = (i: number) => ({ ...hb, workerId: `ghost${i}`, pid: 4242, startedAt: Date.now(), seq: 1 });
     // `settleMs`: heartbeat tricks act through the head's worker timeout; wait past it before checking.
-    const groups: Array<{ name: string; subjects: string[]; bodies: Uint8Array[]; repeat: number; settleMs?: number; pairs?: Array<[string, Uint8Array]> }> = [
+    const groups: Array<{
+      name: string;
+      subjects: string[];
+      bodies: Uint8Array[];
+      repeat: number;
+      settleMs?: number;
+      pairs?: Array<[string, Uint8Array]>;
+    }> = [
       { name: 'junk on worker load/unload', subjects: [s.worker('w0', 'load'), s.worker('w0', 'unload')], bodies: base, repeat: 30 },
       {
         name: 'bad load/unload commands',
@@ -171,7 +193,14 @@ describe('a hostile bus', () => {
         ],
         repeat: 100,
       },
-      { name: 'junk on control', subjects: ['deploy', 'undeploy', 'scale', 'list', 'status', 'describe', 'ensure', 'events'].map((op) => `${s.control('list').slice(0, -4)}${op}`), bodies: base, repeat: 8 },
+      {
+        name: 'junk on control',
+        subjects: ['deploy', 'undeploy', 'scale', 'list', 'status', 'describe', 'ensure', 'events'].map(
+          (op) => `${s.control('list').slice(0, -4)}${op}`,
+        ),
+        bodies: base,
+        repeat: 8,
+      },
       {
         name: 'bad control requests',
         subjects: [s.control('describe'), s.control('ensure'), s.control('scale'), s.control('events'), s.control('deploy')],
@@ -196,7 +225,14 @@ describe('a hostile bus', () => {
           encode(hb), // a replay
           encode({ ...hb, state: 'stopped' }),
           encode({ ...hb, replicas: [], seq: hb.seq + 1e9 }),
-          encode({ ...hb, inventory: { ...hb.inventory, gpus: [{ index: 0, vendor: 'x', model: 'fake', vramTotalBytes: 2 ** 50, vramFreeBytes: 2 ** 50 }] }, seq: 1e15 }),
+          encode({
+            ...hb,
+            inventory: {
+              ...hb.inventory,
+              gpus: [{ index: 0, vendor: 'x', model: 'fake', vramTotalBytes: 2 ** 50, vramFreeBytes: 2 ** 50 }],
+            },
+            seq: 1e15,
+          }),
         ],
         repeat: 100,
         settleMs: WORKER_TIMEOUT_MS + 500,
@@ -205,7 +241,15 @@ describe('a hostile bus', () => {
         name: 'fake workers',
         subjects: Array.from({ length: 50 }, (_, i) => s.heartbeat(`ghost${i}`)),
         bodies: [
-          encode({ ...hb, workerId: 'ghost', seq: 1, inventory: { ...hb.inventory, gpus: [{ index: 0, vendor: 'x', model: 'fake', vramTotalBytes: 2 ** 50, vramFreeBytes: 2 ** 50 }] } }),
+          encode({
+            ...hb,
+            workerId: 'ghost',
+            seq: 1,
+            inventory: {
+              ...hb.inventory,
+              gpus: [{ index: 0, vendor: 'x', model: 'fake', vramTotalBytes: 2 ** 50, vramFreeBytes: 2 ** 50 }],
+            },
+          }),
           encode({ ...hb, workerId: 'ghost', seq: 1, pad: 'x'.repeat(900 * KiB) }),
         ],
         repeat: 4,
@@ -231,7 +275,12 @@ describe('a hostile bus', () => {
         repeat: 20,
       },
       // Replicas are NATS micro services: discovery requests with junk bodies (answered by the library).
-      { name: 'junk on micro-service discovery', subjects: ['$SRV.PING', '$SRV.INFO.flotilla-replica', '$SRV.STATS.flotilla-replica'], bodies: base, repeat: 5 },
+      {
+        name: 'junk on micro-service discovery',
+        subjects: ['$SRV.PING', '$SRV.INFO.flotilla-replica', '$SRV.STATS.flotilla-replica'],
+        bodies: base,
+        repeat: 5,
+      },
       { name: 'junk on inference', subjects: [s.infer(model), s.inferReplica(model, replicaId)], bodies: base, repeat: 30 },
       {
         name: 'bad inference requests',
@@ -311,10 +360,17 @@ describe('a hostile bus', () => {
     expect(events.some((e) => e.type === 'loaded' && e.model === model)).toBe(true);
     // Nothing the storm said became a replica or a deployment; the plausible ghosts (without roles
     // anyone may publish a heartbeat) were heard once and expire with the worker timeout.
-    await until(async () => (await client.status()).workers.filter((w) => w.alive).map((w) => w.id).join() === 'w0', {
-      timeoutMs: 3 * WORKER_TIMEOUT_MS,
-      what: 'ghost workers expired',
-    });
+    await until(
+      async () =>
+        (await client.status()).workers
+          .filter((w) => w.alive)
+          .map((w) => w.id)
+          .join() === 'w0',
+      {
+        timeoutMs: 3 * WORKER_TIMEOUT_MS,
+        what: 'ghost workers expired',
+      },
+    );
     expect(st.deployments.map((d) => d.spec.name)).toEqual([model]);
     expect(st.workers[0]!.inventory.gpus).toEqual([]);
   }, 180_000);

@@ -38,7 +38,19 @@ describe('a loading replica in heartbeats', () => {
 
     const loading = seen.find((r) => r.state === 'loading');
     expect(loading).toBeDefined();
-    expect(Object.keys(loading!).sort()).toEqual(['bytes', 'device', 'digest', 'failed', 'id', 'inFlight', 'model', 'pinned', 'processed', 'queueDepth', 'state']);
+    expect(Object.keys(loading!).sort()).toEqual([
+      'bytes',
+      'device',
+      'digest',
+      'failed',
+      'id',
+      'inFlight',
+      'model',
+      'pinned',
+      'processed',
+      'queueDepth',
+      'state',
+    ]);
     expect(loading).toMatchObject({ device: 'cpu', pinned: true, queueDepth: 0, inFlight: 0, processed: 0, failed: 0 });
     expect(loading!.bytes).toBeGreaterThan(0);
 

@@ -29,7 +29,11 @@ async function outcome(p: () => Promise<unknown>): Promise<string> {
     return 'ok';
   } catch (e) {
     const code = (e as FlotillaError).code;
-    return code === undefined ? `uncoded: ${(e as Error).message}` : code === 'FORBIDDEN' ? code : `${code}: ${(e as Error).message.slice(0, 300)}`;
+    return code === undefined
+      ? `uncoded: ${(e as Error).message}`
+      : code === 'FORBIDDEN'
+        ? code
+        : `${code}: ${(e as Error).message.slice(0, 300)}`;
   }
 }
 
@@ -48,7 +52,10 @@ const other = (role: Role): Role => (role === 'caller' ? 'operator' : 'caller');
 const ACTIONS: Record<string, (role: Role) => Promise<unknown>> = {
   infer: (role) => clients.get(role)!.infer('mlp', x, { timeoutMs: 5000 }),
   // Request (576 KB) and reply (144 KB) over max_payload (128 KiB here): both go through the blob bucket.
-  'infer, staged both ways': (role) => clients.get(role)!.infer('mlp', { x: { dtype: 'float32', dims: [9000, 16], data: new Float32Array(9000 * 16) } }, { timeoutMs: 10_000 }),
+  'infer, staged both ways': (role) =>
+    clients
+      .get(role)!
+      .infer('mlp', { x: { dtype: 'float32', dims: [9000, 16], data: new Float32Array(9000 * 16) } }, { timeoutMs: 10_000 }),
   list: (role) => clients.get(role)!.list(),
   'status, describe, events': async (role) => {
     const c = clients.get(role)!;
@@ -68,25 +75,36 @@ const ACTIONS: Record<string, (role: Role) => Promise<unknown>> = {
     try {
       await clients.get(role)!.undeploy(`und-${role}`);
     } finally {
-      await cluster.client().undeploy(`und-${role}`).catch(() => undefined); // gone already where the role could undeploy it
+      await cluster
+        .client()
+        .undeploy(`und-${role}`)
+        .catch(() => undefined); // gone already where the role could undeploy it
     }
   },
   scale: (role) => clients.get(role)!.scale('mlp', 1),
   'submit a batch job, read its status': async (role) => {
     const input = join(dir, `job-${role}.jsonl`);
     writeFileSync(input, `${JSON.stringify({ x: { dtype: 'float32', dims: [1, 16], data: Array(16).fill(0.5) } })}\n`);
-    const job = await submitJob(clients.get(role)!, { model: 'mlp', input, output: join(dir, `job-${role}.out.jsonl`), stateDir: join(dir, 'jobs') });
+    const job = await submitJob(clients.get(role)!, {
+      model: 'mlp',
+      input,
+      output: join(dir, `job-${role}.out.jsonl`),
+      stateDir: join(dir, 'jobs'),
+    });
     await jobStatus(clients.get(role)!, job.id);
   },
   // An empty body: the head drops it as invalid, whoever may send it (no fake worker appears).
   heartbeat: (role) => publishConfirmed(conns.get(role)!, s.heartbeat('fake')),
-  'join the replica queue group': async (role) => (await subscribeConfirmed(conns.get(role)!, s.infer('mlp'), { queue: 'replicas' })).unsubscribe(),
-  'listen to all inference requests': async (role) => (await subscribeConfirmed(conns.get(role)!, `flotilla.${CLUSTER}.infer.>`)).unsubscribe(),
+  'join the replica queue group': async (role) =>
+    (await subscribeConfirmed(conns.get(role)!, s.infer('mlp'), { queue: 'replicas' })).unsubscribe(),
+  'listen to all inference requests': async (role) =>
+    (await subscribeConfirmed(conns.get(role)!, `flotilla.${CLUSTER}.infer.>`)).unsubscribe(),
   // Another key than the leader's: an allowed write must not disturb the leadership.
   'write the lease KV': (role) => request(conns.get(role)!, `$KV.${s.leaseBucket}.probe-${role}`, new Uint8Array([1])),
   'write the state KV': (role) => request(conns.get(role)!, `$KV.${s.stateBucket}.probe-${role}`, new Uint8Array([1])),
   'read all replies (_INBOX.>)': async (role) => (await subscribeConfirmed(conns.get(role)!, '_INBOX.>')).unsubscribe(),
-  "read another role's replies": async (role) => (await subscribeConfirmed(conns.get(role)!, `${inboxPrefixFor(other(role))}.>`)).unsubscribe(),
+  "read another role's replies": async (role) =>
+    (await subscribeConfirmed(conns.get(role)!, `${inboxPrefixFor(other(role))}.>`)).unsubscribe(),
   "read its own role's replies": async (role) => (await subscribeConfirmed(conns.get(role)!, `${inboxPrefixFor(role)}.>`)).unsubscribe(),
 };
 
@@ -112,7 +130,10 @@ const EXPECTED: Record<keyof typeof ACTIONS, string> = {
 };
 
 beforeAll(async () => {
-  const r = spawnSync(process.execPath, [findCli(), 'auth', 'init', '--out', dir, '--cluster', CLUSTER], { encoding: 'utf8', timeout: 30_000 });
+  const r = spawnSync(process.execPath, [findCli(), 'auth', 'init', '--out', dir, '--cluster', CLUSTER], {
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
   if (r.status !== 0) throw new Error(`flotilla auth init failed: ${r.stderr}`);
   cluster = await LocalCluster.start({ cluster: CLUSTER, authDir: dir, workers: 1, nats: { maxPayload: 128 * 1024 } });
   await cluster.client().deploy(sampleModelPath('mlp'), 'mlp', { device: 'cpu' });

@@ -15,7 +15,12 @@ import { PROTOCOL_VERSION, REPLICA_QUEUE, decode, encode, fromTypedArray, subjec
 
 const x: WireTensors = { x: fromTypedArray('float32', [1, 2], new Float32Array([1, 2])) };
 const ok = (outputs: WireTensors) =>
-  encode({ v: PROTOCOL_VERSION, ok: true, outputs, meta: { worker: 'w', replica: 'r', device: 'cpu', batch: 1, queueMs: 0, runMs: 0, queueDepth: 0 } });
+  encode({
+    v: PROTOCOL_VERSION,
+    ok: true,
+    outputs,
+    meta: { worker: 'w', replica: 'r', device: 'cpu', batch: 1, queueMs: 0, runMs: 0, queueDepth: 0 },
+  });
 const overloaded = () => encode({ v: PROTOCOL_VERSION, ok: false, error: { code: 'OVERLOADED', message: 'queue full' } });
 
 /** x[0] of a request (the line or request key); copied out of the decoder's buffer first. */
@@ -31,7 +36,11 @@ let n = 0;
  * A stand-in replica of a fresh model: `answer(k)` for the k-th request of one input (counted by
  * its first value), 'silent' leaving it unanswered. Returns the model name and the counts.
  */
-function replica(answer: (k: number) => 'ok' | 'overloaded' | 'silent'): { model: string; requests: Map<number, number>; total: () => number } {
+function replica(answer: (k: number) => 'ok' | 'overloaded' | 'silent'): {
+  model: string;
+  requests: Map<number, number>;
+  total: () => number;
+} {
   const model = `m${++n}`;
   const requests = new Map<number, number>();
   replicaConn.subscribe(subjects('retrylayers').infer(model), {
@@ -65,11 +74,13 @@ afterAll(async () => {
 });
 
 describe('one retry layer (real nats-server, stand-in replica)', () => {
-  it('inferWire: retries 2 is 3 attempts, then the replica\'s own code', async () => {
+  it("inferWire: retries 2 is 3 attempts, then the replica's own code", async () => {
     const r = replica(() => 'overloaded');
     await replicaConn.flush();
     const retried: number[] = [];
-    await expect(client.inferWire(r.model, x, { timeoutMs: 10_000, retries: 2, onRetry: (e) => retried.push(e.attempt) })).rejects.toMatchObject({ code: 'OVERLOADED' });
+    await expect(
+      client.inferWire(r.model, x, { timeoutMs: 10_000, retries: 2, onRetry: (e) => retried.push(e.attempt) }),
+    ).rejects.toMatchObject({ code: 'OVERLOADED' });
     expect(r.total()).toBe(3);
     expect(retried).toEqual([1, 2]);
   });
@@ -89,7 +100,9 @@ describe('one retry layer (real nats-server, stand-in replica)', () => {
     expect(res.attempts).toBe(2);
     const none = replica(() => 'silent');
     await replicaConn.flush();
-    await expect(client.inferWire(none.model, x, { timeoutMs: 10_000, attemptTimeoutMs: 200, retries: 1 })).rejects.toMatchObject({ code: 'DEADLINE_EXCEEDED' });
+    await expect(client.inferWire(none.model, x, { timeoutMs: 10_000, attemptTimeoutMs: 200, retries: 1 })).rejects.toMatchObject({
+      code: 'DEADLINE_EXCEEDED',
+    });
     expect(none.total()).toBe(2);
   });
 
@@ -129,11 +142,25 @@ describe('one retry layer (real nats-server, stand-in replica)', () => {
     await replicaConn.flush();
     const input = join(dir, 'in.jsonl');
     const output = join(dir, 'out.jsonl');
-    writeFileSync(input, Array.from({ length: 10 }, (_, i) => JSON.stringify({ x: { dtype: 'float32', dims: [1, 2], data: [i, 0] } })).join('\n') + '\n');
-    const s = await submitJob(client, { model: `${r.model}j`, input, output, stateDir: join(dir, 'state'), concurrency: 3, retries: 1, timeoutMs: 10_000 });
+    writeFileSync(
+      input,
+      Array.from({ length: 10 }, (_, i) => JSON.stringify({ x: { dtype: 'float32', dims: [1, 2], data: [i, 0] } })).join('\n') + '\n',
+    );
+    const s = await submitJob(client, {
+      model: `${r.model}j`,
+      input,
+      output,
+      stateDir: join(dir, 'state'),
+      concurrency: 3,
+      retries: 1,
+      timeoutMs: 10_000,
+    });
     expect(s).toMatchObject({ total: 10, ok: 6, failed: 4, errored: { OVERLOADED: 4 }, sent: 10, complete: true });
     expect([...r.requests.entries()].sort((a, b) => a[0] - b[0])).toEqual(Array.from({ length: 10 }, (_, i) => [i, 2]));
-    const lines = readFileSync(output, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { line: number; error?: { code: string } });
+    const lines = readFileSync(output, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { line: number; error?: { code: string } });
     expect(lines.map((l) => l.error?.code ?? 'ok')).toEqual([...Array(6).fill('ok'), ...Array(4).fill('OVERLOADED')]);
   });
 });

@@ -17,7 +17,12 @@ it('a replica slowed by 20 ms per batch gets far fewer requests than the fast on
   const cluster = await LocalCluster.start({ workers: 2, worker: (i) => (i === 1 ? { slowdownMs: 20 } : {}) });
   try {
     const client = cluster.client();
-    await client.deploy(sampleModelPath('mlp'), 'mlp', { replicas: 2, device: 'cpu', profile: { enabled: false }, batching: { maxBatchSize: 1 } });
+    await client.deploy(sampleModelPath('mlp'), 'mlp', {
+      replicas: 2,
+      device: 'cpu',
+      profile: { enabled: false },
+      batching: { maxBatchSize: 1 },
+    });
     const st = await client.describe('mlp');
     expect(new Set(st.replicas.map((r) => r.workerId))).toEqual(new Set(['w0', 'w1']));
 

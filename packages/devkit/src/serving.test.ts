@@ -4,7 +4,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { connect } from '@nats-io/transport-node';
-import { ErrorCode, PROTOCOL_VERSION, decode, encode, fromTypedArray, type FlotillaError, type LoadedReplicaState } from '@flotilla/protocol';
+import {
+  ErrorCode,
+  PROTOCOL_VERSION,
+  decode,
+  encode,
+  fromTypedArray,
+  type FlotillaError,
+  type LoadedReplicaState,
+} from '@flotilla/protocol';
 import type { FlotillaClient, Tensor } from '@flotilla/client';
 import { LocalCluster } from '@flotilla/local';
 import { randomFloats, sampleModelPath } from '@flotilla/sample-models';
@@ -81,7 +89,11 @@ describe('serving through the cluster', () => {
   });
 
   it('batches concurrent single requests and gives each caller its own rows', async () => {
-    const inputs = Array.from({ length: 24 }, (_, i) => ({ dtype: 'float32' as const, dims: [1, 1024], data: randomFloats(1024, 100 + i) }));
+    const inputs = Array.from({ length: 24 }, (_, i) => ({
+      dtype: 'float32' as const,
+      dims: [1, 1024],
+      data: randomFloats(1024, 100 + i),
+    }));
     const results = await Promise.all(inputs.map((x) => client.inferWithMeta('wide', { x })));
     expect(Math.max(...results.map((r) => r.meta.batch))).toBeGreaterThan(1);
     const batched: Tensor = { dtype: 'float32', dims: [24, 1024], data: new Float32Array(24 * 1024) };
@@ -93,7 +105,8 @@ describe('serving through the cluster', () => {
   it('replicas count requests and items apart (the autoscaler compares items with items/s capacity)', async () => {
     // Read from the workers themselves: heartbeats carry the same counters, a second late.
     const replicaState = () => cluster.workers.flatMap((w) => w.replicaStates()).filter((r) => r.model === 'wide');
-    const sum = (rs: ReturnType<typeof replicaState>) => rs.reduce((n, r) => ({ req: n.req + r.processed, items: n.items + (r.itemsProcessed ?? 0) }), { req: 0, items: 0 });
+    const sum = (rs: ReturnType<typeof replicaState>) =>
+      rs.reduce((n, r) => ({ req: n.req + r.processed, items: n.items + (r.itemsProcessed ?? 0) }), { req: 0, items: 0 });
     const before = sum(replicaState());
     await client.infer('wide', { x: { dtype: 'float32', dims: [5, 1024], data: randomFloats(5 * 1024, 9) } });
     await client.infer('wide', { x: { dtype: 'float32', dims: [1, 1024], data: randomFloats(1024, 10) } });
@@ -133,10 +146,16 @@ describe('one very large request', () => {
   it('runs, and the heartbeat carrying its batch size still reaches the head (histogram key `>4096`)', async () => {
     const out = await client.infer('mlp', { x: mlpInput(10_000) });
     expect(out.y!.dims).toEqual([10_000, 4]);
-    await until(async () => (await client.status()).workers.some((w) => w.replicas.some((r) => r.model === 'mlp' && r.state !== 'loading' && (r.batchHistogram['>4096'] ?? 0) > 0)), {
-      timeoutMs: 5000,
-      what: 'head sees the >4096 bucket',
-    });
+    await until(
+      async () =>
+        (await client.status()).workers.some((w) =>
+          w.replicas.some((r) => r.model === 'mlp' && r.state !== 'loading' && (r.batchHistogram['>4096'] ?? 0) > 0),
+        ),
+      {
+        timeoutMs: 5000,
+        what: 'head sees the >4096 bucket',
+      },
+    );
     expect((await client.status()).workers.filter((w) => w.alive)).toHaveLength(2);
   });
 });
@@ -146,8 +165,16 @@ describe('bad input gets a coded error and the replica keeps serving', () => {
 
   it.each([
     ['unknown model', () => client.infer('nope', { x: mlpInput(1) }), ErrorCode.UNKNOWN_MODEL],
-    ['wrong dtype', () => client.infer('mlp', { x: { dtype: 'float64', dims: [1, 16], data: new Float64Array(16) } }), ErrorCode.INPUT_MISMATCH],
-    ['wrong shape', () => client.infer('mlp', { x: { dtype: 'float32', dims: [1, 15], data: new Float32Array(15) } }), ErrorCode.INPUT_MISMATCH],
+    [
+      'wrong dtype',
+      () => client.infer('mlp', { x: { dtype: 'float64', dims: [1, 16], data: new Float64Array(16) } }),
+      ErrorCode.INPUT_MISMATCH,
+    ],
+    [
+      'wrong shape',
+      () => client.infer('mlp', { x: { dtype: 'float32', dims: [1, 15], data: new Float32Array(15) } }),
+      ErrorCode.INPUT_MISMATCH,
+    ],
     ['wrong input name', () => client.infer('mlp', { z: mlpInput(1) }), ErrorCode.INPUT_MISMATCH],
     ['unknown output', () => client.infer('mlp', { x: mlpInput(1) }, { outputs: ['nope'] }), ErrorCode.BAD_REQUEST],
     ['invalid model name', () => client.infer('../etc', { x: mlpInput(1) }), ErrorCode.BAD_REQUEST],
@@ -182,7 +209,10 @@ describe('bad input gets a coded error and the replica keeps serving', () => {
     const short = { dtype: 'float32', dims: [1, 16], data: new Uint8Array(10) };
     expect((await rawRequest('mlp', encode({ v: PROTOCOL_VERSION, inputs: { x: short } }))).error.code).toBe(ErrorCode.BAD_REQUEST);
     expect((await rawRequest('mlp', encode({ v: PROTOCOL_VERSION, inputs: 5 }))).error.code).toBe(ErrorCode.BAD_REQUEST);
-    const ok = await rawRequest('mlp', encode({ v: PROTOCOL_VERSION, inputs: { x: fromTypedArray('float32', [1, 16], new Float32Array(16)) } }));
+    const ok = await rawRequest(
+      'mlp',
+      encode({ v: PROTOCOL_VERSION, inputs: { x: fromTypedArray('float32', [1, 16], new Float32Array(16)) } }),
+    );
     expect(ok.ok).toBe(true);
     expect(ok.outputs.y.dims).toEqual([1, 4]);
   });

@@ -23,7 +23,10 @@ describe('total handlers (bus serve/listen)', () => {
     await nats.stop();
   });
 
-  const ask = async (subject: string, body: Uint8Array) => decode<{ ok: boolean; result?: unknown; error?: { code: string; message: string }; blob?: { name: string; size: number } }>((await caller.request(subject, body, { timeout: 2000 })).data);
+  const ask = async (subject: string, body: Uint8Array) =>
+    decode<{ ok: boolean; result?: unknown; error?: { code: string; message: string }; blob?: { name: string; size: number } }>(
+      (await caller.request(subject, body, { timeout: 2000 })).data,
+    );
 
   it('a throwing handler, junk bytes and a bad version leave the connection reading and get coded replies', async () => {
     let calls = 0;
@@ -53,7 +56,7 @@ describe('total handlers (bus serve/listen)', () => {
     expect(calls).toBe(3);
   });
 
-  it('a validation failure is answered with the parser\'s code', async () => {
+  it("a validation failure is answered with the parser's code", async () => {
     let handled = 0;
     const parse = () => {
       throw new BadRequestError('invalid test message: $.field: required');
@@ -68,7 +71,9 @@ describe('total handlers (bus serve/listen)', () => {
   it('a reply over max_payload becomes PAYLOAD_TOO_LARGE, or is staged when a stager is given', async () => {
     serve(server, 't.big', { logger, what: 'test', parse: (raw) => raw }, () => ({ big: 'x'.repeat(200 * 1024) }));
     const blobs = new BlobStore(server, `total_${Date.now()}`);
-    serve(server, 't.staged', { logger, what: 'test', parse: (raw) => raw, stage: (d) => blobs.put(d) }, () => ({ big: 'y'.repeat(200 * 1024) }));
+    serve(server, 't.staged', { logger, what: 'test', parse: (raw) => raw, stage: (d) => blobs.put(d) }, () => ({
+      big: 'y'.repeat(200 * 1024),
+    }));
     await server.flush();
     const refused = await ask('t.big', encode({ v: PROTOCOL_VERSION }));
     expect(refused.error?.code).toBe(ErrorCode.PAYLOAD_TOO_LARGE);

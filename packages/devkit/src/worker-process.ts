@@ -132,9 +132,7 @@ export class WorkerProcess {
     });
     track(child);
     const wp = new WorkerProcess(opts.id, child, ownCache);
-    const ready =
-      opts.ready ??
-      (opts.head ? () => opts.head!.registry.running().some((w) => w.hb.workerId === opts.id) : undefined);
+    const ready = opts.ready ?? (opts.head ? () => opts.head!.registry.running().some((w) => w.hb.workerId === opts.id) : undefined);
     if (!ready) return wp;
     const deadline = Date.now() + (opts.startTimeoutMs ?? 30_000);
     for (;;) {

@@ -125,7 +125,15 @@ describe('v2 inputs → wire tensors', () => {
   });
 
   it('takes nested data in row-major order', () => {
-    const { tensor } = v2InputToWire({ name: 'x', shape: [2, 2], datatype: 'INT32', data: [[1, 2], [3, 4]] });
+    const { tensor } = v2InputToWire({
+      name: 'x',
+      shape: [2, 2],
+      datatype: 'INT32',
+      data: [
+        [1, 2],
+        [3, 4],
+      ],
+    });
     expect(tensor.dims).toEqual([2, 2]);
     expect(Array.from(toTypedArray(tensor) as Int32Array)).toEqual([1, 2, 3, 4]);
   });
@@ -145,7 +153,11 @@ describe('v2 inputs → wire tensors', () => {
     ['INT64 out of range', { name: 'x', shape: [1], datatype: 'INT64', data: ['9223372036854775808'] }, /out of range for INT64/],
     ['UINT64 negative', { name: 'x', shape: [1], datatype: 'UINT64', data: [-1] }, /out of range for UINT64/],
     ['BOOL as string', { name: 'x', shape: [1], datatype: 'BOOL', data: ['true'] }, /is not a boolean/],
-    ['binary extension', { name: 'x', shape: [1], datatype: 'FP32', data: [], parameters: { binary_data_size: 4 } }, /binary tensor data extension/],
+    [
+      'binary extension',
+      { name: 'x', shape: [1], datatype: 'FP32', data: [], parameters: { binary_data_size: 4 } },
+      /binary tensor data extension/,
+    ],
   ])('%s → BAD_REQUEST', (_what, raw, message) => {
     const got = codeOf(() => v2InputToWire(raw));
     expect(got.startsWith(`${ErrorCode.BAD_REQUEST}: `)).toBe(true);
@@ -154,7 +166,8 @@ describe('v2 inputs → wire tensors', () => {
 });
 
 describe('wire tensors → v2 outputs', () => {
-  const roundTrip = (datatype: string, data: unknown[]) => wireToV2Output('y', v2InputToWire({ name: 'x', shape: [data.length], datatype, data }).tensor);
+  const roundTrip = (datatype: string, data: unknown[]) =>
+    wireToV2Output('y', v2InputToWire({ name: 'x', shape: [data.length], datatype, data }).tensor);
 
   it.each([
     ['FP32', [0.5, -1.25]],

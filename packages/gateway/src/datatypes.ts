@@ -1,7 +1,17 @@
 // The Open Inference Protocol (KServe v2) JSON tensor form and Flotilla's wire tensors, both ways.
 // v2: `{ name, shape, datatype: "FP32", data: [..] }` (data row-major, flat or nested);
 // Flotilla: `{ dtype: "float32", dims, data: <raw little-endian bytes> }`. Pure, no I/O.
-import { BadRequestError, DTYPES, MAX_TENSOR_ELEMENTS, elementCount, fromTypedArray, toTypedArray, type DType, type TypedArray, type WireTensor } from '@flotilla/protocol';
+import {
+  BadRequestError,
+  DTYPES,
+  MAX_TENSOR_ELEMENTS,
+  elementCount,
+  fromTypedArray,
+  toTypedArray,
+  type DType,
+  type TypedArray,
+  type WireTensor,
+} from '@flotilla/protocol';
 
 /** v2 datatype → Flotilla dtype. BYTES (strings) and BF16 have no Flotilla dtype. */
 export const V2_TO_DTYPE = {
@@ -29,9 +39,12 @@ export function isV2Datatype(x: unknown): x is V2Datatype {
 
 export function toDType(datatype: unknown, what = 'tensor'): DType {
   if (!isV2Datatype(datatype)) {
-    throw new BadRequestError(`${what}: unsupported datatype ${JSON.stringify(datatype)} (supported: ${Object.keys(V2_TO_DTYPE).join(', ')})`, {
-      data: { supported: Object.keys(V2_TO_DTYPE) },
-    });
+    throw new BadRequestError(
+      `${what}: unsupported datatype ${JSON.stringify(datatype)} (supported: ${Object.keys(V2_TO_DTYPE).join(', ')})`,
+      {
+        data: { supported: Object.keys(V2_TO_DTYPE) },
+      },
+    );
   }
   return V2_TO_DTYPE[datatype];
 }
@@ -109,7 +122,15 @@ const BIG_RANGE: Partial<Record<DType, [bigint, bigint]>> = {
   int64: [-(2n ** 63n), 2n ** 63n - 1n],
   uint64: [0n, 2n ** 64n - 1n],
 };
-const SPECIAL_FLOATS: Record<string, number> = { nan: NaN, inf: Infinity, '+inf': Infinity, '-inf': -Infinity, infinity: Infinity, '+infinity': Infinity, '-infinity': -Infinity };
+const SPECIAL_FLOATS: Record<string, number> = {
+  nan: NaN,
+  inf: Infinity,
+  '+inf': Infinity,
+  '-inf': -Infinity,
+  infinity: Infinity,
+  '+infinity': Infinity,
+  '-infinity': -Infinity,
+};
 
 function flatten(data: unknown[]): unknown[] {
   return data.some(Array.isArray) ? (data as unknown[]).flat(Infinity) : data;
@@ -121,7 +142,8 @@ function flatten(data: unknown[]): unknown[] {
  * also as decimal strings), true/false (or 0/1) for BOOL. Throws BAD_REQUEST naming the problem.
  */
 export function v2InputToWire(input: unknown, index = 0): { name: string; tensor: WireTensor } {
-  if (input === null || typeof input !== 'object' || Array.isArray(input)) throw new BadRequestError(`inputs[${index}] must be an object { name, shape, datatype, data }`);
+  if (input === null || typeof input !== 'object' || Array.isArray(input))
+    throw new BadRequestError(`inputs[${index}] must be an object { name, shape, datatype, data }`);
   const { name, shape, datatype, data, parameters } = input as Record<string, unknown>;
   if (typeof name !== 'string' || name === '') throw new BadRequestError(`inputs[${index}].name must be a non-empty string`);
   const what = `input '${name}'`;
@@ -153,7 +175,8 @@ export function v2InputToWire(input: unknown, index = 0): { name: string; tensor
     flat.forEach((x, i) => {
       let v: number;
       if (typeof x === 'number') v = x;
-      else if (typeof x === 'string' && Object.prototype.hasOwnProperty.call(SPECIAL_FLOATS, x.toLowerCase())) v = SPECIAL_FLOATS[x.toLowerCase()]!;
+      else if (typeof x === 'string' && Object.prototype.hasOwnProperty.call(SPECIAL_FLOATS, x.toLowerCase()))
+        v = SPECIAL_FLOATS[x.toLowerCase()]!;
       else return bad(i, 'is not a number');
       out[i] = half ? floatToHalfBits(v) : v;
     });

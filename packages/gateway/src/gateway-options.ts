@@ -75,7 +75,8 @@ export function parseGatewayOptions(raw: GatewayOptions): CompiledGatewayOptions
     ...(raw.logger ? { logger: raw.logger } : {}),
   };
   const int = (name: string, v: number, min: number, max: number) => {
-    if (!Number.isInteger(v) || v < min || v > max) throw new BadRequestError(`gateway option ${name} must be an integer in [${min}, ${max}], got ${v}`);
+    if (!Number.isInteger(v) || v < min || v > max)
+      throw new BadRequestError(`gateway option ${name} must be an integer in [${min}, ${max}], got ${v}`);
   };
   int('port', o.port, 0, 65535);
   int('bodyLimitBytes', o.bodyLimitBytes, 1, 2 ** 31);
@@ -86,7 +87,9 @@ export function parseGatewayOptions(raw: GatewayOptions): CompiledGatewayOptions
   int('connectionTimeoutMs', o.connectionTimeoutMs, 0, MAX_TIMEOUT_OPTION_MS);
   int('readyTimeoutMs', o.readyTimeoutMs, 1, MAX_TIMEOUT_OPTION_MS);
   if (o.requestTimeoutMs > 0 && o.headersTimeoutMs > o.requestTimeoutMs) {
-    throw new BadRequestError(`gateway option headersTimeoutMs (${o.headersTimeoutMs}) must not exceed requestTimeoutMs (${o.requestTimeoutMs})`);
+    throw new BadRequestError(
+      `gateway option headersTimeoutMs (${o.headersTimeoutMs}) must not exceed requestTimeoutMs (${o.requestTimeoutMs})`,
+    );
   }
   const shortest = Math.min(o.headersTimeoutMs, o.requestTimeoutMs || Infinity);
   return { ...o, timeoutCheckIntervalMs: Math.max(50, Math.min(1000, Math.floor(shortest / 4))) };

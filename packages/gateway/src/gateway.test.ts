@@ -34,7 +34,11 @@ async function get(path: string): Promise<{ status: number; body: any }> {
   return { status: res.status, body: await res.json() };
 }
 
-async function post(path: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any; headers: Headers }> {
+async function post(
+  path: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: any; headers: Headers }> {
   const res = await fetch(base + path, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
@@ -109,7 +113,9 @@ describe('KServe v2 gateway', () => {
     expect(unknown.status).toBe(404);
     expect(unknown.body).toMatchObject({ code: 'UNKNOWN_MODEL', error: expect.stringMatching(/^UNKNOWN_MODEL: /) });
 
-    const wrongShape = await post('/v2/models/mlp/infer', { inputs: [{ name: 'x', shape: [2, 8], datatype: 'FP32', data: Array.from(x) }] });
+    const wrongShape = await post('/v2/models/mlp/infer', {
+      inputs: [{ name: 'x', shape: [2, 8], datatype: 'FP32', data: Array.from(x) }],
+    });
     expect(wrongShape.status).toBe(400);
     expect(wrongShape.body.code).toBe('INPUT_MISMATCH');
 
@@ -147,7 +153,10 @@ describe('KServe v2 gateway', () => {
   it('answers 400 BAD_REQUEST (not 500) to a body nested 100,000 deep, and keeps serving', async () => {
     const arrays = await post('/v2/models/mlp/infer', '['.repeat(100_000) + ']'.repeat(100_000));
     expect(arrays.status).toBe(400);
-    expect(arrays.body).toMatchObject({ code: 'BAD_REQUEST', error: expect.stringMatching(/^BAD_REQUEST: invalid JSON body: nested deeper than 64 levels/) });
+    expect(arrays.body).toMatchObject({
+      code: 'BAD_REQUEST',
+      error: expect.stringMatching(/^BAD_REQUEST: invalid JSON body: nested deeper than 64 levels/),
+    });
     const objects = await post('/v2/models/mlp/infer', '{"inputs":' + '{"a":'.repeat(100_000) + '1' + '}'.repeat(100_001));
     expect(objects).toMatchObject({ status: 400, body: { code: 'BAD_REQUEST' } });
     // Brackets inside strings are not nesting; a normal request still works.
@@ -205,11 +214,19 @@ describe('slow clients', () => {
           s.once('close', () => clearInterval(t));
         }),
         // Headers complete, then 10 of the 1000 body bytes announced.
-        rawClient(g.port, (s) => s.write('POST /v2/models/mlp/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"inputs":')),
+        rawClient(g.port, (s) =>
+          s.write(
+            'POST /v2/models/mlp/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"inputs":',
+          ),
+        ),
         // Meanwhile a normal client is served.
         (async () => {
           await new Promise((r) => setTimeout(r, 300));
-          const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(mlpRequest(randomFloats(16, 4), 1)) });
+          const res = await fetch(url, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify(mlpRequest(randomFloats(16, 4), 1)),
+          });
           return { status: res.status, body: (await res.json()) as { outputs: Array<{ shape: number[] }> } };
         })(),
       ]);

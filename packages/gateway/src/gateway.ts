@@ -4,7 +4,16 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyReply } from 'fastify';
 import { DEFAULT_INFER_TIMEOUT_MS } from '@flotilla/client';
-import { BadRequestError, ErrorCode, FlotillaError, PayloadTooLargeError, UnavailableError, toFlotillaError, type DeploymentStatus, type WireTensors } from '@flotilla/protocol';
+import {
+  BadRequestError,
+  ErrorCode,
+  FlotillaError,
+  PayloadTooLargeError,
+  UnavailableError,
+  toFlotillaError,
+  type DeploymentStatus,
+  type WireTensors,
+} from '@flotilla/protocol';
 import { v2InputToWire, wireToV2Output, type V2Tensor } from './datatypes.js';
 import { SignatureProbe } from './signature.js';
 import { parseGatewayOptions, type GatewayOptions } from './gateway-options.js';
@@ -42,7 +51,9 @@ export function httpStatusForCode(code: string): number {
 
 /** The v2 error body: `{ error: "<CODE>: message", code, data? }`. */
 export function errorBody(err: FlotillaError): { error: string; code: string; data?: unknown } {
-  return err.data === undefined ? { error: `${err.code}: ${err.message}`, code: err.code } : { error: `${err.code}: ${err.message}`, code: err.code, data: err.data };
+  return err.data === undefined
+    ? { error: `${err.code}: ${err.message}`, code: err.code }
+    : { error: `${err.code}: ${err.message}`, code: err.code, data: err.data };
 }
 
 /** Parses the timeout header: undefined when absent, else a positive number of ms. */
@@ -63,12 +74,16 @@ interface InferBody {
 }
 
 function checkInferBody(body: unknown): InferBody {
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new BadRequestError('the body must be a JSON object { inputs: [...] }');
+  if (body === null || typeof body !== 'object' || Array.isArray(body))
+    throw new BadRequestError('the body must be a JSON object { inputs: [...] }');
   const b = body as Record<string, unknown>;
   if (!Array.isArray(b.inputs) || b.inputs.length === 0) throw new BadRequestError('`inputs` must be a non-empty array of tensors');
   if (b.id !== undefined && typeof b.id !== 'string') throw new BadRequestError('`id` must be a string');
   if (b.outputs !== undefined) {
-    if (!Array.isArray(b.outputs) || !b.outputs.every((o) => o && typeof o === 'object' && typeof (o as { name?: unknown }).name === 'string')) {
+    if (
+      !Array.isArray(b.outputs) ||
+      !b.outputs.every((o) => o && typeof o === 'object' && typeof (o as { name?: unknown }).name === 'string')
+    ) {
       throw new BadRequestError('`outputs` must be an array of { name }');
     }
   }
@@ -116,7 +131,12 @@ export async function startGateway(raw: GatewayOptions): Promise<Gateway> {
     if (body.length === 0) return done(new BadRequestError('empty body: expected a JSON object { inputs: [...] }'), undefined);
     const deep = jsonDepthExceeded(body, opts.maxJsonDepth);
     if (deep >= 0) {
-      return done(new BadRequestError(`invalid JSON body: nested deeper than ${opts.maxJsonDepth} levels (at character ${deep})`, { data: { maxDepth: opts.maxJsonDepth } }), undefined);
+      return done(
+        new BadRequestError(`invalid JSON body: nested deeper than ${opts.maxJsonDepth} levels (at character ${deep})`, {
+          data: { maxDepth: opts.maxJsonDepth },
+        }),
+        undefined,
+      );
     }
     json(req, body, (err, value) => {
       if (!err) return done(null, value);
@@ -142,8 +162,13 @@ export async function startGateway(raw: GatewayOptions): Promise<Gateway> {
     // Framework errors: body too large, bad content length, ...
     if (err instanceof FlotillaError) return fail(reply, err);
     const status = err.statusCode ?? 500;
-    if (status === 413) return fail(reply, new PayloadTooLargeError(`request body exceeds ${opts.bodyLimitBytes} bytes`, { data: { limitBytes: opts.bodyLimitBytes } }));
-    if (status >= 400 && status < 500) return reply.code(status).send({ error: `${ErrorCode.BAD_REQUEST}: ${err.message}`, code: ErrorCode.BAD_REQUEST });
+    if (status === 413)
+      return fail(
+        reply,
+        new PayloadTooLargeError(`request body exceeds ${opts.bodyLimitBytes} bytes`, { data: { limitBytes: opts.bodyLimitBytes } }),
+      );
+    if (status >= 400 && status < 500)
+      return reply.code(status).send({ error: `${ErrorCode.BAD_REQUEST}: ${err.message}`, code: ErrorCode.BAD_REQUEST });
     return fail(reply, err);
   });
 
@@ -173,7 +198,13 @@ export async function startGateway(raw: GatewayOptions): Promise<Gateway> {
     try {
       const ds = await client.list();
       return {
-        models: ds.map((d) => ({ name: d.spec.name, versions: [shortDigest(d)], ready: d.ready > 0, readyReplicas: d.ready, replicas: d.spec.replicas })),
+        models: ds.map((d) => ({
+          name: d.spec.name,
+          versions: [shortDigest(d)],
+          ready: d.ready > 0,
+          readyReplicas: d.ready,
+          replicas: d.spec.replicas,
+        })),
       };
     } catch (err) {
       return fail(reply, err);

@@ -80,7 +80,9 @@ describe('parseGatewayOptions', () => {
     [{ port: 70_000 }, /port/],
     [{ headersTimeoutMs: 5000, requestTimeoutMs: 1000 }, /headersTimeoutMs \(5000\) must not exceed requestTimeoutMs \(1000\)/],
   ])('refuses %j with BAD_REQUEST', (bad, message) => {
-    expect(() => parseGatewayOptions({ ...base, ...bad })).toThrow(expect.objectContaining({ code: 'BAD_REQUEST', message: expect.stringMatching(message) }));
+    expect(() => parseGatewayOptions({ ...base, ...bad })).toThrow(
+      expect.objectContaining({ code: 'BAD_REQUEST', message: expect.stringMatching(message) }),
+    );
   });
 
   it('a request timeout of 0 (none) allows any headers timeout', () => {

@@ -32,7 +32,11 @@ function inputSpecs(err: unknown): InputSpec[] | undefined {
   if (!Array.isArray(expected)) return undefined;
   const ok = expected.every(
     (s) =>
-      s && typeof s.name === 'string' && isDType(s.dtype) && Array.isArray(s.shape) && s.shape.every((d: unknown) => d === null || Number.isSafeInteger(d)),
+      s &&
+      typeof s.name === 'string' &&
+      isDType(s.dtype) &&
+      Array.isArray(s.shape) &&
+      s.shape.every((d: unknown) => d === null || Number.isSafeInteger(d)),
   );
   return ok ? (expected as InputSpec[]) : undefined;
 }

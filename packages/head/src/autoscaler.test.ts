@@ -61,7 +61,10 @@ function simulate(o: SimOptions): { changes: Change[]; steps: Step[]; final: num
 }
 
 const cfg = (over: Partial<AutoscaleConfig> = {}): Partial<AutoscaleConfig> => ({ minReplicas: 1, maxReplicas: 10, ...over });
-const during = (from: number, to: number, hi: number, lo = 0) => (t: number) => (t >= from && t < to ? hi : lo);
+const during =
+  (from: number, to: number, hi: number, lo = 0) =>
+  (t: number) =>
+    t >= from && t < to ? hi : lo;
 
 describe('autoscaler policy', () => {
   describe('step up', () => {
@@ -100,7 +103,9 @@ describe('autoscaler policy', () => {
       const load = (t: number) => (t >= 2000 ? { outstanding: 2, arrivalRate: 130 } : { outstanding: 0, arrivalRate: 0 });
       const r = simulate({ config: cfg({ capacityPerReplica: 20 }), load, until: 8000 });
       expect(r.changes).toEqual([{ t: 3000, from: 1, to: 7 }]);
-      expect(r.steps.find((s) => s.t === 3000)!.reason).toBe('up: outstanding 2, arrival 130/s at 20/s/replica > 4/replica × 1 for 1000 ms → 7');
+      expect(r.steps.find((s) => s.t === 3000)!.reason).toBe(
+        'up: outstanding 2, arrival 130/s at 20/s/replica > 4/replica × 1 for 1000 ms → 7',
+      );
       // Without a capacity the rate is ignored.
       expect(simulate({ config: cfg(), load, until: 8000 }).changes).toEqual([]);
     });
@@ -178,7 +183,7 @@ describe('autoscaler policy', () => {
 
     it('noisy load: few changes, and never down within a downscale window of the last up', () => {
       let seed = 12345;
-      const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+      const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
       const noise = Array.from({ length: 600 }, () => Math.round(20 + (rand() - 0.5) * 24)); // 8..32 → 2..8 replicas
       const r = simulate({ config: cfg(), load: (t) => noise[t / 100], until: 60_000 });
       expect(r.changes.length).toBeGreaterThan(0);
@@ -290,7 +295,11 @@ describe('autoscaler policy', () => {
       for (const s of stuck) {
         expect(s.desired).toBeLessThanOrEqual(s.current);
         // Cooling down after the step up to 3 until 3 s, then held back by the exhausted capacity.
-        expect(s.reason).toBe(s.t < 3000 ? 'hold: outstanding 40 wants 10, cooling down after the last step up' : 'hold: capacity exhausted, 3 replicas (wanted 10)');
+        expect(s.reason).toBe(
+          s.t < 3000
+            ? 'hold: outstanding 40 wants 10, cooling down after the last step up'
+            : 'hold: capacity exhausted, 3 replicas (wanted 10)',
+        );
       }
     });
 
@@ -334,7 +343,13 @@ describe('autoscaler policy', () => {
 
   it('observe sums queued and in-flight requests', () => {
     expect(observe([])).toBe(0);
-    expect(observe([{ queueDepth: 3, inFlight: 8 }, { queueDepth: 0, inFlight: 2 }, { queueDepth: 5, inFlight: 0 }])).toBe(18);
+    expect(
+      observe([
+        { queueDepth: 3, inFlight: 8 },
+        { queueDepth: 0, inFlight: 2 },
+        { queueDepth: 5, inFlight: 0 },
+      ]),
+    ).toBe(18);
   });
 
   describe('parseAutoscaleConfig', () => {
@@ -384,7 +399,7 @@ describe('autoscaler policy', () => {
       const c = parseAutoscaleConfig(raw);
       c.minReplicas = 5;
       expect(JSON.stringify(raw)).toBe(before);
-      expect(() => parseAutoscaleConfig(null as unknown as {})).toThrow(BadRequestError);
+      expect(() => parseAutoscaleConfig(null as unknown as Parameters<typeof parseAutoscaleConfig>[0])).toThrow(BadRequestError);
     });
   });
 });

@@ -53,12 +53,14 @@ export function parseAutoscaleConfig(raw: Partial<AutoscaleConfig> & { minReplic
 
   const check = (k: keyof AutoscaleConfig, ok: (v: number) => boolean, what: string) => {
     const v = c[k] as unknown;
-    if (typeof v !== 'number' || !Number.isFinite(v) || !ok(v)) throw new BadRequestError(`invalid autoscale ${k}=${String(v)}: must be ${what}`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || !ok(v))
+      throw new BadRequestError(`invalid autoscale ${k}=${String(v)}: must be ${what}`);
   };
   const HOUR = 3_600_000;
   check('minReplicas', (v) => Number.isInteger(v) && v >= 0, 'an integer ≥ 0');
   check('maxReplicas', (v) => Number.isInteger(v) && v >= 1, 'an integer ≥ 1');
-  if (c.minReplicas > c.maxReplicas) throw new BadRequestError(`invalid autoscale: minReplicas ${c.minReplicas} > maxReplicas ${c.maxReplicas}`);
+  if (c.minReplicas > c.maxReplicas)
+    throw new BadRequestError(`invalid autoscale: minReplicas ${c.minReplicas} > maxReplicas ${c.maxReplicas}`);
   check('targetPerReplica', (v) => v > 0, 'a number > 0');
   check('upscaleStabilizationMs', (v) => v >= 0 && v <= HOUR, 'in [0, 3600000] ms');
   check('downscaleStabilizationMs', (v) => v >= 0 && v <= HOUR, 'in [0, 3600000] ms');
@@ -147,7 +149,11 @@ export class Autoscaler {
     const cold = current === 0 && outstanding > 0;
     const base = Math.max(current, c.minReplicas, cold ? 1 : 0);
     const restoring =
-      base > current ? (current < c.minReplicas ? `restore: ${current} replicas < min ${c.minReplicas}` : `cold start: ${fmt(outstanding)} outstanding, no replicas`) : undefined;
+      base > current
+        ? current < c.minReplicas
+          ? `restore: ${current} replicas < min ${c.minReplicas}`
+          : `cold start: ${fmt(outstanding)} outstanding, no replicas`
+        : undefined;
     const load = `outstanding ${fmt(outstanding)}${this.rateNote(obs.arrivalRate)}`;
 
     let desired = base;

@@ -5,14 +5,36 @@ import { newDeployment } from './deployment.js';
 const MiB = 1024 * 1024;
 const DIGEST = 'a'.repeat(64);
 const rep = (id: string, over: Partial<ReplicaState> = {}): ReplicaState => ({
-  id, model: 'mlp', digest: DIGEST, device: 'cpu', state: 'ready', bytes: 10 * MiB, queueDepth: 0, inFlight: 0, processed: 0, failed: 0,
-  executionProvider: 'cpu', batching: { maxBatchSize: 1, maxQueueDelayMs: 0, maxQueueLength: 1, batchAxis: true }, batchHistogram: {},
-  pinned: false, loadedAt: 0, lastUsedAt: 0, ...over,
+  id,
+  model: 'mlp',
+  digest: DIGEST,
+  device: 'cpu',
+  state: 'ready',
+  bytes: 10 * MiB,
+  queueDepth: 0,
+  inFlight: 0,
+  processed: 0,
+  failed: 0,
+  executionProvider: 'cpu',
+  batching: { maxBatchSize: 1, maxQueueDelayMs: 0, maxQueueLength: 1, batchAxis: true },
+  batchHistogram: {},
+  pinned: false,
+  loadedAt: 0,
+  lastUsedAt: 0,
+  ...over,
 });
 const hb = (id: string, seq: number, replicas: ReplicaState[]): Heartbeat => ({
-  v: PROTOCOL_VERSION, workerId: id, pid: 1, state: 'running', seq, startedAt: 1, sentAt: 0,
+  v: PROTOCOL_VERSION,
+  workerId: id,
+  pid: 1,
+  state: 'running',
+  seq,
+  startedAt: 1,
+  sentAt: 0,
   inventory: { cpu: { cores: 1, model: 'x' }, memory: { totalBytes: 1, availableBytes: 1 }, gpus: [], source: 'measured', hostname: 'h' },
-  devices: [{ id: 'cpu', kind: 'cpu', capacityBytes: 1000 * MiB, budgetBytes: 900 * MiB, usedBytes: 0, executionProvider: 'cpu', policy: 'fifo' }],
+  devices: [
+    { id: 'cpu', kind: 'cpu', capacityBytes: 1000 * MiB, budgetBytes: 900 * MiB, usedBytes: 0, executionProvider: 'cpu', policy: 'fifo' },
+  ],
   replicas,
 });
 const profile = (replicaBytes: number) => ({ replicaBytes }) as ReplicaState['profile'];
@@ -28,7 +50,12 @@ function withMlp(): ClusterState {
 describe('ClusterState', () => {
   it('a joining worker frees capacity; its heartbeats index replicas and measure footprints of the current digest', () => {
     const c = withMlp();
-    expect(c.heartbeat(hb('w0', 0, [rep('mlp-1', { profile: profile(30 * MiB) }), rep('mlp-old', { digest: 'b'.repeat(64), profile: profile(90 * MiB) })]), 0)).toMatchObject({ accepted: true, joined: true });
+    expect(
+      c.heartbeat(
+        hb('w0', 0, [rep('mlp-1', { profile: profile(30 * MiB) }), rep('mlp-old', { digest: 'b'.repeat(64), profile: profile(90 * MiB) })]),
+        0,
+      ),
+    ).toMatchObject({ accepted: true, joined: true });
     expect(c.capacityEpoch).toBe(1);
     expect(c.deployments.get('mlp')!.measuredBytes).toBe(30 * MiB);
     expect(c.replicasOf('mlp').map((e) => e.r.id)).toEqual(['mlp-1', 'mlp-old']);
@@ -53,7 +80,10 @@ describe('ClusterState', () => {
     const c = withMlp();
     c.heartbeat(hb('w0', 0, [rep('mlp-1')]), 0);
     expect(c.view()[0]!.devices[0]!.usedBytes).toBe(MiB);
-    expect(c.describe('mlp').replicas.map((r) => [r.id, r.state])).toEqual([['mlp-1', 'ready'], ['mlp-p', 'pending']]);
+    expect(c.describe('mlp').replicas.map((r) => [r.id, r.state])).toEqual([
+      ['mlp-1', 'ready'],
+      ['mlp-p', 'pending'],
+    ]);
     expect(() => c.describe('nope')).toThrow(expect.objectContaining({ code: 'UNKNOWN_MODEL' }));
   });
 

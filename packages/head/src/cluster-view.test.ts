@@ -4,15 +4,56 @@ import type { WorkerRecord } from './registry.js';
 
 const MiB = 1024 * 1024;
 const rep = (id: string, model: string, over: Partial<ReplicaState> = {}): ReplicaState => ({
-  id, model, digest: 'd', device: 'cpu', state: 'ready', bytes: 10 * MiB, queueDepth: 0, inFlight: 0, processed: 0, failed: 0,
-  executionProvider: 'cpu', batching: { maxBatchSize: 1, maxQueueDelayMs: 0, maxQueueLength: 1, batchAxis: true }, batchHistogram: {},
-  pinned: false, loadedAt: 0, lastUsedAt: 0, ...over,
+  id,
+  model,
+  digest: 'd',
+  device: 'cpu',
+  state: 'ready',
+  bytes: 10 * MiB,
+  queueDepth: 0,
+  inFlight: 0,
+  processed: 0,
+  failed: 0,
+  executionProvider: 'cpu',
+  batching: { maxBatchSize: 1, maxQueueDelayMs: 0, maxQueueLength: 1, batchAxis: true },
+  batchHistogram: {},
+  pinned: false,
+  loadedAt: 0,
+  lastUsedAt: 0,
+  ...over,
 });
-const worker = (id: string, replicas: ReplicaState[], over: Partial<WorkerRecord> = {}, state: Heartbeat['state'] = 'running'): WorkerRecord => ({
+const worker = (
+  id: string,
+  replicas: ReplicaState[],
+  over: Partial<WorkerRecord> = {},
+  state: Heartbeat['state'] = 'running',
+): WorkerRecord => ({
   hb: {
-    v: 1, workerId: id, pid: 1, state, seq: 0, startedAt: 0, sentAt: 0,
-    inventory: { cpu: { cores: 2, model: 'x' }, memory: { totalBytes: 1e9, availableBytes: 1e9 }, gpus: [], source: 'override', hostname: 'h' },
-    devices: [{ id: 'cpu', kind: 'cpu', capacityBytes: 1000 * MiB, budgetBytes: 900 * MiB, usedBytes: replicas.reduce((n, r) => n + r.bytes, 0), executionProvider: 'cpu', policy: 'fifo' }],
+    v: 1,
+    workerId: id,
+    pid: 1,
+    state,
+    seq: 0,
+    startedAt: 0,
+    sentAt: 0,
+    inventory: {
+      cpu: { cores: 2, model: 'x' },
+      memory: { totalBytes: 1e9, availableBytes: 1e9 },
+      gpus: [],
+      source: 'override',
+      hostname: 'h',
+    },
+    devices: [
+      {
+        id: 'cpu',
+        kind: 'cpu',
+        capacityBytes: 1000 * MiB,
+        budgetBytes: 900 * MiB,
+        usedBytes: replicas.reduce((n, r) => n + r.bytes, 0),
+        executionProvider: 'cpu',
+        policy: 'fifo',
+      },
+    ],
     replicas,
   },
   lastSeen: 0,
@@ -23,14 +64,25 @@ const worker = (id: string, replicas: ReplicaState[], over: Partial<WorkerRecord
 describe('indexReplicas', () => {
   it('groups replicas by model, keeping each worker’s load order', () => {
     const idx = indexReplicas([worker('w0', [rep('a1', 'a'), rep('b1', 'b'), rep('a2', 'a')]), worker('w1', [rep('a3', 'a')])]);
-    expect(idx.get('a')!.map((e) => [e.r.id, e.workerId, e.order])).toEqual([['a1', 'w0', 0], ['a2', 'w0', 2], ['a3', 'w1', 0]]);
+    expect(idx.get('a')!.map((e) => [e.r.id, e.workerId, e.order])).toEqual([
+      ['a1', 'w0', 0],
+      ['a2', 'w0', 2],
+      ['a3', 'w1', 0],
+    ]);
     expect(idx.get('b')!.map((e) => e.r.id)).toEqual(['b1']);
     expect(idx.get('c')).toBeUndefined();
   });
 
   it('counts a replica id once: the worker heard of first keeps it, copies claimed by others are ignored', () => {
-    const idx = indexReplicas([worker('w0', [rep('a1', 'a')]), worker('ghost1', [rep('a1', 'a'), rep('g1', 'a')]), worker('ghost2', [rep('a1', 'a')])]);
-    expect(idx.get('a')!.map((e) => [e.r.id, e.workerId])).toEqual([['a1', 'w0'], ['g1', 'ghost1']]);
+    const idx = indexReplicas([
+      worker('w0', [rep('a1', 'a')]),
+      worker('ghost1', [rep('a1', 'a'), rep('g1', 'a')]),
+      worker('ghost2', [rep('a1', 'a')]),
+    ]);
+    expect(idx.get('a')!.map((e) => [e.r.id, e.workerId])).toEqual([
+      ['a1', 'w0'],
+      ['g1', 'ghost1'],
+    ]);
   });
 });
 

@@ -69,7 +69,9 @@ export function workerViews(workers: readonly WorkerRecord[], pending: readonly 
         kind: dev.kind,
         budgetBytes: dev.budgetBytes,
         usedBytes: dev.usedBytes + pend.filter((p) => p.device === dev.id).reduce((n, p) => n + p.bytes, 0),
-        evictableBytes: w.hb.replicas.filter((r) => r.device === dev.id && r.state === 'ready' && !r.pinned).reduce((n, r) => n + r.bytes, 0),
+        evictableBytes: w.hb.replicas
+          .filter((r) => r.device === dev.id && r.state === 'ready' && !r.pinned)
+          .reduce((n, r) => n + r.bytes, 0),
       })),
     };
   });

@@ -62,7 +62,8 @@ export class ControlPlane {
     const h = this.host;
     const spec = parseDeploySpec(raw);
     const size = await h.artifactSize(spec.digest);
-    if (size === undefined) throw new BadRequestError(`artifact ${spec.digest} is not in the model store: upload it first (the client's deploy does)`);
+    if (size === undefined)
+      throw new BadRequestError(`artifact ${spec.digest} is not in the model store: upload it first (the client's deploy does)`);
     if (size !== spec.sizeBytes) throw new BadRequestError(`artifact ${spec.digest} has ${size} bytes, the spec says ${spec.sizeBytes}`);
     const prev = h.cluster.deployments.get(spec.name);
     const createdAt = Date.now();

@@ -2,7 +2,16 @@
 // head restart or failover. Writes retry through a JetStream leader election (a few seconds on a
 // clustered NATS) and then fail with a retryable UNAVAILABLE; reads skip records that do not parse.
 import type { KV } from '@nats-io/kv';
-import { BadRequestError, PROTOCOL_VERSION, UnavailableError, decode, encode, parseDeploySpec, parseDeploymentRecord, toFlotillaError } from '@flotilla/protocol';
+import {
+  BadRequestError,
+  PROTOCOL_VERSION,
+  UnavailableError,
+  decode,
+  encode,
+  parseDeploySpec,
+  parseDeploymentRecord,
+  toFlotillaError,
+} from '@flotilla/protocol';
 import type { DeploySpec } from '@flotilla/protocol';
 import { STORE_WRITE_RETRY_POLICY, retry } from '@flotilla/bus';
 

@@ -12,7 +12,9 @@ import type { EventLogLimits } from './event-log.js';
 export const MAX_EVENT_MESSAGE_BYTES = 16 * 1024;
 
 /** The stream's limits for an event log's limits. */
-export function eventStreamLimits(limits: EventLogLimits): Pick<StreamConfig, 'max_msgs_per_subject' | 'max_msgs' | 'max_bytes' | 'max_msg_size'> {
+export function eventStreamLimits(
+  limits: EventLogLimits,
+): Pick<StreamConfig, 'max_msgs_per_subject' | 'max_msgs' | 'max_bytes' | 'max_msg_size'> {
   return {
     max_msgs_per_subject: limits.perType,
     max_msgs: limits.perType * limits.maxTypes,
@@ -25,7 +27,13 @@ export function eventStreamLimits(limits: EventLogLimits): Pick<StreamConfig, 'm
  * Creates the stream if it is missing (idempotent; another head creating it meanwhile is fine),
  * and brings an existing one's limits up to date (a stream made before per-type history).
  */
-export async function ensureEventStream(nc: NatsConnection, name: string, subject: string, limits: EventLogLimits, replicas: number): Promise<void> {
+export async function ensureEventStream(
+  nc: NatsConnection,
+  name: string,
+  subject: string,
+  limits: EventLogLimits,
+  replicas: number,
+): Promise<void> {
   const jsm = await jetstreamManager(nc);
   const want = eventStreamLimits(limits);
   let info;
@@ -33,7 +41,15 @@ export async function ensureEventStream(nc: NatsConnection, name: string, subjec
     info = await jsm.streams.info(name);
   } catch {
     await jsm.streams
-      .add({ name, subjects: [subject], storage: StorageType.File, retention: RetentionPolicy.Limits, discard: DiscardPolicy.Old, num_replicas: replicas, ...want })
+      .add({
+        name,
+        subjects: [subject],
+        storage: StorageType.File,
+        retention: RetentionPolicy.Limits,
+        discard: DiscardPolicy.Old,
+        num_replicas: replicas,
+        ...want,
+      })
       .catch(async (e: unknown) => {
         await jsm.streams.info(name).catch(() => Promise.reject(e));
       });

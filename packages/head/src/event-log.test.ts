@@ -43,7 +43,15 @@ describe('EventLog', () => {
 
 describe('evictedModels', () => {
   it('a model whose last load or eviction is an eviction is dormant again after a takeover', () => {
-    const history = [ev('loaded', 'a', 1), ev('evicted', 'a', 2), ev('evicted', 'b', 3), ev('loaded', 'b', 4), ev('evicted', 'c', 5), ev('scaled', 'c', 6), ev('refused', 'd', 7)];
+    const history = [
+      ev('loaded', 'a', 1),
+      ev('evicted', 'a', 2),
+      ev('evicted', 'b', 3),
+      ev('loaded', 'b', 4),
+      ev('evicted', 'c', 5),
+      ev('scaled', 'c', 6),
+      ev('refused', 'd', 7),
+    ];
     expect(evictedModels(history)).toEqual(['a', 'c']);
   });
 });

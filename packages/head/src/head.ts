@@ -9,7 +9,18 @@ import { Kvm } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
 import { BadRequestError, parseControlRequest, parseEventMessage, parseHeartbeat, subjects as makeSubjects } from '@flotilla/protocol';
 import type { ClusterStatus, DeploymentStatus, EventMessage, Heartbeat, Subjects } from '@flotilla/protocol';
-import { BlobStore, ThrottledLog, closeBus, connectBus, connectionTracker, createLogger, listen, notReadyReason, serve, type Logger } from '@flotilla/bus';
+import {
+  BlobStore,
+  ThrottledLog,
+  closeBus,
+  connectBus,
+  connectionTracker,
+  createLogger,
+  listen,
+  notReadyReason,
+  serve,
+  type Logger,
+} from '@flotilla/bus';
 import { parseHeadOptions, type CompiledHeadOptions, type HeadOptions } from './options.js';
 import type { WorkerRegistry } from './registry.js';
 import { LeaderLease } from './lease.js';
@@ -125,7 +136,8 @@ export class Head {
     const leaseKv = await new Kvm(leaseJs).create(s.leaseBucket, { history: 1, ttl: options.leaseTtlMs, replicas: options.storeReplicas });
     // The bucket's TTL is the one the first head created it with: renew and expire by that one.
     const ttl = (await leaseKv.status()).ttl || options.leaseTtlMs;
-    if (ttl !== options.leaseTtlMs) logger.warn({ asked: options.leaseTtlMs, bucket: ttl }, 'lease TTL set by the bucket differs from --lease-ttl-ms; using the bucket');
+    if (ttl !== options.leaseTtlMs)
+      logger.warn({ asked: options.leaseTtlMs, bucket: ttl }, 'lease TTL set by the bucket differs from --lease-ttl-ms; using the bucket');
     await ensureEventStream(nc, s.eventStream, s.eventAll, DEFAULT_EVENT_LOG_LIMITS, options.storeReplicas);
     const blobs = new BlobStore(nc, s.blobBucket, undefined, options.storeReplicas);
     const store = new DeploymentStore(kv, s.stateBucket);
@@ -169,7 +181,8 @@ export class Head {
     // No placement until the workers' heartbeats had time to arrive: replicas that exist but were
     // not heard of yet must not be placed twice (ensure still places at once).
     const settleUntil = Date.now() + this.options.settleMs;
-    for (const { spec, createdAt } of records) this.cluster.deployments.set(spec.name, newDeployment(spec, createdAt, settleUntil, this.cluster.capacityEpoch));
+    for (const { spec, createdAt } of records)
+      this.cluster.deployments.set(spec.name, newDeployment(spec, createdAt, settleUntil, this.cluster.capacityEpoch));
   }
 
   /** The event history from its stream; models evicted last are dormant again. */
@@ -191,11 +204,17 @@ export class Head {
   private subscribe(): void {
     const { logger, subjects: s } = this;
     this.subs.push(
-      listen(this.nc, s.heartbeatAll, { logger, what: 'bad heartbeat', parse: (raw, msg) => this.parseOn(msg.subject, parseHeartbeat(raw), s.heartbeat) }, (hb) =>
-        this.onHeartbeat(hb),
+      listen(
+        this.nc,
+        s.heartbeatAll,
+        { logger, what: 'bad heartbeat', parse: (raw, msg) => this.parseOn(msg.subject, parseHeartbeat(raw), s.heartbeat) },
+        (hb) => this.onHeartbeat(hb),
       ),
-      listen(this.nc, s.eventAll, { logger, what: 'bad event', parse: (raw, msg) => this.parseOn(msg.subject, parseEventMessage(raw), s.event) }, (e, msg) =>
-        this.onEvent(e, msg.data.byteLength),
+      listen(
+        this.nc,
+        s.eventAll,
+        { logger, what: 'bad event', parse: (raw, msg) => this.parseOn(msg.subject, parseEventMessage(raw), s.event) },
+        (e, msg) => this.onEvent(e, msg.data.byteLength),
       ),
       serve(
         this.nc,
@@ -224,7 +243,10 @@ export class Head {
     const r = this.cluster.heartbeat(hb, Date.now());
     if (!r.accepted) return this.refusedBeats.warn({ worker: hb.workerId, seq: hb.seq, reason: r.reason });
     if (r.joined) {
-      this.logger.info({ worker: hb.workerId, devices: hb.devices.map((d) => d.id) }, r.kind === 'restart' ? 'worker restarted' : 'worker joined');
+      this.logger.info(
+        { worker: hb.workerId, devices: hb.devices.map((d) => d.id) },
+        r.kind === 'restart' ? 'worker restarted' : 'worker joined',
+      );
       this.reconciler.scheduleTick();
     }
     if (this.readyWaiters.size > 0) for (const rep of hb.replicas) if (rep.state === 'ready') this.readyWaiters.wake(rep.model);

@@ -64,10 +64,19 @@ export function maxNextSeq(seq: number, at: number, now: number, rules: Heartbea
 }
 
 /** Judges one heartbeat against what was accepted before; returns the new track either way. */
-export function judgeHeartbeat(prev: HeartbeatTrack | undefined, hb: HeartbeatId, now: number, rules: HeartbeatRules = DEFAULT_HEARTBEAT_RULES): HeartbeatVerdict {
+export function judgeHeartbeat(
+  prev: HeartbeatTrack | undefined,
+  hb: HeartbeatId,
+  now: number,
+  rules: HeartbeatRules = DEFAULT_HEARTBEAT_RULES,
+): HeartbeatVerdict {
   const incarnation = `${hb.startedAt}/${hb.pid}`;
   const stopped = hb.state === 'stopped';
-  const fresh = (kind: 'first' | 'restart'): HeartbeatVerdict => ({ accept: true, kind, track: { incarnation, seq: hb.seq, at: now, accepted: 1, stopped } });
+  const fresh = (kind: 'first' | 'restart'): HeartbeatVerdict => ({
+    accept: true,
+    kind,
+    track: { incarnation, seq: hb.seq, at: now, accepted: 1, stopped },
+  });
   if (!prev) return fresh('first');
   if (incarnation !== prev.incarnation) {
     if (prev.stopped || now - prev.at >= rules.switchAfterMs) return fresh('restart');

@@ -93,6 +93,7 @@ export function parseHeadOptions(raw: HeadOptions = {}): CompiledHeadOptions {
   bad('settleMs', o.settleMs, 0, 600_000);
   bad('maxWorkers', o.maxWorkers, 1, 1_000_000);
   bad('confirmMs', o.confirmMs, 100, 600_000);
-  if (!/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/.test(o.id)) throw new BadRequestError(`invalid head option id='${o.id}': use 1-64 letters, digits, _ or -`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/.test(o.id))
+    throw new BadRequestError(`invalid head option id='${o.id}': use 1-64 letters, digits, _ or -`);
   return o;
 }

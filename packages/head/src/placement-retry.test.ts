@@ -1,4 +1,11 @@
-import { DEFAULT_PLACEMENT_RETRY, loadsInFlight, retryDelay, settlePending, skipDeviceMs, type PendingPlacement } from './placement-retry.js';
+import {
+  DEFAULT_PLACEMENT_RETRY,
+  loadsInFlight,
+  retryDelay,
+  settlePending,
+  skipDeviceMs,
+  type PendingPlacement,
+} from './placement-retry.js';
 
 describe('placement back-off', () => {
   it.each([

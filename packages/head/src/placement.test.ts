@@ -1,22 +1,78 @@
 import { place, type WorkerView } from './placement.js';
 
 const GiB = 1024 ** 3;
-function worker(id: string, devices: Array<[string, 'cpu' | 'gpu', number, number]>, replicas: Record<string, number> = {}, schedulable = true): WorkerView {
-  return { id, schedulable, replicasByModel: replicas, devices: devices.map(([d, kind, budget, used]) => ({ id: d, kind, budgetBytes: budget * GiB, usedBytes: used * GiB })) };
+function worker(
+  id: string,
+  devices: Array<[string, 'cpu' | 'gpu', number, number]>,
+  replicas: Record<string, number> = {},
+  schedulable = true,
+): WorkerView {
+  return {
+    id,
+    schedulable,
+    replicasByModel: replicas,
+    devices: devices.map(([d, kind, budget, used]) => ({ id: d, kind, budgetBytes: budget * GiB, usedBytes: used * GiB })),
+  };
 }
-const req = (over: Partial<Parameters<typeof place>[0]> = {}) => ({ model: 'm', bytes: 1 * GiB, device: 'any' as const, allowFallback: true, count: 1, ...over });
+const req = (over: Partial<Parameters<typeof place>[0]> = {}) => ({
+  model: 'm',
+  bytes: 1 * GiB,
+  device: 'any' as const,
+  allowFallback: true,
+  count: 1,
+  ...over,
+});
 
 describe('placement policy', () => {
   const cpuOnly = worker('a', [['cpu', 'cpu', 8, 0]]);
-  const gpuBox = worker('b', [['cpu', 'cpu', 8, 0], ['gpu:0', 'gpu', 16, 0], ['gpu:1', 'gpu', 16, 10]]);
+  const gpuBox = worker('b', [
+    ['cpu', 'cpu', 8, 0],
+    ['gpu:0', 'gpu', 16, 0],
+    ['gpu:1', 'gpu', 16, 10],
+  ]);
 
   it.each([
-    ['gpu preferred and present', req({ device: 'gpu' }), [cpuOnly, gpuBox], [{ workerId: 'b', device: 'gpu:0', kind: 'gpu', evicts: false, fallback: false }]],
-    ['any prefers a gpu', req({ device: 'any' }), [cpuOnly, gpuBox], [{ workerId: 'b', device: 'gpu:0', kind: 'gpu', evicts: false, fallback: false }]],
-    ['cpu asked: never a gpu', req({ device: 'cpu' }), [gpuBox], [{ workerId: 'b', device: 'cpu', kind: 'cpu', evicts: false, fallback: false }]],
-    ['gpu asked, none: cpu fallback', req({ device: 'gpu' }), [cpuOnly], [{ workerId: 'a', device: 'cpu', kind: 'cpu', evicts: false, fallback: true }]],
-    ['gpu asked, too small: fallback', req({ device: 'gpu', bytes: 20 * GiB }), [worker('c', [['cpu', 'cpu', 64, 0], ['gpu:0', 'gpu', 16, 0]])], [{ workerId: 'c', device: 'cpu', kind: 'cpu', evicts: false, fallback: true }]],
-    ['picks the gpu with most free memory', req({ device: 'gpu', bytes: 4 * GiB }), [gpuBox], [{ workerId: 'b', device: 'gpu:0', kind: 'gpu', evicts: false, fallback: false }]],
+    [
+      'gpu preferred and present',
+      req({ device: 'gpu' }),
+      [cpuOnly, gpuBox],
+      [{ workerId: 'b', device: 'gpu:0', kind: 'gpu', evicts: false, fallback: false }],
+    ],
+    [
+      'any prefers a gpu',
+      req({ device: 'any' }),
+      [cpuOnly, gpuBox],
+      [{ workerId: 'b', device: 'gpu:0', kind: 'gpu', evicts: false, fallback: false }],
+    ],
+    [
+      'cpu asked: never a gpu',
+      req({ device: 'cpu' }),
+      [gpuBox],
+      [{ workerId: 'b', device: 'cpu', kind: 'cpu', evicts: false, fallback: false }],
+    ],
+    [
+      'gpu asked, none: cpu fallback',
+      req({ device: 'gpu' }),
+      [cpuOnly],
+      [{ workerId: 'a', device: 'cpu', kind: 'cpu', evicts: false, fallback: true }],
+    ],
+    [
+      'gpu asked, too small: fallback',
+      req({ device: 'gpu', bytes: 20 * GiB }),
+      [
+        worker('c', [
+          ['cpu', 'cpu', 64, 0],
+          ['gpu:0', 'gpu', 16, 0],
+        ]),
+      ],
+      [{ workerId: 'c', device: 'cpu', kind: 'cpu', evicts: false, fallback: true }],
+    ],
+    [
+      'picks the gpu with most free memory',
+      req({ device: 'gpu', bytes: 4 * GiB }),
+      [gpuBox],
+      [{ workerId: 'b', device: 'gpu:0', kind: 'gpu', evicts: false, fallback: false }],
+    ],
   ])('%s', (_name, r, workers, expected) => {
     expect(place(r, workers).placements).toEqual(expected);
   });
@@ -61,7 +117,10 @@ describe('placement policy', () => {
       { workerId: 'a', device: 'cpu', kind: 'cpu', evicts: true, fallback: false },
     ]);
     const roomy = worker('b', [['cpu', 'cpu', 8, 0]]);
-    expect(place(req({ device: 'cpu', bytes: 2 * GiB, allowEviction: true }), [full, roomy]).placements[0]).toMatchObject({ workerId: 'b', evicts: false });
+    expect(place(req({ device: 'cpu', bytes: 2 * GiB, allowEviction: true }), [full, roomy]).placements[0]).toMatchObject({
+      workerId: 'b',
+      evicts: false,
+    });
     // Eviction cannot free more than what is evictable.
     expect(place(req({ device: 'cpu', bytes: 7 * GiB, allowEviction: true }), [full]).unplaced).toBe(1);
   });

@@ -50,7 +50,8 @@ export interface CountedReplica {
 export function countedReplicas(d: Deployment, replicas: readonly IndexedReplica[]): CountedReplica[] {
   const out = new Map<string, CountedReplica>();
   for (const { r, workerId, order } of replicas) {
-    if (r.digest === d.spec.digest && (r.state === 'ready' || r.state === 'loading')) out.set(r.id, { id: r.id, workerId, createdOrder: order });
+    if (r.digest === d.spec.digest && (r.state === 'ready' || r.state === 'loading'))
+      out.set(r.id, { id: r.id, workerId, createdOrder: order });
   }
   for (const [id, p] of d.pending) out.set(id, { id, workerId: p.workerId, createdOrder: Number.MAX_SAFE_INTEGER });
   return [...out.values()];
@@ -75,7 +76,10 @@ export function planReconcile(d: Deployment, replicas: readonly IndexedReplica[]
     if (plan.held) return plan;
     // At most maxLoadsInFlight loads of one deployment await their reply: a cluster that fits far
     // fewer replicas than asked is not sent hundreds of loads at once.
-    const count = Math.min(want - live.length, (cluster.maxLoadsInFlight ?? DEFAULT_PLACEMENT_RETRY.maxLoadsInFlight) - loadsInFlight(d.pending));
+    const count = Math.min(
+      want - live.length,
+      (cluster.maxLoadsInFlight ?? DEFAULT_PLACEMENT_RETRY.maxLoadsInFlight) - loadsInFlight(d.pending),
+    );
     if (count <= 0) {
       plan.held = 'loads-in-flight';
       return plan;
@@ -84,7 +88,10 @@ export function planReconcile(d: Deployment, replicas: readonly IndexedReplica[]
     const refusals = activeRefusals(d, now);
     const skip = (w: WorkerView) => ({ ...w, devices: w.devices.filter((dev) => !refusals.has(`${w.id}/${dev.id}`)) });
     const view = refusals.size === 0 ? cluster.workers() : cluster.workers().map(skip);
-    const result = place({ model: name, bytes, device: d.spec.device, allowFallback: d.spec.allowFallback, count, allowEviction: true }, view);
+    const result = place(
+      { model: name, bytes, device: d.spec.device, allowFallback: d.spec.allowFallback, count, allowEviction: true },
+      view,
+    );
     for (const p of result.placements) plan.loads.push({ workerId: p.workerId, device: p.device, bytes });
     if (result.unplaced > 0 && result.placements.length === 0) {
       // When devices were skipped for refusing, their own words say more than "does not fit".
@@ -112,7 +119,8 @@ export function planReconcile(d: Deployment, replicas: readonly IndexedReplica[]
 export function planOrphans(running: readonly WorkerRecord[], deployed: { has(model: string): boolean }): UnloadAction[] {
   const out: UnloadAction[] = [];
   for (const w of running) {
-    for (const r of w.hb.replicas) if (!deployed.has(r.model) && r.state !== 'draining') out.push({ workerId: w.hb.workerId, replicaId: r.id });
+    for (const r of w.hb.replicas)
+      if (!deployed.has(r.model) && r.state !== 'draining') out.push({ workerId: w.hb.workerId, replicaId: r.id });
   }
   return out;
 }

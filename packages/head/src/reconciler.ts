@@ -4,7 +4,15 @@
 // decision is in a pure module; what is here is I/O, logging and the bounds on commands in flight.
 import type { NatsConnection } from '@nats-io/nats-core';
 import { nuid } from '@nats-io/nats-core';
-import { BadRequestError, FlotillaError, PROTOCOL_VERSION, encode, parseLoadResult, toFlotillaError, type Subjects } from '@flotilla/protocol';
+import {
+  BadRequestError,
+  FlotillaError,
+  PROTOCOL_VERSION,
+  encode,
+  parseLoadResult,
+  toFlotillaError,
+  type Subjects,
+} from '@flotilla/protocol';
 import { call, type Logger } from '@flotilla/bus';
 import type { ClusterState } from './cluster-state.js';
 import { transition, type Deployment, type DeploymentEvent } from './deployment.js';
@@ -53,7 +61,8 @@ export class Reconciler {
     }
     if (this.wasCutOff) cluster.registry.touchAll(Date.now());
     this.wasCutOff = false;
-    for (const id of cluster.sweep(Date.now())) deps.logger.warn({ worker: id }, 'worker timed out: marked dead, its replicas will be placed elsewhere');
+    for (const id of cluster.sweep(Date.now()))
+      deps.logger.warn({ worker: id }, 'worker timed out: marked dead, its replicas will be placed elsewhere');
     const t0 = performance.now();
     for (const [name, d] of cluster.deployments) {
       this.settle(d);
@@ -105,7 +114,12 @@ export class Reconciler {
     if (d.pending.size === 0) return;
     const now = Date.now();
     const { confirmMs } = this.deps.options;
-    const v = settlePending(d.pending, (w, id) => this.cluster.registry.get(w)?.hb.replicas.some((r) => r.id === id) ?? false, now, confirmMs);
+    const v = settlePending(
+      d.pending,
+      (w, id) => this.cluster.registry.get(w)?.hb.replicas.some((r) => r.id === id) ?? false,
+      now,
+      confirmMs,
+    );
     for (const id of v.seen) transition(d, { type: 'confirmed', replicaId: id }, now);
     for (const id of v.unconfirmed) {
       const { workerId } = d.pending.get(id)!;
@@ -119,7 +133,10 @@ export class Reconciler {
     const now = Date.now();
     if (!transition(d, e, now)) return;
     const error = d.pendingReason!;
-    this.deps.logger.warn({ model: d.spec.name, code: error.code, err: error.message.slice(0, 300), retryInMs: d.retryAt - now }, 'replicas not placed (reported once until something changes)');
+    this.deps.logger.warn(
+      { model: d.spec.name, code: error.code, err: error.message.slice(0, 300), retryInMs: d.retryAt - now },
+      'replicas not placed (reported once until something changes)',
+    );
   }
 
   private autoscale(name: string, d: Deployment): void {
@@ -148,7 +165,9 @@ export class Reconciler {
     const replicaId = `${spec.name}-${nuid.next().slice(-10).toLowerCase()}`;
     transition(d, { type: 'load-sent', replicaId, workerId, device, bytes }, Date.now());
     deps.logger.debug({ model: spec.name, replica: replicaId, worker: workerId, device }, 'placing replica');
-    call(deps.nc, deps.subjects.worker(workerId, 'load'), { replicaId, device, spec, bytes }, deps.options.loadTimeoutMs, { parse: parseLoadResult })
+    call(deps.nc, deps.subjects.worker(workerId, 'load'), { replicaId, device, spec, bytes }, deps.options.loadTimeoutMs, {
+      parse: parseLoadResult,
+    })
       .then((r) => {
         if (r.replicaId !== replicaId) throw new BadRequestError(`load reply names replica ${r.replicaId}, not ${replicaId}`);
         // Not yet counted: the replica counts once the worker's heartbeats report it (settle()).

@@ -2,9 +2,16 @@ import { PROTOCOL_VERSION, type Heartbeat } from '@flotilla/protocol';
 import { WorkerRegistry } from './registry.js';
 
 const hb = (id: string, seq: number, state: Heartbeat['state'] = 'running', startedAt = 1): Heartbeat => ({
-  v: PROTOCOL_VERSION, workerId: id, pid: 1, state, seq, startedAt, sentAt: 0,
+  v: PROTOCOL_VERSION,
+  workerId: id,
+  pid: 1,
+  state,
+  seq,
+  startedAt,
+  sentAt: 0,
   inventory: { cpu: { cores: 1, model: 'x' }, memory: { totalBytes: 1, availableBytes: 1 }, gpus: [], source: 'measured', hostname: 'h' },
-  devices: [], replicas: [],
+  devices: [],
+  replicas: [],
 });
 const joined = (r: ReturnType<WorkerRegistry['upsert']>) => r.accepted && r.joined;
 

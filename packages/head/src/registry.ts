@@ -23,7 +23,8 @@ export function confirmed(w: WorkerRecord): boolean {
   return w.track.accepted >= 2;
 }
 
-export type UpsertResult = { accepted: true; joined: boolean; kind: 'first' | 'next' | 'restart' | 'resync' } | { accepted: false; reason: string };
+export type UpsertResult =
+  { accepted: true; joined: boolean; kind: 'first' | 'next' | 'restart' | 'resync' } | { accepted: false; reason: string };
 
 export interface RegistryOptions {
   /** Most workers held; a heartbeat from a new id beyond it is refused. Default 10,000. */

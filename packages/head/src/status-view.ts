@@ -16,7 +16,14 @@ export interface DeploymentFacts {
 
 /** A deployment's status: its replicas on live workers (from `replicas`, the index entry of its model) and its pending loads. */
 export function deploymentStatus(d: DeploymentFacts, replicas: readonly IndexedReplica[]): DeploymentStatus {
-  const out: PlacedReplica[] = replicas.map(({ r, workerId }) => ({ id: r.id, workerId, device: r.device, state: r.state, queueDepth: r.queueDepth, error: r.error }));
+  const out: PlacedReplica[] = replicas.map(({ r, workerId }) => ({
+    id: r.id,
+    workerId,
+    device: r.device,
+    state: r.state,
+    queueDepth: r.queueDepth,
+    error: r.error,
+  }));
   if (d.pending.size > 0) {
     const seen = new Set(out.map((r) => r.id));
     for (const [id, p] of d.pending) if (!seen.has(id)) out.push({ id, workerId: p.workerId, device: p.device, state: 'pending' });

@@ -95,7 +95,9 @@ describe('readJobLines', () => {
     }
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
     const [t4, t32] = [median(small4), median(large32)];
-    process.stdout.write(`readJobLines: 4 MiB line ${t4.toFixed(1)} ms, 32 MiB line ${t32.toFixed(1)} ms (×${(t32 / t4).toFixed(1)}; quadratic was ×50)\n`);
+    process.stdout.write(
+      `readJobLines: 4 MiB line ${t4.toFixed(1)} ms, 32 MiB line ${t32.toFixed(1)} ms (×${(t32 / t4).toFixed(1)}; quadratic was ×50)\n`,
+    );
     expect(t32).toBeLessThan(16 * t4);
   }, 60_000);
 });

@@ -4,7 +4,15 @@ import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PROTOCOL_VERSION } from '@flotilla/protocol';
-import { localRecordPath, parseJobRecord, parseJobResult, readLocalRecord, resultStatus, writeLocalRecord, type JobLocalRecord } from './job-records.js';
+import {
+  localRecordPath,
+  parseJobRecord,
+  parseJobResult,
+  readLocalRecord,
+  resultStatus,
+  writeLocalRecord,
+  type JobLocalRecord,
+} from './job-records.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'flotilla-job-records-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -41,7 +49,9 @@ describe('parseJobRecord', () => {
     ['an unknown key', JSON.stringify({ ...good, extra: 'x'.repeat(600_000) }), /\$\.extra: unknown key/],
     ['another job id', JSON.stringify({ ...good, id: 'J2' }), /\$\.id: is 'J2', stored under 'J1'/],
   ])('refuses %s with BAD_REQUEST', (_what, text, message) => {
-    expect(() => parseJobRecord(text, 'J1')).toThrow(expect.objectContaining({ code: 'BAD_REQUEST', message: expect.stringMatching(message) }));
+    expect(() => parseJobRecord(text, 'J1')).toThrow(
+      expect.objectContaining({ code: 'BAD_REQUEST', message: expect.stringMatching(message) }),
+    );
   });
 
   it('keeps error messages bounded', () => {
@@ -60,7 +70,10 @@ describe('parseJobResult', () => {
 
   it('accepts outputs, an error, or an object of this job and line', () => {
     expect(ok({ line: 3, outputs: { y: t } })).toEqual({ line: 3, outputs: { y: t } });
-    expect(ok({ line: 0, error: { code: 'INPUT_MISMATCH', message: 'no' } })).toEqual({ line: 0, error: { code: 'INPUT_MISMATCH', message: 'no' } });
+    expect(ok({ line: 0, error: { code: 'INPUT_MISMATCH', message: 'no' } })).toEqual({
+      line: 0,
+      error: { code: 'INPUT_MISMATCH', message: 'no' },
+    });
     expect(ok({ line: 9, object: { name: 'J1.9', size: 1000 } })).toEqual({ line: 9, object: { name: 'J1.9', size: 1000 } });
   });
 
@@ -70,10 +83,14 @@ describe('parseJobResult', () => {
     ['no result', { line: 1 }, /exactly one/],
     ['two results', { line: 1, outputs: {}, error: { code: 'X', message: '' } }, /exactly one/],
     ['a lowercase error code', { line: 1, error: { code: '__proto__', message: '' } }, /\$\.error/],
-    ['another job\'s object', { line: 1, object: { name: 'J2.1', size: 10 } }, /\$\.object\.name: must be 'J1\.1'/],
+    ["another job's object", { line: 1, object: { name: 'J2.1', size: 10 } }, /\$\.object\.name: must be 'J1\.1'/],
     ['an object over the limit', { line: 1, object: { name: 'J1.1', size: 2048 } }, /\$\.object\.size/],
     ['a negative object size', { line: 1, object: { name: 'J1.1', size: -1 } }, /\$\.object\.size/],
-    ['a tensor whose bytes do not match dims', { line: 1, outputs: { y: { ...t, dims: [1, 3] } } }, /\$\.outputs\.y: data does not match dims/],
+    [
+      'a tensor whose bytes do not match dims',
+      { line: 1, outputs: { y: { ...t, dims: [1, 3] } } },
+      /\$\.outputs\.y: data does not match dims/,
+    ],
     ['a tensor of an unknown dtype', { line: 1, outputs: { y: { ...t, dtype: 'complex' } } }, /unsupported dtype/],
     ['an unknown key', { line: 1, outputs: {}, more: 1 }, /\$\.more: unknown key/],
   ])('refuses %s with BAD_REQUEST', (_what, r, message) => {
@@ -88,7 +105,17 @@ describe('parseJobResult', () => {
 });
 
 describe('local job records', () => {
-  const rec: JobLocalRecord = { v: 1, id: 'J1', cluster: 'c1', model: 'mlp', input: '/a/in', output: '/a/out', total: 3, inputSha256: 'b'.repeat(64), created: 'now' };
+  const rec: JobLocalRecord = {
+    v: 1,
+    id: 'J1',
+    cluster: 'c1',
+    model: 'mlp',
+    input: '/a/in',
+    output: '/a/out',
+    total: 3,
+    inputSha256: 'b'.repeat(64),
+    created: 'now',
+  };
 
   it('round-trips, owner-only, under <state dir>/<cluster>/<id>.json', async () => {
     const stateDir = join(dir, 'state');
@@ -104,11 +131,20 @@ describe('local job records', () => {
     const stateDir = join(dir, 'state2');
     await writeLocalRecord(stateDir, rec);
     writeFileSync(localRecordPath(stateDir, 'c1', 'J1'), '{');
-    await expect(readLocalRecord(stateDir, 'c1', 'J1')).rejects.toMatchObject({ code: 'BAD_REQUEST', message: expect.stringMatching(/not JSON/) });
+    await expect(readLocalRecord(stateDir, 'c1', 'J1')).rejects.toMatchObject({
+      code: 'BAD_REQUEST',
+      message: expect.stringMatching(/not JSON/),
+    });
     writeFileSync(localRecordPath(stateDir, 'c1', 'J1'), JSON.stringify({ ...rec, id: 'J9' }));
-    await expect(readLocalRecord(stateDir, 'c1', 'J1')).rejects.toMatchObject({ code: 'BAD_REQUEST', message: expect.stringMatching(/it is job 'J9'/) });
+    await expect(readLocalRecord(stateDir, 'c1', 'J1')).rejects.toMatchObject({
+      code: 'BAD_REQUEST',
+      message: expect.stringMatching(/it is job 'J9'/),
+    });
     writeFileSync(localRecordPath(stateDir, 'c1', 'J1'), JSON.stringify({ ...rec, total: 'many' }));
-    await expect(readLocalRecord(stateDir, 'c1', 'J1')).rejects.toMatchObject({ code: 'BAD_REQUEST', message: expect.stringMatching(/\$\.total/) });
+    await expect(readLocalRecord(stateDir, 'c1', 'J1')).rejects.toMatchObject({
+      code: 'BAD_REQUEST',
+      message: expect.stringMatching(/\$\.total/),
+    });
   });
 
   it('an unwritable state dir is BAD_REQUEST', async () => {

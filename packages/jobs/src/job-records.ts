@@ -6,7 +6,16 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { BadRequestError, DTYPES, ErrorCode, MAX_TENSOR_ELEMENTS, PROTOCOL_VERSION, elementCount, isValidName, type WireTensors } from '@flotilla/protocol';
+import {
+  BadRequestError,
+  DTYPES,
+  ErrorCode,
+  MAX_TENSOR_ELEMENTS,
+  PROTOCOL_VERSION,
+  elementCount,
+  isValidName,
+  type WireTensors,
+} from '@flotilla/protocol';
 
 /** Job ids: nuid (22 characters) or any token of up to 64. */
 export const JOB_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
@@ -50,10 +59,24 @@ export type StoredJobResult =
   | { line: number; object: { name: string; size: number } };
 
 type Check = (v: unknown) => string | undefined;
-const str = (max: number, re?: RegExp): Check => (v) =>
-  typeof v !== 'string' ? 'must be a string' : v.length > max ? `must be at most ${max} characters` : re && !re.test(v) ? `does not match ${re}` : undefined;
-const int = (min: number, max: number): Check => (v) => (Number.isInteger(v) && (v as number) >= min && (v as number) <= max ? undefined : `must be an integer in [${min}, ${max}]`);
-const num = (min: number, max: number): Check => (v) => (typeof v === 'number' && v > min && v <= max ? undefined : `must be a number in (${min}, ${max}]`);
+const str =
+  (max: number, re?: RegExp): Check =>
+  (v) =>
+    typeof v !== 'string'
+      ? 'must be a string'
+      : v.length > max
+        ? `must be at most ${max} characters`
+        : re && !re.test(v)
+          ? `does not match ${re}`
+          : undefined;
+const int =
+  (min: number, max: number): Check =>
+  (v) =>
+    Number.isInteger(v) && (v as number) >= min && (v as number) <= max ? undefined : `must be an integer in [${min}, ${max}]`;
+const num =
+  (min: number, max: number): Check =>
+  (v) =>
+    typeof v === 'number' && v > min && v <= max ? undefined : `must be a number in (${min}, ${max}]`;
 
 /**
  * The job record schema (the KV value, JSON): every field's check; `?` marks optional ones.
@@ -100,7 +123,9 @@ export function parseJobRecord(text: string, id: string): JobMeta {
   } catch {
     throw new BadRequestError(`invalid job record '${id}': not JSON`);
   }
-  const why = checkObject(JobRecordSchema, raw) ?? ((raw as JobMeta).id !== id ? `$.id: is '${(raw as JobMeta).id}', stored under '${id}'` : undefined);
+  const why =
+    checkObject(JobRecordSchema, raw) ??
+    ((raw as JobMeta).id !== id ? `$.id: is '${(raw as JobMeta).id}', stored under '${id}'` : undefined);
   if (why) throw new BadRequestError(`invalid job record '${id}': ${why}`, { data: { jobId: id } });
   return raw as JobMeta;
 }
@@ -110,10 +135,12 @@ function tensorProblem(t: unknown): string | undefined {
   if (t === null || typeof t !== 'object') return 'must be { dtype, dims, data }';
   const { dtype, dims, data } = t as Record<string, unknown>;
   if (typeof dtype !== 'string' || !Object.prototype.hasOwnProperty.call(DTYPES, dtype)) return 'unsupported dtype';
-  if (!Array.isArray(dims) || dims.length > 64 || !dims.every((d) => Number.isSafeInteger(d) && d >= 0)) return 'dims must be non-negative integers';
+  if (!Array.isArray(dims) || dims.length > 64 || !dims.every((d) => Number.isSafeInteger(d) && d >= 0))
+    return 'dims must be non-negative integers';
   if (!(data instanceof Uint8Array)) return 'data must be bytes';
   const count = elementCount(dims as number[]);
-  if (count > MAX_TENSOR_ELEMENTS || data.byteLength !== count * DTYPES[dtype as keyof typeof DTYPES].bytes) return 'data does not match dims';
+  if (count > MAX_TENSOR_ELEMENTS || data.byteLength !== count * DTYPES[dtype as keyof typeof DTYPES].bytes)
+    return 'data does not match dims';
   return undefined;
 }
 
@@ -126,7 +153,8 @@ export function parseJobResult(raw: unknown, jobId: string, total: number, maxOb
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw bad('$: must be a map');
   const r = raw as Record<string, unknown>;
   if (r.v !== PROTOCOL_VERSION) throw bad(`$.v: must be ${PROTOCOL_VERSION}`);
-  if (!Number.isInteger(r.line) || (r.line as number) < 0 || (r.line as number) >= total) throw bad(`$.line: must be an integer in [0, ${total})`);
+  if (!Number.isInteger(r.line) || (r.line as number) < 0 || (r.line as number) >= total)
+    throw bad(`$.line: must be an integer in [0, ${total})`);
   const line = r.line as number;
   const kinds = ['outputs', 'error', 'object'].filter((k) => r[k] !== undefined);
   if (kinds.length !== 1) throw bad('exactly one of $.outputs, $.error, $.object must be present');
@@ -134,18 +162,24 @@ export function parseJobResult(raw: unknown, jobId: string, total: number, maxOb
   if (extra !== undefined) throw bad(`$.${extra.slice(0, 64)}: unknown key`);
   if (r.error !== undefined) {
     const e = r.error as Record<string, unknown> | null;
-    const why = e === null || typeof e !== 'object' ? 'must be { code, message }' : str(64, CODE_RE)(e.code) ?? str(MAX_ERROR_MESSAGE_CHARS)(e.message);
+    const why =
+      e === null || typeof e !== 'object'
+        ? 'must be { code, message }'
+        : (str(64, CODE_RE)(e.code) ?? str(MAX_ERROR_MESSAGE_CHARS)(e.message));
     if (why) throw bad(`$.error: ${why}`);
     return { line, error: { code: e!.code as string, message: e!.message as string } };
   }
   if (r.object !== undefined) {
     const o = r.object as Record<string, unknown> | null;
-    if (o === null || typeof o !== 'object' || o.name !== resultObjectName(jobId, line)) throw bad(`$.object.name: must be '${resultObjectName(jobId, line)}'`);
-    if (!Number.isInteger(o.size) || (o.size as number) < 0 || (o.size as number) > maxObjectBytes) throw bad(`$.object.size: must be an integer in [0, ${maxObjectBytes}]`);
+    if (o === null || typeof o !== 'object' || o.name !== resultObjectName(jobId, line))
+      throw bad(`$.object.name: must be '${resultObjectName(jobId, line)}'`);
+    if (!Number.isInteger(o.size) || (o.size as number) < 0 || (o.size as number) > maxObjectBytes)
+      throw bad(`$.object.size: must be an integer in [0, ${maxObjectBytes}]`);
     return { line, object: { name: o.name, size: o.size as number } };
   }
   const outputs = r.outputs as Record<string, unknown> | null;
-  if (outputs === null || typeof outputs !== 'object' || Array.isArray(outputs) || outputs instanceof Uint8Array) throw bad('$.outputs: must be a map of tensors');
+  if (outputs === null || typeof outputs !== 'object' || Array.isArray(outputs) || outputs instanceof Uint8Array)
+    throw bad('$.outputs: must be a map of tensors');
   for (const [name, t] of Object.entries(outputs)) {
     const why = name.length > 256 ? 'name longer than 256 characters' : tensorProblem(t);
     if (why) throw bad(`$.outputs.${name.slice(0, 64)}: ${why}`);
@@ -197,7 +231,10 @@ export async function writeLocalRecord(stateDir: string, rec: JobLocalRecord): P
     await writeFile(`${path}.tmp`, JSON.stringify(rec, null, 2) + '\n', { mode: 0o600 });
     await rename(`${path}.tmp`, path);
   } catch (err) {
-    throw new BadRequestError(`cannot write the job's local record ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+    throw new BadRequestError(
+      `cannot write the job's local record ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      { cause: err },
+    );
   }
   return path;
 }
@@ -222,7 +259,10 @@ export async function readLocalRecord(stateDir: string, cluster: string, id: str
     text = await readFile(path, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new BadRequestError(`cannot read the job's local record ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+    throw new BadRequestError(
+      `cannot read the job's local record ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      { cause: err },
+    );
   }
   let raw: unknown;
   try {
@@ -233,6 +273,7 @@ export async function readLocalRecord(stateDir: string, cluster: string, id: str
   const why = checkObject(LocalRecordSchema, raw);
   if (why) throw new BadRequestError(`invalid local job record ${path}: ${why}`);
   const rec = raw as JobLocalRecord;
-  if (rec.id !== id || rec.cluster !== cluster) throw new BadRequestError(`invalid local job record ${path}: it is job '${rec.id}' of cluster '${rec.cluster}'`);
+  if (rec.id !== id || rec.cluster !== cluster)
+    throw new BadRequestError(`invalid local job record ${path}: it is job '${rec.id}' of cluster '${rec.cluster}'`);
   return rec;
 }

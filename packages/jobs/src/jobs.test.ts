@@ -33,7 +33,11 @@ function writeInput(name: string, n: number, bad: number[] = []): string {
   return path;
 }
 
-type OutLine = { line: number; outputs?: Record<string, { dtype: string; dims: number[]; data: number[] }>; error?: { code: string; message: string } };
+type OutLine = {
+  line: number;
+  outputs?: Record<string, { dtype: string; dims: number[]; data: number[] }>;
+  error?: { code: string; message: string };
+};
 const readOutput = (path: string): OutLine[] =>
   readFileSync(path, 'utf8')
     .split('\n')
@@ -64,7 +68,8 @@ describe('batch jobs', () => {
     const output = join(dir, 'out50.jsonl');
     let started = '';
     let progressCalls = 0;
-    const s = await submitJob(client, { stateDir, 
+    const s = await submitJob(client, {
+      stateDir,
       model: 'mlp',
       input,
       output,
@@ -96,7 +101,18 @@ describe('batch jobs', () => {
     }
 
     const st = await jobStatus(client, s.id);
-    expect(st).toMatchObject({ id: s.id, model: 'mlp', input, output, total: 50, done: 50, ok: 48, failed: 2, remaining: 0, state: 'complete' });
+    expect(st).toMatchObject({
+      id: s.id,
+      model: 'mlp',
+      input,
+      output,
+      total: 50,
+      done: 50,
+      ok: 48,
+      failed: 2,
+      remaining: 0,
+      state: 'complete',
+    });
     expect(st.errored).toEqual({ INPUT_MISMATCH: 2 });
     expect(st.finished).toBeDefined();
 
@@ -115,7 +131,7 @@ describe('batch jobs', () => {
     writeFileSync(input, [inputLine(0), 'not json', '', '{"x":{"dtype":"float32","dims":[1,16],"data":[1]}}', inputLine(4)].join('\r\n'));
     const output = join(dir, 'malformed.out.jsonl');
     const sentLines: number[] = [];
-    const s = await submitJob(client, { stateDir,  model: 'mlp', input, output, onRequest: (l) => sentLines.push(l) });
+    const s = await submitJob(client, { stateDir, model: 'mlp', input, output, onRequest: (l) => sentLines.push(l) });
     expect(s).toMatchObject({ total: 5, ok: 2, failed: 3, complete: true, errored: { BAD_REQUEST: 3 } });
     expect(sentLines.sort()).toEqual([0, 4]);
     expect(readOutput(output).map((o) => o.error?.code ?? 'ok')).toEqual(['ok', 'BAD_REQUEST', 'BAD_REQUEST', 'BAD_REQUEST', 'ok']);
@@ -125,7 +141,15 @@ describe('batch jobs', () => {
     const input = writeInput('in-resume.jsonl', 60, [12]);
     const output = join(dir, 'out-resume.jsonl');
     const firstRun: number[] = [];
-    const s1 = await submitJob(client, { stateDir,  model: 'mlp', input, output, concurrency: 4, stopAfter: 20, onRequest: (l) => firstRun.push(l) });
+    const s1 = await submitJob(client, {
+      stateDir,
+      model: 'mlp',
+      input,
+      output,
+      concurrency: 4,
+      stopAfter: 20,
+      onRequest: (l) => firstRun.push(l),
+    });
     expect(s1).toMatchObject({ complete: false, interrupted: true });
     expect(s1.recorded).toBeGreaterThanOrEqual(20);
     expect(s1.recorded).toBeLessThan(60);
@@ -151,9 +175,12 @@ describe('batch jobs', () => {
 
     // Resuming a complete job sends nothing and rewrites the output from the stream.
     unlinkSync(output);
-    const s3 = await resumeJob(client, s1.id, { stateDir, onRequest: () => {
-      throw new Error('nothing should be sent');
-    } });
+    const s3 = await resumeJob(client, s1.id, {
+      stateDir,
+      onRequest: () => {
+        throw new Error('nothing should be sent');
+      },
+    });
     expect(s3).toMatchObject({ complete: true, sent: 0, ok: 59, failed: 1 });
     expect(readOutput(output)).toEqual(out);
   });
@@ -162,7 +189,15 @@ describe('batch jobs', () => {
     const input = writeInput('in-abort.jsonl', 30);
     const output = join(dir, 'out-abort.jsonl');
     const ac = new AbortController();
-    const s1 = await submitJob(client, { stateDir,  model: 'mlp', input, output, concurrency: 2, onProgress: (p) => p.done >= 5 && ac.abort(), signal: ac.signal });
+    const s1 = await submitJob(client, {
+      stateDir,
+      model: 'mlp',
+      input,
+      output,
+      concurrency: 2,
+      onProgress: (p) => p.done >= 5 && ac.abort(),
+      signal: ac.signal,
+    });
     expect(s1.interrupted).toBe(true);
     const s2 = await resumeJob(client, s1.id, { stateDir });
     expect(s2).toMatchObject({ ok: 30, failed: 0, complete: true, sent: 30 - s1.recorded });
@@ -172,12 +207,14 @@ describe('batch jobs', () => {
   it('refuses to resume when the input changed, an unknown job, an unknown model, a missing input', async () => {
     const input = writeInput('in-changed.jsonl', 10);
     const output = join(dir, 'out-changed.jsonl');
-    const s = await submitJob(client, { stateDir,  model: 'mlp', input, output, stopAfter: 2, concurrency: 1 });
+    const s = await submitJob(client, { stateDir, model: 'mlp', input, output, stopAfter: 2, concurrency: 1 });
     writeInput('in-changed.jsonl', 11);
     await expect(resumeJob(client, s.id, { stateDir })).rejects.toMatchObject({ code: 'BAD_REQUEST' });
     await expect(jobStatus(client, 'nope')).rejects.toMatchObject({ code: 'NOT_FOUND' });
-    await expect(submitJob(client, { stateDir,  model: 'nope', input, output })).rejects.toMatchObject({ code: 'UNKNOWN_MODEL' });
-    await expect(submitJob(client, { stateDir,  model: 'mlp', input: join(dir, 'missing.jsonl'), output })).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+    await expect(submitJob(client, { stateDir, model: 'nope', input, output })).rejects.toMatchObject({ code: 'UNKNOWN_MODEL' });
+    await expect(submitJob(client, { stateDir, model: 'mlp', input: join(dir, 'missing.jsonl'), output })).rejects.toMatchObject({
+      code: 'BAD_REQUEST',
+    });
   });
   it('resume writes only to the output given to it or recorded locally at submit, never to a path from the cluster record', async () => {
     const input = writeInput('in-tamper.jsonl', 20);
@@ -205,18 +242,36 @@ describe('batch jobs', () => {
 
     // On another machine (no local record) both files must be given.
     const elsewhere = join(dir, 'elsewhere');
-    await expect(resumeJob(client, s1.id, { stateDir: elsewhere })).rejects.toMatchObject({ code: 'BAD_REQUEST', message: expect.stringMatching(/no local record .*give the input file/) });
-    await expect(resumeJob(client, s1.id, { stateDir: elsewhere, input })).rejects.toMatchObject({ code: 'BAD_REQUEST', message: expect.stringMatching(/give the output file/) });
+    await expect(resumeJob(client, s1.id, { stateDir: elsewhere })).rejects.toMatchObject({
+      code: 'BAD_REQUEST',
+      message: expect.stringMatching(/no local record .*give the input file/),
+    });
+    await expect(resumeJob(client, s1.id, { stateDir: elsewhere, input })).rejects.toMatchObject({
+      code: 'BAD_REQUEST',
+      message: expect.stringMatching(/give the output file/),
+    });
     expect(await resumeJob(client, s1.id, { stateDir: elsewhere, input, output: other })).toMatchObject({ complete: true, sent: 0 });
 
     // A record rewritten to send the data to another model disagrees with the local one: refused.
     await kv.put(s1.id, JSON.stringify({ ...rec, model: 'affine' }));
-    await expect(resumeJob(client, s1.id, { stateDir })).rejects.toMatchObject({ code: 'BAD_REQUEST', message: expect.stringMatching(/differs from the one kept at submit/) });
+    await expect(resumeJob(client, s1.id, { stateDir })).rejects.toMatchObject({
+      code: 'BAD_REQUEST',
+      message: expect.stringMatching(/differs from the one kept at submit/),
+    });
   });
 
   it('a malformed job record read back is a coded BAD_REQUEST, not a crash', async () => {
     const kv = await new Kvm(jetstream(await client.connection())).open(subjects(cluster.cluster).jobBucket);
-    const valid = { id: 'x', model: 'mlp', input: '/i', output: '/o', total: 3, inputSha256: 'a'.repeat(64), created: 'now', concurrency: 1 };
+    const valid = {
+      id: 'x',
+      model: 'mlp',
+      input: '/i',
+      output: '/o',
+      total: 3,
+      inputSha256: 'a'.repeat(64),
+      created: 'now',
+      concurrency: 1,
+    };
     const cases: Array<[string, string]> = [
       ['badjson', '{"id":'],
       ['hugetotal', JSON.stringify({ ...valid, id: 'hugetotal', total: 1e15 })],
@@ -225,12 +280,15 @@ describe('batch jobs', () => {
     ];
     for (const [id, value] of cases) {
       await kv.put(id, value);
-      await expect(jobStatus(client, id)).rejects.toMatchObject({ code: 'BAD_REQUEST', message: expect.stringContaining(`invalid job record '${id}'`) });
+      await expect(jobStatus(client, id)).rejects.toMatchObject({
+        code: 'BAD_REQUEST',
+        message: expect.stringContaining(`invalid job record '${id}'`),
+      });
       await expect(resumeJob(client, id, { stateDir })).rejects.toMatchObject({ code: 'BAD_REQUEST' });
     }
   });
 
-  it('a forged or malformed stored result becomes that line\'s DECODE_ERROR; the job still completes', async () => {
+  it("a forged or malformed stored result becomes that line's DECODE_ERROR; the job still completes", async () => {
     const input = writeInput('in-forged.jsonl', 6);
     const output = join(dir, 'out-forged.jsonl');
     const s1 = await submitJob(client, { stateDir, model: 'mlp', input, output, stopAfter: 1, concurrency: 1 });
@@ -243,7 +301,11 @@ describe('batch jobs', () => {
       await js.publish(subject, body, { headers: h });
     };
     await forge(4, 'ok', new Uint8Array([0xc1])); // not msgpack
-    await forge(5, '__proto__', encode({ v: PROTOCOL_VERSION, line: 5, outputs: { y: { dtype: 'float32', dims: [1, 4], data: new Uint8Array(3) } } }));
+    await forge(
+      5,
+      '__proto__',
+      encode({ v: PROTOCOL_VERSION, line: 5, outputs: { y: { dtype: 'float32', dims: [1, 4], data: new Uint8Array(3) } } }),
+    );
     const mid = await jobStatus(client, s1.id);
     expect(mid.errored).toEqual({ INTERNAL: 1 }); // an odd status header counts as INTERNAL
 
@@ -272,7 +334,13 @@ describe('batch jobs', () => {
     expect((await os.info(`${s.id}.0`))!.size).toBeGreaterThan(n * 4);
 
     // Above the job's result limit: recorded as PAYLOAD_TOO_LARGE, coded.
-    const capped = await submitJob(client, { stateDir, model: 'affine', input, output: join(dir, 'out-capped.jsonl'), maxResultBytes: 1024 * 1024 });
+    const capped = await submitJob(client, {
+      stateDir,
+      model: 'affine',
+      input,
+      output: join(dir, 'out-capped.jsonl'),
+      maxResultBytes: 1024 * 1024,
+    });
     expect(capped).toMatchObject({ ok: 0, failed: 2, errored: { PAYLOAD_TOO_LARGE: 2 }, complete: true });
   }, 60_000);
 });

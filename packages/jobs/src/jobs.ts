@@ -21,7 +21,15 @@ import { createWriteStream } from 'node:fs';
 import { access, constants, rename, rm } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { headers as natsHeaders, nanos, nuid, type NatsConnection } from '@nats-io/nats-core';
-import { DiscardPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
+import {
+  DiscardPolicy,
+  RetentionPolicy,
+  StorageType,
+  jetstream,
+  jetstreamManager,
+  type JetStreamClient,
+  type JsMsg,
+} from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import { mapNatsError, maxPayload, objectChunkSize } from '@flotilla/bus';
@@ -256,7 +264,9 @@ class JobStore {
       .create(this.names.jobObjectBucket, { storage: StorageType.File, ttl: nanos(JOB_RETENTION_MS), replicas: 1 })
       .catch((err: unknown) => {
         this.objectStore = undefined;
-        throw new UnavailableError(`job object store ${this.names.jobObjectBucket} is not available: ${(err as Error).message}`, { cause: err });
+        throw new UnavailableError(`job object store ${this.names.jobObjectBucket} is not available: ${(err as Error).message}`, {
+          cause: err,
+        });
       });
     return this.objectStore;
   }
@@ -266,7 +276,8 @@ class JobStore {
     const os = await this.objects();
     const info = await os.info(ref.name);
     if (!info) throw new NotFoundError(`stored result ${ref.name} is missing from ${this.names.jobObjectBucket}`);
-    if (info.size !== ref.size || info.size > maxBytes) throw new BadRequestError(`stored result ${ref.name} has ${info.size} bytes, its record says ${ref.size} (limit ${maxBytes})`);
+    if (info.size !== ref.size || info.size > maxBytes)
+      throw new BadRequestError(`stored result ${ref.name} has ${info.size} bytes, its record says ${ref.size} (limit ${maxBytes})`);
     const data = await os.getBlob(ref.name);
     if (!data) throw new NotFoundError(`stored result ${ref.name} is missing from ${this.names.jobObjectBucket}`);
     return data;
@@ -278,7 +289,8 @@ class JobStore {
       if (isNotFound(err)) return null; // no bucket: this cluster never had a job
       throw new UnavailableError(`cannot read job '${id}': ${(err as Error).message}`, { cause: err });
     });
-    if (!e || e.operation !== 'PUT' || e.length === 0) throw new NotFoundError(`no job '${id}' in cluster '${this.cluster}' (jobs are kept 7 days)`);
+    if (!e || e.operation !== 'PUT' || e.length === 0)
+      throw new NotFoundError(`no job '${id}' in cluster '${this.cluster}' (jobs are kept 7 days)`);
     return parseJobRecord(e.string(), id);
   }
 
@@ -287,7 +299,9 @@ class JobStore {
    * max_payload goes to the object store first (up to `maxResultBytes`; larger: PAYLOAD_TOO_LARGE).
    */
   async record(id: string, r: JobLineResult, maxResultBytes: number): Promise<void> {
-    let body = encode(r.error ? { v: PROTOCOL_VERSION, line: r.line, error: r.error } : { v: PROTOCOL_VERSION, line: r.line, outputs: r.outputs });
+    let body = encode(
+      r.error ? { v: PROTOCOL_VERSION, line: r.line, error: r.error } : { v: PROTOCOL_VERSION, line: r.line, outputs: r.outputs },
+    );
     let status = r.error ? r.error.code : 'ok';
     const limit = maxPayload(this.nc) - RESULT_HEADROOM_BYTES;
     if (body.byteLength > maxResultBytes) {
@@ -306,7 +320,11 @@ class JobStore {
     const h = natsHeaders();
     h.set(LINE_HEADER, String(r.line));
     h.set(STATUS_HEADER, status);
-    await this.js.publish(this.names.jobResults(id), body, { msgID: `${id}.${r.line}`, headers: h, expect: { streamName: this.names.jobStream } });
+    await this.js.publish(this.names.jobResults(id), body, {
+      msgID: `${id}.${r.line}`,
+      headers: h,
+      expect: { streamName: this.names.jobStream },
+    });
   }
 
   /**
@@ -314,7 +332,10 @@ class JobStore {
    * `headersOnly` leaves the payloads on the server (status, resume's first pass).
    */
   async scan(id: string, headersOnly: boolean, each: (m: JsMsg) => void | Promise<void>): Promise<void> {
-    const consumer = await this.js.consumers.get(this.names.jobStream, { filter_subjects: this.names.jobResults(id), headers_only: headersOnly });
+    const consumer = await this.js.consumers.get(this.names.jobStream, {
+      filter_subjects: this.names.jobResults(id),
+      headers_only: headersOnly,
+    });
     try {
       const pending = (await consumer.info(true)).num_pending;
       if (pending === 0) return;
@@ -371,7 +392,9 @@ async function scanInput(path: string): Promise<{ total: number; sha256: string 
   try {
     total = await countJobLines(path, hash);
   } catch (err) {
-    throw new BadRequestError(`cannot read input file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+    throw new BadRequestError(`cannot read input file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, {
+      cause: err,
+    });
   }
   if (total > MAX_JOB_LINES) throw new BadRequestError(`input file ${path} has ${total} lines: a job takes at most ${MAX_JOB_LINES}`);
   return { total, sha256: hash.digest('hex') };
@@ -398,7 +421,9 @@ async function checkWritable(path: string): Promise<void> {
   try {
     await access(dirname(path), constants.W_OK);
   } catch (err) {
-    throw new BadRequestError(`cannot write output file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+    throw new BadRequestError(`cannot write output file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, {
+      cause: err,
+    });
   }
 }
 
@@ -410,9 +435,12 @@ function checkRunOptions(o: JobRunOptions): void {
   if (o.timeoutMs !== undefined && !(Number.isFinite(o.timeoutMs) && o.timeoutMs > 0 && o.timeoutMs <= MAX_JOB_TIMEOUT_MS)) {
     throw bad('timeout', `a number of ms in (0, ${MAX_JOB_TIMEOUT_MS}], got ${o.timeoutMs}`);
   }
-  if (o.maxResultBytes !== undefined && !(Number.isInteger(o.maxResultBytes) && o.maxResultBytes >= 1024)) throw bad('maxResultBytes', `an integer ≥ 1024, got ${o.maxResultBytes}`);
-  if (o.retries !== undefined && !(Number.isInteger(o.retries) && o.retries >= 0)) throw bad('retries', `a non-negative integer, got ${o.retries}`);
-  if (o.stopAfter !== undefined && !(Number.isInteger(o.stopAfter) && o.stopAfter >= 0)) throw bad('stopAfter', `a non-negative integer, got ${o.stopAfter}`);
+  if (o.maxResultBytes !== undefined && !(Number.isInteger(o.maxResultBytes) && o.maxResultBytes >= 1024))
+    throw bad('maxResultBytes', `an integer ≥ 1024, got ${o.maxResultBytes}`);
+  if (o.retries !== undefined && !(Number.isInteger(o.retries) && o.retries >= 0))
+    throw bad('retries', `a non-negative integer, got ${o.retries}`);
+  if (o.stopAfter !== undefined && !(Number.isInteger(o.stopAfter) && o.stopAfter >= 0))
+    throw bad('stopAfter', `a non-negative integer, got ${o.stopAfter}`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -451,7 +479,17 @@ export async function submitJob(client: FlotillaClient, opts: SubmitJobOptions):
     ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
   };
   // The paths a resume on this machine uses: kept here, not taken back from the cluster.
-  const local: JobLocalRecord = { v: 1, id: meta.id, cluster: store.cluster, model: meta.model, input, output, total, inputSha256: sha256, created: meta.created };
+  const local: JobLocalRecord = {
+    v: 1,
+    id: meta.id,
+    cluster: store.cluster,
+    model: meta.model,
+    input,
+    output,
+    total,
+    inputSha256: sha256,
+    created: meta.created,
+  };
   await writeLocalRecord(opts.stateDir ?? defaultJobStateDir(), local);
   await store.putMeta(meta);
   return run(client, store, meta, new Uint8Array(total), { ok: 0, failed: 0, errored: {} }, opts);
@@ -491,7 +529,9 @@ export async function resumeJob(client: FlotillaClient, id: string, opts: Resume
   const meta: JobMeta = { ...stored, input, output };
   const { total, sha256 } = await scanInput(input);
   if (total !== meta.total || sha256 !== meta.inputSha256) {
-    throw new BadRequestError(`input file ${input} changed since job ${id} was submitted (${meta.total} lines then, ${total} now): cannot resume`);
+    throw new BadRequestError(
+      `input file ${input} changed since job ${id} was submitted (${meta.total} lines then, ${total} now): cannot resume`,
+    );
   }
   await checkWritable(output);
   const before = await store.progress(meta);
@@ -551,7 +591,16 @@ async function run(
   let stopping = false;
   let fatal: unknown;
   let inputError: unknown;
-  const progress = (): JobProgress => ({ id: meta.id, total: meta.total, done: ok + failed, ok, failed, doneBefore, sent, elapsedMs: performance.now() - start });
+  const progress = (): JobProgress => ({
+    id: meta.id,
+    total: meta.total,
+    done: ok + failed,
+    ok,
+    failed,
+    doneBefore,
+    sent,
+    elapsedMs: performance.now() - start,
+  });
 
   const onAbort = () => (stopping = true);
   if (opts.signal?.aborted) stopping = true;
@@ -628,11 +677,17 @@ async function run(
   }
   if (inputError) {
     const e = inputError as NodeJS.ErrnoException;
-    throw new BadRequestError(`job ${meta.id}: cannot read input file ${meta.input}: ${e.code ?? e.message}`, { cause: e, data: { jobId: meta.id } });
+    throw new BadRequestError(`job ${meta.id}: cannot read input file ${meta.input}: ${e.code ?? e.message}`, {
+      cause: e,
+      data: { jobId: meta.id },
+    });
   }
   if (fatal) {
     const e = toFlotillaError(fatal);
-    throw new UnavailableError(`job ${meta.id}: storing a result failed (${e.message}); resume it with the job id`, { cause: fatal, data: { jobId: meta.id } });
+    throw new UnavailableError(`job ${meta.id}: storing a result failed (${e.message}); resume it with the job id`, {
+      cause: fatal,
+      data: { jobId: meta.id },
+    });
   }
 
   const elapsed = () => performance.now() - start;
@@ -674,7 +729,11 @@ async function run(
  * line's DECODE_ERROR. Tensors are written as JSON in bounded pieces (a 256 MiB result would not
  * fit one string).
  */
-async function writeOutput(store: JobStore, meta: JobMeta, maxResultBytes: number): Promise<{ ok: number; failed: number; errored: Record<string, number> }> {
+async function writeOutput(
+  store: JobStore,
+  meta: JobMeta,
+  maxResultBytes: number,
+): Promise<{ ok: number; failed: number; errored: Record<string, number> }> {
   const tmp = `${meta.output}.${process.pid}.tmp`;
   const out = createWriteStream(tmp);
   const failedWrite = new Promise<never>((_, reject) => out.once('error', reject));

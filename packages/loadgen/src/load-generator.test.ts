@@ -111,7 +111,12 @@ describe('runLoad loop and retries (fake client)', () => {
       },
     } as unknown as FlotillaClient;
     const progress: LoadSummary[] = [];
-    const s = await runLoad(client, 'm', x(1), { concurrency: 4, durationMs: 120, onProgress: (p) => progress.push(p), progressIntervalMs: 20 });
+    const s = await runLoad(client, 'm', x(1), {
+      concurrency: 4,
+      durationMs: 120,
+      onProgress: (p) => progress.push(p),
+      progressIntervalMs: 20,
+    });
     expect(progress.length).toBeGreaterThan(1);
     expect(s.errored).toEqual({ BAD_REQUEST: calls });
   });
@@ -164,7 +169,12 @@ describe('runLoad against a real cluster', () => {
 
   it('serves mlp at concurrency 8: all answered, none lost, sane percentiles', async () => {
     const progress: LoadSummary[] = [];
-    const s = await runLoad(client, 'mlp', x(2), { concurrency: 8, durationMs: 1500, timeoutMs: 10_000, onProgress: (p) => progress.push(p) });
+    const s = await runLoad(client, 'mlp', x(2), {
+      concurrency: 8,
+      durationMs: 1500,
+      timeoutMs: 10_000,
+      onProgress: (p) => progress.push(p),
+    });
     expect(s.ok).toBeGreaterThan(0);
     expect(s.ok).toBe(s.sent);
     expect(s.lost).toBe(0);

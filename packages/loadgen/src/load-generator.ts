@@ -29,8 +29,10 @@ function checkOptions(o: LoadOptions): void {
   const bad = (what: string, v: unknown) => new BadRequestError(`${what} must be ${v}`);
   if (!Number.isInteger(o.concurrency) || o.concurrency < 1) throw bad('concurrency', `a positive integer, got ${o.concurrency}`);
   if (!Number.isFinite(o.durationMs) || o.durationMs < 0) throw bad('durationMs', `a non-negative number, got ${o.durationMs}`);
-  if (o.timeoutMs !== undefined && !(Number.isFinite(o.timeoutMs) && o.timeoutMs > 0)) throw bad('timeoutMs', `a positive number, got ${o.timeoutMs}`);
-  if (o.retries !== undefined && !(Number.isInteger(o.retries) && o.retries >= 0)) throw bad('retries', `a non-negative integer, got ${o.retries}`);
+  if (o.timeoutMs !== undefined && !(Number.isFinite(o.timeoutMs) && o.timeoutMs > 0))
+    throw bad('timeoutMs', `a positive number, got ${o.timeoutMs}`);
+  if (o.retries !== undefined && !(Number.isInteger(o.retries) && o.retries >= 0))
+    throw bad('retries', `a non-negative integer, got ${o.retries}`);
 }
 
 /** Items in one request: the batch dimension (dims[0]) of the first input; 1 for a scalar or no input. */

@@ -48,7 +48,9 @@ export class LocalCluster {
     const cluster = opts.cluster ?? `t${Math.random().toString(36).slice(2, 10)}`;
     const logger = opts.logger ?? silentLogger();
     const authConfig = opts.authDir ? readFileSync(join(opts.authDir, 'nats.conf'), 'utf8') : undefined;
-    const nats = await NatsServer.start(authConfig ? { ...opts.nats, extraConfig: [opts.nats?.extraConfig, authConfig].filter(Boolean).join('\n') } : opts.nats);
+    const nats = await NatsServer.start(
+      authConfig ? { ...opts.nats, extraConfig: [opts.nats?.extraConfig, authConfig].filter(Boolean).join('\n') } : opts.nats,
+    );
     const cacheRoot = mkdtempSync(join(tmpdir(), 'flotilla-cache-'));
     const heads: Head[] = [];
     const workers: Worker[] = [];
@@ -61,7 +63,15 @@ export class LocalCluster {
       for (let i = 0; i < (opts.workers ?? 1); i++) {
         const w = typeof opts.worker === 'function' ? opts.worker(i) : (opts.worker ?? {});
         workers.push(
-          await Worker.start({ id: `w${i}`, cacheDir: join(cacheRoot, `w${i}`), heartbeatMs: 250, ...w, cluster, bus: { ...bus, ...seed('worker') }, logger }),
+          await Worker.start({
+            id: `w${i}`,
+            cacheDir: join(cacheRoot, `w${i}`),
+            heartbeatMs: 250,
+            ...w,
+            cluster,
+            bus: { ...bus, ...seed('worker') },
+            logger,
+          }),
         );
       }
     } catch (err) {
@@ -75,7 +85,8 @@ export class LocalCluster {
 
   /** A client of this cluster (closed with the cluster); with `authDir`, an operator unless `opts` say otherwise. */
   client(opts: Omit<ClientOptions, 'cluster' | 'servers'> = {}): FlotillaClient {
-    const seed = this.authDir && !opts.nkeySeedFile && !opts.credsFile && !opts.connection ? { nkeySeedFile: join(this.authDir, 'operator.nk') } : {};
+    const seed =
+      this.authDir && !opts.nkeySeedFile && !opts.credsFile && !opts.connection ? { nkeySeedFile: join(this.authDir, 'operator.nk') } : {};
     const c = new FlotillaClient({ token: this.token, ...seed, ...opts, cluster: this.cluster, servers: this.nats.url });
     this.clients.push(c);
     return c;

@@ -58,7 +58,12 @@ interface NodeConfig {
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 
-async function jsApi<T = Record<string, unknown>>(nc: NatsConnection, subject: string, body: unknown, timeoutMs = 2000): Promise<T & { error?: { code: number; description: string } }> {
+async function jsApi<T = Record<string, unknown>>(
+  nc: NatsConnection,
+  subject: string,
+  body: unknown,
+  timeoutMs = 2000,
+): Promise<T & { error?: { code: number; description: string } }> {
   const msg = await nc.request(subject, encoder.encode(body === undefined ? '' : JSON.stringify(body)), { timeout: timeoutMs });
   return JSON.parse(decoder.decode(msg.data)) as T & { error?: { code: number; description: string } };
 }
@@ -137,7 +142,13 @@ export class NatsCluster {
         ...(opts.extraConfig ? [opts.extraConfig] : []),
       ].join('\n');
     for (const c of configs) mkdirSync(c.dir, { recursive: true });
-    const cluster = new NatsCluster(configs, configs.map(() => undefined), root, opts, baseConfig);
+    const cluster = new NatsCluster(
+      configs,
+      configs.map(() => undefined),
+      root,
+      opts,
+      baseConfig,
+    );
     try {
       await Promise.all(configs.map((_, i) => cluster.startNode(i)));
       await cluster.waitReady(opts.startTimeoutMs ?? 30_000);
@@ -174,10 +185,14 @@ export class NatsCluster {
    */
   async waitReady(timeoutMs = 30_000): Promise<void> {
     const running = this.configs.filter((_, i) => this.up(i));
-    const nc = await connectBus({ servers: this.urls.filter((_, i) => this.up(i)), name: 'flotilla-natscluster-probe', reconnectForever: false });
+    const nc = await connectBus({
+      servers: this.urls.filter((_, i) => this.up(i)),
+      name: 'flotilla-natscluster-probe',
+      reconnectForever: false,
+    });
     const probe = `FLOTILLA_PROBE_${Math.random().toString(36).slice(2, 10)}`;
     const deadline = Date.now() + timeoutMs;
-    let last = '';
+    let last: string;
     try {
       for (;;) {
         try {

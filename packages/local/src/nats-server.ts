@@ -35,7 +35,7 @@ export function findNatsServer(): string {
   for (const p of ['/usr/sbin/nats-server', '/usr/local/bin/nats-server', '/usr/bin/nats-server']) {
     if (existsSync(p)) return p;
   }
-  throw new Error('nats-server not found: run scripts/setup (installs Debian\'s nats-server) or set FLOTILLA_NATS_SERVER');
+  throw new Error("nats-server not found: run scripts/setup (installs Debian's nats-server) or set FLOTILLA_NATS_SERVER");
 }
 
 export class NatsServer {
@@ -66,11 +66,7 @@ export class NatsServer {
     const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'flotilla-nats-'));
     const host = opts.host ?? '127.0.0.1';
     const port = opts.port ?? -1;
-    const lines = [
-      `listen: "${host}:${port}"`,
-      `ports_file_dir: "${dir}"`,
-      `log_file: "${join(dir, 'server.log')}"`,
-    ];
+    const lines = [`listen: "${host}:${port}"`, `ports_file_dir: "${dir}"`, `log_file: "${join(dir, 'server.log')}"`];
     if (opts.maxPayload !== undefined) lines.push(`max_payload: ${opts.maxPayload}`);
     if (opts.jetstream !== false) lines.push(`jetstream { store_dir: "${join(dir, 'js')}" }`);
     if (opts.token) lines.push(`authorization { token: "${opts.token}" }`);

@@ -51,7 +51,11 @@ export function nonPlainPath(value: unknown, depth = 0, path = '$'): string | un
   }
   if (Object.getPrototypeOf(value) !== Object.prototype) return path;
   for (const key in value) {
-    const bad = nonPlainPath((value as Record<string, unknown>)[key], depth + 1, `${path}.${key.length > 64 ? key.slice(0, 64) + '…' : key}`);
+    const bad = nonPlainPath(
+      (value as Record<string, unknown>)[key],
+      depth + 1,
+      `${path}.${key.length > 64 ? key.slice(0, 64) + '…' : key}`,
+    );
     if (bad) return bad;
   }
   return undefined;

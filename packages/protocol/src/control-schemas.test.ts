@@ -41,14 +41,35 @@ function replica(over: Partial<LoadedReplicaState> = {}): LoadedReplicaState {
     pinned: false,
     loadedAt: Date.now(),
     lastUsedAt: Date.now(),
-    profile: { source: 'measured', deviceClass: 'cpu-x', reason: 'best', replicaBytes: 1e6, itemsPerSec: 1000, tookMs: 100, threads: { intraOp: 2, interOp: 1, mode: 'sequential', source: 'profile' } },
+    profile: {
+      source: 'measured',
+      deviceClass: 'cpu-x',
+      reason: 'best',
+      replicaBytes: 1e6,
+      itemsPerSec: 1000,
+      tookMs: 100,
+      threads: { intraOp: 2, interOp: 1, mode: 'sequential', source: 'profile' },
+    },
     ...over,
   };
 }
 
 /** A replica whose session is still opening: what it is and what it reserved, nothing it cannot know yet. */
 function loading(over: Partial<LoadingReplicaState> = {}): LoadingReplicaState {
-  return { id: 'mlp-klmnopqrst', model: 'mlp', digest, device: 'cpu', state: 'loading', bytes: 20e6, queueDepth: 0, inFlight: 0, processed: 0, failed: 0, pinned: true, ...over };
+  return {
+    id: 'mlp-klmnopqrst',
+    model: 'mlp',
+    digest,
+    device: 'cpu',
+    state: 'loading',
+    bytes: 20e6,
+    queueDepth: 0,
+    inFlight: 0,
+    processed: 0,
+    failed: 0,
+    pinned: true,
+    ...over,
+  };
 }
 
 function hb(over: Record<string, unknown> = {}): Heartbeat {
@@ -98,45 +119,99 @@ describe('heartbeat schema', () => {
   });
 
   it.each([
-    ["a loading replica with the old placeholders (empty provider, zeroed batching)", loading({ executionProvider: '', batching: { maxBatchSize: 0, maxQueueDelayMs: 0, maxQueueLength: 0, batchAxis: false } } as object), 'replicas.0: Unrecognized keys: "executionProvider", "batching"'],
+    [
+      'a loading replica with the old placeholders (empty provider, zeroed batching)',
+      loading({ executionProvider: '', batching: { maxBatchSize: 0, maxQueueDelayMs: 0, maxQueueLength: 0, batchAxis: false } } as object),
+      'replicas.0: Unrecognized keys: "executionProvider", "batching"',
+    ],
     ['a loading replica with load times', loading({ loadedAt: 1, lastUsedAt: 1 } as object), 'replicas.0: Unrecognized keys'],
     ['a ready replica with no batching', (({ batching: _b, ...r }) => r)(replica()), 'replicas.0.batching'],
     ['a ready replica with an empty provider', replica({ executionProvider: '' }), 'replicas.0.executionProvider'],
-    ['a ready replica with a zero batch size', replica({ batching: { maxBatchSize: 0, maxQueueDelayMs: 0, maxQueueLength: 1, batchAxis: true } }), 'replicas.0.batching.maxBatchSize'],
-    ['a ready replica with a zero queue length', replica({ batching: { maxBatchSize: 1, maxQueueDelayMs: 0, maxQueueLength: 0, batchAxis: true } }), 'replicas.0.batching.maxQueueLength'],
+    [
+      'a ready replica with a zero batch size',
+      replica({ batching: { maxBatchSize: 0, maxQueueDelayMs: 0, maxQueueLength: 1, batchAxis: true } }),
+      'replicas.0.batching.maxBatchSize',
+    ],
+    [
+      'a ready replica with a zero queue length',
+      replica({ batching: { maxBatchSize: 1, maxQueueDelayMs: 0, maxQueueLength: 0, batchAxis: true } }),
+      'replicas.0.batching.maxQueueLength',
+    ],
     ['a replica in no known state', { ...loading(), state: 'zombie' }, 'replicas.0.state'],
   ])('refuses %s', (_what, r, path) => {
     expect(refusal(() => parseHeartbeat(hb({ replicas: [r] }))).message).toContain(`$.${path}`);
   });
 
   it('takes a batch histogram with sizes up to 4096 and the shared key for larger runs, and no other keys', () => {
-    expect((parseHeartbeat(hb({ replicas: [replica({ batchHistogram: { '1': 2, '4096': 1, '>4096': 3 } })] })).replicas[0] as LoadedReplicaState).batchHistogram['>4096']).toBe(3);
+    expect(
+      (parseHeartbeat(hb({ replicas: [replica({ batchHistogram: { '1': 2, '4096': 1, '>4096': 3 } })] })).replicas[0] as LoadedReplicaState)
+        .batchHistogram['>4096'],
+    ).toBe(3);
     refusal(() => parseHeartbeat(hb({ replicas: [replica({ batchHistogram: { '10000': 1 } })] })));
     refusal(() => parseHeartbeat(hb({ replicas: [replica({ batchHistogram: { x: 1 } })] })));
   });
 
   it('accepts the boundaries: 64 GPUs of 4 TiB, 64 TiB of host memory, 4096 replicas', () => {
-    const gpus = Array.from({ length: 64 }, (_, i) => ({ index: i, vendor: 'v', model: 'm', vramTotalBytes: MAX_GPU_BYTES, vramFreeBytes: 0 }));
+    const gpus = Array.from({ length: 64 }, (_, i) => ({
+      index: i,
+      vendor: 'v',
+      model: 'm',
+      vramTotalBytes: MAX_GPU_BYTES,
+      vramFreeBytes: 0,
+    }));
     const inventory = { ...hb().inventory, gpus, memory: { totalBytes: MAX_HOST_BYTES, availableBytes: 0 } };
     const replicas = Array.from({ length: MAX_REPLICAS_PER_HEARTBEAT }, (_, i) => replica({ id: `mlp-${i}` }));
     expect(parseHeartbeat(hb({ inventory, replicas })).inventory.gpus).toHaveLength(64);
   });
 
   it.each([
-    ['a 1 PB GPU device', { devices: [{ id: 'gpu:0', kind: 'gpu', capacityBytes: 1e15, budgetBytes: 1e15, usedBytes: 0, executionProvider: 'cuda', policy: 'fifo' }] }, 'devices.0.capacityBytes'],
-    ['a 1 PB GPU in the inventory', { inventory: { ...hb().inventory, gpus: [{ index: 0, vendor: 'v', model: 'm', vramTotalBytes: 1e15, vramFreeBytes: 0 }] } }, 'inventory.gpus.0.vramTotalBytes'],
-    ['65 GPUs', { inventory: { ...hb().inventory, gpus: Array.from({ length: 65 }, (_, i) => ({ index: i % 64, vendor: 'v', model: 'm', vramTotalBytes: 1, vramFreeBytes: 0 })) } }, 'inventory.gpus'],
+    [
+      'a 1 PB GPU device',
+      {
+        devices: [
+          { id: 'gpu:0', kind: 'gpu', capacityBytes: 1e15, budgetBytes: 1e15, usedBytes: 0, executionProvider: 'cuda', policy: 'fifo' },
+        ],
+      },
+      'devices.0.capacityBytes',
+    ],
+    [
+      'a 1 PB GPU in the inventory',
+      { inventory: { ...hb().inventory, gpus: [{ index: 0, vendor: 'v', model: 'm', vramTotalBytes: 1e15, vramFreeBytes: 0 }] } },
+      'inventory.gpus.0.vramTotalBytes',
+    ],
+    [
+      '65 GPUs',
+      {
+        inventory: {
+          ...hb().inventory,
+          gpus: Array.from({ length: 65 }, (_, i) => ({ index: i % 64, vendor: 'v', model: 'm', vramTotalBytes: 1, vramFreeBytes: 0 })),
+        },
+      },
+      'inventory.gpus',
+    ],
     ['4097 cores', { inventory: { ...hb().inventory, cpu: { cores: 4097, model: 'x' } } }, 'inventory.cpu.cores'],
-    ['65 TiB of host memory', { inventory: { ...hb().inventory, memory: { totalBytes: MAX_HOST_BYTES + 1, availableBytes: 0 } } }, 'inventory.memory.totalBytes'],
+    [
+      '65 TiB of host memory',
+      { inventory: { ...hb().inventory, memory: { totalBytes: MAX_HOST_BYTES + 1, availableBytes: 0 } } },
+      'inventory.memory.totalBytes',
+    ],
     ['4097 replicas', { replicas: Array.from({ length: MAX_REPLICAS_PER_HEARTBEAT + 1 }, () => replica()) }, 'replicas'],
     ['an unknown key', { extra: 'x'.repeat(600_000) }, '$'],
     ['a bad worker id', { workerId: 'a.b' }, 'workerId'],
     ['a negative seq', { seq: -1 }, 'seq'],
     ['a fractional seq', { seq: 1.5 }, 'seq'],
     ['an unknown state', { state: 'zombie' }, 'state'],
-    ['a device kind that does not match its id', { devices: [{ id: 'cpu', kind: 'gpu', capacityBytes: 1, budgetBytes: 1, usedBytes: 0, executionProvider: 'cpu', policy: 'fifo' }] }, 'devices.0.kind'],
+    [
+      'a device kind that does not match its id',
+      { devices: [{ id: 'cpu', kind: 'gpu', capacityBytes: 1, budgetBytes: 1, usedBytes: 0, executionProvider: 'cpu', policy: 'fifo' }] },
+      'devices.0.kind',
+    ],
     ['a replica with an unknown key', { replicas: [{ ...replica(), evil: 1 }] }, 'replicas.0'],
-    ['a replica error with huge data', { replicas: [replica({ error: { code: 'X', message: 'm', data: 'x'.repeat(20_000) } })] }, 'replicas.0.error.data'],
+    [
+      'a replica error with huge data',
+      { replicas: [replica({ error: { code: 'X', message: 'm', data: 'x'.repeat(20_000) } })] },
+      'replicas.0.error.data',
+    ],
   ])('refuses %s', (_what, over, path) => {
     const err = refusal(() => parseHeartbeat(hb(over)));
     expect(err.message).toContain(path === '$' ? 'invalid heartbeat' : `$.${path}`);
@@ -146,7 +221,18 @@ describe('heartbeat schema', () => {
 });
 
 describe('event schema', () => {
-  const ok = { v, type: 'loaded', model: 'mlp', worker: 'w0', device: 'cpu', replica: 'mlp-abc', bytes: 10, reason: 'r', at: Date.now(), data: { loadMs: 3 } };
+  const ok = {
+    v,
+    type: 'loaded',
+    model: 'mlp',
+    worker: 'w0',
+    device: 'cpu',
+    replica: 'mlp-abc',
+    bytes: 10,
+    reason: 'r',
+    at: Date.now(),
+    data: { loadMs: 3 },
+  };
   it('accepts an event, and a reason of exactly 1 KiB', () => {
     expect(parseEventMessage(ok)).toEqual(ok);
     expect(parseEventMessage({ ...ok, reason: 'r'.repeat(1024) }).reason).toHaveLength(1024);
@@ -209,9 +295,19 @@ describe('stored values and worker replies', () => {
   });
 
   it('load reply: valid, and refused when it names a model badly or claims 1 PB', () => {
-    const ok = { replicaId: 'mlp-x', device: 'cpu', bytes: 10, loadMs: 1, executionProvider: 'cpu', compile: 'off' as const, evicted: [{ replica: 'b-1', model: 'b', bytes: 5 }] };
+    const ok = {
+      replicaId: 'mlp-x',
+      device: 'cpu',
+      bytes: 10,
+      loadMs: 1,
+      executionProvider: 'cpu',
+      compile: 'off' as const,
+      evicted: [{ replica: 'b-1', model: 'b', bytes: 5 }],
+    };
     expect(parseLoadResult(ok)).toEqual(ok);
-    expect(refusal(() => parseLoadResult({ ...ok, evicted: [{ replica: 'b-1', model: 'b/c', bytes: 5 }] })).message).toContain('$.evicted.0.model');
+    expect(refusal(() => parseLoadResult({ ...ok, evicted: [{ replica: 'b-1', model: 'b/c', bytes: 5 }] })).message).toContain(
+      '$.evicted.0.model',
+    );
     expect(refusal(() => parseLoadResult({ ...ok, bytes: 1e18 })).message).toContain('$.bytes');
   });
 });
@@ -230,7 +326,14 @@ describe('model profile (profiles bucket)', () => {
     stoppedBecause: 'throughput stopped improving',
     chosen: { maxBatchSize: 1, maxQueueDelayMs: 0.05, reason: 'best' },
     compile: { plainCreateMs: 5, compiledCreateMs: 4, helps: false, reason: 'within 10 %' },
-    threads: { intraOp: 1, interOp: 1, mode: 'sequential' as const, reason: 'r', tookMs: 30, rows: [{ intraOp: 1, interOp: 1, mode: 'sequential' as const, batch: 1, runs: 5, p50Ms: 0.1, p99Ms: 0.2, itemsPerSec: 9000 }] },
+    threads: {
+      intraOp: 1,
+      interOp: 1,
+      mode: 'sequential' as const,
+      reason: 'r',
+      tookMs: 30,
+      rows: [{ intraOp: 1, interOp: 1, mode: 'sequential' as const, batch: 1, runs: 5, p50Ms: 0.1, p99Ms: 0.2, itemsPerSec: 9000 }],
+    },
     memory: { sessionBytes: 1000, peakBytes: 2000, replicaBytes: 3000 },
   };
   it('accepts a profile as the profiler writes it', () => {

@@ -9,7 +9,8 @@ import { encode } from './codec.js';
 import { DeviceId, ReplicaId, parseWith } from './data-schemas.js';
 import { PROTOCOL_VERSION } from './version.js';
 import { isValidName, CONTROL_OPS, type ControlOp } from './subjects.js';
-import { DeploySpec, ThreadSettings, type ModelProfile } from './messages.js';
+import { DeploySpec, ThreadSettings } from './deploy-spec.js';
+import type { ModelProfile } from './profile.js';
 
 const KiB = 1024;
 const TiB = 1024 ** 4;
@@ -49,7 +50,10 @@ const Text = (max: number) => z.string().max(max);
 const Count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const EpochMs = z.number().min(0).max(MAX_EPOCH_MS);
 const Bytes = z.number().min(0).max(MAX_HOST_BYTES);
-const Ms = z.number().min(0).max(MAX_WAIT_MS * 365);
+const Ms = z
+  .number()
+  .min(0)
+  .max(MAX_WAIT_MS * 365);
 
 /** Any plain value whose msgpack encoding is at most `max` bytes. */
 const boundedData = (max: number) =>
@@ -63,7 +67,11 @@ export const WireErrorSchema = z
 
 export const GpuInfo = z
   .object({
-    index: z.number().int().min(0).max(MAX_GPUS_PER_WORKER - 1),
+    index: z
+      .number()
+      .int()
+      .min(0)
+      .max(MAX_GPUS_PER_WORKER - 1),
     vendor: Text(128),
     model: Text(256),
     vramTotalBytes: z.number().min(0).max(MAX_GPU_BYTES),
@@ -75,7 +83,13 @@ export type GpuInfo = z.infer<typeof GpuInfo>;
 export const Inventory = z
   .object({
     /** `cores`: logical cores of the host; `usableCores`: what this process may use (affinity, cgroup quota). */
-    cpu: z.object({ cores: z.number().int().min(1).max(MAX_CPU_CORES), model: Text(256), usableCores: z.number().min(0).max(MAX_CPU_CORES).optional() }).strict(),
+    cpu: z
+      .object({
+        cores: z.number().int().min(1).max(MAX_CPU_CORES),
+        model: Text(256),
+        usableCores: z.number().min(0).max(MAX_CPU_CORES).optional(),
+      })
+      .strict(),
     /** `totalBytes` is the host's memory or the container's limit, whichever is smaller. */
     memory: z.object({ totalBytes: Bytes, availableBytes: Bytes, cgroupLimitBytes: Bytes.optional() }).strict(),
     gpus: z.array(GpuInfo).max(MAX_GPUS_PER_WORKER),
@@ -107,7 +121,8 @@ export const DeviceState = z
   })
   .strict()
   .superRefine((d, ctx) => {
-    if (d.kind !== (d.id === 'cpu' ? 'cpu' : 'gpu')) ctx.addIssue({ code: 'custom', path: ['kind'], message: `does not match the device id` });
+    if (d.kind !== (d.id === 'cpu' ? 'cpu' : 'gpu'))
+      ctx.addIssue({ code: 'custom', path: ['kind'], message: `does not match the device id` });
     // A GPU's memory is VRAM: bounded by the largest plausible GPU (the 1 PB GPU is refused).
     if (d.kind === 'gpu') {
       for (const k of ['capacityBytes', 'budgetBytes', 'usedBytes'] as const) {
@@ -204,7 +219,11 @@ export const Heartbeat = z
   .object({
     v: V,
     workerId: Name,
-    pid: z.number().int().min(0).max(2 ** 32),
+    pid: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 32),
     state: WorkerStateName,
     /** Counts heartbeats of this incarnation (startedAt, pid) from 0. */
     seq: Count,
@@ -241,7 +260,10 @@ export type EventMessage = z.infer<typeof EventMessage>;
 export const LoadResult = z
   .object({
     /** Replicas unloaded to make room (eviction), if any. */
-    evicted: z.array(z.object({ replica: ReplicaId, model: Name, bytes: Bytes }).strict()).max(MAX_REPLICAS_PER_HEARTBEAT).optional(),
+    evicted: z
+      .array(z.object({ replica: ReplicaId, model: Name, bytes: Bytes }).strict())
+      .max(MAX_REPLICAS_PER_HEARTBEAT)
+      .optional(),
     replicaId: ReplicaId,
     device: DeviceId,
     bytes: Bytes,
@@ -267,13 +289,47 @@ export const DeploymentRecord = z.object({ v: V, spec: DeploySpec, createdAt: Ep
 export type DeploymentRecord = z.infer<typeof DeploymentRecord>;
 
 /** `leader` in the lease bucket: the leading head. */
-export const LeaseHolder = z.object({ v: V, id: Name, pid: z.number().int().min(0).max(2 ** 32), since: EpochMs }).strict();
+export const LeaseHolder = z
+  .object({
+    v: V,
+    id: Name,
+    pid: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 32),
+    since: EpochMs,
+  })
+  .strict();
 export type LeaseHolder = z.infer<typeof LeaseHolder>;
 
 /** A model's profile in the profiles bucket (written by workers, read by workers and the SDK). */
 const Finite = z.number().min(-MAX_HOST_BYTES).max(MAX_HOST_BYTES);
-const ProfileRowSchema = z.object({ batch: z.number().int().min(1).max(1 << 20), runs: Count, p50Ms: Ms, p99Ms: Ms, itemsPerSec: z.number().min(0).max(1e12), peakBytes: Finite }).strict();
-const ThreadRowSchema = ThreadSettings.extend({ batch: z.number().int().min(1).max(1 << 20), runs: Count, p50Ms: Ms, p99Ms: Ms, itemsPerSec: z.number().min(0).max(1e12) }).strict();
+const ProfileRowSchema = z
+  .object({
+    batch: z
+      .number()
+      .int()
+      .min(1)
+      .max(1 << 20),
+    runs: Count,
+    p50Ms: Ms,
+    p99Ms: Ms,
+    itemsPerSec: z.number().min(0).max(1e12),
+    peakBytes: Finite,
+  })
+  .strict();
+const ThreadRowSchema = ThreadSettings.extend({
+  batch: z
+    .number()
+    .int()
+    .min(1)
+    .max(1 << 20),
+  runs: Count,
+  p50Ms: Ms,
+  p99Ms: Ms,
+  itemsPerSec: z.number().min(0).max(1e12),
+}).strict();
 export const ModelProfileSchema = z
   .object({
     v: V,
@@ -287,9 +343,24 @@ export const ModelProfileSchema = z
     rows: z.array(ProfileRowSchema).max(64),
     stoppedBecause: Text(MAX_EVENT_REASON_CHARS),
     skipped: Text(MAX_EVENT_REASON_CHARS).optional(),
-    chosen: z.object({ maxBatchSize: z.number().int().min(1).max(1 << 20), maxQueueDelayMs: Ms, reason: Text(MAX_EVENT_REASON_CHARS) }).strict(),
-    compile: z.object({ plainCreateMs: Ms, compiledCreateMs: Ms, helps: z.boolean(), reason: Text(MAX_EVENT_REASON_CHARS) }).strict().optional(),
-    threads: ThreadSettings.extend({ reason: Text(MAX_EVENT_REASON_CHARS), rows: z.array(ThreadRowSchema).max(256), tookMs: Ms }).strict().optional(),
+    chosen: z
+      .object({
+        maxBatchSize: z
+          .number()
+          .int()
+          .min(1)
+          .max(1 << 20),
+        maxQueueDelayMs: Ms,
+        reason: Text(MAX_EVENT_REASON_CHARS),
+      })
+      .strict(),
+    compile: z
+      .object({ plainCreateMs: Ms, compiledCreateMs: Ms, helps: z.boolean(), reason: Text(MAX_EVENT_REASON_CHARS) })
+      .strict()
+      .optional(),
+    threads: ThreadSettings.extend({ reason: Text(MAX_EVENT_REASON_CHARS), rows: z.array(ThreadRowSchema).max(256), tookMs: Ms })
+      .strict()
+      .optional(),
     memory: z.object({ sessionBytes: Finite, peakBytes: Finite, replicaBytes: Bytes }).strict(),
   })
   .strict();
@@ -305,7 +376,9 @@ export const ControlRequests = {
   scale: z.object({ v: V, name: Name, replicas: z.number().int().min(0).max(1000) }).strict(),
   list: z.object({ v: V }).strict(),
   status: z.object({ v: V }).strict(),
-  events: z.object({ v: V, limit: z.number().int().min(1).max(MAX_EVENTS_LIMIT).optional(), model: Name.optional(), type: Name.optional() }).strict(),
+  events: z
+    .object({ v: V, limit: z.number().int().min(1).max(MAX_EVENTS_LIMIT).optional(), model: Name.optional(), type: Name.optional() })
+    .strict(),
 } satisfies Record<ControlOp, z.ZodType>;
 
 /** A parsed control request, tagged with its operation. */

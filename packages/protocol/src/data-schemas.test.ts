@@ -46,7 +46,9 @@ describe('codec: plain msgpack both ways', () => {
   });
 
   it('accepts plain data with bin fields at any allowed depth', () => {
-    const msg = decode<{ x: { data: Uint8Array } }>(encode({ v: 1, x: { data: new Uint8Array([1, 2]) }, deep: JSON.parse('['.repeat(20) + ']'.repeat(20)) }));
+    const msg = decode<{ x: { data: Uint8Array } }>(
+      encode({ v: 1, x: { data: new Uint8Array([1, 2]) }, deep: JSON.parse('['.repeat(20) + ']'.repeat(20)) }),
+    );
     expect(Array.from(msg.x.data)).toEqual([1, 2]);
   });
 

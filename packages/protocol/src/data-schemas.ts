@@ -4,7 +4,7 @@
 // is checked by hand (it is on the hot path: no allocation beyond the result), the rest by zod.
 import { z } from 'zod';
 import { BadRequestError } from './errors.js';
-import { DeploySpec } from './messages.js';
+import { DeploySpec } from './deploy-spec.js';
 import { PROTOCOL_VERSION } from './version.js';
 import { checkWireTensor, type WireTensors } from './tensor.js';
 
@@ -70,8 +70,6 @@ export function parseBlobRef(raw: Record<string, unknown>): BlobName {
 
 /** Validates an inference request (after decode): `{ v, id?, inputs, outputs?, timeoutMs? }`, nothing else. */
 export function parseInferRequest(raw: Record<string, unknown>): ParsedInferRequest {
-  let inputs: unknown;
-  let out: ParsedInferRequest | undefined;
   for (const key in raw) {
     switch (key) {
       case 'v':
@@ -84,17 +82,18 @@ export function parseInferRequest(raw: Record<string, unknown>): ParsedInferRequ
         throw bad(`$.${key.slice(0, 64)}`, 'unknown key (a request has v, id, inputs, outputs, timeoutMs)');
     }
   }
-  inputs = raw.inputs;
+  const inputs = raw.inputs;
   if (!isMap(inputs)) throw bad('$.inputs', 'must be a map of tensors { name: { dtype, dims, data } }');
   let n = 0;
   for (const name in inputs) {
     if (++n > MAX_TENSORS_PER_REQUEST) throw bad('$.inputs', `more than ${MAX_TENSORS_PER_REQUEST} tensors`);
     if (name.length > MAX_TENSOR_NAME_CHARS) throw bad('$.inputs', `tensor name longer than ${MAX_TENSOR_NAME_CHARS} characters`);
     const t = inputs[name];
-    if (isMap(t)) for (const k in t) if (k !== 'dtype' && k !== 'dims' && k !== 'data') throw bad(`$.inputs.${name}.${k.slice(0, 64)}`, 'unknown key');
+    if (isMap(t))
+      for (const k in t) if (k !== 'dtype' && k !== 'dims' && k !== 'data') throw bad(`$.inputs.${name}.${k.slice(0, 64)}`, 'unknown key');
     inputs[name] = checkWireTensor(name, t);
   }
-  out = { inputs: inputs as WireTensors };
+  const out: ParsedInferRequest = { inputs: inputs as WireTensors };
   if (raw.id !== undefined) {
     const id = requestIdOf(raw);
     if (id === undefined) throw bad('$.id', `must be a string of at most ${MAX_ID_CHARS} characters or an integer`);
@@ -102,14 +101,19 @@ export function parseInferRequest(raw: Record<string, unknown>): ParsedInferRequ
   }
   if (raw.outputs !== undefined) {
     const o = raw.outputs;
-    if (!Array.isArray(o) || o.length > MAX_TENSORS_PER_REQUEST || !o.every((x) => typeof x === 'string' && x.length <= MAX_TENSOR_NAME_CHARS)) {
+    if (
+      !Array.isArray(o) ||
+      o.length > MAX_TENSORS_PER_REQUEST ||
+      !o.every((x) => typeof x === 'string' && x.length <= MAX_TENSOR_NAME_CHARS)
+    ) {
       throw bad('$.outputs', `must be a list of at most ${MAX_TENSORS_PER_REQUEST} output names`);
     }
     out.outputs = o as string[];
   }
   if (raw.timeoutMs !== undefined) {
     const t = raw.timeoutMs;
-    if (typeof t !== 'number' || !(t > 0) || t > MAX_REQUEST_TIMEOUT_MS) throw bad('$.timeoutMs', `must be a number in (0, ${MAX_REQUEST_TIMEOUT_MS}]`);
+    if (typeof t !== 'number' || !(t > 0) || t > MAX_REQUEST_TIMEOUT_MS)
+      throw bad('$.timeoutMs', `must be a number in (0, ${MAX_REQUEST_TIMEOUT_MS}]`);
     out.timeoutMs = t;
   }
   return out;
@@ -119,7 +123,9 @@ export function parseInferRequest(raw: Record<string, unknown>): ParsedInferRequ
 export function parseWith<S extends z.ZodType>(schema: S, raw: unknown, what: string): z.infer<S> {
   const r = schema.safeParse(raw);
   if (r.success) return r.data;
-  const issues = r.error.issues.slice(0, 10).map((i) => `${['$', ...i.path.map((p) => String(p).slice(0, 64))].join('.')}: ${i.message.slice(0, 200)}`);
+  const issues = r.error.issues
+    .slice(0, 10)
+    .map((i) => `${['$', ...i.path.map((p) => String(p).slice(0, 64))].join('.')}: ${i.message.slice(0, 200)}`);
   throw new BadRequestError(`invalid ${what}: ${issues[0]}`, { data: { issues } });
 }
 
@@ -137,7 +143,12 @@ export const LoadCommandSchema = z
     device: DeviceId,
     spec: DeploySpec,
     /** Memory to charge the device for this replica (the head's estimate or the profile's figure), bytes. */
-    bytes: z.number().int().min(1).max(2 ** 53).optional(),
+    bytes: z
+      .number()
+      .int()
+      .min(1)
+      .max(2 ** 53)
+      .optional(),
   })
   .strict();
 export type LoadCommandMsg = z.infer<typeof LoadCommandSchema>;

@@ -46,11 +46,7 @@ export function isFatalLoadCode(code: string | undefined): boolean {
 }
 
 /** Codes a caller may retry as-is (possibly on another replica) and expect a different outcome. */
-const RETRYABLE: ReadonlySet<string> = new Set<string>([
-  ErrorCode.OVERLOADED,
-  ErrorCode.UNAVAILABLE,
-  ErrorCode.NO_CAPACITY,
-]);
+const RETRYABLE: ReadonlySet<string> = new Set<string>([ErrorCode.OVERLOADED, ErrorCode.UNAVAILABLE, ErrorCode.NO_CAPACITY]);
 
 export class FlotillaError extends Error {
   override name = 'FlotillaError';
@@ -71,7 +67,10 @@ export class FlotillaError extends Error {
     if (this.data === undefined) return { code: this.code, message };
     let size = Infinity;
     try {
-      size = JSON.stringify(this.data, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v instanceof Uint8Array ? `bin:${v.byteLength}` : v))?.length ?? 0;
+      size =
+        JSON.stringify(this.data, (_k, v: unknown) =>
+          typeof v === 'bigint' ? String(v) : v instanceof Uint8Array ? `bin:${v.byteLength}` : v,
+        )?.length ?? 0;
     } catch {
       // cyclic or otherwise not serialisable: dropped below
     }

@@ -64,22 +64,20 @@ export {
   ProfileOptions,
   ThreadSettings,
   parseDeploySpec,
-  type BatchChoice,
+  type DeploySpecInput,
+} from './deploy-spec.js';
+export {
   type BlobRef,
   type ClusterStatus,
   type ControlReply,
-  type DeploySpecInput,
   type DeploymentStatus,
   type InferMeta,
   type InferReply,
   type InferRequest,
-  type ModelProfile,
   type PlacedReplica,
-  type ProfileRow,
-  type ThreadChoice,
-  type ThreadRow,
   type WorkerStatus,
 } from './messages.js';
+export { type BatchChoice, type ModelProfile, type ProfileRow, type ThreadChoice, type ThreadRow } from './profile.js';
 export {
   DEFAULT_MAX_MESSAGE_BYTES,
   DEFAULT_NATS_MAX_PAYLOAD_BYTES,

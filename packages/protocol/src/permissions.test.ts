@@ -58,10 +58,22 @@ describe('role permissions', () => {
     ['write the lease', '$KV.flotilla_c_lease.leader', { caller: false, operator: false, worker: false, head: true }],
     ['write the state', '$KV.flotilla_c_state.deployments.mlp', { caller: false, operator: false, worker: false, head: true }],
     ['purge the state', '$JS.API.STREAM.PURGE.KV_flotilla_c_state', { caller: false, operator: false, worker: false, head: false }],
-    ['delete the lease bucket', '$JS.API.STREAM.DELETE.KV_flotilla_c_lease', { caller: false, operator: false, worker: false, head: false }],
-    ['read the state', '$JS.API.DIRECT.GET.KV_flotilla_c_state.$KV.flotilla_c_state.deployments.mlp', { caller: false, operator: false, worker: false, head: true }],
+    [
+      'delete the lease bucket',
+      '$JS.API.STREAM.DELETE.KV_flotilla_c_lease',
+      { caller: false, operator: false, worker: false, head: false },
+    ],
+    [
+      'read the state',
+      '$JS.API.DIRECT.GET.KV_flotilla_c_state.$KV.flotilla_c_state.deployments.mlp',
+      { caller: false, operator: false, worker: false, head: true },
+    ],
     ['write a profile', '$KV.flotilla_c_profiles.abc.cpu.1', { caller: false, operator: false, worker: true, head: false }],
-    ['read a profile', '$JS.API.DIRECT.GET.KV_flotilla_c_profiles.$KV.flotilla_c_profiles.abc.cpu.1', { caller: true, operator: true, worker: true, head: false }],
+    [
+      'read a profile',
+      '$JS.API.DIRECT.GET.KV_flotilla_c_profiles.$KV.flotilla_c_profiles.abc.cpu.1',
+      { caller: true, operator: true, worker: true, head: false },
+    ],
     ['upload a model', '$O.flotilla_c_models.C.abc', { caller: false, operator: true, worker: false, head: false }],
     ['stage a blob', '$O.flotilla_c_blobs.C.abc', { caller: true, operator: true, worker: true, head: true }],
     ['write a job record', '$KV.flotilla_c_jobs.j1', { caller: false, operator: true, worker: false, head: false }],
@@ -120,7 +132,13 @@ describe('role permissions', () => {
 
 describe('natsAuthConfig', () => {
   it('writes one permissions variable per role used and one nkey user per entry', () => {
-    const text = natsAuthConfig([{ role: 'caller', nkeyPublic: PUB }, { role: 'head', nkeyPublic: '$HEAD_NKEY' }], 'c');
+    const text = natsAuthConfig(
+      [
+        { role: 'caller', nkeyPublic: PUB },
+        { role: 'head', nkeyPublic: '$HEAD_NKEY' },
+      ],
+      'c',
+    );
     expect(text).toContain(`${permissionsVariable('caller')} = {`);
     expect(text).toContain(`${permissionsVariable('head')} = {`);
     expect(text).not.toContain(permissionsVariable('worker'));
@@ -137,7 +155,15 @@ describe('natsAuthConfig', () => {
     expect(() => natsAuthConfig([], 'c')).toThrow(/at least one/);
     expect(() => natsAuthConfig([{ role: 'caller', nkeyPublic: 'U123' }], 'c')).toThrow(/nkey/);
     expect(() => natsAuthConfig([{ role: 'caller', nkeyPublic: 'x", permissions: {}' }], 'c')).toThrow(/nkey/);
-    expect(() => natsAuthConfig([{ role: 'caller', nkeyPublic: PUB }, { role: 'head', nkeyPublic: PUB }], 'c')).toThrow(/twice/);
+    expect(() =>
+      natsAuthConfig(
+        [
+          { role: 'caller', nkeyPublic: PUB },
+          { role: 'head', nkeyPublic: PUB },
+        ],
+        'c',
+      ),
+    ).toThrow(/twice/);
   });
 });
 

@@ -42,14 +42,22 @@ export function inboxPrefixFor(role: Role): string {
 }
 
 /** The subjects that serve one JetStream stream: the JS API calls on it, by what the role may do. */
-function streamApi(stream: string, ops: { create?: boolean; read?: boolean; consume?: boolean; pull?: boolean; purge?: boolean }): string[] {
+function streamApi(
+  stream: string,
+  ops: { create?: boolean; read?: boolean; consume?: boolean; pull?: boolean; purge?: boolean },
+): string[] {
   const api = '$JS.API';
   const out = [`${api}.STREAM.INFO.${stream}`];
   if (ops.create) out.push(`${api}.STREAM.CREATE.${stream}`);
   if (ops.read) out.push(`${api}.STREAM.MSG.GET.${stream}`, `${api}.DIRECT.GET.${stream}`, `${api}.DIRECT.GET.${stream}.>`);
   if (ops.consume || ops.pull) {
     // 2.9 names the consumer and its filter in the subject: CONSUMER.CREATE.<stream>.<name>.<filter>.
-    out.push(`${api}.CONSUMER.CREATE.${stream}`, `${api}.CONSUMER.CREATE.${stream}.>`, `${api}.CONSUMER.INFO.${stream}.*`, `${api}.CONSUMER.DELETE.${stream}.*`);
+    out.push(
+      `${api}.CONSUMER.CREATE.${stream}`,
+      `${api}.CONSUMER.CREATE.${stream}.>`,
+      `${api}.CONSUMER.INFO.${stream}.*`,
+      `${api}.CONSUMER.DELETE.${stream}.*`,
+    );
     // Ordered push consumers (KV watch/keys, object reads) answer the server's flow control.
     out.push(`$JS.FC.${stream}.>`);
   }
@@ -71,13 +79,7 @@ export function rolePermissions(role: Role, cluster: string = DEFAULT_CLUSTER): 
   const profilesRead = [...streamApi(kvStream(s.profileBucket), { read: true, consume: true })];
   const caller: RolePermissions = {
     publish: {
-      allow: [
-        `${p}.infer.>`,
-        ...READ_CONTROL_OPS.map((op) => s.control(op)),
-        '$JS.API.INFO',
-        ...profilesRead,
-        ...blobs,
-      ],
+      allow: [`${p}.infer.>`, ...READ_CONTROL_OPS.map((op) => s.control(op)), '$JS.API.INFO', ...profilesRead, ...blobs],
     },
     subscribe: { allow: [inbox] },
   };
@@ -193,13 +195,17 @@ export function natsAuthConfig(users: ReadonlyArray<AuthUser>, cluster: string =
   for (const u of users) {
     if (!isRole(u.role)) throw new BadRequestError(`unknown role ${JSON.stringify(u.role)}: use one of ${ROLES.join(', ')}`);
     if (!NKEY_USER_RE.test(u.nkeyPublic) && !CONFIG_VAR_RE.test(u.nkeyPublic)) {
-      throw new BadRequestError(`not an nkey user public key (U…, 56 characters) nor a $VARIABLE: ${JSON.stringify(u.nkeyPublic.slice(0, 80))}`);
+      throw new BadRequestError(
+        `not an nkey user public key (U…, 56 characters) nor a $VARIABLE: ${JSON.stringify(u.nkeyPublic.slice(0, 80))}`,
+      );
     }
     if (seen.has(u.nkeyPublic)) throw new BadRequestError(`nkey ${u.nkeyPublic} is listed twice`);
     seen.add(u.nkeyPublic);
   }
   const roles = ROLES.filter((r) => users.some((u) => u.role === r));
-  const out = [`# Flotilla roles for cluster '${subjects(cluster).cluster}' (generated from @flotilla/protocol permissions.ts; see docs/security.md).`];
+  const out = [
+    `# Flotilla roles for cluster '${subjects(cluster).cluster}' (generated from @flotilla/protocol permissions.ts; see docs/security.md).`,
+  ];
   for (const r of roles) out.push(`${permissionsVariable(r)} = ${permissionsBlock(rolePermissions(r, cluster))}`);
   out.push('authorization {', '  users = [');
   for (const u of users) out.push(`    { nkey: ${u.nkeyPublic}, permissions: $${permissionsVariable(u.role)} }  # ${u.role}`);
@@ -235,7 +241,11 @@ export function seedFileRole(text: string, fileName?: string): Role | undefined 
     const m = ROLE_LINE_RE.exec(line.trim());
     if (m && isRole(m[1]!.toLowerCase())) return m[1]!.toLowerCase() as Role;
   }
-  const base = fileName?.split(/[\\/]/).pop()?.replace(/\.(nk|seed|nkey)$/i, '').toLowerCase();
+  const base = fileName
+    ?.split(/[\\/]/)
+    .pop()
+    ?.replace(/\.(nk|seed|nkey)$/i, '')
+    .toLowerCase();
   return isRole(base) ? base : undefined;
 }
 

@@ -76,7 +76,9 @@ describe('codec', () => {
     const t = fromJsonTensor('a', { dtype: 'int64', dims: [2], data: [1, '9007199254740993'] });
     expect(toJsonTensor(t).data).toEqual([1, '9007199254740993']);
     expect(toJsonTensor(fromJsonTensor('b', { dtype: 'bool', dims: [2], data: [true, false] })).data).toEqual([true, false]);
-    expect(() => fromJsonTensor('c', { dtype: 'float32', dims: [3], data: [1] })).toThrow(expect.objectContaining({ code: ErrorCode.BAD_REQUEST }));
+    expect(() => fromJsonTensor('c', { dtype: 'float32', dims: [3], data: [1] })).toThrow(
+      expect.objectContaining({ code: ErrorCode.BAD_REQUEST }),
+    );
   });
 });
 

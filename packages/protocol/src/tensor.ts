@@ -18,8 +18,16 @@ export const DTYPES = {
 } as const;
 export type DType = keyof typeof DTYPES;
 export type TypedArray =
-  | Float32Array | Float64Array | Int8Array | Uint8Array | Int16Array | Uint16Array
-  | Int32Array | Uint32Array | BigInt64Array | BigUint64Array;
+  | Float32Array
+  | Float64Array
+  | Int8Array
+  | Uint8Array
+  | Int16Array
+  | Uint16Array
+  | Int32Array
+  | Uint32Array
+  | BigInt64Array
+  | BigUint64Array;
 
 export function isDType(x: unknown): x is DType {
   return typeof x === 'string' && Object.prototype.hasOwnProperty.call(DTYPES, x);

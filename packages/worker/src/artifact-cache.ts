@@ -62,7 +62,9 @@ export class ArtifactCache {
     } catch (err) {
       out.destroy();
       rmSync(tmp, { force: true });
-      throw err instanceof ModelLoadFailedError ? err : new ModelLoadFailedError(`fetching artifact ${digest}: ${(err as Error).message}`, { cause: err });
+      throw err instanceof ModelLoadFailedError
+        ? err
+        : new ModelLoadFailedError(`fetching artifact ${digest}: ${(err as Error).message}`, { cause: err });
     }
   }
 }

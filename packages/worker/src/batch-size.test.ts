@@ -1,6 +1,13 @@
 import { chooseBatch, type ProfileRow } from './batch-size.js';
 
-const row = (batch: number, itemsPerSec: number, p99Ms: number, p50Ms = p99Ms * 0.8): ProfileRow => ({ batch, runs: 10, p50Ms, p99Ms, itemsPerSec, peakBytes: 0 });
+const row = (batch: number, itemsPerSec: number, p99Ms: number, p50Ms = p99Ms * 0.8): ProfileRow => ({
+  batch,
+  runs: 10,
+  p50Ms,
+  p99Ms,
+  itemsPerSec,
+  peakBytes: 0,
+});
 
 describe('chooseBatch', () => {
   it('picks the throughput maximum within the latency objective', () => {

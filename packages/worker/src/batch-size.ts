@@ -24,11 +24,12 @@ export function chooseBatch(rows: readonly ProfileRow[], latencySloMs: number, m
   const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x.toPrecision(3));
   if (best.batch === 1) {
     const larger = sorted.filter((r) => r.batch > 1);
-    const why = larger.length === 0
-      ? 'no larger batch was measured'
-      : larger.every((r) => r.p99Ms > latencySloMs)
-        ? `every larger batch breaks the p99 objective of ${latencySloMs} ms`
-        : `no larger batch is ${Math.round(minGain * 100)}% faster per item (best ${fmt(Math.max(...larger.map((r) => r.itemsPerSec)))} vs ${fmt(one.itemsPerSec)} items/s)`;
+    const why =
+      larger.length === 0
+        ? 'no larger batch was measured'
+        : larger.every((r) => r.p99Ms > latencySloMs)
+          ? `every larger batch breaks the p99 objective of ${latencySloMs} ms`
+          : `no larger batch is ${Math.round(minGain * 100)}% faster per item (best ${fmt(Math.max(...larger.map((r) => r.itemsPerSec)))} vs ${fmt(one.itemsPerSec)} items/s)`;
     return { maxBatchSize: 1, maxQueueDelayMs: 0, reason: `batch 1: ${why}` };
   }
   // Waiting for company costs latency; wait at most half a batch-1 run (capped): at low load that

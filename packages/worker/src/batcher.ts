@@ -26,9 +26,7 @@ export interface Queued<T> {
 export type Decision<T> =
   /** Requests whose deadline passed while queued: answer DEADLINE_EXCEEDED, never run. */
   { expired: Queued<T>[] } & (
-    | { kind: 'run'; batch: Queued<T>[]; items: number; reason: 'full' | 'delay' }
-    | { kind: 'wait'; waitMs: number }
-    | { kind: 'idle' }
+    { kind: 'run'; batch: Queued<T>[]; items: number; reason: 'full' | 'delay' } | { kind: 'wait'; waitMs: number } | { kind: 'idle' }
   );
 
 export class Batcher<T> {

@@ -1,6 +1,6 @@
 // Real onnxruntime sessions: the compile cache saves the optimised graph once and reuses it with
 // identical outputs; and creating/releasing sessions many times does not leak memory.
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -35,7 +35,7 @@ it('compiles once (miss), then opens the cached optimised graph (hit) with ident
 
 it('an unreadable cached file is rebuilt, not fatal', async () => {
   const cache = { path: compiledPath(dir, 'bad', 'cpu', 'x', 'y') };
-  require('node:fs').writeFileSync(cache.path, 'not a model');
+  writeFileSync(cache.path, 'not a model');
   const s = await createCompiledSession(sampleModelPath('mlp'), { executionProviders: ['cpu'] }, cache);
   expect(s.compile).toBe('miss');
   await s.session.release();

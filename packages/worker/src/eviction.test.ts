@@ -11,9 +11,7 @@ import {
 
 // Synthetic access traces: one event per clock tick (the event's index is its time).
 type Event =
-  | { op: 'load'; owner: string; bytes?: number; pinned?: boolean }
-  | { op: 'use'; owner: string }
-  | { op: 'unload'; owner: string };
+  { op: 'load'; owner: string; bytes?: number; pinned?: boolean } | { op: 'use'; owner: string } | { op: 'unload'; owner: string };
 
 const load = (owner: string, bytes = 10, pinned = false): Event => ({ op: 'load', owner, bytes, pinned });
 const use = (owner: string): Event => ({ op: 'use', owner });
@@ -78,13 +76,7 @@ describe('eviction order from access traces', () => {
       ['A', 'B'],
       ['A', 'B'],
     ],
-    [
-      'pinned models are never ordered',
-      [load('A', 10, true), load('B'), load('C'), use('B')],
-      ['B', 'C'],
-      ['C', 'B'],
-      ['C', 'B'],
-    ],
+    ['pinned models are never ordered', [load('A', 10, true), load('B'), load('C'), use('B')], ['B', 'C'], ['C', 'B'], ['C', 'B']],
   ];
 
   it.each(table)('%s', (_, trace, fifo, lru, lfu) => {
@@ -151,15 +143,12 @@ describe('planEviction', () => {
     [110, 10, ['A', 'B', 'C', 'D'], true],
     [111, 10, [], false], // every unpinned gone is still short: evict nothing
     [500, 0, [], false],
-  ] as [number, number, string[], boolean][])(
-    'needs %d with %d free → evicts %j, fits %s',
-    (needed, free, evict, fits) => {
-      expect(planEviction(fifoPolicy, cs, needed, free)).toEqual({
-        evict: cs.filter((c) => evict.includes(c.owner)).sort((a, b) => a.loadedAt - b.loadedAt),
-        fits,
-      });
-    },
-  );
+  ] as [number, number, string[], boolean][])('needs %d with %d free → evicts %j, fits %s', (needed, free, evict, fits) => {
+    expect(planEviction(fifoPolicy, cs, needed, free)).toEqual({
+      evict: cs.filter((c) => evict.includes(c.owner)).sort((a, b) => a.loadedAt - b.loadedAt),
+      fits,
+    });
+  });
 
   it('returns the candidates themselves, in the policy order', () => {
     const plan = planEviction(lruPolicy, cs, 100, 45);

@@ -75,10 +75,7 @@ export const fifoPolicy: EvictionPolicy = sortingPolicy('fifo', byNumber('loaded
 export const lruPolicy: EvictionPolicy = sortingPolicy('lru', chain(byNumber('lastUsedAt'), byNumber('loadedAt')));
 
 /** Least frequently used: fewest uses first; ties → least recently used, then loaded longest ago. */
-export const lfuPolicy: EvictionPolicy = sortingPolicy(
-  'lfu',
-  chain(byNumber('uses'), byNumber('lastUsedAt'), byNumber('loadedAt')),
-);
+export const lfuPolicy: EvictionPolicy = sortingPolicy('lfu', chain(byNumber('uses'), byNumber('lastUsedAt'), byNumber('loadedAt')));
 
 /** The policies a worker's `eviction` option names, by name. */
 export const EVICTION_POLICIES: ReadonlyMap<string, EvictionPolicy> = new Map([fifoPolicy, lruPolicy, lfuPolicy].map((p) => [p.name, p]));

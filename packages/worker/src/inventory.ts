@@ -50,7 +50,7 @@ export async function readNvidiaSmi(): Promise<GpuInfo[]> {
 }
 
 export async function measureGpus(): Promise<GpuInfo[]> {
-  let controllers: si.Systeminformation.GraphicsControllerData[] = [];
+  let controllers: si.Systeminformation.GraphicsControllerData[];
   try {
     controllers = (await si.graphics()).controllers;
   } catch {
@@ -78,7 +78,11 @@ export async function measureInventory(override: InventoryOverride = {}, limits:
   const [cpu, mem, gpus] = await Promise.all([si.cpu(), si.mem(), measureGpus()]);
   const limit = limits.memoryBytes;
   const measured: Inventory = {
-    cpu: { cores: cpu.cores, model: `${cpu.manufacturer} ${cpu.brand}`.trim(), usableCores: usableCores(cpu.cores, availableParallelism(), limits) },
+    cpu: {
+      cores: cpu.cores,
+      model: `${cpu.manufacturer} ${cpu.brand}`.trim(),
+      usableCores: usableCores(cpu.cores, availableParallelism(), limits),
+    },
     memory: {
       totalBytes: Math.min(mem.total, limit ?? Infinity),
       availableBytes: Math.min(mem.available, limit ?? Infinity),

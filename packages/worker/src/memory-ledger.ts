@@ -84,7 +84,12 @@ export class MemoryLedger {
  * nvidia-smi, on a GPU), never below the model file's size. Undefined when nothing usable was
  * measured (then the estimate stands).
  */
-export function measuredFootprint(m: { onGpu: boolean; rssDeltaBytes: number; vramDeltaBytes?: number; fileBytes: number }): number | undefined {
+export function measuredFootprint(m: {
+  onGpu: boolean;
+  rssDeltaBytes: number;
+  vramDeltaBytes?: number;
+  fileBytes: number;
+}): number | undefined {
   const delta = m.onGpu ? m.vramDeltaBytes : m.rssDeltaBytes;
   return delta !== undefined && delta > 0 ? Math.max(delta, m.fileBytes) : undefined;
 }

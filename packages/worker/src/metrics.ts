@@ -20,7 +20,12 @@ export class WorkerMetrics implements ReplicaMetrics {
   constructor(source: WorkerMetricsSource) {
     this.registry.setDefaultLabels({ worker: source.id });
     const registers = [this.registry];
-    this.requests = new Counter({ name: 'flotilla_requests_total', help: 'Answered inference requests by model and code (OK or the error code)', labelNames: ['model', 'code'], registers });
+    this.requests = new Counter({
+      name: 'flotilla_requests_total',
+      help: 'Answered inference requests by model and code (OK or the error code)',
+      labelNames: ['model', 'code'],
+      registers,
+    });
     this.latency = new Histogram({
       name: 'flotilla_request_seconds',
       help: 'Time from a request reaching the replica to its answer',
@@ -28,8 +33,19 @@ export class WorkerMetrics implements ReplicaMetrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers,
     });
-    this.batches = new Histogram({ name: 'flotilla_batch_size', help: 'Items per session.run', labelNames: ['model'], buckets: [1, 2, 4, 8, 16, 32, 64, 128], registers });
-    this.events = new Counter({ name: 'flotilla_worker_events_total', help: 'Replica loads, unloads, evictions and load failures', labelNames: ['type'], registers });
+    this.batches = new Histogram({
+      name: 'flotilla_batch_size',
+      help: 'Items per session.run',
+      labelNames: ['model'],
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128],
+      registers,
+    });
+    this.events = new Counter({
+      name: 'flotilla_worker_events_total',
+      help: 'Replica loads, unloads, evictions and load failures',
+      labelNames: ['type'],
+      registers,
+    });
     new Gauge({
       name: 'flotilla_queue_depth',
       help: 'Requests queued per replica',

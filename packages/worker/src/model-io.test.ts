@@ -11,7 +11,11 @@ const sig = describeModel(
 
 function req(n: number, l = 1): WireTensors {
   return {
-    x: fromTypedArray('float32', [n, 2], new Float32Array(n * 2).map((_, i) => i)),
+    x: fromTypedArray(
+      'float32',
+      [n, 2],
+      new Float32Array(n * 2).map((_, i) => i),
+    ),
     ids: fromTypedArray('int64', [n, l], new BigInt64Array(n * l)),
   };
 }
@@ -28,7 +32,10 @@ function code(fn: () => unknown): string | undefined {
 describe('model signature and validation', () => {
   it('detects the batch axis from symbolic leading dims', () => {
     expect(sig.batchAxis).toBe(true);
-    const fixed = describeModel([{ name: 'x', isTensor: true, type: 'float32', shape: [1, 8] }], [{ name: 'y', isTensor: true, type: 'float32', shape: [1, 8] }]);
+    const fixed = describeModel(
+      [{ name: 'x', isTensor: true, type: 'float32', shape: [1, 8] }],
+      [{ name: 'y', isTensor: true, type: 'float32', shape: [1, 8] }],
+    );
     expect(fixed.batchAxis).toBe(false);
   });
 
@@ -54,7 +61,11 @@ describe('model signature and validation', () => {
     const batch = concatBatch(sig, [a, b], 3);
     expect(batch.x!.dims).toEqual([3, 2]);
     expect(Array.from(new Float32Array(batch.x!.data.slice().buffer))).toEqual([0, 1, 0, 1, 2, 3]);
-    const y = fromTypedArray('float32', [3, 3], new Float32Array(9).map((_, i) => i));
+    const y = fromTypedArray(
+      'float32',
+      [3, 3],
+      new Float32Array(9).map((_, i) => i),
+    );
     const parts = splitBatch({ y }, [1, 2]);
     expect(parts[0]!.y!.dims).toEqual([1, 3]);
     expect(Array.from(new Float32Array(parts[1]!.y!.data.slice().buffer))).toEqual([3, 4, 5, 6, 7, 8]);

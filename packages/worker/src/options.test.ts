@@ -12,11 +12,20 @@ describe('parseWorkerOptions: threads', () => {
 
   it('refuses more threads than usable cores with BAD_REQUEST', () => {
     expect(() => parseWorkerOptions({ threads: 3, inventory: twoCores })).toThrow(
-      expect.objectContaining({ code: 'BAD_REQUEST', message: expect.stringContaining("threads 3 exceeds this worker's 2 usable cores"), data: { threads: 3, usableCores: 2 } }),
+      expect.objectContaining({
+        code: 'BAD_REQUEST',
+        message: expect.stringContaining("threads 3 exceeds this worker's 2 usable cores"),
+        data: { threads: 3, usableCores: 2 },
+      }),
     );
     // --threads 1024 on this machine (fewer cores than that): refused, not 1,035 threads spawned.
     expect(cpus().length).toBeLessThan(1024);
-    expect(() => parseWorkerOptions({ threads: 1024 })).toThrow(expect.objectContaining({ code: 'BAD_REQUEST', message: expect.stringMatching(/threads 1024 exceeds this worker's \d+ usable core/) }));
+    expect(() => parseWorkerOptions({ threads: 1024 })).toThrow(
+      expect.objectContaining({
+        code: 'BAD_REQUEST',
+        message: expect.stringMatching(/threads 1024 exceeds this worker's \d+ usable core/),
+      }),
+    );
     expect(() => parseWorkerOptions({ threads: -1 })).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
     expect(() => parseWorkerOptions({ threads: 1.5 })).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
   });

@@ -83,7 +83,13 @@ const Schema = z.object({
   storeReplicas: z.number().int().min(1).max(5),
   inventory: z
     .object({
-      cpu: z.object({ cores: z.number().int().min(1).optional(), usableCores: z.number().int().min(1).optional(), model: z.string().optional() }).optional(),
+      cpu: z
+        .object({
+          cores: z.number().int().min(1).optional(),
+          usableCores: z.number().int().min(1).optional(),
+          model: z.string().optional(),
+        })
+        .optional(),
       memory: z.object({ totalBytes: z.number().min(0).optional(), availableBytes: z.number().min(0).optional() }).optional(),
       gpus: z.array(Gpu).optional(),
     })
@@ -129,9 +135,18 @@ export function parseWorkerOptions(raw: WorkerOptions = {}): CompiledWorkerOptio
   resolveEvictionPolicy(r.data.eviction); // unknown name → BAD_REQUEST before anything starts
   const cores = inventoryUsableCores(r.data.inventory as InventoryOverride);
   if (r.data.threads > cores) {
-    throw new BadRequestError(`invalid worker options: threads ${r.data.threads} exceeds this worker's ${cores} usable core${cores === 1 ? '' : 's'} (use 1-${cores}, or 0 to let onnxruntime choose)`, {
-      data: { threads: r.data.threads, usableCores: cores },
-    });
+    throw new BadRequestError(
+      `invalid worker options: threads ${r.data.threads} exceeds this worker's ${cores} usable core${cores === 1 ? '' : 's'} (use 1-${cores}, or 0 to let onnxruntime choose)`,
+      {
+        data: { threads: r.data.threads, usableCores: cores },
+      },
+    );
   }
-  return { ...r.data, inventory: r.data.inventory as InventoryOverride, bus: { ...raw.bus }, connection: raw.connection, logger: raw.logger };
+  return {
+    ...r.data,
+    inventory: r.data.inventory as InventoryOverride,
+    bus: { ...raw.bus },
+    connection: raw.connection,
+    logger: raw.logger,
+  };
 }

@@ -19,7 +19,12 @@ describe('profileSession', () => {
     const s = await open(1);
     try {
       const sig = describeModel(s.inputMetadata, s.outputMetadata);
-      const p = await profileSession(s, sig, { digest: 'd', deviceClass: 'c', sessionBytes: 1000, fileBytes: 3000, rssBaseline: process.memoryUsage().rss }, { budgetMs: 300, maxBatch: 8 });
+      const p = await profileSession(
+        s,
+        sig,
+        { digest: 'd', deviceClass: 'c', sessionBytes: 1000, fileBytes: 3000, rssBaseline: process.memoryUsage().rss },
+        { budgetMs: 300, maxBatch: 8 },
+      );
       expect(p.rows.map((r) => r.batch)).toEqual([1, 2, 4, 8].slice(0, p.rows.length));
       expect(p.rows.length).toBeGreaterThanOrEqual(2);
       for (const r of p.rows) expect(r.itemsPerSec).toBeGreaterThan(0);
@@ -37,7 +42,12 @@ describe('profileSession', () => {
       const sig = describeModel(s.inputMetadata, s.outputMetadata);
       let n = 0;
       const deviceBytes = async () => 100e6 + ++n * 1e6; // grows with each batch size
-      const p = await profileSession(s, sig, { digest: 'd', deviceClass: 'c', sessionBytes: 90e6, fileBytes: 3000, rssBaseline: 0, deviceBytes }, { budgetMs: 200, maxBatch: 4 });
+      const p = await profileSession(
+        s,
+        sig,
+        { digest: 'd', deviceClass: 'c', sessionBytes: 90e6, fileBytes: 3000, rssBaseline: 0, deviceBytes },
+        { budgetMs: 200, maxBatch: 4 },
+      );
       expect(p.rows.map((r) => r.peakBytes)).toEqual(p.rows.map((_, i) => 100e6 + (i + 1) * 1e6));
       expect(p.memory.peakBytes).toBe(p.rows.find((r) => r.batch === p.chosen.maxBatchSize)!.peakBytes);
       expect(p.memory.replicaBytes).toBe(Math.max(90e6, p.memory.peakBytes));
@@ -62,7 +72,11 @@ describe('profileThreads', () => {
       { batch: 4, usableCores: 2, budgetMs: 600 },
     );
     try {
-      expect(r.profile.rows.map((x) => `${x.intraOp}/${x.interOp}/${x.mode}`)).toEqual(['2/1/sequential', '1/1/sequential', '1/2/parallel']);
+      expect(r.profile.rows.map((x) => `${x.intraOp}/${x.interOp}/${x.mode}`)).toEqual([
+        '2/1/sequential',
+        '1/1/sequential',
+        '1/2/parallel',
+      ]);
       expect(r.settings).toMatchObject({ intraOp: r.profile.intraOp, mode: r.profile.mode });
       // Only a changed choice opens one more session (the chosen one, after the candidates).
       const changed = !(r.settings.intraOp === 2 && r.settings.mode === 'sequential');

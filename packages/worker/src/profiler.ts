@@ -52,14 +52,22 @@ export async function warmUp(session: ort.InferenceSession, sig: ModelSignature,
 /** Why the model cannot be profiled with synthetic inputs, or null. */
 export function unprofilable(sig: ModelSignature): string | null {
   const dynamic = sig.inputs.filter((s) => s.shape.some((d, i) => d === null && !(i === 0 && sig.batchAxis)));
-  return dynamic.length ? `inputs ${dynamic.map((s) => `'${s.name}'`).join(', ')} have dynamic non-batch dims: no synthetic input to profile with` : null;
+  return dynamic.length
+    ? `inputs ${dynamic.map((s) => `'${s.name}'`).join(', ')} have dynamic non-batch dims: no synthetic input to profile with`
+    : null;
 }
 
 /**
  * Times `session` on `feeds`: one warm-up run (not timed), then runs filling `shareMs` (at least
  * 3, at most 30), stopping early past `deadline` (performance.now() time) once 3 are in.
  */
-async function timeBatch(session: ort.InferenceSession, feeds: Record<string, ort.Tensor>, batch: number, shareMs: number, deadline: number) {
+async function timeBatch(
+  session: ort.InferenceSession,
+  feeds: Record<string, ort.Tensor>,
+  batch: number,
+  shareMs: number,
+  deadline: number,
+) {
   let peakRss = process.memoryUsage().rss;
   const w0 = performance.now();
   await session.run(feeds);
@@ -160,7 +168,6 @@ export async function profileSession(
   };
 }
 
-
 /**
  * Measures thread settings for a CPU session at the profile's chosen batch size: the session the
  * batch sweep ran with (`current`, the widest setting), then narrower ones and parallel mode,
@@ -208,6 +215,11 @@ export function ortVersion(): string {
 
 /** A device class name profiles are shared under: same CPU model, cores and threads (or GPU model). */
 export function deviceClass(kind: 'cpu' | 'gpu', model: string, cores: number, threads: number, provider: string): string {
-  const slug = model.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40) || 'unknown';
+  const slug =
+    model
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, '-')
+      .replace(/^-|-$/g, '')
+      .slice(0, 40) || 'unknown';
   return kind === 'cpu' ? `cpu-${slug}-${cores}c-t${threads}` : `gpu-${slug}-${provider}`;
 }

@@ -27,7 +27,9 @@ describe('execution provider availability', () => {
   it('a separate provider needs its libraries next to libonnxruntime', () => {
     const dir = mkdtempSync(join(tmpdir(), 'flotilla-ep-'));
     try {
-      expect(providerUnavailable('cuda', BACKENDS, `${dir}/`)).toMatch(/libonnxruntime_providers_shared\.so and libonnxruntime_providers_cuda\.so not installed/);
+      expect(providerUnavailable('cuda', BACKENDS, `${dir}/`)).toMatch(
+        /libonnxruntime_providers_shared\.so and libonnxruntime_providers_cuda\.so not installed/,
+      );
       writeFileSync(join(dir, 'libonnxruntime_providers_shared.so'), '');
       writeFileSync(join(dir, 'libonnxruntime_providers_cuda.so'), '');
       expect(providerUnavailable('cuda', BACKENDS, `${dir}/`)).toBeUndefined();

@@ -44,10 +44,18 @@ function ownLibraryDir(): string | null {
  * Why execution provider `name` cannot load here, or undefined when it can (or when that cannot
  * be told: then creating the session is the test).
  */
-export function providerUnavailable(name: string, backends: readonly BackendInfo[] = supportedBackends(), libDir: string | null = ownLibraryDir()): string | undefined {
+export function providerUnavailable(
+  name: string,
+  backends: readonly BackendInfo[] = supportedBackends(),
+  libDir: string | null = ownLibraryDir(),
+): string | undefined {
   const b = backends.find((x) => x.name === name);
   if (!b) return `this onnxruntime-node build has no '${name}' execution provider (it has ${backends.map((x) => x.name).join(', ')})`;
   if (b.bundled || !libDir) return undefined;
-  const missing = ['libonnxruntime_providers_shared.so', `libonnxruntime_providers_${name}.so`].filter((lib) => !existsSync(join(libDir, lib)));
-  return missing.length ? `${missing.join(' and ')} not installed in ${libDir} (GPU nodes need onnxruntime-node's ${name} binaries)` : undefined;
+  const missing = ['libonnxruntime_providers_shared.so', `libonnxruntime_providers_${name}.so`].filter(
+    (lib) => !existsSync(join(libDir, lib)),
+  );
+  return missing.length
+    ? `${missing.join(' and ')} not installed in ${libDir} (GPU nodes need onnxruntime-node's ${name} binaries)`
+    : undefined;
 }

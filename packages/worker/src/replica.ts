@@ -20,7 +20,6 @@ import {
   isTraceparent,
   REPLICA_QUEUE,
   TRACEPARENT_HEADER,
-  checkWireTensor,
   decode,
   encode,
   fromTypedArray,
@@ -134,8 +133,15 @@ export class Replica {
     readonly signature: ModelSignature,
     options: BatchingOptions,
   ) {
-    ({ id: this.id, model: this.model, digest: this.digest, device: this.device, executionProvider: this.executionProvider, bytes: this.bytes, profile: this.profile } =
-      identity);
+    ({
+      id: this.id,
+      model: this.model,
+      digest: this.digest,
+      device: this.device,
+      executionProvider: this.executionProvider,
+      bytes: this.bytes,
+      profile: this.profile,
+    } = identity);
     this.pinned = identity.pinned ?? false;
     this.batching = {
       maxBatchSize: signature.batchAxis ? (options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE) : 1,
@@ -169,7 +175,15 @@ export class Replica {
       name: 'flotilla-replica',
       version: '0.1.0',
       description: `Flotilla replica of model '${this.model}'`,
-      metadata: { cluster, model: this.model, replica: this.id, worker: this.ctx.workerId, device: this.device, provider: this.executionProvider, digest: this.digest },
+      metadata: {
+        cluster,
+        model: this.model,
+        replica: this.id,
+        worker: this.ctx.workerId,
+        device: this.device,
+        provider: this.executionProvider,
+        digest: this.digest,
+      },
     });
     this.service.addEndpoint('infer', { subject: ownSubject, queue: '', handler: callback as never, metadata: { model: this.model } });
   }
@@ -263,9 +277,12 @@ export class Replica {
       });
     }
     if (ref.size > this.maxStagedBytes) {
-      throw new InputMismatchError(`a staged request of ${ref.size} bytes cannot match '${this.model}', whose inputs take ${this.maxStagedBytes - STAGED_OVERHEAD_BYTES} bytes`, {
-        data: { expected: this.signature.inputs, sizeBytes: ref.size },
-      });
+      throw new InputMismatchError(
+        `a staged request of ${ref.size} bytes cannot match '${this.model}', whose inputs take ${this.maxStagedBytes - STAGED_OVERHEAD_BYTES} bytes`,
+        {
+          data: { expected: this.signature.inputs, sizeBytes: ref.size },
+        },
+      );
     }
     if (this.fetchingBytes + ref.size > this.ctx.maxMessageBytes) {
       throw new OverloadedError(`replica ${this.id} is already fetching ${this.fetchingBytes} bytes of staged requests`, {
@@ -298,7 +315,12 @@ export class Replica {
     const d = this.batcher.next(performance.now());
     for (const q of d.expired) {
       const ms = Math.round(performance.now() - q.payload.receivedAt);
-      this.finish(q.payload.msg, q.payload.id, q.payload.receivedAt, new DeadlineExceededError(`request waited ${ms} ms in the queue, past its deadline`));
+      this.finish(
+        q.payload.msg,
+        q.payload.id,
+        q.payload.receivedAt,
+        new DeadlineExceededError(`request waited ${ms} ms in the queue, past its deadline`),
+      );
     }
     if (d.kind === 'wait') this.timer = setTimeout(() => this.pump(), d.waitMs);
     else if (d.kind === 'run') {
@@ -315,7 +337,11 @@ export class Replica {
     const started = performance.now();
     let parts: WireTensors[];
     try {
-      parts = await this.execute(batch.map((q) => q.payload.inputs), batch.map((q) => q.items), items);
+      parts = await this.execute(
+        batch.map((q) => q.payload.inputs),
+        batch.map((q) => q.items),
+        items,
+      );
     } catch (err) {
       if (batch.length > 1) {
         // Isolate the bad request: one request must never fail the others in its batch.
@@ -414,7 +440,13 @@ export class Replica {
           error: new PayloadTooLargeError(`reply of ${data.byteLength} bytes exceeds the limit of ${this.ctx.maxMessageBytes}`).toWire(),
         });
       }
-      data = await fitReply(this.ctx.nc, data, (d) => this.ctx.blobs.put(d), (error) => ({ v: PROTOCOL_VERSION, ok: false, id: body.id, error }), this.ctx.maxMessageBytes);
+      data = await fitReply(
+        this.ctx.nc,
+        data,
+        (d) => this.ctx.blobs.put(d),
+        (error) => ({ v: PROTOCOL_VERSION, ok: false, id: body.id, error }),
+        this.ctx.maxMessageBytes,
+      );
     } catch (err) {
       this.ctx.logger.error({ err, replica: this.id }, 'failed to encode reply');
       data = encode({ v: PROTOCOL_VERSION, ok: false, id: body.id, error: toFlotillaError(err).toWire() });

@@ -50,7 +50,14 @@ export interface OpenedSession {
   warmupMs?: number;
 }
 
-type Created = { session: ort.InferenceSession; createMs: number; compile: 'hit' | 'miss' | 'off'; executionProvider: string; fallbackFrom?: string; fallbackReason?: string };
+type Created = {
+  session: ort.InferenceSession;
+  createMs: number;
+  compile: 'hit' | 'miss' | 'off';
+  executionProvider: string;
+  fallbackFrom?: string;
+  fallbackReason?: string;
+};
 
 /** One open in progress: what it was asked, and what opening the session found. */
 interface Opening {
@@ -98,7 +105,13 @@ export class SessionLoader {
   }
 
   deviceClassOf(kind: 'cpu' | 'gpu', deviceId: string, provider: string): string {
-    return deviceClass(kind, kind === 'gpu' ? this.gpuModel(deviceId) : this.inventory.cpu.model, this.usableCores, this.options.threads, provider);
+    return deviceClass(
+      kind,
+      kind === 'gpu' ? this.gpuModel(deviceId) : this.inventory.cpu.model,
+      this.usableCores,
+      this.options.threads,
+      provider,
+    );
   }
 
   private gpuModel(deviceId: string): string {
@@ -112,18 +125,37 @@ export class SessionLoader {
     const slo = spec.profile.latencySloMs ?? DEFAULT_LATENCY_SLO_MS;
     const cpuClass = this.deviceClassOf('cpu', deviceId, 'cpu');
     const before = lookUpBeforeOpen(spec, kind) ? await this.storedProfile(spec.digest, cpuClass, slo) : undefined;
-    const threads = chooseThreadPlan({ deployment: spec.threads, workerThreads: this.options.threads, stored: before?.threads, usableCores: this.usableCores });
+    const threads = chooseThreadPlan({
+      deployment: spec.threads,
+      workerThreads: this.options.threads,
+      stored: before?.threads,
+      usableCores: this.usableCores,
+    });
     const compile = useCompileCache(spec.compile, before);
-    const o = await this.openMeasured({ path, spec, deviceId, kind, rssBaseline: mem.rssBaseline, slo, cpuClass, before, compile }, threads.settings);
+    const o = await this.openMeasured(
+      { path, spec, deviceId, kind, rssBaseline: mem.rssBaseline, slo, cpuClass, before, compile },
+      threads.settings,
+    );
     const held: Held = { session: o.created.session, threads };
     try {
       const signature = describeModel(held.session.inputMetadata, held.session.outputMetadata);
       const why = unprofilable(signature);
       const step = planProfile({ enabled: spec.profile.enabled !== false, batchAxis: signature.batchAxis, unprofilable: why });
-      const outcome: ProfileOutcome = step.source === 'profile' ? await this.oneAtATime(() => this.storedOrMeasured(o, held, signature)) : step;
+      const outcome: ProfileOutcome =
+        step.source === 'profile' ? await this.oneAtATime(() => this.storedOrMeasured(o, held, signature)) : step;
       if ('profile' in outcome) {
         const p = outcome.profile;
-        this.logger.info({ model: spec.name, deviceClass: o.deviceClass, source: outcome.source, chosen: p.chosen, threads: held.threads.settings, tookMs: p.tookMs }, 'profile');
+        this.logger.info(
+          {
+            model: spec.name,
+            deviceClass: o.deviceClass,
+            source: outcome.source,
+            chosen: p.chosen,
+            threads: held.threads.settings,
+            tookMs: p.tookMs,
+          },
+          'profile',
+        );
       }
       // Batch 1: a caller may be waiting for this replica (a reload after eviction), so the warm-up is the cheapest run.
       const warmupMs = shouldWarmUp(outcome.source, spec.warmup, why) ? await warmUp(held.session, signature, 1) : undefined;
@@ -165,7 +197,9 @@ export class SessionLoader {
       onCpu,
       deviceClass: this.deviceClassOf(onCpu ? 'cpu' : o.kind, o.deviceId, created.executionProvider),
       sessionBytes: Math.max(0, (onCpu ? rssDeltaBytes : vramDeltaBytes) ?? 0),
-      ...(!onCpu && vramBefore !== undefined ? { deviceBytes: async () => ((v) => (v === undefined ? undefined : vramBefore - v))(await vramFree()) } : {}),
+      ...(!onCpu && vramBefore !== undefined
+        ? { deviceBytes: async () => ((v) => (v === undefined ? undefined : vramBefore - v))(await vramFree()) }
+        : {}),
       ...(measuredBytes !== undefined ? { measuredBytes } : {}),
     };
   }
@@ -173,7 +207,10 @@ export class SessionLoader {
   /** Runs `f` after every profile this worker started before it (see `profiling`). */
   private oneAtATime<T>(f: () => Promise<T>): Promise<T> {
     const turn = this.profiling.then(f);
-    this.profiling = turn.then(() => undefined, () => undefined);
+    this.profiling = turn.then(
+      () => undefined,
+      () => undefined,
+    );
     return turn;
   }
 
@@ -182,9 +219,15 @@ export class SessionLoader {
    * measured now on the held session (batch sweep, then what planMeasure adds), stored for the
    * next load. Thread tuning may replace the held session and its threads.
    */
-  private async storedOrMeasured(o: Opening, held: Held, signature: ModelSignature): Promise<ProfileOutcome & { source: 'cache' | 'measured' }> {
+  private async storedOrMeasured(
+    o: Opening,
+    held: Held,
+    signature: ModelSignature,
+  ): Promise<ProfileOutcome & { source: 'cache' | 'measured' }> {
     const { spec } = o;
-    const stored = needsLookup(o.deviceClass, o.cpuClass, o.before) ? await this.storedProfile(spec.digest, o.deviceClass, o.slo) : o.before;
+    const stored = needsLookup(o.deviceClass, o.cpuClass, o.before)
+      ? await this.storedProfile(spec.digest, o.deviceClass, o.slo)
+      : o.before;
     if (stored) return { source: 'cache', profile: stored };
     const p = await profileSession(
       held.session,
@@ -199,7 +242,13 @@ export class SessionLoader {
       },
       { budgetMs: spec.profile.budgetMs, latencySloMs: o.slo, maxBatch: spec.profile.maxBatch },
     );
-    const plan = planMeasure({ onCpu: o.onCpu, threadSource: held.threads.source, spec, opened: o.created, chosenBatch: p.chosen.maxBatchSize });
+    const plan = planMeasure({
+      onCpu: o.onCpu,
+      threadSource: held.threads.source,
+      spec,
+      opened: o.created,
+      chosenBatch: p.chosen.maxBatchSize,
+    });
     if (plan.tuneThreadsAt !== null) {
       const tuned = await profileThreads(
         { session: held.session, settings: held.threads.settings },
@@ -224,7 +273,9 @@ export class SessionLoader {
    * cache (the first load has just written it), alternating; judgeCompile compares the best of
    * each. Costs four creates, once per model and device class.
    */
-  private async compareCompile(open: (compile: boolean) => Promise<{ session: ort.InferenceSession; createMs: number }>): Promise<NonNullable<ModelProfile['compile']>> {
+  private async compareCompile(
+    open: (compile: boolean) => Promise<{ session: ort.InferenceSession; createMs: number }>,
+  ): Promise<NonNullable<ModelProfile['compile']>> {
     const best = { plain: Infinity, compiled: Infinity };
     for (let i = 0; i < 2; i++) {
       for (const compiled of [false, true]) {
@@ -266,7 +317,15 @@ export class SessionLoader {
     };
     const cacheFor = (provider: string, k: 'cpu' | 'gpu') =>
       compile
-        ? { path: compiledPath(join(this.options.cacheDir, 'compiled'), digest, provider, this.deviceClassOf(k, deviceId, provider), ortVersion()) }
+        ? {
+            path: compiledPath(
+              join(this.options.cacheDir, 'compiled'),
+              digest,
+              provider,
+              this.deviceClassOf(k, deviceId, provider),
+              ortVersion(),
+            ),
+          }
         : undefined;
     let fallbackFrom: string | undefined;
     let fallbackReason: string | undefined;
@@ -283,7 +342,11 @@ export class SessionLoader {
           continue;
         }
         try {
-          const c = await createCompiledSession(path, { ...base, executionProviders: [{ name, deviceId: deviceIndex } as never] }, cacheFor(name, 'gpu'));
+          const c = await createCompiledSession(
+            path,
+            { ...base, executionProviders: [{ name, deviceId: deviceIndex } as never] },
+            cacheFor(name, 'gpu'),
+          );
           return { ...c, executionProvider: name, fallbackFrom: undefined };
         } catch (err) {
           fallbackFrom ??= name;

@@ -21,7 +21,8 @@ const seq = (intraOp: number): ThreadSettings => ({ intraOp, interOp: 1, mode: '
 const par = (intraOp: number, interOp: number): ThreadSettings => ({ intraOp, interOp, mode: 'parallel' });
 
 /** A deployment as the head sends it (defaults filled in by the schema). */
-const spec = (over: Record<string, unknown> = {}): DeploySpec => parseDeploySpec({ name: 'm', digest: 'a'.repeat(64), sizeBytes: 1000, ...over });
+const spec = (over: Record<string, unknown> = {}): DeploySpec =>
+  parseDeploySpec({ name: 'm', digest: 'a'.repeat(64), sizeBytes: 1000, ...over });
 
 /** A stored profile: batch 8 chosen at 800 items/s, 2 threads tuned at 900 items/s. */
 function profile(over: Partial<ModelProfile> = {}): ModelProfile {
@@ -71,7 +72,9 @@ describe('checkThreads at load', () => {
   });
 
   it("refuses the worker's own --threads beyond the measured cores", () => {
-    expect(() => checkThreads({}, 8, 2)).toThrow(expect.objectContaining({ code: 'BAD_REQUEST', message: "the worker's --threads 8 exceeds its 2 usable cores" }));
+    expect(() => checkThreads({}, 8, 2)).toThrow(
+      expect.objectContaining({ code: 'BAD_REQUEST', message: "the worker's --threads 8 exceeds its 2 usable cores" }),
+    );
   });
 });
 
@@ -88,9 +91,17 @@ describe('lookUpBeforeOpen', () => {
 describe('chooseThreadPlan', () => {
   const stored = profile().threads;
   it.each<[string, Parameters<typeof chooseThreadPlan>[0], ThreadPlan]>([
-    ["the deployment's settings win over everything", { deployment: par(1, 2), workerThreads: 3, stored, usableCores: 4 }, { settings: par(1, 2), source: 'deployment' }],
+    [
+      "the deployment's settings win over everything",
+      { deployment: par(1, 2), workerThreads: 3, stored, usableCores: 4 },
+      { settings: par(1, 2), source: 'deployment' },
+    ],
     ["then the worker's --threads (sequential)", { workerThreads: 3, stored, usableCores: 4 }, { settings: seq(3), source: 'worker' }],
-    ["then the stored profile's", { workerThreads: 0, stored: { ...par(2, 2), reason: 'r', rows: [], tookMs: 1 }, usableCores: 4 }, { settings: par(2, 2), source: 'profile' }],
+    [
+      "then the stored profile's",
+      { workerThreads: 0, stored: { ...par(2, 2), reason: 'r', rows: [], tookMs: 1 }, usableCores: 4 },
+      { settings: par(2, 2), source: 'profile' },
+    ],
     ['else every usable core', { workerThreads: 0, usableCores: 4 }, { settings: seq(4), source: 'default' }],
   ])('%s', (_what, facts, expected) => {
     expect(chooseThreadPlan(facts)).toEqual(expected);
@@ -114,10 +125,22 @@ describe('useCompileCache', () => {
 describe('planProfile', () => {
   const dyn = "inputs 'x' have dynamic non-batch dims: no synthetic input to profile with";
   it.each<[string, Parameters<typeof planProfile>[0], ReturnType<typeof planProfile>]>([
-    ['profiling disabled (even for an unbatched model)', { enabled: false, batchAxis: false, unprofilable: null }, { source: 'disabled', reason: 'profiling disabled by the deployment' }],
-    ['no batch axis', { enabled: true, batchAxis: false, unprofilable: null }, { source: 'skipped', reason: 'model has no batch axis: runs unbatched', unbatched: true }],
+    [
+      'profiling disabled (even for an unbatched model)',
+      { enabled: false, batchAxis: false, unprofilable: null },
+      { source: 'disabled', reason: 'profiling disabled by the deployment' },
+    ],
+    [
+      'no batch axis',
+      { enabled: true, batchAxis: false, unprofilable: null },
+      { source: 'skipped', reason: 'model has no batch axis: runs unbatched', unbatched: true },
+    ],
     ['dynamic non-batch dims', { enabled: true, batchAxis: true, unprofilable: dyn }, { source: 'skipped', reason: dyn, unbatched: false }],
-    ['a profilable model: stored or measured, in the profiling turn', { enabled: true, batchAxis: true, unprofilable: null }, { source: 'profile' }],
+    [
+      'a profilable model: stored or measured, in the profiling turn',
+      { enabled: true, batchAxis: true, unprofilable: null },
+      { source: 'profile' },
+    ],
   ])('%s', (_what, facts, expected) => {
     expect(planProfile(facts)).toEqual(expected);
   });
@@ -138,16 +161,32 @@ describe('planMeasure', () => {
   const miss = { compile: 'miss' as const, createMs: 100 };
   it.each<[string, Partial<Parameters<typeof planMeasure>[0]>, ReturnType<typeof planMeasure>]>([
     ['CPU, default threads, first load: tune at the chosen batch and compare compile', {}, { tuneThreadsAt: 8, compareCompile: true }],
-    ["tunes at the deployment's batch size when it sets one", { spec: spec({ batching: { maxBatchSize: 32 } }) }, { tuneThreadsAt: 32, compareCompile: true }],
+    [
+      "tunes at the deployment's batch size when it sets one",
+      { spec: spec({ batching: { maxBatchSize: 32 } }) },
+      { tuneThreadsAt: 32, compareCompile: true },
+    ],
     ['a GPU session keeps its threads', { onCpu: false }, { tuneThreadsAt: null, compareCompile: true }],
     ['threads chosen by the worker flag are kept', { threadSource: 'worker' }, { tuneThreadsAt: null, compareCompile: true }],
     ['threads chosen by the deployment are kept', { threadSource: 'deployment' }, { tuneThreadsAt: null, compareCompile: true }],
     ['tuneThreads: false', { spec: spec({ profile: { tuneThreads: false } }) }, { tuneThreadsAt: null, compareCompile: true }],
     ['compile set by the deployment: nothing to compare', { spec: spec({ compile: true }) }, { tuneThreadsAt: 8, compareCompile: false }],
-    ['the cache was hit (not this load that wrote it)', { opened: { compile: 'hit', createMs: 100 } }, { tuneThreadsAt: 8, compareCompile: false }],
-    ['four creates of 800 ms do not fit the default 3 s budget', { opened: { compile: 'miss', createMs: 800 } }, { tuneThreadsAt: 8, compareCompile: false }],
+    [
+      'the cache was hit (not this load that wrote it)',
+      { opened: { compile: 'hit', createMs: 100 } },
+      { tuneThreadsAt: 8, compareCompile: false },
+    ],
+    [
+      'four creates of 800 ms do not fit the default 3 s budget',
+      { opened: { compile: 'miss', createMs: 800 } },
+      { tuneThreadsAt: 8, compareCompile: false },
+    ],
     ['exactly four creates in the budget', { opened: { compile: 'miss', createMs: 750 } }, { tuneThreadsAt: 8, compareCompile: true }],
-    ['a larger budget makes room', { opened: { compile: 'miss', createMs: 800 }, spec: spec({ profile: { budgetMs: 4000 } }) }, { tuneThreadsAt: 8, compareCompile: true }],
+    [
+      'a larger budget makes room',
+      { opened: { compile: 'miss', createMs: 800 }, spec: spec({ profile: { budgetMs: 4000 } }) },
+      { tuneThreadsAt: 8, compareCompile: true },
+    ],
   ])('%s', (_what, over, expected) => {
     expect(planMeasure({ onCpu: true, threadSource: 'default', spec: spec(), opened: miss, chosenBatch: 8, ...over })).toEqual(expected);
   });
@@ -172,31 +211,70 @@ describe('summarize', () => {
       'disabled on CPU: zeros, the threads it runs with',
       { source: 'disabled', reason: 'profiling disabled by the deployment' },
       { onCpu: true, threads: def },
-      { source: 'disabled', deviceClass: 'cls', reason: 'profiling disabled by the deployment', replicaBytes: 0, itemsPerSec: 0, tookMs: 0, threads: { ...seq(4), source: 'default' } },
+      {
+        source: 'disabled',
+        deviceClass: 'cls',
+        reason: 'profiling disabled by the deployment',
+        replicaBytes: 0,
+        itemsPerSec: 0,
+        tookMs: 0,
+        threads: { ...seq(4), source: 'default' },
+      },
     ],
     [
       'skipped on a GPU: no threads',
       { source: 'skipped', reason: 'model has no batch axis: runs unbatched', unbatched: true },
       { onCpu: false, threads: def },
-      { source: 'skipped', deviceClass: 'cls', reason: 'model has no batch axis: runs unbatched', replicaBytes: 0, itemsPerSec: 0, tookMs: 0 },
+      {
+        source: 'skipped',
+        deviceClass: 'cls',
+        reason: 'model has no batch axis: runs unbatched',
+        replicaBytes: 0,
+        itemsPerSec: 0,
+        tookMs: 0,
+      },
     ],
     [
       'measured with tuned threads: their rate, sweep plus tuning time',
       { source: 'measured', profile: profile() },
       { onCpu: true, threads: tuned },
-      { source: 'measured', deviceClass: 'cls', reason: 'batch 8: fastest', replicaBytes: 4096, itemsPerSec: 900, tookMs: 1500.1, threads: { ...seq(2), source: 'profile' } },
+      {
+        source: 'measured',
+        deviceClass: 'cls',
+        reason: 'batch 8: fastest',
+        replicaBytes: 4096,
+        itemsPerSec: 900,
+        tookMs: 1500.1,
+        threads: { ...seq(2), source: 'profile' },
+      },
     ],
     [
       "from the cache with the deployment's threads: the sweep's rate, no time spent",
       { source: 'cache', profile: profile() },
       { onCpu: true, threads: { settings: seq(2), source: 'deployment' } },
-      { source: 'cache', deviceClass: 'cls', reason: 'batch 8: fastest', replicaBytes: 4096, itemsPerSec: 800, tookMs: 0, threads: { ...seq(2), source: 'deployment' } },
+      {
+        source: 'cache',
+        deviceClass: 'cls',
+        reason: 'batch 8: fastest',
+        replicaBytes: 4096,
+        itemsPerSec: 800,
+        tookMs: 0,
+        threads: { ...seq(2), source: 'deployment' },
+      },
     ],
     [
       'from the cache, profile threads not among the measured rows: the sweep rate',
       { source: 'cache', profile: profile() },
       { onCpu: true, threads: { settings: par(1, 2), source: 'profile' } },
-      { source: 'cache', deviceClass: 'cls', reason: 'batch 8: fastest', replicaBytes: 4096, itemsPerSec: 800, tookMs: 0, threads: { ...par(1, 2), source: 'profile' } },
+      {
+        source: 'cache',
+        deviceClass: 'cls',
+        reason: 'batch 8: fastest',
+        replicaBytes: 4096,
+        itemsPerSec: 800,
+        tookMs: 0,
+        threads: { ...par(1, 2), source: 'profile' },
+      },
     ],
     [
       'measured on a GPU without thread tuning: the sweep time alone',
@@ -213,10 +291,25 @@ describe('batchingFor', () => {
   const p = profile();
   it.each<[string, ProfileOutcome, DeploySpec['batching'], DeploySpec['batching']]>([
     ['disabled: the deployment alone', { source: 'disabled', reason: 'r' }, { maxQueueLength: 5 }, { maxQueueLength: 5 }],
-    ['no batch axis: one item at a time, whatever was asked', { source: 'skipped', reason: 'r', unbatched: true }, { maxBatchSize: 16, maxQueueDelayMs: 3 }, { maxBatchSize: 1, maxQueueDelayMs: 3 }],
+    [
+      'no batch axis: one item at a time, whatever was asked',
+      { source: 'skipped', reason: 'r', unbatched: true },
+      { maxBatchSize: 16, maxQueueDelayMs: 3 },
+      { maxBatchSize: 1, maxQueueDelayMs: 3 },
+    ],
     ['unprofilable: the deployment alone', { source: 'skipped', reason: 'r', unbatched: false }, {}, {}],
-    ["profiled: the profile's choice where the deployment is silent", { source: 'measured', profile: p }, { maxQueueLength: 7 }, { maxBatchSize: 8, maxQueueDelayMs: 2, maxQueueLength: 7 }],
-    ["profiled: the deployment's settings override the choice", { source: 'cache', profile: p }, { maxBatchSize: 4, maxQueueDelayMs: 0 }, { maxBatchSize: 4, maxQueueDelayMs: 0 }],
+    [
+      "profiled: the profile's choice where the deployment is silent",
+      { source: 'measured', profile: p },
+      { maxQueueLength: 7 },
+      { maxBatchSize: 8, maxQueueDelayMs: 2, maxQueueLength: 7 },
+    ],
+    [
+      "profiled: the deployment's settings override the choice",
+      { source: 'cache', profile: p },
+      { maxBatchSize: 4, maxQueueDelayMs: 0 },
+      { maxBatchSize: 4, maxQueueDelayMs: 0 },
+    ],
   ])('%s', (_what, outcome, deployment, expected) => {
     const before = structuredClone(deployment);
     expect(batchingFor(outcome, deployment)).toEqual(expected);

@@ -3,7 +3,14 @@
 // In the order open() meets them: refuse oversized thread pools, look the profile up before
 // opening?, thread settings, compile cache, where the profile comes from, what else to measure,
 // and once settled: the profile summary, the batching and whether to warm up.
-import { BadRequestError, type BatchingOptions, type DeploySpec, type ModelProfile, type ReplicaProfileSummary, type ThreadSettings } from '@flotilla/protocol';
+import {
+  BadRequestError,
+  type BatchingOptions,
+  type DeploySpec,
+  type ModelProfile,
+  type ReplicaProfileSummary,
+  type ThreadSettings,
+} from '@flotilla/protocol';
 import { DEFAULT_PROFILE_BUDGET_MS } from './profiler.js';
 import { assertThreadsFit, sameThreads } from './thread-choice.js';
 
@@ -25,7 +32,9 @@ export function checkThreads(spec: Pick<DeploySpec, 'threads'>, workerThreads: n
   if (spec.threads) assertThreadsFit(spec.threads, usableCores, 'threads');
   const cores = Math.max(1, Math.floor(usableCores));
   if (workerThreads > cores) {
-    throw new BadRequestError(`the worker's --threads ${workerThreads} exceeds its ${cores} usable core${cores === 1 ? '' : 's'}`, { data: { threads: workerThreads, usableCores: cores } });
+    throw new BadRequestError(`the worker's --threads ${workerThreads} exceeds its ${cores} usable core${cores === 1 ? '' : 's'}`, {
+      data: { threads: workerThreads, usableCores: cores },
+    });
   }
 }
 
@@ -42,7 +51,12 @@ export function lookUpBeforeOpen(spec: Pick<DeploySpec, 'profile'>, kind: 'cpu' 
  * Thread settings to open with: the deployment's, the worker's `--threads` (0: unset), the stored
  * profile's, else every usable core (the profile may tune them down later).
  */
-export function chooseThreadPlan(f: { deployment?: ThreadSettings; workerThreads: number; stored?: ModelProfile['threads']; usableCores: number }): ThreadPlan {
+export function chooseThreadPlan(f: {
+  deployment?: ThreadSettings;
+  workerThreads: number;
+  stored?: ModelProfile['threads'];
+  usableCores: number;
+}): ThreadPlan {
   if (f.deployment) return { settings: f.deployment, source: 'deployment' };
   if (f.workerThreads > 0) return { settings: { intraOp: f.workerThreads, interOp: 1, mode: 'sequential' }, source: 'worker' };
   const t = f.stored;
@@ -67,7 +81,11 @@ export type ProfileOutcome =
  * (profiling disabled, or a model that cannot be profiled), or `profile`: the stored profile of
  * its device class, else one measured now, in the worker's profiling turn.
  */
-export function planProfile(f: { enabled: boolean; batchAxis: boolean; unprofilable: string | null }): Extract<ProfileOutcome, { source: 'disabled' | 'skipped' }> | { source: 'profile' } {
+export function planProfile(f: {
+  enabled: boolean;
+  batchAxis: boolean;
+  unprofilable: string | null;
+}): Extract<ProfileOutcome, { source: 'disabled' | 'skipped' }> | { source: 'profile' } {
   if (!f.enabled) return { source: 'disabled', reason: 'profiling disabled by the deployment' };
   if (!f.batchAxis) return { source: 'skipped', reason: 'model has no batch axis: runs unbatched', unbatched: true };
   if (f.unprofilable) return { source: 'skipped', reason: f.unprofilable, unbatched: false };
@@ -107,7 +125,10 @@ export function planMeasure(f: {
   const tune = f.onCpu && f.threadSource === 'default' && f.spec.profile.tuneThreads !== false;
   return {
     tuneThreadsAt: tune ? (f.spec.batching.maxBatchSize ?? f.chosenBatch) : null,
-    compareCompile: f.spec.compile === undefined && f.opened.compile === 'miss' && f.opened.createMs * 4 <= (f.spec.profile.budgetMs ?? DEFAULT_PROFILE_BUDGET_MS),
+    compareCompile:
+      f.spec.compile === undefined &&
+      f.opened.compile === 'miss' &&
+      f.opened.createMs * 4 <= (f.spec.profile.budgetMs ?? DEFAULT_PROFILE_BUDGET_MS),
   };
 }
 
@@ -164,7 +185,11 @@ export function batchingFor(outcome: ProfileOutcome, deployment: BatchingOptions
     case 'cache':
     case 'measured': {
       const { chosen } = outcome.profile;
-      return { ...deployment, maxBatchSize: deployment.maxBatchSize ?? chosen.maxBatchSize, maxQueueDelayMs: deployment.maxQueueDelayMs ?? chosen.maxQueueDelayMs };
+      return {
+        ...deployment,
+        maxBatchSize: deployment.maxBatchSize ?? chosen.maxBatchSize,
+        maxQueueDelayMs: deployment.maxQueueDelayMs ?? chosen.maxQueueDelayMs,
+      };
     }
     case 'skipped':
       return outcome.unbatched ? { ...deployment, maxBatchSize: 1 } : { ...deployment };

@@ -1,7 +1,22 @@
-import { assertThreadsFit, chooseThreads, threadCandidates, threadCost, threadsProblem, type ThreadRow, type ThreadSettings } from './thread-choice.js';
+import {
+  assertThreadsFit,
+  chooseThreads,
+  threadCandidates,
+  threadCost,
+  threadsProblem,
+  type ThreadRow,
+  type ThreadSettings,
+} from './thread-choice.js';
 
 const seq = (intraOp: number): ThreadSettings => ({ intraOp, interOp: 1, mode: 'sequential' });
-const row = (t: ThreadSettings, itemsPerSec: number, p99Ms = 10): ThreadRow => ({ ...t, batch: 8, runs: 10, p50Ms: p99Ms * 0.8, p99Ms, itemsPerSec });
+const row = (t: ThreadSettings, itemsPerSec: number, p99Ms = 10): ThreadRow => ({
+  ...t,
+  batch: 8,
+  runs: 10,
+  p50Ms: p99Ms * 0.8,
+  p99Ms,
+  itemsPerSec,
+});
 const par = (intraOp: number, interOp: number): ThreadSettings => ({ intraOp, interOp, mode: 'parallel' });
 
 describe('threadCandidates', () => {
@@ -84,7 +99,11 @@ describe('threads against usable cores', () => {
 
   it('refuses with a coded BAD_REQUEST that says what fits', () => {
     expect(() => assertThreadsFit({ intraOp: 1024, interOp: 1 }, 2)).toThrow(
-      expect.objectContaining({ code: 'BAD_REQUEST', message: "threads.intraOp 1024 exceeds this worker's 2 usable cores", data: { usableCores: 2, intraOp: 1024, interOp: 1 } }),
+      expect.objectContaining({
+        code: 'BAD_REQUEST',
+        message: "threads.intraOp 1024 exceeds this worker's 2 usable cores",
+        data: { usableCores: 2, intraOp: 1024, interOp: 1 },
+      }),
     );
     expect(() => assertThreadsFit({ intraOp: 2 }, 2)).not.toThrow();
   });

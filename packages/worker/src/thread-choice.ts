@@ -43,7 +43,11 @@ export function threadCandidates(cores: number): ThreadSettings[] {
  * The cheapest setting whose throughput is within `minGain` of the best among those meeting the
  * latency objective (all of them when none does); ties go to the faster one.
  */
-export function chooseThreads(rows: readonly ThreadRow[], latencySloMs: number, minGain = DEFAULT_THREAD_MIN_GAIN): ThreadChoice | undefined {
+export function chooseThreads(
+  rows: readonly ThreadRow[],
+  latencySloMs: number,
+  minGain = DEFAULT_THREAD_MIN_GAIN,
+): ThreadChoice | undefined {
   if (rows.length === 0) return undefined;
   const within = rows.filter((r) => r.p99Ms <= latencySloMs);
   const pool = within.length > 0 ? within : [...rows];
@@ -72,7 +76,10 @@ export function chooseThreads(rows: readonly ThreadRow[], latencySloMs: number, 
  */
 export function threadsProblem(t: { intraOp: number; interOp?: number }, usableCores: number, what = 'threads'): string | undefined {
   const cores = Math.max(1, Math.floor(usableCores));
-  for (const [field, n] of [['intraOp', t.intraOp], ['interOp', t.interOp]] as const) {
+  for (const [field, n] of [
+    ['intraOp', t.intraOp],
+    ['interOp', t.interOp],
+  ] as const) {
     if (n !== undefined && n > cores) return `${what}.${field} ${n} exceeds this worker's ${cores} usable core${cores === 1 ? '' : 's'}`;
   }
   return undefined;
@@ -82,6 +89,10 @@ export function threadsProblem(t: { intraOp: number; interOp?: number }, usableC
 export function assertThreadsFit(t: { intraOp: number; interOp?: number }, usableCores: number, what = 'threads'): void {
   const problem = threadsProblem(t, usableCores, what);
   if (!problem) return;
-  const data = { usableCores: Math.max(1, Math.floor(usableCores)), intraOp: t.intraOp, ...(t.interOp !== undefined ? { interOp: t.interOp } : {}) };
+  const data = {
+    usableCores: Math.max(1, Math.floor(usableCores)),
+    intraOp: t.intraOp,
+    ...(t.interOp !== undefined ? { interOp: t.interOp } : {}),
+  };
   throw new BadRequestError(problem, { data });
 }

@@ -10,7 +10,6 @@ import {
   encode,
   estimateReplicaBytes,
   subjects as makeSubjects,
-  toFlotillaError,
   type DeviceState,
   type EventMessage,
   type Heartbeat,
@@ -26,7 +25,17 @@ import {
   type WorkerStateName,
   type DeploySpec,
 } from '@flotilla/protocol';
-import { BlobStore, ProfileStore, closeBus, connectBus, connectionTracker, createLogger, notReadyReason, serve, type Logger } from '@flotilla/bus';
+import {
+  BlobStore,
+  ProfileStore,
+  closeBus,
+  connectBus,
+  connectionTracker,
+  createLogger,
+  notReadyReason,
+  serve,
+  type Logger,
+} from '@flotilla/bus';
 import { ArtifactCache } from './artifact-cache.js';
 import { measureInventory } from './inventory.js';
 import { MemoryLedger } from './memory-ledger.js';
@@ -144,22 +153,34 @@ export class Worker {
     if (this.state !== 'running') return Promise.reject(new NoCapacityError(`worker ${this.id} is ${this.state}`));
     const existing = this.replicas.get(cmd.replicaId);
     if (existing) {
-      return Promise.resolve({ replicaId: existing.id, device: existing.device, bytes: existing.bytes, loadMs: 0, executionProvider: existing.executionProvider });
+      return Promise.resolve({
+        replicaId: existing.id,
+        device: existing.device,
+        bytes: existing.bytes,
+        loadMs: 0,
+        executionProvider: existing.executionProvider,
+      });
     }
     const pending = this.loading.get(cmd.replicaId);
     if (pending) return pending.done;
     const spec = cmd.spec;
     const device = this.ledger.device(cmd.device);
-    if (!device) return Promise.reject(this.refused(spec.name, cmd.replicaId, String(cmd.device), new NoCapacityError(`worker ${this.id} has no device ${cmd.device}`)));
+    if (!device)
+      return Promise.reject(
+        this.refused(spec.name, cmd.replicaId, String(cmd.device), new NoCapacityError(`worker ${this.id} has no device ${cmd.device}`)),
+      );
     if (this.replicas.size + this.loading.size >= this.options.maxReplicas) {
       return Promise.reject(
         this.refused(
           spec.name,
           cmd.replicaId,
           device.id,
-          new NoCapacityError(`worker ${this.id} already hosts ${this.replicas.size + this.loading.size} replicas (limit ${this.options.maxReplicas})`, {
-            data: { worker: this.id, limit: this.options.maxReplicas },
-          }),
+          new NoCapacityError(
+            `worker ${this.id} already hosts ${this.replicas.size + this.loading.size} replicas (limit ${this.options.maxReplicas})`,
+            {
+              data: { worker: this.id, limit: this.options.maxReplicas },
+            },
+          ),
         ),
       );
     }
@@ -199,7 +220,19 @@ export class Worker {
       const candidates: EvictionCandidate[] = this.ledger.chargesOn(deviceId).flatMap((c) => {
         const r = this.replicas.get(c.owner);
         // Replicas still loading are not candidates: they are not serving yet and hold a reservation.
-        return r ? [{ owner: r.id, model: r.model, bytes: c.bytes, loadedAt: r.loadedAt, lastUsedAt: r.lastUsedAt, uses: r.uses, pinned: r.pinned }] : [];
+        return r
+          ? [
+              {
+                owner: r.id,
+                model: r.model,
+                bytes: c.bytes,
+                loadedAt: r.loadedAt,
+                lastUsedAt: r.lastUsedAt,
+                uses: r.uses,
+                pinned: r.pinned,
+              },
+            ]
+          : [];
       });
       const plan = planEviction(this.policy, candidates, bytes, this.ledger.free(deviceId));
       if (!plan.fits) {
@@ -216,12 +249,17 @@ export class Worker {
         evicted.push({ replica: victim.owner, model: victim.model, bytes: freed });
       }
       if (!this.ledger.tryCharge(deviceId, charge)) {
-        throw new NoCapacityError(`'${spec.name}' still does not fit on ${this.id}/${deviceId} after evicting ${evicted.length} replica(s)`);
+        throw new NoCapacityError(
+          `'${spec.name}' still does not fit on ${this.id}/${deviceId} after evicting ${evicted.length} replica(s)`,
+        );
       }
       this.heartbeat();
       return evicted;
     });
-    this.admitting = turn.then(() => undefined, () => undefined);
+    this.admitting = turn.then(
+      () => undefined,
+      () => undefined,
+    );
     return turn;
   }
 
@@ -258,23 +296,23 @@ export class Worker {
     return bytes;
   }
 
-  private async create(
-    replicaId: string,
-    spec: DeploySpec,
-    deviceId: string,
-    kind: 'cpu' | 'gpu',
-    charged: number,
-  ): Promise<LoadResult> {
+  private async create(replicaId: string, spec: DeploySpec, deviceId: string, kind: 'cpu' | 'gpu', charged: number): Promise<LoadResult> {
     const t0 = performance.now();
     try {
       const path = await this.cache.path(spec.digest);
-      const { session, executionProvider, fallbackFrom, fallbackReason, compile, createMs, signature, profile, batching, measuredBytes, warmupMs } = await this.loader.open(
-        path,
-        spec,
-        deviceId,
-        kind,
-        { rssBaseline: process.memoryUsage().rss },
-      );
+      const {
+        session,
+        executionProvider,
+        fallbackFrom,
+        fallbackReason,
+        compile,
+        createMs,
+        signature,
+        profile,
+        batching,
+        measuredBytes,
+        warmupMs,
+      } = await this.loader.open(path, spec, deviceId, kind, { rssBaseline: process.memoryUsage().rss });
       // The footprint replaces the estimate when it fits: the profile's, else the one measured at
       // load (a deployment's memoryBytes wins over both).
       const footprint = profile.replicaBytes > 0 ? profile.replicaBytes : measuredBytes;
@@ -285,7 +323,15 @@ export class Worker {
         chargedBy = profile.replicaBytes > 0 ? 'profile' : 'measured';
       }
       const replica = new Replica(
-        { nc: this.nc, blobs: this.blobs, logger: this.logger, workerId: this.id, maxMessageBytes: this.options.maxMessageBytes, slowdownMs: this.options.slowdownMs, metrics: this.metrics },
+        {
+          nc: this.nc,
+          blobs: this.blobs,
+          logger: this.logger,
+          workerId: this.id,
+          maxMessageBytes: this.options.maxMessageBytes,
+          slowdownMs: this.options.slowdownMs,
+          metrics: this.metrics,
+        },
         { id: replicaId, model: spec.name, digest: spec.digest, device: deviceId, executionProvider, bytes, profile, pinned: spec.pin },
         session,
         signature,
@@ -305,13 +351,37 @@ export class Worker {
         device: deviceId,
         replica: replicaId,
         bytes,
-        data: { loadMs, sessionCreateMs: +createMs.toFixed(1), compile, warmupMs, executionProvider, fallbackFrom, fallbackReason, chargedBy, batchAxis: signature.batchAxis, batching: replica.batching, profile },
+        data: {
+          loadMs,
+          sessionCreateMs: +createMs.toFixed(1),
+          compile,
+          warmupMs,
+          executionProvider,
+          fallbackFrom,
+          fallbackReason,
+          chargedBy,
+          batchAxis: signature.batchAxis,
+          batching: replica.batching,
+          profile,
+        },
       });
       this.heartbeat();
-      return { replicaId, device: deviceId, bytes, loadMs, sessionCreateMs: +createMs.toFixed(1), compile, executionProvider, ...(fallbackFrom ? { fallbackFrom } : {}) };
+      return {
+        replicaId,
+        device: deviceId,
+        bytes,
+        loadMs,
+        sessionCreateMs: +createMs.toFixed(1),
+        compile,
+        executionProvider,
+        ...(fallbackFrom ? { fallbackFrom } : {}),
+      };
     } catch (err) {
       this.ledger.release(replicaId);
-      const e = err instanceof FlotillaError ? err : new ModelLoadFailedError(`loading '${spec.name}' failed: ${(err as Error).message}`, { cause: err });
+      const e =
+        err instanceof FlotillaError
+          ? err
+          : new ModelLoadFailedError(`loading '${spec.name}' failed: ${(err as Error).message}`, { cause: err });
       this.event({ type: 'load_failed', model: spec.name, device: deviceId, replica: replicaId, reason: e.message });
       this.logger.warn({ err: e.message, model: spec.name, replica: replicaId }, 'load failed');
       this.heartbeat();
@@ -342,8 +412,9 @@ export class Worker {
 
   replicaStates(): ReplicaState[] {
     const ready = [...this.replicas.values()].map((r) => r.snapshot());
-    const loading = [...this.loading.values()].filter((l) => !this.replicas.has(l.id)).map(
-      (l): LoadingReplicaState => ({
+    const loading = [...this.loading.values()]
+      .filter((l) => !this.replicas.has(l.id))
+      .map((l): LoadingReplicaState => ({
         id: l.id,
         model: l.model,
         digest: l.digest,
@@ -355,8 +426,7 @@ export class Worker {
         processed: 0,
         failed: 0,
         pinned: l.pinned,
-      }),
-    );
+      }));
     return [...ready, ...loading];
   }
 

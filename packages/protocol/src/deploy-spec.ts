@@ -1,0 +1,120 @@
+// The deployment spec: what `deploy` sends and the head stores, with its defaults, as one zod
+// schema (strict: unknown keys are refused), and `parseDeploySpec`, which never echoes unbounded input.
+import { z } from 'zod';
+import { BadRequestError, truncate } from './errors.js';
+import { isValidName } from './subjects.js';
+
+export const DevicePreference = z.enum(['gpu', 'cpu', 'any']);
+export type DevicePreference = z.infer<typeof DevicePreference>;
+
+export const BatchingOptions = z
+  .object({
+    /** Most items one session.run takes. Default: chosen by the replica (1 when the model has no batch axis). */
+    maxBatchSize: z.number().int().min(1).max(4096).optional(),
+    /** How long the first queued request may wait for others to join its batch, ms. Default 2. */
+    maxQueueDelayMs: z.number().min(0).max(10_000).optional(),
+    /** Requests queued per replica beyond which new ones get OVERLOADED. Default 1024. */
+    maxQueueLength: z.number().int().min(1).max(1_000_000).optional(),
+  })
+  .strict();
+export type BatchingOptions = z.infer<typeof BatchingOptions>;
+
+export const ProfileOptions = z
+  .object({
+    /** Measure the model on first load (default true); off: defaults or the batching options apply. */
+    enabled: z.boolean().optional(),
+    /** Latency objective for one batch (p99), ms. Default 50. */
+    latencySloMs: z.number().min(0.1).max(600_000).optional(),
+    /** Time budget of one profile, ms. Default 3000. */
+    budgetMs: z.number().int().min(100).max(120_000).optional(),
+    /** Largest batch size tried. Default 64. */
+    maxBatch: z.number().int().min(1).max(4096).optional(),
+    /** Also measure onnxruntime thread settings on CPU and keep the best (default true). */
+    tuneThreads: z.boolean().optional(),
+  })
+  .strict();
+export type ProfileOptions = z.infer<typeof ProfileOptions>;
+
+export const AutoscaleOptions = z
+  .object({
+    /** Outstanding requests (queued + in flight) one replica should carry. Default 4. */
+    targetPerReplica: z.number().min(0.1).max(100_000).optional(),
+    /** Load must persist this long before scaling up, ms. Default 1000. */
+    upscaleStabilizationMs: z.number().int().min(0).max(3_600_000).optional(),
+    /** Load must stay low this long before scaling down, ms. Default 10 000. */
+    downscaleStabilizationMs: z.number().int().min(0).max(3_600_000).optional(),
+    /** Pause between two steps in the same direction, ms. Default 2000. */
+    cooldownMs: z.number().int().min(0).max(3_600_000).optional(),
+  })
+  .strict();
+export type AutoscaleOptions = z.infer<typeof AutoscaleOptions>;
+
+/** onnxruntime thread settings of a session (CPU execution provider). */
+export const ThreadSettings = z
+  .object({
+    /** Threads one operator may use. */
+    intraOp: z.number().int().min(1).max(1024),
+    /** Operators run at once in `parallel` mode (ignored in `sequential`). Default 1. */
+    interOp: z.number().int().min(1).max(1024).default(1),
+    /** `sequential` runs one operator at a time; `parallel` runs independent branches at once. */
+    mode: z.enum(['sequential', 'parallel']).default('sequential'),
+  })
+  .strict();
+export type ThreadSettings = z.infer<typeof ThreadSettings>;
+
+const NAME = z.string().refine(isValidName, { message: "use 1-64 letters, digits, '_' or '-', starting with a letter or digit" });
+
+export const DeploySpec = z
+  .object({
+    name: NAME,
+    /** sha256 (hex) of the ONNX file; the artifact is stored under this name in the model bucket. */
+    digest: z.string().regex(/^[0-9a-f]{64}$/),
+    /** ONNX file size in bytes. */
+    sizeBytes: z.number().int().min(1),
+    /** Where replicas should run. `gpu` falls back to CPU when `allowFallback` (default true). */
+    device: DevicePreference.default('any'),
+    allowFallback: z.boolean().default(true),
+    /** Replicas to run now; autoscaling keeps it within [minReplicas, maxReplicas]. */
+    replicas: z.number().int().min(0).max(1000).default(1),
+    minReplicas: z.number().int().min(0).max(1000).optional(),
+    maxReplicas: z.number().int().min(1).max(1000).optional(),
+    /** Memory one replica needs, bytes; default: estimated from the file size (later: the profile). */
+    memoryBytes: z.number().int().min(1).optional(),
+    batching: BatchingOptions.default({}),
+    /** Pinned replicas are never evicted. */
+    pin: z.boolean().default(false),
+    /**
+     * Cache onnxruntime's optimised graph per device class and reuse it on later loads. Default
+     * (unset): on where it helps — the first load's profile times a create from the cache against
+     * a plain one and later loads follow what it found. true / false: always / never.
+     */
+    compile: z.boolean().optional(),
+    /** Autoscaling between minReplicas and maxReplicas on queue depth (when they differ). */
+    autoscale: AutoscaleOptions.default({}),
+    /** Profiling on first load per device class (drives batching, threads and the memory charge). */
+    profile: ProfileOptions.default({}),
+    /** onnxruntime thread settings for CPU replicas; default: chosen by the profile (or the worker's --threads). */
+    threads: ThreadSettings.optional(),
+    /** Run each new replica once on synthetic inputs before it serves (when it was not just profiled). Default true. */
+    warmup: z.boolean().default(true),
+  })
+  .strict();
+export type DeploySpec = z.infer<typeof DeploySpec>;
+export type DeploySpecInput = z.input<typeof DeploySpec>;
+
+/** Validates a raw deploy spec; returns a new object with defaults filled in. */
+export function parseDeploySpec(raw: unknown): DeploySpec {
+  const r = DeploySpec.safeParse(raw);
+  if (!r.success) {
+    // Paths and messages are cut short: a 600 KB unknown key must not come back in the error.
+    const issues = r.error.issues
+      .slice(0, 5)
+      .map((i) => truncate(`${i.path.map((p) => truncate(String(p), 64)).join('.') || '(spec)'}: ${i.message}`, 300));
+    throw new BadRequestError(`invalid deployment: ${issues.join('; ')}`, { data: { issues } });
+  }
+  const spec = r.data;
+  if (spec.minReplicas !== undefined && spec.maxReplicas !== undefined && spec.minReplicas > spec.maxReplicas) {
+    throw new BadRequestError(`invalid deployment: minReplicas ${spec.minReplicas} > maxReplicas ${spec.maxReplicas}`);
+  }
+  return spec;
+}

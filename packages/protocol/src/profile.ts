@@ -1,0 +1,63 @@
+// A model's profile as the profiler writes it to the profiles bucket (its schema, which every
+// reader applies, is ModelProfileSchema in control-schemas.ts).
+import type { ThreadSettings } from './deploy-spec.js';
+
+export interface ProfileRow {
+  batch: number;
+  runs: number;
+  p50Ms: number;
+  p99Ms: number;
+  itemsPerSec: number;
+  /** Process RSS above the pre-load baseline at its peak during these runs, bytes. */
+  peakBytes: number;
+}
+
+export interface BatchChoice {
+  maxBatchSize: number;
+  maxQueueDelayMs: number;
+  reason: string;
+}
+
+/** One thread setting measured at the chosen batch size. */
+export interface ThreadRow extends ThreadSettings {
+  batch: number;
+  runs: number;
+  p50Ms: number;
+  p99Ms: number;
+  itemsPerSec: number;
+}
+
+export interface ThreadChoice extends ThreadSettings {
+  reason: string;
+}
+
+/** A model measured on one device class (stored in the profiles KV bucket). */
+export interface ModelProfile {
+  v: number;
+  digest: string;
+  deviceClass: string;
+  ortVersion: string;
+  createdAt: number;
+  latencySloMs: number;
+  budgetMs: number;
+  /** Wall time the profile took, ms. */
+  tookMs: number;
+  rows: ProfileRow[];
+  /** Why the sweep ended where it did. */
+  stoppedBecause: string;
+  /** Set when the model could not be profiled (and defaults apply). */
+  skipped?: string;
+  chosen: BatchChoice;
+  /** Session create from the compile cache vs plain (best of two each), and whether the cache helps. */
+  compile?: { plainCreateMs: number; compiledCreateMs: number; helps: boolean; reason: string };
+  /** Thread settings measured at the chosen batch size and the one chosen (CPU provider, when tuned). */
+  threads?: ThreadChoice & { rows: ThreadRow[]; tookMs: number };
+  memory: {
+    /** RSS growth from creating the session, bytes. */
+    sessionBytes: number;
+    /** Peak RSS growth while running the chosen batch size, bytes. */
+    peakBytes: number;
+    /** What a replica should be charged: max(session, peak at the chosen batch, file size). */
+    replicaBytes: number;
+  };
+}
