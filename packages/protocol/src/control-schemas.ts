@@ -8,8 +8,8 @@ import { BadRequestError, MAX_ERROR_MESSAGE_CHARS, truncate } from './errors.js'
 import { encode } from './codec.js';
 import { DeviceId, ReplicaId, parseWith } from './data-schemas.js';
 import { PROTOCOL_VERSION } from './version.js';
-import { isValidName, CONTROL_OPS, type ControlOp } from './subjects.js';
-import { DeploySpec, ThreadSettings } from './deploy-spec.js';
+import { CONTROL_OPS, type ControlOp } from './subjects.js';
+import { DeploySpec, Name, ThreadSettings } from './deploy-spec.js';
 import type { ModelProfile } from './profile.js';
 
 const KiB = 1024;
@@ -45,7 +45,7 @@ export const MAX_WAIT_MS = 86_400_000;
 const MAX_EPOCH_MS = 8.64e15; // the largest Date
 const V = z.literal(PROTOCOL_VERSION);
 /** Cluster, model, worker and head names: the pattern of `subjects.ts` (one NATS token). */
-export const Name = z.string().refine(isValidName, { message: "use 1-64 letters, digits, '_' or '-', starting with a letter or digit" });
+
 const Text = (max: number) => z.string().max(max);
 const Count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const EpochMs = z.number().min(0).max(MAX_EPOCH_MS);

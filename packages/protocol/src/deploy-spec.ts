@@ -62,11 +62,12 @@ export const ThreadSettings = z
   .strict();
 export type ThreadSettings = z.infer<typeof ThreadSettings>;
 
-const NAME = z.string().refine(isValidName, { message: "use 1-64 letters, digits, '_' or '-', starting with a letter or digit" });
+/** Cluster, model and worker names (subjects.ts `isValidName`: one NATS token, a safe file name). */
+export const Name = z.string().refine(isValidName, { message: "use 1-64 letters, digits, '_' or '-', starting with a letter or digit" });
 
 export const DeploySpec = z
   .object({
-    name: NAME,
+    name: Name,
     /** sha256 (hex) of the ONNX file; the artifact is stored under this name in the model bucket. */
     digest: z.string().regex(/^[0-9a-f]{64}$/),
     /** ONNX file size in bytes. */

@@ -61,6 +61,7 @@ export {
   BatchingOptions,
   DeploySpec,
   DevicePreference,
+  Name,
   ProfileOptions,
   ThreadSettings,
   parseDeploySpec,

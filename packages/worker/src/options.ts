@@ -3,7 +3,7 @@
 import { availableParallelism, cpus, homedir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { BadRequestError, DEFAULT_CLUSTER, DEFAULT_MAX_MESSAGE_BYTES, type GpuInfo } from '@flotilla/protocol';
+import { BadRequestError, DEFAULT_CLUSTER, DEFAULT_MAX_MESSAGE_BYTES, Name, type GpuInfo } from '@flotilla/protocol';
 import type { BusOptions, Logger, NatsConnection } from '@flotilla/bus';
 import { usableCores, type InventoryOverride } from './inventory.js';
 import { readCgroupLimits } from './cgroup-limits.js';
@@ -68,8 +68,8 @@ const Gpu = z.object({
 }) satisfies z.ZodType<GpuInfo>;
 
 const Schema = z.object({
-  cluster: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/),
-  id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/),
+  cluster: Name,
+  id: Name,
   heartbeatMs: z.number().int().min(50).max(60_000),
   cacheDir: z.string().min(1),
   memoryBudgetBytes: z.number().int().min(1).optional(),
