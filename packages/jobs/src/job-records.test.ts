@@ -37,12 +37,12 @@ describe('parseJobRecord', () => {
 
   it.each<[string, string, RegExp]>([
     ['not JSON', '{"id":', /not JSON/],
-    ['an array', '[]', /\$: must be an object/],
-    ['a missing field', JSON.stringify({ ...good, total: undefined }), /\$\.total: is required/],
-    ['a huge line count', JSON.stringify({ ...good, total: 1e15 }), /\$\.total: must be an integer in \[0, 100000000\]/],
+    ['an array', '[]', /\$: .*expected object/],
+    ['a missing field', JSON.stringify({ ...good, total: undefined }), /\$\.total: .*expected number/],
+    ['a huge line count', JSON.stringify({ ...good, total: 1e15 }), /\$\.total: Too big: .*100000000/],
     ['a fractional line count', JSON.stringify({ ...good, total: 1.5 }), /\$\.total/],
     ['a bad model name', JSON.stringify({ ...good, model: '../x' }), /\$\.model/],
-    ['a path of 5,000 characters', JSON.stringify({ ...good, output: 'x'.repeat(5000) }), /\$\.output: must be at most 4096 characters/],
+    ['a path of 5,000 characters', JSON.stringify({ ...good, output: 'x'.repeat(5000) }), /\$\.output: .*4096 characters/],
     ['a bad hash', JSON.stringify({ ...good, inputSha256: 'zz' }), /\$\.inputSha256/],
     ['zero concurrency', JSON.stringify({ ...good, concurrency: 0 }), /\$\.concurrency/],
     ['a negative timeout', JSON.stringify({ ...good, timeoutMs: -1 }), /\$\.timeoutMs/],
@@ -89,7 +89,7 @@ describe('parseJobResult', () => {
     [
       'a tensor whose bytes do not match dims',
       { line: 1, outputs: { y: { ...t, dims: [1, 3] } } },
-      /\$\.outputs\.y: data does not match dims/,
+      /\$\.outputs\.y: .*dims \[1,3\] of float32 need 12/,
     ],
     ['a tensor of an unknown dtype', { line: 1, outputs: { y: { ...t, dtype: 'complex' } } }, /unsupported dtype/],
     ['an unknown key', { line: 1, outputs: {}, more: 1 }, /\$\.more: unknown key/],

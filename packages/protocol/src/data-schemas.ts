@@ -123,9 +123,16 @@ export function parseInferRequest(raw: Record<string, unknown>): ParsedInferRequ
 export function parseWith<S extends z.ZodType>(schema: S, raw: unknown, what: string): z.infer<S> {
   const r = schema.safeParse(raw);
   if (r.success) return r.data;
-  const issues = r.error.issues
-    .slice(0, 10)
-    .map((i) => `${['$', ...i.path.map((p) => String(p).slice(0, 64))].join('.')}: ${i.message.slice(0, 200)}`);
+  // Each issue as `$.path: message`, an unknown key as `$.<key>: unknown key`, cut to 160 characters
+  // (a 600 KB key must not come back in the error).
+  const issues = r.error.issues.slice(0, 10).map((i) => {
+    const path = ['$', ...i.path.map((p) => String(p).slice(0, 64))];
+    const text =
+      i.code === 'unrecognized_keys'
+        ? `${[...path, String(i.keys[0] ?? '').slice(0, 64)].join('.')}: unknown key`
+        : `${path.join('.')}: ${i.message}`;
+    return text.slice(0, 160);
+  });
   throw new BadRequestError(`invalid ${what}: ${issues[0]}`, { data: { issues } });
 }
 

@@ -96,6 +96,7 @@ export {
   parseInferRequest,
   parseLoadCommand,
   parseUnloadCommand,
+  parseWith,
   requestIdOf,
   type BlobName,
   type LoadCommandMsg,
@@ -153,3 +154,14 @@ export {
   parseUnloadResult,
   type ControlRequest,
 } from './control-schemas.js';
+export {
+  ERROR_CODE_RE,
+  JOB_ID_RE,
+  JobLocalRecord,
+  JobRecord,
+  JobResultMessage,
+  MAX_JOB_CONCURRENCY,
+  MAX_JOB_LINES,
+  MAX_JOB_PATH_CHARS,
+  MAX_JOB_TIMEOUT_MS,
+} from './job-schemas.js';
