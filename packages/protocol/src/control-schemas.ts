@@ -305,21 +305,8 @@ export type LeaseHolder = z.infer<typeof LeaseHolder>;
 
 /** A model's profile in the profiles bucket (written by workers, read by workers and the SDK). */
 const Finite = z.number().min(-MAX_HOST_BYTES).max(MAX_HOST_BYTES);
-const ProfileRowSchema = z
-  .object({
-    batch: z
-      .number()
-      .int()
-      .min(1)
-      .max(1 << 20),
-    runs: Count,
-    p50Ms: Ms,
-    p99Ms: Ms,
-    itemsPerSec: z.number().min(0).max(1e12),
-    peakBytes: Finite,
-  })
-  .strict();
-const ThreadRowSchema = ThreadSettings.extend({
+/** What one measured setting (a batch size, a thread setting) yields. */
+const Measured = {
   batch: z
     .number()
     .int()
@@ -329,7 +316,9 @@ const ThreadRowSchema = ThreadSettings.extend({
   p50Ms: Ms,
   p99Ms: Ms,
   itemsPerSec: z.number().min(0).max(1e12),
-}).strict();
+};
+const ProfileRowSchema = z.object({ ...Measured, peakBytes: Finite }).strict();
+const ThreadRowSchema = ThreadSettings.extend(Measured).strict();
 export const ModelProfileSchema = z
   .object({
     v: V,

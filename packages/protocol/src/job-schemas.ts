@@ -48,18 +48,16 @@ export const JobRecord = z
 export type JobRecord = z.infer<typeof JobRecord>;
 
 /** What the submitting machine keeps per job: the only paths a resume without --input/--output uses. */
-export const JobLocalRecord = z
-  .object({
-    v: z.literal(1),
-    id: JobId,
-    cluster: Name,
-    model: Name,
-    input: Path,
-    output: Path,
-    total: Lines,
-    inputSha256: Sha256,
-    created: Time,
-  })
+export const JobLocalRecord = JobRecord.pick({
+  id: true,
+  model: true,
+  input: true,
+  output: true,
+  total: true,
+  inputSha256: true,
+  created: true,
+})
+  .extend({ v: z.literal(1), cluster: Name })
   .strict();
 export type JobLocalRecord = z.infer<typeof JobLocalRecord>;
 
