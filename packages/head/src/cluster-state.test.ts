@@ -1,28 +1,11 @@
 import { PROTOCOL_VERSION, parseDeploySpec, type Heartbeat, type ReplicaState } from '@flotilla/protocol';
 import { ClusterState } from './cluster-state.js';
 import { newDeployment } from './deployment.js';
+import { replicaState } from './testing/replica-state.js';
 
 const MiB = 1024 * 1024;
 const DIGEST = 'a'.repeat(64);
-const rep = (id: string, over: Partial<ReplicaState> = {}): ReplicaState => ({
-  id,
-  model: 'mlp',
-  digest: DIGEST,
-  device: 'cpu',
-  state: 'ready',
-  bytes: 10 * MiB,
-  queueDepth: 0,
-  inFlight: 0,
-  processed: 0,
-  failed: 0,
-  executionProvider: 'cpu',
-  batching: { maxBatchSize: 1, maxQueueDelayMs: 0, maxQueueLength: 1, batchAxis: true },
-  batchHistogram: {},
-  pinned: false,
-  loadedAt: 0,
-  lastUsedAt: 0,
-  ...over,
-});
+const rep = (id: string, over: Partial<ReplicaState> = {}): ReplicaState => replicaState(id, 'mlp', { digest: DIGEST, ...over });
 const hb = (id: string, seq: number, replicas: ReplicaState[]): Heartbeat => ({
   v: PROTOCOL_VERSION,
   workerId: id,

@@ -1,27 +1,11 @@
 import type { Heartbeat, ReplicaState } from '@flotilla/protocol';
 import { indexReplicas, workerViews } from './cluster-view.js';
 import type { WorkerRecord } from './registry.js';
+import { replicaState } from './testing/replica-state.js';
 
 const MiB = 1024 * 1024;
-const rep = (id: string, model: string, over: Partial<ReplicaState> = {}): ReplicaState => ({
-  id,
-  model,
-  digest: 'd',
-  device: 'cpu',
-  state: 'ready',
-  bytes: 10 * MiB,
-  queueDepth: 0,
-  inFlight: 0,
-  processed: 0,
-  failed: 0,
-  executionProvider: 'cpu',
-  batching: { maxBatchSize: 1, maxQueueDelayMs: 0, maxQueueLength: 1, batchAxis: true },
-  batchHistogram: {},
-  pinned: false,
-  loadedAt: 0,
-  lastUsedAt: 0,
-  ...over,
-});
+const rep = (id: string, model: string, over: Partial<ReplicaState> = {}): ReplicaState =>
+  replicaState(id, model, { digest: 'd', ...over });
 const worker = (
   id: string,
   replicas: ReplicaState[],

@@ -5,6 +5,7 @@ import { newDeployment, type Deployment } from './deployment.js';
 import type { WorkerView } from './placement.js';
 import { countedReplicas, planAutoscale, planOrphans, planReconcile, replicaBytes, type ReconcilePlan } from './reconcile-plan.js';
 import type { WorkerRecord } from './registry.js';
+import { replicaState } from './testing/replica-state.js';
 
 const MiB = 1024 * 1024;
 const OLD = 'a'.repeat(64);
@@ -21,25 +22,7 @@ const dep = (over: Partial<DeploySpec> = {}, change: (d: Deployment) => void = (
 const rep = (id: string, workerId: string, order: number, over: Partial<ReplicaState> = {}): IndexedReplica => ({
   workerId,
   order,
-  r: {
-    id,
-    model: 'm',
-    digest: NEW,
-    device: 'cpu',
-    state: 'ready',
-    bytes: 100 * MiB,
-    queueDepth: 0,
-    inFlight: 0,
-    processed: 0,
-    failed: 0,
-    executionProvider: 'cpu',
-    batching: { maxBatchSize: 1, maxQueueDelayMs: 0, maxQueueLength: 1, batchAxis: true },
-    batchHistogram: {},
-    pinned: false,
-    loadedAt: 0,
-    lastUsedAt: 0,
-    ...over,
-  },
+  r: replicaState(id, 'm', { digest: NEW, bytes: 100 * MiB, ...over }),
 });
 /** A worker with one cpu device of `freeMiB` free. */
 const worker = (id: string, freeMiB: number): WorkerView => ({
