@@ -8,6 +8,7 @@ import { BadRequestError, MAX_ERROR_MESSAGE_CHARS, truncate } from './errors.js'
 import { encode } from './codec.js';
 import { DeviceId, ReplicaId, parseWith } from './data-schemas.js';
 import { PROTOCOL_VERSION } from './version.js';
+import { DTYPES, type DType } from './tensor.js';
 import { CONTROL_OPS, type ControlOp } from './subjects.js';
 import { DeploySpec, Name, ThreadSettings } from './deploy-spec.js';
 import type { ModelProfile } from './profile.js';
@@ -183,6 +184,34 @@ const replicaCommon = {
 export const LoadingReplicaState = z.object({ ...replicaCommon, state: z.literal('loading') }).strict();
 export type LoadingReplicaState = z.infer<typeof LoadingReplicaState>;
 
+/** One input or output of a model: name, element type, dims (a number, a symbolic name such as `batch`, or null when unnamed and dynamic). */
+export const TensorSignature = z
+  .object({
+    name: Text(256),
+    dtype: z.enum(Object.keys(DTYPES) as [DType, ...DType[]]),
+    shape: z
+      .array(
+        z.union([
+          z
+            .number()
+            .int()
+            .min(0)
+            .max(2 ** 31),
+          Text(64),
+          z.null(),
+        ]),
+      )
+      .max(16),
+  })
+  .strict();
+export type TensorSignature = z.infer<typeof TensorSignature>;
+
+/** What a model takes and returns, as its replica read it from the loaded session. */
+export const ModelSignature = z
+  .object({ inputs: z.array(TensorSignature).max(256), outputs: z.array(TensorSignature).max(256), batchAxis: z.boolean() })
+  .strict();
+export type ModelSignature = z.infer<typeof ModelSignature>;
+
 /** A replica with an open session: serving (`ready`), finishing what it accepted (`draining`), or `failed`. */
 export const LoadedReplicaState = z
   .object({
@@ -204,6 +233,8 @@ export const LoadedReplicaState = z
     /** Epoch ms of the load and of the last request (eviction policies use them). */
     loadedAt: EpochMs,
     lastUsedAt: EpochMs,
+    /** The model's inputs and outputs as the session reports them (absent from older workers). */
+    signature: ModelSignature.optional(),
   })
   .strict();
 export type LoadedReplicaState = z.infer<typeof LoadedReplicaState>;

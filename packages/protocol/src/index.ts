@@ -153,6 +153,8 @@ export {
   parseModelProfile,
   parseUnloadResult,
   type ControlRequest,
+  ModelSignature,
+  TensorSignature,
 } from './control-schemas.js';
 export {
   ERROR_CODE_RE,

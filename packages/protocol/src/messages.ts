@@ -4,6 +4,7 @@
 import type { WireError } from './errors.js';
 import type { WireTensors } from './tensor.js';
 import type { DeploySpec } from './deploy-spec.js';
+import type { ModelSignature } from './control-schemas.js';
 import type { DeviceState, Inventory, ReplicaState, ReplicaStateName, WorkerStateName } from './control-schemas.js';
 
 // ---------- data plane ----------
@@ -63,6 +64,8 @@ export interface DeploymentStatus {
   dormant?: boolean;
   /** Why the desired replica count is not met, if it is not. */
   pendingReason?: WireError;
+  /** The model's inputs and outputs, from a loaded replica's session (absent until one has loaded). */
+  signature?: ModelSignature;
 }
 
 export interface WorkerStatus {
