@@ -1,5 +1,5 @@
 import { ErrorCode, fromTypedArray, type WireTensors } from '@flotilla/protocol';
-import { concatBatch, describeModel, splitBatch, validateInputs } from './model-io.js';
+import { concatBatch, describeModel, splitBatch, validateInputs, wireSignature } from './model-io.js';
 
 const sig = describeModel(
   [
@@ -69,5 +69,33 @@ describe('model signature and validation', () => {
     const parts = splitBatch({ y }, [1, 2]);
     expect(parts[0]!.y!.dims).toEqual([1, 3]);
     expect(Array.from(new Float32Array(parts[1]!.y!.data.slice().buffer))).toEqual([3, 4, 5, 6, 7, 8]);
+  });
+});
+
+describe('reading the signature (dims as onnxruntime-node reports them)', () => {
+  const meta = (shape: Array<number | string>) => [{ name: 'x', isTensor: true, type: 'float32', shape }];
+  it.each<[string, Array<number | string>, Array<number | null>, Array<number | string | null>, boolean]>([
+    // case, onnxruntime's shape, checked shape, published shape, batch axis
+    ['static dims', [1, 8], [1, 8], [1, 8], false],
+    ['symbolic batch', ['N', 16], [null, 16], ['N', 16], true],
+    ['symbolic names kept', ['batch', 'seq'], [null, null], ['batch', 'seq'], true],
+    ['dynamic H/W', ['N', 3, 'H', 'W'], [null, 3, null, null], ['N', 3, 'H', 'W'], true],
+    ['unnamed dynamic dim (empty string)', ['N', 3, '', 'W'], [null, 3, null, null], ['N', 3, null, 'W'], true],
+    ['unnamed dynamic dim (negative)', [-1, 4], [null, 4], [null, 4], true],
+    ['scalar', [], [], [], false],
+  ])('%s', (_case, shape, checked, published, batchAxis) => {
+    const sig = describeModel(meta(shape), meta(shape));
+    expect(sig.inputs[0]!.shape).toEqual(checked);
+    expect(sig.batchAxis).toBe(batchAxis);
+    expect(wireSignature(sig)).toEqual({
+      inputs: [{ name: 'x', dtype: 'float32', shape: published }],
+      outputs: [{ name: 'x', dtype: 'float32', shape: published }],
+      batchAxis,
+    });
+  });
+
+  it('publishes nothing it cannot fit in the protocol (the head would refuse the whole heartbeat)', () => {
+    expect(wireSignature(describeModel(meta(['N', 2]), meta(['N', 'x'.repeat(65)])))).toBeUndefined();
+    expect(wireSignature(describeModel(meta(['N', ...Array<number>(16).fill(1)]), meta(['N'])))).toBeUndefined();
   });
 });

@@ -1,6 +1,8 @@
 // A model's signature (from onnxruntime's input/output metadata) and the three things the request
 // path does with it: validate a request's inputs, concatenate requests into one batch along axis 0,
 // and split the batch's outputs back per request. No I/O; views instead of copies where possible.
+// The published form (protocol `ModelSignature`, in heartbeats and deployment status) keeps the
+// model's symbolic dim names (`batch`, `seq`, `N`, ...), so a caller can see which dims go together.
 import {
   BadRequestError,
   DTYPES,
@@ -9,14 +11,18 @@ import {
   isDType,
   type DType,
   type WireTensor,
+  ModelSignature as WireModelSignatureSchema,
+  type ModelSignature as WireModelSignature,
   type WireTensors,
 } from '@flotilla/protocol';
 
 export interface TensorSpec {
   name: string;
   dtype: DType;
-  /** Static dims are numbers; symbolic or unknown dims are null. */
+  /** What requests are checked against: static dims are numbers; symbolic or unknown dims are null. */
   shape: Array<number | null>;
+  /** The dims as the model declares them: a number, a symbolic name (`batch`, `seq`), or null (dynamic, unnamed). */
+  declared: Array<number | string | null>;
 }
 
 export interface ModelSignature {
@@ -33,15 +39,21 @@ interface ValueMetadataLike {
   shape?: ReadonlyArray<number | string>;
 }
 
+/**
+ * One dim as onnxruntime-node 1.30 reports it: a number for a static dim, the `dim_param` string
+ * for a symbolic one, and `''` (or a negative number) for a dynamic dim without a name.
+ */
+function declaredDim(d: number | string): number | string | null {
+  if (typeof d === 'number') return Number.isInteger(d) && d >= 0 ? d : null;
+  return d === '' ? null : d;
+}
+
 function spec(m: ValueMetadataLike): TensorSpec {
   if (!m.isTensor || !isDType(m.type)) {
     throw new BadRequestError(`model value '${m.name}' has type ${m.type ?? 'non-tensor'}, which Flotilla does not serve`);
   }
-  return {
-    name: m.name,
-    dtype: m.type,
-    shape: (m.shape ?? []).map((d) => (typeof d === 'number' && d >= 0 ? d : null)),
-  };
+  const declared = (m.shape ?? []).map(declaredDim);
+  return { name: m.name, dtype: m.type, shape: declared.map((d) => (typeof d === 'number' ? d : null)), declared };
 }
 
 export function describeModel(inputs: readonly ValueMetadataLike[], outputs: readonly ValueMetadataLike[]): ModelSignature {
@@ -49,6 +61,17 @@ export function describeModel(inputs: readonly ValueMetadataLike[], outputs: rea
   const outs = outputs.map(spec);
   const dynamicLead = (t: TensorSpec) => t.shape.length > 0 && t.shape[0] === null;
   return { inputs: ins, outputs: outs, batchAxis: ins.length > 0 && ins.every(dynamicLead) && outs.every(dynamicLead) };
+}
+
+/**
+ * The signature as replicas publish it (protocol `ModelSignature`): dims with their symbolic names.
+ * Undefined when it would break the protocol's bounds (a name over 256 characters, rank over 16, ...):
+ * the head refuses a whole heartbeat that does not parse, so such a model is served but not described.
+ */
+export function wireSignature(sig: ModelSignature): WireModelSignature | undefined {
+  const wire = (t: TensorSpec) => ({ name: t.name, dtype: t.dtype, shape: [...t.declared] });
+  const out = { inputs: sig.inputs.map(wire), outputs: sig.outputs.map(wire), batchAxis: sig.batchAxis };
+  return WireModelSignatureSchema.safeParse(out).success ? out : undefined;
 }
 
 /**
