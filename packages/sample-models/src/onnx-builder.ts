@@ -179,3 +179,16 @@ export function buildConvNet(name = 'convnet', seed = 11): Uint8Array {
   g.output('y', ['N', 100]);
   return g.toBytes();
 }
+
+/**
+ * A token embedding, the input side of a transformer: int64 `input_ids` [batch, seq] → float32 `y`
+ * [batch, seq, dim] (Gather from a vocab × dim table). Ids must be in [0, vocab).
+ */
+export function buildTokenEmbedding(vocab = 64, dim = 8, name = 'token-embedding', seed = 21): Uint8Array {
+  const g = new GraphBuilder(name);
+  const ids = g.input('input_ids', ['batch', 'seq'], 'int64');
+  const table = g.weight([vocab, dim], randomFloats(vocab * dim, seed));
+  g.node('Gather', [table, ids], { axis: 0 }, 'y');
+  g.output('y', ['batch', 'seq', dim]);
+  return g.toBytes();
+}

@@ -1,7 +1,7 @@
 // The sample models every test, the demo and the benchmarks use, written once into a cache dir.
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { buildAffine, buildConvNet, buildFixedBatch, buildMlp } from './onnx-builder.js';
+import { buildAffine, buildConvNet, buildFixedBatch, buildMlp, buildTokenEmbedding } from './onnx-builder.js';
 
 export const SAMPLE_MODELS = {
   /** 16 → 32 → 4 MLP, a few KB: µs of compute per item. */
@@ -14,6 +14,8 @@ export const SAMPLE_MODELS = {
   affine: () => buildAffine('affine'),
   /** No batch axis: fixed [1, 8]. */
   fixed: () => buildFixedBatch('fixed'),
+  /** int64 `input_ids` [batch, seq] (ids < 64) → float32 `y` [batch, seq, 8]: dynamic sequence length. */
+  'token-embedding': () => buildTokenEmbedding(64, 8, 'token-embedding'),
 } as const;
 export type SampleModel = keyof typeof SAMPLE_MODELS;
 
