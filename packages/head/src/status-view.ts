@@ -1,7 +1,7 @@
 // What `describe`, `list` and `status` answer, built from the head's state, pure. Replicas come
 // from an index by model (cluster-view.ts), so a status of 500 deployments over 100,000 replicas
 // costs O(replicas + deployments), not O(replicas × deployments).
-import type { DeploySpec, DeploymentStatus, PlacedReplica, WireError, WorkerStatus } from '@flotilla/protocol';
+import type { DeploySpec, DeploymentStatus, ModelSignature, PlacedReplica, WireError, WorkerStatus } from '@flotilla/protocol';
 import type { IndexedReplica } from './cluster-view.js';
 import type { PendingPlacement } from './placement-retry.js';
 import type { WorkerRecord } from './registry.js';
@@ -28,6 +28,7 @@ export function deploymentStatus(d: DeploymentFacts, replicas: readonly IndexedR
     const seen = new Set(out.map((r) => r.id));
     for (const [id, p] of d.pending) if (!seen.has(id)) out.push({ id, workerId: p.workerId, device: p.device, state: 'pending' });
   }
+  const signature = signatureOf(d.spec.digest, replicas);
   return {
     spec: d.spec,
     createdAt: d.createdAt,
@@ -35,7 +36,14 @@ export function deploymentStatus(d: DeploymentFacts, replicas: readonly IndexedR
     ready: out.filter((r) => r.state === 'ready').length,
     ...(d.dormant ? { dormant: true } : {}),
     ...(d.pendingReason ? { pendingReason: d.pendingReason } : {}),
+    ...(signature ? { signature } : {}),
   };
+}
+
+/** The signature any loaded replica of the deployed file reports (a replica of an older digest may differ). */
+function signatureOf(digest: string, replicas: readonly IndexedReplica[]): ModelSignature | undefined {
+  for (const { r } of replicas) if (r.state !== 'loading' && r.digest === digest && r.signature) return r.signature;
+  return undefined;
 }
 
 /** Every known worker as `status` shows it. */

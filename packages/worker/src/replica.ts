@@ -3,9 +3,9 @@
 // The head is never on this path.
 import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-node';
 import { Tensor } from 'onnxruntime-node';
-import type { Msg, MsgHdrs, NatsConnection, Subscription } from '@nats-io/nats-core';
+import type { Msg, MsgHdrs, NatsConnection } from '@nats-io/nats-core';
 import { headers as natsHeaders } from '@nats-io/nats-core';
-import { Svcm, type Service } from '@nats-io/services';
+import { Svcm, type NamedEndpointStats, type Service } from '@nats-io/services';
 import {
   BadRequestError,
   DTYPES,
@@ -30,6 +30,7 @@ import {
   type BatchingOptions,
   type BlobName,
   type InferReply,
+  type ModelSignature as WireModelSignature,
   type ParsedInferRequest,
   type RequestId,
   type ReplicaProfileSummary,
@@ -40,7 +41,8 @@ import {
 } from '@flotilla/protocol';
 import { fitReply, respondSafely, stagedRef, takeStaged, type BlobStore, type Logger } from '@flotilla/bus';
 import { Batcher, type Queued } from './batcher.js';
-import { concatBatch, splitBatch, validateInputs, type ModelSignature } from './model-io.js';
+import type { ShapeProfiler } from './background-profiler.js';
+import { concatBatch, splitBatch, validateInputs, wireSignature, type ModelSignature } from './model-io.js';
 
 /** Defaults for a replica's batching (per deployment overridable). */
 export const DEFAULT_MAX_BATCH_SIZE = 8;
@@ -82,6 +84,14 @@ export interface ReplicaIdentity {
   pinned?: boolean;
 }
 
+/** What one micro-service endpoint (one subscribed subject) answered: `$SRV.STATS` reports these. */
+interface EndpointCount {
+  requests: number;
+  errors: number;
+  lastError?: string;
+  processingNs: number;
+}
+
 interface Pending {
   msg: Msg;
   id?: RequestId;
@@ -92,8 +102,11 @@ interface Pending {
 
 export class Replica {
   state: ReplicaStateName = 'ready';
-  private subs: Subscription[] = [];
   private service?: Service;
+  /** Answered requests by the subject they came on. */
+  private readonly served = new Map<string, EndpointCount>();
+  /** The signature as heartbeats publish it (undefined when it does not fit the protocol's bounds). */
+  private readonly wireSignature?: WireModelSignature;
   private readonly batcher: Batcher<Pending>;
   private running = false;
   private timer?: NodeJS.Timeout;
@@ -132,6 +145,8 @@ export class Replica {
     private readonly session: InferenceSession,
     readonly signature: ModelSignature,
     options: BatchingOptions,
+    /** A model with dynamic non-batch dims: per-shape profiles (run while this replica is idle) and per-shape batching. */
+    private readonly shapes?: ShapeProfiler,
   ) {
     ({
       id: this.id,
@@ -149,7 +164,11 @@ export class Replica {
       maxQueueLength: options.maxQueueLength ?? DEFAULT_MAX_QUEUE_LENGTH,
       batchAxis: signature.batchAxis,
     };
-    this.batcher = new Batcher<Pending>(this.batching);
+    this.batcher = new Batcher<Pending>(this.batching, shapes ? (key) => shapes.batchingFor(key, options) : undefined);
+    shapes?.attach(() => this.batcher.length === 0 && !this.running);
+    this.wireSignature = wireSignature(signature);
+    if (!this.wireSignature)
+      ctx.logger.warn({ replica: this.id, model: this.model }, 'model signature exceeds protocol bounds: not published');
     // A model whose every input dim is fixed takes requests of one size: a staged body much larger
     // than that is refused before it is fetched.
     const fixed = signature.inputs.every((i) => i.shape.every((d) => d !== null));
@@ -159,9 +178,10 @@ export class Replica {
   }
 
   /**
-   * Starts taking requests: on the model's subject (queue group shared with the other replicas,
-   * for callers that do not route) and on this replica's own subject (SDK least-loaded routing),
-   * the latter as a NATS micro service endpoint so `$SRV.PING/INFO/STATS` discover the replica.
+   * Starts taking requests, as two endpoints of one NATS micro service (so `$SRV.PING/INFO/STATS`
+   * discover the replica and describe what it really subscribes): `infer` on this replica's own
+   * subject (SDK least-loaded routing, no queue group) and `infer-group` on the model's subject
+   * (queue group shared with the other replicas, for callers that do not route).
    */
   async start(subject: string, ownSubject: string, cluster: string): Promise<void> {
     // Total: whatever a message holds, nothing is thrown into the NATS client (see bus/serve.ts).
@@ -169,11 +189,13 @@ export class Replica {
       if (err) return this.ctx.logger.warn({ err, replica: this.id }, 'subscription error');
       this.accept(msg).catch((e: unknown) => this.ctx.logger.error({ err: e, replica: this.id }, 'request not handled'));
     };
-    this.subs.push(this.ctx.nc.subscribe(subject, { queue: REPLICA_QUEUE, callback }));
     // @nats-io/services (latest 3.0.0-25) is typed against an older nats-core; the connection is the same at run time.
     this.service = await new Svcm(this.ctx.nc as never).add({
       name: 'flotilla-replica',
       version: '0.1.0',
+      // No default queue group (the library's is 'q'): each endpoint names its own.
+      queue: '',
+      statsHandler: (ep) => Promise.resolve(this.endpointStats(ep.subject, ep)),
       description: `Flotilla replica of model '${this.model}'`,
       metadata: {
         cluster,
@@ -186,6 +208,30 @@ export class Replica {
       },
     });
     this.service.addEndpoint('infer', { subject: ownSubject, queue: '', handler: callback as never, metadata: { model: this.model } });
+    this.service.addEndpoint('infer-group', {
+      subject,
+      queue: REPLICA_QUEUE,
+      handler: callback as never,
+      metadata: { model: this.model },
+    });
+  }
+
+  /**
+   * The library counts a request when its handler returns and an error only when the handler throws;
+   * here answers are asynchronous and errors are coded reply bodies, so the endpoint's counters are
+   * set from what this replica answered on that subject (arrival to answer) before STATS reads them.
+   */
+  private endpointStats(subject: string, ep: object): { queueDepth: number; inFlight: number } {
+    const c = this.served.get(subject) ?? { requests: 0, errors: 0, processingNs: 0 };
+    const stats = (ep as { stats?: Partial<NamedEndpointStats> }).stats;
+    if (stats) {
+      stats.num_requests = c.requests;
+      stats.num_errors = c.errors;
+      stats.last_error = c.lastError;
+      stats.processing_time = c.processingNs;
+      stats.average_processing_time = c.requests ? Math.round(c.processingNs / c.requests) : 0;
+    }
+    return { queueDepth: this.batcher.length, inFlight: this.inFlight };
   }
 
   snapshot(): ReplicaState {
@@ -207,7 +253,8 @@ export class Replica {
       pinned: this.pinned,
       loadedAt: this.loadedAt,
       lastUsedAt: this.lastUsedAt,
-      ...(this.profile ? { profile: this.profile } : {}),
+      ...(this.profile ? { profile: this.shapes ? this.shapes.summary(this.profile) : this.profile } : {}),
+      ...(this.wireSignature ? { signature: this.wireSignature } : {}),
     };
   }
 
@@ -216,8 +263,10 @@ export class Replica {
     if (this.state === 'draining') return;
     this.state = 'draining';
     // Unsubscribe first: messages NATS already delivered still reach `accept` and are answered.
-    await Promise.all([...this.subs.map((s) => s.drain().catch(() => undefined)), this.service?.stop().catch(() => undefined)]);
+    // (The service drains each endpoint's subscription.)
+    await this.service?.stop().catch(() => undefined);
     if (!this.isIdle()) await new Promise<void>((resolve) => (this.idle = resolve));
+    await this.shapes?.close(); // a background profile runs the session: it stops first
     await this.session.release().catch(() => undefined);
   }
 
@@ -241,6 +290,7 @@ export class Replica {
       id = req.id;
       deadline = receivedAt + (req.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS);
       ({ key, items } = validateInputs(this.signature, req.inputs));
+      this.shapes?.observe(key, req.inputs);
       if (req.outputs !== undefined) this.checkOutputNames(req.outputs);
     } catch (err) {
       return this.finish(msg, id, receivedAt, toFlotillaError(err));
@@ -399,9 +449,18 @@ export class Replica {
   /** Answers one request (result or coded error), staging large replies; never throws. */
   private finish(msg: Msg, id: RequestId | undefined, receivedAt: number, error?: FlotillaError, reply?: InferReply): void {
     this.inFlight--;
-    this.ctx.metrics?.request(this.model, error ? error.code : 'OK', performance.now() - receivedAt);
+    const ms = performance.now() - receivedAt;
+    this.ctx.metrics?.request(this.model, error ? error.code : 'OK', ms);
     if (error) this.failed++;
     else this.processed++;
+    const c = this.served.get(msg.subject) ?? { requests: 0, errors: 0, processingNs: 0 };
+    c.requests++;
+    c.processingNs += Math.round(ms * 1e6);
+    if (error) {
+      c.errors++;
+      c.lastError = `${error.code}: ${error.message}`;
+    }
+    this.served.set(msg.subject, c);
     const body: InferReply = error ? { v: PROTOCOL_VERSION, ok: false, id, error: error.toWire() } : reply!;
     this.sending++;
     void this.send(msg, body).finally(() => {
