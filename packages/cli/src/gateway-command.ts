@@ -1,5 +1,5 @@
-// `flotilla gateway`: the KServe v2 / Open Inference Protocol REST API over HTTP, forwarding to
-// the cluster over NATS. Runs until SIGINT/SIGTERM.
+// `flotilla gateway`: the KServe v2 / Open Inference Protocol over HTTP (and gRPC with --grpc-port),
+// forwarding to the cluster over NATS. Runs until SIGINT/SIGTERM.
 import type { Command } from 'commander';
 import { FlotillaClient } from '@flotilla/client';
 import {
@@ -21,9 +21,10 @@ import { untilSignal } from './signals.js';
 
 const num = (v: string) => Number(v);
 
-function port(v: string): number {
+function port(v: string, flag = '--http-port'): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new BadRequestError(`--http-port must be a port number (0-65535), got ${v}`);
+  if (v.trim() === '' || !Number.isInteger(n) || n < 0 || n > 65535)
+    throw new BadRequestError(`${flag} must be a port number (0-65535), got ${v}`);
   return n;
 }
 
@@ -31,8 +32,12 @@ export function gatewayCommand(program: Command): void {
   withConnectionOptions(
     program
       .command('gateway')
-      .description('serve the KServe v2 (Open Inference Protocol) REST API over HTTP: /v2/health/*, /v2/models/<name>[/ready|/infer]')
+      .description(
+        'serve the KServe v2 (Open Inference Protocol) API over HTTP: /v2/health/*, /v2/models/<name>[/versions/1][/ready|/infer|/stats] ' +
+          '(JSON or binary tensors, gzip/deflate), and over gRPC with --grpc-port',
+      )
       .option('--http-port <port>', 'HTTP port (0: any free port)', '8080')
+      .option('--grpc-port <port>', "also serve KServe's gRPC inference.GRPCInferenceService on this port (0: any free port)")
       .option('--host <host>', 'interface to listen on', '0.0.0.0')
       .option('--body-limit <size>', `largest request body, e.g. 64MiB (default ${DEFAULT_BODY_LIMIT_BYTES / 1024 / 1024}MiB)`)
       .option(
@@ -60,9 +65,11 @@ export function gatewayCommand(program: Command): void {
     let gateway: Awaited<ReturnType<typeof startGateway>> | undefined;
     try {
       const httpPort = port(String(o.httpPort));
+      const grpcPort = o.grpcPort === undefined ? undefined : port(String(o.grpcPort), '--grpc-port');
       const options: GatewayOptions = {
         client,
         port: httpPort,
+        ...(grpcPort !== undefined ? { grpcPort } : {}),
         host: o.host,
         bodyLimitBytes: o.bodyLimit ? parseSize(o.bodyLimit) : undefined,
         maxJsonDepth: o.maxJsonDepth,
@@ -78,10 +85,13 @@ export function gatewayCommand(program: Command): void {
       gateway = await startGateway(options).catch((err: NodeJS.ErrnoException) => {
         if (err.code === 'EADDRINUSE')
           throw new BadRequestError(`HTTP port ${httpPort} on ${o.host} is already in use (choose another with --http-port)`);
+        if (grpcPort !== undefined && /No address added/.test(err.message))
+          throw new BadRequestError(`gRPC port ${grpcPort} on ${o.host} cannot be bound (in use?): ${err.message}`);
         throw err;
       });
+      const grpcNote = gateway.grpcPort !== undefined ? ` grpc=${o.host}:${gateway.grpcPort}` : '';
       process.stdout.write(
-        `flotilla gateway: listening on http://${o.host}:${gateway.port} cluster=${cluster} nats=${String(bus.servers)}\n`,
+        `flotilla gateway: listening on http://${o.host}:${gateway.port}${grpcNote} cluster=${cluster} nats=${String(bus.servers)}\n`,
       );
       const sig = await untilSignal();
       logger.info({ signal: sig }, 'stopping');

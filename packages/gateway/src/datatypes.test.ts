@@ -153,11 +153,7 @@ describe('v2 inputs → wire tensors', () => {
     ['INT64 out of range', { name: 'x', shape: [1], datatype: 'INT64', data: ['9223372036854775808'] }, /out of range for INT64/],
     ['UINT64 negative', { name: 'x', shape: [1], datatype: 'UINT64', data: [-1] }, /out of range for UINT64/],
     ['BOOL as string', { name: 'x', shape: [1], datatype: 'BOOL', data: ['true'] }, /is not a boolean/],
-    [
-      'binary extension',
-      { name: 'x', shape: [1], datatype: 'FP32', data: [], parameters: { binary_data_size: 4 } },
-      /binary tensor data extension/,
-    ],
+    ['parameters not an object', { name: 'x', shape: [1], datatype: 'FP32', data: [1], parameters: 3 }, /parameters must be an object/],
   ])('%s → BAD_REQUEST', (_what, raw, message) => {
     const got = codeOf(() => v2InputToWire(raw));
     expect(got.startsWith(`${ErrorCode.BAD_REQUEST}: `)).toBe(true);

@@ -151,10 +151,9 @@ export function v2InputToWire(input: unknown, index = 0): { name: string; tensor
   if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
     throw new BadRequestError(`${what}: shape must be an array of non-negative integers`);
   }
-  if (parameters && typeof parameters === 'object' && 'binary_data_size' in parameters) {
-    throw new BadRequestError(`${what}: the binary tensor data extension is not supported; send JSON data`);
-  }
-  if (!Array.isArray(data)) throw new BadRequestError(`${what}: data must be an array`);
+  if (parameters !== undefined && (parameters === null || typeof parameters !== 'object' || Array.isArray(parameters)))
+    throw new BadRequestError(`${what}: parameters must be an object`);
+  if (!Array.isArray(data)) throw new BadRequestError(`${what}: data must be an array (or parameters.binary_data_size with binary data)`);
   const count = elementCount(shape);
   if (count > MAX_TENSOR_ELEMENTS) throw new BadRequestError(`${what}: ${count} elements exceed ${MAX_TENSOR_ELEMENTS}`);
   const flat = flatten(data);

@@ -30,9 +30,11 @@ export interface GatewayOptions {
   client: FlotillaClient;
   /** 0 picks a free port. */
   port: number;
-  /** Default 0.0.0.0. */
+  /** Default 0.0.0.0 (HTTP and gRPC). */
   host?: string;
-  /** Largest request body (JSON text), bytes. Default 64 MiB. */
+  /** Serve KServe's gRPC GRPCInferenceService on this port too (0: any free port). Default: no gRPC. */
+  grpcPort?: number;
+  /** Largest request body (JSON text and binary data, after inflating; a gRPC message too), bytes. Default 64 MiB. */
   bodyLimitBytes?: number;
   /** Deepest nesting of arrays/objects in a body; deeper is 400 BAD_REQUEST. Default 64. */
   maxJsonDepth?: number;
@@ -52,8 +54,9 @@ export interface GatewayOptions {
   logger?: Logger;
 }
 
-export type CompiledGatewayOptions = Required<Omit<GatewayOptions, 'logger'>> & {
+export type CompiledGatewayOptions = Required<Omit<GatewayOptions, 'logger' | 'grpcPort'>> & {
   logger?: Logger;
+  grpcPort: number | undefined;
   /** How often node checks the headers and request timeouts, ms (derived: a quarter of the shorter, 50-1000). */
   timeoutCheckIntervalMs: number;
 };
@@ -64,6 +67,7 @@ export function parseGatewayOptions(raw: GatewayOptions): CompiledGatewayOptions
     client: raw.client,
     port: raw.port,
     host: raw.host ?? '0.0.0.0',
+    grpcPort: raw.grpcPort,
     bodyLimitBytes: raw.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES,
     maxJsonDepth: raw.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH,
     headersTimeoutMs: raw.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS,
@@ -79,6 +83,7 @@ export function parseGatewayOptions(raw: GatewayOptions): CompiledGatewayOptions
       throw new BadRequestError(`gateway option ${name} must be an integer in [${min}, ${max}], got ${v}`);
   };
   int('port', o.port, 0, 65535);
+  if (o.grpcPort !== undefined) int('grpcPort', o.grpcPort, 0, 65535);
   int('bodyLimitBytes', o.bodyLimitBytes, 1, 2 ** 31);
   int('maxJsonDepth', o.maxJsonDepth, 1, 10_000);
   int('headersTimeoutMs', o.headersTimeoutMs, 1, MAX_TIMEOUT_OPTION_MS);

@@ -1,25 +1,22 @@
-// HTTP gateway: the KServe v2 / Open Inference Protocol REST API in front of a Flotilla cluster.
-// Each request is forwarded over NATS with the SDK (inference straight to a replica, metadata
-// and readiness from the head). JSON tensors only (no binary tensor extension).
+// The gateway: the KServe v2 / Open Inference Protocol in front of a Flotilla cluster, over HTTP
+// (this file: JSON, the binary tensor data extension, compression, statistics) and optionally gRPC
+// (grpc-server.ts). Requests are forwarded over NATS with the SDK (inference straight to a
+// replica, metadata and readiness from the head) through the shared InferenceService.
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyReply } from 'fastify';
+import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
+import compress from '@fastify/compress';
 import { DEFAULT_INFER_TIMEOUT_MS } from '@flotilla/client';
-import {
-  BadRequestError,
-  ErrorCode,
-  FlotillaError,
-  PayloadTooLargeError,
-  UnavailableError,
-  toFlotillaError,
-  type DeploymentStatus,
-  type WireTensors,
-} from '@flotilla/protocol';
-import { v2InputToWire, wireToV2Output, type V2Tensor } from './datatypes.js';
-import { SignatureProbe } from './signature.js';
+import { BadRequestError, ErrorCode, FlotillaError, PayloadTooLargeError, toFlotillaError } from '@flotilla/protocol';
+import { INFERENCE_HEADER, frameBody, parseHeaderLength, splitBody } from './binary-data.js';
 import { parseGatewayOptions, type GatewayOptions } from './gateway-options.js';
+import { startGrpcServer } from './grpc-server.js';
+import { InferenceService } from './inference-service.js';
 import { jsonDepthExceeded } from './json-depth.js';
+import { quoteNonFinite } from './json-nonfinite.js';
+import { buildV2InferResponse, parseV2InferRequest } from './v2-request.js';
 
-export const GATEWAY_VERSION = '0.1.0';
+export { GATEWAY_VERSION } from './inference-service.js';
+
 /** Request header with the inference deadline in ms (default: the SDK's, 30 s). */
 export const TIMEOUT_HEADER = 'x-flotilla-timeout-ms';
 const MAX_TIMEOUT_MS = 3_600_000;
@@ -27,7 +24,11 @@ const MAX_TIMEOUT_MS = 3_600_000;
 const REPLY_SLACK_MS = 5_000;
 
 export interface Gateway {
+  /** The HTTP port. */
   port: number;
+  /** The gRPC port, when gRPC is served. */
+  grpcPort?: number;
+  /** Stops both servers (in-flight requests finish); safe to call twice. */
   close(): Promise<void>;
 }
 
@@ -67,44 +68,17 @@ export function parseTimeoutHeader(value: string | string[] | undefined): number
   return ms;
 }
 
-interface InferBody {
-  id?: string;
-  inputs: unknown[];
-  outputs?: Array<{ name: string }>;
+/** A request body as the content parser leaves it: the JSON value and the binary section after it. */
+interface ParsedBody {
+  json: unknown;
+  binary: Buffer;
 }
 
-function checkInferBody(body: unknown): InferBody {
-  if (body === null || typeof body !== 'object' || Array.isArray(body))
-    throw new BadRequestError('the body must be a JSON object { inputs: [...] }');
-  const b = body as Record<string, unknown>;
-  if (!Array.isArray(b.inputs) || b.inputs.length === 0) throw new BadRequestError('`inputs` must be a non-empty array of tensors');
-  if (b.id !== undefined && typeof b.id !== 'string') throw new BadRequestError('`id` must be a string');
-  if (b.outputs !== undefined) {
-    if (
-      !Array.isArray(b.outputs) ||
-      !b.outputs.every((o) => o && typeof o === 'object' && typeof (o as { name?: unknown }).name === 'string')
-    ) {
-      throw new BadRequestError('`outputs` must be an array of { name }');
-    }
-  }
-  return b as unknown as InferBody;
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new UnavailableError(`${what} did not answer within ${ms} ms`)), ms);
-  });
-  p.catch(() => undefined); // a late rejection must not go unhandled
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
-
-const shortDigest = (d: DeploymentStatus) => d.spec.digest.slice(0, 12);
+type ModelParams = { Params: { name: string; version?: string } };
 
 export async function startGateway(raw: GatewayOptions): Promise<Gateway> {
   const opts = parseGatewayOptions(raw);
-  const { client, readyTimeoutMs } = opts;
-  const probe = opts.probeSignatures ? new SignatureProbe(client) : undefined;
+  const service = new InferenceService(opts.client, { readyTimeoutMs: opts.readyTimeoutMs, probeSignatures: opts.probeSignatures });
   const app = Fastify({
     logger: false,
     bodyLimit: opts.bodyLimitBytes,
@@ -123,31 +97,55 @@ export async function startGateway(raw: GatewayOptions): Promise<Gateway> {
     },
   });
 
-  // JSON whatever the content type says (some v2 clients send none); proto poisoning is refused,
-  // and so is nesting deeper than maxJsonDepth (checked on the text first: walking such a value recurses).
+  // kserve's REST client reads an error's text only when the content type is exactly application/json.
+  app.addHook('onSend', async (_req, reply, payload) => {
+    const type = reply.getHeader('content-type');
+    if (typeof type === 'string' && type.startsWith('application/json;')) void reply.header('content-type', 'application/json');
+    return payload;
+  });
+  // gzip/deflate request bodies (Content-Encoding; the body limit applies to the inflated bytes) and
+  // responses compressed on Accept-Encoding, binary tensor bodies included.
+  await app.register(compress, {
+    global: true,
+    encodings: ['gzip', 'deflate'],
+    requestEncodings: ['gzip', 'deflate'],
+    customTypes: /^application\/(json|octet-stream)/,
+    onUnsupportedRequestEncoding: (_req, encoding) =>
+      new BadRequestError(`Content-Encoding ${JSON.stringify(encoding)} is not supported (gzip, deflate)`),
+    onInvalidRequestPayload: (_req, encoding, err) =>
+      new BadRequestError(`the body is not valid ${encoding} (Content-Encoding): ${err.message}`),
+  });
+
+  // The body: JSON whatever the content type says (some v2 clients send none), optionally followed
+  // by binary tensor data (Inference-Header-Content-Length gives the JSON's length). Bare NaN and
+  // Infinity are accepted as Triton writes them; proto poisoning is refused, and so is nesting
+  // deeper than maxJsonDepth (checked on the text first: walking such a value recurses).
   app.removeAllContentTypeParsers();
   const json = app.getDefaultJsonParser('error', 'error');
-  app.addContentTypeParser('*', { parseAs: 'string' }, (req, body: string, done) => {
-    if (body.length === 0) return done(new BadRequestError('empty body: expected a JSON object { inputs: [...] }'), undefined);
-    const deep = jsonDepthExceeded(body, opts.maxJsonDepth);
-    if (deep >= 0) {
-      return done(
-        new BadRequestError(`invalid JSON body: nested deeper than ${opts.maxJsonDepth} levels (at character ${deep})`, {
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (req, raw: Buffer, done) => {
+    try {
+      if (raw.length === 0) throw new BadRequestError('empty body: expected a JSON object { inputs: [...] }');
+      const { json: text0, binary } = splitBody(raw, parseHeaderLength(req.headers[INFERENCE_HEADER], raw.length));
+      const deep = jsonDepthExceeded(text0, opts.maxJsonDepth);
+      if (deep >= 0) {
+        throw new BadRequestError(`invalid JSON body: nested deeper than ${opts.maxJsonDepth} levels (at character ${deep})`, {
           data: { maxDepth: opts.maxJsonDepth },
-        }),
-        undefined,
-      );
-    }
-    json(req, body, (err, value) => {
-      if (!err) return done(null, value);
-      let why = 'keys __proto__ and constructor.prototype are refused';
-      try {
-        JSON.parse(body);
-      } catch (e) {
-        why = (e as Error).message;
+        });
       }
-      done(new BadRequestError(`invalid JSON body: ${why}`), undefined);
-    });
+      const text = quoteNonFinite(text0);
+      json(req, text, (err, value) => {
+        if (!err) return done(null, { json: value, binary } satisfies ParsedBody);
+        let why = 'keys __proto__ and constructor.prototype are refused';
+        try {
+          JSON.parse(text);
+        } catch (e) {
+          why = (e as Error).message;
+        }
+        done(new BadRequestError(`invalid JSON body: ${why}`), undefined);
+      });
+    } catch (err) {
+      done(err as Error, undefined);
+    }
   });
 
   const fail = (reply: FastifyReply, err: unknown) => {
@@ -155,7 +153,7 @@ export async function startGateway(raw: GatewayOptions): Promise<Gateway> {
     const status = httpStatusForCode(f.code);
     if (status >= 500) opts.logger?.warn({ code: f.code, err: f.message, url: reply.request.url }, 'gateway request failed');
     if (status === 503) void reply.header('retry-after', '1');
-    return reply.code(status).send(errorBody(f));
+    return reply.code(status).type('application/json').send(errorBody(f));
   };
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
@@ -182,7 +180,7 @@ export async function startGateway(raw: GatewayOptions): Promise<Gateway> {
 
   app.get('/v2/health/ready', async (_req, reply) => {
     try {
-      await withTimeout(client.status(), readyTimeoutMs, 'the head');
+      await service.serverReady();
       return { ready: true };
     } catch (err) {
       const f = toFlotillaError(err);
@@ -190,17 +188,17 @@ export async function startGateway(raw: GatewayOptions): Promise<Gateway> {
     }
   });
 
-  app.get('/v2', async () => ({ name: 'flotilla', version: GATEWAY_VERSION, extensions: [] }));
+  app.get('/v2', async () => service.serverMetadata());
 
-  // ---------- models ----------
+  // ---------- models (each route also under /versions/{v}: "1" is served, others are 404) ----------
 
   app.get('/v2/models', async (_req, reply) => {
     try {
-      const ds = await client.list();
+      const ds = await opts.client.list();
       return {
         models: ds.map((d) => ({
           name: d.spec.name,
-          versions: [shortDigest(d)],
+          versions: ['1'],
           ready: d.ready > 0,
           readyReplicas: d.ready,
           replicas: d.spec.replicas,
@@ -211,60 +209,82 @@ export async function startGateway(raw: GatewayOptions): Promise<Gateway> {
     }
   });
 
-  app.get<{ Params: { name: string } }>('/v2/models/:name', async (req, reply) => {
+  app.get('/v2/models/stats', async (_req, reply) => {
     try {
-      const d = await client.describe(req.params.name);
-      const sig = probe && d.ready > 0 ? await probe.get(d.spec.name, d.spec.digest) : undefined;
-      return {
-        name: d.spec.name,
-        versions: [shortDigest(d)],
-        platform: 'onnxruntime',
-        inputs: sig?.inputs ?? [],
-        outputs: sig?.outputs ?? [],
-        parameters: { digest: d.spec.digest, ready_replicas: d.ready, replicas: d.spec.replicas, signature_known: !!sig },
-      };
+      return await service.modelStatistics();
     } catch (err) {
       return fail(reply, err);
     }
   });
 
-  app.get<{ Params: { name: string } }>('/v2/models/:name/ready', async (req, reply) => {
+  const metadata = async (req: FastifyRequest<ModelParams>, reply: FastifyReply) => {
     try {
-      const d = await client.describe(req.params.name);
+      return await service.modelMetadata(req.params.name, req.params.version);
+    } catch (err) {
+      return fail(reply, err);
+    }
+  };
+  const ready = async (req: FastifyRequest<ModelParams>, reply: FastifyReply) => {
+    try {
+      const d = await service.describe(req.params.name, req.params.version);
       return reply.code(d.ready > 0 ? 200 : 503).send({ name: d.spec.name, ready: d.ready > 0, readyReplicas: d.ready });
     } catch (err) {
       return fail(reply, err);
     }
-  });
-
-  app.post<{ Params: { name: string } }>('/v2/models/:name/infer', async (req, reply) => {
+  };
+  const stats = async (req: FastifyRequest<ModelParams>, reply: FastifyReply) => {
+    try {
+      return await service.modelStatistics(req.params.name, req.params.version);
+    } catch (err) {
+      return fail(reply, err);
+    }
+  };
+  const infer = async (req: FastifyRequest<ModelParams>, reply: FastifyReply) => {
     try {
       const model = req.params.name;
       const timeoutMs = parseTimeoutHeader(req.headers[TIMEOUT_HEADER]);
       // The socket is idle while the model runs: a deadline longer than the idle timeout extends it.
       const needMs = (timeoutMs ?? DEFAULT_INFER_TIMEOUT_MS) + REPLY_SLACK_MS;
       if (opts.connectionTimeoutMs > 0 && needMs > opts.connectionTimeoutMs) req.raw.socket.setTimeout(needMs);
-      const body = checkInferBody(req.body);
-      const inputs: WireTensors = {};
-      body.inputs.forEach((raw, i) => {
-        const { name, tensor } = v2InputToWire(raw, i);
-        if (name in inputs) throw new BadRequestError(`input '${name}' is given twice`);
-        inputs[name] = tensor;
+      const body = req.body as ParsedBody | undefined;
+      const request = parseV2InferRequest(body?.json, body?.binary);
+      const { outputs, meta } = await service.infer(model, req.params.version, request.inputs, {
+        ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+        ...(request.outputs ? { outputs: request.outputs } : {}),
       });
-      const wanted = body.outputs?.map((o) => o.name);
-      const { outputs, meta } = await client.inferWire(model, inputs, { timeoutMs, outputs: wanted });
-      const names = wanted ?? Object.keys(outputs);
-      const out: V2Tensor[] = names.filter((n) => outputs[n]).map((n) => wireToV2Output(n, outputs[n]!));
+      const names = request.outputs ?? Object.keys(outputs);
+      const res = buildV2InferResponse(model, request.id ?? randomUUID(), outputs, names, request.binaryOutput);
+      const framed = frameBody(res.header, res.chunks);
       void reply.headers({ 'x-flotilla-worker': meta.worker, 'x-flotilla-replica': meta.replica, 'x-flotilla-batch': String(meta.batch) });
-      return { model_name: model, id: body.id ?? randomUUID(), outputs: out };
+      if (framed.headerLength === undefined) return reply.type('application/json').send(framed.body);
+      return reply.header(INFERENCE_HEADER, String(framed.headerLength)).type('application/octet-stream').send(framed.body);
     } catch (err) {
       return fail(reply, err);
     }
-  });
+  };
+  for (const prefix of ['/v2/models/:name', '/v2/models/:name/versions/:version']) {
+    app.get(prefix, metadata);
+    app.get(`${prefix}/ready`, ready);
+    app.get(`${prefix}/stats`, stats);
+    app.post(`${prefix}/infer`, infer);
+  }
 
   await app.listen({ port: opts.port, host: opts.host });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : opts.port;
+  let grpc: Awaited<ReturnType<typeof startGrpcServer>> | undefined;
+  try {
+    if (opts.grpcPort !== undefined) grpc = await startGrpcServer(service, opts);
+  } catch (err) {
+    await app.close();
+    throw err;
+  }
   let closed: Promise<void> | undefined;
-  return { port, close: () => (closed ??= app.close().then(() => undefined)) };
+  const close = async () => {
+    // Both servers stop, even when one of them fails to.
+    const results = await Promise.allSettled([app.close(), grpc?.close()]);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  };
+  return { port, ...(grpc ? { grpcPort: grpc.port } : {}), close: () => (closed ??= close()) };
 }
