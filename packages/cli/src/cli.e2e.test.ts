@@ -1,5 +1,5 @@
 // End to end through the CLI binary: `up` (own nats-server, head, worker processes), `deploy`,
-// `infer --json`, `status --json`, `ls --json`, error exit codes, `undeploy`.
+// `infer --json`, `status --json`, `ls --json`, `describe`, error exit codes, `undeploy`.
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -64,6 +64,30 @@ describe('flotilla CLI', () => {
     expect(ls[0]).toMatchObject({ spec: { name: 'mlp' }, ready: 2 });
     const human = await cli(['status'], env);
     expect(human.stdout).toContain('worker-0');
+  });
+
+  it('describe shows the spec, the replicas and the signature with symbolic dims; --json carries the signature', async () => {
+    const h = await cli(['describe', 'mlp'], env);
+    expect(h.stderr).toBe('');
+    expect(h.code).toBe(0);
+    expect(h.stdout).toMatch(/^model {4}mlp$/m);
+    expect(h.stdout).toMatch(/^replicas 2\/2 ready$/m);
+    expect(h.stdout).toMatch(/^input +x +float32 +\[N, 16\]$/m);
+    expect(h.stdout).toMatch(/^output +y +float32 +\[N, 4\]$/m);
+    const j = await cli(['describe', 'mlp', '--json'], env);
+    expect(j.code).toBe(0);
+    expect(JSON.parse(j.stdout)).toMatchObject({
+      spec: { name: 'mlp' },
+      ready: 2,
+      signature: {
+        inputs: [{ name: 'x', dtype: 'float32', shape: ['N', 16] }],
+        outputs: [{ name: 'y', dtype: 'float32', shape: ['N', 4] }],
+        batchAxis: true,
+      },
+    });
+    const unknown = await cli(['describe', 'nope', '--json'], env);
+    expect(unknown.code).toBe(3);
+    expect(JSON.parse(unknown.stdout).error.code).toBe('UNKNOWN_MODEL');
   });
 
   it('profile shows the batch sweep and the thread settings measured; deploy takes thread settings', async () => {

@@ -1,8 +1,9 @@
-// Commands that talk to a running cluster: deploy, undeploy, scale, ls, status, infer.
+// Commands that talk to a running cluster: deploy, undeploy, scale, ls, describe, status, infer.
 import { Command, Option } from 'commander';
 import { FlotillaClient } from '@flotilla/client';
 import { BadRequestError, type ClusterStatus, type DeploymentStatus } from '@flotilla/protocol';
 import { busOptions, withConnectionOptions, type ConnectionFlags } from './connection-options.js';
+import { describeText } from './describe-command.js';
 import { formatBytes, reportError, table } from './format.js';
 import { readTensorFile, tensorsToJson, writeTensorFile } from './tensor-file.js';
 
@@ -75,6 +76,35 @@ function statusText(s: ClusterStatus): string {
   return `cluster ${s.cluster} (head ${s.head.id ?? '-'}, pid ${s.head.pid})\n\n${workers}\n\n${replicas}\n\n${deploymentRows(s.deployments)}\n`;
 }
 
+/** A per-shape profile's shape for people: `x [*,3,48,320]` (the batch axis as `*`). */
+function profileShapeText(shape: Record<string, number[]>): string {
+  return Object.entries(shape)
+    .map(([name, dims]) => `${name} [*,${dims.join(',')}]`)
+    .join(', ');
+}
+
+/** Why a model has no stored profile, from what its replicas say (their profile summary). */
+async function noProfileReason(c: FlotillaClient, model: string): Promise<string> {
+  const replicas = (await c.status()).workers.flatMap((w) => w.replicas).filter((r) => r.model === model);
+  const p = replicas.find((r) => r.profile)?.profile;
+  if (!p)
+    return replicas.length
+      ? 'its replica is still loading (profiles are measured at load)'
+      : 'no replica has loaded it yet (profiles are measured at load)';
+  switch (p.source) {
+    case 'per-shape': {
+      const dims = `dynamic dims ${(p.dynamicDims ?? []).join(', ')}: profiled per shape as traffic arrives`;
+      const busy = (p.shapes ?? []).filter((s) => s.state === 'queued' || s.state === 'profiling').length;
+      return `${dims} (${busy ? `${busy} shape${busy === 1 ? '' : 's'} being profiled` : 'none yet'})`;
+    }
+    case 'disabled':
+    case 'skipped':
+      return p.reason;
+    default:
+      return 'not stored (the profile store could not be written)';
+  }
+}
+
 export function modelCommands(program: Command): void {
   withConnectionOptions(
     program
@@ -89,6 +119,7 @@ export function modelCommands(program: Command): void {
       .option('--target-per-replica <n>', 'autoscaling target: outstanding requests per replica (default 4)', (v) => Number(v))
       .option('--latency-slo-ms <ms>', 'profiling: p99 objective for one batch (default 50)', (v) => Number(v))
       .option('--no-profile', 'do not profile on first load')
+      .option('--sample-input <file>', 'tensor JSON (as infer --input takes): profile its shape at load (models with dynamic dims)')
       .option('--compile', "always cache onnxruntime's optimised graph (default: where the profile finds it helps)")
       .option('--no-compile', 'never cache the optimised graph')
       .option('--no-tune-threads', 'profiling: do not measure onnxruntime thread settings (CPU)')
@@ -122,6 +153,10 @@ export function modelCommands(program: Command): void {
         profile: {
           ...(o.profile === false ? { enabled: false } : {}),
           ...(o.latencySloMs !== undefined ? { latencySloMs: o.latencySloMs } : {}),
+          // The spec carries the sample's shape only: the profiler makes synthetic data of it.
+          ...(o.sampleInput !== undefined
+            ? { shapes: [Object.fromEntries(Object.entries(await readTensorFile(o.sampleInput)).map(([n, t]) => [n, t.dims]))] }
+            : {}),
           ...(o.tuneThreads === false ? { tuneThreads: false } : {}),
         },
         ...(o.intraOpThreads !== undefined
@@ -175,6 +210,19 @@ export function modelCommands(program: Command): void {
       const ds = await c.list();
       if (o.json) print(ds);
       else process.stdout.write(deploymentRows(ds) + '\n');
+    }),
+  );
+
+  withConnectionOptions(
+    program
+      .command('describe <model>')
+      .description("one deployment: its spec, replicas and the model's inputs and outputs (dims with symbolic names; -1: dynamic)")
+      .option('--json', 'print the deployment status as JSON'),
+  ).action(async (model: string, o) =>
+    withClient(o, async (c) => {
+      const d = await c.describe(model);
+      if (o.json) print(d);
+      else process.stdout.write(describeText(d));
     }),
   );
 
@@ -254,12 +302,12 @@ export function modelCommands(program: Command): void {
       const profiles = await c.profiles(model);
       if (o.json) return print(profiles);
       if (profiles.length === 0) {
-        process.stdout.write(`no profile stored for '${model}' yet (profiles are measured when a replica first loads)\n`);
+        process.stdout.write(`no profile stored for '${model}': ${await noProfileReason(c, model)}\n`);
         return;
       }
       for (const p of profiles) {
         process.stdout.write(
-          `${model} on ${p.deviceClass} (onnxruntime ${p.ortVersion}, measured in ${p.tookMs} ms, p99 objective ${p.latencySloMs} ms)\n` +
+          `${model}${p.shape ? ` at shape ${profileShapeText(p.shape)}` : ''} on ${p.deviceClass} (onnxruntime ${p.ortVersion}, measured in ${p.tookMs} ms, p99 objective ${p.latencySloMs} ms)\n` +
             table(
               ['BATCH', 'RUNS', 'P50 MS', 'P99 MS', 'ITEMS/S', 'PEAK MEM'],
               p.rows.map((r) => [r.batch, r.runs, r.p50Ms, r.p99Ms, r.itemsPerSec, formatBytes(r.peakBytes)]),
