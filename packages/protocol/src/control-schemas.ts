@@ -136,10 +136,38 @@ export type DeviceState = z.infer<typeof DeviceState>;
 export const ReplicaStateName = z.enum(['loading', 'ready', 'draining', 'failed']);
 export type ReplicaStateName = z.infer<typeof ReplicaStateName>;
 
+/** Most input shapes a replica reports profiles of (a model with dynamic non-batch dims). */
+export const MAX_PROFILED_SHAPES = 64;
+
+/** One input shape of a model with dynamic non-batch dims, as its replica profiles and batches it. */
+export const ShapeProfileSummary = z
+  .object({
+    /** The batch key of the shape (`shapeKey`: `x:3x64x96`). */
+    shape: Text(1024),
+    /** `queued` for a background profile, `profiling` now, `measured` / `cache` (KV), `failed`, or `skipped` (over maxShapes). */
+    state: z.enum(['queued', 'profiling', 'measured', 'cache', 'failed', 'skipped']),
+    /** Requests of this shape since the load. */
+    requests: Count,
+    /** Batching this shape runs with (set once profiled). */
+    maxBatchSize: z.number().int().min(1).max(4096).optional(),
+    maxQueueDelayMs: z.number().min(0).max(10_000).optional(),
+    /** Bytes the shape's profile says a replica needs (0 until profiled). */
+    replicaBytes: Bytes,
+    /** Time its profile took, ms (0 unless measured by this replica). */
+    tookMs: Ms,
+    /** Why: the profile's choice, or why it failed or was skipped. */
+    reason: Text(MAX_EVENT_REASON_CHARS),
+  })
+  .strict();
+export type ShapeProfileSummary = z.infer<typeof ShapeProfileSummary>;
+
 export const ReplicaProfileSummary = z
   .object({
-    /** `measured` on this load, `cache` (KV), `skipped` (with reason) or `disabled`. */
-    source: z.enum(['measured', 'cache', 'skipped', 'disabled']),
+    /**
+     * `measured` on this load, `cache` (KV), `skipped` (with reason), `disabled`, or `per-shape`:
+     * dynamic non-batch dims, profiled per input shape (`shapes`).
+     */
+    source: z.enum(['measured', 'cache', 'skipped', 'disabled', 'per-shape']),
     deviceClass: Text(256),
     reason: Text(MAX_EVENT_REASON_CHARS),
     /** Bytes the profile says a replica needs (0 when not profiled). */
@@ -151,6 +179,10 @@ export const ReplicaProfileSummary = z
     threads: ThreadSettings.extend({ source: z.enum(['profile', 'deployment', 'worker', 'default']) })
       .strict()
       .optional(),
+    /** The model's dynamic non-batch dims by name (`H`, `W`; `x[2]` when unnamed). */
+    dynamicDims: z.array(Text(128)).max(64).optional(),
+    /** Per input shape (source `per-shape`): state, batching and footprint. */
+    shapes: z.array(ShapeProfileSummary).max(MAX_PROFILED_SHAPES).optional(),
   })
   .strict();
 export type ReplicaProfileSummary = z.infer<typeof ReplicaProfileSummary>;
@@ -363,6 +395,21 @@ export const ModelProfileSchema = z
     rows: z.array(ProfileRowSchema).max(64),
     stoppedBecause: Text(MAX_EVENT_REASON_CHARS),
     skipped: Text(MAX_EVENT_REASON_CHARS).optional(),
+    shape: z
+      .record(
+        Text(256),
+        z
+          .array(
+            z
+              .number()
+              .int()
+              .min(0)
+              .max(2 ** 31),
+          )
+          .max(16),
+      )
+      .refine((r) => Object.keys(r).length <= 256, { message: 'at most 256 inputs' })
+      .optional(),
     chosen: z
       .object({
         maxBatchSize: z

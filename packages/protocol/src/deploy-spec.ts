@@ -19,6 +19,25 @@ export const BatchingOptions = z
   .strict();
 export type BatchingOptions = z.infer<typeof BatchingOptions>;
 
+/** Most shapes a deployment may name for profiling at load. */
+export const MAX_SPEC_SHAPES = 8;
+
+/** Dims of every input of one shape: `{ x: [1, 3, 64, 96] }`. */
+const ShapeDims = z
+  .record(
+    z.string().min(1).max(256),
+    z
+      .array(
+        z
+          .number()
+          .int()
+          .min(0)
+          .max(2 ** 31),
+      )
+      .max(16),
+  )
+  .refine((r) => Object.keys(r).length >= 1 && Object.keys(r).length <= 256, { message: 'name 1 to 256 inputs' });
+
 export const ProfileOptions = z
   .object({
     /** Measure the model on first load (default true); off: defaults or the batching options apply. */
@@ -31,6 +50,14 @@ export const ProfileOptions = z
     maxBatch: z.number().int().min(1).max(4096).optional(),
     /** Also measure onnxruntime thread settings on CPU and keep the best (default true). */
     tuneThreads: z.boolean().optional(),
+    /**
+     * Input shapes to profile at load, ahead of traffic (models with dynamic non-batch dims): each
+     * maps every input to its dims as a request carries them, batch dim included (its value is
+     * ignored); the profiler makes synthetic data of that shape. `deploy --sample-input` sets one.
+     */
+    shapes: z.array(ShapeDims).max(MAX_SPEC_SHAPES).optional(),
+    /** Most input shapes one replica profiles in the background as traffic brings them (0: none). Default 8. */
+    maxShapes: z.number().int().min(0).max(64).optional(),
   })
   .strict();
 export type ProfileOptions = z.infer<typeof ProfileOptions>;

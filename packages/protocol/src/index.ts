@@ -62,6 +62,7 @@ export {
   DeploySpec,
   DevicePreference,
   Name,
+  MAX_SPEC_SHAPES,
   ProfileOptions,
   ThreadSettings,
   parseDeploySpec,
@@ -78,7 +79,15 @@ export {
   type PlacedReplica,
   type WorkerStatus,
 } from './messages.js';
-export { type BatchChoice, type ModelProfile, type ProfileRow, type ThreadChoice, type ThreadRow } from './profile.js';
+export {
+  shapeKey,
+  type BatchChoice,
+  type ModelProfile,
+  type ProfileRow,
+  type ProfileShape,
+  type ThreadChoice,
+  type ThreadRow,
+} from './profile.js';
 export {
   DEFAULT_MAX_MESSAGE_BYTES,
   DEFAULT_NATS_MAX_PAYLOAD_BYTES,
@@ -137,11 +146,13 @@ export {
   MAX_GPUS_PER_WORKER,
   MAX_GPU_BYTES,
   MAX_HOST_BYTES,
+  MAX_PROFILED_SHAPES,
   MAX_REPLICAS_PER_HEARTBEAT,
   MAX_WAIT_MS,
   ReplicaProfileSummary,
   ReplicaState,
   ReplicaStateName,
+  ShapeProfileSummary,
   UnloadResult,
   WorkerStateName,
   parseControlRequest,

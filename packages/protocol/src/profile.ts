@@ -1,6 +1,20 @@
 // A model's profile as the profiler writes it to the profiles bucket (its schema, which every
-// reader applies, is ModelProfileSchema in control-schemas.ts).
+// reader applies, is ModelProfileSchema in control-schemas.ts). A model with dynamic non-batch
+// dims is profiled once per input shape: such a profile carries the `shape` it was measured at.
 import type { ThreadSettings } from './deploy-spec.js';
+
+/** The non-batch dims of every input a profile was measured at, in the model's input order, e.g. `{ x: [3, 64, 96] }`. */
+export type ProfileShape = Record<string, number[]>;
+
+/**
+ * The text key of a shape: `name:d1xd2x…` per input, joined by `|` (input order), the same key
+ * the replica's batcher groups requests by, e.g. `x:3x64x96`.
+ */
+export function shapeKey(shape: ProfileShape): string {
+  return Object.entries(shape)
+    .map(([name, dims]) => `${name}:${dims.join('x')}`)
+    .join('|');
+}
 
 export interface ProfileRow {
   batch: number;
@@ -47,6 +61,8 @@ export interface ModelProfile {
   stoppedBecause: string;
   /** Set when the model could not be profiled (and defaults apply). */
   skipped?: string;
+  /** For a model with dynamic non-batch dims: the input shape this profile was measured at (absent: the model's only shape). */
+  shape?: ProfileShape;
   chosen: BatchChoice;
   /** Session create from the compile cache vs plain (best of two each), and whether the cache helps. */
   compile?: { plainCreateMs: number; compiledCreateMs: number; helps: boolean; reason: string };

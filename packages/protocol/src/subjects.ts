@@ -66,9 +66,26 @@ export interface Subjects {
   jobResultsAll: string;
 }
 
-/** Profiles are shared per (model digest, device class, onnxruntime version). */
-export function profileKey(digest: string, deviceClass: string, ortVersion: string): string {
-  return `${digest}.${toToken(deviceClass)}.${toToken(ortVersion)}`;
+/**
+ * Profiles are shared per (model digest, device class, onnxruntime version), and for a model with
+ * dynamic non-batch dims per input shape too (`shape`: `shapeKey(...)` of profile.ts): one more
+ * token, `s<fnv-1a of the key>_<the key as a token, cut to 96 characters>`, so every shape of a
+ * model stays under `<digest>.>` and a key stays short whatever the shape. Readers check the
+ * stored profile's own shape (the cut key may be shared).
+ */
+export function profileKey(digest: string, deviceClass: string, ortVersion: string, shape?: string): string {
+  const base = `${digest}.${toToken(deviceClass)}.${toToken(ortVersion)}`;
+  return shape === undefined ? base : `${base}.s${fnv1a(shape)}_${toToken(shape).slice(0, 96)}`;
+}
+
+/** 32-bit FNV-1a of a string's UTF-16 code units, 8 hex digits. */
+function fnv1a(s: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h.toString(16).padStart(8, '0');
 }
 
 /** Any text as one NATS/KV token and safe file-name part (other characters become '_'). */

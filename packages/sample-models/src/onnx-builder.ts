@@ -192,3 +192,25 @@ export function buildTokenEmbedding(vocab = 64, dim = 8, name = 'token-embedding
   g.output('y', ['batch', 'seq', dim]);
   return g.toBytes();
 }
+
+/**
+ * A small detector-like conv net with dynamic image size (for per-shape profiling): `x`
+ * [N, 3, H, W] → two stride-2 3×3 convs (3→16→32, ReLU) → 1×1 conv to one channel → `y`
+ * [N, 1, ceil(H/4), ceil(W/4)]. About 20 KB of weights; compute grows with H × W.
+ */
+export function buildDynamicHwConvNet(name = 'dynamic-hw-convnet', seed = 23): Uint8Array {
+  const g = new GraphBuilder(name);
+  let t = g.input('x', ['N', 3, 'H', 'W']);
+  const chans = [3, 16, 32];
+  for (let i = 1; i < chans.length; i++) {
+    const cin = chans[i - 1]!;
+    const cout = chans[i]!;
+    const w = g.weight([cout, cin, 3, 3], randomFloats(cout * cin * 9, seed + i, Math.sqrt(3 / (cin * 9))));
+    const b = g.weight([cout], randomFloats(cout, seed + 50 + i, 0.05));
+    t = g.node('Relu', [g.node('Conv', [t, w, b], { pads: [1, 1, 1, 1], strides: [2, 2], kernel_shape: [3, 3] })]);
+  }
+  const w = g.weight([1, 32, 1, 1], randomFloats(32, seed + 99, 0.3));
+  g.node('Conv', [t, w], { kernel_shape: [1, 1] }, 'y');
+  g.output('y', ['N', 1, 'H4', 'W4']);
+  return g.toBytes();
+}

@@ -1,7 +1,7 @@
 // The sample models every test, the demo and the benchmarks use, written once into a cache dir.
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { buildAffine, buildConvNet, buildFixedBatch, buildMlp, buildTokenEmbedding } from './onnx-builder.js';
+import { buildAffine, buildConvNet, buildDynamicHwConvNet, buildFixedBatch, buildMlp, buildTokenEmbedding } from './onnx-builder.js';
 
 export const SAMPLE_MODELS = {
   /** 16 → 32 → 4 MLP, a few KB: µs of compute per item. */
@@ -12,6 +12,8 @@ export const SAMPLE_MODELS = {
   convnet: () => buildConvNet('convnet'),
   /** y = 2x + 1 over any [N, C, H, W]: for large tensors. */
   affine: () => buildAffine('affine'),
+  /** Detector-like conv net over [N, 3, H, W] with dynamic H and W → [N, 1, H/4, W/4] (per-shape profiling). */
+  'dynamic-hw-convnet': () => buildDynamicHwConvNet('dynamic-hw-convnet'),
   /** No batch axis: fixed [1, 8]. */
   fixed: () => buildFixedBatch('fixed'),
   /** int64 `input_ids` [batch, seq] (ids < 64) → float32 `y` [batch, seq, 8]: dynamic sequence length. */

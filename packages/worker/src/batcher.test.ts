@@ -92,3 +92,35 @@ describe('Batcher (fake clock)', () => {
     expect(b.length).toBe(2);
   });
 });
+
+describe('Batcher with per-key limits (a dynamic-shape model profiled per shape)', () => {
+  beforeEach(() => (seq = 0));
+  // Shape 'small' profiled: batches of 2 after 1 ms; 'big' profiled: alone, at once; 'new': not yet (defaults: 4 / 5 ms).
+  const limits = (key: string) =>
+    ({ small: { maxBatchSize: 2, maxQueueDelayMs: 1 }, big: { maxBatchSize: 1, maxQueueDelayMs: 0 } })[key as 'small' | 'big'];
+
+  it.each<[string, string, number, number, ReturnType<Batcher<number>['next']>['kind'], number]>([
+    // [what, key, requests queued at 0, now, decision, items run]
+    ['a profiled shape is full at its own max', 'small', 3, 0, 'run', 2],
+    ['a profiled shape waits its own delay', 'small', 1, 0.5, 'wait', 0],
+    ['...and runs once it has passed', 'small', 1, 1, 'run', 1],
+    ['a shape profiled to run alone never waits', 'big', 3, 0, 'run', 1],
+    ['a shape not profiled yet runs on the defaults', 'new', 3, 0, 'wait', 0],
+    ['...up to the default max', 'new', 6, 0, 'run', 4],
+  ])('%s', (_what, key, n, now, kind, items) => {
+    const b = new Batcher<number>(opts, limits);
+    for (let i = 0; i < n; i++) b.push(req(0, 1, key));
+    const d = b.next(now);
+    expect(d.kind).toBe(kind);
+    if (d.kind === 'run') expect(d.items).toBe(items);
+  });
+
+  it("the oldest request's key decides, whatever is queued behind it", () => {
+    const b = new Batcher<number>(opts, limits);
+    b.push(req(0, 1, 'big'));
+    b.push(req(0, 1, 'small'));
+    b.push(req(0, 1, 'small'));
+    expect(ids(b.next(0))).toEqual([0]); // 'big' runs alone, at once
+    expect(ids(b.next(0))).toEqual([1, 2]); // then 'small' is full at 2
+  });
+});

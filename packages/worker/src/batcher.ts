@@ -1,7 +1,8 @@
 // The dynamic-batching policy, pure: a FIFO queue of requests and the decision of when to run
 // which of them together. No timers and no I/O: the replica asks `next(now)` whenever it is idle
 // or a timer it set from `waitMs` fires. Requests only share a batch when their `key` (dtype and
-// non-batch dims of every input) is equal.
+// non-batch dims of every input) is equal, and a key may have its own max size and delay (a
+// dynamic-shape model's per-shape profile).
 
 export interface BatcherOptions {
   /** Most items in one batch (a request may carry several items along the batch axis). */
@@ -23,6 +24,9 @@ export interface Queued<T> {
   payload: T;
 }
 
+/** A key's own batch limits (undefined: the batcher's options apply). */
+export type KeyLimits = (key: string) => { maxBatchSize: number; maxQueueDelayMs: number } | undefined;
+
 export type Decision<T> =
   /** Requests whose deadline passed while queued: answer DEADLINE_EXCEEDED, never run. */
   { expired: Queued<T>[] } & (
@@ -32,7 +36,10 @@ export type Decision<T> =
 export class Batcher<T> {
   private queue: Queued<T>[] = [];
 
-  constructor(readonly options: BatcherOptions) {}
+  constructor(
+    readonly options: BatcherOptions,
+    private readonly limitsFor?: KeyLimits,
+  ) {}
 
   get length(): number {
     return this.queue.length;
@@ -48,7 +55,8 @@ export class Batcher<T> {
   /**
    * What to do now. The batch is the oldest request plus later requests with the same key, in
    * arrival order, while the total stays within maxBatchSize (a lone request larger than the max
-   * runs alone). It runs when full, or when the oldest has waited maxQueueDelayMs.
+   * runs alone). It runs when full, or when the oldest has waited maxQueueDelayMs. Both limits
+   * are the oldest request's key's own when `limitsFor` has them.
    */
   next(now: number): Decision<T> {
     const expired: Queued<T>[] = [];
@@ -60,7 +68,7 @@ export class Batcher<T> {
     const head = this.queue[0];
     if (!head) return { kind: 'idle', expired };
 
-    const { maxBatchSize, maxQueueDelayMs } = this.options;
+    const { maxBatchSize, maxQueueDelayMs } = this.limitsFor?.(head.key) ?? this.options;
     const picked: number[] = [0];
     let items = head.items;
     let full = items >= maxBatchSize;

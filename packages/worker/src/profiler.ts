@@ -1,9 +1,19 @@
 // Profiles a model on the device its replica runs on: for batch sizes 1, 2, 4, ... it measures
 // latency (p50/p99 over timed runs, warm-up excluded), throughput and peak memory, within a time
 // budget so a new replica is out of service for a bounded time (default 3 s), and stops early
-// once a batch breaks the latency objective or throughput has stopped improving.
+// once a batch breaks the latency objective or throughput has stopped improving. A model with
+// dynamic non-batch dims is profiled per input shape (`shape`), in the background while its
+// replica serves: a `gate` holds each run until the replica is idle (background-profiler.ts).
 import * as ort from 'onnxruntime-node';
-import { DTYPES, PROTOCOL_VERSION, elementCount, type ModelProfile, type ProfileRow, type ThreadChoice } from '@flotilla/protocol';
+import {
+  DTYPES,
+  PROTOCOL_VERSION,
+  elementCount,
+  type ModelProfile,
+  type ProfileRow,
+  type ProfileShape,
+  type ThreadChoice,
+} from '@flotilla/protocol';
 import { chooseBatch } from './batch-size.js';
 import { chooseThreads, sameThreads, threadCandidates, type ThreadRow, type ThreadSettings } from './thread-choice.js';
 import type { ModelSignature } from './model-io.js';
@@ -19,16 +29,28 @@ export interface ProfileOptions {
   budgetMs?: number;
   latencySloMs?: number;
   maxBatch?: number;
+  /** The input shape to measure (non-batch dims per input): required for dynamic non-batch dims. */
+  shape?: ProfileShape;
+  /**
+   * Awaited before every run: resolves with the ms it waited (for the replica to go idle), or
+   * null to stop the sweep here (the replica closes, or stayed busy too long). Waiting does not
+   * count against the budget.
+   */
+  gate?: () => Promise<number | null>;
 }
+
+/** Why a gated sweep stopped early (set when the gate said stop). */
+export const GATE_STOPPED = 'stopped by its gate';
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? 0;
 }
 
-function syntheticFeeds(sig: ModelSignature, batch: number): Record<string, ort.Tensor> {
+function syntheticFeeds(sig: ModelSignature, batch: number, shape?: ProfileShape): Record<string, ort.Tensor> {
   const feeds: Record<string, ort.Tensor> = {};
   for (const s of sig.inputs) {
-    const dims = s.shape.map((d, i) => (i === 0 && sig.batchAxis ? batch : (d as number)));
+    const lead = sig.batchAxis ? 1 : 0;
+    const dims = s.shape.map((d, i) => (i === 0 && sig.batchAxis ? batch : (d ?? shape?.[s.name]?.[i - lead] ?? 0)));
     const n = elementCount(dims);
     const { array } = DTYPES[s.dtype];
     const data = new array(n);
@@ -59,30 +81,34 @@ export function unprofilable(sig: ModelSignature): string | null {
 
 /**
  * Times `session` on `feeds`: one warm-up run (not timed), then runs filling `shareMs` (at least
- * 3, at most 30), stopping early past `deadline` (performance.now() time) once 3 are in.
+ * 3, at most 30), stopping early past `deadline` (performance.now() time) once 3 are in. With a
+ * gate, each run waits for it (`waited` collects the ms) and the sweep stops (null) when it says so.
  */
 async function timeBatch(
   session: ort.InferenceSession,
   feeds: Record<string, ort.Tensor>,
   batch: number,
   shareMs: number,
-  deadline: number,
+  deadline: () => number,
+  gate?: { pass: () => Promise<boolean> },
 ) {
   let peakRss = process.memoryUsage().rss;
+  if (gate && !(await gate.pass())) return null;
   const w0 = performance.now();
   await session.run(feeds);
   const warm = performance.now() - w0;
   const runs = Math.max(3, Math.min(30, Math.floor(shareMs / Math.max(warm, 0.01))));
   const times: number[] = [];
-  const t0 = performance.now();
   for (let i = 0; i < runs; i++) {
+    if (gate && !(await gate.pass())) return null;
     const s = performance.now();
     await session.run(feeds);
     times.push(performance.now() - s);
     peakRss = Math.max(peakRss, process.memoryUsage().rss);
-    if (i >= 2 && performance.now() > deadline) break;
+    if (i >= 2 && performance.now() > deadline()) break;
   }
-  const total = performance.now() - t0;
+  // Throughput from the runs' own times: with a gate, the waits between runs are not the session's.
+  const total = times.reduce((a, b) => a + b, 0);
   times.sort((a, b) => a - b);
   return {
     peakRss,
@@ -116,19 +142,35 @@ export async function profileSession(
   const latencySloMs = opts.latencySloMs ?? DEFAULT_LATENCY_SLO_MS;
   const maxBatch = sig.batchAxis ? (opts.maxBatch ?? DEFAULT_MAX_PROFILE_BATCH) : 1;
   const start = performance.now();
+  // Time spent waiting at the gate (for the replica to go idle) does not count against the budget.
+  let waited = 0;
+  const spent = () => performance.now() - start - waited;
+  const gate = opts.gate
+    ? {
+        pass: async () => {
+          const w = await opts.gate!();
+          if (w !== null) waited += w;
+          return w !== null;
+        },
+      }
+    : undefined;
   const rows: ProfileRow[] = [];
   let stoppedBecause = `reached the largest batch tried (${maxBatch})`;
   let bestRate = 0;
   let flat = 0;
   for (let batch = 1; batch <= maxBatch; batch *= 2) {
-    const left = budgetMs - (performance.now() - start);
+    const left = budgetMs - spent();
     if (left <= 0) {
       stoppedBecause = `time budget of ${budgetMs} ms spent`;
       break;
     }
     // Spend at most a fair share of what is left on this size.
     const share = left / Math.max(1, Math.log2(maxBatch / batch) + 1);
-    const t = await timeBatch(session, syntheticFeeds(sig, batch), batch, share, start + budgetMs);
+    const t = await timeBatch(session, syntheticFeeds(sig, batch, opts.shape), batch, share, () => start + waited + budgetMs, gate);
+    if (!t) {
+      stoppedBecause = `${GATE_STOPPED} before batch ${batch}`;
+      break;
+    }
     // onnxruntime's arenas keep what the largest run took, so a reading after the runs is the peak.
     const onDevice = base.deviceBytes ? await base.deviceBytes() : undefined;
     const row: ProfileRow = { batch, ...t.stats, peakBytes: Math.max(0, onDevice ?? t.peakRss - base.rssBaseline) };
@@ -156,9 +198,10 @@ export async function profileSession(
     createdAt: Date.now(),
     latencySloMs,
     budgetMs,
-    tookMs: +(performance.now() - start).toFixed(1),
+    tookMs: +spent().toFixed(1),
     rows,
     stoppedBecause,
+    ...(opts.shape ? { shape: opts.shape } : {}),
     chosen,
     memory: {
       sessionBytes: base.sessionBytes,
@@ -194,7 +237,7 @@ export async function profileThreads(
     if (i > 0 && performance.now() > deadline) break;
     const session = i === 0 ? current.session : await open(settings);
     try {
-      const t = await timeBatch(session, feeds, opts.batch, share, deadline);
+      const t = (await timeBatch(session, feeds, opts.batch, share, () => deadline))!;
       rows.push({ ...settings, interOp: settings.mode === 'parallel' ? settings.interOp : 1, batch: opts.batch, ...t.stats });
     } finally {
       if (i > 0) await session.release();

@@ -4,14 +4,18 @@
 // device class, and otherwise a profile measured now (batch sweep, then thread settings on CPU)
 // and stored for the next load. With a stored profile the session opens once, already tuned.
 // What to do is decided in session-plan.ts (pure); this shell opens sessions, runs the profiler
-// and reads and writes the profile store.
+// and reads and writes the profile store. A model with dynamic non-batch dims gets a
+// ShapeProfiler instead (background-profiler.ts): the deployment's shapes are profiled here, at
+// load, the others in the background as traffic brings them.
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { BatchingOptions, DeploySpec, Inventory, ModelProfile, ReplicaProfileSummary, ThreadSettings } from '@flotilla/protocol';
 import type { Logger, ProfileStore } from '@flotilla/bus';
 import { compiledPath, createCompiledSession } from './compile-cache.js';
 import { describeModel, type ModelSignature } from './model-io.js';
-import { DEFAULT_LATENCY_SLO_MS, deviceClass, ortVersion, profileSession, profileThreads, unprofilable, warmUp } from './profiler.js';
+import { DEFAULT_LATENCY_SLO_MS, deviceClass, ortVersion, profileSession, profileThreads, warmUp } from './profiler.js';
+import { ShapeProfiler } from './background-profiler.js';
+import { dynamicDims, sampleShape } from './shape-profiles.js';
 import type { CompiledWorkerOptions } from './options.js';
 import { providerUnavailable } from './providers.js';
 import { readNvidiaSmi } from './inventory.js';
@@ -48,6 +52,8 @@ export interface OpenedSession {
   measuredBytes?: number;
   /** Time of the warm-up run before serving, ms (absent when the profile just ran it, or warm-up is off). */
   warmupMs?: number;
+  /** A model with dynamic non-batch dims: its per-shape profiles and batching (the replica feeds it its requests' shapes). */
+  shapes?: ShapeProfiler;
 }
 
 type Created = {
@@ -139,8 +145,9 @@ export class SessionLoader {
     const held: Held = { session: o.created.session, threads };
     try {
       const signature = describeModel(held.session.inputMetadata, held.session.outputMetadata);
-      const why = unprofilable(signature);
-      const step = planProfile({ enabled: spec.profile.enabled !== false, batchAxis: signature.batchAxis, unprofilable: why });
+      const dims = dynamicDims(signature);
+      const step = planProfile({ enabled: spec.profile.enabled !== false, batchAxis: signature.batchAxis, dynamicDims: dims });
+      const shapes = step.source === 'per-shape' ? await this.shapeProfiler(o, held, signature) : undefined;
       const outcome: ProfileOutcome =
         step.source === 'profile' ? await this.oneAtATime(() => this.storedOrMeasured(o, held, signature)) : step;
       if ('profile' in outcome) {
@@ -158,12 +165,14 @@ export class SessionLoader {
         );
       }
       // Batch 1: a caller may be waiting for this replica (a reload after eviction), so the warm-up is the cheapest run.
-      const warmupMs = shouldWarmUp(outcome.source, spec.warmup, why) ? await warmUp(held.session, signature, 1) : undefined;
+      const warmupMs = shouldWarmUp(outcome.source, spec.warmup, dims) ? await warmUp(held.session, signature, 1) : undefined;
+      const summary = summarize(outcome, { deviceClass: o.deviceClass, onCpu: o.onCpu, threads: held.threads });
       return {
         ...o.created,
         session: held.session,
         signature,
-        profile: summarize(outcome, { deviceClass: o.deviceClass, onCpu: o.onCpu, threads: held.threads }),
+        profile: shapes ? shapes.summary(summary) : summary,
+        ...(shapes ? { shapes } : {}),
         batching: batchingFor(outcome, spec.batching),
         ...(o.measuredBytes !== undefined ? { measuredBytes: o.measuredBytes } : {}),
         ...(warmupMs !== undefined ? { warmupMs: +warmupMs.toFixed(1) } : {}),
@@ -202,6 +211,39 @@ export class SessionLoader {
         : {}),
       ...(measuredBytes !== undefined ? { measuredBytes } : {}),
     };
+  }
+
+  /**
+   * The per-shape profiler of a dynamic-shape model, loaded in the profiling turn with the shapes
+   * stored for its device class and the deployment's shapes (`profile.shapes`, measured now when
+   * not stored; a shape that does not fit the model is logged and left out).
+   */
+  private async shapeProfiler(o: Opening, held: Held, signature: ModelSignature): Promise<ShapeProfiler> {
+    const { spec } = o;
+    const profiler = new ShapeProfiler({
+      session: held.session,
+      signature,
+      spec,
+      deviceClass: o.deviceClass,
+      ortVersion: ortVersion(),
+      latencySloMs: o.slo,
+      store: this.profiles,
+      logger: this.logger,
+      oneAtATime: (f) => this.oneAtATime(f),
+      memory: {
+        sessionBytes: o.sessionBytes,
+        rssBaseline: o.rssBaseline,
+        fileBytes: spec.sizeBytes,
+        ...(o.deviceBytes ? { deviceBytes: o.deviceBytes } : {}),
+      },
+    });
+    const wanted = (spec.profile.shapes ?? []).flatMap((full) => {
+      const s = sampleShape(signature, full);
+      if (typeof s === 'string') this.logger.warn({ model: spec.name, reason: s }, 'profile shape does not fit the model: left out');
+      return typeof s === 'string' ? [] : [s];
+    });
+    await this.oneAtATime(() => profiler.preload(wanted));
+    return profiler;
   }
 
   /** Runs `f` after every profile this worker started before it (see `profiling`). */

@@ -123,22 +123,30 @@ describe('useCompileCache', () => {
 });
 
 describe('planProfile', () => {
-  const dyn = "inputs 'x' have dynamic non-batch dims: no synthetic input to profile with";
   it.each<[string, Parameters<typeof planProfile>[0], ReturnType<typeof planProfile>]>([
     [
       'profiling disabled (even for an unbatched model)',
-      { enabled: false, batchAxis: false, unprofilable: null },
+      { enabled: false, batchAxis: false, dynamicDims: [] },
+      { source: 'disabled', reason: 'profiling disabled by the deployment' },
+    ],
+    [
+      'profiling disabled wins over dynamic dims',
+      { enabled: false, batchAxis: true, dynamicDims: ['H', 'W'] },
       { source: 'disabled', reason: 'profiling disabled by the deployment' },
     ],
     [
       'no batch axis',
-      { enabled: true, batchAxis: false, unprofilable: null },
+      { enabled: true, batchAxis: false, dynamicDims: [] },
       { source: 'skipped', reason: 'model has no batch axis: runs unbatched', unbatched: true },
     ],
-    ['dynamic non-batch dims', { enabled: true, batchAxis: true, unprofilable: dyn }, { source: 'skipped', reason: dyn, unbatched: false }],
+    [
+      'dynamic non-batch dims: per shape, as traffic arrives',
+      { enabled: true, batchAxis: true, dynamicDims: ['H', 'W'] },
+      { source: 'per-shape', dims: ['H', 'W'], reason: 'dynamic dims H, W: profiled per shape as traffic arrives' },
+    ],
     [
       'a profilable model: stored or measured, in the profiling turn',
-      { enabled: true, batchAxis: true, unprofilable: null },
+      { enabled: true, batchAxis: true, dynamicDims: [] },
       { source: 'profile' },
     ],
   ])('%s', (_what, facts, expected) => {
@@ -318,14 +326,15 @@ describe('batchingFor', () => {
 });
 
 describe('shouldWarmUp', () => {
-  it.each<[ProfileOutcome['source'], boolean, string | null, boolean]>([
-    ['cache', true, null, true],
-    ['disabled', true, null, true],
-    ['skipped', true, null, true],
-    ['measured', true, null, false], // the profile just ran it
-    ['cache', false, null, false], // the deployment turned it off
-    ['skipped', true, 'dynamic dims', false], // no synthetic input to run
-  ])('source %s, warmup %s, unprofilable %s → %s', (source, warmup, why, expected) => {
-    expect(shouldWarmUp(source, warmup, why)).toBe(expected);
+  it.each<[ProfileOutcome['source'], boolean, string[], boolean]>([
+    ['cache', true, [], true],
+    ['disabled', true, [], true],
+    ['skipped', true, [], true],
+    ['measured', true, [], false], // the profile just ran it
+    ['cache', false, [], false], // the deployment turned it off
+    ['per-shape', true, ['H', 'W'], false], // no shape to run it at
+    ['disabled', true, ['seq'], false],
+  ])('source %s, warmup %s, dynamic dims %j → %s', (source, warmup, dims, expected) => {
+    expect(shouldWarmUp(source, warmup, dims)).toBe(expected);
   });
 });

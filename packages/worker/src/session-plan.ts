@@ -9,6 +9,7 @@ import {
   type DeploySpec,
   type ModelProfile,
   type ReplicaProfileSummary,
+  type ShapeProfileSummary,
   type ThreadSettings,
 } from '@flotilla/protocol';
 import { DEFAULT_PROFILE_BUDGET_MS } from './profiler.js';
@@ -74,21 +75,31 @@ export type ProfileOutcome =
   | { source: 'disabled'; reason: string }
   /** `unbatched`: the model has no batch axis, so it runs one item at a time. */
   | { source: 'skipped'; reason: string; unbatched: boolean }
-  | { source: 'cache' | 'measured'; profile: ModelProfile };
+  | { source: 'cache' | 'measured'; profile: ModelProfile }
+  /** Dynamic non-batch dims (`dims`): profiled per input shape (ShapeBook), at load for the deployment's shapes, then as traffic brings them. */
+  | { source: 'per-shape'; dims: string[]; reason: string };
 
 /**
  * Where the profile comes from, once the session is open and its signature known: settled now
- * (profiling disabled, or a model that cannot be profiled), or `profile`: the stored profile of
- * its device class, else one measured now, in the worker's profiling turn.
+ * (profiling disabled, a model without a batch axis), per input shape (dynamic non-batch dims),
+ * or `profile`: the stored profile of its device class, else one measured now, in the worker's
+ * profiling turn.
  */
 export function planProfile(f: {
   enabled: boolean;
   batchAxis: boolean;
-  unprofilable: string | null;
-}): Extract<ProfileOutcome, { source: 'disabled' | 'skipped' }> | { source: 'profile' } {
+  /** The model's dynamic non-batch dims by name (shape-profiles.ts dynamicDims). */
+  dynamicDims: string[];
+}): Extract<ProfileOutcome, { source: 'disabled' | 'skipped' | 'per-shape' }> | { source: 'profile' } {
   if (!f.enabled) return { source: 'disabled', reason: 'profiling disabled by the deployment' };
   if (!f.batchAxis) return { source: 'skipped', reason: 'model has no batch axis: runs unbatched', unbatched: true };
-  if (f.unprofilable) return { source: 'skipped', reason: f.unprofilable, unbatched: false };
+  if (f.dynamicDims.length) {
+    return {
+      source: 'per-shape',
+      dims: f.dynamicDims,
+      reason: `dynamic dims ${f.dynamicDims.join(', ')}: profiled per shape as traffic arrives`,
+    };
+  }
   return { source: 'profile' };
 }
 
@@ -172,6 +183,28 @@ export function summarize(outcome: ProfileOutcome, f: { deviceClass: string; onC
     itemsPerSec: p ? servedRate(p, f.threads.source === 'profile' ? f.threads.settings : undefined) : 0,
     tookMs: p && outcome.source === 'measured' ? +(p.tookMs + (p.threads?.tookMs ?? 0)).toFixed(1) : 0,
     ...(f.onCpu ? { threads: { ...f.threads.settings, source: f.threads.source } } : {}),
+    ...(outcome.source === 'per-shape' ? { dynamicDims: outcome.dims } : {}),
+  };
+}
+
+/**
+ * The summary of a replica profiled per shape, as its shapes settle: the footprint is the largest
+ * any profiled shape needs (what placement and the memory charge use), the rate that of the most
+ * requested profiled shape, the time what this replica spent profiling.
+ */
+export function summarizeShapes(
+  base: ReplicaProfileSummary,
+  shapes: { summaries: ShapeProfileSummary[]; footprint: number; itemsPerSec: number },
+): ReplicaProfileSummary {
+  const profiled = shapes.summaries.filter((s) => s.state === 'measured' || s.state === 'cache').length;
+  const why = base.reason.replace(/ \(.*\)$/, '');
+  return {
+    ...base,
+    reason: `${why} (${profiled} of ${shapes.summaries.length} shape${shapes.summaries.length === 1 ? '' : 's'} profiled)`,
+    replicaBytes: Math.max(base.replicaBytes, shapes.footprint),
+    itemsPerSec: shapes.itemsPerSec,
+    tookMs: +shapes.summaries.reduce((n, s) => n + s.tookMs, 0).toFixed(1),
+    shapes: shapes.summaries,
   };
 }
 
@@ -194,6 +227,7 @@ export function batchingFor(outcome: ProfileOutcome, deployment: BatchingOptions
     case 'skipped':
       return outcome.unbatched ? { ...deployment, maxBatchSize: 1 } : { ...deployment };
     case 'disabled':
+    case 'per-shape': // per shape: the replica asks its ShapeBook (batchingFor) for each batch's key
       return { ...deployment };
   }
 }
@@ -201,8 +235,9 @@ export function batchingFor(outcome: ProfileOutcome, deployment: BatchingOptions
 /**
  * A session that was not just profiled runs once before it serves (Triton's model warm-up), so
  * the first request does not pay the first run's one-off costs; not when the deployment turns it
- * off, nor for a model with no synthetic input to run it on.
+ * off, nor for a model with dynamic dims (no shape to run it at; shapes given at load were just
+ * profiled, which warmed it).
  */
-export function shouldWarmUp(source: ProfileOutcome['source'], warmup: boolean, unprofilable: string | null): boolean {
-  return source !== 'measured' && warmup && !unprofilable;
+export function shouldWarmUp(source: ProfileOutcome['source'], warmup: boolean, dynamicDims: readonly string[]): boolean {
+  return source !== 'measured' && warmup && dynamicDims.length === 0;
 }

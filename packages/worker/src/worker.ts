@@ -312,6 +312,7 @@ export class Worker {
         batching,
         measuredBytes,
         warmupMs,
+        shapes,
       } = await this.loader.open(path, spec, deviceId, kind, { rssBaseline: process.memoryUsage().rss });
       // The footprint replaces the estimate when it fits: the profile's, else the one measured at
       // load (a deployment's memoryBytes wins over both).
@@ -336,6 +337,7 @@ export class Worker {
         session,
         signature,
         batching,
+        shapes,
       );
       if (this.state !== 'running') {
         await session.release();

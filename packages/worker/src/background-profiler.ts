@@ -1,0 +1,177 @@
+// Profiles a dynamic-shape model's input shapes in the background while its replica serves: the
+// first request of a new shape queues it (shape-profiles.ts decides which runs next, one at a
+// time per worker), and each profile run waits until the replica is idle, so serving never waits
+// for more than one run already started (onnxruntime-node runs a session on the event loop thread).
+// A profile is stored per (digest, device class, onnxruntime version, shape) for the next replica.
+import type { InferenceSession } from 'onnxruntime-node';
+import {
+  shapeKey,
+  type BatchingOptions,
+  type DeploySpec,
+  type ModelProfile,
+  type ProfileShape,
+  type ReplicaProfileSummary,
+} from '@flotilla/protocol';
+import type { Logger, ProfileStore } from '@flotilla/bus';
+import type { ModelSignature } from './model-io.js';
+import { DEFAULT_MAX_PROFILE_BATCH, GATE_STOPPED, profileSession } from './profiler.js';
+import { summarizeShapes } from './session-plan.js';
+import {
+  BACKGROUND_WALL_FACTOR,
+  DEFAULT_MAX_SHAPES,
+  DEFAULT_SHAPE_BUDGET_MS,
+  ShapeBook,
+  itemBytes,
+  maxProfileBatch,
+  shapeOf,
+} from './shape-profiles.js';
+
+/** How often a waiting profile run checks whether its replica is idle, ms. */
+const IDLE_POLL_MS = 1;
+
+export interface ShapeProfilerDeps {
+  session: InferenceSession;
+  signature: ModelSignature;
+  spec: DeploySpec;
+  deviceClass: string;
+  ortVersion: string;
+  latencySloMs: number;
+  store: ProfileStore;
+  logger: Logger;
+  /** The worker's profiling turn: profiles run one at a time per worker. */
+  oneAtATime: <T>(f: () => Promise<T>) => Promise<T>;
+  /** What profileSession needs of the session's memory. */
+  memory: { sessionBytes: number; rssBaseline: number; fileBytes: number; deviceBytes?: () => Promise<number | undefined> };
+}
+
+export class ShapeProfiler {
+  readonly book: ShapeBook;
+  /** Whether the replica is idle (nothing queued or running); set by the replica. */
+  private quiet: () => boolean = () => true;
+  private running?: Promise<void>;
+  private closed = false;
+
+  constructor(private readonly deps: ShapeProfilerDeps) {
+    this.book = new ShapeBook({ maxShapes: deps.spec.profile.maxShapes ?? DEFAULT_MAX_SHAPES });
+  }
+
+  private get budgetMs(): number {
+    return this.deps.spec.profile.budgetMs ?? DEFAULT_SHAPE_BUDGET_MS;
+  }
+
+  /** The stored profile of one shape (with this deployment's objective), if any. */
+  async stored(key: string): Promise<ModelProfile | undefined> {
+    const { spec, deviceClass, ortVersion, latencySloMs } = this.deps;
+    const p = await this.deps.store.get(spec.digest, deviceClass, ortVersion, key).catch(() => undefined);
+    return p && p.latencySloMs === latencySloMs ? p : undefined;
+  }
+
+  /**
+   * At load, before serving (inside the worker's profiling turn): the shapes stored for this
+   * model and device class, then each shape the deployment names, from the store or measured now.
+   */
+  async preload(shapes: ProfileShape[]): Promise<void> {
+    const { spec, deviceClass, ortVersion, latencySloMs } = this.deps;
+    const known = await this.deps.store.shapes(spec.digest, deviceClass, ortVersion, this.book.size + 64).catch(() => []);
+    for (const p of known) if (p.shape && p.latencySloMs === latencySloMs) this.book.add({ ...p, shape: p.shape }, 'cache', Date.now());
+    for (const shape of shapes) {
+      const key = shapeKey(shape);
+      if (this.book.get(key)) continue;
+      const p = await this.measure(shape);
+      if (p.rows.length) {
+        this.book.add({ ...p, shape }, 'measured', Date.now());
+        await this.put(p);
+      }
+    }
+  }
+
+  /** Called by the replica once it exists: how to tell that it is idle. */
+  attach(quiet: () => boolean): void {
+    this.quiet = quiet;
+  }
+
+  /** A request of batch key `key` was accepted: counts it and starts a background profile when one is due. */
+  observe(key: string, inputs: Readonly<Record<string, { dims: readonly number[] }>>): void {
+    if (this.closed) return;
+    this.book.see(key, shapeOf(this.deps.signature, inputs), Date.now());
+    this.kick();
+  }
+
+  /** Batching for requests of `key` (undefined: the replica's defaults). */
+  batchingFor(key: string, deployment: BatchingOptions): { maxBatchSize: number; maxQueueDelayMs: number } | undefined {
+    return this.book.batchingFor(key, deployment);
+  }
+
+  summary(base: ReplicaProfileSummary): ReplicaProfileSummary {
+    return summarizeShapes(base, {
+      summaries: this.book.summaries(),
+      footprint: this.book.footprint(),
+      itemsPerSec: this.book.itemsPerSec(),
+    });
+  }
+
+  /** Stops profiling: the running profile stops at its next run; resolves once it has (before the session is released). */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.running;
+  }
+
+  private kick(): void {
+    if (this.running || this.closed) return;
+    const key = this.book.next();
+    if (key === null) return;
+    this.book.start(key);
+    this.running = this.deps
+      .oneAtATime(() => this.profileInBackground(key))
+      .catch((err: unknown) => {
+        this.book.fail(key, `profile failed: ${(err as Error).message}`);
+        this.deps.logger.warn({ err: (err as Error).message, model: this.deps.spec.name, shape: key }, 'shape profile failed');
+      })
+      .finally(() => {
+        this.running = undefined;
+        this.kick();
+      });
+  }
+
+  private async profileInBackground(key: string): Promise<void> {
+    const entry = this.book.get(key)!;
+    if (this.closed) return this.book.fail(key, 'replica closed before its profile ran');
+    const stored = await this.stored(key);
+    if (stored) return this.book.settle(key, stored, 'cache', 0);
+    const wallCap = performance.now() + this.budgetMs * BACKGROUND_WALL_FACTOR;
+    const p = await this.measure(entry.shape, async () => {
+      const t0 = performance.now();
+      while (!this.quiet()) {
+        if (this.closed || performance.now() > wallCap) return null;
+        await new Promise((r) => setTimeout(r, IDLE_POLL_MS));
+      }
+      return this.closed ? null : performance.now() - t0;
+    });
+    const gaveUp = p.stoppedBecause.startsWith(GATE_STOPPED);
+    if (!p.rows.length) return this.book.fail(key, `no run measured: ${this.closed ? 'replica closed' : 'the replica stayed busy'}`);
+    this.book.settle(key, p, 'measured', p.tookMs);
+    this.deps.logger.info({ model: this.deps.spec.name, shape: key, chosen: p.chosen, tookMs: p.tookMs, gaveUp }, 'shape profile');
+    // A sweep cut short by a busy replica serves this replica, but is not stored as the shape's profile.
+    if (!gaveUp) await this.put(p);
+  }
+
+  private measure(shape: ProfileShape, gate?: () => Promise<number | null>): Promise<ModelProfile> {
+    const { spec, signature } = this.deps;
+    const maxBatch = maxProfileBatch(
+      itemBytes(signature, shape),
+      spec.profile.maxBatch ?? spec.batching.maxBatchSize ?? DEFAULT_MAX_PROFILE_BATCH,
+    );
+    return profileSession(
+      this.deps.session,
+      signature,
+      { digest: spec.digest, deviceClass: this.deps.deviceClass, ...this.deps.memory },
+      { budgetMs: this.budgetMs, latencySloMs: this.deps.latencySloMs, maxBatch, shape, ...(gate ? { gate } : {}) },
+    );
+  }
+
+  private async put(p: ModelProfile): Promise<void> {
+    await this.deps.store
+      .put(p)
+      .catch((err: unknown) => this.deps.logger.warn({ err: (err as Error).message }, 'shape profile not stored'));
+  }
+}

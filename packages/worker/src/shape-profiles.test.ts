@@ -1,0 +1,221 @@
+import { profileKey, shapeKey, type ModelProfile, type ProfileShape } from '@flotilla/protocol';
+import { describeModel, validateInputs } from './model-io.js';
+import { summarize, summarizeShapes } from './session-plan.js';
+import { ShapeBook, dynamicDims, itemBytes, maxProfileBatch, sampleShape, shapeOf } from './shape-profiles.js';
+
+const image = describeModel(
+  [{ name: 'x', isTensor: true, type: 'float32', shape: ['N', 3, 'H', 'W'] }],
+  [{ name: 'y', isTensor: true, type: 'float32', shape: ['N', 1, 'H4', 'W4'] }],
+);
+const text = describeModel(
+  [
+    { name: 'input_ids', isTensor: true, type: 'int64', shape: ['batch', 'seq'] },
+    { name: 'attention_mask', isTensor: true, type: 'int64', shape: ['batch', 'seq'] },
+  ],
+  [{ name: 'out', isTensor: true, type: 'float32', shape: ['batch', 'seq', 8] }],
+);
+const fixed = describeModel(
+  [{ name: 'x', isTensor: true, type: 'float32', shape: ['N', 16] }],
+  [{ name: 'y', isTensor: true, type: 'float32', shape: ['N', 4] }],
+);
+const unnamed = describeModel(
+  [{ name: 'x', isTensor: true, type: 'float32', shape: ['N', 3, '', -1] }],
+  [{ name: 'y', isTensor: true, type: 'float32', shape: ['N', 1] }],
+);
+
+function profile(shape: ProfileShape, maxBatchSize: number, replicaBytes: number, itemsPerSec = 100): ModelProfile {
+  return {
+    v: 1,
+    digest: 'd',
+    deviceClass: 'cpu-x',
+    ortVersion: '1.30.0',
+    createdAt: 0,
+    latencySloMs: 50,
+    budgetMs: 1000,
+    tookMs: 400,
+    rows: [{ batch: maxBatchSize, runs: 3, p50Ms: 1, p99Ms: 2, itemsPerSec, peakBytes: replicaBytes }],
+    stoppedBecause: 'x',
+    shape,
+    chosen: { maxBatchSize, maxQueueDelayMs: 1.5, reason: `batch ${maxBatchSize}` },
+    memory: { sessionBytes: 1, peakBytes: replicaBytes, replicaBytes },
+  };
+}
+
+describe('dynamicDims', () => {
+  it.each([
+    ['an image model: H and W', image, ['H', 'W']],
+    ['a transformer: seq, once for both inputs', text, ['seq']],
+    ['fixed non-batch dims: none', fixed, []],
+    ['unnamed dims by input and axis', unnamed, ['x[2]', 'x[3]']],
+  ])('%s', (_what, sig, expected) => {
+    expect(dynamicDims(sig)).toEqual(expected);
+  });
+});
+
+describe('shapes and their keys', () => {
+  const x = (dims: number[]) => ({ dtype: 'float32' as const, dims, data: new Uint8Array(dims.reduce((a, b) => a * b, 4)) });
+  const ids = (dims: number[]) => ({ dtype: 'int64' as const, dims, data: new Uint8Array(dims.reduce((a, b) => a * b, 8)) });
+
+  it.each([
+    ['image', image, { x: x([2, 3, 48, 320]) }, { x: [3, 48, 320] }, 'x:3x48x320'],
+    [
+      'text (model input order, whatever the request order)',
+      text,
+      { attention_mask: ids([1, 7]), input_ids: ids([1, 7]) },
+      { input_ids: [7], attention_mask: [7] },
+      'input_ids:7|attention_mask:7',
+    ],
+  ])("%s: the shape's key is the batcher's key", (_what, sig, inputs, shape, key) => {
+    expect(shapeOf(sig, inputs)).toEqual(shape);
+    expect(shapeKey(shapeOf(sig, inputs))).toBe(key);
+    expect(validateInputs(sig, inputs).key).toBe(key);
+  });
+
+  it.each<[string, Record<string, number[]>, ProfileShape | RegExp]>([
+    ['a sample request: batch dim dropped', { x: [1, 3, 64, 96] }, { x: [3, 64, 96] }],
+    ['the batch dim may be any size', { x: [8, 3, 64, 96] }, { x: [3, 64, 96] }],
+    ['a fixed dim must match', { x: [1, 4, 64, 96] }, /dim 1 must be 3/],
+    ['rank must match', { x: [1, 3, 64] }, /rank 4/],
+    ['a dynamic dim of 0 is refused', { x: [1, 3, 0, 96] }, /dim 2/],
+    ['unknown input', { x: [1, 3, 8, 8], z: [1] }, /unknown input\(s\) z/],
+    ['missing input', {}, /no dims for input 'x'/],
+  ])('sampleShape: %s', (_what, full, expected) => {
+    const got = sampleShape(image, full);
+    if (expected instanceof RegExp) expect(got).toMatch(expected);
+    else expect(got).toEqual(expected);
+  });
+
+  it('keys every shape under the model digest, apart from the fixed-shape key, and short whatever the shape', () => {
+    const base = profileKey('abc', 'cpu-x', '1.30.0');
+    const a = profileKey('abc', 'cpu-x', '1.30.0', 'x:3x48x320');
+    expect(base).toBe('abc.cpu-x.1_30_0'); // unchanged for models with fixed shapes
+    expect(a.startsWith(`${base}.s`)).toBe(true);
+    expect(a).toMatch(/^[A-Za-z0-9_.-]+$/);
+    expect(a).not.toBe(profileKey('abc', 'cpu-x', '1.30.0', 'x:3x48x321'));
+    // '|' and ':' both become '_' in the token: the hash keeps the keys apart.
+    expect(profileKey('abc', 'c', 'v', 'a:1|b:2')).not.toBe(profileKey('abc', 'c', 'v', 'a:1:b|2'));
+    expect(profileKey('abc', 'c', 'v', `x:${Array(16).fill(99999).join('x')}`).length).toBeLessThan(150);
+  });
+});
+
+describe('profile batch bound by input bytes', () => {
+  it.each([
+    ['small items: the max', 3 * 64 * 96 * 4, 64, 64],
+    ['a 12 MiB image: 4 fit in 64 MiB', 3 * 1024 * 1024 * 4, 64, 4],
+    ['an item over the bound alone: batch 1', 100 * 1024 * 1024, 64, 1],
+    ['never above the deployment max', 16, 8, 8],
+  ])('%s', (_what, bytes, max, expected) => {
+    expect(maxProfileBatch(bytes, max)).toBe(expected);
+  });
+  it('item bytes count every input at its dtype', () => {
+    expect(itemBytes(text, { input_ids: [7], attention_mask: [7] })).toBe(2 * 7 * 8);
+  });
+});
+
+describe('ShapeBook', () => {
+  const s = (w: number): ProfileShape => ({ x: [3, 48, w] });
+  const k = (w: number) => shapeKey(s(w));
+
+  it('queues each new shape once, profiles one at a time, the most requested first (oldest among equals)', () => {
+    const b = new ShapeBook({ maxShapes: 8 });
+    b.see(k(100), s(100), 0);
+    b.see(k(200), s(200), 1);
+    b.see(k(300), s(300), 2);
+    b.see(k(300), s(300), 3);
+    expect(b.next()).toBe(k(300)); // 2 requests
+    b.start(k(300));
+    expect(b.next()).toBeNull(); // one at a time
+    b.settle(k(300), profile(s(300), 4, 10), 'measured', 400);
+    expect(b.next()).toBe(k(100)); // 1 request each: the oldest
+    b.fail(k(100), 'no run measured');
+    expect(b.next()).toBe(k(200));
+    expect(b.get(k(100))).toMatchObject({ state: 'failed', reason: 'no run measured' });
+  });
+
+  it('profiles at most maxShapes shapes; later ones run on the defaults; tracks at most maxTracked', () => {
+    const b = new ShapeBook({ maxShapes: 2, maxTracked: 3 });
+    for (const w of [1, 2, 3]) b.see(k(w), s(w), w);
+    expect(b.get(k(3))).toMatchObject({ state: 'skipped', reason: expect.stringMatching(/limit of 2 shapes/) });
+    expect(b.see(k(4), s(4), 4)).toBeUndefined(); // not tracked
+    expect(b.size).toBe(3);
+    expect(b.see(k(1), s(1), 5)).toMatchObject({ requests: 2 }); // known shapes still count
+  });
+
+  it('maxShapes 0: nothing is profiled in the background', () => {
+    const b = new ShapeBook({ maxShapes: 0 });
+    b.see(k(1), s(1), 0);
+    expect(b.next()).toBeNull();
+  });
+
+  it.each<[string, Record<string, number | undefined>, string, { maxBatchSize: number; maxQueueDelayMs: number } | undefined]>([
+    ['a profiled shape: its choice', {}, 'profiled', { maxBatchSize: 4, maxQueueDelayMs: 1.5 }],
+    ['the deployment max wins, the delay from the profile', { maxBatchSize: 2 }, 'profiled', { maxBatchSize: 2, maxQueueDelayMs: 1.5 }],
+    ['the deployment delay wins', { maxQueueDelayMs: 0 }, 'profiled', { maxBatchSize: 4, maxQueueDelayMs: 0 }],
+    ['a shape still queued: the replica defaults (undefined)', {}, 'queued', undefined],
+    ['an unknown key: the replica defaults', {}, 'unknown', undefined],
+  ])('batchingFor: %s', (_what, deployment, which, expected) => {
+    const b = new ShapeBook({ maxShapes: 8 });
+    b.see(k(1), s(1), 0);
+    b.see(k(2), s(2), 0);
+    b.start(k(1));
+    b.settle(k(1), profile(s(1), 4, 10), 'measured', 100);
+    const key = { profiled: k(1), queued: k(2), unknown: 'x:1x1x1' }[which]!;
+    expect(b.batchingFor(key, deployment)).toEqual(expected);
+  });
+
+  it('charges the largest footprint of any profiled shape; reports each shape', () => {
+    const b = new ShapeBook({ maxShapes: 8 });
+    expect(b.footprint()).toBe(0);
+    b.add({ ...profile(s(640), 2, 900), shape: s(640) }, 'measured', 0);
+    b.add({ ...profile(s(100), 8, 300, 5000), shape: s(100) }, 'cache', 0);
+    b.see(k(100), s(100), 1);
+    b.see(k(50), s(50), 2);
+    expect(b.footprint()).toBe(900);
+    expect(b.itemsPerSec()).toBe(5000); // the most requested profiled shape
+    expect(b.summaries()).toEqual([
+      {
+        shape: k(640),
+        state: 'measured',
+        requests: 0,
+        maxBatchSize: 2,
+        maxQueueDelayMs: 1.5,
+        replicaBytes: 900,
+        tookMs: 400,
+        reason: 'batch 2',
+      },
+      {
+        shape: k(100),
+        state: 'cache',
+        requests: 1,
+        maxBatchSize: 8,
+        maxQueueDelayMs: 1.5,
+        replicaBytes: 300,
+        tookMs: 0,
+        reason: 'batch 8',
+      },
+      { shape: k(50), state: 'queued', requests: 1, replicaBytes: 0, tookMs: 0, reason: 'waiting for a background profile' },
+    ]);
+  });
+
+  it("the replica's summary says why and how far: dims, shapes profiled, the largest footprint", () => {
+    const threads = { settings: { intraOp: 2, interOp: 1, mode: 'sequential' as const }, source: 'default' as const };
+    const base = summarize(
+      { source: 'per-shape', dims: ['H', 'W'], reason: 'dynamic dims H, W: profiled per shape as traffic arrives' },
+      { deviceClass: 'cpu-x', onCpu: true, threads },
+    );
+    expect(base).toMatchObject({ source: 'per-shape', replicaBytes: 0, dynamicDims: ['H', 'W'] });
+    const b = new ShapeBook({ maxShapes: 8 });
+    b.see(k(1), s(1), 0);
+    const none = summarizeShapes(base, { summaries: b.summaries(), footprint: b.footprint(), itemsPerSec: b.itemsPerSec() });
+    expect(none.reason).toBe('dynamic dims H, W: profiled per shape as traffic arrives (0 of 1 shape profiled)');
+    b.start(k(1));
+    b.settle(k(1), profile(s(1), 4, 1234), 'measured', 250);
+    const one = summarizeShapes(none, { summaries: b.summaries(), footprint: b.footprint(), itemsPerSec: b.itemsPerSec() });
+    expect(one).toMatchObject({
+      reason: 'dynamic dims H, W: profiled per shape as traffic arrives (1 of 1 shape profiled)',
+      replicaBytes: 1234,
+      tookMs: 250,
+      shapes: [{ shape: k(1), state: 'measured', maxBatchSize: 4 }],
+    });
+  });
+});

@@ -1,0 +1,239 @@
+// Per-shape profiling of a model with dynamic non-batch dims (an OCR recogniser's width, a
+// detector's H and W, a transformer's sequence length), pure: which input shapes a replica has
+// seen, which one to profile next (one at a time, the most requested first, a bounded number per
+// replica), the batching each shape's requests run with, and the footprint the replica is charged.
+// No timers and no I/O: background-profiler.ts runs the profiles and tells the book what they found.
+import {
+  DTYPES,
+  MAX_PROFILED_SHAPES,
+  elementCount,
+  shapeKey,
+  type BatchingOptions,
+  type ModelProfile,
+  type ProfileShape,
+  type ShapeProfileSummary,
+} from '@flotilla/protocol';
+import type { ModelSignature } from './model-io.js';
+
+/** Shapes one replica profiles in the background (deployment `profile.maxShapes`). */
+export const DEFAULT_MAX_SHAPES = 8;
+/** Time budget of one shape's profile, ms, when the deployment sets no `profile.budgetMs`. */
+export const DEFAULT_SHAPE_BUDGET_MS = 1000;
+/**
+ * A background profile only runs while its replica is idle, so its wall time may exceed its
+ * budget; past this multiple of the budget it stops with what it has (the replica stayed busy).
+ */
+export const BACKGROUND_WALL_FACTOR = 10;
+/** Largest synthetic input one profile run feeds the session, bytes (64 MiB): bounds the batch sizes tried on large shapes. */
+export const MAX_PROFILE_FEED_BYTES = 64 * 1024 * 1024;
+
+export type ShapeState = ShapeProfileSummary['state'];
+
+export interface ShapeEntry {
+  key: string;
+  shape: ProfileShape;
+  state: ShapeState;
+  /** Requests of this shape seen since the load. */
+  requests: number;
+  firstSeenAt: number;
+  profile?: ModelProfile;
+  /** Time its profile took on this replica, ms (0: read from the store). */
+  tookMs: number;
+  reason: string;
+}
+
+/**
+ * The model's dynamic non-batch dims by their declared names (`['H', 'W']`, `['seq']`); an
+ * unnamed one is `input[axis]`.
+ */
+export function dynamicDims(sig: ModelSignature): string[] {
+  const out: string[] = [];
+  for (const s of sig.inputs) {
+    s.declared.forEach((d, i) => {
+      if ((sig.batchAxis && i === 0) || typeof d === 'number') return;
+      const name = d ?? `${s.name}[${i}]`;
+      if (!out.includes(name)) out.push(name);
+    });
+  }
+  return out;
+}
+
+/** A request's shape: every input's dims past the batch axis, in the model's input order (its key is the batcher's). */
+export function shapeOf(sig: ModelSignature, dims: Readonly<Record<string, { dims: readonly number[] }>>): ProfileShape {
+  const shape: ProfileShape = {};
+  for (const s of sig.inputs) shape[s.name] = [...(dims[s.name]?.dims ?? []).slice(sig.batchAxis ? 1 : 0)];
+  return shape;
+}
+
+/**
+ * A shape given with full dims (`deploy --sample-input`: batch dim included) checked against the
+ * signature: its non-batch dims, or why it does not fit the model.
+ */
+export function sampleShape(sig: ModelSignature, full: Readonly<Record<string, readonly number[]>>): ProfileShape | string {
+  const names = sig.inputs.map((s) => s.name);
+  const extra = Object.keys(full).filter((n) => !names.includes(n));
+  if (extra.length) return `unknown input(s) ${extra.join(', ')} (the model has ${names.join(', ')})`;
+  const shape: ProfileShape = {};
+  for (const s of sig.inputs) {
+    const dims = full[s.name];
+    if (!dims) return `no dims for input '${s.name}'`;
+    if (dims.length !== s.shape.length) return `input '${s.name}' has rank ${s.shape.length}, the sample ${dims.length}`;
+    const bad = s.shape.findIndex((d, i) => (d !== null && d !== dims[i] && !(sig.batchAxis && i === 0)) || (dims[i]! < 1 && i > 0));
+    if (bad >= 0) return `input '${s.name}' dim ${bad} must be ${s.shape[bad] ?? '≥ 1'}, the sample has ${dims[bad]}`;
+    shape[s.name] = dims.slice(sig.batchAxis ? 1 : 0);
+  }
+  return shape;
+}
+
+/** Bytes of one item (one row along the batch axis) of every input at `shape`. */
+export function itemBytes(sig: ModelSignature, shape: ProfileShape): number {
+  return sig.inputs.reduce((n, s) => n + elementCount(shape[s.name] ?? []) * DTYPES[s.dtype].bytes, 0);
+}
+
+/** Largest batch size a profile of a shape tries: `maxBatch`, halved until a run's input fits `maxFeedBytes` (at least 1). */
+export function maxProfileBatch(bytesPerItem: number, maxBatch: number, maxFeedBytes = MAX_PROFILE_FEED_BYTES): number {
+  let b = Math.max(1, maxBatch);
+  while (b > 1 && b * bytesPerItem > maxFeedBytes) b = Math.floor(b / 2);
+  return b;
+}
+
+export interface ShapeBookOptions {
+  /** Shapes profiled per replica (beyond: `skipped`, they run on the defaults). */
+  maxShapes: number;
+  /** Shapes tracked at all (a flood of distinct shapes must not grow the replica's memory). */
+  maxTracked?: number;
+}
+
+/** The shapes one replica has seen and what is known of each. */
+export class ShapeBook {
+  private readonly entries = new Map<string, ShapeEntry>();
+  private readonly maxTracked: number;
+
+  constructor(private readonly options: ShapeBookOptions) {
+    this.maxTracked = options.maxTracked ?? MAX_PROFILED_SHAPES;
+  }
+
+  get(key: string): ShapeEntry | undefined {
+    return this.entries.get(key);
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** Shapes profiled or being profiled (what counts against maxShapes). */
+  private get profiledCount(): number {
+    let n = 0;
+    for (const e of this.entries.values()) if (e.state !== 'skipped') n++;
+    return n;
+  }
+
+  /**
+   * A request of `key` arrived: counts it; a new shape is queued for a profile while fewer than
+   * maxShapes are, else `skipped` (served on the defaults); past maxTracked, not tracked at all.
+   */
+  see(key: string, shape: ProfileShape, now: number): ShapeEntry | undefined {
+    const known = this.entries.get(key);
+    if (known) {
+      known.requests++;
+      return known;
+    }
+    if (this.entries.size >= this.maxTracked) return undefined;
+    const room = this.profiledCount < this.options.maxShapes;
+    const e: ShapeEntry = {
+      key,
+      shape,
+      state: room ? 'queued' : 'skipped',
+      requests: 1,
+      firstSeenAt: now,
+      tookMs: 0,
+      reason: room
+        ? 'waiting for a background profile'
+        : `over the limit of ${this.options.maxShapes} shapes profiled per replica: defaults apply`,
+    };
+    this.entries.set(key, e);
+    return e;
+  }
+
+  /** Adds a shape profiled before traffic (a stored profile, or `--sample-input` at load). */
+  add(profile: ModelProfile & { shape: ProfileShape }, source: 'measured' | 'cache', now: number): void {
+    const key = shapeKey(profile.shape);
+    if (this.entries.has(key) || this.entries.size >= this.maxTracked) return;
+    this.entries.set(key, { key, shape: profile.shape, state: 'queued', requests: 0, firstSeenAt: now, tookMs: 0, reason: '' });
+    this.settle(key, profile, source, source === 'measured' ? profile.tookMs : 0);
+  }
+
+  /**
+   * The shape to profile next, or null: none while one is being profiled (one at a time), else
+   * the queued shape with the most requests (the oldest first among equals).
+   */
+  next(): string | null {
+    let best: ShapeEntry | undefined;
+    for (const e of this.entries.values()) {
+      if (e.state === 'profiling') return null;
+      if (e.state !== 'queued') continue;
+      if (!best || e.requests > best.requests || (e.requests === best.requests && e.firstSeenAt < best.firstSeenAt)) best = e;
+    }
+    return best?.key ?? null;
+  }
+
+  start(key: string): void {
+    const e = this.entries.get(key);
+    if (e?.state === 'queued') {
+      e.state = 'profiling';
+      e.reason = 'background profile running';
+    }
+  }
+
+  settle(key: string, profile: ModelProfile, source: 'measured' | 'cache', tookMs: number): void {
+    const e = this.entries.get(key);
+    if (!e) return;
+    Object.assign(e, { state: source, profile, tookMs, reason: profile.chosen.reason });
+  }
+
+  fail(key: string, reason: string): void {
+    const e = this.entries.get(key);
+    if (e) Object.assign(e, { state: 'failed', reason });
+  }
+
+  /**
+   * Batching for requests of `key`: each setting the deployment made, else the shape's profiled
+   * choice; undefined while the shape has no profile (the replica's defaults apply).
+   */
+  batchingFor(key: string, deployment: BatchingOptions): { maxBatchSize: number; maxQueueDelayMs: number } | undefined {
+    const chosen = this.entries.get(key)?.profile?.chosen;
+    if (!chosen) return undefined;
+    return {
+      maxBatchSize: deployment.maxBatchSize ?? chosen.maxBatchSize,
+      maxQueueDelayMs: deployment.maxQueueDelayMs ?? chosen.maxQueueDelayMs,
+    };
+  }
+
+  /** What the replica should be charged: the largest footprint any profiled shape needs (0: none profiled). */
+  footprint(): number {
+    let most = 0;
+    for (const e of this.entries.values()) most = Math.max(most, e.profile?.memory.replicaBytes ?? 0);
+    return most;
+  }
+
+  /** Items/s of the most requested profiled shape at its chosen batch size (0: none profiled). */
+  itemsPerSec(): number {
+    let best: ShapeEntry | undefined;
+    for (const e of this.entries.values()) if (e.profile && (!best || e.requests > best.requests)) best = e;
+    const p = best?.profile;
+    return p?.rows.find((r) => r.batch === p.chosen.maxBatchSize)?.itemsPerSec ?? 0;
+  }
+
+  /** Every tracked shape, for heartbeats and `status`. */
+  summaries(): ShapeProfileSummary[] {
+    return [...this.entries.values()].map((e) => ({
+      shape: e.key,
+      state: e.state,
+      requests: e.requests,
+      ...(e.profile ? { maxBatchSize: e.profile.chosen.maxBatchSize, maxQueueDelayMs: e.profile.chosen.maxQueueDelayMs } : {}),
+      replicaBytes: e.profile?.memory.replicaBytes ?? 0,
+      tookMs: e.tookMs,
+      reason: e.reason.slice(0, 1024),
+    }));
+  }
+}
