@@ -1,6 +1,7 @@
 // Integration: a real local cluster (nats-server, head, worker with onnxruntime), the gateway on a
 // free port, and real HTTP requests.
 import { once } from 'node:events';
+import { deflateSync, gzipSync } from 'node:zlib';
 import { connect, type Socket } from 'node:net';
 import { FlotillaClient, type Tensor } from '@flotilla/client';
 import { LocalCluster } from '@flotilla/local';
@@ -148,6 +149,15 @@ describe('KServe v2 gateway', () => {
       });
       expect(res.status).toBe(413);
       expect(await res.json()).toMatchObject({ code: 'PAYLOAD_TOO_LARGE' });
+      // The limit counts inflated bytes: 200 KB of zeros gzip to a few hundred bytes.
+      const bomb = gzipSync(Buffer.alloc(200_000, 0x20));
+      expect(bomb.length).toBeLessThan(1024);
+      const inflated = await fetch(`http://127.0.0.1:${small.port}/v2/models/mlp/infer`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+        body: bomb,
+      });
+      expect(inflated.status).toBe(413);
     } finally {
       await small.close();
     }
@@ -181,6 +191,113 @@ describe('KServe v2 gateway', () => {
       await g.close();
       await orphan.close();
     }
+  });
+});
+
+describe('KServe v2 extensions over HTTP', () => {
+  const x = randomFloats(100 * 16, 11);
+  const sdk = async () =>
+    (await client.infer('mlp', { x: { dtype: 'float32', dims: [100, 16], data: x } as Tensor })).y!.data as Float32Array;
+  const stats = async () => (await get('/v2/models/mlp/stats')).body.model_stats[0];
+
+  it('takes binary inputs and returns binary outputs (Inference-Header-Content-Length, application/octet-stream)', async () => {
+    const header = Buffer.from(
+      JSON.stringify({
+        inputs: [{ name: 'x', shape: [100, 16], datatype: 'FP32', parameters: { binary_data_size: x.byteLength } }],
+        parameters: { binary_data_output: true },
+      }),
+    );
+    const res = await fetch(`${base}/v2/models/mlp/infer`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) },
+      body: Buffer.concat([header, Buffer.from(x.buffer, x.byteOffset, x.byteLength)]),
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('application/octet-stream');
+    const body = Buffer.from(await res.arrayBuffer());
+    const n = Number(res.headers.get('inference-header-content-length'));
+    const json = JSON.parse(body.subarray(0, n).toString());
+    expect(json.outputs).toEqual([{ name: 'y', shape: [100, 4], datatype: 'FP32', parameters: { binary_data_size: 1600 } }]);
+    expect(body.length).toBe(n + 1600);
+    const y = new Float32Array(body.buffer.slice(body.byteOffset + n, body.byteOffset + n + 1600));
+    expect(Array.from(y)).toEqual(Array.from(await sdk()));
+  });
+
+  it('inflates gzip and deflate bodies and compresses responses on Accept-Encoding', async () => {
+    const want = Array.from(await sdk());
+    for (const [encoding, pack] of [
+      ['gzip', gzipSync],
+      ['deflate', deflateSync],
+    ] as const) {
+      const res = await fetch(`${base}/v2/models/mlp/infer`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-encoding': encoding, 'accept-encoding': encoding },
+        body: pack(Buffer.from(JSON.stringify(mlpRequest(x, 100)))),
+      });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-encoding')).toBe(encoding); // fetch inflates it again below
+      const body = (await res.json()) as { outputs: Array<{ data: number[] }> };
+      expect(body.outputs[0]!.data.map((v) => Math.fround(v))).toEqual(want);
+    }
+    const bad = await post('/v2/models/mlp/infer', 'not gzip', { 'content-encoding': 'gzip' });
+    expect(bad).toMatchObject({ status: 400, body: { code: 'BAD_REQUEST' } });
+    const br = await post('/v2/models/mlp/infer', 'x', { 'content-encoding': 'compress' });
+    expect(br).toMatchObject({
+      status: 415,
+      body: { code: 'BAD_REQUEST', error: expect.stringMatching(/Unsupported Content-Encoding: compress/) },
+    });
+  });
+
+  it('answers content-type application/json exactly, for results and errors', async () => {
+    const ok = await post('/v2/models/mlp/infer', mlpRequest(x.subarray(0, 16), 1));
+    expect(ok.headers.get('content-type')).toBe('application/json');
+    const bad = await post('/v2/models/nope/infer', mlpRequest(x.subarray(0, 16), 1));
+    expect(bad.status).toBe(404);
+    expect(bad.headers.get('content-type')).toBe('application/json');
+    expect((await fetch(`${base}/v2/models/mlp`)).headers.get('content-type')).toBe('application/json');
+  });
+
+  it('parses bare NaN and Infinity (as tritonclient sends them)', async () => {
+    const data = Array.from(x.subarray(0, 16), String);
+    data[0] = 'NaN';
+    data[1] = 'Infinity';
+    const text = `{"inputs":[{"name":"x","shape":[1,16],"datatype":"FP32","data":[${data.join(',')}]}]}`;
+    const res = await post('/v2/models/mlp/infer', text);
+    expect(res.status).toBe(200);
+    expect(res.body.outputs[0].data).toContain('NaN'); // written back as strings: JSON has no NaN
+  });
+
+  it('serves version 1 under /versions/1 and answers 404 UNKNOWN_MODEL for others', async () => {
+    expect((await post('/v2/models/mlp/versions/1/infer', mlpRequest(x.subarray(0, 16), 1))).body.model_version).toBe('1');
+    expect(await get('/v2/models/mlp/versions/1/ready')).toMatchObject({ status: 200, body: { ready: true } });
+    expect(await get('/v2/models/mlp/versions/1')).toMatchObject({ status: 200, body: { name: 'mlp', versions: ['1'] } });
+    for (const path of ['/v2/models/mlp/versions/2', '/v2/models/mlp/versions/2/ready', '/v2/models/mlp/versions/2/stats']) {
+      expect(await get(path)).toMatchObject({
+        status: 404,
+        body: { code: 'UNKNOWN_MODEL', error: expect.stringMatching(/no version '2'/) },
+      });
+    }
+    const infer2 = await post('/v2/models/mlp/versions/2/infer', mlpRequest(x.subarray(0, 16), 1));
+    expect(infer2).toMatchObject({ status: 404, body: { code: 'UNKNOWN_MODEL' } });
+  });
+
+  it('keeps statistics from real counters: successes, failures, items, batch sizes', async () => {
+    const before = await stats();
+    await post('/v2/models/mlp/infer', mlpRequest(x.subarray(0, 48), 3));
+    await post('/v2/models/mlp/infer', mlpRequest(x.subarray(0, 16), 1));
+    await post('/v2/models/mlp/infer', { inputs: [{ name: 'x', shape: [1, 8], datatype: 'FP32', data: Array.from(x.subarray(0, 8)) }] });
+    const after = await stats();
+    expect(after).toMatchObject({ name: 'mlp', version: '1' });
+    expect(after.execution_count - before.execution_count).toBe(2);
+    expect(after.inference_count - before.inference_count).toBe(4);
+    expect(after.inference_stats.success.count - before.inference_stats.success.count).toBe(2);
+    expect(after.inference_stats.fail.count - before.inference_stats.fail.count).toBe(1);
+    expect(after.inference_stats.success.ns).toBeGreaterThan(before.inference_stats.success.ns);
+    expect(after.last_inference).toBeGreaterThanOrEqual(before.last_inference);
+    expect(after.batch_stats.length).toBeGreaterThan(0);
+    const all = await get('/v2/models/stats');
+    expect(all.body.model_stats.map((m: { name: string }) => m.name).sort()).toEqual(['idle', 'mlp', 'slow']);
+    expect((await get('/v2/models/nope/stats')).status).toBe(404);
   });
 });
 

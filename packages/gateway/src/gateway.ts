@@ -103,17 +103,14 @@ export async function startGateway(raw: GatewayOptions): Promise<Gateway> {
     if (typeof type === 'string' && type.startsWith('application/json;')) void reply.header('content-type', 'application/json');
     return payload;
   });
-  // gzip/deflate request bodies (Content-Encoding; the body limit applies to the inflated bytes) and
-  // responses compressed on Accept-Encoding, binary tensor bodies included.
+  // gzip/deflate request bodies (Content-Encoding; the body limit applies to the inflated bytes; a
+  // body that does not inflate is 400, another encoding 415) and responses compressed on
+  // Accept-Encoding, binary tensor bodies included.
   await app.register(compress, {
     global: true,
     encodings: ['gzip', 'deflate'],
     requestEncodings: ['gzip', 'deflate'],
     customTypes: /^application\/(json|octet-stream)/,
-    onUnsupportedRequestEncoding: (_req, encoding) =>
-      new BadRequestError(`Content-Encoding ${JSON.stringify(encoding)} is not supported (gzip, deflate)`),
-    onInvalidRequestPayload: (_req, encoding, err) =>
-      new BadRequestError(`the body is not valid ${encoding} (Content-Encoding): ${err.message}`),
   });
 
   // The body: JSON whatever the content type says (some v2 clients send none), optionally followed
