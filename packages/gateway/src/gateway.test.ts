@@ -90,6 +90,20 @@ describe('KServe v2 gateway', () => {
     expect((await get('/v2/models/nope')).status).toBe(404);
   });
 
+  it('takes model metadata from the deployment signature, with probing off', async () => {
+    const g = await startGateway({ client, port: 0, host: '127.0.0.1', probeSignatures: false });
+    try {
+      const res = await fetch(`http://127.0.0.1:${g.port}/v2/models/mlp`);
+      expect(await res.json()).toMatchObject({
+        inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 16] }],
+        outputs: [{ name: 'y', datatype: 'FP32', shape: [-1, 4] }],
+        parameters: { signature_known: true },
+      });
+    } finally {
+      await g.close();
+    }
+  });
+
   it('infers with the same outputs as the SDK on the same input', async () => {
     const x = randomFloats(3 * 16, 7);
     const expected = await client.infer('mlp', { x: { dtype: 'float32', dims: [3, 16], data: x } as Tensor });
