@@ -1,0 +1,487 @@
+"""The Flotilla client: call models over NATS exactly as docs/protocol.md describes.
+
+Inference goes straight to a replica (``flotilla.<cluster>.infer.<model>``, queue group
+``replicas``); the head is asked only when no replica answers (``ctl.ensure``), to bring an evicted
+or scaled-down model back. Bodies above the server's ``max_payload`` − 8 KiB are staged both ways
+through the JetStream object store ``flotilla_<cluster>_blobs``.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import random
+import threading
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+
+import nats
+import numpy as np
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import ObjectMeta, ObjectMetaOptions, ObjectStoreConfig, StorageType
+from nats.js.errors import BucketNotFoundError, ObjectNotFoundError
+from nats.nuid import NUID
+
+from .errors import (
+    BadRequestError,
+    DeadlineExceededError,
+    FlotillaError,
+    ForbiddenError,
+    InternalError,
+    PayloadTooLargeError,
+    UnavailableError,
+    from_wire,
+)
+from .wire import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    ENSURE_REPLY_MARGIN_MS,
+    MAX_ENSURE_WAIT_MS,
+    PROTOCOL_VERSION,
+    ArrayLike,
+    InferRequest,
+    check_name,
+    from_wire_tensor,
+    must_stage,
+    pack,
+    parse_blob_ref,
+    unpack,
+)
+
+DEFAULT_TIMEOUT_S = 30.0
+#: Back-off after a retryable error reply: 50 ms doubling to 500 ms, ± 20 % (as the TypeScript SDK).
+BACKOFF_INITIAL_S = 0.05
+BACKOFF_MAX_S = 0.5
+BACKOFF_JITTER = 0.2
+#: Time left for a control reply when no deadline says otherwise (s).
+CONTROL_TIMEOUT_S = 10.0
+#: Staged bodies older than this are removed by the server (the bucket's TTL when this client creates it).
+BLOB_TTL_S = 600.0
+
+
+def backoff_delay(n: int, rand: Callable[[], float] = random.random) -> float:
+    """The ``n``-th back-off (1-based), seconds: 50 ms × 2^(n-1), capped at 500 ms, spread ± 20 %."""
+    nominal = min(BACKOFF_MAX_S, BACKOFF_INITIAL_S * 2 ** max(0, n - 1))
+    spread = nominal * BACKOFF_JITTER * (2 * rand() - 1)
+    return min(BACKOFF_MAX_S, max(0.0, nominal + spread))
+
+
+class Client:
+    """An asyncio client of one Flotilla cluster.
+
+    ``servers``: a NATS URL, a comma-separated list or a list of URLs. The connection opens on
+    first use (or ``await client.connect()``); ``async with Client(...) as c:`` closes it.
+    ``token``/``nkey_seed_file``/``creds_file`` authenticate; ``inbox_prefix`` is the reply inbox
+    prefix the role may subscribe to (``_INBOX_caller`` with ``flotilla auth`` credentials).
+    """
+
+    def __init__(
+        self,
+        servers: Union[str, Sequence[str]] = "nats://127.0.0.1:4222",
+        cluster: str = "default",
+        *,
+        token: Optional[str] = None,
+        nkey_seed_file: Optional[str] = None,
+        creds_file: Optional[str] = None,
+        inbox_prefix: Optional[str] = None,
+        name: str = "flotilla-python",
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        check_name("cluster", cluster)
+        if isinstance(servers, str):
+            servers = [s.strip() for s in servers.split(",") if s.strip()]
+        self.servers: List[str] = list(servers)
+        self.cluster = cluster
+        self.max_message_bytes = max_message_bytes
+        self._prefix = f"flotilla.{cluster}"
+        self._blob_bucket = f"flotilla_{cluster}_blobs"
+        self._connect_opts: Dict[str, Any] = {"name": name, "connect_timeout": connect_timeout}
+        if token is not None:
+            self._connect_opts["token"] = token
+        if nkey_seed_file is not None:
+            self._connect_opts["nkeys_seed"] = nkey_seed_file
+        if creds_file is not None:
+            self._connect_opts["user_credentials"] = creds_file
+        if inbox_prefix is not None:
+            self._connect_opts["inbox_prefix"] = inbox_prefix
+        self._nc: Optional[Any] = None
+        self._connecting: Optional[asyncio.Lock] = None
+        self._store: Optional[Any] = None
+        # Subjects the server refused to this connection (permission violations), with when.
+        self._refused: Dict[str, float] = {}
+        self._nuid = NUID()
+
+    # ---------- connection ----------
+
+    async def connect(self) -> "Client":
+        """Opens the connection (done on first use otherwise). UNAVAILABLE when NATS cannot be reached."""
+        await self._connection()
+        return self
+
+    async def _connection(self) -> Any:
+        if self._nc is not None and not self._nc.is_closed:
+            return self._nc
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._nc is not None and not self._nc.is_closed:
+                return self._nc
+            try:
+                # One try per server now (an unreachable NATS fails fast, UNAVAILABLE); once
+                # connected, reconnect for ever (requests in the meantime end at their deadline).
+                nc = await nats.connect(
+                    servers=self.servers,
+                    error_cb=self._on_error,
+                    max_reconnect_attempts=1,
+                    reconnect_time_wait=0.1,
+                    **self._connect_opts,
+                )
+            except Exception as err:
+                raise UnavailableError(f"cannot connect to NATS at {','.join(self.servers)}: {err}") from err
+            nc.options["max_reconnect_attempts"] = -1
+            nc.options["reconnect_time_wait"] = 1.0
+            self._nc = nc
+            self._store = None
+            return self._nc
+
+    async def _on_error(self, err: Exception) -> None:
+        text = str(err)
+        if "Permissions Violation" in text:
+            # 'nats: Permissions Violation for Publish to "flotilla.c.ctl.deploy"'
+            subject = text.split(" to ", 1)[-1].strip().strip('"')
+            self._refused[subject] = time.monotonic()
+
+    def _forbidden(self, subject: str, since: float) -> Optional[ForbiddenError]:
+        for refused, at in self._refused.items():
+            if at >= since and (refused == subject or subject.startswith(refused.rstrip(">"))):
+                return ForbiddenError(f"the NATS server refused {refused} to this connection's credentials", data={"subject": refused})
+        return None
+
+    async def close(self) -> None:
+        """Closes the connection (safe to call twice)."""
+        nc, self._nc, self._store = self._nc, None, None
+        if nc is not None and not nc.is_closed:
+            try:
+                await nc.drain()
+            except Exception:
+                await nc.close()
+
+    async def __aenter__(self) -> "Client":
+        return await self.connect()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    @property
+    def max_payload(self) -> int:
+        """The server's max_payload (bytes), from its INFO."""
+        return int(self._nc.max_payload) if self._nc is not None else 1024 * 1024
+
+    # ---------- staging ----------
+
+    async def _blobs(self) -> Any:
+        if self._store is not None:
+            return self._store
+        nc = await self._connection()
+        js = nc.jetstream()
+        since = time.monotonic()
+        try:
+            try:
+                store = await js.object_store(self._blob_bucket)
+            except BucketNotFoundError:
+                cfg = ObjectStoreConfig(ttl=BLOB_TTL_S, storage=StorageType.MEMORY)
+                store = await js.create_object_store(self._blob_bucket, config=cfg)
+        except Exception as err:
+            forbidden = self._forbidden(f"$JS.API.STREAM.INFO.OBJ_{self._blob_bucket}", since)
+            if forbidden:
+                raise forbidden from err
+            raise UnavailableError(f"blob bucket {self._blob_bucket} unavailable (JetStream enabled?): {err}") from err
+        self._store = store
+        return store
+
+    async def _stage(self, body: bytes) -> Dict[str, Any]:
+        store = await self._blobs()
+        name = self._nuid.next().decode()  # 22 letters and digits
+        chunk = max(64 * 1024, self.max_payload - 16 * 1024)
+        meta = ObjectMeta(name=name, options=ObjectMetaOptions(max_chunk_size=chunk))
+        try:
+            await store.put(name, body, meta=meta)
+        except Exception as err:
+            raise UnavailableError(f"staging {len(body)} bytes in {self._blob_bucket} failed: {err}") from err
+        return {"name": name, "size": len(body)}
+
+    async def _drop(self, name: str) -> None:
+        """Removes a staged body that may not have been taken (best effort)."""
+        try:
+            store = await self._blobs()
+            await store.delete(name)
+        except Exception:
+            pass
+
+    async def _take(self, ref: Mapping[str, Any]) -> Dict[str, Any]:
+        """The staged body a reference names: checked, fetched, removed, decoded."""
+        store = await self._blobs()
+        name, size = ref["name"], ref["size"]
+        try:
+            info = await store.get_info(name)
+        except ObjectNotFoundError as err:
+            raise UnavailableError(f"staged body {name} not found (expired or already taken)") from err
+        except Exception as err:
+            raise UnavailableError(f"fetching staged body {name} from {self._blob_bucket} failed: {err}") from err
+        if info.size != size:
+            await self._drop(name)
+            raise BadRequestError(f"staged body {name} has {info.size} bytes, its reference says {size}")
+        try:
+            buf = io.BytesIO()
+            await store.get(name, writeinto=buf)
+        except Exception as err:
+            raise UnavailableError(f"fetching staged body {name} from {self._blob_bucket} failed: {err}") from err
+        asyncio.ensure_future(self._drop(name))
+        raw = unpack(buf.getvalue())
+        if "blob" in raw:
+            raise BadRequestError("a staged body may not itself be a blob reference")
+        return raw
+
+    async def _unstage(self, raw: Dict[str, Any]) -> Dict[str, Any]:
+        ref = parse_blob_ref(raw, self.max_message_bytes)
+        return raw if ref is None else await self._take(ref)
+
+    # ---------- control plane ----------
+
+    async def _control(self, op: str, params: Mapping[str, Any], timeout: float = CONTROL_TIMEOUT_S) -> Any:
+        """``{ v: 1, ...params }`` to ``flotilla.<cluster>.ctl.<op>``; the result, or the typed error."""
+        nc = await self._connection()
+        subject = f"{self._prefix}.ctl.{op}"
+        since = time.monotonic()
+        try:
+            msg = await nc.request(subject, pack({"v": PROTOCOL_VERSION, **params}), timeout=max(0.001, timeout))
+        except NoRespondersError as err:
+            raise UnavailableError(f"no head is answering for cluster '{self.cluster}' (is it running?)") from err
+        except NatsTimeoutError as err:
+            forbidden = self._forbidden(subject, since)
+            if forbidden:
+                raise forbidden from err
+            raise UnavailableError(f"no head answered {subject} within {timeout:.1f} s") from err
+        reply = await self._unstage(unpack(msg.data))
+        if reply.get("ok") is True:
+            return reply.get("result")
+        raise from_wire(reply.get("error"))
+
+    async def describe(self, model: str, *, timeout: float = CONTROL_TIMEOUT_S) -> Dict[str, Any]:
+        """The model's DeploymentStatus: ``{spec, createdAt, ready, replicas, pendingReason?}``."""
+        check_name("model", model)
+        return await self._control("describe", {"name": model}, timeout)
+
+    async def list(self, *, timeout: float = CONTROL_TIMEOUT_S) -> List[Dict[str, Any]]:
+        """Every deployment's status."""
+        return await self._control("list", {}, timeout)
+
+    async def ensure(self, model: str, wait: float = 0.0, *, timeout: Optional[float] = None) -> Dict[str, Any]:
+        """Asks the head to (re)place ``model``; with ``wait`` (s, capped at 30) the reply waits for a ready replica."""
+        check_name("model", model)
+        wait_ms = max(0, min(MAX_ENSURE_WAIT_MS, int(wait * 1000)))
+        reply_timeout = timeout if timeout is not None else wait_ms / 1000 + ENSURE_REPLY_MARGIN_MS / 1000
+        return await self._control("ensure", {"name": model, "waitMs": wait_ms}, reply_timeout)
+
+    async def _bring_back(self, model: str, deadline: float) -> bool:
+        """No replica is subscribed: ``ctl.ensure`` with what is left of the deadline. True when one is ready."""
+        left = deadline - time.monotonic()
+        wait_ms = max(0, min(MAX_ENSURE_WAIT_MS, int(left * 1000) - ENSURE_REPLY_MARGIN_MS))
+        status = await self._control("ensure", {"name": model, "waitMs": wait_ms}, wait_ms / 1000 + ENSURE_REPLY_MARGIN_MS / 1000)
+        reason = status.get("pendingReason") or {}
+        ready = int(status.get("ready") or 0)
+        if ready == 0 and reason.get("code") in ("MODEL_LOAD_FAILED", "BAD_REQUEST"):
+            raise from_wire(reason)
+        return ready > 0
+
+    # ---------- inference ----------
+
+    async def infer(
+        self,
+        model: str,
+        inputs: Mapping[str, ArrayLike],
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        outputs: Optional[Sequence[str]] = None,
+        attempt_timeout: Optional[float] = None,
+        retries: Optional[int] = None,
+        request_id: Union[str, int, None] = None,
+        on_retry: Optional[Callable[[FlotillaError, int, float], None]] = None,
+    ) -> Dict[str, np.ndarray]:
+        """Runs ``model`` on ``inputs`` (name → numpy array, batch on axis 0) and returns its outputs.
+
+        ``timeout`` (s) bounds the whole call: queueing, bringing an evicted model back, the run and
+        the transfers; each attempt sends the time left as ``timeoutMs``. OVERLOADED, UNAVAILABLE
+        and NO_CAPACITY replies are retried after a back-off (50 ms doubling to 500 ms, ± 20 %),
+        an attempt with no reply within ``attempt_timeout`` (default max(1 s, timeout / 3)) at
+        once, up to ``retries`` times (default: until the deadline, then DEADLINE_EXCEEDED).
+        ``on_retry(error, attempt, delay_s)`` is called before each retry. Errors are typed:
+        :class:`~flotilla_client.errors.FlotillaError` subclasses with ``code``, ``message``, ``data``.
+        """
+        return (await self.infer_with_meta(model, inputs, timeout=timeout, outputs=outputs, attempt_timeout=attempt_timeout,
+                                           retries=retries, request_id=request_id, on_retry=on_retry))["outputs"]
+
+    async def infer_with_meta(
+        self,
+        model: str,
+        inputs: Mapping[str, ArrayLike],
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        outputs: Optional[Sequence[str]] = None,
+        attempt_timeout: Optional[float] = None,
+        retries: Optional[int] = None,
+        request_id: Union[str, int, None] = None,
+        on_retry: Optional[Callable[[FlotillaError, int, float], None]] = None,
+    ) -> Dict[str, Any]:
+        """Like :meth:`infer`; returns ``{"outputs", "meta", "attempts", "id"}`` (``meta``: worker, replica, batch, queueMs, runMs)."""
+        check_name("model", model)
+        if not (timeout > 0 and timeout <= 3600):
+            raise BadRequestError(f"timeout must be in (0, 3600] seconds, got {timeout}")
+        if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
+            raise BadRequestError(f"retries must be a non-negative integer, got {retries}")
+        request = InferRequest(inputs, list(outputs) if outputs is not None else None, request_id)
+        if request.size > self.max_message_bytes:
+            raise PayloadTooLargeError(
+                f"request of {request.size} bytes exceeds the limit of {self.max_message_bytes}",
+                data={"limitBytes": self.max_message_bytes, "sizeBytes": request.size},
+            )
+        deadline = time.monotonic() + timeout
+        per_attempt = attempt_timeout if attempt_timeout is not None else max(1.0, timeout / 3)
+        nc = await self._connection()
+        subject = f"{self._prefix}.infer.{model}"
+        sent = 0
+        failures = 0  # retryable failures so far (retries = failures)
+        backoffs = 0  # back-offs after error replies
+        waits = 0  # waits for a model being brought back
+        last: Optional[FlotillaError] = None
+
+        def retry_or_raise(err: FlotillaError) -> None:
+            nonlocal failures
+            failures += 1
+            if retries is not None and failures > retries:
+                raise err
+
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DeadlineExceededError(f"'{model}' did not answer within {timeout:g} s ({sent} attempts)") from last
+            body = request.body(int(left * 1000))
+            staged: Optional[str] = None
+            if must_stage(len(body), self.max_payload):
+                ref = await self._stage(body)
+                staged = ref["name"]
+                body = pack({"v": PROTOCOL_VERSION, "blob": ref})
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    await self._drop(staged)
+                    continue
+            sent += 1
+            since = time.monotonic()
+            try:
+                msg = await nc.request(subject, body, timeout=min(left, per_attempt))
+            except NoRespondersError:
+                # Nobody received it: not a retry. Ask the head to bring the model back.
+                if staged:
+                    await self._drop(staged)
+                if await self._bring_back(model, deadline):
+                    continue
+                waits += 1
+                last = UnavailableError(f"no replica of '{model}' is ready yet")
+                delay = min(BACKOFF_MAX_S, BACKOFF_INITIAL_S * 2 ** (waits - 1))
+                if deadline - time.monotonic() <= delay:
+                    raise DeadlineExceededError(f"'{model}' had no ready replica within {timeout:g} s ({sent} attempts)") from last
+                await asyncio.sleep(delay)
+                continue
+            except NatsTimeoutError as err:
+                if staged:
+                    await self._drop(staged)
+                forbidden = self._forbidden(subject, since)
+                if forbidden:
+                    raise forbidden from err
+                last = DeadlineExceededError(f"'{model}' did not answer on {subject} within {min(left, per_attempt):.3g} s")
+                retry_or_raise(last)
+                if on_retry:
+                    on_retry(last, sent, 0.0)
+                continue
+            reply = await self._unstage(unpack(msg.data))
+            if reply.get("ok") is True:
+                outs = reply.get("outputs")
+                if not isinstance(outs, dict):
+                    raise InternalError("reply has no outputs map")
+                arrays = {name: from_wire_tensor(name, t) for name, t in outs.items()}
+                return {"outputs": arrays, "meta": reply.get("meta") or {}, "attempts": sent, "id": reply.get("id")}
+            err = from_wire(reply.get("error"))
+            if staged:
+                await self._drop(staged)  # refused before it was fetched (OVERLOADED & co)
+            if not err.retryable:
+                raise err
+            retry_or_raise(err)
+            last = err
+            backoffs += 1
+            delay = backoff_delay(backoffs)
+            if deadline - time.monotonic() <= delay:
+                raise DeadlineExceededError(f"'{model}' did not answer within {timeout:g} s ({sent} attempts; last: {err})",
+                                            data={"last": {"code": err.code, "message": err.message}}) from err
+            if on_retry:
+                on_retry(err, sent, delay)
+            await asyncio.sleep(delay)
+
+
+class SyncClient:
+    """A synchronous client: a :class:`Client` on an event loop of its own, in a daemon thread.
+
+    Thread-safe: calls from several threads run concurrently on the one connection.
+    ``with SyncClient(...) as c: c.infer(...)`` closes it.
+    """
+
+    def __init__(self, servers: Union[str, Sequence[str]] = "nats://127.0.0.1:4222", cluster: str = "default", **kwargs: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="flotilla-client-loop", daemon=True)
+        self._thread.start()
+        self._closed = False
+        self.client = Client(servers, cluster, **kwargs)
+
+    def _run(self, coro: Any, timeout: Optional[float] = None) -> Any:
+        if self._closed:
+            coro.close()
+            raise UnavailableError("this SyncClient is closed")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def connect(self) -> "SyncClient":
+        self._run(self.client.connect())
+        return self
+
+    def infer(self, model: str, inputs: Mapping[str, ArrayLike], **kwargs: Any) -> Dict[str, np.ndarray]:
+        """See :meth:`Client.infer`."""
+        return self._run(self.client.infer(model, inputs, **kwargs))
+
+    def infer_with_meta(self, model: str, inputs: Mapping[str, ArrayLike], **kwargs: Any) -> Dict[str, Any]:
+        return self._run(self.client.infer_with_meta(model, inputs, **kwargs))
+
+    def describe(self, model: str, **kwargs: Any) -> Dict[str, Any]:
+        return self._run(self.client.describe(model, **kwargs))
+
+    def list(self, **kwargs: Any) -> List[Dict[str, Any]]:
+        return self._run(self.client.list(**kwargs))
+
+    def ensure(self, model: str, wait: float = 0.0, **kwargs: Any) -> Dict[str, Any]:
+        return self._run(self.client.ensure(model, wait, **kwargs))
+
+    def close(self) -> None:
+        """Closes the connection and stops the loop thread (safe to call twice)."""
+        if self._closed:
+            return
+        try:
+            self._run(self.client.close(), 10)
+        finally:
+            self._closed = True
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+            if not self._thread.is_alive():
+                self._loop.close()
+
+    def __enter__(self) -> "SyncClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,237 @@
+"""The client against a real cluster (started by packages/devkit/src/python-client.test.ts).
+
+Models deployed there: `mlp` (x [N,16] -> y [N,4]), `affine` (y = 2x + 1, any [N,C,H,W]),
+`tight` (affine, queue of 1: OVERLOADED under load), `broken` (not ONNX: its load fails),
+`gone` (deployed then undeployed) and `victim` (mlp, evicted before the tests run). The tests
+that bring `victim` back come last: its reload evicts other models.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any, Dict, List
+
+import numpy as np
+import pytest
+from nats.js.errors import NotFoundError
+
+from conftest import CLUSTER, NATS, needs_cluster
+from flotilla_client import (
+    BadRequestError,
+    Client,
+    DeadlineExceededError,
+    FlotillaError,
+    InputMismatchError,
+    ModelLoadFailedError,
+    OverloadedError,
+    SyncClient,
+    UnavailableError,
+    UnknownModelError,
+)
+
+MiB = 1024 * 1024
+
+
+async def live_blobs(c: Client) -> List[str]:
+    store = await c._blobs()
+    try:
+        return [o.name for o in await store.list(ignore_deletes=True)]
+    except NotFoundError:  # nats-py: an empty store
+        return []
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_unreachable_nats_is_unavailable() -> None:
+    async def go() -> None:
+        c = Client("nats://127.0.0.1:1", "default", connect_timeout=0.5)
+        with pytest.raises(UnavailableError) as e:
+            await c.infer("mlp", {"x": np.zeros((1, 16), np.float32)})
+        assert e.value.retryable and "cannot connect" in e.value.message
+
+    run(go())
+
+
+@needs_cluster
+def test_mlp_outputs_equal_onnxruntime(expected: Dict[str, Any]) -> None:
+    x = np.array(expected["mlp"]["x"], dtype=np.float32)
+    want = np.array(expected["mlp"]["y"], dtype=np.float32)
+
+    async def go() -> None:
+        async with Client(NATS, CLUSTER) as c:
+            out = await c.infer_with_meta("mlp", {"x": x}, request_id="py-1")
+            assert set(out["outputs"]) == {"y"} and out["id"] == "py-1" and out["attempts"] == 1
+            y = out["outputs"]["y"]
+            assert y.dtype == np.float32 and y.shape == want.shape
+            np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-7)
+            assert out["meta"]["worker"] == "w0" and out["meta"]["replica"]
+            # one row at a time, concurrently: the replica batches them; same numbers
+            rows = await asyncio.gather(*(c.infer("mlp", {"x": x[i : i + 1]}) for i in range(len(x))))
+            np.testing.assert_allclose(np.concatenate([r["y"] for r in rows]), want, rtol=1e-6, atol=1e-7)
+            # a subset of outputs
+            assert set(await c.infer("mlp", {"x": x}, outputs=["y"])) == {"y"}
+
+    run(go())
+
+
+@needs_cluster
+def test_describe_and_list() -> None:
+    async def go() -> None:
+        async with Client([NATS], CLUSTER) as c:
+            d = await c.describe("mlp")
+            assert d["spec"]["name"] == "mlp" and d["ready"] >= 1 and d["replicas"][0]["state"] == "ready"
+            names = {s["spec"]["name"] for s in await c.list()}
+            assert {"mlp", "affine", "tight"} <= names and "gone" not in names
+            with pytest.raises(UnknownModelError):
+                await c.describe("gone")
+            with pytest.raises(BadRequestError):
+                await c.describe("not a name")
+
+    run(go())
+
+
+@needs_cluster
+def test_typed_errors_from_the_replica() -> None:
+    async def go() -> None:
+        async with Client(NATS, CLUSTER) as c:
+            with pytest.raises(InputMismatchError) as e:
+                await c.infer("mlp", {"x": np.zeros((1, 15), np.float32)})
+            assert e.value.code == "INPUT_MISMATCH" and not e.value.retryable and "expected" in e.value.data
+            with pytest.raises(InputMismatchError):
+                await c.infer("mlp", {"x": np.zeros((1, 16), np.float64)})
+            with pytest.raises(BadRequestError) as b:
+                await c.infer("mlp", {"x": np.zeros((1, 16), np.float32)}, outputs=["nope"])
+            assert "nope" in b.value.message
+            with pytest.raises(BadRequestError):  # refused before sending
+                await c.infer("mlp", {"x": np.zeros((1, 16), np.complex64)})
+
+    run(go())
+
+
+@needs_cluster
+def test_large_bodies_are_staged_both_ways(figures: Dict[str, Any]) -> None:
+    """12 MiB in, 12 MiB out through flotilla_<cluster>_blobs (max_payload is 1 MiB); y = 2x + 1."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((1, 3, 1024, 1024), dtype=np.float32)
+
+    async def go() -> None:
+        async with Client(NATS, CLUSTER) as c:
+            await c.connect()
+            assert c.max_payload == MiB
+            await c.infer("affine", {"x": x[:, :, :8]})  # warm: bucket opened, replica ready
+            times: List[float] = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                y = (await c.infer("affine", {"x": x}, timeout=60))["y"]
+                times.append(time.perf_counter() - t0)
+                np.testing.assert_array_equal(y, 2 * x + 1)
+            figures["staged_12MiB_round_trip_ms"] = [round(t * 1000, 1) for t in times]
+            # just under the threshold (not staged) and just over it
+            for rows in (84, 85):  # 84 rows: 1,032,192 B of data; 85: 1,044,480 B
+                xs = x[:, :, :rows]
+                np.testing.assert_array_equal((await c.infer("affine", {"x": xs}))["y"], 2 * xs + 1)
+            # staged bodies are removed once taken, both ways: the bucket is left empty
+            await asyncio.sleep(0.2)
+            assert await live_blobs(c) == []
+            figures["not_staged_1MiB_round_trip_ms"] = round(await timed(c, x[:, :, :84]), 1)
+
+    async def timed(c: Client, xs: np.ndarray) -> float:
+        t0 = time.perf_counter()
+        await c.infer("affine", {"x": xs})
+        return (time.perf_counter() - t0) * 1000
+
+    run(go())
+
+
+@needs_cluster
+def test_overloaded_is_retried_with_backoff_inside_the_deadline() -> None:
+    x = np.ones((1, 3, 128, 128), np.float32)
+
+    async def go() -> None:
+        async with Client(NATS, CLUSTER) as c:
+            retried: List[str] = []
+            outs = await asyncio.gather(
+                *(c.infer("tight", {"x": x}, timeout=20, on_retry=lambda e, n, d: retried.append(e.code)) for _ in range(24))
+            )
+            for o in outs:
+                np.testing.assert_array_equal(o["y"], 3 * x)
+            assert "OVERLOADED" in retried, "no request was refused: the test did not overload the replica"
+            # without retries the refusal reaches the caller, typed
+            results = await asyncio.gather(*(c.infer("tight", {"x": x}, retries=0) for _ in range(24)), return_exceptions=True)
+            refused = [r for r in results if isinstance(r, FlotillaError)]
+            assert refused and all(isinstance(r, OverloadedError) and r.retryable for r in refused)
+
+    run(go())
+
+
+@needs_cluster
+def test_deadline_is_relative_and_bounds_the_call() -> None:
+    x = np.zeros((1, 3, 1024, 1024), np.float32)
+
+    async def go() -> None:
+        async with Client(NATS, CLUSTER) as c:
+            t0 = time.monotonic()
+            with pytest.raises(DeadlineExceededError):
+                await c.infer("affine", {"x": x}, timeout=0.02, attempt_timeout=0.02)
+            assert time.monotonic() - t0 < 2.0
+
+    run(go())
+
+
+@needs_cluster
+def test_sync_client_from_several_threads(expected: Dict[str, Any]) -> None:
+    x = np.array(expected["mlp"]["x"], dtype=np.float32)
+    want = np.array(expected["mlp"]["y"], dtype=np.float32)
+    with SyncClient(NATS, CLUSTER) as c:
+        assert c.describe("mlp")["ready"] >= 1
+        results: List[np.ndarray] = [np.empty(0)] * 8
+        def call(i: int) -> None:
+            results[i] = c.infer("mlp", {"x": x})["y"]
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for y in results:
+            np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-7)
+        with pytest.raises(UnknownModelError):
+            c.infer("nosuch", {"x": x})
+    with pytest.raises(UnavailableError):
+        c.infer("mlp", {"x": x})  # closed
+
+
+@needs_cluster
+def test_unknown_undeployed_and_broken_models_stop_at_ensure() -> None:
+    x = np.zeros((1, 16), np.float32)
+
+    async def go() -> None:
+        async with Client(NATS, CLUSTER) as c:
+            for model in ("nosuch", "gone"):
+                t0 = time.monotonic()
+                with pytest.raises(UnknownModelError):
+                    await c.infer(model, {"x": x}, timeout=10)
+                assert time.monotonic() - t0 < 2.0  # no waiting for the deadline
+            with pytest.raises(ModelLoadFailedError):
+                await c.infer("broken", {"x": x}, timeout=20)
+
+    run(go())
+
+
+@needs_cluster
+def test_an_evicted_model_is_brought_back_through_ensure(expected: Dict[str, Any], figures: Dict[str, Any]) -> None:
+    x = np.array(expected["mlp"]["x"], dtype=np.float32)
+    want = np.array(expected["mlp"]["y"], dtype=np.float32)
+
+    async def go() -> None:
+        async with Client(NATS, CLUSTER) as c:
+            assert (await c.describe("victim"))["ready"] == 0  # evicted by the Jest side
+            t0 = time.perf_counter()
+            out = await c.infer_with_meta("victim", {"x": x}, timeout=30)
+            figures["evicted_model_reload_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+            np.testing.assert_allclose(out["outputs"]["y"], want, rtol=1e-6, atol=1e-7)
+            assert (await c.describe("victim"))["ready"] == 1
+
+    run(go())
