@@ -129,6 +129,14 @@ def test_large_bodies_are_staged_both_ways(figures: Dict[str, Any]) -> None:
                 times.append(time.perf_counter() - t0)
                 np.testing.assert_array_equal(y, 2 * x + 1)
             figures["staged_12MiB_round_trip_ms"] = [round(t * 1000, 1) for t in times]
+            # the share of it that is this client's object-store traffic: one put and one take of 12 MiB
+            t0 = time.perf_counter()
+            ref = await c._stage(x.tobytes() + b"\x80")
+            t1 = time.perf_counter()
+            with pytest.raises(FlotillaError):  # taken and removed, then refused: not a msgpack map
+                await c._take(ref)
+            figures["blob_put_12MiB_ms"] = round((t1 - t0) * 1000, 1)
+            figures["blob_take_12MiB_ms"] = round((time.perf_counter() - t1) * 1000, 1)
             # just under the threshold (not staged) and just over it
             for rows in (84, 85):  # 84 rows: 1,032,192 B of data; 85: 1,044,480 B
                 xs = x[:, :, :rows]

@@ -87,6 +87,13 @@ function pytest(env: Record<string, string>): Promise<{ code: number; output: st
       const figures = existsSync(report) ? readFileSync(report, 'utf8') : '{}';
       process.stdout.write(`[python-client] pytest ${output.trim().split('\n').pop()} (${ms.toFixed(0)} ms); ${figures}\n`);
 
+      // The TypeScript SDK's time for the same staged 12 MiB round trip, for comparison.
+      const big = { dtype: 'float32' as const, dims: [1, 3, 1024, 1024], data: new Float32Array(3 * MiB).fill(0.5) };
+      await client.infer('affine', { x: big }, { timeoutMs: 60_000 });
+      const t1 = performance.now();
+      expect((await client.infer('affine', { x: big }, { timeoutMs: 60_000 })).y!.data[7]).toBe(2);
+      process.stdout.write(`[python-client] TypeScript SDK, same staged 12 MiB round trip: ${(performance.now() - t1).toFixed(0)} ms\n`);
+
       // The evicted model came back through ensure, and nothing was left in the blob bucket.
       expect((await client.events({ model: 'victim', limit: 20 })).map((e) => e.type)).toEqual(['loaded', 'evicted', 'loaded']);
     } finally {

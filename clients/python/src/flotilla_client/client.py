@@ -8,6 +8,8 @@ through the JetStream object store ``flotilla_<cluster>_blobs``.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import io
 import random
 import threading
@@ -232,15 +234,39 @@ class Client:
             await self._drop(name)
             raise BadRequestError(f"staged body {name} has {info.size} bytes, its reference says {size}")
         try:
-            buf = io.BytesIO()
-            await store.get(name, writeinto=buf)
+            try:
+                data = await self._read_chunks(info)
+            except Exception:
+                buf = io.BytesIO()  # nats-py's own reader (an ordered consumer): slower, always there
+                await store.get(name, writeinto=buf)
+                data = buf.getvalue()
         except Exception as err:
             raise UnavailableError(f"fetching staged body {name} from {self._blob_bucket} failed: {err}") from err
         asyncio.ensure_future(self._drop(name))
-        raw = unpack(buf.getvalue())
+        raw = unpack(data)
         if "blob" in raw:
             raise BadRequestError("a staged body may not itself be a blob reference")
         return raw
+
+    async def _read_chunks(self, info: Any) -> bytes:
+        """An object's chunks by direct gets, one after the other, digest checked (~20x faster than nats-py's get)."""
+        js = (await self._connection()).jetstream()
+        stream = f"OBJ_{self._blob_bucket}"
+        subject = f"$O.{self._blob_bucket}.C.{info.nuid}"
+        parts: List[bytes] = []
+        h = hashlib.sha256()
+        seq = 1
+        for _ in range(info.chunks or 0):
+            msg = await js.get_msg(stream, seq=seq, subject=subject, direct=True, next=True)
+            parts.append(msg.data or b"")
+            h.update(parts[-1])
+            seq = int(msg.seq) + 1
+        data = b"".join(parts)
+        norm = lambda d: d.replace("+", "-").replace("/", "_").rstrip("=")  # noqa: E731 (base64 or base64url, padded or not)
+        digest = norm((info.digest or "").split("=", 1)[-1])
+        if len(data) != info.size or norm(base64.urlsafe_b64encode(h.digest()).decode()) != digest:
+            raise InternalError(f"staged body {info.name}: size or digest does not match")
+        return data
 
     async def _unstage(self, raw: Dict[str, Any]) -> Dict[str, Any]:
         ref = parse_blob_ref(raw, self.max_message_bytes)
