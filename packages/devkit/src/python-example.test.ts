@@ -1,6 +1,6 @@
-// The Python example (examples/python_client.py: nats-py + msgpack, no Flotilla code) calls a
-// model and gets the same outputs as the TypeScript SDK. Runs where python3 is present (the
-// setup script then creates .cache/py with the two packages).
+// The Python quickstart (examples/python_client.py, through the flotilla_client package in
+// clients/python) calls a model and gets the same outputs as the TypeScript SDK. Runs where
+// python3 is present (the setup script then creates .cache/py with the package installed).
 import { execFile, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
