@@ -214,3 +214,69 @@ export function buildDynamicHwConvNet(name = 'dynamic-hw-convnet', seed = 23): U
   g.output('y', ['N', 1, 'H4', 'W4']);
   return g.toBytes();
 }
+
+/**
+ * A tiny BERT-like encoder (for dynamic sequence lengths and attention masks): int64 `input_ids`
+ * [batch, seq] (ids < vocab) and int64 `attention_mask` [batch, seq] (1 = token, 0 = padding) →
+ * embedding (Gather) → one single-head self-attention block (Q/K/V projections, QKᵀ/√dim plus an
+ * additive mask of -1e4 on padding keys, Softmax, ·V, output projection, residual, LayerNorm) →
+ * a ReLU feed-forward block (residual, LayerNorm) → mean over unmasked positions → `logits`
+ * [batch, 2]. vocab 256, dim 64: about 200 KB of weights.
+ */
+export function buildTinyEncoder(vocab = 256, dim = 64, name = 'tiny-encoder', seed = 31): Uint8Array {
+  const g = new GraphBuilder(name);
+  const ids = g.input('input_ids', ['batch', 'seq'], 'int64');
+  const mask = g.input('attention_mask', ['batch', 'seq'], 'int64');
+  const proj = (x: string, inDim: number, outDim: number, s: number) => {
+    const w = g.weight([inDim, outDim], randomFloats(inDim * outDim, s, Math.sqrt(3 / inDim)));
+    const b = g.weight([outDim], randomFloats(outDim, s + 1, 0.05));
+    return g.node('Add', [g.node('MatMul', [x, w]), b]);
+  };
+  const layerNorm = (x: string, s: number) =>
+    g.node(
+      'LayerNormalization',
+      [
+        x,
+        g.weight(
+          [dim],
+          new Float32Array(dim).fill(1).map((v, i) => v + 0.1 * Math.sin(s + i)),
+        ),
+        g.weight([dim], randomFloats(dim, s, 0.05)),
+      ],
+      { axis: -1, epsilon: 1e-5 },
+    );
+  const x = g.node('Gather', [g.weight([vocab, dim], randomFloats(vocab * dim, seed)), ids], { axis: 0 });
+  // Attention: scores [batch, seq, seq]; padding keys get -1e4 before the softmax.
+  const q = proj(x, dim, dim, seed + 10);
+  const k = proj(x, dim, dim, seed + 20);
+  const v = proj(x, dim, dim, seed + 30);
+  const scores = g.node('Mul', [
+    g.node('MatMul', [q, g.node('Transpose', [k], { perm: [0, 2, 1] })]),
+    g.weight([1], new Float32Array([1 / Math.sqrt(dim)])),
+  ]);
+  const m = g.node('Cast', [mask], { to: 1 });
+  const bias = g.node('Mul', [g.node('Sub', [g.weight([1], new Float32Array([1])), m]), g.weight([1], new Float32Array([-1e4]))]);
+  const attn = g.node('Softmax', [g.node('Add', [scores, g.node('Unsqueeze', [bias, g.ints([1])])])], { axis: -1 });
+  const h = layerNorm(g.node('Add', [x, proj(g.node('MatMul', [attn, v]), dim, dim, seed + 40)]), seed + 50);
+  const ff = proj(g.node('Relu', [proj(h, dim, 2 * dim, seed + 60)]), 2 * dim, dim, seed + 70);
+  const h2 = layerNorm(g.node('Add', [h, ff]), seed + 80);
+  // Mean over unmasked positions (a row with no token divides by 1, not 0).
+  const summed = g.node('ReduceSum', [g.node('Mul', [h2, g.node('Unsqueeze', [m, g.ints([2])])]), g.ints([1])], { keepdims: 0 });
+  const count = g.node('Max', [g.node('ReduceSum', [m, g.ints([1])], { keepdims: 1 }), g.weight([1], new Float32Array([1]))]);
+  const pooled = g.node('Div', [summed, count]);
+  const hidden = g.node('Tanh', [
+    g.node('Gemm', [
+      pooled,
+      g.weight([dim, dim], randomFloats(dim * dim, seed + 90, Math.sqrt(3 / dim))),
+      g.weight([dim], randomFloats(dim, seed + 91, 0.05)),
+    ]),
+  ]);
+  g.node(
+    'Gemm',
+    [hidden, g.weight([dim, 2], randomFloats(dim * 2, seed + 92, Math.sqrt(3 / dim))), g.weight([2], randomFloats(2, seed + 93, 0.05))],
+    {},
+    'logits',
+  );
+  g.output('logits', ['batch', 2]);
+  return g.toBytes();
+}

@@ -1,7 +1,15 @@
 // The sample models every test, the demo and the benchmarks use, written once into a cache dir.
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { buildAffine, buildConvNet, buildDynamicHwConvNet, buildFixedBatch, buildMlp, buildTokenEmbedding } from './onnx-builder.js';
+import {
+  buildAffine,
+  buildConvNet,
+  buildDynamicHwConvNet,
+  buildFixedBatch,
+  buildMlp,
+  buildTinyEncoder,
+  buildTokenEmbedding,
+} from './onnx-builder.js';
 
 export const SAMPLE_MODELS = {
   /** 16 → 32 → 4 MLP, a few KB: µs of compute per item. */
@@ -18,6 +26,11 @@ export const SAMPLE_MODELS = {
   fixed: () => buildFixedBatch('fixed'),
   /** int64 `input_ids` [batch, seq] (ids < 64) → float32 `y` [batch, seq, 8]: dynamic sequence length. */
   'token-embedding': () => buildTokenEmbedding(64, 8, 'token-embedding'),
+  /**
+   * BERT-like encoder: int64 `input_ids` (ids < 256) and `attention_mask` [batch, seq] → one
+   * self-attention block, feed-forward, masked mean pool → `logits` [batch, 2]; ~200 KB of weights.
+   */
+  'tiny-encoder': () => buildTinyEncoder(256, 64, 'tiny-encoder'),
 } as const;
 export type SampleModel = keyof typeof SAMPLE_MODELS;
 
