@@ -1,11 +1,12 @@
 // Commands that talk to a running cluster: deploy, undeploy, scale, ls, describe, status, infer.
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { FlotillaClient } from '@flotilla/client';
 import { BadRequestError, type ClusterStatus, type DeploymentStatus } from '@flotilla/protocol';
 import { busOptions, withConnectionOptions, type ConnectionFlags } from './connection-options.js';
 import { describeText } from './describe-command.js';
 import { formatBytes, reportError, table } from './format.js';
 import { readTensorFile, tensorsToJson, writeTensorFile } from './tensor-file.js';
+import { parseShapeBuckets } from './shape-buckets.js';
 
 /** Runs a command body with a client; prints errors with their code; sets the exit code. */
 async function withClient(flags: ConnectionFlags & { json?: boolean }, body: (c: FlotillaClient) => Promise<void>): Promise<void> {
@@ -120,6 +121,17 @@ export function modelCommands(program: Command): void {
       .option('--latency-slo-ms <ms>', 'profiling: p99 objective for one batch (default 50)', (v) => Number(v))
       .option('--no-profile', 'do not profile on first load')
       .option('--sample-input <file>', 'tensor JSON (as infer --input takes): profile its shape at load (models with dynamic dims)')
+      .option(
+        '--shape-buckets <dim=bounds>',
+        'profile and batch requests per bucket of a dynamic dim, e.g. seq=16,32,64 (repeatable; default: per exact shape)',
+        (v: string, previous?: Record<string, number[]>) => {
+          try {
+            return parseShapeBuckets(v, previous);
+          } catch (err) {
+            throw new InvalidArgumentError((err as Error).message); // commander prints it with the usage
+          }
+        },
+      )
       .option('--compile', "always cache onnxruntime's optimised graph (default: where the profile finds it helps)")
       .option('--no-compile', 'never cache the optimised graph')
       .option('--no-tune-threads', 'profiling: do not measure onnxruntime thread settings (CPU)')
@@ -158,6 +170,7 @@ export function modelCommands(program: Command): void {
             ? { shapes: [Object.fromEntries(Object.entries(await readTensorFile(o.sampleInput)).map(([n, t]) => [n, t.dims]))] }
             : {}),
           ...(o.tuneThreads === false ? { tuneThreads: false } : {}),
+          ...(o.shapeBuckets !== undefined ? { buckets: o.shapeBuckets } : {}),
         },
         ...(o.intraOpThreads !== undefined
           ? {

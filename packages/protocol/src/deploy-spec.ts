@@ -38,6 +38,30 @@ const ShapeDims = z
   )
   .refine((r) => Object.keys(r).length >= 1 && Object.keys(r).length <= 256, { message: 'name 1 to 256 inputs' });
 
+/** Most symbolic dims a deployment may bucket, and most bounds per dim. */
+export const MAX_BUCKET_DIMS = 16;
+export const MAX_BUCKETS_PER_DIM = 64;
+
+/** Bucket upper bounds per symbolic dim: `{ seq: [16, 32, 64, 128] }` (strictly ascending, each ≥ 1). */
+const ShapeBuckets = z
+  .record(
+    z.string().min(1).max(256),
+    z
+      .array(
+        z
+          .number()
+          .int()
+          .min(1)
+          .max(2 ** 31),
+      )
+      .min(1)
+      .max(MAX_BUCKETS_PER_DIM)
+      .refine((b) => b.every((v, i) => i === 0 || v > b[i - 1]!), { message: 'bucket bounds must be strictly ascending' }),
+  )
+  .refine((r) => Object.keys(r).length >= 1 && Object.keys(r).length <= MAX_BUCKET_DIMS, {
+    message: `bucket 1 to ${MAX_BUCKET_DIMS} dims`,
+  });
+
 export const ProfileOptions = z
   .object({
     /** Measure the model on first load (default true); off: defaults or the batching options apply. */
@@ -58,6 +82,15 @@ export const ProfileOptions = z
     shapes: z.array(ShapeDims).max(MAX_SPEC_SHAPES).optional(),
     /** Most input shapes one replica profiles in the background as traffic brings them (0: none). Default 8. */
     maxShapes: z.number().int().min(0).max(64).optional(),
+    /**
+     * Shape buckets per symbolic dim (models with dynamic non-batch dims): bucket upper bounds,
+     * e.g. `{ seq: [16, 32, 64, 128] }`. A request whose dim falls in a bucket (≤ its bound, > the
+     * one before) shares that bucket's profile and batching, profiled at the bound; requests still
+     * run at their own shapes (no padding) and only identical shapes share a batch. A dim above the
+     * largest bound, or not named here, is profiled at its exact value. Default: exact dims.
+     * `deploy --shape-buckets seq=16,32,64` sets it.
+     */
+    buckets: ShapeBuckets.optional(),
   })
   .strict();
 export type ProfileOptions = z.infer<typeof ProfileOptions>;

@@ -62,6 +62,8 @@ export {
   DeploySpec,
   DevicePreference,
   Name,
+  MAX_BUCKET_DIMS,
+  MAX_BUCKETS_PER_DIM,
   MAX_SPEC_SHAPES,
   ProfileOptions,
   ThreadSettings,

@@ -123,6 +123,22 @@ describe('subjects, specs and limits', () => {
     expect(() => parseDeploySpec({ ...raw, minReplicas: 3, maxReplicas: 2 })).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
   });
 
+  it.each<[string, unknown, boolean]>([
+    ['ascending bounds per dim', { seq: [16, 32, 64] }, true],
+    ['two dims', { H: [32, 64], W: [128] }, true],
+    ['not ascending', { seq: [32, 16] }, false],
+    ['a repeated bound', { seq: [16, 16] }, false],
+    ['a zero bound', { seq: [0, 16] }, false],
+    ['a fraction', { seq: [1.5] }, false],
+    ['no bounds', { seq: [] }, false],
+    ['no dims', {}, false],
+    ['too many bounds', { seq: Array.from({ length: 65 }, (_, i) => i + 1) }, false],
+  ])('profile.buckets: %s', (_what, buckets, ok) => {
+    const raw = { name: 'm', digest: 'a'.repeat(64), sizeBytes: 10, profile: { buckets } };
+    if (ok) expect(parseDeploySpec(raw).profile.buckets).toEqual(buckets);
+    else expect(() => parseDeploySpec(raw)).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
+  });
+
   it('stages bodies that would not fit under max_payload', () => {
     expect(mustStage(1000, 1024 * 1024)).toBe(false);
     expect(mustStage(1024 * 1024, 1024 * 1024)).toBe(true);

@@ -2,6 +2,7 @@
 // first request of a new shape queues it (shape-profiles.ts decides which runs next, one at a
 // time per worker), and each profile run waits until the replica is idle, so serving never waits
 // for more than one run already started (onnxruntime-node runs a session on the event loop thread).
+// With `profile.buckets`, a request's shape is first mapped to its bucket's (profiled at the bound).
 // A profile is stored per (digest, device class, onnxruntime version, shape) for the next replica.
 import type { InferenceSession } from 'onnxruntime-node';
 import {
@@ -21,6 +22,7 @@ import {
   DEFAULT_MAX_SHAPES,
   DEFAULT_SHAPE_BUDGET_MS,
   ShapeBook,
+  bucketShape,
   itemBytes,
   maxProfileBatch,
   shapeOf,
@@ -55,6 +57,12 @@ export class ShapeProfiler {
     this.book = new ShapeBook({ maxShapes: deps.spec.profile.maxShapes ?? DEFAULT_MAX_SHAPES });
   }
 
+  /** The shape whose profile requests of `shape` share: its bucket's, or itself without buckets. */
+  private profiled(shape: ProfileShape): ProfileShape {
+    const buckets = this.deps.spec.profile.buckets;
+    return buckets ? bucketShape(this.deps.signature, shape, buckets) : shape;
+  }
+
   private get budgetMs(): number {
     return this.deps.spec.profile.budgetMs ?? DEFAULT_SHAPE_BUDGET_MS;
   }
@@ -68,13 +76,17 @@ export class ShapeProfiler {
 
   /**
    * At load, before serving (inside the worker's profiling turn): the shapes stored for this
-   * model and device class, then each shape the deployment names, from the store or measured now.
+   * model and device class (with buckets, only those that are a bucket's), then each shape the
+   * deployment names (its bucket's), from the store or measured now.
    */
-  async preload(shapes: ProfileShape[]): Promise<void> {
+  async preload(samples: ProfileShape[]): Promise<void> {
     const { spec, deviceClass, ortVersion, latencySloMs } = this.deps;
     const known = await this.deps.store.shapes(spec.digest, deviceClass, ortVersion, this.book.size + 64).catch(() => []);
-    for (const p of known) if (p.shape && p.latencySloMs === latencySloMs) this.book.add({ ...p, shape: p.shape }, 'cache', Date.now());
-    for (const shape of shapes) {
+    for (const p of known) {
+      if (p.shape && p.latencySloMs === latencySloMs && this.profiled(p.shape) === p.shape)
+        this.book.add({ ...p, shape: p.shape }, 'cache', Date.now());
+    }
+    for (const shape of samples.map((s) => this.profiled(s))) {
       const key = shapeKey(shape);
       if (this.book.get(key)) continue;
       const p = await this.measure(shape);
@@ -93,7 +105,8 @@ export class ShapeProfiler {
   /** A request of batch key `key` was accepted: counts it and starts a background profile when one is due. */
   observe(key: string, inputs: Readonly<Record<string, { dims: readonly number[] }>>): void {
     if (this.closed) return;
-    this.book.see(key, shapeOf(this.deps.signature, inputs), Date.now());
+    const shape = this.profiled(shapeOf(this.deps.signature, inputs));
+    this.book.see(shapeKey(shape), shape, Date.now(), key);
     this.kick();
   }
 

@@ -15,7 +15,7 @@ import { compiledPath, createCompiledSession } from './compile-cache.js';
 import { describeModel, type ModelSignature } from './model-io.js';
 import { DEFAULT_LATENCY_SLO_MS, deviceClass, ortVersion, profileSession, profileThreads, warmUp } from './profiler.js';
 import { ShapeProfiler } from './background-profiler.js';
-import { dynamicDims, sampleShape } from './shape-profiles.js';
+import { dynamicDims, sampleShape, unknownBucketDims } from './shape-profiles.js';
 import type { CompiledWorkerOptions } from './options.js';
 import { providerUnavailable } from './providers.js';
 import { readNvidiaSmi } from './inventory.js';
@@ -146,7 +146,12 @@ export class SessionLoader {
     try {
       const signature = describeModel(held.session.inputMetadata, held.session.outputMetadata);
       const dims = dynamicDims(signature);
-      const step = planProfile({ enabled: spec.profile.enabled !== false, batchAxis: signature.batchAxis, dynamicDims: dims });
+      const step = planProfile({
+        enabled: spec.profile.enabled !== false,
+        batchAxis: signature.batchAxis,
+        dynamicDims: dims,
+        ...(spec.profile.buckets ? { buckets: spec.profile.buckets } : {}),
+      });
       const shapes = step.source === 'per-shape' ? await this.shapeProfiler(o, held, signature) : undefined;
       const outcome: ProfileOutcome =
         step.source === 'profile' ? await this.oneAtATime(() => this.storedOrMeasured(o, held, signature)) : step;
@@ -237,6 +242,9 @@ export class SessionLoader {
         ...(o.deviceBytes ? { deviceBytes: o.deviceBytes } : {}),
       },
     });
+    const unknown = unknownBucketDims(signature, spec.profile.buckets ?? {});
+    if (unknown.length)
+      this.logger.warn({ model: spec.name, dims: unknown }, 'profile.buckets names dims the model does not have: ignored');
     const wanted = (spec.profile.shapes ?? []).flatMap((full) => {
       const s = sampleShape(signature, full);
       if (typeof s === 'string') this.logger.warn({ model: spec.name, reason: s }, 'profile shape does not fit the model: left out');

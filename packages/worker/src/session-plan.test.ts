@@ -145,6 +145,25 @@ describe('planProfile', () => {
       { source: 'per-shape', dims: ['H', 'W'], reason: 'dynamic dims H, W: profiled per shape as traffic arrives' },
     ],
     [
+      'buckets set: per bucket, exact shapes above the largest bound',
+      { enabled: true, batchAxis: true, dynamicDims: ['seq'], buckets: { seq: [16, 64] } },
+      {
+        source: 'per-shape',
+        dims: ['seq'],
+        reason: 'dynamic dims seq: profiled per bucket (seq ≤ 16/64) and per shape above as traffic arrives',
+      },
+    ],
+    [
+      'a bucket for a dim the model does not have: ignored, and said so',
+      { enabled: true, batchAxis: true, dynamicDims: ['H', 'W'], buckets: { W: [128], seq: [16] } },
+      {
+        source: 'per-shape',
+        dims: ['H', 'W'],
+        reason:
+          'dynamic dims H, W: profiled per bucket (W ≤ 128) and per shape above as traffic arrives; buckets for seq ignored (not a dynamic dim of the model)',
+      },
+    ],
+    [
       'a profilable model: stored or measured, in the profiling turn',
       { enabled: true, batchAxis: true, dynamicDims: [] },
       { source: 'profile' },

@@ -90,14 +90,22 @@ export function planProfile(f: {
   batchAxis: boolean;
   /** The model's dynamic non-batch dims by name (shape-profiles.ts dynamicDims). */
   dynamicDims: string[];
+  /** The deployment's `profile.buckets` (bucket upper bounds per dim name). */
+  buckets?: Readonly<Record<string, readonly number[]>>;
 }): Extract<ProfileOutcome, { source: 'disabled' | 'skipped' | 'per-shape' }> | { source: 'profile' } {
   if (!f.enabled) return { source: 'disabled', reason: 'profiling disabled by the deployment' };
   if (!f.batchAxis) return { source: 'skipped', reason: 'model has no batch axis: runs unbatched', unbatched: true };
   if (f.dynamicDims.length) {
+    const named = Object.entries(f.buckets ?? {});
+    const used = named.filter(([n]) => f.dynamicDims.includes(n)).map(([n, b]) => `${n} ≤ ${b.join('/')}`);
+    const unknown = named.filter(([n]) => !f.dynamicDims.includes(n)).map(([n]) => n);
+    const how = used.length ? `per bucket (${used.join(', ')}) and per shape above` : 'per shape';
     return {
       source: 'per-shape',
       dims: f.dynamicDims,
-      reason: `dynamic dims ${f.dynamicDims.join(', ')}: profiled per shape as traffic arrives`,
+      reason:
+        `dynamic dims ${f.dynamicDims.join(', ')}: profiled ${how} as traffic arrives` +
+        (unknown.length ? `; buckets for ${unknown.join(', ')} ignored (not a dynamic dim of the model)` : ''),
     };
   }
   return { source: 'profile' };

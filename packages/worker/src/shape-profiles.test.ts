@@ -1,7 +1,17 @@
 import { profileKey, shapeKey, type ModelProfile, type ProfileShape } from '@flotilla/protocol';
 import { describeModel, validateInputs } from './model-io.js';
 import { summarize, summarizeShapes } from './session-plan.js';
-import { ShapeBook, dynamicDims, itemBytes, maxProfileBatch, sampleShape, shapeOf } from './shape-profiles.js';
+import {
+  MAX_BUCKET_ALIASES,
+  ShapeBook,
+  bucketShape,
+  dynamicDims,
+  itemBytes,
+  maxProfileBatch,
+  sampleShape,
+  shapeOf,
+  unknownBucketDims,
+} from './shape-profiles.js';
 
 const image = describeModel(
   [{ name: 'x', isTensor: true, type: 'float32', shape: ['N', 3, 'H', 'W'] }],
@@ -217,5 +227,77 @@ describe('ShapeBook', () => {
       tookMs: 250,
       shapes: [{ shape: k(1), state: 'measured', maxBatchSize: 4 }],
     });
+  });
+});
+
+describe('shape buckets (profile.buckets)', () => {
+  const seq = (n: number): ProfileShape => ({ input_ids: [n], attention_mask: [n] });
+  it.each<[string, typeof text, ProfileShape, Record<string, number[]>, ProfileShape]>([
+    ['below the first bound: the first bucket', text, seq(7), { seq: [16, 64] }, seq(16)],
+    ['inside a bucket: raised to its bound', text, seq(12), { seq: [16, 64] }, seq(16)],
+    ['on a bound: that bucket', text, seq(16), { seq: [16, 64] }, seq(16)],
+    ['just past a bound: the next bucket', text, seq(17), { seq: [16, 64] }, seq(64)],
+    ['the last bucket', text, seq(40), { seq: [16, 64] }, seq(64)],
+    ['above the largest bound: exact', text, seq(65), { seq: [16, 64] }, seq(65)],
+    ['a dim not named: exact', text, seq(7), { H: [16] }, seq(7)],
+    ['no buckets: exact', text, seq(7), {}, seq(7)],
+    ['image: only the named dim, fixed dims never', image, { x: [3, 37, 100] }, { W: [128, 256], C: [8] }, { x: [3, 37, 128] }],
+    ['both image dims', image, { x: [3, 37, 300] }, { H: [32, 64], W: [128, 256] }, { x: [3, 64, 300] }],
+    ['an unnamed dim by input and axis', unnamed, { x: [3, 5, 9] }, { 'x[3]': [10] }, { x: [3, 5, 10] }],
+  ])('%s', (_what, sig, shape, buckets, expected) => {
+    expect(bucketShape(sig, shape, buckets)).toEqual(expected);
+  });
+
+  it('returns the shape itself when no dim moves (its key stays the batch key)', () => {
+    const s = seq(16);
+    expect(bucketShape(text, s, { seq: [16, 64] })).toBe(s);
+    expect(bucketShape(text, seq(7), { seq: [16] })).not.toBe(seq(7));
+  });
+
+  it('names the bucketed dims the model does not have', () => {
+    expect(unknownBucketDims(text, { seq: [16], H: [8] })).toEqual(['H']);
+    expect(unknownBucketDims(image, { H: [8], W: [8] })).toEqual([]);
+  });
+
+  it('requests of one bucket share its entry, profile and batching; each exact shape keeps its own batch key', () => {
+    const buckets = { seq: [16, 64] };
+    const b = new ShapeBook({ maxShapes: 8 });
+    const see = (n: number, now: number) => {
+      const shape = bucketShape(text, seq(n), buckets);
+      return b.see(shapeKey(shape), shape, now, shapeKey(seq(n)));
+    };
+    see(7, 0);
+    see(12, 1);
+    see(12, 2);
+    see(40, 3);
+    expect(b.size).toBe(2);
+    expect(b.summaries().map((e) => [e.shape, e.requests])).toEqual([
+      [shapeKey(seq(16)), 3],
+      [shapeKey(seq(64)), 1],
+    ]);
+    expect(b.next()).toBe(shapeKey(seq(16))); // the busier bucket first
+    b.start(shapeKey(seq(16)));
+    b.settle(shapeKey(seq(16)), profile(seq(16), 4, 10), 'measured', 100);
+    // Both exact shapes of bucket 16 take its batching; bucket 64 has none yet; a shape never seen has none.
+    expect(b.batchingFor(shapeKey(seq(7)), {})).toEqual({ maxBatchSize: 4, maxQueueDelayMs: 1.5 });
+    expect(b.batchingFor(shapeKey(seq(12)), {})).toEqual({ maxBatchSize: 4, maxQueueDelayMs: 1.5 });
+    expect(b.batchingFor(shapeKey(seq(16)), {})).toEqual({ maxBatchSize: 4, maxQueueDelayMs: 1.5 });
+    expect(b.batchingFor(shapeKey(seq(40)), {})).toBeUndefined();
+    expect(b.batchingFor(shapeKey(seq(9)), {})).toBeUndefined();
+    b.start(shapeKey(seq(64)));
+    b.settle(shapeKey(seq(64)), profile(seq(64), 2, 40), 'measured', 100);
+    expect(b.batchingFor(shapeKey(seq(40)), { maxQueueDelayMs: 0 })).toEqual({ maxBatchSize: 2, maxQueueDelayMs: 0 });
+    expect(b.footprint()).toBe(40);
+  });
+
+  it('remembers at most MAX_BUCKET_ALIASES exact shapes; the rest still count, on the defaults', () => {
+    const b = new ShapeBook({ maxShapes: 8 });
+    const bucket = shapeKey({ x: [1] });
+    for (let i = 0; i <= MAX_BUCKET_ALIASES; i++) b.see(bucket, { x: [1] }, i, `x:${i + 2}`);
+    b.start(bucket);
+    b.settle(bucket, profile({ x: [1] }, 8, 1), 'measured', 1);
+    expect(b.get(bucket)!.requests).toBe(MAX_BUCKET_ALIASES + 1);
+    expect(b.batchingFor(`x:${MAX_BUCKET_ALIASES + 1}`, {})).toEqual({ maxBatchSize: 8, maxQueueDelayMs: 1.5 });
+    expect(b.batchingFor(`x:${MAX_BUCKET_ALIASES + 2}`, {})).toBeUndefined();
   });
 });

@@ -1,7 +1,8 @@
 // Per-shape profiling of a model with dynamic non-batch dims (an OCR recogniser's width, a
 // detector's H and W, a transformer's sequence length), pure: which input shapes a replica has
 // seen, which one to profile next (one at a time, the most requested first, a bounded number per
-// replica), the batching each shape's requests run with, and the footprint the replica is charged.
+// replica), the bucket a shape falls in when the deployment sets buckets (`profile.buckets`), the
+// batching each shape's requests run with, and the footprint the replica is charged.
 // No timers and no I/O: background-profiler.ts runs the profiles and tells the book what they found.
 import {
   DTYPES,
@@ -26,6 +27,11 @@ export const DEFAULT_SHAPE_BUDGET_MS = 1000;
 export const BACKGROUND_WALL_FACTOR = 10;
 /** Largest synthetic input one profile run feeds the session, bytes (64 MiB): bounds the batch sizes tried on large shapes. */
 export const MAX_PROFILE_FEED_BYTES = 64 * 1024 * 1024;
+/** Exact request shapes a book remembers the bucket of (beyond: their requests run on the defaults). */
+export const MAX_BUCKET_ALIASES = 4096;
+
+/** Bucket upper bounds per symbolic dim (deployment `profile.buckets`): `{ seq: [16, 32, 64] }`, ascending. */
+export type ShapeBuckets = Readonly<Record<string, readonly number[]>>;
 
 export type ShapeState = ShapeProfileSummary['state'];
 
@@ -56,6 +62,39 @@ export function dynamicDims(sig: ModelSignature): string[] {
     });
   }
   return out;
+}
+
+/** The name of one non-batch dim as dynamicDims and `profile.buckets` spell it. */
+function dimName(sig: ModelSignature, input: string, axis: number): string | undefined {
+  const d = sig.inputs.find((s) => s.name === input)?.declared[axis];
+  return typeof d === 'number' ? undefined : (d ?? `${input}[${axis}]`);
+}
+
+/**
+ * The shape whose profile and batching requests of `shape` use: every dim named in `buckets`
+ * raised to the smallest bound ≥ it; a dim above the largest bound, and dims not named, stay
+ * exact. Returns `shape` itself when nothing changes.
+ */
+export function bucketShape(sig: ModelSignature, shape: ProfileShape, buckets: ShapeBuckets): ProfileShape {
+  const lead = sig.batchAxis ? 1 : 0;
+  let changed = false;
+  const out: ProfileShape = {};
+  for (const [input, dims] of Object.entries(shape)) {
+    out[input] = dims.map((d, i) => {
+      const name = dimName(sig, input, i + lead);
+      const bound = name === undefined ? undefined : buckets[name]?.find((b) => b >= d);
+      if (bound === undefined || bound === d) return d;
+      changed = true;
+      return bound;
+    });
+  }
+  return changed ? out : shape;
+}
+
+/** The names in `buckets` that are not dynamic non-batch dims of the model (they bucket nothing). */
+export function unknownBucketDims(sig: ModelSignature, buckets: ShapeBuckets): string[] {
+  const dims = dynamicDims(sig);
+  return Object.keys(buckets).filter((n) => !dims.includes(n));
 }
 
 /** A request's shape: every input's dims past the batch axis, in the model's input order (its key is the batcher's). */
@@ -107,6 +146,8 @@ export interface ShapeBookOptions {
 /** The shapes one replica has seen and what is known of each. */
 export class ShapeBook {
   private readonly entries = new Map<string, ShapeEntry>();
+  /** Exact request shapes (batch keys) → the bucket's key they share a profile with. */
+  private readonly aliases = new Map<string, string>();
   private readonly maxTracked: number;
 
   constructor(private readonly options: ShapeBookOptions) {
@@ -131,14 +172,18 @@ export class ShapeBook {
   /**
    * A request of `key` arrived: counts it; a new shape is queued for a profile while fewer than
    * maxShapes are, else `skipped` (served on the defaults); past maxTracked, not tracked at all.
+   * With buckets, `key`/`shape` are the bucket's and `batchKey` the request's exact shape, which
+   * from then on takes the bucket's batching (at most MAX_BUCKET_ALIASES exact shapes).
    */
-  see(key: string, shape: ProfileShape, now: number): ShapeEntry | undefined {
+  see(key: string, shape: ProfileShape, now: number, batchKey = key): ShapeEntry | undefined {
     const known = this.entries.get(key);
     if (known) {
       known.requests++;
+      this.alias(batchKey, key);
       return known;
     }
     if (this.entries.size >= this.maxTracked) return undefined;
+    this.alias(batchKey, key);
     const room = this.profiledCount < this.options.maxShapes;
     const e: ShapeEntry = {
       key,
@@ -153,6 +198,10 @@ export class ShapeBook {
     };
     this.entries.set(key, e);
     return e;
+  }
+
+  private alias(batchKey: string, key: string): void {
+    if (batchKey !== key && !this.aliases.has(batchKey) && this.aliases.size < MAX_BUCKET_ALIASES) this.aliases.set(batchKey, key);
   }
 
   /** Adds a shape profiled before traffic (a stored profile, or `--sample-input` at load). */
@@ -197,11 +246,12 @@ export class ShapeBook {
   }
 
   /**
-   * Batching for requests of `key`: each setting the deployment made, else the shape's profiled
-   * choice; undefined while the shape has no profile (the replica's defaults apply).
+   * Batching for requests of batch key `key`: each setting the deployment made, else the profiled
+   * choice of its shape (or of the bucket it falls in); undefined while that has no profile (the
+   * replica's defaults apply).
    */
   batchingFor(key: string, deployment: BatchingOptions): { maxBatchSize: number; maxQueueDelayMs: number } | undefined {
-    const chosen = this.entries.get(key)?.profile?.chosen;
+    const chosen = this.entries.get(this.aliases.get(key) ?? key)?.profile?.chosen;
     if (!chosen) return undefined;
     return {
       maxBatchSize: deployment.maxBatchSize ?? chosen.maxBatchSize,
