@@ -160,7 +160,7 @@ describe('planProfile', () => {
         source: 'per-shape',
         dims: ['H', 'W'],
         reason:
-          'dynamic dims H, W: profiled per bucket (W ≤ 128) and per shape above as traffic arrives; buckets for seq ignored (not a dynamic dim of the model)',
+          'dynamic dims H, W: profiled per bucket (W ≤ 128) and per shape above as traffic arrives; buckets for seq ignored: not a dynamic dim of the model',
       },
     ],
     [

@@ -105,7 +105,7 @@ export function planProfile(f: {
       dims: f.dynamicDims,
       reason:
         `dynamic dims ${f.dynamicDims.join(', ')}: profiled ${how} as traffic arrives` +
-        (unknown.length ? `; buckets for ${unknown.join(', ')} ignored (not a dynamic dim of the model)` : ''),
+        (unknown.length ? `; buckets for ${unknown.join(', ')} ignored: not a dynamic dim of the model` : ''),
     };
   }
   return { source: 'profile' };
@@ -205,7 +205,7 @@ export function summarizeShapes(
   shapes: { summaries: ShapeProfileSummary[]; footprint: number; itemsPerSec: number },
 ): ReplicaProfileSummary {
   const profiled = shapes.summaries.filter((s) => s.state === 'measured' || s.state === 'cache').length;
-  const why = base.reason.replace(/ \(.*\)$/, '');
+  const why = base.reason.replace(/ \(\d+ of \d+ shapes? profiled\)$/, '');
   return {
     ...base,
     reason: `${why} (${profiled} of ${shapes.summaries.length} shape${shapes.summaries.length === 1 ? '' : 's'} profiled)`,

@@ -254,6 +254,20 @@ describe('shape buckets (profile.buckets)', () => {
     expect(bucketShape(text, seq(7), { seq: [16] })).not.toBe(seq(7));
   });
 
+  it("the replica's summary keeps the bucket text as shapes settle (only the count is replaced)", () => {
+    const threads = { settings: { intraOp: 2, interOp: 1, mode: 'sequential' as const }, source: 'default' as const };
+    const why = 'dynamic dims seq: profiled per bucket (seq ≤ 16/64) and per shape above as traffic arrives';
+    const base = summarize({ source: 'per-shape', dims: ['seq'], reason: why }, { deviceClass: 'cpu-x', onCpu: true, threads });
+    const b = new ShapeBook({ maxShapes: 8 });
+    b.see(shapeKey(seq(16)), seq(16), 0, shapeKey(seq(7)));
+    const sum = () => ({ summaries: b.summaries(), footprint: b.footprint(), itemsPerSec: b.itemsPerSec() });
+    const once = summarizeShapes(base, sum());
+    expect(once.reason).toBe(`${why} (0 of 1 shape profiled)`);
+    b.start(shapeKey(seq(16)));
+    b.settle(shapeKey(seq(16)), profile(seq(16), 4, 10), 'measured', 100);
+    expect(summarizeShapes(once, sum()).reason).toBe(`${why} (1 of 1 shape profiled)`);
+  });
+
   it('names the bucketed dims the model does not have', () => {
     expect(unknownBucketDims(text, { seq: [16], H: [8] })).toEqual(['H']);
     expect(unknownBucketDims(image, { H: [8], W: [8] })).toEqual([]);
