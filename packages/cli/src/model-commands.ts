@@ -94,7 +94,8 @@ async function noProfileReason(c: FlotillaClient, model: string): Promise<string
       : 'no replica has loaded it yet (profiles are measured at load)';
   switch (p.source) {
     case 'per-shape': {
-      const dims = `dynamic dims ${(p.dynamicDims ?? []).join(', ')}: profiled per shape as traffic arrives`;
+      // The replica's own reason (it names any buckets), without its '(N of M shapes profiled)' count.
+      const dims = p.reason.replace(/ \(\d+ of \d+ shapes? profiled\)$/, '');
       const busy = (p.shapes ?? []).filter((s) => s.state === 'queued' || s.state === 'profiling').length;
       return `${dims} (${busy ? `${busy} shape${busy === 1 ? '' : 's'} being profiled` : 'none yet'})`;
     }
