@@ -10,7 +10,7 @@ import { DeviceId, ReplicaId, parseWith } from './data-schemas.js';
 import { PROTOCOL_VERSION } from './version.js';
 import { DTYPES, type DType } from './tensor.js';
 import { CONTROL_OPS, type ControlOp } from './subjects.js';
-import { DeploySpec, Name, ThreadSettings } from './deploy-spec.js';
+import { DeploySpec, Name, ShapeDims, ThreadSettings } from './deploy-spec.js';
 import type { ModelProfile } from './profile.js';
 
 const KiB = 1024;
@@ -395,21 +395,7 @@ export const ModelProfileSchema = z
     rows: z.array(ProfileRowSchema).max(64),
     stoppedBecause: Text(MAX_EVENT_REASON_CHARS),
     skipped: Text(MAX_EVENT_REASON_CHARS).optional(),
-    shape: z
-      .record(
-        Text(256),
-        z
-          .array(
-            z
-              .number()
-              .int()
-              .min(0)
-              .max(2 ** 31),
-          )
-          .max(16),
-      )
-      .refine((r) => Object.keys(r).length <= 256, { message: 'at most 256 inputs' })
-      .optional(),
+    shape: ShapeDims.optional(),
     chosen: z
       .object({
         maxBatchSize: z

@@ -22,8 +22,8 @@ export type BatchingOptions = z.infer<typeof BatchingOptions>;
 /** Most shapes a deployment may name for profiling at load. */
 export const MAX_SPEC_SHAPES = 8;
 
-/** Dims of every input of one shape: `{ x: [1, 3, 64, 96] }`. */
-const ShapeDims = z
+/** Dims of every input of one shape: `{ x: [1, 3, 64, 96] }` (a sample shape, or the shape a profile was measured at). */
+export const ShapeDims = z
   .record(
     z.string().min(1).max(256),
     z
