@@ -14,7 +14,7 @@ import {
   toFlotillaError,
 } from '@flotilla/protocol';
 import type { Logger } from './logger.js';
-import { maxPayload, stageIfLarge } from './staging.js';
+import { maxPayload } from './staging.js';
 
 /** Stages a body too large for one message and returns its reference (a BlobStore's `put`). */
 export type Stager = (data: Uint8Array) => Promise<{ name: string; size: number }>;
@@ -33,12 +33,18 @@ export async function fitReply(
 ): Promise<Uint8Array> {
   const max = maxPayload(nc);
   if (!mustStage(data.byteLength, max)) return data;
+  if (data.byteLength > maxBytes) {
+    const tooLarge = new PayloadTooLargeError(`reply of ${data.byteLength} bytes exceeds the limit of ${maxBytes}`, {
+      data: { sizeBytes: data.byteLength, limitBytes: maxBytes },
+    });
+    return encode(errorBody(tooLarge.toWire()));
+  }
   let error = new PayloadTooLargeError(`reply of ${data.byteLength} bytes exceeds the server's max_payload of ${max} bytes`, {
     data: { sizeBytes: data.byteLength, limitBytes: max },
   });
-  if (stage && data.byteLength <= maxBytes) {
+  if (stage) {
     try {
-      return await stageIfLarge(nc, { put: stage }, data);
+      return encode({ v: PROTOCOL_VERSION, blob: await stage(data) });
     } catch (err) {
       error = new PayloadTooLargeError(`reply of ${data.byteLength} bytes could not be staged: ${toFlotillaError(err).message}`, {
         data: { sizeBytes: data.byteLength, limitBytes: max },

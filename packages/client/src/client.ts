@@ -9,6 +9,7 @@ import { Objm } from '@nats-io/obj';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   isFatalLoadCode,
+  mustStage,
   DEFAULT_CLUSTER,
   DEFAULT_MAX_MESSAGE_BYTES,
   DeadlineExceededError,
@@ -58,6 +59,7 @@ import {
   mapNatsError,
   objectChunkSize,
   retry,
+  maxPayload,
   stageIfLarge,
   unstage,
   type BusOptions,
@@ -203,7 +205,8 @@ export class FlotillaClient {
         data: { limitBytes: this.maxMessageBytes, sizeBytes: body.byteLength },
       });
     }
-    body = await stageIfLarge(nc, await this.blobStore(), body);
+    // The blob store only for bodies that need it: the common request takes no extra await.
+    if (mustStage(body.byteLength, maxPayload(nc))) body = await stageIfLarge(nc, await this.blobStore(), body);
     if (this.router.stale(model, Date.now())) void this.refreshReplicas(model);
     const hdrs = natsHeaders();
     hdrs.set(TRACEPARENT_HEADER, isTraceparent(opts.traceparent) ? opts.traceparent : newTraceparent());
@@ -225,7 +228,9 @@ export class FlotillaClient {
         try {
           const msg = await nc.request(subject, body, { timeout: Math.min(remaining, attemptMs), headers: hdrs });
           const raw = decode<Record<string, unknown>>(msg.data);
-          reply = (await unstage(await this.blobStore(), raw, { maxBytes: this.maxMessageBytes })) as unknown as InferReply;
+          reply = (raw.blob === undefined
+            ? raw
+            : await unstage(await this.blobStore(), raw, { maxBytes: this.maxMessageBytes })) as unknown as InferReply;
         } catch (err) {
           if (target) this.router.finished(model, target);
           if (isNoResponders(err)) {

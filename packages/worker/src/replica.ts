@@ -18,6 +18,7 @@ import {
   PayloadTooLargeError,
   PROTOCOL_VERSION,
   isTraceparent,
+  mustStage,
   REPLICA_QUEUE,
   TRACEPARENT_HEADER,
   decode,
@@ -39,7 +40,7 @@ import {
   type TypedArray,
   type WireTensors,
 } from '@flotilla/protocol';
-import { fitReply, respondSafely, stagedRef, takeStaged, type BlobStore, type Logger } from '@flotilla/bus';
+import { fitReply, maxPayload, respondSafely, stagedRef, takeStaged, type BlobStore, type Logger } from '@flotilla/bus';
 import { Batcher, type Queued } from './batcher.js';
 import type { ShapeProfiler } from './background-profiler.js';
 import { concatBatch, splitBatch, validateInputs, wireSignature, type ModelSignature } from './model-io.js';
@@ -453,20 +454,16 @@ export class Replica {
     this.ctx.metrics?.request(this.model, error ? error.code : 'OK', ms);
     if (error) this.failed++;
     else this.processed++;
-    const c = this.served.get(msg.subject) ?? { requests: 0, errors: 0, processingNs: 0 };
+    let c = this.served.get(msg.subject);
+    if (!c) this.served.set(msg.subject, (c = { requests: 0, errors: 0, processingNs: 0 }));
     c.requests++;
     c.processingNs += Math.round(ms * 1e6);
     if (error) {
       c.errors++;
       c.lastError = `${error.code}: ${error.message}`;
     }
-    this.served.set(msg.subject, c);
-    const body: InferReply = error ? { v: PROTOCOL_VERSION, ok: false, id, error: error.toWire() } : reply!;
-    this.sending++;
-    void this.send(msg, body).finally(() => {
-      this.sending--;
-      this.checkIdle();
-    });
+    this.send(msg, error ? { v: PROTOCOL_VERSION, ok: false, id, error: error.toWire() } : reply!);
+    this.checkIdle();
   }
 
   private isIdle(): boolean {
@@ -483,7 +480,12 @@ export class Replica {
   }
 
   /** Encodes, bounds (staged over max_payload, PAYLOAD_TOO_LARGE over the body limit) and sends; never throws. */
-  private async send(msg: Msg, body: InferReply): Promise<void> {
+  /**
+   * Encodes and answers; never throws. A reply that fits one message is sent at once; a larger one
+   * is staged (or refused as PAYLOAD_TOO_LARGE over the body limit) asynchronously, counted in
+   * `sending` so a drain waits for it.
+   */
+  private send(msg: Msg, body: InferReply): void {
     if (!msg.reply) {
       this.ctx.logger.debug({ replica: this.id }, 'request without a reply subject: result dropped');
       return;
@@ -491,26 +493,28 @@ export class Replica {
     let data: Uint8Array;
     try {
       data = encode(body);
-      if (data.byteLength > this.ctx.maxMessageBytes) {
-        data = encode({
-          v: PROTOCOL_VERSION,
-          ok: false,
-          id: body.id,
-          error: new PayloadTooLargeError(`reply of ${data.byteLength} bytes exceeds the limit of ${this.ctx.maxMessageBytes}`).toWire(),
-        });
-      }
-      data = await fitReply(
-        this.ctx.nc,
-        data,
-        (d) => this.ctx.blobs.put(d),
-        (error) => ({ v: PROTOCOL_VERSION, ok: false, id: body.id, error }),
-        this.ctx.maxMessageBytes,
-      );
     } catch (err) {
       this.ctx.logger.error({ err, replica: this.id }, 'failed to encode reply');
       data = encode({ v: PROTOCOL_VERSION, ok: false, id: body.id, error: toFlotillaError(err).toWire() });
     }
-    // Trace context comes back with the reply so callers can join their spans to ours.
+    if (!mustStage(data.byteLength, maxPayload(this.ctx.nc))) return this.respond(msg, data);
+    this.sending++;
+    void fitReply(
+      this.ctx.nc,
+      data,
+      (d) => this.ctx.blobs.put(d),
+      (error) => ({ v: PROTOCOL_VERSION, ok: false, id: body.id, error }),
+      this.ctx.maxMessageBytes,
+    )
+      .then((staged) => this.respond(msg, staged))
+      .finally(() => {
+        this.sending--;
+        this.checkIdle();
+      });
+  }
+
+  /** Sends the reply, with the request's trace context (callers join their spans to ours). */
+  private respond(msg: Msg, data: Uint8Array): void {
     const trace = msg.headers?.get(TRACEPARENT_HEADER);
     let h: MsgHdrs | undefined;
     if (trace && isTraceparent(trace)) {
