@@ -275,6 +275,13 @@ export type LoadedReplicaState = z.infer<typeof LoadedReplicaState>;
 export const ReplicaState = z.discriminatedUnion('state', [LoadingReplicaState, LoadedReplicaState]);
 export type ReplicaState = z.infer<typeof ReplicaState>;
 
+/** A process id as a worker or head reports it. */
+const Pid = z
+  .number()
+  .int()
+  .min(0)
+  .max(2 ** 32);
+
 export const WorkerStateName = z.enum(['starting', 'running', 'draining', 'stopped', 'failed']);
 export type WorkerStateName = z.infer<typeof WorkerStateName>;
 
@@ -282,11 +289,7 @@ export const Heartbeat = z
   .object({
     v: V,
     workerId: Name,
-    pid: z
-      .number()
-      .int()
-      .min(0)
-      .max(2 ** 32),
+    pid: Pid,
     state: WorkerStateName,
     /** Counts heartbeats of this incarnation (startedAt, pid) from 0. */
     seq: Count,
@@ -356,11 +359,7 @@ export const LeaseHolder = z
   .object({
     v: V,
     id: Name,
-    pid: z
-      .number()
-      .int()
-      .min(0)
-      .max(2 ** 32),
+    pid: Pid,
     since: EpochMs,
   })
   .strict();
