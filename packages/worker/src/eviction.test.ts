@@ -1,5 +1,12 @@
 import {
+  DEFAULT_RATE_HALF_LIFE_MS,
   EVICTION_POLICIES,
+  MIN_RATE_WINDOW_MS,
+  costPolicy,
+  estimateReloadMs,
+  evictionCost,
+  observeUses,
+  usageRate,
   type EvictionCandidate,
   type EvictionPolicy,
   fifoPolicy,
@@ -42,7 +49,7 @@ function candidatesOf(trace: readonly Event[]): EvictionCandidate[] {
 }
 
 const owners = (cs: readonly EvictionCandidate[]) => cs.map((c) => c.owner);
-const POLICIES = [fifoPolicy, lruPolicy, lfuPolicy];
+const POLICIES = [fifoPolicy, lruPolicy, lfuPolicy, costPolicy];
 
 describe('eviction order from access traces', () => {
   // [description, trace, fifo order, lru order, lfu order]
@@ -127,6 +134,132 @@ describe('eviction order from access traces', () => {
   });
 });
 
+describe('cost policy', () => {
+  const MiB = 1 << 20;
+  const c = (owner: string, over: Partial<EvictionCandidate>): EvictionCandidate => ({
+    owner,
+    model: `model-${owner}`,
+    bytes: 10 * MiB,
+    loadedAt: 0,
+    lastUsedAt: 0,
+    uses: 0,
+    pinned: false,
+    ...over,
+  });
+
+  // [description, candidates, expected order]
+  const table: [string, EvictionCandidate[], string[]][] = [
+    [
+      'same size and reload time: the less requested goes first',
+      [c('hot', { rate: 50 }), c('warm', { rate: 5 }), c('cold', { rate: 0.2 })],
+      ['cold', 'warm', 'hot'],
+    ],
+    [
+      'same rate and size: the one quicker to reload goes first',
+      [c('slow', { rate: 1, reloadMs: 400 }), c('quick', { rate: 1, reloadMs: 20 })],
+      ['quick', 'slow'],
+    ],
+    [
+      'same rate and reload time: the larger frees more per unit of cost, so it goes first',
+      [c('small', { rate: 1, reloadMs: 100, bytes: 4 * MiB }), c('large', { rate: 1, reloadMs: 100, bytes: 64 * MiB })],
+      ['large', 'small'],
+    ],
+    [
+      'rate × reload / bytes: a 2× rate is outweighed by a 4× cheaper reload',
+      [c('a', { rate: 2, reloadMs: 25 }), c('b', { rate: 1, reloadMs: 100 })],
+      ['a', 'b'],
+    ],
+    [
+      'recently used but rarely (a scan) goes before the steady favourite used a little earlier',
+      [c('favourite', { rate: 20, lastUsedAt: 90 }), c('scanned', { rate: 0.2, lastUsedAt: 100, loadedAt: 99 })],
+      ['scanned', 'favourite'],
+    ],
+    [
+      'no rates known: least recently used first, then loaded longest ago',
+      [c('A', { lastUsedAt: 5, loadedAt: 1 }), c('B', { lastUsedAt: 3, loadedAt: 2 }), c('C', { lastUsedAt: 5, loadedAt: 0 })],
+      ['B', 'C', 'A'],
+    ],
+    [
+      'no reload measured: estimated from bytes, so size still cancels for equal rates',
+      [c('big', { rate: 1, bytes: 80 * MiB }), c('tiny', { rate: 1, bytes: 1 * MiB })],
+      ['big', 'tiny'],
+    ],
+    ['pinned never ordered', [c('P', { pinned: true }), c('A', { rate: 3 })], ['A']],
+  ];
+
+  it.each(table)('%s', (_, cs, order) => {
+    expect(owners(costPolicy.order(cs))).toEqual(order);
+  });
+
+  it('costs reload × rate per byte, with the estimate when no reload was measured', () => {
+    expect(evictionCost(c('x', { rate: 4, reloadMs: 50, bytes: 100 }))).toBe(2);
+    expect(evictionCost(c('x', { rate: 0, reloadMs: 50 }))).toBe(0);
+    expect(evictionCost(c('x', { rate: 1, bytes: 10 * MiB }))).toBeCloseTo(estimateReloadMs(10 * MiB) / (10 * MiB));
+    expect(estimateReloadMs(0)).toBe(7);
+    expect(estimateReloadMs(100 * MiB)).toBe(257);
+  });
+
+  it('plans the cheapest prefix: keeps the hot model that LRU would evict after a scan', () => {
+    // hot was used at t=90 at 20 req/s; the scan touched s1, s2 once at t=95..96; C needs 20 MiB.
+    const cs = [
+      c('hot', { rate: 20, loadedAt: 0, lastUsedAt: 90 }),
+      c('s1', { rate: 0.2, loadedAt: 94, lastUsedAt: 95 }),
+      c('s2', { rate: 0.2, loadedAt: 95, lastUsedAt: 96 }),
+    ];
+    expect(owners(planEviction(costPolicy, cs, 20 * MiB, 0).evict)).toEqual(['s1', 's2']);
+    expect(owners(planEviction(lruPolicy, cs, 20 * MiB, 0).evict)).toEqual(['hot', 's1']);
+  });
+});
+
+describe('decayed usage rate', () => {
+  const H = DEFAULT_RATE_HALF_LIFE_MS;
+
+  it('halves a count every half-life, and adds new uses at full weight', () => {
+    let s = observeUses(undefined, 100, 0, 0);
+    expect(s).toEqual({ count: 100, uses: 100, at: 0, since: 0 });
+    s = observeUses(s, 100, H, 0);
+    expect(s.count).toBeCloseTo(50);
+    s = observeUses(s, 110, 2 * H, 0);
+    expect(s.count).toBeCloseTo(35);
+    expect(s.uses).toBe(110);
+  });
+
+  it('restarts for a new load (another loadedAt) or a counter that went back', () => {
+    const s = observeUses(undefined, 50, 1000, 0);
+    expect(observeUses(s, 3, 2000, 1500)).toEqual({ count: 3, uses: 3, at: 2000, since: 1500 });
+    expect(observeUses(s, 10, 2000, 0)).toEqual({ count: 10, uses: 10, at: 2000, since: 0 });
+  });
+
+  it('never decays backwards when the clock does', () => {
+    const s = observeUses(undefined, 10, 5000, 0);
+    expect(observeUses(s, 12, 4000, 0)).toEqual({ count: 12, uses: 12, at: 5000, since: 0 });
+  });
+
+  // [description, steady rate req/s, observe every ms, for ms, expected rate within 10 %]
+  it.each([
+    ['a steady 10 req/s over 5 half-lives reads ≈ 10', 10, 250, 5 * H, 10],
+    ['a steady 0.5 req/s reads ≈ 0.5', 0.5, 1000, 5 * H, 0.5],
+    ['a young replica at 8 req/s for 20 s reads ≈ 8', 8, 250, 20_000, 8],
+  ] as [string, number, number, number, number][])('%s', (_, rate, every, forMs, expected) => {
+    let s: ReturnType<typeof observeUses> | undefined;
+    for (let t = 0; t <= forMs; t += every) s = observeUses(s, Math.floor((rate * t) / 1000), t, 0);
+    expect(usageRate(s!, forMs)).toBeGreaterThan(expected * 0.9);
+    expect(usageRate(s!, forMs)).toBeLessThan(expected * 1.1);
+  });
+
+  it('one request just after a load is no hot model: the window is at least MIN_RATE_WINDOW_MS', () => {
+    const s = observeUses(undefined, 1, 100, 0);
+    expect(usageRate(s, 100)).toBeCloseTo(1000 / MIN_RATE_WINDOW_MS);
+  });
+
+  it('yesterday’s favourite fades: 4 half-lives after its traffic stopped it reads 1/16 of its rate', () => {
+    let s: ReturnType<typeof observeUses> | undefined;
+    for (let t = 0; t <= 10 * H; t += 500) s = observeUses(s, Math.floor((20 * t) / 1000), t, 0);
+    const before = usageRate(s!, 10 * H);
+    expect(usageRate(s!, 14 * H) / before).toBeCloseTo(1 / 16, 1);
+  });
+});
+
 describe('planEviction', () => {
   // A (30, oldest) … D (40, newest); pinned P (100) is oldest of all.
   const cs = candidatesOf([load('P', 100, true), load('A', 30), load('B', 10), load('C', 20), load('D', 40)]);
@@ -206,11 +339,15 @@ describe('policy registry', () => {
     }
     expect(err).toMatchObject({ code: 'BAD_REQUEST', name: 'BadRequestError' });
     expect((err as Error).message).toMatch(/mru/);
-    for (const name of ['fifo', 'lru', 'lfu']) expect((err as Error).message).toContain(name);
+    for (const name of ['fifo', 'lru', 'lfu', 'cost']) expect((err as Error).message).toContain(name);
+  });
+
+  it('knows cost', () => {
+    expect(resolveEvictionPolicy('cost')).toBe(costPolicy);
   });
 
   it('knows only the built-ins by name; another policy is planned with directly', () => {
-    expect([...EVICTION_POLICIES.keys()].sort()).toEqual(['fifo', 'lfu', 'lru']);
+    expect([...EVICTION_POLICIES.keys()].sort()).toEqual(['cost', 'fifo', 'lfu', 'lru']);
     const biggest: EvictionPolicy = {
       name: 'largest-first',
       order: (cs) => cs.filter((c) => !c.pinned).sort((a, b) => b.bytes - a.bytes),

@@ -19,10 +19,20 @@ export interface EvictionCandidate {
   uses: number;
   /** Never evicted (e.g. a deployment asked to stay resident). */
   pinned: boolean;
+  /**
+   * Expected requests per second if it stays loaded: a decayed count (`usageRate`), read at the
+   * moment of planning. Used by `cost`; absent → 0 (the policy then falls back to recency).
+   */
+  rate?: number;
+  /**
+   * Expected time to load it again, ms: measured when it was loaded (session create + warm-up),
+   * else estimated from its bytes (`estimateReloadMs`). Used by `cost`.
+   */
+  reloadMs?: number;
 }
 
 export interface EvictionPolicy {
-  /** Name, as given in the worker's `eviction` option (`fifo`, `lru`, `lfu`). */
+  /** Name, as given in the worker's `eviction` option (`fifo`, `lru`, `lfu`, `cost`). */
   readonly name: string;
   /**
    * Orders candidates: first = evict first. Pinned never included. Returns a new array and leaves
@@ -77,8 +87,87 @@ export const lruPolicy: EvictionPolicy = sortingPolicy('lru', chain(byNumber('la
 /** Least frequently used: fewest uses first; ties → least recently used, then loaded longest ago. */
 export const lfuPolicy: EvictionPolicy = sortingPolicy('lfu', chain(byNumber('uses'), byNumber('lastUsedAt'), byNumber('loadedAt')));
 
+// ---------- cost: expected reload cost per byte freed (GreedyDual-Size-Frequency family) ----------
+
+/** Half-life of a replica's decayed request count, ms: old popularity fades within a minute or two. */
+export const DEFAULT_RATE_HALF_LIFE_MS = 30_000;
+/**
+ * The shortest window a rate is measured over, ms: a replica loaded 100 ms ago for one request is
+ * at 0.2 requests/s, not 10 (a scan over cold models must not look hot).
+ */
+export const MIN_RATE_WINDOW_MS = 5_000;
+/** Reload estimate when none was measured: fixed overhead plus per MiB (session create, README `bench:memory`). */
+export const RELOAD_FIXED_MS = 7;
+export const RELOAD_MS_PER_MIB = 2.5;
+
+/**
+ * A replica's exponentially decayed request count: `count` requests as of `at` (each older request
+ * weighs 2^(-age / half-life)), `uses` the replica's own counter then, `since` its load time.
+ */
+export interface UsageRate {
+  count: number;
+  uses: number;
+  at: number;
+  since: number;
+}
+
+/**
+ * Folds the replica's request counter (`uses`, monotonic since `loadedAt`) observed at `now` into
+ * the decayed count: requests since the last observation count as arriving now. The worker calls
+ * it on each heartbeat and before planning an eviction. Returns a new state.
+ */
+export function observeUses(
+  prev: UsageRate | undefined,
+  uses: number,
+  now: number,
+  loadedAt: number,
+  halfLifeMs = DEFAULT_RATE_HALF_LIFE_MS,
+): UsageRate {
+  if (!prev || prev.since !== loadedAt || uses < prev.uses) return { count: uses, uses, at: now, since: loadedAt };
+  const decay = now > prev.at ? 2 ** (-(now - prev.at) / halfLifeMs) : 1;
+  return { count: prev.count * decay + (uses - prev.uses), uses, at: Math.max(now, prev.at), since: loadedAt };
+}
+
+/**
+ * Requests per second the decayed count stands for at `now`: the count over the decayed window it
+ * covers (half-life / ln 2 once the replica is old; less while it is young, but at least
+ * MIN_RATE_WINDOW_MS).
+ */
+export function usageRate(s: UsageRate, now: number, halfLifeMs = DEFAULT_RATE_HALF_LIFE_MS): number {
+  const count = now > s.at ? s.count * 2 ** (-(now - s.at) / halfLifeMs) : s.count;
+  const age = Math.max(0, now - s.since);
+  const window = Math.max(MIN_RATE_WINDOW_MS, (halfLifeMs / Math.LN2) * (1 - 2 ** (-age / halfLifeMs)));
+  return (count * 1000) / window;
+}
+
+/** Reload time of a replica of `bytes` when none was measured, ms. */
+export function estimateReloadMs(bytes: number): number {
+  return RELOAD_FIXED_MS + (bytes / (1 << 20)) * RELOAD_MS_PER_MIB;
+}
+
+/**
+ * What losing the candidate costs per byte freed: expected reload time × expected request rate /
+ * bytes (ms of reloading per second, per byte). The cheapest goes first.
+ */
+export function evictionCost(c: EvictionCandidate): number {
+  const reloadMs = c.reloadMs ?? estimateReloadMs(c.bytes);
+  return (reloadMs * (c.rate ?? 0)) / Math.max(1, c.bytes);
+}
+
+/**
+ * Cost-aware: the replica whose coming back would cost least per byte freed goes first — rarely
+ * requested (decayed counts, so yesterday's favourite fades), cheap to reload, large. Ties (e.g.
+ * no rates known) → least recently used, then loaded longest ago.
+ */
+export const costPolicy: EvictionPolicy = sortingPolicy(
+  'cost',
+  chain((a, b) => evictionCost(a) - evictionCost(b), byNumber('lastUsedAt'), byNumber('loadedAt')),
+);
+
 /** The policies a worker's `eviction` option names, by name. */
-export const EVICTION_POLICIES: ReadonlyMap<string, EvictionPolicy> = new Map([fifoPolicy, lruPolicy, lfuPolicy].map((p) => [p.name, p]));
+export const EVICTION_POLICIES: ReadonlyMap<string, EvictionPolicy> = new Map(
+  [fifoPolicy, lruPolicy, lfuPolicy, costPolicy].map((p) => [p.name, p]),
+);
 
 /** The policy named `name`; an unknown name is a BadRequestError listing the known ones. */
 export function resolveEvictionPolicy(name: string): EvictionPolicy {

@@ -47,7 +47,11 @@ export interface WorkerOptions {
   maxReplicas?: number;
   /** Extra delay per batch on every replica, ms (chaos knob for tests and benchmarks). Default 0. */
   slowdownMs?: number;
-  /** Eviction policy when a model must load and does not fit: fifo (default), lru or lfu (an unknown name is BAD_REQUEST at start). */
+  /**
+   * Eviction policy when a model must load and does not fit: fifo (default), lru, lfu or cost
+   * (expected reload cost per byte freed: reload time × decayed request rate / bytes). An unknown
+   * name is BAD_REQUEST at start.
+   */
   eviction?: string;
   logger?: Logger;
 }

@@ -39,7 +39,15 @@ import {
 import { ArtifactCache } from './artifact-cache.js';
 import { measureInventory } from './inventory.js';
 import { MemoryLedger } from './memory-ledger.js';
-import { planEviction, resolveEvictionPolicy, type EvictionCandidate, type EvictionPolicy } from './eviction.js';
+import {
+  observeUses,
+  planEviction,
+  resolveEvictionPolicy,
+  usageRate,
+  type EvictionCandidate,
+  type EvictionPolicy,
+  type UsageRate,
+} from './eviction.js';
 import { SessionLoader } from './session-loader.js';
 import { parseWorkerOptions, type CompiledWorkerOptions, type WorkerOptions } from './options.js';
 import { Replica } from './replica.js';
@@ -67,6 +75,9 @@ export class Worker {
   private readonly loading = new Map<string, Loading>();
   /** Last `refused` event per model and the refusals since (see `refused`). */
   private readonly refusals = new Map<string, { at: number; suppressed: number }>();
+  /** Per ready replica: its decayed request count (sampled from `uses` each heartbeat) and its measured reload time, ms. */
+  private readonly usage = new Map<string, UsageRate>();
+  private readonly reloadMs = new Map<string, number>();
   private readonly subs: Subscription[] = [];
   private heartbeatTimer?: NodeJS.Timeout;
   private seq = 0;
@@ -217,6 +228,7 @@ export class Worker {
         this.heartbeat();
         return [];
       }
+      const now = Date.now();
       const candidates: EvictionCandidate[] = this.ledger.chargesOn(deviceId).flatMap((c) => {
         const r = this.replicas.get(c.owner);
         // Replicas still loading are not candidates: they are not serving yet and hold a reservation.
@@ -230,6 +242,8 @@ export class Worker {
                 lastUsedAt: r.lastUsedAt,
                 uses: r.uses,
                 pinned: r.pinned,
+                rate: usageRate(this.observe(r, now), now),
+                ...(this.reloadMs.has(r.id) ? { reloadMs: this.reloadMs.get(r.id) } : {}),
               },
             ]
           : [];
@@ -288,6 +302,8 @@ export class Worker {
     const replica = this.replicas.get(replicaId);
     if (!replica) return 0;
     this.replicas.delete(replicaId);
+    this.usage.delete(replicaId);
+    this.reloadMs.delete(replicaId);
     await replica.drain();
     const bytes = this.ledger.release(replicaId);
     this.event({ type, model: replica.model, device: replica.device, replica: replica.id, bytes, reason });
@@ -344,6 +360,8 @@ export class Worker {
         throw new NoCapacityError(`worker ${this.id} stopped while loading`);
       }
       this.replicas.set(replicaId, replica);
+      // What bringing it back would cost (the cost policy): a reload reuses the stored profile, so no profiling.
+      this.reloadMs.set(replicaId, createMs + (warmupMs ?? 0));
       await replica.start(this.subjects.infer(spec.name), this.subjects.inferReplica(spec.name, replicaId), this.subjects.cluster);
       await this.nc.flush(); // subscribed at the server before anyone is told the replica is ready
       const loadMs = +(performance.now() - t0).toFixed(1);
@@ -432,8 +450,17 @@ export class Worker {
     return [...ready, ...loading];
   }
 
+  /** Folds a replica's request counter into its decayed count (eviction by cost). */
+  private observe(r: Replica, now: number): UsageRate {
+    const u = observeUses(this.usage.get(r.id), r.uses, now, r.loadedAt);
+    this.usage.set(r.id, u);
+    return u;
+  }
+
   heartbeat(): void {
     if (this.nc.isClosed()) return;
+    const now = Date.now();
+    for (const r of this.replicas.values()) this.observe(r, now);
     const hb: Heartbeat = {
       v: PROTOCOL_VERSION,
       workerId: this.id,
@@ -475,6 +502,8 @@ export class Worker {
       await Promise.allSettled([...this.replicas.values()].map((r) => r.drain()));
       for (const id of this.replicas.keys()) this.ledger.release(id);
       this.replicas.clear();
+      this.usage.clear();
+      this.reloadMs.clear();
       clearInterval(this.heartbeatTimer);
       this.state = 'stopped';
       this.heartbeat();
