@@ -1,12 +1,16 @@
 // Commands that talk to a running cluster: deploy, undeploy, scale, ls, describe, status, infer.
+import { writeFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { FlotillaClient } from '@flotilla/client';
-import { BadRequestError, type ClusterStatus, type DeploymentStatus } from '@flotilla/protocol';
+import { BadRequestError } from '@flotilla/protocol';
 import { busOptions, withConnectionOptions, type ConnectionFlags } from './connection-options.js';
 import { describeText } from './describe-command.js';
 import { formatBytes, reportError, table } from './format.js';
 import { readTensorFile, tensorsToJson, writeTensorFile } from './tensor-file.js';
 import { parseShapeBuckets } from './shape-buckets.js';
+import { deploymentRows, parseWatchInterval, statusText } from './status-view.js';
+import { watchStatus } from './status-watch.js';
+import { profilePlotSvg } from './profile-plot.js';
 
 /** Runs a command body with a client; prints errors with their code; sets the exit code. */
 async function withClient(flags: ConnectionFlags & { json?: boolean }, body: (c: FlotillaClient) => Promise<void>): Promise<void> {
@@ -22,60 +26,6 @@ async function withClient(flags: ConnectionFlags & { json?: boolean }, body: (c:
 }
 
 const print = (x: unknown): void => void process.stdout.write(JSON.stringify(x, null, 2) + '\n');
-
-function deploymentRows(ds: DeploymentStatus[]) {
-  return table(
-    ['NAME', 'READY', 'DEVICE', 'SIZE', 'REPLICAS (worker/device/state)', 'PENDING'],
-    ds.map((d) => [
-      d.spec.name,
-      `${d.ready}/${d.spec.replicas}`,
-      d.spec.device,
-      formatBytes(d.spec.sizeBytes),
-      d.replicas.map((r) => `${r.workerId}/${r.device}/${r.state}`).join(' ') || '-',
-      d.pendingReason ? `${d.pendingReason.code}: ${d.pendingReason.message}` : '',
-    ]),
-  );
-}
-
-function statusText(s: ClusterStatus): string {
-  const workers = table(
-    ['WORKER', 'PID', 'STATE', 'DEVICE', 'PROVIDER', 'USED/BUDGET', 'CAPACITY', 'MODELS'],
-    s.workers.flatMap((w) =>
-      w.devices.map((d) => [
-        w.id,
-        w.pid,
-        w.alive ? w.state : 'dead',
-        d.id,
-        d.executionProvider,
-        `${formatBytes(d.usedBytes)}/${formatBytes(d.budgetBytes)}`,
-        formatBytes(d.capacityBytes),
-        d.models.map((m) => m.name).join(',') || '-',
-      ]),
-    ),
-  );
-  const replicas = table(
-    ['REPLICA', 'MODEL', 'WORKER', 'DEVICE', 'STATE', 'QUEUE', 'DONE', 'FAILED', 'BATCH (max/delay ms)', 'BATCH SIZES'],
-    s.workers.flatMap((w) =>
-      w.replicas.map((r) => [
-        r.id,
-        r.model,
-        w.id,
-        r.device,
-        r.state,
-        r.queueDepth,
-        r.processed,
-        r.failed,
-        r.state === 'loading' ? '-' : `${r.batching.maxBatchSize}/${r.batching.maxQueueDelayMs}`,
-        (r.state !== 'loading' &&
-          Object.entries(r.batchHistogram)
-            .map(([k, v]) => `${k}:${v}`)
-            .join(' ')) ||
-          '-',
-      ]),
-    ),
-  );
-  return `cluster ${s.cluster} (head ${s.head.id ?? '-'}, pid ${s.head.pid})\n\n${workers}\n\n${replicas}\n\n${deploymentRows(s.deployments)}\n`;
-}
 
 /** A per-shape profile's shape for people: `x [*,3,48,320]` (the batch axis as `*`). */
 function profileShapeText(shape: Record<string, number[]>): string {
@@ -241,12 +191,40 @@ export function modelCommands(program: Command): void {
   );
 
   withConnectionOptions(
-    program.command('status').description('workers, devices, memory, replicas, queue depths').option('--json', 'print JSON'),
+    program
+      .command('status')
+      .description('workers, devices, memory, replicas, queue depths')
+      .option('--watch', 'refresh until Ctrl-C: redraw in place on a terminal, else a timestamped snapshot per interval')
+      .option('--interval <ms>', 'with --watch: refresh period in ms (default 1000, at least 100)')
+      .option('--json', 'print JSON (with --watch: one line per snapshot)'),
   ).action(async (o) =>
     withClient(o, async (c) => {
-      const s = await c.status();
-      if (o.json) print(s);
-      else process.stdout.write(statusText(s));
+      if (!o.watch) {
+        if (o.interval !== undefined) throw new BadRequestError('--interval needs --watch');
+        const s = await c.status();
+        if (o.json) print(s);
+        else process.stdout.write(statusText(s));
+        return;
+      }
+      const intervalMs = parseWatchInterval(o.interval);
+      const ac = new AbortController();
+      const stop = () => ac.abort();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      try {
+        await watchStatus({
+          intervalMs,
+          tty: !!process.stdout.isTTY,
+          json: !!o.json,
+          status: () => c.status(),
+          write: (text) => void process.stdout.write(text),
+          signal: ac.signal,
+          size: () => ({ columns: process.stdout.columns, rows: process.stdout.rows }),
+        });
+      } finally {
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+      }
     }),
   );
 
@@ -310,15 +288,18 @@ export function modelCommands(program: Command): void {
     program
       .command('profile <model>')
       .description("the model's profiles: latency and throughput per batch size, memory, chosen batching")
+      .option('--plot <file>', 'also write items/s and p99 against batch size as an SVG plot to this file')
       .option('--json', 'print JSON'),
   ).action(async (model: string, o) =>
     withClient(o, async (c) => {
       const profiles = await c.profiles(model);
+      if (o.plot && profiles.length > 0) await writeFile(o.plot, profilePlotSvg(model, profiles));
       if (o.json) return print(profiles);
       if (profiles.length === 0) {
-        process.stdout.write(`no profile stored for '${model}': ${await noProfileReason(c, model)}\n`);
+        process.stdout.write(`no profile stored for '${model}': ${await noProfileReason(c, model)}${o.plot ? ' (no plot written)' : ''}\n`);
         return;
       }
+      if (o.plot) process.stdout.write(`plot of ${profiles.length} profile${profiles.length === 1 ? '' : 's'} written to ${o.plot}\n\n`);
       for (const p of profiles) {
         process.stdout.write(
           `${model}${p.shape ? ` at shape ${profileShapeText(p.shape)}` : ''} on ${p.deviceClass} (onnxruntime ${p.ortVersion}, measured in ${p.tookMs} ms, p99 objective ${p.latencySloMs} ms)\n` +

@@ -1,0 +1,120 @@
+// `flotilla status` for people: the cluster's tables, and `status --watch`'s frames (a redrawn
+// screen on a terminal, timestamped snapshots in a pipe or a log). Pure: a status and a clock in,
+// text out; the command's loop (status-watch.ts) does the waiting and writing.
+import type { ClusterStatus, DeploymentStatus } from '@flotilla/protocol';
+import { BadRequestError } from '@flotilla/protocol';
+import { formatBytes, table } from './format.js';
+
+/** `status --watch` refresh period, ms. */
+export const DEFAULT_WATCH_INTERVAL_MS = 1000;
+/** Shortest refresh period, ms: each refresh is a control request to the head. */
+export const MIN_WATCH_INTERVAL_MS = 100;
+
+/** Cursor home + clear screen (redraw in place); hide / show the cursor while watching. */
+export const CLEAR_SCREEN = '\x1b[H\x1b[2J';
+export const HIDE_CURSOR = '\x1b[?25l';
+export const SHOW_CURSOR = '\x1b[?25h';
+
+export function deploymentRows(ds: DeploymentStatus[]): string {
+  return table(
+    ['NAME', 'READY', 'DEVICE', 'SIZE', 'REPLICAS (worker/device/state)', 'PENDING'],
+    ds.map((d) => [
+      d.spec.name,
+      `${d.ready}/${d.spec.replicas}`,
+      d.spec.device,
+      formatBytes(d.spec.sizeBytes),
+      d.replicas.map((r) => `${r.workerId}/${r.device}/${r.state}`).join(' ') || '-',
+      d.pendingReason ? `${d.pendingReason.code}: ${d.pendingReason.message}` : '',
+    ]),
+  );
+}
+
+export function statusText(s: ClusterStatus): string {
+  const workers = table(
+    ['WORKER', 'PID', 'STATE', 'DEVICE', 'PROVIDER', 'USED/BUDGET', 'CAPACITY', 'MODELS'],
+    s.workers.flatMap((w) =>
+      w.devices.map((d) => [
+        w.id,
+        w.pid,
+        w.alive ? w.state : 'dead',
+        d.id,
+        d.executionProvider,
+        `${formatBytes(d.usedBytes)}/${formatBytes(d.budgetBytes)}`,
+        formatBytes(d.capacityBytes),
+        d.models.map((m) => m.name).join(',') || '-',
+      ]),
+    ),
+  );
+  const replicas = table(
+    ['REPLICA', 'MODEL', 'WORKER', 'DEVICE', 'STATE', 'QUEUE', 'DONE', 'FAILED', 'BATCH (max/delay ms)', 'BATCH SIZES'],
+    s.workers.flatMap((w) =>
+      w.replicas.map((r) => [
+        r.id,
+        r.model,
+        w.id,
+        r.device,
+        r.state,
+        r.queueDepth,
+        r.processed,
+        r.failed,
+        r.state === 'loading' ? '-' : `${r.batching.maxBatchSize}/${r.batching.maxQueueDelayMs}`,
+        (r.state !== 'loading' &&
+          Object.entries(r.batchHistogram)
+            .map(([k, v]) => `${k}:${v}`)
+            .join(' ')) ||
+          '-',
+      ]),
+    ),
+  );
+  return `cluster ${s.cluster} (head ${s.head.id ?? '-'}, pid ${s.head.pid})\n\n${workers}\n\n${replicas}\n\n${deploymentRows(s.deployments)}\n`;
+}
+
+/** `--interval MS`: a whole number of milliseconds, at least MIN_WATCH_INTERVAL_MS. */
+export function parseWatchInterval(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_WATCH_INTERVAL_MS;
+  const ms = Number(text);
+  if (!Number.isInteger(ms) || ms < MIN_WATCH_INTERVAL_MS)
+    throw new BadRequestError(`--interval ${text}: a whole number of milliseconds, at least ${MIN_WATCH_INTERVAL_MS}`);
+  return ms;
+}
+
+/** What one refresh got: the status, or the error that refresh ended with (the watch goes on). */
+export type WatchSnapshot = { status: ClusterStatus } | { error: { code: string; message: string } };
+
+export interface FrameOptions {
+  /** Whether stdout is a terminal: redraw in place, else append a timestamped snapshot. */
+  tty: boolean;
+  /** When the snapshot was taken, ms since the epoch. */
+  at: number;
+  intervalMs: number;
+  /** Terminal size (TTY only): lines are cut to the width and the frame to the height, so a redraw never scrolls. */
+  columns?: number;
+  rows?: number;
+}
+
+/** A line summing the cluster up: `cluster c: 2/2 workers alive, 3 deployments (2 ready), 5 replicas, 12 queued`. */
+export function statusSummary(s: ClusterStatus): string {
+  const alive = s.workers.filter((w) => w.alive).length;
+  const replicas = s.workers.flatMap((w) => w.replicas);
+  const queued = replicas.reduce((n, r) => n + r.queueDepth, 0);
+  const ready = s.deployments.filter((d) => d.ready >= d.spec.replicas && d.spec.replicas > 0).length;
+  return (
+    `cluster ${s.cluster}: ${alive}/${s.workers.length} workers alive, ${s.deployments.length} deployment${s.deployments.length === 1 ? '' : 's'} ` +
+    `(${ready} fully ready), ${replicas.length} replica${replicas.length === 1 ? '' : 's'}, ${queued} queued`
+  );
+}
+
+/** One frame of `status --watch`: what to write to stdout for this snapshot. */
+export function watchFrame(snap: WatchSnapshot, o: FrameOptions): string {
+  const body =
+    'status' in snap ? `${statusSummary(snap.status)}\n\n${statusText(snap.status)}` : `error ${snap.error.code}: ${snap.error.message}\n`;
+  const stamp = new Date(o.at).toISOString();
+  if (!o.tty) return `--- ${stamp} ---\n${body}\n`;
+  const head = `every ${o.intervalMs} ms, updated ${stamp.slice(11, 19)} UTC (Ctrl-C to stop)`;
+  let lines = [head, '', ...body.replace(/\n+$/, '').split('\n')];
+  // One line short of the height: the frame's last newline must not scroll the first line away.
+  const fit = o.rows ? Math.max(2, o.rows - 1) : Infinity;
+  if (lines.length > fit) lines = [...lines.slice(0, fit - 1), `… ${lines.length - fit + 1} more lines (a taller terminal shows them)`];
+  if (o.columns) lines = lines.map((l) => (l.length > o.columns! ? l.slice(0, Math.max(0, o.columns! - 1)) + '…' : l));
+  return CLEAR_SCREEN + lines.join('\n') + '\n';
+}
