@@ -19,6 +19,7 @@ beforeAll(async () => {
   if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run pnpm build (pnpm test does)`);
   cluster = await LocalCluster.start({ workers: 1 });
   await cluster.client().deploy(sampleModelPath('mlp'), 'mlp', { device: 'cpu' });
+  await cluster.client().deploy(sampleModelPath('affine'), 'affine', { device: 'cpu' });
   conn = ['--nats', cluster.url, '--cluster', cluster.cluster];
   writeFileSync(input, JSON.stringify({ x: { dtype: 'float32', dims: [2, 16], data: Array.from({ length: 32 }, (_, i) => i / 32) } }));
 }, 120_000);
@@ -66,5 +67,46 @@ describe('flotilla load', () => {
     const r = await cli(['load', 'mlp', '--input', input, '--concurrency', '0', '--duration', '1', '--json', ...conn]);
     expect(r.code).toBe(2);
     expect(JSON.parse(r.stdout).error.code).toBe('BAD_REQUEST');
+  });
+
+  it('--mix FILE: requests spread over the models by weight, inputs relative to the file', async () => {
+    writeFileSync(join(dir, 'a.json'), JSON.stringify({ x: { dtype: 'float32', dims: [1, 1, 1, 2], data: [1, 2] } }));
+    const mix = join(dir, 'mix.txt');
+    writeFileSync(mix, `# model input weight\nmlp in.json 3\naffine a.json 1\n`);
+    const run = async () => {
+      const r = await cli(['load', '--mix', mix, '--concurrency', '1', '--duration', '0.5', '--json', ...conn]);
+      expect(r.code).toBe(0);
+      return JSON.parse(r.stdout);
+    };
+    const s = await run();
+    expect(s).toMatchObject({
+      lost: 0,
+      errored: {},
+      mix: [
+        { model: 'mlp', weight: 3 },
+        { model: 'affine', weight: 1 },
+      ],
+    });
+    expect(s.errored).toEqual({});
+    expect(s.models.mlp.ok + s.models.affine.ok).toBe(s.ok);
+    expect(s.models.mlp.ok).toBeGreaterThan(s.models.affine.ok);
+    expect(s.models.affine.ok).toBeGreaterThan(0);
+  });
+
+  it('--zipf S over the deployed models (inputs from their signatures) prints a per-model table', async () => {
+    const r = await cli(['load', '--zipf', '1.1', '--concurrency', '2', '--duration', '0.5', ...conn]);
+    expect(r.stderr).not.toContain('error');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('load 2 models');
+    expect(r.stdout).toMatch(/^mlp\s+\d+/m);
+    expect(r.stdout).toMatch(/^affine\s+\d+/m);
+  });
+
+  it('refuses a model together with --mix, and no model without one (BAD_REQUEST)', async () => {
+    for (const args of [['mlp', '--zipf', '1'], []]) {
+      const r = await cli(['load', ...args, '--duration', '0.1', '--json', ...conn]);
+      expect(r.code).toBe(2);
+      expect(JSON.parse(r.stdout).error.code).toBe('BAD_REQUEST');
+    }
   });
 });

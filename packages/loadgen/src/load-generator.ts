@@ -25,7 +25,8 @@ export interface LoadOptions {
   progressIntervalMs?: number;
 }
 
-function checkOptions(o: LoadOptions): void {
+/** Throws BAD_REQUEST for options no run can use. */
+export function checkLoadOptions(o: LoadOptions): void {
   const bad = (what: string, v: unknown) => new BadRequestError(`${what} must be ${v}`);
   if (!Number.isInteger(o.concurrency) || o.concurrency < 1) throw bad('concurrency', `a positive integer, got ${o.concurrency}`);
   if (!Number.isFinite(o.durationMs) || o.durationMs < 0) throw bad('durationMs', `a non-negative number, got ${o.durationMs}`);
@@ -41,7 +42,8 @@ export function itemsPerRequest(inputs: WireTensors): number {
   return first?.dims[0] ?? 1;
 }
 
-function errorCode(err: unknown): string {
+/** The error's code, INTERNAL when it has none. */
+export function errorCode(err: unknown): string {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' && code !== '' ? code : 'INTERNAL';
 }
@@ -55,7 +57,7 @@ function errorCode(err: unknown): string {
  * cannot connect at all.
  */
 export async function runLoad(client: FlotillaClient, model: string, inputs: WireTensors, opts: LoadOptions): Promise<LoadSummary> {
-  checkOptions(opts);
+  checkLoadOptions(opts);
   assertValidName('model', model);
   for (const [name, t] of Object.entries(inputs)) checkWireTensor(name, t);
   const items = itemsPerRequest(inputs);
