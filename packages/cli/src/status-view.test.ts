@@ -64,7 +64,7 @@ describe('status text', () => {
   });
 
   it('sums the cluster up in one line', () => {
-    expect(statusSummary(cluster(5))).toBe('cluster c1: 1/2 workers alive, 1 deployment (0 fully ready), 2 replicas, 10 queued');
+    expect(statusSummary(cluster(5))).toBe('1/2 workers alive, 1 deployment (0 fully ready), 2 replicas, 10 queued');
   });
 });
 

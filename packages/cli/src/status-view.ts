@@ -92,14 +92,14 @@ export interface FrameOptions {
   rows?: number;
 }
 
-/** A line summing the cluster up: `cluster c: 2/2 workers alive, 3 deployments (2 ready), 5 replicas, 12 queued`. */
+/** A line summing the cluster up: `2/2 workers alive, 3 deployments (2 ready), 5 replicas, 12 queued`. */
 export function statusSummary(s: ClusterStatus): string {
   const alive = s.workers.filter((w) => w.alive).length;
   const replicas = s.workers.flatMap((w) => w.replicas);
   const queued = replicas.reduce((n, r) => n + r.queueDepth, 0);
   const ready = s.deployments.filter((d) => d.ready >= d.spec.replicas && d.spec.replicas > 0).length;
   return (
-    `cluster ${s.cluster}: ${alive}/${s.workers.length} workers alive, ${s.deployments.length} deployment${s.deployments.length === 1 ? '' : 's'} ` +
+    `${alive}/${s.workers.length} workers alive, ${s.deployments.length} deployment${s.deployments.length === 1 ? '' : 's'} ` +
     `(${ready} fully ready), ${replicas.length} replica${replicas.length === 1 ? '' : 's'}, ${queued} queued`
   );
 }
