@@ -13,7 +13,7 @@ export interface WorkerMetricsSource {
 export class WorkerMetrics implements ReplicaMetrics {
   readonly registry = new Registry();
   private readonly requests: Counter<'model' | 'code'>;
-  private readonly latency: Histogram<'model'>;
+  private readonly latency: Histogram<'model' | 'code'>;
   private readonly batches: Histogram<'model'>;
   readonly events: Counter<'type'>;
 
@@ -28,8 +28,8 @@ export class WorkerMetrics implements ReplicaMetrics {
     });
     this.latency = new Histogram({
       name: 'flotilla_request_seconds',
-      help: 'Time from a request reaching the replica to its answer',
-      labelNames: ['model'],
+      help: 'Time from a request reaching the replica to its answer, by model and code (fast refusals apart from served requests)',
+      labelNames: ['model', 'code'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers,
     });
@@ -78,7 +78,7 @@ export class WorkerMetrics implements ReplicaMetrics {
 
   request(model: string, code: string, latencyMs: number): void {
     this.requests.inc({ model, code });
-    this.latency.observe({ model }, latencyMs / 1000);
+    this.latency.observe({ model, code }, latencyMs / 1000);
   }
 
   batch(model: string, items: number): void {

@@ -1,0 +1,39 @@
+// The worker's Prometheus registry: each family is exported with the labels the Grafana dashboard
+// (deploy/grafana) queries, and moves when the request path reports to it.
+import { WorkerMetrics } from './metrics.js';
+
+const sample = (text: string, name: string, labels: string): number | undefined => {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && labels.split(',').every((kv) => l.includes(kv)));
+  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
+};
+
+describe('worker metrics', () => {
+  it('observes latency per model and code, apart for served and refused requests', async () => {
+    const m = new WorkerMetrics({ id: 'w9', deviceStates: () => [], replicaStates: () => [] });
+    m.request('mlp', 'OK', 20);
+    m.request('mlp', 'OK', 30);
+    m.request('mlp', 'OVERLOADED', 0.1);
+    const text = await m.text();
+    expect(sample(text, 'flotilla_request_seconds_count', 'model="mlp",code="OK",worker="w9"')).toBe(2);
+    expect(sample(text, 'flotilla_request_seconds_count', 'model="mlp",code="OVERLOADED",worker="w9"')).toBe(1);
+    expect(sample(text, 'flotilla_request_seconds_sum', 'model="mlp",code="OK"')).toBeCloseTo(0.05, 6);
+    // The refusal lands in the first bucket, the served ones above 10 ms only.
+    expect(sample(text, 'flotilla_request_seconds_bucket', 'le="0.0005",model="mlp",code="OVERLOADED"')).toBe(1);
+    expect(sample(text, 'flotilla_request_seconds_bucket', 'le="0.01",model="mlp",code="OK"')).toBe(0);
+    expect(sample(text, 'flotilla_request_seconds_bucket', 'le="0.05",model="mlp",code="OK"')).toBe(2);
+    expect(sample(text, 'flotilla_requests_total', 'model="mlp",code="OK"')).toBe(2);
+  });
+
+  it('reads queue depth and device memory from the worker at scrape time', async () => {
+    let queue = 3;
+    const m = new WorkerMetrics({
+      id: 'w9',
+      deviceStates: () => [{ id: 'cpu', usedBytes: 100, budgetBytes: 1000 }],
+      replicaStates: () => [{ model: 'mlp', id: 'mlp-1', queueDepth: queue, inFlight: 0 }],
+    });
+    expect(sample(await m.text(), 'flotilla_queue_depth', 'model="mlp",replica="mlp-1"')).toBe(3);
+    queue = 7;
+    expect(sample(await m.text(), 'flotilla_queue_depth', 'model="mlp",replica="mlp-1"')).toBe(7);
+    expect(sample(await m.text(), 'flotilla_device_memory_budget_bytes', 'device="cpu",worker="w9"')).toBe(1000);
+  });
+});
