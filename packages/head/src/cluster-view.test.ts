@@ -89,6 +89,7 @@ describe('workerViews', () => {
     ];
     const v = workerViews(ws, []);
     expect(v[0]!.devices[0]!.evictableBytes).toBe(10 * MiB);
+    expect(v[0]!.devices[0]!.evictable).toEqual([{ bytes: 10 * MiB }]);
     expect(v.map((w) => w.schedulable)).toEqual([true, false, false]);
   });
 });

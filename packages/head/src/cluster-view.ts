@@ -2,7 +2,7 @@
 // reconcile round over D deployments costs O(replicas + D), not O(replicas × D)), and the
 // placement policy's view of each worker with the loads it has sent but not yet seen reported.
 import type { ReplicaState } from '@flotilla/protocol';
-import type { WorkerView } from './placement.js';
+import type { EvictableReplica, WorkerView } from './placement.js';
 import type { WorkerRecord } from './registry.js';
 
 export interface IndexedReplica {
@@ -42,6 +42,22 @@ export interface PendingLoad {
   model: string;
 }
 
+/** The ready, unpinned replicas of a device, with what evicting each costs (placement). */
+function evictableOn(w: WorkerRecord, device: string): { evictableBytes: number; evictable: EvictableReplica[] } {
+  const evictable: EvictableReplica[] = [];
+  let evictableBytes = 0;
+  for (const r of w.hb.replicas) {
+    if (r.device !== device || r.state !== 'ready' || r.pinned) continue;
+    evictableBytes += r.bytes;
+    evictable.push({
+      bytes: r.bytes,
+      ...(r.rate !== undefined ? { rate: r.rate } : {}),
+      ...(r.reloadMs !== undefined ? { reloadMs: r.reloadMs } : {}),
+    });
+  }
+  return { evictableBytes, evictable };
+}
+
 /**
  * The placement view: each worker's devices with their budget, use (plus pending loads not yet in
  * its heartbeat) and evictable bytes (ready, unpinned replicas), and its replicas per model.
@@ -69,9 +85,7 @@ export function workerViews(workers: readonly WorkerRecord[], pending: readonly 
         kind: dev.kind,
         budgetBytes: dev.budgetBytes,
         usedBytes: dev.usedBytes + pend.filter((p) => p.device === dev.id).reduce((n, p) => n + p.bytes, 0),
-        evictableBytes: w.hb.replicas
-          .filter((r) => r.device === dev.id && r.state === 'ready' && !r.pinned)
-          .reduce((n, r) => n + r.bytes, 0),
+        ...evictableOn(w, dev.id),
       })),
     };
   });

@@ -1,4 +1,4 @@
-import { place, type WorkerView } from './placement.js';
+import { cheapestEviction, byCostPerByte, evictionCost, place, type EvictableReplica, type WorkerView } from './placement.js';
 
 const GiB = 1024 ** 3;
 function worker(
@@ -123,5 +123,91 @@ describe('placement policy', () => {
     });
     // Eviction cannot free more than what is evictable.
     expect(place(req({ device: 'cpu', bytes: 7 * GiB, allowEviction: true }), [full]).unplaced).toBe(1);
+  });
+
+  describe('using the whole cluster before evicting, then evicting where it costs least', () => {
+    const MiB = 1 << 20;
+    /** A cpu-only worker with `used` MiB of a 100 MiB budget, the evictable replicas listed. */
+    const full = (id: string, usedMiB: number, evictable: EvictableReplica[], replicas: Record<string, number> = {}): WorkerView => ({
+      id,
+      schedulable: true,
+      replicasByModel: replicas,
+      devices: [
+        {
+          id: 'cpu',
+          kind: 'cpu',
+          budgetBytes: 100 * MiB,
+          usedBytes: usedMiB * MiB,
+          evictableBytes: evictable.reduce((n, r) => n + r.bytes, 0),
+          evictable,
+        },
+      ],
+    });
+    const r = (mib: number, rate: number, reloadMs?: number): EvictableReplica => ({
+      bytes: mib * MiB,
+      rate,
+      ...(reloadMs === undefined ? {} : { reloadMs }),
+    });
+    const want = (mib: number, count = 1) => req({ device: 'cpu', bytes: mib * MiB, allowEviction: true, count });
+    const where = (res: ReturnType<typeof place>) => res.placements.map((p) => `${p.workerId}${p.evicts ? '!' : ''}`);
+
+    // [description, request, workers, placements ('!' = evicts there)]
+    it.each([
+      [
+        'does not fit on the first worker: goes to the one with room, nothing evicted',
+        want(30),
+        [full('a', 90, [r(90, 0)]), full('b', 60, [r(60, 5)])],
+        ['b'],
+      ],
+      [
+        'no room anywhere: evicts on the worker whose victims are least requested',
+        want(30),
+        [full('a', 90, [r(45, 10, 100), r(45, 8, 100)]), full('b', 90, [r(45, 1, 100), r(45, 20, 100)])],
+        ['b!'],
+      ],
+      [
+        'same rates: evicts where reloading the victims is quicker',
+        want(30),
+        [full('a', 100, [r(50, 2, 400), r(50, 2, 400)]), full('b', 100, [r(50, 2, 30), r(50, 2, 30)])],
+        ['b!'],
+      ],
+      [
+        'counts the free bytes: one small victim there beats a large one elsewhere',
+        want(30),
+        [full('a', 100, [r(40, 1, 100), r(60, 1, 100)]), full('b', 80, [r(10, 1, 20), r(70, 1, 100)])],
+        ['b!'],
+      ],
+      [
+        'nothing known about the victims (older workers): most free, as before',
+        want(30),
+        [full('a', 95, [r(95, 0)]), full('b', 80, [r(80, 0)])],
+        ['b!'],
+      ],
+      [
+        'several replicas: room first, then the cheapest eviction',
+        want(40, 2),
+        [full('a', 100, [r(50, 1, 50), r(50, 9, 50)]), full('b', 100, [r(50, 3, 50), r(50, 4, 50)]), full('c', 60, [])],
+        ['c', 'a!'],
+      ],
+      [
+        'replicas of the same model elsewhere: spreading wins over a cheaper eviction',
+        want(30),
+        [full('a', 100, [r(100, 0)], { m: 1 }), full('b', 100, [r(100, 5)])],
+        ['b!'],
+      ],
+    ] as [string, ReturnType<typeof want>, WorkerView[], string[]][])('%s', (_, request, workers, expected) => {
+      const before = JSON.stringify(workers);
+      expect(where(place(request, workers))).toEqual(expected);
+      expect(JSON.stringify(workers)).toBe(before);
+    });
+
+    it('frees the cheapest per byte first, and counts what it frees and costs', () => {
+      const list = [r(10, 1, 100), r(40, 1, 100), r(20, 0)].sort(byCostPerByte);
+      expect(list.map((v) => v.bytes / MiB)).toEqual([20, 40, 10]);
+      expect(cheapestEviction(list, 0)).toEqual({ count: 0, freed: 0, cost: 0 });
+      expect(cheapestEviction(list, 30 * MiB)).toEqual({ count: 2, freed: 60 * MiB, cost: 100 });
+      expect(cheapestEviction(list, 500 * MiB)).toEqual({ count: 3, freed: 70 * MiB, cost: 200 });
+      expect(evictionCost({ bytes: 10 * MiB, rate: 2 })).toBe(2 * (7 + 25));
+    });
   });
 });

@@ -265,6 +265,9 @@ export const LoadedReplicaState = z
     /** Epoch ms of the load and of the last request (eviction policies use them). */
     loadedAt: EpochMs,
     lastUsedAt: EpochMs,
+    /** Expected requests per second (the worker's decayed count) and the time its reload would take, ms: what evicting it costs (placement). */
+    rate: z.number().min(0).max(1e9).optional(),
+    reloadMs: z.number().min(0).max(1e7).optional(),
     /** The model's inputs and outputs as the session reports them (absent from older workers). */
     signature: ModelSignature.optional(),
   })
