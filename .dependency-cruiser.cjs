@@ -5,6 +5,7 @@
 //   bus                      → protocol
 //   head, worker, client     → protocol, bus (never each other)
 //   gateway, jobs, loadgen   → client, bus, protocol
+//   dashboard                → client, bus, protocol
 //   local                    → head, worker, client, bus, protocol
 //   cli, bench               → any product package (never the test kit)
 //   devkit (the test kit)    → anything
@@ -61,6 +62,7 @@ module.exports = {
     only('gateway', ['client', 'bus', 'protocol']),
     only('jobs', ['client', 'bus', 'protocol']),
     only('loadgen', ['client', 'bus', 'protocol']),
+    only('dashboard', ['client', 'bus', 'protocol']),
     only('local', ['head', 'worker', 'client', 'bus', 'protocol']),
   ],
   options: {

@@ -3,6 +3,7 @@
 import { Command } from 'commander';
 import { authCommand } from './auth-command.js';
 import { clusterCommands } from './cluster-commands.js';
+import { dashboardCommand } from './dashboard-command.js';
 import { demo } from './demo.js';
 import { gatewayCommand } from './gateway-command.js';
 import { reportError } from './format.js';
@@ -22,6 +23,7 @@ loadCommand(program);
 submitCommand(program);
 gatewayCommand(program);
 authCommand(program);
+dashboardCommand(program);
 program
   .command('demo')
   .description('start a local cluster, deploy sample models, run inferences, print latency, stop')
