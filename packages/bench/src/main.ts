@@ -681,7 +681,10 @@ async function main(): Promise<number> {
 
   const cacheDir = mkdtempSync(join(os.tmpdir(), 'flotilla-bench-cache-'));
   onCleanup('worker cache dir', () => rmSync(cacheDir, { recursive: true, force: true }));
+  // BENCH_CPU_PROF=DIR: the worker writes a V8 CPU profile there when it stops (scripts/cpuprof-summary.mjs reads it).
+  const cpuProf = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
   const workerArgs = [
+    ...cpuProf,
     repoPath('packages/cli/dist/main.js'),
     'worker',
     '--nats',

@@ -5,9 +5,18 @@ export type { NatsConnection } from '@nats-io/nats-core';
 export { DEFAULT_NATS_URL, closeBus, connectBus, publishConfirmed, subscribeConfirmed, type BusOptions } from './connect.js';
 export { BlobStore, objectChunkSize } from './blob-store.js';
 export { NO_RESPONDERS_GRACE_MS, call, isNoResponders, isTimeout, mapNatsError } from './rpc.js';
+export { Requester, requesterFor, type RequestOptions } from './requester.js';
 export { createLogger, silentLogger, type Logger } from './logger.js';
 export { connectionTracker, notReadyReason, startHealthServer, type HealthServer } from './health-server.js';
 export { ProfileStore } from './profile-store.js';
 export { ThrottledLog, fitReply, listen, respondSafely, serve } from './serve.js';
-export { DEFAULT_RETRY_POLICY, STORE_WRITE_RETRY_POLICY, retry, type RetryEvent, type RetryPolicy, type RetryVerdict } from './retry.js';
+export {
+  DEFAULT_RETRY_POLICY,
+  STORE_WRITE_RETRY_POLICY,
+  parseRetryPolicy,
+  retry,
+  type RetryEvent,
+  type RetryPolicy,
+  type RetryVerdict,
+} from './retry.js';
 export { maxPayload, stageIfLarge, stagedRef, takeStaged, unstage } from './staging.js';

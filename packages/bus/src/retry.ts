@@ -52,8 +52,12 @@ export const STORE_WRITE_RETRY_POLICY: RetryPolicy = Object.freeze({
   maximumAttempts: Infinity,
 });
 
+/** Policies parseRetryPolicy returned (frozen, checked): `retry` takes them as they are. */
+const checked = new WeakSet<RetryPolicy>([DEFAULT_RETRY_POLICY, STORE_WRITE_RETRY_POLICY]);
+
 /** A complete policy from a partial one (defaults added), checked; never mutates its input. */
 export function parseRetryPolicy(raw: Partial<RetryPolicy> = {}): RetryPolicy {
+  if (checked.has(raw as RetryPolicy)) return raw as RetryPolicy;
   const p: RetryPolicy = { ...DEFAULT_RETRY_POLICY, ...raw };
   const bad = (what: string, must: string, got: unknown) =>
     new BadRequestError(`retry policy: ${what} must be ${must}, got ${String(got)}`);
@@ -70,7 +74,8 @@ export function parseRetryPolicy(raw: Partial<RetryPolicy> = {}): RetryPolicy {
   if (!(p.maximumAttempts === Infinity || (Number.isInteger(p.maximumAttempts) && p.maximumAttempts >= 1))) {
     throw bad('maximumAttempts', 'an integer ≥ 1 or Infinity', p.maximumAttempts);
   }
-  return Object.freeze(p);
+  checked.add(Object.freeze(p));
+  return p;
 }
 
 /**

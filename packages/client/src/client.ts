@@ -1,6 +1,6 @@
 // The TypeScript SDK: call models, deploy and manage them. Inference goes straight to a replica
 // over NATS (the head is asked only when no replica answers, to bring the model back).
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomFillSync } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { headers as natsHeaders } from '@nats-io/nats-core';
@@ -58,7 +58,10 @@ import {
   isTimeout,
   mapNatsError,
   objectChunkSize,
+  parseRetryPolicy,
+  requesterFor,
   retry,
+  type RetryPolicy,
   maxPayload,
   stageIfLarge,
   unstage,
@@ -208,6 +211,7 @@ export class FlotillaClient {
     // The blob store only for bodies that need it: the common request takes no extra await.
     if (mustStage(body.byteLength, maxPayload(nc))) body = await stageIfLarge(nc, await this.blobStore(), body);
     if (this.router.stale(model, Date.now())) void this.refreshReplicas(model);
+    const requester = requesterFor(nc);
     const hdrs = natsHeaders();
     hdrs.set(TRACEPARENT_HEADER, isTraceparent(opts.traceparent) ? opts.traceparent : newTraceparent());
     let sent = 0;
@@ -226,7 +230,7 @@ export class FlotillaClient {
         if (target) this.router.started(model, target);
         let reply: InferReply;
         try {
-          const msg = await nc.request(subject, body, { timeout: Math.min(remaining, attemptMs), headers: hdrs });
+          const msg = await requester.request(subject, body, { timeout: Math.min(remaining, attemptMs), headers: hdrs });
           const raw = decode<Record<string, unknown>>(msg.data);
           reply = (raw.blob === undefined
             ? raw
@@ -259,7 +263,7 @@ export class FlotillaClient {
     };
 
     const reply = await retry(attempt, {
-      policy: opts.retries === undefined ? INFER_RETRY_POLICY : { ...INFER_RETRY_POLICY, maximumAttempts: opts.retries + 1 },
+      policy: opts.retries === undefined ? INFER_RETRY_POLICY : inferRetryPolicy(opts.retries),
       deadline,
       isRetryable: (err) => verdicts.get(err as object) ?? false,
       onRetry: opts.onRetry,
@@ -399,8 +403,33 @@ export class FlotillaClient {
   }
 }
 
-function newTraceparent(): string {
-  return `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01`;
+/** INFER_RETRY_POLICY with `retries + 1` attempts, built and checked once per value. */
+const retryPolicies = new Map<number, RetryPolicy>();
+function inferRetryPolicy(retries: number): RetryPolicy {
+  let p = retryPolicies.get(retries);
+  if (!p) {
+    p = parseRetryPolicy({ ...INFER_RETRY_POLICY, maximumAttempts: retries + 1 });
+    if (retryPolicies.size < 64) retryPolicies.set(retries, p);
+  }
+  return p;
+}
+
+/** Random bytes for trace ids, drawn 4 KiB at a time (one getrandom call per ~170 requests, not two per request). */
+const TRACE_POOL = Buffer.allocUnsafe(24 * 170);
+let tracePoolAt = TRACE_POOL.length;
+
+/** A new W3C traceparent: version 00, random 16-byte trace id and 8-byte parent id, sampled. */
+export function newTraceparent(): string {
+  if (tracePoolAt + 24 > TRACE_POOL.length) {
+    randomFillSync(TRACE_POOL);
+    tracePoolAt = 0;
+  }
+  const at = tracePoolAt;
+  tracePoolAt += 24;
+  // An all-zero id is invalid (W3C): so unlikely that one fixed bit is the cheapest guard.
+  if (TRACE_POOL.readUInt32BE(at) === 0) TRACE_POOL[at] = 1;
+  if (TRACE_POOL.readUInt32BE(at + 16) === 0) TRACE_POOL[at + 16] = 1;
+  return `00-${TRACE_POOL.toString('hex', at, at + 16)}-${TRACE_POOL.toString('hex', at + 16, at + 24)}-01`;
 }
 
 function readyReplicas(status: DeploymentStatus): string[] {
