@@ -95,6 +95,7 @@ export {
   DEFAULT_NATS_MAX_PAYLOAD_BYTES,
   ENSURE_REPLY_MARGIN_MS,
   MAX_ENSURE_WAIT_MS,
+  STAGED_MIN_AVG_CHUNK_BYTES,
   estimateReplicaBytes,
   mustStage,
 } from './limits.js';

@@ -33,3 +33,10 @@ export function estimateReplicaBytes(spec: { sizeBytes: number; memoryBytes?: nu
 export const MAX_ENSURE_WAIT_MS = 30_000;
 /** Time a caller leaves for the head's `ensure` reply to arrive after `waitMs`, ms. */
 export const ENSURE_REPLY_MARGIN_MS = 500;
+
+/**
+ * Smallest average chunk a staged body's object may have (bytes): a receiver refuses an object
+ * announcing more chunks than `size / this + 1` before fetching it (a flood of tiny messages).
+ * Object store clients chunk at 128 KiB by default; Flotilla at max_payload − 16 KiB.
+ */
+export const STAGED_MIN_AVG_CHUNK_BYTES = 1024;

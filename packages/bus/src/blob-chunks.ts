@@ -1,0 +1,232 @@
+// The object store's wire format (NATS ADR-20), written and read at loopback speed: chunks go out
+// as zero-copy views of the body with a bounded window of unacknowledged publishes, hashed by
+// node:crypto (the nats.js object store awaits each chunk's ack and hashes in JavaScript: 18 MB/s),
+// and come back through one ordered push consumer straight into a buffer of the announced size.
+// Any NATS client's object store reads what this writes, and this reads what they write.
+import { createHash } from 'node:crypto';
+import { headers, type NatsConnection, type Status } from '@nats-io/nats-core';
+import type { ConsumerMessages, JetStreamClient, JsMsg, PubAck } from '@nats-io/jetstream';
+import { Base64UrlPaddedCodec } from '@nats-io/obj';
+import { BadRequestError, STAGED_MIN_AVG_CHUNK_BYTES, UnavailableError } from '@flotilla/protocol';
+
+/** Unacknowledged chunk publishes at a time (each a view of the body, so no extra memory). Default 8. */
+export const DEFAULT_PUT_WINDOW = 8;
+/** A read that receives nothing for this long fails UNAVAILABLE (ms). Default 10 s. */
+export const DEFAULT_READ_STALL_MS = 10_000;
+/** Times a read re-creates its consumer after a reconnect before failing UNAVAILABLE. Default 3. */
+export const DEFAULT_READ_RESUMES = 3;
+
+const DIGEST_PREFIX = 'SHA-256=';
+const NUID_RE = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** The stored description of one object (the JSON on `$O.<bucket>.M.<name>`), as far as we read it. */
+export interface ObjectMeta {
+  name: string;
+  nuid: string;
+  size: number;
+  chunks: number;
+  digest: string;
+  deleted?: boolean;
+}
+
+export interface ChunkedPutOptions {
+  /** Bytes per chunk message (at most the server's max_payload). */
+  chunkBytes: number;
+  /** Unacknowledged chunks at a time. Default DEFAULT_PUT_WINDOW. */
+  window?: number;
+  /** Per-publish ack timeout (ms). */
+  timeoutMs?: number;
+}
+
+export const chunkSubject = (bucket: string, nuid: string): string => `$O.${bucket}.C.${nuid}`;
+export const metaSubject = (bucket: string, name: string): string => `$O.${bucket}.M.${Base64UrlPaddedCodec.encode(name)}`;
+
+/**
+ * Writes `data` as object `name` of `bucket` (chunks under a fresh `nuid`, then the meta message
+ * with a subject rollup, as every object store client does). On failure the caller purges
+ * `chunkSubject(bucket, nuid)`; the error is what JetStream threw.
+ */
+export async function putChunked(
+  js: JetStreamClient,
+  bucket: string,
+  name: string,
+  nuid: string,
+  data: Uint8Array,
+  opts: ChunkedPutOptions,
+): Promise<ObjectMeta> {
+  const { chunkBytes, timeoutMs } = opts;
+  const window = Math.max(1, opts.window ?? DEFAULT_PUT_WINDOW);
+  const subject = chunkSubject(bucket, nuid);
+  const sha = createHash('sha256');
+  const inFlight: Promise<PubAck>[] = [];
+  let chunks = 0;
+  try {
+    for (let off = 0; off < data.byteLength; off += chunkBytes) {
+      const chunk = data.subarray(off, Math.min(off + chunkBytes, data.byteLength));
+      sha.update(chunk);
+      inFlight.push(js.publish(subject, chunk, { timeout: timeoutMs }));
+      chunks++;
+      if (inFlight.length >= window) await inFlight.shift();
+    }
+    await Promise.all(inFlight);
+  } catch (err) {
+    // The rest settle (or time out) on their own; none may surface as an unhandled rejection.
+    for (const p of inFlight) p.catch(() => undefined);
+    throw err;
+  }
+  const meta = {
+    bucket,
+    nuid,
+    size: data.byteLength,
+    chunks,
+    name,
+    description: '',
+    options: { max_chunk_size: chunkBytes },
+    mtime: new Date().toISOString(),
+    digest: `${DIGEST_PREFIX}${Base64UrlPaddedCodec.encode(new Uint8Array(sha.digest()))}`,
+    deleted: false,
+  };
+  const h = headers();
+  h.set('Nats-Rollup', 'sub');
+  await js.publish(metaSubject(bucket, name), JSON.stringify(meta), { headers: h, timeout: timeoutMs });
+  return meta;
+}
+
+/** The 32-byte digest an object's meta announces; BAD_REQUEST when it is not a SHA-256 one. */
+export function parseDigest(meta: Pick<ObjectMeta, 'name' | 'digest'>): Buffer {
+  const d = typeof meta.digest === 'string' && meta.digest.startsWith(DIGEST_PREFIX) ? meta.digest.slice(DIGEST_PREFIX.length) : '';
+  const bytes = /^[A-Za-z0-9_=-]{43,44}$/.test(d) ? Buffer.from(d, 'base64url') : undefined;
+  if (bytes?.byteLength !== 32) throw new BadRequestError(`staged body ${meta.name} has no SHA-256 digest`);
+  return bytes;
+}
+
+/** BAD_REQUEST when the meta's chunk count is implausible for its size (a flood of tiny chunks). */
+export function checkChunkCount(meta: Pick<ObjectMeta, 'name' | 'size' | 'chunks'>): void {
+  const most = Math.ceil(meta.size / STAGED_MIN_AVG_CHUNK_BYTES) + 1;
+  if (!Number.isSafeInteger(meta.chunks) || meta.chunks < 0 || meta.chunks > most || (meta.size > 0 && meta.chunks === 0)) {
+    throw new BadRequestError(`staged body ${meta.name} claims ${String(meta.chunks)} chunks for ${meta.size} bytes`);
+  }
+}
+
+export interface ChunkedReadOptions {
+  /** Fail UNAVAILABLE when no chunk arrives for this long (ms). Default DEFAULT_READ_STALL_MS. */
+  stallMs?: number;
+  /** Consumers re-created after reconnects, at most. Default DEFAULT_READ_RESUMES. */
+  resumes?: number;
+}
+
+/**
+ * Reads object `meta` (whose size the caller has checked against its limit) into one buffer of
+ * exactly `meta.size` bytes. More bytes or chunks than announced, fewer, or another digest:
+ * BAD_REQUEST; a stream or connection that fails or stalls: UNAVAILABLE. The consumer is the one
+ * the object store uses (ordered push, flow control), so the same permissions cover it. Chunks
+ * the server pushed while the connection was down are lost to it, so after a reconnect the read
+ * resumes on a new consumer from the stream sequence after the last chunk it has.
+ */
+export async function readChunked(
+  nc: NatsConnection,
+  js: JetStreamClient,
+  bucket: string,
+  meta: ObjectMeta,
+  opts: ChunkedReadOptions = {},
+): Promise<Uint8Array> {
+  // The nuid becomes a subject token: a wildcard or a dot would read other objects' chunks.
+  if (!isNuid(meta.nuid)) throw new BadRequestError(`staged body ${meta.name} has a malformed nuid`);
+  const expected = parseDigest(meta);
+  checkChunkCount(meta);
+  const out = new Uint8Array(meta.size);
+  const sha = createHash('sha256');
+  if (meta.size === 0) return checkDigest(meta, sha.digest(), expected, out);
+
+  let off = 0;
+  let chunks = 0;
+  let lastSeq = 0;
+  let settled = false;
+  let settle!: (err?: Error) => void;
+  const done = new Promise<void>(
+    (resolve, reject) =>
+      (settle = (err) => {
+        settled = true;
+        if (err) reject(err);
+        else resolve();
+      }),
+  );
+  const unavailable = (why: string, cause?: unknown) => new UnavailableError(`staged body ${meta.name}: ${why}`, { cause });
+  const stallMs = opts.stallMs ?? DEFAULT_READ_STALL_MS;
+  const stall = setTimeout(() => settle(unavailable(`no chunk for ${stallMs} ms`)), stallMs);
+  let messages: ConsumerMessages | undefined;
+
+  const onChunk = (jm: JsMsg): void => {
+    if (settled || jm.seq <= lastSeq) return;
+    const chunk = jm.data;
+    chunks++;
+    if (off + chunk.byteLength > out.byteLength || chunks > meta.chunks) {
+      settle(new BadRequestError(`staged body ${meta.name} has more than its announced ${meta.size} bytes in ${meta.chunks} chunks`));
+      return;
+    }
+    out.set(chunk, off);
+    off += chunk.byteLength;
+    lastSeq = jm.seq;
+    sha.update(chunk);
+    stall.refresh();
+    if (jm.info.pending === 0) settle();
+  };
+  const subscribe = async (): Promise<void> => {
+    const consumer = await js.consumers.getPushConsumer(`OBJ_${bucket}`, {
+      filter_subjects: chunkSubject(bucket, meta.nuid),
+      ...(lastSeq > 0 ? { opt_start_seq: lastSeq + 1 } : {}),
+    });
+    const m = await consumer.consume({ callback: onChunk });
+    if (settled) {
+      m.stop();
+      return;
+    }
+    messages = m;
+    void m.closed().then(
+      (err) => {
+        if (m === messages) settle(unavailable(err ? err.message : 'the consumer stopped', err));
+      },
+      (err: unknown) => settle(unavailable((err as Error).message, err)),
+    );
+  };
+
+  let resumes = opts.resumes ?? DEFAULT_READ_RESUMES;
+  // nats.js returns a QueuedIterator: stop() unregisters it (the type says only AsyncIterable).
+  const status = nc.status() as AsyncIterable<Status> & { stop(): void };
+  void (async () => {
+    for await (const s of status) {
+      if (s.type !== 'reconnect' || settled) continue;
+      if (resumes-- <= 0) return settle(unavailable('too many reconnects'));
+      const old = messages;
+      messages = undefined;
+      old?.stop();
+      await subscribe().catch((err: unknown) => settle(unavailable(`resuming after a reconnect: ${(err as Error).message}`, err)));
+    }
+  })();
+  try {
+    // A consumer that cannot be created (the server went away) fails at the stall timeout, not the API's.
+    await Promise.race([subscribe().catch((err: unknown) => settle(unavailable((err as Error).message, err))), done]);
+    await done;
+  } finally {
+    settled = true;
+    clearTimeout(stall);
+    status.stop();
+    messages?.stop();
+  }
+  if (off !== meta.size || chunks !== meta.chunks) {
+    throw new BadRequestError(
+      `staged body ${meta.name} has ${off} bytes in ${chunks} chunks, its meta says ${meta.size} in ${meta.chunks}`,
+    );
+  }
+  return checkDigest(meta, sha.digest(), expected, out);
+}
+
+/** Whether `id` can stand as one subject token of an object's chunks (no wildcard, no dot). */
+export function isNuid(id: unknown): id is string {
+  return typeof id === 'string' && NUID_RE.test(id);
+}
+
+function checkDigest(meta: ObjectMeta, got: Buffer, expected: Buffer, out: Uint8Array): Uint8Array {
+  if (!got.equals(expected)) throw new BadRequestError(`staged body ${meta.name} does not match its SHA-256 digest`);
+  return out;
+}

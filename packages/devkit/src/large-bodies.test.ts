@@ -1,0 +1,251 @@
+// Large bodies for real: an 8 MiB request and reply through a replica and 64 MiB through the
+// blob store, byte-exact (64 MiB through a replica: serving.test.ts); a reconnect or a lost server
+// in the middle of a transfer (it completes, or fails UNAVAILABLE); forged objects in the blob bucket (too long, too short, another digest, a wildcard nuid, a flood
+// of chunks), each refused with a stable code while the store and the replica keep serving.
+import { connect } from '@nats-io/transport-node';
+import { headers, nuid, type NatsConnection } from '@nats-io/nats-core';
+import { BlobStore, closeBus, connectBus } from '@flotilla/bus';
+import type { FlotillaClient } from '@flotilla/client';
+import { LocalCluster, NatsServer } from '@flotilla/local';
+import { ErrorCode, PROTOCOL_VERSION, decode, encode, subjects, type FlotillaError } from '@flotilla/protocol';
+import { sampleModelPath } from '@flotilla/sample-models';
+import { createHash, randomFillSync } from 'node:crypto';
+
+const MiB = 1024 * 1024;
+let cluster: LocalCluster;
+let client: FlotillaClient;
+
+async function code(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    return (e as FlotillaError).code ?? `uncoded: ${(e as Error).message}`;
+  }
+  return 'ok';
+}
+
+/** Random bytes (a misplaced or repeated chunk cannot go unnoticed). Native: loops over big typed arrays are slow under Jest. */
+function pattern(bytes: number): Uint8Array {
+  return randomFillSync(new Uint8Array(bytes));
+}
+
+/** `n` elements repeating `unit`, by doubling copies (native). */
+function tile(unit: Float32Array, n: number): Float32Array {
+  const out = new Float32Array(n);
+  out.set(unit.subarray(0, Math.min(unit.length, n)));
+  for (let len = unit.length; len < n; len *= 2) out.copyWithin(len, 0, Math.min(len, n - len));
+  return out;
+}
+
+beforeAll(async () => {
+  cluster = await LocalCluster.start({ workers: 1 });
+  client = cluster.client();
+  await client.deploy(sampleModelPath('affine'), 'affine', { device: 'cpu', profile: { enabled: false } });
+}, 60_000);
+
+afterAll(async () => {
+  await cluster?.stop();
+});
+
+describe('large bodies through a replica', () => {
+  it('an 8 MiB request and its reply arrive byte-exact (64 MiB: serving.test.ts, and through the blob store below)', async () => {
+    const n = (8 * MiB) / 4;
+    // Small integers: y = 2x + 1 is exact in float32, so the reply is checked bit for bit.
+    const unit = Float32Array.from({ length: 4099 }, (_, i) => i);
+    const x = tile(unit, n);
+    const expected = tile(
+      unit.map((v) => 2 * v + 1),
+      n,
+    );
+    const t0 = performance.now();
+    const y = await client.infer('affine', { x: { dtype: 'float32', dims: [1, 1, 1024, n / 1024], data: x } }, { timeoutMs: 30_000 });
+    const ms = performance.now() - t0;
+    const d = y.y!.data as Float32Array;
+    expect(y.y!.dims).toEqual([1, 1, 1024, n / 1024]);
+    expect(Buffer.from(d.buffer, d.byteOffset, d.byteLength).equals(Buffer.from(expected.buffer))).toBe(true);
+    console.log(`[large-bodies] 8 MiB request + reply through a replica: ${ms.toFixed(0)} ms`);
+  }, 30_000);
+
+  it('a staged request whose object was forged gets a coded reply, and the replica keeps serving', async () => {
+    const nc = await connect({ servers: cluster.url });
+    try {
+      const bucket = subjects(cluster.cluster).blobBucket;
+      const body = encode({ v: PROTOCOL_VERSION, inputs: { x: { dtype: 'float32', dims: [1, 1, 1, 4], data: new Uint8Array(16) } } });
+      const name = await forge(nc, bucket, body, { digestOf: new Uint8Array(body.byteLength) });
+      const reply = decode<{ ok: boolean; error: { code: string } }>(
+        (
+          await nc.request(
+            'flotilla.' + cluster.cluster + '.infer.affine',
+            encode({ v: PROTOCOL_VERSION, blob: { name, size: body.byteLength } }),
+            { timeout: 10_000 },
+          )
+        ).data,
+      );
+      expect(reply.error.code).toBe(ErrorCode.BAD_REQUEST);
+      const ok = await client.infer('affine', { x: { dtype: 'float32', dims: [1, 1, 1, 2], data: new Float32Array([1, 2]) } });
+      expect(Array.from(ok.y!.data as Float32Array)).toEqual([3, 5]);
+    } finally {
+      await nc.close();
+    }
+  });
+});
+
+interface ForgeOptions {
+  /** Bytes the chunks hold (default: the body). */
+  chunks?: Uint8Array[];
+  /** What the meta says. */
+  size?: number;
+  chunkCount?: number;
+  digest?: string;
+  /** Digest of these bytes instead of the body's. */
+  digestOf?: Uint8Array;
+  nuid?: string;
+  deleted?: boolean;
+  link?: boolean;
+}
+
+/** Writes an object the way any object store client would (ADR-20), lying where told to; returns its name. */
+async function forge(nc: NatsConnection, bucket: string, body: Uint8Array, o: ForgeOptions = {}): Promise<string> {
+  const name = nuid.next();
+  const id = o.nuid ?? nuid.next();
+  const chunks = o.chunks ?? [body];
+  // A nuid with a dot or a wildcard is no subject to publish chunks on: the chunks go to a plain one.
+  const chunkId = /^[A-Za-z0-9_-]+$/.test(id) ? id : nuid.next();
+  for (const c of chunks) await nc.request(`$O.${bucket}.C.${chunkId}`, c, { timeout: 5000 });
+  const digest =
+    o.digest ??
+    `SHA-256=${createHash('sha256')
+      .update(o.digestOf ?? body)
+      .digest('base64url')}=`;
+  const meta = {
+    name,
+    bucket,
+    nuid: id,
+    size: o.size ?? body.byteLength,
+    chunks: o.chunkCount ?? chunks.length,
+    digest,
+    mtime: new Date().toISOString(),
+    deleted: o.deleted ?? false,
+    options: o.link ? { link: { bucket, name: 'elsewhere' } } : { max_chunk_size: 1 << 20 },
+  };
+  const h = headers();
+  h.set('Nats-Rollup', 'sub');
+  await nc.request(
+    `$O.${bucket}.M.${Buffer.from(name).toString('base64url')}${'='.repeat((3 - (name.length % 3)) % 3)}`,
+    JSON.stringify(meta),
+    {
+      headers: h,
+      timeout: 5000,
+    },
+  );
+  return name;
+}
+
+describe('the blob store on its own server', () => {
+  let server: NatsServer;
+  let a: NatsConnection;
+  let b: NatsConnection;
+  const bucket = 'flotilla_lb_blobs';
+  let sender: BlobStore;
+  let receiver: BlobStore;
+
+  beforeAll(async () => {
+    server = await NatsServer.start();
+    a = await connectBus({ servers: server.url });
+    b = await connectBus({ servers: server.url });
+    sender = new BlobStore(a, bucket, undefined, undefined, { timeoutMs: 1000 });
+    receiver = new BlobStore(b, bucket, undefined, undefined, { readStallMs: 500, timeoutMs: 1000 });
+    await receiver.take(await sender.put(new Uint8Array(1)), 10);
+  });
+
+  afterAll(async () => {
+    await closeBus(a);
+    await closeBus(b);
+    await server?.stop();
+  });
+
+  it('an empty body, one byte over a chunk, bodies in many chunks and 64 MiB come back exact', async () => {
+    for (const size of [0, 1, 1032193, 3 * MiB + 7, 64 * MiB]) {
+      const data = pattern(size);
+      const back = await receiver.take(await sender.put(data), 64 * MiB);
+      expect(Buffer.compare(Buffer.from(back), Buffer.from(data))).toBe(0);
+    }
+  });
+
+  it.each(['put', 'take'])(
+    'a reconnect in the middle of a 64 MiB %s: it completes exact or fails UNAVAILABLE',
+    async (op) => {
+      const data = pattern(64 * MiB);
+      const conn = op === 'put' ? a : b;
+      const ref = op === 'take' ? await sender.put(data) : undefined;
+      const started = performance.now();
+      const transfer = op === 'put' ? sender.put(data).then((r) => receiver.take(r, 64 * MiB)) : receiver.take(ref!, 64 * MiB);
+      setTimeout(() => void conn.reconnect(), 80);
+      let outcome: string;
+      try {
+        const back = await transfer;
+        outcome = Buffer.compare(Buffer.from(back), Buffer.from(data)) === 0 ? 'exact' : 'corrupt';
+      } catch (e) {
+        outcome = (e as FlotillaError).code ?? `uncoded: ${(e as Error).message}`;
+      }
+      console.log(`[large-bodies] reconnect during a ${op}: ${outcome} after ${(performance.now() - started).toFixed(0)} ms`);
+      expect(['exact', ErrorCode.UNAVAILABLE]).toContain(outcome);
+      // And the next transfer on the same connections works.
+      const small = pattern(2 * MiB);
+      expect(Buffer.compare(Buffer.from(await receiver.take(await sender.put(small), 4 * MiB)), Buffer.from(small))).toBe(0);
+    },
+    20_000,
+  );
+
+  it.each<[string, ForgeOptions & { body?: number }, string]>([
+    ['chunks longer than the meta says', { chunks: [pattern(1000), pattern(1000)], size: 1000, chunkCount: 1 }, ErrorCode.BAD_REQUEST],
+    ['more chunks than the meta says', { chunks: [pattern(500), pattern(500)], size: 1000, chunkCount: 1 }, ErrorCode.BAD_REQUEST],
+    ['chunks shorter than the meta says', { chunks: [pattern(600)], size: 1000, chunkCount: 1 }, ErrorCode.BAD_REQUEST],
+    ['another digest', { digestOf: pattern(1000) }, ErrorCode.BAD_REQUEST],
+    ['no digest', { digest: '' }, ErrorCode.BAD_REQUEST],
+    ['an MD5 digest', { digest: 'MD5=abc' }, ErrorCode.BAD_REQUEST],
+    ['a wildcard nuid', { nuid: '>' }, ErrorCode.BAD_REQUEST],
+    ['a nuid with a dot', { nuid: 'a.b' }, ErrorCode.BAD_REQUEST],
+    ['a flood of chunks', { chunkCount: 1_000_000 }, ErrorCode.BAD_REQUEST],
+    ['a link', { link: true }, ErrorCode.BAD_REQUEST],
+    ['a deleted object', { deleted: true }, ErrorCode.UNAVAILABLE],
+    ['chunks that never come', { chunks: [], chunkCount: 1 }, ErrorCode.UNAVAILABLE],
+  ])('a forged object with %s is refused: %s', async (_what, o, expected) => {
+    const body = pattern(1000);
+    const name = await forge(a, bucket, body, o);
+    const size = o.size ?? body.byteLength;
+    expect(await code(receiver.take({ name, size }, MiB))).toBe(expected);
+    // The store still serves.
+    const ok = pattern(1500);
+    expect(Buffer.from(await receiver.take(await sender.put(ok), MiB)).equals(Buffer.from(ok))).toBe(true);
+  });
+
+  it('a name that does not exist is UNAVAILABLE; a size beside the truth is BAD_REQUEST', async () => {
+    expect(await code(receiver.take({ name: 'nosuchobject', size: 10 }, MiB))).toBe(ErrorCode.UNAVAILABLE);
+    const ref = await sender.put(pattern(1000));
+    expect(await code(receiver.take({ name: ref.name, size: 999 }, MiB))).toBe(ErrorCode.BAD_REQUEST);
+  });
+
+  it('a server lost in the middle of a take fails UNAVAILABLE within the stall timeout', async () => {
+    const own = await NatsServer.start();
+    const s = await connectBus({ servers: own.url });
+    const r = await connectBus({ servers: own.url });
+    try {
+      const data = pattern(64 * MiB);
+      const ref = await new BlobStore(s, bucket).put(data);
+      const started = performance.now();
+      const take = new BlobStore(r, bucket, undefined, undefined, { readStallMs: 500, timeoutMs: 1000 }).take(ref, 64 * MiB);
+      setTimeout(() => own.kill(), 10);
+      const outcome = await take.then(
+        (back) => (Buffer.compare(Buffer.from(back), Buffer.from(data)) === 0 ? 'exact' : 'corrupt'),
+        (e: FlotillaError) => e.code,
+      );
+      console.log(`[large-bodies] server killed during a take: ${outcome} after ${(performance.now() - started).toFixed(0)} ms`);
+      expect(['exact', ErrorCode.UNAVAILABLE]).toContain(outcome);
+    } finally {
+      await closeBus(s, 1000);
+      await closeBus(r, 1000);
+      await own.stop();
+    }
+  }, 20_000);
+});
