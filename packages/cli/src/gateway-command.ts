@@ -15,6 +15,7 @@ import {
 } from '@flotilla/gateway';
 import { BadRequestError } from '@flotilla/protocol';
 import { createLogger } from '@flotilla/bus';
+import { dashboardPlugin } from '@flotilla/dashboard';
 import { busOptions, withConnectionOptions } from './connection-options.js';
 import { parseSize, reportError } from './format.js';
 import { untilSignal } from './signals.js';
@@ -57,7 +58,8 @@ export function gatewayCommand(program: Command): void {
         `a connection idle this long closes, 0: never; longer inference deadlines extend it (default ${DEFAULT_CONNECTION_TIMEOUT_MS})`,
         num,
       )
-      .option('--no-probe', 'do not run models on zero inputs to learn their outputs for model metadata'),
+      .option('--no-probe', 'do not run models on zero inputs to learn their outputs for model metadata')
+      .option('--dashboard', 'also serve the live dashboard (read-only) at /dashboard/'),
   ).action(async (o) => {
     const { cluster, ...bus } = busOptions(o);
     const client = new FlotillaClient({ ...bus, cluster });
@@ -79,6 +81,7 @@ export function gatewayCommand(program: Command): void {
         connectionTimeoutMs: o.connectionTimeout,
         probeSignatures: o.probe,
         logger,
+        ...(o.dashboard ? { mount: (app) => dashboardPlugin(app, { client, prefix: '/dashboard', logger }) } : {}),
       };
       parseGatewayOptions(options); // a bad flag is BAD_REQUEST before anything connects
       await client.connection();
@@ -89,7 +92,9 @@ export function gatewayCommand(program: Command): void {
           throw new BadRequestError(`gRPC port ${grpcPort} on ${o.host} cannot be bound (in use?): ${err.message}`);
         throw err;
       });
-      const grpcNote = gateway.grpcPort !== undefined ? ` grpc=${o.host}:${gateway.grpcPort}` : '';
+      const grpcNote =
+        (gateway.grpcPort !== undefined ? ` grpc=${o.host}:${gateway.grpcPort}` : '') +
+        (o.dashboard ? ` dashboard=http://${o.host}:${gateway.port}/dashboard/` : '');
       process.stdout.write(
         `flotilla gateway: listening on http://${o.host}:${gateway.port}${grpcNote} cluster=${cluster} nats=${String(bus.servers)}\n`,
       );

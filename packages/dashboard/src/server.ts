@@ -131,7 +131,8 @@ function routes(app: FastifyInstance, opts: CompiledDashboardOptions, feed: Dash
     );
     return payload;
   });
-  app.addHook('onClose', async () => {
+  // preClose: open streams never finish by themselves, and onClose waits for every request to.
+  app.addHook('preClose', async () => {
     feed.stop();
     for (const s of streams) s.end();
     streams.clear();

@@ -5,6 +5,7 @@
 import { BadRequestError } from '@flotilla/protocol';
 import type { FlotillaClient } from '@flotilla/client';
 import type { Logger } from '@flotilla/bus';
+import type { FastifyInstance } from 'fastify';
 import { DEFAULT_MAX_JSON_DEPTH } from './json-depth.js';
 
 export { DEFAULT_MAX_JSON_DEPTH };
@@ -52,10 +53,13 @@ export interface GatewayOptions {
   probeSignatures?: boolean;
   /** 5xx answers are logged here. */
   logger?: Logger;
+  /** Registers more routes on the gateway's HTTP app before it listens (`flotilla gateway --dashboard` mounts the dashboard). */
+  mount?: (app: FastifyInstance) => Promise<unknown>;
 }
 
-export type CompiledGatewayOptions = Required<Omit<GatewayOptions, 'logger' | 'grpcPort'>> & {
+export type CompiledGatewayOptions = Required<Omit<GatewayOptions, 'logger' | 'grpcPort' | 'mount'>> & {
   logger?: Logger;
+  mount?: GatewayOptions['mount'];
   grpcPort: number | undefined;
   /** How often node checks the headers and request timeouts, ms (derived: a quarter of the shorter, 50-1000). */
   timeoutCheckIntervalMs: number;
@@ -77,6 +81,7 @@ export function parseGatewayOptions(raw: GatewayOptions): CompiledGatewayOptions
     readyTimeoutMs: raw.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS,
     probeSignatures: raw.probeSignatures ?? true,
     ...(raw.logger ? { logger: raw.logger } : {}),
+    ...(raw.mount ? { mount: raw.mount } : {}),
   };
   const int = (name: string, v: number, min: number, max: number) => {
     if (!Number.isInteger(v) || v < min || v > max)

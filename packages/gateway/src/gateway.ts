@@ -266,6 +266,7 @@ export async function startGateway(raw: GatewayOptions): Promise<Gateway> {
     app.post(`${prefix}/infer`, infer);
   }
 
+  if (opts.mount) await opts.mount(app);
   await app.listen({ port: opts.port, host: opts.host });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : opts.port;
