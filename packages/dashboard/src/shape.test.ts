@@ -447,6 +447,17 @@ describe('profilesByFile', () => {
       ]),
     );
     expect(views.map((v) => [v.model, v.models, v.points.map((p) => p.batch)])).toEqual([['m', ['a', 'm', 'z'], [1]]]);
+    // A serving deployment of the file is preferred.
+    s.deployments[0]!.ready = 1;
+    expect(
+      profilesByFile(
+        s,
+        new Map([
+          ['m', [profile([[1, 1, 1]])]],
+          ['z', [profile([[2, 2, 2]])]],
+        ]),
+      )[0]!.model,
+    ).toBe('z');
   });
 });
 

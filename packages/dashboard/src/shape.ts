@@ -260,16 +260,19 @@ export function headsView(status: ClusterStatus): HeadsView {
 
 /**
  * Profiles belong to a model file (its digest): deployments of the same file share them, so each
- * file's profiles are shown once, under the first of its deployments by name, naming all of them.
+ * file's profiles are shown once, under the first of its deployments by name (a serving one first), naming all of them.
  */
 export function profilesByFile(status: ClusterStatus, profiles: ReadonlyMap<string, ModelProfile[]>): ProfileView[] {
   const byDigest = new Map<string, string[]>();
+  const serving = new Set(status.deployments.filter((d) => d.ready > 0).map((d) => d.spec.name));
   for (const d of [...status.deployments].sort((a, b) => a.spec.name.localeCompare(b.spec.name))) {
     (byDigest.get(d.spec.digest) ?? byDigest.set(d.spec.digest, []).get(d.spec.digest)!).push(d.spec.name);
   }
   const out: ProfileView[] = [];
   for (const names of byDigest.values()) {
-    const shown = names.find((n) => (profiles.get(n) ?? []).length > 0);
+    const has = (n: string) => (profiles.get(n) ?? []).length > 0;
+    // Under a deployment that is serving, when one is.
+    const shown = names.find((n) => has(n) && serving.has(n)) ?? names.find(has);
     if (shown) out.push(...profileViews(shown, profiles.get(shown)!, names));
   }
   return out;

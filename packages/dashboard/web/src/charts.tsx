@@ -213,7 +213,13 @@ export function ProfileChart({ p }: { p: ProfileView }) {
     ],
   };
   return (
-    <div class="profile-chart" data-batches={xs.join(',')} data-chosen={p.chosenBatch}>
+    <div
+      class="profile-chart"
+      role="img"
+      aria-label={`${p.model}: items/s and p99 latency against batch size ${xs.join(', ')}; chosen batch ${p.chosenBatch}. The profile table has the numbers.`}
+      data-batches={xs.join(',')}
+      data-chosen={p.chosenBatch}
+    >
       <UPlot options={options} data={[xs, p.points.map((pt) => pt.itemsPerSec), p.points.map((pt) => pt.p99Ms)]} />
     </div>
   );
