@@ -216,6 +216,32 @@ export function buildDynamicHwConvNet(name = 'dynamic-hw-convnet', seed = 23): U
 }
 
 /**
+ * A small convolutional image classifier with dynamic image size, the kind where batching does not
+ * pay on one core (compute is all per-pixel convolutions, no large weights to reuse): `x`
+ * [N, 3, H, W] → four 3×3 convs (3→16 at full resolution, then 16→32→64→128 at stride 2, ReLU) →
+ * global average pool → dense 128→10 → `logits` [N, 10]. About 390 KB of weights; at 64×64 ≈ 16 M
+ * multiply-adds and 256 KB of first-layer activations per item, so a batch outgrows the caches
+ * sooner than it amortises anything.
+ */
+export function buildConvClassifier(name = 'conv-classifier', seed = 41): Uint8Array {
+  const g = new GraphBuilder(name);
+  let t = g.input('x', ['N', 3, 'H', 'W']);
+  const chans = [3, 16, 32, 64, 128];
+  for (let i = 1; i < chans.length; i++) {
+    const cin = chans[i - 1]!;
+    const cout = chans[i]!;
+    const w = g.weight([cout, cin, 3, 3], randomFloats(cout * cin * 9, seed + i, Math.sqrt(3 / (cin * 9))));
+    const b = g.weight([cout], randomFloats(cout, seed + 50 + i, 0.05));
+    const stride = i === 1 ? 1 : 2;
+    t = g.node('Relu', [g.node('Conv', [t, w, b], { pads: [1, 1, 1, 1], strides: [stride, stride], kernel_shape: [3, 3] })]);
+  }
+  t = g.node('Flatten', [g.node('GlobalAveragePool', [t])], { axis: 1 });
+  g.node('Identity', [dense(g, t, 128, 10, seed + 200)], {}, 'logits');
+  g.output('logits', ['N', 10]);
+  return g.toBytes();
+}
+
+/**
  * A tiny BERT-like encoder (for dynamic sequence lengths and attention masks): int64 `input_ids`
  * [batch, seq] (ids < vocab) and int64 `attention_mask` [batch, seq] (1 = token, 0 = padding) →
  * embedding (Gather) → one single-head self-attention block (Q/K/V projections, QKᵀ/√dim plus an

@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import {
   buildAffine,
+  buildConvClassifier,
   buildConvNet,
   buildDynamicHwConvNet,
   buildFixedBatch,
@@ -22,6 +23,11 @@ export const SAMPLE_MODELS = {
   affine: () => buildAffine('affine'),
   /** Detector-like conv net over [N, 3, H, W] with dynamic H and W → [N, 1, H/4, W/4] (per-shape profiling). */
   'dynamic-hw-convnet': () => buildDynamicHwConvNet('dynamic-hw-convnet'),
+  /**
+   * Image classifier over [N, 3, H, W] with dynamic H and W → `logits` [N, 10]; ≈ 0.5 ms per 64×64
+   * item on one core, where batching does not pay (no large weights to reuse across a batch).
+   */
+  'conv-classifier': () => buildConvClassifier('conv-classifier'),
   /** No batch axis: fixed [1, 8]. */
   fixed: () => buildFixedBatch('fixed'),
   /** int64 `input_ids` [batch, seq] (ids < 64) → float32 `y` [batch, seq, 8]: dynamic sequence length. */
