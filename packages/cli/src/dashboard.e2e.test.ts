@@ -2,8 +2,11 @@
 // `flotilla up`: the page, the snapshot (the cluster's worker) and the live stream are served, and
 // each process stops promptly on SIGINT even with a stream open.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { get, type IncomingMessage } from 'node:http';
-import { CLI_MAIN, freePort, startUp, stopUp } from './testing/run-cli.js';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CLI_MAIN, freePort, runCli, startUp, stopUp } from './testing/run-cli.js';
 
 let up: ChildProcess | undefined;
 let nats = '';
@@ -17,8 +20,12 @@ beforeAll(async () => {
 afterAll(() => stopUp(up));
 
 /** Starts a long-running CLI command and resolves with it and the first stdout line matching `re`. */
-function start(args: string[], re: RegExp): Promise<{ proc: ChildProcess; match: RegExpMatchArray }> {
-  const proc = spawn(process.execPath, [CLI_MAIN, ...args, '--nats', nats, '--cluster', 'dash'], { stdio: ['ignore', 'pipe', 'pipe'] });
+function start(
+  args: string[],
+  re: RegExp,
+  connect = ['--nats', nats, '--cluster', 'dash'],
+): Promise<{ proc: ChildProcess; match: RegExpMatchArray }> {
+  const proc = spawn(process.execPath, [CLI_MAIN, ...args, ...connect], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   return new Promise((res, rej) => {
@@ -103,3 +110,34 @@ it('flotilla gateway --dashboard mounts it at /dashboard/ next to the KServe API
   expect(code).toBe(0);
   expect(ms).toBeLessThan(5000);
 });
+
+it("with a caller's nkey the page reads the cluster, and actions, even with --allow-actions, are FORBIDDEN", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-dash-auth-'));
+  let secured: ChildProcess | undefined;
+  let dash: ChildProcess | undefined;
+  try {
+    expect((await runCli(['auth', 'init', '--out', dir, '--cluster', 'dashauth'])).code).toBe(0);
+    const port = await freePort();
+    secured = (await startUp(['--port', String(port), '--workers', '1', '--cluster', 'dashauth', '--auth', dir])).proc;
+    const connect = ['--nats', `nats://127.0.0.1:${port}`, '--cluster', 'dashauth', '--nkey', join(dir, 'caller.nk')];
+    const started = await start(['dashboard', '--http-port', '0', '--allow-actions'], /open (http:\/\/\S+\/) /, connect);
+    dash = started.proc;
+    const url = started.match[1]!;
+    const snap = await (await fetch(`${url}api/snapshot`)).json();
+    expect(snap).toMatchObject({ cluster: 'dashauth', allowActions: true });
+    expect(snap.error).toBeUndefined();
+    expect(snap.workers).toHaveLength(1);
+    for (const action of ['scale', 'undeploy']) {
+      const res = await fetch(`${url}api/models/m/${action}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"replicas":1}',
+      });
+      expect([action, res.status, (await res.json()).error.code]).toEqual([action, 403, 'FORBIDDEN']);
+    }
+  } finally {
+    if (dash) await interruptAndWait(dash);
+    await stopUp(secured);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 90_000);
