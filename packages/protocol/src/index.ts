@@ -56,6 +56,7 @@ export {
   type WireTensors,
 } from './tensor.js';
 export { decode, encode } from './codec.js';
+export { InferReplyWriter } from './reply-writer.js';
 export {
   AutoscaleOptions,
   BatchingOptions,

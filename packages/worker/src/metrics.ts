@@ -4,6 +4,9 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ReplicaMetrics } from './replica.js';
 
+/** Label children kept per metric (models × codes; more are looked up each time). */
+const MAX_CACHED_CHILDREN = 4096;
+
 export interface WorkerMetricsSource {
   id: string;
   deviceStates(): Array<{ id: string; usedBytes: number; budgetBytes: number }>;
@@ -76,13 +79,28 @@ export class WorkerMetrics implements ReplicaMetrics {
     });
   }
 
+  /** Label children by model and code: prom-client hashes and checks labels on every call otherwise. */
+  private readonly requestChildren = new Map<string, { count: { inc(): void }; latency: { observe(v: number): void } }>();
+  private readonly batchChildren = new Map<string, { observe(v: number): void }>();
+
   request(model: string, code: string, latencyMs: number): void {
-    this.requests.inc({ model, code });
-    this.latency.observe({ model, code }, latencyMs / 1000);
+    const key = `${model}\u0000${code}`;
+    let c = this.requestChildren.get(key);
+    if (!c) {
+      c = { count: this.requests.labels({ model, code }), latency: this.latency.labels({ model, code }) };
+      if (this.requestChildren.size < MAX_CACHED_CHILDREN) this.requestChildren.set(key, c);
+    }
+    c.count.inc();
+    c.latency.observe(latencyMs / 1000);
   }
 
   batch(model: string, items: number): void {
-    this.batches.observe({ model }, items);
+    let c = this.batchChildren.get(model);
+    if (!c) {
+      c = this.batches.labels({ model });
+      if (this.batchChildren.size < MAX_CACHED_CHILDREN) this.batchChildren.set(model, c);
+    }
+    c.observe(items);
   }
 
   text(): Promise<string> {

@@ -14,6 +14,7 @@ import {
   InputMismatchError,
   elementCount,
   FlotillaError,
+  InferReplyWriter,
   OverloadedError,
   PayloadTooLargeError,
   PROTOCOL_VERSION,
@@ -31,6 +32,7 @@ import {
   type BatchingOptions,
   type BlobName,
   type InferReply,
+  type WireError,
   type ModelSignature as WireModelSignature,
   type ParsedInferRequest,
   type RequestId,
@@ -45,9 +47,14 @@ import { Batcher, type Queued } from './batcher.js';
 import type { ShapeProfiler } from './background-profiler.js';
 import { concatBatch, splitBatch, validateInputs, wireSignature, type ModelSignature } from './model-io.js';
 
-/** Defaults for a replica's batching (per deployment overridable). */
+/**
+ * Defaults for a replica's batching before a profile chose (per deployment overridable): batches
+ * of what queued while the previous batch ran, up to 8, with no waiting for company, so an
+ * unprofiled model never answers later than it would unbatched (a request that finds the replica
+ * idle runs at once) and still batches under load.
+ */
 export const DEFAULT_MAX_BATCH_SIZE = 8;
-export const DEFAULT_MAX_QUEUE_DELAY_MS = 2;
+export const DEFAULT_MAX_QUEUE_DELAY_MS = 0;
 export const DEFAULT_MAX_QUEUE_LENGTH = 1024;
 /** Room for keys, names, dims and msgpack headers around a staged request's tensor bytes. */
 const STAGED_OVERHEAD_BYTES = 64 * 1024;
@@ -109,6 +116,8 @@ export class Replica {
   /** The signature as heartbeats publish it (undefined when it does not fit the protocol's bounds). */
   private readonly wireSignature?: WireModelSignature;
   private readonly batcher: Batcher<Pending>;
+  /** Successful replies, written straight into one buffer each (the constant meta encoded once). */
+  private readonly replies: InferReplyWriter;
   private running = false;
   private timer?: NodeJS.Timeout;
   private inFlight = 0;
@@ -159,6 +168,7 @@ export class Replica {
       profile: this.profile,
     } = identity);
     this.pinned = identity.pinned ?? false;
+    this.replies = new InferReplyWriter({ worker: ctx.workerId, replica: this.id, device: this.device });
     this.batching = {
       maxBatchSize: signature.batchAxis ? (options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE) : 1,
       maxQueueDelayMs: options.maxQueueDelayMs ?? DEFAULT_MAX_QUEUE_DELAY_MS,
@@ -412,25 +422,22 @@ export class Replica {
     this.histogram[bucket] = (this.histogram[bucket] ?? 0) + 1;
     this.itemsProcessed += items;
     this.ctx.metrics?.batch(this.model, items);
-    batch.forEach((q, i) => {
-      const wanted = q.payload.outputs;
+    const run = Math.round(runMs * 1000) / 1000;
+    const queueDepth = this.batcher.length;
+    for (let i = 0; i < batch.length; i++) {
+      const p = batch[i]!.payload;
+      const wanted = p.outputs;
       const outputs = wanted ? Object.fromEntries(wanted.map((n) => [n, parts[i]![n]!])) : parts[i]!;
-      this.finish(q.payload.msg, q.payload.id, q.payload.receivedAt, undefined, {
-        v: PROTOCOL_VERSION,
-        ok: true,
-        id: q.payload.id,
-        outputs,
-        meta: {
-          worker: this.ctx.workerId,
-          replica: this.id,
-          device: this.device,
-          batch: items,
-          queueMs: +(started - q.payload.receivedAt).toFixed(3),
-          runMs: +runMs.toFixed(3),
-          queueDepth: this.batcher.length,
-        },
-      });
-    });
+      let data: Uint8Array;
+      try {
+        const queueMs = Math.round((started - p.receivedAt) * 1000) / 1000;
+        data = this.replies.encode(p.id, outputs, { batch: items, queueMs, runMs: run, queueDepth });
+      } catch (err) {
+        this.finish(p.msg, p.id, p.receivedAt, toFlotillaError(err));
+        continue;
+      }
+      this.finish(p.msg, p.id, p.receivedAt, undefined, data);
+    }
   }
 
   private async execute(requests: WireTensors[], counts: number[], items: number): Promise<WireTensors[]> {
@@ -448,7 +455,7 @@ export class Replica {
   }
 
   /** Answers one request (result or coded error), staging large replies; never throws. */
-  private finish(msg: Msg, id: RequestId | undefined, receivedAt: number, error?: FlotillaError, reply?: InferReply): void {
+  private finish(msg: Msg, id: RequestId | undefined, receivedAt: number, error?: FlotillaError, reply?: Uint8Array): void {
     this.inFlight--;
     const ms = performance.now() - receivedAt;
     this.ctx.metrics?.request(this.model, error ? error.code : 'OK', ms);
@@ -462,7 +469,8 @@ export class Replica {
       c.errors++;
       c.lastError = `${error.code}: ${error.message}`;
     }
-    this.send(msg, error ? { v: PROTOCOL_VERSION, ok: false, id, error: error.toWire() } : reply!);
+    if (error) this.send(msg, id, encodeReply({ v: PROTOCOL_VERSION, ok: false, id, error: error.toWire() }, id));
+    else this.send(msg, id, reply!);
     this.checkIdle();
   }
 
@@ -479,23 +487,15 @@ export class Replica {
     }
   }
 
-  /** Encodes, bounds (staged over max_payload, PAYLOAD_TOO_LARGE over the body limit) and sends; never throws. */
   /**
-   * Encodes and answers; never throws. A reply that fits one message is sent at once; a larger one
+   * Answers with an encoded reply; never throws. A reply that fits one message is sent at once; a larger one
    * is staged (or refused as PAYLOAD_TOO_LARGE over the body limit) asynchronously, counted in
    * `sending` so a drain waits for it.
    */
-  private send(msg: Msg, body: InferReply): void {
+  private send(msg: Msg, id: RequestId | undefined, data: Uint8Array): void {
     if (!msg.reply) {
       this.ctx.logger.debug({ replica: this.id }, 'request without a reply subject: result dropped');
       return;
-    }
-    let data: Uint8Array;
-    try {
-      data = encode(body);
-    } catch (err) {
-      this.ctx.logger.error({ err, replica: this.id }, 'failed to encode reply');
-      data = encode({ v: PROTOCOL_VERSION, ok: false, id: body.id, error: toFlotillaError(err).toWire() });
     }
     if (!mustStage(data.byteLength, maxPayload(this.ctx.nc))) return this.respond(msg, data);
     this.sending++;
@@ -503,7 +503,7 @@ export class Replica {
       this.ctx.nc,
       data,
       (d) => this.ctx.blobs.put(d),
-      (error) => ({ v: PROTOCOL_VERSION, ok: false, id: body.id, error }),
+      (error) => ({ v: PROTOCOL_VERSION, ok: false, id, error }),
       this.ctx.maxMessageBytes,
     )
       .then((staged) => this.respond(msg, staged))
@@ -515,13 +515,28 @@ export class Replica {
 
   /** Sends the reply, with the request's trace context (callers join their spans to ours). */
   private respond(msg: Msg, data: Uint8Array): void {
-    const trace = msg.headers?.get(TRACEPARENT_HEADER);
+    const received = msg.headers;
+    const trace = received?.get(TRACEPARENT_HEADER);
     let h: MsgHdrs | undefined;
     if (trace && isTraceparent(trace)) {
-      h = natsHeaders();
-      h.set(TRACEPARENT_HEADER, trace);
+      // The SDK's requests carry the trace context alone: those headers go back as they are.
+      if (received!.keys().length === 1 && received!.code === 0) h = received;
+      else {
+        h = natsHeaders();
+        h.set(TRACEPARENT_HEADER, trace);
+      }
     }
     // A closed connection loses the reply: the caller's timeout answers it.
     respondSafely(msg, data, h);
+  }
+}
+
+/** An error reply's bytes; one that cannot be encoded (it never should) becomes an INTERNAL error reply. */
+function encodeReply(body: InferReply & { ok: false }, id: RequestId | undefined): Uint8Array {
+  try {
+    return encode(body);
+  } catch (err) {
+    const error: WireError = toFlotillaError(err).toWire();
+    return encode({ v: PROTOCOL_VERSION, ok: false, id, error });
   }
 }

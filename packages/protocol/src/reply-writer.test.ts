@@ -1,0 +1,93 @@
+// The hand-written reply encoder against the generic one: every size class of every msgpack type
+// it writes decodes to the same value as `encode` of the same reply object.
+import { decode, encode } from './codec.js';
+import { InferReplyWriter, packStr } from './reply-writer.js';
+import type { WireTensors } from './tensor.js';
+import { PROTOCOL_VERSION } from './version.js';
+
+const bytes = (n: number) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + 7) & 0xff);
+
+function generic(
+  fixed: { worker: string; replica: string; device: string },
+  id: string | number | undefined,
+  outputs: WireTensors,
+  meta: { batch: number; queueMs: number; runMs: number; queueDepth: number },
+) {
+  return decode(encode({ v: PROTOCOL_VERSION, ok: true, id, outputs, meta: { ...fixed, ...meta } }));
+}
+
+const fixed = { worker: 'w-1', replica: 'r'.repeat(40), device: 'cpu' };
+const meta = { batch: 8, queueMs: 0.125, runMs: 1.5, queueDepth: 3 };
+const tensor = (dims: number[], n: number) => ({ dtype: 'float32' as const, dims, data: bytes(n) });
+
+describe('InferReplyWriter', () => {
+  const cases: Array<[string, string | number | undefined, WireTensors, typeof meta, typeof fixed]> = [
+    ['no id, one small output', undefined, { y: tensor([1, 10], 40) }, meta, fixed],
+    ['a string id', 'req-1', { y: tensor([1, 10], 40) }, meta, fixed],
+    ['a 40-char id (str8)', 'x'.repeat(40), { y: tensor([1], 4) }, meta, fixed],
+    ['a 300-char id (str16)', 'é'.repeat(150), { y: tensor([1], 4) }, meta, fixed],
+    ['a 70,000-byte id (str32)', 'a'.repeat(70_000), { y: tensor([1], 4) }, meta, fixed],
+    ['a numeric id', 123456789, { y: tensor([1], 4) }, meta, fixed],
+    ['a negative id', -5, { y: tensor([1], 4) }, meta, fixed],
+    ['a float id', 1.5, { y: tensor([1], 4) }, meta, fixed],
+    ['a bin16 output', 7, { y: tensor([1, 100], 400) }, meta, fixed],
+    ['a bin32 output', 7, { y: tensor([1, 70_000], 280_000) }, meta, fixed],
+    ['an empty output', 7, { y: tensor([0, 10], 0) }, meta, fixed],
+    ['unicode output names', 7, { 'logits·ü': tensor([2], 8), ['ü'.repeat(40)]: tensor([1], 4) }, meta, fixed],
+    [
+      '20 outputs (map16)',
+      undefined,
+      Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`o${i}`, tensor([1, i], 4 * i)])),
+      meta,
+      fixed,
+    ],
+    [
+      '17 dims (array16)',
+      undefined,
+      {
+        y: tensor(
+          Array.from({ length: 17 }, () => 1),
+          4,
+        ),
+      },
+      meta,
+      fixed,
+    ],
+    [
+      'every integer size class in dims',
+      undefined,
+      { y: { dtype: 'int64', dims: [0, 127, 128, 255, 256, 65_535, 65_536, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1], data: bytes(8) } },
+      meta,
+      fixed,
+    ],
+    [
+      'meta numbers of every kind',
+      -200,
+      { y: tensor([1], 4) },
+      { batch: 300, queueMs: 70_000.25, runMs: 0, queueDepth: 100_000 },
+      { worker: '', replica: 'ü'.repeat(200), device: 'gpu:0' },
+    ],
+    ['negative size classes', -33, { y: tensor([1], 4) }, { batch: 1, queueMs: -0.5, runMs: -129, queueDepth: -40_000 }, fixed],
+    ['large negatives', -(2 ** 31) - 1, { y: tensor([1], 4) }, { batch: 1, queueMs: NaN, runMs: Infinity, queueDepth: -(2 ** 40) }, fixed],
+  ];
+
+  it.each(cases)('%s decodes like the generic encoding', (_name, id, outputs, m, f) => {
+    const w = new InferReplyWriter(f);
+    const got = decode(w.encode(id, outputs, m));
+    expect(got).toEqual(generic(f, id, outputs, m));
+    // Twice in a row: nothing cached leaks from one reply into the next.
+    expect(decode(w.encode(id, outputs, m))).toEqual(got);
+  });
+
+  it('copies the tensor bytes (a later change to the source does not alter the reply)', () => {
+    const data = bytes(16);
+    const out = new InferReplyWriter(fixed).encode(1, { y: { dtype: 'uint8', dims: [16], data } }, meta);
+    data.fill(0);
+    expect([...(decode<{ outputs: WireTensors }>(out).outputs.y!.data as Uint8Array)]).toEqual([...bytes(16)]);
+  });
+
+  it.each([
+    ['', [0xa0]],
+    ['ab', [0xa2, 0x61, 0x62]],
+  ])('packStr(%j)', (s, expected) => expect([...packStr(s)]).toEqual(expected));
+});
