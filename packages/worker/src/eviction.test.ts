@@ -216,7 +216,7 @@ describe('decayed usage rate', () => {
 
   it('halves a count every half-life, and adds new uses at full weight', () => {
     let s = observeUses(undefined, 100, 0, 0);
-    expect(s).toEqual({ count: 100, at: 0, since: 0, replica: 0, uses: 100 });
+    expect(s).toEqual({ count: 100, uses: 100, at: 0, since: 0 });
     s = observeUses(s, 100, H, 0);
     expect(s.count).toBeCloseTo(50);
     s = observeUses(s, 110, 2 * H, 0);
@@ -224,25 +224,15 @@ describe('decayed usage rate', () => {
     expect(s.uses).toBe(110);
   });
 
-  it('keeps the history over a reload: the new replica (another loadedAt) adds all its uses', () => {
+  it('restarts for a new load (another loadedAt: a newcomer earns its place) or a counter that went back', () => {
     const s = observeUses(undefined, 50, 1000, 0);
-    expect(observeUses(s, 3, 1000 + H, 1500)).toEqual({ count: 28, at: 1000 + H, since: 0, replica: 1500, uses: 3 });
-    // A counter that went back (another replica with the same load time) counts from zero.
-    expect(observeUses(s, 10, 1000, 0)).toEqual({ count: 60, at: 1000, since: 0, replica: 0, uses: 10 });
+    expect(observeUses(s, 3, 2000, 1500)).toEqual({ count: 3, uses: 3, at: 2000, since: 1500 });
+    expect(observeUses(s, 10, 2000, 0)).toEqual({ count: 10, uses: 10, at: 2000, since: 0 });
   });
 
   it('never decays backwards when the clock does', () => {
     const s = observeUses(undefined, 10, 5000, 0);
-    expect(observeUses(s, 12, 4000, 0)).toEqual({ count: 12, at: 5000, since: 0, replica: 0, uses: 12 });
-  });
-
-  it('a favourite evicted and reloaded reads hot at once; a model first seen reads over the minimum window', () => {
-    let s: ReturnType<typeof observeUses> | undefined;
-    for (let t = 0; t <= 4 * H; t += 250) s = observeUses(s, Math.floor((20 * t) / 1000), t, 0);
-    const reloaded = observeUses(s, 1, 4 * H + 2000, 4 * H + 1500);
-    expect(usageRate(reloaded, 4 * H + 2000)).toBeGreaterThan(15);
-    const first = observeUses(undefined, 1, 4 * H + 2000, 4 * H + 1500);
-    expect(usageRate(first, 4 * H + 2000)).toBeCloseTo(1000 / MIN_RATE_WINDOW_MS);
+    expect(observeUses(s, 12, 4000, 0)).toEqual({ count: 12, uses: 12, at: 5000, since: 0 });
   });
 
   // [description, steady rate req/s, observe every ms, for ms, expected rate within 10 %]

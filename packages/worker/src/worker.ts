@@ -56,9 +56,6 @@ import { WorkerMetrics } from './metrics.js';
 /** A `refused` event per model at most this often, ms (the refusals in between are counted in the next). */
 export const REFUSAL_REPORT_MS = 10_000;
 
-/** Models whose request history the worker keeps after they leave (the cost eviction policy). */
-export const USAGE_HISTORY_MODELS = 1024;
-
 /** A replica being loaded: reserved memory, visible in heartbeats (as a LoadingReplicaState). */
 interface Loading {
   id: string;
@@ -81,8 +78,6 @@ export class Worker {
   /** Per ready replica: its decayed request count (sampled from `uses` each heartbeat) and its measured reload time, ms. */
   private readonly usage = new Map<string, UsageRate>();
   private readonly reloadMs = new Map<string, number>();
-  /** The decayed count of models no longer loaded here (bounded), so a model coming back keeps its popularity. */
-  private readonly usageHistory = new Map<string, UsageRate>();
   private readonly subs: Subscription[] = [];
   private heartbeatTimer?: NodeJS.Timeout;
   private seq = 0;
@@ -307,12 +302,6 @@ export class Worker {
     const replica = this.replicas.get(replicaId);
     if (!replica) return 0;
     this.replicas.delete(replicaId);
-    const usage = this.usage.get(replicaId);
-    if (usage) {
-      this.usageHistory.delete(replica.model);
-      this.usageHistory.set(replica.model, usage);
-      if (this.usageHistory.size > USAGE_HISTORY_MODELS) this.usageHistory.delete(this.usageHistory.keys().next().value!);
-    }
     this.usage.delete(replicaId);
     this.reloadMs.delete(replicaId);
     await replica.drain();
@@ -473,7 +462,7 @@ export class Worker {
 
   /** Folds a replica's request counter into its decayed count (eviction by cost). */
   private observe(r: Replica, now: number): UsageRate {
-    const u = observeUses(this.usage.get(r.id) ?? this.usageHistory.get(r.model), r.uses, now, r.loadedAt);
+    const u = observeUses(this.usage.get(r.id), r.uses, now, r.loadedAt);
     this.usage.set(r.id, u);
     return u;
   }
