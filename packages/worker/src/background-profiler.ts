@@ -15,7 +15,7 @@ import {
 } from '@flotilla/protocol';
 import type { Logger, ProfileStore } from '@flotilla/bus';
 import type { ModelSignature } from './model-io.js';
-import { DEFAULT_MAX_PROFILE_BATCH, GATE_STOPPED, profileSession } from './profiler.js';
+import { BACKGROUND_MAX_RUN_MS, DEFAULT_MAX_PROFILE_BATCH, GATE_STOPPED, profileSession } from './profiler.js';
 import { summarizeShapes } from './session-plan.js';
 import {
   BACKGROUND_WALL_FACTOR,
@@ -178,7 +178,14 @@ export class ShapeProfiler {
       this.deps.session,
       signature,
       { digest: spec.digest, deviceClass: this.deps.deviceClass, ...this.deps.memory },
-      { budgetMs: this.budgetMs, latencySloMs: this.deps.latencySloMs, maxBatch, shape, ...(gate ? { gate } : {}) },
+      {
+        budgetMs: this.budgetMs,
+        latencySloMs: this.deps.latencySloMs,
+        maxBatch,
+        shape,
+        // While serving, no single run may hold the replica longer than this (at load, nothing waits).
+        ...(gate ? { gate, maxRunMs: Math.min(BACKGROUND_MAX_RUN_MS, this.deps.latencySloMs) } : {}),
+      },
     );
   }
 

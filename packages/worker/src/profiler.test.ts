@@ -36,6 +36,24 @@ describe('profileSession', () => {
     }
   });
 
+  it('stops before a batch size whose run would take longer than maxRunMs (background profiles)', async () => {
+    const s = await ort.InferenceSession.create(sampleModelPath('convnet'), { executionProviders: ['cpu'], intraOpNumThreads: 1 });
+    try {
+      const sig = describeModel(s.inputMetadata, s.outputMetadata);
+      const base = { digest: 'd', deviceClass: 'c', sessionBytes: 1000, fileBytes: 3000, rssBaseline: process.memoryUsage().rss };
+      const capped = await profileSession(s, sig, base, { budgetMs: 2000, maxBatch: 64, maxRunMs: 4 });
+      expect(capped.stoppedBecause).toMatch(/would hold the replica ~\d+ ms per run \(> 4 ms\)/);
+      expect(capped.rows.length).toBeGreaterThanOrEqual(1);
+      // The last size measured was predicted within the cap from the one before it.
+      const [a, b] = capped.rows.slice(-2);
+      if (a && b) expect(a.p99Ms * (b.batch / a.batch)).toBeLessThanOrEqual(4);
+      const uncapped = await profileSession(s, sig, base, { budgetMs: 2000, maxBatch: 64 });
+      expect(uncapped.rows.length).toBeGreaterThan(capped.rows.length);
+    } finally {
+      await s.release();
+    }
+  });
+
   it('takes device memory from the sampler when given one (GPU sessions), not from RSS', async () => {
     const s = await open(1);
     try {

@@ -23,7 +23,7 @@ export const DEFAULT_PROFILE_BUDGET_MS = 3000;
 /** Latency objective for one batch (p99), ms. */
 export const DEFAULT_LATENCY_SLO_MS = 50;
 /** Largest batch size tried. */
-export const DEFAULT_MAX_PROFILE_BATCH = 64;
+export const DEFAULT_MAX_PROFILE_BATCH = 128;
 
 export interface ProfileOptions {
   budgetMs?: number;
@@ -37,7 +37,16 @@ export interface ProfileOptions {
    * count against the budget.
    */
   gate?: () => Promise<number | null>;
+  /**
+   * Longest one run may take, ms: the sweep stops before a batch size whose run would take longer
+   * (predicted from the previous size's p99, doubled with the batch). A background profile runs on
+   * the replica's event loop between requests, so this bounds how long a request can wait for it.
+   */
+  maxRunMs?: number;
 }
+
+/** maxRunMs of a background (gated) shape profile: half the default latency objective. */
+export const BACKGROUND_MAX_RUN_MS = 25;
 
 /** Why a gated sweep stopped early (set when the gate said stop). */
 export const GATE_STOPPED = 'stopped by its gate';
@@ -162,6 +171,11 @@ export async function profileSession(
     const left = budgetMs - spent();
     if (left <= 0) {
       stoppedBecause = `time budget of ${budgetMs} ms spent`;
+      break;
+    }
+    const prev = rows[rows.length - 1];
+    if (opts.maxRunMs !== undefined && prev && prev.p99Ms * (batch / prev.batch) > opts.maxRunMs) {
+      stoppedBecause = `a batch of ${batch} would hold the replica ~${Math.round(prev.p99Ms * (batch / prev.batch))} ms per run (> ${opts.maxRunMs} ms)`;
       break;
     }
     // Spend at most a fair share of what is left on this size.
