@@ -53,9 +53,9 @@ export class DashboardFeed {
 
   constructor(private readonly o: FeedOptions) {}
 
-  /** The latest snapshot (reads the cluster first when there is none yet). */
+  /** The latest snapshot; read afresh when nobody is streaming and the last one is older than a poll. */
   async snapshot(): Promise<DashboardSnapshot> {
-    if (!this.last) await this.refresh();
+    if (!this.last || (this.listeners.size === 0 && Date.now() - this.last.at >= this.o.pollMs)) await this.refresh();
     return this.last!;
   }
 
@@ -105,7 +105,31 @@ export class DashboardFeed {
     }, delayMs);
   }
 
+  /** One round; never rejects (a failure the reads did not expect becomes the snapshot's error). */
   private async poll(): Promise<void> {
+    try {
+      await this.read();
+    } catch (err) {
+      this.error = codedError(err);
+      this.o.logger?.warn({ err }, 'dashboard: a poll failed');
+      this.last = { ...(this.last ?? this.emptySnapshot()), at: Date.now(), error: this.error };
+    }
+  }
+
+  private emptySnapshot(): DashboardSnapshot {
+    return buildSnapshot({
+      now: Date.now(),
+      cluster: this.o.client.subjects.cluster,
+      allowActions: this.o.allowActions,
+      events: [],
+      rates: {},
+      series: {},
+      profiles: new Map(),
+      profileErrors: new Map(),
+    });
+  }
+
+  private async read(): Promise<void> {
     const c = this.o.client;
     const [status, events] = await Promise.allSettled([c.status(), c.events({ limit: this.o.eventsLimit })]);
     const now = Date.now();

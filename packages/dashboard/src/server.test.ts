@@ -196,6 +196,26 @@ describe('pages, assets and the snapshot', () => {
   });
 });
 
+describe('the feed behind the snapshot', () => {
+  it('a status it cannot shape is the coded error INTERNAL in the snapshot, and the server goes on', async () => {
+    const a = await app({ client: stubClient({ status: async () => ({ cluster: 'x' }) }).client });
+    const res = await a.inject('/api/snapshot');
+    expect([res.statusCode, res.json().error.code]).toEqual([200, 'INTERNAL']);
+    expect((await a.inject('/api/snapshot')).statusCode).toBe(200);
+    await a.close();
+  });
+
+  it('with nobody streaming, a snapshot older than one poll is read afresh', async () => {
+    let reads = 0;
+    const status = async () => ({ cluster: `read${++reads}`, head: { id: 'h', pid: 1, startedAt: 1 }, workers: [], deployments: [] });
+    const a = await app({ client: stubClient({ status }).client, pollMs: 50 });
+    expect((await a.inject('/api/snapshot')).json().cluster).toBe('read1');
+    await new Promise((r) => setTimeout(r, 80));
+    expect((await a.inject('/api/snapshot')).json().cluster).toBe('read2');
+    await a.close();
+  });
+});
+
 describe('parseServerOptions', () => {
   const client = stubClient().client;
   it.each([{ port: -1 }, { port: 70000 }, { port: 1.5 }, { pollMs: 0 }, { eventsLimit: 5000 }, { host: '' }])(
