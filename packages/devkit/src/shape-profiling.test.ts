@@ -96,7 +96,20 @@ describe('profiles per input shape (dynamic H and W)', () => {
         replicaBytes: p.memory.replicaBytes,
       });
     }
-    expect(rep.profile!.replicaBytes).toBe(Math.max(...profiles.map((p) => p.memory.replicaBytes)));
+    const footprint = Math.max(...profiles.map((p) => p.memory.replicaBytes));
+    expect(rep.profile!.replicaBytes).toBe(footprint);
+    // The worker's own charge (its ledger, what eviction sees) follows the profiled footprint too.
+    const charged = await until(
+      async () => {
+        const st = await client.status();
+        const w = st.workers.find((x) => x.replicas.some((r) => r.id === rep.id))!;
+        const r = w.replicas.find((x) => x.id === rep.id)!;
+        return r.bytes >= footprint ? { r, w } : undefined;
+      },
+      { what: 'the replica charged its profiled footprint' },
+    );
+    expect(charged.r.bytes).toBe(footprint);
+    expect(charged.w.devices.find((d) => d.id === charged.r.device)!.usedBytes).toBeGreaterThanOrEqual(footprint);
 
     // Outputs equal in-process onnxruntime, for both shapes, with several requests batched together.
     for (const s of [A, B]) {

@@ -88,6 +88,8 @@ export interface ReplicaIdentity {
   executionProvider: string;
   /** Bytes charged to the device. */
   bytes: number;
+  /** The deployment fixed the charge (memoryBytes): profiles never change it. */
+  fixedCharge?: boolean;
   profile?: ReplicaProfileSummary;
   pinned?: boolean;
 }
@@ -140,7 +142,9 @@ export class Replica {
   readonly digest: string;
   readonly device: string;
   readonly executionProvider: string;
-  readonly bytes: number;
+  /** Bytes charged to the device (grows with a dynamic-shape model's profiled footprint: `chargeFollowsProfiles`). */
+  bytes: number;
+  readonly fixedCharge: boolean;
   readonly profile?: ReplicaProfileSummary;
   readonly pinned: boolean;
   readonly loadedAt = Date.now();
@@ -168,6 +172,7 @@ export class Replica {
       profile: this.profile,
     } = identity);
     this.pinned = identity.pinned ?? false;
+    this.fixedCharge = identity.fixedCharge ?? false;
     this.replies = new InferReplyWriter({ worker: ctx.workerId, replica: this.id, device: this.device });
     this.batching = {
       maxBatchSize: signature.batchAxis ? (options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE) : 1,
@@ -267,6 +272,16 @@ export class Replica {
       ...(this.profile ? { profile: this.shapes ? this.shapes.summary(this.profile) : this.profile } : {}),
       ...(this.wireSignature ? { signature: this.wireSignature } : {}),
     };
+  }
+
+  /**
+   * The charge a dynamic-shape model's profiles call for: the largest footprint of the shapes
+   * profiled so far when that exceeds the current charge, else undefined (nothing to change).
+   */
+  footprintAbove(): number | undefined {
+    if (this.fixedCharge || !this.shapes) return undefined;
+    const f = this.shapes.book.footprint();
+    return f > this.bytes ? f : undefined;
   }
 
   /** Stops taking new requests, answers everything already accepted, then releases the session. */

@@ -80,6 +80,8 @@ export class Worker {
   private readonly reloadMs = new Map<string, number>();
   private readonly subs: Subscription[] = [];
   private heartbeatTimer?: NodeJS.Timeout;
+  /** Per replica: a profiled footprint the device had no room for (logged once). */
+  private readonly footprintRefused = new Map<string, number>();
   private seq = 0;
   private readonly startedAt = Date.now();
   private stopping?: Promise<void>;
@@ -306,6 +308,7 @@ export class Worker {
     this.reloadMs.delete(replicaId);
     await replica.drain();
     const bytes = this.ledger.release(replicaId);
+    this.footprintRefused.delete(replicaId);
     this.event({ type, model: replica.model, device: replica.device, replica: replica.id, bytes, reason });
     this.logger.info({ replica: replicaId, model: replica.model, bytes, reason }, type);
     this.heartbeat();
@@ -349,7 +352,17 @@ export class Worker {
           slowdownMs: this.options.slowdownMs,
           metrics: this.metrics,
         },
-        { id: replicaId, model: spec.name, digest: spec.digest, device: deviceId, executionProvider, bytes, profile, pinned: spec.pin },
+        {
+          id: replicaId,
+          model: spec.name,
+          digest: spec.digest,
+          device: deviceId,
+          executionProvider,
+          bytes,
+          fixedCharge: chargedBy === 'deployment',
+          profile,
+          pinned: spec.pin,
+        },
         session,
         signature,
         batching,
@@ -467,10 +480,33 @@ export class Worker {
     return u;
   }
 
+  /**
+   * A dynamic-shape replica's charge grows to the largest footprint its shape profiles measured,
+   * so the ledger (and eviction) sees what placement sees. When the device has no room for the
+   * growth, the charge stays and the shortfall is logged once per size.
+   */
+  private followFootprint(r: Replica): void {
+    const f = r.footprintAbove();
+    if (f === undefined || this.footprintRefused.get(r.id) === f) return;
+    if (this.ledger.resize(r.id, f)) {
+      this.footprintRefused.delete(r.id);
+      r.bytes = f;
+      return;
+    }
+    this.footprintRefused.set(r.id, f);
+    this.logger.warn(
+      { replica: r.id, model: r.model, chargedBytes: r.bytes, footprintBytes: f, device: r.device },
+      'profiled footprint exceeds the free device budget: charge kept',
+    );
+  }
+
   heartbeat(): void {
     if (this.nc.isClosed()) return;
     const now = Date.now();
-    for (const r of this.replicas.values()) this.observe(r, now);
+    for (const r of this.replicas.values()) {
+      this.observe(r, now);
+      this.followFootprint(r);
+    }
     const hb: Heartbeat = {
       v: PROTOCOL_VERSION,
       workerId: this.id,
