@@ -4,7 +4,7 @@
 // and come back through one ordered push consumer straight into a buffer of the announced size.
 // Any NATS client's object store reads what this writes, and this reads what they write.
 import { createHash } from 'node:crypto';
-import { headers, type NatsConnection, type Status } from '@nats-io/nats-core';
+import { headers, type MsgHdrs, type NatsConnection, type Status } from '@nats-io/nats-core';
 import type { ConsumerMessages, JetStreamClient, JsMsg, PubAck } from '@nats-io/jetstream';
 import { Base64UrlPaddedCodec } from '@nats-io/obj';
 import { BadRequestError, STAGED_MIN_AVG_CHUNK_BYTES, UnavailableError } from '@flotilla/protocol';
@@ -13,6 +13,8 @@ import { BadRequestError, STAGED_MIN_AVG_CHUNK_BYTES, UnavailableError } from '@
 export const DEFAULT_PUT_WINDOW = 8;
 /** A read that receives nothing for this long fails UNAVAILABLE (ms). Default 10 s. */
 export const DEFAULT_READ_STALL_MS = 10_000;
+/** A put that gets no chunk acknowledgement for this long fails (ms). Default 5 s. */
+export const DEFAULT_ACK_TIMEOUT_MS = 5_000;
 /** Times a read re-creates its consumer after a reconnect before failing UNAVAILABLE. Default 3. */
 export const DEFAULT_READ_RESUMES = 3;
 
@@ -54,42 +56,93 @@ export async function putChunked(
   data: Uint8Array,
   opts: ChunkedPutOptions,
 ): Promise<ObjectMeta> {
-  const { chunkBytes, timeoutMs } = opts;
+  const { chunkBytes } = opts;
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_ACK_TIMEOUT_MS;
   const window = Math.max(1, opts.window ?? DEFAULT_PUT_WINDOW);
   const subject = chunkSubject(bucket, nuid);
   const sha = createHash('sha256');
   const inFlight: Promise<PubAck>[] = [];
+  let fail!: (err: Error) => void;
+  const stalled = new Promise<never>((_, reject) => (fail = reject));
+  stalled.catch(() => undefined);
+  const dog = new Watchdog(timeoutMs, () => fail(new UnavailableError(`no acknowledgement for ${timeoutMs} ms`)));
+  // The watchdog judges progress; the publishes' own timeout is only a backstop that frees them.
+  const publish = (subj: string, payload: Uint8Array | string, o: { headers?: MsgHdrs } = {}) =>
+    js.publish(subj, payload, { ...o, timeout: timeoutMs * 4 }).then((ack) => (dog.touch(), ack));
   let chunks = 0;
   try {
     for (let off = 0; off < data.byteLength; off += chunkBytes) {
       const chunk = data.subarray(off, Math.min(off + chunkBytes, data.byteLength));
       sha.update(chunk);
-      inFlight.push(js.publish(subject, chunk, { timeout: timeoutMs }));
+      inFlight.push(publish(subject, chunk));
       chunks++;
-      if (inFlight.length >= window) await inFlight.shift();
+      if (inFlight.length >= window) await Promise.race([inFlight.shift()!, stalled]);
     }
-    await Promise.all(inFlight);
+    await Promise.race([Promise.all(inFlight), stalled]);
+    const meta = {
+      bucket,
+      nuid,
+      size: data.byteLength,
+      chunks,
+      name,
+      description: '',
+      options: { max_chunk_size: chunkBytes },
+      mtime: new Date().toISOString(),
+      digest: `${DIGEST_PREFIX}${Base64UrlPaddedCodec.encode(new Uint8Array(sha.digest()))}`,
+      deleted: false,
+    };
+    const h = headers();
+    h.set('Nats-Rollup', 'sub');
+    await Promise.race([publish(metaSubject(bucket, name), JSON.stringify(meta), { headers: h }), stalled]);
+    return meta;
   } catch (err) {
     // The rest settle (or time out) on their own; none may surface as an unhandled rejection.
     for (const p of inFlight) p.catch(() => undefined);
     throw err;
+  } finally {
+    dog.stop();
   }
-  const meta = {
-    bucket,
-    nuid,
-    size: data.byteLength,
-    chunks,
-    name,
-    description: '',
-    options: { max_chunk_size: chunkBytes },
-    mtime: new Date().toISOString(),
-    digest: `${DIGEST_PREFIX}${Base64UrlPaddedCodec.encode(new Uint8Array(sha.digest()))}`,
-    deleted: false,
-  };
-  const h = headers();
-  h.set('Nats-Rollup', 'sub');
-  await js.publish(metaSubject(bucket, name), JSON.stringify(meta), { headers: h, timeout: timeoutMs });
-  return meta;
+}
+
+/**
+ * Calls `onStall` once nothing called `touch()` for `ms`, judged only after the I/O that arrived
+ * meanwhile was read: an event loop blocked for a while (a long synchronous task in the same
+ * process) is no stall of the server, and its acknowledgements are already in the socket.
+ */
+export class Watchdog {
+  private last = performance.now();
+  private timer?: NodeJS.Timeout;
+  private stopped = false;
+
+  constructor(
+    private readonly ms: number,
+    private readonly onStall: () => void,
+  ) {
+    this.arm(ms);
+  }
+
+  touch(): void {
+    this.last = performance.now();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+  }
+
+  private arm(ms: number): void {
+    this.timer = setTimeout(() => setImmediate(() => this.check()), ms);
+    this.timer.unref?.();
+  }
+
+  private check(): void {
+    if (this.stopped) return;
+    const idle = performance.now() - this.last;
+    if (idle >= this.ms) {
+      this.stopped = true;
+      this.onStall();
+    } else this.arm(this.ms - idle);
+  }
 }
 
 /** The 32-byte digest an object's meta announces; BAD_REQUEST when it is not a SHA-256 one. */
@@ -134,7 +187,8 @@ export async function readChunked(
   if (!isNuid(meta.nuid)) throw new BadRequestError(`staged body ${meta.name} has a malformed nuid`);
   const expected = parseDigest(meta);
   checkChunkCount(meta);
-  const out = new Uint8Array(meta.size);
+  // Not zero-filled: every byte is written before it is returned (the size is checked below).
+  const out = new Uint8Array(Buffer.allocUnsafeSlow(meta.size).buffer, 0, meta.size);
   const sha = createHash('sha256');
   if (meta.size === 0) return checkDigest(meta, sha.digest(), expected, out);
 
@@ -153,7 +207,7 @@ export async function readChunked(
   );
   const unavailable = (why: string, cause?: unknown) => new UnavailableError(`staged body ${meta.name}: ${why}`, { cause });
   const stallMs = opts.stallMs ?? DEFAULT_READ_STALL_MS;
-  const stall = setTimeout(() => settle(unavailable(`no chunk for ${stallMs} ms`)), stallMs);
+  const stall = new Watchdog(stallMs, () => settle(unavailable(`no chunk for ${stallMs} ms`)));
   let messages: ConsumerMessages | undefined;
 
   const onChunk = (jm: JsMsg): void => {
@@ -168,7 +222,7 @@ export async function readChunked(
     off += chunk.byteLength;
     lastSeq = jm.seq;
     sha.update(chunk);
-    stall.refresh();
+    stall.touch();
     if (jm.info.pending === 0) settle();
   };
   const subscribe = async (): Promise<void> => {
@@ -209,7 +263,7 @@ export async function readChunked(
     await done;
   } finally {
     settled = true;
-    clearTimeout(stall);
+    stall.stop();
     status.stop();
     messages?.stop();
   }

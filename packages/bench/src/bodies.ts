@@ -1,0 +1,204 @@
+// `pnpm bench:bodies`: large bodies at 8, 64 and 256 MiB, each way. (1) The staging path alone:
+// this process stages a body in the blob bucket, an echo in its own process (body-echo.ts) takes
+// it and stages it back, this process takes that: MB/s per direction from put start to take end
+// (clocks of one host). (2) Through a real replica: a worker process serving the `affine` model
+// (y = 2x + 1, any shape), request and reply each the body's size: the round trip, model run and
+// (de)coding included. Real nats-server with its default 1 MiB max_payload; medians of `rounds`.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { BlobStore, closeBus, connectBus, silentLogger } from '@flotilla/bus';
+import { FlotillaClient } from '@flotilla/client';
+import { Head } from '@flotilla/head';
+import { NatsServer } from '@flotilla/local';
+import { DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_VERSION, decode, encode } from '@flotilla/protocol';
+import { sampleModelPath } from '@flotilla/sample-models';
+import { epochMs, type EchoReply } from './body-echo.js';
+import { repoPath } from './deps.js';
+
+const MiB = 1024 * 1024;
+
+export interface BodiesOptions {
+  /** Body sizes (MiB). Default 8, 64, 256. */
+  sizesMiB?: number[];
+  /** Transfers per size; medians are reported. Default 3. */
+  rounds?: number;
+  /** Also through a real replica (a worker process). Default true. */
+  replica?: boolean;
+  /** Progress lines. Default: none. */
+  log?: (line: string) => void;
+}
+
+export interface BodyFigures {
+  sizeMiB: number;
+  /** The staging path alone, per direction (MB = 10^6 bytes). */
+  staging: { requestMBps: number; replyMBps: number; roundTripMs: number };
+  /** Through a replica: request + reply round trip, and the body's size over half of it. */
+  replica?: { roundTripMs: number; mbpsPerDirection: number };
+}
+
+export interface BodiesResult {
+  maxPayload: number;
+  rounds: number;
+  sizes: BodyFigures[];
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const mbps = (bytes: number, ms: number): number => +(bytes / ms / 1000).toFixed(1);
+
+function spawnNode(args: string[]): { child: ChildProcess; output: () => string } {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FLOTILLA_LOG_LEVEL: 'warn' } });
+  let text = '';
+  const keep = (d: Buffer) => (text = (text + d.toString()).slice(-8000));
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  return { child, output: () => text };
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+async function waitFor(what: string, ok: () => boolean, child: ChildProcess, output: () => string, ms = 60_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!ok()) {
+    if (child.exitCode !== null) throw new Error(`${what} exited with code ${child.exitCode}:\n${output()}`);
+    if (Date.now() > deadline) throw new Error(`${what} not ready within ${ms} ms:\n${output()}`);
+    await sleep(20);
+  }
+}
+
+/** Measures large bodies both ways; see the module comment. */
+export async function benchBodies(opts: BodiesOptions = {}): Promise<BodiesResult> {
+  const sizesMiB = opts.sizesMiB ?? [8, 64, 256];
+  const rounds = opts.rounds ?? 3;
+  const log = opts.log ?? (() => undefined);
+  const cleanups: (() => Promise<unknown>)[] = [];
+  try {
+    const nats = await NatsServer.start();
+    cleanups.push(() => nats.stop());
+    const cluster = `bodies${Math.random().toString(36).slice(2, 8)}`;
+    const bucket = `flotilla_${cluster}_blobs`;
+    const subject = `bench.${cluster}.echo`;
+    const nc = await connectBus({ servers: nats.url, name: 'bench-bodies' });
+    cleanups.push(() => closeBus(nc));
+    const blobs = new BlobStore(nc, bucket);
+    const maxPayload = nc.info?.max_payload ?? 0;
+
+    const echo = spawnNode([repoPath('packages/bench/dist/body-echo.js'), nats.url, bucket, subject]);
+    cleanups.push(() => stopChild(echo.child));
+    await waitFor('the body echo', () => echo.output().includes('ready'), echo.child, echo.output);
+
+    let replica: { client: FlotillaClient } | undefined;
+    if (opts.replica !== false) {
+      const head = await Head.start({ cluster, bus: { servers: nats.url }, logger: silentLogger() });
+      cleanups.push(() => head.stop());
+      const cacheDir = mkdtempSync(join(os.tmpdir(), 'flotilla-bodies-'));
+      cleanups.push(async () => rmSync(cacheDir, { recursive: true, force: true }));
+      const worker = spawnNode([
+        repoPath('packages/cli/dist/main.js'),
+        'worker',
+        '--nats',
+        nats.url,
+        '--cluster',
+        cluster,
+        '--id',
+        'bodies-w',
+        '--cache-dir',
+        cacheDir,
+      ]);
+      cleanups.push(() => stopChild(worker.child));
+      await waitFor('the worker', () => head.registry.running().length > 0, worker.child, worker.output);
+      const client = new FlotillaClient({ servers: nats.url, cluster });
+      cleanups.push(() => client.close());
+      await client.deploy(sampleModelPath('affine'), 'affine', { device: 'cpu', profile: { enabled: false } });
+      replica = { client };
+    }
+
+    // One untimed 8 MiB round each way first: both processes' JIT and the bucket warm.
+    const warm = await blobs.put(randomFillSync(new Uint8Array(8 * MiB)));
+    const warmed = decode<EchoReply>((await nc.request(subject, encode({ v: PROTOCOL_VERSION, blob: warm }), { timeout: 60_000 })).data);
+    if (warmed.blob) await blobs.take(warmed.blob, 8 * MiB);
+    await replica?.client.infer('affine', { x: { dtype: 'float32', dims: [1, 1, 1024, 2048], data: new Float32Array(2 * MiB) } });
+
+    const sizes: BodyFigures[] = [];
+    for (const sizeMiB of sizesMiB) {
+      // The whole body within Flotilla's limit (a request of exactly 256 MiB of tensor would not be).
+      const bytes = Math.min(sizeMiB * MiB, DEFAULT_MAX_MESSAGE_BYTES - 64 * 1024);
+      const data = randomFillSync(new Uint8Array(bytes));
+      const req: number[] = [];
+      const rep: number[] = [];
+      const rtt: number[] = [];
+      for (let r = 0; r < rounds; r++) {
+        const t0 = epochMs();
+        const ref = await blobs.put(data);
+        const msg = await nc.request(subject, encode({ v: PROTOCOL_VERSION, blob: ref }), { timeout: 120_000 });
+        const reply = decode<EchoReply>(msg.data);
+        if (!reply.blob || reply.takenAt === undefined || reply.putAt === undefined) throw new Error(`body echo: ${reply.error}`);
+        const back = await blobs.take(reply.blob, 2 * bytes);
+        const t1 = epochMs();
+        if (!Buffer.from(back.buffer, back.byteOffset, back.byteLength).equals(Buffer.from(data.buffer))) {
+          throw new Error(`the ${sizeMiB} MiB body came back different`);
+        }
+        req.push(reply.takenAt - t0);
+        rep.push(t1 - reply.putAt);
+        rtt.push(t1 - t0);
+      }
+      const figures: BodyFigures = {
+        sizeMiB,
+        staging: { requestMBps: mbps(bytes, median(req)), replyMBps: mbps(bytes, median(rep)), roundTripMs: +median(rtt).toFixed(1) },
+      };
+      if (replica) {
+        const n = Math.floor(bytes / 4 / 1024) * 1024;
+        const x = new Float32Array(n).fill(0.5);
+        const times: number[] = [];
+        for (let r = 0; r < rounds; r++) {
+          const t0 = performance.now();
+          const y = await replica.client.infer(
+            'affine',
+            { x: { dtype: 'float32', dims: [1, 1, 1024, n / 1024], data: x } },
+            { timeoutMs: 120_000 },
+          );
+          times.push(performance.now() - t0);
+          if ((y.y!.data as Float32Array)[n - 1] !== 2) throw new Error('the replica answered a wrong value');
+        }
+        const ms = median(times);
+        figures.replica = { roundTripMs: +ms.toFixed(1), mbpsPerDirection: mbps(n * 4, ms / 2) };
+      }
+      log(
+        `bodies: ${sizeMiB} MiB: staging request ${figures.staging.requestMBps} MB/s, reply ${figures.staging.replyMBps} MB/s` +
+          ` (round trip ${figures.staging.roundTripMs} ms)` +
+          (figures.replica
+            ? `; through a replica ${figures.replica.roundTripMs} ms = ${figures.replica.mbpsPerDirection} MB/s per direction`
+            : ''),
+      );
+      sizes.push(figures);
+    }
+    return { maxPayload, rounds, sizes };
+  } finally {
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+  }
+}
+
+if (process.argv[1]?.endsWith('bodies.js')) {
+  benchBodies({ log: (line) => console.log(line) })
+    .then((result) => {
+      console.log(JSON.stringify(result));
+      process.exit(0);
+    })
+    .catch((err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    });
+}
