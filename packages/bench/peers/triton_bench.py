@@ -31,6 +31,8 @@ import numpy as np
 MODEL = "bench"
 # tritonserver plus the Python-backend stub start in 3-5 s here; a loaded machine takes longer.
 READY_TIMEOUT_S = 120
+# The server half, once started (stopped on SIGTERM too).
+SERVER = None
 
 
 def parse() -> argparse.Namespace:
@@ -85,7 +87,7 @@ def serve(a: argparse.Namespace) -> None:
     ready_out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     http, grpc, metrics = (int(p) for p in a.ports.split(","))
-    config = TritonConfig(http_address="127.0.0.1", http_port=http, grpc_address="127.0.0.1", grpc_port=grpc, metrics_port=metrics, allow_metrics=False, exit_on_error=True)
+    config = TritonConfig(http_address="127.0.0.1", http_port=http, grpc_address="127.0.0.1", grpc_port=grpc, metrics_port=metrics, allow_metrics=False, exit_on_error=True, exit_timeout_secs=5)
     with Triton(config=config, security_config=TritonSecurityConfig(access_token=a.token)) as triton:
         triton.bind(
             model_name=MODEL,
@@ -165,7 +167,8 @@ async def drive(a: argparse.Namespace) -> None:
     if a.replica_core is not None:
         cmd = ["taskset", "-c", str(a.replica_core), *cmd]
     # The server's log goes to our stderr (peers.ts keeps its tail for a failure message).
-    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=sys.stderr, text=True, start_new_session=True)
+    global SERVER
+    server = SERVER = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=sys.stderr, text=True, start_new_session=True)
     try:
         if not select.select([server.stdout], [], [], READY_TIMEOUT_S)[0]:
             raise RuntimeError(f"the Triton server half was not ready within {READY_TIMEOUT_S} s")
@@ -210,14 +213,26 @@ async def drive(a: argparse.Namespace) -> None:
             }
         )
     finally:
-        if server.poll() is None:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
+        stop_server(server)
     print(json.dumps(r), flush=True)
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    """SIGTERM to the server half (PyTriton stops tritonserver); its whole session killed after 30 s."""
+    if server.poll() is None:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def on_sigterm(*_) -> None:
+    """The bench's timeout or teardown: stop the server half now (asyncio would not unwind to drive's finally)."""
+    if SERVER is not None:
+        stop_server(SERVER)
+    os._exit(143)
 
 
 def _version(dist: str) -> str:
@@ -231,5 +246,6 @@ if __name__ == "__main__":
     if args.serve:
         serve(args)
     else:
+        signal.signal(signal.SIGTERM, on_sigterm)
         asyncio.run(drive(args))
     sys.exit(0)

@@ -4,7 +4,7 @@
 // batch sizes 1, 2, 4, ... until the largest or a clear decline. Prints one JSON line on stdout.
 //   node packages/bench/dist/inproc.js '{"modelPath":"...","durationMs":3000,"warmupMs":500,"maxBatch":128}'
 import { createRequire } from 'node:module';
-import { batchSizes, bestPoint, round, sweepDeclined } from './stats.js';
+import { batchSizes, benchDim, bestPoint, round, sweepDeclined } from './stats.js';
 
 interface OrtTensor {
   dims: readonly number[];
@@ -49,7 +49,7 @@ function feedsFor(session: OrtSession, batch: number): Record<string, OrtTensor>
   const feeds: Record<string, OrtTensor> = {};
   for (const m of session.inputMetadata) {
     if (m.type !== 'float32') throw new Error(`input '${m.name}' is ${m.type}: the bench feeds float32 only`);
-    const dims = (m.shape ?? []).map((d, i) => (i === 0 ? batch : typeof d === 'number' && d >= 0 ? d : 1));
+    const dims = (m.shape ?? []).map((d, i) => benchDim(d, i, batch));
     const n = dims.reduce((a, b) => a * b, 1);
     const data = new Float32Array(n);
     for (let i = 0; i < n; i++) data[i] = Math.random() * 2 - 1;

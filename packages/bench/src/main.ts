@@ -7,17 +7,20 @@
 //   (4) the Flotilla cluster (real nats-server, head, ONE worker process with --threads 1, one
 //       replica, batching chosen by the replica's profile) under single-item requests from the SDK
 //       (runLoad) at concurrency 1, 16, 128                        items/s, p50/p99, batch sizes
-//   (5) Ray Serve on the same model (peers.ts; when `bash packages/bench/peers/setup` made its venv):
-//       one replica on the worker's core, onnxruntime 1 thread, @serve.batch set to what the
-//       profile chose for (4), single-item requests through a DeploymentHandle at the best (4)'s
-//       concurrency                                                   items/s, p50/p99, batch
+//   (5) peers on the same model, each on the worker's core with its load generator on the bench's,
+//       at the best (4)'s concurrency (peers.ts; skipped with the reason when not available):
+//       (5a) a plain Moleculer service over the same nats-server, one session.run per call;
+//       (5b) Triton (nvidia-pytriton) with its dynamic batcher set to what the profile chose for
+//       (4), HTTP binary tensors; (5c) Ray Serve, @serve.batch set likewise, DeploymentHandle
+//       (`bash packages/bench/peers/setup` makes the Python venvs)    items/s, p50/p99, batch
 // and the ratios ceiling_ratio = best(4)/(2), broker_ratio = best(4)/(3),
-// batching_gain = best(4)/(1), inproc_gain = (2)/(1), vs_ray_serve = best(4)/(5).
+// batching_gain = best(4)/(1), inproc_gain = (2)/(1), vs_<peer> = best(4)/(5x) in items/s and
+// p99_vs_<peer> = p99 of best(4) / p99 of (5x).
 // Fair cores (with taskset and ≥ 2 cores): this process (load generator + head) and nats-server on
 // core 0; the worker, the in-process baselines and the empty responder on core 1.
 // Progress goes to stderr; stdout gets the tables and, as its last line, one JSON object.
 // Env: BENCH_QUICK=1, BENCH_DURATION_MS, BENCH_WARMUP_MS, BENCH_MODELS, BENCH_CONCURRENCY,
-// BENCH_MAX_BATCH, BENCH_PIN=0 (see stats.ts), BENCH_PEERS=0 (skip Ray Serve).
+// BENCH_MAX_BATCH, BENCH_PIN=0 (see stats.ts), BENCH_PEERS=0 (no peers) or a list: moleculer,triton,ray.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -39,8 +42,20 @@ import { PROTOCOL_VERSION, encode } from '@flotilla/protocol';
 import { SAMPLE_MODELS, sampleModelPath } from '@flotilla/sample-models';
 import { repoPath } from './deps.js';
 import type { InprocResult } from './inproc.js';
-import { rayServePython, runRayServe, type RayServeRun } from './peers.js';
 import {
+  peerBatching,
+  peerRatio,
+  peerRatioFields,
+  peerRatioLine,
+  PEER_NAMES,
+  PEER_TITLES,
+  ratioText,
+  type PeerName,
+  type PeerRatio,
+} from './peer-report.js';
+import { measurePeers, peerTableRows } from './peers.js';
+import {
+  benchDim,
   benchSettings,
   fmt,
   histogramDiff,
@@ -343,7 +358,7 @@ function randomInputs(inproc: InprocResult): { inputs: WireTensors; dims: number
   let dims: number[] = [];
   let inputBytes = 0;
   for (const m of inproc.inputs) {
-    const d = m.shape.map((x, i) => (i === 0 ? 1 : typeof x === 'number' && x >= 0 ? x : 1));
+    const d = m.shape.map((x, i) => benchDim(x, i, 1));
     const n = d.reduce((a, b) => a * b, 1);
     const data = new Float32Array(n);
     for (let i = 0; i < n; i++) data[i] = Math.random() * 2 - 1;
@@ -394,8 +409,22 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
       rawNats: raw.msgsPerSec,
       clusterBest: best.itemsPerSec,
     });
-    const rayServe = await measureRayServe(pinning, path, dims, replica, best.concurrency);
-    const vsRayServe = 'itemsPerSec' in rayServe ? round(best.itemsPerSec / rayServe.itemsPerSec, 3) : null;
+    const batching = peerBatching((await readyReplicas(c, name))[0] ?? replica);
+    log(`  (5) peers, c=${best.concurrency}, batching from the ${batching.from}: max ${batching.maxBatchSize}, ${batching.batchWaitMs} ms`);
+    const peers = await measurePeers({
+      natsUrl: url,
+      model: path,
+      inputs: Object.entries(inputs).map(([n, t]) => ({ name: n, dims: t.dims })),
+      maxBatchSize: batching.maxBatchSize,
+      batchWaitMs: batching.batchWaitMs,
+      concurrency: best.concurrency,
+      durationMs: settings.durationMs,
+      warmupMs: settings.warmupMs,
+      cores: pinning.enabled ? { bench: pinning.cores!.bench, replica: pinning.cores!.worker } : undefined,
+      env: process.env,
+      log,
+    });
+    const peerRatios = Object.fromEntries(PEER_NAMES.map((p) => [p, peerRatio(best, peers[p])])) as Record<PeerName, PeerRatio>;
     return {
       path,
       digest,
@@ -442,8 +471,9 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
         },
       },
       rawNats: raw,
-      rayServe,
-      ratios: { ...r, vs_ray_serve: vsRayServe },
+      peers,
+      peerRatios,
+      ratios: { ...r, ...peerRatioFields(peerRatios) },
     };
   } finally {
     await c.undeploy(name).catch((e: unknown) => log(`  undeploy ${name}: ${(e as Error).message}`));
@@ -453,45 +483,6 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
 }
 
 type ModelResult = Awaited<ReturnType<typeof benchModel>>;
-
-/**
- * (5) Ray Serve on the same model: same cores as the cluster (driver + Ray on the bench core,
- * replica on the worker core), the batching Flotilla's profile chose, the best concurrency.
- */
-async function measureRayServe(
-  pinning: Pinning,
-  path: string,
-  dims: number[],
-  replica: LoadedReplicaState | undefined,
-  concurrency: number,
-): Promise<RayServeRun | { skipped: string } | { error: string }> {
-  const py = rayServePython(process.env);
-  if ('skipped' in py) {
-    log(`  (5) Ray Serve: skipped: ${py.skipped}`);
-    return py;
-  }
-  const maxBatchSize = Math.max(1, replica?.batching.maxBatchSize ?? 1);
-  const batchWaitMs = replica?.batching.maxQueueDelayMs ?? 0;
-  log(`  (5) Ray Serve, c=${concurrency}, @serve.batch(max_batch_size=${maxBatchSize}, batch_wait_timeout_s=${batchWaitMs / 1000})`);
-  try {
-    const run = await runRayServe({
-      python: py.python,
-      model: path,
-      dims,
-      maxBatchSize,
-      batchWaitMs,
-      concurrency,
-      durationMs: settings.durationMs,
-      warmupMs: settings.warmupMs,
-      cores: pinning.enabled ? { bench: pinning.cores!.bench, replica: pinning.cores!.worker } : undefined,
-    });
-    log(`    Ray Serve ${run.rayVersion}: ${run.itemsPerSec} items/s, p50 ${run.p50Ms} ms, mean batch ${run.meanBatch}`);
-    return run;
-  } catch (e) {
-    log(`    Ray Serve failed: ${(e as Error).message}`);
-    return { error: (e as Error).message };
-  }
-}
 
 // ---------- output ----------
 
@@ -543,19 +534,7 @@ function modelText(name: string, m: ModelResult): string {
         (Object.keys(r.errored).length ? ` errors ${JSON.stringify(r.errored)}` : ''),
     ]),
   ];
-  const ray = m.rayServe;
-  rows.push(
-    'itemsPerSec' in ray
-      ? [
-          `(5) Ray Serve ${ray.rayVersion}, c=${ray.concurrency}`,
-          fmt(ray.itemsPerSec),
-          fmt(ray.p50Ms),
-          fmt(ray.p99Ms),
-          fmt(ray.meanBatch),
-          `@serve.batch max ${ray.maxBatchSize}, wait ${ray.batchWaitMs} ms; onnxruntime ${ray.ortVersion}`,
-        ]
-      : ['(5) Ray Serve', '-', '-', '-', '-', 'skipped' in ray ? ray.skipped : `error: ${ray.error.slice(0, 200)}`],
-  );
+  rows.push(...peerTableRows(m.peers));
   lines.push(
     table(['measurement', 'items/s', 'p50 ms', 'p99 ms', 'batch', 'batch sizes (size×batches)'], rows, ['l', 'r', 'r', 'r', 'r', 'l']),
   );
@@ -591,15 +570,16 @@ function modelText(name: string, m: ModelResult): string {
   const rt = m.ratios;
   lines.push(
     `   ceiling_ratio ${fmt(rt.ceiling_ratio)} = best(4)/(2)   broker_ratio ${fmt(rt.broker_ratio)} = best(4)/(3)   ` +
-      `batching_gain ${fmt(rt.batching_gain)} = best(4)/(1)   inproc_gain ${fmt(rt.inproc_gain)} = (2)/(1)   vs_ray_serve ${fmt(rt.vs_ray_serve)} = best(4)/(5)`,
+      `batching_gain ${fmt(rt.batching_gain)} = best(4)/(1)   inproc_gain ${fmt(rt.inproc_gain)} = (2)/(1)`,
   );
+  lines.push(peerRatioLine(m.peerRatios, m.peers));
   return lines.join('\n');
 }
 
 function summaryText(models: Record<string, ModelResult | { error: string }>): string {
   const rows = Object.entries(models).map(([name, m]) =>
     'error' in m
-      ? [name, 'error', '', '', '', '', '', '', '', '']
+      ? [name, 'error', '', '', '', '', '', '', '', ...PEER_NAMES.map(() => '')]
       : [
           name,
           fmt(m.inproc.batch1.itemsPerSec),
@@ -610,7 +590,7 @@ function summaryText(models: Record<string, ModelResult | { error: string }>): s
           fmt(m.ratios.broker_ratio),
           fmt(m.ratios.batching_gain),
           fmt(m.ratios.inproc_gain),
-          fmt(m.ratios.vs_ray_serve),
+          ...PEER_NAMES.map((p) => ratioText(m.peerRatios[p])),
         ],
   );
   return table(
@@ -624,7 +604,7 @@ function summaryText(models: Record<string, ModelResult | { error: string }>): s
       'broker',
       'batching_gain',
       'inproc_gain',
-      'vs Ray Serve',
+      ...PEER_NAMES.map((p) => `vs ${PEER_TITLES[p]}`),
     ],
     rows,
   );

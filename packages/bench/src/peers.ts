@@ -1,9 +1,14 @@
-// Peers measured in the same `pnpm bench` run, on the same model, cores and batching: Ray Serve
-// (packages/bench/peers/ray_serve_bench.py) when its venv exists (`bash packages/bench/peers/setup`).
-// Triton and NOS need Docker images and GPU-era stacks no machine here can pull; they are not run.
-import { execFile } from 'node:child_process';
+// Peers measured in the same `pnpm bench` run, on the same ONNX file, cores and batching, each
+// when it is available: (5a) Moleculer (npm devDependency; peer-moleculer.ts), (5b) NVIDIA Triton
+// through nvidia-pytriton (peers/triton_bench.py, .cache/triton-venv), (5c) Ray Serve
+// (peers/ray_serve_bench.py, .cache/peers). `bash packages/bench/peers/setup` makes both venvs.
+// measurePeers runs the ones BENCH_PEERS selects; peer-report.ts turns them into ratios and rows.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { repoPath } from './deps.js';
+import type { MoleculerLoadArgs, MoleculerRun } from './peer-moleculer-wire.js';
+import { PEER_NAMES, peerRow, peerSelection, type PeerName, type PeerOutcome } from './peer-report.js';
 
 export interface RayServeRun {
   itemsPerSec: number;
@@ -25,9 +30,12 @@ export interface RayServeRun {
 
 /** The peers venv's python, or why Ray Serve is not measured. */
 export function rayServePython(env: NodeJS.ProcessEnv): { python: string } | { skipped: string } {
-  if (env.BENCH_PEERS === '0' || env.BENCH_PEERS === 'false') return { skipped: 'BENCH_PEERS=0' };
+  const sel = peerSelection(env).rayServe;
+  if ('skipped' in sel) return sel;
   const python = repoPath('.cache/peers/bin/python');
-  return existsSync(python) ? { python } : { skipped: 'no .cache/peers venv (run `bash packages/bench/peers/setup` to measure Ray Serve)' };
+  return existsSync(python)
+    ? { python }
+    : { skipped: 'no .cache/peers venv (run `bash packages/bench/peers/setup ray` to measure Ray Serve)' };
 }
 
 export interface RayServeOptions {
@@ -64,7 +72,7 @@ export function runRayServe(o: RayServeOptions): Promise<RayServeRun> {
     ...(o.cores ? ['--replica-core', o.cores.replica] : []),
   ];
   const [cmd, argv] = o.cores ? ['taskset', ['-c', o.cores.bench, o.python, ...args]] : [o.python, args];
-  return runPython<RayServeRun>(cmd, argv, 'ray serve bench');
+  return runJsonChild<RayServeRun>(cmd, argv, 'ray serve bench');
 }
 
 export interface RayMultiplexRun {
@@ -103,24 +111,330 @@ export function runRayMultiplex(o: {
     '--n',
     String(o.n),
   ];
-  return runPython<RayMultiplexRun>(o.python, args, 'ray serve multiplex bench');
+  return runJsonChild<RayMultiplexRun>(o.python, args, 'ray serve multiplex bench');
 }
 
-/** Runs a peer script; its last stdout line is its JSON result. */
-function runPython<T>(cmd: string, argv: string[], what: string): Promise<T> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      cmd,
-      argv,
-      { timeout: 300_000, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, RAY_USAGE_STATS_ENABLED: '0' } },
-      (err, stdout, stderr) => {
-        const last = stdout.trim().split('\n').pop() ?? '';
-        if (err || !last.startsWith('{')) {
-          reject(new Error(`${what} failed (${err?.message ?? 'no result'}): ${stderr.slice(-2000)}`));
-          return;
-        }
-        resolve(JSON.parse(last) as T);
-      },
-    );
+// ---------- child processes ----------
+
+/** Every peer process still running; whatever the bench's exit path, none may outlive it. */
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  // SIGTERM first: the Triton driver stops its server half (and tritonserver) on it.
+  for (const c of running) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+});
+
+/** `cmd argv`, under `taskset -c core` when a core is given; stdout and stderr piped; tracked. */
+function spawnPeer(cmd: string, argv: string[], core?: string): ChildProcess {
+  const child =
+    core === undefined
+      ? spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn('taskset', ['-c', core, cmd, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  return child;
+}
+
+/** Keeps the last `max` characters a stream wrote. */
+function keepTail(stream: NodeJS.ReadableStream | null, max = 4000): () => string {
+  let text = '';
+  stream?.on('data', (d: Buffer) => (text = (text + d.toString()).slice(-max)));
+  return () => text;
+}
+
+/** SIGTERM, SIGKILL after `graceMs`; resolves when the process is gone. */
+function stopPeer(child: ChildProcess, graceMs = 10_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    child.kill('SIGTERM');
   });
 }
+
+/** How long one peer measurement may take, start-up included (tritonserver: 3-10 s; Ray: ~20 s). */
+const PEER_TIMEOUT_MS = 300_000;
+
+/** Runs a peer's script to its end; its last stdout line is its JSON result. */
+function runJsonChild<T>(cmd: string, argv: string[], what: string, timeoutMs = PEER_TIMEOUT_MS): Promise<T> {
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RAY_USAGE_STATS_ENABLED: '0' } });
+  running.add(child);
+  const stdout = keepTail(child.stdout, 1_000_000);
+  const stderr = keepTail(child.stderr);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => void stopPeer(child), timeoutMs);
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      running.delete(child);
+      const last = stdout().trim().split('\n').pop() ?? '';
+      if (code !== 0 || !last.startsWith('{')) {
+        const why = signal ? `killed by ${signal}${signal === 'SIGTERM' ? ` after ${timeoutMs / 1000} s?` : ''}` : `exit code ${code}`;
+        reject(new Error(`${what} failed (${why}): ${stderr().slice(-2000)}`));
+        return;
+      }
+      resolve(JSON.parse(last) as T);
+    });
+  });
+}
+
+/** A process's CPU list as `taskset -cp` reads it back; '?' when it cannot. */
+function affinityOf(pid: number | undefined): string {
+  try {
+    return execFileSync('taskset', ['-cp', String(pid)], { encoding: 'utf8' })
+      .split(':')
+      .pop()!
+      .trim();
+  } catch {
+    return '?';
+  }
+}
+
+// ---------- (5a) Moleculer ----------
+
+export interface MoleculerOptions {
+  natsUrl: string;
+  model: string;
+  inputs: Array<{ name: string; dims: number[] }>;
+  concurrency: number;
+  durationMs: number;
+  warmupMs: number;
+  /** With pinning: the service on `replica` (the worker's core), the load generator on `bench`. */
+  cores?: { bench: string; replica: string };
+}
+
+/** Why Moleculer cannot run here, or undefined. */
+function moleculerMissing(): string | undefined {
+  try {
+    const req = createRequire(import.meta.url);
+    for (const m of ['moleculer', 'nats', 'msgpack5']) req.resolve(m);
+    return undefined;
+  } catch (e) {
+    return `moleculer, nats or msgpack5 not installed (devDependencies of packages/bench: pnpm install): ${(e as Error).message.split('\n')[0]}`;
+  }
+}
+
+/** The Moleculer service on the replica's core, its load generator on the bench's core, on the bench's nats-server. */
+export async function runMoleculer(o: MoleculerOptions): Promise<MoleculerRun> {
+  const namespace = `bench${Math.random().toString(36).slice(2, 8)}`;
+  const service = spawnPeer(
+    process.execPath,
+    [repoPath('packages/bench/dist/peer-moleculer.js'), JSON.stringify({ natsUrl: o.natsUrl, namespace, modelPath: o.model })],
+    o.cores?.replica,
+  );
+  const serviceErr = keepTail(service.stderr);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`the Moleculer service was not ready within 60 s: ${serviceErr()}`)), 60_000);
+      service.stdout?.on('data', (d: Buffer) => {
+        if (d.toString().includes('ready')) {
+          clearTimeout(t);
+          resolve();
+        }
+      });
+      service.once('exit', (c) => {
+        clearTimeout(t);
+        reject(new Error(`the Moleculer service exited with code ${c}: ${serviceErr()}`));
+      });
+    });
+    const args: MoleculerLoadArgs = {
+      natsUrl: o.natsUrl,
+      namespace,
+      inputs: o.inputs,
+      concurrency: o.concurrency,
+      durationMs: o.durationMs,
+      warmupMs: o.warmupMs,
+    };
+    const argv = [repoPath('packages/bench/dist/peer-moleculer-load.js'), JSON.stringify(args)];
+    const run = await runJsonChild<MoleculerRun>(
+      o.cores ? 'taskset' : process.execPath,
+      o.cores ? ['-c', o.cores.bench, process.execPath, ...argv] : argv,
+      'moleculer load generator',
+    );
+    return { ...run, serviceAffinity: affinityOf(service.pid) };
+  } finally {
+    await stopPeer(service, 5000);
+  }
+}
+
+// ---------- (5b) Triton ----------
+
+export interface TritonRun {
+  itemsPerSec: number;
+  p50Ms: number | null;
+  p99Ms: number | null;
+  sent: number;
+  ok: number;
+  errored: number;
+  errors: Record<string, number>;
+  concurrency: number;
+  maxBatchSize: number;
+  batchWaitMs: number;
+  meanBatch: number;
+  startupS: number;
+  tritonVersion: string;
+  pytritonVersion: string;
+  tritonclientVersion: string;
+  ortVersion: string;
+  replicaAffinity: string;
+  tritonserverAffinity: string;
+  driverAffinity: string;
+}
+
+/** The Triton venv's python, or why Triton is not measured. */
+export function tritonPython(env: NodeJS.ProcessEnv): { python: string } | { skipped: string } {
+  const sel = peerSelection(env).triton;
+  if ('skipped' in sel) return sel;
+  if (process.platform !== 'linux' || !['x64', 'arm64'].includes(process.arch))
+    return {
+      skipped: `nvidia-pytriton's tritonserver is built for Linux x86_64/aarch64 only (this is ${process.platform} ${process.arch})`,
+    };
+  const python = repoPath('.cache/triton-venv/bin/python');
+  return existsSync(python)
+    ? { python }
+    : { skipped: 'no .cache/triton-venv (run `bash packages/bench/peers/setup triton` to measure Triton)' };
+}
+
+export type TritonOptions = Omit<RayServeOptions, 'python'> & { python: string };
+
+/**
+ * Triton through PyTriton: the server half (tritonserver, its Python-backend stub and the
+ * onnxruntime callable) on the replica's core, the tritonclient HTTP load generator on the bench's.
+ */
+export function runTriton(o: TritonOptions): Promise<TritonRun> {
+  const args = [
+    repoPath('packages/bench/peers/triton_bench.py'),
+    '--model',
+    o.model,
+    '--dims',
+    o.dims.join(','),
+    '--max-batch',
+    String(o.maxBatchSize),
+    '--wait-ms',
+    String(o.batchWaitMs),
+    '--concurrency',
+    String(o.concurrency),
+    '--duration-s',
+    String(o.durationMs / 1000),
+    '--warmup-s',
+    String(o.warmupMs / 1000),
+    ...(o.cores ? ['--replica-core', o.cores.replica] : []),
+  ];
+  const [cmd, argv] = o.cores ? ['taskset', ['-c', o.cores.bench, o.python, ...args]] : [o.python, args];
+  return runJsonChild<TritonRun>(cmd, argv, 'triton bench');
+}
+
+// ---------- all of them ----------
+
+export interface PeerResults {
+  moleculer: PeerOutcome<MoleculerRun>;
+  triton: PeerOutcome<TritonRun>;
+  rayServe: PeerOutcome<RayServeRun>;
+}
+
+export interface MeasurePeersOptions {
+  natsUrl: string;
+  model: string;
+  /** Every input of one request (batch axis first, 1); the Python peers send the first only. */
+  inputs: Array<{ name: string; dims: number[] }>;
+  /** The batching Flotilla's profile chose: the batching peers (Triton, Ray Serve) get the same. */
+  maxBatchSize: number;
+  batchWaitMs: number;
+  /** Flotilla's best concurrency: every peer is measured there. */
+  concurrency: number;
+  durationMs: number;
+  warmupMs: number;
+  cores?: { bench: string; replica: string };
+  env: NodeJS.ProcessEnv;
+  log: (line: string) => void;
+}
+
+/**
+ * The least warm-up a peer gets: each starts fresh (cold JIT, caches, connections) where Flotilla's
+ * best point comes after its lower concurrencies' runs; BENCH_QUICK's 100 ms left Moleculer at
+ * 196 items/s against 3,491 after 300 ms more (mlp, c=128, shared machine).
+ */
+export const PEER_MIN_WARMUP_MS = 1000;
+
+/** Runs the peers BENCH_PEERS selects, one after another; a failure is recorded, never thrown. */
+export async function measurePeers(o: MeasurePeersOptions): Promise<PeerResults> {
+  const sel = peerSelection(o.env);
+  const dims = o.inputs[0]?.dims ?? [1];
+  const batching = { maxBatchSize: Math.max(1, o.maxBatchSize), batchWaitMs: o.batchWaitMs };
+  const warmupMs = Math.max(o.warmupMs, PEER_MIN_WARMUP_MS);
+  const common = { model: o.model, dims, concurrency: o.concurrency, durationMs: o.durationMs, warmupMs, cores: o.cores };
+  const plans: Record<PeerName, { available: () => { skipped: string } | undefined; title: string; run: () => Promise<PeerRunLike> }> = {
+    moleculer: {
+      title: `(5a) Moleculer, c=${o.concurrency}, one session.run per call`,
+      available: () =>
+        'skipped' in sel.moleculer ? sel.moleculer : o.inputs.length ? mapSkip(moleculerMissing()) : { skipped: 'model has no inputs' },
+      run: () => runMoleculer({ natsUrl: o.natsUrl, ...common, inputs: o.inputs }),
+    },
+    triton: {
+      title: `(5b) Triton (PyTriton), c=${o.concurrency}, dynamic batcher max ${batching.maxBatchSize}, delay ${batching.batchWaitMs} ms`,
+      available: () => {
+        const py = tritonPython(o.env);
+        if ('skipped' in py) return py;
+        return o.inputs.length === 1 ? undefined : { skipped: `triton_bench.py sends one input; the model has ${o.inputs.length}` };
+      },
+      run: () => runTriton({ python: (tritonPython(o.env) as { python: string }).python, ...common, ...batching }),
+    },
+    rayServe: {
+      title: `(5c) Ray Serve, c=${o.concurrency}, @serve.batch(max_batch_size=${batching.maxBatchSize}, batch_wait_timeout_s=${batching.batchWaitMs / 1000})`,
+      available: () => {
+        const py = rayServePython(o.env);
+        if ('skipped' in py) return py;
+        return o.inputs.length === 1 ? undefined : { skipped: `ray_serve_bench.py sends one input; the model has ${o.inputs.length}` };
+      },
+      run: () => runRayServe({ python: (rayServePython(o.env) as { python: string }).python, ...common, ...batching }),
+    },
+  };
+  const out: Partial<Record<PeerName, PeerOutcome<PeerRunLike>>> = {};
+  for (const name of PEER_NAMES) {
+    const p = plans[name];
+    const skipped = p.available();
+    if (skipped) {
+      o.log(`  ${p.title.split(',')[0]}: skipped: ${skipped.skipped}`);
+      out[name] = skipped;
+      continue;
+    }
+    o.log(`  ${p.title}`);
+    try {
+      const run = await p.run();
+      o.log(
+        `    ${run.itemsPerSec} items/s, p50 ${run.p50Ms} ms, p99 ${run.p99Ms} ms${run.meanBatch === undefined ? '' : `, mean batch ${run.meanBatch}`}`,
+      );
+      out[name] = run;
+    } catch (e) {
+      o.log(`    failed: ${(e as Error).message}`);
+      out[name] = { error: (e as Error).message };
+    }
+  }
+  return out as PeerResults;
+}
+
+type PeerRunLike = { itemsPerSec: number; p50Ms: number | null; p99Ms: number | null; meanBatch?: number };
+
+const mapSkip = (why: string | undefined): { skipped: string } | undefined => (why ? { skipped: why } : undefined);
+
+/** The peers' rows in a model's table (main.ts's six columns), (5a) to (5c). */
+export function peerTableRows(p: PeerResults): string[][] {
+  return [
+    peerRow(0, 'moleculer', p.moleculer, (r) => ({
+      version: r.moleculerVersion,
+      notes: `${r.serializer} over ${r.transporter}, one session.run per call, 1 thread${errorsText(r.errors)}`,
+    })),
+    peerRow(1, 'triton', p.triton, (r) => ({
+      version: `${r.tritonVersion} (PyTriton ${r.pytritonVersion})`,
+      notes: `dynamic batcher max ${r.maxBatchSize}, delay ${r.batchWaitMs} ms; HTTP binary tensors (tritonclient ${r.tritonclientVersion}); onnxruntime ${r.ortVersion}${errorsText(r.errors)}`,
+    })),
+    peerRow(2, 'rayServe', p.rayServe, (r) => ({
+      version: r.rayVersion,
+      notes: `@serve.batch max ${r.maxBatchSize}, wait ${r.batchWaitMs} ms; DeploymentHandle; onnxruntime ${r.ortVersion}${r.errored ? ` errors ${r.errored}` : ''}`,
+    })),
+  ];
+}
+
+const errorsText = (e: Record<string, number> | undefined) => (e && Object.keys(e).length ? ` errors ${JSON.stringify(e)}` : '');

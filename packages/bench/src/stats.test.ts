@@ -2,6 +2,7 @@ import {
   DEFAULT_CONCURRENCIES,
   DEFAULT_MODELS,
   batchSizes,
+  benchDim,
   benchSettings,
   bestPoint,
   fmt,
@@ -14,7 +15,7 @@ import {
 } from './stats.js';
 
 describe('benchSettings', () => {
-  test('defaults: 3 s per point, the three models, concurrency 1/16/128, batches to 128, pinned', () => {
+  test('defaults: 3 s per point, the four models, concurrency 1/16/128, batches to 128, pinned', () => {
     expect(benchSettings({})).toEqual({
       durationMs: 3000,
       warmupMs: 500,
@@ -192,5 +193,23 @@ describe('text', () => {
         ['r', 'l'],
       ),
     ).toBe(['a  b', '-  --', 'x  1', 'y  22'].join('\n'));
+  });
+});
+
+describe('benchDim', () => {
+  test.each([
+    ['N', 0, 8, 8],
+    [1, 0, 4, 4],
+    [3, 1, 1, 3],
+    ['H', 2, 1, 64],
+    ['W', 3, 1, 64],
+    ['seq', 1, 1, 1],
+    [-1, 1, 1, 1],
+    [undefined, 2, 1, 1],
+  ] as const)('dim %p on axis %p, batch %p → %p', (d, axis, batch, want) => {
+    expect(benchDim(d, axis, batch)).toBe(want);
+  });
+  test('the default models include the conv classifier with dynamic H/W', () => {
+    expect(DEFAULT_MODELS).toEqual(['mlp', 'wide-mlp', 'convnet', 'conv-classifier']);
   });
 });

@@ -15,7 +15,17 @@ export interface BenchSettings {
   quick: boolean;
 }
 
-export const DEFAULT_MODELS = ['mlp', 'wide-mlp', 'convnet'];
+export const DEFAULT_MODELS = ['mlp', 'wide-mlp', 'convnet', 'conv-classifier'];
+
+/** What the bench gives a symbolic non-batch dim: image height and width (H, W) 64, any other 1. */
+export const BENCH_DIM_SIZES: Readonly<Record<string, number>> = { H: 64, W: 64 };
+
+/** One dim of a bench input: `batch` on axis 0, fixed dims as they are, symbolic ones from BENCH_DIM_SIZES. */
+export function benchDim(d: number | string | undefined, axis: number, batch: number): number {
+  if (axis === 0) return batch;
+  if (typeof d === 'number' && d >= 0) return d;
+  return (typeof d === 'string' ? BENCH_DIM_SIZES[d] : undefined) ?? 1;
+}
 export const DEFAULT_CONCURRENCIES = [1, 16, 128];
 
 function positiveInts(what: string, raw: string): number[] {
