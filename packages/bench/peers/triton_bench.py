@@ -3,6 +3,8 @@ way `pnpm bench` drives Flotilla: one model instance whose inference callable ru
 (Python) with 1 intra-op thread, Triton's dynamic batcher set to the batch size and queue delay
 Flotilla's profile chose, single-item requests from `concurrency` callers over HTTP with binary
 tensors (tritonclient.http.aio, the KServe v2 binary extension Triton's own clients use).
+`pnpm bench` runs only the server half (--serve) and drives it from Node (peer-triton-load.ts), whose
+client costs less CPU per request; BENCH_TRITON_CLIENT=python makes it run this whole script.
 
 Pinning (when --replica-core is given and this process was started under `taskset -c <core>`):
 this process (the load generator) stays on the starting core; the server half (this script with
@@ -98,7 +100,8 @@ def serve(a: argparse.Namespace) -> None:
             strict=True,
         )
         triton.run()
-        print(json.dumps({"ready": True, "ortVersion": ort.__version__, "pid": os.getpid()}), file=ready_out, flush=True)
+        ready = {"ready": True, "ortVersion": ort.__version__, "pytritonVersion": _version("nvidia-pytriton"), "pid": os.getpid()}
+        print(json.dumps(ready), file=ready_out, flush=True)
         stop = asyncio.Event()
         loop = asyncio.new_event_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -157,7 +160,6 @@ async def infer_counts(client, token: str) -> tuple:
 
 async def drive(a: argparse.Namespace) -> None:
     import onnxruntime as ort
-    import tritonclient
     import tritonclient.http.aio as aioclient
 
     t0 = time.perf_counter()
@@ -205,7 +207,7 @@ async def drive(a: argparse.Namespace) -> None:
                 "startupS": round(startup_s, 2),
                 "tritonVersion": server_version,
                 "pytritonVersion": _version("nvidia-pytriton"),
-                "tritonclientVersion": tritonclient.__version__ if hasattr(tritonclient, "__version__") else _version("tritonclient"),
+                "client": f"tritonclient.http.aio {_version('tritonclient')}, binary tensors",
                 "ortVersion": ready["ortVersion"],
                 "replicaAffinity": affinity(ready["pid"]),
                 "tritonserverAffinity": affinity(tritonserver[0]) if tritonserver else "?",

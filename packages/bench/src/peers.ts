@@ -4,10 +4,13 @@
 // (peers/ray_serve_bench.py, .cache/peers). `bash packages/bench/peers/setup` makes both venvs.
 // measurePeers runs the ones BENCH_PEERS selects; peer-report.ts turns them into ratios and rows.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { repoPath } from './deps.js';
 import type { MoleculerLoadArgs, MoleculerRun } from './peer-moleculer-wire.js';
+import type { TritonLoadArgs, TritonLoadRun } from './peer-triton-load.js';
 import { PEER_NAMES, peerRow, peerSelection, type PeerName, type PeerOutcome } from './peer-report.js';
 
 export interface RayServeRun {
@@ -276,10 +279,11 @@ export interface TritonRun {
   startupS: number;
   tritonVersion: string;
   pytritonVersion: string;
-  tritonclientVersion: string;
+  /** The load generator: Node's (default) or tritonclient's (BENCH_TRITON_CLIENT=python). */
+  client: string;
   ortVersion: string;
+  /** The server half (PyTriton; tritonserver and its stub are its children). */
   replicaAffinity: string;
-  tritonserverAffinity: string;
   driverAffinity: string;
 }
 
@@ -297,13 +301,114 @@ export function tritonPython(env: NodeJS.ProcessEnv): { python: string } | { ski
     : { skipped: 'no .cache/triton-venv (run `bash packages/bench/peers/setup triton` to measure Triton)' };
 }
 
-export type TritonOptions = Omit<RayServeOptions, 'python'> & { python: string };
+export type TritonOptions = RayServeOptions & {
+  inputs: Array<{ name: string; dims: number[] }>;
+  /** `python`: tritonclient.http.aio drives the load (triton_bench.py end to end); else Node. */
+  client?: 'node' | 'python';
+};
 
 /**
  * Triton through PyTriton: the server half (tritonserver, its Python-backend stub and the
- * onnxruntime callable) on the replica's core, the tritonclient HTTP load generator on the bench's.
+ * onnxruntime callable) on the replica's core, the HTTP load generator on the bench's.
  */
 export function runTriton(o: TritonOptions): Promise<TritonRun> {
+  return o.client === 'python' ? runTritonPython(o) : runTritonNode(o);
+}
+
+/** Free TCP ports on 127.0.0.1 (closed again before they are handed out). */
+async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<Server>((resolve) => {
+          const s = createServer();
+          s.listen(0, '127.0.0.1', () => resolve(s));
+        }),
+    ),
+  );
+  const ports = servers.map((s) => (s.address() as AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  return ports;
+}
+
+/** triton_bench.py's server half on the replica's core, peer-triton-load.ts on the bench's. */
+async function runTritonNode(o: TritonOptions): Promise<TritonRun> {
+  const t0 = performance.now();
+  const [http, grpc, metrics] = await freePorts(3);
+  const token = randomBytes(18).toString('base64url');
+  const serve = spawnPeer(
+    o.python,
+    [
+      repoPath('packages/bench/peers/triton_bench.py'),
+      '--model',
+      o.model,
+      '--dims',
+      o.dims.join(','),
+      '--max-batch',
+      String(o.maxBatchSize),
+      '--wait-ms',
+      String(o.batchWaitMs),
+      '--serve',
+      '--ports',
+      `${http},${grpc},${metrics}`,
+      '--token',
+      token,
+    ],
+    o.cores?.replica,
+  );
+  const serveErr = keepTail(serve.stderr, 4000);
+  try {
+    const ready = await new Promise<{ ortVersion: string; pytritonVersion: string; pid: number }>((resolve, reject) => {
+      let out = '';
+      const t = setTimeout(() => reject(new Error(`the Triton server half was not ready within 120 s: ${serveErr()}`)), 120_000);
+      serve.stdout?.on('data', (d: Buffer) => {
+        out += d.toString();
+        const line = out.split('\n').find((l) => l.startsWith('{'));
+        if (line) {
+          clearTimeout(t);
+          resolve(JSON.parse(line) as { ortVersion: string; pytritonVersion: string; pid: number });
+        }
+      });
+      serve.once('exit', (c) => {
+        clearTimeout(t);
+        reject(new Error(`the Triton server half exited with code ${c} before it was ready: ${serveErr()}`));
+      });
+    });
+    const startupS = Math.round((performance.now() - t0) / 10) / 100;
+    const args: TritonLoadArgs = {
+      url: `http://127.0.0.1:${http}`,
+      model: 'bench',
+      token,
+      inputs: o.inputs,
+      concurrency: o.concurrency,
+      durationMs: o.durationMs,
+      warmupMs: o.warmupMs,
+    };
+    const argv = [repoPath('packages/bench/dist/peer-triton-load.js'), JSON.stringify(args)];
+    const load = await runJsonChild<TritonLoadRun>(
+      o.cores ? 'taskset' : process.execPath,
+      o.cores ? ['-c', o.cores.bench, process.execPath, ...argv] : argv,
+      'triton load generator',
+    );
+    return {
+      ...load,
+      maxBatchSize: o.maxBatchSize,
+      batchWaitMs: o.batchWaitMs,
+      startupS,
+      pytritonVersion: ready.pytritonVersion,
+      ortVersion: ready.ortVersion,
+      replicaAffinity: affinityOf(ready.pid),
+      driverAffinity: load.loadAffinity,
+    };
+  } finally {
+    // PyTriton stops tritonserver on SIGTERM (exit timeout 5 s).
+    await stopPeer(serve, 40_000);
+  }
+}
+
+/** triton_bench.py end to end: its server half on the replica's core, tritonclient on the bench's. */
+function runTritonPython(o: TritonOptions): Promise<TritonRun> {
   const args = [
     repoPath('packages/bench/peers/triton_bench.py'),
     '--model',
@@ -379,7 +484,14 @@ export async function measurePeers(o: MeasurePeersOptions): Promise<PeerResults>
         if ('skipped' in py) return py;
         return o.inputs.length === 1 ? undefined : { skipped: `triton_bench.py sends one input; the model has ${o.inputs.length}` };
       },
-      run: () => runTriton({ python: (tritonPython(o.env) as { python: string }).python, ...common, ...batching }),
+      run: () =>
+        runTriton({
+          python: (tritonPython(o.env) as { python: string }).python,
+          ...common,
+          ...batching,
+          inputs: o.inputs,
+          client: o.env.BENCH_TRITON_CLIENT === 'python' ? 'python' : 'node',
+        }),
     },
     rayServe: {
       title: `(5c) Ray Serve, c=${o.concurrency}, @serve.batch(max_batch_size=${batching.maxBatchSize}, batch_wait_timeout_s=${batching.batchWaitMs / 1000})`,
@@ -428,7 +540,7 @@ export function peerTableRows(p: PeerResults): string[][] {
     })),
     peerRow(1, 'triton', p.triton, (r) => ({
       version: `${r.tritonVersion} (PyTriton ${r.pytritonVersion})`,
-      notes: `dynamic batcher max ${r.maxBatchSize}, delay ${r.batchWaitMs} ms; HTTP binary tensors (tritonclient ${r.tritonclientVersion}); onnxruntime ${r.ortVersion}${errorsText(r.errors)}`,
+      notes: `dynamic batcher max ${r.maxBatchSize}, delay ${r.batchWaitMs} ms; HTTP from ${r.client}; onnxruntime ${r.ortVersion}${errorsText(r.errors)}`,
     })),
     peerRow(2, 'rayServe', p.rayServe, (r) => ({
       version: r.rayVersion,
