@@ -47,6 +47,7 @@ import {
   peerRatio,
   peerRatioFields,
   peerRatioLine,
+  peerSelection,
   PEER_NAMES,
   PEER_TITLES,
   ratioText,
@@ -627,6 +628,7 @@ async function main(): Promise<number> {
     throw new Error(
       `BENCH_MODELS: unknown sample model ${unknown.map((m) => `'${m}'`).join(', ')} (have ${Object.keys(SAMPLE_MODELS).join(', ')})`,
     );
+  peerSelection(process.env); // an unknown name in BENCH_PEERS fails here, not once per model
   const cpus = os.cpus();
   const availableParallelism = os.availableParallelism(); // before pinning narrows it to one core
   const machine = {

@@ -3,6 +3,7 @@
 // through nvidia-pytriton (peers/triton_bench.py, .cache/triton-venv), (5c) Ray Serve
 // (peers/ray_serve_bench.py, .cache/peers). `bash packages/bench/peers/setup` makes both venvs.
 // measurePeers runs the ones BENCH_PEERS selects; peer-report.ts turns them into ratios and rows.
+// Triton's load comes from Node (peer-triton-load.ts), or tritonclient with BENCH_TRITON_CLIENT=python.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
