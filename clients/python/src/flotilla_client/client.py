@@ -11,14 +11,16 @@ import asyncio
 import base64
 import hashlib
 import io
+import os
 import random
+import re
 import threading
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import nats
 import numpy as np
-from nats.errors import NoRespondersError
+from nats.errors import AuthorizationError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import ObjectMeta, ObjectMetaOptions, ObjectStoreConfig, StorageType
 from nats.js.errors import BucketNotFoundError, ObjectNotFoundError
@@ -58,6 +60,36 @@ BACKOFF_JITTER = 0.2
 CONTROL_TIMEOUT_S = 10.0
 #: Staged bodies older than this are removed by the server (the bucket's TTL when this client creates it).
 BLOB_TTL_S = 600.0
+#: The four roles of ``flotilla auth init`` (docs/security.md); each gets its replies under ``_INBOX_<role>``.
+ROLES = ("caller", "operator", "worker", "head")
+_ROLE_LINE = re.compile(r"^#\s*flotilla-role:\s*(\S+)\s*$", re.IGNORECASE)
+# nats-server's asynchronous -ERR for a refused action: 'Permissions Violation for Publish to "subject"'
+# (nats-py 2.16 hands it to error_cb all in lower case, the subject included: compared without case).
+_VIOLATION = re.compile(r"Permissions Violation for (Publish|Subscription) to \"?([^\"\s]+)\"?", re.IGNORECASE)
+
+
+def seed_from_file_text(text: str) -> str:
+    """The nkey seed in a seed file's text: its ``SU…`` line (``#`` comments and blank lines ignored)."""
+    lines = [line.strip() for line in text.splitlines()]
+    for line in lines:
+        if line.startswith("SU"):
+            return line
+    # Not a user seed we recognise: hand the content over as it is (nkeys reports the problem).
+    return "".join(line for line in lines if line and not line.startswith("#"))
+
+
+def seed_file_role(text: str, file_name: Optional[str] = None) -> Optional[str]:
+    """The role a seed file was made for: its ``# flotilla-role: <role>`` line, else its file name
+    (``caller.nk`` → caller), else None (as the TypeScript SDK's ``seedFileRole``)."""
+    for line in text.splitlines():
+        m = _ROLE_LINE.match(line.strip())
+        if m and m.group(1).lower() in ROLES:
+            return m.group(1).lower()
+    if file_name:
+        base = re.sub(r"\.(nk|seed|nkey)$", "", os.path.basename(file_name), flags=re.IGNORECASE).lower()
+        if base in ROLES:
+            return base
+    return None
 
 
 def backoff_delay(n: int, rand: Callable[[], float] = random.random) -> float:
@@ -73,7 +105,11 @@ class Client:
     ``servers``: a NATS URL, a comma-separated list or a list of URLs. The connection opens on
     first use (or ``await client.connect()``); ``async with Client(...) as c:`` closes it.
     ``token``/``nkey_seed_file``/``creds_file`` authenticate; ``inbox_prefix`` is the reply inbox
-    prefix the role may subscribe to (``_INBOX_caller`` with ``flotilla auth`` credentials).
+    prefix the role may subscribe to (``_INBOX_caller`` with ``flotilla auth`` credentials). A seed
+    file written by ``flotilla auth init`` names its role, and the inbox prefix follows it by itself
+    (``# flotilla-role: caller`` line, else the file name ``caller.nk``), as in the TypeScript SDK.
+    Credentials the server refuses, or none where it requires some, fail the connection at once
+    with FORBIDDEN; an action the role may not do fails FORBIDDEN as soon as the server says so.
     """
 
     def __init__(
@@ -100,17 +136,23 @@ class Client:
         self._connect_opts: Dict[str, Any] = {"name": name, "connect_timeout": connect_timeout}
         if token is not None:
             self._connect_opts["token"] = token
-        if nkey_seed_file is not None:
-            self._connect_opts["nkeys_seed"] = nkey_seed_file
+        self._nkey_seed_file = nkey_seed_file
         if creds_file is not None:
             self._connect_opts["user_credentials"] = creds_file
         if inbox_prefix is not None:
             self._connect_opts["inbox_prefix"] = inbox_prefix
+        self._credentials = ("nkey seed " + nkey_seed_file if nkey_seed_file is not None else
+                             "creds file " + creds_file if creds_file is not None else
+                             "a token" if token is not None else "no credentials")
         self._nc: Optional[Any] = None
         self._connecting: Optional[asyncio.Lock] = None
         self._store: Optional[Any] = None
         # Subjects the server refused to this connection (permission violations), with when.
         self._refused: Dict[str, float] = {}
+        # Requests in flight, oldest first: (subject, future failed with FORBIDDEN if the server refuses it).
+        self._pending: List[Tuple[str, "asyncio.Future[None]"]] = []
+        self._auth_error: Optional[Exception] = None
+        self._inbox_refused: Optional[ForbiddenError] = None
         self._nuid = NUID()
 
     # ---------- connection ----------
@@ -128,6 +170,8 @@ class Client:
         async with self._connecting:
             if self._nc is not None and not self._nc.is_closed:
                 return self._nc
+            opts = {**self._connect_opts, **self._seed_opts()}
+            self._auth_error = None
             try:
                 # One try per server now (an unreachable NATS fails fast, UNAVAILABLE); once
                 # connected, reconnect for ever (requests in the meantime end at their deadline).
@@ -136,27 +180,108 @@ class Client:
                     error_cb=self._on_error,
                     max_reconnect_attempts=1,
                     reconnect_time_wait=0.1,
-                    **self._connect_opts,
+                    **opts,
                 )
             except Exception as err:
+                if self._auth_error is not None or isinstance(err, AuthorizationError) or "authorization violation" in str(err).lower():
+                    # nats-py reports a refused CONNECT as "no servers available": say what happened.
+                    raise ForbiddenError(
+                        f"the NATS server at {','.join(self.servers)} refused this connection ({self._credentials}): "
+                        "Authorization Violation; pass the credentials of a role allowed on it "
+                        "(nkey_seed_file=, creds_file= or token=; see docs/security.md)",
+                        data={"operation": "connect", "credentials": self._credentials},
+                    ) from (self._auth_error or err)
                 raise UnavailableError(f"cannot connect to NATS at {','.join(self.servers)}: {err}") from err
+            self._inbox_refused = None
             nc.options["max_reconnect_attempts"] = -1
             nc.options["reconnect_time_wait"] = 1.0
             self._nc = nc
             self._store = None
             return self._nc
 
+    def _seed_opts(self) -> Dict[str, Any]:
+        """nats-py's options for ``nkey_seed_file``: the seed line of the file (``flotilla auth init``
+        writes comment lines before it, which nats-py's own reader would take for the seed) and the
+        inbox prefix of the role the file names, unless ``inbox_prefix`` was given."""
+        if self._nkey_seed_file is None:
+            return {}
+        try:
+            import nkeys  # noqa: F401 (nats-py imports it to sign the server's nonce)
+        except ImportError as err:
+            raise BadRequestError("nkey_seed_file needs the nkeys package: pip install 'flotilla-client[nkeys]'") from err
+        try:
+            with open(self._nkey_seed_file, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as err:
+            raise BadRequestError(f"cannot read the nkey seed file {self._nkey_seed_file}: {err}") from err
+        opts: Dict[str, Any] = {"nkeys_seed_str": seed_from_file_text(text)}
+        role = seed_file_role(text, self._nkey_seed_file)
+        if role is not None and "inbox_prefix" not in self._connect_opts:
+            opts["inbox_prefix"] = f"_INBOX_{role}"
+        return opts
+
     async def _on_error(self, err: Exception) -> None:
         text = str(err)
-        if "Permissions Violation" in text:
-            # 'nats: Permissions Violation for Publish to "flotilla.c.ctl.deploy"'
-            subject = text.split(" to ", 1)[-1].strip().strip('"')
-            self._refused[subject] = time.monotonic()
+        if isinstance(err, AuthorizationError) or "authorization violation" in text.lower():
+            self._auth_error = err
+            return
+        m = _VIOLATION.search(text)
+        if m is None:
+            return
+        # 'nats: Permissions Violation for Publish to "flotilla.c.ctl.deploy"'
+        operation, subject = m.group(1).lower(), m.group(2)
+        self._refused[subject] = time.monotonic()
+        if operation != "publish":
+            if subject.lower().startswith("_inbox"):
+                # The reply inbox itself: no request on this connection can get its reply.
+                self._inbox_refused = ForbiddenError(
+                    f"the NATS server does not allow this connection to subscribe to its reply inbox {subject}: "
+                    f"pass the inbox_prefix its role may use (_INBOX_<role> with flotilla auth credentials)",
+                    data={"subject": subject, "operation": "subscribe"},
+                )
+                for _, refused in self._pending:
+                    if not refused.done():
+                        refused.set_exception(self._inbox_refused)
+            return
+        # One refused publish: the oldest request in flight to that subject fails now (as the
+        # TypeScript SDK's requester does), not at its timeout.
+        for pending, refused in self._pending:
+            if pending.lower() == subject.lower() and not refused.done():
+                refused.set_exception(ForbiddenError(
+                    f"the NATS server does not allow this connection to publish on {pending}: "
+                    f"its credentials ({self._credentials}) lack the role",
+                    data={"subject": pending, "operation": "publish"},
+                ))
+                break
+
+    async def _request(self, nc: Any, subject: str, body: bytes, timeout: float) -> Any:
+        """``nc.request`` that fails FORBIDDEN as soon as the server refuses the publish (or the reply inbox)."""
+        if self._inbox_refused is not None:
+            raise self._inbox_refused
+        refused: "asyncio.Future[None]" = asyncio.get_running_loop().create_future()
+        entry = (subject, refused)
+        self._pending.append(entry)
+        request = asyncio.ensure_future(nc.request(subject, body, timeout=timeout))
+        try:
+            await asyncio.wait({request, refused}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            request.cancel()
+            raise
+        finally:
+            self._pending.remove(entry)
+        if request.done():
+            if refused.done() and not refused.cancelled():
+                refused.exception()  # retrieved: a reply won the race
+            return request.result()
+        request.cancel()
+        refused.result()  # raises the ForbiddenError
+        raise InternalError("unreachable")  # pragma: no cover
 
     def _forbidden(self, subject: str, since: float) -> Optional[ForbiddenError]:
         for refused, at in self._refused.items():
-            if at >= since and (refused == subject or subject.startswith(refused.rstrip(">"))):
-                return ForbiddenError(f"the NATS server refused {refused} to this connection's credentials", data={"subject": refused})
+            r, sub = refused.lower(), subject.lower()  # nats-py lower-cases the server's message
+            if at >= since and (r == sub or sub.startswith(r.rstrip(">"))):
+                return ForbiddenError(f"the NATS server refused {subject} to this connection's credentials", data={"subject": subject})
         return None
 
     async def close(self) -> None:
@@ -280,7 +405,7 @@ class Client:
         subject = f"{self._prefix}.ctl.{op}"
         since = time.monotonic()
         try:
-            msg = await nc.request(subject, pack({"v": PROTOCOL_VERSION, **params}), timeout=max(0.001, timeout))
+            msg = await self._request(nc, subject, pack({"v": PROTOCOL_VERSION, **params}), max(0.001, timeout))
         except NoRespondersError as err:
             raise UnavailableError(f"no head is answering for cluster '{self.cluster}' (is it running?)") from err
         except NatsTimeoutError as err:
@@ -404,7 +529,11 @@ class Client:
             sent += 1
             since = time.monotonic()
             try:
-                msg = await nc.request(subject, body, timeout=min(left, per_attempt))
+                msg = await self._request(nc, subject, body, min(left, per_attempt))
+            except ForbiddenError:
+                if staged:
+                    await self._drop(staged)
+                raise
             except NoRespondersError:
                 # Nobody received it: not a retry. Ask the head to bring the model back.
                 if staged:
