@@ -153,6 +153,8 @@ describe('profiles per input shape (dynamic H and W)', () => {
     expect(shapes.get(keyOf(A))).toMatchObject({ state: 'cache' });
     expect(shapes.get(keyOf(B))).toMatchObject({ state: 'cache' });
     expect(r.processed).toBe(0);
+    // Thread settings were measured at load too, at the sample shape's chosen batch (the session serves with them).
+    expect(r.profile!.threads).toMatchObject({ source: 'profile' });
     const loaded = (await client.events({ model: 'dyn-sample' })).find((e) => e.type === 'loaded')!;
     expect(loaded.data).toMatchObject({ chargedBy: 'profile' });
     expect((await client.profiles('dyn-sample')).map((p) => shapeKey(p.shape!)).sort()).toEqual([keyOf(A), keyOf(B), keyOf(C)].sort());

@@ -52,9 +52,27 @@ export class ShapeProfiler {
   private quiet: () => boolean = () => true;
   private running?: Promise<void>;
   private closed = false;
+  /** The session profiles run on (replaced once if thread tuning at load opened a better one). */
+  private session: InferenceSession;
 
   constructor(private readonly deps: ShapeProfilerDeps) {
     this.book = new ShapeBook({ maxShapes: deps.spec.profile.maxShapes ?? DEFAULT_MAX_SHAPES });
+    this.session = deps.session;
+  }
+
+  /** After thread tuning at load (before serving): later profiles run on the tuned session. */
+  useSession(session: InferenceSession): void {
+    this.session = session;
+  }
+
+  /** The first of `samples` (as profiled: its bucket's) with a profile, and the batch size it chose. */
+  chosenFor(samples: ProfileShape[]): { shape: ProfileShape; batch: number } | undefined {
+    for (const sample of samples) {
+      const shape = this.profiled(sample);
+      const p = this.book.get(shapeKey(shape))?.profile;
+      if (p) return { shape, batch: p.chosen.maxBatchSize };
+    }
+    return undefined;
   }
 
   /** The shape whose profile requests of `shape` share: its bucket's, or itself without buckets. */
@@ -175,7 +193,7 @@ export class ShapeProfiler {
       spec.profile.maxBatch ?? spec.batching.maxBatchSize ?? DEFAULT_MAX_PROFILE_BATCH,
     );
     return profileSession(
-      this.deps.session,
+      this.session,
       signature,
       { digest: spec.digest, deviceClass: this.deps.deviceClass, ...this.deps.memory },
       {

@@ -226,7 +226,8 @@ export async function profileSession(
 }
 
 /**
- * Measures thread settings for a CPU session at the profile's chosen batch size: the session the
+ * Measures thread settings for a CPU session at the profile's chosen batch size (and input shape,
+ * for a model with dynamic non-batch dims): the session the
  * batch sweep ran with (`current`, the widest setting), then narrower ones and parallel mode,
  * each opened with `open`, timed within a share of `budgetMs`, and released. Keeps the cheapest
  * setting within 5 % of the fastest (thread-choice.ts). Returns the session to serve with:
@@ -237,13 +238,13 @@ export async function profileThreads(
   current: { session: ort.InferenceSession; settings: ThreadSettings },
   open: (t: ThreadSettings) => Promise<ort.InferenceSession>,
   sig: ModelSignature,
-  opts: { batch: number; usableCores: number; budgetMs?: number; latencySloMs?: number },
+  opts: { batch: number; usableCores: number; budgetMs?: number; latencySloMs?: number; shape?: ProfileShape },
 ): Promise<{ session: ort.InferenceSession; settings: ThreadSettings; profile: ThreadChoice & { rows: ThreadRow[]; tookMs: number } }> {
   const start = performance.now();
   const budgetMs = opts.budgetMs ?? DEFAULT_PROFILE_BUDGET_MS;
   const deadline = start + budgetMs;
   const latencySloMs = opts.latencySloMs ?? DEFAULT_LATENCY_SLO_MS;
-  const feeds = syntheticFeeds(sig, opts.batch);
+  const feeds = syntheticFeeds(sig, opts.batch, opts.shape);
   const candidates = [current.settings, ...threadCandidates(opts.usableCores).filter((c) => !sameThreads(c, current.settings))];
   const share = budgetMs / candidates.length;
   const rows: ThreadRow[] = [];

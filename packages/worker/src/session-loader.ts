@@ -9,7 +9,15 @@
 // load, the others in the background as traffic brings them.
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import type { BatchingOptions, DeploySpec, Inventory, ModelProfile, ReplicaProfileSummary, ThreadSettings } from '@flotilla/protocol';
+import type {
+  BatchingOptions,
+  DeploySpec,
+  Inventory,
+  ModelProfile,
+  ProfileShape,
+  ReplicaProfileSummary,
+  ThreadSettings,
+} from '@flotilla/protocol';
 import type { Logger, ProfileStore } from '@flotilla/bus';
 import { compiledPath, createCompiledSession } from './compile-cache.js';
 import { describeModel, type ModelSignature } from './model-io.js';
@@ -250,8 +258,35 @@ export class SessionLoader {
       if (typeof s === 'string') this.logger.warn({ model: spec.name, reason: s }, 'profile shape does not fit the model: left out');
       return typeof s === 'string' ? [] : [s];
     });
-    await this.oneAtATime(() => profiler.preload(wanted));
+    await this.oneAtATime(async () => {
+      await profiler.preload(wanted);
+      await this.tuneShapeThreads(o, held, signature, profiler, wanted);
+    });
     return profiler;
+  }
+
+  /**
+   * Thread settings for a dynamic-shape model, at load: measured like a fixed-shape model's, at the
+   * first sample shape's chosen batch (a deployment's `profile.shapes`), when the session opened
+   * with the default (every usable core) on a CPU. The tuned session replaces the held one, for
+   * serving and for the later shape profiles. Without sample shapes the default stays (a session
+   * cannot be swapped under a serving replica).
+   */
+  private async tuneShapeThreads(o: Opening, held: Held, signature: ModelSignature, profiler: ShapeProfiler, samples: ProfileShape[]) {
+    const at = profiler.chosenFor(samples);
+    if (!at) return;
+    const plan = planMeasure({ onCpu: o.onCpu, threadSource: held.threads.source, spec: o.spec, opened: o.created, chosenBatch: at.batch });
+    if (plan.tuneThreadsAt === null) return;
+    const tuned = await profileThreads(
+      { session: held.session, settings: held.threads.settings },
+      async (t) => (await this.createSession(o.path, 'cpu', o.deviceId, o.spec.digest, o.compile, t)).session,
+      signature,
+      { batch: plan.tuneThreadsAt, usableCores: this.usableCores, budgetMs: o.spec.profile.budgetMs, latencySloMs: o.slo, shape: at.shape },
+    );
+    held.session = tuned.session;
+    held.threads = { settings: tuned.settings, source: 'profile' };
+    profiler.useSession(tuned.session);
+    this.logger.info({ model: o.spec.name, shape: at.shape, threads: tuned.profile }, 'thread settings for the sample shape');
   }
 
   /** Runs `f` after every profile this worker started before it (see `profiling`). */
