@@ -125,14 +125,17 @@ export function Histogram(props: { model: string; bins: Array<{ batch: string; c
   const max = Math.max(1, ...props.bins.map((b) => b.count));
   const text = `batch sizes of ${props.model}: ${props.bins.map((b) => `${b.batch}: ${b.count}`).join(', ')}`;
   if (total === 0) return <p class="muted small">no batches run yet</p>;
+  const step = Math.max(1, Math.ceil(props.bins.length / 8));
+  const last = props.bins.length - 1;
   return (
     <figure class="hist" role="img" aria-label={text} title={text}>
       <figcaption>batch sizes run ({formatNumber(total)} batches)</figcaption>
       <div class="hist-bars">
-        {props.bins.map((b) => (
-          <div key={b.batch} class="hist-col">
+        {props.bins.map((b, i) => (
+          <div key={b.batch} class="hist-col" title={`batch ${b.batch}: ${b.count}`}>
             <div class="hist-bar" style={{ height: `${Math.max(2, (100 * b.count) / max)}%`, background: modelColor(props.model) }} />
-            <span class="hist-label">{b.batch}</span>
+            {/* At most ~8 labels: every step-th from the first, and the last (none crowding it). */}
+            {i === last || (i % step === 0 && last - i >= step) ? <span class="hist-label">{b.batch}</span> : null}
           </div>
         ))}
       </div>
@@ -181,11 +184,12 @@ export function ProfileChart({ p }: { p: ProfileView }) {
     },
     axes: [
       { label: 'batch size', values: (_u, vals) => vals.map((v) => String(v)), stroke: '#374151' },
-      { scale: 'ips', label: 'items/s', stroke: '#1d4ed8', values: (_u, vals) => vals.map((v) => formatNumber(v)) },
+      { scale: 'ips', label: 'items/s', size: 64, stroke: '#1d4ed8', values: (_u, vals) => vals.map((v) => formatNumber(v)) },
       {
         scale: 'ms',
         side: 1,
         label: 'p99 ms',
+        size: 56,
         stroke: '#b45309',
         grid: { show: false },
         values: (_u, vals) => vals.map((v) => formatNumber(v)),
