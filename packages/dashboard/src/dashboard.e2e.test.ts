@@ -67,10 +67,10 @@ suite('dashboard in a browser', () => {
 
   it('reflects a deploy, a scale and an eviction within 2 s each', async () => {
     await client.deploy(sampleModelPath('mlp'), 'b', small);
-    expect(await shows('[data-model="b"][data-ready="1"]')).toBeLessThan(WITHIN_MS);
+    const deployMs = await shows('[data-model="b"][data-ready="1"]');
 
     await client.scale('mlp', 2, { wait: true });
-    expect(await shows('[data-model="mlp"][data-ready="2"][data-desired="2"]')).toBeLessThan(WITHIN_MS);
+    const scaleMs = await shows('[data-model="mlp"][data-ready="2"][data-desired="2"]');
 
     // 20 + 20 (mlp) + 20 (b) + 40 (c) = 100 MiB fits; d (40 MiB) makes the worker evict by LRU.
     await client.infer('b', { x });
@@ -79,8 +79,12 @@ suite('dashboard in a browser', () => {
     await client.deploy(sampleModelPath('mlp'), 'd', { ...small, memoryBytes: 40 * MiB });
     const evicted = (await client.events({ limit: 100 })).filter((e) => e.type === 'evicted');
     expect(evicted.length).toBeGreaterThan(0);
-    expect(await shows(`[data-event-type="evicted"][data-event-model="${evicted[0]!.model}"]`)).toBeLessThan(WITHIN_MS);
-    expect(await shows('[data-model="d"][data-ready="1"]')).toBeLessThan(WITHIN_MS);
+    const evictionMs = await shows(`[data-event-type="evicted"][data-event-model="${evicted[0]!.model}"]`);
+    await shows('[data-model="d"][data-ready="1"]');
+    console.log(
+      `dashboard.e2e: the page showed the deploy ${deployMs} ms, the scale ${scaleMs} ms, the eviction ${evictionMs} ms after the SDK call returned`,
+    );
+    for (const ms of [deployMs, scaleMs, evictionMs]) expect(ms).toBeLessThan(WITHIN_MS);
 
     // The events timeline filters by model (keyboard-reachable select).
     await page.selectOption('#events select', 'd');
