@@ -3,7 +3,7 @@
 import { createHash, randomFillSync } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { headers as natsHeaders } from '@nats-io/nats-core';
+import { errors as natsErrors, headers as natsHeaders } from '@nats-io/nats-core';
 import { jetstream } from '@nats-io/jetstream';
 import { Objm } from '@nats-io/obj';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -19,6 +19,7 @@ import {
   TRACEPARENT_HEADER,
   isTraceparent,
   FlotillaError,
+  ForbiddenError,
   NoCapacityError,
   PROTOCOL_VERSION,
   PayloadTooLargeError,
@@ -138,6 +139,13 @@ export class FlotillaClient {
   connection(): Promise<NatsConnection> {
     this.conn ??= connectBus({ name: 'flotilla-client', ...this.options }).catch((err: unknown) => {
       this.conn = undefined;
+      // The server refused the credentials (none, unknown or expired): FORBIDDEN, not a transient failure.
+      if (err instanceof natsErrors.AuthorizationError || err instanceof natsErrors.UserAuthenticationExpiredError) {
+        throw new ForbiddenError(
+          `the NATS server refused this connection's credentials (${(err as Error).message}): pass the role's nkey seed (--nkey) or creds file`,
+          { cause: err },
+        );
+      }
       throw new UnavailableError(
         `cannot connect to NATS at ${String(this.options.servers ?? process.env.FLOTILLA_NATS ?? 'nats://127.0.0.1:4222')}: ${(err as Error).message}`,
         { cause: err },

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { FlotillaClient } from '@flotilla/client';
 import { jobStatus, submitJob } from '@flotilla/jobs';
 import { closeBus, connectBus, mapNatsError, publishConfirmed, subscribeConfirmed, type NatsConnection } from '@flotilla/bus';
-import { ROLES, inboxPrefixFor, subjects, type FlotillaError, type Role } from '@flotilla/protocol';
+import { ErrorCode, ROLES, inboxPrefixFor, subjects, type FlotillaError, type Role } from '@flotilla/protocol';
 import { LocalCluster } from '@flotilla/local';
 import { findCli } from './worker-process.js';
 import { sampleModelPath } from '@flotilla/sample-models';
@@ -187,6 +187,11 @@ describe('roles enforced by nats-server permissions', () => {
 
   it('the server refuses a connection without a seed, and the config is the one auth init wrote', async () => {
     await expect(connectBus({ servers: cluster.url, reconnectForever: false, timeoutMs: 2000 })).rejects.toThrow(/auth/i);
+    // Through the SDK: FORBIDDEN (a coded, non-retryable error), not UNAVAILABLE.
+    const anonymous = new FlotillaClient({ servers: cluster.url, cluster: cluster.cluster, reconnectForever: false, timeoutMs: 2000 });
+    const refused = await anonymous.describe('mlp').catch((e: unknown) => e);
+    expect(refused).toMatchObject({ code: ErrorCode.FORBIDDEN, retryable: false });
+    expect((refused as Error).message).toMatch(/refused this connection's credentials/);
     expect(readFileSync(join(cluster.nats.dir, 'server.conf'), 'utf8')).toContain(readFileSync(join(dir, 'nats.conf'), 'utf8'));
   });
 });
