@@ -158,7 +158,7 @@ function stopPeer(child: ChildProcess, graceMs = 10_000): Promise<void> {
   });
 }
 
-/** How long one peer measurement may take, start-up included (tritonserver: 3-10 s; Ray: ~20 s). */
+/** How long one peer measurement may take, start-up included (tritonserver with its stub: 5-7 s here). */
 const PEER_TIMEOUT_MS = 300_000;
 
 /** Runs a peer's script to its end; its last stdout line is its JSON result. */
