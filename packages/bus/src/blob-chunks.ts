@@ -209,6 +209,8 @@ export async function readChunked(
   const stallMs = opts.stallMs ?? DEFAULT_READ_STALL_MS;
   const stall = new Watchdog(stallMs, () => settle(unavailable(`no chunk for ${stallMs} ms`)));
   let messages: ConsumerMessages | undefined;
+  // Every consumer this read started (a reconnect can overlap the first one's creation): all stop at the end.
+  const started: ConsumerMessages[] = [];
 
   const onChunk = (jm: JsMsg): void => {
     if (settled || jm.seq <= lastSeq) return;
@@ -231,6 +233,7 @@ export async function readChunked(
       ...(lastSeq > 0 ? { opt_start_seq: lastSeq + 1 } : {}),
     });
     const m = await consumer.consume({ callback: onChunk });
+    started.push(m);
     if (settled) {
       m.stop();
       return;
@@ -265,7 +268,7 @@ export async function readChunked(
     settled = true;
     stall.stop();
     status.stop();
-    messages?.stop();
+    for (const m of started) m.stop();
   }
   if (off !== meta.size || chunks !== meta.chunks) {
     throw new BadRequestError(
