@@ -1,0 +1,80 @@
+// The peers' processes (peers.ts, peer-triton.ts): spawned under taskset where the bench pins them,
+// tracked so that none outlives the bench, stopped with SIGTERM then SIGKILL, and a script's last
+// stdout line read as its JSON result.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+
+/** Every peer process still running; whatever the bench's exit path, none may outlive it. */
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  // SIGTERM first: the Triton driver stops its server half (and tritonserver) on it.
+  for (const c of running) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+});
+
+/** `cmd argv`, under `taskset -c core` when a core is given; stdout and stderr piped; tracked. */
+export function spawnPeer(cmd: string, argv: string[], core?: string): ChildProcess {
+  const child =
+    core === undefined
+      ? spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn('taskset', ['-c', core, cmd, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  return child;
+}
+
+/** Keeps the last `max` characters a stream wrote. */
+export function keepTail(stream: NodeJS.ReadableStream | null, max = 4000): () => string {
+  let text = '';
+  stream?.on('data', (d: Buffer) => (text = (text + d.toString()).slice(-max)));
+  return () => text;
+}
+
+/** SIGTERM, SIGKILL after `graceMs`; resolves when the process is gone. */
+export function stopPeer(child: ChildProcess, graceMs = 10_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+/** How long one peer measurement may take, start-up included (tritonserver with its stub: 5-7 s here). */
+export const PEER_TIMEOUT_MS = 300_000;
+
+/** Runs a peer's script to its end; its last stdout line is its JSON result. */
+export function runJsonChild<T>(cmd: string, argv: string[], what: string, timeoutMs = PEER_TIMEOUT_MS): Promise<T> {
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RAY_USAGE_STATS_ENABLED: '0' } });
+  running.add(child);
+  const stdout = keepTail(child.stdout, 1_000_000);
+  const stderr = keepTail(child.stderr);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => void stopPeer(child), timeoutMs);
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      running.delete(child);
+      const last = stdout().trim().split('\n').pop() ?? '';
+      if (code !== 0 || !last.startsWith('{')) {
+        const why = signal ? `killed by ${signal}${signal === 'SIGTERM' ? ` after ${timeoutMs / 1000} s?` : ''}` : `exit code ${code}`;
+        reject(new Error(`${what} failed (${why}): ${stderr().slice(-2000)}`));
+        return;
+      }
+      resolve(JSON.parse(last) as T);
+    });
+  });
+}
+
+/** A process's CPU list as `taskset -cp` reads it back; '?' when it cannot. */
+export function affinityOf(pid: number | undefined): string {
+  try {
+    return execFileSync('taskset', ['-cp', String(pid)], { encoding: 'utf8' })
+      .split(':')
+      .pop()!
+      .trim();
+  } catch {
+    return '?';
+  }
+}
