@@ -207,17 +207,23 @@ export class FlotillaClient {
       throw new BadRequestError(`retries must be a non-negative integer, got ${opts.retries}`);
     }
     const timeoutMs = opts.timeoutMs ?? DEFAULT_INFER_TIMEOUT_MS;
-    const attemptMs = opts.attemptTimeoutMs ?? Math.max(1000, Math.round(timeoutMs / 3));
     const deadline = Date.now() + timeoutMs;
     const nc = await this.connection();
-    let body = encode({ v: PROTOCOL_VERSION, inputs, timeoutMs, ...(opts.outputs ? { outputs: opts.outputs } : {}) });
+    const plain = encode({ v: PROTOCOL_VERSION, inputs, timeoutMs, ...(opts.outputs ? { outputs: opts.outputs } : {}) });
+    let body = plain;
     if (body.byteLength > this.maxMessageBytes) {
       throw new PayloadTooLargeError(`request of ${body.byteLength} bytes exceeds the limit of ${this.maxMessageBytes}`, {
         data: { limitBytes: this.maxMessageBytes, sizeBytes: body.byteLength },
       });
     }
     // The blob store only for bodies that need it: the common request takes no extra await.
-    if (mustStage(body.byteLength, maxPayload(nc))) body = await stageIfLarge(nc, await this.blobStore(), body);
+    // A staged request: the replica that receives its reference takes (deletes) the staged body, so
+    // an attempt after one that may have reached a replica stages it again. Its attempts are not cut
+    // short (moving it twice costs more than waiting): one attempt takes the whole deadline.
+    const staged = mustStage(plain.byteLength, maxPayload(nc));
+    if (staged) body = await stageIfLarge(nc, await this.blobStore(), plain);
+    let taken = false;
+    const attemptMs = opts.attemptTimeoutMs ?? (staged ? timeoutMs : Math.max(1000, Math.round(timeoutMs / 3)));
     if (this.router.stale(model, Date.now())) void this.refreshReplicas(model);
     const requester = requesterFor(nc);
     const hdrs = natsHeaders();
@@ -232,6 +238,10 @@ export class FlotillaClient {
       for (;;) {
         const remaining = deadline - Date.now();
         if (remaining <= 0) throw retryWith(new DeadlineExceededError(`'${model}' did not answer within ${timeoutMs} ms`), 'immediately');
+        if (staged && taken) {
+          body = await stageIfLarge(nc, await this.blobStore(), plain);
+          taken = false;
+        }
         sent++;
         const target = this.router.pick(model);
         const subject = target ? this.subjects.inferReplica(model, target) : this.subjects.infer(model);
@@ -255,6 +265,7 @@ export class FlotillaClient {
             throw retryWith(new UnavailableError(`no replica of '${model}' is ready yet`, { cause: err }), true);
           }
           if (isTimeout(err)) {
+            taken = true; // a replica may have taken the staged body
             if (target) this.router.forget(model, target); // unresponsive: another replica next
             const e = new DeadlineExceededError(`'${model}' did not answer on ${subject} within ${Math.min(remaining, attemptMs)} ms`, {
               cause: err,
@@ -265,6 +276,7 @@ export class FlotillaClient {
         }
         if (target) this.router.finished(model, target, reply.ok ? reply.meta?.queueDepth : undefined);
         if (reply.ok) return reply;
+        taken = true;
         const e = fromWire(reply.error);
         throw e.retryable ? retryWith(e, true) : e; // OVERLOADED & co: back off, then another replica
       }
