@@ -1,13 +1,14 @@
 // `pnpm bench:models`: many models on too little memory. 32 models generated here (weights 1 to
 // 100 MiB, compute from tens of µs to tens of ms per item), deployed on a local cluster of 2
 // workers whose budgets together hold about a third of the bytes; traffic from 64 callers, each on
-// a seeded Poisson schedule (open loop, 30 requests/s together), models drawn by Zipf popularity
+// a seeded Poisson schedule (open loop, 12 requests/s together), models drawn by Zipf popularity
 // (s = 1.1, ranks reshuffled halfway; model-trace.ts), plus a periodic sequential scan over the
-// cold half. The same trace for each eviction policy; per policy: hit ratio
+// cold half. The same trace for each eviction policy, twice (ABBA order); per policy: hit ratio
 // (requests answered by a replica that was already loaded when they were sent: the reply's
-// replica id against the `loaded` events), reloads/min and bytes loaded (`loaded` events),
-// evictions (`evicted` events), p50/p99 for hot and cold models, items/s, errors and lost
-// requests. BENCH_QUICK=1: 12 smaller models, 12 s per policy at 20 requests/s. Last stdout line: one JSON object.
+// replica id against the `loaded` events), also after the shift; reloads/min and bytes loaded
+// (`loaded` events), evictions (`evicted` events), p50/p99 for hot (top quarter of the ranks) and
+// cold models, items/s, errors and lost requests. BENCH_QUICK=1: 12 smaller models, 8 s rounds.
+// Last stdout line: one JSON object.
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { silentLogger } from '@flotilla/bus';
@@ -22,14 +23,15 @@ const quick = process.env.BENCH_QUICK === '1';
 const POLICIES = (process.env.BENCH_POLICIES ?? 'fifo,lru,lfu,cost').split(',');
 const MODELS = Number(process.env.BENCH_MODELS_N ?? (quick ? 12 : 32));
 const MAX_MIB = quick ? 24 : 100;
-const DURATION_MS = Number(process.env.BENCH_DURATION_S ?? (quick ? 12 : 70)) * 1000;
+/** One round of the trace; each policy runs two. */
+const DURATION_MS = Number(process.env.BENCH_DURATION_S ?? (quick ? 8 : 36)) * 1000;
 const CALLERS = 64;
 /** Requests per second from all callers together (open loop). */
-const RATE = Number(process.env.BENCH_RATE ?? (quick ? 20 : 30));
+const RATE = Number(process.env.BENCH_RATE ?? 12);
 const ZIPF_S = 1.1;
 const SEED = 20261129;
-/** Scans over the cold half of the models per run (evenly spaced). */
-const SCANS = 4;
+/** Scans over the cold half of the models per round (evenly spaced). */
+const SCANS = 2;
 const WORKERS = 2;
 /** The workers' budgets together hold this share of the models' bytes. */
 const BUDGET_SHARE = 1 / 3;
@@ -100,6 +102,8 @@ interface PolicyResult {
   requests: number;
   ok: number;
   hitRatio: number;
+  /** Over the requests sent after the popularity shift (how fast the policy adapts). */
+  hitRatioAfterShift: number;
   reloads: number;
   reloadsPerMin: number;
   mibLoaded: number;
@@ -120,7 +124,19 @@ const pct = (xs: number[], p: number) => {
 const r1 = (x: number) => Math.round(x * 10) / 10;
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
-async function runPolicy(cluster: LocalCluster, policy: string, models: ModelDef[], budgetBytes: number): Promise<PolicyResult> {
+/** What one round (one policy, the whole trace once) observed. */
+interface Round {
+  samples: Sample[];
+  hits: number;
+  /** Answered and hit among the requests sent after the popularity shift. */
+  afterShift: { ok: number; hits: number };
+  loads: EventMessage[];
+  evictions: number;
+  sent: number;
+  elapsedS: number;
+}
+
+async function runPolicy(cluster: LocalCluster, policy: string, models: ModelDef[], budgetBytes: number): Promise<Round> {
   const workers: Worker[] = [];
   for (let i = 0; i < WORKERS; i++) {
     workers.push(
@@ -170,8 +186,7 @@ async function runPolicy(cluster: LocalCluster, policy: string, models: ModelDef
     const inputs = new Map<string, WireTensors>(
       models.map((m, i) => [m.name, { x: fromTypedArray('float32', [1, DIM], randomFloats(DIM, 7 + i)) }]),
     );
-    const result = await traffic(client, policy, models, inputs, loadedAt, loads, evictions);
-    return result;
+    return await traffic(client, policy, models, inputs, loadedAt, loads, evictions);
   } finally {
     sub.unsubscribe();
     for (const m of models) await client.undeploy(m.name).catch(() => undefined);
@@ -187,7 +202,7 @@ async function traffic(
   loadedAt: Map<string, number>,
   loads: EventMessage[],
   evictions: EventMessage[],
-): Promise<PolicyResult> {
+): Promise<Round> {
   const n = models.length;
   const hotRanks = Math.max(1, Math.round(n / 4));
   const trace = modelTrace({ models: n, rate: RATE, callers: CALLERS, durationMs: DURATION_MS, zipf: ZIPF_S, seed: SEED });
@@ -231,9 +246,29 @@ async function traffic(
   await Promise.all([replay(), scanner()]);
   const elapsedS = (Date.now() - start) / 1000;
   // A hit: the replica that answered was loaded before the request was sent.
-  const ok = samples.filter((s) => s.replica !== undefined);
-  const hits = ok.filter((s) => (loadedAt.get(s.replica!) ?? 0) <= s.t0).length;
+  const isHit = (s: Sample) => s.replica !== undefined && (loadedAt.get(s.replica) ?? 0) <= s.t0;
+  const hits = samples.filter(isHit).length;
+  const after = samples.filter((s) => s.replica !== undefined && s.t0 >= start + shiftAt);
+  const afterShift = { ok: after.length, hits: after.filter(isHit).length };
   const windowLoads = loads.slice(loadsBefore);
+  const errored = samples.filter((s) => s.error !== undefined);
+  if (errored.length) log(`${policy}: errors ${JSON.stringify(errored.slice(0, 3))}`);
+  const perModel = new Map<string, number>();
+  for (const e of windowLoads) perModel.set(e.model ?? '?', (perModel.get(e.model ?? '?') ?? 0) + 1);
+  const top = [...perModel].sort((x, y) => y[1] - x[1]).slice(0, 8);
+  log(
+    `${policy}: hit ratio ${(hits / Math.max(1, samples.length)).toFixed(3)}, ${windowLoads.length} reloads in ${elapsedS.toFixed(1)} s; ` +
+      `most reloaded ${top.map(([m, c]) => `${m} ${c}`).join(', ')}`,
+  );
+  return { samples, hits, afterShift, loads: windowLoads, evictions: evictions.length - evictionsBefore, sent, elapsedS };
+}
+
+/** One policy's figures over its rounds. */
+function summarise(policy: string, rounds: readonly Round[]): PolicyResult {
+  const samples = rounds.flatMap((r) => r.samples);
+  const loads = rounds.flatMap((r) => r.loads);
+  const elapsedS = rounds.reduce((t, r) => t + r.elapsedS, 0);
+  const ok = samples.filter((s) => s.replica !== undefined);
   const lat = (xs: Sample[]) => ({
     n: xs.length,
     p50: r1(
@@ -249,23 +284,28 @@ async function traffic(
       ),
     ),
   });
-  const errored = samples.filter((s) => s.error !== undefined);
-  if (errored.length) log(`${policy}: errors ${JSON.stringify(errored.slice(0, 3))}`);
   return {
     policy,
     requests: samples.length,
     ok: ok.length,
-    hitRatio: r3(hits / Math.max(1, ok.length)),
-    reloads: windowLoads.length,
-    reloadsPerMin: r1(windowLoads.length / (elapsedS / 60)),
-    mibLoaded: r1(windowLoads.reduce((b, e) => b + (e.bytes ?? 0), 0) / MiB),
-    evictions: evictions.length - evictionsBefore,
+    hitRatio: r3(rounds.reduce((n, r) => n + r.hits, 0) / Math.max(1, ok.length)),
+    hitRatioAfterShift: r3(
+      rounds.reduce((n, r) => n + r.afterShift.hits, 0) /
+        Math.max(
+          1,
+          rounds.reduce((n, r) => n + r.afterShift.ok, 0),
+        ),
+    ),
+    reloads: loads.length,
+    reloadsPerMin: r1(loads.length / (elapsedS / 60)),
+    mibLoaded: r1(loads.reduce((b, e) => b + (e.bytes ?? 0), 0) / MiB),
+    evictions: rounds.reduce((n, r) => n + r.evictions, 0),
     hot: lat(ok.filter((s) => s.hot)),
     cold: lat(ok.filter((s) => !s.hot)),
     itemsPerSec: r1(ok.length / elapsedS),
-    errored: errored.length,
+    errored: samples.length - ok.length,
     // Sent but neither answered nor failed (every request is awaited, within its 60 s deadline).
-    lost: sent - samples.length,
+    lost: rounds.reduce((n, r) => n + r.sent - r.samples.length, 0),
     elapsedS: r1(elapsedS),
   };
 }
@@ -281,27 +321,28 @@ async function main(): Promise<void> {
       `${WORKERS} workers × ${(budgetBytes / MiB).toFixed(0)} MiB budget (${(((WORKERS * budgetBytes) / charged) * 100).toFixed(0)} % of the bytes)`,
   );
   const cluster = await LocalCluster.start({ workers: 0 });
-  const results: PolicyResult[] = [];
+  const rounds = new Map<string, Round[]>(POLICIES.map((p) => [p, []]));
   try {
-    for (const policy of POLICIES) {
-      const r = await runPolicy(cluster, policy, models, budgetBytes);
-      results.push(r);
-      log(`${policy}: ${JSON.stringify(r)}`);
-    }
+    // ABBA: each policy runs the trace twice, in forward then reverse order, so a machine that
+    // slows down or speeds up during the run (other work on it) weighs on every policy alike.
+    for (const policy of [...POLICIES, ...[...POLICIES].reverse()])
+      rounds.get(policy)!.push(await runPolicy(cluster, policy, models, budgetBytes));
   } finally {
     await cluster.stop();
   }
+  const results = POLICIES.map((p) => summarise(p, rounds.get(p)!));
   out(
     `\nmany models: ${models.length} models (${(charged / MiB).toFixed(0)} MiB), ${WORKERS} workers × ${(budgetBytes / MiB).toFixed(0)} MiB, ` +
-      `${CALLERS} callers, ${RATE} req/s open loop, Zipf s=${ZIPF_S} (reshuffled at ${DURATION_MS / 2000} s), ${SCANS} scans of the cold half, ${DURATION_MS / 1000} s per policy\n`,
+      `${CALLERS} callers, ${RATE} req/s open loop, Zipf s=${ZIPF_S} (reshuffled at ${DURATION_MS / 2000} s), ${SCANS} scans of the cold half, ` +
+      `${DURATION_MS / 1000} s per round, 2 rounds per policy (ABBA order)\n`,
   );
   out(
-    '| policy | requests | hit ratio | reloads/min | MiB loaded | evictions | hot p50 / p99 ms | cold p50 / p99 ms | items/s | errored | lost |',
+    '| policy | requests | hit ratio | after shift | reloads/min | MiB loaded | evictions | hot p50 / p99 ms | cold p50 / p99 ms | items/s | errored | lost |',
   );
-  out('|---|---|---|---|---|---|---|---|---|---|---|');
+  out('|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of results) {
     out(
-      `| ${r.policy} | ${r.requests} | ${r.hitRatio.toFixed(3)} | ${r.reloadsPerMin} | ${r.mibLoaded} | ${r.evictions} | ` +
+      `| ${r.policy} | ${r.requests} | ${r.hitRatio.toFixed(3)} | ${r.hitRatioAfterShift.toFixed(3)} | ${r.reloadsPerMin} | ${r.mibLoaded} | ${r.evictions} | ` +
         `${r.hot.p50} / ${r.hot.p99} | ${r.cold.p50} / ${r.cold.p99} | ${r.itemsPerSec} | ${r.errored} | ${r.lost} |`,
     );
   }

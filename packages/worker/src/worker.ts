@@ -56,6 +56,9 @@ import { WorkerMetrics } from './metrics.js';
 /** A `refused` event per model at most this often, ms (the refusals in between are counted in the next). */
 export const REFUSAL_REPORT_MS = 10_000;
 
+/** Models whose quickest load the worker remembers (the cost eviction policy). */
+export const LOAD_TIMES_KEPT = 4096;
+
 /** A replica being loaded: reserved memory, visible in heartbeats (as a LoadingReplicaState). */
 interface Loading {
   id: string;
@@ -75,9 +78,14 @@ export class Worker {
   private readonly loading = new Map<string, Loading>();
   /** Last `refused` event per model and the refusals since (see `refused`). */
   private readonly refusals = new Map<string, { at: number; suppressed: number }>();
-  /** Per ready replica: its decayed request count (sampled from `uses` each heartbeat) and its measured reload time, ms. */
+  /** Per ready replica: its decayed request count (sampled from `uses` each heartbeat). */
   private readonly usage = new Map<string, UsageRate>();
-  private readonly reloadMs = new Map<string, number>();
+  /**
+   * Per model digest and device: the quickest load measured here (session create + warm-up), ms —
+   * what a reload costs without contention; one load slowed by a busy machine would otherwise make
+   * a cold model look too dear to evict.
+   */
+  private readonly loadTimes = new Map<string, number>();
   private readonly subs: Subscription[] = [];
   private heartbeatTimer?: NodeJS.Timeout;
   /** Per replica: a profiled footprint the device had no room for (logged once). */
@@ -245,7 +253,7 @@ export class Worker {
                 uses: r.uses,
                 pinned: r.pinned,
                 rate: usageRate(this.observe(r, now), now),
-                ...(this.reloadMs.has(r.id) ? { reloadMs: this.reloadMs.get(r.id) } : {}),
+                ...this.reloadCost(r),
               },
             ]
           : [];
@@ -305,7 +313,6 @@ export class Worker {
     if (!replica) return 0;
     this.replicas.delete(replicaId);
     this.usage.delete(replicaId);
-    this.reloadMs.delete(replicaId);
     await replica.drain();
     const bytes = this.ledger.release(replicaId);
     this.footprintRefused.delete(replicaId);
@@ -374,7 +381,10 @@ export class Worker {
       }
       this.replicas.set(replicaId, replica);
       // What bringing it back would cost (the cost policy): a reload reuses the stored profile, so no profiling.
-      this.reloadMs.set(replicaId, createMs + (warmupMs ?? 0));
+      const key = `${spec.digest}/${deviceId}`;
+      const took = createMs + (warmupMs ?? 0);
+      if (!this.loadTimes.has(key) && this.loadTimes.size >= LOAD_TIMES_KEPT) this.loadTimes.delete(this.loadTimes.keys().next().value!);
+      this.loadTimes.set(key, Math.min(this.loadTimes.get(key) ?? Infinity, took));
       await replica.start(this.subjects.infer(spec.name), this.subjects.inferReplica(spec.name, replicaId), this.subjects.cluster);
       await this.nc.flush(); // subscribed at the server before anyone is told the replica is ready
       const loadMs = +(performance.now() - t0).toFixed(1);
@@ -446,12 +456,8 @@ export class Worker {
   replicaStates(): ReplicaState[] {
     const now = Date.now();
     const ready = [...this.replicas.values()].map((r): ReplicaState => {
-      const reloadMs = this.reloadMs.get(r.id);
       const usage = this.usage.get(r.id);
-      const cost = {
-        ...(usage ? { rate: +usageRate(usage, now).toFixed(3) } : {}),
-        ...(reloadMs !== undefined ? { reloadMs: +reloadMs.toFixed(1) } : {}),
-      };
+      const cost = { ...(usage ? { rate: +usageRate(usage, now).toFixed(3) } : {}), ...this.reloadCost(r) };
       const snap = r.snapshot();
       return snap.state === 'loading' ? snap : { ...snap, ...cost };
     });
@@ -471,6 +477,12 @@ export class Worker {
         pinned: l.pinned,
       }));
     return [...ready, ...loading];
+  }
+
+  /** The quickest load of the replica's model measured here, if any, ms. */
+  private reloadCost(r: Replica): { reloadMs?: number } {
+    const ms = this.loadTimes.get(`${r.digest}/${r.device}`);
+    return ms === undefined ? {} : { reloadMs: +ms.toFixed(1) };
   }
 
   /** Folds a replica's request counter into its decayed count (eviction by cost). */
@@ -549,7 +561,6 @@ export class Worker {
       for (const id of this.replicas.keys()) this.ledger.release(id);
       this.replicas.clear();
       this.usage.clear();
-      this.reloadMs.clear();
       clearInterval(this.heartbeatTimer);
       this.state = 'stopped';
       this.heartbeat();
