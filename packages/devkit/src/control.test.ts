@@ -157,9 +157,10 @@ describe('security', () => {
       await good.deploy(sampleModelPath('mlp'), 'mlp', { device: 'cpu', profile: { enabled: false } });
       expect((await good.infer('mlp', { x })).y!.dims).toEqual([1, 4]);
       const anonymous = cluster.client({ token: undefined, reconnectForever: false });
-      await expect(anonymous.infer('mlp', { x })).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+      // Refused credentials are FORBIDDEN (not the retryable UNAVAILABLE of an unreachable server).
+      await expect(anonymous.infer('mlp', { x })).rejects.toMatchObject({ code: 'FORBIDDEN' });
       const wrong = cluster.client({ token: 'nope', reconnectForever: false });
-      await expect(wrong.list()).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+      await expect(wrong.list()).rejects.toMatchObject({ code: 'FORBIDDEN' });
       // Model names are one NATS token and a safe file name: path tricks are refused up front.
       for (const name of ['../etc/passwd', 'a/b', 'a.b', '..']) {
         await expect(good.deploy(sampleModelPath('mlp'), name)).rejects.toMatchObject({ code: 'BAD_REQUEST' });
