@@ -69,7 +69,7 @@ function workerFlags(cmd: Command): Command {
     .option('--store-replicas <n>', 'JetStream replicas of the blob and profile buckets (env FLOTILLA_STORE_REPLICAS, default 1)', (v) =>
       Number(v),
     )
-    .option('--eviction <policy>', 'eviction policy when a model does not fit: fifo, lru or lfu (default fifo)');
+    .option('--eviction <policy>', 'eviction policy when a model does not fit: cost, fifo, lru or lfu (default cost)');
 }
 
 /** The worker flags as commander parsed them (the numeric ones converted by their option parsers). */

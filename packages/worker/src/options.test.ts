@@ -1,5 +1,5 @@
 import { cpus } from 'node:os';
-import { inventoryUsableCores, parseWorkerOptions } from './options.js';
+import { DEFAULT_EVICTION, inventoryUsableCores, parseWorkerOptions } from './options.js';
 
 const twoCores = { cpu: { usableCores: 2 } };
 
@@ -36,5 +36,15 @@ describe('parseWorkerOptions: threads', () => {
     expect(measured).toBeLessThanOrEqual(cpus().length);
     expect(inventoryUsableCores({ cpu: { usableCores: 1 } })).toBe(1);
     expect(inventoryUsableCores({ cpu: { cores: 1 } })).toBe(1);
+  });
+});
+
+describe('parseWorkerOptions: eviction', () => {
+  it('defaults to cost (the bench:models favourite); fifo, lru and lfu stay available; unknown is BAD_REQUEST', () => {
+    expect(DEFAULT_EVICTION).toBe('cost');
+    expect(parseWorkerOptions({ inventory: twoCores }).eviction).toBe('cost');
+    for (const eviction of ['fifo', 'lru', 'lfu', 'cost'])
+      expect(parseWorkerOptions({ eviction, inventory: twoCores }).eviction).toBe(eviction);
+    expect(() => parseWorkerOptions({ eviction: 'mru', inventory: twoCores })).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
   });
 });
