@@ -139,7 +139,8 @@ async function main(): Promise<void> {
     await session.release();
     const inputs: WireTensors = {};
     for (const m of meta) {
-      const dims = m.shape.map((d, i) => (i === 0 ? 1 : typeof d === 'number' && d > 0 ? d : 1));
+      // Dynamic dims as pnpm bench feeds them: 64 for a dim named H or W, else 1.
+      const dims = m.shape.map((d, i) => (i === 0 ? 1 : typeof d === 'number' && d > 0 ? d : /^[hw]$/i.test(String(d)) ? 64 : 1));
       const data = new Float32Array(dims.reduce((a, b) => a * b, 1)).map(() => Math.random() * 2 - 1);
       inputs[m.name] = fromTypedArray('float32', dims, data);
     }

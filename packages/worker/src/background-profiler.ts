@@ -30,6 +30,12 @@ import {
 
 /** How often a waiting profile run checks whether its replica is idle, ms. */
 const IDLE_POLL_MS = 1;
+/**
+ * Most of its replica's time a background profile may take: it runs only when the replica is idle,
+ * and only while its runs add up to at most this share of the time since it began (under constant
+ * load its budget is spent in budget / share of wall time, within the BACKGROUND_WALL_FACTOR cap).
+ */
+export const MAX_PROFILE_SHARE = 0.15;
 
 export interface ShapeProfilerDeps {
   session: InferenceSession;
@@ -169,14 +175,23 @@ export class ShapeProfiler {
     if (this.closed) return this.book.fail(key, 'replica closed before its profile ran');
     const stored = await this.stored(key);
     if (stored) return this.book.settle(key, stored, 'cache', 0);
-    const wallCap = performance.now() + this.budgetMs * BACKGROUND_WALL_FACTOR;
+    const began = performance.now();
+    const wallCap = began + this.budgetMs * BACKGROUND_WALL_FACTOR;
+    // Under load the queue empties between batches: each run also waits until profiling has had at
+    // most its share of the time since it began (MAX_PROFILE_SHARE), so it takes at most that share
+    // of a busy replica's time, and a request waits for at most one run.
+    const duty = { inRuns: 0, passedAt: undefined as number | undefined };
     const p = await this.measure(entry.shape, async () => {
       const t0 = performance.now();
-      while (!this.quiet()) {
-        if (this.closed || performance.now() > wallCap) return null;
+      if (duty.passedAt !== undefined) duty.inRuns += t0 - duty.passedAt; // the run since the last pass
+      for (;;) {
+        const now = performance.now();
+        if (this.closed || now > wallCap) return null;
+        if (this.quiet() && duty.inRuns <= MAX_PROFILE_SHARE * (now - began)) break;
         await new Promise((r) => setTimeout(r, IDLE_POLL_MS));
       }
-      return this.closed ? null : performance.now() - t0;
+      duty.passedAt = performance.now();
+      return this.closed ? null : duty.passedAt - t0;
     });
     const gaveUp = p.stoppedBecause.startsWith(GATE_STOPPED);
     if (!p.rows.length) return this.book.fail(key, `no run measured: ${this.closed ? 'replica closed' : 'the replica stayed busy'}`);
