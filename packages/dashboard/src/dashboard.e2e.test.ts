@@ -1,6 +1,7 @@
 // The dashboard in a real browser (Debian's chromium through playwright-core) against a real local
 // cluster: the page shows the workers and models; after a deploy, a scale and an eviction it shows
-// each within 2 s; the profile chart has one point per profiled batch size; a screenshot is written
+// each within 2 s; the profile chart has one point per profiled batch size; under load each replica
+// row shows its p99 latency (heartbeat latencyMs) beside items/s; a screenshot is written
 // to .cache/dashboard.png. Skipped, with the reason printed, where chromium is not installed.
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -124,6 +125,12 @@ suite('dashboard in a browser', () => {
     expect(await shows('[data-model="b"][data-desired="0"]')).toBeLessThan(WITHIN_MS);
     await page.selectOption('#events select', '');
     await page.waitForTimeout(600); // one more snapshot: the sparklines after the load
+    // Each replica under load shows the p99 its heartbeats report (latencyMs), with a text alternative.
+    const p99Cell = '[data-model="mlp"] tr[data-replica] td[data-p99-ms]:not([data-p99-ms=""])';
+    await page.waitForSelector(p99Cell, { timeout: 5000 });
+    expect(Number(await page.getAttribute(p99Cell, 'data-p99-ms'))).toBeGreaterThan(0);
+    expect(await page.getAttribute(`${p99Cell} figure`, 'aria-label')).toMatch(/^p99 latency of \S+: now [\d.,]+ ms, peak /);
+    expect(await page.textContent(`${p99Cell} .sr-only`)).toMatch(/^p50 [\d.,]+ ms over its last \d+ requests$/);
     mkdirSync(join(ROOT, '.cache'), { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
     stop = true;

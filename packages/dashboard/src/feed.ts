@@ -153,6 +153,7 @@ export class DashboardFeed {
       events: this.events,
       rates: this.rates,
       series: this.history.series,
+      replicaSeries: this.history.replicaSeries,
       profiles: this.profiles,
       profileErrors: this.profileErrors,
     });

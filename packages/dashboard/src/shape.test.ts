@@ -231,6 +231,43 @@ describe('advanceHistory: items/s per replica and a series per model', () => {
     expect(JSON.stringify(h)).toBe(frozen);
   });
 
+  it.each([
+    {
+      name: 'p99 from each heartbeat beside items/s; null while the replica answered nothing lately',
+      steps: [
+        { now: 1000, items: 0, latencyMs: undefined },
+        { now: 1500, items: 100, latencyMs: { p50: 2, p99: 9.5, count: 100 } },
+        { now: 2000, items: 150, latencyMs: { p50: 3, p99: 12, count: 150 } },
+        { now: 2500, items: 150, latencyMs: undefined },
+      ],
+      want: [
+        { t: 1, itemsPerSec: 0, p99Ms: null },
+        { t: 1.5, itemsPerSec: 200, p99Ms: 9.5 },
+        { t: 2, itemsPerSec: 100, p99Ms: 12 },
+        { t: 2.5, itemsPerSec: 0, p99Ms: null },
+      ],
+    },
+  ])('a series per replica: $name', ({ steps, want }) => {
+    let h = EMPTY_HISTORY;
+    for (const { now, items, latencyMs } of steps) {
+      const st = status(
+        [worker('w0', [readyReplica('m-1', 'm', { itemsProcessed: items, ...(latencyMs ? { latencyMs } : {}) })])],
+        [deployment('m', [{ id: 'm-1', workerId: 'w0' }])],
+      );
+      h = advanceHistory(h, st, now).history;
+    }
+    expect(h.replicaSeries['w0/m-1']).toEqual(want);
+  });
+
+  it('keeps at most 60 samples per replica (and maxPoints when fewer), and forgets replicas no longer reported', () => {
+    let h = EMPTY_HISTORY;
+    for (let i = 0; i < 100; i++) h = advanceHistory(h, at(i), 1000 + i * 500).history;
+    expect(h.replicaSeries['w0/m-1']).toHaveLength(60);
+    expect(h.replicaSeries['w0/m-1']![59]!.t).toBe(50.5);
+    expect(advanceHistory(h, at(200), 99_000, 4).history.replicaSeries['w0/m-1']).toHaveLength(4);
+    expect(advanceHistory(h, status([], []), 99_000).history.replicaSeries).toEqual({});
+  });
+
   it('forgets models no longer deployed', () => {
     const h = advanceHistory(EMPTY_HISTORY, at(0), 1000).history;
     expect(Object.keys(advanceHistory(h, status([], []), 1500).history.series)).toEqual([]);
@@ -310,6 +347,29 @@ describe('deploymentRows', () => {
     expect(f.itemsPerSec).toBe(0);
   });
 
+  it('carries each replica’s latency window and its own series (p99 sparkline); none for a replica that answered nothing lately', () => {
+    const latencyMs = { p50: 1.5, p99: 7.25, count: 300 };
+    const series = [
+      { t: 1, itemsPerSec: 0, p99Ms: null },
+      { t: 1.5, itemsPerSec: 40, p99Ms: 7.25 },
+    ];
+    const s = status(
+      [worker('w0', [readyReplica('m-1', 'm', { latencyMs }), readyReplica('m-2', 'm')])],
+      [
+        deployment('m', [
+          { id: 'm-1', workerId: 'w0' },
+          { id: 'm-2', workerId: 'w0' },
+        ]),
+      ],
+    );
+    const [row] = deploymentRows(s, { events: [], rates: {}, series: {}, replicaSeries: { 'w0/m-1': series }, profiles: new Map() });
+    expect(row!.replicas.map((r) => [r.id, r.latencyMs, r.series])).toEqual([
+      ['m-1', latencyMs, series],
+      ['m-2', undefined, []],
+    ]);
+    expect(row!.replicas[1]).not.toHaveProperty('latencyMs');
+  });
+
   it('a replica the workers do not report yet (pending) shows zeros and its error', () => {
     const s = status([], [deployment('p', [{ id: 'p-1', workerId: 'w9' }])]);
     s.deployments[0]!.replicas[0] = {
@@ -330,6 +390,7 @@ describe('deploymentRows', () => {
       processed: 0,
       failed: 0,
       itemsPerSec: 0,
+      series: [],
       bytes: 0,
       pinned: false,
       error: { code: 'NO_CAPACITY', message: 'full' },

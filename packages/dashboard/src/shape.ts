@@ -12,6 +12,7 @@ import {
   type EventRow,
   type HeadsView,
   type ProfileView,
+  type ReplicaPoint,
   type ReplicaRow,
   type ScalingDecision,
   type SeriesPoint,
@@ -96,6 +97,8 @@ export interface DeploymentInputs {
   /** Items/s per replica (`worker/replica`), from history.ts. */
   rates: Readonly<Record<string, number>>;
   series: Readonly<Record<string, SeriesPoint[]>>;
+  /** Per replica (`worker/replica`), from history.ts. */
+  replicaSeries?: Readonly<Record<string, ReplicaPoint[]>>;
   profiles: ReadonlyMap<string, ModelProfile[]>;
 }
 
@@ -124,6 +127,8 @@ export function deploymentRows(status: ClusterStatus, inputs: DeploymentInputs):
           processed: r?.processed ?? 0,
           failed: r?.failed ?? 0,
           itemsPerSec: inputs.rates[replicaKey(p.workerId, p.id)] ?? 0,
+          ...(r && r.state !== 'loading' && r.latencyMs ? { latencyMs: { ...r.latencyMs } } : {}),
+          series: inputs.replicaSeries?.[replicaKey(p.workerId, p.id)] ?? [],
           bytes: r?.bytes ?? 0,
           pinned: r?.pinned ?? d.spec.pin,
           ...(r && r.state !== 'loading' ? { executionProvider: r.executionProvider, maxBatchSize: r.batching.maxBatchSize } : {}),
@@ -288,6 +293,7 @@ export interface SnapshotInputs {
   events: readonly EventMessage[];
   rates: Readonly<Record<string, number>>;
   series: Readonly<Record<string, SeriesPoint[]>>;
+  replicaSeries?: Readonly<Record<string, ReplicaPoint[]>>;
   profiles: ReadonlyMap<string, ModelProfile[]>;
   profileErrors: ReadonlyMap<string, { code: string; message: string }>;
 }
@@ -303,7 +309,9 @@ export function buildSnapshot(i: SnapshotInputs): DashboardSnapshot {
     ...optional('error', i.error),
     heads: s ? headsView(s) : { standbys: [] },
     workers: s ? workerViews(s) : [],
-    deployments: s ? deploymentRows(s, { events: i.events, rates: i.rates, series: i.series, profiles: i.profiles }) : [],
+    deployments: s
+      ? deploymentRows(s, { events: i.events, rates: i.rates, series: i.series, replicaSeries: i.replicaSeries, profiles: i.profiles })
+      : [],
     events: eventRows(i.events),
     profiles: s ? profilesByFile(s, i.profiles) : [],
     profileErrors: models.flatMap((m) => {

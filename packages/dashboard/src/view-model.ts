@@ -87,6 +87,10 @@ export interface ReplicaRow {
   failed: number;
   /** Items per second over the last sample interval (0 for the first sample). */
   itemsPerSec: number;
+  /** Latency of its recent successful requests (arrival → answer, ms), as its heartbeats report it; absent when it answered none lately. */
+  latencyMs?: { p50: number; p99: number; count: number };
+  /** Recent samples, oldest first (the replica's items/s and p99 sparklines). */
+  series: ReplicaPoint[];
   bytes: number;
   pinned: boolean;
   executionProvider?: string;
@@ -107,6 +111,14 @@ export interface SeriesPoint {
   itemsPerSec: number;
   queueDepth: number;
   inFlight: number;
+}
+
+export interface ReplicaPoint {
+  /** Epoch seconds (uPlot's x unit). */
+  t: number;
+  itemsPerSec: number;
+  /** p99 latency, ms; null when the replica answered no request lately (a gap in the line). */
+  p99Ms: number | null;
 }
 
 export interface DeploymentRow {

@@ -151,6 +151,28 @@ describe('heartbeat schema', () => {
     refusal(() => parseHeartbeat(hb({ replicas: [replica({ batchHistogram: { x: 1 } })] })));
   });
 
+  it('takes a replica latency summary (p50 ≤ p99, bounded), optional, and refuses a malformed one', () => {
+    const latencyMs = { p50: 1.25, p99: 9.5, count: 1024 };
+    expect((parseHeartbeat(hb({ replicas: [replica({ latencyMs })] })).replicas[0] as LoadedReplicaState).latencyMs).toEqual(latencyMs);
+    expect(parseHeartbeat(hb({ replicas: [replica()] })).replicas[0]).not.toHaveProperty('latencyMs');
+    const bad: Array<[object, string]> = [
+      [{ p50: 10, p99: 2, count: 5 }, 'latencyMs.p50'],
+      [{ p50: -1, p99: 2, count: 5 }, 'latencyMs.p50'],
+      [{ p50: 1, p99: 1e12, count: 5 }, 'latencyMs.p99'],
+      [{ p50: 1, p99: 2, count: 0 }, 'latencyMs.count'],
+      [{ p50: 1, p99: 2, count: 1.5 }, 'latencyMs.count'],
+      [{ p50: 1, p99: 2, count: 1e15 }, 'latencyMs.count'],
+      [{ p50: 1, p99: 2, count: 5, p999: 3 }, 'latencyMs.p999: unknown key'],
+      [{ p50: 1, p99: 2 }, 'latencyMs.count'],
+    ];
+    for (const [l, path] of bad)
+      expect(refusal(() => parseHeartbeat(hb({ replicas: [replica({ latencyMs: l as never })] }))).message).toContain(
+        `$.replicas.0.${path}`,
+      );
+    // A loading replica has answered nothing: no latency.
+    refusal(() => parseHeartbeat(hb({ replicas: [loading({ latencyMs } as object)] })));
+  });
+
   it('accepts the boundaries: 64 GPUs of 4 TiB, 64 TiB of host memory, 4096 replicas', () => {
     const gpus = Array.from({ length: 64 }, (_, i) => ({
       index: i,

@@ -244,6 +244,23 @@ export const ModelSignature = z
   .strict();
 export type ModelSignature = z.infer<typeof ModelSignature>;
 
+/** Most latencies one replica's `latencyMs` may summarise (the worker keeps the last 1,024). */
+export const MAX_LATENCY_WINDOW_COUNT = 1_000_000;
+
+/**
+ * p50 and p99 (nearest rank), ms, over a replica's recent successful requests (the worker: the last
+ * 1,024 answered within 10 s), and how many requests that was.
+ */
+export const LatencyWindowSummary = z
+  .object({
+    p50: z.number().min(0).max(MAX_WAIT_MS),
+    p99: z.number().min(0).max(MAX_WAIT_MS),
+    count: z.number().int().min(1).max(MAX_LATENCY_WINDOW_COUNT),
+  })
+  .strict()
+  .refine((l) => l.p50 <= l.p99, { message: 'p50 above p99', path: ['p50'] });
+export type LatencyWindowSummary = z.infer<typeof LatencyWindowSummary>;
+
 /** A replica with an open session: serving (`ready`), finishing what it accepted (`draining`), or `failed`. */
 export const LoadedReplicaState = z
   .object({
@@ -270,6 +287,8 @@ export const LoadedReplicaState = z
     reloadMs: z.number().min(0).max(1e7).optional(),
     /** The model's inputs and outputs as the session reports them (absent from older workers). */
     signature: ModelSignature.optional(),
+    /** Latency (arrival → answer) of the recent successful requests; absent when there were none (or from older workers). */
+    latencyMs: LatencyWindowSummary.optional(),
   })
   .strict();
 export type LoadedReplicaState = z.infer<typeof LoadedReplicaState>;

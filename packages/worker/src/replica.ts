@@ -44,6 +44,7 @@ import {
 } from '@flotilla/protocol';
 import { fitReply, maxPayload, respondSafely, stagedRef, takeStaged, type BlobStore, type Logger } from '@flotilla/bus';
 import { Batcher, type Queued } from './batcher.js';
+import { LatencyWindow } from './latency-window.js';
 import type { ShapeProfiler } from './background-profiler.js';
 import { concatBatch, splitBatch, validateInputs, wireSignature, type ModelSignature } from './model-io.js';
 
@@ -128,6 +129,8 @@ export class Replica {
   private itemsProcessed = 0;
   private failed = 0;
   private readonly histogram: Record<string, number> = {};
+  /** Latencies (arrival → answer) of the recent successful requests: heartbeats report p50/p99. */
+  private readonly latencies = new LatencyWindow();
   private idle?: () => void;
   /** Replies being encoded/staged/sent. */
   private sending = 0;
@@ -255,6 +258,7 @@ export class Replica {
   }
 
   snapshot(): ReplicaState {
+    const latency = this.latencies.summary(performance.now());
     return {
       id: this.id,
       model: this.model,
@@ -275,6 +279,7 @@ export class Replica {
       lastUsedAt: this.lastUsedAt,
       ...(this.profile ? { profile: this.shapes ? this.shapes.summary(this.profile) : this.profile } : {}),
       ...(this.wireSignature ? { signature: this.wireSignature } : {}),
+      ...(latency ? { latencyMs: { p50: round3(latency.p50), p99: round3(latency.p99), count: latency.count } } : {}),
     };
   }
 
@@ -489,10 +494,14 @@ export class Replica {
   /** Answers one request (result or coded error), staging large replies; never throws. */
   private finish(msg: Msg, id: RequestId | undefined, receivedAt: number, error?: FlotillaError, reply?: Uint8Array): void {
     this.inFlight--;
-    const ms = performance.now() - receivedAt;
+    const now = performance.now();
+    const ms = now - receivedAt;
     this.ctx.metrics?.request(this.model, error ? error.code : 'OK', ms);
     if (error) this.failed++;
-    else this.processed++;
+    else {
+      this.processed++;
+      this.latencies.record(ms, now);
+    }
     let c = this.served.get(msg.subject);
     if (!c) this.served.set(msg.subject, (c = { requests: 0, errors: 0, processingNs: 0 }));
     c.requests++;
@@ -561,6 +570,11 @@ export class Replica {
     // A closed connection loses the reply: the caller's timeout answers it.
     respondSafely(msg, data, h);
   }
+}
+
+/** Ms to the microsecond: heartbeats need no more. */
+function round3(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
 }
 
 /** An error reply's bytes; one that cannot be encoded (it never should) becomes an INTERNAL error reply. */

@@ -333,8 +333,9 @@ function DeploymentCard(props: {
             <th scope="col" class="num">
               in flight
             </th>
-            <th scope="col" class="num">
-              items/s
+            <th scope="col">items/s</th>
+            <th scope="col" title="latency of the replica's recent successful requests, arrival to answer (its heartbeat's window)">
+              p99 latency
             </th>
             <th scope="col" class="num">
               answered
@@ -363,7 +364,25 @@ function DeploymentCard(props: {
               </td>
               <td class="num">{r.queueDepth}</td>
               <td class="num">{r.inFlight}</td>
-              <td class="num">{formatNumber(r.itemsPerSec)}</td>
+              <td class="spark-cell" data-items-per-sec={r.itemsPerSec}>
+                <Sparkline compact label={`items/s of ${r.id}`} unit="/s" points={r.series} value={(p) => p.itemsPerSec} color={color} />
+              </td>
+              <td
+                class="spark-cell"
+                data-p99-ms={r.latencyMs?.p99 ?? ''}
+                title={
+                  r.latencyMs
+                    ? `p50 ${formatNumber(r.latencyMs.p50)} ms, p99 ${formatNumber(r.latencyMs.p99)} ms over ${r.latencyMs.count} requests`
+                    : undefined
+                }
+              >
+                <Sparkline compact label={`p99 latency of ${r.id}`} unit="ms" points={r.series} value={(p) => p.p99Ms} color="#b45309" />
+                {r.latencyMs ? (
+                  <span class="sr-only">
+                    p50 {formatNumber(r.latencyMs.p50)} ms over its last {r.latencyMs.count} requests
+                  </span>
+                ) : null}
+              </td>
               <td class="num">{formatNumber(r.processed)}</td>
               <td class="num">{formatNumber(r.failed)}</td>
               <td class="num">{r.bytes ? formatBytes(r.bytes) : '–'}</td>

@@ -3,7 +3,7 @@
 import { useEffect, useRef } from 'preact/hooks';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
-import { formatBytes, formatNumber, type DeviceBar, type ProfileView, type SeriesPoint } from '../../src/view-model.js';
+import { formatBytes, formatNumber, type DeviceBar, type ProfileView } from '../../src/view-model.js';
 
 /** A model's colour: the same on every bar, legend and chart (a palette readable on white). */
 const PALETTE = ['#1d4ed8', '#c2410c', '#047857', '#7c3aed', '#be185d', '#0e7490', '#a16207', '#b91c1c', '#4d7c0f', '#334155'];
@@ -54,24 +54,39 @@ function UPlot(props: { options: Omit<uPlot.Options, 'width'>; data: uPlot.Align
   return <div ref={box} class={props.className} aria-hidden="true" />;
 }
 
-export function Sparkline(props: { label: string; unit: string; points: SeriesPoint[]; value: (p: SeriesPoint) => number; color: string }) {
+/**
+ * A value over recent samples, with its latest number beside it. `value` may be null for a sample
+ * with nothing to show (a gap: a replica that answered no request lately has no p99). `compact` is
+ * the table-cell size (replica rows).
+ */
+export function Sparkline<P extends { t: number }>(props: {
+  label: string;
+  unit: string;
+  points: P[];
+  value: (p: P) => number | null;
+  color: string;
+  compact?: boolean;
+}) {
   const ys = props.points.map(props.value);
-  const last = ys[ys.length - 1] ?? 0;
-  const max = ys.length ? Math.max(...ys) : 0;
-  const text = `${props.label}: now ${formatNumber(last)} ${props.unit}, peak ${formatNumber(max)} over the last ${props.points.length} samples`;
+  const known = ys.filter((y): y is number => y !== null);
+  const last = ys[ys.length - 1] ?? null;
+  const max = known.length ? Math.max(...known) : 0;
+  const now = last === null ? (ys.length ? 'none lately' : 'no samples yet') : `now ${formatNumber(last)} ${props.unit}`;
+  const text = `${props.label}: ${now}, peak ${formatNumber(max)} over the last ${props.points.length} samples`;
   const options: Omit<uPlot.Options, 'width'> = {
-    height: 44,
+    height: props.compact ? 22 : 44,
     legend: { show: false },
     cursor: { show: false },
     select: { show: false, left: 0, top: 0, width: 0, height: 0 },
-    scales: { x: { time: false }, y: { range: (_u, _min, mx) => [0, Math.max(1, mx * 1.1)] } },
+    scales: { x: { time: false }, y: { range: (_u, _min, mx) => [0, Math.max(1, (mx ?? 0) * 1.1)] } },
     axes: [{ show: false }, { show: false }],
     series: [{}, { label: props.label, stroke: props.color, fill: `${props.color}22`, width: 1.5, points: { show: false } }],
   };
   return (
-    <figure class="spark" role="img" aria-label={text} title={text}>
+    <figure class={props.compact ? 'spark spark-mini' : 'spark'} role="img" aria-label={text} title={text}>
       <figcaption>
-        <span>{props.label}</span> <strong>{formatNumber(last)}</strong> <span class="unit">{props.unit}</span>
+        {props.compact ? null : <span>{props.label} </span>}
+        <strong>{last === null ? '–' : formatNumber(last)}</strong> <span class="unit">{props.unit}</span>
       </figcaption>
       <UPlot options={options} data={[props.points.map((p) => p.t), ys]} />
     </figure>
