@@ -7,12 +7,17 @@
 // (requests answered by a replica that was already loaded when they were sent: the reply's
 // replica id against the `loaded` events), also after the shift; reloads/min and bytes loaded
 // (`loaded` events), evictions (`evicted` events), p50/p99 for hot (top quarter of the ranks) and
-// cold models, items/s, errors and lost requests. BENCH_QUICK=1: 12 smaller models, 8 s rounds.
+// cold models, items/s, errors and lost requests. Then the default policy (cost) once more under the
+// head's `first-fit` placement (the first worker where the model fits, evicting there even when the
+// other has room), two rounds in the middle of the ABBA order, against cost under the default
+// placement: "evictions avoided by placement" (BENCH_FIRST_FIT=0 skips it). BENCH_QUICK=1: 12
+// smaller models, 8 s rounds.
 // Last stdout line: one JSON object.
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { silentLogger } from '@flotilla/bus';
 import type { FlotillaClient } from '@flotilla/client';
+import type { PlacementRule } from '@flotilla/head';
 import { LocalCluster } from '@flotilla/local';
 import { decode, fromTypedArray, type EventMessage, type WireTensors } from '@flotilla/protocol';
 import { GraphBuilder, randomFloats } from '@flotilla/sample-models';
@@ -21,6 +26,9 @@ import { modelTrace, scanModels } from './model-trace.js';
 
 const quick = process.env.BENCH_QUICK === '1';
 const POLICIES = (process.env.BENCH_POLICIES ?? 'fifo,lru,lfu,cost').split(',');
+/** The workers' default eviction policy: also run under `first-fit` placement, for comparison. */
+const DEFAULT_POLICY = 'cost';
+const FIRST_FIT = process.env.BENCH_FIRST_FIT !== '0' && POLICIES.includes(DEFAULT_POLICY);
 const MODELS = Number(process.env.BENCH_MODELS_N ?? (quick ? 12 : 32));
 const MAX_MIB = quick ? 24 : 100;
 /** One round of the trace; each policy runs two. */
@@ -97,8 +105,16 @@ interface Sample {
   scan: boolean;
 }
 
+/** An eviction policy under a placement rule (the head's). */
+interface Pass {
+  key: string;
+  policy: string;
+  placement: PlacementRule;
+}
+
 interface PolicyResult {
   policy: string;
+  placement: PlacementRule;
   requests: number;
   ok: number;
   hitRatio: number;
@@ -136,12 +152,13 @@ interface Round {
   elapsedS: number;
 }
 
-async function runPolicy(cluster: LocalCluster, policy: string, models: ModelDef[], budgetBytes: number): Promise<Round> {
+async function runPolicy(cluster: LocalCluster, pass: Pass, models: ModelDef[], budgetBytes: number): Promise<Round> {
+  const { key, policy } = pass;
   const workers: Worker[] = [];
   for (let i = 0; i < WORKERS; i++) {
     workers.push(
       await Worker.start({
-        id: `${policy}-w${i}`,
+        id: `${key}-w${i}`,
         cluster: cluster.cluster,
         bus: { servers: cluster.url },
         cacheDir: join(process.cwd(), '.cache', 'bench-models', 'artifacts'),
@@ -181,12 +198,12 @@ async function runPolicy(cluster: LocalCluster, policy: string, models: ModelDef
       });
     }
     log(
-      `${policy}: ${models.length} models deployed in ${((performance.now() - t0) / 1000).toFixed(1)} s; traffic for ${DURATION_MS / 1000} s`,
+      `${key}: ${models.length} models deployed in ${((performance.now() - t0) / 1000).toFixed(1)} s; traffic for ${DURATION_MS / 1000} s`,
     );
     const inputs = new Map<string, WireTensors>(
       models.map((m, i) => [m.name, { x: fromTypedArray('float32', [1, DIM], randomFloats(DIM, 7 + i)) }]),
     );
-    return await traffic(client, policy, models, inputs, loadedAt, loads, evictions);
+    return await traffic(client, key, models, inputs, loadedAt, loads, evictions);
   } finally {
     sub.unsubscribe();
     for (const m of models) await client.undeploy(m.name).catch(() => undefined);
@@ -264,7 +281,7 @@ async function traffic(
 }
 
 /** One policy's figures over its rounds. */
-function summarise(policy: string, rounds: readonly Round[]): PolicyResult {
+function summarise({ policy, placement }: Pass, rounds: readonly Round[]): PolicyResult {
   const samples = rounds.flatMap((r) => r.samples);
   const loads = rounds.flatMap((r) => r.loads);
   const elapsedS = rounds.reduce((t, r) => t + r.elapsedS, 0);
@@ -286,6 +303,7 @@ function summarise(policy: string, rounds: readonly Round[]): PolicyResult {
   });
   return {
     policy,
+    placement,
     requests: samples.length,
     ok: ok.length,
     hitRatio: r3(rounds.reduce((n, r) => n + r.hits, 0) / Math.max(1, ok.length)),
@@ -320,21 +338,45 @@ async function main(): Promise<void> {
     `${models.length} models, ${(charged / MiB).toFixed(0)} MiB charged in all (${models[0]!.name} … ${models[models.length - 1]!.name}); ` +
       `${WORKERS} workers × ${(budgetBytes / MiB).toFixed(0)} MiB budget (${(((WORKERS * budgetBytes) / charged) * 100).toFixed(0)} % of the bytes)`,
   );
+  const passes: Pass[] = POLICIES.map((policy) => ({ key: policy, policy, placement: 'cost-aware' }));
+  if (FIRST_FIT) passes.push({ key: `${DEFAULT_POLICY}-first-fit`, policy: DEFAULT_POLICY, placement: 'first-fit' });
   const cluster = await LocalCluster.start({ workers: 0 });
-  const rounds = new Map<string, Round[]>(POLICIES.map((p) => [p, []]));
+  // The first-fit pass needs a head of its own (the placement rule is a head option).
+  let firstFitCluster: LocalCluster | undefined;
+  const rounds = new Map<string, Round[]>(passes.map((p) => [p.key, []]));
   try {
-    // ABBA: each policy runs the trace twice, in forward then reverse order, so a machine that
-    // slows down or speeds up during the run (other work on it) weighs on every policy alike.
-    for (const policy of [...POLICIES, ...[...POLICIES].reverse()])
-      rounds.get(policy)!.push(await runPolicy(cluster, policy, models, budgetBytes));
+    // ABBA: each pass runs the trace twice, in forward then reverse order, so a machine that
+    // slows down or speeds up during the run (other work on it) weighs on every pass alike.
+    for (const pass of [...passes, ...[...passes].reverse()]) {
+      let on = cluster;
+      if (pass.placement !== 'cost-aware')
+        on = firstFitCluster ??= await LocalCluster.start({ workers: 0, head: { placement: pass.placement } });
+      rounds.get(pass.key)!.push(await runPolicy(on, pass, models, budgetBytes));
+    }
   } finally {
+    await firstFitCluster?.stop();
     await cluster.stop();
   }
-  const results = POLICIES.map((p) => summarise(p, rounds.get(p)!));
+  const results = passes.map((p) => summarise(p, rounds.get(p.key)!));
+  const costAware = results.find((r) => r.policy === DEFAULT_POLICY && r.placement === 'cost-aware');
+  const firstFit = results.find((r) => r.placement === 'first-fit');
+  // Evictions the default placement avoided: those of first-fit (same policy, same trace) it did not need.
+  const placement =
+    costAware && firstFit
+      ? {
+          policy: DEFAULT_POLICY,
+          evictionsFirstFit: firstFit.evictions,
+          evictionsCostAware: costAware.evictions,
+          evictionsAvoided: firstFit.evictions - costAware.evictions,
+          evictionsAvoidedPct: r1(((firstFit.evictions - costAware.evictions) / Math.max(1, firstFit.evictions)) * 100),
+          hitRatioFirstFit: firstFit.hitRatio,
+          hitRatioCostAware: costAware.hitRatio,
+        }
+      : undefined;
   out(
     `\nmany models: ${models.length} models (${(charged / MiB).toFixed(0)} MiB), ${WORKERS} workers × ${(budgetBytes / MiB).toFixed(0)} MiB, ` +
       `${CALLERS} callers, ${RATE} req/s open loop, Zipf s=${ZIPF_S} (reshuffled at ${DURATION_MS / 2000} s), ${SCANS} scans of the cold half, ` +
-      `${DURATION_MS / 1000} s per round, 2 rounds per policy (ABBA order)\n`,
+      `${DURATION_MS / 1000} s per round, 2 rounds per pass (ABBA order)\n`,
   );
   out(
     '| policy | requests | hit ratio | after shift | reloads/min | MiB loaded | evictions | hot p50 / p99 ms | cold p50 / p99 ms | items/s | errored | lost |',
@@ -342,11 +384,19 @@ async function main(): Promise<void> {
   out('|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of results) {
     out(
-      `| ${r.policy} | ${r.requests} | ${r.hitRatio.toFixed(3)} | ${r.hitRatioAfterShift.toFixed(3)} | ${r.reloadsPerMin} | ${r.mibLoaded} | ${r.evictions} | ` +
+      `| ${r.policy}${r.placement === 'cost-aware' ? '' : ` (${r.placement} placement)`} | ${r.requests} | ${r.hitRatio.toFixed(3)} | ${r.hitRatioAfterShift.toFixed(3)} | ${r.reloadsPerMin} | ${r.mibLoaded} | ${r.evictions} | ` +
         `${r.hot.p50} / ${r.hot.p99} | ${r.cold.p50} / ${r.cold.p99} | ${r.itemsPerSec} | ${r.errored} | ${r.lost} |`,
     );
   }
   out();
+  if (placement) {
+    out(
+      `evictions avoided by placement: ${placement.evictionsAvoided} (${placement.evictionsAvoidedPct} %) — ` +
+        `${DEFAULT_POLICY} under first-fit placement ${placement.evictionsFirstFit} evictions, hit ratio ${placement.hitRatioFirstFit.toFixed(3)}; ` +
+        `under the default (cost-aware) ${placement.evictionsCostAware}, hit ratio ${placement.hitRatioCostAware.toFixed(3)}`,
+    );
+    out();
+  }
   out(
     JSON.stringify({
       bench: 'models',
@@ -360,6 +410,7 @@ async function main(): Promise<void> {
       durationS: DURATION_MS / 1000,
       totalS: r1((performance.now() - t0) / 1000),
       results,
+      placement,
     }),
   );
 }

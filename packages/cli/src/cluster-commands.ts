@@ -101,6 +101,9 @@ function workerOptions(o: WorkerFlags) {
   };
 }
 
+const PLACEMENT_HELP =
+  'where the head places a replica: cost-aware (a worker with room first, else the cheapest eviction; default) or first-fit (the first worker where it fits, evicting there even when another has room)';
+
 export function clusterCommands(program: Command): void {
   withConnectionOptions(
     healthFlag(
@@ -118,7 +121,8 @@ export function clusterCommands(program: Command): void {
           '--lease-ttl-ms <ms>',
           'several heads: one leads, the others take over within about this long after it is lost (default 10000)',
           (v) => Number(v),
-        ),
+        )
+        .option('--placement <rule>', PLACEMENT_HELP),
     ),
   ).action(async (o) => {
     try {
@@ -132,6 +136,7 @@ export function clusterCommands(program: Command): void {
         workerTimeoutMs: o.workerTimeoutMs,
         id: o.id,
         leaseTtlMs: o.leaseTtlMs,
+        placement: o.placement,
       });
       const hm = headMetrics(
         () => head.status(),
@@ -189,6 +194,7 @@ export function clusterCommands(program: Command): void {
       )
       .option('--cluster <name>', 'cluster name (env FLOTILLA_CLUSTER, default default)')
       .option('--workers <n>', 'worker processes', (v) => Number(v), 1)
+      .option('--placement <rule>', PLACEMENT_HELP)
       .option('--max-payload <size>', "embedded nats-server's max_payload (default 1MiB)")
       .option('--store-dir <dir>', "embedded nats-server's JetStream directory (default: a temp dir)")
       .option(
@@ -218,7 +224,12 @@ export function clusterCommands(program: Command): void {
       const url: string = natsCluster ? natsCluster.urls.join(',') : (o.nats ?? nats!.url);
       if (natsCluster) o.storeReplicas ??= Math.min(3, o.natsCluster);
       const seed = (role: string) => (auth ? join(auth.dir, `${role}.nk`) : undefined);
-      head = await Head.start({ cluster, bus: { servers: url.split(','), nkeySeedFile: seed('head') }, storeReplicas: o.storeReplicas });
+      head = await Head.start({
+        cluster,
+        bus: { servers: url.split(','), nkeySeedFile: seed('head') },
+        storeReplicas: o.storeReplicas,
+        placement: o.placement,
+      });
       const passthrough = [
         'memoryBudget',
         'headroom',

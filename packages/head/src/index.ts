@@ -2,4 +2,5 @@
 // the control plane. Embedders (the CLI, the local cluster) start one with `Head.start`.
 export { Head } from './head.js';
 export type { HeadOptions } from './options.js';
+export { PLACEMENT_RULES, type PlacementRule } from './placement.js';
 export { headMetrics } from './metrics.js';

@@ -2,6 +2,7 @@
 import { hostname } from 'node:os';
 import { BadRequestError, DEFAULT_CLUSTER } from '@flotilla/protocol';
 import type { BusOptions, Logger, NatsConnection } from '@flotilla/bus';
+import { DEFAULT_PLACEMENT_RULE, PLACEMENT_RULES, type PlacementRule } from './placement.js';
 import { DEFAULT_MAX_WORKERS } from './registry.js';
 
 export const DEFAULT_WORKER_TIMEOUT_MS = 5000;
@@ -47,6 +48,12 @@ export interface HeadOptions {
    * worker timeout.
    */
   confirmMs?: number;
+  /**
+   * Where a new replica goes among the devices of its preferred kind: `cost-aware` (a device with
+   * room before one that must evict, then the cheapest eviction) or `first-fit` (the first worker
+   * where it fits, evicting there even when another has room; for comparison). Default `cost-aware`.
+   */
+  placement?: PlacementRule;
   logger?: Logger;
 }
 
@@ -63,6 +70,7 @@ export interface CompiledHeadOptions {
   settleMs: number;
   maxWorkers: number;
   confirmMs: number;
+  placement: PlacementRule;
   logger?: Logger;
 }
 
@@ -80,6 +88,7 @@ export function parseHeadOptions(raw: HeadOptions = {}): CompiledHeadOptions {
     settleMs: raw.settleMs ?? DEFAULT_SETTLE_MS,
     maxWorkers: raw.maxWorkers ?? DEFAULT_MAX_WORKERS,
     confirmMs: raw.confirmMs ?? raw.workerTimeoutMs ?? DEFAULT_WORKER_TIMEOUT_MS,
+    placement: raw.placement ?? DEFAULT_PLACEMENT_RULE,
     logger: raw.logger,
   };
   const bad = (k: string, v: number, min: number, max: number) => {
@@ -93,6 +102,8 @@ export function parseHeadOptions(raw: HeadOptions = {}): CompiledHeadOptions {
   bad('settleMs', o.settleMs, 0, 600_000);
   bad('maxWorkers', o.maxWorkers, 1, 1_000_000);
   bad('confirmMs', o.confirmMs, 100, 600_000);
+  if (!PLACEMENT_RULES.includes(o.placement))
+    throw new BadRequestError(`invalid head option placement='${o.placement}': use ${PLACEMENT_RULES.join(' or ')}`);
   if (!/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/.test(o.id))
     throw new BadRequestError(`invalid head option id='${o.id}': use 1-64 letters, digits, _ or -`);
   return o;

@@ -201,6 +201,60 @@ describe('placement policy', () => {
       expect(JSON.stringify(workers)).toBe(before);
     });
 
+    // The same views under the `first-fit` rule: the first worker listed where the model fits, evicting or not.
+    it.each([
+      [
+        'room on the second worker: first-fit evicts on the first, the default does not',
+        want(30),
+        [full('a', 90, [r(90, 0)]), full('b', 60, [r(60, 5)])],
+        ['a!'],
+        ['b'],
+      ],
+      [
+        'no room anywhere: first-fit evicts on the first, whatever it costs',
+        want(30),
+        [full('a', 90, [r(45, 10, 100), r(45, 8, 100)]), full('b', 90, [r(45, 1, 100), r(45, 20, 100)])],
+        ['a!'],
+        ['b!'],
+      ],
+      [
+        'the first cannot free enough: the next that fits',
+        want(30),
+        [full('a', 100, [r(20, 0)]), full('b', 100, [r(50, 9)]), full('c', 0, [])],
+        ['b!'],
+        ['c'],
+      ],
+      ['room on the first: both place there without evicting', want(30), [full('a', 50, [r(50, 0)]), full('b', 0, [])], ['a'], ['b']],
+      [
+        'several replicas: spread over workers still comes first',
+        want(40, 2),
+        [full('a', 100, [r(50, 1, 50), r(50, 9, 50)]), full('b', 100, [r(50, 3, 50), r(50, 4, 50)]), full('c', 60, [])],
+        ['a!', 'b!'],
+        ['c', 'a!'],
+      ],
+    ] as [string, ReturnType<typeof want>, WorkerView[], string[], string[]][])(
+      'first-fit: %s',
+      (_, request, workers, firstFit, costAware) => {
+        const before = JSON.stringify(workers);
+        expect(where(place({ ...request, rule: 'first-fit' }, workers))).toEqual(firstFit);
+        expect(where(place({ ...request, rule: 'cost-aware' }, workers))).toEqual(costAware);
+        expect(where(place(request, workers))).toEqual(costAware);
+        expect(JSON.stringify(workers)).toBe(before);
+      },
+    );
+
+    it('first-fit keeps the device kind preference and does not evict when eviction is not allowed', () => {
+      const gpuFull: WorkerView = {
+        ...full('g', 100, [r(100, 0)]),
+        devices: [{ ...full('g', 100, [r(100, 0)]).devices[0]!, id: 'gpu:0', kind: 'gpu' }],
+      };
+      const roomy = full('c', 0, []);
+      expect(place(req({ device: 'any', bytes: 30 * MiB, allowEviction: true, rule: 'first-fit' }), [roomy, gpuFull]).placements).toEqual([
+        { workerId: 'g', device: 'gpu:0', kind: 'gpu', evicts: true, fallback: false },
+      ]);
+      expect(where(place(req({ device: 'cpu', bytes: 30 * MiB, rule: 'first-fit' }), [full('a', 90, [r(90, 0)]), roomy]))).toEqual(['c']);
+    });
+
     it('frees the cheapest per byte first, and counts what it frees and costs', () => {
       const list = [r(10, 1, 100), r(40, 1, 100), r(20, 0)].sort(byCostPerByte);
       expect(list.map((v) => v.bytes / MiB)).toEqual([20, 40, 10]);

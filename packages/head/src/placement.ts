@@ -3,6 +3,8 @@
 // fallback when allowed), and spreading replicas of one model over workers. A device with room
 // wins over one that must evict; among those that must, the one where evicting costs least (the
 // expected reload time of what it would drop, per second) — the whole cluster is used first.
+// The `first-fit` rule (for comparison, `pnpm bench:models`) takes the first device in the workers'
+// order where the model fits, evicting there even when another worker has room.
 import type { DeviceKind, DevicePreference } from '@flotilla/protocol';
 
 export interface DeviceView {
@@ -66,6 +68,16 @@ export interface WorkerView {
   replicasByModel: Record<string, number>;
 }
 
+/**
+ * How a device is chosen among those of the preferred kind, after spreading a model's replicas:
+ * `cost-aware` (default): a device with room before one that must evict, then the cheapest
+ * eviction, then the most free memory; `first-fit`: the first device in the workers' order where
+ * the model fits, once it evicts if it must (the rule before room and cost were weighed).
+ */
+export type PlacementRule = 'cost-aware' | 'first-fit';
+export const PLACEMENT_RULES: readonly PlacementRule[] = ['cost-aware', 'first-fit'];
+export const DEFAULT_PLACEMENT_RULE: PlacementRule = 'cost-aware';
+
 export interface PlacementRequest {
   model: string;
   /** Bytes one replica needs on its device. */
@@ -75,6 +87,8 @@ export interface PlacementRequest {
   count: number;
   /** Also consider devices where the model fits only after the worker evicts others. Default false. */
   allowEviction?: boolean;
+  /** Default `cost-aware`. */
+  rule?: PlacementRule;
 }
 
 export interface Placement {
@@ -118,6 +132,7 @@ export function place(req: PlacementRequest, workers: readonly WorkerView[]): Pl
   }
   const order = deviceOrder(req.device, req.allowFallback);
   const placements: Placement[] = [];
+  const firstFit = req.rule === 'first-fit';
   /** tier 0: fits in free memory; tier 1: fits once the worker evicts others, at `cost`. */
   type Cand = { w: WorkerView; d: DeviceView; rank: number; tier: number; cost: number };
   const costOf = (key: string): number => cheapestEviction(victims.get(key) ?? [], req.bytes - free.get(key)!).cost;
@@ -162,9 +177,10 @@ export function place(req: PlacementRequest, workers: readonly WorkerView[]): Pl
 
   function better(a: Cand, cur: Cand): boolean {
     if (a.rank !== cur.rank) return a.rank < cur.rank; // preferred device kind first
-    if (a.tier !== cur.tier) return a.tier < cur.tier; // no eviction beats eviction
     const cw = counts.get(a.w.id)!;
     const cc = counts.get(cur.w.id)!;
+    if (firstFit) return cw < cc; // spread over workers, else the first that fits (evicting or not)
+    if (a.tier !== cur.tier) return a.tier < cur.tier; // no eviction beats eviction
     if (cw !== cc) return cw < cc; // spread over workers
     if (a.cost !== cur.cost) return a.cost < cur.cost; // evict where it costs least
     const fw = free.get(`${a.w.id}/${a.d.id}`)!;

@@ -224,6 +224,17 @@ describe('planReconcile', () => {
     expect(JSON.stringify([[...d.pending], [...d.refused!], d.failures, d.retryAt, d.pendingReason, workers])).toBe(before);
   });
 
+  it('the placement rule is the cluster’s to set (head option placement)', () => {
+    // w0 is full of an evictable replica, w1 has room: first-fit evicts on w0, the default uses w1.
+    const full: WorkerView = {
+      ...worker('w0', 0),
+      devices: [{ ...worker('w0', 0).devices[0]!, evictableBytes: 1000 * MiB, evictable: [{ bytes: 1000 * MiB }] }],
+    };
+    const workers = [full, worker('w1', 900)];
+    expect(loadsOn(plan(dep(), [], workers))).toEqual(['w1/cpu']);
+    expect(loadsOn(planReconcile(dep(), [], { workers: () => workers, placement: 'first-fit' }, NOW))).toEqual(['w0/cpu']);
+  });
+
   it('the maximum of loads in flight is the cluster’s to set', () => {
     const p = planReconcile(dep({ replicas: 5 }), [], { workers: () => [worker('w0', 900)], maxLoadsInFlight: 2 }, NOW);
     expect(p.loads).toHaveLength(2);

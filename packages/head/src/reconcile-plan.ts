@@ -6,7 +6,7 @@ import { ErrorCode, estimateReplicaBytes, type ReplicaState, type WireError } fr
 import { observe } from './autoscaler.js';
 import type { IndexedReplica } from './cluster-view.js';
 import { activeRefusals, placementHold, type Deployment, type PlacementHold } from './deployment.js';
-import { place, type WorkerView } from './placement.js';
+import { place, type PlacementRule, type WorkerView } from './placement.js';
 import { DEFAULT_PLACEMENT_RETRY, loadsInFlight } from './placement-retry.js';
 import type { WorkerRecord } from './registry.js';
 
@@ -15,6 +15,8 @@ export interface ClusterSnapshot {
   workers(): readonly WorkerView[];
   /** Most loads of one deployment awaiting their reply. Default DEFAULT_PLACEMENT_RETRY.maxLoadsInFlight. */
   maxLoadsInFlight?: number;
+  /** The placement rule (head option `placement`). Default cost-aware. */
+  placement?: PlacementRule;
 }
 
 export interface LoadAction {
@@ -89,7 +91,15 @@ export function planReconcile(d: Deployment, replicas: readonly IndexedReplica[]
     const skip = (w: WorkerView) => ({ ...w, devices: w.devices.filter((dev) => !refusals.has(`${w.id}/${dev.id}`)) });
     const view = refusals.size === 0 ? cluster.workers() : cluster.workers().map(skip);
     const result = place(
-      { model: name, bytes, device: d.spec.device, allowFallback: d.spec.allowFallback, count, allowEviction: true },
+      {
+        model: name,
+        bytes,
+        device: d.spec.device,
+        allowFallback: d.spec.allowFallback,
+        count,
+        allowEviction: true,
+        rule: cluster.placement,
+      },
       view,
     );
     for (const p of result.placements) plan.loads.push({ workerId: p.workerId, device: p.device, bytes });

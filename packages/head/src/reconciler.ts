@@ -89,7 +89,12 @@ export class Reconciler {
     if (!d || !this.deps.leading()) return;
     const now = Date.now();
     transition(d, { type: 'capacity', epoch: this.cluster.capacityEpoch }, now);
-    const plan = planReconcile(d, this.cluster.replicasOf(name), { workers: () => this.cluster.view() }, now);
+    const plan = planReconcile(
+      d,
+      this.cluster.replicasOf(name),
+      { workers: () => this.cluster.view(), placement: this.deps.options.placement },
+      now,
+    );
     for (const load of plan.loads) this.sendLoad(d, load);
     if (plan.failure) this.apply(d, { type: 'unplaced', error: plan.failure, epoch: this.cluster.capacityEpoch });
     if (plan.satisfied) transition(d, { type: 'satisfied' }, now);
