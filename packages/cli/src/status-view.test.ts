@@ -5,7 +5,8 @@ import {
   CLEAR_SCREEN,
   HIDE_CURSOR,
   SHOW_CURSOR,
-  formatMs,
+  formatAge,
+  headRows,
   parseWatchInterval,
   statusSummary,
   statusText,
@@ -68,9 +69,33 @@ describe('status text', () => {
     expect(text).toMatch(/^cluster c1 \(head head-a, pid 41\)$/m);
     expect(text).toMatch(/^w0 +100 +running +cpu +cpu +512 MiB\/4\.0 GiB +8\.0 GiB +mlp$/m);
     expect(text).toMatch(/^w1 +101 +dead /m);
-    expect(text).toMatch(/^mlp-1 +mlp +w1 +cpu +ready +3 +41 +0 +- +16\/2 +1:3 16:2$/m);
+    expect(text).toMatch(/^mlp-1 +mlp +w1 +cpu +ready +3 +41 +0 +16\/2 +1:3 16:2$/m);
     expect(text).toMatch(/^mlp +1\/2 +any +3\.0 KiB/m);
   });
+
+  it('lists the leader and the standbys with their role, host, time in role and last presence', () => {
+    const heads: NonNullable<ClusterStatus['heads']> = [
+      { id: 'head-a', pid: 41, host: 'node-1', role: 'leader', since: AT - 125_000, startedAt: 0, lastSeenAt: AT },
+      { id: 'head-b', pid: 7, host: 'node-2', role: 'standby', since: AT - 3_700_000, startedAt: 0, lastSeenAt: AT - 850 },
+    ];
+    const text = statusText({ ...cluster(), heads }, AT);
+    expect(text).toMatch(/^HEAD +ROLE +PID +HOST +IN ROLE FOR +LAST SEEN$/m);
+    expect(text).toMatch(/^head-a +leader +41 +node-1 +2 min 5 s +0 ms ago$/m);
+    expect(text).toMatch(/^head-b +standby +7 +node-2 +1 h 1 min +850 ms ago$/m);
+    // Heads come before the workers; a status without `heads` (an older head) has no heads table.
+    expect(text.indexOf('head-b')).toBeLessThan(text.indexOf('WORKER'));
+    expect(statusText(cluster(), AT)).not.toContain('HEAD ');
+    expect(headRows([], AT)).toMatch(/^HEAD/);
+  });
+
+  it.each([
+    [0, '0 ms'],
+    [850, '850 ms'],
+    [12_340, '12.3 s'],
+    [245_000, '4 min 5 s'],
+    [10_920_000, '3 h 2 min'],
+    [-5, '0 ms'],
+  ])('formatAge(%p) = %p', (ms, text) => expect(formatAge(ms)).toBe(text));
 
   it('shows a replica’s recent p50/p99 latency from its heartbeat, and - when it answered nothing lately', () => {
     const s = cluster();

@@ -1,7 +1,7 @@
 // `flotilla status` for people: the cluster's tables, and `status --watch`'s frames (a redrawn
 // screen on a terminal, timestamped snapshots in a pipe or a log). Pure: a status and a clock in,
 // text out; the command's loop (status-watch.ts) does the waiting and writing.
-import type { ClusterStatus, DeploymentStatus } from '@flotilla/protocol';
+import type { ClusterStatus, DeploymentStatus, HeadStatus } from '@flotilla/protocol';
 import { BadRequestError } from '@flotilla/protocol';
 import { formatBytes, table } from './format.js';
 
@@ -29,7 +29,24 @@ export function deploymentRows(ds: DeploymentStatus[]): string {
   );
 }
 
-export function statusText(s: ClusterStatus): string {
+/** A duration for people: `850 ms`, `12.3 s`, `4 min 5 s`, `3 h 2 min`. */
+export function formatAge(ms: number): string {
+  const t = Math.max(0, ms);
+  if (t < 1000) return `${Math.round(t)} ms`;
+  if (t < 60_000) return `${(t / 1000).toFixed(1)} s`;
+  if (t < 3_600_000) return `${Math.floor(t / 60_000)} min ${Math.floor((t % 60_000) / 1000)} s`;
+  return `${Math.floor(t / 3_600_000)} h ${Math.floor((t % 3_600_000) / 60_000)} min`;
+}
+
+/** The heads the leader knows (itself and the standbys it heard lately); `now` on the caller's clock. */
+export function headRows(heads: readonly HeadStatus[], now: number): string {
+  return table(
+    ['HEAD', 'ROLE', 'PID', 'HOST', 'IN ROLE FOR', 'LAST SEEN'],
+    heads.map((h) => [h.id, h.role, h.pid, h.host, formatAge(now - h.since), `${formatAge(now - h.lastSeenAt)} ago`]),
+  );
+}
+
+export function statusText(s: ClusterStatus, now: number = Date.now()): string {
   const workers = table(
     ['WORKER', 'PID', 'STATE', 'DEVICE', 'PROVIDER', 'USED/BUDGET', 'CAPACITY', 'MODELS'],
     s.workers.flatMap((w) =>
@@ -46,7 +63,7 @@ export function statusText(s: ClusterStatus): string {
     ),
   );
   const replicas = table(
-    ['REPLICA', 'MODEL', 'WORKER', 'DEVICE', 'STATE', 'QUEUE', 'DONE', 'FAILED', 'P50/P99 MS', 'BATCH (max/delay ms)', 'BATCH SIZES'],
+    ['REPLICA', 'MODEL', 'WORKER', 'DEVICE', 'STATE', 'QUEUE', 'DONE', 'FAILED', 'BATCH (max/delay ms)', 'BATCH SIZES'],
     s.workers.flatMap((w) =>
       w.replicas.map((r) => [
         r.id,
@@ -57,8 +74,6 @@ export function statusText(s: ClusterStatus): string {
         r.queueDepth,
         r.processed,
         r.failed,
-        // The replica's recent successful requests (heartbeat `latencyMs`): none lately is `-`.
-        r.state !== 'loading' && r.latencyMs ? `${formatMs(r.latencyMs.p50)}/${formatMs(r.latencyMs.p99)}` : '-',
         r.state === 'loading' ? '-' : `${r.batching.maxBatchSize}/${r.batching.maxQueueDelayMs}`,
         (r.state !== 'loading' &&
           Object.entries(r.batchHistogram)
@@ -68,12 +83,9 @@ export function statusText(s: ClusterStatus): string {
       ]),
     ),
   );
-  return `cluster ${s.cluster} (head ${s.head.id ?? '-'}, pid ${s.head.pid})\n\n${workers}\n\n${replicas}\n\n${deploymentRows(s.deployments)}\n`;
-}
-
-/** Latency for the replica table: 3 significant digits (`0.412`, `7.25`, `31.2`), whole ms from 100. */
-export function formatMs(ms: number): string {
-  return ms >= 100 ? String(Math.round(ms)) : String(Number(ms.toPrecision(3)));
+  // A head older than the `heads` field names only itself (the line above).
+  const heads = s.heads?.length ? `${headRows(s.heads, now)}\n\n` : '';
+  return `cluster ${s.cluster} (head ${s.head.id ?? '-'}, pid ${s.head.pid})\n\n${heads}${workers}\n\n${replicas}\n\n${deploymentRows(s.deployments)}\n`;
 }
 
 /** `--interval MS`: a whole number of milliseconds, at least MIN_WATCH_INTERVAL_MS. */
@@ -114,7 +126,9 @@ export function statusSummary(s: ClusterStatus): string {
 /** One frame of `status --watch`: what to write to stdout for this snapshot. */
 export function watchFrame(snap: WatchSnapshot, o: FrameOptions): string {
   const body =
-    'status' in snap ? `${statusSummary(snap.status)}\n\n${statusText(snap.status)}` : `error ${snap.error.code}: ${snap.error.message}\n`;
+    'status' in snap
+      ? `${statusSummary(snap.status)}\n\n${statusText(snap.status, o.at)}`
+      : `error ${snap.error.code}: ${snap.error.message}\n`;
   const stamp = new Date(o.at).toISOString();
   if (!o.tty) return `--- ${stamp} ---\n${body}\n`;
   const head = `every ${o.intervalMs} ms, updated ${stamp.slice(11, 19)} UTC (Ctrl-C to stop)`;

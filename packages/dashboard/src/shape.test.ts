@@ -8,10 +8,12 @@ import {
   deviceBar,
   eventRows,
   eventText,
+  headsView,
   lastScaling,
   profileViews,
   profilesByFile,
   workerViews,
+  STANDBY_NOTE,
 } from './shape.js';
 import { filterEvents, formatBytes, formatNumber } from './view-model.js';
 
@@ -520,6 +522,53 @@ describe('profilesByFile', () => {
       )[0]!.model,
     ).toBe('z');
   });
+});
+
+describe('headsView: the leader and the other heads it lists', () => {
+  type Heads = NonNullable<ClusterStatus['heads']>;
+  const hs = (id: string, role: 'leader' | 'standby', over: Partial<Heads[number]> = {}): Heads[number] => ({
+    id,
+    pid: 7,
+    host: `node-${id}`,
+    role,
+    since: 100,
+    startedAt: 50,
+    lastSeenAt: 900,
+    ...over,
+  });
+  const st = (heads: Heads | undefined): ClusterStatus => ({ ...status([], []), ...(heads ? { heads } : {}) });
+  const view = (x: Heads[number]) => ({
+    id: x.id,
+    pid: x.pid,
+    startedAt: x.startedAt,
+    host: x.host,
+    role: x.role,
+    since: x.since,
+    lastSeenAt: x.lastSeenAt,
+  });
+  it.each<[string, Heads | undefined, ReturnType<typeof headsView>]>([
+    [
+      'an older head (no heads field): the leader alone, with the note',
+      undefined,
+      { leader: { id: 'h1', pid: 42, startedAt: 5 }, standbys: [], standbyNote: STANDBY_NOTE },
+    ],
+    ['the leader alone: no note', [hs('h1', 'leader')], { leader: view(hs('h1', 'leader')), standbys: [] }],
+    [
+      'two standbys, by id',
+      [hs('h1', 'leader'), hs('s2', 'standby'), hs('s1', 'standby')],
+      { leader: view(hs('h1', 'leader')), standbys: [view(hs('s1', 'standby')), view(hs('s2', 'standby'))] },
+    ],
+    [
+      'a former leader not expired yet comes before the standbys, its role kept',
+      [hs('h1', 'leader'), hs('b', 'standby'), hs('old', 'leader', { lastSeenAt: 10 })],
+      { leader: view(hs('h1', 'leader')), standbys: [view(hs('old', 'leader', { lastSeenAt: 10 })), view(hs('b', 'standby'))] },
+    ],
+    [
+      'heads that do not name the answering head: the leader from `head`, every listed head a standby row',
+      [hs('x', 'standby')],
+      { leader: { id: 'h1', pid: 42, startedAt: 5 }, standbys: [view(hs('x', 'standby'))] },
+    ],
+  ])('%s', (_what, heads, expected) => expect(headsView(st(heads))).toEqual(expected));
 });
 
 describe('buildSnapshot', () => {

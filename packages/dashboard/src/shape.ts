@@ -19,8 +19,8 @@ import {
   type WorkerView,
 } from './view-model.js';
 
-/** Why standby heads are not listed: the status reply names the leader only. */
-export const STANDBY_NOTE = 'standby heads do not answer control requests; the status names the leading head only';
+/** Why standby heads are not listed: a head older than the heads' presence names itself only. */
+export const STANDBY_NOTE = 'this leading head does not report the other heads (it predates head presence)';
 
 type Device = WorkerStatus['devices'][number];
 
@@ -254,12 +254,31 @@ export function profileViews(model: string, profiles: readonly ModelProfile[], m
     .sort((a, b) => a.deviceClass.localeCompare(b.deviceClass) || (a.shape ?? '').localeCompare(b.shape ?? ''));
 }
 
+/**
+ * The leader (the head that answered) and the other heads it lists: standbys, and a former leader
+ * until its presence expires, leaders first, then by id. A status without `heads` (an older head)
+ * gives the leader alone and says why.
+ */
 export function headsView(status: ClusterStatus): HeadsView {
   const h = status.head;
+  const leader = h ? { id: h.id ?? `pid ${h.pid}`, pid: h.pid, startedAt: h.startedAt } : undefined;
+  if (!status.heads) return { ...(leader ? { leader } : {}), standbys: [], standbyNote: STANDBY_NOTE };
+  const view = (x: NonNullable<ClusterStatus['heads']>[number]) => ({
+    id: x.id,
+    pid: x.pid,
+    startedAt: x.startedAt,
+    host: x.host,
+    role: x.role,
+    since: x.since,
+    lastSeenAt: x.lastSeenAt,
+  });
+  const self = status.heads.find((x) => x.id === leader?.id);
   return {
-    ...(h ? { leader: { id: h.id ?? `pid ${h.pid}`, pid: h.pid, startedAt: h.startedAt } } : {}),
-    standbys: [],
-    standbyNote: STANDBY_NOTE,
+    ...(leader ? { leader: self ? view(self) : leader } : {}),
+    standbys: status.heads
+      .filter((x) => x !== self)
+      .map(view)
+      .sort((a, b) => (a.role === b.role ? a.id.localeCompare(b.id) : a.role === 'leader' ? -1 : 1)),
   };
 }
 

@@ -28,11 +28,19 @@ export interface HeadView {
   id: string;
   pid: number;
   startedAt: number;
+  /** From the heads' presence (absent from a head older than it): the host, the role it reports, since when, last heard (epoch ms). */
+  host?: string;
+  role?: 'leader' | 'standby';
+  since?: number;
+  lastSeenAt?: number;
 }
 
 export interface HeadsView {
   leader?: HeadView;
-  /** Standby heads, when the control plane reports them; `standbyNote` says why the list may be incomplete. */
+  /**
+   * The other heads the leader heard lately: standbys, and a former leader until its presence
+   * expires (its `role` says `leader`). `standbyNote` is set when the leader does not report them.
+   */
   standbys: HeadView[];
   standbyNote?: string;
 }

@@ -3,7 +3,8 @@
 // The new leader recovers deployments from KV, answers control requests and reconciles; the old
 // one, if it comes back, has stepped down. Inference never goes through a head and keeps working.
 import { Head } from '@flotilla/head';
-import { silentLogger } from '@flotilla/bus';
+import { closeBus, connectBus, silentLogger } from '@flotilla/bus';
+import { PROTOCOL_VERSION, encode, subjects as makeSubjects, type HeadPresence } from '@flotilla/protocol';
 import { LocalCluster } from '@flotilla/local';
 import { randomFloats, sampleModelPath } from '@flotilla/sample-models';
 import { until } from './until.js';
@@ -154,6 +155,60 @@ describe('head leadership', () => {
       expect(st.replicas.map((r) => r.state)).toEqual(['ready']);
       expect((await client.events({ model: 'mlp' })).filter((e) => e.type === 'loaded' && e.at >= since)).toEqual([]);
     } finally {
+      await standby.stop();
+      await cluster.stop();
+    }
+  }, 30_000);
+
+  it('status lists the leader and the standby; after the leader stops, the new leader lists itself and the old one expires', async () => {
+    const PRESENCE = 200; // expiry: three missed periods, 600 ms
+    const cluster = await LocalCluster.start({ workers: 0, head: { id: 'head-a', leaseTtlMs: 1000, presenceMs: PRESENCE } });
+    const standby = await Head.start({
+      cluster: cluster.cluster,
+      bus: { servers: cluster.url },
+      id: 'head-b',
+      leaseTtlMs: 1000,
+      presenceMs: PRESENCE,
+      logger: silentLogger(),
+    });
+    const nc = await connectBus({ servers: cluster.url });
+    const s = makeSubjects(cluster.cluster);
+    try {
+      const client = cluster.client();
+      const roles = async () => ((await client.status()).heads ?? []).map((h) => `${h.id}:${h.role}`);
+      await until(async () => (await roles()).join() === 'head-a:leader,head-b:standby', { what: 'both heads listed' });
+      const [a, b] = (await client.status()).heads!;
+      expect(a).toMatchObject({ id: 'head-a', pid: process.pid, startedAt: expect.any(Number) as number });
+      expect(b!.host.length).toBeGreaterThan(0);
+      expect(Date.now() - b!.lastSeenAt).toBeLessThan(3 * PRESENCE + 500);
+
+      // Junk and forgeries on the presence subjects: no crash, nothing believed, both heads still right.
+      const forged = (id: string, over: Partial<HeadPresence> = {}): Uint8Array =>
+        encode({ v: PROTOCOL_VERSION, id, pid: 1, host: 'evil', startedAt: 1, role: 'leader', since: 1, seq: 0, ...over });
+      nc.publish(s.headPresence('head-b'), new Uint8Array([0xc1, 0xff, 0x00])); // not msgpack
+      nc.publish(s.headPresence('head-b'), encode({ v: PROTOCOL_VERSION, id: 'head-b', role: 'leader' })); // incomplete
+      nc.publish(s.headPresence('head-b'), forged('head-b', { host: 'h'.repeat(300_000) })); // over the host bound
+      nc.publish(s.headPresence('head-b'), forged('head-x')); // on another head's subject
+      nc.publish(s.headPresence('head-b'), forged('head-b')); // another incarnation while head-b is live
+      nc.publish(s.headPresence('head-a'), forged('head-a')); // the leader's own id
+      nc.publish(s.headPresence('head-b'), forged('head-b', { pid: process.pid, startedAt: b!.startedAt, seq: 1e15 })); // a seq jump
+      await nc.flush();
+      await new Promise((r) => setTimeout(r, 2 * PRESENCE));
+      expect(await roles()).toEqual(['head-a:leader', 'head-b:standby']);
+      expect((await client.status()).heads!.map((h) => h.host)).not.toContain('evil');
+      expect(cluster.head.state).toBe('running');
+
+      await cluster.head.stop();
+      const stopped = Date.now();
+      await standby.leading();
+      // The new leader lists itself at once; the old one drops out once three periods passed without it.
+      expect((await roles())[0]).toBe('head-b:leader');
+      await until(async () => (await roles()).join() === 'head-b:leader', { what: 'old leader expired', everyMs: 20 });
+      const goneMs = Date.now() - stopped;
+      expect(goneMs).toBeLessThan(3 * PRESENCE + 1000);
+      process.stdout.write(`[head-failover] presence: the stopped leader left status after ${goneMs} ms (period ${PRESENCE} ms)\n`);
+    } finally {
+      await closeBus(nc);
       await standby.stop();
       await cluster.stop();
     }

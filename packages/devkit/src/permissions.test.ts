@@ -95,6 +95,8 @@ const ACTIONS: Record<string, (role: Role) => Promise<unknown>> = {
   },
   // An empty body: the head drops it as invalid, whoever may send it (no fake worker appears).
   heartbeat: (role) => publishConfirmed(conns.get(role)!, s.heartbeat('fake')),
+  // An empty body too: the heads drop it as invalid (no fake head appears in status).
+  'publish head presence': (role) => publishConfirmed(conns.get(role)!, s.headPresence('fake')),
   'join the replica queue group': async (role) =>
     (await subscribeConfirmed(conns.get(role)!, s.infer('mlp'), { queue: 'replicas' })).unsubscribe(),
   'listen to all inference requests': async (role) =>
@@ -120,6 +122,7 @@ const EXPECTED: Record<keyof typeof ACTIONS, string> = {
   scale: '✗✓✗✗',
   'submit a batch job, read its status': '✗✓✗✗',
   heartbeat: '✗✗✓✗',
+  'publish head presence': '✗✗✗✓',
   'join the replica queue group': '✗✗✓✗',
   'listen to all inference requests': '✗✗✗✗',
   'write the lease KV': '✗✗✗✓',

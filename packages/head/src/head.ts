@@ -3,12 +3,23 @@
 // of reconcile-plan.ts). It never sees an inference request. This file is the process shell:
 // stores, leadership, subscriptions; what the head knows is in cluster-state.ts, control requests
 // are answered by control.ts, and every decision lives in a pure module.
+import { hostname } from 'node:os';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
-import { BadRequestError, parseControlRequest, parseEventMessage, parseHeartbeat, subjects as makeSubjects } from '@flotilla/protocol';
-import type { ClusterStatus, DeploymentStatus, EventMessage, Heartbeat, Subjects } from '@flotilla/protocol';
+import {
+  BadRequestError,
+  MAX_HOST_CHARS,
+  PROTOCOL_VERSION,
+  encode,
+  parseControlRequest,
+  parseEventMessage,
+  parseHeadPresence,
+  parseHeartbeat,
+  subjects as makeSubjects,
+} from '@flotilla/protocol';
+import type { ClusterStatus, DeploymentStatus, EventMessage, HeadPresence, HeadStatus, Heartbeat, Subjects } from '@flotilla/protocol';
 import {
   BlobStore,
   ThrottledLog,
@@ -35,6 +46,7 @@ import { ClusterState } from './cluster-state.js';
 import { ControlPlane } from './control.js';
 import { DeploymentStore } from './deployment-store.js';
 import { Reconciler } from './reconciler.js';
+import { HEAD_PRESENCE_MISSES, HeadRoster } from './head-roster.js';
 
 /** Shortest time a device that refused a replica (NO_CAPACITY) is skipped for that deployment, ms. */
 export const REFUSAL_TTL_MS = DEFAULT_PLACEMENT_RETRY.refusalMs;
@@ -62,6 +74,14 @@ export class Head {
   private readonly link: { connected: () => boolean };
   private readonly leadership: Leadership;
   private leadingWaiters: Array<() => void> = [];
+  /** The other heads heard lately (their presence); listed by `status`. */
+  private readonly roster: HeadRoster;
+  private readonly refusedPresence: ThrottledLog;
+  private presenceTimer?: NodeJS.Timeout;
+  private presenceSub?: Subscription;
+  private presenceSeq = 0;
+  /** When this head took its current role (leader or standby), epoch ms. */
+  private roleSince = Date.now();
 
   private constructor(
     readonly options: CompiledHeadOptions,
@@ -77,6 +97,8 @@ export class Head {
     this.cluster = new ClusterState(options.workerTimeoutMs, options.maxWorkers);
     this.registry = this.cluster.registry;
     this.refusedBeats = new ThrottledLog(logger, 'heartbeat not believed');
+    this.refusedPresence = new ThrottledLog(logger, 'head presence not believed');
+    this.roster = new HeadRoster({ selfId: options.id, expireMs: HEAD_PRESENCE_MISSES * options.presenceMs });
     this.link = connectionTracker(nc);
     const leading = () => this.state === 'running';
     this.leadership = new Leadership(
@@ -143,7 +165,11 @@ export class Head {
     const store = new DeploymentStore(kv, s.stateBucket);
     const head = new Head(options, nc, !options.connection, store, new LeaderLease(leaseKv, options.id, ttl), logger, blobs);
     head.state = 'standby';
+    head.roleSince = Date.now();
+    // Every head listens to the others' presence, so a new leader lists the standbys at once.
+    head.listenPresence();
     await head.leadership.start();
+    head.startPresence();
     if (head.state === 'standby') logger.info({ cluster: options.cluster, leader: (await head.lease.holder())?.id }, 'head standing by');
     return head;
   }
@@ -158,6 +184,8 @@ export class Head {
     this.subscribe();
     await this.nc.flush(); // the server has our subscriptions before anyone is told we run
     this.state = 'running';
+    this.roleSince = Date.now();
+    this.publishPresence();
     this.timer = setInterval(() => this.reconciler.tick(), this.options.reconcileMs);
     this.logger.info({ cluster: this.options.cluster, head: this.options.id, deployments: this.cluster.deployments.size }, 'head leading');
     for (const resolve of this.leadingWaiters.splice(0)) resolve();
@@ -167,6 +195,8 @@ export class Head {
   private stepDown(reason: string): void {
     this.logger.warn({ head: this.options.id, reason }, 'head stepping down');
     this.state = 'standby';
+    this.roleSince = Date.now();
+    this.publishPresence();
     clearInterval(this.timer);
     for (const sub of this.subs.splice(0)) sub.unsubscribe();
     this.readyWaiters.wakeAll();
@@ -252,6 +282,60 @@ export class Head {
     if (this.readyWaiters.size > 0) for (const rep of hb.replicas) if (rep.state === 'ready') this.readyWaiters.wake(rep.model);
   }
 
+  /** Presence of other heads, parsed by its schema and judged by the roster (hostile input is refused, never thrown). */
+  private listenPresence(): void {
+    const { logger, subjects: s } = this;
+    this.presenceSub = listen(
+      this.nc,
+      s.headPresenceAll,
+      {
+        logger,
+        what: 'bad head presence',
+        parse: (raw, msg) => {
+          const p = parseHeadPresence(raw);
+          if (msg.subject !== s.headPresence(p.id)) throw new BadRequestError(`presence of head '${p.id}' published on another subject`);
+          return p;
+        },
+      },
+      (p) => {
+        const r = this.roster.observe(p, Date.now());
+        if (!r.accepted && r.reason !== 'self') this.refusedPresence.warn({ head: p.id, seq: p.seq, reason: r.reason });
+        else if (r.accepted && r.joined) logger.info({ head: p.id, role: p.role, host: p.host }, 'head seen');
+      },
+    );
+  }
+
+  private startPresence(): void {
+    if (this.stopping) return;
+    this.publishPresence();
+    this.presenceTimer = setInterval(() => this.publishPresence(), this.options.presenceMs);
+  }
+
+  /** This head's own entry of `status`'s heads (and of its presence message). */
+  private selfStatus(now: number): HeadStatus {
+    return {
+      id: this.options.id,
+      pid: process.pid,
+      host: hostname().slice(0, MAX_HOST_CHARS),
+      role: this.state === 'running' ? 'leader' : 'standby',
+      since: this.roleSince,
+      startedAt: this.startedAt,
+      lastSeenAt: now,
+    };
+  }
+
+  /** Publishes this head's presence (leader or standby); nothing while starting or stopping, or cut off. */
+  private publishPresence(): void {
+    if ((this.state !== 'running' && this.state !== 'standby') || this.stopping || !this.link.connected()) return;
+    const { id, pid, host, role, since, startedAt } = this.selfStatus(Date.now());
+    const msg: HeadPresence = { v: PROTOCOL_VERSION, id, pid, host, startedAt, role, since, seq: this.presenceSeq++ };
+    try {
+      this.nc.publish(this.subjects.headPresence(id), encode(msg));
+    } catch (err) {
+      this.logger.debug({ err: (err as Error).message }, 'head presence not published');
+    }
+  }
+
   private onEvent(e: EventMessage, size: number): void {
     if (this.cluster.event(e, size, Date.now())) this.logger.info({ model: e.model }, 'evicted: dormant until requested');
   }
@@ -264,6 +348,7 @@ export class Head {
     return {
       cluster: this.options.cluster,
       head: { id: this.options.id, pid: process.pid, startedAt: this.startedAt },
+      heads: [this.selfStatus(Date.now()), ...this.roster.list(Date.now())],
       workers: workerStatuses(this.registry.all(), Date.now()),
       deployments: [...this.cluster.deployments.keys()].sort().map((n) => this.describe(n)),
     };
@@ -274,6 +359,8 @@ export class Head {
     this.stopping ??= (async () => {
       this.state = 'stopping';
       clearInterval(this.timer);
+      clearInterval(this.presenceTimer);
+      this.presenceSub?.unsubscribe();
       this.readyWaiters.wakeAll();
       for (const s of this.subs.splice(0)) s.unsubscribe();
       // Hand over at once: a standby need not wait for the lease to expire.

@@ -9,6 +9,7 @@ export const DEFAULT_WORKER_TIMEOUT_MS = 5000;
 export const DEFAULT_RECONCILE_MS = 500;
 export const DEFAULT_LEASE_TTL_MS = 10_000;
 export const DEFAULT_SETTLE_MS = 2500;
+export const DEFAULT_PRESENCE_MS = 1000;
 
 export interface HeadOptions {
   /** NATS connection settings (ignored when `connection` is given). */
@@ -54,6 +55,11 @@ export interface HeadOptions {
    * where it fits, evicting there even when another has room; for comparison). Default `cost-aware`.
    */
   placement?: PlacementRule;
+  /**
+   * Period of this head's presence message (leader and standby alike), ms; a head not heard for
+   * three periods (of the listening head's setting) drops out of `status`. Default 1000.
+   */
+  presenceMs?: number;
   logger?: Logger;
 }
 
@@ -71,6 +77,7 @@ export interface CompiledHeadOptions {
   maxWorkers: number;
   confirmMs: number;
   placement: PlacementRule;
+  presenceMs: number;
   logger?: Logger;
 }
 
@@ -88,6 +95,7 @@ export function parseHeadOptions(raw: HeadOptions = {}): CompiledHeadOptions {
     settleMs: raw.settleMs ?? DEFAULT_SETTLE_MS,
     maxWorkers: raw.maxWorkers ?? DEFAULT_MAX_WORKERS,
     confirmMs: raw.confirmMs ?? raw.workerTimeoutMs ?? DEFAULT_WORKER_TIMEOUT_MS,
+    presenceMs: raw.presenceMs ?? DEFAULT_PRESENCE_MS,
     placement: raw.placement ?? DEFAULT_PLACEMENT_RULE,
     logger: raw.logger,
   };
@@ -102,6 +110,7 @@ export function parseHeadOptions(raw: HeadOptions = {}): CompiledHeadOptions {
   bad('settleMs', o.settleMs, 0, 600_000);
   bad('maxWorkers', o.maxWorkers, 1, 1_000_000);
   bad('confirmMs', o.confirmMs, 100, 600_000);
+  bad('presenceMs', o.presenceMs, 50, 60_000);
   if (!PLACEMENT_RULES.includes(o.placement))
     throw new BadRequestError(`invalid head option placement='${o.placement}': use ${PLACEMENT_RULES.join(' or ')}`);
   if (!/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/.test(o.id))

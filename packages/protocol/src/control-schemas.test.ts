@@ -9,6 +9,7 @@ import {
   parseControlRequest,
   parseDeploymentRecord,
   parseEventMessage,
+  parseHeadPresence,
   parseHeartbeat,
   parseLeaseHolder,
   parseLoadResult,
@@ -314,6 +315,19 @@ describe('stored values and worker replies', () => {
     expect(parseLeaseHolder({ v, id: 'head-1', pid: 1, since: 2 })).toEqual({ v, id: 'head-1', pid: 1, since: 2 });
     expect(refusal(() => parseLeaseHolder({ v, id: 'head 1', pid: 1, since: 2 })).message).toContain('$.id');
     expect(refusal(() => parseLeaseHolder({ v, id: 'h', pid: 1, since: 2, x: 1 })).message).toContain('invalid lease value');
+  });
+
+  it('head presence: valid, and refused with an extra key, another role, a bad id, a long host or a huge seq', () => {
+    const ok = { v, id: 'head-1', pid: 7, host: 'node-a', startedAt: 1, role: 'standby', since: 2, seq: 0 };
+    expect(parseHeadPresence(ok)).toEqual(ok);
+    expect(parseHeadPresence({ ...ok, role: 'leader' }).role).toBe('leader');
+    expect(refusal(() => parseHeadPresence({ ...ok, x: 1 })).message).toContain('invalid head presence');
+    expect(refusal(() => parseHeadPresence({ ...ok, role: 'king' })).message).toContain('$.role');
+    expect(refusal(() => parseHeadPresence({ ...ok, id: 'a.b' })).message).toContain('$.id');
+    expect(refusal(() => parseHeadPresence({ ...ok, host: 'h'.repeat(100_000) })).message).toContain('$.host');
+    expect(refusal(() => parseHeadPresence({ ...ok, seq: 1e300 })).message).toContain('$.seq');
+    expect(refusal(() => parseHeadPresence({ ...ok, pid: -1 })).message).toContain('$.pid');
+    expect(refusal(() => parseHeadPresence(null)).message).toContain('head presence');
   });
 
   it('load reply: valid, and refused when it names a model badly or claims 1 PB', () => {

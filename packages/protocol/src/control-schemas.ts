@@ -324,6 +324,34 @@ export const Heartbeat = z
   .strict();
 export type Heartbeat = z.infer<typeof Heartbeat>;
 
+// ---------- head presence ----------
+
+/** Longest host name a head may report, characters (DNS names are at most 253). */
+export const MAX_HOST_CHARS = 255;
+
+export const HeadRole = z.enum(['leader', 'standby']);
+export type HeadRole = z.infer<typeof HeadRole>;
+
+/**
+ * `heads.<id>`: every head (leader and standbys) publishes one about every second, so the leader
+ * can list the standbys in `status`. An incarnation is (startedAt, pid); `seq` counts from 0 and
+ * is judged like a worker's heartbeat seq (replays and implausible jumps are refused).
+ */
+export const HeadPresence = z
+  .object({
+    v: V,
+    id: Name,
+    pid: Pid,
+    host: Text(MAX_HOST_CHARS),
+    startedAt: EpochMs,
+    role: HeadRole,
+    /** When the head took its current role (its own clock), epoch ms. */
+    since: EpochMs,
+    seq: Count,
+  })
+  .strict();
+export type HeadPresence = z.infer<typeof HeadPresence>;
+
 // ---------- events ----------
 
 export const EventMessage = z
@@ -465,6 +493,7 @@ export const parseEventMessage = (raw: unknown): EventMessage => parseWith(Event
 export const parseLoadResult = (raw: unknown): LoadResult => parseWith(LoadResult, raw, 'load reply');
 export const parseUnloadResult = (raw: unknown): UnloadResult => parseWith(UnloadResult, raw, 'unload reply');
 export const parseDeploymentRecord = (raw: unknown): DeploymentRecord => parseWith(DeploymentRecord, raw, 'deployment record');
+export const parseHeadPresence = (raw: unknown): HeadPresence => parseWith(HeadPresence, raw, 'head presence');
 export const parseLeaseHolder = (raw: unknown): LeaseHolder => parseWith(LeaseHolder, raw, 'lease value');
 export const parseModelProfile = (raw: unknown): ModelProfile => parseWith(ModelProfileSchema, raw, 'model profile') as ModelProfile;
 

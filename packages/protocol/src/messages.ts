@@ -4,7 +4,7 @@
 import type { WireError } from './errors.js';
 import type { WireTensors } from './tensor.js';
 import type { DeploySpec } from './deploy-spec.js';
-import type { ModelSignature } from './control-schemas.js';
+import type { HeadRole, ModelSignature } from './control-schemas.js';
 import type { DeviceState, Inventory, ReplicaState, ReplicaStateName, WorkerStateName } from './control-schemas.js';
 
 // ---------- data plane ----------
@@ -79,10 +79,28 @@ export interface WorkerStatus {
   replicas: ReplicaState[];
 }
 
+/** One head as the leader knows it: itself, and every head whose presence it heard lately. */
+export interface HeadStatus {
+  id: string;
+  pid: number;
+  host: string;
+  role: HeadRole;
+  /** When the head took this role (its own clock), epoch ms. */
+  since: number;
+  startedAt: number;
+  /** When the answering head last heard from it (its own clock; now for itself), epoch ms. */
+  lastSeenAt: number;
+}
+
 export interface ClusterStatus {
   cluster: string;
   /** The head that answered (the leader) and since when it runs. */
   head: { id?: string; pid: number; startedAt: number };
+  /**
+   * Every head the leader knows of: itself first, then the heads whose presence it heard within
+   * the expiry (standbys; a former leader until it expires). Absent from heads older than this field.
+   */
+  heads?: HeadStatus[];
   workers: WorkerStatus[];
   deployments: DeploymentStatus[];
 }

@@ -141,6 +141,8 @@ export function rolePermissions(role: Role, cluster: string = DEFAULT_CLUSTER): 
             s.worker('*', 'load'),
             s.worker('*', 'unload'),
             s.event('scaled'),
+            // Each head's presence (leader and standbys), so the leader lists the standbys in status.
+            s.headPresenceAll,
             '$JS.API.INFO',
             ...streamApi(kvStream(s.stateBucket), { create: true, read: true, consume: true }),
             `$KV.${s.stateBucket}.>`,
@@ -152,7 +154,7 @@ export function rolePermissions(role: Role, cluster: string = DEFAULT_CLUSTER): 
             ...blobs,
           ],
         },
-        subscribe: { allow: [`${s.controlAll} head`, s.heartbeatAll, s.eventAll, inbox] },
+        subscribe: { allow: [`${s.controlAll} head`, s.heartbeatAll, s.eventAll, s.headPresenceAll, inbox] },
         allowResponses: true,
       };
   }

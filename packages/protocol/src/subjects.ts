@@ -37,6 +37,9 @@ export interface Subjects {
   /** Worker → head advertisement. */
   heartbeat(workerId: string): string;
   heartbeatAll: string;
+  /** Head → heads: each head's presence (leader or standby), so the leader can list the standbys. */
+  headPresence(headId: string): string;
+  headPresenceAll: string;
   /** Head → one worker, request/reply placement commands. */
   worker(workerId: string, op: WorkerOp): string;
   /** Events (loaded, unloaded, evicted, failed ...). */
@@ -106,6 +109,8 @@ export function subjects(cluster: string = DEFAULT_CLUSTER): Subjects {
     controlAll: `${p}.ctl.*`,
     heartbeat: (id) => `${p}.hb.${id}`,
     heartbeatAll: `${p}.hb.*`,
+    headPresence: (id) => `${p}.heads.${id}`,
+    headPresenceAll: `${p}.heads.*`,
     worker: (id, op) => `${p}.worker.${id}.${op}`,
     event: (type) => `${p}.events.${type}`,
     eventAll: `${p}.events.>`,

@@ -176,20 +176,27 @@ function Heads({ snap }: { snap: DashboardSnapshot }) {
           <p>
             <span class="badge ok">leading</span> <strong data-head={l.id}>{l.id}</strong>{' '}
             <span class="muted">
-              pid {l.pid}, since {time(l.startedAt)}
+              {l.host ? `${l.host}, ` : ''}pid {l.pid}, since {time(l.since ?? l.startedAt)}
             </span>
           </p>
         ) : (
           <p class="muted">No head has answered.</p>
         )}
         {snap.heads.standbys.map((h) => (
-          <p key={h.id}>
-            <span class="badge">standby</span> <strong>{h.id}</strong> <span class="muted">pid {h.pid}</span>
+          <p key={h.id} data-head={h.id} data-role={h.role ?? 'standby'}>
+            {/* Another head still saying `leader` is a former leader whose presence has not expired yet. */}
+            <span class="badge">{h.role === 'leader' ? 'former leader' : 'standby'}</span> <strong>{h.id}</strong>{' '}
+            <span class="muted">
+              {h.host ? `${h.host}, ` : ''}pid {h.pid}
+              {h.since !== undefined ? `, since ${time(h.since)}` : ''}
+              {h.lastSeenAt !== undefined ? `, seen ${Math.max(0, Math.round((snap.at - h.lastSeenAt) / 100) / 10)} s ago` : ''}
+            </span>
           </p>
         ))}
         {snap.heads.standbyNote && snap.heads.standbys.length === 0 ? (
           <p class="muted small">Standby heads: {snap.heads.standbyNote}.</p>
         ) : null}
+        {l && !snap.heads.standbyNote && snap.heads.standbys.length === 0 ? <p class="muted small">No standby head.</p> : null}
       </div>
     </section>
   );
