@@ -97,23 +97,6 @@ describe('status text', () => {
     [-5, '0 ms'],
   ])('formatAge(%p) = %p', (ms, text) => expect(formatAge(ms)).toBe(text));
 
-  it('shows a replica’s recent p50/p99 latency from its heartbeat, and - when it answered nothing lately', () => {
-    const s = cluster();
-    Object.assign(s.workers[0]!.replicas[0]!, { latencyMs: { p50: 1.23456, p99: 123.4, count: 500 } });
-    const text = statusText(s);
-    expect(text).toMatch(/^REPLICA +MODEL +WORKER +DEVICE +STATE +QUEUE +DONE +FAILED +P50\/P99 MS +BATCH/m);
-    expect(text).toMatch(/^mlp-0 +mlp +w0 +cpu +ready +3 +40 +0 +1\.23\/123 +16\/2 /m);
-    expect(text).toMatch(/^mlp-1 +mlp +w1 +cpu +ready +3 +41 +0 +- +16\/2 /m);
-  });
-
-  it.each([
-    [0.4123, '0.412'],
-    [7.25, '7.25'],
-    [31.24, '31.2'],
-    [99.96, '100'],
-    [1234.5, '1235'],
-  ])('formatMs(%p) = %p', (ms, text) => expect(formatMs(ms)).toBe(text));
-
   it('sums the cluster up in one line', () => {
     expect(statusSummary(cluster(5))).toBe('1/2 workers alive, 1 deployment (0 fully ready), 2 replicas, 10 queued');
   });
