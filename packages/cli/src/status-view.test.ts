@@ -6,6 +6,7 @@ import {
   HIDE_CURSOR,
   SHOW_CURSOR,
   formatAge,
+  formatMs,
   headRows,
   parseWatchInterval,
   statusSummary,
@@ -69,7 +70,7 @@ describe('status text', () => {
     expect(text).toMatch(/^cluster c1 \(head head-a, pid 41\)$/m);
     expect(text).toMatch(/^w0 +100 +running +cpu +cpu +512 MiB\/4\.0 GiB +8\.0 GiB +mlp$/m);
     expect(text).toMatch(/^w1 +101 +dead /m);
-    expect(text).toMatch(/^mlp-1 +mlp +w1 +cpu +ready +3 +41 +0 +16\/2 +1:3 16:2$/m);
+    expect(text).toMatch(/^mlp-1 +mlp +w1 +cpu +ready +3 +41 +0 +- +16\/2 +1:3 16:2$/m);
     expect(text).toMatch(/^mlp +1\/2 +any +3\.0 KiB/m);
   });
 
@@ -96,6 +97,23 @@ describe('status text', () => {
     [10_920_000, '3 h 2 min'],
     [-5, '0 ms'],
   ])('formatAge(%p) = %p', (ms, text) => expect(formatAge(ms)).toBe(text));
+
+  it('shows a replica’s recent p50/p99 latency from its heartbeat, and - when it answered nothing lately', () => {
+    const s = cluster();
+    Object.assign(s.workers[0]!.replicas[0]!, { latencyMs: { p50: 1.23456, p99: 123.4, count: 500 } });
+    const text = statusText(s);
+    expect(text).toMatch(/^REPLICA +MODEL +WORKER +DEVICE +STATE +QUEUE +DONE +FAILED +P50\/P99 MS +BATCH/m);
+    expect(text).toMatch(/^mlp-0 +mlp +w0 +cpu +ready +3 +40 +0 +1\.23\/123 +16\/2 /m);
+    expect(text).toMatch(/^mlp-1 +mlp +w1 +cpu +ready +3 +41 +0 +- +16\/2 /m);
+  });
+
+  it.each([
+    [0.4123, '0.412'],
+    [7.25, '7.25'],
+    [31.24, '31.2'],
+    [99.96, '100'],
+    [1234.5, '1235'],
+  ])('formatMs(%p) = %p', (ms, text) => expect(formatMs(ms)).toBe(text));
 
   it('sums the cluster up in one line', () => {
     expect(statusSummary(cluster(5))).toBe('1/2 workers alive, 1 deployment (0 fully ready), 2 replicas, 10 queued');

@@ -63,7 +63,7 @@ export function statusText(s: ClusterStatus, now: number = Date.now()): string {
     ),
   );
   const replicas = table(
-    ['REPLICA', 'MODEL', 'WORKER', 'DEVICE', 'STATE', 'QUEUE', 'DONE', 'FAILED', 'BATCH (max/delay ms)', 'BATCH SIZES'],
+    ['REPLICA', 'MODEL', 'WORKER', 'DEVICE', 'STATE', 'QUEUE', 'DONE', 'FAILED', 'P50/P99 MS', 'BATCH (max/delay ms)', 'BATCH SIZES'],
     s.workers.flatMap((w) =>
       w.replicas.map((r) => [
         r.id,
@@ -74,6 +74,8 @@ export function statusText(s: ClusterStatus, now: number = Date.now()): string {
         r.queueDepth,
         r.processed,
         r.failed,
+        // The replica's recent successful requests (heartbeat `latencyMs`): none lately is `-`.
+        r.state !== 'loading' && r.latencyMs ? `${formatMs(r.latencyMs.p50)}/${formatMs(r.latencyMs.p99)}` : '-',
         r.state === 'loading' ? '-' : `${r.batching.maxBatchSize}/${r.batching.maxQueueDelayMs}`,
         (r.state !== 'loading' &&
           Object.entries(r.batchHistogram)
@@ -86,6 +88,11 @@ export function statusText(s: ClusterStatus, now: number = Date.now()): string {
   // A head older than the `heads` field names only itself (the line above).
   const heads = s.heads?.length ? `${headRows(s.heads, now)}\n\n` : '';
   return `cluster ${s.cluster} (head ${s.head.id ?? '-'}, pid ${s.head.pid})\n\n${heads}${workers}\n\n${replicas}\n\n${deploymentRows(s.deployments)}\n`;
+}
+
+/** Latency for the replica table: 3 significant digits (`0.412`, `7.25`, `31.2`), whole ms from 100. */
+export function formatMs(ms: number): string {
+  return ms >= 100 ? String(Math.round(ms)) : String(Number(ms.toPrecision(3)));
 }
 
 /** `--interval MS`: a whole number of milliseconds, at least MIN_WATCH_INTERVAL_MS. */
