@@ -44,7 +44,12 @@ export class Leadership {
       if (this.hooks.leading()) {
         const r = await this.lease.renew();
         if (r === 'lost') this.hooks.stepDown('another head holds the lease');
-        else if (this.lease.expired()) this.hooks.stepDown(`lease not renewed within ${this.lease.ttlMs} ms`);
+        else if (this.lease.expired()) {
+          this.hooks.stepDown(`lease not renewed within ${this.lease.ttlMs} ms`);
+          // Renewals that only timed out (a busy store) leave the lease free or still ours: take it
+          // back now rather than a third of the TTL later, when nobody else has it.
+          if (this.hooks.mayLead() && (await this.lease.tryAcquire())) await this.hooks.lead();
+        }
       } else if (this.hooks.mayLead() && (await this.lease.tryAcquire())) {
         await this.hooks.lead();
       }
