@@ -111,8 +111,8 @@ async function runTritonNode(o: TritonOptions): Promise<TritonRun> {
       '--serve',
       '--ports',
       `${http},${grpc},${metrics}`,
-      '--token',
-      token,
+      // One argument: a base64url token may start with '-', which argparse would take for an option.
+      `--token=${token}`,
     ],
     o.cores?.replica,
   );
