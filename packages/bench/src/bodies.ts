@@ -4,7 +4,7 @@
 // (clocks of one host). (2) Through a real replica: a worker process serving the `affine` model
 // (y = 2x + 1, any shape), request and reply each the body's size: the round trip, model run and
 // (de)coding included. Real nats-server with its default 1 MiB max_payload; medians of `rounds`.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -18,6 +18,7 @@ import { DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_VERSION, decode, encode } from '@fl
 import { sampleModelPath } from '@flotilla/sample-models';
 import { epochMs, type EchoReply } from './body-echo.js';
 import { repoPath } from './deps.js';
+import { spawnPeer, stopPeer } from './peer-process.js';
 
 const MiB = 1024 * 1024;
 
@@ -50,24 +51,12 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 const mbps = (bytes: number, ms: number): number => +(bytes / ms / 1000).toFixed(1);
 
 function spawnNode(args: string[]): { child: ChildProcess; output: () => string } {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FLOTILLA_LOG_LEVEL: 'warn' } });
+  const child = spawnPeer(process.execPath, args, undefined, { ...process.env, FLOTILLA_LOG_LEVEL: 'warn' });
   let text = '';
   const keep = (d: Buffer) => (text = (text + d.toString()).slice(-8000));
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
   return { child, output: () => text };
-}
-
-function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise<void>((resolve) => {
-    const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    child.once('exit', () => {
-      clearTimeout(t);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
 }
 
 async function waitFor(what: string, ok: () => boolean, child: ChildProcess, output: () => string, ms = 60_000): Promise<void> {
@@ -97,7 +86,7 @@ export async function benchBodies(opts: BodiesOptions = {}): Promise<BodiesResul
     const maxPayload = nc.info?.max_payload ?? 0;
 
     const echo = spawnNode([repoPath('packages/bench/dist/body-echo.js'), nats.url, bucket, subject]);
-    cleanups.push(() => stopChild(echo.child));
+    cleanups.push(() => stopPeer(echo.child));
     await waitFor('the body echo', () => echo.output().includes('ready'), echo.child, echo.output);
 
     let replica: { client: FlotillaClient } | undefined;
@@ -118,7 +107,7 @@ export async function benchBodies(opts: BodiesOptions = {}): Promise<BodiesResul
         '--cache-dir',
         cacheDir,
       ]);
-      cleanups.push(() => stopChild(worker.child));
+      cleanups.push(() => stopPeer(worker.child));
       await waitFor('the worker', () => head.registry.running().length > 0, worker.child, worker.output);
       const client = new FlotillaClient({ servers: nats.url, cluster });
       cleanups.push(() => client.close());

@@ -21,11 +21,11 @@
 // Progress goes to stderr; stdout gets the tables and, as its last line, one JSON object.
 // Env: BENCH_QUICK=1, BENCH_DURATION_MS, BENCH_WARMUP_MS, BENCH_MODELS, BENCH_CONCURRENCY,
 // BENCH_MAX_BATCH, BENCH_PIN=0 (see stats.ts), BENCH_PEERS=0 (no peers) or a list: moleculer,triton,ray.
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ProfileStore, silentLogger, type NatsConnection } from '@flotilla/bus';
 import {
   DEFAULT_INFER_TIMEOUT_MS,
@@ -36,7 +36,7 @@ import {
   type WireTensors,
 } from '@flotilla/client';
 import { Head } from '@flotilla/head';
-import { LoadStats, runLoad, type LoadSummary } from '@flotilla/loadgen';
+import { closedLoop, runLoad, type LoadSummary } from '@flotilla/loadgen';
 import { NatsServer, findNatsServer } from '@flotilla/local';
 import { PROTOCOL_VERSION, encode } from '@flotilla/protocol';
 import { SAMPLE_MODELS, sampleModelPath } from '@flotilla/sample-models';
@@ -54,6 +54,7 @@ import {
   type PeerName,
   type PeerRatio,
 } from './peer-report.js';
+import { affinityOf, spawnPeer, stopPeer as stopChild } from './peer-process.js';
 import { measurePeers, peerTableRows } from './peers.js';
 import {
   benchDim,
@@ -129,17 +130,6 @@ function taskset(args: string[]): string {
   return execFileSync('taskset', args, { encoding: 'utf8' }).trim();
 }
 
-function affinityOf(pid: number): string {
-  try {
-    return taskset(['-cp', String(pid)])
-      .split(':')
-      .pop()!
-      .trim();
-  } catch {
-    return '?';
-  }
-}
-
 function setUpPinning(): Pinning {
   const cores = os.availableParallelism();
   if (!settings.pin) return { enabled: false, reason: 'BENCH_PIN=0', cores: null };
@@ -158,26 +148,10 @@ function setUpPinning(): Pinning {
 
 /** Spawns `node <args>` on `core` (when pinning), output piped; tracked for teardown. */
 function spawnNode(pinning: Pinning, core: string | undefined, args: string[], env: NodeJS.ProcessEnv = process.env): ChildProcess {
-  const child =
-    pinning.enabled && core !== undefined
-      ? spawn('taskset', ['-c', core, process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env })
-      : spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const child = spawnPeer(process.execPath, args, pinning.enabled ? core : undefined, env);
   children.add(child);
   child.once('exit', () => children.delete(child));
   return child;
-}
-
-/** SIGTERM, then SIGKILL after `graceMs`; resolves when the process is gone. */
-function stopChild(child: ChildProcess, graceMs = 10_000): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise<void>((resolve) => {
-    const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
-    child.once('exit', () => {
-      clearTimeout(t);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
 }
 
 /** Keeps the last `max` characters a stream wrote (and forwards them to stderr, prefixed, when asked). */
@@ -207,31 +181,14 @@ async function runInproc(pinning: Pinning, modelPath: string): Promise<InprocRes
 // ---------- (3): raw NATS request/reply ----------
 
 /** Closed loop like runLoad, with bare nc.request calls: `concurrency` in flight for `durationMs`. */
-async function rawLoad(
-  nc: NatsConnection,
-  subject: string,
-  body: Uint8Array,
-  concurrency: number,
-  durationMs: number,
-): Promise<LoadSummary> {
-  const stats = new LoadStats();
-  const start = performance.now();
-  const end = start + durationMs;
-  const caller = async () => {
-    while (performance.now() < end) {
-      stats.markSent();
-      const t0 = performance.now();
-      try {
-        await nc.request(subject, body, { timeout: 10_000 });
-        stats.recordOk(performance.now() - t0, 1);
-      } catch (err) {
-        stats.recordError((err as { code?: string }).code ?? (err as Error).name ?? 'ERROR');
-        await yieldToLoop();
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, caller));
-  return stats.summary(performance.now() - start);
+function rawLoad(nc: NatsConnection, subject: string, body: Uint8Array, concurrency: number, durationMs: number): Promise<LoadSummary> {
+  return closedLoop(
+    { concurrency, durationMs, codeOf: (err) => (err as { code?: string }).code ?? (err as Error).name ?? 'ERROR' },
+    async () => {
+      await nc.request(subject, body, { timeout: 10_000 });
+      return 1;
+    },
+  );
 }
 
 async function measureRawNats(pinning: Pinning, url: string, nc: NatsConnection, body: Uint8Array, concurrency: number) {

@@ -9,7 +9,7 @@
 // item at the replica's batch size (session.run alone) to split the worker's share into
 // onnxruntime and everything else. Progress to stderr; stdout: a table and one JSON line.
 // Env: OVERHEAD_MODEL (mlp), OVERHEAD_CONCURRENCY (64), OVERHEAD_DURATION_MS (4000), OVERHEAD_CPU_PROF=DIR.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -18,11 +18,12 @@ import * as ort from 'onnxruntime-node';
 import { silentLogger, connectBus, type NatsConnection } from '@flotilla/bus';
 import { FlotillaClient, fromTypedArray, type WireTensors } from '@flotilla/client';
 import { Head } from '@flotilla/head';
-import { LoadStats, runLoad } from '@flotilla/loadgen';
+import { closedLoop, runLoad } from '@flotilla/loadgen';
 import { NatsServer, findNatsServer } from '@flotilla/local';
 import { PROTOCOL_VERSION, encode, subjects } from '@flotilla/protocol';
 import { SAMPLE_MODELS, sampleModelPath } from '@flotilla/sample-models';
 import { repoPath } from './deps.js';
+import { spawnPeer, stopPeer } from './peer-process.js';
 
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const model = process.env.OVERHEAD_MODEL ?? 'mlp';
@@ -61,9 +62,8 @@ async function measure(serverPid: number, load: () => Promise<{ ok: number; item
   return { requests: r.ok, itemsPerSec: r.itemsPerSec, p50Ms: r.p50Ms, clientUsPerReq: per(c1 - c0), serverUsPerReq: per(s1 - s0) };
 }
 
-function spawnNode(args: string[]): ChildProcess {
-  return spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FLOTILLA_LOG_LEVEL: 'warn' } });
-}
+const spawnNode = (args: string[]): ChildProcess =>
+  spawnPeer(process.execPath, args, undefined, { ...process.env, FLOTILLA_LOG_LEVEL: 'warn' });
 
 async function untilReady(child: ChildProcess, what: string): Promise<void> {
   let err = '';
@@ -74,29 +74,11 @@ async function untilReady(child: ChildProcess, what: string): Promise<void> {
   });
 }
 
-function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    child.once('exit', () => (clearTimeout(t), resolve()));
-    child.kill('SIGTERM');
-  });
-}
-
 async function rawLoop(nc: NatsConnection, subject: string, body: Uint8Array) {
-  const stats = new LoadStats();
-  const start = performance.now();
-  const end = start + durationMs;
-  const caller = async () => {
-    while (performance.now() < end) {
-      stats.markSent();
-      const t0 = performance.now();
-      await nc.request(subject, body, { timeout: 10_000 });
-      stats.recordOk(performance.now() - t0, 1);
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, caller));
-  const s = stats.summary(performance.now() - start);
+  const s = await closedLoop({ concurrency, durationMs }, async () => {
+    await nc.request(subject, body, { timeout: 10_000 });
+    return 1;
+  });
   return { ok: s.ok, itemsPerSec: s.itemsPerSec, p50Ms: s.latencyMs.p50 };
 }
 
@@ -155,7 +137,7 @@ async function main(): Promise<void> {
     await untilReady(echo, 'responder');
     await rawLoop(nc, rawSubject, body); // warm-up
     const raw = await measure(echo.pid!, () => rawLoop(nc, rawSubject, body));
-    await stop(echo);
+    await stopPeer(echo);
     log(`  raw: ${JSON.stringify(raw)}`);
 
     // (2) sdk-fake: the SDK against a responder answering a canned reply on the model's subject.
@@ -169,7 +151,7 @@ async function main(): Promise<void> {
     };
     await sdkLoop(fakeModel)();
     const sdkFake = await measure(fake.pid!, sdkLoop(fakeModel));
-    await stop(fake);
+    await stopPeer(fake);
     log(`  sdk-fake: ${JSON.stringify(sdkFake)}`);
 
     // (3) the whole path: a worker process with one replica.
@@ -246,7 +228,7 @@ async function main(): Promise<void> {
     await client.undeploy(model).catch(() => undefined);
   } finally {
     await client.close().catch(() => undefined);
-    for (const c of children) await stop(c);
+    for (const c of children) await stopPeer(c);
     await head.stop();
     await nats.stop();
     rmSync(cacheDir, { recursive: true, force: true });

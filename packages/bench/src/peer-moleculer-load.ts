@@ -5,9 +5,8 @@
 // Latency percentiles come from the same LoadStats as Flotilla's. Prints one JSON line on stdout.
 //   node packages/bench/dist/peer-moleculer-load.js '{"natsUrl":…,"namespace":…,"inputs":[{"name":"x","dims":[1,16]}],…}'
 import { execFileSync } from 'node:child_process';
-import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { ServiceBroker } from 'moleculer';
-import { LoadStats } from '@flotilla/loadgen';
+import { closedLoop } from '@flotilla/loadgen';
 import {
   MOLECULER_ACTION,
   MOLECULER_SERVICE,
@@ -18,27 +17,16 @@ import {
   type MoleculerRun,
 } from './peer-moleculer-wire.js';
 
-async function load(broker: ServiceBroker, params: MoleculerInferParams, concurrency: number, durationMs: number) {
-  const stats = new LoadStats();
-  const start = performance.now();
-  const end = start + durationMs;
-  const caller = async () => {
-    while (performance.now() < end) {
-      stats.markSent();
-      const t0 = performance.now();
-      try {
-        const r: MoleculerInferReply = await broker.call(MOLECULER_ACTION, params);
-        const first = Object.values(r.outputs)[0];
-        if (first?.dims[0] !== 1) throw new Error(`reply has dims ${JSON.stringify(first?.dims)}`);
-        stats.recordOk(performance.now() - t0, 1);
-      } catch (err) {
-        stats.recordError((err as { code?: unknown }).code !== undefined ? String((err as { code: unknown }).code) : (err as Error).name);
-        await yieldToLoop();
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, caller));
-  return stats.summary(performance.now() - start);
+function load(broker: ServiceBroker, params: MoleculerInferParams, concurrency: number, durationMs: number) {
+  return closedLoop(
+    { concurrency, durationMs, codeOf: (err) => String((err as { code?: unknown }).code ?? (err as Error).name) },
+    async () => {
+      const r: MoleculerInferReply = await broker.call(MOLECULER_ACTION, params);
+      const first = Object.values(r.outputs)[0];
+      if (first?.dims[0] !== 1) throw new Error(`reply has dims ${JSON.stringify(first?.dims)}`);
+      return 1;
+    },
+  );
 }
 
 /** This process's CPU list as `taskset -cp` reads it back ('?' without taskset). */

@@ -1,6 +1,6 @@
-// The peers' processes (peers.ts, peer-triton.ts): spawned under taskset where the bench pins them,
-// tracked so that none outlives the bench, stopped with SIGTERM then SIGKILL, and a script's last
-// stdout line read as its JSON result.
+// The bench's child processes (the worker, responders, the peers): spawned under taskset where the
+// bench pins them, tracked so that none outlives the bench, stopped with SIGTERM then SIGKILL, and a
+// script's last stdout line read as its JSON result.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 
 /** Every peer process still running; whatever the bench's exit path, none may outlive it. */
@@ -11,11 +11,11 @@ process.on('exit', () => {
 });
 
 /** `cmd argv`, under `taskset -c core` when a core is given; stdout and stderr piped; tracked. */
-export function spawnPeer(cmd: string, argv: string[], core?: string): ChildProcess {
+export function spawnPeer(cmd: string, argv: string[], core?: string, env: NodeJS.ProcessEnv = process.env): ChildProcess {
   const child =
     core === undefined
-      ? spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] })
-      : spawn('taskset', ['-c', core, cmd, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
+      ? spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env })
+      : spawn('taskset', ['-c', core, cmd, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env });
   running.add(child);
   child.once('exit', () => running.delete(child));
   return child;

@@ -8,8 +8,7 @@
 //   node packages/bench/dist/peer-triton-load.js '{"url":"http://127.0.0.1:8000","model":"bench",…}'
 import { execFileSync } from 'node:child_process';
 import http from 'node:http';
-import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import { LoadStats } from '@flotilla/loadgen';
+import { closedLoop } from '@flotilla/loadgen';
 
 export interface TritonLoadArgs {
   /** tritonserver's HTTP endpoint. */
@@ -94,29 +93,14 @@ async function main(): Promise<void> {
     'Inference-Header-Content-Length': headerBytes,
   };
 
-  const load = async (concurrency: number, durationMs: number) => {
-    const stats = new LoadStats();
-    const start = performance.now();
-    const end = start + durationMs;
-    const caller = async () => {
-      while (performance.now() < end) {
-        stats.markSent();
-        const t0 = performance.now();
-        try {
-          const r = await exchange(agent, inferUrl, 'POST', headers, body);
-          if (r.status !== 200) throw Object.assign(new Error(r.body.toString().slice(0, 200)), { code: `HTTP_${r.status}` });
-          const shape = replyShape(r.headers, r.body);
-          if (shape?.[0] !== 1) throw Object.assign(new Error(`reply shape ${JSON.stringify(shape)}`), { code: 'BAD_REPLY' });
-          stats.recordOk(performance.now() - t0, 1);
-        } catch (err) {
-          stats.recordError(String((err as { code?: unknown }).code ?? (err as Error).name));
-          await yieldToLoop();
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: concurrency }, caller));
-    return stats.summary(performance.now() - start);
-  };
+  const load = (concurrency: number, durationMs: number) =>
+    closedLoop({ concurrency, durationMs, codeOf: (err) => String((err as { code?: unknown }).code ?? (err as Error).name) }, async () => {
+      const r = await exchange(agent, inferUrl, 'POST', headers, body);
+      if (r.status !== 200) throw Object.assign(new Error(r.body.toString().slice(0, 200)), { code: `HTTP_${r.status}` });
+      const shape = replyShape(r.headers, r.body);
+      if (shape?.[0] !== 1) throw Object.assign(new Error(`reply shape ${JSON.stringify(shape)}`), { code: 'BAD_REPLY' });
+      return 1;
+    });
 
   const counts = async (): Promise<{ executions: number; items: number }> => {
     const r = await exchange(agent, statsUrl, 'GET', { 'triton-access-token': a.token });

@@ -70,33 +70,48 @@ export async function runLoad(client: FlotillaClient, model: string, inputs: Wir
     ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }),
   };
   const start = performance.now();
-  const end = start + opts.durationMs;
-
-  const one = async (): Promise<void> => {
-    stats.markSent();
-    const t0 = performance.now();
-    try {
-      await client.inferWire(model, inputs, inferOpts);
-      stats.recordOk(performance.now() - t0, items);
-    } catch (err) {
-      stats.recordError(errorCode(err));
-      // A failure that needed no I/O must not turn this loop into one that starves the event loop.
-      await yieldToLoop();
-    }
-  };
-
-  const caller = async (): Promise<void> => {
-    while (performance.now() < end) await one();
-  };
-
   const progress = opts.onProgress
     ? setInterval(() => opts.onProgress!(stats.summary(performance.now() - start)), opts.progressIntervalMs ?? 1000)
     : undefined;
   progress?.unref();
   try {
-    await Promise.all(Array.from({ length: opts.concurrency }, caller));
+    return await closedLoop({ concurrency: opts.concurrency, durationMs: opts.durationMs, stats }, async () => {
+      await client.inferWire(model, inputs, inferOpts);
+      return items;
+    });
   } finally {
     if (progress) clearInterval(progress);
   }
+}
+
+/**
+ * The closed loop itself, for any kind of call (the SDK here; bare NATS, Moleculer, HTTP in the
+ * benchmarks): `concurrency` callers, each starting its next call as soon as its last one ended,
+ * for `durationMs`. `call` resolves with the items it served; a failure is counted by `codeOf`
+ * (default errorCode) and never thrown.
+ */
+export async function closedLoop(
+  o: { concurrency: number; durationMs: number; stats?: LoadStats; codeOf?: (err: unknown) => string },
+  call: () => Promise<number>,
+): Promise<LoadSummary> {
+  const stats = o.stats ?? new LoadStats();
+  const codeOf = o.codeOf ?? errorCode;
+  const start = performance.now();
+  const end = start + o.durationMs;
+  const caller = async (): Promise<void> => {
+    while (performance.now() < end) {
+      stats.markSent();
+      const t0 = performance.now();
+      try {
+        const items = await call();
+        stats.recordOk(performance.now() - t0, items);
+      } catch (err) {
+        stats.recordError(codeOf(err));
+        // A failure that needed no I/O must not turn this loop into one that starves the event loop.
+        await yieldToLoop();
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: o.concurrency }, caller));
   return stats.summary(performance.now() - start);
 }
