@@ -5,42 +5,14 @@
 // with FLOTILLA_TEST_AUTH_NATS / _AUTH_CLUSTER / _CALLER_SEED / _REFUSED_SEED (the worker's: a role
 // that may not infer) / FLOTILLA_TEST_EXPECTED. Runs where python3 is present (scripts/setup then
 // installs the package, nkeys, numpy and pytest into .cache/py).
-import { execFile, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import * as ort from 'onnxruntime-node';
 import { LocalCluster } from '@flotilla/local';
 import { sampleModelPath } from '@flotilla/sample-models';
+import { PY, ROOT, hasPython, mlpReference, pytest } from './python.js';
 import { findCli } from './worker-process.js';
-
-const ROOT = resolve(__dirname, '../../..');
-const PY = resolve(ROOT, '.cache/py/bin/python');
-const hasPython = spawnSync('python3', ['--version']).status === 0;
-
-/** mlp's outputs for `x` ([rows, 16]) from onnxruntime-node in this process. */
-async function mlpReference(x: number[][]): Promise<number[][]> {
-  const session = await ort.InferenceSession.create(sampleModelPath('mlp'));
-  try {
-    const input = new ort.Tensor('float32', Float32Array.from(x.flat()), [x.length, 16]);
-    const y = (await session.run({ x: input })).y!;
-    const data = Array.from(y.data as Float32Array);
-    return x.map((_, i) => data.slice(i * 4, i * 4 + 4));
-  } finally {
-    await session.release();
-  }
-}
-
-function pytest(env: Record<string, string>): Promise<{ code: number; output: string }> {
-  return new Promise((done) => {
-    execFile(
-      PY,
-      ['-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-rs', '--tb=short', resolve(ROOT, 'clients/python/tests/test_auth.py')],
-      { cwd: ROOT, env: { ...process.env, ...env }, timeout: 60_000, maxBuffer: 16 * 1024 * 1024 },
-      (err, stdout, stderr) => done({ code: err ? ((err as { code?: number }).code ?? 1) : 0, output: `${stdout}${stderr}` }),
-    );
-  });
-}
 
 (hasPython ? it : it.skip)(
   'the Python client under nats-server permissions: a caller infers, a worker seed is FORBIDDEN at once, no credentials are FORBIDDEN',
@@ -65,13 +37,17 @@ function pytest(env: Record<string, string>): Promise<{ code: number; output: st
       writeFileSync(expected, JSON.stringify({ mlp: { x, y: await mlpReference(x) } }));
 
       const t0 = performance.now();
-      const { code, output } = await pytest({
-        FLOTILLA_TEST_AUTH_NATS: cluster.url,
-        FLOTILLA_TEST_AUTH_CLUSTER: name,
-        FLOTILLA_TEST_CALLER_SEED: join(dir, 'auth', 'caller.nk'),
-        FLOTILLA_TEST_REFUSED_SEED: join(dir, 'auth', 'worker.nk'),
-        FLOTILLA_TEST_EXPECTED: expected,
-      });
+      const { code, output } = await pytest(
+        [resolve(ROOT, 'clients/python/tests/test_auth.py')],
+        {
+          FLOTILLA_TEST_AUTH_NATS: cluster.url,
+          FLOTILLA_TEST_AUTH_CLUSTER: name,
+          FLOTILLA_TEST_CALLER_SEED: join(dir, 'auth', 'caller.nk'),
+          FLOTILLA_TEST_REFUSED_SEED: join(dir, 'auth', 'worker.nk'),
+          FLOTILLA_TEST_EXPECTED: expected,
+        },
+        60_000,
+      );
       const ms = performance.now() - t0;
       if (code !== 0) throw new Error(`pytest failed (exit ${code}):\n${output.slice(-8000)}`);
       expect(output).toMatch(/4 passed/);

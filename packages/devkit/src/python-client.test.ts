@@ -3,54 +3,15 @@
 // expected outputs with onnxruntime-node in-process, and runs `pytest clients/python/tests`
 // with FLOTILLA_TEST_NATS / FLOTILLA_TEST_CLUSTER / FLOTILLA_TEST_EXPECTED. Runs where python3 is
 // present (scripts/setup then installs the package, numpy and pytest into .cache/py).
-import { execFile, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import * as ort from 'onnxruntime-node';
 import { LocalCluster } from '@flotilla/local';
 import { sampleModelPath } from '@flotilla/sample-models';
-
-const ROOT = resolve(__dirname, '../../..');
-const PY = resolve(ROOT, '.cache/py/bin/python');
-const hasPython = spawnSync('python3', ['--version']).status === 0;
+import { PY, ROOT, hasPython, mlpReference, pytest } from './python.js';
 
 const MiB = 1024 * 1024;
-
-/** mlp's outputs for `x` ([rows, 16]) from onnxruntime-node in this process. */
-async function mlpReference(x: number[][]): Promise<number[][]> {
-  const session = await ort.InferenceSession.create(sampleModelPath('mlp'));
-  try {
-    const input = new ort.Tensor('float32', Float32Array.from(x.flat()), [x.length, 16]);
-    const y = (await session.run({ x: input })).y!;
-    const data = Array.from(y.data as Float32Array);
-    return x.map((_, i) => data.slice(i * 4, i * 4 + 4));
-  } finally {
-    await session.release();
-  }
-}
-
-function pytest(env: Record<string, string>): Promise<{ code: number; output: string }> {
-  return new Promise((done) => {
-    execFile(
-      PY,
-      // test_auth.py needs a cluster with nats-server permissions: python-auth.test.ts runs it.
-      [
-        '-m',
-        'pytest',
-        '-q',
-        '-p',
-        'no:cacheprovider',
-        '-rs',
-        '--tb=short',
-        `--ignore=${resolve(ROOT, 'clients/python/tests/test_auth.py')}`,
-        resolve(ROOT, 'clients/python/tests'),
-      ],
-      { cwd: ROOT, env: { ...process.env, ...env }, timeout: 240_000, maxBuffer: 16 * MiB },
-      (err, stdout, stderr) => done({ code: err ? ((err as { code?: number }).code ?? 1) : 0, output: `${stdout}${stderr}` }),
-    );
-  });
-}
 
 (hasPython ? it : it.skip)(
   'the Python client package passes its pytest suite against a real cluster',
@@ -85,12 +46,18 @@ function pytest(env: Record<string, string>): Promise<{ code: number; output: st
       const report = join(dir, 'report.json');
 
       const t0 = performance.now();
-      const { code, output } = await pytest({
-        FLOTILLA_TEST_NATS: cluster.url,
-        FLOTILLA_TEST_CLUSTER: cluster.cluster,
-        FLOTILLA_TEST_EXPECTED: expected,
-        FLOTILLA_TEST_REPORT: report,
-      });
+      // test_auth.py needs a cluster with nats-server permissions: python-auth.test.ts runs it.
+      const tests = [`--ignore=${resolve(ROOT, 'clients/python/tests/test_auth.py')}`, resolve(ROOT, 'clients/python/tests')];
+      const { code, output } = await pytest(
+        tests,
+        {
+          FLOTILLA_TEST_NATS: cluster.url,
+          FLOTILLA_TEST_CLUSTER: cluster.cluster,
+          FLOTILLA_TEST_EXPECTED: expected,
+          FLOTILLA_TEST_REPORT: report,
+        },
+        240_000,
+      );
       const ms = performance.now() - t0;
       if (code !== 0) throw new Error(`pytest failed (exit ${code}):\n${output.slice(-8000)}`);
       expect(output).toMatch(/\d+ passed/);

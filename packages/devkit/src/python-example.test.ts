@@ -1,16 +1,13 @@
 // The Python quickstart (examples/python_client.py, through the flotilla_client package in
 // clients/python) calls a model and gets the same outputs as the TypeScript SDK. Runs where
 // python3 is present (the setup script then creates .cache/py with the package installed).
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { LocalCluster } from '@flotilla/local';
 import { sampleModelPath } from '@flotilla/sample-models';
-
-const ROOT = resolve(__dirname, '../../..');
-const PY = resolve(ROOT, '.cache/py/bin/python');
-const hasPython = spawnSync('python3', ['--version']).status === 0;
+import { PY, ROOT, hasPython } from './python.js';
 
 const MiB = 1024 * 1024;
 
