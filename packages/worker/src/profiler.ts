@@ -15,6 +15,7 @@ import {
   type ThreadChoice,
 } from '@flotilla/protocol';
 import { chooseBatch } from './batch-size.js';
+import { nearestRank } from './latency-window.js';
 import { chooseThreads, sameThreads, threadCandidates, type ThreadRow, type ThreadSettings } from './thread-choice.js';
 import type { ModelSignature } from './model-io.js';
 
@@ -50,10 +51,6 @@ export const BACKGROUND_MAX_RUN_MS = 25;
 
 /** Why a gated sweep stopped early (set when the gate said stop). */
 export const GATE_STOPPED = 'stopped by its gate';
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? 0;
-}
 
 function syntheticFeeds(sig: ModelSignature, batch: number, shape?: ProfileShape): Record<string, ort.Tensor> {
   const feeds: Record<string, ort.Tensor> = {};
@@ -123,8 +120,8 @@ async function timeBatch(
     peakRss,
     stats: {
       runs: times.length,
-      p50Ms: +percentile(times, 50).toFixed(3),
-      p99Ms: +percentile(times, 99).toFixed(3),
+      p50Ms: +nearestRank(times, 0.5).toFixed(3),
+      p99Ms: +nearestRank(times, 0.99).toFixed(3),
       itemsPerSec: +((batch * times.length) / (total / 1000)).toFixed(1),
     },
   };

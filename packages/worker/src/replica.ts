@@ -497,21 +497,20 @@ export class Replica {
     const now = performance.now();
     const ms = now - receivedAt;
     this.ctx.metrics?.request(this.model, error ? error.code : 'OK', ms);
-    if (error) this.failed++;
-    else {
-      this.processed++;
-      this.latencies.record(ms, now);
-    }
     let c = this.served.get(msg.subject);
     if (!c) this.served.set(msg.subject, (c = { requests: 0, errors: 0, processingNs: 0 }));
     c.requests++;
     c.processingNs += Math.round(ms * 1e6);
     if (error) {
+      this.failed++;
       c.errors++;
       c.lastError = `${error.code}: ${error.message}`;
+      this.send(msg, id, encodeReply({ v: PROTOCOL_VERSION, ok: false, id, error: error.toWire() }, id));
+    } else {
+      this.processed++;
+      this.latencies.record(ms, now);
+      this.send(msg, id, reply!);
     }
-    if (error) this.send(msg, id, encodeReply({ v: PROTOCOL_VERSION, ok: false, id, error: error.toWire() }, id));
-    else this.send(msg, id, reply!);
     this.checkIdle();
   }
 
