@@ -2,6 +2,7 @@
 // bench pins them, tracked so that none outlives the bench, stopped with SIGTERM then SIGKILL, and a
 // script's last stdout line read as its JSON result.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { repoPath } from './deps.js';
 
 /** Every peer process still running; whatever the bench's exit path, none may outlive it. */
 const running = new Set<ChildProcess>();
@@ -77,4 +78,44 @@ export function affinityOf(pid: number | undefined): string {
   } catch {
     return '?';
   }
+}
+
+/** What a Python peer's bench script (ray_serve_bench.py, triton_bench.py) takes on its command line. */
+export interface PythonPeerOptions {
+  python: string;
+  model: string;
+  /** One request's input dims, batch axis first (1). */
+  dims: number[];
+  /** The peer's batcher: largest batch and queue delay. */
+  maxBatchSize: number;
+  batchWaitMs: number;
+  concurrency: number;
+  durationMs: number;
+  warmupMs: number;
+  /** With pinning: the driver (load generator) on `bench`, the serving side on `replica`. */
+  cores?: { bench: string; replica: string };
+}
+
+/** Runs `packages/bench/peers/<script>` end to end with the options every peer script takes; its last stdout line is the result. */
+export function runPythonPeer<T>(script: string, o: PythonPeerOptions, what: string): Promise<T> {
+  const args = [
+    repoPath(`packages/bench/peers/${script}`),
+    '--model',
+    o.model,
+    '--dims',
+    o.dims.join(','),
+    '--max-batch',
+    String(o.maxBatchSize),
+    '--wait-ms',
+    String(o.batchWaitMs),
+    '--concurrency',
+    String(o.concurrency),
+    '--duration-s',
+    String(o.durationMs / 1000),
+    '--warmup-s',
+    String(o.warmupMs / 1000),
+    ...(o.cores ? ['--replica-core', o.cores.replica] : []),
+  ];
+  const [cmd, argv] = o.cores ? ['taskset', ['-c', o.cores.bench, o.python, ...args]] : [o.python, args];
+  return runJsonChild<T>(cmd, argv, what);
 }

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { repoPath } from './deps.js';
 import { peerSelection } from './peer-report.js';
-import { affinityOf, keepTail, runJsonChild, spawnPeer, stopPeer } from './peer-process.js';
+import { affinityOf, keepTail, runJsonChild, runPythonPeer, spawnPeer, stopPeer, type PythonPeerOptions } from './peer-process.js';
 import type { TritonLoadArgs, TritonLoadRun } from './peer-triton-load.js';
 
 export interface TritonRun {
@@ -47,21 +47,9 @@ export function tritonPython(env: NodeJS.ProcessEnv): { python: string } | { ski
     : { skipped: 'no .cache/triton-venv (run `bash packages/bench/peers/setup triton` to measure Triton)' };
 }
 
-export interface TritonOptions {
-  python: string;
-  model: string;
-  /** One request's input dims, batch axis first (1). */
-  dims: number[];
+export interface TritonOptions extends PythonPeerOptions {
   /** Every input of one request (the Node load generator sends them all). */
   inputs: Array<{ name: string; dims: number[] }>;
-  /** Triton's dynamic batcher: max_batch_size and max_queue_delay. */
-  maxBatchSize: number;
-  batchWaitMs: number;
-  concurrency: number;
-  durationMs: number;
-  warmupMs: number;
-  /** With pinning: the server half on `replica`, the load generator on `bench`. */
-  cores?: { bench: string; replica: string };
   /** `python`: tritonclient.http.aio drives the load (triton_bench.py end to end); else Node. */
   client?: 'node' | 'python';
 }
@@ -168,24 +156,5 @@ async function runTritonNode(o: TritonOptions): Promise<TritonRun> {
 
 /** triton_bench.py end to end: its server half on the replica's core, tritonclient on the bench's. */
 function runTritonPython(o: TritonOptions): Promise<TritonRun> {
-  const args = [
-    repoPath('packages/bench/peers/triton_bench.py'),
-    '--model',
-    o.model,
-    '--dims',
-    o.dims.join(','),
-    '--max-batch',
-    String(o.maxBatchSize),
-    '--wait-ms',
-    String(o.batchWaitMs),
-    '--concurrency',
-    String(o.concurrency),
-    '--duration-s',
-    String(o.durationMs / 1000),
-    '--warmup-s',
-    String(o.warmupMs / 1000),
-    ...(o.cores ? ['--replica-core', o.cores.replica] : []),
-  ];
-  const [cmd, argv] = o.cores ? ['taskset', ['-c', o.cores.bench, o.python, ...args]] : [o.python, args];
-  return runJsonChild<TritonRun>(cmd, argv, 'triton bench');
+  return runPythonPeer<TritonRun>('triton_bench.py', o, 'triton bench');
 }

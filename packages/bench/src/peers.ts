@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { repoPath } from './deps.js';
 import type { MoleculerLoadArgs, MoleculerRun } from './peer-moleculer-wire.js';
-import { affinityOf, keepTail, runJsonChild, spawnPeer, stopPeer } from './peer-process.js';
+import { affinityOf, keepTail, runJsonChild, runPythonPeer, spawnPeer, stopPeer, type PythonPeerOptions } from './peer-process.js';
 import { runTriton, tritonPython, type TritonRun } from './peer-triton.js';
 import { PEER_NAMES, peerRow, peerSelection, type PeerName, type PeerOutcome } from './peer-report.js';
 
@@ -40,41 +40,10 @@ export function rayServePython(env: NodeJS.ProcessEnv): { python: string } | { s
     : { skipped: 'no .cache/peers venv (run `bash packages/bench/peers/setup ray` to measure Ray Serve)' };
 }
 
-export interface RayServeOptions {
-  python: string;
-  model: string;
-  /** One request's input dims, batch axis first (1). */
-  dims: number[];
-  maxBatchSize: number;
-  batchWaitMs: number;
-  concurrency: number;
-  durationMs: number;
-  warmupMs: number;
-  /** With pinning: the driver and Ray's processes run on `benchCore`, the replica on `replicaCore`. */
-  cores?: { bench: string; replica: string };
-}
+export type RayServeOptions = PythonPeerOptions;
 
 export function runRayServe(o: RayServeOptions): Promise<RayServeRun> {
-  const args = [
-    repoPath('packages/bench/peers/ray_serve_bench.py'),
-    '--model',
-    o.model,
-    '--dims',
-    o.dims.join(','),
-    '--max-batch',
-    String(o.maxBatchSize),
-    '--wait-ms',
-    String(o.batchWaitMs),
-    '--concurrency',
-    String(o.concurrency),
-    '--duration-s',
-    String(o.durationMs / 1000),
-    '--warmup-s',
-    String(o.warmupMs / 1000),
-    ...(o.cores ? ['--replica-core', o.cores.replica] : []),
-  ];
-  const [cmd, argv] = o.cores ? ['taskset', ['-c', o.cores.bench, o.python, ...args]] : [o.python, args];
-  return runJsonChild<RayServeRun>(cmd, argv, 'ray serve bench');
+  return runPythonPeer<RayServeRun>('ray_serve_bench.py', o, 'ray serve bench');
 }
 
 export interface RayMultiplexRun {
