@@ -37,7 +37,7 @@ COPY --from=build-gpu /app /app
 RUN mkdir -p /var/cache/flotilla && chown 1000:1000 /var/cache/flotilla
 USER 1000:1000
 EXPOSE 8080
-ENTRYPOINT ["node", "packages/cli/dist/main.js"]
+ENTRYPOINT ["node", "--single-threaded-gc", "packages/cli/dist/main.js"]
 CMD ["--help"]
 
 # ---- runtime (default): CPU image ---------------------------------------------------------------
@@ -50,5 +50,5 @@ RUN mkdir -p /var/cache/flotilla && chown node:node /var/cache/flotilla
 # uid 1000 (`node`), as the Kubernetes manifests' runAsUser expects.
 USER node
 EXPOSE 8080
-ENTRYPOINT ["node", "packages/cli/dist/main.js"]
+ENTRYPOINT ["node", "--single-threaded-gc", "packages/cli/dist/main.js"]
 CMD ["--help"]

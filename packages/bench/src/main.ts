@@ -36,6 +36,7 @@ import {
   type WireTensors,
 } from '@flotilla/client';
 import { Head } from '@flotilla/head';
+import { WORKER_NODE_FLAGS } from '@flotilla/worker';
 import { closedLoop, runLoad, type LoadSummary } from '@flotilla/loadgen';
 import { NatsServer, findNatsServer } from '@flotilla/local';
 import { PROTOCOL_VERSION, encode } from '@flotilla/protocol';
@@ -622,7 +623,11 @@ async function main(): Promise<number> {
   onCleanup('worker cache dir', () => rmSync(cacheDir, { recursive: true, force: true }));
   // BENCH_CPU_PROF=DIR: the worker writes a V8 CPU profile there when it stops (scripts/cpuprof-summary.mjs reads it).
   const cpuProf = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+  // BENCH_WORKER_NODE_FLAGS="--flag …" replaces the worker's Node flags (default WORKER_NODE_FLAGS;
+  // "" runs it with Node's defaults, e.g. V8's concurrent collector).
+  const nodeFlags = (process.env.BENCH_WORKER_NODE_FLAGS ?? WORKER_NODE_FLAGS.join(' ')).split(' ').filter(Boolean);
   const workerArgs = [
+    ...nodeFlags,
     ...cpuProf,
     repoPath('packages/cli/dist/main.js'),
     'worker',

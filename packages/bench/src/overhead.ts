@@ -18,6 +18,7 @@ import * as ort from 'onnxruntime-node';
 import { silentLogger, connectBus, type NatsConnection } from '@flotilla/bus';
 import { FlotillaClient, fromTypedArray, type WireTensors } from '@flotilla/client';
 import { Head } from '@flotilla/head';
+import { WORKER_NODE_FLAGS } from '@flotilla/worker';
 import { closedLoop, runLoad } from '@flotilla/loadgen';
 import { NatsServer, findNatsServer } from '@flotilla/local';
 import { PROTOCOL_VERSION, encode, subjects } from '@flotilla/protocol';
@@ -158,6 +159,7 @@ async function main(): Promise<void> {
     // OVERHEAD_CPU_PROF=DIR: the worker writes a V8 CPU profile there (scripts/cpuprof-summary.mjs reads it).
     const prof = process.env.OVERHEAD_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.OVERHEAD_CPU_PROF}`] : [];
     const worker = spawnNode([
+      ...WORKER_NODE_FLAGS,
       ...prof,
       repoPath('packages/cli/dist/main.js'),
       'worker',

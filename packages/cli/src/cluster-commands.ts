@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { Head, headMetrics } from '@flotilla/head';
-import { Worker, type InventoryOverride } from '@flotilla/worker';
+import { WORKER_NODE_FLAGS, Worker, type InventoryOverride } from '@flotilla/worker';
 import { NatsCluster, NatsServer } from '@flotilla/local';
 import { BadRequestError, authConfigCluster } from '@flotilla/protocol';
 import { startHealthServer, type HealthServer } from '@flotilla/bus';
@@ -248,7 +248,19 @@ export function clusterCommands(program: Command): void {
         const nkey = auth ? ['--nkey', seed('worker')!] : [];
         const child = spawn(
           process.execPath,
-          [process.argv[1]!, 'worker', '--nats', url, '--cluster', cluster, '--id', `worker-${i}`, ...nkey, ...passthrough],
+          [
+            ...WORKER_NODE_FLAGS,
+            process.argv[1]!,
+            'worker',
+            '--nats',
+            url,
+            '--cluster',
+            cluster,
+            '--id',
+            `worker-${i}`,
+            ...nkey,
+            ...passthrough,
+          ],
           {
             stdio: ['ignore', 'inherit', 'inherit'],
             env: process.env,

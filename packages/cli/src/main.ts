@@ -1,5 +1,5 @@
-#!/usr/bin/env node
-// The `flotilla` CLI.
+#!/usr/bin/env -S node --single-threaded-gc
+// The `flotilla` CLI. It runs under V8's single-threaded collector (worker/src/gc-mode.ts says why).
 import { Command } from 'commander';
 import { authCommand } from './auth-command.js';
 import { clusterCommands } from './cluster-commands.js';

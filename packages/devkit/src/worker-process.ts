@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Head } from '@flotilla/head';
+import { WORKER_NODE_FLAGS } from '@flotilla/worker';
 
 export interface WorkerProcessOptions {
   /** NATS URL(s); several are passed comma separated (`--nats a,b,c`). */
@@ -112,6 +113,7 @@ export class WorkerProcess {
     const ownCache = opts.cacheDir === undefined ? mkdtempSync(join(tmpdir(), `flotilla-wp-${opts.id}-`)) : undefined;
     const servers = Array.isArray(opts.servers) ? opts.servers.join(',') : opts.servers;
     const args = [
+      ...WORKER_NODE_FLAGS,
       cli,
       'worker',
       '--nats',

@@ -43,3 +43,17 @@ export function chooseBatch(rows: readonly ProfileRow[], latencySloMs: number, m
       `p99 ${fmt(best.p99Ms)} ms ≤ objective ${latencySloMs} ms; queue delay ${delay} ms = half a batch-1 run (≤ ${MAX_AUTO_QUEUE_DELAY_MS} ms)`,
   };
 }
+
+/** Share of the objective a batch's median run may take for a p99 over it to count as noise. */
+export const OUTLIER_MEDIAN_SHARE = 0.8;
+
+/**
+ * Whether a profiled row's p99 breaks the objective only through a few slow runs: with at most 30
+ * runs per size, p99 is the slowest run, and one preempted run (another process, a collection)
+ * would end the sweep there and settle the replica on a batch size far below what the device
+ * does. Such a row is timed again (profiler.ts); a row whose median run is near the objective is
+ * really too slow.
+ */
+export function tailIsOutlier(row: Pick<ProfileRow, 'p50Ms' | 'p99Ms'>, latencySloMs: number): boolean {
+  return row.p99Ms > latencySloMs && row.p50Ms <= latencySloMs * OUTLIER_MEDIAN_SHARE;
+}

@@ -4,6 +4,7 @@
 import * as ort from 'onnxruntime-node';
 import { sampleModelPath } from '@flotilla/sample-models';
 import { describeModel } from './model-io.js';
+import { tailIsOutlier } from './batch-size.js';
 import { profileSession, profileThreads } from './profiler.js';
 
 const open = (intraOp: number, mode: 'sequential' | 'parallel' = 'sequential', interOp = 1) =>
@@ -48,6 +49,33 @@ describe('profileSession', () => {
       expect(capped.rows.map((r) => r.batch)).toEqual([1]);
       const uncapped = await profileSession(s, sig, base, opts);
       expect(uncapped.rows.length).toBeGreaterThanOrEqual(2);
+    } finally {
+      await s.release();
+    }
+  });
+
+  it('times a batch size again when one stalled run alone broke the objective, and sweeps on', async () => {
+    const s = await open(1);
+    try {
+      const sig = describeModel(s.inputMetadata, s.outputMetadata);
+      // Batch 2's first timed run (after its warm-up) stalls 120 ms, as a preempted run does on a
+      // shared machine; every other run is real.
+      let batch2Runs = 0;
+      const stalling = {
+        run: async (feeds: Record<string, ort.Tensor>) => {
+          const rows = Object.values(feeds)[0]!.dims[0];
+          if (rows === 2 && ++batch2Runs === 2) await new Promise((r) => setTimeout(r, 120));
+          return s.run(feeds);
+        },
+      } as unknown as ort.InferenceSession;
+      const base = { digest: 'd', deviceClass: 'c', sessionBytes: 1000, fileBytes: 3000, rssBaseline: process.memoryUsage().rss };
+      const p = await profileSession(stalling, sig, base, { budgetMs: 150, maxBatch: 4, latencySloMs: 50 });
+      expect(batch2Runs).toBeGreaterThan(2);
+      expect(p.stoppedBecause).not.toMatch(/exceeds the objective/);
+      expect(p.rows.map((r) => r.batch)).toEqual([1, 2, 4]);
+      expect(p.rows[1]!.p99Ms).toBeLessThan(50);
+      // Without the second timing the stall would have ended the sweep at batch 2 and chosen batch 1.
+      expect(tailIsOutlier({ p50Ms: 0.1, p99Ms: 120 }, 50)).toBe(true);
     } finally {
       await s.release();
     }

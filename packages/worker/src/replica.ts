@@ -122,6 +122,8 @@ export class Replica {
   /** Successful replies, written straight into one buffer each (the constant meta encoded once). */
   private readonly replies: InferReplyWriter;
   private running = false;
+  /** A pump waits for this loop iteration's reads (see `pump`). */
+  private pumpQueued = false;
   private timer?: NodeJS.Timeout;
   private inFlight = 0;
   private processed = 0;
@@ -405,8 +407,22 @@ export class Replica {
     if (bad.length) throw new BadRequestError(`unknown output(s) ${bad.join(', ')}; the model has ${known.join(', ')}`);
   }
 
-  /** Runs the next batch when the batcher says so; re-arms a timer when it says wait. */
+  /**
+   * Decides on the next batch once the event loop has read what the socket holds. A session run
+   * holds the event-loop thread, so the requests that arrived meanwhile are still unread when it
+   * ends, and a request is parsed (and pumps) one at a time as a read is dispatched: deciding at
+   * once would start a batch with the few read so far, the rest waiting a whole run for the next.
+   * A setImmediate callback runs after this loop iteration's poll phase has dispatched its reads.
+   */
   private pump(): void {
+    if (this.running || this.pumpQueued) return;
+    this.pumpQueued = true;
+    setImmediate(this.pumpNow);
+  }
+
+  /** Runs the next batch when the batcher says so; re-arms a timer when it says wait. */
+  private readonly pumpNow = (): void => {
+    this.pumpQueued = false;
     if (this.running) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
@@ -420,7 +436,7 @@ export class Replica {
         new DeadlineExceededError(`request waited ${ms} ms in the queue, past its deadline`),
       );
     }
-    if (d.kind === 'wait') this.timer = setTimeout(() => this.pump(), d.waitMs);
+    if (d.kind === 'wait') this.timer = setTimeout(this.pumpNow, d.waitMs);
     else if (d.kind === 'run') {
       this.running = true;
       void this.runBatch(d.batch, d.items).finally(() => {
@@ -429,7 +445,7 @@ export class Replica {
         this.checkIdle();
       });
     }
-  }
+  };
 
   private async runBatch(batch: Queued<Pending>[], items: number): Promise<void> {
     const started = performance.now();

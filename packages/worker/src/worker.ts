@@ -1,5 +1,6 @@
 // The worker process: measures its hardware, advertises it to the head by heartbeat, and hosts
 // replicas the head places on it. Lifecycle: starting → running → draining → stopped (or failed).
+import { gcMode } from './gc-mode.js';
 import { performance } from 'node:perf_hooks';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import {
@@ -152,9 +153,9 @@ export class Worker {
     await nc.flush(); // the server has our subscriptions before the head hears of us
     worker.state = 'running';
     worker.heartbeat();
-    // A timer, not a loop: onnxruntime runs sessions off the event loop, so ticks stay on time.
+    // A timer: it fires between batches (onnxruntime-node runs a session on the event-loop thread).
     worker.heartbeatTimer = setInterval(() => worker.heartbeat(), options.heartbeatMs);
-    logger.info({ inventory, devices: ledger.list() }, 'worker running');
+    logger.info({ inventory, devices: ledger.list(), gc: gcMode() }, 'worker running');
     return worker;
   }
 

@@ -1,0 +1,57 @@
+// Integration: a real nats-server, a head, a worker process and a real onnxruntime session. A
+// session run holds the worker's event-loop thread, so requests that arrive meanwhile sit unread
+// in its socket; when the run ends they must form one batch, not a batch of whichever was parsed
+// first and then another of the rest (what a replica that decided on each request as it was
+// parsed did: with no queue delay, the first request read after a run went out alone).
+import { FlotillaClient, type Tensor } from '@flotilla/client';
+import { Head } from '@flotilla/head';
+import { silentLogger } from '@flotilla/bus';
+import { NatsServer } from '@flotilla/local';
+import { randomFloats, sampleModelPath } from '@flotilla/sample-models';
+import { WorkerProcess } from './worker-process.js';
+
+const image = (n: number): Tensor => ({ dtype: 'float32', dims: [n, 3, 64, 64], data: randomFloats(n * 3 * 64 * 64, n) });
+const LATE = 24;
+
+let nats: NatsServer;
+let head: Head;
+let worker: WorkerProcess;
+let client: FlotillaClient;
+
+beforeAll(async () => {
+  nats = await NatsServer.start();
+  const cluster = 'fill';
+  head = await Head.start({ cluster, bus: { servers: nats.url }, logger: silentLogger() });
+  worker = await WorkerProcess.start({ servers: nats.url, cluster, id: 'w', head, args: ['--threads', '1'] });
+  client = new FlotillaClient({ servers: nats.url, cluster });
+  await client.deploy(sampleModelPath('convnet'), 'conv', {
+    device: 'cpu',
+    profile: { enabled: false },
+    batching: { maxBatchSize: 64, maxQueueDelayMs: 0 },
+  });
+}, 120_000);
+
+afterAll(async () => {
+  await client?.close();
+  await worker?.stop();
+  await head?.stop();
+  await nats?.stop();
+});
+
+it('batches the requests that arrived during a run together once it ends', async () => {
+  await client.infer('conv', { x: image(1) }); // warm: the session's first run allocates
+  // A batch of 16 holds the worker's thread for tens of ms; the single requests sent right after
+  // arrive while it runs.
+  const long = client.inferWithMeta('conv', { x: image(16) });
+  await new Promise((r) => setTimeout(r, 2));
+  const late = await Promise.all(Array.from({ length: LATE }, () => client.inferWithMeta('conv', { x: image(1) })));
+  const first = await long;
+  const batches = late.map((r) => r.meta.batch);
+  console.log(`batch-fill: the 16-item run took ${first.meta.runMs} ms; the ${LATE} late requests ran in batches of ${batches.join(',')}`);
+  expect(first.meta.batch).toBe(16);
+  // Every late request shared its batch; at most two batches (a request may still be on the wire
+  // when the run ends), the first of them with most of the late requests.
+  expect(Math.min(...batches)).toBeGreaterThan(1);
+  expect(new Set(batches).size).toBeLessThanOrEqual(2);
+  expect(Math.max(...batches)).toBeGreaterThanOrEqual(LATE / 2);
+}, 60_000);
