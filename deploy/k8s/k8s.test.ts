@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
 import { parseSize } from '../../packages/cli/src/format.js';
+import { WORKER_NODE_FLAGS } from '../../packages/worker/src/gc-mode.js';
 import {
   ROLES,
   inboxPrefixFor,
@@ -701,7 +702,9 @@ describe('Dockerfile', () => {
     const stages = [...dockerfile.matchAll(/^FROM (\S+) AS (\S+)$/gm)].map((m) => m[2]);
     expect(stages).toEqual(['build', 'build-gpu', 'gpu', 'runtime']);
     const entrypoints = lines.filter((l) => l.startsWith('ENTRYPOINT'));
-    expect(entrypoints).toEqual(['ENTRYPOINT ["node", "packages/cli/dist/main.js"]', 'ENTRYPOINT ["node", "packages/cli/dist/main.js"]']);
+    // Worker processes run V8's single-threaded collector (packages/worker/src/gc-mode.ts says why).
+    const entry = `ENTRYPOINT ${JSON.stringify(['node', ...WORKER_NODE_FLAGS, 'packages/cli/dist/main.js']).replaceAll(',', ', ')}`;
+    expect(entrypoints).toEqual([entry, entry]);
     expect(lines.filter((l) => l.startsWith('USER'))).toEqual(['USER 1000:1000', 'USER node']);
     // The manifests' images are these two targets.
     const images = new Set(
