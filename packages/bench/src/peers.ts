@@ -114,7 +114,13 @@ export async function runMoleculer(o: MoleculerOptions): Promise<MoleculerRun> {
   const namespace = `bench${Math.random().toString(36).slice(2, 8)}`;
   const service = spawnPeer(
     process.execPath,
-    [repoPath('packages/bench/dist/peer-moleculer.js'), JSON.stringify({ natsUrl: o.natsUrl, namespace, modelPath: o.model })],
+    [
+      // BENCH_MOLECULER_NODE_FLAGS: Node flags for the service (default none: Node's defaults, as a
+      // user would run it; "--single-threaded-gc" gives it the collector Flotilla's worker runs with).
+      ...(process.env.BENCH_MOLECULER_NODE_FLAGS ?? '').split(' ').filter(Boolean),
+      repoPath('packages/bench/dist/peer-moleculer.js'),
+      JSON.stringify({ natsUrl: o.natsUrl, namespace, modelPath: o.model }),
+    ],
     o.cores?.replica,
   );
   const serviceErr = keepTail(service.stderr);

@@ -70,6 +70,20 @@ describe('model signature and validation', () => {
     expect(parts[0]!.y!.dims).toEqual([1, 3]);
     expect(Array.from(new Float32Array(parts[1]!.y!.data.slice().buffer))).toEqual([3, 4, 5, 6, 7, 8]);
   });
+
+  it('writes later batches into the buffer of an earlier one when they fit (scratch)', () => {
+    const scratch = new Map<string, Uint8Array>();
+    const first = concatBatch(sig, [req(2), req(2)], 4, scratch);
+    expect(scratch.get('x')!.buffer).toBe(first.x!.data.buffer);
+    const smaller = concatBatch(sig, [req(1), req(2)], 3, scratch);
+    expect(smaller.x!.data.buffer).toBe(first.x!.data.buffer); // reused
+    expect(smaller.x!.data.byteLength).toBe(3 * 2 * 4);
+    expect(Array.from(new Float32Array(smaller.x!.data.slice().buffer))).toEqual([0, 1, 0, 1, 2, 3]);
+    const larger = concatBatch(sig, [req(3), req(2)], 5, scratch);
+    expect(larger.x!.data.buffer).not.toBe(first.x!.data.buffer); // grew: a new buffer, kept next
+    expect(scratch.get('x')!.buffer).toBe(larger.x!.data.buffer);
+    expect(concatBatch(sig, [req(1)], 1, scratch).x!.data.buffer).not.toBe(larger.x!.data.buffer); // one request: its own bytes
+  });
 });
 
 describe('reading the signature (dims as onnxruntime-node reports them)', () => {

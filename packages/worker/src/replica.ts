@@ -122,6 +122,8 @@ export class Replica {
   /** Successful replies, written straight into one buffer each (the constant meta encoded once). */
   private readonly replies: InferReplyWriter;
   private running = false;
+  /** Each input's batch buffer, reused from batch to batch (model-io.ts concatBatch). */
+  private readonly scratch = new Map<string, Uint8Array>();
   /** A pump waits for this loop iteration's reads (see `pump`). */
   private pumpQueued = false;
   private timer?: NodeJS.Timeout;
@@ -495,7 +497,7 @@ export class Replica {
 
   private async execute(requests: WireTensors[], counts: number[], items: number): Promise<WireTensors[]> {
     if (this.ctx.slowdownMs) await new Promise((r) => setTimeout(r, this.ctx.slowdownMs));
-    const merged = concatBatch(this.signature, requests, items);
+    const merged = concatBatch(this.signature, requests, items, this.scratch);
     const feeds: Record<string, OrtTensor> = {};
     for (const [name, t] of Object.entries(merged)) feeds[name] = new Tensor(t.dtype, toTypedArray(t) as never, t.dims);
     const results = await this.session.run(feeds);
