@@ -78,6 +78,19 @@ describe('Batcher (fake clock)', () => {
     expect(b.next(0)).toMatchObject({ kind: 'wait', waitMs: 2 });
   });
 
+  it.each([
+    // delay, waited → decision: a remaining wait under 1 ms (a timer's resolution) runs at once
+    [0.1, 0, 'run'],
+    [0.9, 0, 'run'],
+    [1, 0, 'wait'],
+    [5, 3.5, 'wait'],
+    [5, 4.2, 'run'],
+  ])('with a delay of %p ms, %p ms after the request arrived: %s', (delay, waited, kind) => {
+    const b = new Batcher<number>({ ...opts, maxQueueDelayMs: delay });
+    b.push(req(0));
+    expect(b.next(waited).kind).toBe(kind);
+  });
+
   it('with zero delay runs whatever is queued immediately', () => {
     const b = new Batcher<number>({ ...opts, maxQueueDelayMs: 0 });
     b.push(req(0));
@@ -95,15 +108,15 @@ describe('Batcher (fake clock)', () => {
 
 describe('Batcher with per-key limits (a dynamic-shape model profiled per shape)', () => {
   beforeEach(() => (seq = 0));
-  // Shape 'small' profiled: batches of 2 after 1 ms; 'big' profiled: alone, at once; 'new': not yet (defaults: 4 / 5 ms).
+  // Shape 'small' profiled: batches of 2 after 3 ms; 'big' profiled: alone, at once; 'new': not yet (defaults: 4 / 5 ms).
   const limits = (key: string) =>
-    ({ small: { maxBatchSize: 2, maxQueueDelayMs: 1 }, big: { maxBatchSize: 1, maxQueueDelayMs: 0 } })[key as 'small' | 'big'];
+    ({ small: { maxBatchSize: 2, maxQueueDelayMs: 3 }, big: { maxBatchSize: 1, maxQueueDelayMs: 0 } })[key as 'small' | 'big'];
 
   it.each<[string, string, number, number, ReturnType<Batcher<number>['next']>['kind'], number]>([
     // [what, key, requests queued at 0, now, decision, items run]
     ['a profiled shape is full at its own max', 'small', 3, 0, 'run', 2],
-    ['a profiled shape waits its own delay', 'small', 1, 0.5, 'wait', 0],
-    ['...and runs once it has passed', 'small', 1, 1, 'run', 1],
+    ['a profiled shape waits its own delay', 'small', 1, 1.5, 'wait', 0],
+    ['...and runs once it has passed', 'small', 1, 3, 'run', 1],
     ['a shape profiled to run alone never waits', 'big', 3, 0, 'run', 1],
     ['a shape not profiled yet runs on the defaults', 'new', 3, 0, 'wait', 0],
     ['...up to the default max', 'new', 6, 0, 'run', 4],

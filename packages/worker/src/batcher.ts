@@ -33,6 +33,9 @@ export type Decision<T> =
     { kind: 'run'; batch: Queued<T>[]; items: number; reason: 'full' | 'delay' } | { kind: 'wait'; waitMs: number } | { kind: 'idle' }
   );
 
+/** Shortest wait for company the batcher asks for, ms (the resolution of Node's timers). */
+export const MIN_WAIT_MS = 1;
+
 export class Batcher<T> {
   private queue: Queued<T>[] = [];
 
@@ -85,7 +88,9 @@ export class Batcher<T> {
     }
 
     const waited = now - head.enqueuedAt;
-    if (!full && waited < maxQueueDelayMs) {
+    // Node's timers cannot wait less than a millisecond (setTimeout(fn, 0.1) fires after ≥ 1 ms):
+    // a wait shorter than that would cost a caller at low load a whole millisecond, so it runs now.
+    if (!full && maxQueueDelayMs - waited >= MIN_WAIT_MS) {
       // Never wait past the head's own deadline.
       const waitMs = Math.max(0, Math.min(maxQueueDelayMs - waited, head.deadline - now));
       return { kind: 'wait', waitMs, expired };
