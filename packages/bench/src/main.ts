@@ -64,6 +64,7 @@ import {
   histogramDiff,
   histogramText,
   histogramTotals,
+  rateWithin,
   ratios,
   round,
   table,
@@ -367,6 +368,9 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
       inprocBest: inproc.best.itemsPerSec,
       rawNats: raw.msgsPerSec,
       clusterBest: best.itemsPerSec,
+      inprocAtChosen: replica?.batching ? rateWithin(inproc.sweep, replica.batching.maxBatchSize) : undefined,
+      inprocBatch1P50Ms: inproc.batch1.p50Ms,
+      clusterC1P50Ms: runs.find((x) => x.concurrency === 1)?.p50Ms,
     });
     const batching = peerBatching((await readyReplicas(c, name))[0] ?? replica);
     log(`  (5) peers, c=${best.concurrency}, batching from the ${batching.from}: max ${batching.maxBatchSize}, ${batching.batchWaitMs} ms`);
@@ -528,7 +532,8 @@ function modelText(name: string, m: ModelResult): string {
   lines.push('');
   const rt = m.ratios;
   lines.push(
-    `   ceiling_ratio ${fmt(rt.ceiling_ratio)} = best(4)/(2)   broker_ratio ${fmt(rt.broker_ratio)} = best(4)/(3)   ` +
+    `   ceiling_ratio ${fmt(rt.ceiling_ratio)} = best(4)/(2)   ceiling_at_chosen ${fmt(rt.ceiling_at_chosen)} = best(4)/(2) at the chosen batch   ` +
+      `c1_added_ms ${fmt(rt.c1_added_ms)} = p50 (4) c=1 − p50 (1)   broker_ratio ${fmt(rt.broker_ratio)} = best(4)/(3)   ` +
       `batching_gain ${fmt(rt.batching_gain)} = best(4)/(1)   inproc_gain ${fmt(rt.inproc_gain)} = (2)/(1)`,
   );
   lines.push(peerRatioLine(m.peerRatios, m.peers));
@@ -538,7 +543,7 @@ function modelText(name: string, m: ModelResult): string {
 function summaryText(models: Record<string, ModelResult | { error: string }>): string {
   const rows = Object.entries(models).map(([name, m]) =>
     'error' in m
-      ? [name, 'error', '', '', '', '', '', '', '', ...PEER_NAMES.map(() => '')]
+      ? [name, 'error', '', '', '', '', '', '', '', '', '', ...PEER_NAMES.map(() => '')]
       : [
           name,
           fmt(m.inproc.batch1.itemsPerSec),
@@ -546,6 +551,8 @@ function summaryText(models: Record<string, ModelResult | { error: string }>): s
           fmt(m.rawNats.msgsPerSec),
           `${fmt(m.cluster.best.itemsPerSec)} @c${m.cluster.best.concurrency}`,
           fmt(m.ratios.ceiling_ratio),
+          fmt(m.ratios.ceiling_at_chosen),
+          fmt(m.ratios.c1_added_ms),
           fmt(m.ratios.broker_ratio),
           fmt(m.ratios.batching_gain),
           fmt(m.ratios.inproc_gain),
@@ -560,6 +567,8 @@ function summaryText(models: Record<string, ModelResult | { error: string }>): s
       '(3) raw NATS',
       '(4) cluster best',
       'ceiling',
+      '@chosen',
+      'c=1 +ms',
       'broker',
       'batching_gain',
       'inproc_gain',

@@ -9,6 +9,7 @@ import {
   histogramDiff,
   histogramText,
   histogramTotals,
+  rateWithin,
   ratios,
   sweepDeclined,
   table,
@@ -142,10 +143,30 @@ describe('ratios', () => {
   test('the four ratios of the brief', () => {
     expect(ratios({ inprocBatch1: 1000, inprocBest: 4000, rawNats: 20000, clusterBest: 3000 })).toEqual({
       ceiling_ratio: 0.75,
+      ceiling_at_chosen: null,
+      c1_added_ms: null,
       broker_ratio: 0.15,
       batching_gain: 3,
       inproc_gain: 4,
     });
+    expect(
+      ratios({
+        inprocBatch1: 1000,
+        inprocBest: 4000,
+        rawNats: 20000,
+        clusterBest: 3000,
+        inprocAtChosen: 3200,
+        inprocBatch1P50Ms: 0.025,
+        clusterC1P50Ms: 0.3456,
+      }),
+    ).toMatchObject({ ceiling_at_chosen: 0.9375, c1_added_ms: 0.321 });
+  });
+  test('rateWithin: the sweep at the largest batch within the chosen max', () => {
+    const sweep = [1, 2, 4, 8].map((batch) => ({ batch, itemsPerSec: batch * 100 }));
+    expect(rateWithin(sweep, 4)).toBe(400);
+    expect(rateWithin(sweep, 6)).toBe(400);
+    expect(rateWithin(sweep, 128)).toBe(800);
+    expect(rateWithin(sweep, 0)).toBeUndefined();
   });
   test('four significant digits, so a tiny ratio is not 0', () => {
     expect(ratios({ inprocBatch1: 3, inprocBest: 9_000_000, rawNats: 7, clusterBest: 2000 })).toMatchObject({
@@ -156,6 +177,8 @@ describe('ratios', () => {
   test('null where the denominator is zero or missing', () => {
     expect(ratios({ inprocBatch1: 0, inprocBest: NaN, rawNats: 0, clusterBest: 5 })).toEqual({
       ceiling_ratio: null,
+      ceiling_at_chosen: null,
+      c1_added_ms: null,
       broker_ratio: null,
       batching_gain: null,
       inproc_gain: null,

@@ -152,10 +152,19 @@ export interface RatioInputs {
   rawNats: number;
   /** best of (4): the cluster's items/s over the concurrencies. */
   clusterBest: number;
+  /** (2)'s sweep at the largest batch size within the replica's chosen max batch, items/s. */
+  inprocAtChosen?: number;
+  /** p50 of (1) (one session.run at batch 1) and of (4) at concurrency 1, ms. */
+  inprocBatch1P50Ms?: number;
+  clusterC1P50Ms?: number;
 }
 
 export interface Ratios {
   ceiling_ratio: number | null;
+  /** best(4) ÷ in-process at the batch size the replica's profile chose. */
+  ceiling_at_chosen: number | null;
+  /** p50 added at concurrency 1 over one in-process batch-1 run, ms. */
+  c1_added_ms: number | null;
   broker_ratio: number | null;
   batching_gain: number | null;
   inproc_gain: number | null;
@@ -168,10 +177,19 @@ const ratio = (a: number, b: number): number | null =>
 export function ratios(r: RatioInputs): Ratios {
   return {
     ceiling_ratio: ratio(r.clusterBest, r.inprocBest),
+    ceiling_at_chosen: r.inprocAtChosen === undefined ? null : ratio(r.clusterBest, r.inprocAtChosen),
+    c1_added_ms:
+      r.clusterC1P50Ms === undefined || r.inprocBatch1P50Ms === undefined ? null : round(r.clusterC1P50Ms - r.inprocBatch1P50Ms, 3),
     broker_ratio: ratio(r.clusterBest, r.rawNats),
     batching_gain: ratio(r.clusterBest, r.inprocBatch1),
     inproc_gain: ratio(r.inprocBest, r.inprocBatch1),
   };
+}
+
+/** The sweep's rate at the largest batch size within `maxBatch` (what a replica batching up to it runs at). */
+export function rateWithin(sweep: readonly { batch: number; itemsPerSec: number }[], maxBatch: number): number | undefined {
+  const within = sweep.filter((r) => r.batch <= maxBatch);
+  return within.length ? within.reduce((a, b) => (b.batch > a.batch ? b : a)).itemsPerSec : undefined;
 }
 
 export function round(x: number, digits: number): number {
