@@ -235,6 +235,13 @@ describe('deployment transitions', () => {
       false,
       { replicas: 5, dormant: false, failures: 0, retryAt: 0, epoch: 3 },
     ],
+    [
+      'scaled while settling after a takeover: the hold stays',
+      (d) => (d.retryAt = T + 2500),
+      { type: 'scaled', spec: { ...spec, replicas: 3 }, epoch: 2 },
+      false,
+      { replicas: 3, retryAt: T + 2500, epoch: 2 },
+    ],
     ['autoscaled', () => undefined, { type: 'autoscaled', replicas: 4 }, false, { replicas: 4 }],
     ['measured: the largest footprint seen', (d) => (d.measuredBytes = 50), { type: 'measured', bytes: 80 }, false, { measuredBytes: 80 }],
     ['measured smaller: kept', (d) => (d.measuredBytes = 50), { type: 'measured', bytes: 20 }, false, { measuredBytes: 50 }],

@@ -147,11 +147,17 @@ export function transition(d: Deployment, e: DeploymentEvent, now: number): bool
       d.dormant = false;
       if (d.spec.replicas === 0) d.spec = { ...d.spec, replicas: 1 }; // scaled to zero: a request brings one back
       return false;
-    case 'scaled':
+    case 'scaled': {
+      // A head that just took over holds placement until the workers' heartbeats are in (recover):
+      // a scale then must wait too, or it places on the few workers heard of so far (seen in CI:
+      // a replica scaled onto a worker that had one while the spare was not heard of yet).
+      const settling = d.failures === 0 && d.retryAt > now ? d.retryAt : 0;
       d.spec = e.spec;
       resetRetry(d, e.epoch);
+      d.retryAt = settling;
       d.dormant = false;
       return false;
+    }
     case 'autoscaled':
       d.spec = { ...d.spec, replicas: e.replicas };
       return false;
