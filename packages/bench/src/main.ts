@@ -363,16 +363,18 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
     const raw = await measureRawNats(pinning, url, await c.connection(), request, best.concurrency);
     log(`    raw NATS: ${raw.msgsPerSec} msgs/s, p50 ${raw.p50Ms} ms`);
 
+    // The replica's batching after the runs: a dynamic-shape model's background profile of the
+    // shape it served has chosen by now (the peers get the same settings).
+    const batching = peerBatching((await readyReplicas(c, name))[0] ?? replica);
     const r: Ratios = ratios({
       inprocBatch1: inproc.batch1.itemsPerSec,
       inprocBest: inproc.best.itemsPerSec,
       rawNats: raw.msgsPerSec,
       clusterBest: best.itemsPerSec,
-      inprocAtChosen: replica?.batching ? rateWithin(inproc.sweep, replica.batching.maxBatchSize) : undefined,
+      inprocAtChosen: rateWithin(inproc.sweep, batching.maxBatchSize),
       inprocBatch1P50Ms: inproc.batch1.p50Ms,
       clusterC1P50Ms: runs.find((x) => x.concurrency === 1)?.p50Ms,
     });
-    const batching = peerBatching((await readyReplicas(c, name))[0] ?? replica);
     log(`  (5) peers, c=${best.concurrency}, batching from the ${batching.from}: max ${batching.maxBatchSize}, ${batching.batchWaitMs} ms`);
     const peers = await measurePeers({
       natsUrl: url,
