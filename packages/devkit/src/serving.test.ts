@@ -136,9 +136,16 @@ describe('serving through the cluster', () => {
     const x: Tensor = { dtype: 'float32', dims: [1, 8], data: randomFloats(8, 1) };
     const r = await Promise.all([1, 2, 3].map(() => client.inferWithMeta('fixed', { x })));
     expect(r.every((x) => x.meta.batch === 1)).toBe(true);
-    // Right after the 64 MiB transfers (in this process) the head may still be taking its lease back.
-    const st = await until(() => client.status().catch(() => undefined), { what: 'the head answers status' });
-    const rep = st.workers.flatMap((w) => w.replicas).find((x): x is LoadedReplicaState => x.model === 'fixed' && x.state === 'ready')!;
+    // Right after the 64 MiB transfers (in this process) the head may still be taking its lease
+    // back, and a head that just took over knows the workers only from the heartbeats since: wait
+    // for the replica to be listed again (in CI once, status came back without it).
+    const rep = await until(
+      async () =>
+        (await client.status().catch(() => undefined))?.workers
+          .flatMap((w) => w.replicas)
+          .find((x): x is LoadedReplicaState => x.model === 'fixed' && x.state === 'ready'),
+      { what: "status listing the ready replica of 'fixed'" },
+    );
     expect(rep.batching).toMatchObject({ batchAxis: false, maxBatchSize: 1 });
   });
 });
