@@ -80,12 +80,8 @@ export function affinityOf(pid: number | undefined): string {
   }
 }
 
-/** What a Python peer's bench script (ray_serve_bench.py, triton_bench.py) takes on its command line. */
-export interface PythonPeerOptions {
-  python: string;
-  model: string;
-  /** One request's input dims, batch axis first (1). */
-  dims: number[];
+/** How every peer is measured: its batcher (the batching Flotilla's profile chose), the load, the pinning. */
+export interface PeerLoadOptions {
   /** The peer's batcher: largest batch and queue delay. */
   maxBatchSize: number;
   batchWaitMs: number;
@@ -96,9 +92,17 @@ export interface PythonPeerOptions {
   cores?: { bench: string; replica: string };
 }
 
-/** Runs `packages/bench/peers/<script>` end to end with the options every peer script takes; its last stdout line is the result. */
-export function runPythonPeer<T>(script: string, o: PythonPeerOptions, what: string): Promise<T> {
-  const args = [
+/** What a Python peer's bench script (ray_serve_bench.py, triton_bench.py) takes on its command line. */
+export interface PythonPeerOptions extends PeerLoadOptions {
+  python: string;
+  model: string;
+  /** One request's input dims, batch axis first (1). */
+  dims: number[];
+}
+
+/** `packages/bench/peers/<script>` with the model and batcher arguments every peer script takes. */
+export function peerScriptArgs(script: string, o: Pick<PythonPeerOptions, 'model' | 'dims' | 'maxBatchSize' | 'batchWaitMs'>): string[] {
+  return [
     repoPath(`packages/bench/peers/${script}`),
     '--model',
     o.model,
@@ -108,6 +112,13 @@ export function runPythonPeer<T>(script: string, o: PythonPeerOptions, what: str
     String(o.maxBatchSize),
     '--wait-ms',
     String(o.batchWaitMs),
+  ];
+}
+
+/** Runs `packages/bench/peers/<script>` end to end with the options every peer script takes; its last stdout line is the result. */
+export function runPythonPeer<T>(script: string, o: PythonPeerOptions, what: string): Promise<T> {
+  const args = [
+    ...peerScriptArgs(script, o),
     '--concurrency',
     String(o.concurrency),
     '--duration-s',

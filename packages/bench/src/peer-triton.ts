@@ -7,7 +7,16 @@ import { existsSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { repoPath } from './deps.js';
 import { peerSelection } from './peer-report.js';
-import { affinityOf, keepTail, runJsonChild, runPythonPeer, spawnPeer, stopPeer, type PythonPeerOptions } from './peer-process.js';
+import {
+  affinityOf,
+  keepTail,
+  peerScriptArgs,
+  runJsonChild,
+  runPythonPeer,
+  spawnPeer,
+  stopPeer,
+  type PythonPeerOptions,
+} from './peer-process.js';
 import type { TritonLoadArgs, TritonLoadRun } from './peer-triton-load.js';
 
 export interface TritonRun {
@@ -87,15 +96,7 @@ async function runTritonNode(o: TritonOptions): Promise<TritonRun> {
   const serve = spawnPeer(
     o.python,
     [
-      repoPath('packages/bench/peers/triton_bench.py'),
-      '--model',
-      o.model,
-      '--dims',
-      o.dims.join(','),
-      '--max-batch',
-      String(o.maxBatchSize),
-      '--wait-ms',
-      String(o.batchWaitMs),
+      ...peerScriptArgs('triton_bench.py', o),
       '--serve',
       '--ports',
       `${http},${grpc},${metrics}`,

@@ -8,7 +8,16 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { repoPath } from './deps.js';
 import type { MoleculerLoadArgs, MoleculerRun } from './peer-moleculer-wire.js';
-import { affinityOf, keepTail, runJsonChild, runPythonPeer, spawnPeer, stopPeer, type PythonPeerOptions } from './peer-process.js';
+import {
+  affinityOf,
+  keepTail,
+  runJsonChild,
+  runPythonPeer,
+  spawnPeer,
+  stopPeer,
+  type PeerLoadOptions,
+  type PythonPeerOptions,
+} from './peer-process.js';
 import { runTriton, tritonPython, type TritonRun } from './peer-triton.js';
 import { PEER_NAMES, peerRow, peerSelection, type PeerName, type PeerOutcome } from './peer-report.js';
 
@@ -166,19 +175,12 @@ export interface PeerResults {
   rayServe: PeerOutcome<RayServeRun>;
 }
 
-export interface MeasurePeersOptions {
+/** Batching as Flotilla's profile chose (the batching peers, Triton and Ray Serve, get the same), at Flotilla's best concurrency. */
+export interface MeasurePeersOptions extends PeerLoadOptions {
   natsUrl: string;
   model: string;
   /** Every input of one request (batch axis first, 1); the Python peers send the first only. */
   inputs: Array<{ name: string; dims: number[] }>;
-  /** The batching Flotilla's profile chose: the batching peers (Triton, Ray Serve) get the same. */
-  maxBatchSize: number;
-  batchWaitMs: number;
-  /** Flotilla's best concurrency: every peer is measured there. */
-  concurrency: number;
-  durationMs: number;
-  warmupMs: number;
-  cores?: { bench: string; replica: string };
   env: NodeJS.ProcessEnv;
   log: (line: string) => void;
 }
