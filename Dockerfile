@@ -1,10 +1,11 @@
 # syntax=docker/dockerfile:1
 # Flotilla image: the `flotilla` command (head, worker, deploy, status, ...) on Node 20.
 #   docker build -t flotilla .                      CPU image (the default target, `runtime`)
-#   docker build --target gpu -t flotilla-gpu .     + CUDA 12 / cuDNN 9 runtime and onnxruntime's CUDA provider
+#   docker build --target gpu -t flotilla-gpu .     + CUDA 13 / cuDNN 9 runtime and onnxruntime's CUDA provider
 # nats-server is not in the image: on Kubernetes NATS runs as its own StatefulSet (deploy/k8s).
 ARG NODE_IMAGE=node:20-bookworm-slim
-ARG CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+ARG CUDA_IMAGE=nvidia/cuda:13.0.0-cudnn-runtime-ubuntu24.04
+ARG PYTHON_IMAGE=python:3.12-slim-bookworm
 
 # ---- build: install the workspace, compile, drop dev dependencies --------------------------------
 FROM ${NODE_IMAGE} AS build
@@ -20,12 +21,23 @@ RUN --mount=type=cache,id=flotilla-pnpm-store,target=/pnpm/store \
  && pnpm build \
  && pnpm install --frozen-lockfile --prod --offline --store-dir /pnpm/store
 
-# ---- build-gpu: the same tree plus onnxruntime-node's CUDA 12 execution provider -----------------
+# ---- ort-gpu: onnxruntime's CUDA provider from PyPI's onnxruntime-gpu of onnxruntime-node's version --
+# (the same libraries onnxruntime-node's install script would fetch from NuGet; onnxruntime 1.30's
+# are CUDA 13 builds. scripts/gpu-check ran this combination on an H200: README "GPU".)
+FROM ${PYTHON_IMAGE} AS ort-gpu
+COPY packages/worker/package.json /tmp/worker-package.json
+RUN ver="$(python3 -c 'import json; print(json.load(open("/tmp/worker-package.json"))["dependencies"]["onnxruntime-node"])')" \
+ && pip download -q --no-deps --only-binary=:all: -d /tmp/whl "onnxruntime-gpu==${ver}" \
+ && python3 -m zipfile -e /tmp/whl/onnxruntime_gpu-*.whl /tmp/ort \
+ && mkdir /ort \
+ && cp /tmp/ort/onnxruntime/capi/libonnxruntime_providers_cuda.so /tmp/ort/onnxruntime/capi/libonnxruntime_providers_shared.so /ort/
+
+# ---- build-gpu: the same tree plus the CUDA provider beside onnxruntime-node's own library ---------
 FROM build AS build-gpu
+COPY --from=ort-gpu /ort/ /tmp/ort/
 RUN ort="$(dirname "$(find node_modules/.pnpm -path '*/node_modules/onnxruntime-node/package.json' -print -quit)")" \
- && cd "$ort" \
- && ONNXRUNTIME_NODE_INSTALL=cuda12 node script/install.js \
- && test -f bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so
+ && cp /tmp/ort/*.so "$ort/bin/napi-v6/linux/x64/" \
+ && test -f "$ort/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so"
 
 # ---- gpu: CUDA runtime base, Node 20 from the official image ------------------------------------
 FROM ${CUDA_IMAGE} AS gpu

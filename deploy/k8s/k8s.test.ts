@@ -700,7 +700,7 @@ describe('Dockerfile', () => {
 
   it('has a default CPU target and a gpu target, both starting the flotilla CLI as uid 1000', () => {
     const stages = [...dockerfile.matchAll(/^FROM (\S+) AS (\S+)$/gm)].map((m) => m[2]);
-    expect(stages).toEqual(['build', 'build-gpu', 'gpu', 'runtime']);
+    expect(stages).toEqual(['build', 'ort-gpu', 'build-gpu', 'gpu', 'runtime']);
     const entrypoints = lines.filter((l) => l.startsWith('ENTRYPOINT'));
     // Worker processes run V8's single-threaded collector (packages/worker/src/gc-mode.ts says why).
     const entry = `ENTRYPOINT ${JSON.stringify(['node', ...WORKER_NODE_FLAGS, 'packages/cli/dist/main.js']).replaceAll(',', ', ')}`;

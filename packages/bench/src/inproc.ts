@@ -2,7 +2,8 @@
 // the bench pins it (the replica's core), with the replica's thread settings (1 intra-op thread,
 // 1 inter-op thread, all graph optimisations). (1) batch 1 in a sequential loop; (2) a sweep over
 // batch sizes 1, 2, 4, ... until the largest or a clear decline. Prints one JSON line on stdout.
-//   node packages/bench/dist/inproc.js '{"modelPath":"...","durationMs":3000,"warmupMs":500,"maxBatch":128}'
+//   node packages/bench/dist/inproc.js '{"modelPath":"...","durationMs":3000,"warmupMs":500,"maxBatch":128,"device":"cpu"}'
+// With "device":"gpu" the session runs on onnxruntime's CUDA provider (device 0), as a GPU replica's does.
 import { createRequire } from 'node:module';
 import { batchSizes, benchDim, bestPoint, round, sweepDeclined } from './stats.js';
 
@@ -84,8 +85,16 @@ async function measure(session: OrtSession, batch: number, durationMs: number, w
 }
 
 async function main(): Promise<void> {
-  const args = JSON.parse(process.argv[2] ?? '{}') as { modelPath: string; durationMs: number; warmupMs: number; maxBatch: number };
-  const session = await ort.InferenceSession.create(args.modelPath, SESSION_OPTIONS);
+  const args = JSON.parse(process.argv[2] ?? '{}') as {
+    modelPath: string;
+    durationMs: number;
+    warmupMs: number;
+    maxBatch: number;
+    device?: 'cpu' | 'gpu';
+  };
+  const sessionOptions =
+    args.device === 'gpu' ? { ...SESSION_OPTIONS, executionProviders: [{ name: 'cuda', deviceId: 0 }] } : SESSION_OPTIONS;
+  const session = await ort.InferenceSession.create(args.modelPath, sessionOptions);
   try {
     const batchAxis = session.inputMetadata.every((m) => typeof m.shape?.[0] !== 'number');
     // (1): batch 1, sequential.
@@ -108,7 +117,7 @@ async function main(): Promise<void> {
     }
     const result: InprocResult = {
       ortVersion: ort.env.versions?.node ?? ort.env.versions?.common ?? 'unknown',
-      sessionOptions: SESSION_OPTIONS,
+      sessionOptions,
       inputs: session.inputMetadata.map((m) => ({ name: m.name, type: m.type ?? '?', shape: [...(m.shape ?? [])] })),
       batch1,
       sweep,

@@ -170,7 +170,13 @@ function tail(stream: NodeJS.ReadableStream | null, max = 8000, prefix?: string)
 // ---------- (1) and (2): in-process baselines in a pinned child ----------
 
 async function runInproc(pinning: Pinning, modelPath: string): Promise<InprocResult> {
-  const args = JSON.stringify({ modelPath, durationMs: settings.durationMs, warmupMs: settings.warmupMs, maxBatch: settings.maxBatch });
+  const args = JSON.stringify({
+    modelPath,
+    durationMs: settings.durationMs,
+    warmupMs: settings.warmupMs,
+    maxBatch: settings.maxBatch,
+    device: settings.device,
+  });
   const child = spawnNode(pinning, pinning.cores?.inproc, [repoPath('packages/bench/dist/inproc.js'), args]);
   const stdout = tail(child.stdout, 1_000_000);
   const stderr = tail(child.stderr, 8000, '');
@@ -346,7 +352,8 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
 
   log('  (4) cluster: deploy (the replica profiles the model and chooses its batching)');
   const t0 = performance.now();
-  const deployed = await c.deploy(path, name, { device: 'cpu' });
+  // On a GPU the deployment may not fall back: a CPU replica would make the ratios meaningless.
+  const deployed = await c.deploy(path, name, settings.device === 'gpu' ? { device: 'gpu', allowFallback: false } : { device: 'cpu' });
   const deployMs = round(performance.now() - t0, 1);
   try {
     const digest = deployed.spec.digest;
@@ -613,7 +620,7 @@ async function main(): Promise<number> {
   };
   const pinning = setUpPinning();
   log(
-    `bench: ${settings.quick ? 'QUICK ' : ''}${settings.durationMs} ms per point (+${settings.warmupMs} ms warm-up), models ${settings.models.join(', ')}, concurrency ${settings.concurrencies.join(', ')}`,
+    `bench: ${settings.quick ? 'QUICK ' : ''}${settings.device === 'gpu' ? 'GPU (BENCH_DEVICE=gpu) ' : ''}${settings.durationMs} ms per point (+${settings.warmupMs} ms warm-up), models ${settings.models.join(', ')}, concurrency ${settings.concurrencies.join(', ')}`,
   );
   log(
     pinning.enabled

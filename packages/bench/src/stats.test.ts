@@ -25,6 +25,7 @@ describe('benchSettings', () => {
       maxBatch: 128,
       pin: true,
       quick: false,
+      device: 'cpu',
     });
   });
   test('BENCH_QUICK shortens every phase; explicit durations still win', () => {
@@ -37,12 +38,14 @@ describe('benchSettings', () => {
   test('models, concurrency, max batch and pinning from env', () => {
     const s = benchSettings({ BENCH_MODELS: 'mlp, wide-mlp', BENCH_CONCURRENCY: '2,8', BENCH_MAX_BATCH: '32', BENCH_PIN: '0' });
     expect(s).toMatchObject({ models: ['mlp', 'wide-mlp'], concurrencies: [2, 8], maxBatch: 32, pin: false });
+    expect(benchSettings({ BENCH_DEVICE: 'gpu' }).device).toBe('gpu');
   });
   test('bad values are refused with the variable named', () => {
     expect(() => benchSettings({ BENCH_CONCURRENCY: '1,x' })).toThrow(/BENCH_CONCURRENCY/);
     expect(() => benchSettings({ BENCH_CONCURRENCY: '0' })).toThrow(/BENCH_CONCURRENCY/);
     expect(() => benchSettings({ BENCH_DURATION_MS: '-5' })).toThrow(/BENCH_DURATION_MS/);
     expect(() => benchSettings({ BENCH_MODELS: ' , ' })).toThrow(/BENCH_MODELS/);
+    expect(() => benchSettings({ BENCH_DEVICE: 'tpu' })).toThrow(/BENCH_DEVICE must be cpu or gpu/);
   });
 });
 

@@ -13,6 +13,8 @@ export interface BenchSettings {
   /** Pin processes to cores with taskset (when there are at least 2 cores). */
   pin: boolean;
   quick: boolean;
+  /** Where the replica and the in-process baseline run: `cpu`, or `gpu` (onnxruntime's CUDA provider, device 0). */
+  device: 'cpu' | 'gpu';
 }
 
 export const DEFAULT_MODELS = ['mlp', 'wide-mlp', 'convnet', 'conv-classifier'];
@@ -63,7 +65,9 @@ export function benchSettings(env: Record<string, string | undefined>): BenchSet
   const concurrencies = env.BENCH_CONCURRENCY ? positiveInts('BENCH_CONCURRENCY', env.BENCH_CONCURRENCY) : DEFAULT_CONCURRENCIES;
   const maxBatch = env.BENCH_MAX_BATCH ? positiveInts('BENCH_MAX_BATCH', env.BENCH_MAX_BATCH)[0]! : 128;
   const pin = !(env.BENCH_PIN === '0' || env.BENCH_PIN === 'false');
-  return { durationMs, warmupMs, models, concurrencies, maxBatch, pin, quick };
+  const device = env.BENCH_DEVICE ?? 'cpu';
+  if (device !== 'cpu' && device !== 'gpu') throw new Error(`BENCH_DEVICE must be cpu or gpu, got '${device}'`);
+  return { durationMs, warmupMs, models, concurrencies, maxBatch, pin, quick, device };
 }
 
 /** 1, 2, 4, ... up to and including `max` (and `max` itself when it is not a power of two). */

@@ -4,3 +4,4 @@ export { Worker } from './worker.js';
 export type { WorkerOptions } from './options.js';
 export type { InventoryOverride } from './inventory.js';
 export { WORKER_NODE_FLAGS, gcMode, type GcMode } from './gc-mode.js';
+export { providerUnavailable, supportedBackends, ortLibraryDir, type BackendInfo } from './providers.js';

@@ -1,0 +1,68 @@
+// scripts/gpu-check's driver, run where there is no GPU: a stand-in GPU of the inventory override
+// served by the CPU provider takes the GPU code paths (placement on gpu:0, its ledger, eviction by
+// its budget, outputs through NATS); and with the CUDA provider absent it says why and fails.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { repoPath } from './deps.js';
+import { providerUnavailable } from '@flotilla/worker';
+import type { StepResult } from './gpu-compare.js';
+
+const driver = repoPath('packages/bench/dist/gpu-check.js');
+
+function check(args: string[]) {
+  const dir = mkdtempSync(join(tmpdir(), 'gpu-check-'));
+  try {
+    const r = spawnSync(process.execPath, [driver, ...args, '--out', join(dir, 'out.json')], { encoding: 'utf8', timeout: 120_000 });
+    const doc = existsSync(join(dir, 'out.json'))
+      ? (JSON.parse(readFileSync(join(dir, 'out.json'), 'utf8')) as { steps: StepResult[]; verdict: string })
+      : undefined;
+    return { status: r.status, stderr: r.stderr, doc, step: (name: string) => doc?.steps.find((s) => s.step === name) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describe('gpu-check driver', () => {
+  test('a stand-in GPU: deployments land on gpu:0, outputs match, FIFO eviction by the device budget', () => {
+    const r = check(['--provider', 'cpu', '--fake-gpu', '--models', 'wide-mlp,conv-classifier,tiny-encoder']);
+    expect(r.doc?.verdict).toBe('gpu-check: all 6 steps passed');
+    expect(r.status).toBe(0);
+    const inv = r.step('inventory')!.detail as { gpus: Array<{ model: string }>; devices: Array<{ id: string }> };
+    expect(inv.devices.map((d) => d.id)).toEqual(['cpu', 'gpu:0']);
+    const placed = r.step('deploy on gpu, outputs vs CPU')!.detail as {
+      rows: Array<{ model: string; device: string; executionProvider: string; compared: Array<{ ok: boolean; dims: string[] }> }>;
+    };
+    expect(placed.rows.map((x) => [x.model, x.device, x.executionProvider])).toEqual([
+      ['wide-mlp', 'gpu:0', 'cpu'],
+      ['tiny-encoder', 'gpu:0', 'cpu'],
+      ['conv-classifier', 'gpu:0', 'cpu'],
+    ]);
+    // The dynamic-shape classifier answered at two input sizes.
+    expect(placed.rows[2]!.compared.map((c) => c.dims[0])).toEqual(['1x3x64x64', '1x3x96x128']);
+    const ev = r.step('eviction by VRAM budget')!.detail as {
+      evicted: Array<{ model: string; device: string }>;
+      maxOverBudgetMiB: number;
+      heartbeats: number;
+      deployed: string[];
+    };
+    expect(ev.deployed).toEqual(['ev-1', 'ev-2', 'ev-3']);
+    expect(ev.evicted.slice(0, 2)).toEqual([
+      expect.objectContaining({ model: 'ev-1', device: 'gpu:0' }),
+      expect.objectContaining({ model: 'ev-2', device: 'gpu:0' }),
+    ]);
+    expect(ev.maxOverBudgetMiB).toBeLessThanOrEqual(0);
+    expect(ev.heartbeats).toBeGreaterThan(3);
+  }, 120_000);
+
+  test('without the CUDA provider installed it says why and fails', () => {
+    const why = providerUnavailable('cuda');
+    if (!why) return; // this machine has onnxruntime's CUDA provider: the GPU run itself is the test
+    const r = check(['--provider', 'cuda', '--models', 'mlp']);
+    expect(r.status).toBe(1);
+    expect(r.step('provider')).toMatchObject({ ok: false, error: why });
+    expect(r.step('inventory')?.ok).toBe(false);
+    expect(r.doc?.verdict).toMatch(/steps failed: provider, in-process outputs vs CPU, inventory/);
+  }, 120_000);
+});
