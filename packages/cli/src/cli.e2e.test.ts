@@ -90,7 +90,7 @@ describe('flotilla CLI', () => {
     expect(JSON.parse(unknown.stdout).error.code).toBe('UNKNOWN_MODEL');
   });
 
-  it('profile shows the batch sweep and the thread settings measured; deploy takes thread settings', async () => {
+  it('profile shows the batch sweep and the thread settings measured; deploy takes thread settings and batch padding', async () => {
     const p = await cli(['profile', 'mlp'], env);
     expect(p.code).toBe(0);
     expect(p.stdout).toMatch(/BATCH +RUNS +P50 MS/);
@@ -103,6 +103,15 @@ describe('flotilla CLI', () => {
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toMatch(/BAD_REQUEST.*--inter-op-threads needs --intra-op-threads/);
     expect((await cli(['undeploy', 'mlp1t'], env)).code).toBe(0);
+    const padded = await cli(
+      ['deploy', sampleModelPath('mlp'), '--name', 'mlppad', '--max-batch-size', '4', '--pad-batches', '--json'],
+      env,
+    );
+    expect(padded.code).toBe(0);
+    expect(JSON.parse(padded.stdout)).toMatchObject({ spec: { batching: { maxBatchSize: 4, padBatches: true } }, ready: 1 });
+    const unpadded = await cli(['deploy', sampleModelPath('mlp'), '--name', 'mlpnopad', '--no-pad-batches', '--json'], env);
+    expect(JSON.parse(unpadded.stdout)).toMatchObject({ spec: { batching: { padBatches: false } } });
+    for (const n of ['mlppad', 'mlpnopad']) expect((await cli(['undeploy', n], env)).code).toBe(0);
   });
 
   it('fails with the error code and a non-zero exit code', async () => {

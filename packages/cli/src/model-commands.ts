@@ -93,6 +93,11 @@ export function modelCommands(program: Command): void {
       .option('--max-batch-size <n>', 'most items per batch', (v) => Number(v))
       .option('--max-queue-delay-ms <ms>', 'longest wait for a batch to fill', (v) => Number(v))
       .option('--max-queue-length <n>', 'queued requests per replica before OVERLOADED', (v) => Number(v))
+      .option(
+        '--pad-batches',
+        'run every batch padded to --max-batch-size rows (default: where the profile finds a change of batch size costs more)',
+      )
+      .option('--no-pad-batches', 'never pad batches')
       .option('--pin', 'never evict this deployment')
       .option('--no-wait', 'return without waiting for replicas to be ready')
       .option('--timeout <ms>', 'how long to wait for readiness', (v) => Number(v), 120_000)
@@ -102,9 +107,12 @@ export function modelCommands(program: Command): void {
       if (o.interOpThreads !== undefined && o.intraOpThreads === undefined)
         throw new BadRequestError('--inter-op-threads needs --intra-op-threads');
       const batching = Object.fromEntries(
-        Object.entries({ maxBatchSize: o.maxBatchSize, maxQueueDelayMs: o.maxQueueDelayMs, maxQueueLength: o.maxQueueLength }).filter(
-          ([, v]) => v !== undefined,
-        ),
+        Object.entries({
+          maxBatchSize: o.maxBatchSize,
+          maxQueueDelayMs: o.maxQueueDelayMs,
+          maxQueueLength: o.maxQueueLength,
+          padBatches: o.padBatches,
+        }).filter(([, v]) => v !== undefined),
       );
       const status = await c.deploy(file, o.name, {
         device: o.device,

@@ -76,7 +76,7 @@ export function statusText(s: ClusterStatus, now: number = Date.now()): string {
         r.failed,
         // The replica's recent successful requests (heartbeat `latencyMs`): none lately is `-`.
         r.state !== 'loading' && r.latencyMs ? `${formatMs(r.latencyMs.p50)}/${formatMs(r.latencyMs.p99)}` : '-',
-        r.state === 'loading' ? '-' : `${r.batching.maxBatchSize}/${r.batching.maxQueueDelayMs}`,
+        r.state === 'loading' ? '-' : `${r.batching.maxBatchSize}/${r.batching.maxQueueDelayMs}${r.batching.padTo ? ' pad' : ''}`,
         (r.state !== 'loading' &&
           Object.entries(r.batchHistogram)
             .map(([k, v]) => `${k}:${v}`)

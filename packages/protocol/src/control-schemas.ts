@@ -273,6 +273,8 @@ export const LoadedReplicaState = z
         maxQueueDelayMs: z.number().min(0).max(10_000),
         maxQueueLength: z.number().int().min(1).max(1_000_000),
         batchAxis: z.boolean(),
+        /** Smaller batches run padded to this many rows (a profile or the deployment said so). */
+        padTo: z.number().int().min(1).max(4096).optional(),
       })
       .strict(),
     /** Batch sizes run so far → count; sizes above HISTOGRAM_MAX_BATCH share the key `>4096`. */
@@ -454,6 +456,13 @@ export const ModelProfileSchema = z
           .max(1 << 20),
         maxQueueDelayMs: Ms,
         reason: Text(MAX_EVENT_REASON_CHARS),
+        shapeChangeMs: Ms.optional(),
+        padTo: z
+          .number()
+          .int()
+          .min(1)
+          .max(1 << 20)
+          .optional(),
       })
       .strict(),
     compile: z

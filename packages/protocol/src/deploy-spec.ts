@@ -15,6 +15,11 @@ export const BatchingOptions = z
     maxQueueDelayMs: z.number().min(0).max(10_000).optional(),
     /** Requests queued per replica beyond which new ones get OVERLOADED. Default 1024. */
     maxQueueLength: z.number().int().min(1).max(1_000_000).optional(),
+    /**
+     * Run every batch padded to maxBatchSize rows (true), never (false). Default: as the profile
+     * measured, i.e. where a change of input shape costs the device more than the padding does.
+     */
+    padBatches: z.boolean().optional(),
   })
   .strict();
 export type BatchingOptions = z.infer<typeof BatchingOptions>;

@@ -30,6 +30,13 @@ export interface BatchChoice {
   maxBatchSize: number;
   maxQueueDelayMs: number;
   reason: string;
+  /**
+   * What running the chosen batch size right after another size cost over its median run, ms (a
+   * kernel that rebuilds its plan for a new input shape: onnxruntime's cuDNN convolutions on CUDA).
+   */
+  shapeChangeMs?: number;
+  /** Smaller batches run padded to this many rows (set when a change of shape costs more than the padding). */
+  padTo?: number;
 }
 
 /** One thread setting measured at the chosen batch size. */

@@ -56,6 +56,8 @@ export class ShapeProfiler {
   readonly book: ShapeBook;
   /** Whether the replica is idle (nothing queued or running); set by the replica. */
   private quiet: () => boolean = () => true;
+  /** Batches the replica has run (the profile's own runs are not batches). */
+  private batches: () => number = () => 0;
   private running?: Promise<void>;
   private closed = false;
   /** The session profiles run on (replaced once if thread tuning at load opened a better one). */
@@ -121,9 +123,10 @@ export class ShapeProfiler {
     }
   }
 
-  /** Called by the replica once it exists: how to tell that it is idle. */
-  attach(quiet: () => boolean): void {
+  /** Called by the replica once it exists: how to tell that it is idle, and how many batches it has run. */
+  attach(quiet: () => boolean, batches: () => number = () => 0): void {
     this.quiet = quiet;
+    this.batches = batches;
   }
 
   /** A request of batch key `key` was accepted: counts it and starts a background profile when one is due. */
@@ -135,7 +138,7 @@ export class ShapeProfiler {
   }
 
   /** Batching for requests of `key` (undefined: the replica's defaults). */
-  batchingFor(key: string, deployment: BatchingOptions): { maxBatchSize: number; maxQueueDelayMs: number } | undefined {
+  batchingFor(key: string, deployment: BatchingOptions): { maxBatchSize: number; maxQueueDelayMs: number; padTo?: number } | undefined {
     return this.book.batchingFor(key, deployment);
   }
 
@@ -207,6 +210,14 @@ export class ShapeProfiler {
       itemBytes(signature, shape),
       spec.profile.maxBatch ?? spec.batching.maxBatchSize ?? DEFAULT_MAX_PROFILE_BATCH,
     );
+    // Serving runs between the profile's runs: each timed run after one is preceded by an untimed one.
+    let seen = this.batches();
+    const othersRan = () => {
+      const n = this.batches();
+      const ran = n !== seen;
+      seen = n;
+      return ran;
+    };
     return profileSession(
       this.session,
       signature,
@@ -217,7 +228,7 @@ export class ShapeProfiler {
         maxBatch,
         shape,
         // While serving, no single run may hold the replica longer than this (at load, nothing waits).
-        ...(gate ? { gate, maxRunMs: Math.min(BACKGROUND_MAX_RUN_MS, this.deps.latencySloMs) } : {}),
+        ...(gate ? { gate, othersRan, maxRunMs: Math.min(BACKGROUND_MAX_RUN_MS, this.deps.latencySloMs) } : {}),
       },
     );
   }

@@ -57,3 +57,30 @@ export const OUTLIER_MEDIAN_SHARE = 0.8;
 export function tailIsOutlier(row: Pick<ProfileRow, 'p50Ms' | 'p99Ms'>, latencySloMs: number): boolean {
   return row.p99Ms > latencySloMs && row.p50Ms <= latencySloMs * OUTLIER_MEDIAN_SHARE;
 }
+
+/** A change of shape must cost at least this much before batches are padded, ms (below it: timer noise). */
+export const MIN_PAD_SHAPE_CHANGE_MS = 1;
+
+/**
+ * Whether smaller batches should run padded to the chosen size. Batches vary in size with the
+ * load, and some kernels rebuild their plan whenever the input shape differs from their last run
+ * (onnxruntime's cuDNN convolutions on CUDA rebuild a cuDNN graph per new shape, tens of ms): then
+ * every batch pays that instead of its run. Padding a batch to the chosen size keeps one shape;
+ * it costs at most the chosen size's run over a batch-1 run. `shapeChangeMs` is what a run at the
+ * chosen size costs right after a run at another size, over its run after the same size.
+ */
+export function choosePadding(rows: readonly ProfileRow[], chosen: BatchChoice, shapeChangeMs: number): BatchChoice {
+  const measured = { ...chosen, shapeChangeMs: +Math.max(0, shapeChangeMs).toFixed(3) };
+  const at = rows.find((r) => r.batch === chosen.maxBatchSize);
+  const one = rows.find((r) => r.batch === 1);
+  if (chosen.maxBatchSize <= 1 || !at || !one) return measured;
+  const padCost = Math.max(0, at.p50Ms - one.p50Ms);
+  if (shapeChangeMs < MIN_PAD_SHAPE_CHANGE_MS || shapeChangeMs <= padCost) return measured;
+  return {
+    ...measured,
+    padTo: chosen.maxBatchSize,
+    reason:
+      `${chosen.reason}; a change of batch size costs ${shapeChangeMs.toFixed(1)} ms (> ${padCost.toFixed(2)} ms of padding at most): ` +
+      `smaller batches run padded to ${chosen.maxBatchSize}`,
+  };
+}

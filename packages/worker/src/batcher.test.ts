@@ -1,4 +1,4 @@
-import { Batcher, type Queued } from './batcher.js';
+import { Batcher, paddedRows, type Queued } from './batcher.js';
 
 const opts = { maxBatchSize: 4, maxQueueDelayMs: 5, maxQueueLength: 10 };
 let seq = 0;
@@ -136,4 +136,38 @@ describe('Batcher with per-key limits (a dynamic-shape model profiled per shape)
     expect(ids(b.next(0))).toEqual([0]); // 'big' runs alone, at once
     expect(ids(b.next(0))).toEqual([1, 2]); // then 'small' is full at 2
   });
+});
+
+describe('padding (a device that pays for every change of input shape)', () => {
+  beforeEach(() => (seq = 0));
+
+  it('a batch smaller than padTo runs as padTo rows; a full one and a larger lone request as they are', () => {
+    const b = new Batcher<number>({ ...opts, padTo: 4 });
+    b.push(req(0));
+    b.push(req(0, 2));
+    expect(b.next(5)).toMatchObject({ kind: 'run', items: 3, rows: 4 });
+    for (let i = 0; i < 4; i++) b.push(req(6));
+    expect(b.next(6)).toMatchObject({ kind: 'run', items: 4, rows: 4, reason: 'full' });
+    b.push(req(7, 9));
+    expect(b.next(7)).toMatchObject({ kind: 'run', items: 9, rows: 9 });
+    expect(new Batcher<number>(opts).next(0)).toEqual({ kind: 'idle', expired: [] });
+  });
+
+  it('without padTo rows are the items; a key’s own padTo applies to its batches', () => {
+    const plain = new Batcher<number>(opts);
+    plain.push(req(0));
+    expect(plain.next(5)).toMatchObject({ kind: 'run', items: 1, rows: 1 });
+    const keyed = new Batcher<number>(opts, (key) => (key === 'big' ? { maxBatchSize: 8, maxQueueDelayMs: 0, padTo: 8 } : undefined));
+    keyed.push(req(0, 3, 'big'));
+    keyed.push(req(0, 1, 'small'));
+    expect(keyed.next(0)).toMatchObject({ kind: 'run', items: 3, rows: 8 });
+    expect(keyed.next(5)).toMatchObject({ kind: 'run', items: 1, rows: 1 });
+  });
+
+  it.each([
+    [1, undefined, 1],
+    [1, 8, 8],
+    [8, 8, 8],
+    [9, 8, 9],
+  ])('paddedRows(%i, %s) = %i', (items, padTo, rows) => expect(paddedRows(items, padTo)).toBe(rows));
 });

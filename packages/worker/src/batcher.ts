@@ -11,6 +11,8 @@ export interface BatcherOptions {
   maxQueueDelayMs: number;
   /** Requests queued beyond which `push` refuses (OVERLOADED). */
   maxQueueLength: number;
+  /** Smaller batches run padded to this many rows (the replica pads; the batcher only says so). */
+  padTo?: number;
 }
 
 export interface Queued<T> {
@@ -25,12 +27,21 @@ export interface Queued<T> {
 }
 
 /** A key's own batch limits (undefined: the batcher's options apply). */
-export type KeyLimits = (key: string) => { maxBatchSize: number; maxQueueDelayMs: number } | undefined;
+export type KeyLimits = (key: string) => { maxBatchSize: number; maxQueueDelayMs: number; padTo?: number } | undefined;
 
 export type Decision<T> =
   /** Requests whose deadline passed while queued: answer DEADLINE_EXCEEDED, never run. */
   { expired: Queued<T>[] } & (
-    { kind: 'run'; batch: Queued<T>[]; items: number; reason: 'full' | 'delay' } | { kind: 'wait'; waitMs: number } | { kind: 'idle' }
+    | {
+        kind: 'run';
+        batch: Queued<T>[];
+        items: number;
+        /** Rows to run: `items`, or the key's padTo when the batch is smaller. */
+        rows: number;
+        reason: 'full' | 'delay';
+      }
+    | { kind: 'wait'; waitMs: number }
+    | { kind: 'idle' }
   );
 
 /** Shortest wait for company the batcher asks for, ms (the resolution of Node's timers). */
@@ -71,7 +82,7 @@ export class Batcher<T> {
     const head = this.queue[0];
     if (!head) return { kind: 'idle', expired };
 
-    const { maxBatchSize, maxQueueDelayMs } = this.limitsFor?.(head.key) ?? this.options;
+    const { maxBatchSize, maxQueueDelayMs, padTo } = this.limitsFor?.(head.key) ?? this.options;
     const picked: number[] = [0];
     let items = head.items;
     let full = items >= maxBatchSize;
@@ -98,6 +109,11 @@ export class Batcher<T> {
     const batch = picked.map((i) => this.queue[i]!);
     const taken = new Set(picked);
     this.queue = this.queue.filter((_, i) => !taken.has(i));
-    return { kind: 'run', batch, items, reason: full ? 'full' : 'delay', expired };
+    return { kind: 'run', batch, items, rows: paddedRows(items, padTo), reason: full ? 'full' : 'delay', expired };
   }
+}
+
+/** Rows a batch of `items` runs with: padded up to `padTo` when it is smaller (a lone larger request runs as it is). */
+export function paddedRows(items: number, padTo: number | undefined): number {
+  return padTo !== undefined && items < padTo ? padTo : items;
 }

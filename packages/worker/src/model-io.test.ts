@@ -1,5 +1,5 @@
 import { ErrorCode, fromTypedArray, type WireTensors } from '@flotilla/protocol';
-import { concatBatch, describeModel, splitBatch, validateInputs, wireSignature } from './model-io.js';
+import { concatBatch, describeModel, firstRows, splitBatch, validateInputs, wireSignature } from './model-io.js';
 
 const sig = describeModel(
   [
@@ -83,6 +83,31 @@ describe('model signature and validation', () => {
     expect(larger.x!.data.buffer).not.toBe(first.x!.data.buffer); // grew: a new buffer, kept next
     expect(scratch.get('x')!.buffer).toBe(larger.x!.data.buffer);
     expect(concatBatch(sig, [req(1)], 1, scratch).x!.data.buffer).not.toBe(larger.x!.data.buffer); // one request: its own bytes
+  });
+
+  it('pads a batch with zero rows up to `rows` (a reused buffer too), and firstRows takes back what was asked', () => {
+    const scratch = new Map<string, Uint8Array>();
+    concatBatch(sig, [req(3), req(3)], 6, scratch); // leaves non-zero bytes in the kept buffers
+    const one = req(1);
+    const padded = concatBatch(sig, [one], 1, scratch, 4);
+    expect(padded.x!.dims).toEqual([4, 2]);
+    expect(padded.ids!.dims).toEqual([4, 1]);
+    expect(Array.from(new Float32Array(padded.x!.data.slice().buffer))).toEqual([0, 1, 0, 0, 0, 0, 0, 0]);
+    expect(padded.x!.data.buffer).not.toBe(one.x!.data.buffer); // a lone request is copied when padded
+    const two = concatBatch(sig, [req(1), req(2)], 3, scratch, 4);
+    expect(Array.from(new Float32Array(two.x!.data.slice().buffer))).toEqual([0, 1, 0, 1, 2, 3, 0, 0]);
+    expect(concatBatch(sig, [req(2), req(2)], 4, scratch, 4).x!.dims).toEqual([4, 2]); // full: nothing to pad
+
+    const y = fromTypedArray(
+      'float32',
+      [4, 3],
+      new Float32Array(12).map((_, i) => i),
+    );
+    const kept = firstRows({ y }, 3);
+    expect(kept.y!.dims).toEqual([3, 3]);
+    expect(kept.y!.data.buffer).toBe(y.data.buffer); // a view
+    expect(splitBatch(kept, [1, 2]).map((p) => p.y!.dims[0])).toEqual([1, 2]);
+    expect(firstRows({ y }, 4).y).toBe(y);
   });
 });
 

@@ -136,15 +136,23 @@ export const MAX_SCRATCH_BYTES = 16 * 1024 * 1024;
  * Concatenates the requests' inputs along axis 0 (no copy for a batch of one). With `scratch`, a
  * batch is written into that input's buffer from the previous batch when it fits (a replica runs
  * one batch at a time, and onnxruntime holds no input after its run): no fresh megabytes per batch
- * for the collector to account for.
+ * for the collector to account for. With `rows` above `items` the batch is padded with zero rows
+ * to `rows` (a device that pays for every change of input shape runs one shape).
  */
-export function concatBatch(sig: ModelSignature, requests: WireTensors[], items: number, scratch?: Map<string, Uint8Array>): WireTensors {
-  if (requests.length === 1) return requests[0]!;
+export function concatBatch(
+  sig: ModelSignature,
+  requests: WireTensors[],
+  items: number,
+  scratch?: Map<string, Uint8Array>,
+  rows = items,
+): WireTensors {
+  if (requests.length === 1 && rows <= items) return requests[0]!;
   const out: WireTensors = {};
   for (const s of sig.inputs) {
     const first = requests[0]![s.name]!;
-    let bytes = 0;
-    for (const r of requests) bytes += r[s.name]!.data.byteLength;
+    let filled = 0;
+    for (const r of requests) filled += r[s.name]!.data.byteLength;
+    const bytes = rows > items ? (filled / items) * rows : filled;
     const kept = scratch?.get(s.name);
     let data: Uint8Array;
     if (kept && kept.byteLength >= bytes) data = kept.subarray(0, bytes);
@@ -157,7 +165,23 @@ export function concatBatch(sig: ModelSignature, requests: WireTensors[], items:
       data.set(r[s.name]!.data, off);
       off += r[s.name]!.data.byteLength;
     }
-    out[s.name] = { dtype: first.dtype, dims: [items, ...first.dims.slice(1)], data };
+    if (off < bytes) data.fill(0, off, bytes); // padding rows (a reused buffer holds an earlier batch)
+    out[s.name] = { dtype: first.dtype, dims: [Math.max(rows, items), ...first.dims.slice(1)], data };
+  }
+  return out;
+}
+
+/** The first `items` rows of batched outputs (views, no copy): what a padded batch's requests asked for. */
+export function firstRows(outputs: WireTensors, items: number): WireTensors {
+  const out: WireTensors = {};
+  for (const [name, t] of Object.entries(outputs)) {
+    const total = t.dims[0] ?? 0;
+    if (total <= items) {
+      out[name] = t;
+      continue;
+    }
+    const rowBytes = (elementCount(t.dims.slice(1)) * DTYPES[t.dtype].bytes) | 0;
+    out[name] = { dtype: t.dtype, dims: [items, ...t.dims.slice(1)], data: t.data.subarray(0, items * rowBytes) } as WireTensor;
   }
   return out;
 }

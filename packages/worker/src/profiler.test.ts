@@ -81,6 +81,74 @@ describe('profileSession', () => {
     }
   });
 
+  it('measures what a change of batch size costs and pads smaller batches where it costs more than the padding', async () => {
+    const s = await open(1);
+    try {
+      const sig = describeModel(s.inputMetadata, s.outputMetadata);
+      // A kernel that rebuilds its plan whenever the batch size differs from its last run (as
+      // onnxruntime's cuDNN convolutions do on CUDA): 30 ms per change; every run is real.
+      let last = -1;
+      const rebuilding = {
+        run: async (feeds: Record<string, ort.Tensor>) => {
+          const rows = Object.values(feeds)[0]!.dims[0]!;
+          if (rows !== last) await new Promise((r) => setTimeout(r, 30));
+          last = rows;
+          return s.run(feeds);
+        },
+      } as unknown as ort.InferenceSession;
+      const base = { digest: 'd', deviceClass: 'c', sessionBytes: 1000, fileBytes: 3000, rssBaseline: process.memoryUsage().rss };
+      const opts = { budgetMs: 300, maxBatch: 8, latencySloMs: 1e9 };
+      const p = await profileSession(rebuilding, sig, base, opts);
+      expect(p.chosen.maxBatchSize).toBeGreaterThan(1);
+      expect(p.chosen.shapeChangeMs).toBeGreaterThanOrEqual(25);
+      expect(p.chosen.padTo).toBe(p.chosen.maxBatchSize);
+      expect(p.chosen.reason).toMatch(/smaller batches run padded to \d+$/);
+      // The plain session (no rebuild): measured, no padding.
+      const plain = await profileSession(s, sig, base, opts);
+      expect(plain.chosen.shapeChangeMs).toBeLessThan(25);
+    } finally {
+      await s.release();
+    }
+  });
+
+  it('a gated profile interleaved with serving times its own shape, not the rebuild after a served batch', async () => {
+    const s = await open(1);
+    try {
+      const sig = describeModel(s.inputMetadata, s.outputMetadata);
+      let last = -1;
+      const rebuilding = {
+        run: async (feeds: Record<string, ort.Tensor>) => {
+          const rows = Object.values(feeds)[0]!.dims[0]!;
+          if (rows !== last) await new Promise((r) => setTimeout(r, 20));
+          last = rows;
+          return s.run(feeds);
+        },
+      } as unknown as ort.InferenceSession;
+      // Between every two profile runs the replica serves a batch of 3 (another shape).
+      const served = new ort.Tensor('float32', new Float32Array(3 * 16), [3, 16]);
+      let batches = 0;
+      const gate = async () => {
+        await rebuilding.run({ x: served });
+        batches++;
+        return 0;
+      };
+      let seen = 0;
+      const othersRan = () => {
+        const ran = batches !== seen;
+        seen = batches;
+        return ran;
+      };
+      const base = { digest: 'd', deviceClass: 'c', sessionBytes: 1000, fileBytes: 3000, rssBaseline: process.memoryUsage().rss };
+      const p = await profileSession(rebuilding, sig, base, { budgetMs: 400, maxBatch: 4, latencySloMs: 1e9, gate, othersRan });
+      // Every timed run follows an untimed one at its own shape: no 20 ms rebuild in the rows.
+      for (const r of p.rows) expect(r.p50Ms).toBeLessThan(10);
+      const blind = await profileSession(rebuilding, sig, base, { budgetMs: 400, maxBatch: 4, latencySloMs: 1e9, gate });
+      expect(blind.rows[0]!.p50Ms).toBeGreaterThanOrEqual(15); // what it measured without knowing
+    } finally {
+      await s.release();
+    }
+  });
+
   it('takes device memory from the sampler when given one (GPU sessions), not from RSS', async () => {
     const s = await open(1);
     try {

@@ -14,7 +14,7 @@ import {
   type ProfileShape,
   type ThreadChoice,
 } from '@flotilla/protocol';
-import { chooseBatch, tailIsOutlier } from './batch-size.js';
+import { chooseBatch, choosePadding, tailIsOutlier } from './batch-size.js';
 import { nearestRank } from './latency-window.js';
 import { chooseThreads, sameThreads, threadCandidates, type ThreadRow, type ThreadSettings } from './thread-choice.js';
 import type { ModelSignature } from './model-io.js';
@@ -44,6 +44,12 @@ export interface ProfileOptions {
    * the replica's event loop between requests, so this bounds how long a request can wait for it.
    */
   maxRunMs?: number;
+  /**
+   * Whether the session ran anything else (the replica's batches) since the profile last asked: a
+   * timed run is then preceded by an untimed one at the profiled shape, or a device that rebuilds
+   * its kernels per input shape (onnxruntime's CUDA convolutions) would time its rebuild.
+   */
+  othersRan?: () => boolean;
 }
 
 /** maxRunMs of a background (gated) shape profile: half the default latency objective. */
@@ -96,10 +102,11 @@ async function timeBatch(
   batch: number,
   shareMs: number,
   deadline: () => number,
-  gate?: { pass: () => Promise<boolean> },
+  gate?: { pass: () => Promise<boolean>; othersRan?: () => boolean },
 ) {
   let peakRss = process.memoryUsage().rss;
   if (gate && !(await gate.pass())) return null;
+  gate?.othersRan?.(); // the warm-up run below re-establishes this shape
   const w0 = performance.now();
   await session.run(feeds);
   const warm = performance.now() - w0;
@@ -107,6 +114,7 @@ async function timeBatch(
   const times: number[] = [];
   for (let i = 0; i < runs; i++) {
     if (gate && !(await gate.pass())) return null;
+    if (gate?.othersRan?.()) await session.run(feeds);
     const s = performance.now();
     await session.run(feeds);
     times.push(performance.now() - s);
@@ -125,6 +133,48 @@ async function timeBatch(
       itemsPerSec: +((batch * times.length) / (total / 1000)).toFixed(1),
     },
   };
+}
+
+/** Rounds of the shape-change measurement: each runs the smaller size, then the chosen size twice (timed). */
+export const SHAPE_CHANGE_ROUNDS = 4;
+
+/**
+ * Median time of a `batch` run right after a `other` run, over the median of a `batch` run right
+ * after another `batch` run, ms (null when the gate stopped it). After one untimed round, each
+ * round runs `other`, then `batch` twice.
+ */
+async function shapeChangeCost(
+  session: ort.InferenceSession,
+  sig: ModelSignature,
+  batch: number,
+  other: number,
+  shape: ProfileShape | undefined,
+  gate?: { pass: () => Promise<boolean>; othersRan?: () => boolean },
+): Promise<number | null> {
+  const big = syntheticFeeds(sig, batch, shape);
+  const small = syntheticFeeds(sig, other, shape);
+  const changed: number[] = [];
+  const same: number[] = [];
+  for (let round = 0; round <= SHAPE_CHANGE_ROUNDS; round++) {
+    for (const [feeds, into] of [
+      [small, undefined],
+      [big, changed],
+      [big, same],
+    ] as const) {
+      if (gate && !(await gate.pass())) return null;
+      // Another shape ran in between: a 'same' run is then not one (the 'changed' run is one anyway).
+      if (into === same && gate?.othersRan?.()) await session.run(feeds);
+      const s = performance.now();
+      await session.run(feeds);
+      if (round > 0) into?.push(performance.now() - s);
+    }
+  }
+  const median = (xs: number[]) =>
+    nearestRank(
+      [...xs].sort((a, b) => a - b),
+      0.5,
+    );
+  return median(changed) - median(same);
 }
 
 export async function profileSession(
@@ -158,6 +208,7 @@ export async function profileSession(
           if (w !== null) waited += w;
           return w !== null;
         },
+        ...(opts.othersRan ? { othersRan: opts.othersRan } : {}),
       }
     : undefined;
   const rows: ProfileRow[] = [];
@@ -204,7 +255,13 @@ export async function profileSession(
       break;
     }
   }
-  const chosen = chooseBatch(rows, latencySloMs);
+  let chosen = chooseBatch(rows, latencySloMs);
+  // What a change of batch size costs at the chosen size (decides padding): against the next smaller size measured.
+  const smaller = rows.filter((r) => r.batch < chosen.maxBatchSize).pop();
+  if (smaller) {
+    const change = await shapeChangeCost(session, sig, chosen.maxBatchSize, smaller.batch, opts.shape, gate);
+    if (change !== null) chosen = choosePadding(rows, chosen, change);
+  }
   const chosenRow = rows.find((r) => r.batch === chosen.maxBatchSize) ?? rows[0];
   const peakBytes = chosenRow?.peakBytes ?? 0;
   return {

@@ -46,7 +46,7 @@ import { fitReply, maxPayload, respondSafely, stagedRef, takeStaged, type BlobSt
 import { Batcher, type Queued } from './batcher.js';
 import { LatencyWindow } from './latency-window.js';
 import type { ShapeProfiler } from './background-profiler.js';
-import { concatBatch, splitBatch, validateInputs, wireSignature, type ModelSignature } from './model-io.js';
+import { concatBatch, firstRows, splitBatch, validateInputs, wireSignature, type ModelSignature } from './model-io.js';
 
 /**
  * Defaults for a replica's batching before a profile chose (per deployment overridable): batches
@@ -157,6 +157,8 @@ export class Replica {
   readonly loadedAt = Date.now();
   /** Epoch ms of the last accepted request (LRU). */
   lastUsedAt = this.loadedAt;
+  /** Batches run (a background shape profile re-establishes its shape after one). */
+  private batchesRun = 0;
   /** Requests accepted (LFU). */
   uses = 0;
 
@@ -181,14 +183,19 @@ export class Replica {
     this.pinned = identity.pinned ?? false;
     this.fixedCharge = identity.fixedCharge ?? false;
     this.replies = new InferReplyWriter({ worker: ctx.workerId, replica: this.id, device: this.device });
+    const maxBatchSize = signature.batchAxis ? (options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE) : 1;
     this.batching = {
-      maxBatchSize: signature.batchAxis ? (options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE) : 1,
+      maxBatchSize,
       maxQueueDelayMs: options.maxQueueDelayMs ?? DEFAULT_MAX_QUEUE_DELAY_MS,
       maxQueueLength: options.maxQueueLength ?? DEFAULT_MAX_QUEUE_LENGTH,
       batchAxis: signature.batchAxis,
+      ...(options.padBatches && maxBatchSize > 1 ? { padTo: maxBatchSize } : {}),
     };
     this.batcher = new Batcher<Pending>(this.batching, shapes ? (key) => shapes.batchingFor(key, options) : undefined);
-    shapes?.attach(() => this.batcher.length === 0 && !this.running);
+    shapes?.attach(
+      () => this.batcher.length === 0 && !this.running,
+      () => this.batchesRun,
+    );
     this.wireSignature = wireSignature(signature);
     if (!this.wireSignature)
       ctx.logger.warn({ replica: this.id, model: this.model }, 'model signature exceeds protocol bounds: not published');
@@ -441,7 +448,7 @@ export class Replica {
     if (d.kind === 'wait') this.timer = setTimeout(this.pumpNow, d.waitMs);
     else if (d.kind === 'run') {
       this.running = true;
-      void this.runBatch(d.batch, d.items).finally(() => {
+      void this.runBatch(d.batch, d.items, d.rows).finally(() => {
         this.running = false;
         this.pump();
         this.checkIdle();
@@ -449,7 +456,7 @@ export class Replica {
     }
   };
 
-  private async runBatch(batch: Queued<Pending>[], items: number): Promise<void> {
+  private async runBatch(batch: Queued<Pending>[], items: number, rows = items): Promise<void> {
     const started = performance.now();
     let parts: WireTensors[];
     try {
@@ -457,11 +464,12 @@ export class Replica {
         batch.map((q) => q.payload.inputs),
         batch.map((q) => q.items),
         items,
+        rows,
       );
     } catch (err) {
       if (batch.length > 1) {
-        // Isolate the bad request: one request must never fail the others in its batch.
-        for (const q of batch) await this.runBatch([q], q.items);
+        // Isolate the bad request: one request must never fail the others in its batch (padded alike).
+        for (const q of batch) await this.runBatch([q], q.items, rows > items ? Math.max(rows, q.items) : q.items);
         return;
       }
       this.ctx.logger.warn(
@@ -495,17 +503,19 @@ export class Replica {
     }
   }
 
-  private async execute(requests: WireTensors[], counts: number[], items: number): Promise<WireTensors[]> {
+  private async execute(requests: WireTensors[], counts: number[], items: number, rows: number): Promise<WireTensors[]> {
     if (this.ctx.slowdownMs) await new Promise((r) => setTimeout(r, this.ctx.slowdownMs));
-    const merged = concatBatch(this.signature, requests, items, this.scratch);
+    const merged = concatBatch(this.signature, requests, items, this.scratch, rows);
+    this.batchesRun++;
     const feeds: Record<string, OrtTensor> = {};
     for (const [name, t] of Object.entries(merged)) feeds[name] = new Tensor(t.dtype, toTypedArray(t) as never, t.dims);
     const results = await this.session.run(feeds);
-    const outputs: WireTensors = {};
+    let outputs: WireTensors = {};
     for (const s of this.signature.outputs) {
       const r = results[s.name]!;
       outputs[s.name] = fromTypedArray(s.dtype, r.dims as number[], r.data as TypedArray);
     }
+    if (rows > items) outputs = firstRows(outputs, items);
     return this.signature.batchAxis ? splitBatch(outputs, counts) : [outputs];
   }
 

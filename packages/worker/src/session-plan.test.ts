@@ -337,6 +337,24 @@ describe('batchingFor', () => {
       { maxBatchSize: 4, maxQueueDelayMs: 0 },
       { maxBatchSize: 4, maxQueueDelayMs: 0 },
     ],
+    [
+      'a profile that pads: batches padded (to the max size in force)',
+      { source: 'measured', profile: { ...p, chosen: { ...p.chosen, shapeChangeMs: 40, padTo: 8 } } },
+      { maxBatchSize: 4 },
+      { maxBatchSize: 4, maxQueueDelayMs: 2, padBatches: true },
+    ],
+    [
+      'a profile that pads, a deployment that says not to',
+      { source: 'cache', profile: { ...p, chosen: { ...p.chosen, shapeChangeMs: 40, padTo: 8 } } },
+      { padBatches: false },
+      { maxBatchSize: 8, maxQueueDelayMs: 2, padBatches: false },
+    ],
+    [
+      'a deployment that pads whatever the profile measured',
+      { source: 'measured', profile: p },
+      { padBatches: true },
+      { maxBatchSize: 8, maxQueueDelayMs: 2, padBatches: true },
+    ],
   ])('%s', (_what, outcome, deployment, expected) => {
     const before = structuredClone(deployment);
     expect(batchingFor(outcome, deployment)).toEqual(expected);

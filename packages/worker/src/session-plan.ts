@@ -230,6 +230,8 @@ export function batchingFor(outcome: ProfileOutcome, deployment: BatchingOptions
         ...deployment,
         maxBatchSize: deployment.maxBatchSize ?? chosen.maxBatchSize,
         maxQueueDelayMs: deployment.maxQueueDelayMs ?? chosen.maxQueueDelayMs,
+        // Padding as measured (chosen.padTo) unless the deployment says otherwise.
+        ...(deployment.padBatches === undefined && chosen.padTo !== undefined ? { padBatches: true } : {}),
       };
     }
     case 'skipped':

@@ -250,12 +250,15 @@ export class ShapeBook {
    * choice of its shape (or of the bucket it falls in); undefined while that has no profile (the
    * replica's defaults apply).
    */
-  batchingFor(key: string, deployment: BatchingOptions): { maxBatchSize: number; maxQueueDelayMs: number } | undefined {
+  batchingFor(key: string, deployment: BatchingOptions): { maxBatchSize: number; maxQueueDelayMs: number; padTo?: number } | undefined {
     const chosen = this.entries.get(this.aliases.get(key) ?? key)?.profile?.chosen;
     if (!chosen) return undefined;
+    const maxBatchSize = deployment.maxBatchSize ?? chosen.maxBatchSize;
+    const pad = (deployment.padBatches ?? chosen.padTo !== undefined) && maxBatchSize > 1;
     return {
-      maxBatchSize: deployment.maxBatchSize ?? chosen.maxBatchSize,
+      maxBatchSize,
       maxQueueDelayMs: deployment.maxQueueDelayMs ?? chosen.maxQueueDelayMs,
+      ...(pad ? { padTo: maxBatchSize } : {}),
     };
   }
 
