@@ -353,7 +353,10 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
   log('  (4) cluster: deploy (the replica profiles the model and chooses its batching)');
   const t0 = performance.now();
   // On a GPU the deployment may not fall back: a CPU replica would make the ratios meaningless.
-  const deployed = await c.deploy(path, name, settings.device === 'gpu' ? { device: 'gpu', allowFallback: false } : { device: 'cpu' });
+  const deployed = await c.deploy(path, name, {
+    ...(settings.device === 'gpu' ? { device: 'gpu', allowFallback: false } : { device: 'cpu' }),
+    ...(settings.padBatches !== undefined ? { batching: { padBatches: settings.padBatches } } : {}),
+  });
   const deployMs = round(performance.now() - t0, 1);
   try {
     const digest = deployed.spec.digest;

@@ -39,6 +39,10 @@ describe('benchSettings', () => {
     const s = benchSettings({ BENCH_MODELS: 'mlp, wide-mlp', BENCH_CONCURRENCY: '2,8', BENCH_MAX_BATCH: '32', BENCH_PIN: '0' });
     expect(s).toMatchObject({ models: ['mlp', 'wide-mlp'], concurrencies: [2, 8], maxBatch: 32, pin: false });
     expect(benchSettings({ BENCH_DEVICE: 'gpu' }).device).toBe('gpu');
+    expect(benchSettings({ BENCH_PAD_BATCHES: '0' }).padBatches).toBe(false);
+    expect(benchSettings({ BENCH_PAD_BATCHES: '1' }).padBatches).toBe(true);
+    expect(benchSettings({}).padBatches).toBeUndefined();
+    expect(() => benchSettings({ BENCH_PAD_BATCHES: 'maybe' })).toThrow(/BENCH_PAD_BATCHES must be 0 or 1/);
   });
   test('bad values are refused with the variable named', () => {
     expect(() => benchSettings({ BENCH_CONCURRENCY: '1,x' })).toThrow(/BENCH_CONCURRENCY/);

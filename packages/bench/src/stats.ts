@@ -15,6 +15,8 @@ export interface BenchSettings {
   quick: boolean;
   /** Where the replica and the in-process baseline run: `cpu`, or `gpu` (onnxruntime's CUDA provider, device 0). */
   device: 'cpu' | 'gpu';
+  /** The deployment's batching.padBatches (undefined: as the profile measured). */
+  padBatches?: boolean;
 }
 
 export const DEFAULT_MODELS = ['mlp', 'wide-mlp', 'convnet', 'conv-classifier'];
@@ -50,7 +52,8 @@ function positiveNumber(what: string, raw: string | undefined, dflt: number, min
 
 /**
  * Settings from env: BENCH_QUICK=1 (every point ~0.5 s), BENCH_DURATION_MS, BENCH_WARMUP_MS,
- * BENCH_MODELS=mlp,wide-mlp, BENCH_CONCURRENCY=1,16,128, BENCH_MAX_BATCH=128, BENCH_PIN=0.
+ * BENCH_MODELS=mlp,wide-mlp, BENCH_CONCURRENCY=1,16,128, BENCH_MAX_BATCH=128, BENCH_PIN=0,
+ * BENCH_DEVICE=gpu, BENCH_PAD_BATCHES=0|1 (the deployments' batching.padBatches; unset: the profile's).
  */
 export function benchSettings(env: Record<string, string | undefined>): BenchSettings {
   const quick = env.BENCH_QUICK === '1' || env.BENCH_QUICK === 'true';
@@ -67,7 +70,10 @@ export function benchSettings(env: Record<string, string | undefined>): BenchSet
   const pin = !(env.BENCH_PIN === '0' || env.BENCH_PIN === 'false');
   const device = env.BENCH_DEVICE ?? 'cpu';
   if (device !== 'cpu' && device !== 'gpu') throw new Error(`BENCH_DEVICE must be cpu or gpu, got '${device}'`);
-  return { durationMs, warmupMs, models, concurrencies, maxBatch, pin, quick, device };
+  const pad = env.BENCH_PAD_BATCHES;
+  if (pad !== undefined && !['0', '1', 'true', 'false'].includes(pad)) throw new Error(`BENCH_PAD_BATCHES must be 0 or 1, got '${pad}'`);
+  const padBatches = pad === undefined ? undefined : pad === '1' || pad === 'true';
+  return { durationMs, warmupMs, models, concurrencies, maxBatch, pin, quick, device, ...(padBatches !== undefined ? { padBatches } : {}) };
 }
 
 /** 1, 2, 4, ... up to and including `max` (and `max` itself when it is not a power of two). */

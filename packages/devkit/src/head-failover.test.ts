@@ -2,6 +2,7 @@
 // without a word is replaced once its lease expires; one that stops cleanly hands over at once.
 // The new leader recovers deployments from KV, answers control requests and reconciles; the old
 // one, if it comes back, has stepped down. Inference never goes through a head and keeps working.
+import { headers } from '@nats-io/nats-core';
 import { Head } from '@flotilla/head';
 import { closeBus, connectBus, silentLogger } from '@flotilla/bus';
 import { PROTOCOL_VERSION, encode, subjects as makeSubjects, type HeadPresence } from '@flotilla/protocol';
@@ -156,6 +157,39 @@ describe('head leadership', () => {
       expect((await client.events({ model: 'mlp' })).filter((e) => e.type === 'loaded' && e.at >= since)).toEqual([]);
     } finally {
       await standby.stop();
+      await cluster.stop();
+    }
+  }, 30_000);
+
+  it('a head that lost its lease and takes it back waits for the workers it knew before placing (no duplicate replicas)', async () => {
+    // The replica is on w1, which beats only every 2 s. The head loses its lease for a moment (another
+    // head's record written over it), steps down and forgets its workers, then leads again. Placing
+    // after its 300 ms settle period it would know w0 but not w1's replica, and place a second.
+    const cluster = await LocalCluster.start({
+      workers: 2,
+      worker: (i) => (i === 0 ? { memoryBudgetBytes: 500 * 1024 * 1024 } : { memoryBudgetBytes: 1024 * 1024 * 1024, heartbeatMs: 2000 }),
+      head: { id: 'head-a', settleMs: 300, reconcileMs: 100, leaseTtlMs: 1500 },
+    });
+    const nc = await connectBus({ servers: cluster.url });
+    try {
+      const client = cluster.client();
+      const deployed = await client.deploy(sampleModelPath('mlp'), 'mlp', { device: 'cpu', profile: { enabled: false } });
+      expect(deployed.replicas.map((r) => r.workerId)).toEqual(['w1']);
+      await until(async () => (await client.status()).workers.filter((w) => w.alive).length === 2, { timeoutMs: 10_000 });
+      const lease = `$KV.${makeSubjects(cluster.cluster).leaseBucket}.leader`;
+      await nc.request(lease, encode({ v: PROTOCOL_VERSION, id: 'head-x', pid: 1, since: Date.now() }));
+      await until(() => cluster.head.state === 'standby', { timeoutMs: 5_000, what: 'head-a stepped down' });
+      const since = Date.now();
+      const del = headers();
+      del.set('KV-Operation', 'DEL');
+      await nc.request(lease, new Uint8Array(0), { headers: del });
+      await cluster.head.leading();
+      await new Promise((r) => setTimeout(r, 3000)); // a w1 heartbeat arrived meanwhile
+      const st = await client.describe('mlp');
+      expect(st.replicas.map((r) => [r.workerId, r.state])).toEqual([['w1', 'ready']]);
+      expect((await client.events({ model: 'mlp' })).filter((e) => e.type === 'loaded' && e.at >= since)).toEqual([]);
+    } finally {
+      await closeBus(nc);
       await cluster.stop();
     }
   }, 30_000);

@@ -47,6 +47,7 @@ import { ControlPlane } from './control.js';
 import { DeploymentStore } from './deployment-store.js';
 import { Reconciler } from './reconciler.js';
 import { HEAD_PRESENCE_MISSES, HeadRoster } from './head-roster.js';
+import { heardDuringHold, takeoverHold, type TakeoverHold } from './takeover.js';
 
 /** Shortest time a device that refused a replica (NO_CAPACITY) is skipped for that deployment, ms. */
 export const REFUSAL_TTL_MS = DEFAULT_PLACEMENT_RETRY.refusalMs;
@@ -82,6 +83,10 @@ export class Head {
   private presenceSeq = 0;
   /** When this head took its current role (leader or standby), epoch ms. */
   private roleSince = Date.now();
+  /** Workers alive when this head last stopped leading (awaited when it leads again: takeover.ts). */
+  private knownBefore: string[] = [];
+  /** The placement hold of the current takeover. */
+  private hold?: TakeoverHold;
 
   private constructor(
     readonly options: CompiledHeadOptions,
@@ -200,6 +205,7 @@ export class Head {
     clearInterval(this.timer);
     for (const sub of this.subs.splice(0)) sub.unsubscribe();
     this.readyWaiters.wakeAll();
+    this.knownBefore = this.cluster.registry.running().map((w) => w.hb.workerId);
     this.cluster.forgetWorkers();
   }
 
@@ -209,10 +215,17 @@ export class Head {
       this.logger.error({ key: key.slice(0, 200), err: why.slice(0, 300) }, 'skipping unreadable deployment record'),
     );
     // No placement until the workers' heartbeats had time to arrive: replicas that exist but were
-    // not heard of yet must not be placed twice (ensure still places at once).
-    const settleUntil = Date.now() + this.options.settleMs;
+    // not heard of yet must not be placed twice (ensure still places at once). A head leading
+    // again also waits (bounded) for the workers it knew before (takeover.ts).
+    this.hold = takeoverHold(Date.now(), this.options.settleMs, this.options.workerTimeoutMs, this.knownBefore);
+    this.knownBefore = [];
+    if (this.hold.awaiting.size > 0)
+      this.logger.info(
+        { awaiting: this.hold.awaiting.size, untilMs: this.hold.until - Date.now() },
+        'placement held for the workers known before',
+      );
     for (const { spec, createdAt } of records)
-      this.cluster.deployments.set(spec.name, newDeployment(spec, createdAt, settleUntil, this.cluster.capacityEpoch));
+      this.cluster.deployments.set(spec.name, newDeployment(spec, createdAt, this.hold.until, this.cluster.capacityEpoch));
   }
 
   /** The event history from its stream; models evicted last are dormant again. */
@@ -270,8 +283,16 @@ export class Head {
   }
 
   private onHeartbeat(hb: Heartbeat): void {
-    const r = this.cluster.heartbeat(hb, Date.now());
+    const now = Date.now();
+    const r = this.cluster.heartbeat(hb, now);
     if (!r.accepted) return this.refusedBeats.warn({ worker: hb.workerId, seq: hb.seq, reason: r.reason });
+    const held = this.hold?.until;
+    const until = this.hold ? heardDuringHold(this.hold, hb.workerId, now) : undefined;
+    if (until !== undefined) {
+      // Every worker known before is back: deployments still in the takeover hold end it sooner.
+      for (const d of this.cluster.deployments.values()) if (d.failures === 0 && d.retryAt === held) d.retryAt = until;
+      this.reconciler.scheduleTick();
+    }
     if (r.joined) {
       this.logger.info(
         { worker: hb.workerId, devices: hb.devices.map((d) => d.id) },
