@@ -64,6 +64,7 @@ function workerFlags(cmd: Command): Command {
     .option('--cache-dir <dir>', 'local model cache (env FLOTILLA_CACHE_DIR)')
     .option('--inventory <file>', 'JSON overriding parts of the measured inventory, e.g. {"gpus":[...]}')
     .option('--gpu-providers <list>', 'execution providers tried on GPUs, comma separated (default cuda)')
+    .option('--ort-spinning', "let onnxruntime's CPU thread pools spin between parallel sections (off: they share the cores with NATS)")
     .option('--heartbeat-ms <ms>', 'heartbeat period', (v) => Number(v))
     .option('--max-replicas <n>', 'most replicas this worker hosts (default 64)', (v) => Number(v))
     .option('--store-replicas <n>', 'JetStream replicas of the blob and profile buckets (env FLOTILLA_STORE_REPLICAS, default 1)', (v) =>
@@ -80,6 +81,7 @@ interface WorkerFlags {
   cacheDir?: string;
   inventory?: string;
   gpuProviders?: string;
+  ortSpinning?: boolean;
   heartbeatMs?: number;
   eviction?: string;
   maxReplicas?: number;
@@ -94,6 +96,7 @@ function workerOptions(o: WorkerFlags) {
     cacheDir: o.cacheDir,
     inventory: readInventory(o.inventory),
     gpuProviders: o.gpuProviders ? String(o.gpuProviders).split(',') : undefined,
+    ortSpinning: o.ortSpinning,
     heartbeatMs: o.heartbeatMs,
     eviction: o.eviction,
     maxReplicas: o.maxReplicas,
@@ -237,13 +240,17 @@ export function clusterCommands(program: Command): void {
         'cacheDir',
         'inventory',
         'gpuProviders',
+        'ortSpinning',
         'heartbeatMs',
         'eviction',
         'maxReplicas',
         'storeReplicas',
       ]
-        .filter((k) => o[k] !== undefined)
-        .flatMap((k) => [`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, String(o[k])]);
+        .filter((k) => o[k] !== undefined && o[k] !== false)
+        .flatMap((k) => {
+          const flag = `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+          return o[k] === true ? [flag] : [flag, String(o[k])];
+        });
       for (let i = 0; i < o.workers; i++) {
         const nkey = auth ? ['--nkey', seed('worker')!] : [];
         const child = spawn(

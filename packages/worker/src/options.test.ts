@@ -48,3 +48,11 @@ describe('parseWorkerOptions: eviction', () => {
     expect(() => parseWorkerOptions({ eviction: 'mru', inventory: twoCores })).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
   });
 });
+
+describe('parseWorkerOptions: ortSpinning', () => {
+  it('is off unless asked for; only a boolean', () => {
+    expect(parseWorkerOptions({ inventory: twoCores }).ortSpinning).toBe(false);
+    expect(parseWorkerOptions({ ortSpinning: true, inventory: twoCores }).ortSpinning).toBe(true);
+    expect(() => parseWorkerOptions({ ortSpinning: 'yes' as never })).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
+  });
+});

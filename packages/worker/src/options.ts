@@ -44,6 +44,12 @@ export interface WorkerOptions {
   threads?: number;
   /** Execution providers tried, in order, for replicas placed on a GPU; CPU is the fallback. Default ['cuda']. */
   gpuProviders?: string[];
+  /**
+   * Let onnxruntime's CPU thread pools spin while waiting for work (onnxruntime's own default).
+   * Default false: a serving worker shares its cores with its NATS client and the broker, whose
+   * CPU spinning threads take (session-plan.ts `cpuSessionOptions`).
+   */
+  ortSpinning?: boolean;
   /** Largest request/reply body, bytes. Default 256 MiB. */
   maxMessageBytes?: number;
   /** JetStream replicas for the blob and profile buckets it creates. Default `FLOTILLA_STORE_REPLICAS` or 1. */
@@ -85,6 +91,7 @@ const Schema = z.object({
   headroom: z.number().min(0).max(0.9),
   threads: z.number().int().min(0).max(1024),
   gpuProviders: z.array(z.string().min(1)),
+  ortSpinning: z.boolean(),
   maxMessageBytes: z.number().int().min(1024),
   eviction: z.string().min(1),
   slowdownMs: z.number().min(0).max(60_000),
@@ -130,6 +137,7 @@ export function parseWorkerOptions(raw: WorkerOptions = {}): CompiledWorkerOptio
     headroom: raw.headroom ?? DEFAULT_HEADROOM,
     threads: raw.threads ?? 0,
     gpuProviders: raw.gpuProviders ?? DEFAULT_GPU_PROVIDERS,
+    ortSpinning: raw.ortSpinning ?? false,
     maxMessageBytes: raw.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
     eviction: raw.eviction ?? DEFAULT_EVICTION,
     slowdownMs: raw.slowdownMs ?? 0,

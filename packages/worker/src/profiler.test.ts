@@ -6,6 +6,7 @@ import { sampleModelPath } from '@flotilla/sample-models';
 import { describeModel } from './model-io.js';
 import { tailIsOutlier } from './batch-size.js';
 import { profileSession, profileThreads } from './profiler.js';
+import { cpuSessionOptions } from './session-plan.js';
 
 const open = (intraOp: number, mode: 'sequential' | 'parallel' = 'sequential', interOp = 1) =>
   ort.InferenceSession.create(sampleModelPath('mlp'), {
@@ -199,6 +200,20 @@ describe('profileThreads', () => {
       expect((await r.session.run({ x })).y!.dims).toEqual([1, 4]);
     } finally {
       await r.session.release();
+    }
+  });
+});
+
+describe('CPU session options', () => {
+  it('onnxruntime opens and runs a 2-thread session whose pools do not spin (the worker default)', async () => {
+    const opts = cpuSessionOptions({ intraOp: 2, interOp: 1, mode: 'sequential' }, false);
+    expect(opts.extra).toBeDefined();
+    const s = await ort.InferenceSession.create(sampleModelPath('mlp'), { executionProviders: ['cpu'], ...opts });
+    try {
+      const out = await s.run({ x: new ort.Tensor('float32', new Float32Array(4 * 16).fill(0.5), [4, 16]) });
+      expect(out.y!.dims).toEqual([4, 4]);
+    } finally {
+      await s.release();
     }
   });
 });

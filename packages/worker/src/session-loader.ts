@@ -32,6 +32,7 @@ import {
   batchingFor,
   checkThreads,
   chooseThreadPlan,
+  cpuSessionOptions,
   judgeCompile,
   lookUpBeforeOpen,
   needsLookup,
@@ -395,11 +396,7 @@ export class SessionLoader {
     compile: boolean,
     threads: ThreadSettings,
   ): Promise<Created> {
-    const cpuThreads: ort.InferenceSession.SessionOptions = {
-      intraOpNumThreads: threads.intraOp,
-      executionMode: threads.mode,
-      ...(threads.mode === 'parallel' ? { interOpNumThreads: threads.interOp } : {}),
-    };
+    const cpuThreads: ort.InferenceSession.SessionOptions = cpuSessionOptions(threads, this.options.ortSpinning);
     const cacheFor = (provider: string, k: 'cpu' | 'gpu') =>
       compile
         ? {

@@ -5,6 +5,7 @@ import {
   batchingFor,
   checkThreads,
   chooseThreadPlan,
+  cpuSessionOptions,
   judgeCompile,
   lookUpBeforeOpen,
   needsLookup,
@@ -86,6 +87,22 @@ describe('lookUpBeforeOpen', () => {
   ] as const)('%s → %s', (_what, over, kind, expected) => {
     expect(lookUpBeforeOpen(spec(over), kind)).toBe(expected);
   });
+});
+
+describe('cpuSessionOptions', () => {
+  const noSpin = { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } };
+  it.each<[string, ThreadSettings, boolean, object]>([
+    ['2 threads: pools sleep instead of spinning', seq(2), false, { intraOpNumThreads: 2, executionMode: 'sequential', extra: noSpin }],
+    ['2 threads, spinning asked for', seq(2), true, { intraOpNumThreads: 2, executionMode: 'sequential' }],
+    ['1 thread: no pool to spin', seq(1), false, { intraOpNumThreads: 1, executionMode: 'sequential' }],
+    [
+      'parallel 1×2: the inter-op pool',
+      par(1, 2),
+      false,
+      { intraOpNumThreads: 1, executionMode: 'parallel', interOpNumThreads: 2, extra: noSpin },
+    ],
+    ['parallel 1×1', par(1, 1), false, { intraOpNumThreads: 1, executionMode: 'parallel', interOpNumThreads: 1 }],
+  ])('%s', (_what, threads, spinning, expected) => expect(cpuSessionOptions(threads, spinning)).toEqual(expected));
 });
 
 describe('chooseThreadPlan', () => {

@@ -17,6 +17,32 @@ import { assertThreadsFit, sameThreads } from './thread-choice.js';
 
 export type ThreadSource = NonNullable<ReplicaProfileSummary['threads']>['source'];
 
+/** The onnxruntime options of a CPU session (what onnxruntime-node's SessionOptions takes). */
+export interface CpuSessionOptions {
+  intraOpNumThreads: number;
+  executionMode: 'sequential' | 'parallel';
+  interOpNumThreads?: number;
+  extra?: { session: { intra_op: { allow_spinning: '0' }; inter_op: { allow_spinning: '0' } } };
+}
+
+/**
+ * A CPU session's options from its thread settings. Unless `spinning`, the thread pools sleep
+ * instead of spinning between parallel sections: onnxruntime spins by default, which wins alone
+ * on a machine but takes the CPU that a serving worker's NATS client, event loop and broker need
+ * on shared cores (`pnpm bench`, worker at 2 threads unpinned on 2 cores: wide-mlp 5,549 / 5,652
+ * items/s spinning vs 6,027 / 5,918 not; convnet 1,350 / 1,425 vs 1,395 / 1,559). A single
+ * thread has no pool to spin.
+ */
+export function cpuSessionOptions(threads: ThreadSettings, spinning: boolean): CpuSessionOptions {
+  const pooled = threads.intraOp > 1 || (threads.mode === 'parallel' && threads.interOp > 1);
+  return {
+    intraOpNumThreads: threads.intraOp,
+    executionMode: threads.mode,
+    ...(threads.mode === 'parallel' ? { interOpNumThreads: threads.interOp } : {}),
+    ...(!spinning && pooled ? { extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } } } : {}),
+  };
+}
+
 /** Thread settings a session opens with, and where they came from. */
 export interface ThreadPlan {
   settings: ThreadSettings;
