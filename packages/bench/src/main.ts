@@ -16,8 +16,9 @@
 // and the ratios ceiling_ratio = best(4)/(2), broker_ratio = best(4)/(3),
 // batching_gain = best(4)/(1), inproc_gain = (2)/(1), vs_<peer> = best(4)/(5x) in items/s and
 // p99_vs_<peer> = p99 of best(4) / p99 of (5x).
-// Fair cores (with taskset and ≥ 2 cores): this process (load generator + head) and nats-server on
-// core 0; the worker, the in-process baselines and the empty responder on core 1.
+// Fair cores (with taskset and ≥ 2 cores): this process (head), the load generators of (3) and (4)
+// (load-child.ts: a process each, as the peers' load generators are) and nats-server on core 0;
+// the worker, the in-process baselines and the empty responder on core 1.
 // Progress goes to stderr; stdout gets the tables and, as its last line, one JSON object.
 // Env: BENCH_QUICK=1, BENCH_DURATION_MS, BENCH_WARMUP_MS, BENCH_MODELS, BENCH_CONCURRENCY,
 // BENCH_MAX_BATCH, BENCH_PIN=0 (see stats.ts), BENCH_PEERS=0 (no peers) or a list: moleculer,triton,ray.
@@ -37,12 +38,12 @@ import {
 } from '@flotilla/client';
 import { Head } from '@flotilla/head';
 import { WORKER_NODE_FLAGS } from '@flotilla/worker';
-import { closedLoop, runLoad, type LoadSummary } from '@flotilla/loadgen';
 import { NatsServer, findNatsServer } from '@flotilla/local';
 import { PROTOCOL_VERSION, encode } from '@flotilla/protocol';
 import { SAMPLE_MODELS, sampleModelPath } from '@flotilla/sample-models';
 import { repoPath } from './deps.js';
 import type { InprocResult } from './inproc.js';
+import type { LoadChildArgs, LoadChildResult } from './load-child.js';
 import {
   peerBatching,
   peerRatio,
@@ -186,18 +187,35 @@ async function runInproc(pinning: Pinning, modelPath: string): Promise<InprocRes
   return JSON.parse(last) as InprocResult;
 }
 
-// ---------- (3): raw NATS request/reply ----------
+// ---------- the load generators: a child process each, pinned beside nats-server ----------
 
-/** Closed loop like runLoad, with bare nc.request calls: `concurrency` in flight for `durationMs`. */
-function rawLoad(nc: NatsConnection, subject: string, body: Uint8Array, concurrency: number, durationMs: number): Promise<LoadSummary> {
-  return closedLoop(
-    { concurrency, durationMs, codeOf: (err) => (err as { code?: string }).code ?? (err as Error).name ?? 'ERROR' },
-    async () => {
-      await nc.request(subject, body, { timeout: 10_000 });
-      return 1;
-    },
-  );
+/**
+ * Runs load-child.js where the load generators run (as the peers' load generators run) and returns
+ * its warm-up and measured summaries; with `onWarm`, the child waits after its warm-up until
+ * `onWarm` (given the warm-up's answered requests) has resolved.
+ */
+async function childLoad(pinning: Pinning, args: LoadChildArgs, onWarm?: (warmOk: number) => Promise<void>): Promise<LoadChildResult> {
+  const child = spawnNode(pinning, pinning.cores?.bench, [
+    repoPath('packages/bench/dist/load-child.js'),
+    JSON.stringify({ ...args, waitForGo: onWarm !== undefined }),
+  ]);
+  const stdout = tail(child.stdout, 1_000_000);
+  const stderr = tail(child.stderr);
+  let warmed = false;
+  child.stdout?.on('data', () => {
+    const m = /^warm (\d+)$/m.exec(stdout());
+    if (warmed || !onWarm || !m) return;
+    warmed = true;
+    void onWarm(Number(m[1])).finally(() => child.kill('SIGUSR2'));
+  });
+  const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+  const last = stdout().trim().split('\n').pop() ?? '';
+  if (code !== 0 || !last.startsWith('{'))
+    throw new Error(`load generator (${args.kind}) exited with code ${code}: ${stderr().slice(-2000)}`);
+  return JSON.parse(last) as LoadChildResult;
 }
+
+// ---------- (3): raw NATS request/reply ----------
 
 async function measureRawNats(pinning: Pinning, url: string, nc: NatsConnection, body: Uint8Array, concurrency: number) {
   const subject = `bench.raw.${Math.random().toString(36).slice(2, 10)}`;
@@ -214,8 +232,15 @@ async function measureRawNats(pinning: Pinning, url: string, nc: NatsConnection,
       child.stdout?.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
       child.once('exit', (c) => reject(new Error(`responder exited with code ${c}: ${stderr()}`)));
     });
-    if (settings.warmupMs > 0) await rawLoad(nc, subject, body, concurrency, settings.warmupMs);
-    const s = await rawLoad(nc, subject, body, concurrency, settings.durationMs);
+    const { run: s } = await childLoad(pinning, {
+      kind: 'raw',
+      natsUrl: url,
+      subject,
+      bodyBase64: Buffer.from(body).toString('base64'),
+      concurrency,
+      durationMs: settings.durationMs,
+      warmupMs: settings.warmupMs,
+    });
     return {
       concurrency,
       requestBytes: body.byteLength,
@@ -281,15 +306,31 @@ interface ClusterRun {
   histogramFresh: boolean;
 }
 
-async function measureCluster(c: FlotillaClient, model: string, inputs: WireTensors): Promise<ClusterRun[]> {
+async function measureCluster(pinning: Pinning, url: string, c: FlotillaClient, model: string, inputs: WireTensors): Promise<ClusterRun[]> {
   const runs: ClusterRun[] = [];
   let okSoFar = 0;
   for (const concurrency of settings.concurrencies) {
-    if (settings.warmupMs > 0) okSoFar += (await runLoad(c, model, inputs, { concurrency, durationMs: settings.warmupMs })).ok;
-    const before = await replicaAfter(c, model, okSoFar);
-    const s = await runLoad(c, model, inputs, { concurrency, durationMs: settings.durationMs });
-    okSoFar += s.ok;
+    // The child warms up, waits while the replica's state before the run is read, then runs.
+    let before: Awaited<ReturnType<typeof replicaAfter>> | undefined;
+    const { warmup, run: s } = await childLoad(
+      pinning,
+      {
+        kind: 'flotilla',
+        natsUrl: url,
+        cluster: c.subjects.cluster,
+        model,
+        inputs: Object.entries(inputs).map(([name, t]) => ({ name, dims: t.dims })),
+        concurrency,
+        durationMs: settings.durationMs,
+        warmupMs: settings.warmupMs,
+      },
+      async (warmOk) => {
+        before = await replicaAfter(c, model, okSoFar + warmOk);
+      },
+    );
+    okSoFar += (warmup?.ok ?? 0) + s.ok;
     const after = await replicaAfter(c, model, okSoFar);
+    if (!before) throw new Error('the load generator ran without waiting for the state before the run');
     const hist = histogramDiff(after.replica.batchHistogram, before.replica.batchHistogram);
     const totals = histogramTotals(hist);
     runs.push({
@@ -366,7 +407,7 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
     log(
       `    replica batching: ${JSON.stringify(replica?.batching)}; profile: ${replica?.profile?.source ?? '-'} ${profile ? `(${profile.chosen.reason})` : ''}`,
     );
-    const runs = await measureCluster(c, name, inputs);
+    const runs = await measureCluster(pinning, url, c, name, inputs);
     const best = runs.reduce((a, b) => (b.itemsPerSec > a.itemsPerSec ? b : a));
 
     log(`  (3) raw NATS request/reply, concurrency ${best.concurrency}, ${requestBytes} B requests`);
@@ -627,7 +668,7 @@ async function main(): Promise<number> {
   );
   log(
     pinning.enabled
-      ? `bench: pinning with taskset: load generator + head + nats-server on core ${pinning.cores!.bench}, worker + in-process baselines + empty responder on core ${pinning.cores!.worker}`
+      ? `bench: pinning with taskset: head, load generators (one process each) and nats-server on core ${pinning.cores!.bench}, worker + in-process baselines + empty responder on core ${pinning.cores!.worker}`
       : `bench: NOT pinned: ${pinning.reason}`,
   );
 
@@ -716,7 +757,7 @@ async function main(): Promise<number> {
   out(summaryText(models));
   out(
     pinning.enabled
-      ? `pinning: bench (load generator + head) and nats-server on core 0; worker (--threads 1), in-process baselines and empty responder on core 1 (taskset; read back: bench ${pinning.observed!.bench}, nats-server ${pinning.observed!.natsServer}, worker ${pinning.observed!.worker})`
+      ? `pinning: bench (head), load generators (a process each) and nats-server on core 0; worker (--threads 1), in-process baselines and empty responder on core 1 (taskset; read back: bench ${pinning.observed!.bench}, nats-server ${pinning.observed!.natsServer}, worker ${pinning.observed!.worker})`
       : `pinning: none (${pinning.reason})`,
   );
   out(

@@ -1,0 +1,76 @@
+// Child process of `pnpm bench`, pinned where the load generators run (beside nats-server): the
+// closed-loop load on Flotilla (the SDK's inferWire, as runLoad sends it) or on the raw NATS
+// baseline (bare nc.request with the SDK's request bytes), each in a process of its own as the
+// peers' load generators are, so that neither shares an event loop and a heap with the bench's
+// head, its status polling and its results. Prints one JSON line on stdout: the warm-up's and the
+// measured run's LoadSummary (with waitForGo, `warm <ok>` first, then waits for SIGUSR2 to measure).
+//   node packages/bench/dist/load-child.js '{"kind":"flotilla","natsUrl":…,"cluster":…,"model":…,"inputs":[{"name":"x","dims":[1,16]}],…}'
+//   node packages/bench/dist/load-child.js '{"kind":"raw","natsUrl":…,"subject":…,"bodyBase64":…,…}'
+import { closeBus, connectBus } from '@flotilla/bus';
+import { FlotillaClient } from '@flotilla/client';
+import { closedLoop, runLoad, type LoadSummary } from '@flotilla/loadgen';
+import { fromTypedArray, type WireTensors } from '@flotilla/protocol';
+
+interface Common {
+  natsUrl: string;
+  concurrency: number;
+  durationMs: number;
+  warmupMs: number;
+  /** After the warm-up, print `warm <requests answered>` and wait for SIGUSR2 before the measured run (the bench reads the replica's state in between). */
+  waitForGo?: boolean;
+}
+export type LoadChildArgs =
+  | (Common & { kind: 'flotilla'; cluster: string; model: string; inputs: Array<{ name: string; dims: number[] }> })
+  | (Common & { kind: 'raw'; subject: string; bodyBase64: string });
+export interface LoadChildResult {
+  warmup: LoadSummary | null;
+  run: LoadSummary;
+}
+
+async function main(): Promise<void> {
+  const a = JSON.parse(process.argv[2] ?? '{}') as LoadChildArgs;
+  let once: (durationMs: number) => Promise<LoadSummary>;
+  let close: () => Promise<void>;
+  if (a.kind === 'flotilla') {
+    const c = new FlotillaClient({ servers: a.natsUrl, cluster: a.cluster });
+    const inputs: WireTensors = {};
+    for (const { name, dims } of a.inputs) {
+      const data = new Float32Array(dims.reduce((x, y) => x * y, 1)).map(() => Math.random() * 2 - 1);
+      inputs[name] = fromTypedArray('float32', dims, data);
+    }
+    once = (durationMs) => runLoad(c, a.model, inputs, { concurrency: a.concurrency, durationMs });
+    close = () => c.close();
+  } else {
+    const nc = await connectBus({ name: 'bench-raw-load', servers: a.natsUrl });
+    const body = Buffer.from(a.bodyBase64, 'base64');
+    once = (durationMs) =>
+      closedLoop(
+        { concurrency: a.concurrency, durationMs, codeOf: (err) => (err as { code?: string }).code ?? (err as Error).name ?? 'ERROR' },
+        async () => {
+          await nc.request(a.subject, body, { timeout: 10_000 });
+          return 1;
+        },
+      );
+    close = () => closeBus(nc);
+  }
+  try {
+    const warmup = a.warmupMs > 0 ? await once(a.warmupMs) : null;
+    if (a.waitForGo) {
+      const go = new Promise((resolve) => process.once('SIGUSR2', resolve));
+      process.stdout.write(`warm ${warmup?.ok ?? 0}\n`);
+      await go;
+    }
+    const run = await once(a.durationMs);
+    process.stdout.write(`${JSON.stringify({ warmup, run } satisfies LoadChildResult)}\n`);
+  } finally {
+    await close();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`load-child: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);
