@@ -151,6 +151,8 @@ export const ShapeProfileSummary = z
     /** Batching this shape runs with (set once profiled). */
     maxBatchSize: z.number().int().min(1).max(4096).optional(),
     maxQueueDelayMs: z.number().min(0).max(10_000).optional(),
+    /** Smaller batches of this shape run padded to this many rows (its profile measured a costly change of batch size). */
+    padTo: z.number().int().min(1).max(4096).optional(),
     /** Bytes the shape's profile says a replica needs (0 until profiled). */
     replicaBytes: Bytes,
     /** Time its profile took, ms (0 unless measured by this replica). */

@@ -335,5 +335,6 @@ describe('ShapeBook batchingFor with a padding profile', () => {
     expect(b.batchingFor(k(1), {})).toEqual({ maxBatchSize: 8, maxQueueDelayMs: 1.5, padTo: 8 });
     expect(b.batchingFor(k(1), { maxBatchSize: 4 })).toEqual({ maxBatchSize: 4, maxQueueDelayMs: 1.5, padTo: 4 });
     expect(b.batchingFor(k(1), { padBatches: false })).toEqual({ maxBatchSize: 8, maxQueueDelayMs: 1.5 });
+    expect(b.summaries()).toEqual([expect.objectContaining({ shape: k(1), maxBatchSize: 8, padTo: 8 })]);
   });
 });

@@ -284,6 +284,7 @@ export class ShapeBook {
       state: e.state,
       requests: e.requests,
       ...(e.profile ? { maxBatchSize: e.profile.chosen.maxBatchSize, maxQueueDelayMs: e.profile.chosen.maxQueueDelayMs } : {}),
+      ...(e.profile?.chosen.padTo !== undefined ? { padTo: e.profile.chosen.padTo } : {}),
       replicaBytes: e.profile?.memory.replicaBytes ?? 0,
       tookMs: e.tookMs,
       reason: e.reason.slice(0, 1024),
