@@ -74,6 +74,17 @@ describe('status text', () => {
     expect(text).toMatch(/^mlp +1\/2 +any +3\.0 KiB/m);
   });
 
+  it('says when the head holds placement back after taking the lead, and for which workers', () => {
+    const c = cluster();
+    const held = { ...c, head: { ...c.head, settlingUntil: AT + 2_100, awaitingWorkers: ['w1', 'w7'] } };
+    expect(statusText(held, AT)).toMatch(
+      /^cluster c1 \(head head-a, pid 41; placement held 2\.1 s more after taking the lead, awaiting w1, w7\)$/m,
+    );
+    const plain = { ...c, head: { ...c.head, settlingUntil: AT + 300 } };
+    expect(statusText(plain, AT)).toMatch(/^cluster c1 \(head head-a, pid 41; placement held 300 ms more after taking the lead\)$/m);
+    expect(statusText(held, AT + 5_000)).toMatch(/^cluster c1 \(head head-a, pid 41\)$/m); // over by then
+  });
+
   it('lists the leader and the standbys with their role, host, time in role and last presence', () => {
     const heads: NonNullable<ClusterStatus['heads']> = [
       { id: 'head-a', pid: 41, host: 'node-1', role: 'leader', since: AT - 125_000, startedAt: 0, lastSeenAt: AT },

@@ -87,7 +87,12 @@ export function statusText(s: ClusterStatus, now: number = Date.now()): string {
   );
   // A head older than the `heads` field names only itself (the line above).
   const heads = s.heads?.length ? `${headRows(s.heads, now)}\n\n` : '';
-  return `cluster ${s.cluster} (head ${s.head.id ?? '-'}, pid ${s.head.pid})\n\n${heads}${workers}\n\n${replicas}\n\n${deploymentRows(s.deployments)}\n`;
+  const settling =
+    s.head.settlingUntil !== undefined && s.head.settlingUntil > now
+      ? `; placement held ${formatAge(s.head.settlingUntil - now)} more after taking the lead` +
+        (s.head.awaitingWorkers?.length ? `, awaiting ${s.head.awaitingWorkers.join(', ')}` : '')
+      : '';
+  return `cluster ${s.cluster} (head ${s.head.id ?? '-'}, pid ${s.head.pid}${settling})\n\n${heads}${workers}\n\n${replicas}\n\n${deploymentRows(s.deployments)}\n`;
 }
 
 /** Latency for the replica table: 3 significant digits (`0.412`, `7.25`, `31.2`), whole ms from 100. */

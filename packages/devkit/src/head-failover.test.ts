@@ -184,7 +184,12 @@ describe('head leadership', () => {
       del.set('KV-Operation', 'DEL');
       await nc.request(lease, new Uint8Array(0), { headers: del });
       await cluster.head.leading();
+      // Status says the head is holding placement back (300 ms at least), awaiting workers it knew.
+      const held = (await client.status()).head;
+      expect(held.settlingUntil).toBeGreaterThan(Date.now());
+      for (const w of held.awaitingWorkers ?? []) expect(['w0', 'w1']).toContain(w);
       await new Promise((r) => setTimeout(r, 3000)); // a w1 heartbeat arrived meanwhile
+      expect((await client.status()).head.settlingUntil).toBeUndefined();
       const st = await client.describe('mlp');
       expect(st.replicas.map((r) => [r.workerId, r.state])).toEqual([['w1', 'ready']]);
       expect((await client.events({ model: 'mlp' })).filter((e) => e.type === 'loaded' && e.at >= since)).toEqual([]);

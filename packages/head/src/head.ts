@@ -366,9 +366,16 @@ export class Head {
   }
 
   status(): ClusterStatus {
+    const now = Date.now();
+    const held = this.hold && now < this.hold.until ? this.hold : undefined;
     return {
       cluster: this.options.cluster,
-      head: { id: this.options.id, pid: process.pid, startedAt: this.startedAt },
+      head: {
+        id: this.options.id,
+        pid: process.pid,
+        startedAt: this.startedAt,
+        ...(held ? { settlingUntil: held.until, awaitingWorkers: [...held.awaiting].slice(0, 64) } : {}),
+      },
       heads: [this.selfStatus(Date.now()), ...this.roster.list(Date.now())],
       workers: workerStatuses(this.registry.all(), Date.now()),
       deployments: [...this.cluster.deployments.keys()].sort().map((n) => this.describe(n)),

@@ -94,8 +94,12 @@ export interface HeadStatus {
 
 export interface ClusterStatus {
   cluster: string;
-  /** The head that answered (the leader) and since when it runs. */
-  head: { id?: string; pid: number; startedAt: number };
+  /**
+   * The head that answered (the leader) and since when it runs. While it holds placement back after
+   * taking the lead (its view of the workers is only the heartbeats since), `settlingUntil` (epoch
+   * ms, its clock) and the workers it knew before and has not heard again (`awaitingWorkers`, at most 64).
+   */
+  head: { id?: string; pid: number; startedAt: number; settlingUntil?: number; awaitingWorkers?: string[] };
   /**
    * Every head the leader knows of: itself first, then the heads whose presence it heard within
    * the expiry (standbys; a former leader until it expires). Absent from heads older than this field.
