@@ -53,9 +53,9 @@ export function compareOutputs(ref: ArrayLike<number | bigint>, got: ArrayLike<n
 
 /** Folds the per-output diffs of one run into one (the worst output decides). */
 export function worstDiff(diffs: Record<string, OutputDiff>): OutputDiff & { output?: string } {
+  const bad = (x: OutputDiff) => (x.ok ? 0 : 1);
   let worst: (OutputDiff & { output?: string }) | undefined;
   for (const [output, d] of Object.entries(diffs)) {
-    const bad = (x: OutputDiff) => (x.ok ? 0 : 1);
     if (
       !worst ||
       bad(d) > bad(worst) ||

@@ -16,17 +16,31 @@ const open = (intraOp: number, mode: 'sequential' | 'parallel' = 'sequential', i
     ...(mode === 'parallel' ? { interOpNumThreads: interOp } : {}),
   });
 
+/** What profileSession is told about the session besides the session itself. */
+const baseOf = () => ({ digest: 'd', deviceClass: 'c', sessionBytes: 1000, fileBytes: 3000, rssBaseline: process.memoryUsage().rss });
+
+/**
+ * `s`, as a device whose kernels rebuild their plan whenever the batch size differs from the last
+ * run (onnxruntime's cuDNN convolutions on CUDA): each such run waits `ms` first; every run is real.
+ */
+function rebuilding(s: ort.InferenceSession, ms: number): ort.InferenceSession {
+  let last = -1;
+  return {
+    run: async (feeds: Record<string, ort.Tensor>) => {
+      const rows = Object.values(feeds)[0]!.dims[0]!;
+      if (rows !== last) await new Promise((r) => setTimeout(r, ms));
+      last = rows;
+      return s.run(feeds);
+    },
+  } as unknown as ort.InferenceSession;
+}
+
 describe('profileSession', () => {
   it('sweeps batch sizes within its budget and chooses one', async () => {
     const s = await open(1);
     try {
       const sig = describeModel(s.inputMetadata, s.outputMetadata);
-      const p = await profileSession(
-        s,
-        sig,
-        { digest: 'd', deviceClass: 'c', sessionBytes: 1000, fileBytes: 3000, rssBaseline: process.memoryUsage().rss },
-        { budgetMs: 300, maxBatch: 8 },
-      );
+      const p = await profileSession(s, sig, baseOf(), { budgetMs: 300, maxBatch: 8 });
       expect(p.rows.map((r) => r.batch)).toEqual([1, 2, 4, 8].slice(0, p.rows.length));
       expect(p.rows.length).toBeGreaterThanOrEqual(2);
       for (const r of p.rows) expect(r.itemsPerSec).toBeGreaterThan(0);
@@ -42,7 +56,7 @@ describe('profileSession', () => {
     const s = await ort.InferenceSession.create(sampleModelPath('convnet'), { executionProviders: ['cpu'], intraOpNumThreads: 1 });
     try {
       const sig = describeModel(s.inputMetadata, s.outputMetadata);
-      const base = { digest: 'd', deviceClass: 'c', sessionBytes: 1000, fileBytes: 3000, rssBaseline: process.memoryUsage().rss };
+      const base = baseOf();
       // A huge objective: only the run cap may stop the capped sweep (this machine's load must not).
       const opts = { budgetMs: 2000, maxBatch: 64, latencySloMs: 1e9 };
       const capped = await profileSession(s, sig, base, { ...opts, maxRunMs: 0.001 });
@@ -69,7 +83,7 @@ describe('profileSession', () => {
           return s.run(feeds);
         },
       } as unknown as ort.InferenceSession;
-      const base = { digest: 'd', deviceClass: 'c', sessionBytes: 1000, fileBytes: 3000, rssBaseline: process.memoryUsage().rss };
+      const base = baseOf();
       const p = await profileSession(stalling, sig, base, { budgetMs: 150, maxBatch: 4, latencySloMs: 50 });
       expect(batch2Runs).toBeGreaterThan(2);
       expect(p.stoppedBecause).not.toMatch(/exceeds the objective/);
@@ -86,20 +100,11 @@ describe('profileSession', () => {
     const s = await open(1);
     try {
       const sig = describeModel(s.inputMetadata, s.outputMetadata);
-      // A kernel that rebuilds its plan whenever the batch size differs from its last run (as
-      // onnxruntime's cuDNN convolutions do on CUDA): 30 ms per change; every run is real.
-      let last = -1;
-      const rebuilding = {
-        run: async (feeds: Record<string, ort.Tensor>) => {
-          const rows = Object.values(feeds)[0]!.dims[0]!;
-          if (rows !== last) await new Promise((r) => setTimeout(r, 30));
-          last = rows;
-          return s.run(feeds);
-        },
-      } as unknown as ort.InferenceSession;
-      const base = { digest: 'd', deviceClass: 'c', sessionBytes: 1000, fileBytes: 3000, rssBaseline: process.memoryUsage().rss };
+      // 30 ms per change of batch size.
+      const rebuilder = rebuilding(s, 30);
+      const base = baseOf();
       const opts = { budgetMs: 300, maxBatch: 8, latencySloMs: 1e9 };
-      const p = await profileSession(rebuilding, sig, base, opts);
+      const p = await profileSession(rebuilder, sig, base, opts);
       expect(p.chosen.maxBatchSize).toBeGreaterThan(1);
       expect(p.chosen.shapeChangeMs).toBeGreaterThanOrEqual(25);
       expect(p.chosen.padTo).toBe(p.chosen.maxBatchSize);
@@ -116,20 +121,12 @@ describe('profileSession', () => {
     const s = await open(1);
     try {
       const sig = describeModel(s.inputMetadata, s.outputMetadata);
-      let last = -1;
-      const rebuilding = {
-        run: async (feeds: Record<string, ort.Tensor>) => {
-          const rows = Object.values(feeds)[0]!.dims[0]!;
-          if (rows !== last) await new Promise((r) => setTimeout(r, 20));
-          last = rows;
-          return s.run(feeds);
-        },
-      } as unknown as ort.InferenceSession;
+      const rebuilder = rebuilding(s, 20);
       // Between every two profile runs the replica serves a batch of 3 (another shape).
       const served = new ort.Tensor('float32', new Float32Array(3 * 16), [3, 16]);
       let batches = 0;
       const gate = async () => {
-        await rebuilding.run({ x: served });
+        await rebuilder.run({ x: served });
         batches++;
         return 0;
       };
@@ -139,11 +136,11 @@ describe('profileSession', () => {
         seen = batches;
         return ran;
       };
-      const base = { digest: 'd', deviceClass: 'c', sessionBytes: 1000, fileBytes: 3000, rssBaseline: process.memoryUsage().rss };
-      const p = await profileSession(rebuilding, sig, base, { budgetMs: 400, maxBatch: 4, latencySloMs: 1e9, gate, othersRan });
+      const base = baseOf();
+      const p = await profileSession(rebuilder, sig, base, { budgetMs: 400, maxBatch: 4, latencySloMs: 1e9, gate, othersRan });
       // Every timed run follows an untimed one at its own shape: no 20 ms rebuild in the rows.
       for (const r of p.rows) expect(r.p50Ms).toBeLessThan(10);
-      const blind = await profileSession(rebuilding, sig, base, { budgetMs: 400, maxBatch: 4, latencySloMs: 1e9, gate });
+      const blind = await profileSession(rebuilder, sig, base, { budgetMs: 400, maxBatch: 4, latencySloMs: 1e9, gate });
       expect(blind.rows[0]!.p50Ms).toBeGreaterThanOrEqual(15); // what it measured without knowing
     } finally {
       await s.release();

@@ -43,7 +43,7 @@ import {
   type WireTensors,
 } from '@flotilla/protocol';
 import { fitReply, maxPayload, respondSafely, stagedRef, takeStaged, type BlobStore, type Logger } from '@flotilla/bus';
-import { Batcher, type Queued } from './batcher.js';
+import { Batcher, paddedRows, type Queued } from './batcher.js';
 import { LatencyWindow } from './latency-window.js';
 import type { ShapeProfiler } from './background-profiler.js';
 import { concatBatch, firstRows, splitBatch, validateInputs, wireSignature, type ModelSignature } from './model-io.js';
@@ -469,7 +469,7 @@ export class Replica {
     } catch (err) {
       if (batch.length > 1) {
         // Isolate the bad request: one request must never fail the others in its batch (padded alike).
-        for (const q of batch) await this.runBatch([q], q.items, rows > items ? Math.max(rows, q.items) : q.items);
+        for (const q of batch) await this.runBatch([q], q.items, paddedRows(q.items, rows > items ? rows : undefined));
         return;
       }
       this.ctx.logger.warn(

@@ -235,6 +235,18 @@ describe('ShapeBook', () => {
       shapes: [{ shape: k(1), state: 'measured', maxBatchSize: 4 }],
     });
   });
+
+  it('pads a shape whose profile measured a costly change of batch size, unless the deployment says not to', () => {
+    const b = new ShapeBook({ maxShapes: 8 });
+    b.see(k(1), s(1), 0);
+    b.start(k(1));
+    const p = profile(s(1), 8, 10);
+    b.settle(k(1), { ...p, chosen: { ...p.chosen, shapeChangeMs: 30, padTo: 8 } }, 'measured', 100);
+    expect(b.batchingFor(k(1), {})).toEqual({ maxBatchSize: 8, maxQueueDelayMs: 1.5, padTo: 8 });
+    expect(b.batchingFor(k(1), { maxBatchSize: 4 })).toEqual({ maxBatchSize: 4, maxQueueDelayMs: 1.5, padTo: 4 });
+    expect(b.batchingFor(k(1), { padBatches: false })).toEqual({ maxBatchSize: 8, maxQueueDelayMs: 1.5 });
+    expect(b.summaries()).toEqual([expect.objectContaining({ shape: k(1), maxBatchSize: 8, padTo: 8 })]);
+  });
 });
 
 describe('shape buckets (profile.buckets)', () => {
@@ -320,21 +332,5 @@ describe('shape buckets (profile.buckets)', () => {
     expect(b.get(bucket)!.requests).toBe(MAX_BUCKET_ALIASES + 1);
     expect(b.batchingFor(`x:${MAX_BUCKET_ALIASES + 1}`, {})).toEqual({ maxBatchSize: 8, maxQueueDelayMs: 1.5 });
     expect(b.batchingFor(`x:${MAX_BUCKET_ALIASES + 2}`, {})).toBeUndefined();
-  });
-});
-
-describe('ShapeBook batchingFor with a padding profile', () => {
-  const s = (w: number): ProfileShape => ({ x: [3, 48, w] });
-  const k = (w: number) => shapeKey(s(w));
-  it('pads a shape whose profile measured a costly change of batch size, unless the deployment says not to', () => {
-    const b = new ShapeBook({ maxShapes: 8 });
-    b.see(k(1), s(1), 0);
-    b.start(k(1));
-    const p = profile(s(1), 8, 10);
-    b.settle(k(1), { ...p, chosen: { ...p.chosen, shapeChangeMs: 30, padTo: 8 } }, 'measured', 100);
-    expect(b.batchingFor(k(1), {})).toEqual({ maxBatchSize: 8, maxQueueDelayMs: 1.5, padTo: 8 });
-    expect(b.batchingFor(k(1), { maxBatchSize: 4 })).toEqual({ maxBatchSize: 4, maxQueueDelayMs: 1.5, padTo: 4 });
-    expect(b.batchingFor(k(1), { padBatches: false })).toEqual({ maxBatchSize: 8, maxQueueDelayMs: 1.5 });
-    expect(b.summaries()).toEqual([expect.objectContaining({ shape: k(1), maxBatchSize: 8, padTo: 8 })]);
   });
 });
