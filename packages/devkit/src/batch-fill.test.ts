@@ -10,7 +10,10 @@ import { NatsServer } from '@flotilla/local';
 import { randomFloats, sampleModelPath } from '@flotilla/sample-models';
 import { WorkerProcess } from './worker-process.js';
 
-const image = (n: number): Tensor => ({ dtype: 'float32', dims: [n, 3, 64, 64], data: randomFloats(n * 3 * 64 * 64, n) });
+// wide-mlp: a 128-item batch holds the thread for ≈ 25 ms, and 4 KB requests are cheap to send, so
+// all the late ones are in the worker's socket before the run ends (49 KB images were not always).
+const rows = (n: number): Tensor => ({ dtype: 'float32', dims: [n, 1024], data: randomFloats(n * 1024, n) });
+const LONG = 128;
 const LATE = 24;
 
 let nats: NatsServer;
@@ -24,10 +27,10 @@ beforeAll(async () => {
   head = await Head.start({ cluster, bus: { servers: nats.url }, logger: silentLogger() });
   worker = await WorkerProcess.start({ servers: nats.url, cluster, id: 'w', head, args: ['--threads', '1'] });
   client = new FlotillaClient({ servers: nats.url, cluster });
-  await client.deploy(sampleModelPath('convnet'), 'conv', {
+  await client.deploy(sampleModelPath('wide-mlp'), 'wide', {
     device: 'cpu',
     profile: { enabled: false },
-    batching: { maxBatchSize: 64, maxQueueDelayMs: 0 },
+    batching: { maxBatchSize: LONG, maxQueueDelayMs: 0 },
   });
 }, 120_000);
 
@@ -39,16 +42,17 @@ afterAll(async () => {
 });
 
 it('batches the requests that arrived during a run together once it ends', async () => {
-  await client.infer('conv', { x: image(1) }); // warm: the session's first run allocates
-  // A batch of 16 holds the worker's thread for tens of ms; the single requests sent right after
-  // arrive while it runs.
-  const long = client.inferWithMeta('conv', { x: image(16) });
+  await client.infer('wide', { x: rows(1) }); // warm: the session's first run allocates
+  // A full batch holds the worker's thread; the single requests sent right after arrive while it runs.
+  const long = client.inferWithMeta('wide', { x: rows(LONG) });
   await new Promise((r) => setTimeout(r, 2));
-  const late = await Promise.all(Array.from({ length: LATE }, () => client.inferWithMeta('conv', { x: image(1) })));
+  const late = await Promise.all(Array.from({ length: LATE }, () => client.inferWithMeta('wide', { x: rows(1) })));
   const first = await long;
   const batches = late.map((r) => r.meta.batch);
-  console.log(`batch-fill: the 16-item run took ${first.meta.runMs} ms; the ${LATE} late requests ran in batches of ${batches.join(',')}`);
-  expect(first.meta.batch).toBe(16);
+  console.log(
+    `batch-fill: the ${LONG}-item run took ${first.meta.runMs} ms; the ${LATE} late requests ran in batches of ${batches.join(',')}`,
+  );
+  expect(first.meta.batch).toBe(LONG);
   // Every late request shared its batch; at most two batches (a request may still be on the wire
   // when the run ends), the first of them with most of the late requests.
   expect(Math.min(...batches)).toBeGreaterThan(1);
