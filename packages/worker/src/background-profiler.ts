@@ -1,7 +1,9 @@
 // Profiles a dynamic-shape model's input shapes in the background while its replica serves: the
 // first request of a new shape queues it (shape-profiles.ts decides which runs next, one at a
-// time per worker), and each profile run waits until the replica is idle, so serving never waits
-// for more than one run already started (onnxruntime-node runs a session on the event loop thread).
+// time per worker), and each profile run waits until the replica is idle, then holds the replica's
+// batches back until its next run (a timed run and the untimed one before it run back to back: on
+// a GPU a served batch of another size in between would make the timed run pay a plan rebuild), so
+// serving never waits for more than that one pair of runs.
 // With `profile.buckets`, a request's shape is first mapped to its bucket's (profiled at the bound).
 // A profile is stored per (digest, device class, onnxruntime version, shape) for the next replica.
 import type { InferenceSession } from 'onnxruntime-node';
@@ -58,6 +60,9 @@ export class ShapeProfiler {
   private quiet: () => boolean = () => true;
   /** Batches the replica has run (the profile's own runs are not batches). */
   private batches: () => number = () => 0;
+  /** Holds the replica's batches back (true) or lets them go (false); set by the replica. */
+  private hold: (on: boolean) => void = () => {};
+  private holding = false;
   private running?: Promise<void>;
   private closed = false;
   /** The session profiles run on (replaced once if thread tuning at load opened a better one). */
@@ -123,10 +128,20 @@ export class ShapeProfiler {
     }
   }
 
-  /** Called by the replica once it exists: how to tell that it is idle, and how many batches it has run. */
-  attach(quiet: () => boolean, batches: () => number = () => 0): void {
+  /**
+   * Called by the replica once it exists: how to tell that it is idle, how many batches it has run,
+   * and how to hold its batches back while a profile run pair is under way.
+   */
+  attach(quiet: () => boolean, batches: () => number = () => 0, hold: (on: boolean) => void = () => {}): void {
     this.quiet = quiet;
     this.batches = batches;
+    this.hold = hold;
+  }
+
+  private setHold(on: boolean): void {
+    if (on === this.holding) return;
+    this.holding = on;
+    this.hold(on);
   }
 
   /** A request of batch key `key` was accepted: counts it and starts a background profile when one is due. */
@@ -187,15 +202,18 @@ export class ShapeProfiler {
     const p = await this.measure(entry.shape, async () => {
       const t0 = performance.now();
       if (duty.passedAt !== undefined) duty.inRuns += t0 - duty.passedAt; // the run since the last pass
+      this.setHold(false); // the replica serves what queued meanwhile before the next pass
       for (;;) {
         const now = performance.now();
         if (this.closed || now > wallCap) return null;
         if (this.quiet() && duty.inRuns <= MAX_PROFILE_SHARE * (now - began)) break;
         await new Promise((r) => setTimeout(r, IDLE_POLL_MS));
       }
+      // Held from here (synchronously after seeing it idle) until the next pass or the profile's end.
+      this.setHold(true);
       duty.passedAt = performance.now();
-      return this.closed ? null : duty.passedAt - t0;
-    });
+      return duty.passedAt - t0;
+    }).finally(() => this.setHold(false));
     const gaveUp = p.stoppedBecause.startsWith(GATE_STOPPED);
     if (!p.rows.length) return this.book.fail(key, `no run measured: ${this.closed ? 'replica closed' : 'the replica stayed busy'}`);
     this.book.settle(key, p, 'measured', p.tookMs);

@@ -46,6 +46,7 @@ import { fitReply, maxPayload, respondSafely, stagedRef, takeStaged, type BlobSt
 import { Batcher, paddedRows, type Queued } from './batcher.js';
 import { LatencyWindow } from './latency-window.js';
 import type { ShapeProfiler } from './background-profiler.js';
+import { unprofiledShapeBatching } from './shape-profiles.js';
 import { concatBatch, firstRows, splitBatch, validateInputs, wireSignature, type ModelSignature } from './model-io.js';
 
 /**
@@ -122,6 +123,8 @@ export class Replica {
   /** Successful replies, written straight into one buffer each (the constant meta encoded once). */
   private readonly replies: InferReplyWriter;
   private running = false;
+  /** A background shape profile's run pair is under way: batches wait for it (background-profiler.ts). */
+  private profileHold = false;
   /** Each input's batch buffer, reused from batch to batch (model-io.ts concatBatch). */
   private readonly scratch = new Map<string, Uint8Array>();
   /** A pump waits for this loop iteration's reads (see `pump`). */
@@ -191,10 +194,18 @@ export class Replica {
       batchAxis: signature.batchAxis,
       ...(options.padBatches && maxBatchSize > 1 ? { padTo: maxBatchSize } : {}),
     };
-    this.batcher = new Batcher<Pending>(this.batching, shapes ? (key) => shapes.batchingFor(key, options) : undefined);
+    const gpu = this.device.startsWith('gpu');
+    this.batcher = new Batcher<Pending>(
+      this.batching,
+      shapes ? (key) => shapes.batchingFor(key, options) ?? unprofiledShapeBatching(gpu, options) : undefined,
+    );
     shapes?.attach(
       () => this.batcher.length === 0 && !this.running,
       () => this.batchesRun,
+      (on) => {
+        this.profileHold = on;
+        if (!on) this.pump();
+      },
     );
     this.wireSignature = wireSignature(signature);
     if (!this.wireSignature)
@@ -424,7 +435,7 @@ export class Replica {
    * A setImmediate callback runs after this loop iteration's poll phase has dispatched its reads.
    */
   private pump(): void {
-    if (this.running || this.pumpQueued) return;
+    if (this.running || this.profileHold || this.pumpQueued) return;
     this.pumpQueued = true;
     setImmediate(this.pumpNow);
   }
@@ -432,7 +443,7 @@ export class Replica {
   /** Runs the next batch when the batcher says so; re-arms a timer when it says wait. */
   private readonly pumpNow = (): void => {
     this.pumpQueued = false;
-    if (this.running) return;
+    if (this.running || this.profileHold) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     const d = this.batcher.next(performance.now());

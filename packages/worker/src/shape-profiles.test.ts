@@ -11,6 +11,7 @@ import {
   sampleShape,
   shapeOf,
   unknownBucketDims,
+  unprofiledShapeBatching,
 } from './shape-profiles.js';
 
 const image = describeModel(
@@ -246,6 +247,20 @@ describe('ShapeBook', () => {
     expect(b.batchingFor(k(1), { maxBatchSize: 4 })).toEqual({ maxBatchSize: 4, maxQueueDelayMs: 1.5, padTo: 4 });
     expect(b.batchingFor(k(1), { padBatches: false })).toEqual({ maxBatchSize: 8, maxQueueDelayMs: 1.5 });
     expect(b.summaries()).toEqual([expect.objectContaining({ shape: k(1), maxBatchSize: 8, padTo: 8 })]);
+  });
+});
+
+describe('batching of a shape not yet profiled', () => {
+  it.each([
+    ['on a CPU: the replica defaults', false, {}, undefined],
+    ['on a CPU with settings: the replica defaults (which hold them)', false, { maxBatchSize: 4 }, undefined],
+    ['on a GPU: one request at a time', true, {}, { maxBatchSize: 1, maxQueueDelayMs: 0 }],
+    ['on a GPU, a delay set: still one at a time', true, { maxQueueDelayMs: 2 }, { maxBatchSize: 1, maxQueueDelayMs: 0 }],
+    ['on a GPU, a batch size set: the deployment’s', true, { maxBatchSize: 16 }, undefined],
+    ['on a GPU, padded batches asked for: the deployment’s', true, { padBatches: true }, undefined],
+    ['on a GPU, padding turned off: one at a time', true, { padBatches: false }, { maxBatchSize: 1, maxQueueDelayMs: 0 }],
+  ] as const)('%s', (_what, gpu, deployment, expected) => {
+    expect(unprofiledShapeBatching(gpu, deployment)).toEqual(expected);
   });
 });
 

@@ -1,0 +1,117 @@
+// A background shape profile on a real onnxruntime session beside a replica that keeps serving:
+// its timed runs measure its own shape even where a change of batch size costs a plan rebuild
+// (onnxruntime's cuDNN convolutions on CUDA), because the replica's batches wait while a profile
+// run pair is under way. The stand-in replica schedules its batches as the real one does (a
+// setImmediate pump, re-armed when a batch ends); the session rebuilds synchronously, as a GPU
+// session's run holds the event loop.
+import * as ort from 'onnxruntime-node';
+import { shapeKey, type DeploySpec } from '@flotilla/protocol';
+import type { Logger, ProfileStore } from '@flotilla/bus';
+import { sampleModelPath } from '@flotilla/sample-models';
+import { ShapeProfiler } from './background-profiler.js';
+import { describeModel } from './model-io.js';
+
+const REBUILD_MS = 20;
+
+/** `s`, rebuilding (a busy wait of REBUILD_MS) whenever a run's dims differ from the last run's. */
+function rebuilding(s: ort.InferenceSession): ort.InferenceSession {
+  let last = '';
+  return {
+    run: (feeds: Record<string, ort.Tensor>) => {
+      const dims = Object.values(feeds)[0]!.dims.join('x');
+      if (dims !== last) {
+        const until = performance.now() + REBUILD_MS;
+        while (performance.now() < until);
+      }
+      last = dims;
+      return s.run(feeds);
+    },
+  } as unknown as ort.InferenceSession;
+}
+
+/** A replica serving batches of 3 back to back, pumped as replica.ts pumps; `honourHold` false: it ignores the profiler's hold. */
+function servingReplica(session: ort.InferenceSession, honourHold: boolean) {
+  const served = new ort.Tensor('float32', new Float32Array(3 * 3 * 16 * 16), [3, 3, 16, 16]);
+  const r = { running: false, held: false, batches: 0, stopped: false };
+  const pump = (): void => {
+    setImmediate(() => {
+      if (r.stopped || r.running || (honourHold && r.held)) return;
+      r.running = true;
+      void session.run({ x: served }).finally(() => {
+        r.batches++;
+        r.running = false;
+        pump();
+      });
+    });
+  };
+  return {
+    r,
+    pump,
+    hold: (on: boolean) => {
+      r.held = on;
+      if (!on) pump();
+    },
+  };
+}
+
+async function profileWhileServing(honourHold: boolean) {
+  const plain = await ort.InferenceSession.create(sampleModelPath('conv-classifier'), {
+    executionProviders: ['cpu'],
+    intraOpNumThreads: 1,
+  });
+  const session = rebuilding(plain);
+  try {
+    const signature = describeModel(plain.inputMetadata, plain.outputMetadata);
+    const quiet = { info: () => {}, warn: () => {} } as unknown as Logger;
+    const store = { get: async () => undefined, put: async () => {}, shapes: async () => [] } as unknown as ProfileStore;
+    const spec = { name: 'cls', digest: 'd', batching: {}, profile: { budgetMs: 250, maxBatch: 8 } } as unknown as DeploySpec;
+    const profiler = new ShapeProfiler({
+      session,
+      signature,
+      spec,
+      deviceClass: 'test',
+      ortVersion: 'test',
+      latencySloMs: 1e9,
+      store,
+      logger: quiet,
+      oneAtATime: (f) => f(),
+      memory: { sessionBytes: 0, rssBaseline: process.memoryUsage().rss, fileBytes: 0 },
+    });
+    const replica = servingReplica(session, honourHold);
+    profiler.attach(
+      () => !replica.r.running,
+      () => replica.r.batches,
+      replica.hold,
+    );
+    replica.pump();
+    const key = shapeKey({ x: [3, 16, 16] });
+    profiler.observe(key, { x: { dims: [1, 3, 16, 16] } });
+    const deadline = Date.now() + 20_000;
+    while (profiler.book.get(key)?.state === 'profiling' || profiler.book.get(key)?.state === 'queued') {
+      if (Date.now() > deadline) throw new Error('the profile did not finish');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    replica.r.stopped = true;
+    await profiler.close();
+    while (replica.r.running) await new Promise((r) => setTimeout(r, 5));
+    return { entry: profiler.book.get(key)!, served: replica.r.batches };
+  } finally {
+    await plain.release();
+  }
+}
+
+describe('ShapeProfiler beside a serving replica', () => {
+  it('holds the replica’s batches during a run pair: timed runs pay no rebuild, and the replica kept serving', async () => {
+    const { entry, served } = await profileWhileServing(true);
+    expect(entry.state).toBe('measured');
+    const rows = entry.profile!.rows;
+    expect(rows.length).toBeGreaterThanOrEqual(2);
+    for (const r of rows) expect(r.p50Ms).toBeLessThan(REBUILD_MS / 2);
+    expect(served).toBeGreaterThan(50);
+  }, 30_000);
+
+  it('a replica that ran its batches between the pair would have the timed runs pay the rebuild (what the hold prevents)', async () => {
+    const { entry } = await profileWhileServing(false);
+    expect(entry.profile!.rows[0]!.p50Ms).toBeGreaterThanOrEqual(REBUILD_MS * 0.9);
+  }, 30_000);
+});
