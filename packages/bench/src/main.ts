@@ -416,7 +416,9 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
 
     // The replica's batching after the runs: a dynamic-shape model's background profile of the
     // shape it served has chosen by now (the peers get the same settings).
-    const batching = peerBatching((await readyReplicas(c, name))[0] ?? replica);
+    const after = (await readyReplicas(c, name))[0] ?? replica;
+    const batching = peerBatching(after);
+    for (const s of after?.profile?.shapes ?? []) log(`    shape ${s.shape} (${s.requests} requests): ${s.state}, ${s.reason}`);
     const r: Ratios = ratios({
       inprocBatch1: inproc.batch1.itemsPerSec,
       inprocBest: inproc.best.itemsPerSec,
