@@ -13,11 +13,12 @@ import { describeModel } from './model-io.js';
 
 const REBUILD_MS = 20;
 
-/** `s`, rebuilding (a busy wait of REBUILD_MS) whenever a run's dims differ from the last run's. */
-function rebuilding(s: ort.InferenceSession): ort.InferenceSession {
+/** `s`, rebuilding (a busy wait of REBUILD_MS) whenever a run's dims differ from the last run's; `rows` records each run's batch size. */
+function rebuilding(s: ort.InferenceSession, rows: number[]): ort.InferenceSession {
   let last = '';
   return {
     run: (feeds: Record<string, ort.Tensor>) => {
+      rows.push(Object.values(feeds)[0]!.dims[0]!);
       const dims = Object.values(feeds)[0]!.dims.join('x');
       if (dims !== last) {
         const until = performance.now() + REBUILD_MS;
@@ -32,7 +33,7 @@ function rebuilding(s: ort.InferenceSession): ort.InferenceSession {
 /** A replica serving batches of 3 back to back, pumped as replica.ts pumps; `honourHold` false: it ignores the profiler's hold. */
 function servingReplica(session: ort.InferenceSession, honourHold: boolean) {
   const served = new ort.Tensor('float32', new Float32Array(3 * 3 * 16 * 16), [3, 3, 16, 16]);
-  const r = { running: false, held: false, batches: 0, stopped: false };
+  const r = { running: false, held: false, batches: 0, holds: 0, stopped: false };
   const pump = (): void => {
     setImmediate(() => {
       if (r.stopped || r.running || (honourHold && r.held)) return;
@@ -49,6 +50,7 @@ function servingReplica(session: ort.InferenceSession, honourHold: boolean) {
     pump,
     hold: (on: boolean) => {
       r.held = on;
+      if (on) r.holds++;
       if (!on) pump();
     },
   };
@@ -59,7 +61,8 @@ async function profileWhileServing(honourHold: boolean) {
     executionProviders: ['cpu'],
     intraOpNumThreads: 1,
   });
-  const session = rebuilding(plain);
+  const rows: number[] = [];
+  const session = rebuilding(plain, rows);
   try {
     const signature = describeModel(plain.inputMetadata, plain.outputMetadata);
     const quiet = { info: () => {}, warn: () => {} } as unknown as Logger;
@@ -94,20 +97,28 @@ async function profileWhileServing(honourHold: boolean) {
     replica.r.stopped = true;
     await profiler.close();
     while (replica.r.running) await new Promise((r) => setTimeout(r, 5));
-    return { entry: profiler.book.get(key)!, served: replica.r.batches };
+    // Served batches are of 3, the profile's of 1, 2, 4 and 8.
+    return {
+      entry: profiler.book.get(key)!,
+      served: replica.r.batches,
+      holds: replica.r.holds,
+      profileRuns: rows.filter((n) => n !== 3).length,
+    };
   } finally {
     await plain.release();
   }
 }
 
 describe('ShapeProfiler beside a serving replica', () => {
-  it('holds the replica’s batches during a run pair: timed runs pay no rebuild, and the replica kept serving', async () => {
-    const { entry, served } = await profileWhileServing(true);
+  it('holds the replica’s batches while it runs: timed runs pay no rebuild, several per hold, and the replica kept serving', async () => {
+    const { entry, served, holds, profileRuns } = await profileWhileServing(true);
     expect(entry.state).toBe('measured');
     const rows = entry.profile!.rows;
     expect(rows.length).toBeGreaterThanOrEqual(2);
     for (const r of rows) expect(r.p50Ms).toBeLessThan(REBUILD_MS / 2);
     expect(served).toBeGreaterThan(50);
+    // Short timed runs follow each other within a hold: far fewer holds (each one rebuild) than runs.
+    expect(holds).toBeLessThan(profileRuns / 3);
   }, 30_000);
 
   it('a replica that ran its batches between the pair would have the timed runs pay the rebuild (what the hold prevents)', async () => {

@@ -1,9 +1,10 @@
 // Profiles a dynamic-shape model's input shapes in the background while its replica serves: the
 // first request of a new shape queues it (shape-profiles.ts decides which runs next, one at a
 // time per worker), and each profile run waits until the replica is idle, then holds the replica's
-// batches back until its next run (a timed run and the untimed one before it run back to back: on
-// a GPU a served batch of another size in between would make the timed run pay a plan rebuild), so
-// serving never waits for more than that one pair of runs.
+// batches back until its next pass: a timed run follows its untimed one (on a GPU a served batch
+// of another size between them would make the timed run pay a plan rebuild), and further timed
+// runs of known length follow within the same hold while they add up to at most one run's cap
+// (BACKGROUND_MAX_RUN_MS), so serving waits for at most the hold's first run pair and that cap.
 // With `profile.buckets`, a request's shape is first mapped to its bucket's (profiled at the bound).
 // A profile is stored per (digest, device class, onnxruntime version, shape) for the next replica.
 import type { InferenceSession } from 'onnxruntime-node';
@@ -25,6 +26,7 @@ import {
   DEFAULT_SHAPE_BUDGET_MS,
   ShapeBook,
   bucketShape,
+  keepHolding,
   itemBytes,
   maxProfileBatch,
   shapeOf,
@@ -92,6 +94,11 @@ export class ShapeProfiler {
   private profiled(shape: ProfileShape): ProfileShape {
     const buckets = this.deps.spec.profile.buckets;
     return buckets ? bucketShape(this.deps.signature, shape, buckets) : shape;
+  }
+
+  /** Longest a background profile may hold its serving replica, ms: one run, or one hold of several. */
+  private get maxRunMs(): number {
+    return Math.min(BACKGROUND_MAX_RUN_MS, this.deps.latencySloMs);
   }
 
   private get budgetMs(): number {
@@ -197,11 +204,19 @@ export class ShapeProfiler {
     const wallCap = began + this.budgetMs * BACKGROUND_WALL_FACTOR;
     // Under load the queue empties between batches: each run also waits until profiling has had at
     // most its share of the time since it began (MAX_PROFILE_SHARE), so it takes at most that share
-    // of a busy replica's time, and a request waits for at most one run.
-    const duty = { inRuns: 0, passedAt: undefined as number | undefined };
-    const p = await this.measure(entry.shape, async () => {
+    // of a busy replica's time, and a request waits for at most one hold.
+    const duty = { inRuns: 0, passedAt: undefined as number | undefined, granted: 0 };
+    const capMs = this.maxRunMs;
+    const p = await this.measure(entry.shape, async (nextRunMs) => {
       const t0 = performance.now();
       if (duty.passedAt !== undefined) duty.inRuns += t0 - duty.passedAt; // the run since the last pass
+      // Timed runs of known length follow the hold's first run while they add up to at most one
+      // run's cap (on a GPU a whole batch size, with one plan rebuild instead of one per run).
+      if (this.holding && !this.closed && t0 <= wallCap && nextRunMs !== undefined && keepHolding(duty.granted, nextRunMs, capMs)) {
+        duty.granted += nextRunMs;
+        duty.passedAt = t0;
+        return 0;
+      }
       this.setHold(false); // the replica serves what queued meanwhile before the next pass
       for (;;) {
         const now = performance.now();
@@ -211,6 +226,7 @@ export class ShapeProfiler {
       }
       // Held from here (synchronously after seeing it idle) until the next pass or the profile's end.
       this.setHold(true);
+      duty.granted = 0;
       duty.passedAt = performance.now();
       return duty.passedAt - t0;
     }).finally(() => this.setHold(false));
@@ -222,7 +238,7 @@ export class ShapeProfiler {
     if (!gaveUp) await this.put(p);
   }
 
-  private measure(shape: ProfileShape, gate?: () => Promise<number | null>): Promise<ModelProfile> {
+  private measure(shape: ProfileShape, gate?: (nextRunMs?: number) => Promise<number | null>): Promise<ModelProfile> {
     const { spec, signature } = this.deps;
     const maxBatch = maxProfileBatch(
       itemBytes(signature, shape),
@@ -246,7 +262,7 @@ export class ShapeProfiler {
         maxBatch,
         shape,
         // While serving, no single run may hold the replica longer than this (at load, nothing waits).
-        ...(gate ? { gate, othersRan, maxRunMs: Math.min(BACKGROUND_MAX_RUN_MS, this.deps.latencySloMs) } : {}),
+        ...(gate ? { gate, othersRan, maxRunMs: this.maxRunMs } : {}),
       },
     );
   }

@@ -5,7 +5,7 @@ import * as ort from 'onnxruntime-node';
 import { sampleModelPath } from '@flotilla/sample-models';
 import { describeModel } from './model-io.js';
 import { tailIsOutlier } from './batch-size.js';
-import { profileSession, profileThreads } from './profiler.js';
+import { GATE_STOPPED, profileSession, profileThreads } from './profiler.js';
 import { cpuSessionOptions } from './session-plan.js';
 
 const open = (intraOp: number, mode: 'sequential' | 'parallel' = 'sequential', interOp = 1) =>
@@ -142,6 +142,28 @@ describe('profileSession', () => {
       for (const r of p.rows) expect(r.p50Ms).toBeLessThan(10);
       const blind = await profileSession(rebuilder, sig, base, { budgetMs: 400, maxBatch: 4, latencySloMs: 1e9, gate });
       expect(blind.rows[0]!.p50Ms).toBeGreaterThanOrEqual(15); // what it measured without knowing
+    } finally {
+      await s.release();
+    }
+  });
+
+  it('a gated profile cut short before its batch-size change measurement says so (not a complete profile)', async () => {
+    const s = await open(1);
+    try {
+      const sig = describeModel(s.inputMetadata, s.outputMetadata);
+      // Sizes run in sweep order (1, 2); a batch-1 run after a batch-2 one is the change measurement's.
+      const sizes: number[] = [];
+      const recording = {
+        run: (feeds: Record<string, ort.Tensor>) => {
+          sizes.push(Object.values(feeds)[0]!.dims[0]!);
+          return s.run(feeds);
+        },
+      } as unknown as ort.InferenceSession;
+      const gate = async () => (sizes.at(-1) === 1 && sizes.includes(2) ? null : 0);
+      const p = await profileSession(recording, sig, baseOf(), { budgetMs: 200, maxBatch: 2, latencySloMs: 1e9, gate });
+      expect(p.rows.map((r) => r.batch)).toEqual([1, 2]);
+      expect(p.stoppedBecause).toBe(`${GATE_STOPPED} before measuring what a change of batch size costs`);
+      expect(p.chosen.shapeChangeMs).toBeUndefined();
     } finally {
       await s.release();
     }

@@ -35,9 +35,10 @@ export interface ProfileOptions {
   /**
    * Awaited before every run: resolves with the ms it waited (for the replica to go idle), or
    * null to stop the sweep here (the replica closes, or stayed busy too long). Waiting does not
-   * count against the budget.
+   * count against the budget. `nextRunMs`: what the coming timed run should take, where known (its
+   * size's last timed run), so a gate holding the replica can let short runs follow each other.
    */
-  gate?: () => Promise<number | null>;
+  gate?: (nextRunMs?: number) => Promise<number | null>;
   /**
    * Longest one run may take, ms: the sweep stops before a batch size whose run would take longer
    * (predicted from the previous size's p99, doubled with the batch). A background profile runs on
@@ -102,7 +103,7 @@ async function timeBatch(
   batch: number,
   shareMs: number,
   deadline: () => number,
-  gate?: { pass: () => Promise<boolean>; othersRan?: () => boolean },
+  gate?: { pass: (nextRunMs?: number) => Promise<boolean>; othersRan?: () => boolean },
 ) {
   let peakRss = process.memoryUsage().rss;
   if (gate && !(await gate.pass())) return null;
@@ -110,14 +111,17 @@ async function timeBatch(
   const w0 = performance.now();
   await session.run(feeds);
   const warm = performance.now() - w0;
-  const runs = Math.max(3, Math.min(30, Math.floor(shareMs / Math.max(warm, 0.01))));
   const times: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    if (gate && !(await gate.pass())) return null;
+  // Runs until their own times fill the share (the warm-up's is no guide: on a GPU it includes a
+  // plan rebuild), at least 3 and at most 30.
+  let timed = 0;
+  for (let i = 0; i < 30 && (i < 3 || timed < shareMs); i++) {
+    if (gate && !(await gate.pass(times.at(-1) ?? warm))) return null;
     if (gate?.othersRan?.()) await session.run(feeds);
     const s = performance.now();
     await session.run(feeds);
     times.push(performance.now() - s);
+    timed += times.at(-1)!;
     peakRss = Math.max(peakRss, process.memoryUsage().rss);
     if (i >= 2 && performance.now() > deadline()) break;
   }
@@ -149,7 +153,7 @@ async function shapeChangeCost(
   batch: number,
   other: number,
   shape: ProfileShape | undefined,
-  gate?: { pass: () => Promise<boolean>; othersRan?: () => boolean },
+  gate?: { pass: (nextRunMs?: number) => Promise<boolean>; othersRan?: () => boolean },
 ): Promise<number | null> {
   const big = syntheticFeeds(sig, batch, shape);
   const small = syntheticFeeds(sig, other, shape);
@@ -161,7 +165,8 @@ async function shapeChangeCost(
       [big, changed],
       [big, same],
     ] as const) {
-      if (gate && !(await gate.pass())) return null;
+      // Only a 'same' run's time is known ahead (the others change the batch size).
+      if (gate && !(await gate.pass(into === same ? same.at(-1) : undefined))) return null;
       // Another shape ran in between: a 'same' run is then not one (the 'changed' run is one anyway).
       if (into === same && gate?.othersRan?.()) await session.run(feeds);
       const s = performance.now();
@@ -203,8 +208,8 @@ export async function profileSession(
   const spent = () => performance.now() - start - waited;
   const gate = opts.gate
     ? {
-        pass: async () => {
-          const w = await opts.gate!();
+        pass: async (nextRunMs?: number) => {
+          const w = await opts.gate!(nextRunMs);
           if (w !== null) waited += w;
           return w !== null;
         },
@@ -261,6 +266,8 @@ export async function profileSession(
   if (smaller) {
     const change = await shapeChangeCost(session, sig, chosen.maxBatchSize, smaller.batch, opts.shape, gate);
     if (change !== null) chosen = choosePadding(rows, chosen, change);
+    // Cut short: not a complete profile (a background one serves its replica but is not stored).
+    else stoppedBecause = `${GATE_STOPPED} before measuring what a change of batch size costs`;
   }
   const chosenRow = rows.find((r) => r.batch === chosen.maxBatchSize) ?? rows[0];
   const peakBytes = chosenRow?.peakBytes ?? 0;

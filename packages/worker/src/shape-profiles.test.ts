@@ -7,6 +7,7 @@ import {
   bucketShape,
   dynamicDims,
   itemBytes,
+  keepHolding,
   maxProfileBatch,
   sampleShape,
   shapeOf,
@@ -262,6 +263,16 @@ describe('batching of a shape not yet profiled', () => {
   ] as const)('%s', (_what, gpu, deployment, expected) => {
     expect(unprofiledShapeBatching(gpu, deployment)).toEqual(expected);
   });
+});
+
+describe('how long a background profile holds its replica', () => {
+  it.each([
+    ['short GPU runs: the next fits', 3, 0.5, 25, true],
+    ['exactly at the cap', 20, 5, 25, true],
+    ['the next run would pass the cap', 21, 5, 25, false],
+    ['one run as long as the cap, alone', 0, 25, 25, true],
+    ['a tight objective caps it lower', 2, 1, 2, false],
+  ] as const)('%s', (_what, granted, next, cap, keep) => expect(keepHolding(granted, next, cap)).toBe(keep));
 });
 
 describe('shape buckets (profile.buckets)', () => {

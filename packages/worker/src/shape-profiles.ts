@@ -153,6 +153,15 @@ export function unprofiledShapeBatching(
   return { maxBatchSize: 1, maxQueueDelayMs: 0 };
 }
 
+/**
+ * Whether a background profile that holds its replica's batches keeps the hold for one more timed
+ * run of `nextRunMs`: only while the runs granted so far in this hold plus that one stay within
+ * `capMs` (a run's cap, the longest a request should wait for profiling, beyond the hold's first run).
+ */
+export function keepHolding(grantedMs: number, nextRunMs: number, capMs: number): boolean {
+  return grantedMs + nextRunMs <= capMs;
+}
+
 export interface ShapeBookOptions {
   /** Shapes profiled per replica (beyond: `skipped`, they run on the defaults). */
   maxShapes: number;
