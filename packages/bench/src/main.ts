@@ -265,6 +265,37 @@ async function readyReplicas(c: FlotillaClient, model: string): Promise<LoadedRe
   return st.workers.flatMap((w) => w.replicas.filter((r): r is LoadedReplicaState => r.model === model && r.state === 'ready'));
 }
 
+/** Longest the bench sends a dynamic-shape model its shape before the runs, waiting for the shape's profile. */
+const SHAPE_SETTLE_MS = 30_000;
+
+/**
+ * A dynamic-shape model's replica profiles each input shape in the background as traffic brings
+ * it (one request at a time on a GPU until then). Before the timed runs the bench sends its shape
+ * from 4 callers until that profile is in (at most SHAPE_SETTLE_MS), so the runs measure what a
+ * replica serves once it has seen its traffic, as the peers are measured after their warm-up.
+ * Returns the ms it took and the shapes' states.
+ */
+async function settleShapes(c: FlotillaClient, model: string, inputs: WireTensors): Promise<{ ms: number; states: string[] }> {
+  const t0 = performance.now();
+  let done = false;
+  const caller = async () => {
+    while (!done) await c.infer(model, inputs).catch(() => undefined);
+  };
+  const callers = Array.from({ length: 4 }, caller);
+  let states: string[] = [];
+  try {
+    while (performance.now() - t0 < SHAPE_SETTLE_MS) {
+      states = ((await readyReplicas(c, model))[0]?.profile?.shapes ?? []).map((s) => s.state);
+      if (states.length && states.every((s) => s !== 'queued' && s !== 'profiling')) break;
+      await sleep(250);
+    }
+  } finally {
+    done = true;
+    await Promise.all(callers);
+  }
+  return { ms: Math.round(performance.now() - t0), states };
+}
+
 /**
  * The replica's state once its heartbeat reflects at least `processed` answered requests (status
  * comes from heartbeats, so right after a run it can lag). Gives up after `timeoutMs`.
@@ -407,6 +438,11 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
     log(
       `    replica batching: ${JSON.stringify(replica?.batching)}; profile: ${replica?.profile?.source ?? '-'} ${profile ? `(${profile.chosen.reason})` : ''}`,
     );
+    let settled: { ms: number; states: string[] } | undefined;
+    if (replica?.profile?.source === 'per-shape') {
+      settled = await settleShapes(c, name, inputs);
+      log(`    shape profile before the runs: ${settled.states.join(', ') || 'none'} after ${settled.ms} ms of traffic`);
+    }
     const runs = await measureCluster(pinning, url, c, name, inputs);
     const best = runs.reduce((a, b) => (b.itemsPerSec > a.itemsPerSec ? b : a));
 
@@ -458,6 +494,7 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
       },
       cluster: {
         deployMs,
+        ...(settled ? { shapesSettled: settled } : {}),
         replica: replica
           ? {
               id: replica.id,
