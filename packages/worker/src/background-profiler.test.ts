@@ -119,6 +119,11 @@ describe('ShapeProfiler beside a serving replica', () => {
     expect(served).toBeGreaterThan(50);
     // Short timed runs follow each other within a hold: far fewer holds (each one rebuild) than runs.
     expect(holds).toBeLessThan(profileRuns / 3);
+    // The sweep left room for the batch-size change measurement: a 20 ms rebuild pads smaller batches.
+    const { chosen } = entry.profile!;
+    expect(chosen.maxBatchSize).toBeGreaterThan(1);
+    expect(chosen.shapeChangeMs).toBeGreaterThanOrEqual(REBUILD_MS * 0.9);
+    expect(chosen.padTo).toBe(chosen.maxBatchSize);
   }, 30_000);
 
   it('a replica that ran its batches between the pair would have the timed runs pay the rebuild (what the hold prevents)', async () => {

@@ -160,8 +160,12 @@ export class ShapeProfiler {
   }
 
   /** Batching for requests of `key` (undefined: the replica's defaults). */
-  batchingFor(key: string, deployment: BatchingOptions): { maxBatchSize: number; maxQueueDelayMs: number; padTo?: number } | undefined {
-    return this.book.batchingFor(key, deployment);
+  batchingFor(
+    key: string,
+    deployment: BatchingOptions,
+    onGpu = false,
+  ): { maxBatchSize: number; maxQueueDelayMs: number; padTo?: number } | undefined {
+    return this.book.batchingFor(key, deployment, onGpu);
   }
 
   summary(base: ReplicaProfileSummary): ReplicaProfileSummary {

@@ -169,6 +169,27 @@ describe('profileSession', () => {
     }
   });
 
+  it('a background (gated) sweep leaves part of its budget for the batch-size change measurement', async () => {
+    const s = await open(1);
+    try {
+      const sig = describeModel(s.inputMetadata, s.outputMetadata);
+      // 10 ms a run, so the sweep fills its budget; the gate stops everything a little past the budget.
+      const slow = {
+        run: async (feeds: Record<string, ort.Tensor>) => {
+          await new Promise((r) => setTimeout(r, 10));
+          return s.run(feeds);
+        },
+      } as unknown as ort.InferenceSession;
+      const t0 = performance.now();
+      const gate = async () => (performance.now() - t0 > 880 ? null : 0);
+      const p = await profileSession(slow, sig, baseOf(), { budgetMs: 800, maxBatch: 8, latencySloMs: 1e9, gate });
+      expect(p.stoppedBecause).not.toMatch(GATE_STOPPED);
+      expect(p.chosen.shapeChangeMs).toBeDefined();
+    } finally {
+      await s.release();
+    }
+  });
+
   it('takes device memory from the sampler when given one (GPU sessions), not from RSS', async () => {
     const s = await open(1);
     try {

@@ -141,6 +141,14 @@ async function timeBatch(
 
 /** Rounds of the shape-change measurement: each runs the smaller size, then the chosen size twice (timed). */
 export const SHAPE_CHANGE_ROUNDS = 4;
+/**
+ * Rounds of a background (gated) profile's shape-change measurement: where a change costs a plan
+ * rebuild (50 ms on an H200) every round holds the serving replica for two of them, and the
+ * difference it looks for is a hundredfold, not a few percent.
+ */
+export const BACKGROUND_SHAPE_CHANGE_ROUNDS = 2;
+/** Share of a background profile's budget its batch-size sweep leaves for the shape-change measurement. */
+export const BACKGROUND_CHANGE_RESERVE = 0.25;
 
 /**
  * Median time of a `batch` run right after a `other` run, over the median of a `batch` run right
@@ -154,12 +162,13 @@ async function shapeChangeCost(
   other: number,
   shape: ProfileShape | undefined,
   gate?: { pass: (nextRunMs?: number) => Promise<boolean>; othersRan?: () => boolean },
+  rounds = SHAPE_CHANGE_ROUNDS,
 ): Promise<number | null> {
   const big = syntheticFeeds(sig, batch, shape);
   const small = syntheticFeeds(sig, other, shape);
   const changed: number[] = [];
   const same: number[] = [];
-  for (let round = 0; round <= SHAPE_CHANGE_ROUNDS; round++) {
+  for (let round = 0; round <= rounds; round++) {
     for (const [feeds, into] of [
       [small, undefined],
       [big, changed],
@@ -220,10 +229,12 @@ export async function profileSession(
   let stoppedBecause = `reached the largest batch tried (${maxBatch})`;
   let bestRate = 0;
   let flat = 0;
+  // A background sweep leaves part of the budget for the shape-change measurement after it.
+  const sweepMs = gate ? budgetMs * (1 - BACKGROUND_CHANGE_RESERVE) : budgetMs;
   for (let batch = 1; batch <= maxBatch; batch *= 2) {
-    const left = budgetMs - spent();
+    const left = sweepMs - spent();
     if (left <= 0) {
-      stoppedBecause = `time budget of ${budgetMs} ms spent`;
+      stoppedBecause = gate ? `time budget of ${budgetMs} ms spent (${sweepMs} ms on the sweep)` : `time budget of ${budgetMs} ms spent`;
       break;
     }
     const prev = rows[rows.length - 1];
@@ -234,10 +245,10 @@ export async function profileSession(
     // Spend at most a fair share of what is left on this size.
     const share = left / Math.max(1, Math.log2(maxBatch / batch) + 1);
     const feeds = syntheticFeeds(sig, batch, opts.shape);
-    let t = await timeBatch(session, feeds, batch, share, () => start + waited + budgetMs, gate);
+    let t = await timeBatch(session, feeds, batch, share, () => start + waited + sweepMs, gate);
     if (t && tailIsOutlier(t.stats, latencySloMs)) {
       // A few slow runs, not a slow batch size: time it once more and keep the steadier reading.
-      const again = await timeBatch(session, feeds, batch, share, () => start + waited + budgetMs, gate);
+      const again = await timeBatch(session, feeds, batch, share, () => start + waited + sweepMs, gate);
       if (again && again.stats.p99Ms < t.stats.p99Ms) t = { ...again, peakRss: Math.max(t.peakRss, again.peakRss) };
     }
     if (!t) {
@@ -264,7 +275,8 @@ export async function profileSession(
   // What a change of batch size costs at the chosen size (decides padding): against the next smaller size measured.
   const smaller = rows.filter((r) => r.batch < chosen.maxBatchSize).pop();
   if (smaller) {
-    const change = await shapeChangeCost(session, sig, chosen.maxBatchSize, smaller.batch, opts.shape, gate);
+    const rounds = gate ? BACKGROUND_SHAPE_CHANGE_ROUNDS : SHAPE_CHANGE_ROUNDS;
+    const change = await shapeChangeCost(session, sig, chosen.maxBatchSize, smaller.batch, opts.shape, gate, rounds);
     if (change !== null) chosen = choosePadding(rows, chosen, change);
     // Cut short: not a complete profile (a background one serves its replica but is not stored).
     else stoppedBecause = `${GATE_STOPPED} before measuring what a change of batch size costs`;

@@ -197,7 +197,7 @@ export class Replica {
     const gpu = this.device.startsWith('gpu');
     this.batcher = new Batcher<Pending>(
       this.batching,
-      shapes ? (key) => shapes.batchingFor(key, options) ?? unprofiledShapeBatching(gpu, options) : undefined,
+      shapes ? (key) => shapes.batchingFor(key, options, gpu) ?? unprofiledShapeBatching(gpu, options) : undefined,
     );
     shapes?.attach(
       () => this.batcher.length === 0 && !this.running,

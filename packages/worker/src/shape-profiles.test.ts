@@ -249,6 +249,22 @@ describe('ShapeBook', () => {
     expect(b.batchingFor(k(1), { padBatches: false })).toEqual({ maxBatchSize: 8, maxQueueDelayMs: 1.5 });
     expect(b.summaries()).toEqual([expect.objectContaining({ shape: k(1), maxBatchSize: 8, padTo: 8 })]);
   });
+
+  it.each([
+    ['measured cheap, CPU', 0.2, false, undefined],
+    ['measured cheap, GPU', 0.2, true, undefined],
+    ['not measured (cut short), CPU', undefined, false, undefined],
+    ['not measured (cut short), GPU: padded', undefined, true, 8],
+  ] as const)('a change of batch size %s → padTo %s', (_what, change, gpu, padTo) => {
+    const b = new ShapeBook({ maxShapes: 8 });
+    b.see(k(1), s(1), 0);
+    b.start(k(1));
+    const p = profile(s(1), 8, 10);
+    const chosen = { ...p.chosen, ...(change !== undefined ? { shapeChangeMs: change } : {}) };
+    b.settle(k(1), { ...p, chosen }, 'measured', 100);
+    expect(b.batchingFor(k(1), {}, gpu)?.padTo).toBe(padTo);
+    expect(b.batchingFor(k(1), { padBatches: false }, gpu)?.padTo).toBeUndefined();
+  });
 });
 
 describe('batching of a shape not yet profiled', () => {

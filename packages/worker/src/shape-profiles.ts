@@ -276,11 +276,18 @@ export class ShapeBook {
    * choice of its shape (or of the bucket it falls in); undefined while that has no profile (the
    * replica's defaults apply).
    */
-  batchingFor(key: string, deployment: BatchingOptions): { maxBatchSize: number; maxQueueDelayMs: number; padTo?: number } | undefined {
+  batchingFor(
+    key: string,
+    deployment: BatchingOptions,
+    onGpu = false,
+  ): { maxBatchSize: number; maxQueueDelayMs: number; padTo?: number } | undefined {
     const chosen = this.entries.get(this.aliases.get(key) ?? key)?.profile?.chosen;
     if (!chosen) return undefined;
     const maxBatchSize = deployment.maxBatchSize ?? chosen.maxBatchSize;
-    const pad = (deployment.padBatches ?? chosen.padTo !== undefined) && maxBatchSize > 1;
+    // Padded where the profile found a change of batch size dearer than padding, and on a GPU where
+    // it did not measure one (a profile cut short): there a change may cost a plan rebuild, padding little.
+    const measuredPad = chosen.padTo !== undefined || (onGpu && chosen.shapeChangeMs === undefined);
+    const pad = (deployment.padBatches ?? measuredPad) && maxBatchSize > 1;
     return {
       maxBatchSize,
       maxQueueDelayMs: deployment.maxQueueDelayMs ?? chosen.maxQueueDelayMs,
