@@ -1,6 +1,7 @@
 // Integration: on a GPU a dynamic-shape model's requests run one at a time until their shape's
-// profile is in (onnxruntime's CUDA convolutions rebuild their plan whenever the batch size changes,
-// so batches of whatever queued would pay that nearly every run); on a CPU the same burst batches.
+// profile is in (the replica's default where no profile chose: batcher.ts defaultMaxBatchSize),
+// as onnxruntime's CUDA convolutions rebuild their plan whenever the batch size changes and
+// batches of whatever queued would pay that nearly every run; on a CPU the same burst batches.
 // The GPU is the inventory override served by the CPU provider (the code path, not CUDA).
 import type { LoadedReplicaState } from '@flotilla/protocol';
 import type { Tensor } from '@flotilla/client';
@@ -48,6 +49,8 @@ describe('batching of a shape not yet profiled, GPU vs CPU', () => {
     const cpu = replica('cls-cpu');
     // Still unprofiled: what ran is the unprofiled batching.
     for (const r of [gpu, cpu]) expect(r.profile?.shapes?.[0]?.state).not.toMatch(/^(measured|cache)$/);
+    expect(gpu.batching.maxBatchSize).toBe(1);
+    expect(cpu.batching.maxBatchSize).toBe(8);
     expect(Object.keys(gpu.batchHistogram ?? {})).toEqual(['1']);
     expect(gpu.batchHistogram!['1']).toBe(64);
     expect(Object.keys(cpu.batchHistogram ?? {}).some((k) => Number(k) > 1)).toBe(true);

@@ -1,4 +1,4 @@
-import { Batcher, paddedRows, type Queued } from './batcher.js';
+import { Batcher, defaultMaxBatchSize, paddedRows, type Queued } from './batcher.js';
 
 const opts = { maxBatchSize: 4, maxQueueDelayMs: 5, maxQueueLength: 10 };
 let seq = 0;
@@ -170,4 +170,15 @@ describe('padding (a device that pays for every change of input shape)', () => {
     [8, 8, 8],
     [9, 8, 9],
   ])('paddedRows(%i, %s) = %i', (items, padTo, rows) => expect(paddedRows(items, padTo)).toBe(rows));
+});
+
+describe('defaultMaxBatchSize (no profile chose)', () => {
+  it.each([
+    ['CPU: the default', false, {}, 8],
+    ['CPU, the deployment’s size', false, { maxBatchSize: 4 }, 4],
+    ['GPU: one request at a time', true, {}, 1],
+    ['GPU, the deployment’s size', true, { maxBatchSize: 16 }, 16],
+    ['GPU, padded batches asked for: the default, padded', true, { padBatches: true }, 8],
+    ['GPU, padding turned off: one at a time', true, { padBatches: false }, 1],
+  ] as const)('%s', (_what, gpu, deployment, size) => expect(defaultMaxBatchSize(gpu, deployment, 8)).toBe(size));
 });

@@ -43,17 +43,16 @@ import {
   type WireTensors,
 } from '@flotilla/protocol';
 import { fitReply, maxPayload, respondSafely, stagedRef, takeStaged, type BlobStore, type Logger } from '@flotilla/bus';
-import { Batcher, paddedRows, type Queued } from './batcher.js';
+import { Batcher, defaultMaxBatchSize, paddedRows, type Queued } from './batcher.js';
 import { LatencyWindow } from './latency-window.js';
 import type { ShapeProfiler } from './background-profiler.js';
-import { unprofiledShapeBatching } from './shape-profiles.js';
 import { concatBatch, firstRows, splitBatch, validateInputs, wireSignature, type ModelSignature } from './model-io.js';
 
 /**
  * Defaults for a replica's batching before a profile chose (per deployment overridable): batches
- * of what queued while the previous batch ran, up to 8, with no waiting for company, so an
- * unprofiled model never answers later than it would unbatched (a request that finds the replica
- * idle runs at once) and still batches under load.
+ * of what queued while the previous batch ran, up to 8 (on a GPU 1: batcher.ts defaultMaxBatchSize),
+ * with no waiting for company, so an unprofiled model never answers later than it would unbatched
+ * (a request that finds the replica idle runs at once) and still batches under load.
  */
 export const DEFAULT_MAX_BATCH_SIZE = 8;
 export const DEFAULT_MAX_QUEUE_DELAY_MS = 0;
@@ -186,7 +185,8 @@ export class Replica {
     this.pinned = identity.pinned ?? false;
     this.fixedCharge = identity.fixedCharge ?? false;
     this.replies = new InferReplyWriter({ worker: ctx.workerId, replica: this.id, device: this.device });
-    const maxBatchSize = signature.batchAxis ? (options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE) : 1;
+    const gpu = this.device.startsWith('gpu');
+    const maxBatchSize = signature.batchAxis ? defaultMaxBatchSize(gpu, options, DEFAULT_MAX_BATCH_SIZE) : 1;
     this.batching = {
       maxBatchSize,
       maxQueueDelayMs: options.maxQueueDelayMs ?? DEFAULT_MAX_QUEUE_DELAY_MS,
@@ -194,11 +194,8 @@ export class Replica {
       batchAxis: signature.batchAxis,
       ...(options.padBatches && maxBatchSize > 1 ? { padTo: maxBatchSize } : {}),
     };
-    const gpu = this.device.startsWith('gpu');
-    this.batcher = new Batcher<Pending>(
-      this.batching,
-      shapes ? (key) => shapes.batchingFor(key, options, gpu) ?? unprofiledShapeBatching(gpu, options) : undefined,
-    );
+    // A dynamic-shape model's profiled shapes have their own batching; the others run on these defaults.
+    this.batcher = new Batcher<Pending>(this.batching, shapes ? (key) => shapes.batchingFor(key, options, gpu) : undefined);
     shapes?.attach(
       () => this.batcher.length === 0 && !this.running,
       () => this.batchesRun,

@@ -12,7 +12,6 @@ import {
   sampleShape,
   shapeOf,
   unknownBucketDims,
-  unprofiledShapeBatching,
 } from './shape-profiles.js';
 
 const image = describeModel(
@@ -264,20 +263,6 @@ describe('ShapeBook', () => {
     b.settle(k(1), { ...p, chosen }, 'measured', 100);
     expect(b.batchingFor(k(1), {}, gpu)?.padTo).toBe(padTo);
     expect(b.batchingFor(k(1), { padBatches: false }, gpu)?.padTo).toBeUndefined();
-  });
-});
-
-describe('batching of a shape not yet profiled', () => {
-  it.each([
-    ['on a CPU: the replica defaults', false, {}, undefined],
-    ['on a CPU with settings: the replica defaults (which hold them)', false, { maxBatchSize: 4 }, undefined],
-    ['on a GPU: one request at a time', true, {}, { maxBatchSize: 1, maxQueueDelayMs: 0 }],
-    ['on a GPU, a delay set: still one at a time', true, { maxQueueDelayMs: 2 }, { maxBatchSize: 1, maxQueueDelayMs: 0 }],
-    ['on a GPU, a batch size set: the deployment’s', true, { maxBatchSize: 16 }, undefined],
-    ['on a GPU, padded batches asked for: the deployment’s', true, { padBatches: true }, undefined],
-    ['on a GPU, padding turned off: one at a time', true, { padBatches: false }, { maxBatchSize: 1, maxQueueDelayMs: 0 }],
-  ] as const)('%s', (_what, gpu, deployment, expected) => {
-    expect(unprofiledShapeBatching(gpu, deployment)).toEqual(expected);
   });
 });
 

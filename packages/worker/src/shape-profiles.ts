@@ -137,23 +137,6 @@ export function maxProfileBatch(bytesPerItem: number, maxBatch: number, maxFeedB
 }
 
 /**
- * Batching for requests of a shape whose profile is not in yet (undefined: the replica's defaults,
- * batches of whatever queued). On a GPU, unless the deployment set a batch size or asked for
- * padded batches (a fixed size anyway), one request at a time: onnxruntime's CUDA convolutions rebuild their cuDNN plan whenever a run's batch size
- * differs from the last one (57 ms on an H200 against 0.2 ms per run), and batches of whatever
- * queued change size nearly every run — measured there, 163 items/s at 16 callers against 631 for
- * one caller. One at a time never loses to batch 1; the shape's profile then decides, padding
- * smaller batches where a change of size costs more than the padding.
- */
-export function unprofiledShapeBatching(
-  onGpu: boolean,
-  deployment: BatchingOptions,
-): { maxBatchSize: number; maxQueueDelayMs: number } | undefined {
-  if (!onGpu || deployment.maxBatchSize !== undefined || deployment.padBatches) return undefined;
-  return { maxBatchSize: 1, maxQueueDelayMs: 0 };
-}
-
-/**
  * Whether a background profile that holds its replica's batches keeps the hold for one more timed
  * run of `nextRunMs`: only while the runs granted so far in this hold plus that one stay within
  * `capMs` (a run's cap, the longest a request should wait for profiling, beyond the hold's first run).
