@@ -56,7 +56,7 @@ import {
   type PeerName,
   type PeerRatio,
 } from './peer-report.js';
-import { affinityOf, spawnPeer, stopPeer as stopChild } from './peer-process.js';
+import { affinityOf, exitJson, keepTail, readyLine, spawnPeer, stopPeer as stopChild, untilLine } from './peer-process.js';
 import { measurePeers, peerTableRows } from './peers.js';
 import {
   benchDim,
@@ -157,17 +157,6 @@ function spawnNode(pinning: Pinning, core: string | undefined, args: string[], e
   return child;
 }
 
-/** Keeps the last `max` characters a stream wrote (and forwards them to stderr, prefixed, when asked). */
-function tail(stream: NodeJS.ReadableStream | null, max = 8000, prefix?: string): () => string {
-  let text = '';
-  stream?.on('data', (d: Buffer) => {
-    const s = d.toString();
-    text = (text + s).slice(-max);
-    if (prefix) process.stderr.write(s.replace(/^(?=.)/gm, prefix));
-  });
-  return () => text;
-}
-
 // ---------- (1) and (2): in-process baselines in a pinned child ----------
 
 async function runInproc(pinning: Pinning, modelPath: string): Promise<InprocResult> {
@@ -178,13 +167,10 @@ async function runInproc(pinning: Pinning, modelPath: string): Promise<InprocRes
     maxBatch: settings.maxBatch,
     device: settings.device,
   });
-  const child = spawnNode(pinning, pinning.cores?.inproc, [repoPath('packages/bench/dist/inproc.js'), args]);
-  const stdout = tail(child.stdout, 1_000_000);
-  const stderr = tail(child.stderr, 8000, '');
-  const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
-  if (code !== 0) throw new Error(`in-process baseline exited with code ${code}: ${stderr().slice(-2000)}`);
-  const last = stdout().trim().split('\n').pop() ?? '';
-  return JSON.parse(last) as InprocResult;
+  return exitJson<InprocResult>(
+    spawnNode(pinning, pinning.cores?.inproc, [repoPath('packages/bench/dist/inproc.js'), args]),
+    'in-process baseline',
+  );
 }
 
 // ---------- the load generators: a child process each, pinned beside nats-server ----------
@@ -199,20 +185,13 @@ async function childLoad(pinning: Pinning, args: LoadChildArgs, onWarm?: (warmOk
     repoPath('packages/bench/dist/load-child.js'),
     JSON.stringify({ ...args, waitForGo: onWarm !== undefined }),
   ]);
-  const stdout = tail(child.stdout, 1_000_000);
-  const stderr = tail(child.stderr);
-  let warmed = false;
-  child.stdout?.on('data', () => {
-    const m = /^warm (\d+)$/m.exec(stdout());
-    if (warmed || !onWarm || !m) return;
-    warmed = true;
-    void onWarm(Number(m[1])).finally(() => child.kill('SIGUSR2'));
-  });
-  const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
-  const last = stdout().trim().split('\n').pop() ?? '';
-  if (code !== 0 || !last.startsWith('{'))
-    throw new Error(`load generator (${args.kind}) exited with code ${code}: ${stderr().slice(-2000)}`);
-  return JSON.parse(last) as LoadChildResult;
+  const result = exitJson<LoadChildResult>(child, `load generator (${args.kind})`);
+  if (onWarm)
+    void untilLine(child, `load generator (${args.kind})`, (line) => /^warm (\d+)$/.exec(line)?.[1], 600_000).then(
+      (ok) => onWarm(Number(ok)).finally(() => child.kill('SIGUSR2')),
+      () => undefined, // exitJson reports the failure
+    );
+  return result;
 }
 
 // ---------- (3): raw NATS request/reply ----------
@@ -226,12 +205,8 @@ async function measureRawNats(pinning: Pinning, url: string, nc: NatsConnection,
     subject,
     String(replyBytes),
   ]);
-  const stderr = tail(child.stderr);
   try {
-    await new Promise<void>((resolve, reject) => {
-      child.stdout?.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
-      child.once('exit', (c) => reject(new Error(`responder exited with code ${c}: ${stderr()}`)));
-    });
+    await untilLine(child, 'the raw NATS responder', readyLine);
     const { run: s } = await childLoad(pinning, {
       kind: 'raw',
       natsUrl: url,
@@ -750,8 +725,8 @@ async function main(): Promise<number> {
     FLOTILLA_LOG_LEVEL: process.env.FLOTILLA_LOG_LEVEL ?? 'warn',
   });
   onCleanup('worker process', () => stopChild(worker));
-  const workerOut = tail(worker.stdout, 8000, '[worker] ');
-  const workerErr = tail(worker.stderr, 8000, '[worker] ');
+  const workerOut = keepTail(worker.stdout, 8000, '[worker] ');
+  const workerErr = keepTail(worker.stderr, 8000, '[worker] ');
   const deadline = Date.now() + 60_000;
   while (head.registry.running().length < 1) {
     if (worker.exitCode !== null)

@@ -24,7 +24,7 @@ import { NatsServer, findNatsServer } from '@flotilla/local';
 import { PROTOCOL_VERSION, encode, subjects } from '@flotilla/protocol';
 import { SAMPLE_MODELS, sampleModelPath } from '@flotilla/sample-models';
 import { repoPath } from './deps.js';
-import { spawnPeer, stopPeer } from './peer-process.js';
+import { readyLine, spawnPeer, stopPeer, untilLine } from './peer-process.js';
 
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const model = process.env.OVERHEAD_MODEL ?? 'mlp';
@@ -65,15 +65,6 @@ async function measure(serverPid: number, load: () => Promise<{ ok: number; item
 
 const spawnNode = (args: string[]): ChildProcess =>
   spawnPeer(process.execPath, args, undefined, { ...process.env, FLOTILLA_LOG_LEVEL: 'warn' });
-
-async function untilReady(child: ChildProcess, what: string): Promise<void> {
-  let err = '';
-  child.stderr?.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
-  await new Promise<void>((resolve, reject) => {
-    child.stdout?.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
-    child.once('exit', (c) => reject(new Error(`${what} exited with code ${c}: ${err}`)));
-  });
-}
 
 async function rawLoop(nc: NatsConnection, subject: string, body: Uint8Array) {
   const s = await closedLoop({ concurrency, durationMs }, async () => {
@@ -135,7 +126,7 @@ async function main(): Promise<void> {
     const rawSubject = `ovh.raw.${cluster}`;
     const echo = spawnNode([repoPath('packages/bench/dist/responder.js'), nats.url, rawSubject, '64']);
     children.push(echo);
-    await untilReady(echo, 'responder');
+    await untilLine(echo, 'responder', readyLine);
     await rawLoop(nc, rawSubject, body); // warm-up
     const raw = await measure(echo.pid!, () => rawLoop(nc, rawSubject, body));
     await stopPeer(echo);
@@ -145,7 +136,7 @@ async function main(): Promise<void> {
     const fakeModel = `${model}-fake`;
     const fake = spawnNode([repoPath('packages/bench/dist/responder.js'), nats.url, subjects(cluster).infer(fakeModel), 'infer-reply']);
     children.push(fake);
-    await untilReady(fake, 'fake replica');
+    await untilLine(fake, 'fake replica', readyLine);
     const sdkLoop = (m: string) => async () => {
       const s = await runLoad(client, m, inputs, { concurrency, durationMs });
       return { ok: s.ok, itemsPerSec: s.itemsPerSec, p50Ms: s.latencyMs.p50 };

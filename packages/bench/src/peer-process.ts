@@ -22,11 +22,75 @@ export function spawnPeer(cmd: string, argv: string[], core?: string, env: NodeJ
   return child;
 }
 
-/** Keeps the last `max` characters a stream wrote. */
-export function keepTail(stream: NodeJS.ReadableStream | null, max = 4000): () => string {
+/** Keeps the last `max` characters a stream wrote (and forwards what it writes to stderr, each line prefixed, given a prefix). */
+export function keepTail(stream: NodeJS.ReadableStream | null, max = 4000, prefix?: string): () => string {
   let text = '';
-  stream?.on('data', (d: Buffer) => (text = (text + d.toString()).slice(-max)));
+  stream?.on('data', (d: Buffer) => {
+    const s = d.toString();
+    text = (text + s).slice(-max);
+    if (prefix) process.stderr.write(s.replace(/^(?=.)/gm, prefix));
+  });
   return () => text;
+}
+
+/**
+ * Waits for the first stdout line of `child` that `pick` turns into a value (a 'ready' marker, a
+ * JSON line); rejects, with the tail of its stderr, when it exits first or after `timeoutMs`.
+ */
+export function untilLine<T>(child: ChildProcess, what: string, pick: (line: string) => T | undefined, timeoutMs = 60_000): Promise<T> {
+  const stderr = keepTail(child.stderr);
+  return new Promise<T>((resolve, reject) => {
+    let partial = '';
+    const done = (f: () => void) => {
+      clearTimeout(timer);
+      child.stdout?.off('data', onData);
+      child.off('exit', onExit);
+      f();
+    };
+    const onData = (d: Buffer) => {
+      const lines = (partial + d.toString()).split('\n');
+      partial = lines.pop()!;
+      for (const line of lines) {
+        const v = pick(line);
+        if (v !== undefined) return done(() => resolve(v));
+      }
+    };
+    const onExit = (code: number | null) =>
+      done(() => reject(new Error(`${what} exited with code ${code} before it was ready: ${stderr()}`)));
+    const timer = setTimeout(
+      () => done(() => reject(new Error(`${what} was not ready within ${timeoutMs / 1000} s: ${stderr()}`))),
+      timeoutMs,
+    );
+    child.stdout?.on('data', onData);
+    child.once('exit', onExit);
+  });
+}
+
+/** A 'ready' line, for untilLine. */
+export const readyLine = (line: string): true | undefined => (line.trim() === 'ready' ? true : undefined);
+
+/**
+ * The JSON result of `child`: its last stdout line once it exits with 0; rejects otherwise, with
+ * the tail of its stderr (stopped with SIGTERM past `timeoutMs` when given).
+ */
+export function exitJson<T>(child: ChildProcess, what: string, timeoutMs?: number): Promise<T> {
+  const stdout = keepTail(child.stdout, 1_000_000);
+  const stderr = keepTail(child.stderr);
+  return new Promise((resolve, reject) => {
+    const timer = timeoutMs === undefined ? undefined : setTimeout(() => void stopPeer(child), timeoutMs);
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      const last = stdout().trim().split('\n').pop() ?? '';
+      if (code !== 0 || !last.startsWith('{')) {
+        const late = signal === 'SIGTERM' && timeoutMs !== undefined ? ` after ${timeoutMs / 1000} s?` : '';
+        const why = signal ? `killed by ${signal}${late}` : `exit code ${code}`;
+        reject(new Error(`${what} failed (${why}): ${stderr().slice(-2000)}`));
+        return;
+      }
+      resolve(JSON.parse(last) as T);
+    });
+  });
 }
 
 /** SIGTERM, SIGKILL after `graceMs`; resolves when the process is gone. */
@@ -47,25 +111,7 @@ export const PEER_TIMEOUT_MS = 300_000;
 
 /** Runs a peer's script to its end; its last stdout line is its JSON result. */
 export function runJsonChild<T>(cmd: string, argv: string[], what: string, timeoutMs = PEER_TIMEOUT_MS): Promise<T> {
-  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RAY_USAGE_STATS_ENABLED: '0' } });
-  running.add(child);
-  const stdout = keepTail(child.stdout, 1_000_000);
-  const stderr = keepTail(child.stderr);
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => void stopPeer(child), timeoutMs);
-    child.once('error', reject);
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      running.delete(child);
-      const last = stdout().trim().split('\n').pop() ?? '';
-      if (code !== 0 || !last.startsWith('{')) {
-        const why = signal ? `killed by ${signal}${signal === 'SIGTERM' ? ` after ${timeoutMs / 1000} s?` : ''}` : `exit code ${code}`;
-        reject(new Error(`${what} failed (${why}): ${stderr().slice(-2000)}`));
-        return;
-      }
-      resolve(JSON.parse(last) as T);
-    });
-  });
+  return exitJson<T>(spawnPeer(cmd, argv, undefined, { ...process.env, RAY_USAGE_STATS_ENABLED: '0' }), what, timeoutMs);
 }
 
 /** A process's CPU list as `taskset -cp` reads it back; '?' when it cannot. */

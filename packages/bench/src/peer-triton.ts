@@ -9,12 +9,12 @@ import { repoPath } from './deps.js';
 import { peerSelection } from './peer-report.js';
 import {
   affinityOf,
-  keepTail,
   peerScriptArgs,
   runJsonChild,
   runPythonPeer,
   spawnPeer,
   stopPeer,
+  untilLine,
   type PythonPeerOptions,
 } from './peer-process.js';
 import type { TritonLoadArgs, TritonLoadRun } from './peer-triton-load.js';
@@ -105,24 +105,13 @@ async function runTritonNode(o: TritonOptions): Promise<TritonRun> {
     ],
     o.cores?.replica,
   );
-  const serveErr = keepTail(serve.stderr, 4000);
   try {
-    const ready = await new Promise<{ ortVersion: string; pytritonVersion: string; pid: number }>((resolve, reject) => {
-      let out = '';
-      const t = setTimeout(() => reject(new Error(`the Triton server half was not ready within 120 s: ${serveErr()}`)), 120_000);
-      serve.stdout?.on('data', (d: Buffer) => {
-        out += d.toString();
-        const line = out.split('\n').find((l) => l.startsWith('{'));
-        if (line) {
-          clearTimeout(t);
-          resolve(JSON.parse(line) as { ortVersion: string; pytritonVersion: string; pid: number });
-        }
-      });
-      serve.once('exit', (c) => {
-        clearTimeout(t);
-        reject(new Error(`the Triton server half exited with code ${c} before it was ready: ${serveErr()}`));
-      });
-    });
+    const ready = await untilLine(
+      serve,
+      'the Triton server half',
+      (line) => (line.startsWith('{') ? (JSON.parse(line) as { ortVersion: string; pytritonVersion: string; pid: number }) : undefined),
+      120_000,
+    );
     const startupS = Math.round((performance.now() - t0) / 10) / 100;
     const args: TritonLoadArgs = {
       url: `http://127.0.0.1:${http}`,

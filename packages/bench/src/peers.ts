@@ -10,11 +10,12 @@ import { repoPath } from './deps.js';
 import type { MoleculerLoadArgs, MoleculerRun } from './peer-moleculer-wire.js';
 import {
   affinityOf,
-  keepTail,
+  readyLine,
   runJsonChild,
   runPythonPeer,
   spawnPeer,
   stopPeer,
+  untilLine,
   type PeerLoadOptions,
   type PythonPeerOptions,
 } from './peer-process.js';
@@ -132,21 +133,8 @@ export async function runMoleculer(o: MoleculerOptions): Promise<MoleculerRun> {
     ],
     o.cores?.replica,
   );
-  const serviceErr = keepTail(service.stderr);
   try {
-    await new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`the Moleculer service was not ready within 60 s: ${serviceErr()}`)), 60_000);
-      service.stdout?.on('data', (d: Buffer) => {
-        if (d.toString().includes('ready')) {
-          clearTimeout(t);
-          resolve();
-        }
-      });
-      service.once('exit', (c) => {
-        clearTimeout(t);
-        reject(new Error(`the Moleculer service exited with code ${c}: ${serviceErr()}`));
-      });
-    });
+    await untilLine(service, 'the Moleculer service', readyLine, 60_000);
     const args: MoleculerLoadArgs = {
       natsUrl: o.natsUrl,
       namespace,
