@@ -147,21 +147,51 @@ describe('profileSession', () => {
     }
   });
 
+  it('tells its gate how long the next timed run should take: the size before’s run scaled, not a warm-up that rebuilt', async () => {
+    const s = await open(1);
+    try {
+      const sig = describeModel(s.inputMetadata, s.outputMetadata);
+      const rebuilder = rebuilding(s, 30); // each size's warm-up rebuilds: 30 ms
+      const told: (number | undefined)[] = [];
+      const sizes: number[] = [];
+      const recording = {
+        run: (feeds: Record<string, ort.Tensor>) => {
+          sizes.push(Object.values(feeds)[0]!.dims[0]!);
+          return rebuilder.run(feeds);
+        },
+      } as unknown as ort.InferenceSession;
+      const gate = async (nextRunMs?: number) => {
+        // The pass before batch 2's first timed run: one batch-2 run (the warm-up) so far.
+        if (sizes.filter((n) => n === 2).length === 1 && sizes.at(-1) === 2) told.push(nextRunMs);
+        return 0;
+      };
+      const p = await profileSession(recording, sig, baseOf(), { budgetMs: 400, maxBatch: 2, latencySloMs: 1e9, gate });
+      expect(told).toHaveLength(1);
+      expect(told[0]).toBeCloseTo(p.rows[0]!.p50Ms * 2, 5);
+      expect(told[0]).toBeLessThan(10); // not the 30 ms warm-up
+    } finally {
+      await s.release();
+    }
+  });
+
   it('a gated profile cut short before its batch-size change measurement says so (not a complete profile)', async () => {
     const s = await open(1);
     try {
       const sig = describeModel(s.inputMetadata, s.outputMetadata);
       // Sizes run in sweep order (1, 2); a batch-1 run after a batch-2 one is the change measurement's.
+      // Every run takes 3 ms whatever its size, so batch 2 is chosen (and batch 1 is the smaller size).
       const sizes: number[] = [];
       const recording = {
-        run: (feeds: Record<string, ort.Tensor>) => {
+        run: async (feeds: Record<string, ort.Tensor>) => {
           sizes.push(Object.values(feeds)[0]!.dims[0]!);
+          await new Promise((r) => setTimeout(r, 3));
           return s.run(feeds);
         },
       } as unknown as ort.InferenceSession;
       const gate = async () => (sizes.at(-1) === 1 && sizes.includes(2) ? null : 0);
       const p = await profileSession(recording, sig, baseOf(), { budgetMs: 200, maxBatch: 2, latencySloMs: 1e9, gate });
       expect(p.rows.map((r) => r.batch)).toEqual([1, 2]);
+      expect(p.chosen.maxBatchSize).toBe(2);
       expect(p.stoppedBecause).toBe(`${GATE_STOPPED} before measuring what a change of batch size costs`);
       expect(p.chosen.shapeChangeMs).toBeUndefined();
     } finally {

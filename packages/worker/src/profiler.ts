@@ -104,6 +104,7 @@ async function timeBatch(
   shareMs: number,
   deadline: () => number,
   gate?: { pass: (nextRunMs?: number) => Promise<boolean>; othersRan?: () => boolean },
+  estimateMs?: number,
 ) {
   let peakRss = process.memoryUsage().rss;
   if (gate && !(await gate.pass())) return null;
@@ -116,7 +117,8 @@ async function timeBatch(
   // plan rebuild), at least 3 and at most 30.
   let timed = 0;
   for (let i = 0; i < 30 && (i < 3 || timed < shareMs); i++) {
-    if (gate && !(await gate.pass(times.at(-1) ?? warm))) return null;
+    // The first timed run's length: from the size before (the warm-up's may include a plan rebuild).
+    if (gate && !(await gate.pass(times.at(-1) ?? estimateMs ?? warm))) return null;
     if (gate?.othersRan?.()) await session.run(feeds);
     const s = performance.now();
     await session.run(feeds);
@@ -153,7 +155,8 @@ export const BACKGROUND_CHANGE_RESERVE = 0.25;
 /**
  * Median time of a `batch` run right after a `other` run, over the median of a `batch` run right
  * after another `batch` run, ms (null when the gate stopped it). After one untimed round, each
- * round runs `other`, then `batch` twice.
+ * round runs `other`, then `batch` twice. A background (gated) profile skips the untimed round: the
+ * sweep has just run both sizes, and on a GPU each round costs the serving replica plan rebuilds.
  */
 async function shapeChangeCost(
   session: ort.InferenceSession,
@@ -168,7 +171,7 @@ async function shapeChangeCost(
   const small = syntheticFeeds(sig, other, shape);
   const changed: number[] = [];
   const same: number[] = [];
-  for (let round = 0; round <= rounds; round++) {
+  for (let round = gate ? 1 : 0; round <= rounds; round++) {
     for (const [feeds, into] of [
       [small, undefined],
       [big, changed],
@@ -245,10 +248,11 @@ export async function profileSession(
     // Spend at most a fair share of what is left on this size.
     const share = left / Math.max(1, Math.log2(maxBatch / batch) + 1);
     const feeds = syntheticFeeds(sig, batch, opts.shape);
-    let t = await timeBatch(session, feeds, batch, share, () => start + waited + sweepMs, gate);
+    const estimateMs = prev ? prev.p50Ms * (batch / prev.batch) : undefined;
+    let t = await timeBatch(session, feeds, batch, share, () => start + waited + sweepMs, gate, estimateMs);
     if (t && tailIsOutlier(t.stats, latencySloMs)) {
       // A few slow runs, not a slow batch size: time it once more and keep the steadier reading.
-      const again = await timeBatch(session, feeds, batch, share, () => start + waited + sweepMs, gate);
+      const again = await timeBatch(session, feeds, batch, share, () => start + waited + sweepMs, gate, t.stats.p50Ms);
       if (again && again.stats.p99Ms < t.stats.p99Ms) t = { ...again, peakRss: Math.max(t.peakRss, again.peakRss) };
     }
     if (!t) {
