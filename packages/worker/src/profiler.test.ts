@@ -188,7 +188,8 @@ describe('profileSession', () => {
           return s.run(feeds);
         },
       } as unknown as ort.InferenceSession;
-      const gate = async () => (sizes.at(-1) === 1 && sizes.includes(2) ? null : 0);
+      // Stops at the first pass after a batch-1 run that followed a batch-2 one (the change measurement's).
+      const gate = async () => (sizes.includes(2) && sizes.lastIndexOf(1) > sizes.indexOf(2) ? null : 0);
       const p = await profileSession(recording, sig, baseOf(), { budgetMs: 200, maxBatch: 2, latencySloMs: 1e9, gate });
       expect(p.rows.map((r) => r.batch)).toEqual([1, 2]);
       expect(p.chosen.maxBatchSize).toBe(2);

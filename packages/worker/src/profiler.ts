@@ -36,7 +36,8 @@ export interface ProfileOptions {
    * Awaited before every run: resolves with the ms it waited (for the replica to go idle), or
    * null to stop the sweep here (the replica closes, or stayed busy too long). Waiting does not
    * count against the budget. `nextRunMs`: what the coming timed run should take, where known (its
-   * size's last timed run), so a gate holding the replica can let short runs follow each other.
+   * size's last timed run, or the size before's scaled), so a gate holding the replica can let
+   * short runs follow each other.
    */
   gate?: (nextRunMs?: number) => Promise<number | null>;
   /**
@@ -166,25 +167,26 @@ async function shapeChangeCost(
   shape: ProfileShape | undefined,
   gate?: { pass: (nextRunMs?: number) => Promise<boolean>; othersRan?: () => boolean },
   rounds = SHAPE_CHANGE_ROUNDS,
+  /** A `batch` run's time from the sweep (tells the gate what the first 'same' run takes). */
+  batchMs?: number,
 ): Promise<number | null> {
   const big = syntheticFeeds(sig, batch, shape);
   const small = syntheticFeeds(sig, other, shape);
   const changed: number[] = [];
   const same: number[] = [];
   for (let round = gate ? 1 : 0; round <= rounds; round++) {
-    for (const [feeds, into] of [
-      [small, undefined],
-      [big, changed],
-      [big, same],
-    ] as const) {
-      // Only a 'same' run's time is known ahead (the others change the batch size).
-      if (gate && !(await gate.pass(into === same ? same.at(-1) : undefined))) return null;
-      // Another shape ran in between: a 'same' run is then not one (the 'changed' run is one anyway).
-      if (into === same && gate?.othersRan?.()) await session.run(feeds);
-      const s = performance.now();
-      await session.run(feeds);
-      if (round > 0) into?.push(performance.now() - s);
-    }
+    if (gate && !(await gate.pass())) return null;
+    // The smaller size, then the chosen one timed, back to back: what ran before it is known.
+    await session.run(small);
+    let s = performance.now();
+    await session.run(big);
+    if (round > 0) changed.push(performance.now() - s);
+    if (gate && !(await gate.pass(same.at(-1) ?? batchMs))) return null;
+    // Another shape ran in between: a 'same' run is then not one; re-establish the chosen size first.
+    if (gate?.othersRan?.()) await session.run(big);
+    s = performance.now();
+    await session.run(big);
+    if (round > 0) same.push(performance.now() - s);
   }
   const median = (xs: number[]) =>
     nearestRank(
@@ -280,7 +282,8 @@ export async function profileSession(
   const smaller = rows.filter((r) => r.batch < chosen.maxBatchSize).pop();
   if (smaller) {
     const rounds = gate ? BACKGROUND_SHAPE_CHANGE_ROUNDS : SHAPE_CHANGE_ROUNDS;
-    const change = await shapeChangeCost(session, sig, chosen.maxBatchSize, smaller.batch, opts.shape, gate, rounds);
+    const batchMs = rows.find((r) => r.batch === chosen.maxBatchSize)?.p50Ms;
+    const change = await shapeChangeCost(session, sig, chosen.maxBatchSize, smaller.batch, opts.shape, gate, rounds, batchMs);
     if (change !== null) chosen = choosePadding(rows, chosen, change);
     // Cut short: not a complete profile (a background one serves its replica but is not stored).
     else stoppedBecause = `${GATE_STOPPED} before measuring what a change of batch size costs`;

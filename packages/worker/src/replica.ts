@@ -122,7 +122,7 @@ export class Replica {
   /** Successful replies, written straight into one buffer each (the constant meta encoded once). */
   private readonly replies: InferReplyWriter;
   private running = false;
-  /** A background shape profile's run pair is under way: batches wait for it (background-profiler.ts). */
+  /** A background shape profile holds the session for its runs: batches wait (background-profiler.ts). */
   private profileHold = false;
   /** Each input's batch buffer, reused from batch to batch (model-io.ts concatBatch). */
   private readonly scratch = new Map<string, Uint8Array>();

@@ -269,8 +269,8 @@ export class ShapeBook {
     const maxBatchSize = deployment.maxBatchSize ?? chosen.maxBatchSize;
     // Padded where the profile found a change of batch size dearer than padding, and on a GPU where
     // it did not measure one (a profile cut short): there a change may cost a plan rebuild, padding little.
-    const measuredPad = chosen.padTo !== undefined || (onGpu && chosen.shapeChangeMs === undefined);
-    const pad = (deployment.padBatches ?? measuredPad) && maxBatchSize > 1;
+    const profilePads = chosen.padTo !== undefined || (onGpu && chosen.shapeChangeMs === undefined);
+    const pad = (deployment.padBatches ?? profilePads) && maxBatchSize > 1;
     return {
       maxBatchSize,
       maxQueueDelayMs: deployment.maxQueueDelayMs ?? chosen.maxQueueDelayMs,
