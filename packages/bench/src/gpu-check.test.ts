@@ -27,7 +27,7 @@ function check(args: string[]) {
 describe('gpu-check driver', () => {
   test('a stand-in GPU: deployments land on gpu:0, outputs match, FIFO eviction by the device budget', () => {
     const r = check(['--provider', 'cpu', '--fake-gpu', '--models', 'wide-mlp,conv-classifier,tiny-encoder']);
-    expect(r.doc?.verdict).toBe('gpu-check: all 6 steps passed');
+    expect(r.doc?.verdict).toBe('gpu-check: all 7 steps passed');
     expect(r.status).toBe(0);
     const inv = r.step('inventory')!.detail as { gpus: Array<{ model: string }>; devices: Array<{ id: string }> };
     expect(inv.devices.map((d) => d.id)).toEqual(['cpu', 'gpu:0']);
@@ -41,6 +41,16 @@ describe('gpu-check driver', () => {
     ]);
     // The dynamic-shape classifier answered at two input sizes.
     expect(placed.rows[2]!.compared.map((c) => c.dims[0])).toEqual(['1x3x64x64', '1x3x96x128']);
+    // A new shape under traffic: one request per batch before its profile, then the profile's choice.
+    const shaped = r.step('shape profile while serving')!.detail as {
+      shape: { state: string; maxBatchSize: number };
+      beforeProfile: { batches: Record<string, number> };
+      afterProfile: { itemsPerSec: number; batches: Record<string, number> };
+    };
+    expect(shaped.shape.state).toBe('measured');
+    expect(Object.keys(shaped.beforeProfile.batches)).toEqual(['1']);
+    expect(shaped.afterProfile.itemsPerSec).toBeGreaterThan(0);
+    expect(Math.max(...Object.keys(shaped.afterProfile.batches).map(Number))).toBeLessThanOrEqual(shaped.shape.maxBatchSize);
     const ev = r.step('eviction by VRAM budget')!.detail as {
       evicted: Array<{ model: string; device: string }>;
       maxOverBudgetMiB: number;

@@ -13,7 +13,7 @@ import { silentLogger } from '@flotilla/bus';
 import type { FlotillaClient, Tensor } from '@flotilla/client';
 import { LocalCluster } from '@flotilla/local';
 import type { GpuInfo, Heartbeat, LoadedReplicaState, WorkerStatus } from '@flotilla/protocol';
-import { decode } from '@flotilla/protocol';
+import { decode, shapeKey } from '@flotilla/protocol';
 import { SAMPLE_MODELS, randomFloats, sampleModelPath, type SampleModel } from '@flotilla/sample-models';
 import { Worker, ortLibraryDir, providerUnavailable, supportedBackends } from '@flotilla/worker';
 import { repoPath } from './deps.js';
@@ -213,6 +213,88 @@ async function deployAndCompare(c: FlotillaClient, model: SampleModel, name: str
   return { model, deployMs, ...facts, compared, ...(wrong.length ? { failed: wrong.join('; ') } : {}) };
 }
 
+/** Items/s of `callers` closed-loop callers of `name` for `ms`, and the replica's batch histogram over that time. */
+async function closedLoop(c: FlotillaClient, name: string, feeds: Feeds, callers: number, ms: number) {
+  const before = (await readyReplica(c, name)).r.batchHistogram ?? {};
+  let done = 0;
+  const until = performance.now() + ms;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: callers }, async () => {
+      while (performance.now() < until) {
+        await c.infer(name, feeds, { timeoutMs: 30_000 });
+        done++;
+      }
+    }),
+  );
+  const itemsPerSec = Math.round(done / ((performance.now() - t0) / 1000));
+  await new Promise((r) => setTimeout(r, 600)); // a heartbeat or two, so status has the batches
+  const after = (await readyReplica(c, name)).r.batchHistogram ?? {};
+  const batches = Object.fromEntries(
+    Object.entries(after)
+      .map(([k, n]) => [k, n - (before[k] ?? 0)] as const)
+      .filter(([, n]) => n > 0),
+  );
+  return { itemsPerSec, batches };
+}
+
+/** Deploys conv-classifier as 'g-shapes' on the GPU and profiles a new shape (48×48) under traffic. */
+async function shapeProfileWhileServing(c: FlotillaClient) {
+  const name = 'g-shapes';
+  const path = modelPath('conv-classifier');
+  await c.deploy(path, name, { device: 'gpu', allowFallback: false, waitTimeoutMs: 90_000 });
+  const probe = await session(path, 'cpu');
+  const feeds = inputsFor(probe.inputMetadata, 1, 7, { H: 48, W: 48 });
+  await probe.release();
+  // The replica also lists the shapes stored for this model and device class (64×64 from the step before).
+  const key = shapeKey(Object.fromEntries(Object.entries(feeds).map(([n, t]) => [n, t.dims.slice(1)])));
+  const shapeOf = async () => (await readyReplica(c, name)).r.profile?.shapes?.find((x) => x.shape === key);
+  // Before its profile: a burst of 16.
+  const burst = await closedLoop(c, name, feeds, 16, 300);
+  // Traffic from 4 callers until the shape's profile is in.
+  const t0 = performance.now();
+  let shape = await shapeOf();
+  let stop = false;
+  const traffic = Promise.all(
+    Array.from({ length: 4 }, async () => {
+      while (!stop) await c.infer(name, feeds, { timeoutMs: 30_000 });
+    }),
+  );
+  while ((!shape || shape.state === 'queued' || shape.state === 'profiling') && performance.now() - t0 < 30_000) {
+    await new Promise((r) => setTimeout(r, 250));
+    shape = await shapeOf();
+  }
+  stop = true;
+  await traffic;
+  const settledMs = Math.round(performance.now() - t0);
+  const stored = (await c.profiles(name)).find((p) => p.shape !== undefined);
+  const after = await closedLoop(c, name, feeds, 16, 1500);
+  const { r } = await readyReplica(c, name);
+  const onCuda = r.executionProvider === 'cuda';
+  const chosen = shape?.maxBatchSize;
+  const wrong = [
+    shape?.state !== 'measured' && shape?.state !== 'cache'
+      ? `shape not profiled within 30 s (${shape?.state ?? 'not seen'}: ${shape?.reason ?? ''})`
+      : '',
+    Object.keys(burst.batches).some((k) => k !== '1')
+      ? `before its profile the replica ran batches of ${Object.keys(burst.batches).join(', ')}, not 1`
+      : '',
+    onCuda && chosen !== undefined && chosen > 1 && shape?.padTo !== chosen
+      ? `chose batch ${chosen} on CUDA without padding (${shape?.reason ?? ''})`
+      : '',
+  ].filter(Boolean);
+  await c.undeploy(name).catch(() => undefined);
+  return {
+    settledMs,
+    shape: shape ?? null,
+    shapeChangeMs: stored?.chosen.shapeChangeMs ?? null,
+    stoppedBecause: stored?.stoppedBecause ?? null,
+    beforeProfile: burst,
+    afterProfile: after,
+    ...(wrong.length ? { failed: wrong.join('; ') } : {}),
+  };
+}
+
 async function main(): Promise<number> {
   log(`gpu-check: provider ${provider}${fakeGpu ? ' with a stand-in GPU (inventory override)' : ''}, models ${models.join(', ')}`);
 
@@ -328,6 +410,15 @@ async function main(): Promise<number> {
       const bad = rows.filter((r) => r.failed);
       return { rows, ...(bad.length ? { failed: bad.map((r) => `${r.model}: ${r.failed}`).join('; ') } : {}) };
     });
+    // 3b. A dynamic-shape model's background profile of a new shape while it serves: one request at
+    // a time until then, the shape's chosen batching after (padded on CUDA, where a change of batch
+    // size costs a cuDNN plan rebuild), and what 16 callers get with it.
+    if (models.includes('conv-classifier'))
+      await step('shape profile while serving', async () => {
+        if (noGpu) return { failed: 'skipped: the worker has no GPU' };
+        return shapeProfileWhileServing(c);
+      });
+
     replicaBytes = placed?.rows.find((r) => r.model === 'wide-mlp')?.chargedMiB;
     replicaBytes = replicaBytes !== undefined ? replicaBytes * MiB : undefined;
 
