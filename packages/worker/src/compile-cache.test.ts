@@ -49,12 +49,17 @@ it('memory comes back: 40 create/release cycles of a 32 MiB model do not grow RS
     await s.release();
   };
   for (let i = 0; i < 5; i++) await cycle(); // warm-up: allocator arenas settle
-  (globalThis as { gc?: () => void }).gc?.();
-  const before = process.memoryUsage().rss;
-  for (let i = 0; i < 40; i++) await cycle();
-  (globalThis as { gc?: () => void }).gc?.();
-  const growth = process.memoryUsage().rss - before;
+  const gc = () => (globalThis as { gc?: () => void }).gc?.();
+  const rss: number[] = [];
+  for (let i = 0; i < 40; i++) {
+    await cycle();
+    gc();
+    rss.push(process.memoryUsage().rss);
+  }
+  // A trend, not one reading: RSS steps up and down by 16-80 MiB as the allocator keeps or returns
+  // freed arenas, while a leak of the weights grows ~32 MiB every cycle. The lowest reading of
+  // cycles 31-40 over the highest of cycles 6-15: a leak puts it near 500 MiB, the steps below 0-80.
+  const growth = Math.min(...rss.slice(30)) - Math.max(...rss.slice(5, 15));
   process.stdout.write(`session create/release ×40 (32 MiB weights): RSS growth ${(growth / 1048576).toFixed(1)} MiB\n`);
-  // A leak of the weights would grow ~32 MiB per cycle (1.3 GiB over 40).
-  expect(growth).toBeLessThan(96 * 1024 * 1024);
+  expect(growth).toBeLessThan(192 * 1024 * 1024);
 }, 120_000);
