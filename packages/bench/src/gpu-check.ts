@@ -13,10 +13,13 @@ import { silentLogger } from '@flotilla/bus';
 import type { FlotillaClient, Tensor } from '@flotilla/client';
 import { LocalCluster } from '@flotilla/local';
 import type { GpuInfo, Heartbeat, LoadedReplicaState, WorkerStatus } from '@flotilla/protocol';
-import { decode, shapeKey } from '@flotilla/protocol';
+import { decode, fromTypedArray, shapeKey } from '@flotilla/protocol';
 import { SAMPLE_MODELS, randomFloats, sampleModelPath, type SampleModel } from '@flotilla/sample-models';
 import { Worker, ortLibraryDir, providerUnavailable, supportedBackends } from '@flotilla/worker';
+import { runLoad, type LoadSummary } from '@flotilla/loadgen';
 import { repoPath } from './deps.js';
+import { loadUntil } from './load-until.js';
+import { histogramDiff } from './stats.js';
 import { compareOutputs, evictionBudget, verdict, worstDiff, type OutputDiff, type StepResult } from './gpu-compare.js';
 
 const { values: args } = parseArgs({
@@ -213,29 +216,13 @@ async function deployAndCompare(c: FlotillaClient, model: SampleModel, name: str
   return { model, deployMs, ...facts, compared, ...(wrong.length ? { failed: wrong.join('; ') } : {}) };
 }
 
-/** Items/s of `callers` closed-loop callers of `name` for `ms`, and the replica's batch histogram over that time. */
-async function closedLoop(c: FlotillaClient, name: string, feeds: Feeds, callers: number, ms: number) {
+/** A load run on `name` and the replica's batch histogram over it (its heartbeat a moment later). */
+async function withBatches(c: FlotillaClient, name: string, run: () => Promise<LoadSummary>) {
   const before = (await readyReplica(c, name)).r.batchHistogram ?? {};
-  let done = 0;
-  const until = performance.now() + ms;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: callers }, async () => {
-      while (performance.now() < until) {
-        await c.infer(name, feeds, { timeoutMs: 30_000 });
-        done++;
-      }
-    }),
-  );
-  const itemsPerSec = Math.round(done / ((performance.now() - t0) / 1000));
+  const load = await run();
   await new Promise((r) => setTimeout(r, 600)); // a heartbeat or two, so status has the batches
-  const after = (await readyReplica(c, name)).r.batchHistogram ?? {};
-  const batches = Object.fromEntries(
-    Object.entries(after)
-      .map(([k, n]) => [k, n - (before[k] ?? 0)] as const)
-      .filter(([, n]) => n > 0),
-  );
-  return { itemsPerSec, batches };
+  const batches = histogramDiff((await readyReplica(c, name)).r.batchHistogram ?? {}, before);
+  return { load, itemsPerSec: Math.round(load.itemsPerSec), batches };
 }
 
 /** Deploys conv-classifier as 'g-shapes' on the GPU and profiles a new shape (48×48) under traffic. */
@@ -249,26 +236,23 @@ async function shapeProfileWhileServing(c: FlotillaClient) {
   // The replica also lists the shapes stored for this model and device class (64×64 from the step before).
   const key = shapeKey(Object.fromEntries(Object.entries(feeds).map(([n, t]) => [n, t.dims.slice(1)])));
   const shapeOf = async () => (await readyReplica(c, name)).r.profile?.shapes?.find((x) => x.shape === key);
+  const wire = Object.fromEntries(Object.entries(feeds).map(([n, t]) => [n, fromTypedArray(t.dtype, t.dims, t.data)]));
+  const load = (concurrency: number, durationMs: number) => () => runLoad(c, name, wire, { concurrency, durationMs, timeoutMs: 30_000 });
   // Before its profile: a burst of 16.
-  const burst = await closedLoop(c, name, feeds, 16, 300);
+  const burst = await withBatches(c, name, load(16, 300));
   // Traffic from 4 callers until the shape's profile is in.
-  const t0 = performance.now();
   let shape = await shapeOf();
-  let stop = false;
-  const traffic = Promise.all(
-    Array.from({ length: 4 }, async () => {
-      while (!stop) await c.infer(name, feeds, { timeoutMs: 30_000 });
-    }),
-  );
-  while ((!shape || shape.state === 'queued' || shape.state === 'profiling') && performance.now() - t0 < 30_000) {
-    await new Promise((r) => setTimeout(r, 250));
-    shape = await shapeOf();
-  }
-  stop = true;
-  await traffic;
-  const settledMs = Math.round(performance.now() - t0);
+  const traffic = await loadUntil(c, name, wire, {
+    concurrency: 4,
+    maxMs: 30_000,
+    done: async () => {
+      shape = await shapeOf();
+      return shape !== undefined && shape.state !== 'queued' && shape.state !== 'profiling';
+    },
+  });
+  const settledMs = traffic.ms;
   const stored = (await c.profiles(name)).find((p) => p.shape !== undefined);
-  const after = await closedLoop(c, name, feeds, 16, 1500);
+  const after = await withBatches(c, name, load(16, 1500));
   const { r } = await readyReplica(c, name);
   const onCuda = r.executionProvider === 'cuda';
   const chosen = shape?.maxBatchSize;
@@ -282,6 +266,9 @@ async function shapeProfileWhileServing(c: FlotillaClient) {
     onCuda && chosen !== undefined && chosen > 1 && shape?.padTo !== chosen
       ? `chose batch ${chosen} on CUDA without padding (${shape?.reason ?? ''})`
       : '',
+    ...[burst.load, traffic.load, after.load]
+      .filter((l) => Object.keys(l.errored).length > 0)
+      .map((l) => `requests failed: ${JSON.stringify(l.errored)}`),
   ].filter(Boolean);
   await c.undeploy(name).catch(() => undefined);
   return {
@@ -289,8 +276,8 @@ async function shapeProfileWhileServing(c: FlotillaClient) {
     shape: shape ?? null,
     shapeChangeMs: stored?.chosen.shapeChangeMs ?? null,
     stoppedBecause: stored?.stoppedBecause ?? null,
-    beforeProfile: burst,
-    afterProfile: after,
+    beforeProfile: { itemsPerSec: burst.itemsPerSec, batches: burst.batches },
+    afterProfile: { itemsPerSec: after.itemsPerSec, batches: after.batches },
     ...(wrong.length ? { failed: wrong.join('; ') } : {}),
   };
 }

@@ -42,6 +42,7 @@ import { NatsServer, findNatsServer } from '@flotilla/local';
 import { PROTOCOL_VERSION, encode } from '@flotilla/protocol';
 import { SAMPLE_MODELS, sampleModelPath } from '@flotilla/sample-models';
 import { repoPath } from './deps.js';
+import { loadUntil } from './load-until.js';
 import type { InprocResult } from './inproc.js';
 import type { LoadChildArgs, LoadChildResult } from './load-child.js';
 import {
@@ -251,24 +252,16 @@ const SHAPE_SETTLE_MS = 30_000;
  * Returns the ms it took and the shapes' states.
  */
 async function settleShapes(c: FlotillaClient, model: string, inputs: WireTensors): Promise<{ ms: number; states: string[] }> {
-  const t0 = performance.now();
-  let done = false;
-  const caller = async () => {
-    while (!done) await c.infer(model, inputs).catch(() => undefined);
-  };
-  const callers = Array.from({ length: 4 }, caller);
   let states: string[] = [];
-  try {
-    while (performance.now() - t0 < SHAPE_SETTLE_MS) {
+  const { ms } = await loadUntil(c, model, inputs, {
+    concurrency: 4,
+    maxMs: SHAPE_SETTLE_MS,
+    done: async () => {
       states = ((await readyReplicas(c, model))[0]?.profile?.shapes ?? []).map((s) => s.state);
-      if (states.length && states.every((s) => s !== 'queued' && s !== 'profiling')) break;
-      await sleep(250);
-    }
-  } finally {
-    done = true;
-    await Promise.all(callers);
-  }
-  return { ms: Math.round(performance.now() - t0), states };
+      return states.length > 0 && states.every((s) => s !== 'queued' && s !== 'profiling');
+    },
+  });
+  return { ms, states };
 }
 
 /**

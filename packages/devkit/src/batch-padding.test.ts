@@ -32,14 +32,19 @@ async function replicaOf(model: string): Promise<LoadedReplicaState> {
   return st.workers.flatMap((w) => w.replicas).find((r) => r.model === model && r.state === 'ready') as LoadedReplicaState;
 }
 
+/** Deploys `model` on the CPU, unprofiled, padding its batches to `maxBatchSize` (a 200 ms queue delay gathers them). */
+async function deployPadded(model: 'mlp' | 'tiny-encoder', name: string, maxBatchSize: number): Promise<void> {
+  await cluster.client().deploy(sampleModelPath(model), name, {
+    device: 'cpu',
+    profile: { enabled: false },
+    batching: { maxBatchSize, maxQueueDelayMs: 200, padBatches: true },
+  });
+}
+
 describe('padded batches', () => {
   it('mlp: three requests (1, 2 and 1 rows) run as one batch of 8 rows; each gets its own outputs', async () => {
     const c = cluster.client();
-    await c.deploy(sampleModelPath('mlp'), 'pad-mlp', {
-      device: 'cpu',
-      profile: { enabled: false },
-      batching: { maxBatchSize: 8, maxQueueDelayMs: 200, padBatches: true },
-    });
+    await deployPadded('mlp', 'pad-mlp', 8);
     expect((await replicaOf('pad-mlp')).batching).toMatchObject({ maxBatchSize: 8, padTo: 8 });
     const inputs = [1, 2, 1].map((n, i): Record<string, Tensor> => ({
       x: { dtype: 'float32', dims: [n, 16], data: randomFloats(n * 16, 40 + i) },
@@ -62,11 +67,7 @@ describe('padded batches', () => {
 
   it('tiny-encoder (int64 ids and mask, dynamic sequence): padded rows change nobody’s answer', async () => {
     const c = cluster.client();
-    await c.deploy(sampleModelPath('tiny-encoder'), 'pad-enc', {
-      device: 'cpu',
-      profile: { enabled: false },
-      batching: { maxBatchSize: 4, maxQueueDelayMs: 200, padBatches: true },
-    });
+    await deployPadded('tiny-encoder', 'pad-enc', 4);
     const seq = 12;
     const inputs = [0, 1].map((i): Record<string, Tensor> => ({
       input_ids: { dtype: 'int64', dims: [1, seq], data: BigInt64Array.from({ length: seq }, (_, j) => BigInt((j * 7 + i * 13) % 256)) },

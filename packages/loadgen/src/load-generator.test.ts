@@ -121,6 +121,16 @@ describe('runLoad loop and retries (fake client)', () => {
     expect(s.errored).toEqual({ BAD_REQUEST: calls });
   });
 
+  it('stops starting requests once `until` says so, well before its duration, and abandons none', async () => {
+    const f = fakeClient(() => undefined, 2);
+    const s = await runLoad(f.client, 'm', x(1), { concurrency: 4, durationMs: 10_000, until: () => f.calls >= 20 });
+    expect(s.elapsedMs).toBeLessThan(5_000);
+    expect(s.sent).toBeGreaterThanOrEqual(20);
+    expect(s.sent).toBeLessThan(20 + 4);
+    expect(s.ok).toBe(s.sent);
+    expect(f.inFlight).toBe(0);
+  });
+
   it('a zero duration sends nothing', async () => {
     const f = fakeClient(() => undefined);
     const s = await runLoad(f.client, 'm', x(1), { concurrency: 3, durationMs: 0 });

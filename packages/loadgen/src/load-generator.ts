@@ -11,6 +11,8 @@ export interface LoadOptions {
   concurrency: number;
   /** How long new requests are started, ms. */
   durationMs: number;
+  /** Stops starting new requests once it returns true (asked before each), within `durationMs`. */
+  until?: () => boolean;
   /** Deadline of each request, all its attempts included, ms (default the client's, 30 000). */
   timeoutMs?: number;
   /**
@@ -75,7 +77,7 @@ export async function runLoad(client: FlotillaClient, model: string, inputs: Wir
     : undefined;
   progress?.unref();
   try {
-    return await closedLoop({ concurrency: opts.concurrency, durationMs: opts.durationMs, stats }, async () => {
+    return await closedLoop({ concurrency: opts.concurrency, durationMs: opts.durationMs, until: opts.until, stats }, async () => {
       await client.inferWire(model, inputs, inferOpts);
       return items;
     });
@@ -87,11 +89,11 @@ export async function runLoad(client: FlotillaClient, model: string, inputs: Wir
 /**
  * The closed loop itself, for any kind of call (the SDK here; bare NATS, Moleculer, HTTP in the
  * benchmarks): `concurrency` callers, each starting its next call as soon as its last one ended,
- * for `durationMs`. `call` resolves with the items it served; a failure is counted by `codeOf`
+ * for `durationMs` (or until `until()` says stop). `call` resolves with the items it served; a failure is counted by `codeOf`
  * (default errorCode) and never thrown.
  */
 export async function closedLoop(
-  o: { concurrency: number; durationMs: number; stats?: LoadStats; codeOf?: (err: unknown) => string },
+  o: { concurrency: number; durationMs: number; until?: () => boolean; stats?: LoadStats; codeOf?: (err: unknown) => string },
   call: () => Promise<number>,
 ): Promise<LoadSummary> {
   const stats = o.stats ?? new LoadStats();
@@ -99,7 +101,7 @@ export async function closedLoop(
   const start = performance.now();
   const end = start + o.durationMs;
   const caller = async (): Promise<void> => {
-    while (performance.now() < end) {
+    while (performance.now() < end && !o.until?.()) {
       stats.markSent();
       const t0 = performance.now();
       try {

@@ -16,30 +16,46 @@ const open = (intraOp: number, mode: 'sequential' | 'parallel' = 'sequential', i
     ...(mode === 'parallel' ? { interOpNumThreads: interOp } : {}),
   });
 
+/** Runs `f` on a fresh 1-thread mlp session and its signature, released afterwards. */
+async function withMlp(f: (s: ort.InferenceSession, sig: ReturnType<typeof describeModel>) => Promise<void>): Promise<void> {
+  const s = await open(1);
+  try {
+    await f(s, describeModel(s.inputMetadata, s.outputMetadata));
+  } finally {
+    await s.release();
+  }
+}
+
 /** What profileSession is told about the session besides the session itself. */
 const baseOf = () => ({ digest: 'd', deviceClass: 'c', sessionBytes: 1000, fileBytes: 3000, rssBaseline: process.memoryUsage().rss });
 
-/**
- * `s`, as a device whose kernels rebuild their plan whenever the batch size differs from the last
- * run (onnxruntime's cuDNN convolutions on CUDA): each such run waits `ms` first; every run is real.
- */
-function rebuilding(s: ort.InferenceSession, ms: number): ort.InferenceSession {
-  let last = -1;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** `s` with `before` awaited ahead of every run, given the run's batch size (its first input's rows); every run is real. */
+function beforeRuns(s: ort.InferenceSession, before: (rows: number) => unknown): ort.InferenceSession {
   return {
     run: async (feeds: Record<string, ort.Tensor>) => {
-      const rows = Object.values(feeds)[0]!.dims[0]!;
-      if (rows !== last) await new Promise((r) => setTimeout(r, ms));
-      last = rows;
+      await before(Object.values(feeds)[0]!.dims[0]!);
       return s.run(feeds);
     },
   } as unknown as ort.InferenceSession;
 }
 
+/**
+ * `s`, as a device whose kernels rebuild their plan whenever the batch size differs from the last
+ * run (onnxruntime's cuDNN convolutions on CUDA): each such run waits `ms` first.
+ */
+function rebuilding(s: ort.InferenceSession, ms: number): ort.InferenceSession {
+  let last = -1;
+  return beforeRuns(s, async (rows) => {
+    if (rows !== last) await sleep(ms);
+    last = rows;
+  });
+}
+
 describe('profileSession', () => {
   it('sweeps batch sizes within its budget and chooses one', async () => {
-    const s = await open(1);
-    try {
-      const sig = describeModel(s.inputMetadata, s.outputMetadata);
+    await withMlp(async (s, sig) => {
       const p = await profileSession(s, sig, baseOf(), { budgetMs: 300, maxBatch: 8 });
       expect(p.rows.map((r) => r.batch)).toEqual([1, 2, 4, 8].slice(0, p.rows.length));
       expect(p.rows.length).toBeGreaterThanOrEqual(2);
@@ -47,9 +63,7 @@ describe('profileSession', () => {
       expect(p.tookMs).toBeLessThan(300 + 500); // one size's runs may end just past the budget
       expect(p.rows.map((r) => r.batch)).toContain(p.chosen.maxBatchSize);
       expect(p.memory.replicaBytes).toBeGreaterThanOrEqual(3000);
-    } finally {
-      await s.release();
-    }
+    });
   });
 
   it('stops before a batch size whose run would take longer than maxRunMs (background profiles)', async () => {
@@ -70,19 +84,11 @@ describe('profileSession', () => {
   });
 
   it('times a batch size again when one stalled run alone broke the objective, and sweeps on', async () => {
-    const s = await open(1);
-    try {
-      const sig = describeModel(s.inputMetadata, s.outputMetadata);
+    await withMlp(async (s, sig) => {
       // Batch 2's first timed run (after its warm-up) stalls 120 ms, as a preempted run does on a
       // shared machine; every other run is real.
       let batch2Runs = 0;
-      const stalling = {
-        run: async (feeds: Record<string, ort.Tensor>) => {
-          const rows = Object.values(feeds)[0]!.dims[0];
-          if (rows === 2 && ++batch2Runs === 2) await new Promise((r) => setTimeout(r, 120));
-          return s.run(feeds);
-        },
-      } as unknown as ort.InferenceSession;
+      const stalling = beforeRuns(s, (rows) => rows === 2 && ++batch2Runs === 2 && sleep(120));
       const base = baseOf();
       const p = await profileSession(stalling, sig, base, { budgetMs: 150, maxBatch: 4, latencySloMs: 50 });
       expect(batch2Runs).toBeGreaterThan(2);
@@ -91,15 +97,11 @@ describe('profileSession', () => {
       expect(p.rows[1]!.p99Ms).toBeLessThan(50);
       // Without the second timing the stall would have ended the sweep at batch 2 and chosen batch 1.
       expect(tailIsOutlier({ p50Ms: 0.1, p99Ms: 120 }, 50)).toBe(true);
-    } finally {
-      await s.release();
-    }
+    });
   });
 
   it('measures what a change of batch size costs and pads smaller batches where it costs more than the padding', async () => {
-    const s = await open(1);
-    try {
-      const sig = describeModel(s.inputMetadata, s.outputMetadata);
+    await withMlp(async (s, sig) => {
       // 30 ms per change of batch size.
       const rebuilder = rebuilding(s, 30);
       const base = baseOf();
@@ -112,15 +114,11 @@ describe('profileSession', () => {
       // The plain session (no rebuild): measured, no padding.
       const plain = await profileSession(s, sig, base, opts);
       expect(plain.chosen.shapeChangeMs).toBeLessThan(25);
-    } finally {
-      await s.release();
-    }
+    });
   });
 
   it('a gated profile interleaved with serving times its own shape, not the rebuild after a served batch', async () => {
-    const s = await open(1);
-    try {
-      const sig = describeModel(s.inputMetadata, s.outputMetadata);
+    await withMlp(async (s, sig) => {
       const rebuilder = rebuilding(s, 20);
       // Between every two profile runs the replica serves a batch of 3 (another shape).
       const served = new ort.Tensor('float32', new Float32Array(3 * 16), [3, 16]);
@@ -142,24 +140,15 @@ describe('profileSession', () => {
       for (const r of p.rows) expect(r.p50Ms).toBeLessThan(10);
       const blind = await profileSession(rebuilder, sig, base, { budgetMs: 400, maxBatch: 4, latencySloMs: 1e9, gate });
       expect(blind.rows[0]!.p50Ms).toBeGreaterThanOrEqual(15); // what it measured without knowing
-    } finally {
-      await s.release();
-    }
+    });
   });
 
   it('tells its gate how long the next timed run should take: the size before’s run scaled, not a warm-up that rebuilt', async () => {
-    const s = await open(1);
-    try {
-      const sig = describeModel(s.inputMetadata, s.outputMetadata);
+    await withMlp(async (s, sig) => {
       const rebuilder = rebuilding(s, 30); // each size's warm-up rebuilds: 30 ms
       const told: (number | undefined)[] = [];
       const sizes: number[] = [];
-      const recording = {
-        run: (feeds: Record<string, ort.Tensor>) => {
-          sizes.push(Object.values(feeds)[0]!.dims[0]!);
-          return rebuilder.run(feeds);
-        },
-      } as unknown as ort.InferenceSession;
+      const recording = beforeRuns(rebuilder, (rows) => sizes.push(rows));
       const gate = async (nextRunMs?: number) => {
         // The pass before batch 2's first timed run: one batch-2 run (the warm-up) so far.
         if (sizes.filter((n) => n === 2).length === 1 && sizes.at(-1) === 2) told.push(nextRunMs);
@@ -169,25 +158,15 @@ describe('profileSession', () => {
       expect(told).toHaveLength(1);
       expect(told[0]).toBeCloseTo(p.rows[0]!.p50Ms * 2, 5);
       expect(told[0]).toBeLessThan(10); // not the 30 ms warm-up
-    } finally {
-      await s.release();
-    }
+    });
   });
 
   it('a gated profile cut short before its batch-size change measurement says so (not a complete profile)', async () => {
-    const s = await open(1);
-    try {
-      const sig = describeModel(s.inputMetadata, s.outputMetadata);
+    await withMlp(async (s, sig) => {
       // Sizes run in sweep order (1, 2); a batch-1 run after a batch-2 one is the change measurement's.
       // Every run takes 3 ms whatever its size, so batch 2 is chosen (and batch 1 is the smaller size).
       const sizes: number[] = [];
-      const recording = {
-        run: async (feeds: Record<string, ort.Tensor>) => {
-          sizes.push(Object.values(feeds)[0]!.dims[0]!);
-          await new Promise((r) => setTimeout(r, 3));
-          return s.run(feeds);
-        },
-      } as unknown as ort.InferenceSession;
+      const recording = beforeRuns(s, (rows) => (sizes.push(rows), sleep(3)));
       // Stops at the first pass after a batch-1 run that followed a batch-2 one (the change measurement's).
       const gate = async () => (sizes.includes(2) && sizes.lastIndexOf(1) > sizes.indexOf(2) ? null : 0);
       const p = await profileSession(recording, sig, baseOf(), { budgetMs: 200, maxBatch: 2, latencySloMs: 1e9, gate });
@@ -195,36 +174,23 @@ describe('profileSession', () => {
       expect(p.chosen.maxBatchSize).toBe(2);
       expect(p.stoppedBecause).toBe(`${GATE_STOPPED} before measuring what a change of batch size costs`);
       expect(p.chosen.shapeChangeMs).toBeUndefined();
-    } finally {
-      await s.release();
-    }
+    });
   });
 
   it('a background (gated) sweep leaves part of its budget for the batch-size change measurement', async () => {
-    const s = await open(1);
-    try {
-      const sig = describeModel(s.inputMetadata, s.outputMetadata);
+    await withMlp(async (s, sig) => {
       // 10 ms a run, so the sweep fills its budget; the gate stops everything a little past the budget.
-      const slow = {
-        run: async (feeds: Record<string, ort.Tensor>) => {
-          await new Promise((r) => setTimeout(r, 10));
-          return s.run(feeds);
-        },
-      } as unknown as ort.InferenceSession;
+      const slow = beforeRuns(s, () => sleep(10));
       const t0 = performance.now();
       const gate = async () => (performance.now() - t0 > 880 ? null : 0);
       const p = await profileSession(slow, sig, baseOf(), { budgetMs: 800, maxBatch: 8, latencySloMs: 1e9, gate });
       expect(p.stoppedBecause).not.toMatch(GATE_STOPPED);
       expect(p.chosen.shapeChangeMs).toBeDefined();
-    } finally {
-      await s.release();
-    }
+    });
   });
 
   it('takes device memory from the sampler when given one (GPU sessions), not from RSS', async () => {
-    const s = await open(1);
-    try {
-      const sig = describeModel(s.inputMetadata, s.outputMetadata);
+    await withMlp(async (s, sig) => {
       let n = 0;
       const deviceBytes = async () => 100e6 + ++n * 1e6; // grows with each batch size
       const p = await profileSession(
@@ -236,9 +202,7 @@ describe('profileSession', () => {
       expect(p.rows.map((r) => r.peakBytes)).toEqual(p.rows.map((_, i) => 100e6 + (i + 1) * 1e6));
       expect(p.memory.peakBytes).toBe(p.rows.find((r) => r.batch === p.chosen.maxBatchSize)!.peakBytes);
       expect(p.memory.replicaBytes).toBe(Math.max(90e6, p.memory.peakBytes));
-    } finally {
-      await s.release();
-    }
+    });
   });
 });
 

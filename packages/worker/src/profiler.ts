@@ -116,20 +116,20 @@ async function timeBatch(
   const times: number[] = [];
   // Runs until their own times fill the share (the warm-up's is no guide: on a GPU it includes a
   // plan rebuild), at least 3 and at most 30.
-  let timed = 0;
+  let timed = 0; // the runs' own times, summed
   for (let i = 0; i < 30 && (i < 3 || timed < shareMs); i++) {
     // The first timed run's length: from the size before (the warm-up's may include a plan rebuild).
     if (gate && !(await gate.pass(times.at(-1) ?? estimateMs ?? warm))) return null;
     if (gate?.othersRan?.()) await session.run(feeds);
     const s = performance.now();
     await session.run(feeds);
-    times.push(performance.now() - s);
-    timed += times.at(-1)!;
+    const ms = performance.now() - s;
+    times.push(ms);
+    timed += ms;
     peakRss = Math.max(peakRss, process.memoryUsage().rss);
     if (i >= 2 && performance.now() > deadline()) break;
   }
   // Throughput from the runs' own times: with a gate, the waits between runs are not the session's.
-  const total = times.reduce((a, b) => a + b, 0);
   times.sort((a, b) => a - b);
   return {
     peakRss,
@@ -137,7 +137,7 @@ async function timeBatch(
       runs: times.length,
       p50Ms: +nearestRank(times, 0.5).toFixed(3),
       p99Ms: +nearestRank(times, 0.99).toFixed(3),
-      itemsPerSec: +((batch * times.length) / (total / 1000)).toFixed(1),
+      itemsPerSec: +((batch * times.length) / (timed / 1000)).toFixed(1),
     },
   };
 }
