@@ -14,11 +14,15 @@ const driver = repoPath('packages/bench/dist/gpu-check.js');
 function check(args: string[]) {
   const dir = mkdtempSync(join(tmpdir(), 'gpu-check-'));
   try {
-    const r = spawnSync(process.execPath, [driver, ...args, '--out', join(dir, 'out.json')], { encoding: 'utf8', timeout: 120_000 });
+    const r = spawnSync(process.execPath, [driver, ...args, '--out', join(dir, 'out.json'), '--cluster-log', join(dir, 'cluster.log')], {
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
     const doc = existsSync(join(dir, 'out.json'))
       ? (JSON.parse(readFileSync(join(dir, 'out.json'), 'utf8')) as { steps: StepResult[]; verdict: string })
       : undefined;
-    return { status: r.status, stderr: r.stderr, doc, step: (name: string) => doc?.steps.find((s) => s.step === name) };
+    const clusterLog = existsSync(join(dir, 'cluster.log')) ? readFileSync(join(dir, 'cluster.log'), 'utf8') : '';
+    return { status: r.status, stderr: r.stderr, doc, clusterLog, step: (name: string) => doc?.steps.find((s) => s.step === name) };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -48,6 +52,8 @@ describe('gpu-check driver', () => {
       afterProfile: { itemsPerSec: number; batches: Record<string, number> };
     };
     expect(shaped.shape.state).toBe('measured');
+    // The cluster's own log records the profile (what to read when a GPU run surprises).
+    expect(r.clusterLog).toMatch(/"msg":"shape profile"/);
     expect(Object.keys(shaped.beforeProfile.batches)).toEqual(['1']);
     expect(shaped.afterProfile.itemsPerSec).toBeGreaterThan(0);
     expect(Math.max(...Object.keys(shaped.afterProfile.batches).map(Number))).toBeLessThanOrEqual(shaped.shape.maxBatchSize);

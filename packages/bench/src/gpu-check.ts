@@ -2,14 +2,15 @@
 // onnxruntime-node, the worker measures the GPU, a `gpu` deployment runs on it with outputs within
 // 1e-3 of the CPU's, and VRAM is accounted and evicted by budget. Every step is recorded (never
 // thrown out of); one JSON document goes to --out and the verdict decides the exit code.
-//   node packages/bench/dist/gpu-check.js [--provider cuda] [--fake-gpu] [--out FILE] [--models a,b]
+//   node packages/bench/dist/gpu-check.js [--provider cuda] [--fake-gpu] [--out FILE] [--cluster-log FILE] [--models a,b]
+// --cluster-log: the cluster's own log (head and workers, info level: loads, profiles, evictions).
 // --provider cpu --fake-gpu runs the same GPU code paths on a machine without one (a GPU of the
 // inventory override served by the CPU provider): what CI runs.
 import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs, promisify } from 'node:util';
 import * as ort from 'onnxruntime-node';
-import { silentLogger } from '@flotilla/bus';
+import { createLogger, silentLogger } from '@flotilla/bus';
 import type { FlotillaClient, Tensor } from '@flotilla/client';
 import { LocalCluster } from '@flotilla/local';
 import type { GpuInfo, Heartbeat, LoadedReplicaState, WorkerStatus } from '@flotilla/protocol';
@@ -27,6 +28,7 @@ const { values: args } = parseArgs({
     provider: { type: 'string', default: 'cuda' },
     'fake-gpu': { type: 'boolean', default: false },
     out: { type: 'string' },
+    'cluster-log': { type: 'string' },
     models: { type: 'string', default: 'mlp,wide-mlp,convnet,conv-classifier,tiny-encoder' },
   },
 });
@@ -37,6 +39,7 @@ const fakeGpu: GpuInfo[] | undefined = args['fake-gpu']
 const models = args.models!.split(',').filter(Boolean) as SampleModel[];
 for (const m of models) if (!(m in SAMPLE_MODELS)) throw new Error(`--models: unknown sample model '${m}'`);
 const log = (s: string) => process.stderr.write(`${s}\n`);
+const clusterLogger = args['cluster-log'] ? createLogger('gpu-check', 'info', args['cluster-log']) : silentLogger();
 const MiB = 2 ** 20;
 const modelPath = (m: SampleModel) => sampleModelPath(m, process.env.FLOTILLA_SAMPLE_DIR ? undefined : repoPath('.cache/sample-models'));
 
@@ -251,15 +254,15 @@ async function shapeProfileWhileServing(c: FlotillaClient) {
     },
   });
   const settledMs = traffic.ms;
-  const stored = (await c.profiles(name)).find((p) => p.shape !== undefined);
+  // This shape's stored profile (none when it was cut short: such a profile serves its replica but is not stored).
+  const stored = (await c.profiles(name)).find((p) => p.shape !== undefined && shapeKey(p.shape) === key);
   const after = await withBatches(c, name, load(16, 1500));
   const { r } = await readyReplica(c, name);
   const onCuda = r.executionProvider === 'cuda';
   const chosen = shape?.maxBatchSize;
   const wrong = [
-    shape?.state !== 'measured' && shape?.state !== 'cache'
-      ? `shape not profiled within 30 s (${shape?.state ?? 'not seen'}: ${shape?.reason ?? ''})`
-      : '',
+    // Measured now: nothing stored a 48×48 profile before this run.
+    shape?.state !== 'measured' ? `shape not profiled within 30 s (${shape?.state ?? 'not seen'}: ${shape?.reason ?? ''})` : '',
     Object.keys(burst.batches).some((k) => k !== '1')
       ? `before its profile the replica ran batches of ${Object.keys(burst.batches).join(', ')}, not 1`
       : '',
@@ -276,6 +279,8 @@ async function shapeProfileWhileServing(c: FlotillaClient) {
     shape: shape ?? null,
     shapeChangeMs: stored?.chosen.shapeChangeMs ?? null,
     stoppedBecause: stored?.stoppedBecause ?? null,
+    stored: stored !== undefined,
+    rows: stored?.rows.map((r) => ({ batch: r.batch, itemsPerSec: r.itemsPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, runs: r.runs })) ?? null,
     beforeProfile: { itemsPerSec: burst.itemsPerSec, batches: burst.batches },
     afterProfile: { itemsPerSec: after.itemsPerSec, batches: after.batches },
     ...(wrong.length ? { failed: wrong.join('; ') } : {}),
@@ -363,7 +368,7 @@ async function main(): Promise<number> {
   const cluster = await LocalCluster.start({
     workers: 1,
     worker: { gpuProviders: [provider], ...(fakeGpu ? { inventory: { gpus: fakeGpu } } : {}) },
-    logger: silentLogger(),
+    logger: clusterLogger,
   });
   try {
     const c = cluster.client();
@@ -423,7 +428,7 @@ async function main(): Promise<number> {
         eviction: 'fifo',
         gpuProviders: [provider],
         ...(fakeGpu ? { inventory: { gpus: fakeGpu } } : {}),
-        logger: silentLogger(),
+        logger: clusterLogger,
       });
       const nc = await c.connection();
       let maxOverMiB = -Infinity;

@@ -75,6 +75,7 @@ async function profileWhileServing(honourHold: boolean) {
       deviceClass: 'test',
       ortVersion: 'test',
       latencySloMs: 1e9,
+      onGpu: false,
       store,
       logger: quiet,
       oneAtATime: (f) => f(),

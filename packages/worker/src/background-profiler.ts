@@ -50,6 +50,8 @@ export interface ShapeProfilerDeps {
   latencySloMs: number;
   store: ProfileStore;
   logger: Logger;
+  /** Whether the replica runs on a GPU (a profile without a measured change of batch size pads there). */
+  onGpu: boolean;
   /** The worker's profiling turn: profiles run one at a time per worker. */
   oneAtATime: <T>(f: () => Promise<T>) => Promise<T>;
   /** What profileSession needs of the session's memory. */
@@ -71,7 +73,7 @@ export class ShapeProfiler {
   private session: InferenceSession;
 
   constructor(private readonly deps: ShapeProfilerDeps) {
-    this.book = new ShapeBook({ maxShapes: deps.spec.profile.maxShapes ?? DEFAULT_MAX_SHAPES });
+    this.book = new ShapeBook({ maxShapes: deps.spec.profile.maxShapes ?? DEFAULT_MAX_SHAPES, onGpu: deps.onGpu });
     this.session = deps.session;
   }
 
@@ -160,12 +162,8 @@ export class ShapeProfiler {
   }
 
   /** Batching for requests of `key` (undefined: the replica's defaults). */
-  batchingFor(
-    key: string,
-    deployment: BatchingOptions,
-    onGpu = false,
-  ): { maxBatchSize: number; maxQueueDelayMs: number; padTo?: number } | undefined {
-    return this.book.batchingFor(key, deployment, onGpu);
+  batchingFor(key: string, deployment: BatchingOptions): { maxBatchSize: number; maxQueueDelayMs: number; padTo?: number } | undefined {
+    return this.book.batchingFor(key, deployment);
   }
 
   summary(base: ReplicaProfileSummary): ReplicaProfileSummary {
@@ -237,7 +235,19 @@ export class ShapeProfiler {
     const gaveUp = p.stoppedBecause.startsWith(GATE_STOPPED);
     if (!p.rows.length) return this.book.fail(key, `no run measured: ${this.closed ? 'replica closed' : 'the replica stayed busy'}`);
     this.book.settle(key, p, 'measured', p.tookMs);
-    this.deps.logger.info({ model: this.deps.spec.name, shape: key, chosen: p.chosen, tookMs: p.tookMs, gaveUp }, 'shape profile');
+    this.deps.logger.info(
+      {
+        model: this.deps.spec.name,
+        shape: key,
+        chosen: p.chosen,
+        tookMs: p.tookMs,
+        wallMs: Math.round(performance.now() - began),
+        gaveUp,
+        stoppedBecause: p.stoppedBecause,
+        rows: p.rows.map((r) => ({ batch: r.batch, runs: r.runs, p50Ms: r.p50Ms, p99Ms: r.p99Ms })),
+      },
+      'shape profile',
+    );
     // A sweep cut short by a busy replica serves this replica, but is not stored as the shape's profile.
     if (!gaveUp) await this.put(p);
   }

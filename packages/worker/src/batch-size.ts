@@ -84,3 +84,14 @@ export function choosePadding(rows: readonly ProfileRow[], chosen: BatchChoice, 
       `smaller batches run padded to ${chosen.maxBatchSize}`,
   };
 }
+
+/**
+ * Rows smaller batches run padded to, by a profile's choice (undefined: unpadded): its `padTo`
+ * where it found a change of batch size dearer than padding; on a GPU, also its chosen size where it
+ * did not measure what a change costs (a background profile cut short, or a profile stored before
+ * that measurement existed), because there a change may cost a plan rebuild and padding costs little.
+ */
+export function profilePadTo(chosen: Pick<BatchChoice, 'maxBatchSize' | 'padTo' | 'shapeChangeMs'>, onGpu: boolean): number | undefined {
+  if (chosen.padTo !== undefined) return chosen.padTo;
+  return onGpu && chosen.shapeChangeMs === undefined && chosen.maxBatchSize > 1 ? chosen.maxBatchSize : undefined;
+}

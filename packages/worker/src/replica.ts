@@ -195,7 +195,7 @@ export class Replica {
       ...(options.padBatches && maxBatchSize > 1 ? { padTo: maxBatchSize } : {}),
     };
     // A dynamic-shape model's profiled shapes have their own batching; the others run on these defaults.
-    this.batcher = new Batcher<Pending>(this.batching, shapes ? (key) => shapes.batchingFor(key, options, gpu) : undefined);
+    this.batcher = new Batcher<Pending>(this.batching, shapes ? (key) => shapes.batchingFor(key, options) : undefined);
     shapes?.attach(
       () => this.batcher.length === 0 && !this.running,
       () => this.batchesRun,

@@ -187,7 +187,7 @@ export class SessionLoader {
         signature,
         profile: shapes ? shapes.summary(summary) : summary,
         ...(shapes ? { shapes } : {}),
-        batching: batchingFor(outcome, spec.batching),
+        batching: batchingFor(outcome, spec.batching, o.kind === 'gpu'),
         ...(o.measuredBytes !== undefined ? { measuredBytes: o.measuredBytes } : {}),
         ...(warmupMs !== undefined ? { warmupMs: +warmupMs.toFixed(1) } : {}),
       };
@@ -241,6 +241,7 @@ export class SessionLoader {
       deviceClass: o.deviceClass,
       ortVersion: ortVersion(),
       latencySloMs: o.slo,
+      onGpu: o.kind === 'gpu',
       store: this.profiles,
       logger: this.logger,
       oneAtATime: (f) => this.oneAtATime(f),

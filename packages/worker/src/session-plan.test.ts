@@ -377,6 +377,25 @@ describe('batchingFor', () => {
     expect(batchingFor(outcome, deployment)).toEqual(expected);
     expect(deployment).toEqual(before); // never mutates the deployment's options
   });
+
+  // A profile that did not measure a change of batch size (stored before the measurement existed, or cut short).
+  const unmeasured = { ...p, chosen: { ...p.chosen, shapeChangeMs: undefined } };
+  const cheap = { ...p, chosen: { ...p.chosen, shapeChangeMs: 0.2 } };
+  it.each<[string, ModelProfile, boolean, DeploySpec['batching'], boolean | undefined]>([
+    ['unmeasured on a GPU: padded', unmeasured, true, {}, true],
+    ['unmeasured on a CPU: not padded', unmeasured, false, {}, undefined],
+    ['measured cheap on a GPU: not padded', cheap, true, {}, undefined],
+    ['unmeasured on a GPU, the deployment says not to', unmeasured, true, { padBatches: false }, false],
+    [
+      'unmeasured on a GPU, batch 1 chosen: nothing to pad',
+      { ...unmeasured, chosen: { ...unmeasured.chosen, maxBatchSize: 1 } },
+      true,
+      {},
+      undefined,
+    ],
+  ])('%s', (_what, profile, onGpu, deployment, padBatches) => {
+    expect(batchingFor({ source: 'cache', profile }, deployment, onGpu).padBatches).toBe(padBatches);
+  });
 });
 
 describe('shouldWarmUp', () => {

@@ -12,6 +12,7 @@ import {
   type ShapeProfileSummary,
   type ThreadSettings,
 } from '@flotilla/protocol';
+import { profilePadTo } from './batch-size.js';
 import { DEFAULT_PROFILE_BUDGET_MS } from './profiler.js';
 import { assertThreadsFit, sameThreads } from './thread-choice.js';
 
@@ -247,7 +248,7 @@ export function summarizeShapes(
  * choice; one item at a time for a model without a batch axis; the deployment's alone otherwise
  * (the replica's defaults fill the rest).
  */
-export function batchingFor(outcome: ProfileOutcome, deployment: BatchingOptions): BatchingOptions {
+export function batchingFor(outcome: ProfileOutcome, deployment: BatchingOptions, onGpu = false): BatchingOptions {
   switch (outcome.source) {
     case 'cache':
     case 'measured': {
@@ -256,8 +257,8 @@ export function batchingFor(outcome: ProfileOutcome, deployment: BatchingOptions
         ...deployment,
         maxBatchSize: deployment.maxBatchSize ?? chosen.maxBatchSize,
         maxQueueDelayMs: deployment.maxQueueDelayMs ?? chosen.maxQueueDelayMs,
-        // Padding as measured (chosen.padTo) unless the deployment says otherwise.
-        ...(deployment.padBatches === undefined && chosen.padTo !== undefined ? { padBatches: true } : {}),
+        // Padding as the profile found (profilePadTo) unless the deployment says otherwise.
+        ...(deployment.padBatches === undefined && profilePadTo(chosen, onGpu) !== undefined ? { padBatches: true } : {}),
       };
     }
     case 'skipped':

@@ -255,14 +255,20 @@ describe('ShapeBook', () => {
     ['not measured (cut short), CPU', undefined, false, undefined],
     ['not measured (cut short), GPU: padded', undefined, true, 8],
   ] as const)('a change of batch size %s → padTo %s', (_what, change, gpu, padTo) => {
-    const b = new ShapeBook({ maxShapes: 8 });
+    const b = new ShapeBook({ maxShapes: 8, onGpu: gpu });
     b.see(k(1), s(1), 0);
     b.start(k(1));
     const p = profile(s(1), 8, 10);
     const chosen = { ...p.chosen, ...(change !== undefined ? { shapeChangeMs: change } : {}) };
-    b.settle(k(1), { ...p, chosen }, 'measured', 100);
-    expect(b.batchingFor(k(1), {}, gpu)?.padTo).toBe(padTo);
-    expect(b.batchingFor(k(1), { padBatches: false }, gpu)?.padTo).toBeUndefined();
+    b.settle(k(1), { ...p, chosen, stoppedBecause: 'stopped: the replica stayed busy' }, 'measured', 100);
+    expect(b.batchingFor(k(1), {})?.padTo).toBe(padTo);
+    expect(b.batchingFor(k(1), { padBatches: false })?.padTo).toBeUndefined();
+    // What the replica reports is what it runs, and why.
+    const [summary] = b.summaries();
+    expect(summary!.padTo).toBe(padTo);
+    if (padTo !== undefined)
+      expect(summary!.reason).toMatch(/not measured \(stopped: the replica stayed busy\): on a GPU smaller batches run padded to 8$/);
+    else expect(summary!.reason).not.toMatch(/padded/);
   });
 });
 

@@ -14,6 +14,7 @@ import {
   type ProfileShape,
   type ShapeProfileSummary,
 } from '@flotilla/protocol';
+import { profilePadTo } from './batch-size.js';
 import type { ModelSignature } from './model-io.js';
 
 /** Shapes one replica profiles in the background (deployment `profile.maxShapes`). */
@@ -148,6 +149,8 @@ export function keepHolding(grantedMs: number, nextRunMs: number, capMs: number)
 export interface ShapeBookOptions {
   /** Shapes profiled per replica (beyond: `skipped`, they run on the defaults). */
   maxShapes: number;
+  /** Whether the replica runs on a GPU (profilePadTo: padding where a profile did not measure a change of batch size). */
+  onGpu?: boolean;
   /** Shapes tracked at all (a flood of distinct shapes must not grow the replica's memory). */
   maxTracked?: number;
 }
@@ -159,8 +162,11 @@ export class ShapeBook {
   private readonly aliases = new Map<string, string>();
   private readonly maxTracked: number;
 
+  private readonly onGpu: boolean;
+
   constructor(private readonly options: ShapeBookOptions) {
     this.maxTracked = options.maxTracked ?? MAX_PROFILED_SHAPES;
+    this.onGpu = options.onGpu ?? false;
   }
 
   get(key: string): ShapeEntry | undefined {
@@ -259,18 +265,11 @@ export class ShapeBook {
    * choice of its shape (or of the bucket it falls in); undefined while that has no profile (the
    * replica's defaults apply).
    */
-  batchingFor(
-    key: string,
-    deployment: BatchingOptions,
-    onGpu = false,
-  ): { maxBatchSize: number; maxQueueDelayMs: number; padTo?: number } | undefined {
+  batchingFor(key: string, deployment: BatchingOptions): { maxBatchSize: number; maxQueueDelayMs: number; padTo?: number } | undefined {
     const chosen = this.entries.get(this.aliases.get(key) ?? key)?.profile?.chosen;
     if (!chosen) return undefined;
     const maxBatchSize = deployment.maxBatchSize ?? chosen.maxBatchSize;
-    // Padded where the profile found a change of batch size dearer than padding, and on a GPU where
-    // it did not measure one (a profile cut short): there a change may cost a plan rebuild, padding little.
-    const profilePads = chosen.padTo !== undefined || (onGpu && chosen.shapeChangeMs === undefined);
-    const pad = (deployment.padBatches ?? profilePads) && maxBatchSize > 1;
+    const pad = (deployment.padBatches ?? profilePadTo(chosen, this.onGpu) !== undefined) && maxBatchSize > 1;
     return {
       maxBatchSize,
       maxQueueDelayMs: deployment.maxQueueDelayMs ?? chosen.maxQueueDelayMs,
@@ -295,15 +294,24 @@ export class ShapeBook {
 
   /** Every tracked shape, for heartbeats and `status`. */
   summaries(): ShapeProfileSummary[] {
-    return [...this.entries.values()].map((e) => ({
-      shape: e.key,
-      state: e.state,
-      requests: e.requests,
-      ...(e.profile ? { maxBatchSize: e.profile.chosen.maxBatchSize, maxQueueDelayMs: e.profile.chosen.maxQueueDelayMs } : {}),
-      ...(e.profile?.chosen.padTo !== undefined ? { padTo: e.profile.chosen.padTo } : {}),
-      replicaBytes: e.profile?.memory.replicaBytes ?? 0,
-      tookMs: e.tookMs,
-      reason: e.reason.slice(0, 1024),
-    }));
+    return [...this.entries.values()].map((e) => {
+      const chosen = e.profile?.chosen;
+      const padTo = chosen ? profilePadTo(chosen, this.onGpu) : undefined;
+      // Padded without a measured change of batch size (the GPU's fallback): say why.
+      const unmeasured = chosen !== undefined && padTo !== undefined && chosen.padTo === undefined;
+      const reason = unmeasured
+        ? `${e.reason}; what a change of batch size costs was not measured (${e.profile!.stoppedBecause}): on a GPU smaller batches run padded to ${padTo}`
+        : e.reason;
+      return {
+        shape: e.key,
+        state: e.state,
+        requests: e.requests,
+        ...(chosen ? { maxBatchSize: chosen.maxBatchSize, maxQueueDelayMs: chosen.maxQueueDelayMs } : {}),
+        ...(padTo !== undefined ? { padTo } : {}),
+        replicaBytes: e.profile?.memory.replicaBytes ?? 0,
+        tookMs: e.tookMs,
+        reason: reason.slice(0, 1024),
+      };
+    });
   }
 }
