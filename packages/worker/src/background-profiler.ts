@@ -18,7 +18,7 @@ import {
 } from '@flotilla/protocol';
 import type { Logger, ProfileStore } from '@flotilla/bus';
 import type { ModelSignature } from './model-io.js';
-import { BACKGROUND_MAX_RUN_MS, DEFAULT_MAX_PROFILE_BATCH, GATE_STOPPED, profileSession } from './profiler.js';
+import { BACKGROUND_MAX_RUN_MS, DEFAULT_MAX_PROFILE_BATCH, GATE_STOPPED, profileSession, storable } from './profiler.js';
 import { summarizeShapes } from './session-plan.js';
 import {
   BACKGROUND_WALL_FACTOR,
@@ -249,7 +249,7 @@ export class ShapeProfiler {
       'shape profile',
     );
     // A sweep cut short by a busy replica serves this replica, but is not stored as the shape's profile.
-    if (!gaveUp) await this.put(p);
+    if (storable(p.stoppedBecause)) await this.put(p);
   }
 
   private measure(shape: ProfileShape, gate?: (nextRunMs?: number) => Promise<number | null>): Promise<ModelProfile> {

@@ -5,7 +5,7 @@ import * as ort from 'onnxruntime-node';
 import { sampleModelPath } from '@flotilla/sample-models';
 import { describeModel } from './model-io.js';
 import { tailIsOutlier } from './batch-size.js';
-import { GATE_STOPPED, profileSession, profileThreads } from './profiler.js';
+import { CHANGE_UNMEASURED, GATE_STOPPED, profileSession, profileThreads, storable } from './profiler.js';
 import { cpuSessionOptions } from './session-plan.js';
 
 const open = (intraOp: number, mode: 'sequential' | 'parallel' = 'sequential', interOp = 1) =>
@@ -161,7 +161,16 @@ describe('profileSession', () => {
     });
   });
 
-  it('a gated profile cut short before its batch-size change measurement says so (not a complete profile)', async () => {
+  it.each([
+    ['a complete sweep', 'reached the largest batch tried (128)', true],
+    ['a sweep ended by its budget', 'time budget of 1000 ms spent (750 ms on the sweep)', true],
+    ['a sweep the gate cut short', `${GATE_STOPPED} before batch 16`, false],
+    ['a sweep whose change measurement the gate cut short (padded on a GPU)', CHANGE_UNMEASURED, true],
+  ])('storable: %s', (_what, why, stored) => {
+    expect(storable(why)).toBe(stored);
+  });
+
+  it('a gated profile cut short before its batch-size change measurement says so', async () => {
     await withMlp(async (s, sig) => {
       // Sizes run in sweep order (1, 2); a batch-1 run after a batch-2 one is the change measurement's.
       // Every run takes 3 ms whatever its size, so batch 2 is chosen (and batch 1 is the smaller size).
@@ -172,7 +181,7 @@ describe('profileSession', () => {
       const p = await profileSession(recording, sig, baseOf(), { budgetMs: 200, maxBatch: 2, latencySloMs: 1e9, gate });
       expect(p.rows.map((r) => r.batch)).toEqual([1, 2]);
       expect(p.chosen.maxBatchSize).toBe(2);
-      expect(p.stoppedBecause).toBe(`${GATE_STOPPED} before measuring what a change of batch size costs`);
+      expect(p.stoppedBecause).toBe(CHANGE_UNMEASURED);
       expect(p.chosen.shapeChangeMs).toBeUndefined();
     });
   });

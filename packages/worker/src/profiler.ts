@@ -59,6 +59,17 @@ export const BACKGROUND_MAX_RUN_MS = 25;
 
 /** Why a gated sweep stopped early (set when the gate said stop). */
 export const GATE_STOPPED = 'stopped by its gate';
+/** A gated profile whose sweep ended but whose batch-size change measurement the gate stopped. */
+export const CHANGE_UNMEASURED = `${GATE_STOPPED} before measuring what a change of batch size costs`;
+
+/**
+ * Whether a profile is complete enough to store as its shape's: a sweep the gate cut short is not
+ * (its choice may be far below what the device does); one that lacks only the batch-size change
+ * measurement is (profilePadTo pads it on a GPU, where that measurement matters).
+ */
+export function storable(stoppedBecause: string): boolean {
+  return !stoppedBecause.startsWith(GATE_STOPPED) || stoppedBecause === CHANGE_UNMEASURED;
+}
 
 function syntheticFeeds(sig: ModelSignature, batch: number, shape?: ProfileShape): Record<string, ort.Tensor> {
   const feeds: Record<string, ort.Tensor> = {};
@@ -285,8 +296,8 @@ export async function profileSession(
     const batchMs = rows.find((r) => r.batch === chosen.maxBatchSize)?.p50Ms;
     const change = await shapeChangeCost(session, sig, chosen.maxBatchSize, smaller.batch, opts.shape, gate, rounds, batchMs);
     if (change !== null) chosen = choosePadding(rows, chosen, change);
-    // Cut short: not a complete profile (a background one serves its replica but is not stored).
-    else stoppedBecause = `${GATE_STOPPED} before measuring what a change of batch size costs`;
+    // Cut short before the measurement (stored all the same: see storable).
+    else stoppedBecause = CHANGE_UNMEASURED;
   }
   const chosenRow = rows.find((r) => r.batch === chosen.maxBatchSize) ?? rows[0];
   const peakBytes = chosenRow?.peakBytes ?? 0;
