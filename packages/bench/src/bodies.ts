@@ -1,7 +1,8 @@
 // `pnpm bench:bodies`: large bodies at 8, 64 and 256 MiB, each way. (1) The staging path alone:
 // this process stages a body in the blob bucket, an echo in its own process (body-echo.ts) takes
 // it and stages it back, this process takes that: MB/s per direction from put start to take end
-// (clocks of one host). (2) Through a real replica: a worker process serving the `affine` model
+// (clocks of one host); stored (the reference goes out once the put is done) and streamed (it
+// goes out as the put starts, and the take reads while the put writes). (2) Through a real replica: a worker process serving the `affine` model
 // (y = 2x + 1, any shape), request and reply each the body's size: the round trip, model run and
 // (de)coding included. Real nats-server with its default 1 MiB max_payload; medians of `rounds`.
 import type { ChildProcess } from 'node:child_process';
@@ -35,10 +36,18 @@ export interface BodiesOptions {
 
 export interface BodyFigures {
   sizeMiB: number;
-  /** The staging path alone, per direction (MB = 10^6 bytes). */
-  staging: { requestMBps: number; replyMBps: number; roundTripMs: number };
+  /** The staging path alone, per direction (MB = 10^6 bytes): the reference sent once the put is done. */
+  staging: StagingFigures;
+  /** The same, streamed: the reference sent as the put starts (what the SDK and replicas do). */
+  streamed: StagingFigures;
   /** Through a replica: request + reply round trip, and the body's size over half of it. */
   replica?: { roundTripMs: number; mbpsPerDirection: number };
+}
+
+export interface StagingFigures {
+  requestMBps: number;
+  replyMBps: number;
+  roundTripMs: number;
 }
 
 export interface BodiesResult {
@@ -109,7 +118,7 @@ export async function benchBodies(opts: BodiesOptions = {}): Promise<BodiesResul
       ]);
       cleanups.push(() => stopPeer(worker.child));
       await waitFor('the worker', () => head.registry.running().length > 0, worker.child, worker.output);
-      const client = new FlotillaClient({ servers: nats.url, cluster });
+      const client = new FlotillaClient({ servers: nats.url, cluster, streamBodies: process.env.BENCH_STREAM_BODIES !== '0' });
       cleanups.push(() => client.close());
       await client.deploy(sampleModelPath('affine'), 'affine', { device: 'cpu', profile: { enabled: false } });
       replica = { client };
@@ -126,28 +135,28 @@ export async function benchBodies(opts: BodiesOptions = {}): Promise<BodiesResul
       // The whole body within Flotilla's limit (a request of exactly 256 MiB of tensor would not be).
       const bytes = Math.min(sizeMiB * MiB, DEFAULT_MAX_MESSAGE_BYTES - 64 * 1024);
       const data = randomFillSync(new Uint8Array(bytes));
-      const req: number[] = [];
-      const rep: number[] = [];
-      const rtt: number[] = [];
-      for (let r = 0; r < rounds; r++) {
-        const t0 = epochMs();
-        const ref = await blobs.put(data);
-        const msg = await nc.request(subject, encode({ v: PROTOCOL_VERSION, blob: ref }), { timeout: 120_000 });
-        const reply = decode<EchoReply>(msg.data);
-        if (!reply.blob || reply.takenAt === undefined || reply.putAt === undefined) throw new Error(`body echo: ${reply.error}`);
-        const back = await blobs.take(reply.blob, 2 * bytes);
-        const t1 = epochMs();
-        if (!Buffer.from(back.buffer, back.byteOffset, back.byteLength).equals(Buffer.from(data.buffer))) {
-          throw new Error(`the ${sizeMiB} MiB body came back different`);
+      const staged = async (streamed: boolean): Promise<StagingFigures> => {
+        const req: number[] = [];
+        const rep: number[] = [];
+        const rtt: number[] = [];
+        for (let r = 0; r < rounds; r++) {
+          const t0 = epochMs();
+          const ref = streamed ? blobs.stream(data).ref : await blobs.put(data);
+          const msg = await nc.request(subject, encode({ v: PROTOCOL_VERSION, blob: ref }), { timeout: 120_000 });
+          const reply = decode<EchoReply>(msg.data);
+          if (!reply.blob || reply.takenAt === undefined || reply.putAt === undefined) throw new Error(`body echo: ${reply.error}`);
+          const back = await blobs.take(reply.blob, 2 * bytes);
+          const t1 = epochMs();
+          if (!Buffer.from(back.buffer, back.byteOffset, back.byteLength).equals(Buffer.from(data.buffer))) {
+            throw new Error(`the ${sizeMiB} MiB body came back different`);
+          }
+          req.push(reply.takenAt - t0);
+          rep.push(t1 - reply.putAt);
+          rtt.push(t1 - t0);
         }
-        req.push(reply.takenAt - t0);
-        rep.push(t1 - reply.putAt);
-        rtt.push(t1 - t0);
-      }
-      const figures: BodyFigures = {
-        sizeMiB,
-        staging: { requestMBps: mbps(bytes, median(req)), replyMBps: mbps(bytes, median(rep)), roundTripMs: +median(rtt).toFixed(1) },
+        return { requestMBps: mbps(bytes, median(req)), replyMBps: mbps(bytes, median(rep)), roundTripMs: +median(rtt).toFixed(1) };
       };
+      const figures: BodyFigures = { sizeMiB, staging: await staged(false), streamed: await staged(true) };
       if (replica) {
         const n = Math.floor(bytes / 4 / 1024) * 1024;
         const x = new Float32Array(n).fill(0.5);
@@ -167,7 +176,8 @@ export async function benchBodies(opts: BodiesOptions = {}): Promise<BodiesResul
       }
       log(
         `bodies: ${sizeMiB} MiB: staging request ${figures.staging.requestMBps} MB/s, reply ${figures.staging.replyMBps} MB/s` +
-          ` (round trip ${figures.staging.roundTripMs} ms)` +
+          ` (round trip ${figures.staging.roundTripMs} ms); streamed request ${figures.streamed.requestMBps} MB/s,` +
+          ` reply ${figures.streamed.replyMBps} MB/s (round trip ${figures.streamed.roundTripMs} ms)` +
           (figures.replica
             ? `; through a replica ${figures.replica.roundTripMs} ms = ${figures.replica.mbpsPerDirection} MB/s per direction`
             : ''),

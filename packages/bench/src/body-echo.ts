@@ -1,6 +1,7 @@
 // The far end of `bench:bodies`' staging path, in its own process (as a replica is): takes each
 // staged body named on its subject from the blob bucket, stages the same bytes back and answers
-// with their reference and when (epoch ms) the take finished and the put began.
+// with their reference and when (epoch ms) the take finished and the put began. A streamed
+// reference (with `nuid`) is answered with a streamed one, sent as its staging starts.
 // Usage: node body-echo.js <nats url> <bucket> <subject>
 import { BlobStore, closeBus, connectBus } from '@flotilla/bus';
 import { PROTOCOL_VERSION, decode, encode, parseBlobRef } from '@flotilla/protocol';
@@ -11,7 +12,7 @@ export const epochMs = (): number => performance.timeOrigin + performance.now();
 /** What the echo answers. */
 export interface EchoReply {
   v: number;
-  blob?: { name: string; size: number };
+  blob?: { name: string; size: number; nuid?: string };
   takenAt?: number;
   putAt?: number;
   error?: string;
@@ -32,7 +33,10 @@ async function main(): Promise<void> {
         const body = await blobs.take(ref, MAX_BYTES);
         const takenAt = epochMs();
         const putAt = epochMs();
-        return { v: PROTOCOL_VERSION, blob: await blobs.put(body), takenAt, putAt };
+        if (ref.nuid === undefined) return { v: PROTOCOL_VERSION, blob: await blobs.put(body), takenAt, putAt };
+        const streamed = blobs.stream(body);
+        streamed.done.catch((err: unknown) => process.stderr.write(`body-echo: streaming back failed: ${(err as Error).message}\n`));
+        return { v: PROTOCOL_VERSION, blob: streamed.ref, takenAt, putAt };
       })()
         .catch((err: unknown): EchoReply => ({ v: PROTOCOL_VERSION, error: (err as Error).message }))
         .then((reply) => msg.respond(encode(reply)));

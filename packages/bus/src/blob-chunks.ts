@@ -187,10 +187,77 @@ export async function readChunked(
   if (!isNuid(meta.nuid)) throw new BadRequestError(`staged body ${meta.name} has a malformed nuid`);
   const expected = parseDigest(meta);
   checkChunkCount(meta);
-  // Not zero-filled: every byte is written before it is returned (the size is checked below).
-  const out = new Uint8Array(Buffer.allocUnsafeSlow(meta.size).buffer, 0, meta.size);
+  const read = await readChunks(nc, js, bucket, meta, opts);
+  checkCounts(meta, read.chunks, read.out.byteLength);
+  return checkDigest(meta, read.digest, expected, read.out);
+}
+
+/**
+ * Reads a body whose sender is still writing it (`{ name, size, nuid }` from a streamed
+ * reference, BlobStore.stream): its chunks as they are stored, then its meta once the sender has
+ * written it (within `metaWaitMs`), which must name the same chunks and size, count the chunks
+ * read and hash to what was read. Otherwise as readChunked: BAD_REQUEST for a body that is not
+ * what it says, UNAVAILABLE when it stops coming (a sender that failed sends no more chunks).
+ */
+export async function readStreamed(
+  nc: NatsConnection,
+  js: JetStreamClient,
+  bucket: string,
+  ref: { name: string; size: number; nuid: string },
+  lookUpMeta: () => Promise<ObjectMeta | null>,
+  opts: ChunkedReadOptions & { metaWaitMs?: number } = {},
+): Promise<Uint8Array> {
+  if (!isNuid(ref.nuid)) throw new BadRequestError(`staged body ${ref.name} has a malformed nuid`);
+  const read = await readChunks(nc, js, bucket, ref, opts);
+  const meta = await waitForMeta(ref.name, lookUpMeta, opts.metaWaitMs ?? opts.stallMs ?? DEFAULT_READ_STALL_MS);
+  if (meta.deleted) throw new UnavailableError(`staged body ${ref.name} was withdrawn by its sender`);
+  if (meta.nuid !== ref.nuid || meta.size !== ref.size) {
+    throw new BadRequestError(
+      `staged body ${ref.name}: its meta (${meta.size} bytes) is not the one its reference announced (${ref.size})`,
+    );
+  }
+  const expected = parseDigest(meta);
+  checkChunkCount(meta);
+  checkCounts(meta, read.chunks, read.out.byteLength);
+  return checkDigest(meta, read.digest, expected, read.out);
+}
+
+/** The meta `lookUp` finds, polled with a growing pause (1 to 20 ms) for at most `waitMs`; UNAVAILABLE after. */
+async function waitForMeta(name: string, lookUp: () => Promise<ObjectMeta | null>, waitMs: number): Promise<ObjectMeta> {
+  const until = performance.now() + waitMs;
+  for (let pause = 1; ; pause = Math.min(20, pause * 2)) {
+    const meta = await lookUp();
+    if (meta) return meta;
+    if (performance.now() >= until) throw new UnavailableError(`staged body ${name}: its sender wrote no meta within ${waitMs} ms`);
+    await new Promise((r) => setTimeout(r, pause));
+  }
+}
+
+function checkCounts(meta: Pick<ObjectMeta, 'name' | 'size' | 'chunks'>, chunks: number, bytes: number): void {
+  if (bytes !== meta.size || chunks !== meta.chunks) {
+    throw new BadRequestError(
+      `staged body ${meta.name} has ${bytes} bytes in ${chunks} chunks, its meta says ${meta.size} in ${meta.chunks}`,
+    );
+  }
+}
+
+/**
+ * The chunks of `nuid` into one buffer of `size` bytes: until the stream has no more (`chunks`
+ * known: a stored object) or `size` bytes have arrived (a streamed one, still being written).
+ */
+async function readChunks(
+  nc: NatsConnection,
+  js: JetStreamClient,
+  bucket: string,
+  target: { name: string; size: number; nuid: string; chunks?: number },
+  opts: ChunkedReadOptions,
+): Promise<{ out: Uint8Array; chunks: number; digest: Buffer }> {
+  const { name, size } = target;
+  const streamed = target.chunks === undefined;
+  // Not zero-filled: every byte is written before it is returned (the size is checked by the caller).
+  const out = new Uint8Array(Buffer.allocUnsafeSlow(size).buffer, 0, size);
   const sha = createHash('sha256');
-  if (meta.size === 0) return checkDigest(meta, sha.digest(), expected, out);
+  if (size === 0) return { out, chunks: 0, digest: sha.digest() };
 
   let off = 0;
   let chunks = 0;
@@ -205,7 +272,7 @@ export async function readChunked(
         else resolve();
       }),
   );
-  const unavailable = (why: string, cause?: unknown) => new UnavailableError(`staged body ${meta.name}: ${why}`, { cause });
+  const unavailable = (why: string, cause?: unknown) => new UnavailableError(`staged body ${name}: ${why}`, { cause });
   const stallMs = opts.stallMs ?? DEFAULT_READ_STALL_MS;
   const stall = new Watchdog(stallMs, () => settle(unavailable(`no chunk for ${stallMs} ms`)));
   let messages: ConsumerMessages | undefined;
@@ -216,8 +283,12 @@ export async function readChunked(
     if (settled || jm.seq <= lastSeq) return;
     const chunk = jm.data;
     chunks++;
-    if (off + chunk.byteLength > out.byteLength || chunks > meta.chunks) {
-      settle(new BadRequestError(`staged body ${meta.name} has more than its announced ${meta.size} bytes in ${meta.chunks} chunks`));
+    if (off + chunk.byteLength > out.byteLength || (target.chunks !== undefined && chunks > target.chunks)) {
+      settle(
+        new BadRequestError(
+          `staged body ${name} has more than its announced ${size} bytes${streamed ? '' : ` in ${target.chunks} chunks`}`,
+        ),
+      );
       return;
     }
     out.set(chunk, off);
@@ -225,11 +296,11 @@ export async function readChunked(
     lastSeq = jm.seq;
     sha.update(chunk);
     stall.touch();
-    if (jm.info.pending === 0) settle();
+    if (streamed ? off === size : jm.info.pending === 0) settle();
   };
   const subscribe = async (): Promise<void> => {
     const consumer = await js.consumers.getPushConsumer(`OBJ_${bucket}`, {
-      filter_subjects: chunkSubject(bucket, meta.nuid),
+      filter_subjects: chunkSubject(bucket, target.nuid),
       ...(lastSeq > 0 ? { opt_start_seq: lastSeq + 1 } : {}),
     });
     const m = await consumer.consume({ callback: onChunk });
@@ -270,12 +341,7 @@ export async function readChunked(
     status.stop();
     for (const m of started) m.stop();
   }
-  if (off !== meta.size || chunks !== meta.chunks) {
-    throw new BadRequestError(
-      `staged body ${meta.name} has ${off} bytes in ${chunks} chunks, its meta says ${meta.size} in ${meta.chunks}`,
-    );
-  }
-  return checkDigest(meta, sha.digest(), expected, out);
+  return { out, chunks, digest: sha.digest() };
 }
 
 /** Whether `id` can stand as one subject token of an object's chunks (no wildcard, no dot). */
@@ -283,7 +349,7 @@ export function isNuid(id: unknown): id is string {
   return typeof id === 'string' && NUID_RE.test(id);
 }
 
-function checkDigest(meta: ObjectMeta, got: Buffer, expected: Buffer, out: Uint8Array): Uint8Array {
+function checkDigest(meta: Pick<ObjectMeta, 'name'>, got: Buffer, expected: Buffer, out: Uint8Array): Uint8Array {
   if (!got.equals(expected)) throw new BadRequestError(`staged body ${meta.name} does not match its SHA-256 digest`);
   return out;
 }

@@ -1,14 +1,17 @@
 // Staging of bodies larger than the server's max_payload through a JetStream object store
 // (memory storage, objects expire after a TTL so a crashed party leaves no garbage for long).
 // The sender puts the encoded body under a fresh name and sends `{ v, blob: { name, size } }`;
-// the receiver fetches and deletes it. Chunks move through blob-chunks.ts (pipelined, hashed
-// natively, read into one buffer): the object store's own put/get moved 18-33 MB/s here.
+// the receiver fetches and deletes it. Or the sender streams it: it sends `{ v, blob: { name,
+// size, nuid } }` as it starts writing, and the receiver reads the chunks while they are written
+// and checks them against the meta written last (a put and a take overlap instead of following
+// each other). Chunks move through blob-chunks.ts (pipelined, hashed natively, read into one
+// buffer): the object store's own put/get moved 18-33 MB/s here.
 import type { NatsConnection } from '@nats-io/nats-core';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import { nuid } from '@nats-io/nats-core';
 import { BadRequestError, PayloadTooLargeError, UnavailableError } from '@flotilla/protocol';
-import { chunkSubject, isNuid, metaSubject, putChunked, readChunked, type ObjectMeta } from './blob-chunks.js';
+import { chunkSubject, isNuid, metaSubject, putChunked, readChunked, readStreamed, type ObjectMeta } from './blob-chunks.js';
 import { maxPayload } from './staging.js';
 
 /** Staged bodies older than this are removed by the server (ns). Default 10 minutes. */
@@ -59,9 +62,25 @@ export class BlobStore {
   }
 
   async put(data: Uint8Array): Promise<{ name: string; size: number }> {
-    await this.open();
     const name = nuid.next();
-    const id = nuid.next();
+    await this.write(name, nuid.next(), data);
+    return { name, size: data.byteLength };
+  }
+
+  /**
+   * Starts staging `data` and returns its streamed reference at once: send it while `done`
+   * settles (UNAVAILABLE when the staging fails; a receiver then stops hearing chunks and fails
+   * UNAVAILABLE after its stall timeout). Only for receivers that read streamed references.
+   */
+  stream(data: Uint8Array): { ref: { name: string; size: number; nuid: string }; done: Promise<void> } {
+    const ref = { name: nuid.next(), size: data.byteLength, nuid: nuid.next() };
+    const done = this.write(ref.name, ref.nuid, data);
+    done.catch(() => undefined); // the caller may stop listening once its receiver answered
+    return { ref, done };
+  }
+
+  private async write(name: string, id: string, data: Uint8Array): Promise<void> {
+    await this.open();
     try {
       await putChunked(this.js, this.bucket, name, id, data, {
         chunkBytes: objectChunkSize(this.nc),
@@ -73,11 +92,13 @@ export class BlobStore {
       this.remove(name, id);
       throw new UnavailableError(`staging ${data.byteLength} bytes in ${this.bucket} failed: ${(err as Error).message}`, { cause: err });
     }
-    return { name, size: data.byteLength };
   }
 
-  /** Fetches and removes a staged body; refuses names of bodies above `maxBytes` before fetching. */
-  async take(ref: { name: string; size: number }, maxBytes: number): Promise<Uint8Array> {
+  /**
+   * Fetches and removes a staged body; refuses names of bodies above `maxBytes` before fetching.
+   * A streamed reference (with `nuid`) is read while its sender writes it.
+   */
+  async take(ref: { name: string; size: number; nuid?: string }, maxBytes: number): Promise<Uint8Array> {
     if (typeof ref.size === 'number' && ref.size > maxBytes) {
       throw new PayloadTooLargeError(`staged body of ${ref.size} bytes exceeds the limit of ${maxBytes}`, {
         data: { limitBytes: maxBytes, sizeBytes: ref.size },
@@ -85,7 +106,7 @@ export class BlobStore {
     }
     const os = await this.open();
     try {
-      return await this.fetch(os, ref, maxBytes);
+      return ref.nuid === undefined ? await this.fetch(os, ref, maxBytes) : await this.fetchStreamed(os, { ...ref, nuid: ref.nuid });
     } catch (err) {
       if (err instanceof PayloadTooLargeError || err instanceof UnavailableError || err instanceof BadRequestError) throw err;
       throw new UnavailableError(`fetching staged body ${ref.name} from ${this.bucket} failed: ${(err as Error).message}`, { cause: err });
@@ -110,6 +131,18 @@ export class BlobStore {
       return await readChunked(this.nc, this.js, this.bucket, info as unknown as ObjectMeta, { stallMs: this.opts.readStallMs });
     } finally {
       this.remove(ref.name, info.nuid);
+    }
+  }
+
+  private async fetchStreamed(os: ObjectStore, ref: { name: string; size: number; nuid: string }): Promise<Uint8Array> {
+    // Whatever happens, the object is read at most once: its meta and the chunks it was announced with go.
+    try {
+      const stallMs = this.opts.readStallMs;
+      return await readStreamed(this.nc, this.js, this.bucket, ref, async () => (await os.info(ref.name)) as unknown as ObjectMeta | null, {
+        stallMs,
+      });
+    } finally {
+      this.remove(ref.name, ref.nuid);
     }
   }
 

@@ -16,6 +16,8 @@ import {
   ENSURE_REPLY_MARGIN_MS,
   ErrorCode,
   MAX_ENSURE_WAIT_MS,
+  STREAMED_BLOBS,
+  STREAMED_BLOBS_HEADER,
   TRACEPARENT_HEADER,
   isTraceparent,
   FlotillaError,
@@ -35,6 +37,7 @@ import {
   toTypedArray,
   BadRequestError,
   type ClusterStatus,
+  type BlobRef,
   type DeploySpecInput,
   type DeploymentStatus,
   type DType,
@@ -82,6 +85,12 @@ export interface ClientOptions extends BusOptions {
   maxMessageBytes?: number;
   /** JetStream replicas for buckets the client creates (blobs). Default `FLOTILLA_STORE_REPLICAS` or 1. */
   storeReplicas?: number;
+  /**
+   * Bodies over max_payload are streamed (default true): a request's reference goes out as its
+   * staging starts and the replica reads while it is written, and replies may come the same way.
+   * false: staged first, then sent (what workers before streamed references understand).
+   */
+  streamBodies?: boolean;
 }
 
 /** A tensor as the SDK takes and returns it: data as a typed array of the dtype. */
@@ -217,17 +226,29 @@ export class FlotillaClient {
       });
     }
     // The blob store only for bodies that need it: the common request takes no extra await.
-    // A staged request: the replica that receives its reference takes (deletes) the staged body, so
-    // an attempt after one that may have reached a replica stages it again. Its attempts are not cut
-    // short (moving it twice costs more than waiting): one attempt takes the whole deadline.
+    // A staged request is streamed: its reference goes out as the staging starts and the replica
+    // reads the chunks while they are written (`staging` settles when the writing is done; its
+    // failure fails the attempt). The replica that receives the reference takes (deletes) the
+    // staged body, so an attempt after one that may have reached a replica stages it again. Its
+    // attempts are not cut short (moving it twice costs more than waiting): one attempt takes the
+    // whole deadline.
     const staged = mustStage(plain.byteLength, maxPayload(nc));
-    if (staged) body = await stageIfLarge(nc, await this.blobStore(), plain);
+    let staging: Promise<void> | undefined;
+    const stage = async (): Promise<Uint8Array> => {
+      if (this.options.streamBodies === false) return stageIfLarge(nc, await this.blobStore(), plain);
+      const s = (await this.blobStore()).stream(plain);
+      staging = s.done;
+      return encode({ v: PROTOCOL_VERSION, blob: s.ref } satisfies BlobRef);
+    };
+    if (staged) body = await stage();
     let taken = false;
     const attemptMs = opts.attemptTimeoutMs ?? (staged ? timeoutMs : Math.max(1000, Math.round(timeoutMs / 3)));
     if (this.router.stale(model, Date.now())) void this.refreshReplicas(model);
     const requester = requesterFor(nc);
     const hdrs = natsHeaders();
     hdrs.set(TRACEPARENT_HEADER, isTraceparent(opts.traceparent) ? opts.traceparent : newTraceparent());
+    // This client reads streamed replies (a reply over max_payload is sent as its staging starts).
+    if (this.options.streamBodies !== false) hdrs.set(STREAMED_BLOBS_HEADER, STREAMED_BLOBS);
     let sent = 0;
     // What the retry loop may do with a failed attempt; anything else is thrown as is.
     const verdicts = new WeakMap<object, RetryVerdict>();
@@ -239,7 +260,7 @@ export class FlotillaClient {
         const remaining = deadline - Date.now();
         if (remaining <= 0) throw retryWith(new DeadlineExceededError(`'${model}' did not answer within ${timeoutMs} ms`), 'immediately');
         if (staged && taken) {
-          body = await stageIfLarge(nc, await this.blobStore(), plain);
+          body = await stage();
           taken = false;
         }
         sent++;
@@ -248,7 +269,9 @@ export class FlotillaClient {
         if (target) this.router.started(model, target);
         let reply: InferReply;
         try {
-          const msg = await requester.request(subject, body, { timeout: Math.min(remaining, attemptMs), headers: hdrs });
+          const request = requester.request(subject, body, { timeout: Math.min(remaining, attemptMs), headers: hdrs });
+          // A staging that fails fails the attempt at once (the replica would only hear no more chunks).
+          const msg = await (staging ? Promise.race([request, staging.then(() => request)]) : request);
           const raw = decode<Record<string, unknown>>(msg.data);
           reply = (raw.blob === undefined
             ? raw

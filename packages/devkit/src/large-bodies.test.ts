@@ -7,7 +7,19 @@ import { headers, nuid, type NatsConnection } from '@nats-io/nats-core';
 import { BlobStore, closeBus, connectBus } from '@flotilla/bus';
 import type { FlotillaClient } from '@flotilla/client';
 import { LocalCluster, NatsServer } from '@flotilla/local';
-import { ErrorCode, PROTOCOL_VERSION, decode, encode, subjects, type FlotillaError } from '@flotilla/protocol';
+import {
+  ErrorCode,
+  PROTOCOL_VERSION,
+  STREAMED_BLOBS,
+  STREAMED_BLOBS_HEADER,
+  decode,
+  encode,
+  fromTypedArray,
+  subjects,
+  toTypedArray,
+  type FlotillaError,
+  type InferReply,
+} from '@flotilla/protocol';
 import { sampleModelPath } from '@flotilla/sample-models';
 import { createHash, randomFillSync } from 'node:crypto';
 
@@ -66,6 +78,31 @@ describe('large bodies through a replica', () => {
     console.log(`[large-bodies] 8 MiB request + reply through a replica: ${ms.toFixed(0)} ms`);
   }, 30_000);
 
+  it('a reply over max_payload is streamed to a caller that says it reads streamed replies, stored for one that does not', async () => {
+    const nc = await connectBus({ servers: cluster.url });
+    try {
+      const blobs = new BlobStore(nc, subjects(cluster.cluster).blobBucket);
+      const x = Float32Array.from({ length: (2 * MiB) / 4 }, (_, i) => i % 1000);
+      const body = encode({ v: PROTOCOL_VERSION, inputs: { x: fromTypedArray('float32', [1, 1, 1024, x.length / 1024], x) } });
+      const replyRef = async (streamed: boolean) => {
+        const h = headers();
+        if (streamed) h.set(STREAMED_BLOBS_HEADER, STREAMED_BLOBS);
+        const req = encode({ v: PROTOCOL_VERSION, blob: await blobs.put(body) });
+        const msg = await nc.request(`flotilla.${cluster.cluster}.infer.affine`, req, { timeout: 10_000, headers: h });
+        return decode<{ blob: { name: string; size: number; nuid?: string } }>(msg.data).blob;
+      };
+      for (const streamed of [false, true]) {
+        const ref = await replyRef(streamed);
+        expect(ref.nuid !== undefined).toBe(streamed);
+        const reply = decode<InferReply & { ok: true }>(await blobs.take(ref, 4 * MiB));
+        const y = toTypedArray(reply.outputs.y!) as Float32Array;
+        expect([y[0], y[1], y[999], y[1000]]).toEqual([1, 3, 1999, 1]);
+      }
+    } finally {
+      await closeBus(nc);
+    }
+  });
+
   it('a staged request whose object was forged gets a coded reply, and the replica keeps serving', async () => {
     const nc = await connect({ servers: cluster.url });
     try {
@@ -100,6 +137,10 @@ interface ForgeOptions {
   /** Digest of these bytes instead of the body's. */
   digestOf?: Uint8Array;
   nuid?: string;
+  /** The meta names these chunks instead of those written. */
+  metaNuid?: string;
+  /** No meta at all (a sender that stopped after its chunks). */
+  noMeta?: boolean;
   deleted?: boolean;
   link?: boolean;
 }
@@ -120,7 +161,7 @@ async function forge(nc: NatsConnection, bucket: string, body: Uint8Array, o: Fo
   const meta = {
     name,
     bucket,
-    nuid: id,
+    nuid: o.metaNuid ?? id,
     size: o.size ?? body.byteLength,
     chunks: o.chunkCount ?? chunks.length,
     digest,
@@ -128,6 +169,7 @@ async function forge(nc: NatsConnection, bucket: string, body: Uint8Array, o: Fo
     deleted: o.deleted ?? false,
     options: o.link ? { link: { bucket, name: 'elsewhere' } } : { max_chunk_size: 1 << 20 },
   };
+  if (o.noMeta) return name;
   const h = headers();
   h.set('Nats-Rollup', 'sub');
   await nc.request(
@@ -172,14 +214,19 @@ describe('the blob store on its own server', () => {
     }
   });
 
-  it.each(['put', 'take'])(
+  it.each(['put', 'take', 'streamed take'])(
     'a reconnect in the middle of a 64 MiB %s: it completes exact or fails UNAVAILABLE',
     async (op) => {
       const data = pattern(64 * MiB);
       const conn = op === 'put' ? a : b;
       const ref = op === 'take' ? await sender.put(data) : undefined;
       const started = performance.now();
-      const transfer = op === 'put' ? sender.put(data).then((r) => receiver.take(r, 64 * MiB)) : receiver.take(ref!, 64 * MiB);
+      const transfer =
+        op === 'put'
+          ? sender.put(data).then((r) => receiver.take(r, 64 * MiB))
+          : op === 'take'
+            ? receiver.take(ref!, 64 * MiB)
+            : receiver.take(sender.stream(data).ref, 64 * MiB);
       setTimeout(() => void conn.reconnect(), 80);
       let outcome: string;
       try {
@@ -218,6 +265,47 @@ describe('the blob store on its own server', () => {
     // The store still serves.
     const ok = pattern(1500);
     expect(Buffer.from(await receiver.take(await sender.put(ok), MiB)).equals(Buffer.from(ok))).toBe(true);
+  });
+
+  it('a streamed body is read while it is written, exact at every size', async () => {
+    for (const size of [1, 1032193, 3 * MiB + 7, 64 * MiB]) {
+      const data = pattern(size);
+      const { ref, done } = sender.stream(data);
+      let written = false;
+      void done.then(() => (written = true));
+      // Taken before its sender wrote the meta: a stored-body take would find no object yet.
+      const take = receiver.take(ref, 64 * MiB);
+      expect(written).toBe(false);
+      const back = await take;
+      await done;
+      expect(Buffer.compare(Buffer.from(back), Buffer.from(data))).toBe(0);
+    }
+  });
+
+  it.each<[string, ForgeOptions, (nuid: string, size: number) => { nuid: string; size: number }, string]>([
+    ['a meta naming other chunks', { metaNuid: nuid.next() }, (n, s) => ({ nuid: n, size: s }), ErrorCode.BAD_REQUEST],
+    ['a reference smaller than its chunks', {}, (n, s) => ({ nuid: n, size: s - 10 }), ErrorCode.BAD_REQUEST],
+    ['a reference larger than its chunks (more never come)', {}, (n, s) => ({ nuid: n, size: s + 10 }), ErrorCode.UNAVAILABLE],
+    ['another digest', { digestOf: pattern(1000) }, (n, s) => ({ nuid: n, size: s }), ErrorCode.BAD_REQUEST],
+    [
+      'more chunks than its meta counts',
+      { chunks: [pattern(500), pattern(500)], chunkCount: 1 },
+      (n, s) => ({ nuid: n, size: s }),
+      ErrorCode.BAD_REQUEST,
+    ],
+    ['a meta withdrawn by its sender', { deleted: true }, (n, s) => ({ nuid: n, size: s }), ErrorCode.UNAVAILABLE],
+    ['no meta ever (its sender stopped)', { noMeta: true }, (n, s) => ({ nuid: n, size: s }), ErrorCode.UNAVAILABLE],
+    ['chunks that never come', { chunks: [] }, (n, s) => ({ nuid: n, size: s }), ErrorCode.UNAVAILABLE],
+    ['a wildcard nuid', {}, (_n, s) => ({ nuid: '>', size: s }), ErrorCode.BAD_REQUEST],
+  ])('a streamed reference with %s is refused: %s', async (_what, o, refOf, expected) => {
+    const body = pattern(1000);
+    const id = nuid.next();
+    const name = await forge(a, bucket, body, { ...o, nuid: id });
+    expect(await code(receiver.take({ name, ...refOf(id, body.byteLength) }, MiB))).toBe(expected);
+    // The store still serves, streamed too.
+    const ok = pattern(1500);
+    const { ref } = sender.stream(ok);
+    expect(Buffer.from(await receiver.take(ref, MiB)).equals(Buffer.from(ok))).toBe(true);
   });
 
   it('a name that does not exist is UNAVAILABLE; a size beside the truth is BAD_REQUEST', async () => {

@@ -103,6 +103,9 @@ describe('blob reference schema', () => {
   it('accepts a name and a size, the size 0 included', () => {
     expect(parseBlobRef({ v: 1, blob: { name: 'AbC_1-2', size: 0 } })).toEqual({ name: 'AbC_1-2', size: 0 });
   });
+  it('a streamed reference also names its chunks (nuid)', () => {
+    expect(parseBlobRef({ v: 1, blob: { name: 'a', size: 9, nuid: 'Chunks_1' } })).toEqual({ name: 'a', size: 9, nuid: 'Chunks_1' });
+  });
   it.each([
     [{ v: 1, blob: { name: '../x', size: 1 } }],
     [{ v: 1, blob: { name: '', size: 1 } }],
@@ -112,6 +115,9 @@ describe('blob reference schema', () => {
     [{ v: 1, blob: { name: 'x', size: 1.5 } }],
     [{ v: 1, blob: { name: 'x', size: 2 ** 60 } }],
     [{ v: 1, blob: { name: 'x', size: 1, extra: 1 } }],
+    [{ v: 1, blob: { name: 'x', size: 1, nuid: '>' } }],
+    [{ v: 1, blob: { name: 'x', size: 1, nuid: 'a.b' } }],
+    [{ v: 1, blob: { name: 'x', size: 1, nuid: 7 } }],
     [{ v: 1, blob: { name: 'x', size: 1 }, inputs: {} }],
     [{ v: 1, blob: 'x' }],
   ])('refuses %j with BAD_REQUEST (never UNAVAILABLE: nothing is fetched)', (raw) => {

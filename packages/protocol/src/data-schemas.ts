@@ -27,10 +27,17 @@ export interface ParsedInferRequest {
   timeoutMs?: number;
 }
 
-/** A staged body: `{ v, blob: { name, size } }`; the name is the stager's object name (nuid). */
+/**
+ * A staged body: `{ v, blob: { name, size } }`; the name is the stager's object name (nuid). A
+ * streamed one also names its chunks (`nuid`): it is sent while its sender still writes it, and its
+ * receiver reads the chunks as they arrive and checks them against the meta written last. Only sent
+ * to a receiver that reads streamed references: a replica (requests), a caller whose request carried
+ * STREAMED_BLOBS_HEADER (replies).
+ */
 export interface BlobName {
   name: string;
   size: number;
+  nuid?: string;
 }
 
 const BLOB_NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
@@ -59,13 +66,15 @@ export function requestIdOf(raw: Record<string, unknown>): RequestId | undefined
 export function parseBlobRef(raw: Record<string, unknown>): BlobName {
   for (const key in raw) if (key !== 'v' && key !== 'blob') throw bad(`$.${key.slice(0, 64)}`, 'unknown key beside `blob`');
   const blob = raw.blob;
-  if (!isMap(blob)) throw bad('$.blob', 'must be a map { name, size }');
-  for (const key in blob) if (key !== 'name' && key !== 'size') throw bad(`$.blob.${key.slice(0, 64)}`, 'unknown key');
+  if (!isMap(blob)) throw bad('$.blob', 'must be a map { name, size, nuid? }');
+  for (const key in blob) if (key !== 'name' && key !== 'size' && key !== 'nuid') throw bad(`$.blob.${key.slice(0, 64)}`, 'unknown key');
   if (typeof blob.name !== 'string' || !BLOB_NAME_RE.test(blob.name)) throw bad('$.blob.name', 'must be 1-64 letters, digits, _ or -');
   if (typeof blob.size !== 'number' || !Number.isSafeInteger(blob.size) || blob.size < 0) {
     throw bad('$.blob.size', 'must be a non-negative integer (bytes)');
   }
-  return { name: blob.name, size: blob.size };
+  if (blob.nuid === undefined) return { name: blob.name, size: blob.size };
+  if (typeof blob.nuid !== 'string' || !BLOB_NAME_RE.test(blob.nuid)) throw bad('$.blob.nuid', 'must be 1-64 letters, digits, _ or -');
+  return { name: blob.name, size: blob.size, nuid: blob.nuid };
 }
 
 /** Validates an inference request (after decode): `{ v, id?, inputs, outputs?, timeoutMs? }`, nothing else. */

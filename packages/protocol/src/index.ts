@@ -28,6 +28,8 @@ export {
 export {
   DEFAULT_CLUSTER,
   REPLICA_QUEUE,
+  STREAMED_BLOBS,
+  STREAMED_BLOBS_HEADER,
   TRACEPARENT_HEADER,
   assertValidName,
   isTraceparent,

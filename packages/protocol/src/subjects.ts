@@ -130,6 +130,12 @@ export function subjects(cluster: string = DEFAULT_CLUSTER): Subjects {
 
 /** NATS header carrying W3C trace context (`00-<trace id>-<span id>-<flags>`) on inference requests and replies. */
 export const TRACEPARENT_HEADER = 'traceparent';
+/**
+ * On an inference request: the caller reads streamed blob references (BlobName `nuid`), so a reply
+ * over max_payload may be sent while it is still being staged. Value STREAMED_BLOBS.
+ */
+export const STREAMED_BLOBS_HEADER = 'Flotilla-Blobs';
+export const STREAMED_BLOBS = 'stream';
 const TRACEPARENT_RE = /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
 export function isTraceparent(x: unknown): x is string {

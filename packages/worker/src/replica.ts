@@ -21,6 +21,8 @@ import {
   isTraceparent,
   mustStage,
   REPLICA_QUEUE,
+  STREAMED_BLOBS,
+  STREAMED_BLOBS_HEADER,
   TRACEPARENT_HEADER,
   decode,
   encode,
@@ -31,6 +33,7 @@ import {
   toTypedArray,
   type BatchingOptions,
   type BlobName,
+  type BlobRef,
   type InferReply,
   type WireError,
   type ModelSignature as WireModelSignature,
@@ -575,6 +578,18 @@ export class Replica {
     }
     if (!mustStage(data.byteLength, maxPayload(this.ctx.nc))) return this.respond(msg, data);
     this.sending++;
+    // A caller that reads streamed replies gets the reference as the staging starts and reads while it is written.
+    if (data.byteLength <= this.ctx.maxMessageBytes && msg.headers?.get(STREAMED_BLOBS_HEADER) === STREAMED_BLOBS) {
+      const { ref, done } = this.ctx.blobs.stream(data);
+      this.respond(msg, encode({ v: PROTOCOL_VERSION, blob: ref } satisfies BlobRef));
+      void done
+        .catch((err: unknown) => this.ctx.logger.warn({ err: (err as Error).message, replica: this.id }, 'streamed reply not staged'))
+        .finally(() => {
+          this.sending--;
+          this.checkIdle();
+        });
+      return;
+    }
     void fitReply(
       this.ctx.nc,
       data,
@@ -595,8 +610,8 @@ export class Replica {
     const trace = received?.get(TRACEPARENT_HEADER);
     let h: MsgHdrs | undefined;
     if (trace && isTraceparent(trace)) {
-      // The SDK's requests carry the trace context alone: those headers go back as they are.
-      if (received!.keys().length === 1 && received!.code === 0) h = received;
+      // The SDK's requests carry the trace context (and the streamed-replies flag) alone: those headers go back as they are.
+      if (received!.code === 0 && received!.keys().every((k) => k === TRACEPARENT_HEADER || k === STREAMED_BLOBS_HEADER)) h = received;
       else {
         h = natsHeaders();
         h.set(TRACEPARENT_HEADER, trace);
