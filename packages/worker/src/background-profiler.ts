@@ -207,11 +207,15 @@ export class ShapeProfiler {
     // Under load the queue empties between batches: each run also waits until profiling has had at
     // most its share of the time since it began (MAX_PROFILE_SHARE), so it takes at most that share
     // of a busy replica's time, and a request waits for at most one hold.
-    const duty = { inRuns: 0, passedAt: undefined as number | undefined, granted: 0 };
+    // longest: the longest stretch of runs between two passes (what a served request may have waited).
+    const duty = { inRuns: 0, passedAt: undefined as number | undefined, granted: 0, longest: 0 };
     const capMs = this.maxRunMs;
     const p = await this.measure(entry.shape, async (nextRunMs) => {
       const t0 = performance.now();
-      if (duty.passedAt !== undefined) duty.inRuns += t0 - duty.passedAt; // the run since the last pass
+      if (duty.passedAt !== undefined) {
+        duty.inRuns += t0 - duty.passedAt; // the run since the last pass
+        duty.longest = Math.max(duty.longest, t0 - duty.passedAt);
+      }
       // Timed runs of known length follow the hold's first run while they add up to at most one
       // run's cap (on a GPU a whole batch size, with one plan rebuild instead of one per run).
       if (this.holding && !this.closed && t0 <= wallCap && nextRunMs !== undefined && keepHolding(duty.granted, nextRunMs, capMs)) {
@@ -242,6 +246,8 @@ export class ShapeProfiler {
         chosen: p.chosen,
         tookMs: p.tookMs,
         wallMs: Math.round(performance.now() - began),
+        inRunsMs: Math.round(duty.inRuns),
+        longestRunMs: Math.round(duty.longest),
         gaveUp,
         stoppedBecause: p.stoppedBecause,
         rows: p.rows.map((r) => ({ batch: r.batch, runs: r.runs, p50Ms: r.p50Ms, p99Ms: r.p99Ms })),
