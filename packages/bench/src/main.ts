@@ -241,6 +241,14 @@ async function readyReplicas(c: FlotillaClient, model: string): Promise<LoadedRe
   return st.workers.flatMap((w) => w.replicas.filter((r): r is LoadedReplicaState => r.model === model && r.state === 'ready'));
 }
 
+/** The model's ready replicas (BENCH_WORKERS > 1: one per worker) as one: requests answered and batch histograms summed. */
+function asOne(rs: LoadedReplicaState[]): LoadedReplicaState | undefined {
+  if (rs.length <= 1) return rs[0];
+  const batchHistogram: Record<string, number> = {};
+  for (const r of rs) for (const [k, v] of Object.entries(r.batchHistogram ?? {})) batchHistogram[k] = (batchHistogram[k] ?? 0) + v;
+  return { ...rs[0]!, processed: rs.reduce((n, r) => n + r.processed, 0), batchHistogram };
+}
+
 /** Longest the bench sends a dynamic-shape model its shape before the runs, waiting for the shape's profile. */
 const SHAPE_SETTLE_MS = 30_000;
 
@@ -257,8 +265,11 @@ async function settleShapes(c: FlotillaClient, model: string, inputs: WireTensor
     concurrency: 4,
     maxMs: SHAPE_SETTLE_MS,
     done: async () => {
-      states = ((await readyReplicas(c, model))[0]?.profile?.shapes ?? []).map((s) => s.state);
-      return states.length > 0 && states.every((s) => s !== 'queued' && s !== 'profiling');
+      // Every replica's (traffic spreads over them): each has seen the shape and none is still profiling.
+      const rs = await readyReplicas(c, model);
+      states = rs.flatMap((r) => r.profile?.shapes ?? []).map((s) => s.state);
+      const seen = rs.length >= settings.workers && rs.every((r) => (r.profile?.shapes?.length ?? 0) > 0);
+      return seen && states.every((s) => s !== 'queued' && s !== 'profiling');
     },
   });
   return { ms, states };
@@ -276,7 +287,7 @@ async function replicaAfter(
 ): Promise<{ replica: LoadedReplicaState; fresh: boolean }> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const [r] = await readyReplicas(c, model);
+    const r = asOne(await readyReplicas(c, model));
     if (r && r.processed >= processed) return { replica: r, fresh: true };
     if (Date.now() > deadline) {
       if (!r) throw new Error(`no ready replica of ${model} in the cluster status`);
@@ -395,6 +406,7 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
   // On a GPU the deployment may not fall back: a CPU replica would make the ratios meaningless.
   const deployed = await c.deploy(path, name, {
     ...(settings.device === 'gpu' ? { device: 'gpu', allowFallback: false } : { device: 'cpu' }),
+    ...(settings.workers > 1 ? { replicas: settings.workers } : {}),
     ...(settings.padBatches !== undefined ? { batching: { padBatches: settings.padBatches } } : {}),
   });
   const deployMs = round(performance.now() - t0, 1);
@@ -695,7 +707,8 @@ async function main(): Promise<number> {
   // BENCH_WORKER_NODE_FLAGS="--flag …" replaces the worker's Node flags (default WORKER_NODE_FLAGS;
   // "" runs it with Node's defaults, e.g. V8's concurrent collector).
   const nodeFlags = (process.env.BENCH_WORKER_NODE_FLAGS ?? WORKER_NODE_FLAGS.join(' ')).split(' ').filter(Boolean);
-  const workerArgs = [
+  // BENCH_WORKERS=N: N worker processes (on a GPU each with 1/N of its memory), the model deployed with N replicas.
+  const workerArgs = (i: number) => [
     ...nodeFlags,
     ...cpuProf,
     repoPath('packages/cli/dist/main.js'),
@@ -707,29 +720,41 @@ async function main(): Promise<number> {
     '--threads',
     '1',
     '--id',
-    'bench-w',
+    settings.workers > 1 ? `bench-w${i}` : 'bench-w',
     '--heartbeat-ms',
     '250',
     '--cache-dir',
     cacheDir,
+    ...(settings.workers > 1 ? ['--gpu-share', String(Math.floor(10_000 / settings.workers) / 10_000)] : []),
   ];
-  const worker = spawnNode(pinning, pinning.cores?.worker, workerArgs, {
-    ...process.env,
-    FLOTILLA_LOG_LEVEL: process.env.FLOTILLA_LOG_LEVEL ?? 'warn',
-  });
-  onCleanup('worker process', () => stopChild(worker));
-  const workerOut = keepTail(worker.stdout, 8000, '[worker] ');
-  const workerErr = keepTail(worker.stderr, 8000, '[worker] ');
+  const workers: ChildProcess[] = [];
+  const workerTails: (() => string)[] = [];
+  for (let i = 0; i < settings.workers; i++) {
+    const worker = spawnNode(pinning, pinning.cores?.worker, workerArgs(i), {
+      ...process.env,
+      FLOTILLA_LOG_LEVEL: process.env.FLOTILLA_LOG_LEVEL ?? 'warn',
+    });
+    onCleanup(`worker process ${i}`, () => stopChild(worker));
+    const out = keepTail(worker.stdout, 8000, '[worker] ');
+    const err = keepTail(worker.stderr, 8000, '[worker] ');
+    workers.push(worker);
+    workerTails.push(() => out() + err());
+  }
   const deadline = Date.now() + 60_000;
-  while (head.registry.running().length < 1) {
-    if (worker.exitCode !== null)
-      throw new Error(`the worker exited with code ${worker.exitCode} during start:\n${workerOut()}${workerErr()}`);
-    if (Date.now() > deadline) throw new Error('the worker did not register within 60 s');
+  while (head.registry.running().length < settings.workers) {
+    const gone = workers.findIndex((w) => w.exitCode !== null);
+    if (gone >= 0) throw new Error(`worker ${gone} exited with code ${workers[gone]!.exitCode} during start:\n${workerTails[gone]!()}`);
+    if (Date.now() > deadline)
+      throw new Error(`${settings.workers - head.registry.running().length} worker(s) did not register within 60 s`);
     await sleep(50);
   }
-  if (pinning.enabled) pinning.observed!.worker = affinityOf(worker.pid!);
-  const workerCmd = `${pinning.enabled ? `taskset -c ${pinning.cores!.worker} ` : ''}node ${workerArgs.map((a) => a.replace(repoPath(''), '')).join(' ')}`;
-  log(`bench: nats ${nats.url}, cluster ${cluster}, head in this process, worker pid ${worker.pid}: ${workerCmd}`);
+  if (pinning.enabled) pinning.observed!.worker = affinityOf(workers[0]!.pid!);
+  const workerCmd = `${pinning.enabled ? `taskset -c ${pinning.cores!.worker} ` : ''}node ${workerArgs(0)
+    .map((a) => a.replace(repoPath(''), ''))
+    .join(' ')}${settings.workers > 1 ? ` (×${settings.workers})` : ''}`;
+  log(
+    `bench: nats ${nats.url}, cluster ${cluster}, head in this process, worker pid ${workers.map((w) => w.pid).join(', ')}: ${workerCmd}`,
+  );
   if (pinning.enabled)
     log(
       `bench: affinity read back: bench ${pinning.observed!.bench}, nats-server ${pinning.observed!.natsServer}, worker ${pinning.observed!.worker}`,
@@ -753,8 +778,9 @@ async function main(): Promise<number> {
       log(`bench: ${name} failed: ${(err as Error).stack ?? String(err)}`);
       out(`== ${name}: FAILED: ${(err as Error).message}`);
       out();
-      if (worker.exitCode !== null) {
-        log(`bench: the worker process is gone (code ${worker.exitCode}); stopping`);
+      const gone = workers.find((w) => w.exitCode !== null);
+      if (gone) {
+        log(`bench: a worker process is gone (code ${gone.exitCode}); stopping`);
         break;
       }
     }

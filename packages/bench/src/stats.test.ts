@@ -26,6 +26,7 @@ describe('benchSettings', () => {
       pin: true,
       quick: false,
       device: 'cpu',
+      workers: 1,
     });
   });
   test('BENCH_QUICK shortens every phase; explicit durations still win', () => {
@@ -43,6 +44,7 @@ describe('benchSettings', () => {
     expect(benchSettings({ BENCH_PAD_BATCHES: '1' }).padBatches).toBe(true);
     expect(benchSettings({}).padBatches).toBeUndefined();
     expect(() => benchSettings({ BENCH_PAD_BATCHES: 'maybe' })).toThrow(/BENCH_PAD_BATCHES must be 0 or 1/);
+    expect(benchSettings({ BENCH_WORKERS: '4' }).workers).toBe(4);
   });
   test('bad values are refused with the variable named', () => {
     expect(() => benchSettings({ BENCH_CONCURRENCY: '1,x' })).toThrow(/BENCH_CONCURRENCY/);
@@ -50,6 +52,7 @@ describe('benchSettings', () => {
     expect(() => benchSettings({ BENCH_DURATION_MS: '-5' })).toThrow(/BENCH_DURATION_MS/);
     expect(() => benchSettings({ BENCH_MODELS: ' , ' })).toThrow(/BENCH_MODELS/);
     expect(() => benchSettings({ BENCH_DEVICE: 'tpu' })).toThrow(/BENCH_DEVICE must be cpu or gpu/);
+    expect(() => benchSettings({ BENCH_WORKERS: '0' })).toThrow(/BENCH_WORKERS/);
   });
 });
 

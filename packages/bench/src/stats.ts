@@ -17,6 +17,8 @@ export interface BenchSettings {
   device: 'cpu' | 'gpu';
   /** The deployment's batching.padBatches (undefined: as the profile measured). */
   padBatches?: boolean;
+  /** Worker processes, the model deployed with one replica on each (on a GPU: sharing it). Default 1. */
+  workers: number;
 }
 
 export const DEFAULT_MODELS = ['mlp', 'wide-mlp', 'convnet', 'conv-classifier'];
@@ -73,7 +75,19 @@ export function benchSettings(env: Record<string, string | undefined>): BenchSet
   const pad = env.BENCH_PAD_BATCHES;
   if (pad !== undefined && !['0', '1', 'true', 'false'].includes(pad)) throw new Error(`BENCH_PAD_BATCHES must be 0 or 1, got '${pad}'`);
   const padBatches = pad === undefined ? undefined : pad === '1' || pad === 'true';
-  return { durationMs, warmupMs, models, concurrencies, maxBatch, pin, quick, device, ...(padBatches !== undefined ? { padBatches } : {}) };
+  const workers = env.BENCH_WORKERS ? positiveInts('BENCH_WORKERS', env.BENCH_WORKERS)[0]! : 1;
+  return {
+    durationMs,
+    warmupMs,
+    models,
+    concurrencies,
+    maxBatch,
+    pin,
+    quick,
+    device,
+    workers,
+    ...(padBatches !== undefined ? { padBatches } : {}),
+  };
 }
 
 /** 1, 2, 4, ... up to and including `max` (and `max` itself when it is not a power of two). */

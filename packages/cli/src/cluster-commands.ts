@@ -60,6 +60,11 @@ function workerFlags(cmd: Command): Command {
   return cmd
     .option('--memory-budget <size>', 'memory budget of each device, e.g. 512MiB, 2GiB (default: capacity minus headroom)')
     .option('--headroom <fraction>', 'fraction of each device kept free', (v) => Number(v))
+    .option(
+      '--gpu-share <fraction>',
+      "share of each GPU's VRAM this worker uses, where several workers share a host's GPUs (default 1)",
+      (v) => Number(v),
+    )
     .option('--threads <n>', 'onnxruntime intra-op threads per session (0: onnxruntime decides)', (v) => Number(v))
     .option('--cache-dir <dir>', 'local model cache (env FLOTILLA_CACHE_DIR)')
     .option('--inventory <file>', 'JSON overriding parts of the measured inventory, e.g. {"gpus":[...]}')
@@ -77,6 +82,7 @@ function workerFlags(cmd: Command): Command {
 interface WorkerFlags {
   memoryBudget?: string;
   headroom?: number;
+  gpuShare?: number;
   threads?: number;
   cacheDir?: string;
   inventory?: string;
@@ -92,6 +98,7 @@ function workerOptions(o: WorkerFlags) {
   return {
     memoryBudgetBytes: o.memoryBudget ? parseSize(o.memoryBudget) : undefined,
     headroom: o.headroom,
+    gpuShare: o.gpuShare,
     threads: o.threads,
     cacheDir: o.cacheDir,
     inventory: readInventory(o.inventory),
@@ -236,6 +243,7 @@ export function clusterCommands(program: Command): void {
       const passthrough = [
         'memoryBudget',
         'headroom',
+        'gpuShare',
         'threads',
         'cacheDir',
         'inventory',

@@ -1,4 +1,4 @@
-import { MemoryLedger, measuredFootprint } from './memory-ledger.js';
+import { MemoryLedger, measuredFootprint, workerDevices } from './memory-ledger.js';
 
 describe('MemoryLedger', () => {
   const mk = () =>
@@ -48,4 +48,32 @@ describe('measuredFootprint', () => {
     [{ onGpu: true, rssDeltaBytes: 500e6, vramDeltaBytes: 70e6, fileBytes: 33e6 }, 70e6], // VRAM, not RSS
     [{ onGpu: true, rssDeltaBytes: 500e6, fileBytes: 33e6 }, undefined], // no nvidia-smi reading
   ])('%j → %p', (m, bytes) => expect(measuredFootprint(m)).toBe(bytes));
+});
+
+describe('workerDevices', () => {
+  const GiB = 2 ** 30;
+  const inv = { memoryTotalBytes: 64 * GiB, gpus: [{ index: 0, vramTotalBytes: 80 * GiB }] };
+  it.each<[string, { memoryBudgetBytes?: number; headroom: number; gpuShare: number }, [number, number], [number, number]]>([
+    ['the whole GPU, 10 % headroom', { headroom: 0.1, gpuShare: 1 }, [64 * GiB, 57.6 * GiB], [80 * GiB, 72 * GiB]],
+    [
+      'half the GPU (two workers share it): the CPU as before',
+      { headroom: 0.1, gpuShare: 0.5 },
+      [64 * GiB, 57.6 * GiB],
+      [40 * GiB, 36 * GiB],
+    ],
+    ['a quarter, no headroom', { headroom: 0, gpuShare: 0.25 }, [64 * GiB, 64 * GiB], [20 * GiB, 20 * GiB]],
+    [
+      'a fixed budget applies to every device',
+      { memoryBudgetBytes: 2 * GiB, headroom: 0.1, gpuShare: 0.5 },
+      [64 * GiB, 2 * GiB],
+      [40 * GiB, 2 * GiB],
+    ],
+  ])('%s', (_what, o, [cpuCap, cpuBudget], [gpuCap, gpuBudget]) => {
+    const [cpu, gpu] = workerDevices(inv, o);
+    expect(cpu).toEqual({ id: 'cpu', kind: 'cpu', capacityBytes: cpuCap, budgetBytes: Math.floor(cpuBudget) });
+    expect(gpu).toEqual({ id: 'gpu:0', kind: 'gpu', capacityBytes: gpuCap, budgetBytes: Math.floor(gpuBudget) });
+  });
+  it('no GPU: memory alone', () => {
+    expect(workerDevices({ memoryTotalBytes: GiB, gpus: [] }, { headroom: 0.1, gpuShare: 0.5 }).map((d) => d.id)).toEqual(['cpu']);
+  });
 });

@@ -93,3 +93,23 @@ export function measuredFootprint(m: {
   const delta = m.onGpu ? m.vramDeltaBytes : m.rssDeltaBytes;
   return delta !== undefined && delta > 0 ? Math.max(delta, m.fileBytes) : undefined;
 }
+
+/**
+ * The devices a worker charges its replicas against: its host's memory, and each GPU's VRAM — the
+ * worker's `gpuShare` of it where several worker processes share one GPU (each runs its own event
+ * loop: a GPU model whose requests keep one loop busy serves more from several) — each with a budget
+ * of `memoryBudgetBytes` or its capacity less `headroom`.
+ */
+export function workerDevices(
+  inventory: { memoryTotalBytes: number; gpus: readonly { index: number; vramTotalBytes: number }[] },
+  o: { memoryBudgetBytes?: number; headroom: number; gpuShare: number },
+): LedgerDevice[] {
+  const budget = (capacity: number) => o.memoryBudgetBytes ?? Math.floor(capacity * (1 - o.headroom));
+  return [
+    { id: 'cpu', kind: 'cpu', capacityBytes: inventory.memoryTotalBytes, budgetBytes: budget(inventory.memoryTotalBytes) },
+    ...inventory.gpus.map((g) => {
+      const capacityBytes = Math.floor(g.vramTotalBytes * o.gpuShare);
+      return { id: `gpu:${g.index}`, kind: 'gpu' as const, capacityBytes, budgetBytes: budget(capacityBytes) };
+    }),
+  ];
+}

@@ -56,3 +56,12 @@ describe('parseWorkerOptions: ortSpinning', () => {
     expect(() => parseWorkerOptions({ ortSpinning: 'yes' as never })).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
   });
 });
+
+describe('parseWorkerOptions: gpuShare', () => {
+  it('defaults to the whole GPU; a share in (0, 1]; anything else is BAD_REQUEST', () => {
+    expect(parseWorkerOptions({ inventory: twoCores }).gpuShare).toBe(1);
+    expect(parseWorkerOptions({ gpuShare: 0.25, inventory: twoCores }).gpuShare).toBe(0.25);
+    for (const gpuShare of [0, -0.5, 1.5, Number.NaN])
+      expect(() => parseWorkerOptions({ gpuShare, inventory: twoCores })).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
+  });
+});

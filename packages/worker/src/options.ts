@@ -38,6 +38,11 @@ export interface WorkerOptions {
   /** Fraction of each device's capacity kept free. Default 0.1. */
   headroom?: number;
   /**
+   * Share of each GPU's VRAM this worker charges its replicas against, where several worker
+   * processes share the GPUs of one host (e.g. 0.5 for two). Default 1.
+   */
+  gpuShare?: number;
+  /**
    * onnxruntime intra-op threads per session; 0 lets onnxruntime choose. Default 0. At most the
    * worker's usable cores (`inventoryUsableCores`): more is BAD_REQUEST at start.
    */
@@ -89,6 +94,7 @@ const Schema = z.object({
   cacheDir: z.string().min(1),
   memoryBudgetBytes: z.number().int().min(1).optional(),
   headroom: z.number().min(0).max(0.9),
+  gpuShare: z.number().gt(0).max(1),
   threads: z.number().int().min(0).max(1024),
   gpuProviders: z.array(z.string().min(1)),
   ortSpinning: z.boolean(),
@@ -135,6 +141,7 @@ export function parseWorkerOptions(raw: WorkerOptions = {}): CompiledWorkerOptio
     cacheDir: raw.cacheDir ?? process.env.FLOTILLA_CACHE_DIR ?? join(homedir(), '.cache', 'flotilla'),
     memoryBudgetBytes: raw.memoryBudgetBytes,
     headroom: raw.headroom ?? DEFAULT_HEADROOM,
+    gpuShare: raw.gpuShare ?? 1,
     threads: raw.threads ?? 0,
     gpuProviders: raw.gpuProviders ?? DEFAULT_GPU_PROVIDERS,
     ortSpinning: raw.ortSpinning ?? false,

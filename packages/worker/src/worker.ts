@@ -39,7 +39,7 @@ import {
 } from '@flotilla/bus';
 import { ArtifactCache } from './artifact-cache.js';
 import { measureInventory } from './inventory.js';
-import { MemoryLedger } from './memory-ledger.js';
+import { MemoryLedger, workerDevices } from './memory-ledger.js';
 import {
   observeUses,
   planEviction,
@@ -127,16 +127,7 @@ export class Worker {
     const options = parseWorkerOptions(raw);
     const logger = (options.logger ?? createLogger('flotilla-worker')).child({ worker: options.id });
     const inventory = await measureInventory(options.inventory);
-    const budget = (capacity: number) => options.memoryBudgetBytes ?? Math.floor(capacity * (1 - options.headroom));
-    const ledger = new MemoryLedger([
-      { id: 'cpu', kind: 'cpu', capacityBytes: inventory.memory.totalBytes, budgetBytes: budget(inventory.memory.totalBytes) },
-      ...inventory.gpus.map((g) => ({
-        id: `gpu:${g.index}`,
-        kind: 'gpu' as const,
-        capacityBytes: g.vramTotalBytes,
-        budgetBytes: budget(g.vramTotalBytes),
-      })),
-    ]);
+    const ledger = new MemoryLedger(workerDevices({ memoryTotalBytes: inventory.memory.totalBytes, gpus: inventory.gpus }, options));
     const nc = options.connection ?? (await connectBus({ name: `flotilla-worker-${options.id}`, ...options.bus }));
     const s = makeSubjects(options.cluster);
     const worker = new Worker(
