@@ -1,4 +1,4 @@
-import { measureInventory, parseNvidiaSmi, usableCores } from './inventory.js';
+import { measureInventory, parseComputeApps, parseNvidiaSmi, usableCores } from './inventory.js';
 
 describe('inventory', () => {
   it('parses nvidia-smi CSV (MiB) into bytes', () => {
@@ -44,5 +44,17 @@ describe('inventory', () => {
     const free = await measureInventory({}, {});
     expect(free.memory.cgroupLimitBytes).toBeUndefined();
     expect(free.cpu.usableCores).toBeLessThanOrEqual(free.cpu.cores);
+  });
+});
+
+describe('parseComputeApps', () => {
+  it('reads each process on each GPU (used memory in MiB), skipping what is not a row', () => {
+    const csv = 'GPU-aaa, 1234, 692\nGPU-aaa, 99, 3000\nGPU-bbb, 1234, 10\n[Not Supported]\n';
+    expect(parseComputeApps(csv)).toEqual([
+      { gpuUuid: 'GPU-aaa', pid: 1234, usedBytes: 692 * 2 ** 20 },
+      { gpuUuid: 'GPU-aaa', pid: 99, usedBytes: 3000 * 2 ** 20 },
+      { gpuUuid: 'GPU-bbb', pid: 1234, usedBytes: 10 * 2 ** 20 },
+    ]);
+    expect(parseComputeApps('')).toEqual([]);
   });
 });

@@ -49,6 +49,50 @@ export async function readNvidiaSmi(): Promise<GpuInfo[]> {
   }
 }
 
+/** One reading of a GPU's memory (bytes): what this process holds on it, and what is free on it. */
+export interface VramReading {
+  /** This process's memory on the GPU; undefined when nvidia-smi does not list it (no CUDA context yet, or a PID namespace hides it). */
+  ownBytes?: number;
+  freeBytes?: number;
+}
+
+/** Parses `nvidia-smi --query-compute-apps=gpu_uuid,pid,used_memory --format=csv,noheader,nounits`. */
+export function parseComputeApps(csv: string): { gpuUuid: string; pid: number; usedBytes: number }[] {
+  return csv
+    .split('\n')
+    .map((l) => l.split(',').map((s) => s.trim()))
+    .filter((f) => f.length >= 3)
+    .map(([gpuUuid, pid, used]) => ({ gpuUuid: gpuUuid!, pid: Number(pid), usedBytes: Number(used) * MiB }))
+    .filter((a) => Number.isInteger(a.pid) && Number.isFinite(a.usedBytes));
+}
+
+/**
+ * GPU `index`'s free memory and what process `pid` holds on it (nvidia-smi's compute apps), read
+ * together; nothing where nvidia-smi is missing or fails.
+ */
+export async function readVram(index: number, pid = process.pid): Promise<VramReading> {
+  const smi = (args: string[]) =>
+    promisify(execFile)('nvidia-smi', [...args, '--format=csv,noheader,nounits'], { timeout: 5000 }).then(
+      (r) => r.stdout,
+      () => '',
+    );
+  const [gpus, apps] = await Promise.all([
+    smi(['--query-gpu=index,uuid,memory.free']),
+    smi(['--query-compute-apps=gpu_uuid,pid,used_memory']),
+  ]);
+  const gpu = gpus
+    .split('\n')
+    .map((l) => l.split(',').map((s) => s.trim()))
+    .find((f) => f.length >= 3 && Number(f[0]) === index);
+  if (!gpu) return {};
+  const freeBytes = Number(gpu[2]) * MiB;
+  const own = parseComputeApps(apps).filter((a) => a.gpuUuid === gpu[1] && a.pid === pid);
+  return {
+    ...(Number.isFinite(freeBytes) ? { freeBytes } : {}),
+    ...(own.length ? { ownBytes: own.reduce((n, a) => n + a.usedBytes, 0) } : {}),
+  };
+}
+
 export async function measureGpus(): Promise<GpuInfo[]> {
   let controllers: si.Systeminformation.GraphicsControllerData[];
   try {

@@ -1,4 +1,4 @@
-import { MemoryLedger, measuredFootprint, workerDevices } from './memory-ledger.js';
+import { MemoryLedger, measuredFootprint, vramDelta, workerDevices } from './memory-ledger.js';
 
 describe('MemoryLedger', () => {
   const mk = () =>
@@ -75,5 +75,28 @@ describe('workerDevices', () => {
   });
   it('no GPU: memory alone', () => {
     expect(workerDevices({ memoryTotalBytes: GiB, gpus: [] }, { headroom: 0.1, gpuShare: 0.5 }).map((d) => d.id)).toEqual(['cpu']);
+  });
+});
+
+describe('vramDelta', () => {
+  const MiB = 2 ** 20;
+  it.each<[string, { ownBytes?: number; freeBytes?: number }, { ownBytes?: number; freeBytes?: number }, number | undefined]>([
+    // Another worker on the GPU loaded 2.7 GiB meanwhile: free fell by 2.9 GiB, this process grew by 192 MiB.
+    [
+      'this process listed after: its own growth, not the GPU’s',
+      { ownBytes: 500 * MiB, freeBytes: 10_000 * MiB },
+      { ownBytes: 692 * MiB, freeBytes: 7_030 * MiB },
+      192 * MiB,
+    ],
+    [
+      'first session (no CUDA context before): all it holds after',
+      { freeBytes: 10_000 * MiB },
+      { ownBytes: 692 * MiB, freeBytes: 9_308 * MiB },
+      692 * MiB,
+    ],
+    ['processes hidden (a PID namespace): the fall of free memory', { freeBytes: 10_000 * MiB }, { freeBytes: 9_808 * MiB }, 192 * MiB],
+    ['no readings', {}, {}, undefined],
+  ])('%s', (_what, before, after, delta) => {
+    expect(vramDelta(before, after)).toBe(delta);
   });
 });

@@ -95,6 +95,20 @@ export function measuredFootprint(m: {
 }
 
 /**
+ * VRAM a session took between two readings: this process's own growth where nvidia-smi lists it
+ * (what other processes on the GPU load meanwhile does not count: workers sharing a GPU load at
+ * the same time), else the fall of the GPU's free memory; undefined without readings.
+ */
+export function vramDelta(
+  before: { ownBytes?: number; freeBytes?: number },
+  after: { ownBytes?: number; freeBytes?: number },
+): number | undefined {
+  if (after.ownBytes !== undefined) return after.ownBytes - (before.ownBytes ?? 0);
+  if (before.freeBytes !== undefined && after.freeBytes !== undefined) return before.freeBytes - after.freeBytes;
+  return undefined;
+}
+
+/**
  * The devices a worker charges its replicas against: its host's memory, and each GPU's VRAM — the
  * worker's `gpuShare` of it where several worker processes share one GPU (each runs its own event
  * loop: a GPU model whose requests keep one loop busy serves more from several) — each with a budget

@@ -26,8 +26,8 @@ import { ShapeProfiler } from './background-profiler.js';
 import { dynamicDims, sampleShape, unknownBucketDims } from './shape-profiles.js';
 import type { CompiledWorkerOptions } from './options.js';
 import { providerUnavailable } from './providers.js';
-import { readNvidiaSmi } from './inventory.js';
-import { measuredFootprint } from './memory-ledger.js';
+import { readVram } from './inventory.js';
+import { measuredFootprint, vramDelta } from './memory-ledger.js';
 import {
   batchingFor,
   checkThreads,
@@ -199,20 +199,25 @@ export class SessionLoader {
 
   /**
    * Creates the session and measures what it took on its own device (host RAM on CPU, VRAM on a
-   * GPU, read from nvidia-smi before and after), and the device class it ended up on.
+   * GPU: this process's, read from nvidia-smi before and after, memory-ledger.ts vramDelta), and
+   * the device class it ended up on.
    */
   private async openMeasured(
     o: Omit<Opening, 'created' | 'onCpu' | 'deviceClass' | 'sessionBytes' | 'deviceBytes'>,
     threads: ThreadSettings,
   ): Promise<Opening & { measuredBytes?: number }> {
     const gpuIndex = o.kind === 'gpu' ? Number(o.deviceId.split(':')[1]) : -1;
-    const vramFree = async () => (gpuIndex >= 0 ? (await readNvidiaSmi()).find((g) => g.index === gpuIndex)?.vramFreeBytes : undefined);
-    const vramBefore = await vramFree();
+    // undefined without nvidia-smi (a stand-in GPU): no VRAM readings at all.
+    const vram = async () => {
+      const r = gpuIndex >= 0 ? await readVram(gpuIndex) : {};
+      return r.freeBytes === undefined && r.ownBytes === undefined ? undefined : r;
+    };
+    const vramBefore = await vram();
     const created = await this.createSession(o.path, o.kind, o.deviceId, o.spec.digest, o.compile, threads);
     const onCpu = created.executionProvider === 'cpu';
-    const vramAfter = onCpu ? undefined : await vramFree();
+    const vramAfter = onCpu ? undefined : await vram();
     const rssDeltaBytes = process.memoryUsage().rss - o.rssBaseline;
-    const vramDeltaBytes = vramBefore !== undefined && vramAfter !== undefined ? vramBefore - vramAfter : undefined;
+    const vramDeltaBytes = vramBefore && vramAfter ? vramDelta(vramBefore, vramAfter) : undefined;
     const measuredBytes = measuredFootprint({ onGpu: !onCpu, rssDeltaBytes, vramDeltaBytes, fileBytes: o.spec.sizeBytes });
     return {
       ...o,
@@ -220,9 +225,7 @@ export class SessionLoader {
       onCpu,
       deviceClass: this.deviceClassOf(onCpu ? 'cpu' : o.kind, o.deviceId, created.executionProvider),
       sessionBytes: Math.max(0, (onCpu ? rssDeltaBytes : vramDeltaBytes) ?? 0),
-      ...(!onCpu && vramBefore !== undefined
-        ? { deviceBytes: async () => ((v) => (v === undefined ? undefined : vramBefore - v))(await vramFree()) }
-        : {}),
+      ...(!onCpu && vramBefore ? { deviceBytes: async () => ((now) => (now ? vramDelta(vramBefore, now) : undefined))(await vram()) } : {}),
       ...(measuredBytes !== undefined ? { measuredBytes } : {}),
     };
   }
