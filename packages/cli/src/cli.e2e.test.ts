@@ -160,3 +160,30 @@ describe('flotilla up --nats', () => {
     }
   }, 60_000);
 });
+
+describe('flotilla up --gpu-share', () => {
+  it('passes the share to its workers: each charges its replicas against that part of the GPU', async () => {
+    const nats = await NatsServer.start();
+    const inventory = join(dir, 'gpu.json');
+    const GiB = 2 ** 30;
+    writeFileSync(
+      inventory,
+      JSON.stringify({ gpus: [{ index: 0, vendor: 'NVIDIA', model: 'stand-in', vramTotalBytes: 8 * GiB, vramFreeBytes: 8 * GiB }] }),
+    );
+    try {
+      const args = ['--nats', nats.url, '--cluster', 'shared', '--workers', '2', '--cache-dir', join(dir, 'cache3')];
+      const r = await startUp([...args, '--inventory', inventory, '--gpu-share', '0.5', '--headroom', '0']);
+      const st = JSON.parse((await cli(['status', '--json', '--nats', nats.url, '--cluster', 'shared'])).stdout);
+      expect(st.workers).toHaveLength(2);
+      for (const w of st.workers) {
+        const gpu = w.devices.find((d: { id: string }) => d.id === 'gpu:0');
+        expect(gpu).toMatchObject({ kind: 'gpu', capacityBytes: 4 * GiB, budgetBytes: 4 * GiB });
+      }
+      const exited = new Promise((res) => r.proc.once('exit', res));
+      r.proc.kill('SIGINT');
+      expect(await exited).toBe(0);
+    } finally {
+      await nats.stop();
+    }
+  }, 60_000);
+});
