@@ -141,7 +141,7 @@ export async function benchBodies(opts: BodiesOptions = {}): Promise<BodiesResul
         const rtt: number[] = [];
         for (let r = 0; r < rounds; r++) {
           const t0 = epochMs();
-          const ref = streamed ? blobs.stream(data).ref : await blobs.put(data);
+          const ref = streamed ? (await blobs.stream(data)).ref : await blobs.put(data);
           const msg = await nc.request(subject, encode({ v: PROTOCOL_VERSION, blob: ref }), { timeout: 120_000 });
           const reply = decode<EchoReply>(msg.data);
           if (!reply.blob || reply.takenAt === undefined || reply.putAt === undefined) throw new Error(`body echo: ${reply.error}`);

@@ -34,7 +34,7 @@ async function main(): Promise<void> {
         const takenAt = epochMs();
         const putAt = epochMs();
         if (ref.nuid === undefined) return { v: PROTOCOL_VERSION, blob: await blobs.put(body), takenAt, putAt };
-        const streamed = blobs.stream(body);
+        const streamed = await blobs.stream(body);
         streamed.done.catch((err: unknown) => process.stderr.write(`body-echo: streaming back failed: ${(err as Error).message}\n`));
         return { v: PROTOCOL_VERSION, blob: streamed.ref, takenAt, putAt };
       })()

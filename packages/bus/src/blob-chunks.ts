@@ -38,6 +38,8 @@ export interface ChunkedPutOptions {
   window?: number;
   /** Per-publish ack timeout (ms). */
   timeoutMs?: number;
+  /** Called once the first chunk (the meta, for an empty body) is stored: the bucket takes this body. */
+  onFirstAck?: () => void;
 }
 
 export const chunkSubject = (bucket: string, nuid: string): string => `$O.${bucket}.C.${nuid}`;
@@ -67,8 +69,14 @@ export async function putChunked(
   stalled.catch(() => undefined);
   const dog = new Watchdog(timeoutMs, () => fail(new UnavailableError(`no acknowledgement for ${timeoutMs} ms`)));
   // The watchdog judges progress; the publishes' own timeout is only a backstop that frees them.
+  let first = opts.onFirstAck;
   const publish = (subj: string, payload: Uint8Array | string, o: { headers?: MsgHdrs } = {}) =>
-    js.publish(subj, payload, { ...o, timeout: timeoutMs * 4 }).then((ack) => (dog.touch(), ack));
+    js.publish(subj, payload, { ...o, timeout: timeoutMs * 4 }).then((ack) => {
+      dog.touch();
+      first?.();
+      first = undefined;
+      return ack;
+    });
   let chunks = 0;
   try {
     for (let off = 0; off < data.byteLength; off += chunkBytes) {

@@ -68,24 +68,30 @@ export class BlobStore {
   }
 
   /**
-   * Starts staging `data` and returns its streamed reference at once: send it while `done`
-   * settles (UNAVAILABLE when the staging fails; a receiver then stops hearing chunks and fails
-   * UNAVAILABLE after its stall timeout). Only for receivers that read streamed references.
+   * Starts staging `data` and returns its streamed reference once the bucket has stored the first
+   * chunk (a bucket that refuses the body — full, gone — fails here, UNAVAILABLE, before any
+   * reference goes out): send it while `done` settles (UNAVAILABLE when the rest fails; a receiver
+   * then stops hearing chunks and fails UNAVAILABLE after its stall timeout). Only for receivers
+   * that read streamed references.
    */
-  stream(data: Uint8Array): { ref: { name: string; size: number; nuid: string }; done: Promise<void> } {
+  async stream(data: Uint8Array): Promise<{ ref: { name: string; size: number; nuid: string }; done: Promise<void> }> {
     const ref = { name: nuid.next(), size: data.byteLength, nuid: nuid.next() };
-    const done = this.write(ref.name, ref.nuid, data);
+    let started!: () => void;
+    const first = new Promise<void>((resolve) => (started = resolve));
+    const done = this.write(ref.name, ref.nuid, data, started);
     done.catch(() => undefined); // the caller may stop listening once its receiver answered
+    await Promise.race([first, done]);
     return { ref, done };
   }
 
-  private async write(name: string, id: string, data: Uint8Array): Promise<void> {
+  private async write(name: string, id: string, data: Uint8Array, onFirstAck?: () => void): Promise<void> {
     await this.open();
     try {
       await putChunked(this.js, this.bucket, name, id, data, {
         chunkBytes: objectChunkSize(this.nc),
         window: this.opts.putWindow,
         timeoutMs: this.opts.timeoutMs,
+        ...(onFirstAck ? { onFirstAck } : {}),
       });
     } catch (err) {
       // Chunks already stored would otherwise wait for the TTL.

@@ -16,8 +16,8 @@ import {
 import type { Logger } from './logger.js';
 import { maxPayload } from './staging.js';
 
-/** Stages a body too large for one message and returns its reference (a BlobStore's `put`). */
-export type Stager = (data: Uint8Array) => Promise<{ name: string; size: number }>;
+/** Stages a body too large for one message and returns its reference (a BlobStore's `put`, or its `stream`'s ref). */
+export type Stager = (data: Uint8Array) => Promise<{ name: string; size: number; nuid?: string }>;
 
 /**
  * A reply body that fits one message: `data` itself, a `{ v, blob }` reference to it staged with

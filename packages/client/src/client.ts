@@ -226,7 +226,7 @@ export class FlotillaClient {
       });
     }
     // The blob store only for bodies that need it: the common request takes no extra await.
-    // A staged request is streamed: its reference goes out as the staging starts and the replica
+    // A staged request is streamed: its reference goes out once the first chunk is stored and the replica
     // reads the chunks while they are written (`staging` settles when the writing is done; its
     // failure fails the attempt). The replica that receives the reference takes (deletes) the
     // staged body, so an attempt after one that may have reached a replica stages it again. Its
@@ -236,7 +236,7 @@ export class FlotillaClient {
     let staging: Promise<void> | undefined;
     const stage = async (): Promise<Uint8Array> => {
       if (this.options.streamBodies === false) return stageIfLarge(nc, await this.blobStore(), plain);
-      const s = (await this.blobStore()).stream(plain);
+      const s = await (await this.blobStore()).stream(plain);
       staging = s.done;
       return encode({ v: PROTOCOL_VERSION, blob: s.ref } satisfies BlobRef);
     };

@@ -145,6 +145,13 @@ interface ForgeOptions {
   link?: boolean;
 }
 
+/** Whether object `name`'s meta is in the bucket's stream (JetStream's direct message API, no object store client). */
+async function metaStored(nc: NatsConnection, bucket: string, name: string): Promise<boolean> {
+  const subject = `$O.${bucket}.M.${Buffer.from(name).toString('base64url')}${'='.repeat((3 - (name.length % 3)) % 3)}`;
+  const r = await nc.request(`$JS.API.STREAM.MSG.GET.OBJ_${bucket}`, JSON.stringify({ last_by_subj: subject }), { timeout: 5000 });
+  return (JSON.parse(new TextDecoder().decode(r.data)) as { message?: unknown }).message !== undefined;
+}
+
 /** Writes an object the way any object store client would (ADR-20), lying where told to; returns its name. */
 async function forge(nc: NatsConnection, bucket: string, body: Uint8Array, o: ForgeOptions = {}): Promise<string> {
   const name = nuid.next();
@@ -226,7 +233,7 @@ describe('the blob store on its own server', () => {
           ? sender.put(data).then((r) => receiver.take(r, 64 * MiB))
           : op === 'take'
             ? receiver.take(ref!, 64 * MiB)
-            : receiver.take(sender.stream(data).ref, 64 * MiB);
+            : sender.stream(data).then((s) => receiver.take(s.ref, 64 * MiB));
       setTimeout(() => void conn.reconnect(), 80);
       let outcome: string;
       try {
@@ -270,13 +277,11 @@ describe('the blob store on its own server', () => {
   it('a streamed body is read while it is written, exact at every size', async () => {
     for (const size of [1, 1032193, 3 * MiB + 7, 64 * MiB]) {
       const data = pattern(size);
-      const { ref, done } = sender.stream(data);
-      let written = false;
-      void done.then(() => (written = true));
-      // Taken before its sender wrote the meta: a stored-body take would find no object yet.
-      const take = receiver.take(ref, 64 * MiB);
-      expect(written).toBe(false);
-      const back = await take;
+      const { ref, done } = await sender.stream(data);
+      // The reference comes once the first chunk is stored: 64 MiB is still being written, no meta yet
+      // (a take of a stored body would find no object).
+      if (size === 64 * MiB) expect(await metaStored(b, bucket, ref.name)).toBe(false);
+      const back = await receiver.take(ref, 64 * MiB);
       await done;
       expect(Buffer.compare(Buffer.from(back), Buffer.from(data))).toBe(0);
     }
@@ -304,8 +309,30 @@ describe('the blob store on its own server', () => {
     expect(await code(receiver.take({ name, ...refOf(id, body.byteLength) }, MiB))).toBe(expected);
     // The store still serves, streamed too.
     const ok = pattern(1500);
-    const { ref } = sender.stream(ok);
+    const { ref } = await sender.stream(ok);
     expect(Buffer.from(await receiver.take(ref, MiB)).equals(Buffer.from(ok))).toBe(true);
+  });
+
+  it('a bucket that refuses the body fails the stream before any reference goes out (UNAVAILABLE), and a stored put too', async () => {
+    const full = 'flotilla_lbfull_blobs';
+    // A bucket of 64 KiB: its first 1 MiB chunk is refused ("maximum bytes exceeded").
+    await a.request(
+      `$JS.API.STREAM.CREATE.OBJ_${full}`,
+      JSON.stringify({
+        name: `OBJ_${full}`,
+        subjects: [`$O.${full}.C.>`, `$O.${full}.M.>`],
+        storage: 'memory',
+        max_bytes: 64 * 1024,
+        allow_rollup_hdrs: true,
+        discard: 'new',
+      }),
+      { timeout: 5000 },
+    );
+    const small = new BlobStore(a, full, undefined, undefined, { timeoutMs: 1000 });
+    const started = performance.now();
+    expect(await code(small.stream(pattern(4 * MiB)))).toBe(ErrorCode.UNAVAILABLE);
+    expect(await code(small.put(pattern(4 * MiB)))).toBe(ErrorCode.UNAVAILABLE);
+    expect(performance.now() - started).toBeLessThan(2000); // the refusals, not a timeout
   });
 
   it('a name that does not exist is UNAVAILABLE; a size beside the truth is BAD_REQUEST', async () => {

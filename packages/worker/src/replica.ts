@@ -33,7 +33,6 @@ import {
   toTypedArray,
   type BatchingOptions,
   type BlobName,
-  type BlobRef,
   type InferReply,
   type WireError,
   type ModelSignature as WireModelSignature,
@@ -578,26 +577,22 @@ export class Replica {
     }
     if (!mustStage(data.byteLength, maxPayload(this.ctx.nc))) return this.respond(msg, data);
     this.sending++;
-    // A caller that reads streamed replies gets the reference as the staging starts and reads while it is written.
-    if (data.byteLength <= this.ctx.maxMessageBytes && msg.headers?.get(STREAMED_BLOBS_HEADER) === STREAMED_BLOBS) {
-      const { ref, done } = this.ctx.blobs.stream(data);
-      this.respond(msg, encode({ v: PROTOCOL_VERSION, blob: ref } satisfies BlobRef));
-      void done
-        .catch((err: unknown) => this.ctx.logger.warn({ err: (err as Error).message, replica: this.id }, 'streamed reply not staged'))
-        .finally(() => {
-          this.sending--;
-          this.checkIdle();
-        });
-      return;
-    }
-    void fitReply(
-      this.ctx.nc,
-      data,
-      (d) => this.ctx.blobs.put(d),
-      (error) => ({ v: PROTOCOL_VERSION, ok: false, id, error }),
-      this.ctx.maxMessageBytes,
-    )
+    // A caller that reads streamed replies gets the reference once the first chunk is stored and
+    // reads while the rest is written; the staging still counts in `sending` until it is done.
+    let streaming: Promise<void> | undefined;
+    const stage =
+      msg.headers?.get(STREAMED_BLOBS_HEADER) === STREAMED_BLOBS
+        ? async (d: Uint8Array) => {
+            const s = await this.ctx.blobs.stream(d);
+            streaming = s.done.catch((err: unknown) =>
+              this.ctx.logger.warn({ err: (err as Error).message, replica: this.id }, 'streamed reply not staged'),
+            );
+            return s.ref;
+          }
+        : (d: Uint8Array) => this.ctx.blobs.put(d);
+    void fitReply(this.ctx.nc, data, stage, (error) => ({ v: PROTOCOL_VERSION, ok: false, id, error }), this.ctx.maxMessageBytes)
       .then((staged) => this.respond(msg, staged))
+      .then(() => streaming)
       .finally(() => {
         this.sending--;
         this.checkIdle();
