@@ -1,7 +1,7 @@
 // The hand-written reply encoder against the generic one: every size class of every msgpack type
 // it writes decodes to the same value as `encode` of the same reply object.
 import { decode, encode } from './codec.js';
-import { InferReplyWriter, packStr } from './reply-writer.js';
+import { ALIGN_MIN_BYTES, InferReplyWriter, packStr, widenedKey } from './reply-writer.js';
 import type { WireTensors } from './tensor.js';
 import { PROTOCOL_VERSION } from './version.js';
 
@@ -90,4 +90,33 @@ describe('InferReplyWriter', () => {
     ['', [0xa0]],
     ['ab', [0xa2, 0x61, 0x62]],
   ])('packStr(%j)', (s, expected) => expect([...packStr(s)]).toEqual(expected));
+});
+
+describe('InferReplyWriter: large tensors start 8-byte aligned', () => {
+  it.each(Array.from({ length: 16 }, (_, i) => i))('id of %i chars, two large outputs and a small one', (n) => {
+    const w = new InferReplyWriter(fixed);
+    const outputs: WireTensors = {
+      a: tensor([1, ALIGN_MIN_BYTES / 4], ALIGN_MIN_BYTES),
+      small: tensor([1, 3], 12),
+      [`b${'x'.repeat(n % 5)}`]: { dtype: 'int64', dims: [2, 70_000 + n], data: bytes(16 * (70_000 + n)) },
+    };
+    const buf = w.encode('i'.repeat(n), outputs, meta);
+    const got = decode<{ outputs: Record<string, { data: Uint8Array }> }>(buf);
+    expect(got).toEqual(generic(fixed, 'i'.repeat(n), outputs, meta));
+    for (const [name, t] of Object.entries(got.outputs)) {
+      // The decoded bytes are a view into the encoded reply: where they sit in it.
+      expect(t.data.buffer).toBe(buf.buffer);
+      const at = t.data.byteOffset - buf.byteOffset;
+      if (t.data.byteLength >= ALIGN_MIN_BYTES) expect([name, at % 8]).toEqual([name, 0]);
+    }
+  });
+
+  it('widenedKey: the same string in str8, str16 and str32 form', () => {
+    for (const extra of [0, 1, 2, 4] as const) {
+      const k = widenedKey('data', extra);
+      expect(k.byteLength).toBe(5 + extra);
+      // { v: 1, [k]: true }
+      expect(decode(Uint8Array.of(0x82, ...packStr('v'), PROTOCOL_VERSION, ...k, 0xc3))).toEqual({ v: PROTOCOL_VERSION, data: true });
+    }
+  });
 });
