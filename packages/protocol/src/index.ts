@@ -58,7 +58,7 @@ export {
   type WireTensors,
 } from './tensor.js';
 export { decode, encode } from './codec.js';
-export { InferReplyWriter } from './reply-writer.js';
+export { ALIGN_MIN_BYTES, InferReplyWriter, encodeInferRequest } from './reply-writer.js';
 export {
   AutoscaleOptions,
   BatchingOptions,

@@ -178,6 +178,8 @@ const K = {
   id: packStr('id'),
   outputs: packStr('outputs'),
   meta: packStr('meta'),
+  inputs: packStr('inputs'),
+  timeoutMs: packStr('timeoutMs'),
   dtype: packStr('dtype'),
   dims: packStr('dims'),
   data: packStr('data'),
@@ -225,14 +227,9 @@ export class InferReplyWriter {
   }
 
   encode(id: RequestId | undefined, outputs: WireTensors, meta: Pick<InferMeta, 'batch' | 'queueMs' | 'runMs' | 'queueDepth'>): Uint8Array {
-    const keys = Object.keys(outputs);
-    let size = 1 + this.versionOk.byteLength + K.outputs.byteLength + 5 + this.metaHead.byteLength + 4 * (NUM_MAX + 11);
+    let size = 1 + this.versionOk.byteLength + K.outputs.byteLength + this.metaHead.byteLength + 4 * (NUM_MAX + 11);
     if (id !== undefined) size += K.id.byteLength + (typeof id === 'string' ? 5 + Buffer.byteLength(id) : NUM_MAX);
-    for (const k of keys) {
-      const t = outputs[k]!;
-      size += this.name(k).byteLength + 1 + K.dtype.byteLength + 6 + t.dtype.length;
-      size += K.dims.byteLength + 5 + t.dims.length * NUM_MAX + K.data.byteLength + 5 + t.data.byteLength + 7;
-    }
+    size += tensorsBytes(outputs, (k) => this.name(k));
     const c = new Cursor(Buffer.allocUnsafe(size));
     c.byte(0x80 | (id === undefined ? 4 : 5));
     c.bytes(this.versionOk);
@@ -242,39 +239,7 @@ export class InferReplyWriter {
       else c.num(id);
     }
     c.bytes(K.outputs);
-    c.header(keys.length, 0x80, 16, -1, 0xde, 0xdf);
-    for (const k of keys) {
-      const t = outputs[k]!;
-      c.bytes(this.name(k));
-      c.byte(0x83);
-      if (t.data.byteLength < ALIGN_MIN_BYTES) {
-        c.bytes(K.dtype);
-        c.str(t.dtype);
-        c.bytes(K.dims);
-        c.header(t.dims.length, 0x90, 16, -1, 0xdc, 0xdd);
-        for (const d of t.dims) c.num(d);
-        c.bytes(K.data);
-        c.bin(t.data);
-        continue;
-      }
-      // Where the data would start with the narrowest keys: wider keys make up the rest to 8 bytes.
-      const start = c.at;
-      c.bytes(K.dtype);
-      c.str(t.dtype);
-      c.bytes(K.dims);
-      c.header(t.dims.length, 0x90, 16, -1, 0xdc, 0xdd);
-      for (const d of t.dims) c.num(d);
-      const narrow = c.at - start + K.data.byteLength + 5; // bin32 header: the data is ≥ 64 KiB
-      const [a, b, d] = PAD_SPLITS[(8 - ((start + narrow) % 8)) % 8]!;
-      c.at = start;
-      c.bytes(K.widened.dtype[a]);
-      c.str(t.dtype);
-      c.bytes(K.widened.dims[b]);
-      c.header(t.dims.length, 0x90, 16, -1, 0xdc, 0xdd);
-      for (const x of t.dims) c.num(x);
-      c.bytes(K.widened.data[d]);
-      c.bin(t.data);
-    }
+    writeTensors(c, outputs, (k) => this.name(k));
     c.bytes(this.metaHead);
     c.bytes(K.batch);
     c.num(meta.batch);
@@ -286,4 +251,81 @@ export class InferReplyWriter {
     c.num(meta.queueDepth);
     return c.buf.subarray(0, c.at);
   }
+}
+
+/** Most bytes `writeTensors` takes for `tensors`. */
+function tensorsBytes(tensors: WireTensors, name: (k: string) => Uint8Array): number {
+  let size = 5;
+  for (const k in tensors) {
+    const t = tensors[k]!;
+    size += name(k).byteLength + 1 + K.dtype.byteLength + 6 + t.dtype.length;
+    size += K.dims.byteLength + 5 + t.dims.length * NUM_MAX + K.data.byteLength + 5 + t.data.byteLength + 7;
+  }
+  return size;
+}
+
+/** A map of tensors `{ name: { dtype, dims, data } }`; data of ALIGN_MIN_BYTES or more starts 8-byte aligned. */
+function writeTensors(c: Cursor, tensors: WireTensors, name: (k: string) => Uint8Array): void {
+  const keys = Object.keys(tensors);
+  c.header(keys.length, 0x80, 16, -1, 0xde, 0xdf);
+  for (const k of keys) {
+    const t = tensors[k]!;
+    c.bytes(name(k));
+    c.byte(0x83);
+    if (t.data.byteLength < ALIGN_MIN_BYTES) {
+      c.bytes(K.dtype);
+      c.str(t.dtype);
+      c.bytes(K.dims);
+      c.header(t.dims.length, 0x90, 16, -1, 0xdc, 0xdd);
+      for (const d of t.dims) c.num(d);
+      c.bytes(K.data);
+      c.bin(t.data);
+      continue;
+    }
+    // Where the data would start with the narrowest keys: wider keys make up the rest to 8 bytes.
+    const start = c.at;
+    c.bytes(K.dtype);
+    c.str(t.dtype);
+    c.bytes(K.dims);
+    c.header(t.dims.length, 0x90, 16, -1, 0xdc, 0xdd);
+    for (const d of t.dims) c.num(d);
+    const narrow = c.at - start + K.data.byteLength + 5; // bin32 header: the data is ≥ 64 KiB
+    const [a, b, d] = PAD_SPLITS[(8 - ((start + narrow) % 8)) % 8]!;
+    c.at = start;
+    c.bytes(K.widened.dtype[a]);
+    c.str(t.dtype);
+    c.bytes(K.widened.dims[b]);
+    c.header(t.dims.length, 0x90, 16, -1, 0xdc, 0xdd);
+    for (const x of t.dims) c.num(x);
+    c.bytes(K.widened.data[d]);
+    c.bin(t.data);
+  }
+}
+
+/**
+ * An inference request `{ v, inputs, timeoutMs?, outputs? }` as the generic `encode` gives it (as
+ * decoded values), each input of ALIGN_MIN_BYTES or more starting 8-byte aligned from the first
+ * byte: a replica reading a staged request into a fresh buffer runs it without copying it.
+ */
+export function encodeInferRequest(req: { inputs: WireTensors; timeoutMs?: number; outputs?: string[] }): Uint8Array {
+  const name = (k: string) => packStr(k);
+  let size = 1 + 2 + 1 + K.inputs.byteLength + tensorsBytes(req.inputs, name);
+  if (req.timeoutMs !== undefined) size += K.timeoutMs.byteLength + NUM_MAX;
+  if (req.outputs) size += K.outputs.byteLength + 5 + req.outputs.reduce((n, o) => n + 5 + Buffer.byteLength(o), 0);
+  const c = new Cursor(Buffer.allocUnsafe(size));
+  c.byte(0x80 | (2 + (req.timeoutMs !== undefined ? 1 : 0) + (req.outputs ? 1 : 0)));
+  c.bytes(K.v);
+  c.num(PROTOCOL_VERSION);
+  c.bytes(K.inputs);
+  writeTensors(c, req.inputs, name);
+  if (req.timeoutMs !== undefined) {
+    c.bytes(K.timeoutMs);
+    c.num(req.timeoutMs);
+  }
+  if (req.outputs) {
+    c.bytes(K.outputs);
+    c.header(req.outputs.length, 0x90, 16, -1, 0xdc, 0xdd);
+    for (const o of req.outputs) c.str(o);
+  }
+  return c.buf.subarray(0, c.at);
 }
