@@ -8,7 +8,7 @@ import * as ort from 'onnxruntime-node';
 import { shapeKey, type DeploySpec } from '@flotilla/protocol';
 import type { Logger, ProfileStore } from '@flotilla/bus';
 import { sampleModelPath } from '@flotilla/sample-models';
-import { ShapeProfiler } from './background-profiler.js';
+import { MAX_PROFILE_SHARE, ShapeProfiler } from './background-profiler.js';
 import { describeModel } from './model-io.js';
 
 const REBUILD_MS = 20;
@@ -130,5 +130,53 @@ describe('ShapeProfiler beside a serving replica', () => {
   it('a replica that ran its batches between the pair would have the timed runs pay the rebuild (what the hold prevents)', async () => {
     const { entry } = await profileWhileServing(false);
     expect(entry.profile!.rows[0]!.p50Ms).toBeGreaterThanOrEqual(REBUILD_MS * 0.9);
+  }, 30_000);
+});
+
+describe('ShapeProfiler on a replica with no traffic', () => {
+  it('keeps no share of an idle replica’s time: nobody waits, so the profile runs back to back', async () => {
+    const session = await ort.InferenceSession.create(sampleModelPath('conv-classifier'), {
+      executionProviders: ['cpu'],
+      intraOpNumThreads: 1,
+    });
+    try {
+      const logged: Array<{ wallMs: number; inRunsMs: number }> = [];
+      const logger = { info: (o: { wallMs: number; inRunsMs: number }) => logged.push(o), warn: () => {} } as unknown as Logger;
+      const store = { get: async () => undefined, put: async () => {}, shapes: async () => [] } as unknown as ProfileStore;
+      const spec = { name: 'cls', digest: 'd', batching: {}, profile: { budgetMs: 300, maxBatch: 8 } } as unknown as DeploySpec;
+      const profiler = new ShapeProfiler({
+        session,
+        signature: describeModel(session.inputMetadata, session.outputMetadata),
+        spec,
+        deviceClass: 'test',
+        ortVersion: 'test',
+        latencySloMs: 1e9,
+        onGpu: false,
+        store,
+        logger,
+        oneAtATime: (f) => f(),
+        memory: { sessionBytes: 0, rssBaseline: process.memoryUsage().rss, fileBytes: 0 },
+      });
+      // Idle throughout: nothing queued, no batch ever served.
+      profiler.attach(
+        () => true,
+        () => 0,
+        () => {},
+      );
+      const key = shapeKey({ x: [3, 16, 16] });
+      profiler.observe(key, { x: { dims: [1, 3, 16, 16] } });
+      const deadline = Date.now() + 20_000;
+      while (logged.length === 0) {
+        if (Date.now() > deadline) throw new Error('the profile did not finish');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      await profiler.close();
+      const [{ wallMs, inRunsMs }] = logged as [{ wallMs: number; inRunsMs: number }];
+      expect(profiler.book.get(key)?.state).toBe('measured');
+      // Under the share rule it would take at least inRuns / MAX_PROFILE_SHARE of wall time.
+      expect(wallMs).toBeLessThan((inRunsMs / MAX_PROFILE_SHARE) * 0.5);
+    } finally {
+      await session.release();
+    }
   }, 30_000);
 });

@@ -206,9 +206,10 @@ export class ShapeProfiler {
     const wallCap = began + this.budgetMs * BACKGROUND_WALL_FACTOR;
     // Under load the queue empties between batches: each run also waits until profiling has had at
     // most its share of the time since it began (MAX_PROFILE_SHARE), so it takes at most that share
-    // of a busy replica's time, and a request waits for at most one hold.
+    // of a busy replica's time, and a request waits for at most one hold. A replica that served
+    // nothing since the profile's last hold (no traffic: nobody waited) keeps no share.
     // longest: the longest stretch of runs between two passes (what a served request may have waited).
-    const duty = { inRuns: 0, passedAt: undefined as number | undefined, granted: 0, longest: 0 };
+    const duty = { inRuns: 0, passedAt: undefined as number | undefined, granted: 0, longest: 0, servedAtHold: -1 };
     const capMs = this.maxRunMs;
     const p = await this.measure(entry.shape, async (nextRunMs) => {
       const t0 = performance.now();
@@ -224,14 +225,18 @@ export class ShapeProfiler {
         return 0;
       }
       this.setHold(false); // the replica serves what queued meanwhile before the next pass
+      // After the loop's poll phase: what arrived during the hold is read (and queued) first.
+      await new Promise((r) => setImmediate(r));
       for (;;) {
         const now = performance.now();
         if (this.closed || now > wallCap) return null;
-        if (this.quiet() && duty.inRuns <= MAX_PROFILE_SHARE * (now - began)) break;
+        const alone = this.batches() === duty.servedAtHold;
+        if (this.quiet() && (alone || duty.inRuns <= MAX_PROFILE_SHARE * (now - began))) break;
         await new Promise((r) => setTimeout(r, IDLE_POLL_MS));
       }
       // Held from here (synchronously after seeing it idle) until the next pass or the profile's end.
       this.setHold(true);
+      duty.servedAtHold = this.batches();
       duty.granted = 0;
       duty.passedAt = performance.now();
       return duty.passedAt - t0;
