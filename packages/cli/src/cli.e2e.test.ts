@@ -144,6 +144,13 @@ describe('flotilla CLI', () => {
   });
 });
 
+/** Ctrl-C to an `up`: its exit code once it has stopped. */
+function interrupt(proc: ChildProcess): Promise<unknown> {
+  const exited = new Promise((res) => proc.once('exit', res));
+  proc.kill('SIGINT');
+  return exited;
+}
+
 describe('flotilla up --nats', () => {
   it('joins an existing NATS instead of starting one', async () => {
     const nats = await NatsServer.start();
@@ -152,9 +159,7 @@ describe('flotilla up --nats', () => {
       expect(r.line).toContain(`nats=${nats.url}`);
       const s = await cli(['status', '--json', '--nats', nats.url, '--cluster', 'joined']);
       expect(JSON.parse(s.stdout).workers).toHaveLength(1);
-      const exited = new Promise((res) => r.proc.once('exit', res));
-      r.proc.kill('SIGINT');
-      expect(await exited).toBe(0);
+      expect(await interrupt(r.proc)).toBe(0);
     } finally {
       await nats.stop();
     }
@@ -179,9 +184,7 @@ describe('flotilla up --gpu-share', () => {
         const gpu = w.devices.find((d: { id: string }) => d.id === 'gpu:0');
         expect(gpu).toMatchObject({ kind: 'gpu', capacityBytes: 4 * GiB, budgetBytes: 4 * GiB });
       }
-      const exited = new Promise((res) => r.proc.once('exit', res));
-      r.proc.kill('SIGINT');
-      expect(await exited).toBe(0);
+      expect(await interrupt(r.proc)).toBe(0);
     } finally {
       await nats.stop();
     }

@@ -56,6 +56,25 @@ function servingReplica(session: ort.InferenceSession, honourHold: boolean) {
   };
 }
 
+/** A ShapeProfiler of conv-classifier (CPU) running on `session`, its store and turn stubbed. */
+function testProfiler(session: ort.InferenceSession, signatureOf: ort.InferenceSession, budgetMs: number, logger: Logger): ShapeProfiler {
+  const store = { get: async () => undefined, put: async () => {}, shapes: async () => [] } as unknown as ProfileStore;
+  const spec = { name: 'cls', digest: 'd', batching: {}, profile: { budgetMs, maxBatch: 8 } } as unknown as DeploySpec;
+  return new ShapeProfiler({
+    session,
+    signature: describeModel(signatureOf.inputMetadata, signatureOf.outputMetadata),
+    spec,
+    deviceClass: 'test',
+    ortVersion: 'test',
+    latencySloMs: 1e9,
+    onGpu: false,
+    store,
+    logger,
+    oneAtATime: (f) => f(),
+    memory: { sessionBytes: 0, rssBaseline: process.memoryUsage().rss, fileBytes: 0 },
+  });
+}
+
 async function profileWhileServing(honourHold: boolean) {
   const plain = await ort.InferenceSession.create(sampleModelPath('conv-classifier'), {
     executionProviders: ['cpu'],
@@ -64,23 +83,8 @@ async function profileWhileServing(honourHold: boolean) {
   const rows: number[] = [];
   const session = rebuilding(plain, rows);
   try {
-    const signature = describeModel(plain.inputMetadata, plain.outputMetadata);
     const quiet = { info: () => {}, warn: () => {} } as unknown as Logger;
-    const store = { get: async () => undefined, put: async () => {}, shapes: async () => [] } as unknown as ProfileStore;
-    const spec = { name: 'cls', digest: 'd', batching: {}, profile: { budgetMs: 250, maxBatch: 8 } } as unknown as DeploySpec;
-    const profiler = new ShapeProfiler({
-      session,
-      signature,
-      spec,
-      deviceClass: 'test',
-      ortVersion: 'test',
-      latencySloMs: 1e9,
-      onGpu: false,
-      store,
-      logger: quiet,
-      oneAtATime: (f) => f(),
-      memory: { sessionBytes: 0, rssBaseline: process.memoryUsage().rss, fileBytes: 0 },
-    });
+    const profiler = testProfiler(session, plain, 250, quiet);
     const replica = servingReplica(session, honourHold);
     profiler.attach(
       () => !replica.r.running,
@@ -142,21 +146,7 @@ describe('ShapeProfiler on a replica with no traffic', () => {
     try {
       const logged: Array<{ wallMs: number; inRunsMs: number }> = [];
       const logger = { info: (o: { wallMs: number; inRunsMs: number }) => logged.push(o), warn: () => {} } as unknown as Logger;
-      const store = { get: async () => undefined, put: async () => {}, shapes: async () => [] } as unknown as ProfileStore;
-      const spec = { name: 'cls', digest: 'd', batching: {}, profile: { budgetMs: 300, maxBatch: 8 } } as unknown as DeploySpec;
-      const profiler = new ShapeProfiler({
-        session,
-        signature: describeModel(session.inputMetadata, session.outputMetadata),
-        spec,
-        deviceClass: 'test',
-        ortVersion: 'test',
-        latencySloMs: 1e9,
-        onGpu: false,
-        store,
-        logger,
-        oneAtATime: (f) => f(),
-        memory: { sessionBytes: 0, rssBaseline: process.memoryUsage().rss, fileBytes: 0 },
-      });
+      const profiler = testProfiler(session, session, 300, logger);
       // Idle throughout: nothing queued, no batch ever served.
       profiler.attach(
         () => true,

@@ -17,14 +17,27 @@ export interface InventoryOverride {
   gpus?: GpuInfo[];
 }
 
-/** Parses `nvidia-smi --query-gpu=index,name,memory.total,memory.free --format=csv,noheader,nounits`. */
-export function parseNvidiaSmi(csv: string): GpuInfo[] {
+/** The fields of each non-empty line of nvidia-smi's `--format=csv,noheader,nounits` output. */
+function csvRows(csv: string): string[][] {
   return csv
     .split('\n')
-    .map((l) => l.trim())
-    .filter(Boolean)
-    .map((line) => {
-      const [index, name, total, free] = line.split(',').map((s) => s.trim());
+    .filter((l) => l.trim())
+    .map((l) => l.split(',').map((s) => s.trim()));
+}
+
+/** nvidia-smi's CSV answer to `query` ('' where it is missing or fails). */
+async function nvidiaSmi(query: string): Promise<string> {
+  try {
+    return (await promisify(execFile)('nvidia-smi', [query, '--format=csv,noheader,nounits'], { timeout: 5000 })).stdout;
+  } catch {
+    return '';
+  }
+}
+
+/** Parses `nvidia-smi --query-gpu=index,name,memory.total,memory.free --format=csv,noheader,nounits`. */
+export function parseNvidiaSmi(csv: string): GpuInfo[] {
+  return csvRows(csv)
+    .map(([index, name, total, free]) => {
       return {
         index: Number(index),
         vendor: 'NVIDIA',
@@ -37,16 +50,7 @@ export function parseNvidiaSmi(csv: string): GpuInfo[] {
 }
 
 export async function readNvidiaSmi(): Promise<GpuInfo[]> {
-  try {
-    const { stdout } = await promisify(execFile)(
-      'nvidia-smi',
-      ['--query-gpu=index,name,memory.total,memory.free', '--format=csv,noheader,nounits'],
-      { timeout: 5000 },
-    );
-    return parseNvidiaSmi(stdout);
-  } catch {
-    return [];
-  }
+  return parseNvidiaSmi(await nvidiaSmi('--query-gpu=index,name,memory.total,memory.free'));
 }
 
 /** One reading of a GPU's memory (bytes): what this process holds on it, and what is free on it. */
@@ -58,9 +62,7 @@ export interface VramReading {
 
 /** Parses `nvidia-smi --query-compute-apps=gpu_uuid,pid,used_memory --format=csv,noheader,nounits`. */
 export function parseComputeApps(csv: string): { gpuUuid: string; pid: number; usedBytes: number }[] {
-  return csv
-    .split('\n')
-    .map((l) => l.split(',').map((s) => s.trim()))
+  return csvRows(csv)
     .filter((f) => f.length >= 3)
     .map(([gpuUuid, pid, used]) => ({ gpuUuid: gpuUuid!, pid: Number(pid), usedBytes: Number(used) * MiB }))
     .filter((a) => Number.isInteger(a.pid) && Number.isFinite(a.usedBytes));
@@ -68,29 +70,18 @@ export function parseComputeApps(csv: string): { gpuUuid: string; pid: number; u
 
 /**
  * GPU `index`'s free memory and what process `pid` holds on it (nvidia-smi's compute apps), read
- * together; nothing where nvidia-smi is missing or fails.
+ * together; undefined where nvidia-smi is missing, fails or has no such GPU.
  */
-export async function readVram(index: number, pid = process.pid): Promise<VramReading> {
-  const smi = (args: string[]) =>
-    promisify(execFile)('nvidia-smi', [...args, '--format=csv,noheader,nounits'], { timeout: 5000 }).then(
-      (r) => r.stdout,
-      () => '',
-    );
+export async function readVram(index: number, pid = process.pid): Promise<VramReading | undefined> {
   const [gpus, apps] = await Promise.all([
-    smi(['--query-gpu=index,uuid,memory.free']),
-    smi(['--query-compute-apps=gpu_uuid,pid,used_memory']),
+    nvidiaSmi('--query-gpu=index,uuid,memory.free'),
+    nvidiaSmi('--query-compute-apps=gpu_uuid,pid,used_memory'),
   ]);
-  const gpu = gpus
-    .split('\n')
-    .map((l) => l.split(',').map((s) => s.trim()))
-    .find((f) => f.length >= 3 && Number(f[0]) === index);
-  if (!gpu) return {};
-  const freeBytes = Number(gpu[2]) * MiB;
+  const gpu = csvRows(gpus).find((f) => f.length >= 3 && Number(f[0]) === index);
+  const freeBytes = Number(gpu?.[2]) * MiB;
+  if (!gpu || !Number.isFinite(freeBytes)) return undefined;
   const own = parseComputeApps(apps).filter((a) => a.gpuUuid === gpu[1] && a.pid === pid);
-  return {
-    ...(Number.isFinite(freeBytes) ? { freeBytes } : {}),
-    ...(own.length ? { ownBytes: own.reduce((n, a) => n + a.usedBytes, 0) } : {}),
-  };
+  return { freeBytes, ...(own.length ? { ownBytes: own.reduce((n, a) => n + a.usedBytes, 0) } : {}) };
 }
 
 export async function measureGpus(): Promise<GpuInfo[]> {

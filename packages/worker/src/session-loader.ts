@@ -208,10 +208,7 @@ export class SessionLoader {
   ): Promise<Opening & { measuredBytes?: number }> {
     const gpuIndex = o.kind === 'gpu' ? Number(o.deviceId.split(':')[1]) : -1;
     // undefined without nvidia-smi (a stand-in GPU): no VRAM readings at all.
-    const vram = async () => {
-      const r = gpuIndex >= 0 ? await readVram(gpuIndex) : {};
-      return r.freeBytes === undefined && r.ownBytes === undefined ? undefined : r;
-    };
+    const vram = async () => (gpuIndex >= 0 ? readVram(gpuIndex) : undefined);
     const vramBefore = await vram();
     const created = await this.createSession(o.path, o.kind, o.deviceId, o.spec.digest, o.compile, threads);
     const onCpu = created.executionProvider === 'cpu';
