@@ -62,6 +62,7 @@ def test_a_caller_infers_with_its_seed_file_alone(mlp: Dict[str, np.ndarray]) ->
     asyncio.run(go())
     with SyncClient(NATS, CLUSTER, nkey_seed_file=CALLER_SEED) as c:
         np.testing.assert_allclose(c.infer("mlp", {"x": mlp["x"]}, timeout=TIMEOUT_S)["y"], mlp["y"], rtol=1e-6, atol=1e-7)
+    assert [t for t in asyncio.all_tasks(c._loop) if not t.done()] == []  # closed without leaving tasks pending
 
 
 def test_a_role_that_may_not_infer_gets_forbidden_at_once(mlp: Dict[str, np.ndarray]) -> None:
@@ -115,3 +116,4 @@ def test_no_credentials_fail_to_connect_forbidden_with_a_clear_message(mlp: Dict
     with SyncClient(NATS, CLUSTER) as s:
         with pytest.raises(ForbiddenError, match="no credentials"):
             s.connect()
+    assert [t for t in asyncio.all_tasks(s._loop) if not t.done()] == []  # nothing left pending by the failed connect

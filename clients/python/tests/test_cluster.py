@@ -209,6 +209,8 @@ def test_sync_client_from_several_threads(expected: Dict[str, Any]) -> None:
             c.infer("nosuch", {"x": x})
     with pytest.raises(UnavailableError):
         c.infer("mlp", {"x": x})  # closed
+    # nats-py's reader, flusher and ping tasks finished before the loop stopped (none destroyed pending)
+    assert [t for t in asyncio.all_tasks(c._loop) if not t.done()] == []
 
 
 @needs_cluster

@@ -1,5 +1,7 @@
 // Integration: a slowed replica gets a small share of the requests under SDK least-loaded routing,
-// while plain NATS queue-group routing (what a caller without the SDK gets) splits ~evenly.
+// while plain NATS queue-group routing (what a caller without the SDK gets) splits ~evenly. The slow
+// replica serves at most 20 requests/s either way, so its SDK share is 30 / (30 + what the fast one
+// serves in 1.5 s): 2 % on an idle machine, 5 % when the fast one is slowed four-fold by other tests.
 import { LocalCluster } from '@flotilla/local';
 import { sampleModelPath } from '@flotilla/sample-models';
 import { connect } from '@nats-io/transport-node';
@@ -13,8 +15,20 @@ async function shares(cluster: LocalCluster): Promise<{ slow: number; fast: numb
   return { slow: count('w1'), fast: count('w0') };
 }
 
-it('a replica slowed by 20 ms per batch gets far fewer requests than the fast one', async () => {
-  const cluster = await LocalCluster.start({ workers: 2, worker: (i) => (i === 1 ? { slowdownMs: 20 } : {}) });
+/** The counts once heartbeats have carried all of a phase: two reads 600 ms apart agree (LocalCluster
+ * beats every 250 ms; a late heartbeat would otherwise move one phase's requests into the next). */
+async function settledShares(cluster: LocalCluster): Promise<{ slow: number; fast: number }> {
+  let last = await shares(cluster);
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 600));
+    const now = await shares(cluster);
+    if (now.slow === last.slow && now.fast === last.fast) return now;
+    last = now;
+  }
+}
+
+it('a replica slowed by 50 ms per batch gets far fewer requests than the fast one', async () => {
+  const cluster = await LocalCluster.start({ workers: 2, worker: (i) => (i === 1 ? { slowdownMs: 50 } : {}) });
   try {
     const client = cluster.client();
     await client.deploy(sampleModelPath('mlp'), 'mlp', {
@@ -35,8 +49,7 @@ it('a replica slowed by 20 ms per batch gets far fewer requests than the fast on
     });
     await Promise.all(workers);
     await nc.close();
-    await new Promise((r) => setTimeout(r, 600)); // a heartbeat carries the counts
-    const plain = await shares(cluster);
+    const plain = await settledShares(cluster);
     const plainShare = plain.slow / (plain.slow + plain.fast);
 
     // SDK: least-loaded routing.
@@ -46,12 +59,11 @@ it('a replica slowed by 20 ms per batch gets far fewer requests than the fast on
         while (Date.now() - t1 < 1500) await client.infer('mlp', { x });
       }),
     );
-    await new Promise((r) => setTimeout(r, 600));
-    const after = await shares(cluster);
+    const after = await settledShares(cluster);
     const sdk = { slow: after.slow - plain.slow, fast: after.fast - plain.fast };
     const sdkShare = sdk.slow / (sdk.slow + sdk.fast);
     process.stdout.write(
-      `routing with one replica slowed 20 ms/batch, 8 callers, 1.5 s each: queue group slow share ${(plainShare * 100).toFixed(1)}% ` +
+      `routing with one replica slowed 50 ms/batch, 8 callers, 1.5 s each: queue group slow share ${(plainShare * 100).toFixed(1)}% ` +
         `(${plain.slow}/${plain.slow + plain.fast}); SDK least-loaded slow share ${(sdkShare * 100).toFixed(1)}% (${sdk.slow}/${sdk.slow + sdk.fast})\n`,
     );
     expect(plainShare).toBeGreaterThan(0.03); // random routing still feeds it (and is throttled by it)

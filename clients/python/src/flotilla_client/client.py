@@ -582,6 +582,15 @@ class Client:
             await asyncio.sleep(delay)
 
 
+async def _finish_tasks() -> None:
+    """Cancels every other task on the running loop and waits for them, as ``asyncio.run`` does at its end."""
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.get_running_loop().shutdown_asyncgens()
+
+
 class SyncClient:
     """A synchronous client: a :class:`Client` on an event loop of its own, in a daemon thread.
 
@@ -629,6 +638,13 @@ class SyncClient:
         try:
             self._run(self.client.close(), 10)
         finally:
+            try:
+                # nats-py's close cancels its reader, flusher and ping tasks without awaiting them:
+                # let them finish before the loop stops, or they are destroyed pending (a warning at
+                # garbage collection, and their finally blocks never run).
+                self._run(_finish_tasks(), 5)
+            except Exception:
+                pass
             self._closed = True
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
