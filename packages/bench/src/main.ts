@@ -182,7 +182,10 @@ async function runInproc(pinning: Pinning, modelPath: string): Promise<InprocRes
  * `onWarm` (given the warm-up's answered requests) has resolved.
  */
 async function childLoad(pinning: Pinning, args: LoadChildArgs, onWarm?: (warmOk: number) => Promise<void>): Promise<LoadChildResult> {
+  // BENCH_LOAD_CPU_PROF=DIR: each load generator writes a V8 CPU profile there when it ends.
+  const prof = process.env.BENCH_LOAD_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_LOAD_CPU_PROF}`] : [];
   const child = spawnNode(pinning, pinning.cores?.bench, [
+    ...prof,
     repoPath('packages/bench/dist/load-child.js'),
     JSON.stringify({ ...args, waitForGo: onWarm !== undefined }),
   ]);
