@@ -177,7 +177,8 @@ describe('flotilla up --gpu-share', () => {
     );
     try {
       const args = ['--nats', nats.url, '--cluster', 'shared', '--workers', '2', '--cache-dir', join(dir, 'cache3')];
-      const r = await startUp([...args, '--inventory', inventory, '--gpu-share', '0.5', '--headroom', '0']);
+      // Written as the Kubernetes overlay writes it (1/N for N workers per GPU).
+      const r = await startUp([...args, '--inventory', inventory, '--gpu-share', '1/2', '--headroom', '0']);
       const st = JSON.parse((await cli(['status', '--json', '--nats', nats.url, '--cluster', 'shared'])).stdout);
       expect(st.workers).toHaveLength(2);
       for (const w of st.workers) {
@@ -189,4 +190,10 @@ describe('flotilla up --gpu-share', () => {
       await nats.stop();
     }
   }, 60_000);
+
+  it('refuses a share outside (0, 1] with the usage, before connecting anywhere', async () => {
+    const r = await cli(['worker', '--gpu-share', '3/2', '--nats', 'nats://127.0.0.1:1']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("invalid share '3/2'");
+  });
 });

@@ -3,14 +3,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { Head, headMetrics } from '@flotilla/head';
 import { WORKER_NODE_FLAGS, Worker, type InventoryOverride } from '@flotilla/worker';
 import { NatsCluster, NatsServer } from '@flotilla/local';
 import { BadRequestError, authConfigCluster } from '@flotilla/protocol';
 import { startHealthServer, type HealthServer } from '@flotilla/bus';
 import { busOptions, withConnectionOptions } from './connection-options.js';
-import { parseSize, reportError } from './format.js';
+import { parseFraction, parseSize, reportError } from './format.js';
 import { untilSignal } from './signals.js';
 
 function readInventory(path?: string): InventoryOverride | undefined {
@@ -62,8 +62,14 @@ function workerFlags(cmd: Command): Command {
     .option('--headroom <fraction>', 'fraction of each device kept free', (v) => Number(v))
     .option(
       '--gpu-share <fraction>',
-      "share of each GPU's VRAM this worker uses, where several workers share a host's GPUs (default 1)",
-      (v) => Number(v),
+      "share of each GPU's VRAM this worker uses, where several workers share a host's GPUs: 0.25, 1/4 or 25% (default 1)",
+      (v: string) => {
+        try {
+          return parseFraction(v);
+        } catch (err) {
+          throw new InvalidArgumentError((err as Error).message); // commander prints it with the usage
+        }
+      },
     )
     .option('--threads <n>', 'onnxruntime intra-op threads per session (0: onnxruntime decides)', (v) => Number(v))
     .option('--cache-dir <dir>', 'local model cache (env FLOTILLA_CACHE_DIR)')

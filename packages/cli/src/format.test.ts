@@ -1,5 +1,5 @@
 import { ErrorCode } from '@flotilla/protocol';
-import { formatBytes, parseSize, table } from './format.js';
+import { formatBytes, parseFraction, parseSize, table } from './format.js';
 
 describe('CLI formatting', () => {
   it.each([
@@ -13,6 +13,25 @@ describe('CLI formatting', () => {
   it.each(['', 'lots', '12XB', '-1GiB'])('refuses %j with BAD_REQUEST', (text) => {
     expect(() => parseSize(text)).toThrow(expect.objectContaining({ code: ErrorCode.BAD_REQUEST }));
   });
+
+  it.each([
+    ['0.25', 0.25],
+    ['1/4', 0.25],
+    [' 1 / 3 ', 1 / 3],
+    ['25%', 0.25],
+    ['1', 1],
+    ['.5', 0.5],
+    ['2/2', 1],
+  ])('parses the share %j', (text, share) => expect(parseFraction(text)).toBe(share));
+
+  it.each(['', '0', '0/4', '1/0', '1.5', '5/4', '150%', '-0.5', 'half', '1/4/2', 'NaN'])(
+    'refuses the share %j with BAD_REQUEST',
+    (text) => {
+      expect(() => parseFraction(text)).toThrow(
+        expect.objectContaining({ code: ErrorCode.BAD_REQUEST, message: expect.stringContaining(text) }),
+      );
+    },
+  );
 
   it('formats bytes and tables', () => {
     expect(formatBytes(512)).toBe('512 B');

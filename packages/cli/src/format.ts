@@ -31,6 +31,18 @@ export function parseSize(text: string): number {
   return Math.floor(Number(m[1]) * unit);
 }
 
+/**
+ * A share of a device: `0.25`, `1/4` or `25%` → 0.25, within (0, 1]. `1/N` is how the docs write
+ * "N workers share one GPU" (deploy/k8s overlays/gpu-shared), so it reads as written there.
+ */
+export function parseFraction(text: string): number {
+  const m = /^\s*(?:(\d+(?:\.\d+)?)\s*\/\s*(\d+(?:\.\d+)?)|(\d*\.?\d+)\s*(%?))\s*$/.exec(text);
+  const value = !m ? NaN : m[1] !== undefined ? Number(m[1]) / Number(m[2]) : Number(m[3]) / (m[4] ? 100 : 1);
+  if (!(value > 0 && value <= 1))
+    throw new FlotillaError(ErrorCode.BAD_REQUEST, `invalid share '${text}' (use a fraction in (0, 1]: 0.25, 1/4 or 25%)`);
+  return value;
+}
+
 export function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`;
   const units = ['KiB', 'MiB', 'GiB', 'TiB'];
