@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, w
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
-import { parseSize } from '../../packages/cli/src/format.js';
+import { parseFraction, parseSize } from '../../packages/cli/src/format.js';
 import { WORKER_NODE_FLAGS } from '../../packages/worker/src/gc-mode.js';
 import {
   ROLES,
@@ -24,7 +24,9 @@ type Obj = Record<string, any>;
 
 const ROOT = resolve(__dirname, '../..');
 const K8S = __dirname;
-const OVERLAYS = ['cpu', 'gpu'] as const;
+const OVERLAYS = ['cpu', 'gpu', 'gpu-shared'] as const;
+/** Applied on its own, in the GPU Operator's namespace: the device plugin's time-slicing for gpu-shared. */
+const TIME_SLICING = join(K8S, 'overlays/gpu-shared/time-slicing');
 const CLI = join(ROOT, 'packages/cli/dist/main.js');
 const HEALTH_PORT = 8080;
 const CLUSTER_SCOPED = new Set([
@@ -299,7 +301,7 @@ describe('deploy/k8s files', () => {
 
   it('every YAML file is a kustomization or is used by one', () => {
     const used = new Set<string>();
-    for (const o of OVERLAYS) for (const f of referencedFiles(join(K8S, 'overlays', o))) used.add(f);
+    for (const dir of [...OVERLAYS.map((o) => join(K8S, 'overlays', o)), TIME_SLICING]) for (const f of referencedFiles(dir)) used.add(f);
     expect(files.filter((f) => !used.has(f)).map((f) => relative(ROOT, f))).toEqual([]);
   });
 
@@ -635,7 +637,7 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
     expect(head.spec.template.spec.terminationGracePeriodSeconds).toBe(30);
     expect(head.spec.template.spec.containers[0].args[0]).toBe('head');
     const workers = flotillaContainers.filter(({ c }) => c.args[0] === 'worker');
-    expect(workers.length).toBeGreaterThanOrEqual(overlay === 'gpu' ? 2 : 1);
+    expect(workers.length).toBeGreaterThanOrEqual(overlay === 'cpu' ? 1 : 2);
     for (const { w } of workers)
       expect([w.obj.metadata.name, w.pod.terminationGracePeriodSeconds >= 30]).toEqual([w.obj.metadata.name, true]);
   });
@@ -659,7 +661,7 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
       expect(find(objs, 'DaemonSet', 'flotilla-worker-gpu')).toBeUndefined();
       expect(JSON.stringify(objs)).not.toContain('nvidia.com/gpu');
     });
-  } else {
+  } else if (overlay === 'gpu') {
     it('runs one GPU worker per GPU node (nvidia.com/gpu, nvidia runtime, CUDA provider) and scales CPU workers to 0', () => {
       expect(find(objs, 'Deployment', 'flotilla-worker-cpu')!.spec.replicas).toBe(0);
       const ds = find(objs, 'DaemonSet', 'flotilla-worker-gpu')!;
@@ -678,6 +680,47 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
         JSON.stringify(w.pod.containers.map((x: Obj) => x.resources)).includes('nvidia.com/gpu'),
       );
       expect(gpuUsers.map((w) => w.obj.metadata.name)).toEqual(['flotilla-worker-gpu']);
+    });
+  } else {
+    it('runs N GPU workers per GPU (time-slicing replicas N), each with --gpu-share 1/N and 1/N of what the GPU overlay gives one', () => {
+      const slicing = kustomize(TIME_SLICING);
+      const config = parse(find(slicing, 'ConfigMap', 'flotilla-time-slicing')!.data.any) as Obj;
+      const shared = config.sharing.timeSlicing;
+      expect(shared.failRequestsGreaterThanOne).toBe(true);
+      expect(shared.resources).toHaveLength(1);
+      expect(shared.resources[0].name).toBe('nvidia.com/gpu');
+      const n = shared.resources[0].replicas as number;
+      expect(n).toBeGreaterThanOrEqual(2);
+
+      const d = find(objs, 'Deployment', 'flotilla-worker-gpu-shared')!;
+      const pod = d.spec.template.spec;
+      const c = pod.containers[0];
+      expect(c.args[0]).toBe('worker');
+      expect(argValue(c.args, '--gpu-providers')).toBe('cuda');
+      expect(parseFraction(argValue(c.args, '--gpu-share')!)).toBeCloseTo(1 / n, 9);
+      expect(d.spec.replicas % n).toBe(0); // whole GPUs' worth of slices
+      expect(d.spec.strategy.rollingUpdate.maxSurge).toBe(0); // no spare slice to surge into
+      for (const r of ['requests', 'limits']) expect(quantity(c.resources[r]['nvidia.com/gpu'])).toBe(1); // failRequestsGreaterThanOne
+      expect(pod.nodeSelector).toEqual({ 'nvidia.com/gpu.present': 'true' });
+      expect(pod.runtimeClassName).toBe('nvidia');
+      expect(pod.topologySpreadConstraints[0]).toMatchObject({ topologyKey: 'kubernetes.io/hostname', maxSkew: 1 });
+      expect(matches(matchLabels(pod.topologySpreadConstraints[0].labelSelector), d.spec.template.metadata.labels)).toBe(true);
+      // The N workers of one GPU together: the one GPU worker's budget, CPU and memory.
+      const one = find(builds.gpu, 'DaemonSet', 'flotilla-worker-gpu')!.spec.template.spec.containers[0];
+      expect(n * parseSize(argValue(c.args, '--memory-budget')!)).toBeLessThanOrEqual(parseSize(argValue(one.args, '--memory-budget')!));
+      for (const r of ['requests', 'limits'] as const)
+        for (const k of ['cpu', 'memory']) expect([r, k, n * quantity(c.resources[r][k])]).toEqual([r, k, quantity(one.resources[r][k])]);
+      const pdb = find(objs, 'PodDisruptionBudget', 'flotilla-worker-gpu-shared')!;
+      expect(matches(matchLabels(pdb.spec.selector), d.spec.template.metadata.labels)).toBe(true);
+      expect(find(objs, 'DaemonSet', 'flotilla-worker-gpu')).toBeUndefined();
+    });
+
+    it('the time-slicing config is a valid ConfigMap in the GPU Operator namespace, named as the README patches it', () => {
+      const slicing = kustomize(TIME_SLICING);
+      expect(slicing.map(id)).toEqual(['ConfigMap/gpu-operator/flotilla-time-slicing']);
+      expect(slicing.flatMap(validate)).toEqual([]);
+      const readme = readFileSync(join(K8S, 'README.md'), 'utf8');
+      expect(readme).toContain('"config":{"name":"flotilla-time-slicing","default":"any"}');
     });
   }
 });
