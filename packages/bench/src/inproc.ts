@@ -32,6 +32,8 @@ export interface SweepRow {
   itemsPerSec: number;
   p50Ms: number;
   p99Ms: number;
+  /** CPU time of this process per item over the timed runs (µs): the model's cost, not counting time the process waited for a core. */
+  cpuUsPerItem?: number;
 }
 
 export interface InprocResult {
@@ -66,6 +68,7 @@ async function measure(session: OrtSession, batch: number, durationMs: number, w
   do await session.run(feeds);
   while (performance.now() - w0 < warmupMs);
   const times: number[] = [];
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   while (times.length < 3 || performance.now() - t0 < durationMs) {
     const s = performance.now();
@@ -73,6 +76,7 @@ async function measure(session: OrtSession, batch: number, durationMs: number, w
     times.push(performance.now() - s);
   }
   const elapsed = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
   times.sort((a, b) => a - b);
   const pct = (p: number) => times[Math.min(times.length - 1, Math.ceil((p / 100) * times.length) - 1)]!;
   return {
@@ -81,6 +85,7 @@ async function measure(session: OrtSession, batch: number, durationMs: number, w
     itemsPerSec: round((batch * times.length * 1000) / elapsed, 1),
     p50Ms: round(pct(50), 3),
     p99Ms: round(pct(99), 3),
+    cpuUsPerItem: round((cpu.user + cpu.system) / (batch * times.length), 2),
   };
 }
 

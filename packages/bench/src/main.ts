@@ -43,7 +43,7 @@ import { PROTOCOL_VERSION, encode } from '@flotilla/protocol';
 import { SAMPLE_MODELS, sampleModelPath } from '@flotilla/sample-models';
 import { repoPath } from './deps.js';
 import { loadUntil } from './load-until.js';
-import type { InprocResult } from './inproc.js';
+import type { InprocResult, SweepRow } from './inproc.js';
 import type { LoadChildArgs, LoadChildResult } from './load-child.js';
 import {
   peerBatching,
@@ -57,7 +57,7 @@ import {
   type PeerName,
   type PeerRatio,
 } from './peer-report.js';
-import { affinityOf, exitJson, keepTail, readyLine, spawnPeer, stopPeer as stopChild, untilLine } from './peer-process.js';
+import { affinityOf, exitJson, keepTail, processCpuS, readyLine, spawnPeer, stopPeer as stopChild, untilLine } from './peer-process.js';
 import { measurePeers, peerTableRows } from './peers.js';
 import {
   benchDim,
@@ -66,6 +66,7 @@ import {
   histogramDiff,
   histogramText,
   histogramTotals,
+  modelUsPerItem,
   rateWithin,
   ratios,
   round,
@@ -317,14 +318,70 @@ interface ClusterRun {
   batches: number;
   meanBatch: number;
   histogramFresh: boolean;
+  /** Where the worker's time went in the run (undefined where /proc cannot be read). */
+  worker?: WorkerCpu;
 }
 
-async function measureCluster(pinning: Pinning, url: string, c: FlotillaClient, model: string, inputs: WireTensors): Promise<ClusterRun[]> {
+interface WorkerCpu {
+  /** CPU time of the worker processes over the run, all together, per item answered (µs). */
+  cpuUsPerItem: number;
+  /** That CPU time ÷ the run's duration, per worker process (1: its core never idle). */
+  busy: number;
+  /** What the run's batches cost in-process, per item (µs of CPU): the model alone at these batch sizes. */
+  modelUsPerItem?: number;
+  /** cpuUsPerItem − modelUsPerItem: everything besides the model (NATS, (de)coding, copies, GC, a slower model run). */
+  otherUsPerItem?: number;
+}
+
+/** The worker processes (their pids), for their CPU time. */
+const workerPids: number[] = [];
+
+function workersCpuS(): number | undefined {
+  try {
+    return workerPids.reduce((sum, pid) => sum + processCpuS(pid), 0);
+  } catch {
+    return undefined; // not Linux, or a worker gone
+  }
+}
+
+function workerCpu(cpuS: number | undefined, items: number, hist: Histogram, sweep: readonly SweepRow[]): WorkerCpu | undefined {
+  if (cpuS === undefined || items <= 0) return undefined;
+  const cpuUsPerItem = (cpuS * 1e6) / items;
+  // CPU against CPU: the in-process runs' own CPU time where measured (a wall-clock rate would
+  // count the time the in-process baseline waited for its core on a shared machine).
+  const model = modelUsPerItem(
+    hist,
+    sweep.map((r) => (r.cpuUsPerItem ? { batch: r.batch, itemsPerSec: 1e6 / r.cpuUsPerItem } : r)),
+  );
+  return {
+    cpuUsPerItem: round(cpuUsPerItem, 1),
+    busy: round(cpuS / (settings.durationMs / 1000) / Math.max(1, workerPids.length), 3),
+    ...(model !== undefined ? { modelUsPerItem: round(model, 1), otherUsPerItem: round(cpuUsPerItem - model, 1) } : {}),
+  };
+}
+
+function workerCpuText(w: WorkerCpu): string {
+  const split =
+    w.modelUsPerItem !== undefined
+      ? ` = the model ${fmt(w.modelUsPerItem)} µs (in-process CPU, same batch sizes) + ${fmt(w.otherUsPerItem)} µs besides`
+      : '';
+  return `worker CPU ${fmt(w.cpuUsPerItem)} µs per item${split}, busy ${fmt(w.busy * 100)} % of the run`;
+}
+
+async function measureCluster(
+  pinning: Pinning,
+  url: string,
+  c: FlotillaClient,
+  model: string,
+  inputs: WireTensors,
+  sweep: readonly SweepRow[],
+): Promise<ClusterRun[]> {
   const runs: ClusterRun[] = [];
   let okSoFar = 0;
   for (const concurrency of settings.concurrencies) {
     // The child warms up, waits while the replica's state before the run is read, then runs.
     let before: Awaited<ReturnType<typeof replicaAfter>> | undefined;
+    let cpuBefore: number | undefined;
     const { warmup, run: s } = await childLoad(
       pinning,
       {
@@ -339,8 +396,10 @@ async function measureCluster(pinning: Pinning, url: string, c: FlotillaClient, 
       },
       async (warmOk) => {
         before = await replicaAfter(c, model, okSoFar + warmOk);
+        cpuBefore = workersCpuS(); // the run starts as this resolves
       },
     );
+    const cpuAfter = workersCpuS();
     okSoFar += (warmup?.ok ?? 0) + s.ok;
     const after = await replicaAfter(c, model, okSoFar);
     if (!before) throw new Error('the load generator ran without waiting for the state before the run');
@@ -363,9 +422,11 @@ async function measureCluster(pinning: Pinning, url: string, c: FlotillaClient, 
       batches: totals.batches,
       meanBatch: totals.meanBatch,
       histogramFresh: before.fresh && after.fresh,
+      worker: workerCpu(cpuBefore !== undefined && cpuAfter !== undefined ? cpuAfter - cpuBefore : undefined, s.ok, hist, sweep),
     });
     log(
-      `    cluster c=${concurrency}: ${s.itemsPerSec} items/s, p50 ${s.latencyMs.p50} ms, p99 ${s.latencyMs.p99} ms, mean batch ${totals.meanBatch}`,
+      `    cluster c=${concurrency}: ${s.itemsPerSec} items/s, p50 ${s.latencyMs.p50} ms, p99 ${s.latencyMs.p99} ms, mean batch ${totals.meanBatch}` +
+        (runs.at(-1)!.worker ? `; ${workerCpuText(runs.at(-1)!.worker!)}` : ''),
     );
   }
   return runs;
@@ -426,7 +487,7 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
       settled = await settleShapes(c, name, inputs);
       log(`    shape profile before the runs: ${settled.states.join(', ') || 'none'} after ${settled.ms} ms of traffic`);
     }
-    const runs = await measureCluster(pinning, url, c, name, inputs);
+    const runs = await measureCluster(pinning, url, c, name, inputs, inproc.sweep);
     const best = runs.reduce((a, b) => (b.itemsPerSec > a.itemsPerSec ? b : a));
 
     log(`  (3) raw NATS request/reply, concurrency ${best.concurrency}, ${requestBytes} B requests`);
@@ -506,6 +567,7 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
           p50Ms: best.p50Ms,
           p99Ms: best.p99Ms,
           meanBatch: best.meanBatch,
+          ...(best.worker ? { worker: best.worker } : {}),
         },
       },
       rawNats: raw,
@@ -612,6 +674,8 @@ function modelText(name: string, m: ModelResult): string {
       `batching_gain ${fmt(rt.batching_gain)} = best(4)/(1)   inproc_gain ${fmt(rt.inproc_gain)} = (2)/(1)`,
   );
   lines.push(peerRatioLine(m.peerRatios, m.peers));
+  const w = m.cluster.best.worker;
+  if (w) lines.push(`   worker at the best point (4): ${workerCpuText(w)}`);
   return lines.join('\n');
 }
 
@@ -741,6 +805,7 @@ async function main(): Promise<number> {
     const out = keepTail(worker.stdout, 8000, '[worker] ');
     const err = keepTail(worker.stderr, 8000, '[worker] ');
     workers.push(worker);
+    workerPids.push(worker.pid!);
     workerTails.push(() => out() + err());
   }
   const deadline = Date.now() + 60_000;

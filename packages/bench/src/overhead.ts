@@ -10,7 +10,7 @@
 // onnxruntime and everything else. Progress to stderr; stdout: a table and one JSON line.
 // Env: OVERHEAD_MODEL (mlp), OVERHEAD_CONCURRENCY (64), OVERHEAD_DURATION_MS (4000), OVERHEAD_CPU_PROF=DIR.
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -24,21 +24,12 @@ import { NatsServer, findNatsServer } from '@flotilla/local';
 import { PROTOCOL_VERSION, encode, subjects } from '@flotilla/protocol';
 import { SAMPLE_MODELS, sampleModelPath } from '@flotilla/sample-models';
 import { repoPath } from './deps.js';
-import { readyLine, spawnPeer, stopPeer, untilLine } from './peer-process.js';
+import { processCpuS, readyLine, spawnPeer, stopPeer, untilLine } from './peer-process.js';
 
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const model = process.env.OVERHEAD_MODEL ?? 'mlp';
 const concurrency = Number(process.env.OVERHEAD_CONCURRENCY ?? 64);
 const durationMs = Number(process.env.OVERHEAD_DURATION_MS ?? 4000);
-const TICK_S = 1 / 100; // /proc/PID/stat counts in clock ticks (USER_HZ = 100 on Linux)
-
-/** CPU seconds (user + system) a child process has used so far. */
-function childCpuS(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) * TICK_S; // utime, stime (fields 14, 15)
-}
-
 function selfCpuS(): number {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1e6;
@@ -55,10 +46,10 @@ interface Side {
 /** Runs `load`, measuring this process's and `server`'s CPU per answered request. */
 async function measure(serverPid: number, load: () => Promise<{ ok: number; itemsPerSec: number; p50Ms: number }>): Promise<Side> {
   const c0 = selfCpuS();
-  const s0 = childCpuS(serverPid);
+  const s0 = processCpuS(serverPid);
   const r = await load();
   const c1 = selfCpuS();
-  const s1 = childCpuS(serverPid);
+  const s1 = processCpuS(serverPid);
   const per = (s: number) => Math.round(((s * 1e6) / Math.max(1, r.ok)) * 10) / 10;
   return { requests: r.ok, itemsPerSec: r.itemsPerSec, p50Ms: r.p50Ms, clientUsPerReq: per(c1 - c0), serverUsPerReq: per(s1 - s0) };
 }

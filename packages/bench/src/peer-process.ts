@@ -2,6 +2,7 @@
 // bench pins them, tracked so that none outlives the bench, stopped with SIGTERM then SIGKILL, and a
 // script's last stdout line read as its JSON result.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { repoPath } from './deps.js';
 
 /** Every peer process still running; whatever the bench's exit path, none may outlive it. */
@@ -112,6 +113,16 @@ export const PEER_TIMEOUT_MS = 300_000;
 /** Runs a peer's script to its end; its last stdout line is its JSON result. */
 export function runJsonChild<T>(cmd: string, argv: string[], what: string, timeoutMs = PEER_TIMEOUT_MS): Promise<T> {
   return exitJson<T>(spawnPeer(cmd, argv, undefined, { ...process.env, RAY_USAGE_STATS_ENABLED: '0' }), what, timeoutMs);
+}
+
+/** /proc/PID/stat counts in clock ticks (USER_HZ = 100 on Linux). */
+const TICK_S = 1 / 100;
+
+/** CPU seconds (user + system) a process has used so far (Linux: /proc/PID/stat). */
+export function processCpuS(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * TICK_S; // utime, stime (fields 14, 15)
 }
 
 /** A process's CPU list as `taskset -cp` reads it back; '?' when it cannot. */

@@ -9,6 +9,8 @@ import {
   histogramDiff,
   histogramText,
   histogramTotals,
+  modelUsPerItem,
+  perItemMsAt,
   rateWithin,
   ratios,
   sweepDeclined,
@@ -244,5 +246,37 @@ describe('benchDim', () => {
   });
   test('the default models include the conv classifier with dynamic H/W', () => {
     expect(DEFAULT_MODELS).toEqual(['mlp', 'wide-mlp', 'convnet', 'conv-classifier']);
+  });
+});
+
+describe('the model’s share of a run, from the in-process sweep', () => {
+  // batch 1: 1 ms a run; batch 4: 2 ms a run (0.5 ms/item); batch 8: 3.2 ms a run (0.4 ms/item)
+  const sweep = [
+    { batch: 8, itemsPerSec: 2500 },
+    { batch: 1, itemsPerSec: 1000 },
+    { batch: 4, itemsPerSec: 2000 },
+  ];
+  it.each([
+    [1, 1],
+    [4, 0.5],
+    [8, 0.4],
+    [0.5, 1], // below the smallest size: its rate
+    [64, 0.4], // above the largest: its rate
+    [2, (1 + (1 / 3) * (2 - 1)) / 2], // a third of the way from 1 to 4: 1.333 ms a run
+    [6, (2 + 0.5 * (3.2 - 2)) / 6], // half way from 4 to 8: 2.6 ms a run
+  ])('batch %p: %p ms per item', (batch, ms) => expect(perItemMsAt(sweep, batch)).toBeCloseTo(ms, 9));
+
+  it('is undefined without a sweep', () => {
+    expect(perItemMsAt([], 4)).toBeUndefined();
+    expect(perItemMsAt([{ batch: 1, itemsPerSec: 0 }], 1)).toBeUndefined();
+  });
+
+  it('weighs each batch size by its items', () => {
+    // 2 batches of 1 (2 items at 1 ms) and 1 batch of 8 (8 items at 0.4 ms): 5.2 ms for 10 items
+    expect(modelUsPerItem({ '1': 2, '8': 1 }, sweep)).toBeCloseTo(520, 6);
+    expect(modelUsPerItem({ '4': 3 }, sweep)).toBeCloseTo(500, 6);
+    expect(modelUsPerItem({ '>128': 3 }, sweep)).toBeUndefined(); // no size to weigh
+    expect(modelUsPerItem({}, sweep)).toBeUndefined();
+    expect(modelUsPerItem({ '4': 1 }, [])).toBeUndefined();
   });
 });

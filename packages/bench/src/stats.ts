@@ -149,6 +149,40 @@ export function histogramTotals(h: Histogram): { batches: number; items: number;
   return { batches, items, meanBatch: batches ? round(items / batches, 2) : 0 };
 }
 
+/**
+ * Milliseconds per item of a session.run at `batch`, from an in-process sweep: the measured size's,
+ * or between the two measured sizes around it, linear in the batch size (a run's time grows about
+ * linearly between neighbouring sizes); clamped to the sweep's smallest and largest size.
+ */
+export function perItemMsAt(sweep: readonly { batch: number; itemsPerSec: number }[], batch: number): number | undefined {
+  const rows = sweep.filter((r) => r.itemsPerSec > 0).sort((a, b) => a.batch - b.batch);
+  if (!rows.length) return undefined;
+  const at = rows.findIndex((r) => r.batch >= batch);
+  if (at < 0) return 1000 / rows[rows.length - 1]!.itemsPerSec; // above the largest
+  if (at === 0 || rows[at]!.batch === batch) return 1000 / rows[at]!.itemsPerSec; // at or below the smallest, or measured
+  const lo = rows[at - 1]!;
+  const hi = rows[at]!;
+  const runMs = (r: { batch: number; itemsPerSec: number }) => (r.batch / r.itemsPerSec) * 1000;
+  return (runMs(lo) + ((batch - lo.batch) / (hi.batch - lo.batch)) * (runMs(hi) - runMs(lo))) / batch;
+}
+
+/**
+ * What the batches of a histogram cost in the model alone, per item (µs): each size's share at
+ * the in-process rate for that size (perItemMsAt). Undefined for an empty histogram or sweep.
+ */
+export function modelUsPerItem(h: Histogram, sweep: readonly { batch: number; itemsPerSec: number }[]): number | undefined {
+  let items = 0;
+  let ms = 0;
+  for (const [size, n] of Object.entries(h)) {
+    const b = Number(size);
+    const per = Number.isFinite(b) && b > 0 ? perItemMsAt(sweep, b) : undefined;
+    if (per === undefined) continue;
+    items += b * n;
+    ms += per * b * n;
+  }
+  return items ? (ms / items) * 1000 : undefined;
+}
+
 /** "1×12 2×3 64×40": a histogram in one short line, sizes ascending. */
 export function histogramText(h: Histogram, maxEntries = 10): string {
   const entries = Object.entries(h).sort((a, b) => Number(a[0]) - Number(b[0]));
