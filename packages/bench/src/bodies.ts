@@ -17,10 +17,9 @@ import { Head } from '@flotilla/head';
 import { NatsServer } from '@flotilla/local';
 import { DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_VERSION, decode, encode } from '@flotilla/protocol';
 import { sampleModelPath } from '@flotilla/sample-models';
-import { WORKER_NODE_FLAGS } from '@flotilla/worker';
 import { epochMs, type EchoReply } from './body-echo.js';
 import { repoPath } from './deps.js';
-import { spawnPeer, stopPeer } from './peer-process.js';
+import { spawnPeer, stopPeer, workerNodeArgs } from './peer-process.js';
 
 const MiB = 1024 * 1024;
 
@@ -105,13 +104,8 @@ export async function benchBodies(opts: BodiesOptions = {}): Promise<BodiesResul
       cleanups.push(() => head.stop());
       const cacheDir = mkdtempSync(join(os.tmpdir(), 'flotilla-bodies-'));
       cleanups.push(async () => rmSync(cacheDir, { recursive: true, force: true }));
-      // As every launcher runs a worker: with WORKER_NODE_FLAGS (BENCH_WORKER_NODE_FLAGS replaces them);
-      // BENCH_CPU_PROF=DIR: the worker writes a V8 CPU profile there when it stops.
-      const nodeFlags = (process.env.BENCH_WORKER_NODE_FLAGS ?? WORKER_NODE_FLAGS.join(' ')).split(' ').filter(Boolean);
-      const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
       const worker = spawnNode([
-        ...nodeFlags,
-        ...prof,
+        ...workerNodeArgs(),
         repoPath('packages/cli/dist/main.js'),
         'worker',
         '--nats',

@@ -37,7 +37,6 @@ import {
   type WireTensors,
 } from '@flotilla/client';
 import { Head } from '@flotilla/head';
-import { WORKER_NODE_FLAGS } from '@flotilla/worker';
 import { NatsServer, findNatsServer } from '@flotilla/local';
 import { PROTOCOL_VERSION, encode } from '@flotilla/protocol';
 import { SAMPLE_MODELS, sampleModelPath } from '@flotilla/sample-models';
@@ -57,7 +56,18 @@ import {
   type PeerName,
   type PeerRatio,
 } from './peer-report.js';
-import { affinityOf, exitJson, keepTail, processCpuS, readyLine, spawnPeer, stopPeer as stopChild, untilLine } from './peer-process.js';
+import {
+  affinityOf,
+  cpuProfArgs,
+  exitJson,
+  keepTail,
+  processCpuS,
+  readyLine,
+  spawnPeer,
+  stopPeer as stopChild,
+  untilLine,
+  workerNodeArgs,
+} from './peer-process.js';
 import { measurePeers, peerTableRows } from './peers.js';
 import {
   benchDim,
@@ -184,9 +194,8 @@ async function runInproc(pinning: Pinning, modelPath: string): Promise<InprocRes
  */
 async function childLoad(pinning: Pinning, args: LoadChildArgs, onWarm?: (warmOk: number) => Promise<void>): Promise<LoadChildResult> {
   // BENCH_LOAD_CPU_PROF=DIR: each load generator writes a V8 CPU profile there when it ends.
-  const prof = process.env.BENCH_LOAD_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_LOAD_CPU_PROF}`] : [];
   const child = spawnNode(pinning, pinning.cores?.bench, [
-    ...prof,
+    ...cpuProfArgs(process.env.BENCH_LOAD_CPU_PROF),
     repoPath('packages/bench/dist/load-child.js'),
     JSON.stringify({ ...args, waitForGo: onWarm !== undefined }),
   ]);
@@ -404,6 +413,7 @@ async function measureCluster(
     const after = await replicaAfter(c, model, okSoFar);
     if (!before) throw new Error('the load generator ran without waiting for the state before the run');
     const hist = histogramDiff(after.replica.batchHistogram, before.replica.batchHistogram);
+    const worker = workerCpu(cpuBefore !== undefined && cpuAfter !== undefined ? cpuAfter - cpuBefore : undefined, s.ok, hist, sweep);
     const totals = histogramTotals(hist);
     runs.push({
       concurrency,
@@ -422,11 +432,11 @@ async function measureCluster(
       batches: totals.batches,
       meanBatch: totals.meanBatch,
       histogramFresh: before.fresh && after.fresh,
-      worker: workerCpu(cpuBefore !== undefined && cpuAfter !== undefined ? cpuAfter - cpuBefore : undefined, s.ok, hist, sweep),
+      ...(worker ? { worker } : {}),
     });
     log(
       `    cluster c=${concurrency}: ${s.itemsPerSec} items/s, p50 ${s.latencyMs.p50} ms, p99 ${s.latencyMs.p99} ms, mean batch ${totals.meanBatch}` +
-        (runs.at(-1)!.worker ? `; ${workerCpuText(runs.at(-1)!.worker!)}` : ''),
+        (worker ? `; ${workerCpuText(worker)}` : ''),
     );
   }
   return runs;
@@ -769,15 +779,9 @@ async function main(): Promise<number> {
 
   const cacheDir = mkdtempSync(join(os.tmpdir(), 'flotilla-bench-cache-'));
   onCleanup('worker cache dir', () => rmSync(cacheDir, { recursive: true, force: true }));
-  // BENCH_CPU_PROF=DIR: the worker writes a V8 CPU profile there when it stops (scripts/cpuprof-summary.mjs reads it).
-  const cpuProf = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
-  // BENCH_WORKER_NODE_FLAGS="--flag …" replaces the worker's Node flags (default WORKER_NODE_FLAGS;
-  // "" runs it with Node's defaults, e.g. V8's concurrent collector).
-  const nodeFlags = (process.env.BENCH_WORKER_NODE_FLAGS ?? WORKER_NODE_FLAGS.join(' ')).split(' ').filter(Boolean);
   // BENCH_WORKERS=N: N worker processes (on a GPU each with 1/N of its memory), the model deployed with N replicas.
   const workerArgs = (i: number) => [
-    ...nodeFlags,
-    ...cpuProf,
+    ...workerNodeArgs(),
     repoPath('packages/cli/dist/main.js'),
     'worker',
     '--nats',

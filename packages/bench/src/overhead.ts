@@ -24,7 +24,7 @@ import { NatsServer, findNatsServer } from '@flotilla/local';
 import { PROTOCOL_VERSION, encode, subjects } from '@flotilla/protocol';
 import { SAMPLE_MODELS, sampleModelPath } from '@flotilla/sample-models';
 import { repoPath } from './deps.js';
-import { processCpuS, readyLine, spawnPeer, stopPeer, untilLine } from './peer-process.js';
+import { cpuProfArgs, processCpuS, readyLine, spawnPeer, stopPeer, untilLine } from './peer-process.js';
 
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const model = process.env.OVERHEAD_MODEL ?? 'mlp';
@@ -139,10 +139,9 @@ async function main(): Promise<void> {
 
     // (3) the whole path: a worker process with one replica.
     // OVERHEAD_CPU_PROF=DIR: the worker writes a V8 CPU profile there (scripts/cpuprof-summary.mjs reads it).
-    const prof = process.env.OVERHEAD_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.OVERHEAD_CPU_PROF}`] : [];
     const worker = spawnNode([
       ...WORKER_NODE_FLAGS,
-      ...prof,
+      ...cpuProfArgs(process.env.OVERHEAD_CPU_PROF),
       repoPath('packages/cli/dist/main.js'),
       'worker',
       '--nats',

@@ -3,6 +3,7 @@
 // script's last stdout line read as its JSON result.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { WORKER_NODE_FLAGS } from '@flotilla/worker';
 import { repoPath } from './deps.js';
 
 /** Every peer process still running; whatever the bench's exit path, none may outlive it. */
@@ -113,6 +114,22 @@ export const PEER_TIMEOUT_MS = 300_000;
 /** Runs a peer's script to its end; its last stdout line is its JSON result. */
 export function runJsonChild<T>(cmd: string, argv: string[], what: string, timeoutMs = PEER_TIMEOUT_MS): Promise<T> {
   return exitJson<T>(spawnPeer(cmd, argv, undefined, { ...process.env, RAY_USAGE_STATS_ENABLED: '0' }), what, timeoutMs);
+}
+
+/** Node arguments that make a process write a V8 CPU profile into `dir` when it ends (none without a dir). */
+export function cpuProfArgs(dir: string | undefined): string[] {
+  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
+}
+
+/**
+ * Node arguments a bench starts a worker process with: WORKER_NODE_FLAGS, as every launcher does
+ * (BENCH_WORKER_NODE_FLAGS="--flag …" replaces them; "" gives Node's defaults, e.g. V8's concurrent
+ * collector), and with BENCH_CPU_PROF=DIR a V8 CPU profile there when it stops
+ * (scripts/cpuprof-summary.mjs reads it).
+ */
+export function workerNodeArgs(env: NodeJS.ProcessEnv = process.env): string[] {
+  const flags = (env.BENCH_WORKER_NODE_FLAGS ?? WORKER_NODE_FLAGS.join(' ')).split(' ').filter(Boolean);
+  return [...flags, ...cpuProfArgs(env.BENCH_CPU_PROF)];
 }
 
 /** /proc/PID/stat counts in clock ticks (USER_HZ = 100 on Linux). */
