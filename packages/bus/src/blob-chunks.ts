@@ -202,7 +202,8 @@ export async function readChunked(
 
 /**
  * Reads a body whose sender is still writing it (`{ name, size, nuid }` from a streamed
- * reference, BlobStore.stream): its chunks as they are stored, then its meta once the sender has
+ * reference, BlobStore.stream): once `chunksStored` says its first chunk is there (UNAVAILABLE at
+ * once otherwise), its chunks as they are stored, then its meta once the sender has
  * written it (within `metaWaitMs`), which must name the same chunks and size, count the chunks
  * read and hash to what was read. Otherwise as readChunked: BAD_REQUEST for a body that is not
  * what it says, UNAVAILABLE when it stops coming (a sender that failed sends no more chunks).
@@ -213,9 +214,18 @@ export async function readStreamed(
   bucket: string,
   ref: { name: string; size: number; nuid: string },
   lookUpMeta: () => Promise<ObjectMeta | null>,
+  chunksStored: () => Promise<number>,
   opts: ChunkedReadOptions & { metaWaitMs?: number } = {},
 ): Promise<Uint8Array> {
   if (!isNuid(ref.nuid)) throw new BadRequestError(`staged body ${ref.name} has a malformed nuid`);
+  // A sender sends a streamed reference only once its first chunk is stored: a reference to no
+  // chunk at all (replayed after its take, expired, or forged) fails now, not after a stall that
+  // would hold the receiver's fetch budget for the body's announced size.
+  if (ref.size > 0 && (await chunksStored()) === 0) {
+    throw new UnavailableError(
+      `staged body ${ref.name} has no chunk stored (expired, already taken, or never written: a streamed reference goes out after its first chunk)`,
+    );
+  }
   const read = await readChunks(nc, js, bucket, ref, opts);
   const meta = await waitForMeta(ref.name, lookUpMeta, opts.metaWaitMs ?? opts.stallMs ?? DEFAULT_READ_STALL_MS);
   if (meta.deleted) throw new UnavailableError(`staged body ${ref.name} was withdrawn by its sender`);

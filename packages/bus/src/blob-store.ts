@@ -144,12 +144,35 @@ export class BlobStore {
     // Whatever happens, the object is read at most once: its meta and the chunks it was announced with go.
     try {
       const stallMs = this.opts.readStallMs;
-      return await readStreamed(this.nc, this.js, this.bucket, ref, async () => (await os.info(ref.name)) as unknown as ObjectMeta | null, {
-        stallMs,
-      });
+      return await readStreamed(
+        this.nc,
+        this.js,
+        this.bucket,
+        ref,
+        async () => (await os.info(ref.name)) as unknown as ObjectMeta | null,
+        () => this.chunksStored(ref.nuid),
+        { stallMs },
+      );
     } finally {
       this.remove(ref.name, ref.nuid);
     }
+  }
+
+  /** How many chunks of `nuid` the bucket holds (one small stream-info request, no chunk fetched). */
+  private async chunksStored(id: string): Promise<number> {
+    const subject = chunkSubject(this.bucket, id);
+    const info = await (await this.manager()).streams.info(`OBJ_${this.bucket}`, { subjects_filter: subject });
+    return info.state.subjects?.[subject] ?? 0;
+  }
+
+  private manager(): Promise<JetStreamManager> {
+    this.jsm ??= jetstreamManager(this.nc, this.opts.timeoutMs === undefined ? {} : { timeout: this.opts.timeoutMs }).catch(
+      (err: unknown) => {
+        this.jsm = undefined;
+        throw err;
+      },
+    );
+    return this.jsm;
   }
 
   /**
@@ -157,14 +180,8 @@ export class BlobStore {
    * purges the chunk subject named by the stored meta, and a forged meta's nuid could be `>`.
    */
   private remove(name: string, id: unknown): void {
-    this.jsm ??= jetstreamManager(this.nc, this.opts.timeoutMs === undefined ? {} : { timeout: this.opts.timeoutMs }).catch(
-      (err: unknown) => {
-        this.jsm = undefined;
-        throw err;
-      },
-    );
     const stream = `OBJ_${this.bucket}`;
-    void this.jsm
+    void this.manager()
       .then((jsm) =>
         Promise.all([
           jsm.streams.purge(stream, { filter: metaSubject(this.bucket, name) }),

@@ -313,6 +313,20 @@ describe('the blob store on its own server', () => {
     expect(Buffer.from(await receiver.take(ref, MiB)).equals(Buffer.from(ok))).toBe(true);
   });
 
+  it('a streamed reference to no stored chunk fails at once, not after the stall: forged, or replayed after its take', async () => {
+    // The default stall (10 s): a receiver waiting for chunks would hold its fetch budget that long.
+    const patient = new BlobStore(b, bucket, undefined, undefined, { timeoutMs: 1000 });
+    const t0 = performance.now();
+    const forged = patient.take({ name: `forged-${nuid.next()}`, size: 64 * MiB, nuid: nuid.next() }, 64 * MiB);
+    await expect(forged).rejects.toMatchObject({ code: ErrorCode.UNAVAILABLE, message: expect.stringContaining('no chunk stored') });
+    const { ref, done } = await sender.stream(pattern(3 * MiB));
+    expect((await patient.take(ref, 64 * MiB)).byteLength).toBe(3 * MiB);
+    await done;
+    await new Promise((r) => setTimeout(r, 200)); // the take's purge is in the background
+    await expect(patient.take(ref, 64 * MiB)).rejects.toMatchObject({ code: ErrorCode.UNAVAILABLE });
+    expect(performance.now() - t0).toBeLessThan(3000);
+  });
+
   it('a bucket that refuses the body fails the stream before any reference goes out (UNAVAILABLE), and a stored put too', async () => {
     const full = 'flotilla_lbfull_blobs';
     // A bucket of 64 KiB: its first 1 MiB chunk is refused ("maximum bytes exceeded").
