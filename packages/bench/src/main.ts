@@ -334,7 +334,7 @@ interface ClusterRun {
 interface WorkerCpu {
   /** CPU time of the worker processes over the run, all together, per item answered (µs). */
   cpuUsPerItem: number;
-  /** That CPU time ÷ the run's duration, per worker process (1: its core never idle). */
+  /** That CPU time ÷ the run's duration: cores kept busy (1 worker on its one core: 1 = never idle). */
   busy: number;
   /** What the run's batches cost in-process, per item (µs of CPU): the model alone at these batch sizes. */
   modelUsPerItem?: number;
@@ -364,7 +364,7 @@ function workerCpu(cpuS: number | undefined, items: number, hist: Histogram, swe
   );
   return {
     cpuUsPerItem: round(cpuUsPerItem, 1),
-    busy: round(cpuS / (settings.durationMs / 1000) / Math.max(1, workerPids.length), 3),
+    busy: round(cpuS / (settings.durationMs / 1000), 3),
     ...(model !== undefined ? { modelUsPerItem: round(model, 1), otherUsPerItem: round(cpuUsPerItem - model, 1) } : {}),
   };
 }
@@ -374,7 +374,7 @@ function workerCpuText(w: WorkerCpu): string {
     w.modelUsPerItem !== undefined
       ? ` = the model ${fmt(w.modelUsPerItem)} µs (in-process CPU, same batch sizes) + ${fmt(w.otherUsPerItem)} µs besides`
       : '';
-  return `worker CPU ${fmt(w.cpuUsPerItem)} µs per item${split}, busy ${fmt(w.busy * 100)} % of the run`;
+  return `worker CPU ${fmt(w.cpuUsPerItem)} µs per item${split}, busy ${fmt(w.busy * 100)} % of a core`;
 }
 
 async function measureCluster(
