@@ -19,7 +19,7 @@ import { DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_VERSION, decode, encode } from '@fl
 import { sampleModelPath } from '@flotilla/sample-models';
 import { epochMs, type EchoReply } from './body-echo.js';
 import { repoPath } from './deps.js';
-import { spawnPeer, stopPeer, workerNodeArgs } from './peer-process.js';
+import { spawnPeer, stopPeer, workerArgv } from './peer-process.js';
 
 const MiB = 1024 * 1024;
 
@@ -104,19 +104,7 @@ export async function benchBodies(opts: BodiesOptions = {}): Promise<BodiesResul
       cleanups.push(() => head.stop());
       const cacheDir = mkdtempSync(join(os.tmpdir(), 'flotilla-bodies-'));
       cleanups.push(async () => rmSync(cacheDir, { recursive: true, force: true }));
-      const worker = spawnNode([
-        ...workerNodeArgs(),
-        repoPath('packages/cli/dist/main.js'),
-        'worker',
-        '--nats',
-        nats.url,
-        '--cluster',
-        cluster,
-        '--id',
-        'bodies-w',
-        '--cache-dir',
-        cacheDir,
-      ]);
+      const worker = spawnNode(workerArgv({ nats: nats.url, cluster, id: 'bodies-w', cacheDir }));
       cleanups.push(() => stopPeer(worker.child));
       await waitFor('the worker', () => head.registry.running().length > 0, worker.child, worker.output);
       const client = new FlotillaClient({ servers: nats.url, cluster, streamBodies: process.env.BENCH_STREAM_BODIES !== '0' });

@@ -66,7 +66,7 @@ import {
   spawnPeer,
   stopPeer as stopChild,
   untilLine,
-  workerNodeArgs,
+  workerArgv,
 } from './peer-process.js';
 import { measurePeers, peerTableRows } from './peers.js';
 import {
@@ -780,24 +780,20 @@ async function main(): Promise<number> {
   const cacheDir = mkdtempSync(join(os.tmpdir(), 'flotilla-bench-cache-'));
   onCleanup('worker cache dir', () => rmSync(cacheDir, { recursive: true, force: true }));
   // BENCH_WORKERS=N: N worker processes (on a GPU each with 1/N of its memory), the model deployed with N replicas.
-  const workerArgs = (i: number) => [
-    ...workerNodeArgs(),
-    repoPath('packages/cli/dist/main.js'),
-    'worker',
-    '--nats',
-    nats.url,
-    '--cluster',
-    cluster,
-    '--threads',
-    '1',
-    '--id',
-    settings.workers > 1 ? `bench-w${i}` : 'bench-w',
-    '--heartbeat-ms',
-    '250',
-    '--cache-dir',
-    cacheDir,
-    ...(settings.workers > 1 ? ['--gpu-share', String(Math.floor(10_000 / settings.workers) / 10_000)] : []),
-  ];
+  const workerArgs = (i: number) =>
+    workerArgv({
+      nats: nats.url,
+      cluster,
+      id: settings.workers > 1 ? `bench-w${i}` : 'bench-w',
+      cacheDir,
+      extra: [
+        '--threads',
+        '1',
+        '--heartbeat-ms',
+        '250',
+        ...(settings.workers > 1 ? ['--gpu-share', String(Math.floor(10_000 / settings.workers) / 10_000)] : []),
+      ],
+    });
   const workers: ChildProcess[] = [];
   const workerTails: (() => string)[] = [];
   for (let i = 0; i < settings.workers; i++) {

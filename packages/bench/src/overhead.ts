@@ -24,7 +24,7 @@ import { NatsServer, findNatsServer } from '@flotilla/local';
 import { PROTOCOL_VERSION, encode, subjects } from '@flotilla/protocol';
 import { SAMPLE_MODELS, sampleModelPath } from '@flotilla/sample-models';
 import { repoPath } from './deps.js';
-import { cpuProfArgs, processCpuS, readyLine, spawnPeer, stopPeer, untilLine } from './peer-process.js';
+import { cpuProfArgs, processCpuS, readyLine, spawnPeer, stopPeer, untilLine, workerArgv } from './peer-process.js';
 
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const model = process.env.OVERHEAD_MODEL ?? 'mlp';
@@ -139,22 +139,16 @@ async function main(): Promise<void> {
 
     // (3) the whole path: a worker process with one replica.
     // OVERHEAD_CPU_PROF=DIR: the worker writes a V8 CPU profile there (scripts/cpuprof-summary.mjs reads it).
-    const worker = spawnNode([
-      ...WORKER_NODE_FLAGS,
-      ...cpuProfArgs(process.env.OVERHEAD_CPU_PROF),
-      repoPath('packages/cli/dist/main.js'),
-      'worker',
-      '--nats',
-      nats.url,
-      '--cluster',
-      cluster,
-      '--threads',
-      '1',
-      '--id',
-      'ovh-w',
-      '--cache-dir',
-      cacheDir,
-    ]);
+    const worker = spawnNode(
+      workerArgv({
+        nodeArgs: [...WORKER_NODE_FLAGS, ...cpuProfArgs(process.env.OVERHEAD_CPU_PROF)],
+        nats: nats.url,
+        cluster,
+        id: 'ovh-w',
+        cacheDir,
+        extra: ['--threads', '1'],
+      }),
+    );
     children.push(worker);
     while (head.registry.running().length < 1) {
       if (worker.exitCode !== null) throw new Error(`worker exited with ${worker.exitCode}`);

@@ -132,6 +132,35 @@ export function workerNodeArgs(env: NodeJS.ProcessEnv = process.env): string[] {
   return [...flags, ...cpuProfArgs(env.BENCH_CPU_PROF)];
 }
 
+/**
+ * The command line (after `node`) of a worker process a bench starts: `nodeArgs` (default
+ * workerNodeArgs()), the built CLI's `worker` on `nats` and `cluster` as `id`, its model cache in
+ * `cacheDir`, then `extra` flags.
+ */
+export function workerArgv(o: {
+  nats: string;
+  cluster: string;
+  id: string;
+  cacheDir: string;
+  nodeArgs?: string[];
+  extra?: string[];
+}): string[] {
+  return [
+    ...(o.nodeArgs ?? workerNodeArgs()),
+    repoPath('packages/cli/dist/main.js'),
+    'worker',
+    '--nats',
+    o.nats,
+    '--cluster',
+    o.cluster,
+    '--id',
+    o.id,
+    '--cache-dir',
+    o.cacheDir,
+    ...(o.extra ?? []),
+  ];
+}
+
 /** /proc/PID/stat counts in clock ticks (USER_HZ = 100 on Linux). */
 const TICK_S = 1 / 100;
 
