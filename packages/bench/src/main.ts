@@ -689,10 +689,17 @@ function modelText(name: string, m: ModelResult): string {
   return lines.join('\n');
 }
 
+/** "211 = 188 + 23.5 (100 %)": the worker's CPU per item at the best point, for the summary. */
+function workerColumn(w: WorkerCpu | undefined): string {
+  if (!w) return '-';
+  const split = w.modelUsPerItem !== undefined ? ` = ${fmt(w.modelUsPerItem)} + ${fmt(w.otherUsPerItem)}` : '';
+  return `${fmt(w.cpuUsPerItem)}${split} (${fmt(w.busy * 100)} %)`;
+}
+
 function summaryText(models: Record<string, ModelResult | { error: string }>): string {
   const rows = Object.entries(models).map(([name, m]) =>
     'error' in m
-      ? [name, 'error', '', '', '', '', '', '', '', '', '', ...PEER_NAMES.map(() => '')]
+      ? [name, 'error', '', '', '', '', '', '', '', '', '', '', ...PEER_NAMES.map(() => '')]
       : [
           name,
           fmt(m.inproc.batch1.itemsPerSec),
@@ -705,6 +712,7 @@ function summaryText(models: Record<string, ModelResult | { error: string }>): s
           fmt(m.ratios.broker_ratio),
           fmt(m.ratios.batching_gain),
           fmt(m.ratios.inproc_gain),
+          workerColumn(m.cluster.best.worker),
           ...PEER_NAMES.map((p) => ratioText(m.peerRatios[p])),
         ],
   );
@@ -721,6 +729,7 @@ function summaryText(models: Record<string, ModelResult | { error: string }>): s
       'broker',
       'batching_gain',
       'inproc_gain',
+      'worker µs/item = model + besides (busy)',
       ...PEER_NAMES.map((p) => `vs ${PEER_TITLES[p]}`),
     ],
     rows,
