@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { LocalCluster } from '@flotilla/local';
 import { sampleModelPath } from '@flotilla/sample-models';
-import { PY, ROOT, hasPython, mlpReference, pytest } from './python.js';
+import { PY, ROOT, hasPython, mlpReference, pytest, pytestVerdict } from './python.js';
 import { findCli } from './worker-process.js';
 
 (hasPython ? it : it.skip)(
@@ -50,9 +50,9 @@ import { findCli } from './worker-process.js';
       );
       const ms = performance.now() - t0;
       if (code !== 0) throw new Error(`pytest failed (exit ${code}):\n${output.slice(-8000)}`);
-      expect(output).toMatch(/4 passed/);
-      expect(output).not.toMatch(/skipped|failed|error/i);
-      process.stdout.write(`[python-auth] pytest ${output.trim().split('\n').pop()} (${ms.toFixed(0)} ms)\n`);
+      const verdict = pytestVerdict(output);
+      expect(verdict).toEqual({ summary: expect.stringMatching(/^4 passed in /), notPassed: [] });
+      process.stdout.write(`[python-auth] pytest ${verdict.summary} (${ms.toFixed(0)} ms)\n`);
     } finally {
       await cluster?.stop();
       rmSync(dir, { recursive: true, force: true });

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { LocalCluster } from '@flotilla/local';
 import { sampleModelPath } from '@flotilla/sample-models';
-import { PY, ROOT, hasPython, mlpReference, pytest } from './python.js';
+import { PY, ROOT, hasPython, mlpReference, pytest, pytestVerdict } from './python.js';
 
 const MiB = 1024 * 1024;
 
@@ -60,10 +60,10 @@ const MiB = 1024 * 1024;
       );
       const ms = performance.now() - t0;
       if (code !== 0) throw new Error(`pytest failed (exit ${code}):\n${output.slice(-8000)}`);
-      expect(output).toMatch(/\d+ passed/);
-      expect(output).not.toMatch(/skipped|failed|error/i);
+      const verdict = pytestVerdict(output);
+      expect(verdict).toEqual({ summary: expect.stringMatching(/^\d+ passed in /), notPassed: [] });
       const figures = existsSync(report) ? readFileSync(report, 'utf8') : '{}';
-      process.stdout.write(`[python-client] pytest ${output.trim().split('\n').pop()} (${ms.toFixed(0)} ms); ${figures}\n`);
+      process.stdout.write(`[python-client] pytest ${verdict.summary} (${ms.toFixed(0)} ms); ${figures}\n`);
 
       // The TypeScript SDK's time for the same staged 12 MiB round trip, for comparison.
       const big = { dtype: 'float32' as const, dims: [1, 3, 1024, 1024], data: new Float32Array(3 * MiB).fill(0.5) };

@@ -35,3 +35,15 @@ export function pytest(args: string[], env: Record<string, string>, timeoutMs: n
     );
   });
 }
+
+/**
+ * pytest's verdict in its `-q -rs` output: the summary line ("34 passed in 2.41s", "3 passed, 1
+ * skipped in 0.5s") and the short-summary lines of tests that did not pass (SKIPPED, FAILED,
+ * ERROR). What the interpreter prints as it exits (asyncio's "Task was destroyed but it is
+ * pending!" for a library's leftover task, unraisable-exception warnings) is not part of it.
+ */
+export function pytestVerdict(output: string): { summary: string | undefined; notPassed: string[] } {
+  const lines = output.split('\n').map((l) => l.trim());
+  const summary = lines.filter((l) => /^(=+ )?\d+ (passed|failed|skipped|errors?)\b.* in [\d.]+s\b/.test(l)).pop();
+  return { summary: summary?.replace(/^=+ | =+$/g, ''), notPassed: lines.filter((l) => /^(SKIPPED|FAILED|ERROR)\b/.test(l)) };
+}

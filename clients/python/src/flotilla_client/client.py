@@ -288,6 +288,8 @@ class Client:
         """Closes the connection (safe to call twice)."""
         nc, self._nc, self._store = self._nc, None, None
         if nc is not None and not nc.is_closed:
+            # Closing: a connection lost meanwhile must not start reconnecting (new tasks nobody awaits).
+            nc.options["allow_reconnect"] = False
             try:
                 await nc.drain()
             except Exception:
@@ -583,11 +585,15 @@ class Client:
 
 
 async def _finish_tasks() -> None:
-    """Cancels every other task on the running loop and waits for them, as ``asyncio.run`` does at its end."""
-    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    """Cancels every other task on the running loop and waits for them, as ``asyncio.run`` does at
+    its end; again while cancelling left new ones (a connection's tasks may start others as they end)."""
+    for _ in range(5):
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if not tasks:
+            break
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
     await asyncio.get_running_loop().shutdown_asyncgens()
 
 
