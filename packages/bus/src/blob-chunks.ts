@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { headers, type MsgHdrs, type NatsConnection, type Status } from '@nats-io/nats-core';
 import type { ConsumerMessages, JetStreamClient, JsMsg, PubAck } from '@nats-io/jetstream';
 import { Base64UrlPaddedCodec } from '@nats-io/obj';
-import { BadRequestError, STAGED_MIN_AVG_CHUNK_BYTES, UnavailableError } from '@flotilla/protocol';
+import { BadRequestError, STAGED_MIN_AVG_CHUNK_BYTES, UnavailableError, objStream } from '@flotilla/protocol';
 
 /** Unacknowledged chunk publishes at a time (each a view of the body, so no extra memory). Default 8. */
 export const DEFAULT_PUT_WINDOW = 8;
@@ -317,7 +317,7 @@ async function readChunks(
     if (streamed ? off === size : jm.info.pending === 0) settle();
   };
   const subscribe = async (): Promise<void> => {
-    const consumer = await js.consumers.getPushConsumer(`OBJ_${bucket}`, {
+    const consumer = await js.consumers.getPushConsumer(objStream(bucket), {
       filter_subjects: chunkSubject(bucket, target.nuid),
       ...(lastSeq > 0 ? { opt_start_seq: lastSeq + 1 } : {}),
     });

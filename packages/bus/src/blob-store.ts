@@ -10,7 +10,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import { nuid } from '@nats-io/nats-core';
-import { BadRequestError, PayloadTooLargeError, UnavailableError } from '@flotilla/protocol';
+import { BadRequestError, PayloadTooLargeError, UnavailableError, objStream } from '@flotilla/protocol';
 import { chunkSubject, isNuid, metaSubject, putChunked, readChunked, readStreamed, type ObjectMeta } from './blob-chunks.js';
 import { maxPayload } from './staging.js';
 
@@ -161,7 +161,7 @@ export class BlobStore {
   /** How many chunks of `nuid` the bucket holds (one small stream-info request, no chunk fetched). */
   private async chunksStored(id: string): Promise<number> {
     const subject = chunkSubject(this.bucket, id);
-    const info = await (await this.manager()).streams.info(`OBJ_${this.bucket}`, { subjects_filter: subject });
+    const info = await (await this.manager()).streams.info(objStream(this.bucket), { subjects_filter: subject });
     return info.state.subjects?.[subject] ?? 0;
   }
 
@@ -180,7 +180,7 @@ export class BlobStore {
    * purges the chunk subject named by the stored meta, and a forged meta's nuid could be `>`.
    */
   private remove(name: string, id: unknown): void {
-    const stream = `OBJ_${this.bucket}`;
+    const stream = objStream(this.bucket);
     void this.manager()
       .then((jsm) =>
         Promise.all([

@@ -3,7 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { Head, headMetrics } from '@flotilla/head';
 import { WORKER_NODE_FLAGS, Worker, type InventoryOverride } from '@flotilla/worker';
 import { NatsCluster, NatsServer } from '@flotilla/local';
@@ -11,6 +11,7 @@ import { BadRequestError, authConfigCluster } from '@flotilla/protocol';
 import { startHealthServer, type HealthServer } from '@flotilla/bus';
 import { busOptions, withConnectionOptions } from './connection-options.js';
 import { parseFraction, parseSize, reportError } from './format.js';
+import { optionParser } from './option-parser.js';
 import { untilSignal } from './signals.js';
 
 function readInventory(path?: string): InventoryOverride | undefined {
@@ -63,13 +64,7 @@ function workerFlags(cmd: Command): Command {
     .option(
       '--gpu-share <fraction>',
       "share of each GPU's VRAM this worker uses, where several workers share a host's GPUs: 0.25, 1/4 or 25% (default 1)",
-      (v: string) => {
-        try {
-          return parseFraction(v);
-        } catch (err) {
-          throw new InvalidArgumentError((err as Error).message); // commander prints it with the usage
-        }
-      },
+      optionParser((v) => parseFraction(v)),
     )
     .option('--threads <n>', 'onnxruntime intra-op threads per session (0: onnxruntime decides)', (v) => Number(v))
     .option('--cache-dir <dir>', 'local model cache (env FLOTILLA_CACHE_DIR)')

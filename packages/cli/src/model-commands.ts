@@ -1,11 +1,12 @@
 // Commands that talk to a running cluster: deploy, undeploy, scale, ls, describe, status, infer.
 import { writeFile } from 'node:fs/promises';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { FlotillaClient } from '@flotilla/client';
 import { BadRequestError } from '@flotilla/protocol';
 import { busOptions, withConnectionOptions, type ConnectionFlags } from './connection-options.js';
 import { describeText } from './describe-command.js';
 import { formatBytes, reportError, table } from './format.js';
+import { optionParser } from './option-parser.js';
 import { readTensorFile, tensorsToJson, writeTensorFile } from './tensor-file.js';
 import { parseShapeBuckets } from './shape-buckets.js';
 import { deploymentRows, parseWatchInterval, statusText } from './status-view.js';
@@ -75,13 +76,7 @@ export function modelCommands(program: Command): void {
       .option(
         '--shape-buckets <dim=bounds>',
         'profile and batch requests per bucket of a dynamic dim, e.g. seq=16,32,64 (repeatable; default: per exact shape)',
-        (v: string, previous?: Record<string, number[]>) => {
-          try {
-            return parseShapeBuckets(v, previous);
-          } catch (err) {
-            throw new InvalidArgumentError((err as Error).message); // commander prints it with the usage
-          }
-        },
+        optionParser((v: string, previous?: Record<string, number[]>) => parseShapeBuckets(v, previous)),
       )
       .option('--compile', "always cache onnxruntime's optimised graph (default: where the profile finds it helps)")
       .option('--no-compile', 'never cache the optimised graph')

@@ -125,6 +125,7 @@ export {
   authConfigCluster,
   inboxPrefixFor,
   natsAuthConfig,
+  objStream,
   rolePermissions,
   seedFileRole,
   seedFileText,

@@ -67,7 +67,8 @@ function streamApi(
 }
 
 const kvStream = (bucket: string) => `KV_${bucket}`;
-const objStream = (bucket: string) => `OBJ_${bucket}`;
+/** The JetStream stream behind an object-store bucket (its chunks and metas). */
+export const objStream = (bucket: string): string => `OBJ_${bucket}`;
 
 /** A role's permissions in one cluster (its subjects, buckets and streams only). */
 export function rolePermissions(role: Role, cluster: string = DEFAULT_CLUSTER): RolePermissions {

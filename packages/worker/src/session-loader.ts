@@ -222,7 +222,14 @@ export class SessionLoader {
       onCpu,
       deviceClass: this.deviceClassOf(onCpu ? 'cpu' : o.kind, o.deviceId, created.executionProvider),
       sessionBytes: Math.max(0, (onCpu ? rssDeltaBytes : vramDeltaBytes) ?? 0),
-      ...(!onCpu && vramBefore ? { deviceBytes: async () => ((now) => (now ? vramDelta(vramBefore, now) : undefined))(await vram()) } : {}),
+      ...(!onCpu && vramBefore
+        ? {
+            deviceBytes: async () => {
+              const now = await vram();
+              return now ? vramDelta(vramBefore, now) : undefined;
+            },
+          }
+        : {}),
       ...(measuredBytes !== undefined ? { measuredBytes } : {}),
     };
   }
