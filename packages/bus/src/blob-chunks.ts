@@ -7,7 +7,15 @@ import { createHash } from 'node:crypto';
 import { headers, type MsgHdrs, type NatsConnection, type Status } from '@nats-io/nats-core';
 import type { ConsumerMessages, JetStreamClient, JsMsg, PubAck } from '@nats-io/jetstream';
 import { Base64UrlPaddedCodec } from '@nats-io/obj';
-import { BadRequestError, STAGED_MIN_AVG_CHUNK_BYTES, UnavailableError, objStream } from '@flotilla/protocol';
+import {
+  BadRequestError,
+  STAGED_MIN_AVG_CHUNK_BYTES,
+  STAGED_STREAM_GRACE_MS,
+  STAGED_STREAM_MIN_BYTES_PER_S,
+  UnavailableError,
+  belowStreamFloor,
+  objStream,
+} from '@flotilla/protocol';
 
 /** Unacknowledged chunk publishes at a time (each a view of the body, so no extra memory). Default 8. */
 export const DEFAULT_PUT_WINDOW = 8;
@@ -17,6 +25,8 @@ export const DEFAULT_READ_STALL_MS = 10_000;
 export const DEFAULT_ACK_TIMEOUT_MS = 5_000;
 /** Times a read re-creates its consumer after a reconnect before failing UNAVAILABLE. Default 3. */
 export const DEFAULT_READ_RESUMES = 3;
+/** How often a streamed read checks its rate against its floor (ms). */
+const FLOOR_CHECK_MS = 250;
 
 const DIGEST_PREFIX = 'SHA-256=';
 const NUID_RE = /^[A-Za-z0-9_-]{1,64}$/;
@@ -176,6 +186,14 @@ export interface ChunkedReadOptions {
   resumes?: number;
 }
 
+/** The rate a streamed body must keep (see belowStreamFloor in protocol); the defaults are protocol's. */
+export interface StreamFloorOptions {
+  /** Bytes per second, averaged from the read's start. Default STAGED_STREAM_MIN_BYTES_PER_S; 0 turns the floor off. */
+  minBytesPerSec?: number;
+  /** Judged only after this long (ms). Default STAGED_STREAM_GRACE_MS. */
+  graceMs?: number;
+}
+
 /**
  * Reads object `meta` (whose size the caller has checked against its limit) into one buffer of
  * exactly `meta.size` bytes. More bytes or chunks than announced, fewer, or another digest:
@@ -206,7 +224,9 @@ export async function readChunked(
  * once otherwise), its chunks as they are stored, then its meta once the sender has
  * written it (within `metaWaitMs`), which must name the same chunks and size, count the chunks
  * read and hash to what was read. Otherwise as readChunked: BAD_REQUEST for a body that is not
- * what it says, UNAVAILABLE when it stops coming (a sender that failed sends no more chunks).
+ * what it says, UNAVAILABLE when it stops coming (a sender that failed sends no more chunks) or
+ * comes slower than its floor (`minBytesPerSec` after `graceMs`: a sender that wrote one chunk and
+ * stopped, or trickles, does not hold the memory set aside for its announced size until the stall).
  */
 export async function readStreamed(
   nc: NatsConnection,
@@ -215,7 +235,7 @@ export async function readStreamed(
   ref: { name: string; size: number; nuid: string },
   lookUpMeta: () => Promise<ObjectMeta | null>,
   chunksStored: () => Promise<number>,
-  opts: ChunkedReadOptions & { metaWaitMs?: number } = {},
+  opts: ChunkedReadOptions & StreamFloorOptions & { metaWaitMs?: number } = {},
 ): Promise<Uint8Array> {
   if (!isNuid(ref.nuid)) throw new BadRequestError(`staged body ${ref.name} has a malformed nuid`);
   // A sender sends a streamed reference only once its first chunk is stored: a reference to no
@@ -226,7 +246,11 @@ export async function readStreamed(
       `staged body ${ref.name} has no chunk stored (expired, already taken, or never written: a streamed reference goes out after its first chunk)`,
     );
   }
-  const read = await readChunks(nc, js, bucket, ref, opts);
+  const floor = {
+    minBytesPerSec: opts.minBytesPerSec ?? STAGED_STREAM_MIN_BYTES_PER_S,
+    graceMs: opts.graceMs ?? STAGED_STREAM_GRACE_MS,
+  };
+  const read = await readChunks(nc, js, bucket, ref, { ...opts, floor });
   const meta = await waitForMeta(ref.name, lookUpMeta, opts.metaWaitMs ?? opts.stallMs ?? DEFAULT_READ_STALL_MS);
   if (meta.deleted) throw new UnavailableError(`staged body ${ref.name} was withdrawn by its sender`);
   if (meta.nuid !== ref.nuid || meta.size !== ref.size) {
@@ -268,7 +292,7 @@ async function readChunks(
   js: JetStreamClient,
   bucket: string,
   target: { name: string; size: number; nuid: string; chunks?: number },
-  opts: ChunkedReadOptions,
+  opts: ChunkedReadOptions & { floor?: Required<StreamFloorOptions> },
 ): Promise<{ out: Uint8Array; chunks: number; digest: Buffer }> {
   const { name, size } = target;
   const streamed = target.chunks === undefined;
@@ -293,6 +317,24 @@ async function readChunks(
   const unavailable = (why: string, cause?: unknown) => new UnavailableError(`staged body ${name}: ${why}`, { cause });
   const stallMs = opts.stallMs ?? DEFAULT_READ_STALL_MS;
   const stall = new Watchdog(stallMs, () => settle(unavailable(`no chunk for ${stallMs} ms`)));
+  // The floor is judged, like the stall, after the I/O that arrived meanwhile was read.
+  const startedAt = performance.now();
+  const floor = opts.floor?.minBytesPerSec ? opts.floor : undefined;
+  const floorTimer = floor
+    ? setInterval(
+        () =>
+          setImmediate(() => {
+            const elapsed = performance.now() - startedAt;
+            if (settled || !belowStreamFloor(off, elapsed, floor.minBytesPerSec, floor.graceMs)) return;
+            settle(
+              unavailable(
+                `${off} of ${size} bytes arrived in ${Math.round(elapsed)} ms, slower than the floor of ${floor.minBytesPerSec} bytes/s after ${floor.graceMs} ms`,
+              ),
+            );
+          }),
+        FLOOR_CHECK_MS,
+      ).unref()
+    : undefined;
   let messages: ConsumerMessages | undefined;
   // Every consumer this read started (a reconnect can overlap the first one's creation): all stop at the end.
   const started: ConsumerMessages[] = [];
@@ -356,6 +398,7 @@ async function readChunks(
   } finally {
     settled = true;
     stall.stop();
+    clearInterval(floorTimer);
     status.stop();
     for (const m of started) m.stop();
   }

@@ -11,7 +11,16 @@ import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManage
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import { nuid } from '@nats-io/nats-core';
 import { BadRequestError, PayloadTooLargeError, UnavailableError, objStream } from '@flotilla/protocol';
-import { chunkSubject, isNuid, metaSubject, putChunked, readChunked, readStreamed, type ObjectMeta } from './blob-chunks.js';
+import {
+  chunkSubject,
+  isNuid,
+  metaSubject,
+  putChunked,
+  readChunked,
+  readStreamed,
+  type ObjectMeta,
+  type StreamFloorOptions,
+} from './blob-chunks.js';
 import { maxPayload } from './staging.js';
 
 /** Staged bodies older than this are removed by the server (ns). Default 10 minutes. */
@@ -29,6 +38,8 @@ export interface BlobStoreOptions {
   timeoutMs?: number;
   /** Unacknowledged chunks a put keeps in flight. Default DEFAULT_PUT_WINDOW (8). */
   putWindow?: number;
+  /** The rate a streamed body must keep while it is read (defaults: protocol's STAGED_STREAM_*). */
+  streamFloor?: StreamFloorOptions;
 }
 
 export class BlobStore {
@@ -151,7 +162,7 @@ export class BlobStore {
         ref,
         async () => (await os.info(ref.name)) as unknown as ObjectMeta | null,
         () => this.chunksStored(ref.nuid),
-        { stallMs },
+        { stallMs, ...this.opts.streamFloor },
       );
     } finally {
       this.remove(ref.name, ref.nuid);

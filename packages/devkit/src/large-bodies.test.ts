@@ -125,6 +125,33 @@ describe('large bodies through a replica', () => {
       await nc.close();
     }
   });
+
+  it('a streamed request whose sender stops after one chunk is answered UNAVAILABLE at the rate floor, and the replica serves', async () => {
+    const nc = await connect({ servers: cluster.url });
+    try {
+      const bucket = subjects(cluster.cluster).blobBucket;
+      await new BlobStore(nc, bucket).put(new Uint8Array(1)); // the bucket exists (this test may run alone)
+      const id = nuid.next();
+      const name = await forge(nc, bucket, pattern(64 * 1024), { nuid: id, noMeta: true });
+      const t0 = performance.now();
+      const reply = decode<{ ok: boolean; error: { code: string; message: string } }>(
+        (
+          await nc.request(
+            `flotilla.${cluster.cluster}.infer.affine`,
+            encode({ v: PROTOCOL_VERSION, blob: { name, size: 32 * MiB, nuid: id } }),
+            { timeout: 15_000 },
+          )
+        ).data,
+      );
+      // Its 32 MiB of fetch budget was held 2 s (the floor's grace), not 10 (the stall).
+      expect(reply.error).toMatchObject({ code: ErrorCode.UNAVAILABLE, message: expect.stringContaining('slower than the floor') });
+      expect(performance.now() - t0).toBeLessThan(5000);
+      const ok = await client.infer('affine', { x: { dtype: 'float32', dims: [1, 1, 1, 2], data: new Float32Array([1, 2]) } });
+      expect(Array.from(ok.y!.data as Float32Array)).toEqual([3, 5]);
+    } finally {
+      await nc.close();
+    }
+  });
 });
 
 interface ForgeOptions {
@@ -325,6 +352,42 @@ describe('the blob store on its own server', () => {
     await new Promise((r) => setTimeout(r, 200)); // the take's purge is in the background
     await expect(patient.take(ref, 64 * MiB)).rejects.toMatchObject({ code: ErrorCode.UNAVAILABLE });
     expect(performance.now() - t0).toBeLessThan(3000);
+  });
+
+  it('a streamed sender that writes one chunk and stops, or trickles, is cut off at the rate floor, not at the 10 s stall', async () => {
+    // The default stall (10 s) and the default floor (1 MiB/s after 2 s): what a worker's blob store uses.
+    const patient = new BlobStore(b, bucket, undefined, undefined, { timeoutMs: 1000 });
+    const id = nuid.next();
+    const name = await forge(a, bucket, pattern(64 * 1024), { nuid: id, noMeta: true });
+    let t0 = performance.now();
+    await expect(patient.take({ name, size: 8 * MiB, nuid: id }, 8 * MiB)).rejects.toMatchObject({
+      code: ErrorCode.UNAVAILABLE,
+      message: expect.stringContaining(`65536 of ${8 * MiB} bytes arrived`),
+    });
+    const oneChunkMs = performance.now() - t0;
+    expect(oneChunkMs).toBeGreaterThanOrEqual(2000);
+    expect(oneChunkMs).toBeLessThan(4000);
+
+    // 64 KiB every 100 ms (640 KiB/s), with a grace of 500 ms: below 1 MiB/s from about 1.3 s on.
+    const eager = new BlobStore(b, bucket, undefined, undefined, { timeoutMs: 1000, streamFloor: { graceMs: 500 } });
+    const tid = nuid.next();
+    const tname = await forge(a, bucket, pattern(64 * 1024), { nuid: tid, noMeta: true });
+    const trickle = setInterval(() => a.publish(`$O.${bucket}.C.${tid}`, pattern(64 * 1024)), 100);
+    try {
+      t0 = performance.now();
+      await expect(eager.take({ name: tname, size: 8 * MiB, nuid: tid }, 8 * MiB)).rejects.toMatchObject({
+        code: ErrorCode.UNAVAILABLE,
+        message: expect.stringContaining('slower than the floor of 1048576 bytes/s after 500 ms'),
+      });
+      expect(performance.now() - t0).toBeLessThan(3000);
+    } finally {
+      clearInterval(trickle);
+    }
+    // A body that keeps the floor is read as before, and the store still serves.
+    const ok = pattern(3 * MiB);
+    const { ref, done } = await sender.stream(ok);
+    expect(Buffer.from(await eager.take(ref, 8 * MiB)).equals(Buffer.from(ok))).toBe(true);
+    await done;
   });
 
   it('a bucket that refuses the body fails the stream before any reference goes out (UNAVAILABLE), and a stored put too', async () => {

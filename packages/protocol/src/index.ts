@@ -100,6 +100,9 @@ export {
   ENSURE_REPLY_MARGIN_MS,
   MAX_ENSURE_WAIT_MS,
   STAGED_MIN_AVG_CHUNK_BYTES,
+  STAGED_STREAM_GRACE_MS,
+  STAGED_STREAM_MIN_BYTES_PER_S,
+  belowStreamFloor,
   estimateReplicaBytes,
   mustStage,
 } from './limits.js';

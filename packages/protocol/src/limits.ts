@@ -40,3 +40,22 @@ export const ENSURE_REPLY_MARGIN_MS = 500;
  * Object store clients chunk at 128 KiB by default; Flotilla at max_payload − 16 KiB.
  */
 export const STAGED_MIN_AVG_CHUNK_BYTES = 1024;
+
+/**
+ * Slowest a streamed staged body may arrive (bytes per second, averaged from the start of its
+ * read, judged once STAGED_STREAM_GRACE_MS have passed): a receiver reads a streamed body into
+ * memory it has set aside for the announced size, so a sender that writes one chunk and stops, or
+ * trickles, must not hold that for the whole stall timeout. Its read fails UNAVAILABLE instead.
+ * 1 MiB/s is two orders of magnitude below what one loopback or LAN connection moves.
+ */
+export const STAGED_STREAM_MIN_BYTES_PER_S = 1024 * 1024;
+/** How long a streamed body's read runs before its rate is judged against STAGED_STREAM_MIN_BYTES_PER_S (ms). */
+export const STAGED_STREAM_GRACE_MS = 2_000;
+
+/**
+ * Whether a streamed read that has received `bytes` after `elapsedMs` is slower than its floor:
+ * after the grace, it must have `minBytesPerSec × (elapsedMs − graceMs)` bytes. Pure.
+ */
+export function belowStreamFloor(bytes: number, elapsedMs: number, minBytesPerSec: number, graceMs: number): boolean {
+  return elapsedMs > graceMs && bytes < (minBytesPerSec * (elapsedMs - graceMs)) / 1000;
+}

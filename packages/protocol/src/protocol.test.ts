@@ -6,6 +6,7 @@ import {
   InputMismatchError,
   PROTOCOL_VERSION,
   UnknownModelError,
+  belowStreamFloor,
   checkWireTensor,
   decode,
   encode,
@@ -142,5 +143,19 @@ describe('subjects, specs and limits', () => {
   it('stages bodies that would not fit under max_payload', () => {
     expect(mustStage(1000, 1024 * 1024)).toBe(false);
     expect(mustStage(1024 * 1024, 1024 * 1024)).toBe(true);
+  });
+
+  const MiB = 1024 * 1024;
+  it.each<[string, number, number, boolean]>([
+    ['nothing yet, within the grace', 0, 1999, false],
+    ['nothing at the grace itself', 0, 2000, false],
+    ['nothing just after the grace', 0, 2001, true],
+    ['one byte, 3 s in (1 MiB due)', 1, 3000, true],
+    ['one 1 MiB chunk, 3 s in (exactly what is due)', MiB, 3000, false],
+    ['one 1 MiB chunk, 3.1 s in', MiB, 3100, true],
+    ['64 MiB in 5 s (13 MiB/s)', 64 * MiB, 5000, false],
+    ['10 MiB after a minute', 10 * MiB, 60_000, true],
+  ])('a streamed body with %s: below its floor = %s', (_what, bytes, elapsedMs, below) => {
+    expect(belowStreamFloor(bytes, elapsedMs, MiB, 2000)).toBe(below);
   });
 });
