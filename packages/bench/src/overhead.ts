@@ -8,7 +8,8 @@
 // and the worker's CPU per request beside the responder's, with the model's in-process cost per
 // item at the replica's batch size (session.run alone) to split the worker's share into
 // onnxruntime and everything else. Progress to stderr; stdout: a table and one JSON line.
-// Env: OVERHEAD_MODEL (mlp), OVERHEAD_CONCURRENCY (64), OVERHEAD_DURATION_MS (4000), OVERHEAD_CPU_PROF=DIR.
+// Env: OVERHEAD_MODEL (mlp), OVERHEAD_CONCURRENCY (64), OVERHEAD_DURATION_MS (4000), OVERHEAD_CPU_PROF=DIR,
+// OVERHEAD_BATCHING (JSON batching options for the deployment; default: the profile's choice).
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -16,7 +17,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as ort from 'onnxruntime-node';
 import { silentLogger, connectBus, type NatsConnection } from '@flotilla/bus';
-import { FlotillaClient, fromTypedArray, type WireTensors } from '@flotilla/client';
+import { FlotillaClient, fromTypedArray, type DeployOptions, type WireTensors } from '@flotilla/client';
 import { Head } from '@flotilla/head';
 import { WORKER_NODE_FLAGS } from '@flotilla/worker';
 import { closedLoop, runLoad } from '@flotilla/loadgen';
@@ -168,7 +169,11 @@ async function main(): Promise<void> {
       if (worker.exitCode !== null) throw new Error(`worker exited with ${worker.exitCode}`);
       await sleep(50);
     }
-    const deployed = await client.deploy(path, model, { device: 'cpu' });
+    // OVERHEAD_BATCHING: batching options as JSON (e.g. '{"maxBatchSize":1}') instead of the profile's choice.
+    const batchingOverride = process.env.OVERHEAD_BATCHING
+      ? (JSON.parse(process.env.OVERHEAD_BATCHING) as DeployOptions['batching'])
+      : undefined;
+    const deployed = await client.deploy(path, model, { device: 'cpu', ...(batchingOverride ? { batching: batchingOverride } : {}) });
     await client.waitReady(model, 60_000);
     log(`  deployed ${model} (${deployed.spec.digest.slice(0, 12)})`);
     await sdkLoop(model)();

@@ -1,4 +1,4 @@
-import { chooseBatch, choosePadding, MIN_PAD_SHAPE_CHANGE_MS, type ProfileRow } from './batch-size.js';
+import { chooseBatch, choosePadding, DEFAULT_RUN_OVERHEAD_MS, MIN_PAD_SHAPE_CHANGE_MS, servedRate, type ProfileRow } from './batch-size.js';
 
 const row = (batch: number, itemsPerSec: number, p99Ms: number, p50Ms = p99Ms * 0.8): ProfileRow => ({
   batch,
@@ -24,8 +24,47 @@ describe('chooseBatch', () => {
   });
 
   it('ignores gains below the minimum and prefers the smaller batch', () => {
-    expect(chooseBatch([row(1, 1000, 1), row(2, 1040, 2), row(4, 1045, 3)], 50).maxBatchSize).toBe(1);
-    expect(chooseBatch([row(1, 1000, 1), row(2, 2000, 2), row(4, 2050, 3)], 50).maxBatchSize).toBe(2);
+    // 20 ms per item: the replica's per-run work is noise beside the model.
+    expect(chooseBatch([row(1, 50, 25), row(2, 51.5, 45), row(4, 51.8, 90)], 500).maxBatchSize).toBe(1);
+    expect(chooseBatch([row(1, 50, 25), row(2, 100, 25), row(4, 102.5, 45)], 500).maxBatchSize).toBe(2);
+  });
+
+  it("counts the replica's per-run work: a batch that only matches batch 1 on the model still serves more, without waiting", () => {
+    // conv-classifier 64×64 on this 2-core VM (one intra-op thread): flat on the model alone, and
+    // through a replica at concurrency 16 batch 4 served 2,535–2,627 items/s against 1,961–2,000 at batch 1.
+    const flat = [
+      row(1, 3077, 0.4, 0.32),
+      row(2, 3085, 0.8, 0.64),
+      row(4, 3000, 1.6, 1.33),
+      row(8, 2900, 3.2, 2.76),
+      row(16, 2700, 7, 5.9),
+    ];
+    const c = chooseBatch(flat, 50);
+    // Batch 2 serves 7 % more than batch 1 counting 0.05 ms per run; 4 and 8 stay within 5 % of it
+    // with runs under 5 ms; 16 falls out of the band.
+    expect(c).toMatchObject({ maxBatchSize: 8, maxQueueDelayMs: 0 });
+    expect(c.reason).toMatch(
+      /^batch 8: 2900 items\/s = 0.94× batch 1 on the model alone, 1.07× counting 0.05 ms of serving per run; p99 3.20 ms ≤ objective 50 ms; the largest within 5% of the best served rate whose run takes ≤ 5 ms; no queue delay/,
+    );
+    // Runs longer than 5 ms end the band (a request arriving meanwhile would wait that long).
+    const slowFlat = [row(1, 300, 4, 3.3), row(2, 301, 8, 6.6), row(4, 302, 16, 13.2)];
+    expect(chooseBatch(slowFlat, 50)).toMatchObject({ maxBatchSize: 1, maxQueueDelayMs: 0 });
+    // A batch slower per item than that work saves is still refused.
+    expect(chooseBatch([row(1, 3077, 0.4, 0.32), row(2, 2700, 0.8, 0.74)], 50).maxBatchSize).toBe(1);
+    // A real gain keeps the rule of gains: the smallest batch that earns it, with a queue delay.
+    expect(chooseBatch([...flat.slice(0, 1), row(2, 6000, 0.5, 0.33), row(4, 5500, 0.9, 0.73)], 50)).toMatchObject({
+      maxBatchSize: 2,
+      maxQueueDelayMs: 0.2,
+    });
+  });
+
+  it.each([
+    ['batch 1 at 1,000 items/s', 1, 1000, DEFAULT_RUN_OVERHEAD_MS, 1000 / (1 + DEFAULT_RUN_OVERHEAD_MS)],
+    ['batch 4 at 4,000 items/s', 4, 4000, 0.05, 4000 / 1.05],
+    ['no per-run work', 8, 5000, 0, 5000],
+    ['a row with no rate', 2, 0, 0.05, 0],
+  ])('servedRate: %s', (_what, batch, itemsPerSec, overhead, expected) => {
+    expect(servedRate({ batch, itemsPerSec }, overhead)).toBeCloseTo(expected, 6);
   });
 
   it('respects the objective even when a larger batch is much faster', () => {
