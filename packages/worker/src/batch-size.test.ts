@@ -1,4 +1,12 @@
-import { chooseBatch, choosePadding, DEFAULT_RUN_OVERHEAD_MS, MIN_PAD_SHAPE_CHANGE_MS, servedRate, type ProfileRow } from './batch-size.js';
+import {
+  chooseBatch,
+  choosePadding,
+  DEFAULT_RUN_OVERHEAD_MS,
+  MIN_PAD_SHAPE_CHANGE_MS,
+  servedRate,
+  sweepPlateaued,
+  type ProfileRow,
+} from './batch-size.js';
 
 const row = (batch: number, itemsPerSec: number, p99Ms: number, p50Ms = p99Ms * 0.8): ProfileRow => ({
   batch,
@@ -79,6 +87,21 @@ describe('chooseBatch', () => {
     expect(chooseBatch([row(1, 10, 100, 100), row(2, 40, 120)], 500).maxQueueDelayMs).toBe(5);
     expect(chooseBatch([], 50)).toMatchObject({ maxBatchSize: 1, maxQueueDelayMs: 0 });
     expect(chooseBatch([row(1, 10, 1)], 50).reason).toMatch(/no larger batch was measured/);
+  });
+});
+
+describe('sweepPlateaued: the profile sweep stops after three sizes in a row without a 5 % gain', () => {
+  it.each<[string, number[], boolean]>([
+    ['nothing measured', [], false],
+    ['still gaining', [100, 190, 360, 700], false],
+    ['a plateau of two (wide-mlp 16, 32, 64 in one profile): go on', [727, 1393, 2627, 3943, 4688, 4729, 4728], false],
+    ['a plateau of three', [727, 1393, 2627, 3943, 4688, 4729, 4728, 4750], true],
+    ['a gain after a plateau restarts the count', [100, 101, 102, 120, 121, 122], false],
+    ['flat from batch 1 (a small conv on one core)', [3077, 3085, 3000, 2900], true],
+    ['slower and slower', [300, 290, 280, 270], true],
+    ['a gain of exactly 5 % is no gain', [100, 105, 104, 103], true],
+  ])('%s → %s', (_what, rates, stops) => {
+    expect(sweepPlateaued(rates)).toBe(stops);
   });
 });
 

@@ -94,6 +94,31 @@ export function chooseBatch(
   };
 }
 
+/**
+ * Sizes in a row without a 5 % gain after which the sweep stops (the budget and the objective
+ * still stop it first). A plateau of two can end in a further gain: wide-mlp on one core was flat
+ * from 16 to 64 in one profile (4,688 / 4,729 / 4,728 items/s), which then settled the replica on
+ * batch 16, while in-process it gains 9 % from 32 to 64 and 11 % more at 128 (`pnpm bench`,
+ * 2026-11-30 05:48 UTC).
+ */
+export const FLAT_SIZES_BEFORE_STOP = 3;
+
+/**
+ * Whether a sweep whose sizes (1, 2, 4, …) measured `rates` items/s so far should stop: the last
+ * FLAT_SIZES_BEFORE_STOP sizes each fell short of beating the best rate before them by `minGain`.
+ */
+export function sweepPlateaued(rates: readonly number[], minGain = DEFAULT_MIN_GAIN, steps = FLAT_SIZES_BEFORE_STOP): boolean {
+  let best = 0;
+  let flat = 0;
+  for (const r of rates) {
+    if (r > best * (1 + minGain)) {
+      best = r;
+      flat = 0;
+    } else flat++;
+  }
+  return flat >= steps;
+}
+
 /** Share of the objective a batch's median run may take for a p99 over it to count as noise. */
 export const OUTLIER_MEDIAN_SHARE = 0.8;
 

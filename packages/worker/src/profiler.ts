@@ -14,7 +14,7 @@ import {
   type ProfileShape,
   type ThreadChoice,
 } from '@flotilla/protocol';
-import { chooseBatch, choosePadding, tailIsOutlier } from './batch-size.js';
+import { FLAT_SIZES_BEFORE_STOP, chooseBatch, choosePadding, sweepPlateaued, tailIsOutlier } from './batch-size.js';
 import { nearestRank } from './latency-window.js';
 import { chooseThreads, sameThreads, threadCandidates, type ThreadRow, type ThreadSettings } from './thread-choice.js';
 import type { ModelSignature } from './model-io.js';
@@ -243,8 +243,6 @@ export async function profileSession(
     : undefined;
   const rows: ProfileRow[] = [];
   let stoppedBecause = `reached the largest batch tried (${maxBatch})`;
-  let bestRate = 0;
-  let flat = 0;
   // A background sweep leaves part of the budget for the shape-change measurement after it.
   const sweepMs = gate ? budgetMs * (1 - BACKGROUND_CHANGE_RESERVE) : budgetMs;
   for (let batch = 1; batch <= maxBatch; batch *= 2) {
@@ -280,11 +278,8 @@ export async function profileSession(
       stoppedBecause = `batch ${batch} p99 ${row.p99Ms} ms exceeds the objective of ${latencySloMs} ms`;
       break;
     }
-    if (row.itemsPerSec > bestRate * 1.05) {
-      bestRate = row.itemsPerSec;
-      flat = 0;
-    } else if (++flat >= 2) {
-      stoppedBecause = `throughput stopped improving after batch ${batch / 4}`;
+    if (sweepPlateaued(rows.map((r) => r.itemsPerSec))) {
+      stoppedBecause = `throughput stopped improving after batch ${batch / 2 ** FLAT_SIZES_BEFORE_STOP}`;
       break;
     }
   }
