@@ -38,6 +38,24 @@ export function findNatsServer(): string {
   throw new Error("nats-server not found: run scripts/setup (installs Debian's nats-server) or set FLOTILLA_NATS_SERVER");
 }
 
+/**
+ * Servers this process started that are still running: SIGKILLed when the process exits, however
+ * it exits short of a signal that ends it at once (an uncaught exception, a write to a closed
+ * pipe, process.exit), so no nats-server outlives the test, bench or `flotilla up` that started
+ * it, holding its port.
+ */
+const running = new Set<ChildProcess>();
+let exitHook = false;
+function track(proc: ChildProcess): void {
+  running.add(proc);
+  proc.once('exit', () => running.delete(proc));
+  if (exitHook) return;
+  exitHook = true;
+  process.once('exit', () => {
+    for (const p of running) p.kill('SIGKILL');
+  });
+}
+
 export class NatsServer {
   private stopped?: Promise<void>;
   private constructor(
@@ -75,6 +93,7 @@ export class NatsServer {
     writeFileSync(conf, lines.join('\n') + '\n');
 
     const proc = spawn(findNatsServer(), ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+    track(proc);
     let stderr = '';
     proc.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
     let exited: number | null | undefined;
