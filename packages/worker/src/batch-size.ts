@@ -5,8 +5,9 @@
 // Throughput is counted as a replica serves it: each run costs the replica `runOverheadMs` besides
 // the model (waking for the batch, onnxruntime's call, the replies' socket write), once per run,
 // so a batch that only matches batch 1 on the model alone still serves more (conv-classifier).
-// Where the model gains nothing, batches form only from what is queued (no delay), up to the
-// largest size whose served rate is within `minGain` of the best and whose run stays short.
+// Past the best size, the largest size whose served rate stays within `minGain` of it and whose
+// run stays short is as good, and saves the replica more per-run work under load: batches may
+// grow to it. Where the model alone gains nothing, none waits for company (no queue delay).
 
 import type { BatchChoice, ProfileRow } from '@flotilla/protocol';
 
@@ -17,8 +18,8 @@ export const DEFAULT_MIN_GAIN = 0.05;
 /** Longest queue delay ever chosen automatically, ms. */
 export const MAX_AUTO_QUEUE_DELAY_MS = 5;
 /**
- * Longest median run of a batch size chosen where the model gains nothing from batching (ms, or
- * batch 1's run where that is longer): what a request arriving during a run waits for it at most.
+ * Longest median run of a size chosen past the best one for being as good (ms, or the best size's
+ * run where that is longer): what a request arriving during such a run waits for it at most.
  */
 export const MAX_FLAT_BATCH_RUN_MS = 5;
 /**
@@ -52,27 +53,29 @@ export function chooseBatch(
   }
   const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x.toPrecision(3));
   const counting = `${runOverheadMs} ms of serving per run`;
-  const head = (r: ProfileRow) =>
-    `batch ${r.batch}: ${fmt(r.itemsPerSec)} items/s = ${(r.itemsPerSec / one.itemsPerSec).toFixed(2)}× batch 1`;
-  const slo = (r: ProfileRow) => `p99 ${fmt(r.p99Ms)} ms ≤ objective ${latencySloMs} ms`;
+  // Past the best: as good within `minGain` (served), with a short run.
+  const runBound = Math.max(MAX_FLAT_BATCH_RUN_MS, best.p50Ms);
+  let pick = best;
+  for (const r of sorted) {
+    if (r.batch <= pick.batch) continue;
+    if (r.p99Ms > latencySloMs || r.p50Ms > runBound || served(r) < served(best) * (1 - minGain)) break;
+    pick = r;
+  }
+  const gain = `${(pick.itemsPerSec / one.itemsPerSec).toFixed(2)}× batch 1`;
+  const head = `batch ${pick.batch}: ${fmt(pick.itemsPerSec)} items/s = ${gain}`;
+  const slo = `p99 ${fmt(pick.p99Ms)} ms ≤ objective ${latencySloMs} ms`;
+  const band =
+    pick === best
+      ? ''
+      : `; the largest within ${Math.round(minGain * 100)}% of batch ${best.batch}'s served rate whose run takes ≤ ${fmt(runBound)} ms`;
   if (best.itemsPerSec <= one.itemsPerSec * (1 + minGain)) {
-    // The model alone gains nothing: batches only save the replica its per-run work, so none waits
-    // for company (a batch takes what queued while the last one ran) and the largest size whose
-    // served rate stays within `minGain` of the best is as good: up to a short run.
-    const runBound = Math.max(MAX_FLAT_BATCH_RUN_MS, one.p50Ms);
-    let pick = best;
-    for (const r of sorted) {
-      if (r.batch <= pick.batch) continue;
-      if (r.p99Ms > latencySloMs || r.p50Ms > runBound || served(r) < served(best) * (1 - minGain)) break;
-      pick = r;
-    }
+    // The model alone gains nothing: batches only save the replica its per-run work, so none
+    // waits for company; a batch takes what queued while the last one ran.
     if (pick.batch > 1) {
       return {
         maxBatchSize: pick.batch,
         maxQueueDelayMs: 0,
-        reason:
-          `${head(pick)} on the model alone, ${(served(pick) / served(one)).toFixed(2)}× counting ${counting}; ${slo(pick)}; ` +
-          `the largest within ${Math.round(minGain * 100)}% of the best served rate whose run takes ≤ ${runBound} ms; no queue delay: a batch takes what is queued`,
+        reason: `${head} on the model alone, ${(served(pick) / served(one)).toFixed(2)}× counting ${counting}; ${slo}${band}; no queue delay: a batch takes what is queued`,
       };
     }
     const larger = sorted.filter((r) => r.batch > 1);
@@ -81,16 +84,16 @@ export function chooseBatch(
         ? 'no larger batch was measured'
         : larger.every((r) => r.p99Ms > latencySloMs)
           ? `every larger batch breaks the p99 objective of ${latencySloMs} ms`
-          : `no larger batch is ${Math.round(minGain * 100)}% faster per item counting ${counting} (best ${fmt(Math.max(...larger.map(served)))} vs ${fmt(served(one))} items/s) or within ${Math.round(minGain * 100)}% with a run of ≤ ${runBound} ms`;
+          : `no larger batch is ${Math.round(minGain * 100)}% faster per item counting ${counting} (best ${fmt(Math.max(...larger.map(served)))} vs ${fmt(served(one))} items/s) or within ${Math.round(minGain * 100)}% with a run of ≤ ${fmt(runBound)} ms`;
     return { maxBatchSize: 1, maxQueueDelayMs: 0, reason: `batch 1: ${why}` };
   }
   // Waiting for company costs latency; wait at most half a batch-1 run (capped): at low load that
   // bounds the added latency to 50 %, at high load batches fill while the replica is busy anyway.
   const delay = Math.min(MAX_AUTO_QUEUE_DELAY_MS, Math.round((one.p50Ms / 2) * 10) / 10);
   return {
-    maxBatchSize: best.batch,
+    maxBatchSize: pick.batch,
     maxQueueDelayMs: delay,
-    reason: `${head(best)}, ${slo(best)}; queue delay ${delay} ms = half a batch-1 run (≤ ${MAX_AUTO_QUEUE_DELAY_MS} ms)`,
+    reason: `${head}, ${slo}${band}; queue delay ${delay} ms = half a batch-1 run (≤ ${MAX_AUTO_QUEUE_DELAY_MS} ms)`,
   };
 }
 
