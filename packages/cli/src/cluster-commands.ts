@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { Head, headMetrics } from '@flotilla/head';
 import { WORKER_NODE_FLAGS, Worker, type InventoryOverride } from '@flotilla/worker';
-import { NatsCluster, NatsServer } from '@flotilla/local';
+import { NatsCluster, NatsServer, killOnExit } from '@flotilla/local';
 import { BadRequestError, authConfigCluster } from '@flotilla/protocol';
 import { startHealthServer, type HealthServer } from '@flotilla/bus';
 import { busOptions, withConnectionOptions } from './connection-options.js';
@@ -282,6 +282,7 @@ export function clusterCommands(program: Command): void {
             env: process.env,
           },
         );
+        killOnExit(child); // an `up` that dies leaves no worker behind
         children.push(child);
       }
       const deadline = Date.now() + 60_000;

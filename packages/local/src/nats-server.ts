@@ -39,14 +39,14 @@ export function findNatsServer(): string {
 }
 
 /**
- * Servers this process started that are still running: SIGKILLed when the process exits, however
- * it exits short of a signal that ends it at once (an uncaught exception, a write to a closed
- * pipe, process.exit), so no nats-server outlives the test, bench or `flotilla up` that started
- * it, holding its port.
+ * Child processes (nats-servers, `flotilla up`'s workers) still running when this process exits:
+ * SIGKILLed then, however it exits short of a signal that ends it at once (an uncaught exception,
+ * a write to a closed pipe, process.exit), so none outlives the test, bench or `flotilla up` that
+ * started it, holding its port or retrying a server that is gone.
  */
 const running = new Set<ChildProcess>();
 let exitHook = false;
-function track(proc: ChildProcess): void {
+export function killOnExit(proc: ChildProcess): void {
   running.add(proc);
   proc.once('exit', () => running.delete(proc));
   if (exitHook) return;
@@ -93,7 +93,7 @@ export class NatsServer {
     writeFileSync(conf, lines.join('\n') + '\n');
 
     const proc = spawn(findNatsServer(), ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
-    track(proc);
+    killOnExit(proc);
     let stderr = '';
     proc.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
     let exited: number | null | undefined;
