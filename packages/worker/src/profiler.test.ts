@@ -90,7 +90,7 @@ describe('profileSession', () => {
       let batch2Runs = 0;
       const stalling = beforeRuns(s, (rows) => rows === 2 && ++batch2Runs === 2 && sleep(120));
       const base = baseOf();
-      const p = await profileSession(stalling, sig, base, { budgetMs: 150, maxBatch: 4, latencySloMs: 50 });
+      const p = await profileSession(stalling, sig, base, { budgetMs: 200, maxBatch: 4, latencySloMs: 50 });
       expect(batch2Runs).toBeGreaterThan(2);
       expect(p.stoppedBecause).not.toMatch(/exceeds the objective/);
       expect(p.rows.map((r) => r.batch)).toEqual([1, 2, 4]);
@@ -183,6 +183,18 @@ describe('profileSession', () => {
       expect(p.chosen.maxBatchSize).toBe(2);
       expect(p.stoppedBecause).toBe(CHANGE_UNMEASURED);
       expect(p.chosen.shapeChangeMs).toBeUndefined();
+    });
+  });
+
+  it('a profile at load whose sweep fills its budget measures the change of batch size within it', async () => {
+    await withMlp(async (s, sig) => {
+      // 10 ms a run, so the sweep fills what it is given; a change-measurement round takes 30 ms.
+      const slow = beforeRuns(s, () => sleep(10));
+      const p = await profileSession(slow, sig, baseOf(), { budgetMs: 400, maxBatch: 8, latencySloMs: 1e9 });
+      expect(p.stoppedBecause).toMatch(/^time budget of 400 ms spent \(300 ms on the sweep\)$|^reached the largest batch/);
+      expect(p.chosen.shapeChangeMs).toBeDefined();
+      // The sweep may end one run past its share; no round starts that would not fit.
+      expect(p.tookMs).toBeLessThanOrEqual(400 + 30);
     });
   });
 

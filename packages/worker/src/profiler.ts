@@ -59,6 +59,8 @@ export const BACKGROUND_MAX_RUN_MS = 25;
 
 /** Why a gated sweep stopped early (set when the gate said stop). */
 export const GATE_STOPPED = 'stopped by its gate';
+/** Why a profile's batch-size change measurement did not run: not one round fitted in what was left of its budget. */
+export const CHANGE_OVER_BUDGET = 'no round fitted in what was left of the budget';
 /** A gated profile whose sweep ended but whose batch-size change measurement the gate stopped. */
 export const CHANGE_UNMEASURED = `${GATE_STOPPED} before measuring what a change of batch size costs`;
 
@@ -161,8 +163,12 @@ export const SHAPE_CHANGE_ROUNDS = 4;
  * difference it looks for is a hundredfold, not a few percent.
  */
 export const BACKGROUND_SHAPE_CHANGE_ROUNDS = 2;
-/** Share of a background profile's budget its batch-size sweep leaves for the shape-change measurement. */
-export const BACKGROUND_CHANGE_RESERVE = 0.25;
+/**
+ * Share of a profile's budget its batch-size sweep leaves for the shape-change measurement after
+ * it. At load as in the background: without it a sweep that filled the budget ran the measurement
+ * past it (convnet on one core: 3,585–3,642 ms of a 3,000 ms budget, 2026-11-30).
+ */
+export const CHANGE_RESERVE = 0.25;
 
 /**
  * Median time of a `batch` run right after a `other` run, over the median of a `batch` run right
@@ -180,19 +186,25 @@ async function shapeChangeCost(
   rounds = SHAPE_CHANGE_ROUNDS,
   /** A `batch` run's time from the sweep (tells the gate what the first 'same' run takes). */
   batchMs?: number,
-): Promise<number | null> {
+  /** The budget left (ms) and what one round should take: no round starts that would not fit. */
+  budget?: { left: () => number; roundMs: number },
+): Promise<number | 'gate' | 'budget'> {
   const big = syntheticFeeds(sig, batch, shape);
   const small = syntheticFeeds(sig, other, shape);
   const changed: number[] = [];
   const same: number[] = [];
   for (let round = gate ? 1 : 0; round <= rounds; round++) {
-    if (gate && !(await gate.pass())) return null;
+    if (budget && budget.left() < budget.roundMs) {
+      if (changed.length && same.length) break;
+      return 'budget';
+    }
+    if (gate && !(await gate.pass())) return 'gate';
     // The smaller size, then the chosen one timed, back to back: what ran before it is known.
     await session.run(small);
     let s = performance.now();
     await session.run(big);
     if (round > 0) changed.push(performance.now() - s);
-    if (gate && !(await gate.pass(same.at(-1) ?? batchMs))) return null;
+    if (gate && !(await gate.pass(same.at(-1) ?? batchMs))) return 'gate';
     // Another shape ran in between: a 'same' run is then not one; re-establish the chosen size first.
     if (gate?.othersRan?.()) await session.run(big);
     s = performance.now();
@@ -243,12 +255,13 @@ export async function profileSession(
     : undefined;
   const rows: ProfileRow[] = [];
   let stoppedBecause = `reached the largest batch tried (${maxBatch})`;
-  // A background sweep leaves part of the budget for the shape-change measurement after it.
-  const sweepMs = gate ? budgetMs * (1 - BACKGROUND_CHANGE_RESERVE) : budgetMs;
+  // The sweep leaves part of the budget for the shape-change measurement after it.
+  const sweepMs = maxBatch > 1 ? budgetMs * (1 - CHANGE_RESERVE) : budgetMs;
   for (let batch = 1; batch <= maxBatch; batch *= 2) {
     const left = sweepMs - spent();
     if (left <= 0) {
-      stoppedBecause = gate ? `time budget of ${budgetMs} ms spent (${sweepMs} ms on the sweep)` : `time budget of ${budgetMs} ms spent`;
+      stoppedBecause =
+        sweepMs < budgetMs ? `time budget of ${budgetMs} ms spent (${sweepMs} ms on the sweep)` : `time budget of ${budgetMs} ms spent`;
       break;
     }
     const prev = rows[rows.length - 1];
@@ -289,10 +302,16 @@ export async function profileSession(
   if (smaller) {
     const rounds = gate ? BACKGROUND_SHAPE_CHANGE_ROUNDS : SHAPE_CHANGE_ROUNDS;
     const batchMs = rows.find((r) => r.batch === chosen.maxBatchSize)?.p50Ms;
-    const change = await shapeChangeCost(session, sig, chosen.maxBatchSize, smaller.batch, opts.shape, gate, rounds, batchMs);
-    if (change !== null) chosen = choosePadding(rows, chosen, change);
+    // One round: the smaller size once, the chosen one twice.
+    const roundMs = smaller.p50Ms + 2 * (batchMs ?? 0);
+    const change = await shapeChangeCost(session, sig, chosen.maxBatchSize, smaller.batch, opts.shape, gate, rounds, batchMs, {
+      left: () => budgetMs - spent(),
+      roundMs,
+    });
+    if (typeof change === 'number') chosen = choosePadding(rows, chosen, change);
     // Cut short before the measurement (stored all the same: see storable).
-    else stoppedBecause = CHANGE_UNMEASURED;
+    else if (change === 'gate') stoppedBecause = CHANGE_UNMEASURED;
+    else chosen = { ...chosen, reason: `${chosen.reason}; what a change of batch size costs was not measured (${CHANGE_OVER_BUDGET})` };
   }
   const chosenRow = rows.find((r) => r.batch === chosen.maxBatchSize) ?? rows[0];
   const peakBytes = chosenRow?.peakBytes ?? 0;
