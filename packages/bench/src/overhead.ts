@@ -19,13 +19,12 @@ import * as ort from 'onnxruntime-node';
 import { silentLogger, connectBus, type NatsConnection } from '@flotilla/bus';
 import { FlotillaClient, fromTypedArray, type DeployOptions, type WireTensors } from '@flotilla/client';
 import { Head } from '@flotilla/head';
-import { WORKER_NODE_FLAGS } from '@flotilla/worker';
 import { closedLoop, runLoad } from '@flotilla/loadgen';
 import { NatsServer, findNatsServer } from '@flotilla/local';
 import { PROTOCOL_VERSION, encode, subjects } from '@flotilla/protocol';
 import { SAMPLE_MODELS, sampleModelPath } from '@flotilla/sample-models';
 import { repoPath } from './deps.js';
-import { cpuProfArgs, processCpuS, readyLine, spawnPeer, stopPeer, untilLine, workerArgv } from './peer-process.js';
+import { processCpuS, readyLine, spawnPeer, stopPeer, untilLine, workerArgv, workerNodeArgs } from './peer-process.js';
 
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const model = process.env.OVERHEAD_MODEL ?? 'mlp';
@@ -156,7 +155,8 @@ async function main(): Promise<void> {
     // OVERHEAD_CPU_PROF=DIR: the worker writes a V8 CPU profile there (scripts/cpuprof-summary.mjs reads it).
     const worker = spawnNode(
       workerArgv({
-        nodeArgs: [...WORKER_NODE_FLAGS, ...cpuProfArgs(process.env.OVERHEAD_CPU_PROF)],
+        // As pnpm bench starts its worker (BENCH_WORKER_NODE_FLAGS replaces the flags), profiled by OVERHEAD_CPU_PROF.
+        nodeArgs: workerNodeArgs({ ...process.env, BENCH_CPU_PROF: process.env.OVERHEAD_CPU_PROF }),
         nats: nats.url,
         cluster,
         id: 'ovh-w',

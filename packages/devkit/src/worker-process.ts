@@ -8,6 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Head } from '@flotilla/head';
 import { WORKER_NODE_FLAGS } from '@flotilla/worker';
+import { killOnExit } from '@flotilla/local';
 
 export interface WorkerProcessOptions {
   /** NATS URL(s); several are passed comma separated (`--nats a,b,c`). */
@@ -46,20 +47,6 @@ export function findCli(): string {
     if (dirname(dir) === dir) break;
   }
   throw new Error('packages/cli/dist/main.js not found: run `pnpm build` first (or set FLOTILLA_CLI)');
-}
-
-/** Children still running when this process exits are killed (a failed test must not leak them). */
-const live = new Set<ChildProcess>();
-let exitHook = false;
-function track(child: ChildProcess): void {
-  live.add(child);
-  child.once('exit', () => live.delete(child));
-  if (!exitHook) {
-    exitHook = true;
-    process.once('exit', () => {
-      for (const c of live) c.kill('SIGKILL');
-    });
-  }
 }
 
 const LOG_KEEP = 64 * 1024;
@@ -132,7 +119,7 @@ export class WorkerProcess {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, FLOTILLA_LOG_LEVEL: 'warn', ...opts.env },
     });
-    track(child);
+    killOnExit(child);
     const wp = new WorkerProcess(opts.id, child, ownCache);
     const ready = opts.ready ?? (opts.head ? () => opts.head!.registry.running().some((w) => w.hb.workerId === opts.id) : undefined);
     if (!ready) return wp;
