@@ -2,7 +2,9 @@
 // this process stages a body in the blob bucket, an echo in its own process (body-echo.ts) takes
 // it and stages it back, this process takes that: MB/s per direction from put start to take end
 // (clocks of one host); stored (the reference goes out once the put is done) and streamed (it
-// goes out as the put starts, and the take reads while the put writes). (2) Through a real replica: a worker process serving the `affine` model
+// goes out as the put starts, and the take reads while the put writes); and (0) the floor under
+// both: the same bytes between the same two processes over core NATS alone (raw-chunks.ts: no
+// JetStream, no hashing, chunks of the same size, 8 unanswered). (2) Through a real replica: a worker process serving the `affine` model
 // (y = 2x + 1, any shape), request and reply each the body's size: the round trip, model run and
 // (de)coding included. Real nats-server with its default 1 MiB max_payload; medians of `rounds`.
 import type { ChildProcess } from 'node:child_process';
@@ -11,7 +13,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BlobStore, closeBus, connectBus, silentLogger } from '@flotilla/bus';
+import { BlobStore, closeBus, connectBus, objectChunkSize, silentLogger } from '@flotilla/bus';
 import { FlotillaClient } from '@flotilla/client';
 import { Head } from '@flotilla/head';
 import { NatsServer } from '@flotilla/local';
@@ -19,6 +21,7 @@ import { DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_VERSION, decode, encode } from '@fl
 import { sampleModelPath } from '@flotilla/sample-models';
 import { epochMs, type EchoReply } from './body-echo.js';
 import { repoPath } from './deps.js';
+import { receiveRaw, sendRaw } from './raw-chunks.js';
 import { spawnPeer, stopPeer, workerArgv } from './peer-process.js';
 
 const MiB = 1024 * 1024;
@@ -36,12 +39,16 @@ export interface BodiesOptions {
 
 export interface BodyFigures {
   sizeMiB: number;
+  /** The floor: the same bytes over core NATS alone, per direction (raw-chunks.ts). */
+  raw: StagingFigures;
+  /** The streamed staging path ÷ the raw floor, request and reply (1 = as fast as core NATS alone). */
+  streamedVsRaw: { request: number; reply: number };
   /** The staging path alone, per direction (MB = 10^6 bytes): the reference sent once the put is done. */
   staging: StagingFigures;
   /** The same, streamed: the reference sent as the put starts (what the SDK and replicas do). */
   streamed: StagingFigures;
-  /** Through a replica: request + reply round trip, and the body's size over half of it. */
-  replica?: { roundTripMs: number; mbpsPerDirection: number };
+  /** Through a replica: request + reply round trip, the body's size over half of it, and that ÷ the raw floor's mean of both directions. */
+  replica?: { roundTripMs: number; mbpsPerDirection: number; vsRaw: number };
 }
 
 export interface StagingFigures {
@@ -94,7 +101,8 @@ export async function benchBodies(opts: BodiesOptions = {}): Promise<BodiesResul
     const blobs = new BlobStore(nc, bucket);
     const maxPayload = nc.info?.max_payload ?? 0;
 
-    const echo = spawnNode([repoPath('packages/bench/dist/body-echo.js'), nats.url, bucket, subject]);
+    const chunkBytes = objectChunkSize(nc);
+    const echo = spawnNode([repoPath('packages/bench/dist/body-echo.js'), nats.url, bucket, subject, String(chunkBytes)]);
     cleanups.push(() => stopPeer(echo.child));
     await waitFor('the body echo', () => echo.output().includes('ready'), echo.child, echo.output);
 
@@ -118,6 +126,43 @@ export async function benchBodies(opts: BodiesOptions = {}): Promise<BodiesResul
     const warmed = decode<EchoReply>((await nc.request(subject, encode({ v: PROTOCOL_VERSION, blob: warm }), { timeout: 60_000 })).data);
     if (warmed.blob) await blobs.take(warmed.blob, 8 * MiB);
     await replica?.client.infer('affine', { x: { dtype: 'float32', dims: [1, 1, 1024, 2048], data: new Float32Array(2 * MiB) } });
+
+    // The raw floor's return leg: the echo sends its times, then the body.
+    let rawBack: ((body: Uint8Array) => void) | undefined;
+    let rawTimes: EchoReply | undefined;
+    receiveRaw(nc, `${subject}.raw.back`, (body) => rawBack?.(body));
+    nc.subscribe(`${subject}.raw.times`, {
+      callback: (_e, m) => {
+        rawTimes = decode<EchoReply>(m.data);
+      },
+    });
+    const raw = async (data: Uint8Array): Promise<StagingFigures> => {
+      const req: number[] = [];
+      const rep: number[] = [];
+      const rtt: number[] = [];
+      for (let r = 0; r < rounds; r++) {
+        rawTimes = undefined;
+        const t0 = epochMs();
+        const back = new Promise<Uint8Array>((resolve) => (rawBack = resolve));
+        await sendRaw(nc, `${subject}.raw`, data, { chunkBytes, timeoutMs: 60_000 });
+        const body = await back;
+        const t1 = epochMs();
+        if (!rawTimes) throw new Error('the body echo sent no times for a raw body');
+        const times: EchoReply = rawTimes;
+        if (!Buffer.from(body.buffer, body.byteOffset, body.byteLength).equals(Buffer.from(data.buffer))) {
+          throw new Error(`the ${data.byteLength} B raw body came back different`);
+        }
+        req.push(times.takenAt! - t0);
+        rep.push(t1 - times.putAt!);
+        rtt.push(t1 - t0);
+      }
+      return {
+        requestMBps: mbps(data.byteLength, median(req)),
+        replyMBps: mbps(data.byteLength, median(rep)),
+        roundTripMs: +median(rtt).toFixed(1),
+      };
+    };
+    await raw(randomFillSync(new Uint8Array(8 * MiB)));
 
     const sizes: BodyFigures[] = [];
     for (const sizeMiB of sizesMiB) {
@@ -145,7 +190,19 @@ export async function benchBodies(opts: BodiesOptions = {}): Promise<BodiesResul
         }
         return { requestMBps: mbps(bytes, median(req)), replyMBps: mbps(bytes, median(rep)), roundTripMs: +median(rtt).toFixed(1) };
       };
-      const figures: BodyFigures = { sizeMiB, staging: await staged(false), streamed: await staged(true) };
+      const rawFigures = await raw(data);
+      const staging = await staged(false);
+      const streamed = await staged(true);
+      const figures: BodyFigures = {
+        sizeMiB,
+        raw: rawFigures,
+        streamedVsRaw: {
+          request: +(streamed.requestMBps / rawFigures.requestMBps).toFixed(2),
+          reply: +(streamed.replyMBps / rawFigures.replyMBps).toFixed(2),
+        },
+        staging,
+        streamed,
+      };
       if (replica) {
         const n = Math.floor(bytes / 4 / 1024) * 1024;
         const x = new Float32Array(n).fill(0.5);
@@ -161,14 +218,18 @@ export async function benchBodies(opts: BodiesOptions = {}): Promise<BodiesResul
           if ((y.y!.data as Float32Array)[n - 1] !== 2) throw new Error('the replica answered a wrong value');
         }
         const ms = median(times);
-        figures.replica = { roundTripMs: +ms.toFixed(1), mbpsPerDirection: mbps(n * 4, ms / 2) };
+        const perDirection = mbps(n * 4, ms / 2);
+        const rawMean = (rawFigures.requestMBps + rawFigures.replyMBps) / 2;
+        figures.replica = { roundTripMs: +ms.toFixed(1), mbpsPerDirection: perDirection, vsRaw: +(perDirection / rawMean).toFixed(2) };
       }
       log(
-        `bodies: ${sizeMiB} MiB: staging request ${figures.staging.requestMBps} MB/s, reply ${figures.staging.replyMBps} MB/s` +
+        `bodies: ${sizeMiB} MiB: raw NATS request ${figures.raw.requestMBps} MB/s, reply ${figures.raw.replyMBps} MB/s;` +
+          ` staging request ${figures.staging.requestMBps} MB/s, reply ${figures.staging.replyMBps} MB/s` +
           ` (round trip ${figures.staging.roundTripMs} ms); streamed request ${figures.streamed.requestMBps} MB/s,` +
-          ` reply ${figures.streamed.replyMBps} MB/s (round trip ${figures.streamed.roundTripMs} ms)` +
+          ` reply ${figures.streamed.replyMBps} MB/s (round trip ${figures.streamed.roundTripMs} ms;` +
+          ` ÷ raw ${figures.streamedVsRaw.request} / ${figures.streamedVsRaw.reply})` +
           (figures.replica
-            ? `; through a replica ${figures.replica.roundTripMs} ms = ${figures.replica.mbpsPerDirection} MB/s per direction`
+            ? `; through a replica ${figures.replica.roundTripMs} ms = ${figures.replica.mbpsPerDirection} MB/s per direction (÷ raw ${figures.replica.vsRaw})`
             : ''),
       );
       sizes.push(figures);

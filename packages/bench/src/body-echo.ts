@@ -1,10 +1,12 @@
 // The far end of `bench:bodies`' staging path, in its own process (as a replica is): takes each
 // staged body named on its subject from the blob bucket, stages the same bytes back and answers
 // with their reference and when (epoch ms) the take finished and the put began. A streamed
-// reference (with `nuid`) is answered with a streamed one, sent as its staging starts.
-// Usage: node body-echo.js <nats url> <bucket> <subject>
+// reference (with `nuid`) is answered with a streamed one, sent as its staging starts. Bodies sent
+// raw (raw-chunks.ts) on `<subject>.raw` go back raw on `<subject>.raw.back`, after the times on
+// `<subject>.raw.times`. Usage: node body-echo.js <nats url> <bucket> <subject> [chunk bytes]
 import { BlobStore, closeBus, connectBus } from '@flotilla/bus';
 import { PROTOCOL_VERSION, decode, encode, parseBlobRef } from '@flotilla/protocol';
+import { receiveRaw, sendRaw } from './raw-chunks.js';
 
 /** Wall clock in epoch ms with sub-millisecond resolution, comparable across processes on one host. */
 export const epochMs = (): number => performance.timeOrigin + performance.now();
@@ -22,7 +24,7 @@ export interface EchoReply {
 const MAX_BYTES = 1024 * 1024 * 1024;
 
 async function main(): Promise<void> {
-  const [url, bucket, subject] = process.argv.slice(2);
+  const [url, bucket, subject, chunkArg] = process.argv.slice(2);
   if (!url || !bucket || !subject) throw new Error('usage: body-echo.js <nats url> <bucket> <subject>');
   const nc = await connectBus({ servers: url, name: 'bench-body-echo' });
   const blobs = new BlobStore(nc, bucket);
@@ -41,6 +43,13 @@ async function main(): Promise<void> {
         .catch((err: unknown): EchoReply => ({ v: PROTOCOL_VERSION, error: (err as Error).message }))
         .then((reply) => msg.respond(encode(reply)));
     },
+  });
+  receiveRaw(nc, `${subject}.raw`, (body) => {
+    const takenAt = epochMs();
+    nc.publish(`${subject}.raw.times`, encode({ v: PROTOCOL_VERSION, takenAt, putAt: epochMs() } satisfies EchoReply));
+    sendRaw(nc, `${subject}.raw.back`, body, { chunkBytes: Number(chunkArg ?? 1024 * 1024 - 16 * 1024) }).catch((err: unknown) =>
+      process.stderr.write(`body-echo: sending back raw failed: ${(err as Error).message}\n`),
+    );
   });
   await nc.flush();
   process.stdout.write('ready\n');
