@@ -14,7 +14,9 @@ import {
   STAGED_STREAM_MIN_BYTES_PER_S,
   UnavailableError,
   belowStreamFloor,
+  bodyChunks,
   objStream,
+  type Body,
 } from '@flotilla/protocol';
 
 /** Unacknowledged chunk publishes at a time (each a view of the body, so no extra memory). Default 8. */
@@ -57,7 +59,8 @@ export const metaSubject = (bucket: string, name: string): string => `$O.${bucke
 
 /**
  * Writes `data` as object `name` of `bucket` (chunks under a fresh `nuid`, then the meta message
- * with a subject rollup, as every object store client does). On failure the caller purges
+ * with a subject rollup, as every object store client does). A body in parts goes out as views of
+ * them (a chunk that spans two parts is copied). On failure the caller purges
  * `chunkSubject(bucket, nuid)`; the error is what JetStream threw.
  */
 export async function putChunked(
@@ -65,7 +68,7 @@ export async function putChunked(
   bucket: string,
   name: string,
   nuid: string,
-  data: Uint8Array,
+  data: Body,
   opts: ChunkedPutOptions,
 ): Promise<ObjectMeta> {
   const { chunkBytes } = opts;
@@ -89,8 +92,7 @@ export async function putChunked(
     });
   let chunks = 0;
   try {
-    for (let off = 0; off < data.byteLength; off += chunkBytes) {
-      const chunk = data.subarray(off, Math.min(off + chunkBytes, data.byteLength));
+    for (const chunk of bodyChunks(data, chunkBytes)) {
       sha.update(chunk);
       inFlight.push(publish(subject, chunk));
       chunks++;

@@ -10,7 +10,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import { nuid } from '@nats-io/nats-core';
-import { BadRequestError, PayloadTooLargeError, UnavailableError, objStream } from '@flotilla/protocol';
+import { BadRequestError, PayloadTooLargeError, UnavailableError, objStream, type Body } from '@flotilla/protocol';
 import {
   chunkSubject,
   isNuid,
@@ -72,7 +72,8 @@ export class BlobStore {
     return this.store;
   }
 
-  async put(data: Uint8Array): Promise<{ name: string; size: number }> {
+  /** Stages `data` (one buffer or parts, body.ts) and returns its reference once it is all stored. */
+  async put(data: Body): Promise<{ name: string; size: number }> {
     const name = nuid.next();
     await this.write(name, nuid.next(), data);
     return { name, size: data.byteLength };
@@ -85,7 +86,7 @@ export class BlobStore {
    * then stops hearing chunks and fails UNAVAILABLE after its stall timeout). Only for receivers
    * that read streamed references.
    */
-  async stream(data: Uint8Array): Promise<{ ref: { name: string; size: number; nuid: string }; done: Promise<void> }> {
+  async stream(data: Body): Promise<{ ref: { name: string; size: number; nuid: string }; done: Promise<void> }> {
     const ref = { name: nuid.next(), size: data.byteLength, nuid: nuid.next() };
     let started!: () => void;
     const first = new Promise<void>((resolve) => (started = resolve));
@@ -95,7 +96,7 @@ export class BlobStore {
     return { ref, done };
   }
 
-  private async write(name: string, id: string, data: Uint8Array, onFirstAck?: () => void): Promise<void> {
+  private async write(name: string, id: string, data: Body, onFirstAck?: () => void): Promise<void> {
     await this.open();
     try {
       await putChunked(this.js, this.bucket, name, id, data, {

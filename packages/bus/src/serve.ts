@@ -10,29 +10,31 @@ import {
   DEFAULT_MAX_MESSAGE_BYTES,
   decode,
   encode,
+  joinBody,
   mustStage,
   toFlotillaError,
+  type Body,
 } from '@flotilla/protocol';
 import type { Logger } from './logger.js';
 import { maxPayload } from './staging.js';
 
 /** Stages a body too large for one message and returns its reference (a BlobStore's `put`, or its `stream`'s ref). */
-export type Stager = (data: Uint8Array) => Promise<{ name: string; size: number; nuid?: string }>;
+export type Stager = (data: Body) => Promise<{ name: string; size: number; nuid?: string }>;
 
 /**
- * A reply body that fits one message: `data` itself, a `{ v, blob }` reference to it staged with
+ * A reply body that fits one message: `data` itself (joined, when in parts), a `{ v, blob }` reference to it staged with
  * `stage` when over max_payload, or a PAYLOAD_TOO_LARGE error reply (`errorBody` shapes it, for
  * replies that carry an id) when it cannot be staged. Never throws.
  */
 export async function fitReply(
   nc: NatsConnection,
-  data: Uint8Array,
+  data: Body,
   stage?: Stager,
   errorBody: (error: ReturnType<PayloadTooLargeError['toWire']>) => object = (error) => ({ v: PROTOCOL_VERSION, ok: false, error }),
   maxBytes = DEFAULT_MAX_MESSAGE_BYTES,
 ): Promise<Uint8Array> {
   const max = maxPayload(nc);
-  if (!mustStage(data.byteLength, max)) return data;
+  if (!mustStage(data.byteLength, max)) return joinBody(data);
   if (data.byteLength > maxBytes) {
     const tooLarge = new PayloadTooLargeError(`reply of ${data.byteLength} bytes exceeds the limit of ${maxBytes}`, {
       data: { sizeBytes: data.byteLength, limitBytes: maxBytes },

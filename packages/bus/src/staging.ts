@@ -10,10 +10,12 @@ import {
   UnavailableError,
   decode,
   encode,
+  joinBody,
   mustStage,
   parseBlobRef,
   type BlobName,
   type BlobRef,
+  type Body,
 } from '@flotilla/protocol';
 
 /** The server's max_payload (bytes), or NATS' default of 1 MiB before the first INFO. */
@@ -23,16 +25,16 @@ export function maxPayload(nc: NatsConnection): number {
 
 /** Where staged bodies go and come from (a BlobStore). */
 export interface BlobBucket {
-  put(data: Uint8Array): Promise<BlobName>;
+  put(data: Body): Promise<BlobName>;
   take(ref: BlobName, maxBytes: number): Promise<Uint8Array>;
 }
 
 /**
- * `data` itself when it fits one message on this connection, else a `{ v, blob }` reference to it
- * after putting it in `blobs` (throws what the bucket throws: UNAVAILABLE).
+ * `data` itself (joined, when in parts) when it fits one message on this connection, else a
+ * `{ v, blob }` reference to it after putting it in `blobs` (throws what the bucket throws: UNAVAILABLE).
  */
-export async function stageIfLarge(nc: NatsConnection, blobs: Pick<BlobBucket, 'put'>, data: Uint8Array): Promise<Uint8Array> {
-  if (!mustStage(data.byteLength, maxPayload(nc))) return data;
+export async function stageIfLarge(nc: NatsConnection, blobs: Pick<BlobBucket, 'put'>, data: Body): Promise<Uint8Array> {
+  if (!mustStage(data.byteLength, maxPayload(nc))) return joinBody(data);
   return encode({ v: PROTOCOL_VERSION, blob: await blobs.put(data) } satisfies BlobRef);
 }
 

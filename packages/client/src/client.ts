@@ -15,7 +15,8 @@ import {
   DeadlineExceededError,
   ALIGN_MIN_BYTES,
   ENSURE_REPLY_MARGIN_MS,
-  encodeInferRequest,
+  encodeInferRequestParts,
+  joinBody,
   ErrorCode,
   MAX_ENSURE_WAIT_MS,
   STREAMED_BLOBS,
@@ -221,13 +222,14 @@ export class FlotillaClient {
     const deadline = Date.now() + timeoutMs;
     const nc = await this.connection();
     const req = { inputs, timeoutMs, ...(opts.outputs ? { outputs: opts.outputs } : {}) };
-    // Large inputs start 8-byte aligned (a replica reading a staged request runs it without a copy).
+    // Large inputs start 8-byte aligned (a replica reading a staged request runs it without a copy),
+    // and those of REF_MIN_BYTES or more are staged straight from the caller's arrays, not copied
+    // into the body first (body.ts): they must not change until infer settles.
     const large = Object.values(inputs).some((t) => t.data.byteLength >= ALIGN_MIN_BYTES);
-    const plain = large ? encodeInferRequest(req) : encode({ v: PROTOCOL_VERSION, ...req });
-    let body = plain;
-    if (body.byteLength > this.maxMessageBytes) {
-      throw new PayloadTooLargeError(`request of ${body.byteLength} bytes exceeds the limit of ${this.maxMessageBytes}`, {
-        data: { limitBytes: this.maxMessageBytes, sizeBytes: body.byteLength },
+    const plain = large ? encodeInferRequestParts(req) : encode({ v: PROTOCOL_VERSION, ...req });
+    if (plain.byteLength > this.maxMessageBytes) {
+      throw new PayloadTooLargeError(`request of ${plain.byteLength} bytes exceeds the limit of ${this.maxMessageBytes}`, {
+        data: { limitBytes: this.maxMessageBytes, sizeBytes: plain.byteLength },
       });
     }
     // The blob store only for bodies that need it: the common request takes no extra await.
@@ -245,7 +247,7 @@ export class FlotillaClient {
       staging = s.done;
       return encode({ v: PROTOCOL_VERSION, blob: s.ref } satisfies BlobRef);
     };
-    if (staged) body = await stage();
+    let body = staged ? await stage() : joinBody(plain);
     let taken = false;
     const attemptMs = opts.attemptTimeoutMs ?? (staged ? timeoutMs : Math.max(1000, Math.round(timeoutMs / 3)));
     if (this.router.stale(model, Date.now())) void this.refreshReplicas(model);

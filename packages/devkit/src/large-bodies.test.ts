@@ -15,6 +15,7 @@ import {
   decode,
   encode,
   fromTypedArray,
+  joinBody,
   subjects,
   toTypedArray,
   type FlotillaError,
@@ -246,6 +247,18 @@ describe('the blob store on its own server', () => {
       const back = await receiver.take(await sender.put(data), 64 * MiB);
       expect(Buffer.compare(Buffer.from(back), Buffer.from(data))).toBe(0);
     }
+  });
+
+  it('a body in parts (a header, a large tensor referenced, a trailer) is stored and streamed as its joined bytes', async () => {
+    const tensor = pattern(3 * MiB + 5);
+    const body = { parts: [pattern(13), tensor, pattern(7)], byteLength: 13 + tensor.byteLength + 7 };
+    const joined = Buffer.from(joinBody(body));
+    const stored = await receiver.take(await sender.put(body), 4 * MiB);
+    expect(Buffer.from(stored).equals(joined)).toBe(true);
+    const { ref, done } = await sender.stream(body);
+    const streamed = await receiver.take(ref, 4 * MiB);
+    await done;
+    expect(Buffer.from(streamed).equals(joined)).toBe(true);
   });
 
   it.each(['put', 'take', 'streamed take'])(

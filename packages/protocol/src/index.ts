@@ -58,7 +58,8 @@ export {
   type WireTensors,
 } from './tensor.js';
 export { decode, encode } from './codec.js';
-export { ALIGN_MIN_BYTES, InferReplyWriter, encodeInferRequest } from './reply-writer.js';
+export { ALIGN_MIN_BYTES, InferReplyWriter, encodeInferRequest, encodeInferRequestParts } from './reply-writer.js';
+export { REF_MIN_BYTES, bodyChunks, isBodyParts, joinBody, type Body, type BodyParts } from './body.js';
 export {
   AutoscaleOptions,
   BatchingOptions,

@@ -2,7 +2,8 @@
 // it writes decodes to the same value as `encode` of the same reply object.
 import { createHash } from 'node:crypto';
 import { decode, encode } from './codec.js';
-import { ALIGN_MIN_BYTES, InferReplyWriter, encodeInferRequest, packStr, widenedKey } from './reply-writer.js';
+import { REF_MIN_BYTES, isBodyParts, joinBody, type Body } from './body.js';
+import { ALIGN_MIN_BYTES, InferReplyWriter, encodeInferRequest, encodeInferRequestParts, packStr, widenedKey } from './reply-writer.js';
 import type { WireTensors } from './tensor.js';
 import { PROTOCOL_VERSION } from './version.js';
 
@@ -153,5 +154,39 @@ describe('encodeInferRequest', () => {
         if (t.data.byteLength >= ALIGN_MIN_BYTES) expect([name, (t.data.byteOffset - buf.byteOffset) % 8]).toEqual([name, 0]);
       }
     }
+  });
+});
+
+describe('the parts encoders (large tensors referenced, not copied)', () => {
+  const big = (n: number) => ({ dtype: 'float32' as const, dims: [1, n / 4], data: bytes(n) });
+  /** Each referenced tensor's data is its own part (the very bytes the caller gave), and the joined body equals the one-buffer encoding. */
+  function check(body: Body, oneBuffer: Uint8Array, tensors: WireTensors): void {
+    expect(Buffer.from(joinBody(body)).equals(Buffer.from(oneBuffer))).toBe(true);
+    const large = Object.values(tensors).filter((t) => t.data.byteLength >= REF_MIN_BYTES);
+    if (large.length === 0) return expect(isBodyParts(body)).toBe(false);
+    if (!isBodyParts(body)) throw new Error('a body with a large tensor is not in parts');
+    for (const t of large) expect(body.parts).toContain(t.data);
+    expect(body.parts.reduce((n, p) => n + p.byteLength, 0)).toBe(body.byteLength);
+  }
+
+  it.each<[string, WireTensors]>([
+    ['one small input', { x: tensor([1, 4], 16) }],
+    ['one input just under REF_MIN_BYTES (aligned, copied)', { x: big(REF_MIN_BYTES - 4) }],
+    ['one input of REF_MIN_BYTES', { x: big(REF_MIN_BYTES) }],
+    ['two large inputs and a small one between', { a: big(REF_MIN_BYTES + 12), m: tensor([1, 3], 12), b: big(2 * REF_MIN_BYTES) }],
+  ])('request: %s', (_what, inputs) => {
+    for (let pad = 0; pad < 8; pad++) {
+      const req = { inputs: { ...inputs, ['k'.repeat(pad + 1)]: tensor([1], 4) }, timeoutMs: 1500, outputs: ['y'] };
+      check(encodeInferRequestParts(req), encodeInferRequest(req), req.inputs);
+    }
+  });
+
+  it.each<[string, WireTensors]>([
+    ['one small output', { y: tensor([1, 4], 16) }],
+    ['one output of REF_MIN_BYTES', { y: big(REF_MIN_BYTES) }],
+    ['a large output after a small one, then another', { s: tensor([1, 3], 12), y: big(REF_MIN_BYTES + 4), z: big(REF_MIN_BYTES + 8) }],
+  ])('reply: %s', (_what, outputs) => {
+    const w = new InferReplyWriter(fixed);
+    for (let n = 0; n < 8; n++) check(w.encodeParts('i'.repeat(n), outputs, meta), w.encode('i'.repeat(n), outputs, meta), outputs);
   });
 });

@@ -10,6 +10,7 @@ import type { InferMeta } from './messages.js';
 import type { RequestId } from './data-schemas.js';
 import type { WireTensors } from './tensor.js';
 import { PROTOCOL_VERSION } from './version.js';
+import { REF_MIN_BYTES, type Body } from './body.js';
 
 const enc = new TextEncoder();
 
@@ -41,13 +42,39 @@ function concat(parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
-/** Writes msgpack values into a buffer sized beforehand. */
+/**
+ * Writes msgpack values into a buffer sized beforehand. With `refMin`, tensor data of that size or
+ * more is referenced instead (the body becomes parts: what was written, the data, what follows).
+ */
 class Cursor {
   at = 0;
+  /** Bytes referenced so far (not in `buf`): the body's position is `at + skipped`. */
+  skipped = 0;
+  private readonly parts: Uint8Array[] = [];
+  private partStart = 0;
+  private readonly view: DataView;
   constructor(
     readonly buf: Buffer,
-    private readonly view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength),
-  ) {}
+    readonly refMin = Infinity,
+  ) {
+    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  }
+
+  /** Tensor data: copied in as bin, or (at `refMin` or more) its bin header written and the data referenced. */
+  data(b: Uint8Array): void {
+    if (b.byteLength < this.refMin) return this.bin(b);
+    this.header(b.byteLength, 0, 0, 0xc4, 0xc5, 0xc6);
+    this.parts.push(this.buf.subarray(this.partStart, this.at), b);
+    this.partStart = this.at;
+    this.skipped += b.byteLength;
+  }
+
+  /** The body written: one buffer, or parts when data was referenced. */
+  finish(): Body {
+    if (this.parts.length === 0) return this.buf.subarray(0, this.at);
+    const parts = [...this.parts, this.buf.subarray(this.partStart, this.at)].filter((p) => p.byteLength > 0);
+    return { parts, byteLength: this.at + this.skipped };
+  }
 
   bytes(b: Uint8Array): void {
     this.buf.set(b, this.at);
@@ -227,10 +254,24 @@ export class InferReplyWriter {
   }
 
   encode(id: RequestId | undefined, outputs: WireTensors, meta: Pick<InferMeta, 'batch' | 'queueMs' | 'runMs' | 'queueDepth'>): Uint8Array {
+    return this.write(id, outputs, meta, Infinity) as Uint8Array;
+  }
+
+  /** As `encode`, with outputs of REF_MIN_BYTES or more referenced, not copied (body.ts). */
+  encodeParts(id: RequestId | undefined, outputs: WireTensors, meta: Pick<InferMeta, 'batch' | 'queueMs' | 'runMs' | 'queueDepth'>): Body {
+    return this.write(id, outputs, meta, REF_MIN_BYTES);
+  }
+
+  private write(
+    id: RequestId | undefined,
+    outputs: WireTensors,
+    meta: Pick<InferMeta, 'batch' | 'queueMs' | 'runMs' | 'queueDepth'>,
+    refMin: number,
+  ): Body {
     let size = 1 + this.versionOk.byteLength + K.outputs.byteLength + this.metaHead.byteLength + 4 * (NUM_MAX + 11);
     if (id !== undefined) size += K.id.byteLength + (typeof id === 'string' ? 5 + Buffer.byteLength(id) : NUM_MAX);
-    size += tensorsBytes(outputs, (k) => this.name(k));
-    const c = new Cursor(Buffer.allocUnsafe(size));
+    size += tensorsBytes(outputs, (k) => this.name(k), refMin);
+    const c = new Cursor(Buffer.allocUnsafe(size), refMin);
     c.byte(0x80 | (id === undefined ? 4 : 5));
     c.bytes(this.versionOk);
     if (id !== undefined) {
@@ -249,17 +290,18 @@ export class InferReplyWriter {
     c.num(meta.runMs);
     c.bytes(K.queueDepth);
     c.num(meta.queueDepth);
-    return c.buf.subarray(0, c.at);
+    return c.finish();
   }
 }
 
-/** Most bytes `writeTensors` takes for `tensors`. */
-function tensorsBytes(tensors: WireTensors, name: (k: string) => Uint8Array): number {
+/** Most bytes `writeTensors` takes for `tensors` in its buffer (data of `refMin` or more is referenced, not written). */
+function tensorsBytes(tensors: WireTensors, name: (k: string) => Uint8Array, refMin = Infinity): number {
   let size = 5;
   for (const k in tensors) {
     const t = tensors[k]!;
     size += name(k).byteLength + 1 + K.dtype.byteLength + 6 + t.dtype.length;
-    size += K.dims.byteLength + 5 + t.dims.length * NUM_MAX + K.data.byteLength + 5 + t.data.byteLength + 7;
+    size +=
+      K.dims.byteLength + 5 + t.dims.length * NUM_MAX + K.data.byteLength + 5 + (t.data.byteLength >= refMin ? 0 : t.data.byteLength) + 7;
   }
   return size;
 }
@@ -290,7 +332,7 @@ function writeTensors(c: Cursor, tensors: WireTensors, name: (k: string) => Uint
     c.header(t.dims.length, 0x90, 16, -1, 0xdc, 0xdd);
     for (const d of t.dims) c.num(d);
     const narrow = c.at - start + K.data.byteLength + 5; // bin32 header: the data is ≥ 64 KiB
-    const [a, b, d] = PAD_SPLITS[(8 - ((start + narrow) % 8)) % 8]!;
+    const [a, b, d] = PAD_SPLITS[(8 - ((c.skipped + start + narrow) % 8)) % 8]!;
     c.at = start;
     c.bytes(K.widened.dtype[a]);
     c.str(t.dtype);
@@ -298,7 +340,7 @@ function writeTensors(c: Cursor, tensors: WireTensors, name: (k: string) => Uint
     c.header(t.dims.length, 0x90, 16, -1, 0xdc, 0xdd);
     for (const x of t.dims) c.num(x);
     c.bytes(K.widened.data[d]);
-    c.bin(t.data);
+    c.data(t.data);
   }
 }
 
@@ -308,11 +350,20 @@ function writeTensors(c: Cursor, tensors: WireTensors, name: (k: string) => Uint
  * byte: a replica reading a staged request into a fresh buffer runs it without copying it.
  */
 export function encodeInferRequest(req: { inputs: WireTensors; timeoutMs?: number; outputs?: string[] }): Uint8Array {
+  return writeInferRequest(req, Infinity) as Uint8Array;
+}
+
+/** As `encodeInferRequest`, with inputs of REF_MIN_BYTES or more referenced, not copied (body.ts). */
+export function encodeInferRequestParts(req: { inputs: WireTensors; timeoutMs?: number; outputs?: string[] }): Body {
+  return writeInferRequest(req, REF_MIN_BYTES);
+}
+
+function writeInferRequest(req: { inputs: WireTensors; timeoutMs?: number; outputs?: string[] }, refMin: number): Body {
   const name = (k: string) => packStr(k);
-  let size = 1 + 2 + 1 + K.inputs.byteLength + tensorsBytes(req.inputs, name);
+  let size = 1 + 2 + 1 + K.inputs.byteLength + tensorsBytes(req.inputs, name, refMin);
   if (req.timeoutMs !== undefined) size += K.timeoutMs.byteLength + NUM_MAX;
   if (req.outputs) size += K.outputs.byteLength + 5 + req.outputs.reduce((n, o) => n + 5 + Buffer.byteLength(o), 0);
-  const c = new Cursor(Buffer.allocUnsafe(size));
+  const c = new Cursor(Buffer.allocUnsafe(size), refMin);
   c.byte(0x80 | (2 + (req.timeoutMs !== undefined ? 1 : 0) + (req.outputs ? 1 : 0)));
   c.bytes(K.v);
   c.num(PROTOCOL_VERSION);
@@ -327,5 +378,5 @@ export function encodeInferRequest(req: { inputs: WireTensors; timeoutMs?: numbe
     c.header(req.outputs.length, 0x90, 16, -1, 0xdc, 0xdd);
     for (const o of req.outputs) c.str(o);
   }
-  return c.buf.subarray(0, c.at);
+  return c.finish();
 }

@@ -19,6 +19,7 @@ import {
   PayloadTooLargeError,
   PROTOCOL_VERSION,
   isTraceparent,
+  joinBody,
   mustStage,
   REPLICA_QUEUE,
   STREAMED_BLOBS,
@@ -33,6 +34,7 @@ import {
   toTypedArray,
   type BatchingOptions,
   type BlobName,
+  type Body,
   type InferReply,
   type WireError,
   type ModelSignature as WireModelSignature,
@@ -506,10 +508,11 @@ export class Replica {
       const p = batch[i]!.payload;
       const wanted = p.outputs;
       const outputs = wanted ? Object.fromEntries(wanted.map((n) => [n, parts[i]![n]!])) : parts[i]!;
-      let data: Uint8Array;
+      let data: Body;
       try {
         const queueMs = Math.round((started - p.receivedAt) * 1000) / 1000;
-        data = this.replies.encode(p.id, outputs, { batch: items, queueMs, runMs: run, queueDepth });
+        // Outputs of REF_MIN_BYTES or more stay where onnxruntime put them (a reply that large is staged from them).
+        data = this.replies.encodeParts(p.id, outputs, { batch: items, queueMs, runMs: run, queueDepth });
       } catch (err) {
         this.finish(p.msg, p.id, p.receivedAt, toFlotillaError(err));
         continue;
@@ -535,7 +538,7 @@ export class Replica {
   }
 
   /** Answers one request (result or coded error), staging large replies; never throws. */
-  private finish(msg: Msg, id: RequestId | undefined, receivedAt: number, error?: FlotillaError, reply?: Uint8Array): void {
+  private finish(msg: Msg, id: RequestId | undefined, receivedAt: number, error?: FlotillaError, reply?: Body): void {
     this.inFlight--;
     const now = performance.now();
     const ms = now - receivedAt;
@@ -575,26 +578,26 @@ export class Replica {
    * is staged (or refused as PAYLOAD_TOO_LARGE over the body limit) asynchronously, counted in
    * `sending` so a drain waits for it.
    */
-  private send(msg: Msg, id: RequestId | undefined, data: Uint8Array): void {
+  private send(msg: Msg, id: RequestId | undefined, data: Body): void {
     if (!msg.reply) {
       this.ctx.logger.debug({ replica: this.id }, 'request without a reply subject: result dropped');
       return;
     }
-    if (!mustStage(data.byteLength, maxPayload(this.ctx.nc))) return this.respond(msg, data);
+    if (!mustStage(data.byteLength, maxPayload(this.ctx.nc))) return this.respond(msg, joinBody(data));
     this.sending++;
     // A caller that reads streamed replies gets the reference once the first chunk is stored and
     // reads while the rest is written; the staging still counts in `sending` until it is done.
     let streaming: Promise<void> | undefined;
     const stage =
       msg.headers?.get(STREAMED_BLOBS_HEADER) === STREAMED_BLOBS
-        ? async (d: Uint8Array) => {
+        ? async (d: Body) => {
             const s = await this.ctx.blobs.stream(d);
             streaming = s.done.catch((err: unknown) =>
               this.ctx.logger.warn({ err: (err as Error).message, replica: this.id }, 'streamed reply not staged'),
             );
             return s.ref;
           }
-        : (d: Uint8Array) => this.ctx.blobs.put(d);
+        : (d: Body) => this.ctx.blobs.put(d);
     void fitReply(this.ctx.nc, data, stage, (error) => ({ v: PROTOCOL_VERSION, ok: false, id, error }), this.ctx.maxMessageBytes)
       .then((staged) => this.respond(msg, staged))
       .then(() => streaming)

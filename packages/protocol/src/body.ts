@@ -1,0 +1,74 @@
+// A message body in one buffer or in parts. The request and reply encoders can reference a large
+// tensor's bytes instead of copying them into the body (`encodeInferRequestParts`,
+// `InferReplyWriter.encodeParts`): a body that large is staged anyway, and the blob store writes its
+// chunks as views of the parts, so the tensor goes from the caller's array (or onnxruntime's
+// output) to the wire without a copy into a fresh buffer of its size first. The bytes are the ones
+// the one-buffer encoding gives; a body that fits one message is joined (one copy, as before).
+// The parts are read while they are staged: they must not change until the send settles.
+
+/** A body as consecutive byte ranges: its bytes are the parts' in order. */
+export interface BodyParts {
+  readonly parts: readonly Uint8Array[];
+  readonly byteLength: number;
+}
+
+/** A message body: one buffer, or parts (see the module comment). */
+export type Body = Uint8Array | BodyParts;
+
+/** Tensors of this size or more are referenced, not copied, by the parts encoders (1 MiB, NATS' default max_payload). */
+export const REF_MIN_BYTES = 1024 * 1024;
+
+/** Whether `body` is in parts. */
+export function isBodyParts(body: Body): body is BodyParts {
+  return !(body instanceof Uint8Array);
+}
+
+/** `body` in one buffer: itself, or its parts copied into a fresh one (a single part is returned as it is). */
+export function joinBody(body: Body): Uint8Array {
+  if (!isBodyParts(body)) return body;
+  if (body.parts.length === 1) return body.parts[0]!;
+  const out = new Uint8Array(body.byteLength);
+  let at = 0;
+  for (const p of body.parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}
+
+/**
+ * `body` in consecutive chunks of `chunkBytes` (the last one shorter; none for an empty body): a
+ * chunk within one part is a view of it, one that spans parts is a copy of its pieces.
+ */
+export function* bodyChunks(body: Body, chunkBytes: number): Generator<Uint8Array> {
+  if (!(chunkBytes > 0)) throw new RangeError(`chunk size must be positive, got ${chunkBytes}`);
+  const parts = isBodyParts(body) ? body.parts : [body];
+  let p = 0; // the part the next chunk starts in
+  let at = 0; // and where in it
+  const skipSpent = () => {
+    while (p < parts.length && parts[p]!.byteLength === at) {
+      p++;
+      at = 0;
+    }
+    if (p === parts.length) throw new RangeError('the body has fewer bytes in its parts than its byteLength says');
+  };
+  for (let off = 0; off < body.byteLength; off += chunkBytes) {
+    const n = Math.min(chunkBytes, body.byteLength - off);
+    skipSpent();
+    const part = parts[p]!;
+    if (part.byteLength - at >= n) {
+      yield part.subarray(at, at + n);
+      at += n;
+      continue;
+    }
+    const chunk = new Uint8Array(n);
+    for (let got = 0; got < n;) {
+      skipSpent();
+      const piece = parts[p]!.subarray(at, at + Math.min(n - got, parts[p]!.byteLength - at));
+      chunk.set(piece, got);
+      got += piece.byteLength;
+      at += piece.byteLength;
+    }
+    yield chunk;
+  }
+}
