@@ -23,6 +23,7 @@ import { epochMs, type EchoReply } from './body-echo.js';
 import { repoPath } from './deps.js';
 import { receiveRaw, sendRaw } from './raw-chunks.js';
 import { spawnPeer, stopPeer, workerArgv } from './peer-process.js';
+import { table } from './stats.js';
 
 const MiB = 1024 * 1024;
 
@@ -240,9 +241,37 @@ export async function benchBodies(opts: BodiesOptions = {}): Promise<BodiesResul
   }
 }
 
+/** Issue 13's target for a body through a replica, MB/s per direction. */
+export const BODY_TARGET_MBPS = 300;
+
+/** The figures as a table (pnpm bench prints it after the models). */
+export function bodiesText(r: BodiesResult): string {
+  const pair = (f: StagingFigures) => `${f.requestMBps} / ${f.replyMBps}`;
+  const rows = r.sizes.map((s) => [
+    `${s.sizeMiB} MiB`,
+    pair(s.raw),
+    pair(s.staging),
+    `${pair(s.streamed)} (${s.streamedVsRaw.request} / ${s.streamedVsRaw.reply})`,
+    s.replica ? `${s.replica.mbpsPerDirection} (${s.replica.vsRaw})` : '-',
+    s.replica ? `${(s.replica.mbpsPerDirection / BODY_TARGET_MBPS).toFixed(2)}` : '-',
+  ]);
+  return [
+    `== large bodies (max_payload ${r.maxPayload} B; medians of ${r.rounds}; MB/s per direction, request / reply; unpinned: caller, nats-server and worker share the cores)`,
+    table(['body', 'raw NATS (floor)', 'staged', 'streamed (÷ raw)', 'through a replica (÷ raw)', `÷ ${BODY_TARGET_MBPS} MB/s`], rows, [
+      'l',
+      'r',
+      'r',
+      'r',
+      'r',
+      'r',
+    ]),
+  ].join('\n');
+}
+
 if (process.argv[1]?.endsWith('bodies.js')) {
   benchBodies({ log: (line) => console.log(line) })
     .then((result) => {
+      console.log(bodiesText(result));
       console.log(JSON.stringify(result));
       process.exit(0);
     })

@@ -21,7 +21,8 @@
 // the worker, the in-process baselines and the empty responder on core 1.
 // Progress goes to stderr; stdout gets the tables and, as its last line, one JSON object.
 // Env: BENCH_QUICK=1, BENCH_DURATION_MS, BENCH_WARMUP_MS, BENCH_MODELS, BENCH_CONCURRENCY,
-// BENCH_MAX_BATCH, BENCH_PIN=0 (see stats.ts), BENCH_PEERS=0 (no peers) or a list: moleculer,triton,ray.
+// BENCH_MAX_BATCH, BENCH_PIN=0 (see stats.ts), BENCH_PEERS=0 (no peers) or a list: moleculer,triton,ray,
+// BENCH_BODIES=8,64,256 (then large bodies, bodies.ts, unpinned in a cluster of their own; 0: none).
 import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -40,6 +41,7 @@ import { Head } from '@flotilla/head';
 import { NatsServer, findNatsServer } from '@flotilla/local';
 import { PROTOCOL_VERSION, encode } from '@flotilla/protocol';
 import { SAMPLE_MODELS, sampleModelPath } from '@flotilla/sample-models';
+import { benchBodies, bodiesText, type BodiesResult } from './bodies.js';
 import { repoPath } from './deps.js';
 import { loadUntil } from './load-until.js';
 import type { InprocResult, SweepRow } from './inproc.js';
@@ -139,6 +141,8 @@ interface Pinning {
   cores: { bench: string; natsServer: string; worker: string; inproc: string; responder: string } | null;
   /** Affinity lists read back with `taskset -cp` (all threads of this process were set with -a). */
   observed?: { bench: string; natsServer?: string; worker?: string };
+  /** This process's affinity before pinning (restored for the large bodies). */
+  original?: string;
 }
 
 function taskset(args: string[]): string {
@@ -153,9 +157,11 @@ function setUpPinning(): Pinning {
   if (cores < 2) return { enabled: false, reason: `only ${cores} core available: running unpinned`, cores: null };
   // Every thread of this process (main, libuv pool, V8) to core 0; nats-server, spawned later,
   // inherits it (so Go also sees one CPU); the replica's side gets core 1.
+  const original = affinityOf(process.pid);
   taskset(['-a', '-cp', '0', String(process.pid)]);
   return {
     enabled: true,
+    original,
     cores: { bench: '0', natsServer: '0', worker: '1', inproc: '1', responder: '1' },
     observed: { bench: affinityOf(process.pid) },
   };
@@ -863,8 +869,26 @@ async function main(): Promise<number> {
     }
   }
 
+  // Large bodies: caller, worker and nats-server each need a core's share, so this process takes
+  // back the cores it had (the processes bodies.ts starts inherit them) and measures in a cluster of its own.
+  let bodies: BodiesResult | { error: string } | undefined;
+  if (settings.bodiesMiB.length > 0) {
+    if (pinning.enabled && pinning.original && pinning.original !== '?') taskset(['-a', '-cp', pinning.original, String(process.pid)]);
+    try {
+      bodies = await benchBodies({ sizesMiB: settings.bodiesMiB, rounds: settings.bodyRounds, log });
+    } catch (err) {
+      failed = true;
+      bodies = { error: (err as Error).message };
+      log(`bench: large bodies failed: ${(err as Error).stack ?? String(err)}`);
+    }
+  }
+
   out('== summary (items/s; (3) msgs/s)');
   out(summaryText(models));
+  if (bodies) {
+    out();
+    out('error' in bodies ? `== large bodies: FAILED: ${bodies.error}` : bodiesText(bodies));
+  }
   out(
     pinning.enabled
       ? `pinning: bench (head), load generators (a process each) and nats-server on core 0; worker (--threads 1), in-process baselines and empty responder on core 1 (taskset; read back: bench ${pinning.observed!.bench}, nats-server ${pinning.observed!.natsServer}, worker ${pinning.observed!.worker})`
@@ -879,6 +903,7 @@ async function main(): Promise<number> {
     settings: { ...settings, workerCommand: workerCmd },
     totalSeconds: round((Date.now() - started) / 1000, 1),
     models,
+    ...(bodies ? { bodies } : {}),
   };
   out(JSON.stringify(result));
   return failed ? 1 : 0;

@@ -29,10 +29,18 @@ describe('benchSettings', () => {
       quick: false,
       device: 'cpu',
       workers: 1,
+      bodiesMiB: [8, 64, 256],
+      bodyRounds: 3,
     });
   });
   test('BENCH_QUICK shortens every phase; explicit durations still win', () => {
-    expect(benchSettings({ BENCH_QUICK: '1' })).toMatchObject({ durationMs: 500, warmupMs: 100, quick: true });
+    expect(benchSettings({ BENCH_QUICK: '1' })).toMatchObject({
+      durationMs: 500,
+      warmupMs: 100,
+      quick: true,
+      bodiesMiB: [8, 64],
+      bodyRounds: 1,
+    });
     expect(benchSettings({ BENCH_QUICK: '1', BENCH_DURATION_MS: '800', BENCH_WARMUP_MS: '0' })).toMatchObject({
       durationMs: 800,
       warmupMs: 0,
@@ -47,6 +55,8 @@ describe('benchSettings', () => {
     expect(benchSettings({}).padBatches).toBeUndefined();
     expect(() => benchSettings({ BENCH_PAD_BATCHES: 'maybe' })).toThrow(/BENCH_PAD_BATCHES must be 0 or 1/);
     expect(benchSettings({ BENCH_WORKERS: '4' }).workers).toBe(4);
+    expect(benchSettings({ BENCH_BODIES: '0' }).bodiesMiB).toEqual([]);
+    expect(benchSettings({ BENCH_BODIES: '64' }).bodiesMiB).toEqual([64]);
   });
   test('bad values are refused with the variable named', () => {
     expect(() => benchSettings({ BENCH_CONCURRENCY: '1,x' })).toThrow(/BENCH_CONCURRENCY/);
@@ -55,6 +65,8 @@ describe('benchSettings', () => {
     expect(() => benchSettings({ BENCH_MODELS: ' , ' })).toThrow(/BENCH_MODELS/);
     expect(() => benchSettings({ BENCH_DEVICE: 'tpu' })).toThrow(/BENCH_DEVICE must be cpu or gpu/);
     expect(() => benchSettings({ BENCH_WORKERS: '0' })).toThrow(/BENCH_WORKERS/);
+    expect(() => benchSettings({ BENCH_BODIES: '512' })).toThrow(/BENCH_BODIES sizes must be at most 256/);
+    expect(() => benchSettings({ BENCH_BODIES: 'x' })).toThrow(/BENCH_BODIES/);
   });
 });
 

@@ -19,7 +19,13 @@ export interface BenchSettings {
   padBatches?: boolean;
   /** Worker processes, the model deployed with one replica on each (on a GPU: sharing it). Default 1. */
   workers: number;
+  /** Large-body sizes measured after the models (bodies.ts), MiB; none with BENCH_BODIES=0. Default 8, 64, 256 (QUICK: 8, 64). */
+  bodiesMiB: number[];
+  /** Transfers per body size (medians reported). Default 3 (QUICK: 1). */
+  bodyRounds: number;
 }
+
+export const DEFAULT_BODIES_MIB = [8, 64, 256];
 
 export const DEFAULT_MODELS = ['mlp', 'wide-mlp', 'convnet', 'conv-classifier'];
 
@@ -55,7 +61,8 @@ function positiveNumber(what: string, raw: string | undefined, dflt: number, min
 /**
  * Settings from env: BENCH_QUICK=1 (every point ~0.5 s), BENCH_DURATION_MS, BENCH_WARMUP_MS,
  * BENCH_MODELS=mlp,wide-mlp, BENCH_CONCURRENCY=1,16,128, BENCH_MAX_BATCH=128, BENCH_PIN=0,
- * BENCH_DEVICE=gpu, BENCH_PAD_BATCHES=0|1 (the deployments' batching.padBatches; unset: the profile's).
+ * BENCH_DEVICE=gpu, BENCH_PAD_BATCHES=0|1 (the deployments' batching.padBatches; unset: the profile's),
+ * BENCH_BODIES=8,64,256 (large-body sizes in MiB; 0: none).
  */
 export function benchSettings(env: Record<string, string | undefined>): BenchSettings {
   const quick = env.BENCH_QUICK === '1' || env.BENCH_QUICK === 'true';
@@ -76,6 +83,17 @@ export function benchSettings(env: Record<string, string | undefined>): BenchSet
   if (pad !== undefined && !['0', '1', 'true', 'false'].includes(pad)) throw new Error(`BENCH_PAD_BATCHES must be 0 or 1, got '${pad}'`);
   const padBatches = pad === undefined ? undefined : pad === '1' || pad === 'true';
   const workers = env.BENCH_WORKERS ? positiveInts('BENCH_WORKERS', env.BENCH_WORKERS)[0]! : 1;
+  const bodiesMiB =
+    env.BENCH_BODIES === '0' || env.BENCH_BODIES === 'false'
+      ? []
+      : env.BENCH_BODIES
+        ? positiveInts('BENCH_BODIES', env.BENCH_BODIES)
+        : quick
+          ? [8, 64]
+          : DEFAULT_BODIES_MIB;
+  if (bodiesMiB.some((m) => m > 256))
+    throw new Error(`BENCH_BODIES sizes must be at most 256 MiB (Flotilla's body limit), got '${env.BENCH_BODIES}'`);
+  const bodyRounds = quick ? 1 : 3;
   return {
     durationMs,
     warmupMs,
@@ -86,6 +104,8 @@ export function benchSettings(env: Record<string, string | undefined>): BenchSet
     quick,
     device,
     workers,
+    bodiesMiB,
+    bodyRounds,
     ...(padBatches !== undefined ? { padBatches } : {}),
   };
 }
