@@ -49,7 +49,7 @@ COPY --from=build-gpu /app /app
 RUN mkdir -p /var/cache/flotilla && chown 1000:1000 /var/cache/flotilla
 USER 1000:1000
 EXPOSE 8080
-ENTRYPOINT ["node", "--single-threaded-gc", "packages/cli/dist/main.js"]
+ENTRYPOINT ["node", "--single-threaded-gc", "--initial-old-space-size=64", "packages/cli/dist/main.js"]
 CMD ["--help"]
 
 # ---- runtime (default): CPU image ---------------------------------------------------------------
@@ -62,5 +62,5 @@ RUN mkdir -p /var/cache/flotilla && chown node:node /var/cache/flotilla
 # uid 1000 (`node`), as the Kubernetes manifests' runAsUser expects.
 USER node
 EXPOSE 8080
-ENTRYPOINT ["node", "--single-threaded-gc", "packages/cli/dist/main.js"]
+ENTRYPOINT ["node", "--single-threaded-gc", "--initial-old-space-size=64", "packages/cli/dist/main.js"]
 CMD ["--help"]

@@ -728,7 +728,7 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
 describe('Dockerfile', () => {
   const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
   const lines = dockerfile.split('\n').filter((l) => !l.trimStart().startsWith('#'));
-  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { packageManager: string };
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { packageManager: string; scripts: Record<string, string> };
 
   it('builds on node:20-bookworm-slim with the workspace’s pnpm, a frozen lockfile and `pnpm build`', () => {
     expect(dockerfile).toMatch(/^ARG NODE_IMAGE=node:20-bookworm-slim$/m);
@@ -748,6 +748,10 @@ describe('Dockerfile', () => {
     // Worker processes run V8's single-threaded collector (packages/worker/src/gc-mode.ts says why).
     const entry = `ENTRYPOINT ${JSON.stringify(['node', ...WORKER_NODE_FLAGS, 'packages/cli/dist/main.js']).replaceAll(',', ', ')}`;
     expect(entrypoints).toEqual([entry, entry]);
+    // So do the CLI's shebang and `pnpm flotilla`.
+    const shebang = readFileSync(join(ROOT, 'packages/cli/src/main.ts'), 'utf8').split('\n')[0];
+    expect(shebang).toBe(`#!/usr/bin/env -S node ${WORKER_NODE_FLAGS.join(' ')}`);
+    expect(pkg.scripts.flotilla).toBe(`node ${WORKER_NODE_FLAGS.join(' ')} packages/cli/dist/main.js`);
     expect(lines.filter((l) => l.startsWith('USER'))).toEqual(['USER 1000:1000', 'USER node']);
     // The manifests' images are these two targets.
     const images = new Set(

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BlobStore, closeBus, connectBus, objectChunkSize, silentLogger } from '@flotilla/bus';
 import { FlotillaClient } from '@flotilla/client';
+import { initialOldSpaceMb } from '@flotilla/worker';
 import { Head } from '@flotilla/head';
 import { NatsServer } from '@flotilla/local';
 import { DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_VERSION, decode, encode } from '@flotilla/protocol';
@@ -22,7 +23,7 @@ import { sampleModelPath } from '@flotilla/sample-models';
 import { epochMs, type EchoReply } from './body-echo.js';
 import { repoPath } from './deps.js';
 import { receiveRaw, sendRaw } from './raw-chunks.js';
-import { spawnPeer, stopPeer, workerArgv } from './peer-process.js';
+import { spawnPeer, stopPeer, workerArgv, workerNodeArgs } from './peer-process.js';
 import { table } from './stats.js';
 
 const MiB = 1024 * 1024;
@@ -60,6 +61,8 @@ export interface StagingFigures {
 
 export interface BodiesResult {
   maxPayload: number;
+  /** The caller's (this process's) --initial-old-space-size, MB; null: V8's own (README: callers moving large bodies should set it). */
+  callerInitialOldSpaceMb: number | null;
   rounds: number;
   sizes: BodyFigures[];
 }
@@ -103,7 +106,15 @@ export async function benchBodies(opts: BodiesOptions = {}): Promise<BodiesResul
     const maxPayload = nc.info?.max_payload ?? 0;
 
     const chunkBytes = objectChunkSize(nc);
-    const echo = spawnNode([repoPath('packages/bench/dist/body-echo.js'), nats.url, bucket, subject, String(chunkBytes)]);
+    // The echo stands in for a replica: it starts as a worker process does (WORKER_NODE_FLAGS).
+    const echo = spawnNode([
+      ...workerNodeArgs(),
+      repoPath('packages/bench/dist/body-echo.js'),
+      nats.url,
+      bucket,
+      subject,
+      String(chunkBytes),
+    ]);
     cleanups.push(() => stopPeer(echo.child));
     await waitFor('the body echo', () => echo.output().includes('ready'), echo.child, echo.output);
 
@@ -235,7 +246,7 @@ export async function benchBodies(opts: BodiesOptions = {}): Promise<BodiesResul
       );
       sizes.push(figures);
     }
-    return { maxPayload, rounds, sizes };
+    return { maxPayload, callerInitialOldSpaceMb: initialOldSpaceMb() ?? null, rounds, sizes };
   } finally {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
   }
@@ -256,7 +267,8 @@ export function bodiesText(r: BodiesResult): string {
     s.replica ? `${(s.replica.mbpsPerDirection / BODY_TARGET_MBPS).toFixed(2)}` : '-',
   ]);
   return [
-    `== large bodies (max_payload ${r.maxPayload} B; medians of ${r.rounds}; MB/s per direction, request / reply; unpinned: caller, nats-server and worker share the cores)`,
+    `== large bodies (max_payload ${r.maxPayload} B; medians of ${r.rounds}; MB/s per direction, request / reply; unpinned: caller, nats-server and worker share the cores;` +
+      ` caller ${r.callerInitialOldSpaceMb === null ? "with V8's own old-space sizing" : `--initial-old-space-size=${r.callerInitialOldSpaceMb}`})`,
     table(['body', 'raw NATS (floor)', 'staged', 'streamed (÷ raw)', 'through a replica (÷ raw)', `÷ ${BODY_TARGET_MBPS} MB/s`], rows, [
       'l',
       'r',

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --single-threaded-gc
+#!/usr/bin/env -S node --single-threaded-gc --initial-old-space-size=64
 // The `flotilla` CLI. It runs under V8's single-threaded collector (worker/src/gc-mode.ts says why).
 import { Command } from 'commander';
 import { authCommand } from './auth-command.js';

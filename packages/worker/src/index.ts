@@ -3,5 +3,5 @@
 export { Worker } from './worker.js';
 export type { WorkerOptions } from './options.js';
 export type { InventoryOverride } from './inventory.js';
-export { WORKER_NODE_FLAGS, gcMode, type GcMode } from './gc-mode.js';
+export { INITIAL_OLD_SPACE_MB, WORKER_NODE_FLAGS, gcMode, initialOldSpaceMb, type GcMode } from './gc-mode.js';
 export { providerUnavailable, supportedBackends, ortLibraryDir, type BackendInfo } from './providers.js';

@@ -1,6 +1,6 @@
 // The worker process: measures its hardware, advertises it to the head by heartbeat, and hosts
 // replicas the head places on it. Lifecycle: starting → running → draining → stopped (or failed).
-import { gcMode } from './gc-mode.js';
+import { gcMode, initialOldSpaceMb } from './gc-mode.js';
 import { performance } from 'node:perf_hooks';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import {
@@ -146,7 +146,7 @@ export class Worker {
     worker.heartbeat();
     // A timer: it fires between batches (onnxruntime-node runs a session on the event-loop thread).
     worker.heartbeatTimer = setInterval(() => worker.heartbeat(), options.heartbeatMs);
-    logger.info({ inventory, devices: ledger.list(), gc: gcMode() }, 'worker running');
+    logger.info({ inventory, devices: ledger.list(), gc: gcMode(), initialOldSpaceMb: initialOldSpaceMb() ?? null }, 'worker running');
     return worker;
   }
 
