@@ -200,7 +200,9 @@ async function runInproc(pinning: Pinning, modelPath: string): Promise<InprocRes
  */
 async function childLoad(pinning: Pinning, args: LoadChildArgs, onWarm?: (warmOk: number) => Promise<void>): Promise<LoadChildResult> {
   // BENCH_LOAD_CPU_PROF=DIR: each load generator writes a V8 CPU profile there when it ends.
+  // BENCH_LOAD_NODE_FLAGS="--flag …": its Node flags (default none: Node's defaults, as a user's process).
   const child = spawnNode(pinning, pinning.cores?.bench, [
+    ...(process.env.BENCH_LOAD_NODE_FLAGS ?? '').split(' ').filter(Boolean),
     ...cpuProfArgs(process.env.BENCH_LOAD_CPU_PROF),
     repoPath('packages/bench/dist/load-child.js'),
     JSON.stringify({ ...args, waitForGo: onWarm !== undefined }),
