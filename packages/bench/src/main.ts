@@ -361,7 +361,18 @@ function workersCpuS(): number | undefined {
   }
 }
 
-function workerCpu(cpuS: number | undefined, items: number, hist: Histogram, sweep: readonly SweepRow[]): WorkerCpu | undefined {
+/**
+ * The worker's CPU over a measured run: `cpuS` from the run's start until its load generator
+ * exited, over `items` answered in `wallMs` (the run's own wall time: its duration plus the
+ * answers still in flight when it ended, which the load generator waits for and counts).
+ */
+function workerCpu(
+  cpuS: number | undefined,
+  items: number,
+  wallMs: number,
+  hist: Histogram,
+  sweep: readonly SweepRow[],
+): WorkerCpu | undefined {
   if (cpuS === undefined || items <= 0) return undefined;
   const cpuUsPerItem = (cpuS * 1e6) / items;
   // CPU against CPU: the in-process runs' own CPU time where measured (a wall-clock rate would
@@ -372,7 +383,9 @@ function workerCpu(cpuS: number | undefined, items: number, hist: Histogram, swe
   );
   return {
     cpuUsPerItem: round(cpuUsPerItem, 1),
-    busy: round(cpuS / (settings.durationMs / 1000), 3),
+    // Over the run's wall time, not its nominal duration: the tail's answers are in cpuS (a short
+    // QUICK run read 102 % busy over its 500 ms).
+    busy: round(cpuS / (Math.max(wallMs, settings.durationMs) / 1000), 3),
     ...(model !== undefined ? { modelUsPerItem: round(model, 1), otherUsPerItem: round(cpuUsPerItem - model, 1) } : {}),
   };
 }
@@ -421,7 +434,8 @@ async function measureCluster(
     const after = await replicaAfter(c, model, okSoFar);
     if (!before) throw new Error('the load generator ran without waiting for the state before the run');
     const hist = histogramDiff(after.replica.batchHistogram, before.replica.batchHistogram);
-    const worker = workerCpu(cpuBefore !== undefined && cpuAfter !== undefined ? cpuAfter - cpuBefore : undefined, s.ok, hist, sweep);
+    const cpuS = cpuBefore !== undefined && cpuAfter !== undefined ? cpuAfter - cpuBefore : undefined;
+    const worker = workerCpu(cpuS, s.ok, s.elapsedMs, hist, sweep);
     const totals = histogramTotals(hist);
     runs.push({
       concurrency,
