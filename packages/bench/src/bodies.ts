@@ -269,7 +269,7 @@ export function bodiesText(r: BodiesResult): string {
   return [
     `== large bodies (max_payload ${r.maxPayload} B; medians of ${r.rounds}; MB/s per direction, request / reply; unpinned: caller, nats-server and worker share the cores;` +
       ` caller ${r.callerInitialOldSpaceMb === null ? "with V8's own old-space sizing" : `--initial-old-space-size=${r.callerInitialOldSpaceMb}`})`,
-    table(['body', 'raw NATS (floor)', 'staged', 'streamed (÷ raw)', 'through a replica (÷ raw)', `÷ ${BODY_TARGET_MBPS} MB/s`], rows, [
+    table(['body', 'raw NATS (floor)', 'stored', 'streamed (÷ raw)', 'through a replica (÷ raw)', `÷ ${BODY_TARGET_MBPS} MB/s`], rows, [
       'l',
       'r',
       'r',
