@@ -50,7 +50,8 @@ class Cursor {
   at = 0;
   /** Bytes referenced so far (not in `buf`): the body's position is `at + skipped`. */
   skipped = 0;
-  private readonly parts: Uint8Array[] = [];
+  /** Set at the first referenced tensor: a reply without one (every small one) allocates nothing more. */
+  private parts?: Uint8Array[];
   private partStart = 0;
   private readonly view: DataView;
   constructor(
@@ -64,14 +65,14 @@ class Cursor {
   data(b: Uint8Array): void {
     if (b.byteLength < this.refMin) return this.bin(b);
     this.header(b.byteLength, 0, 0, 0xc4, 0xc5, 0xc6);
-    this.parts.push(this.buf.subarray(this.partStart, this.at), b);
+    (this.parts ??= []).push(this.buf.subarray(this.partStart, this.at), b);
     this.partStart = this.at;
     this.skipped += b.byteLength;
   }
 
   /** The body written: one buffer, or parts when data was referenced. */
   finish(): Body {
-    if (this.parts.length === 0) return this.buf.subarray(0, this.at);
+    if (!this.parts) return this.buf.subarray(0, this.at);
     const parts = [...this.parts, this.buf.subarray(this.partStart, this.at)].filter((p) => p.byteLength > 0);
     return { parts, byteLength: this.at + this.skipped };
   }
