@@ -100,6 +100,19 @@ describe('profileSession', () => {
     });
   });
 
+  it('times a batch size again when one stalled run alone would have stopped a run-capped sweep', async () => {
+    await withMlp(async (s, sig) => {
+      // Batch 1's first timed run stalls 30 ms: its p99 projects batch 2 to ~60 ms, past the 25 ms cap.
+      let batch1Runs = 0;
+      const stalling = beforeRuns(s, (rows) => rows === 1 && ++batch1Runs === 2 && sleep(30));
+      const p = await profileSession(stalling, sig, baseOf(), { budgetMs: 200, maxBatch: 4, latencySloMs: 1e9, maxRunMs: 25 });
+      expect(batch1Runs).toBeGreaterThan(2);
+      expect(p.stoppedBecause).not.toMatch(/would hold the replica/);
+      expect(p.rows.map((r) => r.batch)).toEqual([1, 2, 4]);
+      expect(p.rows[0]!.p99Ms).toBeLessThan(12.5);
+    });
+  });
+
   it('measures what a change of batch size costs and pads smaller batches where it costs more than the padding', async () => {
     await withMlp(async (s, sig) => {
       // 30 ms per change of batch size.
