@@ -6,7 +6,10 @@
 // both: the same bytes between the same two processes over core NATS alone (raw-chunks.ts: no
 // JetStream, no hashing, chunks of the same size, 8 unanswered). (2) Through a real replica: a worker process serving the `affine` model
 // (y = 2x + 1, any shape), request and reply each the body's size: the round trip, model run and
-// (de)coding included. Real nats-server with its default 1 MiB max_payload; medians of `rounds`.
+// (de)coding included: direct (the SDK's default since 2026-11-30: the bytes go between the caller
+// and the replica over core NATS, bus/direct-body.ts) and, in the same run, through the blob bucket
+// (a client with `directBodies: false`, streamed). Real nats-server with its default 1 MiB
+// max_payload; medians of `rounds`.
 import type { ChildProcess } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -49,8 +52,16 @@ export interface BodyFigures {
   staging: StagingFigures;
   /** The same, streamed: the reference sent as the put starts (what the SDK and replicas do). */
   streamed: StagingFigures;
-  /** Through a replica: request + reply round trip, the body's size over half of it, and that ÷ the raw floor's mean of both directions. */
-  replica?: { roundTripMs: number; mbpsPerDirection: number; vsRaw: number };
+  /** Through a replica, direct: request + reply round trip, the body's size over half of it, and that ÷ the raw floor's mean of both directions. */
+  replica?: ReplicaFigures;
+  /** The same through the blob bucket (streamed), the path before direct bodies. */
+  replicaStaged?: ReplicaFigures;
+}
+
+export interface ReplicaFigures {
+  roundTripMs: number;
+  mbpsPerDirection: number;
+  vsRaw: number;
 }
 
 export interface StagingFigures {
@@ -118,7 +129,7 @@ export async function benchBodies(opts: BodiesOptions = {}): Promise<BodiesResul
     cleanups.push(() => stopPeer(echo.child));
     await waitFor('the body echo', () => echo.output().includes('ready'), echo.child, echo.output);
 
-    let replica: { client: FlotillaClient } | undefined;
+    let replica: { client: FlotillaClient; staged: FlotillaClient } | undefined;
     if (opts.replica !== false) {
       const head = await Head.start({ cluster, bus: { servers: nats.url }, logger: silentLogger() });
       cleanups.push(() => head.stop());
@@ -127,17 +138,27 @@ export async function benchBodies(opts: BodiesOptions = {}): Promise<BodiesResul
       const worker = spawnNode(workerArgv({ nats: nats.url, cluster, id: 'bodies-w', cacheDir }));
       cleanups.push(() => stopPeer(worker.child));
       await waitFor('the worker', () => head.registry.running().length > 0, worker.child, worker.output);
-      const client = new FlotillaClient({ servers: nats.url, cluster, streamBodies: process.env.BENCH_STREAM_BODIES !== '0' });
+      const client = new FlotillaClient({ servers: nats.url, cluster });
       cleanups.push(() => client.close());
+      const staged = new FlotillaClient({
+        servers: nats.url,
+        cluster,
+        directBodies: false,
+        streamBodies: process.env.BENCH_STREAM_BODIES !== '0',
+      });
+      cleanups.push(() => staged.close());
       await client.deploy(sampleModelPath('affine'), 'affine', { device: 'cpu', profile: { enabled: false } });
-      replica = { client };
+      replica = { client, staged };
     }
 
     // One untimed 8 MiB round each way first: both processes' JIT and the bucket warm.
     const warm = await blobs.put(randomFillSync(new Uint8Array(8 * MiB)));
     const warmed = decode<EchoReply>((await nc.request(subject, encode({ v: PROTOCOL_VERSION, blob: warm }), { timeout: 60_000 })).data);
     if (warmed.blob) await blobs.take(warmed.blob, 8 * MiB);
-    await replica?.client.infer('affine', { x: { dtype: 'float32', dims: [1, 1, 1024, 2048], data: new Float32Array(2 * MiB) } });
+    // (Twice each: a client's first request goes to the queue group, before it has learnt the replica.)
+    for (const c of replica ? [replica.client, replica.client, replica.staged, replica.staged] : []) {
+      await c.infer('affine', { x: { dtype: 'float32', dims: [1, 1, 1024, 2048], data: new Float32Array(2 * MiB) } });
+    }
 
     // The raw floor's return leg: the echo sends its times, then the body.
     let rawBack: ((body: Uint8Array) => void) | undefined;
@@ -218,21 +239,25 @@ export async function benchBodies(opts: BodiesOptions = {}): Promise<BodiesResul
       if (replica) {
         const n = Math.floor(bytes / 4 / 1024) * 1024;
         const x = new Float32Array(n).fill(0.5);
-        const times: number[] = [];
-        for (let r = 0; r < rounds; r++) {
-          const t0 = performance.now();
-          const y = await replica.client.infer(
-            'affine',
-            { x: { dtype: 'float32', dims: [1, 1, 1024, n / 1024], data: x } },
-            { timeoutMs: 120_000 },
-          );
-          times.push(performance.now() - t0);
-          if ((y.y!.data as Float32Array)[n - 1] !== 2) throw new Error('the replica answered a wrong value');
-        }
-        const ms = median(times);
-        const perDirection = mbps(n * 4, ms / 2);
         const rawMean = (rawFigures.requestMBps + rawFigures.replyMBps) / 2;
-        figures.replica = { roundTripMs: +ms.toFixed(1), mbpsPerDirection: perDirection, vsRaw: +(perDirection / rawMean).toFixed(2) };
+        const through = async (client: FlotillaClient): Promise<ReplicaFigures> => {
+          const times: number[] = [];
+          for (let r = 0; r < rounds; r++) {
+            const t0 = performance.now();
+            const y = await client.infer(
+              'affine',
+              { x: { dtype: 'float32', dims: [1, 1, 1024, n / 1024], data: x } },
+              { timeoutMs: 120_000 },
+            );
+            times.push(performance.now() - t0);
+            if ((y.y!.data as Float32Array)[n - 1] !== 2) throw new Error('the replica answered a wrong value');
+          }
+          const ms = median(times);
+          const perDirection = mbps(n * 4, ms / 2);
+          return { roundTripMs: +ms.toFixed(1), mbpsPerDirection: perDirection, vsRaw: +(perDirection / rawMean).toFixed(2) };
+        };
+        figures.replica = await through(replica.client);
+        figures.replicaStaged = await through(replica.staged);
       }
       log(
         `bodies: ${sizeMiB} MiB: raw NATS request ${figures.raw.requestMBps} MB/s, reply ${figures.raw.replyMBps} MB/s;` +
@@ -241,7 +266,8 @@ export async function benchBodies(opts: BodiesOptions = {}): Promise<BodiesResul
           ` reply ${figures.streamed.replyMBps} MB/s (round trip ${figures.streamed.roundTripMs} ms;` +
           ` ÷ raw ${figures.streamedVsRaw.request} / ${figures.streamedVsRaw.reply})` +
           (figures.replica
-            ? `; through a replica ${figures.replica.roundTripMs} ms = ${figures.replica.mbpsPerDirection} MB/s per direction (÷ raw ${figures.replica.vsRaw})`
+            ? `; through a replica direct ${figures.replica.roundTripMs} ms = ${figures.replica.mbpsPerDirection} MB/s per direction (÷ raw ${figures.replica.vsRaw}),` +
+              ` staged ${figures.replicaStaged!.roundTripMs} ms = ${figures.replicaStaged!.mbpsPerDirection} MB/s`
             : ''),
       );
       sizes.push(figures);
@@ -263,20 +289,26 @@ export function bodiesText(r: BodiesResult): string {
     pair(s.raw),
     pair(s.staging),
     `${pair(s.streamed)} (${s.streamedVsRaw.request} / ${s.streamedVsRaw.reply})`,
+    s.replicaStaged ? `${s.replicaStaged.mbpsPerDirection} (${s.replicaStaged.vsRaw})` : '-',
     s.replica ? `${s.replica.mbpsPerDirection} (${s.replica.vsRaw})` : '-',
     s.replica ? `${(s.replica.mbpsPerDirection / BODY_TARGET_MBPS).toFixed(2)}` : '-',
   ]);
   return [
     `== large bodies (max_payload ${r.maxPayload} B; medians of ${r.rounds}; MB/s per direction, request / reply; unpinned: caller, nats-server and worker share the cores;` +
       ` caller ${r.callerInitialOldSpaceMb === null ? "with V8's own old-space sizing" : `--initial-old-space-size=${r.callerInitialOldSpaceMb}`})`,
-    table(['body', 'raw NATS (floor)', 'stored', 'streamed (÷ raw)', 'through a replica (÷ raw)', `÷ ${BODY_TARGET_MBPS} MB/s`], rows, [
-      'l',
-      'r',
-      'r',
-      'r',
-      'r',
-      'r',
-    ]),
+    table(
+      [
+        'body',
+        'raw NATS (floor)',
+        'stored',
+        'streamed (÷ raw)',
+        'replica, staged (÷ raw)',
+        'replica, direct (÷ raw)',
+        `direct ÷ ${BODY_TARGET_MBPS} MB/s`,
+      ],
+      rows,
+      ['l', 'r', 'r', 'r', 'r', 'r', 'r'],
+    ),
   ].join('\n');
 }
 

@@ -10,7 +10,7 @@ export { Requester, requesterFor, type RequestOptions } from './requester.js';
 export { createLogger, silentLogger, type Logger } from './logger.js';
 export { connectionTracker, notReadyReason, startHealthServer, type HealthServer } from './health-server.js';
 export { ProfileStore } from './profile-store.js';
-export { ThrottledLog, fitReply, listen, respondSafely, serve } from './serve.js';
+export { ThrottledLog, fitReply, listen, respondSafely, serve, type Stager } from './serve.js';
 export {
   DEFAULT_RETRY_POLICY,
   STORE_WRITE_RETRY_POLICY,
@@ -20,4 +20,5 @@ export {
   type RetryPolicy,
   type RetryVerdict,
 } from './retry.js';
-export { maxPayload, stageIfLarge, stagedRef, takeStaged, unstage } from './staging.js';
+export { decodeStaged, maxPayload, stageIfLarge, stagedRef, takeStaged, unstage } from './staging.js';
+export { DirectBodies, directId, pullBody, pushBody, type DirectBodiesOptions, type DirectSendOptions } from './direct-body.js';

@@ -19,7 +19,7 @@ import type { Logger } from './logger.js';
 import { maxPayload } from './staging.js';
 
 /** Stages a body too large for one message and returns its reference (a BlobStore's `put`, or its `stream`'s ref). */
-export type Stager = (data: Body) => Promise<{ name: string; size: number; nuid?: string }>;
+export type Stager = (data: Body) => Promise<{ name: string; size: number; nuid?: string; direct?: string }>;
 
 /**
  * A reply body that fits one message: `data` itself (joined, when in parts), a `{ v, blob }` reference to it staged with

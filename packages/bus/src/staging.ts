@@ -48,7 +48,13 @@ export function stagedRef(raw: Record<string, unknown>): BlobName | undefined {
  * decoded. A staged body that is itself a reference is refused (BAD_REQUEST): no chains.
  */
 export async function takeStaged(blobs: Pick<BlobBucket, 'take'>, ref: BlobName, maxBytes: number): Promise<Record<string, unknown>> {
-  const raw = decode<Record<string, unknown>>(await blobs.take(ref, maxBytes));
+  return decodeStaged(await blobs.take(ref, maxBytes));
+}
+
+/** A staged (or direct) body's bytes decoded; one that is itself a reference is refused (BAD_REQUEST): no chains. */
+export function decodeStaged(bytes: Uint8Array): Record<string, unknown> {
+  const raw = decode<Record<string, unknown>>(bytes);
+  if (raw === null || typeof raw !== 'object') throw new BadRequestError('a staged body must be a map');
   if (raw.blob !== undefined) throw new BadRequestError('a staged body may not itself be a blob reference');
   return raw;
 }

@@ -20,6 +20,9 @@ import {
   ErrorCode,
   MAX_ENSURE_WAIT_MS,
   STREAMED_BLOBS,
+  DIRECT_BLOBS,
+  DIRECT_REPLICA_RE,
+  directChunkBytes,
   STREAMED_BLOBS_HEADER,
   TRACEPARENT_HEADER,
   isTraceparent,
@@ -71,6 +74,11 @@ import {
   type RetryPolicy,
   maxPayload,
   stageIfLarge,
+  stagedRef,
+  decodeStaged,
+  directId,
+  pullBody,
+  pushBody,
   unstage,
   type BusOptions,
   type RetryEvent,
@@ -94,6 +102,13 @@ export interface ClientOptions extends BusOptions {
    * false: staged first, then sent (what workers before streamed references understand).
    */
   streamBodies?: boolean;
+  /**
+   * Bodies over max_payload go straight between this client and the replica it routed to, over
+   * core NATS, with nothing stored (default true; needs streamBodies): requests to a replica the
+   * client knows, and replies from any replica that can hold them (bus/direct-body.ts). false:
+   * through the blob bucket (what workers before direct bodies understand).
+   */
+  directBodies?: boolean;
 }
 
 /** A tensor as the SDK takes and returns it: data as a typed array of the dtype. */
@@ -240,6 +255,7 @@ export class FlotillaClient {
     // attempts are not cut short (moving it twice costs more than waiting): one attempt takes the
     // whole deadline.
     const staged = mustStage(plain.byteLength, maxPayload(nc));
+    const direct = this.options.streamBodies !== false && this.options.directBodies !== false;
     let staging: Promise<void> | undefined;
     const stage = async (): Promise<Uint8Array> => {
       if (this.options.streamBodies === false) return stageIfLarge(nc, await this.blobStore(), plain);
@@ -247,7 +263,8 @@ export class FlotillaClient {
       staging = s.done;
       return encode({ v: PROTOCOL_VERSION, blob: s.ref } satisfies BlobRef);
     };
-    let body = staged ? await stage() : joinBody(plain);
+    // A staged body is staged when an attempt first needs it (one sent direct does not).
+    let body: Uint8Array | undefined = staged ? undefined : joinBody(plain);
     let taken = false;
     const attemptMs = opts.attemptTimeoutMs ?? (staged ? timeoutMs : Math.max(1000, Math.round(timeoutMs / 3)));
     if (this.router.stale(model, Date.now())) void this.refreshReplicas(model);
@@ -255,7 +272,7 @@ export class FlotillaClient {
     const hdrs = natsHeaders();
     hdrs.set(TRACEPARENT_HEADER, isTraceparent(opts.traceparent) ? opts.traceparent : newTraceparent());
     // This client reads streamed replies (a reply over max_payload is sent as its staging starts).
-    if (this.options.streamBodies !== false) hdrs.set(STREAMED_BLOBS_HEADER, STREAMED_BLOBS);
+    if (this.options.streamBodies !== false) hdrs.set(STREAMED_BLOBS_HEADER, direct ? DIRECT_BLOBS : STREAMED_BLOBS);
     let sent = 0;
     // What the retry loop may do with a failed attempt; anything else is thrown as is.
     const verdicts = new WeakMap<object, RetryVerdict>();
@@ -266,23 +283,32 @@ export class FlotillaClient {
       for (;;) {
         const remaining = deadline - Date.now();
         if (remaining <= 0) throw retryWith(new DeadlineExceededError(`'${model}' did not answer within ${timeoutMs} ms`), 'immediately');
-        if (staged && taken) {
+        const target = this.router.pick(model);
+        // A large body goes straight to the replica routed to, as a new transfer each attempt.
+        const directTo = staged && direct && target && DIRECT_REPLICA_RE.test(target) ? target : undefined;
+        const transfer = directTo ? directId() : undefined;
+        if (staged && !directTo && (taken || body === undefined)) {
           body = await stage();
           taken = false;
         }
+        const payload = transfer
+          ? encode({ v: PROTOCOL_VERSION, blob: { name: transfer, size: plain.byteLength, direct: directTo } } satisfies BlobRef)
+          : body!;
         sent++;
-        const target = this.router.pick(model);
         const subject = target ? this.subjects.inferReplica(model, target) : this.subjects.infer(model);
         if (target) this.router.started(model, target);
         let reply: InferReply;
         try {
-          const request = requester.request(subject, body, { timeout: Math.min(remaining, attemptMs), headers: hdrs });
-          // A staging that fails fails the attempt at once (the replica would only hear no more chunks).
-          const msg = await (staging ? Promise.race([request, staging.then(() => request)]) : request);
+          const request = requester.request(subject, payload, { timeout: Math.min(remaining, attemptMs), headers: hdrs });
+          // The chunks follow the reference on the replica's body channel (after it: one connection keeps the order).
+          const pushing = transfer
+            ? pushBody(nc, this.subjects.inferBody(model, directTo!), transfer, plain, { chunkBytes: directChunkBytes(maxPayload(nc)) })
+            : staging;
+          // A push or staging that fails fails the attempt at once (the replica would only hear no more chunks).
+          if (pushing) request.catch(() => undefined);
+          const msg = await (pushing ? Promise.race([request, pushing.then(() => request)]) : request);
           const raw = decode<Record<string, unknown>>(msg.data);
-          reply = (raw.blob === undefined
-            ? raw
-            : await unstage(await this.blobStore(), raw, { maxBytes: this.maxMessageBytes })) as unknown as InferReply;
+          reply = (raw.blob === undefined ? raw : await this.readStagedReply(nc, model, raw)) as unknown as InferReply;
         } catch (err) {
           if (target) this.router.finished(model, target);
           if (isNoResponders(err)) {
@@ -323,6 +349,19 @@ export class FlotillaClient {
           : new DeadlineExceededError(`'${model}' did not answer within ${timeoutMs} ms (${sent} attempts)`, { cause: err }),
     });
     return { outputs: reply.outputs, meta: reply.meta, attempts: sent };
+  }
+
+  /** A reply over max_payload: read from the replica that holds it (direct), else from the blob bucket. */
+  private async readStagedReply(nc: NatsConnection, model: string, raw: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const ref = stagedRef(raw)!;
+    if (ref.direct === undefined) return unstage(await this.blobStore(), raw, { maxBytes: this.maxMessageBytes });
+    if (ref.size > this.maxMessageBytes) {
+      throw new PayloadTooLargeError(`reply of ${ref.size} bytes exceeds the limit of ${this.maxMessageBytes}`, {
+        data: { limitBytes: this.maxMessageBytes, sizeBytes: ref.size },
+      });
+    }
+    const chunkBytes = directChunkBytes(maxPayload(nc));
+    return decodeStaged(await pullBody(nc, this.subjects.inferBody(model, ref.direct), ref.name, ref.size, { chunkBytes }));
   }
 
   /**

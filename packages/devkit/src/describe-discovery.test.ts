@@ -94,13 +94,13 @@ describe('micro service discovery', () => {
     return decode<InferReply>(msg.data);
   }
 
-  it('INFO lists exactly the subjects and queue groups the replica subscribes', async () => {
+  it('INFO lists exactly the subjects and queue groups the replica subscribes (its endpoints, and its body channel in the metadata)', async () => {
     const info = await mlpService<{ metadata: Record<string, string>; endpoints: EndpointStats[] }>('info');
     const group = `flotilla.${cluster.cluster}.infer.mlp`;
     const own = `${group}.${info.metadata.replica}`;
     const listed = info.endpoints.map((e) => ({ name: e.name, subject: e.subject, queue: e.queue_group ?? '' }));
     expect(listed).toEqual([
-      { name: 'infer', subject: own, queue: '' },
+      { name: 'infer', subject: own, queue: 'q' },
       { name: 'infer-group', subject: group, queue: 'replicas' },
     ]);
     // What the server itself has subscribed on the model's subjects, by any connection.
@@ -114,7 +114,10 @@ describe('micro service discovery', () => {
       .filter((s) => s.subject === group || s.subject.startsWith(`${group}.`))
       .map((s) => ({ subject: s.subject, queue: s.qgroup ?? '' }))
       .sort((a, b) => a.subject.localeCompare(b.subject));
-    expect(real).toEqual(listed.map(({ subject, queue }) => ({ subject, queue })).sort((a, b) => a.subject.localeCompare(b.subject)));
+    // The body channel (direct bodies) is a plain subscription, not an endpoint: it outlives the endpoints in a drain.
+    expect(info.metadata.body).toBe(`${own}~body`);
+    const described = [...listed.map(({ subject, queue }) => ({ subject, queue })), { subject: info.metadata.body!, queue: 'q' }];
+    expect(real).toEqual(described.sort((a, b) => a.subject.localeCompare(b.subject)));
   });
 
   it('STATS counts every request and every error, on the replica subject and on the queue-group subject', async () => {

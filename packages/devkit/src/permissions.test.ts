@@ -8,7 +8,18 @@ import { join } from 'node:path';
 import { FlotillaClient } from '@flotilla/client';
 import { jobStatus, submitJob } from '@flotilla/jobs';
 import { closeBus, connectBus, mapNatsError, publishConfirmed, subscribeConfirmed, type NatsConnection } from '@flotilla/bus';
-import { ErrorCode, ROLES, inboxPrefixFor, subjects, type FlotillaError, type Role } from '@flotilla/protocol';
+import {
+  ErrorCode,
+  PROTOCOL_VERSION,
+  ROLES,
+  decode,
+  encode,
+  fromTypedArray,
+  inboxPrefixFor,
+  subjects,
+  type FlotillaError,
+  type Role,
+} from '@flotilla/protocol';
 import { LocalCluster } from '@flotilla/local';
 import { findCli } from './worker-process.js';
 import { sampleModelPath } from '@flotilla/sample-models';
@@ -19,8 +30,13 @@ const dir = mkdtempSync(join(tmpdir(), 'flotilla-auth-'));
 let cluster: LocalCluster;
 const conns = new Map<Role, NatsConnection>();
 const clients = new Map<Role, FlotillaClient>();
+/** Each role's client that sends bodies over max_payload through the blob bucket (`directBodies: false`). */
+const stagingClients = new Map<Role, FlotillaClient>();
+/** The mlp replica's id (requests to its own subject: what the SDK's router sends). */
+let replicaId = '';
 
 const x = { x: { dtype: 'float32' as const, dims: [1, 16], data: new Float32Array(16).fill(0.5) } };
+const wireX = fromTypedArray('float32', [1, 16], x.x.data);
 
 /** What an action came to: `ok`, or the error's code (`uncoded: …` for an error without one). */
 async function outcome(p: () => Promise<unknown>): Promise<string> {
@@ -39,8 +55,13 @@ async function outcome(p: () => Promise<unknown>): Promise<string> {
 
 /** A raw request mapped like the SDK maps it (FORBIDDEN for a refused publish). */
 async function request(nc: NatsConnection, subject: string, data: Uint8Array): Promise<void> {
+  await requestData(nc, subject, data);
+}
+
+/** The same, returning the reply's body. */
+async function requestData(nc: NatsConnection, subject: string, data: Uint8Array): Promise<Uint8Array> {
   try {
-    await nc.request(subject, data, { timeout: 2000 });
+    return (await nc.request(subject, data, { timeout: 2000 })).data;
   } catch (err) {
     throw mapNatsError(err, subject, 2000);
   }
@@ -51,8 +72,21 @@ const other = (role: Role): Role => (role === 'caller' ? 'operator' : 'caller');
 /** Each action, for one role. Allowed actions leave the cluster as it was (the next role finds it the same). */
 const ACTIONS: Record<string, (role: Role) => Promise<unknown>> = {
   infer: (role) => clients.get(role)!.infer('mlp', x, { timeoutMs: 5000 }),
-  // Request (576 KB) and reply (144 KB) over max_payload (128 KiB here): both go through the blob bucket.
+  // What the SDK's least-loaded router sends: a raw request to the replica's own subject must be
+  // answered (no responders would mean the replica could not subscribe there under its role).
+  "infer on a replica's own subject": async (role) => {
+    const reply = decode<{ ok: boolean }>(
+      await requestData(conns.get(role)!, s.inferReplica('mlp', replicaId), encode({ v: PROTOCOL_VERSION, inputs: { x: wireX } })),
+    );
+    if (!reply.ok) throw new Error(`the replica answered ${JSON.stringify(reply)}`);
+  },
+  // Request (576 KB) and reply (144 KB) over max_payload (128 KiB here): both go through the blob bucket,
   'infer, staged both ways': (role) =>
+    stagingClients
+      .get(role)!
+      .infer('mlp', { x: { dtype: 'float32', dims: [9000, 16], data: new Float32Array(9000 * 16) } }, { timeoutMs: 10_000 }),
+  // or straight between the client and the replica it routed to, on the replica's body channel (no new permission).
+  'infer, direct both ways': (role) =>
     clients
       .get(role)!
       .infer('mlp', { x: { dtype: 'float32', dims: [9000, 16], data: new Float32Array(9000 * 16) } }, { timeoutMs: 10_000 }),
@@ -113,7 +147,9 @@ const ACTIONS: Record<string, (role: Role) => Promise<unknown>> = {
 // docs/security.md, "What each role can do" (✓ = ok, ✗ = FORBIDDEN), in ROLES order: caller, operator, worker, head.
 const EXPECTED: Record<keyof typeof ACTIONS, string> = {
   infer: '✓✓✗✗',
+  "infer on a replica's own subject": '✓✓✗✗',
   'infer, staged both ways': '✓✓✗✗',
+  'infer, direct both ways': '✓✓✗✗',
   list: '✓✓✗✗',
   'status, describe, events': '✓✓✗✗',
   'read profiles (flotilla profile)': '✓✓✗✗',
@@ -139,16 +175,17 @@ beforeAll(async () => {
   });
   if (r.status !== 0) throw new Error(`flotilla auth init failed: ${r.stderr}`);
   cluster = await LocalCluster.start({ cluster: CLUSTER, authDir: dir, workers: 1, nats: { maxPayload: 128 * 1024 } });
-  await cluster.client().deploy(sampleModelPath('mlp'), 'mlp', { device: 'cpu' });
+  replicaId = (await cluster.client().deploy(sampleModelPath('mlp'), 'mlp', { device: 'cpu' })).replicas[0]!.id;
   for (const role of ROLES) {
     const seed = join(dir, `${role}.nk`);
     conns.set(role, await connectBus({ servers: cluster.url, nkeySeedFile: seed, name: `probe-${role}` }));
     clients.set(role, new FlotillaClient({ servers: cluster.url, cluster: CLUSTER, nkeySeedFile: seed }));
+    stagingClients.set(role, new FlotillaClient({ servers: cluster.url, cluster: CLUSTER, nkeySeedFile: seed, directBodies: false }));
   }
 }, 60_000);
 
 afterAll(async () => {
-  await Promise.allSettled([...clients.values()].map((c) => c.close()));
+  await Promise.allSettled([...clients.values(), ...stagingClients.values()].map((c) => c.close()));
   await Promise.allSettled([...conns.values()].map((c) => closeBus(c)));
   await cluster?.stop();
   rmSync(dir, { recursive: true, force: true });

@@ -72,3 +72,31 @@ export function* bodyChunks(body: Body, chunkBytes: number): Generator<Uint8Arra
     yield chunk;
   }
 }
+
+/**
+ * `length` bytes of `body` from `offset` (clipped to its end): a view when they lie within one
+ * part, else a copy of their pieces. Throws RangeError for a negative or non-integer range.
+ */
+export function bodySlice(body: Body, offset: number, length: number): Uint8Array {
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+    throw new RangeError(`bad range ${offset}+${length}`);
+  }
+  const end = Math.min(body.byteLength, offset + length);
+  if (!isBodyParts(body)) return body.subarray(Math.min(offset, end), end);
+  const n = Math.max(0, end - offset);
+  let start = 0; // where the current part starts in the body
+  let i = 0;
+  while (i < body.parts.length && start + body.parts[i]!.byteLength <= offset) start += body.parts[i++]!.byteLength;
+  if (n === 0) return new Uint8Array(0);
+  const first = body.parts[i]!;
+  if (offset - start + n <= first.byteLength) return first.subarray(offset - start, offset - start + n);
+  const out = new Uint8Array(n);
+  let got = 0;
+  let at = offset - start;
+  for (; got < n && i < body.parts.length; i++, at = 0) {
+    const piece = body.parts[i]!.subarray(at, at + (n - got));
+    out.set(piece, got);
+    got += piece.byteLength;
+  }
+  return out;
+}

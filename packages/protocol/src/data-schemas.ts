@@ -38,9 +38,16 @@ export interface BlobName {
   name: string;
   size: number;
   nuid?: string;
+  /**
+   * A direct body (direct-body.ts): not staged at all; its chunks go between the caller and the
+   * replica with this id, as requests on that replica's own subject. `name` is the transfer's id.
+   */
+  direct?: string;
 }
 
 const BLOB_NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
+/** A direct body's replica: a replica id that is one subject token (no `.`). */
+export const DIRECT_REPLICA_RE = /^[A-Za-z0-9_:-]{1,128}$/;
 
 function bad(path: string, problem: string): BadRequestError {
   return new BadRequestError(`invalid request at ${path}: ${problem}`, { data: { path } });
@@ -66,11 +73,20 @@ export function requestIdOf(raw: Record<string, unknown>): RequestId | undefined
 export function parseBlobRef(raw: Record<string, unknown>): BlobName {
   for (const key in raw) if (key !== 'v' && key !== 'blob') throw bad(`$.${key.slice(0, 64)}`, 'unknown key beside `blob`');
   const blob = raw.blob;
-  if (!isMap(blob)) throw bad('$.blob', 'must be a map { name, size, nuid? }');
-  for (const key in blob) if (key !== 'name' && key !== 'size' && key !== 'nuid') throw bad(`$.blob.${key.slice(0, 64)}`, 'unknown key');
+  if (!isMap(blob)) throw bad('$.blob', 'must be a map { name, size, nuid?, direct? }');
+  for (const key in blob) {
+    if (key !== 'name' && key !== 'size' && key !== 'nuid' && key !== 'direct') throw bad(`$.blob.${key.slice(0, 64)}`, 'unknown key');
+  }
   if (typeof blob.name !== 'string' || !BLOB_NAME_RE.test(blob.name)) throw bad('$.blob.name', 'must be 1-64 letters, digits, _ or -');
   if (typeof blob.size !== 'number' || !Number.isSafeInteger(blob.size) || blob.size < 0) {
     throw bad('$.blob.size', 'must be a non-negative integer (bytes)');
+  }
+  if (blob.direct !== undefined) {
+    if (blob.nuid !== undefined) throw bad('$.blob', 'a direct body has no `nuid` (it is not staged)');
+    if (typeof blob.direct !== 'string' || !DIRECT_REPLICA_RE.test(blob.direct)) {
+      throw bad('$.blob.direct', 'must be a replica id of 1-128 letters, digits, _, : or -');
+    }
+    return { name: blob.name, size: blob.size, direct: blob.direct };
   }
   if (blob.nuid === undefined) return { name: blob.name, size: blob.size };
   if (typeof blob.nuid !== 'string' || !BLOB_NAME_RE.test(blob.nuid)) throw bad('$.blob.nuid', 'must be 1-64 letters, digits, _ or -');

@@ -29,6 +29,8 @@ export {
   DEFAULT_CLUSTER,
   REPLICA_QUEUE,
   STREAMED_BLOBS,
+  DIRECT_BLOBS,
+  readsStreamed,
   STREAMED_BLOBS_HEADER,
   TRACEPARENT_HEADER,
   assertValidName,
@@ -59,7 +61,18 @@ export {
 } from './tensor.js';
 export { decode, encode } from './codec.js';
 export { ALIGN_MIN_BYTES, InferReplyWriter, encodeInferRequest, encodeInferRequestParts } from './reply-writer.js';
-export { REF_MIN_BYTES, bodyChunks, isBodyParts, joinBody, type Body, type BodyParts } from './body.js';
+export { REF_MIN_BYTES, bodyChunks, bodySlice, isBodyParts, joinBody, type Body, type BodyParts } from './body.js';
+export {
+  DIRECT_BODY_HEADER,
+  DIRECT_ERROR,
+  DIRECT_STALL_MS,
+  DIRECT_WINDOW,
+  directChunkBytes,
+  formatGet,
+  formatPut,
+  parseDirectOp,
+  type DirectOp,
+} from './direct-body.js';
 export {
   AutoscaleOptions,
   BatchingOptions,
@@ -113,6 +126,7 @@ export {
   MAX_TENSORS_PER_REQUEST,
   MAX_TENSOR_NAME_CHARS,
   parseBlobRef,
+  DIRECT_REPLICA_RE,
   parseInferRequest,
   parseLoadCommand,
   parseUnloadCommand,
@@ -126,6 +140,7 @@ export {
 } from './data-schemas.js';
 export {
   ROLES,
+  SERVICE_QUEUE,
   authConfigCluster,
   inboxPrefixFor,
   natsAuthConfig,

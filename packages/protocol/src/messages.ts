@@ -23,8 +23,8 @@ export interface InferRequest {
 /** A message whose real body (an InferRequest or InferReply) was staged in the blob bucket. */
 export interface BlobRef {
   v: number;
-  /** `nuid`: a streamed body's chunks (data-schemas.ts BlobName). */
-  blob: { name: string; size: number; nuid?: string };
+  /** `nuid`: a streamed body's chunks; `direct`: a direct body's replica (data-schemas.ts BlobName). */
+  blob: { name: string; size: number; nuid?: string; direct?: string };
 }
 
 export interface InferMeta {

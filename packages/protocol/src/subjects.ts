@@ -30,6 +30,8 @@ export interface Subjects {
   infer(model: string): string;
   /** One replica's own subject (least-loaded routing by the SDK). */
   inferReplica(model: string, replicaId: string): string;
+  /** A replica's direct-body channel (direct-body.ts): `infer.<model>.<replica>~body` (`~` is in no replica id). */
+  inferBody(model: string, replicaId: string): string;
   /** Head control plane, request/reply. */
   control(op: ControlOp): string;
   /** Wildcard the head subscribes to for all control ops. */
@@ -105,6 +107,7 @@ export function subjects(cluster: string = DEFAULT_CLUSTER): Subjects {
     cluster,
     infer: (model) => `${p}.infer.${model}`,
     inferReplica: (model, replicaId) => `${p}.infer.${model}.${replicaId}`,
+    inferBody: (model, replicaId) => `${p}.infer.${model}.${replicaId}~body`,
     control: (op) => `${p}.ctl.${op}`,
     controlAll: `${p}.ctl.*`,
     heartbeat: (id) => `${p}.hb.${id}`,
@@ -136,6 +139,12 @@ export const TRACEPARENT_HEADER = 'traceparent';
  */
 export const STREAMED_BLOBS_HEADER = 'Flotilla-Blobs';
 export const STREAMED_BLOBS = 'stream';
+/** STREAMED_BLOBS_HEADER value of a caller that also reads direct references (BlobName `direct`): streamed ones too. */
+export const DIRECT_BLOBS = 'direct';
+/** Whether a Flotilla-Blobs value lets a reply be streamed (`stream`, or `direct`, which implies it). */
+export function readsStreamed(value: string | undefined): boolean {
+  return value === STREAMED_BLOBS || value === DIRECT_BLOBS;
+}
 const TRACEPARENT_RE = /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
 export function isTraceparent(x: unknown): x is string {

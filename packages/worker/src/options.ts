@@ -3,7 +3,7 @@
 import { availableParallelism, cpus, homedir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { BadRequestError, DEFAULT_CLUSTER, DEFAULT_MAX_MESSAGE_BYTES, Name, type GpuInfo } from '@flotilla/protocol';
+import { BadRequestError, DEFAULT_CLUSTER, DEFAULT_MAX_MESSAGE_BYTES, DIRECT_STALL_MS, Name, type GpuInfo } from '@flotilla/protocol';
 import type { BusOptions, Logger, NatsConnection } from '@flotilla/bus';
 import { usableCores, type InventoryOverride } from './inventory.js';
 import { readCgroupLimits } from './cgroup-limits.js';
@@ -63,6 +63,8 @@ export interface WorkerOptions {
   maxReplicas?: number;
   /** Extra delay per batch on every replica, ms (chaos knob for tests and benchmarks). Default 0. */
   slowdownMs?: number;
+  /** A direct body (bus/direct-body.ts) with no chunk for this long is dropped, ms. Default DIRECT_STALL_MS (10 s). */
+  directStallMs?: number;
   /**
    * Eviction policy when a model must load and does not fit: cost (default, DEFAULT_EVICTION:
    * expected reload cost per byte freed, reload time × decayed request rate / bytes), fifo, lru or
@@ -101,6 +103,7 @@ const Schema = z.object({
   maxMessageBytes: z.number().int().min(1024),
   eviction: z.string().min(1),
   slowdownMs: z.number().min(0).max(60_000),
+  directStallMs: z.number().int().min(1).max(600_000),
   maxReplicas: z.number().int().min(1).max(10_000),
   storeReplicas: z.number().int().min(1).max(5),
   inventory: z
@@ -148,6 +151,7 @@ export function parseWorkerOptions(raw: WorkerOptions = {}): CompiledWorkerOptio
     maxMessageBytes: raw.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
     eviction: raw.eviction ?? DEFAULT_EVICTION,
     slowdownMs: raw.slowdownMs ?? 0,
+    directStallMs: raw.directStallMs ?? DIRECT_STALL_MS,
     maxReplicas: raw.maxReplicas ?? 64,
     storeReplicas: raw.storeReplicas ?? Number(process.env.FLOTILLA_STORE_REPLICAS ?? 1),
     inventory: raw.inventory ?? {},

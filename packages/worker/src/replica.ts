@@ -3,7 +3,7 @@
 // The head is never on this path.
 import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-node';
 import { Tensor } from 'onnxruntime-node';
-import type { Msg, MsgHdrs, NatsConnection } from '@nats-io/nats-core';
+import type { Msg, MsgHdrs, NatsConnection, Subscription } from '@nats-io/nats-core';
 import { headers as natsHeaders } from '@nats-io/nats-core';
 import { Svcm, type NamedEndpointStats, type Service } from '@nats-io/services';
 import {
@@ -21,9 +21,12 @@ import {
   isTraceparent,
   joinBody,
   mustStage,
+  DIRECT_BLOBS,
   REPLICA_QUEUE,
-  STREAMED_BLOBS,
+  SERVICE_QUEUE,
   STREAMED_BLOBS_HEADER,
+  directChunkBytes,
+  readsStreamed,
   TRACEPARENT_HEADER,
   decode,
   encode,
@@ -46,7 +49,18 @@ import {
   type TypedArray,
   type WireTensors,
 } from '@flotilla/protocol';
-import { fitReply, maxPayload, respondSafely, stagedRef, takeStaged, type BlobStore, type Logger } from '@flotilla/bus';
+import {
+  DirectBodies,
+  decodeStaged,
+  fitReply,
+  maxPayload,
+  respondSafely,
+  stagedRef,
+  takeStaged,
+  type BlobStore,
+  type Logger,
+  type Stager,
+} from '@flotilla/bus';
 import { Batcher, defaultMaxBatchSize, paddedRows, type Queued } from './batcher.js';
 import { LatencyWindow } from './latency-window.js';
 import type { ShapeProfiler } from './background-profiler.js';
@@ -77,6 +91,8 @@ export interface ReplicaContext {
   slowdownMs?: number;
   /** Metrics sink (Prometheus in the worker). */
   metrics?: ReplicaMetrics;
+  /** A direct body with no chunk for this long is dropped, ms (tests shorten it). Default DIRECT_STALL_MS. */
+  directStallMs?: number;
 }
 
 export interface ReplicaMetrics {
@@ -144,8 +160,12 @@ export class Replica {
   private idle?: () => void;
   /** Replies being encoded/staged/sent. */
   private sending = 0;
-  /** Bytes of staged requests being fetched now. */
+  /** Bytes of staged (or direct) requests being fetched now. */
   private fetchingBytes = 0;
+  /** Direct request bodies this replica expects and replies it holds for their callers (bus/direct-body.ts). */
+  private readonly direct: DirectBodies;
+  /** The body channel those chunks come on. */
+  private bodySub?: Subscription;
   /** Largest staged request that can be valid for this model (fixed input shapes), else Infinity. */
   private readonly maxStagedBytes: number;
   readonly batching: Extract<ReplicaState, { batching: unknown }>['batching'];
@@ -189,6 +209,12 @@ export class Replica {
     this.pinned = identity.pinned ?? false;
     this.fixedCharge = identity.fixedCharge ?? false;
     this.replies = new InferReplyWriter({ worker: ctx.workerId, replica: this.id, device: this.device });
+    // Replies held for their callers to read: at most one largest body at a time (past it, replies are staged).
+    this.direct = new DirectBodies({
+      maxHeldBytes: ctx.maxMessageBytes,
+      chunkBytes: () => directChunkBytes(maxPayload(ctx.nc)),
+      ...(ctx.directStallMs !== undefined ? { stallMs: ctx.directStallMs } : {}),
+    });
     const gpu = this.device.startsWith('gpu');
     const maxBatchSize = signature.batchAxis ? defaultMaxBatchSize(gpu, options, DEFAULT_MAX_BATCH_SIZE) : 1;
     this.batching = {
@@ -222,10 +248,21 @@ export class Replica {
   /**
    * Starts taking requests, as two endpoints of one NATS micro service (so `$SRV.PING/INFO/STATS`
    * discover the replica and describe what it really subscribes): `infer` on this replica's own
-   * subject (SDK least-loaded routing, no queue group) and `infer-group` on the model's subject
-   * (queue group shared with the other replicas, for callers that do not route).
+   * subject (SDK least-loaded routing, alone in group `q`) and `infer-group` on the model's subject
+   * (queue group shared with the other replicas, for callers that do not route). Beside them, a
+   * plain subscription on `bodySubject`, the replica's body channel (direct bodies, answered by
+   * DirectBodies), kept until a drain has answered everything.
    */
-  async start(subject: string, ownSubject: string, cluster: string): Promise<void> {
+  async start(subject: string, ownSubject: string, cluster: string, bodySubject?: string): Promise<void> {
+    if (bodySubject) {
+      this.bodySub = this.ctx.nc.subscribe(bodySubject, {
+        queue: SERVICE_QUEUE,
+        callback: (err, msg) => {
+          if (err) this.ctx.logger.warn({ err, replica: this.id }, 'body channel error');
+          else this.direct.handle(msg);
+        },
+      });
+    }
     // Total: whatever a message holds, nothing is thrown into the NATS client (see bus/serve.ts).
     const callback = (err: Error | null, msg: Msg) => {
       if (err) return this.ctx.logger.warn({ err, replica: this.id }, 'subscription error');
@@ -251,9 +288,20 @@ export class Replica {
         device: this.device,
         provider: this.executionProvider,
         digest: this.digest,
+        // The body channel (direct bodies): a plain subscription beside the endpoints, so it outlives them in a drain.
+        ...(bodySubject ? { body: bodySubject } : {}),
       },
     });
-    this.service.addEndpoint('infer', { subject: ownSubject, queue: '', handler: callback as never, metadata: { model: this.model } });
+    // The own subject in the service library's group `q`: one subscriber either way, and a `worker`
+    // seed may subscribe to `infer.*.*` only inside it (permissions.ts). With no group the server
+    // refused the subscription and every routed request found no responders (the SDK fell back to
+    // the queue group without a word).
+    this.service.addEndpoint('infer', {
+      subject: ownSubject,
+      queue: SERVICE_QUEUE,
+      handler: callback as never,
+      metadata: { model: this.model },
+    });
     this.service.addEndpoint('infer-group', {
       subject,
       queue: REPLICA_QUEUE,
@@ -324,6 +372,9 @@ export class Replica {
     // (The service drains each endpoint's subscription.)
     await this.service?.stop().catch(() => undefined);
     if (!this.isIdle()) await new Promise<void>((resolve) => (this.idle = resolve));
+    // Replies held for their callers were read (or dropped after the stall time) before idle: the body channel goes.
+    this.bodySub?.unsubscribe();
+    this.direct.close();
     await this.shapes?.close(); // a background profile runs the session: it stops first
     await this.session.release().catch(() => undefined);
   }
@@ -410,9 +461,15 @@ export class Replica {
         data: { fetchingBytes: this.fetchingBytes, limitBytes: this.ctx.maxMessageBytes, replica: this.id },
       });
     }
+    if (ref.direct !== undefined && ref.direct !== this.id) {
+      throw new BadRequestError(`a direct body for replica '${ref.direct}' reached replica '${this.id}'`);
+    }
     this.fetchingBytes += ref.size;
     try {
-      const req = parseInferRequest(await takeStaged(this.ctx.blobs, ref, this.ctx.maxMessageBytes));
+      const body = ref.direct
+        ? decodeStaged(await this.direct.expect(ref.name, ref.size))
+        : await takeStaged(this.ctx.blobs, ref, this.ctx.maxMessageBytes);
+      const req = parseInferRequest(body);
       if (performance.now() - receivedAt > (req.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS)) {
         throw new DeadlineExceededError('the staged request took longer to fetch than its deadline');
       }
@@ -585,19 +642,26 @@ export class Replica {
     }
     if (!mustStage(data.byteLength, maxPayload(this.ctx.nc))) return this.respond(msg, joinBody(data));
     this.sending++;
-    // A caller that reads streamed replies gets the reference once the first chunk is stored and
-    // reads while the rest is written; the staging still counts in `sending` until it is done.
+    // A caller that reads direct replies reads this one from the replica itself (held until it is
+    // read, or for the stall time), unless that would hold more than the replica's budget. One that
+    // reads streamed replies gets the reference once the first chunk is stored and reads while the
+    // rest is written. Either way the reply counts in `sending` until it is read or staged.
     let streaming: Promise<void> | undefined;
-    const stage =
-      msg.headers?.get(STREAMED_BLOBS_HEADER) === STREAMED_BLOBS
-        ? async (d: Body) => {
-            const s = await this.ctx.blobs.stream(d);
-            streaming = s.done.catch((err: unknown) =>
-              this.ctx.logger.warn({ err: (err as Error).message, replica: this.id }, 'streamed reply not staged'),
-            );
-            return s.ref;
-          }
-        : (d: Body) => this.ctx.blobs.put(d);
+    const reads = msg.headers?.get(STREAMED_BLOBS_HEADER);
+    const stream: Stager = async (d: Body) => {
+      const s = await this.ctx.blobs.stream(d);
+      streaming = s.done.catch((err: unknown) =>
+        this.ctx.logger.warn({ err: (err as Error).message, replica: this.id }, 'streamed reply not staged'),
+      );
+      return s.ref;
+    };
+    const held: Stager = async (d: Body) => {
+      const offered = this.bodySub ? this.direct.offer(d) : undefined;
+      if (!offered) return stream(d);
+      streaming = offered.done;
+      return { name: offered.id, size: offered.size, direct: this.id };
+    };
+    const stage: Stager = reads === DIRECT_BLOBS ? held : readsStreamed(reads) ? stream : (d: Body) => this.ctx.blobs.put(d);
     void fitReply(this.ctx.nc, data, stage, (error) => ({ v: PROTOCOL_VERSION, ok: false, id, error }), this.ctx.maxMessageBytes)
       .then((staged) => this.respond(msg, staged))
       .then(() => streaming)

@@ -349,6 +349,7 @@ export class Worker {
           workerId: this.id,
           maxMessageBytes: this.options.maxMessageBytes,
           slowdownMs: this.options.slowdownMs,
+          directStallMs: this.options.directStallMs,
           metrics: this.metrics,
         },
         {
@@ -377,7 +378,12 @@ export class Worker {
       const took = createMs + (warmupMs ?? 0);
       if (!this.loadTimes.has(key) && this.loadTimes.size >= LOAD_TIMES_KEPT) this.loadTimes.delete(this.loadTimes.keys().next().value!);
       this.loadTimes.set(key, Math.min(this.loadTimes.get(key) ?? Infinity, took));
-      await replica.start(this.subjects.infer(spec.name), this.subjects.inferReplica(spec.name, replicaId), this.subjects.cluster);
+      await replica.start(
+        this.subjects.infer(spec.name),
+        this.subjects.inferReplica(spec.name, replicaId),
+        this.subjects.cluster,
+        this.subjects.inferBody(spec.name, replicaId),
+      );
       await this.nc.flush(); // subscribed at the server before anyone is told the replica is ready
       const loadMs = +(performance.now() - t0).toFixed(1);
       this.event({
