@@ -63,25 +63,32 @@ function transportError(err: unknown, subject: string, timeoutMs: number): Floti
 }
 
 /**
- * Runs `send(i)` for chunk i = 0..count-1 with at most `window` unsettled; the first failure stops
- * new sends and is thrown once those in flight have settled.
+ * Runs `send(i)` for chunk i = 0..count-1 with at most `window` unsettled. The first failure is
+ * thrown at once: no new sends, and the ones in flight settle on their own (a replica gone leaves
+ * them to their timeouts, which nobody should wait for).
  */
 async function windowed(count: number, window: number, send: (i: number) => Promise<void>): Promise<void> {
   const inFlight = new Set<Promise<void>>();
-  let failed: unknown;
-  for (let i = 0; i < count && failed === undefined; i++) {
+  let failed: { err: unknown } | undefined;
+  let wake: (() => void) | undefined;
+  const settled = (p: Promise<void>) => {
+    inFlight.delete(p);
+    wake?.();
+  };
+  for (let i = 0; i < count; i++) {
     const p: Promise<void> = send(i).then(
-      () => void inFlight.delete(p),
+      () => settled(p),
       (err: unknown) => {
-        inFlight.delete(p);
-        failed ??= err;
+        failed ??= { err };
+        settled(p);
       },
     );
     inFlight.add(p);
-    if (inFlight.size >= window) await Promise.race(inFlight);
+    while (inFlight.size >= window && !failed) await new Promise<void>((r) => (wake = r));
+    if (failed) throw failed.err;
   }
-  await Promise.all(inFlight);
-  if (failed !== undefined) throw failed;
+  while (inFlight.size > 0 && !failed) await new Promise<void>((r) => (wake = r));
+  if (failed) throw failed.err;
 }
 
 /**
@@ -303,7 +310,12 @@ export class DirectBodies {
     if (offset !== t.got) {
       this.inbound.delete(id);
       clearTimeout(t.timer);
-      const e = new BadRequestError(`direct body '${id}': a chunk at ${offset}, expected ${t.got}`);
+      // Ahead: chunks were lost in transit (a reconnect drops what was in the socket), so the
+      // transfer fails as a lost connection does; behind: a chunk sent twice, which no transport does.
+      const e =
+        offset > t.got
+          ? new UnavailableError(`direct body '${id}': a chunk at ${offset}, expected ${t.got} (chunks lost in transit)`)
+          : new BadRequestError(`direct body '${id}': a chunk at ${offset} again, expected ${t.got}`);
       t.reject(e);
       throw e;
     }

@@ -87,6 +87,13 @@ import {
 
 export const DEFAULT_INFER_TIMEOUT_MS = 30_000;
 
+/** Direct transfers that failed in transport (UNAVAILABLE: replica gone, connection lost): the attempt is retried. */
+const directFailures = new WeakSet<object>();
+const directFailure = (err: unknown): never => {
+  if (err instanceof UnavailableError) directFailures.add(err);
+  throw err;
+};
+
 export interface ClientOptions extends BusOptions {
   /** Cluster name. Default `FLOTILLA_CLUSTER` or `default`. */
   cluster?: string;
@@ -302,7 +309,9 @@ export class FlotillaClient {
           const request = requester.request(subject, payload, { timeout: Math.min(remaining, attemptMs), headers: hdrs });
           // The chunks follow the reference on the replica's body channel (after it: one connection keeps the order).
           const pushing = transfer
-            ? pushBody(nc, this.subjects.inferBody(model, directTo!), transfer, plain, { chunkBytes: directChunkBytes(maxPayload(nc)) })
+            ? pushBody(nc, this.subjects.inferBody(model, directTo!), transfer, plain, {
+                chunkBytes: directChunkBytes(maxPayload(nc)),
+              }).catch(directFailure)
             : staging;
           // A push or staging that fails fails the attempt at once (the replica would only hear no more chunks).
           if (pushing) request.catch(() => undefined);
@@ -311,6 +320,11 @@ export class FlotillaClient {
           reply = (raw.blob === undefined ? raw : await this.readStagedReply(nc, model, raw)) as unknown as InferReply;
         } catch (err) {
           if (target) this.router.finished(model, target);
+          if (directFailures.has(err as object)) {
+            // A direct transfer lost its replica or connection: again at once (a new transfer), elsewhere.
+            if (target) this.router.forget(model, target);
+            throw retryWith(err as Error, 'immediately');
+          }
           if (isNoResponders(err)) {
             if (target) {
               this.router.forget(model, target); // that replica is gone: try the queue group at once
@@ -361,7 +375,9 @@ export class FlotillaClient {
       });
     }
     const chunkBytes = directChunkBytes(maxPayload(nc));
-    return decodeStaged(await pullBody(nc, this.subjects.inferBody(model, ref.direct), ref.name, ref.size, { chunkBytes }));
+    return decodeStaged(
+      await pullBody(nc, this.subjects.inferBody(model, ref.direct), ref.name, ref.size, { chunkBytes }).catch(directFailure),
+    );
   }
 
   /**

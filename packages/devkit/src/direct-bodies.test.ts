@@ -69,6 +69,20 @@ function request(n: number): Uint8Array {
   return encode({ v: PROTOCOL_VERSION, inputs: { x: fromTypedArray('float32', [1, 1, 1, n], input(n)) } });
 }
 
+/**
+ * Returns once `c` sends large requests direct. The SDK learns the replicas from the head after its
+ * first request (asynchronously), and sends a large request direct only to a replica it knows.
+ */
+async function untilDirect(c: FlotillaClient): Promise<void> {
+  for (let i = 0; ; i++) {
+    const before = await bucketSeq();
+    await c.infer('affine', { x: { dtype: 'float32', dims: [1, 1, 1, MiB / 2], data: input(MiB / 2) } });
+    if ((await bucketSeq()) === before) return;
+    if (i === 50) throw new Error('the SDK never sent a large request direct');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 async function serves(): Promise<boolean> {
   const y = await client.infer('affine', { x: { dtype: 'float32', dims: [1, 1, 1, 4], data: Float32Array.of(0, 1, 2, 3) } });
   return Array.from(y.y!.data as Float32Array).join() === '1,3,5,7';
@@ -81,7 +95,8 @@ beforeAll(async () => {
   const status = await client.deploy(sampleModelPath('affine'), 'affine', { device: 'cpu', profile: { enabled: false } });
   replica = status.replicas[0]!.id;
   nc = await connectBus({ servers: cluster.url });
-  await serves(); // the SDK learns the replica (requests go to a replica it knows)
+  await serves();
+  await untilDirect(client);
 }, 60_000);
 
 afterAll(async () => {
@@ -116,30 +131,72 @@ describe('direct bodies between the SDK and a replica', () => {
     expect(await bucketSeq()).toBeGreaterThan(before);
   }, 30_000);
 
-  it('a reconnect in the middle of a 64 MiB round trip: it completes exact or fails UNAVAILABLE, and the next one works', async () => {
-    const own = await connectBus({ servers: cluster.url });
-    const c = cluster.client({ connection: own });
-    try {
-      expect(await c.infer('affine', { x: { dtype: 'float32', dims: [1, 1, 1, 4], data: new Float32Array(4) } })).toBeDefined();
-      const n = 16 * MiB;
-      const x = input(n);
-      const started = performance.now();
-      const call = c.infer('affine', { x: { dtype: 'float32', dims: [1, 1, 1, n], data: x } }, { timeoutMs: 20_000, retries: 0 });
-      setTimeout(() => void own.reconnect(), 60);
-      let outcome: string;
+  it.each<[string, number | undefined, string[]]>([
+    ['with retries: 0, it completes exact or fails UNAVAILABLE', 0, ['exact', ErrorCode.UNAVAILABLE]],
+    ['with the default retries, it completes exact (a failed transfer is sent again)', undefined, ['exact']],
+  ])(
+    'a reconnect in the middle of a 64 MiB round trip: %s, and the next one works',
+    async (_, retries, outcomes) => {
+      const own = await connectBus({ servers: cluster.url });
+      const c = cluster.client({ connection: own });
       try {
-        outcome = exact((await call).y!.data as Float32Array, x) ? 'exact' : 'corrupt';
-      } catch (e) {
-        outcome = (e as FlotillaError).code ?? `uncoded: ${(e as Error).message}`;
+        await untilDirect(c);
+        const n = 16 * MiB;
+        const x = input(n);
+        const started = performance.now();
+        const call = c.infer(
+          'affine',
+          { x: { dtype: 'float32', dims: [1, 1, 1, n], data: x } },
+          { timeoutMs: 30_000, ...(retries === undefined ? {} : { retries }) },
+        );
+        setTimeout(() => void own.reconnect(), 60);
+        let outcome: string;
+        try {
+          outcome = exact((await call).y!.data as Float32Array, x) ? 'exact' : 'corrupt';
+        } catch (e) {
+          outcome = (e as FlotillaError).code ?? `uncoded: ${(e as Error).message}`;
+        }
+        console.log(
+          `[direct-bodies] reconnect during a 64 MiB round trip, retries ${retries ?? 'default'}: ${outcome} after ${(performance.now() - started).toFixed(0)} ms`,
+        );
+        expect(outcomes).toContain(outcome);
+        const y = await c.infer('affine', { x: { dtype: 'float32', dims: [1, 1, 1, MiB], data: input(MiB) } }, { timeoutMs: 20_000 });
+        expect(exact(y.y!.data as Float32Array, input(MiB))).toBe(true);
+      } finally {
+        await closeBus(own);
       }
-      console.log(`[direct-bodies] reconnect during a 64 MiB round trip: ${outcome} after ${(performance.now() - started).toFixed(0)} ms`);
-      expect(['exact', ErrorCode.UNAVAILABLE]).toContain(outcome);
-      const y = await c.infer('affine', { x: { dtype: 'float32', dims: [1, 1, 1, MiB], data: input(MiB) } }, { timeoutMs: 20_000 });
-      expect(exact(y.y!.data as Float32Array, input(MiB))).toBe(true);
+    },
+    60_000,
+  );
+});
+
+describe('a direct transfer whose replica goes away', () => {
+  it('the push fails UNAVAILABLE, the SDK forgets that replica and sends the request again elsewhere, exact', async () => {
+    const c = cluster.client();
+    await serves();
+    // A replica the router believes in that takes the reference, answers one chunk, and is gone.
+    const fake = 'affine-gone';
+    const own = nc.subscribe(s.inferReplica('affine', fake), { callback: () => {} });
+    let chunks = 0;
+    const body = nc.subscribe(s.inferBody('affine', fake), {
+      callback: (_e, m) => {
+        chunks++;
+        m.respond(new Uint8Array(0));
+        body.unsubscribe();
+      },
+    });
+    await nc.flush();
+    try {
+      (c as unknown as { router: { update(m: string, ids: string[], now: number): void } }).router.update('affine', [fake], Date.now());
+      const n = 2 * MiB;
+      const y = await c.infer('affine', { x: { dtype: 'float32', dims: [1, 1, 1, n], data: input(n) } }, { timeoutMs: 20_000 });
+      expect(chunks).toBe(1);
+      expect(exact(y.y!.data as Float32Array, input(n))).toBe(true);
     } finally {
-      await closeBus(own);
+      own.unsubscribe();
+      await c.close();
     }
-  }, 40_000);
+  }, 30_000);
 });
 
 describe('a replica’s body channel against hostile and broken transfers', () => {
@@ -180,14 +237,31 @@ describe('a replica’s body channel against hostile and broken transfers', () =
     expect(await serves()).toBe(true);
   });
 
-  it.each<[string, (body: Uint8Array) => Array<[string, Uint8Array]>]>([
-    ['a chunk out of order', (b) => [['put disorder 1000', b.subarray(1000, 2000)]]],
-    ['chunks past the announced size', (b) => [['put disorder 0', new Uint8Array(b.byteLength + 1)]]],
-  ])('%s: the chunk and the request are BAD_REQUEST', async (_, chunks) => {
+  it.each<[string, (body: Uint8Array) => Array<[string, Uint8Array, string]>, string]>([
+    // What a reconnect does to chunks in the socket: the transfer fails as a lost connection does (retried).
+    [
+      'a chunk past a gap (chunks lost in transit)',
+      (b) => [['put disorder 1000', b.subarray(1000, 2000), ErrorCode.UNAVAILABLE]],
+      ErrorCode.UNAVAILABLE,
+    ],
+    [
+      'a chunk sent twice',
+      (b) => [
+        ['put disorder 0', b.subarray(0, 1000), 'ok:0'],
+        ['put disorder 0', b.subarray(0, 1000), ErrorCode.BAD_REQUEST],
+      ],
+      ErrorCode.BAD_REQUEST,
+    ],
+    [
+      'chunks past the announced size',
+      (b) => [['put disorder 0', new Uint8Array(b.byteLength + 1), ErrorCode.BAD_REQUEST]],
+      ErrorCode.BAD_REQUEST,
+    ],
+  ])('%s: the chunk and the request are answered with a code', async (_, chunks, expected) => {
     const body = request(1000);
     const reply = raw({ v: PROTOCOL_VERSION, blob: { name: 'disorder', size: body.byteLength, direct: replica } });
-    for (const [h, data] of chunks(body)) expect(await onChannel(h, data)).toBe(ErrorCode.BAD_REQUEST);
-    expect(((await reply).error as { code: string }).code).toBe(ErrorCode.BAD_REQUEST);
+    for (const [h, data, answer] of chunks(body)) expect(await onChannel(h, data)).toBe(answer);
+    expect(((await reply).error as { code: string }).code).toBe(expected);
     expect(await serves()).toBe(true);
   });
 
