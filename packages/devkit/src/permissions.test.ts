@@ -16,6 +16,7 @@ import {
   encode,
   fromTypedArray,
   inboxPrefixFor,
+  objStream,
   subjects,
   type FlotillaError,
   type Role,
@@ -210,6 +211,25 @@ describe('roles enforced by nats-server permissions', () => {
     expect(got).toEqual(EXPECTED);
     expect(slow).toEqual([]);
   }, 50_000);
+
+  it('a caller’s bodies over max_payload go direct under its role: nothing is staged once the SDK knows the replica', async () => {
+    const caller = conns.get('caller')!;
+    const staged = async () => {
+      const info = JSON.parse(
+        new TextDecoder().decode(await requestData(caller, `$JS.API.STREAM.INFO.${objStream(s.blobBucket)}`, new Uint8Array(0))),
+      );
+      return (info as { state?: { last_seq: number } }).state?.last_seq ?? 0;
+    };
+    const big = { x: { dtype: 'float32' as const, dims: [9000, 16], data: new Float32Array(9000 * 16) } };
+    let direct = false;
+    for (let i = 0; i < 30 && !direct; i++) {
+      const before = await staged();
+      await clients.get('caller')!.infer('mlp', big, { timeoutMs: 10_000 });
+      direct = (await staged()) === before;
+      if (!direct) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(direct).toBe(true);
+  });
 
   it('the cluster still serves after the matrix: the lease and the head are untouched', async () => {
     expect(cluster.head.state).toBe('running');
