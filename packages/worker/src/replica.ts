@@ -464,6 +464,7 @@ export class Replica {
     if (ref.direct !== undefined && ref.direct !== this.id) {
       throw new BadRequestError(`a direct body for replica '${ref.direct}' reached replica '${this.id}'`);
     }
+    if (ref.direct !== undefined && !this.bodySub) throw new BadRequestError(`replica '${this.id}' has no body channel: stage the body`);
     this.fetchingBytes += ref.size;
     try {
       const body = ref.direct
