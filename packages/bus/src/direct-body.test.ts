@@ -89,6 +89,19 @@ describe('DirectBodies', () => {
     expect(d.size).toBe(0);
   });
 
+  it('past maxExpected bodies at once, another is OVERLOADED; one completing makes room', async () => {
+    const d = new DirectBodies({ maxHeldBytes: 5000, chunkBytes: () => 4000, maxExpected: 2 });
+    const a = d.expect('a', 1);
+    void d.expect('b', 1).catch(() => undefined);
+    expect(await codeOf(d.expect('c', 1))).toBe(ErrorCode.OVERLOADED);
+    d.handle(message('put a 0', new Uint8Array(1)).msg);
+    await a;
+    const c = d.expect('c', 1);
+    d.handle(message('put c 0', new Uint8Array(1)).msg);
+    expect((await c).byteLength).toBe(1);
+    d.close();
+  });
+
   it('an id already expected is refused; a message without a reply subject is dropped quietly', async () => {
     const d = new DirectBodies({ maxHeldBytes: 5000, chunkBytes: () => 4000 });
     const first = d.expect('dup', 10);

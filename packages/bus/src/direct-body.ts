@@ -11,6 +11,7 @@ import {
   BadRequestError,
   DIRECT_BODY_HEADER,
   DIRECT_ERROR,
+  DIRECT_MAX_EXPECTED,
   DIRECT_STALL_MS,
   DIRECT_WINDOW,
   FlotillaError,
@@ -18,6 +19,7 @@ import {
   PROTOCOL_VERSION,
   STAGED_STREAM_GRACE_MS,
   STAGED_STREAM_MIN_BYTES_PER_S,
+  OverloadedError,
   UnavailableError,
   belowStreamFloor,
   bodyChunks,
@@ -183,6 +185,8 @@ export interface DirectBodiesOptions {
   chunkBytes: () => number;
   /** A transfer with no chunk for this long is dropped, ms. Default DIRECT_STALL_MS. */
   stallMs?: number;
+  /** Most bodies expected at once; `expect` refuses past it (OVERLOADED). Default DIRECT_MAX_EXPECTED. */
+  maxExpected?: number;
   /**
    * Slowest an expected body may arrive, as a streamed staged one (protocol STAGED_STREAM_*): a
    * sender that announces a body and trickles or stops must not hold the replica's fetch budget
@@ -226,10 +230,15 @@ export class DirectBodies {
 
   /**
    * The request body `id` of `size` bytes once its chunks have come in order. Rejects BAD_REQUEST
-   * for an id already expected, UNAVAILABLE when no chunk comes for the stall time or on close.
+   * for an id already expected, OVERLOADED past maxExpected at once, UNAVAILABLE when no chunk
+   * comes for the stall time, when it arrives slower than the floor, or on close.
    */
   expect(id: string, size: number): Promise<Uint8Array> {
     if (this.inbound.has(id)) return Promise.reject(new BadRequestError(`a direct body '${id}' is already expected here`));
+    const most = this.opts.maxExpected ?? DIRECT_MAX_EXPECTED;
+    if (this.inbound.size >= most) {
+      return Promise.reject(new OverloadedError(`${this.inbound.size} direct bodies are already expected here (at most ${most})`));
+    }
     return new Promise<Uint8Array>((resolve, reject) => {
       const timer = setTimeout(() => {
         const t = this.inbound.get(id);

@@ -265,6 +265,19 @@ describe('a replica’s body channel against hostile and broken transfers', () =
     expect(await serves()).toBe(true);
   });
 
+  it('a flood of announced bodies that never come: past 256 at once OVERLOADED, the rest UNAVAILABLE after the stall time; the replica serves', async () => {
+    const codes = await Promise.all(
+      Array.from({ length: 300 }, (_, i) =>
+        raw({ v: PROTOCOL_VERSION, blob: { name: `flood${i}`, size: 10, direct: replica } }).then(
+          (r) => (r.error as { code: string }).code,
+        ),
+      ),
+    );
+    const count = (c: string) => codes.filter((x) => x === c).length;
+    expect([count(ErrorCode.OVERLOADED), count(ErrorCode.UNAVAILABLE)]).toEqual([44, 256]);
+    expect(await serves()).toBe(true);
+  });
+
   it('a direct body that is itself a reference is BAD_REQUEST (no chains)', async () => {
     const inner = encode({ v: PROTOCOL_VERSION, blob: { name: 'x', size: 10 } });
     const reply = raw({ v: PROTOCOL_VERSION, blob: { name: 'chain', size: inner.byteLength, direct: replica } });

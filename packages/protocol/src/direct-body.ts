@@ -21,6 +21,12 @@ export const DIRECT_BODY_HEADER = 'Flotilla-Body';
 export const DIRECT_WINDOW = 8;
 /** A transfer with no chunk for this long is dropped, ms (the blob store's read stall). */
 export const DIRECT_STALL_MS = 10_000;
+/**
+ * Most request bodies one replica expects at once: a legitimate one is over max_payload, so its
+ * fetch budget (the body limit, 256 MiB) holds about this many anyway; a flood of tiny
+ * announcements is refused OVERLOADED past it instead of holding a timer and an entry each.
+ */
+export const DIRECT_MAX_EXPECTED = 256;
 /** Room left in a chunk's message for its headers, bytes. */
 const DIRECT_HEADROOM_BYTES = 16 * 1024;
 

@@ -65,6 +65,7 @@ export { REF_MIN_BYTES, bodyChunks, bodySlice, isBodyParts, joinBody, type Body,
 export {
   DIRECT_BODY_HEADER,
   DIRECT_ERROR,
+  DIRECT_MAX_EXPECTED,
   DIRECT_STALL_MS,
   DIRECT_WINDOW,
   directChunkBytes,
