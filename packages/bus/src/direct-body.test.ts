@@ -79,6 +79,25 @@ describe('DirectBodies', () => {
     expect(late.answers[0]!.error).toBe(ErrorCode.UNAVAILABLE);
   });
 
+  it('expedite: a held reply nobody reads is released after the shorter wait; one being read lasts', async () => {
+    const d = new DirectBodies({ maxHeldBytes: 5000, chunkBytes: () => 1000, stallMs: 60_000 });
+    const idle = d.offer(new Uint8Array(2000))!;
+    const read = d.offer(new Uint8Array(2000))!;
+    const started = Date.now();
+    d.expedite(100);
+    // The reader asks every 60 ms: its reply stays held past 100 ms.
+    d.handle(message(`get ${read.id} 0 500`).msg);
+    await new Promise((r) => setTimeout(r, 60));
+    d.handle(message(`get ${read.id} 500 500`).msg);
+    await idle.done;
+    expect(Date.now() - started).toBeLessThan(1000);
+    const last = message(`get ${read.id} 1000 1000`);
+    d.handle(last.msg);
+    expect(last.answers[0]!.data.byteLength).toBe(1000);
+    await read.done;
+    expect(d.heldBytes).toBe(0);
+  });
+
   it('close fails what it expects and releases what it holds', async () => {
     const d = new DirectBodies({ maxHeldBytes: 5000, chunkBytes: () => 4000 });
     const body = d.expect('x', 100);

@@ -173,8 +173,7 @@ interface Inbound {
 
 interface Outbound {
   readonly body: Body;
-  served: number;
-  readonly timer: NodeJS.Timeout;
+  timer: NodeJS.Timeout;
   readonly done: () => void;
 }
 
@@ -210,11 +209,14 @@ export class DirectBodies {
   private readonly outbound = new Map<string, Outbound>();
   private held = 0;
   private readonly stallMs: number;
+  /** How long a held reply waits for its next `get` (the stall time, shorter once expedited). */
+  private heldStallMs: number;
   private readonly floor: { minBytesPerSec: number; graceMs: number };
   private floorTimer?: NodeJS.Timeout;
 
   constructor(private readonly opts: DirectBodiesOptions) {
     this.stallMs = opts.stallMs ?? DIRECT_STALL_MS;
+    this.heldStallMs = this.stallMs;
     this.floor = opts.floor ?? { minBytesPerSec: STAGED_STREAM_MIN_BYTES_PER_S, graceMs: STAGED_STREAM_GRACE_MS };
   }
 
@@ -283,10 +285,23 @@ export class DirectBodies {
     const id = directId();
     this.held += body.byteLength;
     const done = new Promise<void>((resolve) => {
-      const timer = setTimeout(() => this.release(id), this.stallMs);
-      this.outbound.set(id, { body, served: 0, timer, done: resolve });
+      const timer = setTimeout(() => this.release(id), this.heldStallMs);
+      this.outbound.set(id, { body, timer, done: resolve });
     });
     return { id, size: body.byteLength, done };
+  }
+
+  /**
+   * From now on a held reply with no `get` for `ms` is released (a drain: a caller that is still
+   * there reads every few ms, one that gave up must not hold an eviction for the whole stall time).
+   */
+  expedite(ms: number): void {
+    if (ms >= this.heldStallMs) return;
+    this.heldStallMs = ms;
+    for (const [id, t] of this.outbound) {
+      clearTimeout(t.timer);
+      t.timer = setTimeout(() => this.release(id), ms);
+    }
   }
 
   /** Answers a message on the body channel: a `put` or `get` chunk, or a coded error. Never throws. */
@@ -359,8 +374,8 @@ export class DirectBodies {
     const chunk = bodySlice(t.body, offset, length);
     t.timer.refresh();
     this.answer(msg, chunk);
-    t.served += length;
-    if (t.served >= t.body.byteLength) this.release(id);
+    // Read to its end (gets come in order, the last one last): released.
+    if (offset + length === t.body.byteLength) this.release(id);
   }
 
   private release(id: string): void {

@@ -131,6 +131,9 @@ interface Pending {
   receivedAt: number;
 }
 
+/** While a replica drains, a reply held for its caller with no read for this long is released, ms. */
+const DRAIN_HELD_REPLY_MS = 1000;
+
 export class Replica {
   state: ReplicaStateName = 'ready';
   private service?: Service;
@@ -371,6 +374,8 @@ export class Replica {
     // Unsubscribe first: messages NATS already delivered still reach `accept` and are answered.
     // (The service drains each endpoint's subscription.)
     await this.service?.stop().catch(() => undefined);
+    // A reply held for a caller who gave up must not hold the drain (an eviction) for the whole stall time.
+    this.direct.expedite(DRAIN_HELD_REPLY_MS);
     if (!this.isIdle()) await new Promise<void>((resolve) => (this.idle = resolve));
     // Replies held for their callers were read (or dropped after the stall time) before idle: the body channel goes.
     this.bodySub?.unsubscribe();
