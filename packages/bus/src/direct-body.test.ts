@@ -67,6 +67,7 @@ describe('DirectBodies', () => {
     expect(last.answers[0]!.data.byteLength).toBe(1000);
     expect(d.heldBytes).toBe(0);
     expect(d.offer(new Uint8Array(3000))).toBeDefined();
+    d.close();
   });
 
   it('a held reply never read is released after the stall time; `done` settles then', async () => {

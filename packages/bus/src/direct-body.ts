@@ -34,6 +34,7 @@ import {
   type Body,
   type WireError,
 } from '@flotilla/protocol';
+import { requesterFor } from './requester.js';
 import { isNoResponders, isTimeout } from './rpc.js';
 
 export interface DirectSendOptions {
@@ -102,6 +103,8 @@ export async function pushBody(nc: NatsConnection, subject: string, id: string, 
   const timeout = opts.timeoutMs ?? DIRECT_STALL_MS;
   const chunks = bodyChunks(body, opts.chunkBytes);
   const count = Math.ceil(body.byteLength / opts.chunkBytes);
+  // The SDK's requester: nats.js's own request costs a throw-away error per answered chunk (requester.ts).
+  const requester = requesterFor(nc);
   let offset = 0;
   await windowed(count, opts.window ?? DIRECT_WINDOW, async () => {
     const chunk = chunks.next().value as Uint8Array;
@@ -109,7 +112,7 @@ export async function pushBody(nc: NatsConnection, subject: string, id: string, 
     h.set(DIRECT_BODY_HEADER, formatPut(id, offset));
     offset += chunk.byteLength;
     // The chunk is copied into the connection's buffer here: the body may be a view of the caller's arrays.
-    const answer = nc.request(subject, chunk, { timeout, headers: h });
+    const answer = requester.request(subject, chunk, { timeout, headers: h });
     let msg: Msg;
     try {
       msg = await answer;
@@ -138,6 +141,7 @@ export async function pullBody(
   // Fresh and 8-byte aligned: the decoder views aligned tensors in it instead of copying them.
   const out = new Uint8Array(Buffer.allocUnsafeSlow(size).buffer, 0, size);
   const count = Math.ceil(size / opts.chunkBytes);
+  const requester = requesterFor(nc);
   await windowed(count, opts.window ?? DIRECT_WINDOW, async (i) => {
     const offset = i * opts.chunkBytes;
     const length = Math.min(opts.chunkBytes, size - offset);
@@ -145,7 +149,7 @@ export async function pullBody(
     h.set(DIRECT_BODY_HEADER, formatGet(id, offset, length));
     let msg: Msg;
     try {
-      msg = await nc.request(subject, undefined, { timeout, headers: h });
+      msg = await requester.request(subject, EMPTY, { timeout, headers: h });
     } catch (err) {
       throw transportError(err, subject, timeout);
     }
@@ -158,6 +162,8 @@ export async function pullBody(
   });
   return out;
 }
+
+const EMPTY = new Uint8Array(0);
 
 /** A fresh transfer id. */
 export const directId = (): string => nuid.next();
@@ -246,7 +252,7 @@ export class DirectBodies {
         const t = this.inbound.get(id);
         this.inbound.delete(id);
         reject(new UnavailableError(`direct body '${id}': no chunk for ${this.stallMs} ms (${t?.got ?? 0} of ${size} bytes came)`));
-      }, this.stallMs);
+      }, this.stallMs).unref(); // (the connection keeps a process alive, not a transfer's timer)
       const buf = new Uint8Array(Buffer.allocUnsafeSlow(size).buffer, 0, size);
       const t: Inbound = { buf, got: 0, startedAt: performance.now(), timer, resolve, reject };
       this.inbound.set(id, t);
@@ -285,7 +291,7 @@ export class DirectBodies {
     const id = directId();
     this.held += body.byteLength;
     const done = new Promise<void>((resolve) => {
-      const timer = setTimeout(() => this.release(id), this.heldStallMs);
+      const timer = setTimeout(() => this.release(id), this.heldStallMs).unref();
       this.outbound.set(id, { body, timer, done: resolve });
     });
     return { id, size: body.byteLength, done };
@@ -300,7 +306,7 @@ export class DirectBodies {
     this.heldStallMs = ms;
     for (const [id, t] of this.outbound) {
       clearTimeout(t.timer);
-      t.timer = setTimeout(() => this.release(id), ms);
+      t.timer = setTimeout(() => this.release(id), ms).unref();
     }
   }
 
