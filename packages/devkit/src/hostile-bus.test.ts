@@ -297,9 +297,17 @@ describe('a hostile bus', () => {
           encode({ v: 1, blob: { name: 'x', size: 'big' } }),
           encode({ v: 1, blob: { name: 'nosuchblob', size: 64 * 1024 * 1024 } }),
           encode({ v: 1, blob: { name: 'nosuchblob', size: 2 ** 52 } }),
+          // Direct references (bodies whose chunks never come, for other replicas, malformed): each answered with a code.
+          encode({ v: 1, blob: { name: 'd', size: 10, direct: replicaId } }),
+          encode({ v: 1, blob: { name: 'd', size: 64 * 1024 * 1024, direct: replicaId } }),
+          encode({ v: 1, blob: { name: 'd', size: 10, direct: 'someone-else' } }),
+          encode({ v: 1, blob: { name: 'd', size: 10, direct: 'a.b' } }),
+          encode({ v: 1, blob: { name: 'd', size: 10, direct: replicaId, nuid: 'x' } }),
         ],
         repeat: 60,
       },
+      // The replica's body channel (direct bodies) with no operation header: each answered BAD_REQUEST.
+      { name: 'junk on the body channel', subjects: [s.inferBody(model, replicaId)], bodies: base, repeat: 30 },
     ];
 
     const inbox = `_INBOX.hostile.${Date.now()}`;
