@@ -41,6 +41,13 @@ async def live_blobs(c: Client) -> List[str]:
         return []
 
 
+async def stored_msgs(c: Client) -> int:
+    """Messages the blob bucket's stream has ever stored (chunks and metas)."""
+    await c._blobs()
+    js = (await c._connection()).jetstream()
+    return (await js.stream_info(f"OBJ_flotilla_{CLUSTER}_blobs")).state.last_seq
+
+
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
@@ -113,22 +120,32 @@ def test_typed_errors_from_the_replica() -> None:
 
 @needs_cluster
 def test_large_bodies_are_staged_both_ways(figures: Dict[str, Any]) -> None:
-    """12 MiB in, 12 MiB out through flotilla_<cluster>_blobs (max_payload is 1 MiB); y = 2x + 1."""
+    """12 MiB in, 12 MiB out (max_payload is 1 MiB); y = 2x + 1: the request through
+    flotilla_<cluster>_blobs, the reply straight from the replica (direct) or, with
+    ``direct_replies=False``, through the bucket too."""
     rng = np.random.default_rng(7)
     x = rng.standard_normal((1, 3, 1024, 1024), dtype=np.float32)
 
     async def go() -> None:
-        async with Client(NATS, CLUSTER) as c:
-            await c.connect()
-            assert c.max_payload == MiB
-            await c.infer("affine", {"x": x[:, :, :8]})  # warm: bucket opened, replica ready
-            times: List[float] = []
-            for _ in range(3):
-                t0 = time.perf_counter()
-                y = (await c.infer("affine", {"x": x}, timeout=60))["y"]
-                times.append(time.perf_counter() - t0)
-                np.testing.assert_array_equal(y, 2 * x + 1)
-            figures["staged_12MiB_round_trip_ms"] = [round(t * 1000, 1) for t in times]
+        async with Client(NATS, CLUSTER, direct_replies=False) as staged, Client(NATS, CLUSTER) as direct:
+            for c in (staged, direct):
+                await c.connect()
+                assert c.max_payload == MiB
+                await c.infer("affine", {"x": x[:, :, :8]})  # warm: bucket opened, replica ready
+            stored: Dict[str, int] = {}
+            for label, c in (("staged", staged), ("direct_reply", direct)):
+                times: List[float] = []
+                before = await stored_msgs(c)
+                for _ in range(3):
+                    t0 = time.perf_counter()
+                    y = (await c.infer("affine", {"x": x}, timeout=60))["y"]
+                    times.append(time.perf_counter() - t0)
+                    np.testing.assert_array_equal(y, 2 * x + 1)
+                stored[label] = await stored_msgs(c) - before
+                figures[f"{label}_12MiB_round_trip_ms"] = [round(t * 1000, 1) for t in times]
+            # Direct replies: only the requests went through the bucket, half of what staging both ways stores.
+            assert stored["direct_reply"] <= stored["staged"] // 2, stored
+            c = staged
             # the share of it that is this client's object-store traffic: one put and one take of 12 MiB
             t0 = time.perf_counter()
             ref = await c._stage(x.tobytes() + b"\x80")

@@ -52,7 +52,7 @@ class _SilentConnection:
     def __init__(self) -> None:
         self.subjects: List[str] = []
 
-    async def request(self, subject: str, body: bytes, timeout: float) -> Any:
+    async def request(self, subject: str, body: bytes, timeout: float, headers: Any = None) -> Any:
         self.subjects.append(subject)
         await asyncio.sleep(timeout)
         raise nats.errors.TimeoutError

@@ -2,8 +2,9 @@
 
 Inference goes straight to a replica (``flotilla.<cluster>.infer.<model>``, queue group
 ``replicas``); the head is asked only when no replica answers (``ctl.ensure``), to bring an evicted
-or scaled-down model back. Bodies above the server's ``max_payload`` − 8 KiB are staged both ways
-through the JetStream object store ``flotilla_<cluster>_blobs``.
+or scaled-down model back. Requests above the server's ``max_payload`` − 8 KiB are staged through
+the JetStream object store ``flotilla_<cluster>_blobs``; replies that large are read straight from
+the replica that holds them (direct bodies), or staged too with ``direct_replies=False``.
 """
 from __future__ import annotations
 
@@ -37,7 +38,13 @@ from .errors import (
     from_wire,
 )
 from .wire import (
+    BLOBS_HEADER,
+    BODY_HEADER,
     DEFAULT_MAX_MESSAGE_BYTES,
+    DIRECT_BLOBS,
+    DIRECT_STALL_S,
+    DIRECT_WINDOW,
+    direct_chunk_bytes,
     ENSURE_REPLY_MARGIN_MS,
     MAX_ENSURE_WAIT_MS,
     PROTOCOL_VERSION,
@@ -124,6 +131,7 @@ class Client:
         name: str = "flotilla-python",
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         connect_timeout: float = 5.0,
+        direct_replies: bool = True,
     ) -> None:
         check_name("cluster", cluster)
         if isinstance(servers, str):
@@ -154,6 +162,9 @@ class Client:
         self._auth_error: Optional[Exception] = None
         self._inbox_refused: Optional[ForbiddenError] = None
         self._nuid = NUID()
+        # Replies over max_payload are read from the replica itself (docs/protocol.md "Direct bodies"),
+        # not through the blob bucket; False: staged, as workers before direct bodies send them.
+        self._direct = direct_replies
 
     # ---------- connection ----------
 
@@ -254,14 +265,15 @@ class Client:
                 ))
                 break
 
-    async def _request(self, nc: Any, subject: str, body: bytes, timeout: float) -> Any:
+    async def _request(self, nc: Any, subject: str, body: bytes, timeout: float, headers: Optional[Dict[str, str]] = None) -> Any:
         """``nc.request`` that fails FORBIDDEN as soon as the server refuses the publish (or the reply inbox)."""
         if self._inbox_refused is not None:
             raise self._inbox_refused
         refused: "asyncio.Future[None]" = asyncio.get_running_loop().create_future()
         entry = (subject, refused)
         self._pending.append(entry)
-        request = asyncio.ensure_future(nc.request(subject, body, timeout=timeout))
+        extra = {"headers": headers} if headers else {}
+        request = asyncio.ensure_future(nc.request(subject, body, timeout=timeout, **extra))
         try:
             await asyncio.wait({request, refused}, return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
@@ -395,9 +407,53 @@ class Client:
             raise InternalError(f"staged body {info.name}: size or digest does not match")
         return data
 
-    async def _unstage(self, raw: Dict[str, Any]) -> Dict[str, Any]:
+    async def _unstage(self, raw: Dict[str, Any], model: Optional[str] = None) -> Dict[str, Any]:
         ref = parse_blob_ref(raw, self.max_message_bytes)
-        return raw if ref is None else await self._take(ref)
+        if ref is None:
+            return raw
+        if "direct" in ref:
+            if model is None:
+                raise BadRequestError("a direct reference answers only an inference request")
+            return await self._pull(model, ref)
+        return await self._take(ref)
+
+    async def _pull(self, model: str, ref: Mapping[str, Any]) -> Dict[str, Any]:
+        """A direct reply (docs/protocol.md "Direct bodies"): read in ``get`` chunks from the replica
+        that holds it, on its body channel, at most DIRECT_WINDOW unanswered; then decoded."""
+        nc = await self._connection()
+        subject = f"{self._prefix}.infer.{model}.{ref['direct']}~body"
+        name, size = ref["name"], ref["size"]
+        chunk = direct_chunk_bytes(self.max_payload)
+        out = bytearray(size)
+        sem = asyncio.Semaphore(DIRECT_WINDOW)
+
+        async def get(offset: int) -> None:
+            length = min(chunk, size - offset)
+            async with sem:
+                try:
+                    msg = await nc.request(subject, b"", timeout=DIRECT_STALL_S, headers={BODY_HEADER: f"get {name} {offset} {length}"})
+                except NoRespondersError as err:
+                    raise UnavailableError(f"nobody answers on {subject}: the replica is gone") from err
+                except NatsTimeoutError as err:
+                    raise UnavailableError(f"a chunk on {subject} was not answered within {DIRECT_STALL_S:g} s") from err
+            if (msg.headers or {}).get(BODY_HEADER) == "error":
+                raise from_wire(unpack(msg.data).get("error"))
+            if len(msg.data) != length:
+                raise BadRequestError(f"the replica answered {len(msg.data)} bytes for a chunk of {length} at {offset}")
+            out[offset:offset + length] = msg.data
+
+        tasks = [asyncio.ensure_future(get(off)) for off in range(0, size, chunk)]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+        raw = unpack(bytes(out))
+        if not isinstance(raw, dict):
+            raise BadRequestError("a direct body must be a map")
+        if "blob" in raw:
+            raise BadRequestError("a staged body may not itself be a blob reference")
+        return raw
 
     # ---------- control plane ----------
 
@@ -531,7 +587,8 @@ class Client:
             sent += 1
             since = time.monotonic()
             try:
-                msg = await self._request(nc, subject, body, min(left, per_attempt))
+                # This client reads direct replies: a reply over max_payload comes from the replica itself.
+                msg = await self._request(nc, subject, body, min(left, per_attempt), {BLOBS_HEADER: DIRECT_BLOBS} if self._direct else None)
             except ForbiddenError:
                 if staged:
                     await self._drop(staged)
@@ -560,7 +617,7 @@ class Client:
                 if on_retry:
                     on_retry(last, sent, 0.0)
                 continue
-            reply = await self._unstage(unpack(msg.data))
+            reply = await self._unstage(unpack(msg.data), model)
             if reply.get("ok") is True:
                 outs = reply.get("outputs")
                 if not isinstance(outs, dict):

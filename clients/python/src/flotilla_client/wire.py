@@ -24,6 +24,19 @@ ENSURE_REPLY_MARGIN_MS = 500
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 BLOB_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# A direct body's replica id: one subject token (docs/protocol.md "Direct bodies").
+DIRECT_REPLICA_RE = re.compile(r"^[A-Za-z0-9_:-]{1,128}$")
+# Header of a request whose caller reads direct replies, and of the messages on a replica's body channel.
+BLOBS_HEADER = "Flotilla-Blobs"
+DIRECT_BLOBS = "direct"
+BODY_HEADER = "Flotilla-Body"
+DIRECT_WINDOW = 8
+DIRECT_STALL_S = 10.0
+
+
+def direct_chunk_bytes(max_payload: int) -> int:
+    """Bytes per direct chunk on a server that takes ``max_payload``-byte messages (room for headers)."""
+    return max(4 * 1024, max_payload - 16 * 1024)
 
 #: Wire dtype -> numpy dtype (little-endian).
 DTYPES: Dict[str, np.dtype] = {
@@ -146,12 +159,17 @@ class InferRequest:
 
 
 def parse_blob_ref(raw: Mapping[str, Any], max_bytes: int) -> Optional[Dict[str, Any]]:
-    """The ``{name, size}`` of a staged body's reference, checked; None when ``raw`` is no reference."""
+    """The ``{name, size}`` of a staged body's reference (with ``direct``, the replica holding a direct
+    reply), checked; None when ``raw`` is no reference."""
     if "blob" not in raw:
         return None
     blob = raw.get("blob")
-    if set(raw.keys()) != {"v", "blob"} or not isinstance(blob, Mapping) or set(blob.keys()) != {"name", "size"}:
-        raise BadRequestError("a staged body's reference holds exactly { v, blob: { name, size } }")
+    keys = set(blob.keys()) if isinstance(blob, Mapping) else set()
+    if set(raw.keys()) != {"v", "blob"} or keys not in ({"name", "size"}, {"name", "size", "direct"}):
+        raise BadRequestError("a staged body's reference holds exactly { v, blob: { name, size, direct? } }")
+    direct = blob.get("direct")
+    if direct is not None and (not isinstance(direct, str) or not DIRECT_REPLICA_RE.match(direct)):
+        raise BadRequestError("a direct body's replica must be 1-128 letters, digits, '_', ':' or '-'")
     name, size = blob["name"], blob["size"]
     if not isinstance(name, str) or not BLOB_NAME_RE.match(name):
         raise BadRequestError("a staged body's name must be 1-64 letters, digits, '_' or '-'")
@@ -163,4 +181,4 @@ def parse_blob_ref(raw: Mapping[str, Any], max_bytes: int) -> Optional[Dict[str,
         raise PayloadTooLargeError(
             f"staged body of {size} bytes exceeds the limit of {max_bytes}", data={"limitBytes": max_bytes, "sizeBytes": size}
         )
-    return {"name": name, "size": size}
+    return {"name": name, "size": size} if direct is None else {"name": name, "size": size, "direct": direct}
