@@ -249,14 +249,12 @@ export class DirectBodies {
     }
     return new Promise<Uint8Array>((resolve, reject) => {
       const timer = setTimeout(() => {
-        const t = this.inbound.get(id);
-        this.inbound.delete(id);
-        reject(new UnavailableError(`direct body '${id}': no chunk for ${this.stallMs} ms (${t?.got ?? 0} of ${size} bytes came)`));
+        this.end(id, t, new UnavailableError(`direct body '${id}': no chunk for ${this.stallMs} ms (${t.got} of ${size} bytes came)`));
       }, this.stallMs).unref(); // (the connection keeps a process alive, not a transfer's timer)
       const buf = new Uint8Array(Buffer.allocUnsafeSlow(size).buffer, 0, size);
       const t: Inbound = { buf, got: 0, startedAt: performance.now(), timer, resolve, reject };
       this.inbound.set(id, t);
-      if (size === 0) return this.complete(id, t);
+      if (size === 0) return this.end(id, t, buf);
       if (!this.floorTimer && this.floor.minBytesPerSec > 0) this.floorTimer = setInterval(this.checkFloors, FLOOR_CHECK_MS).unref();
     });
   }
@@ -268,9 +266,9 @@ export class DirectBodies {
     for (const [id, t] of this.inbound) {
       const elapsed = now - t.startedAt;
       if (!belowStreamFloor(t.got, elapsed, minBytesPerSec, graceMs)) continue;
-      this.inbound.delete(id);
-      clearTimeout(t.timer);
-      t.reject(
+      this.end(
+        id,
+        t,
         new UnavailableError(
           `direct body '${id}': ${t.got} of ${t.buf.byteLength} bytes arrived in ${Math.round(elapsed)} ms, slower than the floor of ${minBytesPerSec} bytes/s after ${graceMs} ms`,
         ),
@@ -324,11 +322,7 @@ export class DirectBodies {
 
   /** Drops every transfer: expected bodies fail UNAVAILABLE, held replies are released. */
   close(): void {
-    for (const [id, t] of this.inbound) {
-      clearTimeout(t.timer);
-      t.reject(new UnavailableError(`direct body '${id}': the replica closed`));
-    }
-    this.inbound.clear();
+    for (const [id, t] of this.inbound) this.end(id, t, new UnavailableError(`direct body '${id}': the replica closed`));
     clearInterval(this.floorTimer);
     this.floorTimer = undefined;
     for (const id of [...this.outbound.keys()]) this.release(id);
@@ -338,35 +332,33 @@ export class DirectBodies {
     const t = this.inbound.get(id);
     if (!t) throw new UnavailableError(`no direct body '${id}' is expected here (unknown, complete or dropped)`);
     if (offset !== t.got) {
-      this.inbound.delete(id);
-      clearTimeout(t.timer);
       // Ahead: chunks were lost in transit (a reconnect drops what was in the socket), so the
       // transfer fails as a lost connection does; behind: a chunk sent twice, which no transport does.
       const e =
         offset > t.got
           ? new UnavailableError(`direct body '${id}': a chunk at ${offset}, expected ${t.got} (chunks lost in transit)`)
           : new BadRequestError(`direct body '${id}': a chunk at ${offset} again, expected ${t.got}`);
-      t.reject(e);
+      this.end(id, t, e);
       throw e;
     }
     if (t.got + msg.data.byteLength > t.buf.byteLength) {
-      this.inbound.delete(id);
-      clearTimeout(t.timer);
       const e = new BadRequestError(`direct body '${id}': chunks past its announced ${t.buf.byteLength} bytes`);
-      t.reject(e);
+      this.end(id, t, e);
       throw e;
     }
     t.buf.set(msg.data, t.got);
     t.got += msg.data.byteLength;
     t.timer.refresh();
     this.answer(msg, new Uint8Array(0));
-    if (t.got === t.buf.byteLength) this.complete(id, t);
+    if (t.got === t.buf.byteLength) this.end(id, t, t.buf);
   }
 
-  private complete(id: string, t: Inbound): void {
+  /** Ends an expected body: forgotten, its timer stopped, its request given the bytes or the error. */
+  private end(id: string, t: Inbound, outcome: Uint8Array | Error): void {
     this.inbound.delete(id);
     clearTimeout(t.timer);
-    t.resolve(t.buf);
+    if (outcome instanceof Error) t.reject(outcome);
+    else t.resolve(outcome);
   }
 
   private get(msg: Msg, id: string, offset: number, length: number): void {

@@ -38,44 +38,17 @@ export function joinBody(body: Body): Uint8Array {
 
 /**
  * `body` in consecutive chunks of `chunkBytes` (the last one shorter; none for an empty body): a
- * chunk within one part is a view of it, one that spans parts is a copy of its pieces.
+ * chunk within one part is a view of it, one that spans parts is a copy of its pieces (bodySlice).
  */
 export function* bodyChunks(body: Body, chunkBytes: number): Generator<Uint8Array> {
   if (!(chunkBytes > 0)) throw new RangeError(`chunk size must be positive, got ${chunkBytes}`);
-  const parts = isBodyParts(body) ? body.parts : [body];
-  let p = 0; // the part the next chunk starts in
-  let at = 0; // and where in it
-  const skipSpent = () => {
-    while (p < parts.length && parts[p]!.byteLength === at) {
-      p++;
-      at = 0;
-    }
-    if (p === parts.length) throw new RangeError('the body has fewer bytes in its parts than its byteLength says');
-  };
-  for (let off = 0; off < body.byteLength; off += chunkBytes) {
-    const n = Math.min(chunkBytes, body.byteLength - off);
-    skipSpent();
-    const part = parts[p]!;
-    if (part.byteLength - at >= n) {
-      yield part.subarray(at, at + n);
-      at += n;
-      continue;
-    }
-    const chunk = new Uint8Array(n);
-    for (let got = 0; got < n;) {
-      skipSpent();
-      const piece = parts[p]!.subarray(at, at + Math.min(n - got, parts[p]!.byteLength - at));
-      chunk.set(piece, got);
-      got += piece.byteLength;
-      at += piece.byteLength;
-    }
-    yield chunk;
-  }
+  for (let off = 0; off < body.byteLength; off += chunkBytes) yield bodySlice(body, off, chunkBytes);
 }
 
 /**
  * `length` bytes of `body` from `offset` (clipped to its end): a view when they lie within one
- * part, else a copy of their pieces. Throws RangeError for a negative or non-integer range.
+ * part, else a copy of their pieces. Throws RangeError for a negative or non-integer range, and
+ * for parts that hold fewer bytes than the body's byteLength says.
  */
 export function bodySlice(body: Body, offset: number, length: number): Uint8Array {
   if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
@@ -84,19 +57,19 @@ export function bodySlice(body: Body, offset: number, length: number): Uint8Arra
   const end = Math.min(body.byteLength, offset + length);
   if (!isBodyParts(body)) return body.subarray(Math.min(offset, end), end);
   const n = Math.max(0, end - offset);
-  let start = 0; // where the current part starts in the body
+  if (n === 0) return new Uint8Array(0);
+  let start = 0; // where part i starts in the body
   let i = 0;
   while (i < body.parts.length && start + body.parts[i]!.byteLength <= offset) start += body.parts[i++]!.byteLength;
-  if (n === 0) return new Uint8Array(0);
-  const first = body.parts[i]!;
-  if (offset - start + n <= first.byteLength) return first.subarray(offset - start, offset - start + n);
+  const first = body.parts[i];
+  if (first && offset - start + n <= first.byteLength) return first.subarray(offset - start, offset - start + n);
   const out = new Uint8Array(n);
   let got = 0;
-  let at = offset - start;
-  for (; got < n && i < body.parts.length; i++, at = 0) {
+  for (let at = offset - start; got < n && i < body.parts.length; i++, at = 0) {
     const piece = body.parts[i]!.subarray(at, at + (n - got));
     out.set(piece, got);
     got += piece.byteLength;
   }
+  if (got < n) throw new RangeError('the body has fewer bytes in its parts than its byteLength says');
   return out;
 }

@@ -466,10 +466,10 @@ export class Replica {
         data: { fetchingBytes: this.fetchingBytes, limitBytes: this.ctx.maxMessageBytes, replica: this.id },
       });
     }
-    if (ref.direct !== undefined && ref.direct !== this.id) {
-      throw new BadRequestError(`a direct body for replica '${ref.direct}' reached replica '${this.id}'`);
+    if (ref.direct !== undefined) {
+      if (ref.direct !== this.id) throw new BadRequestError(`a direct body for replica '${ref.direct}' reached replica '${this.id}'`);
+      if (!this.bodySub) throw new BadRequestError(`replica '${this.id}' has no body channel: stage the body`);
     }
-    if (ref.direct !== undefined && !this.bodySub) throw new BadRequestError(`replica '${this.id}' has no body channel: stage the body`);
     this.fetchingBytes += ref.size;
     try {
       const body = ref.direct
