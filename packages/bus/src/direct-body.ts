@@ -34,6 +34,7 @@ import {
   type Body,
   type WireError,
 } from '@flotilla/protocol';
+import { isConnectionLost } from './connection-lost.js';
 import { requesterFor } from './requester.js';
 import { isNoResponders, isTimeout } from './rpc.js';
 
@@ -62,6 +63,8 @@ function answerError(msg: Msg): FlotillaError | undefined {
 function transportError(err: unknown, subject: string, timeoutMs: number): FlotillaError {
   if (isNoResponders(err)) return new UnavailableError(`nobody answers on ${subject}: the replica is gone`, { cause: err });
   if (isTimeout(err)) return new UnavailableError(`a chunk on ${subject} was not answered within ${timeoutMs} ms`, { cause: err });
+  if (isConnectionLost(err))
+    return new UnavailableError(`the connection to NATS was lost with a chunk on ${subject} in flight`, { cause: err });
   return new UnavailableError(`a chunk on ${subject} failed: ${toFlotillaError(err).message}`, { cause: err });
 }
 
@@ -317,6 +320,18 @@ export class DirectBodies {
       throw new BadRequestError(`'${DIRECT_ERROR}' is an answer, not a request`);
     } catch (err) {
       this.fail(msg, err);
+    }
+  }
+
+  /**
+   * The replica's connection was lost: chunks in its socket are gone, so every expected body fails
+   * UNAVAILABLE at once (its request answers so when the connection is back; the caller, whose own
+   * chunks went unanswered, sends it again) rather than at the stall time. Held replies stay: their
+   * callers read them again on the new connection.
+   */
+  connectionLost(): void {
+    for (const [id, t] of this.inbound) {
+      this.end(id, t, new UnavailableError(`direct body '${id}': the replica's connection to NATS was lost after ${t.got} bytes`));
     }
   }
 

@@ -6,6 +6,7 @@
 // so `isNoResponders`, `isTimeout` and `mapNatsError` read them as before.
 import type { Msg, MsgHdrs, NatsConnection, Subscription } from '@nats-io/nats-core';
 import { createInbox, errors as natsErrors } from '@nats-io/nats-core';
+import { ConnectionLostError, connectionLink, type ConnectionLink } from './connection-lost.js';
 
 interface Pending {
   subject: string;
@@ -25,10 +26,17 @@ export class Requester {
   private base = '';
   private next = 0;
   private readonly pending = new Map<string, Pending>();
+  private readonly link: ConnectionLink;
 
   constructor(private readonly nc: NatsConnection) {
     // A closed connection answers every pending request at once (as nats.js's own requests are).
-    void nc.closed().then(() => this.failAll(new natsErrors.ClosedConnectionError()));
+    void nc.closed().then(() => this.failAll(() => new natsErrors.ClosedConnectionError()));
+    // A lost connection loses what was in its socket, requests and replies alike: every request in
+    // flight then fails at once (ConnectionLostError), instead of waiting for a reply that may be
+    // gone. Those sent from now on go out on the new connection.
+    // Those sent while it is down wait until it is back: nats.js would drop them.
+    this.link = connectionLink(nc);
+    this.link.onLost(() => this.failAll((subject) => new ConnectionLostError(subject)));
     void this.watchPermissions();
   }
 
@@ -64,13 +72,18 @@ export class Requester {
         if (this.pending.delete(token)) reject(new natsErrors.TimeoutError());
       }, opts.timeout);
       this.pending.set(token, { subject, resolve, reject, timer });
-      try {
-        this.nc.publish(subject, data, { reply: `${this.base}.${token}`, headers: opts.headers });
-      } catch (err) {
-        clearTimeout(timer);
-        this.pending.delete(token);
-        reject(err as Error);
-      }
+      const publish = () => {
+        if (!this.pending.has(token)) return; // timed out while the connection was down
+        try {
+          this.nc.publish(subject, data, { reply: `${this.base}.${token}`, headers: opts.headers });
+        } catch (err) {
+          clearTimeout(timer);
+          this.pending.delete(token);
+          reject(err as Error);
+        }
+      };
+      if (this.link.up) publish();
+      else this.link.whenUp(publish);
     });
   }
 
@@ -82,7 +95,7 @@ export class Requester {
         if (err) {
           // The subscription itself failed (e.g. a permission violation): the next request subscribes again.
           this.sub = undefined;
-          return this.failAll(err);
+          return this.failAll(() => err);
         }
         const token = msg.subject.slice(this.base.length + 1);
         const p = this.pending.get(token);
@@ -96,11 +109,11 @@ export class Requester {
     });
   }
 
-  private failAll(err: Error): void {
+  private failAll(error: (subject: string) => Error): void {
     for (const [token, p] of this.pending) {
       this.pending.delete(token);
       clearTimeout(p.timer);
-      p.reject(err);
+      p.reject(error(p.subject));
     }
   }
 }

@@ -2,6 +2,7 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import { errors as natsErrors } from '@nats-io/nats-core';
 import type { BlobStore } from './blob-store.js';
+import { isConnectionLost } from './connection-lost.js';
 import {
   DEFAULT_MAX_MESSAGE_BYTES,
   DeadlineExceededError,
@@ -128,6 +129,12 @@ export function mapNatsError(err: unknown, subject: string, timeoutMs: number): 
   }
   if (isTimeout(err)) {
     return new DeadlineExceededError(`no reply on ${subject} within ${timeoutMs} ms`, { cause: err, data: { subject } });
+  }
+  if (isConnectionLost(err)) {
+    return new UnavailableError(`the connection to NATS was lost while the request on ${subject} was in flight`, {
+      cause: err,
+      data: { subject },
+    });
   }
   if (err instanceof natsErrors.ClosedConnectionError) {
     return new UnavailableError('NATS connection is closed', { cause: err });

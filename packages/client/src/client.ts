@@ -64,6 +64,7 @@ import {
   call,
   closeBus,
   connectBus,
+  isConnectionLost,
   isNoResponders,
   isTimeout,
   mapNatsError,
@@ -324,6 +325,12 @@ export class FlotillaClient {
             // A direct transfer lost its replica or connection: again at once (a new transfer), elsewhere.
             if (target) this.router.forget(model, target);
             throw retryWith(err as Error, 'immediately');
+          }
+          if (isConnectionLost(err)) {
+            // The request or its reply may be gone with the socket: again at once, on the new connection.
+            taken = true; // a replica may have taken the staged body
+            const e = new UnavailableError(`the connection to NATS was lost while '${model}' had the request`, { cause: err });
+            throw retryWith(e, 'immediately');
           }
           if (isNoResponders(err)) {
             if (target) {

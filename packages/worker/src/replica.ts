@@ -54,6 +54,8 @@ import {
   decodeStaged,
   fitReply,
   maxPayload,
+  connectionLink,
+  type ConnectionLink,
   respondSafely,
   stagedRef,
   takeStaged,
@@ -169,6 +171,8 @@ export class Replica {
   private readonly direct: DirectBodies;
   /** The body channel those chunks come on. */
   private bodySub?: Subscription;
+  private stopWatchingConnection?: () => void;
+  private readonly link: ConnectionLink;
   /** Largest staged request that can be valid for this model (fixed input shapes), else Infinity. */
   private readonly maxStagedBytes: number;
   readonly batching: Extract<ReplicaState, { batching: unknown }>['batching'];
@@ -211,6 +215,7 @@ export class Replica {
     } = identity);
     this.pinned = identity.pinned ?? false;
     this.fixedCharge = identity.fixedCharge ?? false;
+    this.link = connectionLink(ctx.nc);
     this.replies = new InferReplyWriter({ worker: ctx.workerId, replica: this.id, device: this.device });
     // Replies held for their callers to read: at most one largest body at a time (past it, replies are staged).
     this.direct = new DirectBodies({
@@ -265,6 +270,8 @@ export class Replica {
           else this.direct.handle(msg);
         },
       });
+      // Chunks in the socket are lost with the connection: the bodies it was bringing fail at once.
+      this.stopWatchingConnection = this.link.onLost(() => this.direct.connectionLost());
     }
     // Total: whatever a message holds, nothing is thrown into the NATS client (see bus/serve.ts).
     const callback = (err: Error | null, msg: Msg) => {
@@ -379,6 +386,7 @@ export class Replica {
     if (!this.isIdle()) await new Promise<void>((resolve) => (this.idle = resolve));
     // Replies held for their callers were read (or dropped after the stall time) before idle: the body channel goes.
     this.bodySub?.unsubscribe();
+    this.stopWatchingConnection?.();
     this.direct.close();
     await this.shapes?.close(); // a background profile runs the session: it stops first
     await this.session.release().catch(() => undefined);
@@ -690,8 +698,10 @@ export class Replica {
         h.set(TRACEPARENT_HEADER, trace);
       }
     }
-    // A closed connection loses the reply: the caller's timeout answers it.
-    respondSafely(msg, data, h);
+    // Sent once the connection is back if it is down (nats.js would drop it); a closed connection
+    // loses the reply, and the caller's timeout answers it.
+    if (this.link.up) respondSafely(msg, data, h);
+    else this.link.whenUp(() => respondSafely(msg, data, h));
   }
 }
 

@@ -1,0 +1,199 @@
+// A lost NATS connection (bus/connection-lost.ts) loses what was in its socket, both ways: the
+// requests in flight and the chunks of a direct body fail at once with a code (UNAVAILABLE), on the
+// caller's side and on the replica's, instead of waiting for a reply or a chunk that may be gone
+// (the chunk timeout is 10 s, an attempt's a third of the request's timeout). A request sent after
+// the loss goes out on the new connection and is answered.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { headers, type NatsConnection } from '@nats-io/nats-core';
+import { closeBus, connectBus, connectionLink, isConnectionLost, requesterFor } from '@flotilla/bus';
+import { LocalCluster, NatsServer, freePort } from '@flotilla/local';
+import {
+  DIRECT_BODY_HEADER,
+  ErrorCode,
+  PROTOCOL_VERSION,
+  decode,
+  encode,
+  fromTypedArray,
+  subjects,
+  type FlotillaError,
+} from '@flotilla/protocol';
+import { sampleModelPath } from '@flotilla/sample-models';
+import { until } from './until.js';
+
+const MiB = 1024 * 1024;
+let cluster: LocalCluster;
+let nc: NatsConnection;
+let replica: string;
+let s: ReturnType<typeof subjects>;
+
+/** `fn`'s rejection and how long it took, ms. */
+async function rejection(fn: () => Promise<unknown>): Promise<{ err: unknown; ms: number }> {
+  const started = performance.now();
+  try {
+    await fn();
+  } catch (err) {
+    return { err, ms: performance.now() - started };
+  }
+  throw new Error('it did not fail');
+}
+
+const x4 = { x: { dtype: 'float32' as const, dims: [1, 1, 1, 4], data: Float32Array.of(0, 1, 2, 3) } };
+
+beforeAll(async () => {
+  // The default stall time (10 s) on the replica: what fails here fails because the connection went.
+  cluster = await LocalCluster.start({ workers: 1 });
+  const status = await cluster.client().deploy(sampleModelPath('affine'), 'affine', { device: 'cpu', profile: { enabled: false } });
+  replica = status.replicas[0]!.id;
+  s = subjects(cluster.cluster);
+  nc = await connectBus({ servers: cluster.url });
+}, 60_000);
+
+afterAll(async () => {
+  if (nc) await closeBus(nc);
+  await cluster?.stop();
+});
+
+describe('a request in flight when its connection is lost', () => {
+  it('fails at once with ConnectionLostError, not at its timeout; one sent after is answered', async () => {
+    const own = await connectBus({ servers: cluster.url });
+    try {
+      const silent = own.subscribe('lost.silent', { callback: () => {} }); // takes requests, never answers
+      const echo = nc.subscribe('lost.echo', { callback: (_e, m) => m.respond(m.data) });
+      await Promise.all([own.flush(), nc.flush()]);
+      const requester = requesterFor(own);
+      const { err, ms } = await rejection(() => {
+        const pending = requester.request('lost.silent', new Uint8Array(1), { timeout: 30_000 });
+        setTimeout(() => void own.reconnect(), 100);
+        return pending;
+      });
+      expect(isConnectionLost(err)).toBe(true);
+      expect((err as Error).message).toContain('lost.silent');
+      expect(ms).toBeLessThan(5_000);
+      expect(requester.size).toBe(0);
+      const answer = await requester.request('lost.echo', Uint8Array.of(7), { timeout: 10_000 });
+      expect(Array.from(answer.data)).toEqual([7]);
+      silent.unsubscribe();
+      echo.unsubscribe();
+    } finally {
+      await closeBus(own);
+    }
+  }, 30_000);
+});
+
+describe('a send while the connection is down (the server is gone)', () => {
+  it('waits until the connection is back and arrives; one published alone is dropped by nats.js', async () => {
+    const port = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), 'flotilla-lost-'));
+    let server = await NatsServer.start({ port, dir });
+    const a = await connectBus({ servers: server.url });
+    try {
+      const link = connectionLink(a);
+      const got: string[] = [];
+      a.subscribe('held.>', { callback: (_e, m) => got.push(m.subject) }); // sent again on reconnect, before what waited
+      await a.flush();
+      server.kill();
+      await until(() => !link.up, { timeoutMs: 10_000, what: 'the link to see the loss' });
+      link.whenUp(() => a.publish('held.waited', Uint8Array.of(1)));
+      a.publish('held.plain', Uint8Array.of(2)); // into nats.js's outbound buffer, which every dial empties
+      await new Promise((r) => setTimeout(r, 1200)); // dials fail meanwhile (every 500 ms)
+      server = await NatsServer.start({ port, dir });
+      await until(() => link.up, { timeoutMs: 15_000, what: 'the reconnect' });
+      await a.flush();
+      await until(() => got.length > 0, { timeoutMs: 5_000, what: 'the message that waited' });
+      expect(got).toEqual(['held.waited']);
+    } finally {
+      await closeBus(a).catch(() => undefined);
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 40_000);
+});
+
+describe('the SDK when its connection is lost with a request in flight', () => {
+  /** A client whose router believes in `fake`, a replica that takes requests and answers as `answer` says. */
+  async function withFake(answer: (m: { data: Uint8Array; respond(d: Uint8Array): boolean }) => void) {
+    const own = await connectBus({ servers: cluster.url });
+    const c = cluster.client({ connection: own });
+    await c.infer('affine', x4); // learns the model's replicas (and its connection is up)
+    const fake = 'affine-silent';
+    const subs = [
+      nc.subscribe(s.inferReplica('affine', fake), { callback: (_e, m) => answer(m) }),
+      nc.subscribe(s.inferBody('affine', fake), { callback: () => {} }), // never answers a chunk
+    ];
+    await nc.flush();
+    (c as unknown as { router: { update(m: string, ids: string[], now: number): void } }).router.update('affine', [fake], Date.now());
+    return {
+      c,
+      own,
+      done: async () => {
+        for (const sub of subs) sub.unsubscribe();
+        await c.close();
+        await closeBus(own);
+      },
+    };
+  }
+
+  it('an inference request (retries: 0) fails UNAVAILABLE at once, not after its attempt timeout', async () => {
+    const f = await withFake(() => {});
+    try {
+      const { err, ms } = await rejection(() => {
+        const call = f.c.infer('affine', x4, { timeoutMs: 30_000, retries: 0 });
+        setTimeout(() => void f.own.reconnect(), 200);
+        return call;
+      });
+      expect((err as FlotillaError).code).toBe(ErrorCode.UNAVAILABLE);
+      expect((err as Error).message).toContain('connection to NATS was lost');
+      expect(ms).toBeLessThan(5_000); // the attempt's own timeout is 10 s
+    } finally {
+      await f.done();
+    }
+  }, 30_000);
+
+  it('reading a direct reply whose chunks go unanswered (retries: 0) fails UNAVAILABLE at once, not at the 10 s chunk timeout', async () => {
+    // The replica answers with a direct reply it never serves: the SDK's `get` chunks wait.
+    const f = await withFake((m) =>
+      m.respond(encode({ v: PROTOCOL_VERSION, blob: { name: 'heldforever', size: 4 * MiB, direct: 'affine-silent' } })),
+    );
+    try {
+      const { err, ms } = await rejection(() => {
+        const call = f.c.infer('affine', x4, { timeoutMs: 30_000, retries: 0 });
+        setTimeout(() => void f.own.reconnect(), 300);
+        return call;
+      });
+      expect((err as FlotillaError).code).toBe(ErrorCode.UNAVAILABLE);
+      expect((err as Error).message).toContain('connection to NATS was lost');
+      expect(ms).toBeLessThan(5_000);
+    } finally {
+      await f.done();
+    }
+  }, 30_000);
+});
+
+describe('a replica whose connection is lost while a direct body comes in', () => {
+  it('answers the body’s request UNAVAILABLE at once (not at the 10 s stall or the floor), and serves the next', async () => {
+    const n = 2 * MiB;
+    const body = encode({ v: PROTOCOL_VERSION, inputs: { x: fromTypedArray('float32', [1, 1, 1, n], new Float32Array(n)) } });
+    const started = performance.now();
+    const reply = nc.request(
+      s.inferReplica('affine', replica),
+      encode({ v: PROTOCOL_VERSION, blob: { name: 'cut', size: body.byteLength, direct: replica } }),
+      {
+        timeout: 20_000,
+      },
+    );
+    const h = headers();
+    h.set(DIRECT_BODY_HEADER, 'put cut 0');
+    const first = await nc.request(s.inferBody('affine', replica), body.subarray(0, 1000), { timeout: 5_000, headers: h });
+    expect(first.headers?.get(DIRECT_BODY_HEADER) ?? '').not.toBe('error'); // taken
+    await cluster.workers[0]!.nc.reconnect();
+    const answer = decode<{ ok: boolean; error?: { code: string; message: string } }>((await reply).data);
+    expect(answer.error?.code).toBe(ErrorCode.UNAVAILABLE);
+    expect(answer.error?.message).toContain('connection to NATS was lost');
+    expect(performance.now() - started).toBeLessThan(1_800); // the floor drops a trickle after 2 s, the stall at 10
+    const c = cluster.client();
+    const y = await c.infer('affine', x4);
+    expect(Array.from(y.y!.data as Float32Array)).toEqual([1, 3, 5, 7]);
+  }, 30_000);
+});
