@@ -53,7 +53,9 @@ def test_a_caller_infers_with_its_seed_file_alone(mlp: Dict[str, np.ndarray]) ->
             assert y.dtype == np.float32 and y.shape == mlp["y"].shape
             np.testing.assert_allclose(y, mlp["y"], rtol=1e-6, atol=1e-7)
             assert (await c.describe("mlp"))["ready"] >= 1  # a read control op: allowed to callers
-            # Over max_payload (128 KiB): request and reply staged in the blob bucket, which callers may use.
+            # Over max_payload (128 KiB): both ways direct, with the replica that answered above (a
+            # caller may publish to a replica's own subject and its body channel).
+            assert c._replicas["mlp"] == out["meta"]["replica"]
             rows = 9000
             big = np.tile(mlp["x"], (rows // len(mlp["x"]), 1))
             y_big = await c.infer("mlp", {"x": big}, timeout=TIMEOUT_S)

@@ -119,21 +119,21 @@ def test_typed_errors_from_the_replica() -> None:
 
 
 @needs_cluster
-def test_large_bodies_are_staged_both_ways(figures: Dict[str, Any]) -> None:
-    """12 MiB in, 12 MiB out (max_payload is 1 MiB); y = 2x + 1: the request through
-    flotilla_<cluster>_blobs, the reply straight from the replica (direct) or, with
-    ``direct_replies=False``, through the bucket too."""
+def test_large_bodies_go_direct_both_ways_or_staged(figures: Dict[str, Any]) -> None:
+    """12 MiB in, 12 MiB out (max_payload is 1 MiB); y = 2x + 1: both ways straight between the
+    client and the replica (direct: nothing stored) or, with ``direct_bodies=False``, through
+    flotilla_<cluster>_blobs."""
     rng = np.random.default_rng(7)
     x = rng.standard_normal((1, 3, 1024, 1024), dtype=np.float32)
 
     async def go() -> None:
-        async with Client(NATS, CLUSTER, direct_replies=False) as staged, Client(NATS, CLUSTER) as direct:
+        async with Client(NATS, CLUSTER, direct_bodies=False) as staged, Client(NATS, CLUSTER) as direct:
             for c in (staged, direct):
                 await c.connect()
                 assert c.max_payload == MiB
-                await c.infer("affine", {"x": x[:, :, :8]})  # warm: bucket opened, replica ready
+                await c.infer("affine", {"x": x[:, :, :8]})  # warm: bucket opened, replica ready (and known)
             stored: Dict[str, int] = {}
-            for label, c in (("staged", staged), ("direct_reply", direct)):
+            for label, c in (("staged", staged), ("direct", direct)):
                 times: List[float] = []
                 before = await stored_msgs(c)
                 for _ in range(3):
@@ -143,8 +143,15 @@ def test_large_bodies_are_staged_both_ways(figures: Dict[str, Any]) -> None:
                     np.testing.assert_array_equal(y, 2 * x + 1)
                 stored[label] = await stored_msgs(c) - before
                 figures[f"{label}_12MiB_round_trip_ms"] = [round(t * 1000, 1) for t in times]
-            # Direct replies: only the requests went through the bucket, half of what staging both ways stores.
-            assert stored["direct_reply"] <= stored["staged"] // 2, stored
+            # Direct both ways: nothing went through the bucket (staged: 12 MiB each way, in chunks).
+            assert stored["direct"] == 0 and stored["staged"] > 0, stored
+            # A replica this client believes in that is gone: nobody answers its own subject, so the
+            # request is staged through the queue group at once, and the replica that answered is learnt.
+            direct._replicas["affine"] = "affine-gone"
+            before = await stored_msgs(direct)
+            np.testing.assert_array_equal((await direct.infer_with_meta("affine", {"x": x}, timeout=60, retries=0))["outputs"]["y"], 2 * x + 1)
+            assert await stored_msgs(direct) > before
+            assert direct._replicas["affine"] not in ("affine-gone", None)
             c = staged
             # the share of it that is this client's object-store traffic: one put and one take of 12 MiB
             t0 = time.perf_counter()

@@ -2,9 +2,11 @@
 
 Inference goes straight to a replica (``flotilla.<cluster>.infer.<model>``, queue group
 ``replicas``); the head is asked only when no replica answers (``ctl.ensure``), to bring an evicted
-or scaled-down model back. Requests above the server's ``max_payload`` − 8 KiB are staged through
-the JetStream object store ``flotilla_<cluster>_blobs``; replies that large are read straight from
-the replica that holds them (direct bodies), or staged too with ``direct_replies=False``.
+or scaled-down model back. Bodies above the server's ``max_payload`` − 8 KiB go straight between
+this client and a replica (direct bodies): a request to the replica that answered this model last
+(its ``meta.replica``), a reply from the replica that holds it. The first large request of a model,
+and every one with ``direct_bodies=False``, is staged through the JetStream object store
+``flotilla_<cluster>_blobs`` (and so is the reply).
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ from .wire import (
     BODY_HEADER,
     DEFAULT_MAX_MESSAGE_BYTES,
     DIRECT_BLOBS,
+    DIRECT_REPLICA_RE,
     DIRECT_STALL_S,
     DIRECT_WINDOW,
     direct_chunk_bytes,
@@ -131,7 +134,8 @@ class Client:
         name: str = "flotilla-python",
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         connect_timeout: float = 5.0,
-        direct_replies: bool = True,
+        direct_bodies: bool = True,
+        direct_replies: Optional[bool] = None,
     ) -> None:
         check_name("cluster", cluster)
         if isinstance(servers, str):
@@ -162,9 +166,12 @@ class Client:
         self._auth_error: Optional[Exception] = None
         self._inbox_refused: Optional[ForbiddenError] = None
         self._nuid = NUID()
-        # Replies over max_payload are read from the replica itself (docs/protocol.md "Direct bodies"),
-        # not through the blob bucket; False: staged, as workers before direct bodies send them.
-        self._direct = direct_replies
+        # Bodies over max_payload go straight between this client and a replica (docs/protocol.md
+        # "Direct bodies"), not through the blob bucket; False: staged, as workers before direct
+        # bodies need. ``direct_replies`` is its earlier name.
+        self._direct = direct_bodies if direct_replies is None else direct_replies
+        # The replica that answered each model last: where a large request goes direct.
+        self._replicas: Dict[str, str] = {}
 
     # ---------- connection ----------
 
@@ -455,6 +462,56 @@ class Client:
             raise BadRequestError("a staged body may not itself be a blob reference")
         return raw
 
+    async def _push(self, model: str, replica: str, name: str, body: bytes) -> None:
+        """A direct request body (docs/protocol.md "Direct bodies"): ``put`` chunks in order to the
+        replica's body channel, at most DIRECT_WINDOW unanswered. Raises the replica's coded error,
+        or UNAVAILABLE when a chunk finds nobody or goes unanswered."""
+        nc = await self._connection()
+        subject = f"{self._prefix}.infer.{model}.{replica}~body"
+        chunk = direct_chunk_bytes(self.max_payload)
+        view = memoryview(body)
+        sem = asyncio.Semaphore(DIRECT_WINDOW)
+
+        async def put(offset: int) -> None:
+            async with sem:
+                try:
+                    msg = await nc.request(subject, view[offset:offset + chunk].tobytes(), timeout=DIRECT_STALL_S,
+                                           headers={BODY_HEADER: f"put {name} {offset}"})
+                except NoRespondersError as err:
+                    raise UnavailableError(f"nobody answers on {subject}: the replica is gone") from err
+                except NatsTimeoutError as err:
+                    raise UnavailableError(f"a chunk on {subject} was not answered within {DIRECT_STALL_S:g} s") from err
+            if (msg.headers or {}).get(BODY_HEADER) == "error":
+                raise from_wire(unpack(msg.data).get("error"))
+
+        # Created in order, so the chunks are published in order (the semaphore wakes its waiters FIFO).
+        tasks = [asyncio.ensure_future(put(off)) for off in range(0, len(body), chunk)]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+
+    async def _request_direct(self, nc: Any, model: str, replica: str, body: bytes, timeout: float) -> Any:
+        """Sends the reference of a direct request body to ``replica``'s own subject, then its chunks;
+        returns the reply. A push that fails fails the request at once (the replica would only hear
+        no more chunks)."""
+        name = self._nuid.next().decode()
+        ref = pack({"v": PROTOCOL_VERSION, "blob": {"name": name, "size": len(body), "direct": replica}})
+        request = asyncio.ensure_future(
+            self._request(nc, f"{self._prefix}.infer.{model}.{replica}", ref, timeout, {BLOBS_HEADER: DIRECT_BLOBS}))
+        await asyncio.sleep(0)  # the reference is published before the chunks (one connection keeps the order)
+        push = asyncio.ensure_future(self._push(model, replica, name, body))
+        try:
+            done, _ = await asyncio.wait({request, push}, return_when=asyncio.FIRST_COMPLETED)
+            if push in done and push.exception() is not None and not request.done():
+                raise push.exception()  # type: ignore[misc]
+            return await request
+        finally:
+            push.cancel()
+            request.cancel()
+            await asyncio.gather(push, request, return_exceptions=True)
+
     # ---------- control plane ----------
 
     async def _control(self, op: str, params: Mapping[str, Any], timeout: float = CONTROL_TIMEOUT_S) -> Any:
@@ -576,7 +633,9 @@ class Client:
                 raise DeadlineExceededError(f"'{model}' did not answer within {timeout:g} s ({sent} attempts)") from last
             body = request.body(int(left * 1000))
             staged: Optional[str] = None
-            if must_stage(len(body), self.max_payload):
+            # A large body goes straight to the replica that answered this model last, if one did.
+            direct_to = self._replicas.get(model) if self._direct and must_stage(len(body), self.max_payload) else None
+            if must_stage(len(body), self.max_payload) and direct_to is None:
                 ref = await self._stage(body)
                 staged = ref["name"]
                 body = pack({"v": PROTOCOL_VERSION, "blob": ref})
@@ -587,13 +646,20 @@ class Client:
             sent += 1
             since = time.monotonic()
             try:
-                # This client reads direct replies: a reply over max_payload comes from the replica itself.
-                msg = await self._request(nc, subject, body, min(left, per_attempt), {BLOBS_HEADER: DIRECT_BLOBS} if self._direct else None)
+                if direct_to is not None:
+                    msg = await self._request_direct(nc, model, direct_to, body, min(left, per_attempt))
+                else:
+                    # This client reads direct replies: a reply over max_payload comes from the replica itself.
+                    msg = await self._request(nc, subject, body, min(left, per_attempt), {BLOBS_HEADER: DIRECT_BLOBS} if self._direct else None)
             except ForbiddenError:
                 if staged:
                     await self._drop(staged)
                 raise
             except NoRespondersError:
+                if direct_to is not None:
+                    # That replica is gone: through the bucket and the queue group, at once (not a retry).
+                    self._replicas.pop(model, None)
+                    continue
                 # Nobody received it: not a retry. Ask the head to bring the model back.
                 if staged:
                     await self._drop(staged)
@@ -606,9 +672,21 @@ class Client:
                     raise DeadlineExceededError(f"'{model}' had no ready replica within {timeout:g} s ({sent} attempts)") from last
                 await asyncio.sleep(delay)
                 continue
+            except UnavailableError as err:
+                if direct_to is None:
+                    raise
+                # The direct transfer lost its replica or its connection: again at once, staged.
+                self._replicas.pop(model, None)
+                last = err
+                retry_or_raise(err)
+                if on_retry:
+                    on_retry(err, sent, 0.0)
+                continue
             except NatsTimeoutError as err:
                 if staged:
                     await self._drop(staged)
+                if direct_to is not None:
+                    self._replicas.pop(model, None)  # unresponsive: the queue group next
                 forbidden = self._forbidden(subject, since)
                 if forbidden:
                     raise forbidden from err
@@ -618,6 +696,9 @@ class Client:
                     on_retry(last, sent, 0.0)
                 continue
             reply = await self._unstage(unpack(msg.data), model)
+            replica = (reply.get("meta") or {}).get("replica") if isinstance(reply.get("meta"), dict) else None
+            if isinstance(replica, str) and DIRECT_REPLICA_RE.match(replica):
+                self._replicas[model] = replica
             if reply.get("ok") is True:
                 outs = reply.get("outputs")
                 if not isinstance(outs, dict):
