@@ -3,6 +3,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { errors as natsErrors } from '@nats-io/nats-core';
 import type { BlobStore } from './blob-store.js';
 import { isConnectionLost } from './connection-lost.js';
+import { requesterFor } from './requester.js';
 import {
   DEFAULT_MAX_MESSAGE_BYTES,
   DeadlineExceededError,
@@ -61,9 +62,10 @@ async function replyResult<T>(data: Uint8Array, subject: string, opts: CallOptio
 
 /**
  * Sends `{ v, ...body }` and returns the reply's `result`, or throws the reply's typed error.
- * Control operations are idempotent, so a lost request (the client drops what it publishes while
- * reconnecting) is sent again: attempts of at most 2 s until the timeout, and "no responders"
- * retried for 1.5 s, 100 ms apart (CALL_RETRY_POLICY). Only the transport's failures are retried:
+ * Control operations are idempotent, so a lost request is sent again: attempts of at most 2 s
+ * until the timeout, one in flight when the connection is lost at once (the connection's
+ * Requester: what is sent while it is down waits until it is back), and "no responders" retried
+ * for 1.5 s, 100 ms apart (CALL_RETRY_POLICY). Only the transport's failures are retried:
  * an error reply, or a staged reply that cannot be fetched, is the answer.
  */
 export async function call<T>(
@@ -75,15 +77,18 @@ export async function call<T>(
 ): Promise<T> {
   const data = encode({ v: PROTOCOL_VERSION, ...body });
   const start = Date.now();
-  const transport = new WeakSet<object>(); // errors of nc.request itself, as mapped
+  const transport = new WeakSet<object>(); // errors of the request itself, as mapped
+  const lost = new WeakSet<object>(); // ... of those, a connection lost with the request in flight
+  const requester = requesterFor(nc);
   const attempt = async ({ remainingMs }: { remainingMs: number }): Promise<T> => {
     let reply: Uint8Array;
     try {
       const timeout = Math.max(1, Math.min(opts.attemptMs ?? CALL_ATTEMPT_MS, remainingMs));
-      reply = (await nc.request(subject, data, { timeout })).data;
+      reply = (await requester.request(subject, data, { timeout })).data;
     } catch (err) {
       const mapped = mapNatsError(err, subject, timeoutMs);
       transport.add(mapped);
+      if (isConnectionLost(err)) lost.add(mapped);
       throw mapped;
     }
     return replyResult(reply, subject, opts);
@@ -94,7 +99,9 @@ export async function call<T>(
       deadline: start + timeoutMs,
       isRetryable: (err) =>
         transport.has(err as object) &&
-        (err instanceof DeadlineExceededError || (err instanceof UnavailableError && Date.now() - start < NO_RESPONDERS_GRACE_MS)),
+        (err instanceof DeadlineExceededError ||
+          lost.has(err as object) ||
+          (err instanceof UnavailableError && Date.now() - start < NO_RESPONDERS_GRACE_MS)),
     });
   } catch (err) {
     if (err instanceof DeadlineExceededError)

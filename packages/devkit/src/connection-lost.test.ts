@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { headers, type NatsConnection } from '@nats-io/nats-core';
-import { closeBus, connectBus, connectionLink, isConnectionLost, requesterFor } from '@flotilla/bus';
+import { call, closeBus, connectBus, connectionLink, isConnectionLost, okReply, requesterFor } from '@flotilla/bus';
 import { LocalCluster, NatsServer, freePort } from '@flotilla/local';
 import {
   DIRECT_BODY_HEADER,
@@ -105,6 +105,34 @@ describe('a send while the connection is down (the server is gone)', () => {
       expect(got).toEqual(['held.waited']);
     } finally {
       await closeBus(a).catch(() => undefined);
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 40_000);
+});
+
+describe('a control call made while the server is gone', () => {
+  it('goes out when the connection is back and is answered then, not after its attempt timed out', async () => {
+    const port = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), 'flotilla-lost-'));
+    let server = await NatsServer.start({ port, dir });
+    const a = await connectBus({ servers: server.url });
+    const b = await connectBus({ servers: server.url });
+    try {
+      b.subscribe('ctl.lost', { callback: (_e, m) => m.respond(okReply({ pong: true })) });
+      await b.flush();
+      expect(await call(a, 'ctl.lost', {}, 5_000)).toEqual({ pong: true });
+      server.kill();
+      await until(() => !connectionLink(a).up, { timeoutMs: 10_000, what: 'the loss' });
+      const started = performance.now();
+      // One attempt may take 8 s: a request that vanished in the gap would wait for all of it.
+      const answered = call(a, 'ctl.lost', {}, 20_000, { attemptMs: 8_000 });
+      await new Promise((r) => setTimeout(r, 800));
+      server = await NatsServer.start({ port, dir });
+      expect(await answered).toEqual({ pong: true });
+      expect(performance.now() - started).toBeLessThan(5_000);
+    } finally {
+      await Promise.all([closeBus(a), closeBus(b)].map((p) => p.catch(() => undefined)));
       await server.stop();
       rmSync(dir, { recursive: true, force: true });
     }
