@@ -322,8 +322,9 @@ export class FlotillaClient {
         } catch (err) {
           if (target) this.router.finished(model, target);
           if (directFailures.has(err as object)) {
-            // A direct transfer lost its replica or connection: again at once (a new transfer), elsewhere.
-            if (target) this.router.forget(model, target);
+            // A direct transfer lost its replica or connection: again at once (a new transfer);
+            // elsewhere unless only this client's connection was lost (the replica is still there).
+            if (target && !isConnectionLost(err)) this.router.forget(model, target);
             throw retryWith(err as Error, 'immediately');
           }
           if (isConnectionLost(err)) {

@@ -160,8 +160,12 @@ describe('direct bodies between the SDK and a replica', () => {
           `[direct-bodies] reconnect during a 64 MiB round trip, retries ${retries ?? 'default'}: ${outcome} after ${(performance.now() - started).toFixed(0)} ms`,
         );
         expect(outcomes).toContain(outcome);
+        expect(performance.now() - started).toBeLessThan(8_000); // nothing waited for the 10 s chunk timeout
+        // Still direct: the replica is not forgotten because this client's connection was lost.
+        const before = await bucketSeq();
         const y = await c.infer('affine', { x: { dtype: 'float32', dims: [1, 1, 1, MiB], data: input(MiB) } }, { timeoutMs: 20_000 });
         expect(exact(y.y!.data as Float32Array, input(MiB))).toBe(true);
+        expect(await bucketSeq()).toBe(before);
       } finally {
         await closeBus(own);
       }
