@@ -20,6 +20,7 @@ from conftest import CLUSTER, NATS, needs_cluster
 from flotilla_client import (
     BadRequestError,
     Client,
+    ConnectionLostError,
     DeadlineExceededError,
     FlotillaError,
     InputMismatchError,
@@ -174,6 +175,39 @@ def test_large_bodies_go_direct_both_ways_or_staged(figures: Dict[str, Any]) -> 
         t0 = time.perf_counter()
         await c.infer("affine", {"x": xs})
         return (time.perf_counter() - t0) * 1000
+
+    run(go())
+
+
+@needs_cluster
+def test_a_lost_connection_fails_the_request_in_flight_at_once() -> None:
+    """A request whose connection breaks may have lost its message or its reply with the socket:
+    with retries=0 it fails UNAVAILABLE (ConnectionLostError) at once, not at its 10 s attempt
+    timeout; the next request is answered on the new connection."""
+    async def go() -> None:
+        async with Client(NATS, CLUSTER) as c, Client(NATS, CLUSTER) as peer:
+            nc, other = await c._connection(), await peer._connection()
+            # A "replica" of a model nobody else serves: it takes the request and never answers.
+            async def silent(_msg: Any) -> None:
+                pass
+
+            sub = await other.subscribe(f"flotilla.{CLUSTER}.infer.silent", cb=silent)
+            await other.flush()
+
+            async def cut() -> None:
+                await asyncio.sleep(0.3)
+                nc._transport.close()  # what a broken TCP connection does: nats-py reconnects
+
+            t0 = time.monotonic()
+            cutter = asyncio.ensure_future(cut())
+            with pytest.raises(ConnectionLostError) as e:
+                await c.infer("silent", {"x": np.zeros((1, 16), np.float32)}, timeout=30, retries=0)
+            await cutter
+            assert e.value.code == "UNAVAILABLE" and e.value.retryable
+            assert time.monotonic() - t0 < 5.0  # its attempt timeout is 10 s
+            await sub.unsubscribe()
+            y = await c.infer("mlp", {"x": np.zeros((1, 16), np.float32)}, timeout=20)
+            assert y["y"].shape == (1, 4)
 
     run(go())
 

@@ -31,6 +31,7 @@ from nats.nuid import NUID
 
 from .errors import (
     BadRequestError,
+    ConnectionLostError,
     DeadlineExceededError,
     FlotillaError,
     ForbiddenError,
@@ -196,6 +197,7 @@ class Client:
                 nc = await nats.connect(
                     servers=self.servers,
                     error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
                     max_reconnect_attempts=1,
                     reconnect_time_wait=0.1,
                     **opts,
@@ -237,6 +239,15 @@ class Client:
         if role is not None and "inbox_prefix" not in self._connect_opts:
             opts["inbox_prefix"] = f"_INBOX_{role}"
         return opts
+
+    async def _on_disconnected(self) -> None:
+        """The connection was lost: what was in its socket is gone, both ways, so every request in
+        flight fails at once (ConnectionLostError, UNAVAILABLE) instead of waiting for a reply
+        that may never come; nats-py sends what is published meanwhile once it is back."""
+        for subject, lost in self._pending:
+            if not lost.done():
+                lost.set_exception(ConnectionLostError(f"the connection to NATS was lost while a request on {subject} was in flight",
+                                                       data={"subject": subject}))
 
     async def _on_error(self, err: Exception) -> None:
         text = str(err)
@@ -438,7 +449,7 @@ class Client:
             length = min(chunk, size - offset)
             async with sem:
                 try:
-                    msg = await nc.request(subject, b"", timeout=DIRECT_STALL_S, headers={BODY_HEADER: f"get {name} {offset} {length}"})
+                    msg = await self._request(nc, subject, b"", DIRECT_STALL_S, {BODY_HEADER: f"get {name} {offset} {length}"})
                 except NoRespondersError as err:
                     raise UnavailableError(f"nobody answers on {subject}: the replica is gone") from err
                 except NatsTimeoutError as err:
@@ -475,8 +486,8 @@ class Client:
         async def put(offset: int) -> None:
             async with sem:
                 try:
-                    msg = await nc.request(subject, view[offset:offset + chunk].tobytes(), timeout=DIRECT_STALL_S,
-                                           headers={BODY_HEADER: f"put {name} {offset}"})
+                    msg = await self._request(nc, subject, view[offset:offset + chunk].tobytes(), DIRECT_STALL_S,
+                                              {BODY_HEADER: f"put {name} {offset}"})
                 except NoRespondersError as err:
                     raise UnavailableError(f"nobody answers on {subject}: the replica is gone") from err
                 except NatsTimeoutError as err:
@@ -673,10 +684,15 @@ class Client:
                 await asyncio.sleep(delay)
                 continue
             except UnavailableError as err:
-                if direct_to is None:
+                lost = isinstance(err, ConnectionLostError)
+                if direct_to is None and not lost:
                     raise
-                # The direct transfer lost its replica or its connection: again at once, staged.
-                self._replicas.pop(model, None)
+                if staged:
+                    await self._drop(staged)
+                # The connection was lost (the replica is still there), or the direct transfer lost
+                # its replica (staged next): again at once.
+                if not lost:
+                    self._replicas.pop(model, None)
                 last = err
                 retry_or_raise(err)
                 if on_retry:
@@ -695,7 +711,21 @@ class Client:
                 if on_retry:
                     on_retry(last, sent, 0.0)
                 continue
-            reply = await self._unstage(unpack(msg.data), model)
+            raw_reply = unpack(msg.data)
+            try:
+                reply = await self._unstage(raw_reply, model)
+            except UnavailableError as err:
+                raw_ref = raw_reply.get("blob") if isinstance(raw_reply, dict) else None
+                if not (isinstance(raw_ref, dict) and "direct" in raw_ref):
+                    raise
+                # A direct reply that could not be read (its replica or the connection went): again at once.
+                if not isinstance(err, ConnectionLostError):
+                    self._replicas.pop(model, None)
+                last = err
+                retry_or_raise(err)
+                if on_retry:
+                    on_retry(err, sent, 0.0)
+                continue
             replica = (reply.get("meta") or {}).get("replica") if isinstance(reply.get("meta"), dict) else None
             if isinstance(replica, str) and DIRECT_REPLICA_RE.match(replica):
                 self._replicas[model] = replica

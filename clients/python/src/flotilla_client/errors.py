@@ -104,6 +104,11 @@ class UnavailableError(FlotillaError):
     code = "UNAVAILABLE"
 
 
+class ConnectionLostError(UnavailableError):
+    """The connection to NATS was lost while a request was in flight: its message or its reply may
+    be gone with the socket (the client sends it again, within its retries)."""
+
+
 class NotFoundError(FlotillaError):
     """A referenced object does not exist."""
 
