@@ -3,6 +3,7 @@
 // Plain node:http: two fixed routes need no framework.
 import { createServer, type Server } from 'node:http';
 import type { NatsConnection } from '@nats-io/nats-core';
+import { connectionLink } from './connection-lost.js';
 
 export interface HealthServerOptions {
   port: number;
@@ -59,16 +60,10 @@ export async function startHealthServer(opts: HealthServerOptions): Promise<Heal
   };
 }
 
-/** Follows a connection's disconnect/reconnect events; `connected()` is what readiness needs. */
+/** Follows a connection's disconnect/reconnect events (its ConnectionLink); `connected()` is what readiness needs. */
 export function connectionTracker(nc: NatsConnection): { connected: () => boolean } {
-  let up = true;
-  void (async () => {
-    for await (const s of nc.status()) {
-      if (s.type === 'disconnect') up = false;
-      else if (s.type === 'reconnect') up = true;
-    }
-  })().catch(() => undefined);
-  return { connected: () => up && !nc.isClosed() };
+  const link = connectionLink(nc);
+  return { connected: () => link.up };
 }
 
 /** Readiness of a process with a lifecycle state: null when running and connected, else why not. */
