@@ -33,8 +33,7 @@ export class Requester {
     void nc.closed().then(() => this.failAll(() => new natsErrors.ClosedConnectionError()));
     // A lost connection loses what was in its socket, requests and replies alike: every request in
     // flight then fails at once (ConnectionLostError), instead of waiting for a reply that may be
-    // gone. Those sent from now on go out on the new connection.
-    // Those sent while it is down wait until it is back: nats.js would drop them.
+    // gone. Those sent while it is down wait until it is back (nats.js would drop them).
     this.link = connectionLink(nc);
     this.link.onLost(() => this.failAll((subject) => new ConnectionLostError(subject)));
     void this.watchPermissions();

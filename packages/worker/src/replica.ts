@@ -51,15 +51,15 @@ import {
 } from '@flotilla/protocol';
 import {
   DirectBodies,
+  connectionLink,
   decodeStaged,
   fitReply,
   maxPayload,
-  connectionLink,
-  type ConnectionLink,
   respondSafely,
   stagedRef,
   takeStaged,
   type BlobStore,
+  type ConnectionLink,
   type Logger,
   type Stager,
 } from '@flotilla/bus';
