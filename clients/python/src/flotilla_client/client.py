@@ -4,9 +4,9 @@ Inference goes straight to a replica (``flotilla.<cluster>.infer.<model>``, queu
 ``replicas``); the head is asked only when no replica answers (``ctl.ensure``), to bring an evicted
 or scaled-down model back. Bodies above the server's ``max_payload`` − 8 KiB go straight between
 this client and a replica (direct bodies): a request to the replica that answered this model last
-(its ``meta.replica``), a reply from the replica that holds it. The first large request of a model,
-and every one with ``direct_bodies=False``, is staged through the JetStream object store
-``flotilla_<cluster>_blobs`` (and so is the reply).
+(its ``meta.replica``), a reply from the replica that holds it. The first large request of a model
+is staged through the JetStream object store ``flotilla_<cluster>_blobs``; with
+``direct_bodies=False`` every large body is, both ways.
 """
 from __future__ import annotations
 
