@@ -31,6 +31,8 @@ from flotilla_client import (
     UnknownModelError,
 )
 
+from flotilla_client.wire import pack
+
 MiB = 1024 * 1024
 
 
@@ -208,6 +210,38 @@ def test_a_lost_connection_fails_the_request_in_flight_at_once() -> None:
             await sub.unsubscribe()
             y = await c.infer("mlp", {"x": np.zeros((1, 16), np.float32)}, timeout=20)
             assert y["y"].shape == (1, 4)
+
+    run(go())
+
+
+@needs_cluster
+def test_a_control_call_in_flight_on_a_lost_connection_is_sent_again() -> None:
+    """Control operations are idempotent: one whose connection breaks is sent again on the new
+    connection within its timeout (the "head" of a cluster of its own here answers only the
+    second request)."""
+    async def go() -> None:
+        async with Client(NATS, "probes") as c, Client(NATS, CLUSTER) as peer:
+            nc, other = await c._connection(), await peer._connection()
+            seen: List[int] = []
+
+            async def second_only(msg: Any) -> None:
+                seen.append(1)
+                if len(seen) >= 2:
+                    await msg.respond(pack({"v": 1, "ok": True, "result": {"answered": len(seen)}}))
+
+            sub = await other.subscribe("flotilla.probes.ctl.probe", cb=second_only)
+            await other.flush()
+
+            async def cut() -> None:
+                await asyncio.sleep(0.3)
+                nc._transport.close()
+
+            cutter = asyncio.ensure_future(cut())
+            t0 = time.monotonic()
+            assert await c._control("probe", {}, 10.0) == {"answered": 2}
+            await cutter
+            assert time.monotonic() - t0 < 5.0
+            await sub.unsubscribe()
 
     run(go())
 

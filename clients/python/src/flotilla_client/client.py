@@ -530,8 +530,17 @@ class Client:
         nc = await self._connection()
         subject = f"{self._prefix}.ctl.{op}"
         since = time.monotonic()
+        deadline = since + timeout
+        body = pack({"v": PROTOCOL_VERSION, **params})
         try:
-            msg = await self._request(nc, subject, pack({"v": PROTOCOL_VERSION, **params}), max(0.001, timeout))
+            while True:
+                try:
+                    msg = await self._request(nc, subject, body, max(0.001, deadline - time.monotonic()))
+                    break
+                except ConnectionLostError:
+                    # Control operations are idempotent: sent again on the new connection, within the timeout.
+                    if deadline - time.monotonic() < 0.05:
+                        raise
         except NoRespondersError as err:
             raise UnavailableError(f"no head is answering for cluster '{self.cluster}' (is it running?)") from err
         except NatsTimeoutError as err:
