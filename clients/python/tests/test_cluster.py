@@ -202,14 +202,29 @@ def test_a_lost_connection_fails_the_request_in_flight_at_once() -> None:
         async with Client(NATS, CLUSTER) as c, Client(NATS, CLUSTER) as peer:
             nc, other = await c._connection(), await peer._connection()
             # A "replica" of a model nobody else serves: it takes the request and never answers.
-            async def silent(_msg: Any) -> None:
-                pass
+            subject = f"flotilla.{CLUSTER}.infer.silent"
+            seen: List[str] = []
 
-            sub = await other.subscribe(f"flotilla.{CLUSTER}.infer.silent", cb=silent)
+            async def silent(msg: Any) -> None:
+                seen.append(msg.reply or "")
+
+            sub = await other.subscribe(subject, cb=silent)
             await other.flush()
+            # Seen from this client's side too before the request goes out (a probe without a reply).
+            for _ in range(100):
+                await nc.publish(subject, b"probe")
+                await nc.flush()
+                await asyncio.sleep(0.02)
+                if seen:
+                    break
+            assert seen, "the silent replica's subscription never became visible"
 
             async def cut() -> None:
-                await asyncio.sleep(0.3)
+                # Once the request has reached the "replica": its reply can only come over this connection.
+                for _ in range(500):
+                    if any(seen):
+                        break
+                    await asyncio.sleep(0.01)
                 nc._transport.close()  # what a broken TCP connection does: nats-py reconnects
 
             t0 = time.monotonic()
