@@ -93,8 +93,3 @@ export function connectionLink(nc: NatsConnection): ConnectionLink {
   if (!l) links.set(nc, (l = new Link(nc)));
   return l;
 }
-
-/** Calls `fn` each time `nc` loses its connection; returns the function that stops it. */
-export function onConnectionLost(nc: NatsConnection, fn: () => void): () => void {
-  return connectionLink(nc).onLost(fn);
-}

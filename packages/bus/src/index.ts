@@ -7,14 +7,7 @@ export { BlobStore, objectChunkSize, type BlobStoreOptions } from './blob-store.
 export type { StreamFloorOptions } from './blob-chunks.js';
 export { NO_RESPONDERS_GRACE_MS, call, isNoResponders, isTimeout, mapNatsError, okReply } from './rpc.js';
 export { Requester, requesterFor, type RequestOptions } from './requester.js';
-export {
-  ConnectionLostError,
-  MAX_HELD_SENDS,
-  connectionLink,
-  isConnectionLost,
-  onConnectionLost,
-  type ConnectionLink,
-} from './connection-lost.js';
+export { ConnectionLostError, MAX_HELD_SENDS, connectionLink, isConnectionLost, type ConnectionLink } from './connection-lost.js';
 export { createLogger, silentLogger, type Logger } from './logger.js';
 export { connectionTracker, notReadyReason, startHealthServer, type HealthServer } from './health-server.js';
 export { ProfileStore } from './profile-store.js';

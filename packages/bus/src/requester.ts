@@ -71,19 +71,22 @@ export class Requester {
         if (this.pending.delete(token)) reject(new natsErrors.TimeoutError());
       }, opts.timeout);
       this.pending.set(token, { subject, resolve, reject, timer });
-      const publish = () => {
-        if (!this.pending.has(token)) return; // timed out while the connection was down
-        try {
-          this.nc.publish(subject, data, { reply: `${this.base}.${token}`, headers: opts.headers });
-        } catch (err) {
-          clearTimeout(timer);
-          this.pending.delete(token);
-          reject(err as Error);
-        }
-      };
-      if (this.link.up) publish();
-      else this.link.whenUp(publish);
+      if (this.link.up) this.publish(token, data, opts.headers);
+      else this.link.whenUp(() => this.publish(token, data, opts.headers));
     });
+  }
+
+  /** Publishes pending request `token` (unless it timed out while the connection was down); a refused publish rejects it. */
+  private publish(token: string, data: Uint8Array, headers: MsgHdrs | undefined): void {
+    const p = this.pending.get(token);
+    if (!p) return;
+    try {
+      this.nc.publish(p.subject, data, { reply: `${this.base}.${token}`, headers });
+    } catch (err) {
+      clearTimeout(p.timer);
+      this.pending.delete(token);
+      p.reject(err as Error);
+    }
   }
 
   private subscribe(): void {

@@ -78,7 +78,6 @@ export async function call<T>(
   const data = encode({ v: PROTOCOL_VERSION, ...body });
   const start = Date.now();
   const transport = new WeakSet<object>(); // errors of the request itself, as mapped
-  const lost = new WeakSet<object>(); // ... of those, a connection lost with the request in flight
   const requester = requesterFor(nc);
   const attempt = async ({ remainingMs }: { remainingMs: number }): Promise<T> => {
     let reply: Uint8Array;
@@ -88,7 +87,6 @@ export async function call<T>(
     } catch (err) {
       const mapped = mapNatsError(err, subject, timeoutMs);
       transport.add(mapped);
-      if (isConnectionLost(err)) lost.add(mapped);
       throw mapped;
     }
     return replyResult(reply, subject, opts);
@@ -100,7 +98,7 @@ export async function call<T>(
       isRetryable: (err) =>
         transport.has(err as object) &&
         (err instanceof DeadlineExceededError ||
-          lost.has(err as object) ||
+          isConnectionLost(err) ||
           (err instanceof UnavailableError && Date.now() - start < NO_RESPONDERS_GRACE_MS)),
     });
   } catch (err) {

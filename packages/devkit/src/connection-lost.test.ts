@@ -39,6 +39,26 @@ async function rejection(fn: () => Promise<unknown>): Promise<{ err: unknown; ms
   throw new Error('it did not fail');
 }
 
+/**
+ * Runs `fn` with a nats-server of its own (a port and a store dir that survive a restart): `kill`
+ * takes it away, `restart` brings it back on the same port; stopped and removed afterwards.
+ */
+async function withOwnServer(fn: (srv: { url: string; kill: () => void; restart: () => Promise<void> }) => Promise<void>): Promise<void> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-lost-'));
+  let server = await NatsServer.start({ port, dir });
+  try {
+    await fn({
+      url: server.url,
+      kill: () => server.kill(),
+      restart: async () => void (server = await NatsServer.start({ port, dir })),
+    });
+  } finally {
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 const x4 = { x: { dtype: 'float32' as const, dims: [1, 1, 1, 4], data: Float32Array.of(0, 1, 2, 3) } };
 
 beforeAll(async () => {
@@ -84,58 +104,52 @@ describe('a request in flight when its connection is lost', () => {
 
 describe('a send while the connection is down (the server is gone)', () => {
   it('waits until the connection is back and arrives; one published alone is dropped by nats.js', async () => {
-    const port = await freePort();
-    const dir = mkdtempSync(join(tmpdir(), 'flotilla-lost-'));
-    let server = await NatsServer.start({ port, dir });
-    const a = await connectBus({ servers: server.url });
-    try {
-      const link = connectionLink(a);
-      const got: string[] = [];
-      a.subscribe('held.>', { callback: (_e, m) => got.push(m.subject) }); // sent again on reconnect, before what waited
-      await a.flush();
-      server.kill();
-      await until(() => !link.up, { timeoutMs: 10_000, what: 'the link to see the loss' });
-      link.whenUp(() => a.publish('held.waited', Uint8Array.of(1)));
-      a.publish('held.plain', Uint8Array.of(2)); // into nats.js's outbound buffer, which every dial empties
-      await new Promise((r) => setTimeout(r, 1200)); // dials fail meanwhile (every 500 ms)
-      server = await NatsServer.start({ port, dir });
-      await until(() => link.up, { timeoutMs: 15_000, what: 'the reconnect' });
-      await a.flush();
-      await until(() => got.length > 0, { timeoutMs: 5_000, what: 'the message that waited' });
-      expect(got).toEqual(['held.waited']);
-    } finally {
-      await closeBus(a).catch(() => undefined);
-      await server.stop();
-      rmSync(dir, { recursive: true, force: true });
-    }
+    await withOwnServer(async (server) => {
+      const a = await connectBus({ servers: server.url });
+      try {
+        const link = connectionLink(a);
+        const got: string[] = [];
+        a.subscribe('held.>', { callback: (_e, m) => got.push(m.subject) }); // sent again on reconnect, before what waited
+        await a.flush();
+        server.kill();
+        await until(() => !link.up, { timeoutMs: 10_000, what: 'the link to see the loss' });
+        link.whenUp(() => a.publish('held.waited', Uint8Array.of(1)));
+        a.publish('held.plain', Uint8Array.of(2)); // into nats.js's outbound buffer, which every dial empties
+        await new Promise((r) => setTimeout(r, 1200)); // dials fail meanwhile (every 500 ms)
+        await server.restart();
+        await until(() => link.up, { timeoutMs: 15_000, what: 'the reconnect' });
+        await a.flush();
+        await until(() => got.length > 0, { timeoutMs: 5_000, what: 'the message that waited' });
+        expect(got).toEqual(['held.waited']);
+      } finally {
+        await closeBus(a).catch(() => undefined);
+      }
+    });
   }, 40_000);
 });
 
 describe('a control call made while the server is gone', () => {
   it('goes out when the connection is back and is answered then, not after its attempt timed out', async () => {
-    const port = await freePort();
-    const dir = mkdtempSync(join(tmpdir(), 'flotilla-lost-'));
-    let server = await NatsServer.start({ port, dir });
-    const a = await connectBus({ servers: server.url });
-    const b = await connectBus({ servers: server.url });
-    try {
-      b.subscribe('ctl.lost', { callback: (_e, m) => m.respond(okReply({ pong: true })) });
-      await b.flush();
-      expect(await call(a, 'ctl.lost', {}, 5_000)).toEqual({ pong: true });
-      server.kill();
-      await until(() => !connectionLink(a).up, { timeoutMs: 10_000, what: 'the loss' });
-      const started = performance.now();
-      // One attempt may take 8 s: a request that vanished in the gap would wait for all of it.
-      const answered = call(a, 'ctl.lost', {}, 20_000, { attemptMs: 8_000 });
-      await new Promise((r) => setTimeout(r, 800));
-      server = await NatsServer.start({ port, dir });
-      expect(await answered).toEqual({ pong: true });
-      expect(performance.now() - started).toBeLessThan(5_000);
-    } finally {
-      await Promise.all([closeBus(a), closeBus(b)].map((p) => p.catch(() => undefined)));
-      await server.stop();
-      rmSync(dir, { recursive: true, force: true });
-    }
+    await withOwnServer(async (server) => {
+      const a = await connectBus({ servers: server.url });
+      const b = await connectBus({ servers: server.url });
+      try {
+        b.subscribe('ctl.lost', { callback: (_e, m) => m.respond(okReply({ pong: true })) });
+        await b.flush();
+        expect(await call(a, 'ctl.lost', {}, 5_000)).toEqual({ pong: true });
+        server.kill();
+        await until(() => !connectionLink(a).up, { timeoutMs: 10_000, what: 'the loss' });
+        const started = performance.now();
+        // One attempt may take 8 s: a request that vanished in the gap would wait for all of it.
+        const answered = call(a, 'ctl.lost', {}, 20_000, { attemptMs: 8_000 });
+        await new Promise((r) => setTimeout(r, 800));
+        await server.restart();
+        expect(await answered).toEqual({ pong: true });
+        expect(performance.now() - started).toBeLessThan(5_000);
+      } finally {
+        await Promise.all([closeBus(a), closeBus(b)].map((p) => p.catch(() => undefined)));
+      }
+    });
   }, 40_000);
 });
 
@@ -163,40 +177,33 @@ describe('the SDK when its connection is lost with a request in flight', () => {
     };
   }
 
-  it('an inference request (retries: 0) fails UNAVAILABLE at once, not after its attempt timeout', async () => {
-    const f = await withFake(() => {});
-    try {
-      const { err, ms } = await rejection(() => {
-        const call = f.c.infer('affine', x4, { timeoutMs: 30_000, retries: 0 });
-        setTimeout(() => void f.own.reconnect(), 200);
-        return call;
-      });
-      expect((err as FlotillaError).code).toBe(ErrorCode.UNAVAILABLE);
-      expect((err as Error).message).toContain('connection to NATS was lost');
-      expect(ms).toBeLessThan(5_000); // the attempt's own timeout is 10 s
-    } finally {
-      await f.done();
-    }
-  }, 30_000);
-
-  it('reading a direct reply whose chunks go unanswered (retries: 0) fails UNAVAILABLE at once, not at the 10 s chunk timeout', async () => {
-    // The replica answers with a direct reply it never serves: the SDK's `get` chunks wait.
-    const f = await withFake((m) =>
-      m.respond(encode({ v: PROTOCOL_VERSION, blob: { name: 'heldforever', size: 4 * MiB, direct: 'affine-silent' } })),
-    );
-    try {
-      const { err, ms } = await rejection(() => {
-        const call = f.c.infer('affine', x4, { timeoutMs: 30_000, retries: 0 });
-        setTimeout(() => void f.own.reconnect(), 300);
-        return call;
-      });
-      expect((err as FlotillaError).code).toBe(ErrorCode.UNAVAILABLE);
-      expect((err as Error).message).toContain('connection to NATS was lost');
-      expect(ms).toBeLessThan(5_000);
-    } finally {
-      await f.done();
-    }
-  }, 30_000);
+  it.each<[string, (m: { respond(d: Uint8Array): boolean }) => void, number]>([
+    ['an inference request (retries: 0) fails UNAVAILABLE at once, not after its attempt timeout (10 s)', () => {}, 200],
+    [
+      'reading a direct reply whose chunks go unanswered (retries: 0) fails UNAVAILABLE at once, not at the 10 s chunk timeout',
+      // The replica answers with a direct reply it never serves: the SDK's `get` chunks wait.
+      (m) => m.respond(encode({ v: PROTOCOL_VERSION, blob: { name: 'heldforever', size: 4 * MiB, direct: 'affine-silent' } })),
+      300,
+    ],
+  ])(
+    '%s',
+    async (_, answer, reconnectAfterMs) => {
+      const f = await withFake(answer);
+      try {
+        const { err, ms } = await rejection(() => {
+          const call = f.c.infer('affine', x4, { timeoutMs: 30_000, retries: 0 });
+          setTimeout(() => void f.own.reconnect(), reconnectAfterMs);
+          return call;
+        });
+        expect((err as FlotillaError).code).toBe(ErrorCode.UNAVAILABLE);
+        expect((err as Error).message).toContain('connection to NATS was lost');
+        expect(ms).toBeLessThan(5_000);
+      } finally {
+        await f.done();
+      }
+    },
+    30_000,
+  );
 });
 
 describe('a replica whose connection is lost while a direct body comes in', () => {

@@ -19,7 +19,7 @@ import random
 import re
 import threading
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import nats
 import numpy as np
@@ -438,34 +438,19 @@ class Client:
     async def _pull(self, model: str, ref: Mapping[str, Any]) -> Dict[str, Any]:
         """A direct reply (docs/protocol.md "Direct bodies"): read in ``get`` chunks from the replica
         that holds it, on its body channel, at most DIRECT_WINDOW unanswered; then decoded."""
-        nc = await self._connection()
-        subject = f"{self._prefix}.infer.{model}.{ref['direct']}~body"
+        subject = self._body_channel(model, ref["direct"])
         name, size = ref["name"], ref["size"]
         chunk = direct_chunk_bytes(self.max_payload)
         out = bytearray(size)
-        sem = asyncio.Semaphore(DIRECT_WINDOW)
 
         async def get(offset: int) -> None:
             length = min(chunk, size - offset)
-            async with sem:
-                try:
-                    msg = await self._request(nc, subject, b"", DIRECT_STALL_S, {BODY_HEADER: f"get {name} {offset} {length}"})
-                except NoRespondersError as err:
-                    raise UnavailableError(f"nobody answers on {subject}: the replica is gone") from err
-                except NatsTimeoutError as err:
-                    raise UnavailableError(f"a chunk on {subject} was not answered within {DIRECT_STALL_S:g} s") from err
-            if (msg.headers or {}).get(BODY_HEADER) == "error":
-                raise from_wire(unpack(msg.data).get("error"))
+            msg = await self._chunk(subject, b"", f"get {name} {offset} {length}")
             if len(msg.data) != length:
                 raise BadRequestError(f"the replica answered {len(msg.data)} bytes for a chunk of {length} at {offset}")
             out[offset:offset + length] = msg.data
 
-        tasks = [asyncio.ensure_future(get(off)) for off in range(0, size, chunk)]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for t in tasks:
-                t.cancel()
+        await self._each_chunk(size, chunk, get)
         raw = unpack(bytes(out))
         if not isinstance(raw, dict):
             raise BadRequestError("a direct body must be a map")
@@ -477,26 +462,45 @@ class Client:
         """A direct request body (docs/protocol.md "Direct bodies"): ``put`` chunks in order to the
         replica's body channel, at most DIRECT_WINDOW unanswered. Raises the replica's coded error,
         or UNAVAILABLE when a chunk finds nobody or goes unanswered."""
-        nc = await self._connection()
-        subject = f"{self._prefix}.infer.{model}.{replica}~body"
+        subject = self._body_channel(model, replica)
         chunk = direct_chunk_bytes(self.max_payload)
         view = memoryview(body)
-        sem = asyncio.Semaphore(DIRECT_WINDOW)
 
         async def put(offset: int) -> None:
-            async with sem:
-                try:
-                    msg = await self._request(nc, subject, view[offset:offset + chunk].tobytes(), DIRECT_STALL_S,
-                                              {BODY_HEADER: f"put {name} {offset}"})
-                except NoRespondersError as err:
-                    raise UnavailableError(f"nobody answers on {subject}: the replica is gone") from err
-                except NatsTimeoutError as err:
-                    raise UnavailableError(f"a chunk on {subject} was not answered within {DIRECT_STALL_S:g} s") from err
-            if (msg.headers or {}).get(BODY_HEADER) == "error":
-                raise from_wire(unpack(msg.data).get("error"))
+            await self._chunk(subject, view[offset:offset + chunk].tobytes(), f"put {name} {offset}")
 
-        # Created in order, so the chunks are published in order (the semaphore wakes its waiters FIFO).
-        tasks = [asyncio.ensure_future(put(off)) for off in range(0, len(body), chunk)]
+        await self._each_chunk(len(body), chunk, put)
+
+    def _body_channel(self, model: str, replica: str) -> str:
+        """A replica's body channel (docs/protocol.md "Direct bodies")."""
+        return f"{self._prefix}.infer.{model}.{replica}~body"
+
+    async def _chunk(self, subject: str, data: bytes, op: str) -> Any:
+        """One chunk request on a body channel (``op``: its ``Flotilla-Body`` header); the answer, or
+        the replica's coded error, or UNAVAILABLE when nobody answers within the stall time."""
+        nc = await self._connection()
+        try:
+            msg = await self._request(nc, subject, data, DIRECT_STALL_S, {BODY_HEADER: op})
+        except NoRespondersError as err:
+            raise UnavailableError(f"nobody answers on {subject}: the replica is gone") from err
+        except NatsTimeoutError as err:
+            raise UnavailableError(f"a chunk on {subject} was not answered within {DIRECT_STALL_S:g} s") from err
+        if (msg.headers or {}).get(BODY_HEADER) == "error":
+            raise from_wire(unpack(msg.data).get("error"))
+        return msg
+
+    @staticmethod
+    async def _each_chunk(size: int, chunk: int, send: Callable[[int], Awaitable[None]]) -> None:
+        """``send(offset)`` for each chunk of ``size`` bytes, at most DIRECT_WINDOW at once; the first
+        failure is raised and the rest cancelled. The tasks are created in order and the semaphore
+        wakes its waiters FIFO, so the chunks go out in order."""
+        sem = asyncio.Semaphore(DIRECT_WINDOW)
+
+        async def one(offset: int) -> None:
+            async with sem:
+                await send(offset)
+
+        tasks = [asyncio.ensure_future(one(off)) for off in range(0, size, chunk)]
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -647,6 +651,17 @@ class Client:
             if retries is not None and failures > retries:
                 raise err
 
+        def again_at_once(err: UnavailableError) -> None:
+            """A direct transfer's replica, or the connection, went: the replica is forgotten unless only
+            the connection was lost (then it is still there); a retry, sent at once."""
+            nonlocal last
+            if not isinstance(err, ConnectionLostError):
+                self._replicas.pop(model, None)
+            last = err
+            retry_or_raise(err)
+            if on_retry:
+                on_retry(err, sent, 0.0)
+
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -693,19 +708,11 @@ class Client:
                 await asyncio.sleep(delay)
                 continue
             except UnavailableError as err:
-                lost = isinstance(err, ConnectionLostError)
-                if direct_to is None and not lost:
+                if direct_to is None and not isinstance(err, ConnectionLostError):
                     raise
                 if staged:
                     await self._drop(staged)
-                # The connection was lost (the replica is still there), or the direct transfer lost
-                # its replica (staged next): again at once.
-                if not lost:
-                    self._replicas.pop(model, None)
-                last = err
-                retry_or_raise(err)
-                if on_retry:
-                    on_retry(err, sent, 0.0)
+                again_at_once(err)
                 continue
             except NatsTimeoutError as err:
                 if staged:
@@ -727,13 +734,7 @@ class Client:
                 raw_ref = raw_reply.get("blob") if isinstance(raw_reply, dict) else None
                 if not (isinstance(raw_ref, dict) and "direct" in raw_ref):
                     raise
-                # A direct reply that could not be read (its replica or the connection went): again at once.
-                if not isinstance(err, ConnectionLostError):
-                    self._replicas.pop(model, None)
-                last = err
-                retry_or_raise(err)
-                if on_retry:
-                    on_retry(err, sent, 0.0)
+                again_at_once(err)  # a direct reply that could not be read
                 continue
             replica = (reply.get("meta") or {}).get("replica") if isinstance(reply.get("meta"), dict) else None
             if isinstance(replica, str) and DIRECT_REPLICA_RE.match(replica):
