@@ -822,6 +822,7 @@ async function main(): Promise<number> {
         '1',
         '--heartbeat-ms',
         '250',
+        ...(settings.sessionHost ? ['--session-host', settings.sessionHost] : []),
         ...(settings.workers > 1 ? ['--gpu-share', String(Math.floor(10_000 / settings.workers) / 10_000)] : []),
       ],
     });

@@ -57,6 +57,9 @@ describe('benchSettings', () => {
     expect(benchSettings({ BENCH_WORKERS: '4' }).workers).toBe(4);
     expect(benchSettings({ BENCH_BODIES: '0' }).bodiesMiB).toEqual([]);
     expect(benchSettings({ BENCH_BODIES: '64' }).bodiesMiB).toEqual([64]);
+    expect(benchSettings({ BENCH_SESSION_HOST: 'thread' }).sessionHost).toBe('thread');
+    expect(benchSettings({}).sessionHost).toBeUndefined();
+    expect(() => benchSettings({ BENCH_SESSION_HOST: 'gpu' })).toThrow(/BENCH_SESSION_HOST must be/);
   });
   test('bad values are refused with the variable named', () => {
     expect(() => benchSettings({ BENCH_CONCURRENCY: '1,x' })).toThrow(/BENCH_CONCURRENCY/);

@@ -23,6 +23,8 @@ export interface BenchSettings {
   bodiesMiB: number[];
   /** Transfers per body size (medians reported). Default 3 (QUICK: 1). */
   bodyRounds: number;
+  /** The worker's --session-host (thread, event-loop, auto); unset: the worker's default (auto). */
+  sessionHost?: 'thread' | 'event-loop' | 'auto';
 }
 
 export const DEFAULT_BODIES_MIB = [8, 64, 256];
@@ -62,7 +64,7 @@ function positiveNumber(what: string, raw: string | undefined, dflt: number, min
  * Settings from env: BENCH_QUICK=1 (every point ~0.5 s), BENCH_DURATION_MS, BENCH_WARMUP_MS,
  * BENCH_MODELS=mlp,wide-mlp, BENCH_CONCURRENCY=1,16,128, BENCH_MAX_BATCH=128, BENCH_PIN=0,
  * BENCH_DEVICE=gpu, BENCH_PAD_BATCHES=0|1 (the deployments' batching.padBatches; unset: the profile's),
- * BENCH_BODIES=8,64,256 (large-body sizes in MiB; 0: none).
+ * BENCH_BODIES=8,64,256 (large-body sizes in MiB; 0: none), BENCH_SESSION_HOST=thread|event-loop|auto.
  */
 export function benchSettings(env: Record<string, string | undefined>): BenchSettings {
   const quick = env.BENCH_QUICK === '1' || env.BENCH_QUICK === 'true';
@@ -94,6 +96,9 @@ export function benchSettings(env: Record<string, string | undefined>): BenchSet
   if (bodiesMiB.some((m) => m > 256))
     throw new Error(`BENCH_BODIES sizes must be at most 256 MiB (Flotilla's body limit), got '${env.BENCH_BODIES}'`);
   const bodyRounds = quick ? 1 : 3;
+  const host = env.BENCH_SESSION_HOST;
+  if (host !== undefined && host !== 'thread' && host !== 'event-loop' && host !== 'auto')
+    throw new Error(`BENCH_SESSION_HOST must be thread, event-loop or auto, got '${host}'`);
   return {
     durationMs,
     warmupMs,
@@ -107,6 +112,7 @@ export function benchSettings(env: Record<string, string | undefined>): BenchSet
     bodiesMiB,
     bodyRounds,
     ...(padBatches !== undefined ? { padBatches } : {}),
+    ...(host !== undefined ? { sessionHost: host } : {}),
   };
 }
 

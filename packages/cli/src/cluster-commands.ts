@@ -7,10 +7,10 @@ import { Command } from 'commander';
 import { Head, headMetrics } from '@flotilla/head';
 import { WORKER_NODE_FLAGS, Worker, type InventoryOverride } from '@flotilla/worker';
 import { NatsCluster, NatsServer, killOnExit } from '@flotilla/local';
-import { BadRequestError, authConfigCluster } from '@flotilla/protocol';
+import { BadRequestError, authConfigCluster, type SessionHostChoice } from '@flotilla/protocol';
 import { startHealthServer, type HealthServer } from '@flotilla/bus';
 import { busOptions, withConnectionOptions } from './connection-options.js';
-import { parseFraction, parseSize, reportError } from './format.js';
+import { parseFraction, parseSessionHost, parseSize, reportError } from './format.js';
 import { optionParser } from './option-parser.js';
 import { untilSignal } from './signals.js';
 
@@ -71,6 +71,11 @@ function workerFlags(cmd: Command): Command {
     .option('--inventory <file>', 'JSON overriding parts of the measured inventory, e.g. {"gpus":[...]}')
     .option('--gpu-providers <list>', 'execution providers tried on GPUs, comma separated (default cuda)')
     .option('--ort-spinning', "let onnxruntime's CPU thread pools spin between parallel sections (off: they share the cores with NATS)")
+    .option(
+      '--session-host <host>',
+      'where sessions run: thread, event-loop or auto (default: a thread on a GPU or with 4+ usable cores)',
+      optionParser((v) => parseSessionHost(v)),
+    )
     .option('--heartbeat-ms <ms>', 'heartbeat period', (v) => Number(v))
     .option('--max-replicas <n>', 'most replicas this worker hosts (default 64)', (v) => Number(v))
     .option('--store-replicas <n>', 'JetStream replicas of the blob and profile buckets (env FLOTILLA_STORE_REPLICAS, default 1)', (v) =>
@@ -89,6 +94,7 @@ interface WorkerFlags {
   inventory?: string;
   gpuProviders?: string;
   ortSpinning?: boolean;
+  sessionHost?: SessionHostChoice;
   heartbeatMs?: number;
   eviction?: string;
   maxReplicas?: number;
@@ -105,6 +111,7 @@ function workerOptions(o: WorkerFlags) {
     inventory: readInventory(o.inventory),
     gpuProviders: o.gpuProviders ? String(o.gpuProviders).split(',') : undefined,
     ortSpinning: o.ortSpinning,
+    sessionHost: o.sessionHost,
     heartbeatMs: o.heartbeatMs,
     eviction: o.eviction,
     maxReplicas: o.maxReplicas,
@@ -250,6 +257,7 @@ export function clusterCommands(program: Command): void {
         'inventory',
         'gpuProviders',
         'ortSpinning',
+        'sessionHost',
         'heartbeatMs',
         'eviction',
         'maxReplicas',

@@ -1,5 +1,5 @@
 // Small helpers for people-facing output and input: sizes, tables, errors with exit codes.
-import { ErrorCode, FlotillaError, toFlotillaError } from '@flotilla/protocol';
+import { ErrorCode, FlotillaError, SessionHostChoice, toFlotillaError } from '@flotilla/protocol';
 
 const UNITS: Record<string, number> = {
   '': 1,
@@ -41,6 +41,13 @@ export function parseFraction(text: string): number {
   if (!(value > 0 && value <= 1))
     throw new FlotillaError(ErrorCode.BAD_REQUEST, `invalid share '${text}' (use a fraction in (0, 1]: 0.25, 1/4 or 25%)`);
   return value;
+}
+
+/** `--session-host`: thread, event-loop or auto (protocol SessionHostChoice). */
+export function parseSessionHost(text: string): SessionHostChoice {
+  const r = SessionHostChoice.safeParse(text.trim());
+  if (!r.success) throw new FlotillaError(ErrorCode.BAD_REQUEST, `invalid session host '${text}' (use thread, event-loop or auto)`);
+  return r.data;
 }
 
 export function formatBytes(n: number): string {

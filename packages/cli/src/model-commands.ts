@@ -5,7 +5,7 @@ import { FlotillaClient } from '@flotilla/client';
 import { BadRequestError } from '@flotilla/protocol';
 import { busOptions, withConnectionOptions, type ConnectionFlags } from './connection-options.js';
 import { describeText } from './describe-command.js';
-import { formatBytes, reportError, table } from './format.js';
+import { formatBytes, parseSessionHost, reportError, table } from './format.js';
 import { optionParser } from './option-parser.js';
 import { readTensorFile, tensorsToJson, writeTensorFile } from './tensor-file.js';
 import { parseShapeBuckets } from './shape-buckets.js';
@@ -82,6 +82,11 @@ export function modelCommands(program: Command): void {
       .option('--no-compile', 'never cache the optimised graph')
       .option('--no-tune-threads', 'profiling: do not measure onnxruntime thread settings (CPU)')
       .option('--no-warmup', 'do not run a new replica once on synthetic inputs before it serves')
+      .option(
+        '--session-host <host>',
+        "where replicas' sessions run: thread, event-loop or auto (default: the worker's --session-host)",
+        optionParser((v) => parseSessionHost(v)),
+      )
       .option('--intra-op-threads <n>', 'CPU replicas: threads per operator (default: chosen by the profile)', (v) => Number(v))
       .option('--inter-op-threads <n>', 'with --intra-op-threads: operators run at once (parallel mode when > 1)', (v) => Number(v))
       .option('--memory <bytes>', 'memory one replica needs (bytes); default estimated from the file', (v) => Number(v))
@@ -137,6 +142,7 @@ export function modelCommands(program: Command): void {
           : {}),
         compile: o.compile,
         warmup: o.warmup,
+        ...(o.sessionHost !== undefined ? { sessionHost: o.sessionHost } : {}),
         memoryBytes: o.memory,
         batching,
         pin: !!o.pin,

@@ -269,6 +269,8 @@ export const LoadedReplicaState = z
     ...replicaCommon,
     state: z.enum(['ready', 'draining', 'failed']),
     executionProvider: Text(64).min(1),
+    /** Where the session runs: on the worker's event loop or on a thread of its own. */
+    sessionHost: z.enum(['event-loop', 'thread']).optional(),
     batching: z
       .object({
         maxBatchSize: z.number().int().min(1).max(4096),

@@ -127,6 +127,16 @@ export const ThreadSettings = z
   .strict();
 export type ThreadSettings = z.infer<typeof ThreadSettings>;
 
+/**
+ * Where a replica's onnxruntime session runs. `event-loop`: on the worker's JS thread, as
+ * onnxruntime-node runs it (no crossing cost; the worker reads no request while a batch runs).
+ * `thread`: on a thread of its own (tens of µs a batch to cross; the worker reads, batches and
+ * answers while it runs, and replicas on one worker run at once). `auto`: a thread on a GPU or on a
+ * worker with 4 or more usable cores, else the event loop.
+ */
+export const SessionHostChoice = z.enum(['auto', 'thread', 'event-loop']);
+export type SessionHostChoice = z.infer<typeof SessionHostChoice>;
+
 /** Cluster, model and worker names (subjects.ts `isValidName`: one NATS token, a safe file name). */
 export const Name = z.string().refine(isValidName, { message: "use 1-64 letters, digits, '_' or '-', starting with a letter or digit" });
 
@@ -163,6 +173,8 @@ export const DeploySpec = z
     threads: ThreadSettings.optional(),
     /** Run each new replica once on synthetic inputs before it serves (when it was not just profiled). Default true. */
     warmup: z.boolean().default(true),
+    /** Where the session runs (see SessionHostChoice); default: the worker's `--session-host` (auto). */
+    sessionHost: SessionHostChoice.optional(),
   })
   .strict();
 export type DeploySpec = z.infer<typeof DeploySpec>;

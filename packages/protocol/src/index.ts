@@ -84,6 +84,7 @@ export {
   MAX_BUCKETS_PER_DIM,
   MAX_SPEC_SHAPES,
   ProfileOptions,
+  SessionHostChoice,
   ThreadSettings,
   parseDeploySpec,
   type DeploySpecInput,

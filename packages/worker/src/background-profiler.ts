@@ -7,7 +7,7 @@
 // (BACKGROUND_MAX_RUN_MS), so serving waits for at most the hold's first run pair and that cap.
 // With `profile.buckets`, a request's shape is first mapped to its bucket's (profiled at the bound).
 // A profile is stored per (digest, device class, onnxruntime version, shape) for the next replica.
-import type { InferenceSession } from 'onnxruntime-node';
+import type { ModelSession } from './session-thread.js';
 import {
   shapeKey,
   type BatchingOptions,
@@ -42,7 +42,7 @@ const IDLE_POLL_MS = 1;
 export const MAX_PROFILE_SHARE = 0.15;
 
 export interface ShapeProfilerDeps {
-  session: InferenceSession;
+  session: ModelSession;
   signature: ModelSignature;
   spec: DeploySpec;
   deviceClass: string;
@@ -70,7 +70,7 @@ export class ShapeProfiler {
   private running?: Promise<void>;
   private closed = false;
   /** The session profiles run on (replaced once if thread tuning at load opened a better one). */
-  private session: InferenceSession;
+  private session: ModelSession;
 
   constructor(private readonly deps: ShapeProfilerDeps) {
     this.book = new ShapeBook({ maxShapes: deps.spec.profile.maxShapes ?? DEFAULT_MAX_SHAPES, onGpu: deps.onGpu });
@@ -78,7 +78,7 @@ export class ShapeProfiler {
   }
 
   /** After thread tuning at load (before serving): later profiles run on the tuned session. */
-  useSession(session: InferenceSession): void {
+  useSession(session: ModelSession): void {
     this.session = session;
   }
 

@@ -4,11 +4,12 @@
 // provider, device class, onnxruntime version), as optimised graphs can be hardware specific.
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
+import type * as ort from 'onnxruntime-node';
 import { toToken } from '@flotilla/protocol';
+import { openSession, type ModelSession, type SessionHost } from './session-thread.js';
 
 export interface CompiledSession {
-  session: ort.InferenceSession;
+  session: ModelSession;
   /** `hit`: opened the cached optimised graph; `miss`: optimised now and saved; `off`: not compiled. */
   compile: 'hit' | 'miss' | 'off';
   createMs: number;
@@ -22,15 +23,16 @@ export async function createCompiledSession(
   modelPath: string,
   options: ort.InferenceSession.SessionOptions,
   cache: { path: string } | undefined,
+  host: SessionHost = 'event-loop',
 ): Promise<CompiledSession> {
   const t0 = performance.now();
   if (!cache) {
-    const session = await ort.InferenceSession.create(modelPath, { graphOptimizationLevel: 'all', ...options });
+    const session = await openSession(host, modelPath, { graphOptimizationLevel: 'all', ...options });
     return { session, compile: 'off', createMs: performance.now() - t0 };
   }
   if (existsSync(cache.path)) {
     try {
-      const session = await ort.InferenceSession.create(cache.path, { ...options, graphOptimizationLevel: 'disabled' });
+      const session = await openSession(host, cache.path, { ...options, graphOptimizationLevel: 'disabled' });
       return { session, compile: 'hit', createMs: performance.now() - t0 };
     } catch {
       rmSync(cache.path, { force: true }); // unreadable (e.g. another onnxruntime build): rebuild it
@@ -41,7 +43,7 @@ export async function createCompiledSession(
   try {
     // onnxruntime warns that an 'all'-level graph may be hardware specific: the cache key holds the
     // device class for that reason, so the warning is expected; errors still surface.
-    const session = await ort.InferenceSession.create(modelPath, {
+    const session = await openSession(host, modelPath, {
       logSeverityLevel: 3,
       ...options,
       graphOptimizationLevel: 'all',

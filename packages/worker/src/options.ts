@@ -3,7 +3,15 @@
 import { availableParallelism, cpus, homedir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { BadRequestError, DEFAULT_CLUSTER, DEFAULT_MAX_MESSAGE_BYTES, DIRECT_STALL_MS, Name, type GpuInfo } from '@flotilla/protocol';
+import {
+  BadRequestError,
+  DEFAULT_CLUSTER,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  DIRECT_STALL_MS,
+  Name,
+  SessionHostChoice,
+  type GpuInfo,
+} from '@flotilla/protocol';
 import type { BusOptions, Logger, NatsConnection } from '@flotilla/bus';
 import { usableCores, type InventoryOverride } from './inventory.js';
 import { readCgroupLimits } from './cgroup-limits.js';
@@ -55,6 +63,11 @@ export interface WorkerOptions {
    * CPU spinning threads take (session-plan.ts `cpuSessionOptions`).
    */
   ortSpinning?: boolean;
+  /**
+   * Where replicas' sessions run (protocol `SessionHostChoice`): `auto` (default: a thread on a GPU
+   * or with 4+ usable cores), `thread` or `event-loop`. A deployment's `sessionHost` overrides it.
+   */
+  sessionHost?: SessionHostChoice;
   /** Largest request/reply body, bytes. Default 256 MiB. */
   maxMessageBytes?: number;
   /** JetStream replicas for the blob and profile buckets it creates. Default `FLOTILLA_STORE_REPLICAS` or 1. */
@@ -100,6 +113,7 @@ const Schema = z.object({
   threads: z.number().int().min(0).max(1024),
   gpuProviders: z.array(z.string().min(1)),
   ortSpinning: z.boolean(),
+  sessionHost: SessionHostChoice,
   maxMessageBytes: z.number().int().min(1024),
   eviction: z.string().min(1),
   slowdownMs: z.number().min(0).max(60_000),
@@ -148,6 +162,7 @@ export function parseWorkerOptions(raw: WorkerOptions = {}): CompiledWorkerOptio
     threads: raw.threads ?? 0,
     gpuProviders: raw.gpuProviders ?? DEFAULT_GPU_PROVIDERS,
     ortSpinning: raw.ortSpinning ?? false,
+    sessionHost: raw.sessionHost ?? 'auto',
     maxMessageBytes: raw.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
     eviction: raw.eviction ?? DEFAULT_EVICTION,
     slowdownMs: raw.slowdownMs ?? 0,

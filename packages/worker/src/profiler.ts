@@ -18,6 +18,7 @@ import { FLAT_SIZES_BEFORE_STOP, chooseBatch, choosePadding, sweepPlateaued, tai
 import { nearestRank } from './latency-window.js';
 import { chooseThreads, sameThreads, threadCandidates, type ThreadRow, type ThreadSettings } from './thread-choice.js';
 import type { ModelSignature } from './model-io.js';
+import type { ModelSession } from './session-thread.js';
 
 /** Time budget of one profile, ms. */
 export const DEFAULT_PROFILE_BUDGET_MS = 3000;
@@ -91,7 +92,7 @@ function syntheticFeeds(sig: ModelSignature, batch: number, shape?: ProfileShape
  * Runs the session once on synthetic inputs of `batch` items, so the first real request does not
  * pay for first-run work (allocator arenas, GPU kernel selection). Returns the run's time, ms.
  */
-export async function warmUp(session: ort.InferenceSession, sig: ModelSignature, batch = 1): Promise<number> {
+export async function warmUp(session: ModelSession, sig: ModelSignature, batch = 1): Promise<number> {
   const feeds = syntheticFeeds(sig, sig.batchAxis ? batch : 1);
   const t0 = performance.now();
   await session.run(feeds);
@@ -112,7 +113,7 @@ export function unprofilable(sig: ModelSignature): string | null {
  * gate, each run waits for it (`waited` collects the ms) and the sweep stops (null) when it says so.
  */
 async function timeBatch(
-  session: ort.InferenceSession,
+  session: ModelSession,
   feeds: Record<string, ort.Tensor>,
   batch: number,
   shareMs: number,
@@ -177,7 +178,7 @@ export const CHANGE_RESERVE = 0.25;
  * sweep has just run both sizes, and on a GPU each round costs the serving replica plan rebuilds.
  */
 async function shapeChangeCost(
-  session: ort.InferenceSession,
+  session: ModelSession,
   sig: ModelSignature,
   batch: number,
   other: number,
@@ -220,7 +221,7 @@ async function shapeChangeCost(
 }
 
 export async function profileSession(
-  session: ort.InferenceSession,
+  session: ModelSession,
   sig: ModelSignature,
   base: {
     digest: string;
@@ -349,11 +350,11 @@ export async function profileSession(
  * At most two sessions of the model are open at once.
  */
 export async function profileThreads(
-  current: { session: ort.InferenceSession; settings: ThreadSettings },
-  open: (t: ThreadSettings) => Promise<ort.InferenceSession>,
+  current: { session: ModelSession; settings: ThreadSettings },
+  open: (t: ThreadSettings) => Promise<ModelSession>,
   sig: ModelSignature,
   opts: { batch: number; usableCores: number; budgetMs?: number; latencySloMs?: number; shape?: ProfileShape },
-): Promise<{ session: ort.InferenceSession; settings: ThreadSettings; profile: ThreadChoice & { rows: ThreadRow[]; tookMs: number } }> {
+): Promise<{ session: ModelSession; settings: ThreadSettings; profile: ThreadChoice & { rows: ThreadRow[]; tookMs: number } }> {
   const start = performance.now();
   const budgetMs = opts.budgetMs ?? DEFAULT_PROFILE_BUDGET_MS;
   const deadline = start + budgetMs;

@@ -1,7 +1,7 @@
 // One model replica: an onnxruntime session plus the request path, readable top to bottom:
 // caller → (queue group) → decode/validate → batcher queue → session.run → split → reply.
 // The head is never on this path.
-import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-node';
+import type { Tensor as OrtTensor } from 'onnxruntime-node';
 import { Tensor } from 'onnxruntime-node';
 import type { Msg, MsgHdrs, NatsConnection, Subscription } from '@nats-io/nats-core';
 import { headers as natsHeaders } from '@nats-io/nats-core';
@@ -66,6 +66,7 @@ import {
 import { Batcher, defaultMaxBatchSize, paddedRows, type Queued } from './batcher.js';
 import { LatencyWindow } from './latency-window.js';
 import type { ShapeProfiler } from './background-profiler.js';
+import type { ModelSession, SessionHost } from './session-thread.js';
 import { concatBatch, firstRows, splitBatch, validateInputs, wireSignature, type ModelSignature } from './model-io.js';
 
 /**
@@ -109,6 +110,8 @@ export interface ReplicaIdentity {
   digest: string;
   device: string;
   executionProvider: string;
+  /** Where the session runs (default: the event loop). */
+  sessionHost?: SessionHost;
   /** Bytes charged to the device. */
   bytes: number;
   /** The deployment fixed the charge (memoryBytes): profiles never change it. */
@@ -182,6 +185,7 @@ export class Replica {
   readonly digest: string;
   readonly device: string;
   readonly executionProvider: string;
+  readonly sessionHost: SessionHost;
   /** Bytes charged to the device (grows with a dynamic-shape model's profiled footprint: `chargeFollowsProfiles`). */
   bytes: number;
   readonly fixedCharge: boolean;
@@ -198,7 +202,7 @@ export class Replica {
   constructor(
     private readonly ctx: ReplicaContext,
     identity: ReplicaIdentity,
-    private readonly session: InferenceSession,
+    private readonly session: ModelSession,
     readonly signature: ModelSignature,
     options: BatchingOptions,
     /** A model with dynamic non-batch dims: per-shape profiles (run while this replica is idle) and per-shape batching. */
@@ -214,6 +218,7 @@ export class Replica {
       profile: this.profile,
     } = identity);
     this.pinned = identity.pinned ?? false;
+    this.sessionHost = identity.sessionHost ?? 'event-loop';
     this.fixedCharge = identity.fixedCharge ?? false;
     this.link = connectionLink(ctx.nc);
     this.replies = new InferReplyWriter({ worker: ctx.workerId, replica: this.id, device: this.device });
@@ -353,6 +358,7 @@ export class Replica {
       itemsProcessed: this.itemsProcessed,
       failed: this.failed,
       executionProvider: this.executionProvider,
+      sessionHost: this.sessionHost,
       batching: this.batching,
       batchHistogram: { ...this.histogram },
       pinned: this.pinned,
@@ -536,15 +542,24 @@ export class Replica {
     if (d.kind === 'wait') this.timer = setTimeout(this.pumpNow, d.waitMs);
     else if (d.kind === 'run') {
       this.running = true;
-      void this.runBatch(d.batch, d.items, d.rows).finally(() => {
-        this.running = false;
+      let done = false;
+      const release = () => {
+        if (!done) this.running = false;
+        done = true;
+      };
+      // On a thread, the next batch goes to onnxruntime as soon as this one's outputs are back, and
+      // these replies are written while it runs (what arrived during this run has been read).
+      const ran = this.sessionHost === 'thread' ? () => (release(), this.pumpNow()) : undefined;
+      void this.runBatch(d.batch, d.items, d.rows, ran).finally(() => {
+        release();
         this.pump();
         this.checkIdle();
       });
     }
   };
 
-  private async runBatch(batch: Queued<Pending>[], items: number, rows = items): Promise<void> {
+  /** Runs one batch and answers its requests; `ran` is called once the session has returned its outputs. */
+  private async runBatch(batch: Queued<Pending>[], items: number, rows = items, ran?: () => void): Promise<void> {
     const started = performance.now();
     let parts: WireTensors[];
     try {
@@ -553,6 +568,7 @@ export class Replica {
         batch.map((q) => q.items),
         items,
         rows,
+        ran,
       );
     } catch (err) {
       if (batch.length > 1) {
@@ -592,13 +608,14 @@ export class Replica {
     }
   }
 
-  private async execute(requests: WireTensors[], counts: number[], items: number, rows: number): Promise<WireTensors[]> {
+  private async execute(requests: WireTensors[], counts: number[], items: number, rows: number, ran?: () => void): Promise<WireTensors[]> {
     if (this.ctx.slowdownMs) await new Promise((r) => setTimeout(r, this.ctx.slowdownMs));
     const merged = concatBatch(this.signature, requests, items, this.scratch, rows);
     this.batchesRun++;
     const feeds: Record<string, OrtTensor> = {};
     for (const [name, t] of Object.entries(merged)) feeds[name] = new Tensor(t.dtype, toTypedArray(t) as never, t.dims);
     const results = await this.session.run(feeds);
+    ran?.();
     let outputs: WireTensors = {};
     for (const s of this.signature.outputs) {
       const r = results[s.name]!;

@@ -26,11 +26,13 @@ import { ShapeProfiler } from './background-profiler.js';
 import { dynamicDims, sampleShape, unknownBucketDims } from './shape-profiles.js';
 import type { CompiledWorkerOptions } from './options.js';
 import { providerUnavailable } from './providers.js';
+import type { ModelSession, SessionHost } from './session-thread.js';
 import { readVram } from './inventory.js';
 import { measuredFootprint, vramDelta } from './memory-ledger.js';
 import {
   batchingFor,
   checkThreads,
+  chooseSessionHost,
   chooseThreadPlan,
   cpuSessionOptions,
   judgeCompile,
@@ -46,7 +48,9 @@ import {
 } from './session-plan.js';
 
 export interface OpenedSession {
-  session: ort.InferenceSession;
+  session: ModelSession;
+  /** Where the session runs: on the worker's event loop or on a thread of its own. */
+  sessionHost: SessionHost;
   executionProvider: string;
   /** Set when the requested provider failed and the session runs on CPU instead. */
   fallbackFrom?: string;
@@ -66,7 +70,7 @@ export interface OpenedSession {
 }
 
 type Created = {
-  session: ort.InferenceSession;
+  session: ModelSession;
   createMs: number;
   compile: 'hit' | 'miss' | 'off';
   executionProvider: string;
@@ -86,6 +90,8 @@ interface Opening {
   /** The stored profile read before the open (see lookUpBeforeOpen). */
   before: ModelProfile | undefined;
   compile: boolean;
+  /** Where the session runs (session-plan.ts chooseSessionHost). */
+  host: SessionHost;
   created: Created;
   onCpu: boolean;
   deviceClass: string;
@@ -97,7 +103,7 @@ interface Opening {
 
 /** The session open() holds (released when opening fails) and its threads; thread tuning replaces both. */
 interface Held {
-  session: ort.InferenceSession;
+  session: ModelSession;
   threads: ThreadPlan;
 }
 
@@ -147,8 +153,9 @@ export class SessionLoader {
       usableCores: this.usableCores,
     });
     const compile = useCompileCache(spec.compile, before);
+    const host = chooseSessionHost({ deployment: spec.sessionHost, worker: this.options.sessionHost, kind, usableCores: this.usableCores });
     const o = await this.openMeasured(
-      { path, spec, deviceId, kind, rssBaseline: mem.rssBaseline, slo, cpuClass, before, compile },
+      { path, spec, deviceId, kind, rssBaseline: mem.rssBaseline, slo, cpuClass, before, compile, host },
       threads.settings,
     );
     const held: Held = { session: o.created.session, threads };
@@ -184,6 +191,7 @@ export class SessionLoader {
       return {
         ...o.created,
         session: held.session,
+        sessionHost: host,
         signature,
         profile: shapes ? shapes.summary(summary) : summary,
         ...(shapes ? { shapes } : {}),
@@ -210,7 +218,7 @@ export class SessionLoader {
     // undefined without nvidia-smi (a stand-in GPU): no VRAM readings at all.
     const vram = async () => (gpuIndex >= 0 ? readVram(gpuIndex) : undefined);
     const vramBefore = await vram();
-    const created = await this.createSession(o.path, o.kind, o.deviceId, o.spec.digest, o.compile, threads);
+    const created = await this.createSession(o.path, o.kind, o.deviceId, o.spec.digest, o.compile, threads, o.host);
     const onCpu = created.executionProvider === 'cpu';
     const vramAfter = onCpu ? undefined : await vram();
     const rssDeltaBytes = process.memoryUsage().rss - o.rssBaseline;
@@ -288,7 +296,7 @@ export class SessionLoader {
     if (plan.tuneThreadsAt === null) return;
     const tuned = await profileThreads(
       { session: held.session, settings: held.threads.settings },
-      async (t) => (await this.createSession(o.path, 'cpu', o.deviceId, o.spec.digest, o.compile, t)).session,
+      async (t) => (await this.createSession(o.path, 'cpu', o.deviceId, o.spec.digest, o.compile, t, o.host)).session,
       signature,
       { batch: plan.tuneThreadsAt, usableCores: this.usableCores, budgetMs: o.spec.profile.budgetMs, latencySloMs: o.slo, shape: at.shape },
     );
@@ -346,7 +354,7 @@ export class SessionLoader {
     if (plan.tuneThreadsAt !== null) {
       const tuned = await profileThreads(
         { session: held.session, settings: held.threads.settings },
-        async (t) => (await this.createSession(o.path, 'cpu', o.deviceId, spec.digest, o.compile, t)).session,
+        async (t) => (await this.createSession(o.path, 'cpu', o.deviceId, spec.digest, o.compile, t, o.host)).session,
         signature,
         { batch: plan.tuneThreadsAt, usableCores: this.usableCores, budgetMs: spec.profile.budgetMs, latencySloMs: o.slo },
       );
@@ -355,7 +363,9 @@ export class SessionLoader {
       p.threads = tuned.profile;
     }
     if (plan.compareCompile) {
-      p.compile = await this.compareCompile((c) => this.createSession(o.path, o.kind, o.deviceId, spec.digest, c, held.threads.settings));
+      p.compile = await this.compareCompile((c) =>
+        this.createSession(o.path, o.kind, o.deviceId, spec.digest, c, held.threads.settings, o.host),
+      );
     }
     this.known.set(`${spec.digest}/${o.deviceClass}`, p);
     await this.profiles.put(p).catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, 'profile not stored'));
@@ -368,7 +378,7 @@ export class SessionLoader {
    * each. Costs four creates, once per model and device class.
    */
   private async compareCompile(
-    open: (compile: boolean) => Promise<{ session: ort.InferenceSession; createMs: number }>,
+    open: (compile: boolean) => Promise<{ session: ModelSession; createMs: number }>,
   ): Promise<NonNullable<ModelProfile['compile']>> {
     const best = { plain: Infinity, compiled: Infinity };
     for (let i = 0; i < 2; i++) {
@@ -403,6 +413,7 @@ export class SessionLoader {
     digest: string,
     compile: boolean,
     threads: ThreadSettings,
+    host: SessionHost,
   ): Promise<Created> {
     const cpuThreads: ort.InferenceSession.SessionOptions = cpuSessionOptions(threads, this.options.ortSpinning);
     const cacheFor = (provider: string, k: 'cpu' | 'gpu') =>
@@ -436,6 +447,7 @@ export class SessionLoader {
             path,
             { ...base, executionProviders: [{ name, deviceId: deviceIndex } as never] },
             cacheFor(name, 'gpu'),
+            host,
           );
           return { ...c, executionProvider: name, fallbackFrom: undefined };
         } catch (err) {
@@ -445,7 +457,7 @@ export class SessionLoader {
         }
       }
     }
-    const c = await createCompiledSession(path, { ...cpuThreads, executionProviders: ['cpu'] }, cacheFor('cpu', 'cpu'));
+    const c = await createCompiledSession(path, { ...cpuThreads, executionProviders: ['cpu'] }, cacheFor('cpu', 'cpu'), host);
     return { ...c, executionProvider: 'cpu', fallbackFrom, fallbackReason };
   }
 }

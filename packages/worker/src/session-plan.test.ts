@@ -4,6 +4,7 @@ import { PROTOCOL_VERSION, parseDeploySpec, type DeploySpec, type ModelProfile, 
 import {
   batchingFor,
   checkThreads,
+  chooseSessionHost,
   chooseThreadPlan,
   cpuSessionOptions,
   judgeCompile,
@@ -122,6 +123,29 @@ describe('chooseThreadPlan', () => {
     ['else every usable core', { workerThreads: 0, usableCores: 4 }, { settings: seq(4), source: 'default' }],
   ])('%s', (_what, facts, expected) => {
     expect(chooseThreadPlan(facts)).toEqual(expected);
+  });
+});
+
+describe('chooseSessionHost', () => {
+  it.each<[string, Parameters<typeof chooseSessionHost>[0], 'thread' | 'event-loop']>([
+    ['auto on a GPU: a thread', { worker: 'auto', kind: 'gpu', usableCores: 1 }, 'thread'],
+    ['auto on a CPU with 4 usable cores: a thread', { worker: 'auto', kind: 'cpu', usableCores: 4 }, 'thread'],
+    ['auto on a CPU with 3 usable cores: the event loop', { worker: 'auto', kind: 'cpu', usableCores: 3 }, 'event-loop'],
+    ['auto on one core (the bench pins a worker so): the event loop', { worker: 'auto', kind: 'cpu', usableCores: 1 }, 'event-loop'],
+    ["the worker's choice over auto's rule", { worker: 'thread', kind: 'cpu', usableCores: 1 }, 'thread'],
+    ["the worker's event-loop on a GPU", { worker: 'event-loop', kind: 'gpu', usableCores: 8 }, 'event-loop'],
+    [
+      "the deployment's choice over the worker's",
+      { deployment: 'event-loop', worker: 'thread', kind: 'cpu', usableCores: 8 },
+      'event-loop',
+    ],
+    [
+      "the deployment's auto follows the rule, not the worker's choice",
+      { deployment: 'auto', worker: 'thread', kind: 'cpu', usableCores: 2 },
+      'event-loop',
+    ],
+  ])('%s', (_what, facts, expected) => {
+    expect(chooseSessionHost(facts)).toBe(expected);
   });
 });
 

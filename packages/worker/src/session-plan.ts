@@ -9,11 +9,13 @@ import {
   type DeploySpec,
   type ModelProfile,
   type ReplicaProfileSummary,
+  type SessionHostChoice,
   type ShapeProfileSummary,
   type ThreadSettings,
 } from '@flotilla/protocol';
 import { profilePadTo } from './batch-size.js';
 import { DEFAULT_PROFILE_BUDGET_MS } from './profiler.js';
+import type { SessionHost } from './session-thread.js';
 import { assertThreadsFit, sameThreads } from './thread-choice.js';
 
 export type ThreadSource = NonNullable<ReplicaProfileSummary['threads']>['source'];
@@ -90,6 +92,27 @@ export function chooseThreadPlan(f: {
   const t = f.stored;
   if (t) return { settings: { intraOp: t.intraOp, interOp: t.interOp, mode: t.mode }, source: 'profile' };
   return { settings: { intraOp: f.usableCores, interOp: 1, mode: 'sequential' }, source: 'default' };
+}
+
+/** Usable cores from which `auto` hosts a CPU session on a thread (below it the crossing costs more than the overlap gains). */
+export const THREAD_HOST_MIN_CORES = 4;
+
+/**
+ * Where the session runs: the deployment's choice, else the worker's; `auto` puts it on a thread
+ * on a GPU (a run there is mostly waiting for the device, which the event loop should not do) and on
+ * a CPU worker with THREAD_HOST_MIN_CORES or more usable cores (the loop then has a core to read,
+ * batch and answer on while onnxruntime runs, and replicas run at once). With fewer cores the loop
+ * and the run would share them, so the crossing (tens of µs a batch) buys nothing.
+ */
+export function chooseSessionHost(f: {
+  deployment?: SessionHostChoice;
+  worker: SessionHostChoice;
+  kind: 'cpu' | 'gpu';
+  usableCores: number;
+}): SessionHost {
+  const choice = f.deployment ?? f.worker;
+  if (choice !== 'auto') return choice;
+  return f.kind === 'gpu' || f.usableCores >= THREAD_HOST_MIN_CORES ? 'thread' : 'event-loop';
 }
 
 /** Compile cache: the deployment's `compile` when set, else what the stored profile found, else on. */

@@ -320,6 +320,7 @@ export class Worker {
       const path = await this.cache.path(spec.digest);
       const {
         session,
+        sessionHost,
         executionProvider,
         fallbackFrom,
         fallbackReason,
@@ -358,6 +359,7 @@ export class Worker {
           digest: spec.digest,
           device: deviceId,
           executionProvider,
+          sessionHost,
           bytes,
           fixedCharge: chargedBy === 'deployment',
           profile,
