@@ -114,6 +114,28 @@ describe('flotilla CLI', () => {
     for (const n of ['mlppad', 'mlpnopad']) expect((await cli(['undeploy', n], env)).code).toBe(0);
   });
 
+  it("deploy --session-host puts the replica's session on a thread of its own; status says so", async () => {
+    const d = await cli(
+      ['deploy', sampleModelPath('mlp'), '--name', 'mlpthread', '--session-host', 'thread', '--no-profile', '--json'],
+      env,
+    );
+    expect(d.code).toBe(0);
+    expect(JSON.parse(d.stdout)).toMatchObject({ spec: { sessionHost: 'thread' }, ready: 1 });
+    const st = JSON.parse((await cli(['status', '--json'], env)).stdout);
+    const replica = st.workers.flatMap((w: { replicas: object[] }) => w.replicas).find((r: { model: string }) => r.model === 'mlpthread');
+    expect(replica).toMatchObject({ state: 'ready', sessionHost: 'thread' });
+    expect((await cli(['status'], env)).stdout).toMatch(/^mlpthread-\S+ +mlpthread +\S+ +cpu thread +ready /m);
+    const input = join(dir, 'thread-in.json');
+    writeFileSync(input, JSON.stringify({ x: { dtype: 'float32', dims: [1, 16], data: Array.from({ length: 16 }, (_, i) => i / 16) } }));
+    const inf = await cli(['infer', 'mlpthread', '--input', input, '--json'], env);
+    expect(inf.code).toBe(0);
+    expect(JSON.parse(inf.stdout).outputs.y.dims).toEqual([1, 4]);
+    const bad = await cli(['deploy', sampleModelPath('mlp'), '--name', 'x', '--session-host', 'gpu'], env);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain("invalid session host 'gpu'");
+    expect((await cli(['undeploy', 'mlpthread'], env)).code).toBe(0);
+  });
+
   it('fails with the error code and a non-zero exit code', async () => {
     const input = join(dir, 'bad.json');
     writeFileSync(input, JSON.stringify({ x: { dtype: 'float32', dims: [1, 3], data: [1, 2, 3] } }));
@@ -190,6 +212,12 @@ describe('flotilla up --gpu-share', () => {
       await nats.stop();
     }
   }, 60_000);
+
+  it('refuses a session host it does not know, before connecting anywhere', async () => {
+    const r = await cli(['worker', '--session-host', 'fast', '--nats', 'nats://127.0.0.1:1']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("invalid session host 'fast'");
+  });
 
   it('refuses a share outside (0, 1] with the usage, before connecting anywhere', async () => {
     const r = await cli(['worker', '--gpu-share', '3/2', '--nats', 'nats://127.0.0.1:1']);

@@ -109,6 +109,15 @@ describe('status text', () => {
     [-5, '0 ms'],
   ])('formatAge(%p) = %p', (ms, text) => expect(formatAge(ms)).toBe(text));
 
+  it('marks a replica whose session runs on a thread of its own', () => {
+    const s = cluster();
+    Object.assign(s.workers[0]!.replicas[0]!, { sessionHost: 'thread' });
+    Object.assign(s.workers[1]!.replicas[0]!, { sessionHost: 'event-loop' });
+    const text = statusText(s);
+    expect(text).toMatch(/^mlp-0 +mlp +w0 +cpu thread +ready /m);
+    expect(text).toMatch(/^mlp-1 +mlp +w1 +cpu +ready /m);
+  });
+
   it('shows a replica’s recent p50/p99 latency from its heartbeat, and - when it answered nothing lately', () => {
     const s = cluster();
     Object.assign(s.workers[0]!.replicas[0]!, { latencyMs: { p50: 1.23456, p99: 123.4, count: 500 } });

@@ -69,7 +69,8 @@ export function statusText(s: ClusterStatus, now: number = Date.now()): string {
         r.id,
         r.model,
         w.id,
-        r.device,
+        // A session on a thread of its own says so; the event loop (the default below 4 cores) does not.
+        r.state !== 'loading' && r.sessionHost === 'thread' ? `${r.device} thread` : r.device,
         r.state,
         r.queueDepth,
         r.processed,
