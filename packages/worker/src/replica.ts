@@ -568,7 +568,6 @@ export class Replica {
         batch.map((q) => q.items),
         items,
         rows,
-        ran,
       );
     } catch (err) {
       if (batch.length > 1) {
@@ -585,6 +584,7 @@ export class Replica {
       return;
     }
     const runMs = performance.now() - started;
+    ran?.();
     const bucket = items <= HISTOGRAM_MAX_BATCH ? String(items) : `>${HISTOGRAM_MAX_BATCH}`;
     this.histogram[bucket] = (this.histogram[bucket] ?? 0) + 1;
     this.itemsProcessed += items;
@@ -608,14 +608,13 @@ export class Replica {
     }
   }
 
-  private async execute(requests: WireTensors[], counts: number[], items: number, rows: number, ran?: () => void): Promise<WireTensors[]> {
+  private async execute(requests: WireTensors[], counts: number[], items: number, rows: number): Promise<WireTensors[]> {
     if (this.ctx.slowdownMs) await new Promise((r) => setTimeout(r, this.ctx.slowdownMs));
     const merged = concatBatch(this.signature, requests, items, this.scratch, rows);
     this.batchesRun++;
     const feeds: Record<string, OrtTensor> = {};
     for (const [name, t] of Object.entries(merged)) feeds[name] = new Tensor(t.dtype, toTypedArray(t) as never, t.dims);
     const results = await this.session.run(feeds);
-    ran?.();
     let outputs: WireTensors = {};
     for (const s of this.signature.outputs) {
       const r = results[s.name]!;
