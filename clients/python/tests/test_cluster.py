@@ -31,7 +31,7 @@ from flotilla_client import (
     UnknownModelError,
 )
 
-from flotilla_client.wire import pack
+from flotilla_client.wire import direct_chunk_bytes, pack
 
 MiB = 1024 * 1024
 
@@ -237,6 +237,42 @@ def test_a_lost_connection_fails_the_request_in_flight_at_once() -> None:
             await sub.unsubscribe()
             y = await c.infer("mlp", {"x": np.zeros((1, 16), np.float32)}, timeout=20)
             assert y["y"].shape == (1, 4)
+
+    run(go())
+
+
+@needs_cluster
+def test_a_direct_reply_get_lost_on_the_replicas_side_is_asked_again() -> None:
+    """A ``get`` is idempotent: one that went down with the replica's connection (ours stayed up,
+    so nothing tells us) is sent again after the retry interval, not after the 10 s stall."""
+    async def go() -> None:
+        async with Client(NATS, CLUSTER) as c, Client(NATS, CLUSTER) as peer:
+            other = await peer._connection()
+            await c._connection()
+            chunk = direct_chunk_bytes(c.max_payload)
+            pad = bytes(range(256)) * (chunk * 5 // 2 // 256)  # 3 chunks
+            body = pack({"v": 1, "ok": True, "pad": pad})
+            subject = c._body_channel("m", "fake")
+            dropped: List[str] = []
+
+            async def replica(msg: Any) -> None:
+                op = (msg.headers or {}).get("Flotilla-Body", "").split(" ")
+                offset, length = int(op[2]), int(op[3])
+                if offset > 0 and offset + length < len(body) and not dropped:
+                    dropped.append(msg.reply)  # lost with the replica's socket
+                    return
+                await msg.respond(body[offset:offset + length])
+
+            sub = await other.subscribe(subject, cb=replica)
+            await other.flush()
+            c.direct_get_retry = 0.3
+            t0 = time.monotonic()
+            raw = await c._pull("m", {"name": "r1", "size": len(body), "direct": "fake"})
+            took = time.monotonic() - t0
+            await sub.unsubscribe()
+            assert len(dropped) == 1
+            assert raw["pad"] == pad
+            assert 0.28 <= took < 3.0, took  # the chunk stall is 10 s
 
     run(go())
 

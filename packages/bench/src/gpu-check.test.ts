@@ -36,12 +36,19 @@ describe('gpu-check driver', () => {
     const inv = r.step('inventory')!.detail as { gpus: Array<{ model: string }>; devices: Array<{ id: string }> };
     expect(inv.devices.map((d) => d.id)).toEqual(['cpu', 'gpu:0']);
     const placed = r.step('deploy on gpu, outputs vs CPU')!.detail as {
-      rows: Array<{ model: string; device: string; executionProvider: string; compared: Array<{ ok: boolean; dims: string[] }> }>;
+      rows: Array<{
+        model: string;
+        device: string;
+        executionProvider: string;
+        sessionHost: string;
+        compared: Array<{ ok: boolean; dims: string[] }>;
+      }>;
     };
-    expect(placed.rows.map((x) => [x.model, x.device, x.executionProvider])).toEqual([
-      ['wide-mlp', 'gpu:0', 'cpu'],
-      ['tiny-encoder', 'gpu:0', 'cpu'],
-      ['conv-classifier', 'gpu:0', 'cpu'],
+    // A GPU replica's session runs on a thread of its own (`--session-host auto`).
+    expect(placed.rows.map((x) => [x.model, x.device, x.executionProvider, x.sessionHost])).toEqual([
+      ['wide-mlp', 'gpu:0', 'cpu', 'thread'],
+      ['tiny-encoder', 'gpu:0', 'cpu', 'thread'],
+      ['conv-classifier', 'gpu:0', 'cpu', 'thread'],
     ]);
     // The dynamic-shape classifier answered at two input sizes.
     expect(placed.rows[2]!.compared.map((c) => c.dims[0])).toEqual(['1x3x64x64', '1x3x96x128']);

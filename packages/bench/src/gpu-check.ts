@@ -176,6 +176,8 @@ function replicaFacts(r: LoadedReplicaState, w: WorkerStatus) {
   return {
     device: r.device,
     executionProvider: r.executionProvider,
+    // A GPU replica's session runs on a thread of its own by default (`--session-host auto`).
+    sessionHost: r.sessionHost ?? 'event-loop',
     chargedMiB: +(r.bytes / MiB).toFixed(1),
     batching: r.batching,
     profile: r.profile

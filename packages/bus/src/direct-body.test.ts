@@ -70,6 +70,23 @@ describe('DirectBodies', () => {
     d.close();
   });
 
+  it('a reply read out of order stays held until every byte was read once; a chunk asked again is answered again', () => {
+    const d = new DirectBodies({ maxHeldBytes: 5000, chunkBytes: () => 1000 });
+    const a = d.offer(Uint8Array.from({ length: 3000 }, (_, i) => i % 256))!;
+    for (const off of [2000, 0]) d.handle(message(`get ${a.id} ${off} 1000`).msg);
+    expect(d.heldBytes).toBe(3000); // the last chunk was read, the middle one not yet
+    const again = message(`get ${a.id} 0 1000`); // its answer lost: asked again
+    d.handle(again.msg);
+    expect(again.answers[0]!.data[999]).toBe(999 % 256);
+    expect(d.heldBytes).toBe(3000);
+    d.handle(message(`get ${a.id} 1000 1000`).msg);
+    expect(d.heldBytes).toBe(0);
+    const late = message(`get ${a.id} 1000 1000`);
+    d.handle(late.msg);
+    expect(late.answers[0]!.error).toBe(ErrorCode.UNAVAILABLE);
+    d.close();
+  });
+
   it('a held reply never read is released after the stall time; `done` settles then', async () => {
     const d = new DirectBodies({ maxHeldBytes: 5000, chunkBytes: () => 4000, stallMs: 50 });
     const a = d.offer(new Uint8Array(3000))!;

@@ -12,6 +12,7 @@ import {
   DIRECT_BODY_HEADER,
   DIRECT_ERROR,
   DIRECT_MAX_EXPECTED,
+  DIRECT_GET_RETRY_MS,
   DIRECT_STALL_MS,
   DIRECT_WINDOW,
   FlotillaError,
@@ -45,6 +46,8 @@ export interface DirectSendOptions {
   window?: number;
   /** How long each chunk may go unanswered, ms. Default DIRECT_STALL_MS. */
   timeoutMs?: number;
+  /** pullBody: a `get` unanswered this long is sent again within `timeoutMs`, ms. Default DIRECT_GET_RETRY_MS. */
+  getRetryMs?: number;
 }
 
 /** The answer to a chunk as an error, when it is one (the replica's coded error, or INTERNAL for an unreadable one). */
@@ -145,16 +148,24 @@ export async function pullBody(
   const out = new Uint8Array(Buffer.allocUnsafeSlow(size).buffer, 0, size);
   const count = Math.ceil(size / opts.chunkBytes);
   const requester = requesterFor(nc);
+  const retryMs = Math.max(1, opts.getRetryMs ?? DIRECT_GET_RETRY_MS);
   await windowed(count, opts.window ?? DIRECT_WINDOW, async (i) => {
     const offset = i * opts.chunkBytes;
     const length = Math.min(opts.chunkBytes, size - offset);
     const h = headers();
     h.set(DIRECT_BODY_HEADER, formatGet(id, offset, length));
     let msg: Msg;
-    try {
-      msg = await requester.request(subject, EMPTY, { timeout, headers: h });
-    } catch (err) {
-      throw transportError(err, subject, timeout);
+    // Asked again while unanswered (idempotent): a get lost with the replica's connection costs
+    // one retry interval, not the whole chunk timeout.
+    const deadline = performance.now() + timeout;
+    for (;;) {
+      const left = deadline - performance.now();
+      try {
+        msg = await requester.request(subject, EMPTY, { timeout: Math.max(1, Math.min(retryMs, left)), headers: h });
+        break;
+      } catch (err) {
+        if (!isTimeout(err) || left <= retryMs) throw transportError(err, subject, timeout);
+      }
     }
     const e = answerError(msg);
     if (e) throw e;
@@ -184,6 +195,9 @@ interface Outbound {
   readonly body: Body;
   timer: NodeJS.Timeout;
   readonly done: () => void;
+  /** Offsets read so far, and their bytes: the reply is released once every byte was read once. */
+  readonly read: Set<number>;
+  readBytes: number;
 }
 
 export interface DirectBodiesOptions {
@@ -293,7 +307,7 @@ export class DirectBodies {
     this.held += body.byteLength;
     const done = new Promise<void>((resolve) => {
       const timer = setTimeout(() => this.release(id), this.heldStallMs).unref();
-      this.outbound.set(id, { body, timer, done: resolve });
+      this.outbound.set(id, { body, timer, done: resolve, read: new Set(), readBytes: 0 });
     });
     return { id, size: body.byteLength, done };
   }
@@ -387,8 +401,13 @@ export class DirectBodies {
     const chunk = bodySlice(t.body, offset, length);
     t.timer.refresh();
     this.answer(msg, chunk);
-    // Read to its end (gets come in order, the last one last): released.
-    if (offset + length === t.body.byteLength) this.release(id);
+    // Every byte read once: released. (A get asked again, its answer lost, reads the same bytes;
+    // chunks are read at the caller's fixed size, so offsets do not overlap.)
+    if (!t.read.has(offset)) {
+      t.read.add(offset);
+      t.readBytes += length;
+    }
+    if (t.readBytes >= t.body.byteLength) this.release(id);
   }
 
   private release(id: string): void {

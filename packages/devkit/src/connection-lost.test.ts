@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { headers, type NatsConnection } from '@nats-io/nats-core';
-import { call, closeBus, connectBus, connectionLink, isConnectionLost, okReply, requesterFor } from '@flotilla/bus';
+import { DirectBodies, call, closeBus, connectBus, connectionLink, isConnectionLost, okReply, pullBody, requesterFor } from '@flotilla/bus';
 import { LocalCluster, NatsServer, freePort } from '@flotilla/local';
 import {
   DIRECT_BODY_HEADER,
@@ -230,5 +230,41 @@ describe('a replica whose connection is lost while a direct body comes in', () =
     const c = cluster.client();
     const y = await c.infer('affine', x4);
     expect(Array.from(y.y!.data as Float32Array)).toEqual([1, 3, 5, 7]);
+  }, 30_000);
+});
+
+describe("a direct reply's get lost on the replica's side (its connection dropped, the caller's did not)", () => {
+  it('is asked again after the retry interval and the transfer completes, not after the 10 s chunk timeout', async () => {
+    const chunk = 64 * 1024;
+    const d = new DirectBodies({ maxHeldBytes: 64 * MiB, chunkBytes: () => chunk });
+    const body = Uint8Array.from({ length: 300 * 1024 }, (_, i) => i % 251);
+    const offered = d.offer(body)!;
+    const subject = `lost-get.${process.pid}.${Date.now()}`;
+    let dropped = 0;
+    // The replica's end: the first get of the second chunk never reaches it (lost with its socket).
+    const sub = nc.subscribe(subject, {
+      callback: (_e, m) => {
+        if (dropped === 0 && m.headers?.get(DIRECT_BODY_HEADER)?.startsWith(`get ${offered.id} ${chunk} `)) {
+          dropped++;
+          return;
+        }
+        d.handle(m);
+      },
+    });
+    await nc.flush();
+    try {
+      const started = performance.now();
+      const got = await pullBody(nc, subject, offered.id, body.byteLength, { chunkBytes: chunk, getRetryMs: 300, timeoutMs: 10_000 });
+      const ms = performance.now() - started;
+      expect(dropped).toBe(1);
+      expect(Buffer.compare(Buffer.from(got), Buffer.from(body))).toBe(0);
+      expect(ms).toBeGreaterThanOrEqual(290);
+      expect(ms).toBeLessThan(3_000);
+      // The other chunks, the last among them, were read first: the reply stayed held for the one asked again.
+      expect(d.heldBytes).toBe(0);
+    } finally {
+      sub.unsubscribe();
+      d.close();
+    }
   }, 30_000);
 });

@@ -22,6 +22,12 @@ export const DIRECT_WINDOW = 8;
 /** A transfer with no chunk for this long is dropped, ms (the blob store's read stall). */
 export const DIRECT_STALL_MS = 10_000;
 /**
+ * A `get` unanswered this long is sent again, ms, until DIRECT_STALL_MS: a read at an offset is
+ * idempotent, and its request or its answer may have gone down with the replica's connection while
+ * the caller's stayed up (nothing tells the caller; the replica holds the reply meanwhile).
+ */
+export const DIRECT_GET_RETRY_MS = 2_500;
+/**
  * Most request bodies one replica expects at once: a legitimate one is over max_payload, so its
  * fetch budget (the body limit, 256 MiB) holds about this many anyway; a flood of tiny
  * announcements is refused OVERLOADED past it instead of holding a timer and an entry each.

@@ -67,6 +67,7 @@ export {
   DIRECT_ERROR,
   DIRECT_MAX_EXPECTED,
   DIRECT_STALL_MS,
+  DIRECT_GET_RETRY_MS,
   DIRECT_WINDOW,
   directChunkBytes,
   formatGet,

@@ -46,6 +46,7 @@ from .wire import (
     DEFAULT_MAX_MESSAGE_BYTES,
     DIRECT_BLOBS,
     DIRECT_REPLICA_RE,
+    DIRECT_GET_RETRY_S,
     DIRECT_STALL_S,
     DIRECT_WINDOW,
     direct_chunk_bytes,
@@ -173,6 +174,8 @@ class Client:
         self._direct = direct_bodies if direct_replies is None else direct_replies
         # The replica that answered each model last: where a large request goes direct.
         self._replicas: Dict[str, str] = {}
+        # A direct reply's ``get`` unanswered this long is asked again (s; tests shorten it).
+        self.direct_get_retry = DIRECT_GET_RETRY_S
 
     # ---------- connection ----------
 
@@ -445,7 +448,7 @@ class Client:
 
         async def get(offset: int) -> None:
             length = min(chunk, size - offset)
-            msg = await self._chunk(subject, b"", f"get {name} {offset} {length}")
+            msg = await self._chunk(subject, b"", f"get {name} {offset} {length}", retry=self.direct_get_retry)
             if len(msg.data) != length:
                 raise BadRequestError(f"the replica answered {len(msg.data)} bytes for a chunk of {length} at {offset}")
             out[offset:offset + length] = msg.data
@@ -475,16 +478,22 @@ class Client:
         """A replica's body channel (docs/protocol.md "Direct bodies")."""
         return f"{self._prefix}.infer.{model}.{replica}~body"
 
-    async def _chunk(self, subject: str, data: bytes, op: str) -> Any:
+    async def _chunk(self, subject: str, data: bytes, op: str, retry: Optional[float] = None) -> Any:
         """One chunk request on a body channel (``op``: its ``Flotilla-Body`` header); the answer, or
-        the replica's coded error, or UNAVAILABLE when nobody answers within the stall time."""
-        nc = await self._connection()
-        try:
-            msg = await self._request(nc, subject, data, DIRECT_STALL_S, {BODY_HEADER: op})
-        except NoRespondersError as err:
-            raise UnavailableError(f"nobody answers on {subject}: the replica is gone") from err
-        except NatsTimeoutError as err:
-            raise UnavailableError(f"a chunk on {subject} was not answered within {DIRECT_STALL_S:g} s") from err
+        the replica's coded error, or UNAVAILABLE when nobody answers within the stall time. With
+        ``retry`` (s; gets only: they are idempotent) an unanswered request is sent again that often."""
+        deadline = time.monotonic() + DIRECT_STALL_S
+        while True:
+            nc = await self._connection()
+            left = deadline - time.monotonic()
+            try:
+                msg = await self._request(nc, subject, data, max(0.001, min(retry or left, left)), {BODY_HEADER: op})
+                break
+            except NoRespondersError as err:
+                raise UnavailableError(f"nobody answers on {subject}: the replica is gone") from err
+            except NatsTimeoutError as err:
+                if retry is None or left <= retry:
+                    raise UnavailableError(f"a chunk on {subject} was not answered within {DIRECT_STALL_S:g} s") from err
         if (msg.headers or {}).get(BODY_HEADER) == "error":
             raise from_wire(unpack(msg.data).get("error"))
         return msg

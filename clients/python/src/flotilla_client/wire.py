@@ -32,6 +32,9 @@ DIRECT_BLOBS = "direct"
 BODY_HEADER = "Flotilla-Body"
 DIRECT_WINDOW = 8
 DIRECT_STALL_S = 10.0
+# A ``get`` unanswered this long is sent again, until DIRECT_STALL_S (protocol DIRECT_GET_RETRY_MS): it is
+# idempotent, and it may have been lost with the replica's connection while ours stayed up.
+DIRECT_GET_RETRY_S = 2.5
 
 
 def direct_chunk_bytes(max_payload: int) -> int:
