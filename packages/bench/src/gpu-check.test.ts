@@ -44,11 +44,12 @@ describe('gpu-check driver', () => {
         compared: Array<{ ok: boolean; dims: string[] }>;
       }>;
     };
-    // A GPU replica's session runs on a thread of its own (`--session-host auto`).
+    // `--session-host auto`: the stand-in GPU's sessions run on the CPU provider, on a 2-core worker,
+    // so they stay on the event loop (session-plan.test.ts has the rule for a real GPU).
     expect(placed.rows.map((x) => [x.model, x.device, x.executionProvider, x.sessionHost])).toEqual([
-      ['wide-mlp', 'gpu:0', 'cpu', 'thread'],
-      ['tiny-encoder', 'gpu:0', 'cpu', 'thread'],
-      ['conv-classifier', 'gpu:0', 'cpu', 'thread'],
+      ['wide-mlp', 'gpu:0', 'cpu', 'event-loop'],
+      ['tiny-encoder', 'gpu:0', 'cpu', 'event-loop'],
+      ['conv-classifier', 'gpu:0', 'cpu', 'event-loop'],
     ]);
     // The dynamic-shape classifier answered at two input sizes.
     expect(placed.rows[2]!.compared.map((c) => c.dims[0])).toEqual(['1x3x64x64', '1x3x96x128']);

@@ -9,7 +9,8 @@
 // item at the replica's batch size (session.run alone) to split the worker's share into
 // onnxruntime and everything else. Progress to stderr; stdout: a table and one JSON line.
 // Env: OVERHEAD_MODEL (mlp), OVERHEAD_CONCURRENCY (64), OVERHEAD_DURATION_MS (4000), OVERHEAD_CPU_PROF=DIR,
-// OVERHEAD_BATCHING (JSON batching options for the deployment; default: the profile's choice).
+// OVERHEAD_BATCHING (JSON batching options for the deployment; default: the profile's choice),
+// OVERHEAD_SESSION_HOST (the worker's --session-host).
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -161,7 +162,8 @@ async function main(): Promise<void> {
         cluster,
         id: 'ovh-w',
         cacheDir,
-        extra: ['--threads', '1'],
+        // OVERHEAD_SESSION_HOST=thread|event-loop: where the replica's session runs (default: the worker's auto).
+        extra: ['--threads', '1', ...(process.env.OVERHEAD_SESSION_HOST ? ['--session-host', process.env.OVERHEAD_SESSION_HOST] : [])],
       }),
     );
     children.push(worker);

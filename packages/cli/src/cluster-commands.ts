@@ -73,7 +73,7 @@ function workerFlags(cmd: Command): Command {
     .option('--ort-spinning', "let onnxruntime's CPU thread pools spin between parallel sections (off: they share the cores with NATS)")
     .option(
       '--session-host <host>',
-      'where sessions run: thread, event-loop or auto (default: a thread on a GPU or with 4+ usable cores)',
+      'where sessions run: thread, event-loop or auto (default: a thread for runs of 1 ms or more on a GPU or with 4+ usable cores)',
       optionParser((v) => parseSessionHost(v)),
     )
     .option('--heartbeat-ms <ms>', 'heartbeat period', (v) => Number(v))

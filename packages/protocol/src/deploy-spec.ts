@@ -131,8 +131,9 @@ export type ThreadSettings = z.infer<typeof ThreadSettings>;
  * Where a replica's onnxruntime session runs. `event-loop`: on the worker's JS thread, as
  * onnxruntime-node runs it (no crossing cost; the worker reads no request while a batch runs).
  * `thread`: on a thread of its own (tens of µs a batch to cross; the worker reads, batches and
- * answers while it runs, and replicas on one worker run at once). `auto`: a thread on a GPU or on a
- * worker with 4 or more usable cores, else the event loop.
+ * answers while it runs, and replicas on one worker run at once). `auto`: a thread where runs are
+ * long (1 ms or more at the chosen batch, from the profile) and the loop has a core of its own (a
+ * GPU, or 4 or more usable cores), else the event loop.
  */
 export const SessionHostChoice = z.enum(['auto', 'thread', 'event-loop']);
 export type SessionHostChoice = z.infer<typeof SessionHostChoice>;

@@ -64,8 +64,9 @@ export interface WorkerOptions {
    */
   ortSpinning?: boolean;
   /**
-   * Where replicas' sessions run (protocol `SessionHostChoice`): `auto` (default: a thread on a GPU
-   * or with 4+ usable cores), `thread` or `event-loop`. A deployment's `sessionHost` overrides it.
+   * Where replicas' sessions run (protocol `SessionHostChoice`): `auto` (default: a thread for runs
+   * of 1 ms or more on a GPU or with 4+ usable cores), `thread` or `event-loop`. A deployment's
+   * `sessionHost` overrides it.
    */
   sessionHost?: SessionHostChoice;
   /** Largest request/reply body, bytes. Default 256 MiB. */

@@ -33,6 +33,7 @@ import {
   batchingFor,
   checkThreads,
   chooseSessionHost,
+  chosenRunMs,
   chooseThreadPlan,
   cpuSessionOptions,
   judgeCompile,
@@ -101,10 +102,11 @@ interface Opening {
   deviceBytes?: () => Promise<number | undefined>;
 }
 
-/** The session open() holds (released when opening fails) and its threads; thread tuning replaces both. */
+/** The session open() holds (released when opening fails), its threads and its host; thread tuning and a change of host replace them. */
 interface Held {
   session: ModelSession;
   threads: ThreadPlan;
+  host: SessionHost;
 }
 
 export class SessionLoader {
@@ -153,12 +155,15 @@ export class SessionLoader {
       usableCores: this.usableCores,
     });
     const compile = useCompileCache(spec.compile, before);
-    const host = chooseSessionHost({ deployment: spec.sessionHost, worker: this.options.sessionHost, kind, usableCores: this.usableCores });
+    // With a stored profile the host is settled before the open; otherwise once the profile says how long a run takes.
+    const hostFor = (k: 'cpu' | 'gpu', runMs: number | undefined) =>
+      chooseSessionHost({ deployment: spec.sessionHost, worker: this.options.sessionHost, kind: k, usableCores: this.usableCores, runMs });
+    const host = hostFor(kind, chosenRunMs(before));
     const o = await this.openMeasured(
       { path, spec, deviceId, kind, rssBaseline: mem.rssBaseline, slo, cpuClass, before, compile, host },
       threads.settings,
     );
-    const held: Held = { session: o.created.session, threads };
+    const held: Held = { session: o.created.session, threads, host };
     try {
       const signature = describeModel(held.session.inputMetadata, held.session.outputMetadata);
       const dims = dynamicDims(signature);
@@ -185,13 +190,16 @@ export class SessionLoader {
           'profile',
         );
       }
+      const moved =
+        !shapes && 'profile' in outcome && (await this.moveHost(o, held, hostFor(o.onCpu ? 'cpu' : 'gpu', chosenRunMs(outcome.profile))));
       // Batch 1: a caller may be waiting for this replica (a reload after eviction), so the warm-up is the cheapest run.
-      const warmupMs = shouldWarmUp(outcome.source, spec.warmup, dims) ? await warmUp(held.session, signature, 1) : undefined;
+      const warmupMs =
+        (moved && spec.warmup) || shouldWarmUp(outcome.source, spec.warmup, dims) ? await warmUp(held.session, signature, 1) : undefined;
       const summary = summarize(outcome, { deviceClass: o.deviceClass, onCpu: o.onCpu, threads: held.threads });
       return {
         ...o.created,
         session: held.session,
-        sessionHost: host,
+        sessionHost: held.host,
         signature,
         profile: shapes ? shapes.summary(summary) : summary,
         ...(shapes ? { shapes } : {}),
@@ -203,6 +211,30 @@ export class SessionLoader {
       await held.session.release();
       throw e;
     }
+  }
+
+  /**
+   * Reopens the held session on `host` when the profile settled on another one than it opened on
+   * (a first load, before any profile was stored): same settings, the old session released. True
+   * when it moved.
+   */
+  private async moveHost(o: Opening, held: Held, host: SessionHost): Promise<boolean> {
+    if (host === held.host) return false;
+    const created = await this.createSession(
+      o.path,
+      o.onCpu ? 'cpu' : o.kind,
+      o.deviceId,
+      o.spec.digest,
+      o.compile,
+      held.threads.settings,
+      host,
+    );
+    const old = held.session;
+    held.session = created.session;
+    held.host = host;
+    await old.release();
+    this.logger.info({ model: o.spec.name, sessionHost: host }, 'session moved to the host its profile chose');
+    return true;
   }
 
   /**

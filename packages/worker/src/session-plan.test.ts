@@ -5,6 +5,7 @@ import {
   batchingFor,
   checkThreads,
   chooseSessionHost,
+  chosenRunMs,
   chooseThreadPlan,
   cpuSessionOptions,
   judgeCompile,
@@ -128,12 +129,26 @@ describe('chooseThreadPlan', () => {
 
 describe('chooseSessionHost', () => {
   it.each<[string, Parameters<typeof chooseSessionHost>[0], 'thread' | 'event-loop']>([
-    ['auto on a GPU: a thread', { worker: 'auto', kind: 'gpu', usableCores: 1 }, 'thread'],
-    ['auto on a CPU with 4 usable cores: a thread', { worker: 'auto', kind: 'cpu', usableCores: 4 }, 'thread'],
-    ['auto on a CPU with 3 usable cores: the event loop', { worker: 'auto', kind: 'cpu', usableCores: 3 }, 'event-loop'],
-    ['auto on one core (the bench pins a worker so): the event loop', { worker: 'auto', kind: 'cpu', usableCores: 1 }, 'event-loop'],
-    ["the worker's choice over auto's rule", { worker: 'thread', kind: 'cpu', usableCores: 1 }, 'thread'],
-    ["the worker's event-loop on a GPU", { worker: 'event-loop', kind: 'gpu', usableCores: 8 }, 'event-loop'],
+    ['auto, a GPU, runs of 5 ms: a thread', { worker: 'auto', kind: 'gpu', usableCores: 1, runMs: 5 }, 'thread'],
+    ['auto, 4 usable cores, runs of 1 ms: a thread', { worker: 'auto', kind: 'cpu', usableCores: 4, runMs: 1 }, 'thread'],
+    [
+      'auto, 4 usable cores, runs of 0.3 ms: the event loop (the crossing costs more)',
+      { worker: 'auto', kind: 'cpu', usableCores: 4, runMs: 0.3 },
+      'event-loop',
+    ],
+    [
+      'auto, 3 usable cores, long runs: the event loop (no core to spare)',
+      { worker: 'auto', kind: 'cpu', usableCores: 3, runMs: 50 },
+      'event-loop',
+    ],
+    [
+      'auto, one core (the bench pins a worker so): the event loop',
+      { worker: 'auto', kind: 'cpu', usableCores: 1, runMs: 50 },
+      'event-loop',
+    ],
+    ['auto, a GPU, no run time yet (no profile): the event loop', { worker: 'auto', kind: 'gpu', usableCores: 8 }, 'event-loop'],
+    ["the worker's thread over auto's rule", { worker: 'thread', kind: 'cpu', usableCores: 1, runMs: 0.01 }, 'thread'],
+    ["the worker's event-loop on a GPU with long runs", { worker: 'event-loop', kind: 'gpu', usableCores: 8, runMs: 50 }, 'event-loop'],
     [
       "the deployment's choice over the worker's",
       { deployment: 'event-loop', worker: 'thread', kind: 'cpu', usableCores: 8 },
@@ -141,11 +156,18 @@ describe('chooseSessionHost', () => {
     ],
     [
       "the deployment's auto follows the rule, not the worker's choice",
-      { deployment: 'auto', worker: 'thread', kind: 'cpu', usableCores: 2 },
+      { deployment: 'auto', worker: 'thread', kind: 'cpu', usableCores: 2, runMs: 9 },
       'event-loop',
     ],
   ])('%s', (_what, facts, expected) => {
     expect(chooseSessionHost(facts)).toBe(expected);
+  });
+
+  it("chosenRunMs: the profile's median run at its chosen batch size", () => {
+    const p = profile();
+    expect(chosenRunMs(p)).toBe(p.rows.find((r) => r.batch === p.chosen.maxBatchSize)!.p50Ms);
+    expect(chosenRunMs({ ...p, chosen: { ...p.chosen, maxBatchSize: 999 } })).toBeUndefined();
+    expect(chosenRunMs(undefined)).toBeUndefined();
   });
 });
 

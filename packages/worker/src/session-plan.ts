@@ -94,25 +94,38 @@ export function chooseThreadPlan(f: {
   return { settings: { intraOp: f.usableCores, interOp: 1, mode: 'sequential' }, source: 'default' };
 }
 
-/** Usable cores from which `auto` hosts a CPU session on a thread (below it the crossing costs more than the overlap gains). */
+/** Usable cores from which `auto` may host a CPU session on a thread (below it the loop and the run share them). */
 export const THREAD_HOST_MIN_CORES = 4;
+/**
+ * Run time at the chosen batch from which `auto` hosts a session on a thread, ms. Crossing to the
+ * thread and back costs ≈ 0.17 ms a request at concurrency 1 here (`OVERHEAD_SESSION_HOST`, mlp:
+ * p50 0.44–0.49 → 0.61–0.66 ms): worth it only where a run would hold the loop several times that.
+ */
+export const THREAD_HOST_MIN_RUN_MS = 1;
+
+/** The median run time at the profile's chosen batch size, ms (undefined without a profile row for it). */
+export function chosenRunMs(p: Pick<ModelProfile, 'rows' | 'chosen'> | undefined): number | undefined {
+  return p?.rows.find((r) => r.batch === p.chosen.maxBatchSize)?.p50Ms;
+}
 
 /**
  * Where the session runs: the deployment's choice, else the worker's; `auto` puts it on a thread
- * on a GPU (a run there is mostly waiting for the device, which the event loop should not do) and on
- * a CPU worker with THREAD_HOST_MIN_CORES or more usable cores (the loop then has a core to read,
- * batch and answer on while onnxruntime runs, and replicas run at once). With fewer cores the loop
- * and the run would share them, so the crossing (tens of µs a batch) buys nothing.
+ * where the event loop would otherwise wait on long runs and has a core of its own meanwhile: a
+ * GPU, or a CPU worker with THREAD_HOST_MIN_CORES or more usable cores, and a model whose run at
+ * its chosen batch takes THREAD_HOST_MIN_RUN_MS or more (`runMs`, from its profile). Without a
+ * run time (no profile yet, profiling off, a dynamic-shape model) it stays on the event loop.
  */
 export function chooseSessionHost(f: {
   deployment?: SessionHostChoice;
   worker: SessionHostChoice;
   kind: 'cpu' | 'gpu';
   usableCores: number;
+  runMs?: number;
 }): SessionHost {
   const choice = f.deployment ?? f.worker;
   if (choice !== 'auto') return choice;
-  return f.kind === 'gpu' || f.usableCores >= THREAD_HOST_MIN_CORES ? 'thread' : 'event-loop';
+  const spareCore = f.kind === 'gpu' || f.usableCores >= THREAD_HOST_MIN_CORES;
+  return spareCore && f.runMs !== undefined && f.runMs >= THREAD_HOST_MIN_RUN_MS ? 'thread' : 'event-loop';
 }
 
 /** Compile cache: the deployment's `compile` when set, else what the stored profile found, else on. */
