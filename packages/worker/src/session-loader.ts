@@ -216,19 +216,29 @@ export class SessionLoader {
   /**
    * Reopens the held session on `host` when the profile settled on another one than it opened on
    * (a first load, before any profile was stored): same settings, the old session released. True
-   * when it moved.
+   * when it moved; a failed move keeps the session it has.
    */
   private async moveHost(o: Opening, held: Held, host: SessionHost): Promise<boolean> {
     if (host === held.host) return false;
-    const created = await this.createSession(
-      o.path,
-      o.onCpu ? 'cpu' : o.kind,
-      o.deviceId,
-      o.spec.digest,
-      o.compile,
-      held.threads.settings,
-      host,
-    );
+    let created: Created;
+    try {
+      created = await this.createSession(
+        o.path,
+        o.onCpu ? 'cpu' : o.kind,
+        o.deviceId,
+        o.spec.digest,
+        o.compile,
+        held.threads.settings,
+        host,
+      );
+    } catch (err) {
+      // The session it has serves as well: the move is only worth it, never needed.
+      this.logger.warn(
+        { model: o.spec.name, sessionHost: host, err: (err as Error).message },
+        'session not moved to the host its profile chose',
+      );
+      return false;
+    }
     const old = held.session;
     held.session = created.session;
     held.host = host;
