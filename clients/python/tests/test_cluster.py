@@ -67,6 +67,16 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
+async def subscribed(nc: Any) -> None:
+    """Waits until the server has this connection's subscriptions. One ``flush()`` is not enough
+    in nats-py 2.16: it writes its PING straight to the socket but a SUB into the pending buffer it
+    flushes after (``_send_ping`` vs ``_send_command``), so the PONG can come before the server
+    has the SUB, and a request from another connection then gets *no responders*. The second
+    flush's PING follows the SUB the first one wrote."""
+    await nc.flush()
+    await nc.flush()
+
+
 def test_unreachable_nats_is_unavailable() -> None:
     async def go() -> None:
         c = Client("nats://127.0.0.1:1", "default", connect_timeout=0.5)
@@ -209,7 +219,7 @@ def test_a_lost_connection_fails_the_request_in_flight_at_once() -> None:
                 seen.append(msg.reply or "")
 
             sub = await other.subscribe(subject, cb=silent)
-            await other.flush()
+            await subscribed(other)
             # Seen from this client's side too before the request goes out (a probe without a reply).
             for _ in range(100):
                 await nc.publish(subject, b"probe")
@@ -264,7 +274,7 @@ def test_a_direct_reply_get_lost_on_the_replicas_side_is_asked_again() -> None:
                 await msg.respond(body[offset:offset + length])
 
             sub = await other.subscribe(subject, cb=replica)
-            await other.flush()
+            await subscribed(other)
             c.direct_get_retry = 0.3
             t0 = time.monotonic()
             raw = await c._pull("m", {"name": "r1", "size": len(body), "direct": "fake"})
@@ -293,7 +303,7 @@ def test_a_control_call_in_flight_on_a_lost_connection_is_sent_again() -> None:
                     await msg.respond(pack({"v": 1, "ok": True, "result": {"answered": len(seen)}}))
 
             sub = await other.subscribe("flotilla.probes.ctl.probe", cb=second_only)
-            await other.flush()
+            await subscribed(other)
 
             async def cut() -> None:
                 await asyncio.sleep(0.3)

@@ -48,11 +48,12 @@ describe('gpu-check driver', () => {
     // so they stay on the event loop (session-plan.test.ts has the rule for a real GPU).
     expect(placed.rows.map((x) => [x.model, x.device, x.executionProvider, x.sessionHost])).toEqual([
       ['wide-mlp', 'gpu:0', 'cpu', 'event-loop'],
+      ['wide-mlp', 'gpu:0', 'cpu', 'thread'], // deployed with sessionHost: 'thread'
       ['tiny-encoder', 'gpu:0', 'cpu', 'event-loop'],
       ['conv-classifier', 'gpu:0', 'cpu', 'event-loop'],
     ]);
     // The dynamic-shape classifier answered at two input sizes.
-    expect(placed.rows[2]!.compared.map((c) => c.dims[0])).toEqual(['1x3x64x64', '1x3x96x128']);
+    expect(placed.rows.find((x) => x.model === 'conv-classifier')!.compared.map((c) => c.dims[0])).toEqual(['1x3x64x64', '1x3x96x128']);
     // A new shape under traffic: one request per batch before its profile, then the profile's choice.
     const shaped = r.step('shape profile while serving')!.detail as {
       shape: { state: string; maxBatchSize: number };

@@ -196,10 +196,16 @@ function replicaFacts(r: LoadedReplicaState, w: WorkerStatus) {
 }
 
 /** Deploys `model` as `name` on the GPU (no CPU fallback), infers once per input shape, compares with the CPU. */
-async function deployAndCompare(c: FlotillaClient, model: SampleModel, name: string, shapes: Array<Record<string, number>>) {
+async function deployAndCompare(
+  c: FlotillaClient,
+  model: SampleModel,
+  name: string,
+  shapes: Array<Record<string, number>>,
+  sessionHost?: 'thread' | 'event-loop',
+) {
   const path = modelPath(model);
   const t0 = performance.now();
-  await c.deploy(path, name, { device: 'gpu', allowFallback: false, waitTimeoutMs: 90_000 });
+  await c.deploy(path, name, { device: 'gpu', allowFallback: false, waitTimeoutMs: 90_000, ...(sessionHost ? { sessionHost } : {}) });
   const deployMs = Math.round(performance.now() - t0);
   const { r, w } = await readyReplica(c, name);
   const probe = await session(path, 'cpu');
@@ -216,6 +222,9 @@ async function deployAndCompare(c: FlotillaClient, model: SampleModel, name: str
   const wrong = [
     !r.device.startsWith('gpu:') ? `replica on ${r.device}, not a GPU` : '',
     r.executionProvider !== provider ? `replica runs ${r.executionProvider}, not ${provider}` : '',
+    sessionHost && (r.sessionHost ?? 'event-loop') !== sessionHost
+      ? `session on the ${r.sessionHost ?? 'event-loop'}, not ${sessionHost}`
+      : '',
     ...compared.filter((x) => !x.ok).map((x) => `outputs at ${x.dims.join(',')}: ${x.why}`),
   ].filter(Boolean);
   return { model, deployMs, ...facts, compared, ...(wrong.length ? { failed: wrong.join('; ') } : {}) };
@@ -398,6 +407,9 @@ async function main(): Promise<number> {
       const rows = [];
       const one = [DIM_SIZES];
       if (models.includes('wide-mlp')) rows.push(await deployAndCompare(c, 'wide-mlp', 'g-wide-mlp', one));
+      // The same model with its session on a thread of its own (`--session-host thread`): the provider
+      // loads and runs there too.
+      if (models.includes('wide-mlp')) rows.push(await deployAndCompare(c, 'wide-mlp', 'g-wide-thread', one, 'thread'));
       if (models.includes('tiny-encoder')) rows.push(await deployAndCompare(c, 'tiny-encoder', 'g-encoder', one));
       if (models.includes('conv-classifier'))
         rows.push(await deployAndCompare(c, 'conv-classifier', 'g-classifier', [DIM_SIZES, { H: 96, W: 128 }]));
@@ -443,7 +455,7 @@ async function main(): Promise<number> {
         },
       });
       try {
-        for (const n of ['g-wide-mlp', 'g-encoder', 'g-classifier']) await c.undeploy(n).catch(() => undefined);
+        for (const n of ['g-wide-mlp', 'g-wide-thread', 'g-encoder', 'g-classifier']) await c.undeploy(n).catch(() => undefined);
         const path = modelPath('wide-mlp');
         const opts = { device: 'gpu' as const, allowFallback: false };
         const gpuDevice = async () => (await c.status()).workers.find((x) => x.id === 'w-budget')?.devices.find((x) => x.kind === 'gpu');

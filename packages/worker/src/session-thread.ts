@@ -91,9 +91,10 @@ function hostThread(ortPath: string): void {
           const moved: ArrayBuffer[] = [];
           for (const [name, r] of Object.entries(results)) {
             const t = r as import('onnxruntime-node').Tensor;
-            const data = owned(t.data as ArrayBufferView) as ort.Tensor.DataType;
+            // Typed arrays move; anything else (a string tensor's array) is cloned.
+            const data = ArrayBuffer.isView(t.data) ? (owned(t.data) as ort.Tensor.DataType) : t.data;
             outputs[name] = { type: t.type, data, dims: t.dims };
-            moved.push((data as ArrayBufferView).buffer as ArrayBuffer);
+            if (ArrayBuffer.isView(data)) moved.push(data.buffer as ArrayBuffer);
           }
           port.postMessage({ op: 'ran', id: m.id, outputs }, moved);
         },
@@ -185,13 +186,18 @@ export class ThreadSession implements ModelSession {
     for (const [name, t] of Object.entries(feeds)) {
       const data = ownedCopy(t.data);
       crossing[name] = { type: t.type, data, dims: t.dims };
-      moved.push((data as ArrayBufferView).buffer as ArrayBuffer);
+      if (ArrayBuffer.isView(data)) moved.push(data.buffer as ArrayBuffer);
     }
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
+      try {
+        this.thread.postMessage({ op: 'run', id, feeds: crossing }, moved);
+      } catch (err) {
+        reject(err as Error); // not cloneable: nothing was posted
+        return;
+      }
       if (this.pending.size === 0) this.thread.ref();
       this.pending.set(id, { resolve, reject });
-      this.thread.postMessage({ op: 'run', id, feeds: crossing }, moved);
     });
   }
 
