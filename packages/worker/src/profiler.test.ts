@@ -102,14 +102,16 @@ describe('profileSession', () => {
 
   it('times a batch size again when one stalled run alone would have stopped a run-capped sweep', async () => {
     await withMlp(async (s, sig) => {
-      // Batch 1's first timed run stalls 30 ms: its p99 projects batch 2 to ~60 ms, past the 25 ms cap.
+      // Batch 1's first timed run stalls 80 ms: its p99 projects batch 2 to ~160 ms, past the 100 ms
+      // cap. The cap stays well above a collector's pause in a loaded Jest process: with a 25 ms cap a
+      // pause of 13 ms in batch 2's runs projects batch 4 past it, and a CI run once stopped at batch 2.
       let batch1Runs = 0;
-      const stalling = beforeRuns(s, (rows) => rows === 1 && ++batch1Runs === 2 && sleep(30));
-      const p = await profileSession(stalling, sig, baseOf(), { budgetMs: 200, maxBatch: 4, latencySloMs: 1e9, maxRunMs: 25 });
+      const stalling = beforeRuns(s, (rows) => rows === 1 && ++batch1Runs === 2 && sleep(80));
+      const p = await profileSession(stalling, sig, baseOf(), { budgetMs: 600, maxBatch: 4, latencySloMs: 1e9, maxRunMs: 100 });
       expect(batch1Runs).toBeGreaterThan(2);
       expect(p.stoppedBecause).not.toMatch(/would hold the replica/);
-      expect(p.rows.map((r) => r.batch)).toEqual([1, 2, 4]);
-      expect(p.rows[0]!.p99Ms).toBeLessThan(12.5);
+      expect([p.rows.map((r) => r.batch), p.stoppedBecause]).toEqual([[1, 2, 4], expect.any(String)]);
+      expect(p.rows[0]!.p99Ms).toBeLessThan(50);
     });
   });
 
