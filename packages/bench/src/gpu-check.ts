@@ -13,7 +13,7 @@ import * as ort from 'onnxruntime-node';
 import { createLogger, silentLogger } from '@flotilla/bus';
 import type { FlotillaClient, Tensor } from '@flotilla/client';
 import { LocalCluster } from '@flotilla/local';
-import type { GpuInfo, Heartbeat, LoadedReplicaState, WorkerStatus } from '@flotilla/protocol';
+import type { GpuInfo, Heartbeat, LoadedReplicaState, SessionHost, WorkerStatus } from '@flotilla/protocol';
 import { decode, fromTypedArray, shapeKey } from '@flotilla/protocol';
 import { SAMPLE_MODELS, randomFloats, sampleModelPath, type SampleModel } from '@flotilla/sample-models';
 import { Worker, ortLibraryDir, providerUnavailable, supportedBackends } from '@flotilla/worker';
@@ -176,7 +176,7 @@ function replicaFacts(r: LoadedReplicaState, w: WorkerStatus) {
   return {
     device: r.device,
     executionProvider: r.executionProvider,
-    // A GPU replica's session runs on a thread of its own by default (`--session-host auto`).
+    // The event loop, or a thread of its own (`--session-host`; auto: for runs of 1 ms or more).
     sessionHost: r.sessionHost ?? 'event-loop',
     chargedMiB: +(r.bytes / MiB).toFixed(1),
     batching: r.batching,
@@ -201,7 +201,7 @@ async function deployAndCompare(
   model: SampleModel,
   name: string,
   shapes: Array<Record<string, number>>,
-  sessionHost?: 'thread' | 'event-loop',
+  sessionHost?: SessionHost,
 ) {
   const path = modelPath(model);
   const t0 = performance.now();
@@ -222,9 +222,7 @@ async function deployAndCompare(
   const wrong = [
     !r.device.startsWith('gpu:') ? `replica on ${r.device}, not a GPU` : '',
     r.executionProvider !== provider ? `replica runs ${r.executionProvider}, not ${provider}` : '',
-    sessionHost && (r.sessionHost ?? 'event-loop') !== sessionHost
-      ? `session on the ${r.sessionHost ?? 'event-loop'}, not ${sessionHost}`
-      : '',
+    sessionHost && facts.sessionHost !== sessionHost ? `session on the ${facts.sessionHost}, not ${sessionHost}` : '',
     ...compared.filter((x) => !x.ok).map((x) => `outputs at ${x.dims.join(',')}: ${x.why}`),
   ].filter(Boolean);
   return { model, deployMs, ...facts, compared, ...(wrong.length ? { failed: wrong.join('; ') } : {}) };

@@ -20,6 +20,7 @@ import { sampleModelPath } from '@flotilla/sample-models';
 import { repoPath } from './deps.js';
 import type { LoadChildArgs, LoadChildResult } from './load-child.js';
 import { exitJson, keepTail, stopPeer, workerArgv } from './peer-process.js';
+import { histogramTotals, round } from './stats.js';
 
 const HOSTS = ['event-loop', 'thread'] as const;
 type Host = (typeof HOSTS)[number];
@@ -50,9 +51,9 @@ const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
-const r1 = (x: number) => Math.round(x * 10) / 10;
+const r1 = (x: number) => round(x, 1);
 
-async function round(host: Host, nats: NatsServer, cluster: string, cacheDir: string, c: FlotillaClient, head: Head): Promise<Round> {
+async function runRound(host: Host, nats: NatsServer, cluster: string, cacheDir: string, c: FlotillaClient, head: Head): Promise<Round> {
   const worker = spawn(
     process.execPath,
     workerArgv({
@@ -100,14 +101,8 @@ async function round(host: Host, nats: NatsServer, cluster: string, cacheDir: st
     results.forEach((r, i) => {
       const name = MODELS[i]!.name;
       const rep = after.workers.find((w) => w.id === 'hosts-w')?.replicas.find((x) => x.model === name);
-      const hist = rep && 'batchHistogram' in rep ? (rep.batchHistogram ?? {}) : {};
-      let batches = 0;
-      let items = 0;
-      for (const [k, n] of Object.entries(hist)) {
-        const size = Number(k.replace('>', ''));
-        batches += n;
-        items += size * n;
-      }
+      // Both models batch at most 32 items here, under the histogram's open-ended bucket.
+      const { batches, items } = histogramTotals(rep && 'batchHistogram' in rep ? (rep.batchHistogram ?? {}) : {});
       models[name] = {
         itemsPerSec: r1(r.run.itemsPerSec),
         p99Ms: r1(r.run.latencyMs.p99),
@@ -134,10 +129,10 @@ async function main(): Promise<void> {
   try {
     // A first round, not counted, profiles both models (stored: every counted round loads them measured alike).
     log(`bench:hosts: ${os.cpus().length} cores, ${CONCURRENCY} callers per model, ${DURATION_MS} ms per round, ${ROUNDS} pair(s)`);
-    await round('event-loop', nats, cluster, cacheDir, c, head);
+    await runRound('event-loop', nats, cluster, cacheDir, c, head);
     for (let i = 0; i < ROUNDS; i++) {
       for (const host of HOSTS) {
-        const r = await round(host, nats, cluster, cacheDir, c, head);
+        const r = await runRound(host, nats, cluster, cacheDir, c, head);
         log(
           `  ${host.padEnd(10)} ${MODELS.map((m) => `${m.name} ${r.models[m.name]!.itemsPerSec} items/s (p99 ${r.models[m.name]!.p99Ms} ms, batch ${r.models[m.name]!.meanBatch})`).join(', ')}; together ${r.totalItemsPerSec}`,
         );

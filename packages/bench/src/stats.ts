@@ -1,5 +1,6 @@
 // Pure helpers of `pnpm bench` (main.ts): settings from the environment, the in-process
 // batch sweep's stopping rule, batch-size histograms, the ratios and the text tables. No I/O.
+import { SessionHostChoice } from '@flotilla/protocol';
 
 export interface BenchSettings {
   /** Measured time of every point (one batch size, one concurrency, one raw-NATS run), ms. */
@@ -24,7 +25,7 @@ export interface BenchSettings {
   /** Transfers per body size (medians reported). Default 3 (QUICK: 1). */
   bodyRounds: number;
   /** The worker's --session-host (thread, event-loop, auto); unset: the worker's default (auto). */
-  sessionHost?: 'thread' | 'event-loop' | 'auto';
+  sessionHost?: SessionHostChoice;
 }
 
 export const DEFAULT_BODIES_MIB = [8, 64, 256];
@@ -96,9 +97,8 @@ export function benchSettings(env: Record<string, string | undefined>): BenchSet
   if (bodiesMiB.some((m) => m > 256))
     throw new Error(`BENCH_BODIES sizes must be at most 256 MiB (Flotilla's body limit), got '${env.BENCH_BODIES}'`);
   const bodyRounds = quick ? 1 : 3;
-  const host = env.BENCH_SESSION_HOST;
-  if (host !== undefined && host !== 'thread' && host !== 'event-loop' && host !== 'auto')
-    throw new Error(`BENCH_SESSION_HOST must be thread, event-loop or auto, got '${host}'`);
+  const host = env.BENCH_SESSION_HOST === undefined ? undefined : SessionHostChoice.safeParse(env.BENCH_SESSION_HOST);
+  if (host && !host.success) throw new Error(`BENCH_SESSION_HOST must be thread, event-loop or auto, got '${env.BENCH_SESSION_HOST}'`);
   return {
     durationMs,
     warmupMs,
@@ -112,7 +112,7 @@ export function benchSettings(env: Record<string, string | undefined>): BenchSet
     bodiesMiB,
     bodyRounds,
     ...(padBatches !== undefined ? { padBatches } : {}),
-    ...(host !== undefined ? { sessionHost: host } : {}),
+    ...(host?.success ? { sessionHost: host.data } : {}),
   };
 }
 

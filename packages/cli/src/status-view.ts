@@ -69,7 +69,7 @@ export function statusText(s: ClusterStatus, now: number = Date.now()): string {
         r.id,
         r.model,
         w.id,
-        // A session on a thread of its own says so; the event loop (the default below 4 cores) does not.
+        // A session on a thread of its own says so; one on the event loop (auto's choice for short runs) does not.
         r.state !== 'loading' && r.sessionHost === 'thread' ? `${r.device} thread` : r.device,
         r.state,
         r.queueDepth,

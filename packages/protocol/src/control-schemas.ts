@@ -10,7 +10,7 @@ import { DeviceId, ReplicaId, parseWith } from './data-schemas.js';
 import { PROTOCOL_VERSION } from './version.js';
 import { DTYPES, type DType } from './tensor.js';
 import { CONTROL_OPS, type ControlOp } from './subjects.js';
-import { DeploySpec, Name, ShapeDims, ThreadSettings } from './deploy-spec.js';
+import { DeploySpec, Name, SessionHost, ShapeDims, ThreadSettings } from './deploy-spec.js';
 import type { ModelProfile } from './profile.js';
 
 const KiB = 1024;
@@ -270,7 +270,7 @@ export const LoadedReplicaState = z
     state: z.enum(['ready', 'draining', 'failed']),
     executionProvider: Text(64).min(1),
     /** Where the session runs: on the worker's event loop or on a thread of its own. */
-    sessionHost: z.enum(['event-loop', 'thread']).optional(),
+    sessionHost: SessionHost.optional(),
     batching: z
       .object({
         maxBatchSize: z.number().int().min(1).max(4096),

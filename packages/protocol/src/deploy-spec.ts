@@ -137,6 +137,9 @@ export type ThreadSettings = z.infer<typeof ThreadSettings>;
  */
 export const SessionHostChoice = z.enum(['auto', 'thread', 'event-loop']);
 export type SessionHostChoice = z.infer<typeof SessionHostChoice>;
+/** Where a replica's session does run: SessionHostChoice once `auto` is settled. */
+export const SessionHost = SessionHostChoice.exclude(['auto']);
+export type SessionHost = z.infer<typeof SessionHost>;
 
 /** Cluster, model and worker names (subjects.ts `isValidName`: one NATS token, a safe file name). */
 export const Name = z.string().refine(isValidName, { message: "use 1-64 letters, digits, '_' or '-', starting with a letter or digit" });

@@ -85,6 +85,7 @@ export {
   MAX_BUCKETS_PER_DIM,
   MAX_SPEC_SHAPES,
   ProfileOptions,
+  SessionHost,
   SessionHostChoice,
   ThreadSettings,
   parseDeploySpec,

@@ -5,8 +5,8 @@
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
-import { toToken } from '@flotilla/protocol';
-import { openSession, type ModelSession, type SessionHost } from './session-thread.js';
+import { toToken, type SessionHost } from '@flotilla/protocol';
+import { openSession, type ModelSession } from './session-thread.js';
 
 export interface CompiledSession {
   session: ModelSession;

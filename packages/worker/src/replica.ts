@@ -46,6 +46,7 @@ import {
   type ReplicaProfileSummary,
   type ReplicaState,
   type ReplicaStateName,
+  type SessionHost,
   type TypedArray,
   type WireTensors,
 } from '@flotilla/protocol';
@@ -66,7 +67,7 @@ import {
 import { Batcher, defaultMaxBatchSize, paddedRows, type Queued } from './batcher.js';
 import { LatencyWindow } from './latency-window.js';
 import type { ShapeProfiler } from './background-profiler.js';
-import type { ModelSession, SessionHost } from './session-thread.js';
+import type { ModelSession } from './session-thread.js';
 import { concatBatch, firstRows, splitBatch, validateInputs, wireSignature, type ModelSignature } from './model-io.js';
 
 /**

@@ -16,6 +16,7 @@ import type {
   ModelProfile,
   ProfileShape,
   ReplicaProfileSummary,
+  SessionHost,
   ThreadSettings,
 } from '@flotilla/protocol';
 import type { Logger, ProfileStore } from '@flotilla/bus';
@@ -26,7 +27,7 @@ import { ShapeProfiler } from './background-profiler.js';
 import { dynamicDims, sampleShape, unknownBucketDims } from './shape-profiles.js';
 import type { CompiledWorkerOptions } from './options.js';
 import { providerUnavailable } from './providers.js';
-import type { ModelSession, SessionHost } from './session-thread.js';
+import type { ModelSession } from './session-thread.js';
 import { readVram } from './inventory.js';
 import { measuredFootprint, vramDelta } from './memory-ledger.js';
 import {
@@ -91,8 +92,6 @@ interface Opening {
   /** The stored profile read before the open (see lookUpBeforeOpen). */
   before: ModelProfile | undefined;
   compile: boolean;
-  /** Where the session runs (session-plan.ts chooseSessionHost). */
-  host: SessionHost;
   created: Created;
   onCpu: boolean;
   deviceClass: string;
@@ -160,8 +159,9 @@ export class SessionLoader {
       chooseSessionHost({ deployment: spec.sessionHost, worker: this.options.sessionHost, kind: k, usableCores: this.usableCores, runMs });
     const host = hostFor(kind, chosenRunMs(before));
     const o = await this.openMeasured(
-      { path, spec, deviceId, kind, rssBaseline: mem.rssBaseline, slo, cpuClass, before, compile, host },
+      { path, spec, deviceId, kind, rssBaseline: mem.rssBaseline, slo, cpuClass, before, compile },
       threads.settings,
+      host,
     );
     const held: Held = { session: o.created.session, threads, host };
     try {
@@ -255,12 +255,13 @@ export class SessionLoader {
   private async openMeasured(
     o: Omit<Opening, 'created' | 'onCpu' | 'deviceClass' | 'sessionBytes' | 'deviceBytes'>,
     threads: ThreadSettings,
+    host: SessionHost,
   ): Promise<Opening & { measuredBytes?: number }> {
     const gpuIndex = o.kind === 'gpu' ? Number(o.deviceId.split(':')[1]) : -1;
     // undefined without nvidia-smi (a stand-in GPU): no VRAM readings at all.
     const vram = async () => (gpuIndex >= 0 ? readVram(gpuIndex) : undefined);
     const vramBefore = await vram();
-    const created = await this.createSession(o.path, o.kind, o.deviceId, o.spec.digest, o.compile, threads, o.host);
+    const created = await this.createSession(o.path, o.kind, o.deviceId, o.spec.digest, o.compile, threads, host);
     const onCpu = created.executionProvider === 'cpu';
     const vramAfter = onCpu ? undefined : await vram();
     const rssDeltaBytes = process.memoryUsage().rss - o.rssBaseline;
@@ -338,7 +339,7 @@ export class SessionLoader {
     if (plan.tuneThreadsAt === null) return;
     const tuned = await profileThreads(
       { session: held.session, settings: held.threads.settings },
-      async (t) => (await this.createSession(o.path, 'cpu', o.deviceId, o.spec.digest, o.compile, t, o.host)).session,
+      async (t) => (await this.createSession(o.path, 'cpu', o.deviceId, o.spec.digest, o.compile, t, held.host)).session,
       signature,
       { batch: plan.tuneThreadsAt, usableCores: this.usableCores, budgetMs: o.spec.profile.budgetMs, latencySloMs: o.slo, shape: at.shape },
     );
@@ -396,7 +397,7 @@ export class SessionLoader {
     if (plan.tuneThreadsAt !== null) {
       const tuned = await profileThreads(
         { session: held.session, settings: held.threads.settings },
-        async (t) => (await this.createSession(o.path, 'cpu', o.deviceId, spec.digest, o.compile, t, o.host)).session,
+        async (t) => (await this.createSession(o.path, 'cpu', o.deviceId, spec.digest, o.compile, t, held.host)).session,
         signature,
         { batch: plan.tuneThreadsAt, usableCores: this.usableCores, budgetMs: spec.profile.budgetMs, latencySloMs: o.slo },
       );
@@ -406,7 +407,7 @@ export class SessionLoader {
     }
     if (plan.compareCompile) {
       p.compile = await this.compareCompile((c) =>
-        this.createSession(o.path, o.kind, o.deviceId, spec.digest, c, held.threads.settings, o.host),
+        this.createSession(o.path, o.kind, o.deviceId, spec.digest, c, held.threads.settings, held.host),
       );
     }
     this.known.set(`${spec.digest}/${o.deviceClass}`, p);

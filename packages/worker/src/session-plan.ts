@@ -9,13 +9,13 @@ import {
   type DeploySpec,
   type ModelProfile,
   type ReplicaProfileSummary,
+  type SessionHost,
   type SessionHostChoice,
   type ShapeProfileSummary,
   type ThreadSettings,
 } from '@flotilla/protocol';
 import { profilePadTo } from './batch-size.js';
 import { DEFAULT_PROFILE_BUDGET_MS } from './profiler.js';
-import type { SessionHost } from './session-thread.js';
 import { assertThreadsFit, sameThreads } from './thread-choice.js';
 
 export type ThreadSource = NonNullable<ReplicaProfileSummary['threads']>['source'];

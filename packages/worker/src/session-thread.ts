@@ -9,6 +9,7 @@
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
+import type { SessionHost } from '@flotilla/protocol';
 
 /** What the worker uses of a session: onnxruntime's own InferenceSession, or a ThreadSession. */
 export interface ModelSession {
@@ -19,9 +20,6 @@ export interface ModelSession {
   run(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>>;
   release(): Promise<void>;
 }
-
-/** Where a session runs: on the worker's event loop (onnxruntime-node's own way) or on a thread of its own. */
-export type SessionHost = 'event-loop' | 'thread';
 
 /** A tensor as it crosses to and from the thread: an owned typed array whose buffer is moved, not copied. */
 interface Crossing {
