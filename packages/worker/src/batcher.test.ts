@@ -1,4 +1,4 @@
-import { Batcher, defaultMaxBatchSize, paddedRows, type Queued } from './batcher.js';
+import { Batcher, COMPANY_SHARE_WEIGHT, MIN_COMPANY_SHARE, defaultMaxBatchSize, paddedRows, type Queued } from './batcher.js';
 
 const opts = { maxBatchSize: 4, maxQueueDelayMs: 5, maxQueueLength: 10 };
 let seq = 0;
@@ -103,6 +103,85 @@ describe('Batcher (fake clock)', () => {
     expect(b.push(req(0))).toBe(true);
     expect(b.push(req(0))).toBe(false);
     expect(b.length).toBe(2);
+  });
+});
+
+describe('waiting only while company keeps coming (the delay is a most)', () => {
+  beforeEach(() => (seq = 0));
+
+  /** Feeds arrivals at the given times (each runs before the next arrives); returns the decision for the last. */
+  function afterArrivals(b: Batcher<number>, times: number[]) {
+    let d: ReturnType<Batcher<number>['next']> = { kind: 'idle', expired: [] };
+    for (const t of times) {
+      b.push(req(t));
+      d = b.next(t);
+      if (d.kind === 'wait') d = b.next(t + opts.maxQueueDelayMs); // the timer fires: the batch runs
+    }
+    b.push(req(times.at(-1)! + 100));
+    return b.next(times.at(-1)! + 100);
+  }
+
+  it('one caller at a time (each request 8 ms after the last, past the 5 ms delay): soon runs at once', () => {
+    const b = new Batcher<number>(opts);
+    // Before any evidence it waits as configured.
+    b.push(req(0));
+    expect(b.next(0)).toMatchObject({ kind: 'wait', waitMs: 5 });
+    expect(b.next(5)).toMatchObject({ kind: 'run', reason: 'delay' });
+    const d = afterArrivals(
+      b,
+      Array.from({ length: 30 }, (_, i) => 8 * (i + 1)),
+    );
+    expect(b.companyShare).toBeLessThan(MIN_COMPANY_SHARE);
+    expect(d).toMatchObject({ kind: 'run', items: 1, reason: 'alone' });
+  });
+
+  it.each([
+    // [what, gap pattern (ms, repeated), waits]
+    ['two callers answered together (pairs 0.1 ms apart, 8 ms between pairs)', [0.1, 8], true],
+    ['a burst of four callers', [0.1, 0.1, 0.1, 8], true],
+    ['an open stream every 2 ms', [2], true],
+    ['an open stream every 6 ms (past the delay)', [6], false],
+    ['one in five arrivals with company', [1, 8, 8, 8, 8], false],
+  ] as const)('%s: waits %p', (_what, gaps, waits) => {
+    const b = new Batcher<number>(opts);
+    const times: number[] = [];
+    let t = 0;
+    for (let i = 0; i < 64; i++) times.push((t += gaps[i % gaps.length]!));
+    // The share of arrivals followed by another within the delay, settled.
+    const hits = gaps.filter((g) => g <= opts.maxQueueDelayMs).length / gaps.length;
+    const d = afterArrivals(b, times);
+    expect(Math.abs(b.companyShare - hits)).toBeLessThan(0.15);
+    expect(d.kind === 'wait').toBe(waits);
+  });
+
+  it('company returning brings waiting back within a few arrivals', () => {
+    const b = new Batcher<number>(opts);
+    afterArrivals(
+      b,
+      Array.from({ length: 40 }, (_, i) => 10 * i),
+    );
+    expect(b.companyShare).toBeLessThan(MIN_COMPANY_SHARE);
+    // A burst: the share climbs by (1 − share) / 16 per arrival with company.
+    let t = 1000;
+    let waitedAfter = 0;
+    for (let i = 1; i <= 10 && !waitedAfter; i++) {
+      b.push(req((t += 0.1)));
+      if (b.next(t).kind === 'wait') waitedAfter = i;
+    }
+    expect(waitedAfter).toBeGreaterThan(0);
+    expect(waitedAfter).toBeLessThanOrEqual(Math.ceil(Math.log(1 - MIN_COMPANY_SHARE) / Math.log(1 - COMPANY_SHARE_WEIGHT)) + 1);
+  });
+
+  it('a full batch and a delay already spent are unchanged; a key that never waits says nothing about company', () => {
+    const b = new Batcher<number>(opts, (key) => (key === 'now' ? { maxBatchSize: 4, maxQueueDelayMs: 0 } : undefined));
+    // Arrivals of a key without a delay, 8 ms apart, do not count as lonely ones.
+    for (let i = 0; i < 40; i++) {
+      b.push(req(8 * i, 1, 'now'));
+      expect(b.next(8 * i)).toMatchObject({ kind: 'run', reason: 'delay' });
+    }
+    expect(b.companyShare).toBe(1);
+    b.push(req(400));
+    expect(b.next(400)).toMatchObject({ kind: 'wait' });
   });
 });
 

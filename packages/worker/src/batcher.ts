@@ -3,6 +3,14 @@
 // or a timer it set from `waitMs` fires. Requests only share a batch when their `key` (dtype and
 // non-batch dims of every input) is equal, and a key may have its own max size and delay (a
 // dynamic-shape model's per-shape profile).
+//
+// The queue delay is a most, not a must: a batch waits for company only while company keeps
+// coming. The batcher counts how often an arrival was followed by another within the delay (a
+// running share over recent arrivals); below MIN_COMPANY_SHARE a batch that is not full runs at
+// once. One caller at a time (its next request comes only after this reply) never waits for a
+// company that cannot come; a burst of callers answered together, or a steady open stream, still
+// does. Measured on convnet at one caller (pnpm bench): the profile's 3.3 ms delay was 3.3 ms of
+// its 4.9 ms added latency.
 
 export interface BatcherOptions {
   /** Most items in one batch (a request may carry several items along the batch axis). */
@@ -38,7 +46,8 @@ export type Decision<T> =
         items: number;
         /** Rows to run: `items`, or the key's padTo when the batch is smaller. */
         rows: number;
-        reason: 'full' | 'delay';
+        /** full; the oldest waited the delay (or under a timer's resolution was left); no company was expected. */
+        reason: 'full' | 'delay' | 'alone';
       }
     | { kind: 'wait'; waitMs: number }
     | { kind: 'idle' }
@@ -46,9 +55,23 @@ export type Decision<T> =
 
 /** Shortest wait for company the batcher asks for, ms (the resolution of Node's timers). */
 export const MIN_WAIT_MS = 1;
+/**
+ * Below this share of arrivals followed by another within the delay, a batch runs without waiting.
+ * A quarter, not a half: two callers answered together arrive as a pair, so only every other
+ * arrival has one after it within the delay (a share near 0.5), and waiting for the second of
+ * the pair halves their cost (convnet: batch 2 in 7.1 ms, against 6.5 ms each alone).
+ */
+export const MIN_COMPANY_SHARE = 0.25;
+/** Weight of the newest arrival in the running share (about the last 16 arrivals count). */
+export const COMPANY_SHARE_WEIGHT = 1 / 16;
 
 export class Batcher<T> {
   private queue: Queued<T>[] = [];
+  /** Share of recent arrivals followed by another within their key's delay; starts at 1 (waits as configured). */
+  private share = 1;
+  /** The last arrival (NaN: none that counts) and the delay within which another is its company. */
+  private lastAt = NaN;
+  private lastWithinMs = 0;
 
   constructor(
     readonly options: BatcherOptions,
@@ -59,8 +82,20 @@ export class Batcher<T> {
     return this.queue.length;
   }
 
-  /** Adds a request; false when the queue is full (caller answers OVERLOADED). */
+  /** Share of recent arrivals that had company within the delay (1 before any evidence). */
+  get companyShare(): number {
+    return this.share;
+  }
+
+  /** Adds a request; false when the queue is full (caller answers OVERLOADED). Every arrival counts towards the company share. */
   push(entry: Queued<T>): boolean {
+    if (!Number.isNaN(this.lastAt)) {
+      const company = entry.enqueuedAt - this.lastAt <= this.lastWithinMs ? 1 : 0;
+      this.share += (company - this.share) * COMPANY_SHARE_WEIGHT;
+    }
+    // A key that never waits (a delay under a timer's resolution) says nothing about company.
+    this.lastWithinMs = (this.limitsFor?.(entry.key) ?? this.options).maxQueueDelayMs;
+    this.lastAt = this.lastWithinMs >= MIN_WAIT_MS ? entry.enqueuedAt : NaN;
     if (this.queue.length >= this.options.maxQueueLength) return false;
     this.queue.push(entry);
     return true;
@@ -69,8 +104,9 @@ export class Batcher<T> {
   /**
    * What to do now. The batch is the oldest request plus later requests with the same key, in
    * arrival order, while the total stays within maxBatchSize (a lone request larger than the max
-   * runs alone). It runs when full, or when the oldest has waited maxQueueDelayMs. Both limits
-   * are the oldest request's key's own when `limitsFor` has them.
+   * runs alone). It runs when full, when the oldest has waited maxQueueDelayMs, or at once when
+   * company has stopped coming (the share under MIN_COMPANY_SHARE). Both limits are the oldest
+   * request's key's own when `limitsFor` has them.
    */
   next(now: number): Decision<T> {
     const expired: Queued<T>[] = [];
@@ -101,15 +137,17 @@ export class Batcher<T> {
     const waited = now - head.enqueuedAt;
     // Node's timers cannot wait less than a millisecond (setTimeout(fn, 0.1) fires after ≥ 1 ms):
     // a wait shorter than that would cost a caller at low load a whole millisecond, so it runs now.
-    if (!full && maxQueueDelayMs - waited >= MIN_WAIT_MS) {
+    const left = maxQueueDelayMs - waited;
+    const alone = !full && left >= MIN_WAIT_MS && this.share < MIN_COMPANY_SHARE;
+    if (!full && !alone && left >= MIN_WAIT_MS) {
       // Never wait past the head's own deadline.
-      const waitMs = Math.max(0, Math.min(maxQueueDelayMs - waited, head.deadline - now));
+      const waitMs = Math.max(0, Math.min(left, head.deadline - now));
       return { kind: 'wait', waitMs, expired };
     }
     const batch = picked.map((i) => this.queue[i]!);
     const taken = new Set(picked);
     this.queue = this.queue.filter((_, i) => !taken.has(i));
-    return { kind: 'run', batch, items, rows: paddedRows(items, padTo), reason: full ? 'full' : 'delay', expired };
+    return { kind: 'run', batch, items, rows: paddedRows(items, padTo), reason: full ? 'full' : alone ? 'alone' : 'delay', expired };
   }
 }
 
