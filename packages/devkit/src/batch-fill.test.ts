@@ -15,6 +15,8 @@ import { WorkerProcess } from './worker-process.js';
 const rows = (n: number): Tensor => ({ dtype: 'float32', dims: [n, 1024], data: randomFloats(n * 1024, n) });
 const LONG = 128;
 const LATE = 24;
+/** The 'patient' deployment's queue delay, ms. */
+const DELAY = 100;
 
 let nats: NatsServer;
 let head: Head;
@@ -31,6 +33,11 @@ beforeAll(async () => {
     device: 'cpu',
     profile: { enabled: false },
     batching: { maxBatchSize: LONG, maxQueueDelayMs: 0 },
+  });
+  await client.deploy(sampleModelPath('wide-mlp'), 'patient', {
+    device: 'cpu',
+    profile: { enabled: false },
+    batching: { maxBatchSize: 8, maxQueueDelayMs: DELAY },
   });
 }, 120_000);
 
@@ -58,4 +65,16 @@ it('batches the requests that arrived during a run together once it ends', async
   expect(Math.min(...batches)).toBeGreaterThan(1);
   expect(new Set(batches).size).toBeLessThanOrEqual(2);
   expect(Math.max(...batches)).toBeGreaterThanOrEqual(LATE / 2);
+}, 60_000);
+
+it('waits out the queue delay only while company comes: one caller at a time soon runs at once', async () => {
+  const queued: number[] = [];
+  for (let i = 0; i < 40; i++) queued.push((await client.inferWithMeta('patient', { x: rows(1) })).meta.queueMs!);
+  console.log(`batch-fill: one caller, queue ms per request: ${queued.map((q) => Math.round(q)).join(',')}`);
+  // Before any evidence the replica waits as configured; ≈ 22 lonely arrivals later it stops waiting.
+  expect(queued[0]).toBeGreaterThanOrEqual(DELAY * 0.9);
+  for (const q of queued.slice(-10)) expect(q).toBeLessThan(DELAY / 2);
+  // A burst of callers still shares batches.
+  const burst = await Promise.all(Array.from({ length: 8 }, () => client.inferWithMeta('patient', { x: rows(1) })));
+  expect(Math.max(...burst.map((r) => r.meta.batch))).toBeGreaterThan(1);
 }, 60_000);

@@ -108,61 +108,105 @@ describe('Batcher (fake clock)', () => {
 
 describe('waiting only while company keeps coming (the delay is a most)', () => {
   beforeEach(() => (seq = 0));
+  const patient = { maxBatchSize: 8, maxQueueDelayMs: 5, maxQueueLength: 100 };
 
-  /** Feeds arrivals at the given times (each runs before the next arrives); returns the decision for the last. */
-  function afterArrivals(b: Batcher<number>, times: number[]) {
-    let d: ReturnType<Batcher<number>['next']> = { kind: 'idle', expired: [] };
-    for (const t of times) {
-      b.push(req(t));
-      d = b.next(t);
-      if (d.kind === 'wait') d = b.next(t + opts.maxQueueDelayMs); // the timer fires: the batch runs
-    }
-    b.push(req(times.at(-1)! + 100));
-    return b.next(times.at(-1)! + 100);
+  interface Load {
+    /** Callers that each send their next request `thinkMs` after their answer (closed loop)… */
+    callers?: number;
+    thinkMs?: number;
+    /** …or requests at fixed times, whatever the answers (an open stream). */
+    every?: number;
+    /** How long one batch runs, ms, whatever its size. */
+    runMs: number;
   }
 
-  it('one caller at a time (each request 8 ms after the last, past the 5 ms delay): soon runs at once', () => {
+  /** A replica on a fake clock: 200 requests through the batcher; the waits and batches of the last 100. */
+  function simulate(b: Batcher<number>, load: Load) {
+    const total = 200;
+    const arrivals: number[] = [];
+    if (load.every) for (let i = 0; i < total; i++) arrivals.push(i * load.every);
+    else for (let i = 0; i < load.callers!; i++) arrivals.push(i * 0.01);
+    let sent = 0;
+    let running: Queued<number>[] | undefined;
+    let endsAt = Infinity;
+    let timerAt = Infinity;
+    const waits: number[] = [];
+    const batches: number[] = [];
+    const reasons = new Set<string>();
+    const decide = (now: number) => {
+      if (running) return;
+      const d = b.next(now);
+      timerAt = d.kind === 'wait' ? now + d.waitMs : Infinity;
+      if (d.kind !== 'run') return;
+      running = d.batch;
+      endsAt = now + load.runMs;
+      if (d.batch[0]!.payload >= total / 2) {
+        batches.push(d.items);
+        reasons.add(d.reason);
+        for (const q of d.batch) waits.push(now - q.enqueuedAt);
+      }
+    };
+    while (running || (sent < total && arrivals.length) || timerAt < Infinity) {
+      arrivals.sort((x, y) => x - y);
+      const next = sent < total ? (arrivals[0] ?? Infinity) : Infinity;
+      const now = Math.min(next, endsAt, timerAt);
+      if (now === endsAt) {
+        b.answered(running!);
+        if (!load.every) for (const _ of running!) arrivals.push(now + load.thinkMs!);
+        running = undefined;
+        endsAt = Infinity;
+      } else if (now === next) {
+        arrivals.shift();
+        b.push(req(now));
+        sent++;
+      }
+      decide(now);
+    }
+    const mean = (xs: number[]) => xs.reduce((x, y) => x + y, 0) / xs.length;
+    return { meanWaitMs: mean(waits), meanBatch: mean(batches), reasons: [...reasons].sort() };
+  }
+
+  it.each<[string, Load, { waits: boolean; meanBatch: number }]>([
+    // One caller: its next request follows the answer, so waiting never finds company.
+    [
+      'one caller, quick runs (1 ms, answer to next request 0.2 ms)',
+      { callers: 1, thinkMs: 0.2, runMs: 1 },
+      { waits: false, meanBatch: 1 },
+    ],
+    ['one caller, slow runs (7 ms)', { callers: 1, thinkMs: 0.2, runMs: 7 }, { waits: false, meanBatch: 1 }],
+    // Callers answered together come back together: waiting gathers them.
+    ['two callers', { callers: 2, thinkMs: 0.2, runMs: 1 }, { waits: true, meanBatch: 2 }],
+    ['four callers', { callers: 4, thinkMs: 0.2, runMs: 1 }, { waits: true, meanBatch: 4 }],
+    // An open stream: company within the delay for every request at 2 ms apart, for none at 20.
+    ['a request every 2 ms', { every: 2, runMs: 1 }, { waits: true, meanBatch: 3 }],
+    ['a request every 20 ms', { every: 20, runMs: 1 }, { waits: false, meanBatch: 1 }],
+  ])('%s', (_what, load, want) => {
+    const r = simulate(new Batcher<number>(patient), load);
+    if (want.waits) expect(r.meanWaitMs).toBeGreaterThan(0.5);
+    else {
+      expect(r.meanWaitMs).toBe(0);
+      expect(r.reasons).toEqual(['alone']);
+    }
+    expect(r.meanBatch).toBeCloseTo(want.meanBatch, 0);
+  });
+
+  it('before any evidence it waits as configured; the share falls and comes back', () => {
     const b = new Batcher<number>(opts);
-    // Before any evidence it waits as configured.
     b.push(req(0));
     expect(b.next(0)).toMatchObject({ kind: 'wait', waitMs: 5 });
-    expect(b.next(5)).toMatchObject({ kind: 'run', reason: 'delay' });
-    const d = afterArrivals(
-      b,
-      Array.from({ length: 30 }, (_, i) => 8 * (i + 1)),
-    );
-    expect(b.companyShare).toBeLessThan(MIN_COMPANY_SHARE);
-    expect(d).toMatchObject({ kind: 'run', items: 1, reason: 'alone' });
-  });
-
-  it.each([
-    // [what, gap pattern (ms, repeated), waits]
-    ['two callers answered together (pairs 0.1 ms apart, 8 ms between pairs)', [0.1, 8], true],
-    ['a burst of four callers', [0.1, 0.1, 0.1, 8], true],
-    ['an open stream every 2 ms', [2], true],
-    ['an open stream every 6 ms (past the delay)', [6], false],
-    ['one in five arrivals with company', [1, 8, 8, 8, 8], false],
-  ] as const)('%s: waits %p', (_what, gaps, waits) => {
-    const b = new Batcher<number>(opts);
-    const times: number[] = [];
-    let t = 0;
-    for (let i = 0; i < 64; i++) times.push((t += gaps[i % gaps.length]!));
-    // The share of arrivals followed by another within the delay, settled.
-    const hits = gaps.filter((g) => g <= opts.maxQueueDelayMs).length / gaps.length;
-    const d = afterArrivals(b, times);
-    expect(Math.abs(b.companyShare - hits)).toBeLessThan(0.15);
-    expect(d.kind === 'wait').toBe(waits);
-  });
-
-  it('company returning brings waiting back within a few arrivals', () => {
-    const b = new Batcher<number>(opts);
-    afterArrivals(
-      b,
-      Array.from({ length: 40 }, (_, i) => 10 * i),
-    );
+    const first = b.next(5);
+    expect(first).toMatchObject({ kind: 'run', reason: 'delay' });
+    // Answered with no company: one caller, 30 times.
+    let t = 5;
+    b.answered(first.kind === 'run' ? first.batch : []);
+    for (let i = 0; i < 30; i++) {
+      b.push(req((t += 0.5)));
+      let d = b.next(t);
+      if (d.kind === 'wait') d = b.next((t += d.waitMs));
+      if (d.kind === 'run') b.answered(d.batch);
+    }
     expect(b.companyShare).toBeLessThan(MIN_COMPANY_SHARE);
     // A burst: the share climbs by (1 − share) / 16 per arrival with company.
-    let t = 1000;
     let waitedAfter = 0;
     for (let i = 1; i <= 10 && !waitedAfter; i++) {
       b.push(req((t += 0.1)));
@@ -172,12 +216,13 @@ describe('waiting only while company keeps coming (the delay is a most)', () => 
     expect(waitedAfter).toBeLessThanOrEqual(Math.ceil(Math.log(1 - MIN_COMPANY_SHARE) / Math.log(1 - COMPANY_SHARE_WEIGHT)) + 1);
   });
 
-  it('a full batch and a delay already spent are unchanged; a key that never waits says nothing about company', () => {
+  it('a key that never waits says nothing about company', () => {
     const b = new Batcher<number>(opts, (key) => (key === 'now' ? { maxBatchSize: 4, maxQueueDelayMs: 0 } : undefined));
-    // Arrivals of a key without a delay, 8 ms apart, do not count as lonely ones.
     for (let i = 0; i < 40; i++) {
       b.push(req(8 * i, 1, 'now'));
-      expect(b.next(8 * i)).toMatchObject({ kind: 'run', reason: 'delay' });
+      const d = b.next(8 * i);
+      expect(d).toMatchObject({ kind: 'run', reason: 'delay' });
+      if (d.kind === 'run') b.answered(d.batch);
     }
     expect(b.companyShare).toBe(1);
     b.push(req(400));

@@ -5,11 +5,11 @@
 // dynamic-shape model's per-shape profile).
 //
 // The queue delay is a most, not a must: a batch waits for company only while company keeps
-// coming. The batcher counts how often an arrival was followed by another within the delay (a
-// running share over recent arrivals); below MIN_COMPANY_SHARE a batch that is not full runs at
-// once. One caller at a time (its next request comes only after this reply) never waits for a
-// company that cannot come; a burst of callers answered together, or a steady open stream, still
-// does. Measured on convnet at one caller (pnpm bench): the profile's 3.3 ms delay was 3.3 ms of
+// coming. The batcher counts how often an arrival was followed by another within the delay and
+// before the replica answered it (a running share over recent arrivals: a request that comes
+// after the answer may be that caller's next one); below MIN_COMPANY_SHARE a batch that is not
+// full runs at once. One caller at a time never waits for a company that cannot come; a burst of
+// callers answered together, or a steady open stream, still does. Measured on convnet at one caller (pnpm bench): the profile's 3.3 ms delay was 3.3 ms of
 // its 4.9 ms added latency.
 
 export interface BatcherOptions {
@@ -56,7 +56,7 @@ export type Decision<T> =
 /** Shortest wait for company the batcher asks for, ms (the resolution of Node's timers). */
 export const MIN_WAIT_MS = 1;
 /**
- * Below this share of arrivals followed by another within the delay, a batch runs without waiting.
+ * Below this share of arrivals with company (another arrival within the delay, before the answer), a batch runs without waiting.
  * A quarter, not a half: two callers answered together arrive as a pair, so only every other
  * arrival has one after it within the delay (a share near 0.5), and waiting for the second of
  * the pair halves their cost (convnet: batch 2 in 7.1 ms, against 6.5 ms each alone).
@@ -67,10 +67,10 @@ export const COMPANY_SHARE_WEIGHT = 1 / 16;
 
 export class Batcher<T> {
   private queue: Queued<T>[] = [];
-  /** Share of recent arrivals followed by another within their key's delay; starts at 1 (waits as configured). */
+  /** Share of recent arrivals with company (see MIN_COMPANY_SHARE); starts at 1 (waits as configured). */
   private share = 1;
-  /** The last arrival (NaN: none that counts) and the delay within which another is its company. */
-  private lastAt = NaN;
+  /** The last arrival while its company is still open (undefined: none that counts), and its key's delay. */
+  private lastArrival?: Queued<T>;
   private lastWithinMs = 0;
 
   constructor(
@@ -82,23 +82,36 @@ export class Batcher<T> {
     return this.queue.length;
   }
 
-  /** Share of recent arrivals that had company within the delay (1 before any evidence). */
+  /** Share of recent arrivals that had company (1 before any evidence). */
   get companyShare(): number {
     return this.share;
   }
 
   /** Adds a request; false when the queue is full (caller answers OVERLOADED). Every arrival counts towards the company share. */
   push(entry: Queued<T>): boolean {
-    if (!Number.isNaN(this.lastAt)) {
-      const company = entry.enqueuedAt - this.lastAt <= this.lastWithinMs ? 1 : 0;
-      this.share += (company - this.share) * COMPANY_SHARE_WEIGHT;
-    }
+    if (this.lastArrival) this.count(entry.enqueuedAt - this.lastArrival.enqueuedAt <= this.lastWithinMs);
     // A key that never waits (a delay under a timer's resolution) says nothing about company.
     this.lastWithinMs = (this.limitsFor?.(entry.key) ?? this.options).maxQueueDelayMs;
-    this.lastAt = this.lastWithinMs >= MIN_WAIT_MS ? entry.enqueuedAt : NaN;
+    this.lastArrival = this.lastWithinMs >= MIN_WAIT_MS ? entry : undefined;
     if (this.queue.length >= this.options.maxQueueLength) return false;
     this.queue.push(entry);
     return true;
+  }
+
+  /**
+   * The replica answered these requests. When the last arrival was among them, no company came
+   * while it was in the replica's hands, and whatever arrives next may be its own caller's next
+   * request (one caller at a time, with replies quicker than the delay): no company.
+   */
+  answered(batch: readonly Queued<T>[]): void {
+    if (this.lastArrival && batch.includes(this.lastArrival)) {
+      this.count(false);
+      this.lastArrival = undefined;
+    }
+  }
+
+  private count(company: boolean): void {
+    this.share += ((company ? 1 : 0) - this.share) * COMPANY_SHARE_WEIGHT;
   }
 
   /**

@@ -552,6 +552,7 @@ export class Replica {
       // these replies are written while it runs (what arrived during this run has been read).
       const ran = this.sessionHost === 'thread' ? () => (release(), this.pumpNow()) : undefined;
       void this.runBatch(d.batch, d.items, d.rows, ran).finally(() => {
+        this.batcher.answered(d.batch);
         release();
         this.pump();
         this.checkIdle();
