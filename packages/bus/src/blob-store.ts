@@ -8,7 +8,8 @@
 // buffer): the object store's own put/get moved 18-33 MB/s here.
 import type { NatsConnection } from '@nats-io/nats-core';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { Objm, type ObjectStore } from '@nats-io/obj';
+import type { ObjectStore } from '@nats-io/obj';
+import { objectStores } from './object-stores.js';
 import { nuid } from '@nats-io/nats-core';
 import { BadRequestError, PayloadTooLargeError, UnavailableError, objStream, type Body } from '@flotilla/protocol';
 import {
@@ -61,7 +62,7 @@ export class BlobStore {
   }
 
   private open(): Promise<ObjectStore> {
-    this.store ??= new Objm(this.js)
+    this.store ??= objectStores(this.js)
       .create(this.bucket, { storage: 'memory' as never, ttl: this.ttlMs * 1_000_000, replicas: this.replicas })
       .catch((err: unknown) => {
         this.store = undefined;

@@ -4,6 +4,7 @@
 export type { NatsConnection } from '@nats-io/nats-core';
 export { DEFAULT_NATS_URL, closeBus, connectBus, publishConfirmed, subscribeConfirmed, type BusOptions } from './connect.js';
 export { BlobStore, objectChunkSize, type BlobStoreOptions } from './blob-store.js';
+export { objectStores } from './object-stores.js';
 export type { StreamFloorOptions } from './blob-chunks.js';
 export { NO_RESPONDERS_GRACE_MS, call, isNoResponders, isTimeout, mapNatsError, okReply } from './rpc.js';
 export { Requester, requesterFor, type RequestOptions } from './requester.js';

@@ -5,7 +5,6 @@ import { readFile } from 'node:fs/promises';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { errors as natsErrors, headers as natsHeaders } from '@nats-io/nats-core';
 import { jetstream } from '@nats-io/jetstream';
-import { Objm } from '@nats-io/obj';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   isFatalLoadCode,
@@ -69,6 +68,7 @@ import {
   isTimeout,
   mapNatsError,
   objectChunkSize,
+  objectStores,
   parseRetryPolicy,
   requesterFor,
   retry,
@@ -442,7 +442,7 @@ export class FlotillaClient {
     const digest = createHash('sha256').update(bytes).digest('hex');
     const nc = await this.connection();
     try {
-      const os = await new Objm(jetstream(nc)).create(this.subjects.modelBucket);
+      const os = await objectStores(jetstream(nc)).create(this.subjects.modelBucket);
       const info = await os.info(digest);
       if (!info || info.size !== bytes.byteLength) {
         await os.putBlob({ name: digest, options: { max_chunk_size: objectChunkSize(nc) } }, bytes);

@@ -7,7 +7,6 @@ import { hostname } from 'node:os';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { Objm } from '@nats-io/obj';
 import {
   BadRequestError,
   MAX_HOST_CHARS,
@@ -29,6 +28,7 @@ import {
   createLogger,
   listen,
   notReadyReason,
+  objectStores,
   serve,
   type Logger,
 } from '@flotilla/bus';
@@ -124,7 +124,7 @@ export class Head {
       store,
       readyWaiters,
       logger,
-      artifactSize: async (digest) => (await (await new Objm(jetstream(nc)).open(subjects.modelBucket)).info(digest))?.size,
+      artifactSize: async (digest) => (await (await objectStores(jetstream(nc)).open(subjects.modelBucket)).info(digest))?.size,
       leading,
       status: () => this.status(),
       reconcile: (name) => r.reconcile(name),
@@ -156,7 +156,7 @@ export class Head {
     const js = jetstream(nc);
     const kv = await new Kvm(js).create(s.stateBucket, { history: 1, replicas: options.storeReplicas });
     // The model store is created here so `deploy` can upload before any worker exists.
-    await new Objm(js).create(s.modelBucket, { replicas: options.storeReplicas });
+    await objectStores(js).create(s.modelBucket, { replicas: options.storeReplicas });
     // Lease writes get a short timeout: one stuck through an outage must not hold off the renewals
     // after it until the lease has run out.
     const leaseJs = jetstream(nc, { timeout: Math.min(2000, Math.max(250, Math.floor(options.leaseTtlMs / 4))) });

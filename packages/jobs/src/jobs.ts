@@ -31,8 +31,8 @@ import {
   type JsMsg,
 } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
-import { Objm, type ObjectStore } from '@nats-io/obj';
-import { mapNatsError, maxPayload, objectChunkSize } from '@flotilla/bus';
+import type { ObjectStore } from '@nats-io/obj';
+import { mapNatsError, maxPayload, objectChunkSize, objectStores } from '@flotilla/bus';
 import {
   BadRequestError,
   DEFAULT_MAX_MESSAGE_BYTES,
@@ -260,7 +260,7 @@ class JobStore {
 
   /** The object store of large results (file storage, kept as long as the results). */
   private objects(): Promise<ObjectStore> {
-    this.objectStore ??= new Objm(this.js)
+    this.objectStore ??= objectStores(this.js)
       .create(this.names.jobObjectBucket, { storage: StorageType.File, ttl: nanos(JOB_RETENTION_MS), replicas: 1 })
       .catch((err: unknown) => {
         this.objectStore = undefined;

@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { once } from 'node:events';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { jetstream } from '@nats-io/jetstream';
-import { Objm } from '@nats-io/obj';
+import { objectStores } from '@flotilla/bus';
 import { ModelLoadFailedError } from '@flotilla/protocol';
 
 const DIGEST_RE = /^[0-9a-f]{64}$/;
@@ -38,7 +38,7 @@ export class ArtifactCache {
   }
 
   private async download(digest: string, file: string): Promise<string> {
-    const os = await new Objm(jetstream(this.nc)).open(this.bucket);
+    const os = await objectStores(jetstream(this.nc)).open(this.bucket);
     const obj = await os.get(digest);
     if (!obj) throw new ModelLoadFailedError(`artifact ${digest} is not in the model store ${this.bucket}`);
     const tmp = `${file}.${process.pid}.${Date.now()}.part`;
