@@ -63,7 +63,7 @@ export class BlobStore {
 
   private open(): Promise<ObjectStore> {
     this.store ??= objectStores(this.js)
-      .create(this.bucket, { storage: 'memory' as never, ttl: this.ttlMs * 1_000_000, replicas: this.replicas })
+      .then((stores) => stores.create(this.bucket, { storage: 'memory' as never, ttl: this.ttlMs * 1_000_000, replicas: this.replicas }))
       .catch((err: unknown) => {
         this.store = undefined;
         throw new UnavailableError(`blob bucket ${this.bucket} unavailable (JetStream enabled?): ${(err as Error).message}`, {

@@ -442,7 +442,7 @@ export class FlotillaClient {
     const digest = createHash('sha256').update(bytes).digest('hex');
     const nc = await this.connection();
     try {
-      const os = await objectStores(jetstream(nc)).create(this.subjects.modelBucket);
+      const os = await (await objectStores(jetstream(nc))).create(this.subjects.modelBucket);
       const info = await os.info(digest);
       if (!info || info.size !== bytes.byteLength) {
         await os.putBlob({ name: digest, options: { max_chunk_size: objectChunkSize(nc) } }, bytes);

@@ -124,7 +124,7 @@ export class Head {
       store,
       readyWaiters,
       logger,
-      artifactSize: async (digest) => (await (await objectStores(jetstream(nc)).open(subjects.modelBucket)).info(digest))?.size,
+      artifactSize: async (digest) => (await (await (await objectStores(jetstream(nc))).open(subjects.modelBucket)).info(digest))?.size,
       leading,
       status: () => this.status(),
       reconcile: (name) => r.reconcile(name),
@@ -156,7 +156,7 @@ export class Head {
     const js = jetstream(nc);
     const kv = await new Kvm(js).create(s.stateBucket, { history: 1, replicas: options.storeReplicas });
     // The model store is created here so `deploy` can upload before any worker exists.
-    await objectStores(js).create(s.modelBucket, { replicas: options.storeReplicas });
+    await (await objectStores(js)).create(s.modelBucket, { replicas: options.storeReplicas });
     // Lease writes get a short timeout: one stuck through an outage must not hold off the renewals
     // after it until the lease has run out.
     const leaseJs = jetstream(nc, { timeout: Math.min(2000, Math.max(250, Math.floor(options.leaseTtlMs / 4))) });

@@ -261,7 +261,7 @@ class JobStore {
   /** The object store of large results (file storage, kept as long as the results). */
   private objects(): Promise<ObjectStore> {
     this.objectStore ??= objectStores(this.js)
-      .create(this.names.jobObjectBucket, { storage: StorageType.File, ttl: nanos(JOB_RETENTION_MS), replicas: 1 })
+      .then((stores) => stores.create(this.names.jobObjectBucket, { storage: StorageType.File, ttl: nanos(JOB_RETENTION_MS), replicas: 1 }))
       .catch((err: unknown) => {
         this.objectStore = undefined;
         throw new UnavailableError(`job object store ${this.names.jobObjectBucket} is not available: ${(err as Error).message}`, {

@@ -38,7 +38,7 @@ export class ArtifactCache {
   }
 
   private async download(digest: string, file: string): Promise<string> {
-    const os = await objectStores(jetstream(this.nc)).open(this.bucket);
+    const os = await (await objectStores(jetstream(this.nc))).open(this.bucket);
     const obj = await os.get(digest);
     if (!obj) throw new ModelLoadFailedError(`artifact ${digest} is not in the model store ${this.bucket}`);
     const tmp = `${file}.${process.pid}.${Date.now()}.part`;
