@@ -291,6 +291,13 @@ describe('judgeCompile', () => {
   ])('plain %d ms, cached %d ms → helps %s', (plain, compiled, helps, reason) => {
     expect(judgeCompile(plain, compiled)).toEqual({ plainCreateMs: plain, compiledCreateMs: compiled, helps, reason });
   });
+
+  it('judges the times as recorded (to 0.1 ms), so the verdict follows from the record', () => {
+    // 19.03 < 20.04 × 0.95 = 19.038, but the record says 19.0 and 20.0: 19.0 is not under 19.0.
+    const c = judgeCompile(20.04, 19.03);
+    expect(c).toMatchObject({ plainCreateMs: 20, compiledCreateMs: 19, helps: false });
+    expect(c.helps).toBe(c.compiledCreateMs < c.plainCreateMs * 0.95);
+  });
 });
 
 describe('summarize', () => {

@@ -219,11 +219,14 @@ export const COMPILE_MIN_SAVING = 0.05;
 
 /** Whether the compile cache helps, from the best plain and best cached create times, ms. */
 export function judgeCompile(plainMs: number, compiledMs: number): NonNullable<ModelProfile['compile']> {
-  const helps = compiledMs < plainMs * (1 - COMPILE_MIN_SAVING);
+  // Judged on the times as stored, so that the verdict always follows from the record.
+  const plain = +plainMs.toFixed(1);
+  const compiled = +compiledMs.toFixed(1);
+  const helps = compiled < plain * (1 - COMPILE_MIN_SAVING);
   const ms = (x: number) => `${x.toFixed(1)} ms`;
   return {
-    plainCreateMs: +plainMs.toFixed(1),
-    compiledCreateMs: +compiledMs.toFixed(1),
+    plainCreateMs: plain,
+    compiledCreateMs: compiled,
     helps,
     reason: helps
       ? `the cached graph opens in ${ms(compiledMs)} vs ${ms(plainMs)} plain: compile on`
