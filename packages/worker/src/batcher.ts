@@ -9,8 +9,8 @@
 // before the replica answered it (a running share over recent arrivals: a request that comes
 // after the answer may be that caller's next one); below MIN_COMPANY_SHARE a batch that is not
 // full runs at once. One caller at a time never waits for a company that cannot come; a burst of
-// callers answered together, or a steady open stream, still does. Measured on convnet at one caller (pnpm bench): the profile's 3.3 ms delay was 3.3 ms of
-// its 4.9 ms added latency.
+// callers answered together, or a steady open stream, still does. Measured on convnet at one
+// caller (pnpm bench): the profile's 3.3 ms delay was 3.3 ms of its 4.9 ms added latency.
 
 export interface BatcherOptions {
   /** Most items in one batch (a request may carry several items along the batch axis). */
@@ -46,7 +46,7 @@ export type Decision<T> =
         items: number;
         /** Rows to run: `items`, or the key's padTo when the batch is smaller. */
         rows: number;
-        /** full; the oldest waited the delay (or under a timer's resolution was left); no company was expected. */
+        /** `full`; `delay`: the oldest waited it out (or less than a timer's resolution was left); `alone`: no company is coming. */
         reason: 'full' | 'delay' | 'alone';
       }
     | { kind: 'wait'; waitMs: number }
@@ -56,10 +56,11 @@ export type Decision<T> =
 /** Shortest wait for company the batcher asks for, ms (the resolution of Node's timers). */
 export const MIN_WAIT_MS = 1;
 /**
- * Below this share of arrivals with company (another arrival within the delay, before the answer), a batch runs without waiting.
- * A quarter, not a half: two callers answered together arrive as a pair, so only every other
- * arrival has one after it within the delay (a share near 0.5), and waiting for the second of
- * the pair halves their cost (convnet: batch 2 in 7.1 ms, against 6.5 ms each alone).
+ * Below this share of arrivals with company (another arrival within the delay and before the
+ * answer), a batch that is not full runs without waiting. A quarter, not a half: two callers
+ * answered together arrive as a pair, so only every other arrival has one after it within the
+ * delay (a share near 0.5), and waiting for the second of the pair nearly halves their cost
+ * (convnet: batch 2 in 7.1 ms, against 6.5 ms each alone).
  */
 export const MIN_COMPANY_SHARE = 0.25;
 /** Weight of the newest arrival in the running share (about the last 16 arrivals count). */
