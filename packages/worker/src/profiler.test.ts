@@ -315,6 +315,18 @@ describe('timedRun: a run’s own time, not the event loop’s', () => {
       expect(own).toBeLessThan(10);
     }));
 
+  it('counts what the call does before it returns (a session working synchronously)', async () =>
+    withMlp(async (s, sig) => {
+      const feeds = syntheticFeeds(sig, 1);
+      const slowCall = {
+        run: (f: Record<string, ort.Tensor>) => {
+          busy(20);
+          return s.run(f);
+        },
+      } as never;
+      expect(await timedRun(slowCall, feeds)).toBeGreaterThanOrEqual(20);
+    }));
+
   it('times a run that resolves without a loop turn from the call', async () => {
     const quick = { run: () => Promise.resolve({}) } as never;
     const t = await timedRun(quick, {});

@@ -96,16 +96,20 @@ export function syntheticFeeds(sig: ModelSignature, batch: number, shape?: Profi
  * 64. Under 128 callers that made conv-classifier's background shape profile measure batch 1 at
  * 1,387 items/s against 2,150 in-process, and choose batches of 8 where 4 serve more. An
  * immediate queued just before the call runs in the same check phase, right before the
- * session's, so the time from it is the run's own. A session whose run resolves before that
- * immediate (on a thread, quicker than one loop turn) is timed from the call.
+ * session's, so the run's own time is what the call did before it returned (a session that
+ * copies its inputs, or does its work, synchronously) plus the time from that immediate on. A
+ * session whose run resolves before that immediate (on a thread, quicker than one loop turn) is
+ * timed from the call.
  */
 export async function timedRun(session: ModelSession, feeds: Record<string, ort.Tensor>): Promise<number> {
-  const called = performance.now();
   let started = NaN;
   setImmediate(() => (started = performance.now()));
-  await session.run(feeds);
+  const called = performance.now();
+  const running = session.run(feeds);
+  const returned = performance.now();
+  await running;
   const ended = performance.now();
-  return ended - (Number.isNaN(started) ? called : started);
+  return Number.isNaN(started) ? ended - called : returned - called + (ended - started);
 }
 
 /**
