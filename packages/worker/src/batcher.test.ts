@@ -1,4 +1,12 @@
-import { Batcher, COMPANY_SHARE_WEIGHT, MIN_COMPANY_SHARE, defaultMaxBatchSize, paddedRows, type Queued } from './batcher.js';
+import {
+  Batcher,
+  COMPANY_SHARE_WEIGHT,
+  MAX_COMPANY_KEYS,
+  MIN_COMPANY_SHARE,
+  defaultMaxBatchSize,
+  paddedRows,
+  type Queued,
+} from './batcher.js';
 
 const opts = { maxBatchSize: 4, maxQueueDelayMs: 5, maxQueueLength: 10 };
 let seq = 0;
@@ -205,7 +213,7 @@ describe('waiting only while company keeps coming (the delay is a most)', () => 
       if (d.kind === 'wait') d = b.next((t += d.waitMs));
       if (d.kind === 'run') b.answered(d.batch);
     }
-    expect(b.companyShare).toBeLessThan(MIN_COMPANY_SHARE);
+    expect(b.companyShare('a')).toBeLessThan(MIN_COMPANY_SHARE);
     // A burst: the share climbs by (1 − share) / 16 per arrival with company.
     let waitedAfter = 0;
     for (let i = 1; i <= 10 && !waitedAfter; i++) {
@@ -224,9 +232,35 @@ describe('waiting only while company keeps coming (the delay is a most)', () => 
       expect(d).toMatchObject({ kind: 'run', reason: 'delay' });
       if (d.kind === 'run') b.answered(d.batch);
     }
-    expect(b.companyShare).toBe(1);
+    expect(b.companyShare('now')).toBe(1);
     b.push(req(400));
     expect(b.next(400)).toMatchObject({ kind: 'wait' });
+  });
+
+  it('only requests of the same key are company (they alone can share a batch)', () => {
+    const b = new Batcher<number>(opts);
+    // One caller of shape 'a', each request 8 ms after the last answer; a request of shape 'b' 1 ms after each.
+    let t = 0;
+    for (let i = 0; i < 40; i++) {
+      b.push(req((t += 8), 1, 'a'));
+      b.push(req(t + 1, 1, 'b'));
+      for (let d = b.next(t + 1); d.kind !== 'idle'; d = b.next((t += 5))) if (d.kind === 'run') b.answered(d.batch);
+    }
+    expect(b.companyShare('a')).toBeLessThan(MIN_COMPANY_SHARE);
+    b.push(req((t += 8), 1, 'a'));
+    expect(b.next(t)).toMatchObject({ kind: 'run', reason: 'alone' });
+  });
+
+  it(`follows at most ${MAX_COMPANY_KEYS} keys: a new one forgets the oldest`, () => {
+    const b = new Batcher<number>({ ...opts, maxQueueLength: 1000 });
+    for (let i = 0; i < 40; i++) {
+      b.push(req(10 * i, 1, 'first'));
+      const d = b.next(10 * i + 5);
+      if (d.kind === 'run') b.answered(d.batch);
+    }
+    expect(b.companyShare('first')).toBeLessThan(1);
+    for (let k = 0; k < MAX_COMPANY_KEYS; k++) b.push(req(1000, 1, `k${k}`));
+    expect(b.companyShare('first')).toBe(1);
   });
 });
 

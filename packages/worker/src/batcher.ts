@@ -5,8 +5,8 @@
 // dynamic-shape model's per-shape profile).
 //
 // The queue delay is a most, not a must: a batch waits for company only while company keeps
-// coming. The batcher counts how often an arrival was followed by another within the delay and
-// before the replica answered it (a running share over recent arrivals: a request that comes
+// coming. The batcher counts, per key, how often an arrival was followed by another of its key
+// within the delay and before the replica answered it (a running share over recent arrivals: a request that comes
 // after the answer may be that caller's next one); below MIN_COMPANY_SHARE a batch that is not
 // full runs at once. One caller at a time never waits for a company that cannot come; a burst of
 // callers answered together, or a steady open stream, still does. Measured on convnet at one
@@ -66,13 +66,23 @@ export const MIN_COMPANY_SHARE = 0.25;
 /** Weight of the newest arrival in the running share (about the last 16 arrivals count). */
 export const COMPANY_SHARE_WEIGHT = 1 / 16;
 
+/** Keys whose company the batcher follows at once; a new one past this forgets the oldest (hostile traffic may send any number of shapes). */
+export const MAX_COMPANY_KEYS = 64;
+
+/** What the batcher knows of one key's company. */
+interface Company<T> {
+  /** Share of its recent arrivals with company (see MIN_COMPANY_SHARE); starts at 1 (waits as configured). */
+  share: number;
+  /** Its last arrival while that one's company is still open (undefined: none that counts). */
+  last?: Queued<T>;
+  /** That arrival's delay: another within it is company. */
+  withinMs: number;
+}
+
 export class Batcher<T> {
   private queue: Queued<T>[] = [];
-  /** Share of recent arrivals with company (see MIN_COMPANY_SHARE); starts at 1 (waits as configured). */
-  private share = 1;
-  /** The last arrival while its company is still open (undefined: none that counts), and its key's delay. */
-  private lastArrival?: Queued<T>;
-  private lastWithinMs = 0;
+  /** Per key: only requests of the same key can share a batch, so only they are company. */
+  private readonly company = new Map<string, Company<T>>();
 
   constructor(
     readonly options: BatcherOptions,
@@ -83,36 +93,38 @@ export class Batcher<T> {
     return this.queue.length;
   }
 
-  /** Share of recent arrivals that had company (1 before any evidence). */
-  get companyShare(): number {
-    return this.share;
+  /** Share of a key's recent arrivals that had company (1 before any evidence). */
+  companyShare(key: string): number {
+    return this.company.get(key)?.share ?? 1;
   }
 
-  /** Adds a request; false when the queue is full (caller answers OVERLOADED). Every arrival counts towards the company share. */
+  /** Adds a request; false when the queue is full (caller answers OVERLOADED). Every arrival counts towards its key's company share. */
   push(entry: Queued<T>): boolean {
-    if (this.lastArrival) this.count(entry.enqueuedAt - this.lastArrival.enqueuedAt <= this.lastWithinMs);
+    let c = this.company.get(entry.key);
+    if (!c) {
+      if (this.company.size >= MAX_COMPANY_KEYS) this.company.delete(this.company.keys().next().value!);
+      this.company.set(entry.key, (c = { share: 1, withinMs: 0 }));
+    }
+    if (c.last) count(c, entry.enqueuedAt - c.last.enqueuedAt <= c.withinMs);
     // A key that never waits (a delay under a timer's resolution) says nothing about company.
-    this.lastWithinMs = (this.limitsFor?.(entry.key) ?? this.options).maxQueueDelayMs;
-    this.lastArrival = this.lastWithinMs >= MIN_WAIT_MS ? entry : undefined;
+    c.withinMs = (this.limitsFor?.(entry.key) ?? this.options).maxQueueDelayMs;
+    c.last = c.withinMs >= MIN_WAIT_MS ? entry : undefined;
     if (this.queue.length >= this.options.maxQueueLength) return false;
     this.queue.push(entry);
     return true;
   }
 
   /**
-   * The replica answered these requests. When the last arrival was among them, no company came
-   * while it was in the replica's hands, and whatever arrives next may be its own caller's next
-   * request (one caller at a time, with replies quicker than the delay): no company.
+   * The replica answered these requests (one key). When its key's last arrival was among them, no
+   * company came while it was in the replica's hands, and whatever arrives next may be its own
+   * caller's next request (one caller at a time, with replies quicker than the delay): no company.
    */
   answered(batch: readonly Queued<T>[]): void {
-    if (this.lastArrival && batch.includes(this.lastArrival)) {
-      this.count(false);
-      this.lastArrival = undefined;
+    const c = batch[0] && this.company.get(batch[0].key);
+    if (c?.last && batch.includes(c.last)) {
+      count(c, false);
+      c.last = undefined;
     }
-  }
-
-  private count(company: boolean): void {
-    this.share += ((company ? 1 : 0) - this.share) * COMPANY_SHARE_WEIGHT;
   }
 
   /**
@@ -152,7 +164,7 @@ export class Batcher<T> {
     // Node's timers cannot wait less than a millisecond (setTimeout(fn, 0.1) fires after ≥ 1 ms):
     // a wait shorter than that would cost a caller at low load a whole millisecond, so it runs now.
     const left = maxQueueDelayMs - waited;
-    const alone = !full && left >= MIN_WAIT_MS && this.share < MIN_COMPANY_SHARE;
+    const alone = !full && left >= MIN_WAIT_MS && this.companyShare(head.key) < MIN_COMPANY_SHARE;
     if (!full && !alone && left >= MIN_WAIT_MS) {
       // Never wait past the head's own deadline.
       const waitMs = Math.max(0, Math.min(left, head.deadline - now));
@@ -163,6 +175,10 @@ export class Batcher<T> {
     this.queue = this.queue.filter((_, i) => !taken.has(i));
     return { kind: 'run', batch, items, rows: paddedRows(items, padTo), reason: full ? 'full' : alone ? 'alone' : 'delay', expired };
   }
+}
+
+function count<T>(c: Company<T>, company: boolean): void {
+  c.share += ((company ? 1 : 0) - c.share) * COMPANY_SHARE_WEIGHT;
 }
 
 /** Rows a batch of `items` runs with: padded up to `padTo` when it is smaller (a lone larger request runs as it is). */
