@@ -7,6 +7,7 @@ import type { FlotillaClient, Tensor } from '@flotilla/client';
 import { LocalCluster } from '@flotilla/local';
 import type { LoadedReplicaState } from '@flotilla/protocol';
 import { randomFloats, sampleModelPath } from '@flotilla/sample-models';
+import { THREAD_SESSION_BYTES } from '@flotilla/worker';
 import { until } from './until.js';
 
 let cluster: LocalCluster;
@@ -48,6 +49,8 @@ describe('session host auto', () => {
     );
     expect(both.map((r) => r.profile?.source).sort()).toEqual(['cache', 'measured']);
     expect(both.map((r) => r.sessionHost)).toEqual(['thread', 'thread']);
+    // Both profiles were measured on the event loop (the first load's): the thread's own memory is charged on top.
+    for (const r of both) expect(r.bytes).toBe(r.profile!.replicaBytes + THREAD_SESSION_BYTES);
   }, 120_000);
 
   it('keeps a model with microsecond runs on the event loop', async () => {
@@ -55,5 +58,6 @@ describe('session host auto', () => {
     const [r] = await replicasOf('mlp');
     expect(r!.profile?.source).toBe('measured');
     expect(r!.sessionHost).toBe('event-loop');
+    expect(r!.bytes).toBe(r!.profile!.replicaBytes);
   }, 60_000);
 });

@@ -5,3 +5,4 @@ export type { WorkerOptions } from './options.js';
 export type { InventoryOverride } from './inventory.js';
 export { INITIAL_OLD_SPACE_MB, WORKER_NODE_FLAGS, gcMode, initialOldSpaceMb, type GcMode } from './gc-mode.js';
 export { providerUnavailable, supportedBackends, ortLibraryDir, type BackendInfo } from './providers.js';
+export { THREAD_SESSION_BYTES } from './session-plan.js';

@@ -9,6 +9,8 @@ import {
   chooseThreadPlan,
   cpuSessionOptions,
   judgeCompile,
+  replicaFootprint,
+  THREAD_SESSION_BYTES,
   lookUpBeforeOpen,
   needsLookup,
   planMeasure,
@@ -280,6 +282,20 @@ describe('planMeasure', () => {
   ])('%s', (_what, over, expected) => {
     expect(planMeasure({ onCpu: true, threadSource: 'default', spec: spec(), opened: miss, chosenBatch: 8, ...over })).toEqual(expected);
   });
+});
+
+describe('replicaFootprint', () => {
+  const MiB = 1024 * 1024;
+  it.each([
+    // [what, profile bytes, measured bytes, host, on CPU, charged]
+    ['a profile, on the event loop', 100 * MiB, 90 * MiB, 'event-loop', true, 100 * MiB],
+    ['a profile, a CPU session on a thread: the thread on top', 100 * MiB, 90 * MiB, 'thread', true, 100 * MiB + THREAD_SESSION_BYTES],
+    ['a profile, a GPU session on a thread: VRAM, the thread is host memory', 100 * MiB, 90 * MiB, 'thread', false, 100 * MiB],
+    ['no profile: what the open measured (on the thread, it includes the thread)', 0, 90 * MiB, 'thread', true, 90 * MiB],
+    ['nothing measured', 0, undefined, 'event-loop', true, undefined],
+  ] as const)('%s', (_what, profileBytes, measuredBytes, host, onCpu, charged) =>
+    expect(replicaFootprint({ profileBytes, measuredBytes, host, onCpu })).toBe(charged),
+  );
 });
 
 describe('judgeCompile', () => {

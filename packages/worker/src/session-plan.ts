@@ -128,6 +128,31 @@ export function chooseSessionHost(f: {
   return spareCore && f.runMs !== undefined && f.runMs >= THREAD_HOST_MIN_RUN_MS ? 'thread' : 'event-loop';
 }
 
+/**
+ * Host memory a CPU session on a thread of its own takes beyond one on the event loop: the
+ * thread's V8 isolate and its copy of onnxruntime's binding (RSS after a create, this VM,
+ * 2026-11-30: mlp 25.9 → 36.2 MiB, convnet 107.1 → 117.2 MiB).
+ */
+export const THREAD_SESSION_BYTES = 10 * 1024 * 1024;
+
+/**
+ * The footprint a replica is charged (undefined: nothing measured): its profile's, else what its
+ * open measured. A profile is measured on the session's first host, the event loop unless the
+ * worker or the deployment said `thread`, so a CPU session that runs on a thread (moved once
+ * profiled, or opened there from a stored profile) adds the thread's own memory to it. Where the
+ * profile was itself measured on a thread that counts it twice, 10 MiB too many, the safe way;
+ * an open measured on the thread includes it already.
+ */
+export function replicaFootprint(f: {
+  profileBytes: number;
+  measuredBytes?: number;
+  host: SessionHost;
+  onCpu: boolean;
+}): number | undefined {
+  if (f.profileBytes > 0) return f.profileBytes + (f.host === 'thread' && f.onCpu ? THREAD_SESSION_BYTES : 0);
+  return f.measuredBytes;
+}
+
 /** Compile cache: the deployment's `compile` when set, else what the stored profile found, else on. */
 export function useCompileCache(deployment: boolean | undefined, stored: Pick<ModelProfile, 'compile'> | undefined): boolean {
   return deployment ?? stored?.compile?.helps ?? true;

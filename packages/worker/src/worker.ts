@@ -50,6 +50,7 @@ import {
   type UsageRate,
 } from './eviction.js';
 import { SessionLoader } from './session-loader.js';
+import { replicaFootprint } from './session-plan.js';
 import { parseWorkerOptions, type CompiledWorkerOptions, type WorkerOptions } from './options.js';
 import { Replica } from './replica.js';
 import { WorkerMetrics } from './metrics.js';
@@ -335,7 +336,12 @@ export class Worker {
       } = await this.loader.open(path, spec, deviceId, kind, { rssBaseline: process.memoryUsage().rss });
       // The footprint replaces the estimate when it fits: the profile's, else the one measured at
       // load (a deployment's memoryBytes wins over both).
-      const footprint = profile.replicaBytes > 0 ? profile.replicaBytes : measuredBytes;
+      const footprint = replicaFootprint({
+        profileBytes: profile.replicaBytes,
+        measuredBytes,
+        host: sessionHost,
+        onCpu: kind === 'cpu' && executionProvider === 'cpu',
+      });
       let bytes = charged;
       let chargedBy: 'deployment' | 'profile' | 'measured' | 'estimate' = spec.memoryBytes !== undefined ? 'deployment' : 'estimate';
       if (spec.memoryBytes === undefined && footprint !== undefined && this.ledger.resize(replicaId, footprint)) {
