@@ -24,6 +24,19 @@ describe('worker metrics', () => {
     expect(sample(text, 'flotilla_requests_total', 'model="mlp",code="OK"')).toBe(2);
   });
 
+  it('writes each histogram as Prometheus does: cumulative buckets ending at +Inf = count, sum and count', async () => {
+    const m = new WorkerMetrics({ id: 'w9', deviceStates: () => [], replicaStates: () => [] });
+    for (const items of [1, 3, 8, 8, 200]) m.batch('mlp', items);
+    const text = await m.text();
+    const buckets = text.split('\n').filter((l) => l.startsWith('flotilla_batch_size_bucket{'));
+    expect(buckets.map((l) => /le="([^"]+)"/.exec(l)![1])).toEqual(['1', '2', '4', '8', '16', '32', '64', '128', '+Inf']);
+    expect(buckets.map((l) => Number(l.slice(l.lastIndexOf(' ') + 1)))).toEqual([1, 1, 2, 4, 4, 4, 4, 4, 5]);
+    expect(sample(text, 'flotilla_batch_size_count', 'model="mlp"')).toBe(5);
+    expect(sample(text, 'flotilla_batch_size_sum', 'model="mlp"')).toBe(220);
+    expect(text).toContain('# TYPE flotilla_batch_size histogram');
+    expect(text).toContain('# TYPE flotilla_requests_total counter');
+  });
+
   it('reads queue depth and device memory from the worker at scrape time', async () => {
     let queue = 3;
     const m = new WorkerMetrics({
