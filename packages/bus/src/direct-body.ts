@@ -38,6 +38,7 @@ import {
 import { isConnectionLost } from './connection-lost.js';
 import { requesterFor } from './requester.js';
 import { isNoResponders, isTimeout } from './rpc.js';
+import { retry } from './retry.js';
 
 export interface DirectSendOptions {
   /** Bytes per chunk (protocol directChunkBytes of the connection's max_payload). */
@@ -154,19 +155,14 @@ export async function pullBody(
     const length = Math.min(opts.chunkBytes, size - offset);
     const h = headers();
     h.set(DIRECT_BODY_HEADER, formatGet(id, offset, length));
-    let msg: Msg;
-    // Asked again while unanswered (idempotent): a get lost with the replica's connection costs
-    // one retry interval, not the whole chunk timeout.
-    const deadline = performance.now() + timeout;
-    for (;;) {
-      const left = deadline - performance.now();
-      try {
-        msg = await requester.request(subject, EMPTY, { timeout: Math.max(1, Math.min(retryMs, left)), headers: h });
-        break;
-      } catch (err) {
-        if (!isTimeout(err) || left <= retryMs) throw transportError(err, subject, timeout);
-      }
-    }
+    // Asked again at once while unanswered (idempotent), within the chunk timeout: a get lost with
+    // the replica's connection costs one retry interval, not the whole chunk timeout.
+    const msg = await retry(
+      ({ remainingMs }) => requester.request(subject, EMPTY, { timeout: Math.max(1, Math.min(retryMs, remainingMs)), headers: h }),
+      { deadline: Date.now() + timeout, isRetryable: (err) => (isTimeout(err) ? 'immediately' : false) },
+    ).catch((err: unknown) => {
+      throw transportError(err, subject, timeout);
+    });
     const e = answerError(msg);
     if (e) throw e;
     if (msg.data.byteLength !== length) {

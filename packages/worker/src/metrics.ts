@@ -1,7 +1,7 @@
 // Prometheus metrics of a worker (prom-client): requests and latency per model and code, batch
 // sizes, queue depth, memory used/budget per device, loads and evictions. Gauges are read from
 // the worker's live state at scrape time; counters are bumped on the request path.
-import { Counter, Gauge, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import { Counter, Gauge, Registry, type MetricValue } from 'prom-client';
 import type { ReplicaMetrics } from './replica.js';
 
 const LATENCY_BUCKETS_S = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
@@ -13,6 +13,16 @@ interface TallyRow {
   count: number;
   sum: number;
   buckets: Float64Array;
+}
+
+/** What prom-client's registry reads of a metric: its name, and its values when scraped. */
+interface ScrapedMetric {
+  name: string;
+  help: string;
+  type: 'histogram' | 'counter';
+  aggregator: 'sum';
+  get(): Promise<Omit<ScrapedMetric, 'get' | 'reset'> & { values: MetricValue<string>[] }>;
+  reset(): void;
 }
 
 /**
@@ -31,28 +41,31 @@ class Tally {
     private readonly bounds: readonly number[],
   ) {}
 
-  /** The row of a label set, made on first use (`key` identifies the labels). */
-  row(key: string, labels: () => Record<string, string>): TallyRow {
-    let r = this.rows.get(key);
-    if (!r) this.rows.set(key, (r = { labels: labels(), count: 0, sum: 0, buckets: new Float64Array(this.bounds.length) }));
-    return r;
-  }
-
-  observe(r: TallyRow, value: number): void {
+  /** Counts `value` under the label set known as `key`; false (nothing counted) when that set is new: see `first`. */
+  observe(key: string, value: number): boolean {
+    const r = this.rows.get(key);
+    if (!r) return false;
     r.count++;
     r.sum += value;
     const b = this.bounds;
     for (let i = 0; i < b.length; i++) {
       if (value <= b[i]!) {
         r.buckets[i]!++;
-        return;
+        break;
       }
     }
+    return true;
+  }
+
+  /** Counts the first `value` of a new label set (the labels' object is made only then, off the common path). */
+  first(key: string, labels: Record<string, string>, value: number): void {
+    this.rows.set(key, { labels, count: 0, sum: 0, buckets: new Float64Array(this.bounds.length) });
+    this.observe(key, value);
   }
 
   /** The histogram as prom-client hands it to its registry: cumulative buckets, +Inf, sum, count. */
-  histogram(): MetricObjectWithValues<MetricValue<string>> & { get(): Promise<unknown>; reset(): void } {
-    const values = (): MetricValue<string>[] => {
+  histogram(): ScrapedMetric {
+    return this.metric('histogram', this.name, this.help, () => {
       const out: MetricValue<string>[] = [];
       for (const r of this.rows.values()) {
         let cumulative = 0;
@@ -65,23 +78,17 @@ class Tally {
         out.push({ metricName: `${this.name}_count`, labels: r.labels, value: r.count } as MetricValue<string>);
       }
       return out;
-    };
-    return this.metric('histogram', values);
+    });
   }
 
   /** The observations' count as a counter of its own name. */
-  counter(name: string, help: string): ReturnType<Tally['histogram']> {
-    return this.metric('counter', () => [...this.rows.values()].map((r) => ({ labels: r.labels, value: r.count })), name, help);
+  counter(name: string, help: string): ScrapedMetric {
+    return this.metric('counter', name, help, () => [...this.rows.values()].map((r) => ({ labels: r.labels, value: r.count })));
   }
 
-  private metric(type: 'histogram' | 'counter', values: () => MetricValue<string>[], name = this.name, help = this.help) {
+  private metric(type: ScrapedMetric['type'], name: string, help: string, values: () => MetricValue<string>[]): ScrapedMetric {
     const shape = { name, help, type, aggregator: 'sum' as const };
-    return {
-      ...shape,
-      values: [],
-      get: () => Promise.resolve({ ...shape, values: values() }),
-      reset: () => this.rows.clear(),
-    } as unknown as ReturnType<Tally['histogram']>;
+    return { ...shape, get: () => Promise.resolve({ ...shape, values: values() }), reset: () => this.rows.clear() };
   }
 }
 
@@ -147,17 +154,12 @@ export class WorkerMetrics implements ReplicaMetrics {
   }
 
   request(model: string, code: string, latencyMs: number): void {
-    this.latency.observe(
-      this.latency.row(`${model}\u0000${code}`, () => ({ model, code })),
-      latencyMs / 1000,
-    );
+    const key = `${model}\u0000${code}`;
+    if (!this.latency.observe(key, latencyMs / 1000)) this.latency.first(key, { model, code }, latencyMs / 1000);
   }
 
   batch(model: string, items: number): void {
-    this.batches.observe(
-      this.batches.row(model, () => ({ model })),
-      items,
-    );
+    if (!this.batches.observe(model, items)) this.batches.first(model, { model }, items);
   }
 
   text(): Promise<string> {

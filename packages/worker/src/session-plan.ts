@@ -136,8 +136,8 @@ export function chooseSessionHost(f: {
 export const THREAD_SESSION_BYTES = 10 * 1024 * 1024;
 
 /**
- * The footprint a replica is charged (undefined: nothing measured): its profile's, else what its
- * open measured. A profile is measured on the session's first host, the event loop unless the
+ * The footprint a replica is charged and where it comes from (undefined: nothing measured): its
+ * profile's, else what its open measured. A profile is measured on the session's first host, the event loop unless the
  * worker or the deployment said `thread`, so a CPU session that runs on a thread (moved once
  * profiled, or opened there from a stored profile) adds the thread's own memory to it. Where the
  * profile was itself measured on a thread that counts it twice, 10 MiB too many, the safe way;
@@ -148,9 +148,9 @@ export function replicaFootprint(f: {
   measuredBytes?: number;
   host: SessionHost;
   onCpu: boolean;
-}): number | undefined {
-  if (f.profileBytes > 0) return f.profileBytes + (f.host === 'thread' && f.onCpu ? THREAD_SESSION_BYTES : 0);
-  return f.measuredBytes;
+}): { bytes: number; by: 'profile' | 'measured' } | undefined {
+  if (f.profileBytes > 0) return { bytes: f.profileBytes + (f.host === 'thread' && f.onCpu ? THREAD_SESSION_BYTES : 0), by: 'profile' };
+  return f.measuredBytes === undefined ? undefined : { bytes: f.measuredBytes, by: 'measured' };
 }
 
 /** Compile cache: the deployment's `compile` when set, else what the stored profile found, else on. */

@@ -344,9 +344,9 @@ export class Worker {
       });
       let bytes = charged;
       let chargedBy: 'deployment' | 'profile' | 'measured' | 'estimate' = spec.memoryBytes !== undefined ? 'deployment' : 'estimate';
-      if (spec.memoryBytes === undefined && footprint !== undefined && this.ledger.resize(replicaId, footprint)) {
-        bytes = footprint;
-        chargedBy = profile.replicaBytes > 0 ? 'profile' : 'measured';
+      if (spec.memoryBytes === undefined && footprint !== undefined && this.ledger.resize(replicaId, footprint.bytes)) {
+        bytes = footprint.bytes;
+        chargedBy = footprint.by;
       }
       const replica = new Replica(
         {
