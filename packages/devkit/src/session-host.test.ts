@@ -83,7 +83,14 @@ describe('session hosts', () => {
     await client.infer('convnet-loop', { x });
     await client.infer('convnet-thread', { x });
     const loop = await longestStall(() => client.inferWithMeta('convnet-loop', { x }));
-    const thread = await longestStall(() => client.inferWithMeta('convnet-thread', { x }));
+    // The thread host's stall is the least of up to three tries: one collector's pause of the Jest
+    // process (this loop is the in-process worker's) may land in a try; a loop the run held would
+    // stall in every one (CI at 8bba264: one try stalled 31 ms against a 57 ms run).
+    let thread = await longestStall(() => client.inferWithMeta('convnet-thread', { x }));
+    for (let i = 1; i < 3 && thread.stallMs >= thread.result.meta.runMs * 0.5; i++) {
+      const again = await longestStall(() => client.inferWithMeta('convnet-thread', { x }));
+      if (again.stallMs < thread.stallMs) thread = again;
+    }
     expect(loop.result.meta.runMs).toBeGreaterThan(10);
     // The event-loop host holds the loop for the whole run; the thread host for a small part of it at most.
     expect(loop.stallMs).toBeGreaterThanOrEqual(loop.result.meta.runMs * 0.9);
