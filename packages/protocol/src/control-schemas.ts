@@ -461,6 +461,7 @@ export const ModelProfileSchema = z
         maxQueueDelayMs: Ms,
         reason: Text(MAX_EVENT_REASON_CHARS),
         shapeChangeMs: Ms.optional(),
+        resumeMs: Ms.optional(),
         padTo: z
           .number()
           .int()

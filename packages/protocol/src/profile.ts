@@ -35,6 +35,12 @@ export interface BatchChoice {
    * kernel that rebuilds its plan for a new input shape: onnxruntime's cuDNN convolutions on CUDA).
    */
   shapeChangeMs?: number;
+  /**
+   * What a run cost after a pause (other work) over one right after another run, ms, at the first
+   * profiled size whose run took 1 ms: the replica reads and answers between its runs, so the
+   * choice counts it once per run.
+   */
+  resumeMs?: number;
   /** Smaller batches run padded to this many rows (set when a change of shape costs more than the padding). */
   padTo?: number;
 }

@@ -90,6 +90,28 @@ describe('chooseBatch', () => {
     expect(chooseBatch(convnet, 50).maxBatchSize).toBe(32);
   });
 
+  // A conv-classifier-like sweep on one core (pnpm bench, 2026-11-30): batching hardly pays on the
+  // model alone. Counting only the default per-run work, batch 2 serves best and sizes to 8 are as
+  // good; counting the 0.35 ms a run costs more after other work (what a profile measured as
+  // resumeMs on this VM), 16 items a run serve 1.38× what 2 do.
+  const convClassifier = [
+    row(1, 2240, 0.769, 0.433),
+    row(2, 2477, 1.77, 0.8),
+    row(4, 2385, 2.69, 1.7),
+    row(8, 2393, 4.67, 3.31),
+    row(16, 2420, 8.6, 6.61),
+    row(32, 2440, 17, 13.11),
+  ];
+  it.each([
+    ['no per-run work', 0, 8],
+    ['the default per-run work', DEFAULT_RUN_OVERHEAD_MS, 8],
+    ['a measured resume cost of 0.35 ms on top', DEFAULT_RUN_OVERHEAD_MS + 0.35, 16],
+  ])('conv-classifier on one core, counting %s', (_what, overhead, batch) => {
+    const c = chooseBatch(convClassifier, 50, undefined, overhead);
+    expect(c.maxBatchSize).toBe(batch);
+    expect(c.maxQueueDelayMs).toBe(0.2);
+  });
+
   it.each([
     ['batch 1 at 1,000 items/s', 1, 1000, DEFAULT_RUN_OVERHEAD_MS, 1000 / (1 + DEFAULT_RUN_OVERHEAD_MS)],
     ['batch 4 at 4,000 items/s', 4, 4000, 0.05, 4000 / 1.05],

@@ -26,7 +26,8 @@ export const MAX_FLAT_BATCH_RUN_MS = 5;
  * What one run costs a replica besides the model, ms. `pnpm bench:overhead` on conv-classifier
  * (concurrency 16, this 2-core VM, 2026-11-30): the worker spent 118–153 µs per request outside
  * the model at batch 1 and 67–69 µs at batch 4, i.e. about 90 µs per run and 45 per request;
- * 0.05 ms is the part of that a faster host would still pay.
+ * 0.05 ms is the part of that a faster host would still pay. A profile adds what it measured a
+ * run after other work to cost over a back-to-back one (profiler.ts resumeCost, `chosen.resumeMs`).
  */
 export const DEFAULT_RUN_OVERHEAD_MS = 0.05;
 
@@ -52,7 +53,7 @@ export function chooseBatch(
     if (served(r) > served(best) * (1 + minGain)) best = r;
   }
   const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x.toPrecision(3));
-  const counting = `${runOverheadMs} ms of serving per run`;
+  const counting = `${+runOverheadMs.toFixed(3)} ms of serving per run`;
   // Past the best: as good within `minGain` (served), with a short run.
   const runBound = Math.max(MAX_FLAT_BATCH_RUN_MS, best.p50Ms);
   let pick = best;

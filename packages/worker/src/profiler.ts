@@ -14,7 +14,16 @@ import {
   type ProfileShape,
   type ThreadChoice,
 } from '@flotilla/protocol';
-import { FLAT_SIZES_BEFORE_STOP, chooseBatch, choosePadding, sweepPlateaued, tailIsOutlier } from './batch-size.js';
+import {
+  DEFAULT_MIN_GAIN,
+  DEFAULT_RUN_OVERHEAD_MS,
+  FLAT_SIZES_BEFORE_STOP,
+  chooseBatch,
+  choosePadding,
+  servedRate,
+  sweepPlateaued,
+  tailIsOutlier,
+} from './batch-size.js';
 import { nearestRank } from './latency-window.js';
 import { chooseThreads, sameThreads, threadCandidates, type ThreadRow, type ThreadSettings } from './thread-choice.js';
 import type { ModelSignature } from './model-io.js';
@@ -235,6 +244,126 @@ async function shapeChangeCost(
   return median(changed) - median(same);
 }
 
+/**
+ * A pause before a run, ms: long enough for the core to have left the model's kernels. On this
+ * 2-core Xeon VM (AVX-512), conv-classifier's batch-2 run took 0.72–0.88 ms after 0–0.3 ms of
+ * other work (spinning or sleeping) and 1.05–1.26 ms after 0.5–5 ms of it, whatever the work
+ * touched (a 1 MiB sweep of memory between runs cost nothing): the core, not its caches, resumes
+ * slowly. A replica under load reads and answers requests between its runs, so every run it makes
+ * is the paused kind, and a batch of 2 paid that third more per run where one of 16 paid it once
+ * per 16 items (`OVERHEAD_MODEL=conv-classifier OVERHEAD_CONCURRENCY=128 OVERHEAD_BATCHING=…
+ * pnpm bench:overhead`: 908–933 µs of worker CPU per request at batch 2, 576–606 at 16).
+ */
+export const RESUME_PAUSE_MS = 1;
+/** Rounds of the resume measurement: each a pause, a timed run, then a timed run right after it. */
+export const RESUME_ROUNDS = 5;
+/**
+ * Shortest run the resume cost is measured at, ms: the core resumes over about half a millisecond
+ * here, so a batch-1 run of conv-classifier (0.3–0.5 ms) showed 0.15–0.24 ms of it and a batch-2
+ * run 0.35.
+ */
+export const RESUME_MIN_RUN_MS = 1;
+/** Longest run the resume cost is measured at, ms: past it, a fraction of a ms per run is noise. */
+export const RESUME_MAX_RUN_MS = 20;
+/** Most of what is left of the sweep's budget the resume measurement may take. */
+const RESUME_BUDGET_SHARE = 0.1;
+/** Fewest valid rounds a resume cost is taken from (a gated profile drops rounds a served batch interrupted). */
+const RESUME_MIN_ROUNDS = 3;
+
+/**
+ * What a run costs after a pause of RESUME_PAUSE_MS over one right after another run, ms
+ * (median of each, never below 0), or undefined when fewer than RESUME_MIN_ROUNDS rounds were
+ * valid or the gate stopped it. A gated round counts only if no served batch ran during its pause
+ * and the gate did not wait before its second run (that would make it a paused one too).
+ */
+async function resumeCost(
+  session: ModelSession,
+  feeds: Record<string, ort.Tensor>,
+  runMs: number,
+  gate?: { pass: (nextRunMs?: number) => Promise<boolean>; othersRan?: () => boolean; waitedMs: () => number },
+): Promise<number | undefined> {
+  const paused: number[] = [];
+  const again: number[] = [];
+  for (let round = 0; round < RESUME_ROUNDS; round++) {
+    await new Promise((r) => setTimeout(r, RESUME_PAUSE_MS));
+    if (gate && !(await gate.pass(runMs))) return undefined;
+    if (gate?.othersRan?.()) continue; // a served batch ran during the pause: not the same model resumed
+    const first = await timedRun(session, feeds);
+    const waited = gate?.waitedMs() ?? 0;
+    if (gate && !(await gate.pass(runMs))) return undefined;
+    if (gate && (gate.othersRan?.() || gate.waitedMs() > waited)) continue;
+    paused.push(first);
+    again.push(await timedRun(session, feeds));
+  }
+  if (paused.length < RESUME_MIN_ROUNDS) return undefined;
+  const median = (xs: number[]) =>
+    nearestRank(
+      [...xs].sort((a, b) => a - b),
+      0.5,
+    );
+  return Math.max(0, median(paused) - median(again));
+}
+
+/** Most rounds of the interleaved re-timing after a sweep (each: every measured size once). */
+export const RETIME_MAX_ROUNDS = 8;
+/** Fewest rounds worth a re-timing: fewer fit in what is left of the sweep's budget, the sweep's rows stand. */
+export const RETIME_MIN_ROUNDS = 3;
+/** Why a profile's re-timing did not finish. */
+export const RETIME_STOPPED = `${GATE_STOPPED} while re-timing its batch sizes`;
+
+/**
+ * The sweep's rows re-timed side by side: in each round every size runs once untimed (its shape
+ * re-established, as a GPU rebuilds its plan for a new one) and once timed, in an order that turns
+ * around each round. A sweep times its sizes one after another, and on a shared machine the core's
+ * speed moves within seconds (conv-classifier's batch 1 measured 1,570 to 2,944 items/s in four
+ * profiles of one minute, `taskset -c 1`, 2026-11-30), so a size that ran in a slow stretch lost to
+ * one that ran in a quick one and the choice fell anywhere from 2 to 32. Side by side, every size
+ * meets the same stretches. Rows keep the sweep's p99 and runs; their p50 is the re-timing's
+ * median run, and their rate the batch over it. Undefined when fewer than RETIME_MIN_ROUNDS rounds fit
+ * in what `leftMs` says is left of the budget; 'gate' when the gate stopped it.
+ */
+async function retimeInterleaved(
+  session: ModelSession,
+  sig: ModelSignature,
+  rows: readonly ProfileRow[],
+  shape: ProfileShape | undefined,
+  leftMs: () => number,
+  gate?: { pass: (nextRunMs?: number) => Promise<boolean>; othersRan?: () => boolean },
+): Promise<ProfileRow[] | undefined | 'gate'> {
+  // A round's length: estimated from the rows at first, then what the last round took (a device
+  // that rebuilds its plan for each new shape pays that on every untimed run).
+  let roundMs = rows.reduce((n, r) => n + 2 * r.p50Ms, 0);
+  if (leftMs() < RETIME_MIN_ROUNDS * roundMs) return undefined;
+  const feeds = rows.map((r) => syntheticFeeds(sig, r.batch, shape));
+  const times: number[][] = rows.map(() => []);
+  let rounds = 0;
+  rounds: while (rounds < RETIME_MAX_ROUNDS && leftMs() >= roundMs) {
+    const t0 = performance.now();
+    let gated = 0;
+    for (let k = 0; k < rows.length; k++) {
+      if (leftMs() <= 0) break rounds; // a round longer than estimated: the rounds before it stand
+      const i = rounds % 2 === 0 ? k : rows.length - 1 - k;
+      const g0 = performance.now();
+      if (gate && !(await gate.pass(2 * rows[i]!.p50Ms))) return 'gate';
+      gated += performance.now() - g0;
+      gate?.othersRan?.();
+      await session.run(feeds[i]!);
+      times[i]!.push(await timedRun(session, feeds[i]!));
+    }
+    rounds++;
+    roundMs = performance.now() - t0 - gated;
+  }
+  if (rounds < RETIME_MIN_ROUNDS) return undefined;
+  // From the median run: one run preempted in a round must not move a size's rate.
+  return rows.map((r, i) => {
+    const p50 = nearestRank(
+      [...times[i]!].sort((a, b) => a - b),
+      0.5,
+    );
+    return { ...r, p50Ms: +p50.toFixed(3), itemsPerSec: +((r.batch * 1000) / p50).toFixed(1) };
+  });
+}
+
 export async function profileSession(
   session: ModelSession,
   sig: ModelSignature,
@@ -270,6 +399,10 @@ export async function profileSession(
       }
     : undefined;
   const rows: ProfileRow[] = [];
+  /** Measured after batch 1 (resumeCost): what a run after other work costs more, ms. */
+  let resumeMs: number | undefined;
+  let resumeTried = false;
+  let runOverheadMs = DEFAULT_RUN_OVERHEAD_MS;
   let stoppedBecause = `reached the largest batch tried (${maxBatch})`;
   // The sweep leaves part of the budget for the shape-change measurement after it.
   const sweepMs = maxBatch > 1 ? budgetMs * (1 - CHANGE_RESERVE) : budgetMs;
@@ -306,16 +439,35 @@ export async function profileSession(
     const onDevice = base.deviceBytes ? await base.deviceBytes() : undefined;
     const row: ProfileRow = { batch, ...t.stats, peakBytes: Math.max(0, onDevice ?? t.peakRss - base.rssBaseline) };
     rows.push(row);
+    // Measured once, at the first size whose run lasts RESUME_MIN_RUN_MS (the core resumes over about
+    // that long: a shorter run shows only part of the cost), or at the last size the sweep reaches.
+    const last = batch * 2 > maxBatch;
+    if (resumeMs === undefined && !resumeTried && (row.p50Ms >= RESUME_MIN_RUN_MS || last) && row.p50Ms <= RESUME_MAX_RUN_MS) {
+      resumeTried = true;
+      // What a run after other work costs over the sweep's back-to-back runs: the replica pays it per run.
+      const roundMs = RESUME_PAUSE_MS + 2 * row.p50Ms;
+      if (RESUME_ROUNDS * roundMs <= (sweepMs - spent()) * RESUME_BUDGET_SHARE) {
+        resumeMs = await resumeCost(session, feeds, row.p50Ms, gate && { ...gate, waitedMs: () => waited });
+        if (resumeMs !== undefined) runOverheadMs = DEFAULT_RUN_OVERHEAD_MS + resumeMs;
+      }
+    }
     if (row.p99Ms > latencySloMs) {
       stoppedBecause = `batch ${batch} p99 ${row.p99Ms} ms exceeds the objective of ${latencySloMs} ms`;
       break;
     }
-    if (sweepPlateaued(rows.map((r) => r.itemsPerSec))) {
+    // Sizes are judged as the replica serves them (its per-run cost counted), here as in the choice.
+    if (sweepPlateaued(rows.map((r) => servedRate(r, runOverheadMs)))) {
       stoppedBecause = `throughput stopped improving after batch ${batch / 2 ** FLAT_SIZES_BEFORE_STOP}`;
       break;
     }
   }
-  let chosen = chooseBatch(rows, latencySloMs);
+  if (rows.length > 1 && !stoppedBecause.startsWith(GATE_STOPPED)) {
+    const retimed = await retimeInterleaved(session, sig, rows, opts.shape, () => sweepMs - spent(), gate);
+    if (retimed === 'gate') stoppedBecause = RETIME_STOPPED;
+    else if (retimed) rows.splice(0, rows.length, ...retimed);
+  }
+  let chosen = chooseBatch(rows, latencySloMs, DEFAULT_MIN_GAIN, runOverheadMs);
+  if (resumeMs !== undefined) chosen = { ...chosen, resumeMs: +resumeMs.toFixed(3) };
   // What a change of batch size costs at the chosen size (decides padding): against the next smaller size measured.
   const smaller = rows.filter((r) => r.batch < chosen.maxBatchSize).pop();
   if (smaller) {
