@@ -6,6 +6,8 @@
 //   taskset -c 1 node scripts/nats-parse-cost.mjs [SIZE=49212] [FRAMES=2000]
 import { createRequire } from 'node:module';
 import process from 'node:process';
+import { URL } from 'node:url';
+import { TextEncoder } from 'node:util';
 
 const require = createRequire(new URL('../packages/bus/package.json', import.meta.url));
 const { Parser } = require('@nats-io/nats-core/internal');
