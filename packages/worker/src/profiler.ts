@@ -399,7 +399,7 @@ export async function profileSession(
       }
     : undefined;
   const rows: ProfileRow[] = [];
-  /** Measured after batch 1 (resumeCost): what a run after other work costs more, ms. */
+  /** What a run after other work costs more (resumeCost), measured once during the sweep, ms. */
   let resumeMs: number | undefined;
   let resumeTried = false;
   let runOverheadMs = DEFAULT_RUN_OVERHEAD_MS;
@@ -442,7 +442,7 @@ export async function profileSession(
     // Measured once, at the first size whose run lasts RESUME_MIN_RUN_MS (the core resumes over about
     // that long: a shorter run shows only part of the cost), or at the last size the sweep reaches.
     const last = batch * 2 > maxBatch;
-    if (resumeMs === undefined && !resumeTried && (row.p50Ms >= RESUME_MIN_RUN_MS || last) && row.p50Ms <= RESUME_MAX_RUN_MS) {
+    if (!resumeTried && (row.p50Ms >= RESUME_MIN_RUN_MS || last) && row.p50Ms <= RESUME_MAX_RUN_MS) {
       resumeTried = true;
       // What a run after other work costs over the sweep's back-to-back runs: the replica pays it per run.
       const roundMs = RESUME_PAUSE_MS + 2 * row.p50Ms;
