@@ -248,8 +248,8 @@ async function shapeChangeCost(
  * A pause before a run, ms: long enough for the core to have left the model's kernels. On this
  * 2-core Xeon VM (AVX-512), conv-classifier's batch-2 run took 0.72–0.88 ms after 0–0.3 ms of
  * other work (spinning or sleeping) and 1.05–1.26 ms after 0.5–5 ms of it, whatever the work
- * touched (a 1 MiB sweep of memory between runs cost nothing): the core, not its caches, resumes
- * slowly. A replica under load reads and answers requests between its runs, so every run it makes
+ * touched (a 1 MiB sweep of memory between runs cost nothing; `taskset -c 1 node
+ * scripts/resume-cost.mjs`): the core, not its caches, resumes slowly. A replica under load reads and answers requests between its runs, so every run it makes
  * is the paused kind, and a batch of 2 paid that third more per run where one of 16 paid it once
  * per 16 items (`OVERHEAD_MODEL=conv-classifier OVERHEAD_CONCURRENCY=128 OVERHEAD_BATCHING=…
  * pnpm bench:overhead`: 908–933 µs of worker CPU per request at batch 2, 576–606 at 16).
