@@ -7,6 +7,7 @@
 import { createRequire } from 'node:module';
 import process from 'node:process';
 import { URL } from 'node:url';
+import { performance } from 'node:perf_hooks';
 
 const require = createRequire(new URL('../packages/worker/package.json', import.meta.url));
 const ort = require('onnxruntime-node');
