@@ -138,6 +138,25 @@ export function unprofilable(sig: ModelSignature): string | null {
 }
 
 /**
+ * A gated profile's hold on the session (profileSession wraps ProfileOptions.gate): `pass` waits
+ * for the replica to go idle (false: stop), `othersRan` says whether the replica ran a batch since
+ * it was last asked, and `waitedMs` is the total waited at `pass` so far.
+ */
+interface RunGate {
+  pass: (nextRunMs?: number) => Promise<boolean>;
+  othersRan?: () => boolean;
+  waitedMs: () => number;
+}
+
+/** The median of `xs`, ms (nearest rank). */
+function median(xs: readonly number[]): number {
+  return nearestRank(
+    [...xs].sort((a, b) => a - b),
+    0.5,
+  );
+}
+
+/**
  * Times `session` on `feeds`: one warm-up run (not timed), then runs filling `shareMs` (at least
  * 3, at most 30), stopping early past `deadline` (performance.now() time) once 3 are in. With a
  * gate, each run waits for it (`waited` collects the ms) and the sweep stops (null) when it says so.
@@ -148,7 +167,7 @@ async function timeBatch(
   batch: number,
   shareMs: number,
   deadline: () => number,
-  gate?: { pass: (nextRunMs?: number) => Promise<boolean>; othersRan?: () => boolean },
+  gate?: RunGate,
   estimateMs?: number,
 ) {
   let peakRss = process.memoryUsage().rss;
@@ -209,7 +228,7 @@ async function shapeChangeCost(
   batch: number,
   other: number,
   shape: ProfileShape | undefined,
-  gate?: { pass: (nextRunMs?: number) => Promise<boolean>; othersRan?: () => boolean },
+  gate?: RunGate,
   rounds = SHAPE_CHANGE_ROUNDS,
   /** A `batch` run's time from the sweep (tells the gate what the first 'same' run takes). */
   batchMs?: number,
@@ -236,11 +255,6 @@ async function shapeChangeCost(
     const again = await timedRun(session, big);
     if (round > 0) same.push(again);
   }
-  const median = (xs: number[]) =>
-    nearestRank(
-      [...xs].sort((a, b) => a - b),
-      0.5,
-    );
   return median(changed) - median(same);
 }
 
@@ -280,7 +294,7 @@ async function resumeCost(
   session: ModelSession,
   feeds: Record<string, ort.Tensor>,
   runMs: number,
-  gate?: { pass: (nextRunMs?: number) => Promise<boolean>; othersRan?: () => boolean; waitedMs: () => number },
+  gate?: RunGate,
 ): Promise<number | undefined> {
   const paused: number[] = [];
   const again: number[] = [];
@@ -296,11 +310,6 @@ async function resumeCost(
     again.push(await timedRun(session, feeds));
   }
   if (paused.length < RESUME_MIN_ROUNDS) return undefined;
-  const median = (xs: number[]) =>
-    nearestRank(
-      [...xs].sort((a, b) => a - b),
-      0.5,
-    );
   return Math.max(0, median(paused) - median(again));
 }
 
@@ -328,7 +337,7 @@ async function retimeInterleaved(
   rows: readonly ProfileRow[],
   shape: ProfileShape | undefined,
   leftMs: () => number,
-  gate?: { pass: (nextRunMs?: number) => Promise<boolean>; othersRan?: () => boolean },
+  gate?: RunGate,
 ): Promise<ProfileRow[] | undefined | 'gate'> {
   // A round's length: estimated from the rows at first, then what the last round took (a device
   // that rebuilds its plan for each new shape pays that on every untimed run).
@@ -339,27 +348,22 @@ async function retimeInterleaved(
   let rounds = 0;
   rounds: while (rounds < RETIME_MAX_ROUNDS && leftMs() >= roundMs) {
     const t0 = performance.now();
-    let gated = 0;
+    const waited0 = gate?.waitedMs() ?? 0;
     for (let k = 0; k < rows.length; k++) {
       if (leftMs() <= 0) break rounds; // a round longer than estimated: the rounds before it stand
       const i = rounds % 2 === 0 ? k : rows.length - 1 - k;
-      const g0 = performance.now();
       if (gate && !(await gate.pass(2 * rows[i]!.p50Ms))) return 'gate';
-      gated += performance.now() - g0;
       gate?.othersRan?.();
       await session.run(feeds[i]!);
       times[i]!.push(await timedRun(session, feeds[i]!));
     }
     rounds++;
-    roundMs = performance.now() - t0 - gated;
+    roundMs = performance.now() - t0 - ((gate?.waitedMs() ?? 0) - waited0);
   }
   if (rounds < RETIME_MIN_ROUNDS) return undefined;
   // From the median run: one run preempted in a round must not move a size's rate.
   return rows.map((r, i) => {
-    const p50 = nearestRank(
-      [...times[i]!].sort((a, b) => a - b),
-      0.5,
-    );
+    const p50 = median(times[i]!);
     return { ...r, p50Ms: +p50.toFixed(3), itemsPerSec: +((r.batch * 1000) / p50).toFixed(1) };
   });
 }
@@ -396,6 +400,7 @@ export async function profileSession(
           return w !== null;
         },
         ...(opts.othersRan ? { othersRan: opts.othersRan } : {}),
+        waitedMs: () => waited,
       }
     : undefined;
   const rows: ProfileRow[] = [];
@@ -447,7 +452,7 @@ export async function profileSession(
       // What a run after other work costs over the sweep's back-to-back runs: the replica pays it per run.
       const roundMs = RESUME_PAUSE_MS + 2 * row.p50Ms;
       if (RESUME_ROUNDS * roundMs <= (sweepMs - spent()) * RESUME_BUDGET_SHARE) {
-        resumeMs = await resumeCost(session, feeds, row.p50Ms, gate && { ...gate, waitedMs: () => waited });
+        resumeMs = await resumeCost(session, feeds, row.p50Ms, gate);
         if (resumeMs !== undefined) runOverheadMs = DEFAULT_RUN_OVERHEAD_MS + resumeMs;
       }
     }
