@@ -42,6 +42,7 @@ import { NatsServer, findNatsServer } from '@flotilla/local';
 import { PROTOCOL_VERSION, encode } from '@flotilla/protocol';
 import { SAMPLE_MODELS, sampleModelPath } from '@flotilla/sample-models';
 import { benchBodies, bodiesText, type BodiesResult } from './bodies.js';
+import { bounds, checkTargets, targetsLine, type Bounds } from './bounds.js';
 import { repoPath } from './deps.js';
 import { loadUntil } from './load-until.js';
 import type { InprocResult, SweepRow } from './inproc.js';
@@ -57,6 +58,7 @@ import {
   ratioText,
   type PeerName,
   type PeerRatio,
+  type PeerRunBase,
 } from './peer-report.js';
 import {
   affinityOf,
@@ -229,19 +231,33 @@ async function measureRawNats(pinning: Pinning, url: string, nc: NatsConnection,
   ]);
   try {
     await untilLine(child, 'the raw NATS responder', readyLine);
-    const { run: s } = await childLoad(pinning, {
-      kind: 'raw',
-      natsUrl: url,
-      subject,
-      bodyBase64: Buffer.from(body).toString('base64'),
-      concurrency,
-      durationMs: settings.durationMs,
-      warmupMs: settings.warmupMs,
-    });
+    // The responder's CPU over the measured run (after the warm-up), per request it answered: what
+    // nats.js costs a server per request, the floor under every server's (bounds.ts).
+    let cpuBefore: number | undefined;
+    const { run: s } = await childLoad(
+      pinning,
+      {
+        kind: 'raw',
+        natsUrl: url,
+        subject,
+        bodyBase64: Buffer.from(body).toString('base64'),
+        concurrency,
+        durationMs: settings.durationMs,
+        warmupMs: settings.warmupMs,
+      },
+      () => {
+        cpuBefore = cpuOf(child.pid);
+        return Promise.resolve();
+      },
+    );
+    const cpuAfter = cpuOf(child.pid);
+    const responderUsPerMsg =
+      cpuBefore !== undefined && cpuAfter !== undefined && s.ok > 0 ? round(((cpuAfter - cpuBefore) * 1e6) / s.ok, 1) : undefined;
     return {
       concurrency,
       requestBytes: body.byteLength,
       replyBytes,
+      ...(responderUsPerMsg !== undefined ? { responderUsPerMsg } : {}),
       msgsPerSec: s.requestsPerSec,
       p50Ms: s.latencyMs.p50,
       p99Ms: s.latencyMs.p99,
@@ -352,6 +368,15 @@ interface WorkerCpu {
 
 /** The worker processes (their pids), for their CPU time. */
 const workerPids: number[] = [];
+
+/** One process's CPU seconds so far; undefined where /proc cannot be read. */
+function cpuOf(pid: number | undefined): number | undefined {
+  try {
+    return pid === undefined ? undefined : processCpuS(pid);
+  } catch {
+    return undefined;
+  }
+}
 
 function workersCpuS(): number | undefined {
   try {
@@ -524,7 +549,12 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
 
     log(`  (3) raw NATS request/reply, concurrency ${best.concurrency}, ${requestBytes} B requests`);
     const raw = await measureRawNats(pinning, url, await c.connection(), request, best.concurrency);
-    log(`    raw NATS: ${raw.msgsPerSec} msgs/s, p50 ${raw.p50Ms} ms`);
+    log(`    raw NATS: ${raw.msgsPerSec} msgs/s, p50 ${raw.p50Ms} ms, responder ${raw.responderUsPerMsg ?? '-'} µs of CPU per request`);
+    // At concurrency 1 too, where (4) ran there: the least a lone request's round trip takes (bounds.ts).
+    const c1 = runs.find((x) => x.concurrency === 1);
+    const rawC1 =
+      c1 && best.concurrency !== 1 ? await measureRawNats(pinning, url, await c.connection(), request, 1) : c1 ? raw : undefined;
+    if (rawC1 && rawC1 !== raw) log(`    raw NATS at concurrency 1: p50 ${rawC1.p50Ms} ms`);
 
     // The replica's batching after the runs: a dynamic-shape model's background profile of the
     // shape it served has chosen by now (the peers get the same settings).
@@ -555,6 +585,20 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
       log,
     });
     const peerRatios = Object.fromEntries(PEER_NAMES.map((p) => [p, peerRatio(best, peers[p])])) as Record<PeerName, PeerRatio>;
+    const b = bounds({
+      sweep: inproc.sweep,
+      inprocBest: inproc.best.itemsPerSec,
+      chosenBatch: batching.maxBatchSize,
+      responderUsPerMsg: raw.responderUsPerMsg,
+      rawC1P50Ms: rawC1?.p50Ms,
+      peers: Object.fromEntries(PEER_NAMES.flatMap((p) => ('itemsPerSec' in peers[p] ? [[p, (peers[p] as PeerRunBase).itemsPerSec]] : []))),
+    });
+    const targets = checkTargets({
+      ratios: r,
+      peers: peerRatios,
+      bounds: b,
+      computeBound: inproc.best.itemsPerSec < raw.msgsPerSec,
+    });
     return {
       path,
       digest,
@@ -603,9 +647,12 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
         },
       },
       rawNats: raw,
+      ...(rawC1 ? { rawNatsC1: { p50Ms: rawC1.p50Ms, p99Ms: rawC1.p99Ms, msgsPerSec: rawC1.msgsPerSec } } : {}),
       peers,
       peerRatios,
       ratios: { ...r, ...peerRatioFields(peerRatios) },
+      bounds: b,
+      targets,
     };
   } finally {
     await c.undeploy(name).catch((e: unknown) => log(`  undeploy ${name}: ${(e as Error).message}`));
@@ -708,6 +755,8 @@ function modelText(name: string, m: ModelResult): string {
   lines.push(peerRatioLine(m.peerRatios, m.peers));
   const w = m.cluster.best.worker;
   if (w) lines.push(`   worker at the best point (4): ${workerCpuText(w)}`);
+  if (m.bounds) lines.push(`   ${boundsText(m.bounds)}`);
+  lines.push(`   targets: ${targetsLine(m.targets)}`);
   return lines.join('\n');
 }
 
@@ -716,6 +765,23 @@ function workerColumn(w: WorkerCpu | undefined): string {
   if (!w) return '-';
   const split = w.modelUsPerItem !== undefined ? ` = ${fmt(w.modelUsPerItem)} + ${fmt(w.otherUsPerItem)}` : '';
   return `${fmt(w.cpuUsPerItem)}${split} (${fmt(w.busy * 100)} %)`;
+}
+
+/** What no server on this core could beat, as bounds.ts derives it. */
+function boundsText(b: Bounds): string {
+  const vs = PEER_NAMES.filter((p) => b.vs[p] !== null).map((p) => `÷ ${PEER_TITLES[p]} ≤ ${fmt(b.vs[p])}`);
+  return (
+    `bounds on this core: the model's least ${fmt(b.modelUsPerItem)} µs of CPU per item + the empty responder's ${fmt(b.responderUsPerMsg)} µs per request ` +
+    `= at most ${fmt(b.itemsPerSec)} items/s for any nats.js server: ceiling ≤ ${fmt(b.ceiling)}${b.atChosen !== null ? `, @chosen ≤ ${fmt(b.atChosen)}` : ''}${vs.length ? `, ${vs.join(', ')}` : ''}` +
+    (b.c1AddedMs !== null ? `; c=1 +ms ≥ ${fmt(b.c1AddedMs)} (raw NATS's p50 at concurrency 1)` : '')
+  );
+}
+
+/** Each model's targets (issue 13) under the summary: met, missed, out of reach on this core. */
+function targetsText(models: Record<string, ModelResult | { error: string }>): string {
+  const named = Object.entries(models).filter((e): e is [string, ModelResult] => !('error' in e[1]));
+  const width = Math.max(0, ...named.map(([n]) => n.length));
+  return named.map(([name, m]) => `${name.padEnd(width)}  ${targetsLine(m.targets)}`).join('\n');
 }
 
 function summaryText(models: Record<string, ModelResult | { error: string }>): string {
@@ -902,6 +968,9 @@ async function main(): Promise<number> {
 
   out('== summary (items/s; (3) msgs/s)');
   out(summaryText(models));
+  out();
+  out('== targets (issue 13; "out of reach on this core": beyond what any nats.js server could reach here, see each model\'s bounds line)');
+  out(targetsText(models));
   if (bodies) {
     out();
     out('error' in bodies ? `== large bodies: FAILED: ${bodies.error}` : bodiesText(bodies));

@@ -1,0 +1,149 @@
+import { bounds, checkTargets, checkText, targetsLine, TARGETS, type Bounds } from './bounds.js';
+
+// conv-classifier on this 2-core VM (pnpm bench, 2026-11-30 23:40 UTC): its sweep's CPU per item,
+// the empty responder's CPU per 49 KB request, and the peers' rates.
+const ccSweep = [
+  { batch: 1, itemsPerSec: 3070, cpuUsPerItem: 315.45 },
+  { batch: 4, itemsPerSec: 3242, cpuUsPerItem: 298.97 },
+  { batch: 8, itemsPerSec: 3301.9, cpuUsPerItem: 294.25 },
+  { batch: 32, itemsPerSec: 3024.1, cpuUsPerItem: 320.88 },
+];
+
+describe('bounds', () => {
+  test('the most a one-core nats.js server serves: the model at its best batch plus the bare responder, per item', () => {
+    const b = bounds({
+      sweep: ccSweep,
+      inprocBest: 3301.9,
+      chosenBatch: 16,
+      responderUsPerMsg: 30,
+      rawC1P50Ms: 0.2144,
+      peers: { moleculer: 2160.79 },
+    })!;
+    expect(b.modelUsPerItem).toBe(294.3);
+    expect(b.itemsPerSec).toBeCloseTo(1e6 / 324.25, 0); // 3,084 items/s
+    expect(b.ceiling).toBeCloseTo(0.934, 3);
+    // Chosen 16: the sweep's largest size within it is 8 (its rate and CPU there).
+    expect(b.atChosen).toBeCloseTo(1e6 / 324.25 / 3301.9, 3);
+    expect(bounds({ sweep: ccSweep, inprocBest: 3301.9, chosenBatch: 32, responderUsPerMsg: 30, peers: {} })!.atChosen).toBeCloseTo(
+      1e6 / 350.88 / 3024.1,
+      3,
+    );
+    expect(b.vs).toEqual({ moleculer: 1.427, triton: null, rayServe: null });
+    expect(b.c1AddedMs).toBe(0.214);
+  });
+  test("a sweep row without its own CPU counts at its rate's reciprocal; unusable rows are skipped", () => {
+    const b = bounds({
+      sweep: [
+        { batch: 1, itemsPerSec: 1000 },
+        { batch: 2, itemsPerSec: 0 },
+        { batch: 4, itemsPerSec: 2000 },
+      ],
+      inprocBest: 2000,
+      responderUsPerMsg: 500,
+      peers: { rayServe: 100, triton: 0 },
+    })!;
+    expect(b.modelUsPerItem).toBe(500);
+    expect(b.itemsPerSec).toBe(1000);
+    expect(b.ceiling).toBe(0.5);
+    expect(b.vs).toEqual({ moleculer: null, triton: null, rayServe: 10 });
+    expect(b.c1AddedMs).toBeNull();
+    expect(b.atChosen).toBeNull();
+  });
+  test('none without the responder’s CPU, a usable sweep or an in-process best', () => {
+    expect(bounds({ sweep: ccSweep, inprocBest: 3300, peers: {} })).toBeNull();
+    expect(bounds({ sweep: [], inprocBest: 3300, responderUsPerMsg: 30, peers: {} })).toBeNull();
+    expect(bounds({ sweep: [{ batch: 1, itemsPerSec: 0 }], inprocBest: 3300, responderUsPerMsg: 30, peers: {} })).toBeNull();
+    expect(bounds({ sweep: ccSweep, inprocBest: 0, responderUsPerMsg: 30, peers: {} })).toBeNull();
+    expect(bounds({ sweep: ccSweep, inprocBest: 3300, responderUsPerMsg: NaN, peers: {} })).toBeNull();
+  });
+});
+
+const noPeers = { moleculer: { items: null, p99: null }, triton: { items: null, p99: null }, rayServe: { items: null, p99: null } };
+const ccBounds: Bounds = {
+  modelUsPerItem: 294.3,
+  responderUsPerMsg: 30,
+  itemsPerSec: 3084,
+  ceiling: 0.934,
+  atChosen: 0.966,
+  vs: { moleculer: 1.427, triton: 2.38, rayServe: 6.6 },
+  c1AddedMs: 0.214,
+};
+
+describe('checkTargets', () => {
+  test('a compute-bound model: the ceiling targets and every peer that ran; a target beyond its bound is out of reach', () => {
+    const checks = checkTargets({
+      ratios: { ceiling_ratio: 0.815, ceiling_at_chosen: 0.85, c1_added_ms: 0.5, broker_ratio: 0.27 },
+      peers: { ...noPeers, moleculer: { items: 1.246, p99: 0.773 }, triton: { items: 1.63, p99: 1.2 } },
+      bounds: ccBounds,
+      computeBound: true,
+    });
+    expect(checks.map((c) => [c.target, c.status])).toEqual([
+      ['ceiling', 'met'],
+      ['@chosen', 'met'],
+      ['÷ Moleculer', 'out of reach here'],
+      ['p99 ÷ Moleculer', 'met'],
+      ['÷ Triton', 'met'],
+      ['p99 ÷ Triton', 'missed'],
+    ]);
+    expect(checks[2]).toEqual({
+      target: '÷ Moleculer',
+      sense: 'min',
+      goal: 1.5,
+      measured: 1.246,
+      bound: 1.427,
+      status: 'out of reach here',
+    });
+  });
+  test('a model the broker bounds: the broker and c=1 targets, the latter out of reach where raw NATS alone takes longer', () => {
+    const slow = checkTargets({
+      ratios: { ceiling_ratio: 0.004, ceiling_at_chosen: 0.004, c1_added_ms: 0.42, broker_ratio: 0.79 },
+      peers: noPeers,
+      bounds: { ...ccBounds, c1AddedMs: 0.35 },
+      computeBound: false,
+    });
+    expect(slow.map((c) => [c.target, c.status])).toEqual([
+      ['broker', 'missed'],
+      ['c=1 +ms', 'out of reach here'],
+    ]);
+    const fast = checkTargets({
+      ratios: { ceiling_ratio: 0.004, ceiling_at_chosen: 0.004, c1_added_ms: 0.339, broker_ratio: 0.933 },
+      peers: noPeers,
+      bounds: ccBounds,
+      computeBound: false,
+    });
+    expect(fast.map((c) => [c.target, c.status])).toEqual([
+      ['broker', 'met'],
+      ['c=1 +ms', 'missed'],
+    ]);
+  });
+  test('exactly at the goal is met; no figure is not measured; no bound is a plain miss', () => {
+    const checks = checkTargets({
+      ratios: { ceiling_ratio: TARGETS.ceiling, ceiling_at_chosen: null, c1_added_ms: null, broker_ratio: null },
+      peers: { ...noPeers, rayServe: { items: 2.41, p99: 0.43 } },
+      bounds: null,
+      computeBound: true,
+    });
+    expect(checks.map((c) => [c.target, c.status, c.bound])).toEqual([
+      ['ceiling', 'met', null],
+      ['@chosen', 'not measured', null],
+      ['÷ Ray Serve', 'missed', null],
+      ['p99 ÷ Ray Serve', 'met', null],
+    ]);
+  });
+});
+
+describe('text', () => {
+  test('what was missed and what no server here could meet, with the bound', () => {
+    const checks = checkTargets({
+      ratios: { ceiling_ratio: 0.628, ceiling_at_chosen: 0.691, c1_added_ms: 0.5, broker_ratio: 0.27 },
+      peers: { ...noPeers, moleculer: { items: 1.16, p99: 0.744 } },
+      bounds: ccBounds,
+      computeBound: true,
+    });
+    expect(checkText(checks[2]!)).toBe('÷ Moleculer 1.16 < 1.5 (at most 1.43 here)');
+    expect(targetsLine(checks)).toBe(
+      'met p99 ÷ Moleculer | missed ceiling 0.628 < 0.7 (at most 0.934 here); @chosen 0.691 < 0.85 (at most 0.966 here) | out of reach on this core ÷ Moleculer 1.16 < 1.5 (at most 1.43 here)',
+    );
+    expect(targetsLine([])).toBe('met none');
+  });
+});

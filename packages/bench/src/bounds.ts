@@ -1,0 +1,165 @@
+// Pure helpers of `pnpm bench`: issue 13's targets, checked against one run, and how far each can
+// be reached on this machine at all. No I/O.
+//
+// The bound: a server on the replica's one core that reads its requests with nats.js pays, per
+// item, at least the model's least CPU per item at any batch size (the in-process sweep, (2)) and
+// what the empty responder of (3) spends per request (the socket reads, nats.js's parser, the
+// reply's write: it does nothing else). So it serves at most 1e6 / (model + responder) items/s,
+// and Flotilla ÷ a peer is at most that rate ÷ the peer's, the ceiling ratio at most that ÷ (2).
+// At concurrency 1 a request takes at least a raw NATS round trip besides its run, so c=1 +ms is
+// at least raw NATS's p50 at concurrency 1. Where a bound is under its goal, no server on this
+// core could meet the target: the bench says so instead of calling it a miss.
+import type { PeerName } from './peer-report.js';
+import { PEER_NAMES, PEER_TITLES } from './peer-report.js';
+import { fmt, round } from './stats.js';
+
+/** Issue 13's targets. */
+export const TARGETS = {
+  /** best(4) ÷ (2) on every compute-bound model, at least. */
+  ceiling: 0.7,
+  /** best(4) ÷ in-process at the profile's chosen batch, on every compute-bound model, at least. */
+  ceilingAtChosen: 0.85,
+  /** best(4) ÷ (3) on a model the broker bounds (the MLP), at least. */
+  broker: 0.8,
+  /** p50 added at concurrency 1 over in-process, on a model the broker bounds, ms, at most. */
+  c1AddedMs: 0.3,
+  /** Flotilla's items/s ÷ each peer's, on every model, at least. */
+  vs: { moleculer: 1.5, triton: 1.5, rayServe: 3 } satisfies Record<PeerName, number>,
+  /** Flotilla's p99 ÷ each peer's at the same concurrency, at most. */
+  p99Vs: 1,
+} as const;
+
+export interface BoundInputs {
+  /** The in-process sweep: items/s per batch size, with its own CPU µs per item where measured. */
+  sweep: readonly { batch: number; itemsPerSec: number; cpuUsPerItem?: number }[];
+  /** (2): the sweep's best items/s. */
+  inprocBest: number;
+  /** The replica's chosen max batch size: the @chosen ratio's bound is taken at the sweep's largest size within it. */
+  chosenBatch?: number;
+  /** The empty responder's CPU per request answered in (3), µs (undefined where /proc cannot be read). */
+  responderUsPerMsg?: number;
+  /** p50 of raw NATS request/reply at concurrency 1, ms. */
+  rawC1P50Ms?: number;
+  /** Each peer's items/s (absent: not measured). */
+  peers: Partial<Record<PeerName, number>>;
+}
+
+export interface Bounds {
+  /** The model's least CPU per item over the sweep, µs. */
+  modelUsPerItem: number;
+  responderUsPerMsg: number;
+  /** The most a one-core nats.js server could serve: 1e6 / (model + responder) items/s. */
+  itemsPerSec: number;
+  /** That ÷ (2): the most the ceiling ratio could be. */
+  ceiling: number;
+  /**
+   * The most the @chosen ratio could be: a server at the chosen batch size paying the model's CPU
+   * per item there plus the responder's, ÷ the sweep's rate there (null: no chosen size).
+   */
+  atChosen: number | null;
+  /** That ÷ each peer's items/s: the most Flotilla ÷ peer could be (null: peer not measured). */
+  vs: Record<PeerName, number | null>;
+  /** The least c=1 +ms could be: raw NATS's p50 at concurrency 1 (null: not measured). */
+  c1AddedMs: number | null;
+}
+
+/** The bounds of one model's run; null without the responder's CPU or a usable sweep. */
+export function bounds(i: BoundInputs): Bounds | null {
+  const usPerItem = (r: BoundInputs['sweep'][number]) => r.cpuUsPerItem ?? (r.itemsPerSec > 0 ? 1e6 / r.itemsPerSec : Infinity);
+  const perItem = i.sweep.map(usPerItem).filter((x) => Number.isFinite(x) && x > 0);
+  if (!perItem.length || i.responderUsPerMsg === undefined || !(i.responderUsPerMsg >= 0) || !(i.inprocBest > 0)) return null;
+  const modelUsPerItem = Math.min(...perItem);
+  const itemsPerSec = 1e6 / (modelUsPerItem + i.responderUsPerMsg);
+  const vs = Object.fromEntries(
+    PEER_NAMES.map((p) => {
+      const r = i.peers[p];
+      return [p, r !== undefined && r > 0 ? round(itemsPerSec / r, 3) : null];
+    }),
+  ) as Record<PeerName, number | null>;
+  const within = i.chosenBatch === undefined ? [] : i.sweep.filter((r) => r.batch <= i.chosenBatch! && r.itemsPerSec > 0);
+  const chosen = within.length ? within.reduce((a, r) => (r.batch > a.batch ? r : a)) : undefined;
+  const chosenUs = chosen ? usPerItem(chosen) : Infinity;
+  const atChosen = chosen && Number.isFinite(chosenUs) ? round(1e6 / (chosenUs + i.responderUsPerMsg) / chosen.itemsPerSec, 3) : null;
+  return {
+    modelUsPerItem: round(modelUsPerItem, 1),
+    responderUsPerMsg: round(i.responderUsPerMsg, 1),
+    itemsPerSec: round(itemsPerSec, 1),
+    ceiling: round(itemsPerSec / i.inprocBest, 3),
+    atChosen,
+    vs,
+    c1AddedMs: i.rawC1P50Ms === undefined ? null : round(i.rawC1P50Ms, 3),
+  };
+}
+
+/** What one target came to: met, missed (a server on this core could have met it), or out of reach here. */
+export interface TargetCheck {
+  target: string;
+  /** 'min': the measured figure must be at least the goal; 'max': at most. */
+  sense: 'min' | 'max';
+  goal: number;
+  measured: number | null;
+  /** The best any server could do here (null: no bound known). */
+  bound: number | null;
+  status: 'met' | 'missed' | 'out of reach here' | 'not measured';
+}
+
+export interface CheckInputs {
+  ratios: {
+    ceiling_ratio: number | null;
+    ceiling_at_chosen: number | null;
+    c1_added_ms: number | null;
+    broker_ratio: number | null;
+  };
+  /** Flotilla ÷ each peer (items and p99); null figures where the peer did not run. */
+  peers: Record<PeerName, { items: number | null; p99: number | null }>;
+  bounds: Bounds | null;
+  /**
+   * Whether the model is compute-bound (its in-process best is under raw NATS's msgs/s): the
+   * ceiling targets are for those; the broker and c=1 targets for the others (the MLP).
+   */
+  computeBound: boolean;
+}
+
+function check(target: string, sense: 'min' | 'max', goal: number, measured: number | null, bound: number | null): TargetCheck {
+  const ok = (x: number) => (sense === 'min' ? x >= goal : x <= goal);
+  const status = measured === null ? 'not measured' : ok(measured) ? 'met' : bound !== null && !ok(bound) ? 'out of reach here' : 'missed';
+  return { target, sense, goal, measured, bound, status };
+}
+
+/** Every target that applies to one model's run, with its status. */
+export function checkTargets(i: CheckInputs): TargetCheck[] {
+  const b = i.bounds;
+  const out: TargetCheck[] = [];
+  if (i.computeBound) {
+    out.push(check('ceiling', 'min', TARGETS.ceiling, i.ratios.ceiling_ratio, b?.ceiling ?? null));
+    out.push(check('@chosen', 'min', TARGETS.ceilingAtChosen, i.ratios.ceiling_at_chosen, b?.atChosen ?? null));
+  } else {
+    out.push(check('broker', 'min', TARGETS.broker, i.ratios.broker_ratio, null));
+    out.push(check('c=1 +ms', 'max', TARGETS.c1AddedMs, i.ratios.c1_added_ms, b?.c1AddedMs ?? null));
+  }
+  for (const p of PEER_NAMES) {
+    const r = i.peers[p];
+    if (r.items === null) continue;
+    out.push(check(`÷ ${PEER_TITLES[p]}`, 'min', TARGETS.vs[p], r.items, b?.vs[p] ?? null));
+    out.push(check(`p99 ÷ ${PEER_TITLES[p]}`, 'max', TARGETS.p99Vs, r.p99, null));
+  }
+  return out;
+}
+
+/** "÷ Moleculer 1.16 < 1.5 (at most 1.43 here)": a target that was not met, for the text. */
+export function checkText(c: TargetCheck): string {
+  const rel = c.sense === 'min' ? '<' : '>';
+  const bound = c.bound === null ? '' : ` (${c.sense === 'min' ? 'at most' : 'at least'} ${fmt(c.bound)} here)`;
+  return `${c.target} ${fmt(c.measured)} ${rel} ${c.goal}${bound}`;
+}
+
+/** One line per model: targets met, missed, and out of reach on this machine. */
+export function targetsLine(checks: readonly TargetCheck[]): string {
+  const met = checks.filter((c) => c.status === 'met').map((c) => c.target);
+  const missed = checks.filter((c) => c.status === 'missed').map(checkText);
+  const out = checks.filter((c) => c.status === 'out of reach here').map(checkText);
+  const parts = [`met ${met.length ? met.join(', ') : 'none'}`];
+  if (missed.length) parts.push(`missed ${missed.join('; ')}`);
+  if (out.length) parts.push(`out of reach on this core ${out.join('; ')}`);
+  return parts.join(' | ');
+}
