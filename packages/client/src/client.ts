@@ -2,13 +2,14 @@
 // over NATS (the head is asked only when no replica answers, to bring the model back).
 import { createHash, randomFillSync } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import type { NatsConnection } from '@nats-io/nats-core';
+import type { MsgHdrs, NatsConnection } from '@nats-io/nats-core';
 import { errors as natsErrors, headers as natsHeaders } from '@nats-io/nats-core';
 import { jetstream } from '@nats-io/jetstream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   isFatalLoadCode,
   mustStage,
+  replyBytesAtMost,
   DEFAULT_CLUSTER,
   DEFAULT_MAX_MESSAGE_BYTES,
   DeadlineExceededError,
@@ -48,6 +49,7 @@ import {
   type DType,
   type EventMessage,
   type ModelProfile,
+  type ModelSignature,
   type InferMeta,
   type InferReply,
   type Subjects,
@@ -111,6 +113,11 @@ export interface ClientOptions extends BusOptions {
    */
   streamBodies?: boolean;
   /**
+   * A new W3C trace context on every request that names none (default false: a request carries
+   * the caller's `traceparent` when it gives one, else no headers at all).
+   */
+  traceRequests?: boolean;
+  /**
    * Bodies over max_payload go straight between this client and the replica it routed to, over
    * core NATS, with nothing stored (default true; needs streamBodies): requests to a replica the
    * client knows, and replies from any replica that can hold them (bus/direct-body.ts). false:
@@ -133,7 +140,11 @@ export interface InferOptions {
   outputs?: string[];
   /** One attempt's timeout before retrying on another replica, ms. Default max(1000, timeoutMs / 3). */
   attemptTimeoutMs?: number;
-  /** W3C trace context to propagate (`00-<trace>-<span>-<flags>`); a new trace when absent. */
+  /**
+   * W3C trace context to propagate (`00-<trace>-<span>-<flags>`): sent to the replica in the
+   * `traceparent` header, logged with its failures and echoed on its reply. None when absent (or
+   * malformed), unless the client was made with `traceRequests`.
+   */
   traceparent?: string;
   /**
    * Extra attempts after a retryable failure: an error reply that says so (OVERLOADED,
@@ -164,6 +175,8 @@ export class FlotillaClient {
   private readonly maxMessageBytes: number;
   private readonly router = new ReplicaRouter();
   private readonly refreshing = new Set<string>();
+  /** Each model's signature, as the head last described it: whether its replies can need staging. */
+  private readonly signatures = new Map<string, ModelSignature>();
 
   constructor(private readonly options: ClientOptions = {}) {
     this.subjects = makeSubjects(options.cluster ?? process.env.FLOTILLA_CLUSTER ?? DEFAULT_CLUSTER);
@@ -277,10 +290,7 @@ export class FlotillaClient {
     const attemptMs = opts.attemptTimeoutMs ?? (staged ? timeoutMs : Math.max(1000, Math.round(timeoutMs / 3)));
     if (this.router.stale(model, Date.now())) void this.refreshReplicas(model);
     const requester = requesterFor(nc);
-    const hdrs = natsHeaders();
-    hdrs.set(TRACEPARENT_HEADER, isTraceparent(opts.traceparent) ? opts.traceparent : newTraceparent());
-    // This client reads streamed replies (a reply over max_payload is sent as its staging starts).
-    if (this.options.streamBodies !== false) hdrs.set(STREAMED_BLOBS_HEADER, direct ? DIRECT_BLOBS : STREAMED_BLOBS);
+    const hdrs = this.requestHeaders(model, inputs, opts, nc, direct);
     let sent = 0;
     // What the retry loop may do with a failed attempt; anything else is thrown as is.
     const verdicts = new WeakMap<object, RetryVerdict>();
@@ -398,8 +408,45 @@ export class FlotillaClient {
     const waitMs = Math.max(0, Math.min(MAX_ENSURE_WAIT_MS, remaining - ENSURE_REPLY_MARGIN_MS));
     const status = await this.control<DeploymentStatus>('ensure', { name: model, waitMs }, Math.max(1, remaining));
     if (isFatalLoadCode(status.pendingReason?.code) && status.ready === 0) throw fromWire(status.pendingReason!);
-    this.router.update(model, readyReplicas(status), Date.now());
+    this.learn(model, status);
     return status.ready > 0;
+  }
+
+  /**
+   * A request's NATS headers, or none, the common case (headers cost a lone request 10–15 µs more
+   * and the replica's CPU per request a quarter more on the MLP: bench:overhead, 2026-11-30): the
+   * caller's trace context when it gave one (a new one per request with `traceRequests`), and
+   * that this client reads streamed (or direct) replies, unless every reply the model can give
+   * this request fits one message (by its signature, once the head has described the model).
+   */
+  private requestHeaders(model: string, inputs: WireTensors, opts: InferOptions, nc: NatsConnection, direct: boolean): MsgHdrs | undefined {
+    const trace = isTraceparent(opts.traceparent) ? opts.traceparent : this.options.traceRequests ? newTraceparent() : undefined;
+    const flag = this.options.streamBodies !== false && !this.repliesFit(model, inputs, nc);
+    if (trace === undefined && !flag) return undefined;
+    const hdrs = natsHeaders();
+    if (trace !== undefined) hdrs.set(TRACEPARENT_HEADER, trace);
+    // A reply over max_payload may then be sent as its staging starts (or held for this client to read).
+    if (flag) hdrs.set(STREAMED_BLOBS_HEADER, direct ? DIRECT_BLOBS : STREAMED_BLOBS);
+    return hdrs;
+  }
+
+  /** Whether every reply `model` can give these inputs fits one message (false while its signature is unknown). */
+  private repliesFit(model: string, inputs: WireTensors, nc: NatsConnection): boolean {
+    const signature = this.signatures.get(model);
+    if (!signature) return false;
+    let items = 1;
+    for (const name in inputs) {
+      items = inputs[name]!.dims[0] ?? 1;
+      break;
+    }
+    return !mustStage(replyBytesAtMost(signature, items), maxPayload(nc));
+  }
+
+  /** What the head said of a model: its ready replicas (routing) and its signature (request headers). */
+  private learn(model: string, status: DeploymentStatus): void {
+    this.router.update(model, readyReplicas(status), Date.now());
+    if (status.signature) this.signatures.set(model, status.signature);
+    else this.signatures.delete(model);
   }
 
   /** Refreshes the routing table from the head; without a head, routing falls back to the queue group. */
@@ -407,7 +454,7 @@ export class FlotillaClient {
     if (this.refreshing.has(model)) return;
     this.refreshing.add(model);
     try {
-      this.router.update(model, readyReplicas(await this.describe(model)), Date.now());
+      this.learn(model, await this.describe(model));
     } catch {
       // No head or unknown model: keep what we know (the request path reports what matters).
       this.router.touch(model, Date.now());

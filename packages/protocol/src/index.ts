@@ -123,6 +123,8 @@ export {
   belowStreamFloor,
   estimateReplicaBytes,
   mustStage,
+  REPLY_META_BYTES,
+  replyBytesAtMost,
 } from './limits.js';
 export {
   MAX_ID_CHARS,

@@ -1,4 +1,6 @@
 // Size limits shared by callers and replicas.
+import type { ModelSignature } from './control-schemas.js';
+import { DTYPES } from './tensor.js';
 
 /** Largest request or reply body Flotilla accepts, staged or not (bytes). Default 256 MiB. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024;
@@ -18,6 +20,35 @@ export const STAGING_MARGIN_BYTES = 8 * 1024;
 /** Whether a body of `size` bytes must go through the blob bucket on a server with `maxPayload`. */
 export function mustStage(size: number, maxPayload: number): boolean {
   return size > maxPayload - STAGING_MARGIN_BYTES;
+}
+
+/**
+ * Room a successful reply takes besides its outputs' bytes, at most: its meta (worker, replica
+ * and device names, each ≤ 256 characters, and a few numbers) and msgpack's framing.
+ */
+export const REPLY_META_BYTES = 2048;
+/** Room one output takes in a reply besides its bytes, at most: its name (≤ 256 characters), dtype, ≤ 16 dims. */
+const REPLY_OUTPUT_META_BYTES = 256 + 64 + 16 * 9;
+
+/**
+ * The largest successful reply a model with this signature can give to a request of `items` rows
+ * (bytes), or Infinity where an output's size is not known ahead (a dynamic dim other than the
+ * batch axis, which takes `items`). A caller whose every reply fits one message needs to tell the
+ * replica nothing about reading large ones (the SDK then sends a request with no headers). Pure.
+ */
+export function replyBytesAtMost(signature: Pick<ModelSignature, 'outputs' | 'batchAxis'>, items: number): number {
+  let total = REPLY_META_BYTES;
+  for (const o of signature.outputs) {
+    let n = DTYPES[o.dtype].bytes;
+    for (let axis = 0; axis < o.shape.length; axis++) {
+      const d = o.shape[axis];
+      if (typeof d === 'number') n *= d;
+      else if (axis === 0 && signature.batchAxis && Number.isSafeInteger(items) && items >= 0) n *= items;
+      else return Infinity;
+    }
+    total += n + REPLY_OUTPUT_META_BYTES;
+  }
+  return total;
 }
 
 /**

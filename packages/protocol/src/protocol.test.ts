@@ -13,8 +13,13 @@ import {
   fromJsonTensor,
   fromTypedArray,
   fromWire,
+  InferReplyWriter,
+  joinBody,
+  MAX_ID_CHARS,
   mustStage,
   parseDeploySpec,
+  REPLY_META_BYTES,
+  replyBytesAtMost,
   subjects,
   toFlotillaError,
   toJsonTensor,
@@ -138,6 +143,54 @@ describe('subjects, specs and limits', () => {
     const raw = { name: 'm', digest: 'a'.repeat(64), sizeBytes: 10, profile: { buckets } };
     if (ok) expect(parseDeploySpec(raw).profile.buckets).toEqual(buckets);
     else expect(() => parseDeploySpec(raw)).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
+  });
+
+  it.each<[string, Parameters<typeof replyBytesAtMost>[0], number, number]>([
+    ['fixed outputs, batch axis', { batchAxis: true, outputs: [{ name: 'y', dtype: 'float32', shape: ['N', 10] }] }, 3, 120],
+    [
+      'two outputs, no batch axis',
+      {
+        batchAxis: false,
+        outputs: [
+          { name: 'a', dtype: 'int64', shape: [2, 2] },
+          { name: 'b', dtype: 'uint8', shape: [] },
+        ],
+      },
+      1,
+      33,
+    ],
+    [
+      'a dynamic dim past the batch axis',
+      { batchAxis: true, outputs: [{ name: 'y', dtype: 'float32', shape: [null, 'seq'] }] },
+      1,
+      Infinity,
+    ],
+    [
+      'a dynamic first dim without a batch axis',
+      { batchAxis: false, outputs: [{ name: 'y', dtype: 'float32', shape: ['N'] }] },
+      1,
+      Infinity,
+    ],
+    ['no outputs', { batchAxis: true, outputs: [] }, 1, 0],
+  ])('replyBytesAtMost: %s', (_what, sig, items, outputBytes) => {
+    const meta = sig.outputs.length * (256 + 64 + 16 * 9) + REPLY_META_BYTES;
+    expect(replyBytesAtMost(sig, items)).toBe(outputBytes + meta);
+  });
+
+  it('replyBytesAtMost bounds a real reply with the longest names, id and dims the protocol allows', () => {
+    const long = (c: string) => c.repeat(256);
+    const dims = [4, ...Array.from({ length: 15 }, () => 1)];
+    const sig = {
+      batchAxis: true,
+      outputs: ['a', 'b'].map((c) => ({ name: long(c), dtype: 'float32' as const, shape: ['N', ...dims.slice(1)] })),
+    };
+    const writer = new InferReplyWriter({ worker: long('w'), replica: long('r'), device: long('d') });
+    const outputs = Object.fromEntries(sig.outputs.map((o) => [o.name, fromTypedArray('float32', dims, new Float32Array(4))]));
+    const body = joinBody(
+      writer.encodeParts('i'.repeat(MAX_ID_CHARS), outputs, { batch: 128, queueMs: 12345.678, runMs: 9876.543, queueDepth: 1e6 }),
+    );
+    expect(body.byteLength).toBeLessThanOrEqual(replyBytesAtMost(sig, 4));
+    expect(body.byteLength).toBeGreaterThan(replyBytesAtMost(sig, 4) / 2); // the bound is not slack for no reason
   });
 
   it('stages bodies that would not fit under max_payload', () => {
