@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import compress from '@fastify/compress';
 import { DEFAULT_INFER_TIMEOUT_MS } from '@flotilla/client';
-import { BadRequestError, ErrorCode, FlotillaError, PayloadTooLargeError, toFlotillaError } from '@flotilla/protocol';
+import { BadRequestError, ErrorCode, FlotillaError, PayloadTooLargeError, TRACEPARENT_HEADER, toFlotillaError } from '@flotilla/protocol';
 import { INFERENCE_HEADER, frameBody, parseHeaderLength, splitBody } from './binary-data.js';
 import { parseGatewayOptions, type GatewayOptions } from './gateway-options.js';
 import { startGrpcServer } from './grpc-server.js';
@@ -245,9 +245,11 @@ export async function startGateway(raw: GatewayOptions): Promise<Gateway> {
       if (opts.connectionTimeoutMs > 0 && needMs > opts.connectionTimeoutMs) req.raw.socket.setTimeout(needMs);
       const body = req.body as ParsedBody | undefined;
       const request = parseV2InferRequest(body?.json, body?.binary);
+      const traceparent = req.headers[TRACEPARENT_HEADER];
       const { outputs, meta } = await service.infer(model, req.params.version, request.inputs, {
         ...(timeoutMs !== undefined ? { timeoutMs } : {}),
         ...(request.outputs ? { outputs: request.outputs } : {}),
+        ...(typeof traceparent === 'string' ? { traceparent } : {}),
       });
       const names = request.outputs ?? Object.keys(outputs);
       const res = buildV2InferResponse(model, request.id ?? randomUUID(), outputs, names, request.binaryOutput);

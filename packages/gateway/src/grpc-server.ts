@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { DEFAULT_INFER_TIMEOUT_MS } from '@flotilla/client';
-import { BadRequestError, ErrorCode, toFlotillaError, type WireTensors } from '@flotilla/protocol';
+import { BadRequestError, ErrorCode, TRACEPARENT_HEADER, toFlotillaError, type WireTensors } from '@flotilla/protocol';
 import type { CompiledGatewayOptions } from './gateway-options.js';
 import { toV2Datatype } from './datatypes.js';
 import { CONTENTS_FIELD, contentsToWire, grpcShape, wireToContents, type TensorContents } from './grpc-contents.js';
@@ -150,9 +150,12 @@ export async function startGrpcServer(service: InferenceService, opts: CompiledG
           throw new BadRequestError(`outputs[${i}]: the classification extension is not supported`);
       });
       const wanted = req.outputs.length > 0 ? req.outputs.map((o) => o.name) : undefined;
+      // W3C trace context in the call's metadata (as OpenTelemetry's gRPC propagation sends it).
+      const traceparent = call.metadata.get(TRACEPARENT_HEADER)[0];
       const { outputs } = await service.infer(req.model_name, req.model_version, inputs, {
         timeoutMs: deadlineMs(call),
         ...(wanted ? { outputs: wanted } : {}),
+        ...(typeof traceparent === 'string' ? { traceparent } : {}),
       });
       const names = (wanted ?? Object.keys(outputs)).filter((n) => Object.prototype.hasOwnProperty.call(outputs, n));
       // Typed contents only when the caller sent typed contents and every output has a field for its type.

@@ -107,7 +107,7 @@ export class InferenceService {
     model: string,
     version: string | undefined,
     inputs: WireTensors,
-    opts: { timeoutMs?: number; outputs?: string[] },
+    opts: { timeoutMs?: number; outputs?: string[]; traceparent?: string },
   ): Promise<{ outputs: WireTensors; meta: InferMeta }> {
     if (version !== undefined && version !== '' && version !== MODEL_VERSION) await this.describe(model, version);
     const t0 = performance.now();
@@ -115,6 +115,8 @@ export class InferenceService {
       const { outputs, meta } = await this.client.inferWire(model, inputs, {
         timeoutMs: opts.timeoutMs ?? DEFAULT_INFER_TIMEOUT_MS,
         ...(opts.outputs ? { outputs: opts.outputs } : {}),
+        // The caller's W3C trace context goes on to the replica (a malformed one is dropped by the SDK).
+        ...(opts.traceparent !== undefined ? { traceparent: opts.traceparent } : {}),
       });
       const totalMs = performance.now() - t0;
       this.stats.record(model, {
