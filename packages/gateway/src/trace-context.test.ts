@@ -4,8 +4,7 @@
 // them) become the NATS request's `traceparent` header; a request without one carries no headers.
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { connect } from '@nats-io/transport-node';
-import type { Msg, NatsConnection } from '@nats-io/nats-core';
+import { closeBus, connectBus, type NatsConnection } from '@flotilla/bus';
 import type { FlotillaClient } from '@flotilla/client';
 import { LocalCluster } from '@flotilla/local';
 import { TRACEPARENT_HEADER, subjects } from '@flotilla/protocol';
@@ -18,6 +17,8 @@ let client: FlotillaClient;
 let gateway: Gateway;
 let spy: NatsConnection;
 let grpcClient: grpc.Client & Record<string, (...args: unknown[]) => unknown>;
+/** A NATS message as the spy's subscription callback gets it. */
+type Msg = Parameters<NonNullable<NonNullable<Parameters<NatsConnection['subscribe']>[1]>['callback']>>[1];
 const seen: Msg[] = [];
 
 const TRACE = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
@@ -27,7 +28,7 @@ beforeAll(async () => {
   client = cluster.client();
   await client.deploy(sampleModelPath('mlp'), 'mlp', { device: 'cpu' });
   gateway = await startGateway({ client, port: 0, grpcPort: 0, host: '127.0.0.1' });
-  spy = await connect({ servers: cluster.url });
+  spy = await connectBus({ servers: cluster.url, name: 'trace-spy' });
   const s = subjects(cluster.cluster);
   for (const subject of [s.infer('mlp'), `${s.infer('mlp')}.*`]) spy.subscribe(subject, { callback: (err, msg) => err || seen.push(msg) });
   await spy.flush();
@@ -43,7 +44,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   grpcClient?.close();
-  await spy?.close();
+  if (spy) await closeBus(spy);
   await gateway?.close();
   await cluster?.stop();
 });
