@@ -110,6 +110,46 @@ def test_mlp_outputs_equal_onnxruntime(expected: Dict[str, Any]) -> None:
 
 
 @needs_cluster
+def test_the_blobs_header_goes_only_while_a_reply_may_not_fit() -> None:
+    """Headers cost the replica CPU on every request: ``Flotilla-Blobs`` goes until the head has
+    described the model (asked in the background on first use), then only when the model's reply
+    may not fit one message (affine: every dim open)."""
+    async def go() -> None:
+        async with Client(NATS, CLUSTER) as c, Client(NATS, CLUSTER) as peer:
+            spy = await peer._connection()
+            seen: Dict[str, List[Any]] = {"mlp": [], "affine": []}
+
+            async def record(msg: Any) -> None:
+                seen[msg.subject.rsplit(".", 1)[-1]].append(msg.headers)
+
+            for m in seen:
+                await spy.subscribe(f"flotilla.{CLUSTER}.infer.{m}", cb=record)
+            await subscribed(spy)
+
+            async def described(model: str) -> None:
+                for _ in range(250):
+                    known = c._signatures.get(model)
+                    if known is not None and known[0] is not None:
+                        return
+                    await asyncio.sleep(0.02)
+                raise AssertionError(f"{model} was not described")
+
+            x = np.zeros((2, 16), np.float32)
+            a = np.zeros((1, 1, 1, 4), np.float32)
+            await c.infer("mlp", {"x": x})
+            await c.infer("affine", {"x": a})
+            await described("mlp")
+            await described("affine")
+            assert (await c.infer("mlp", {"x": x}))["y"].shape == (2, 4)
+            await c.infer("affine", {"x": a})
+            await spy.flush()
+            assert seen["mlp"] == [{"Flotilla-Blobs": "direct"}, None]
+            assert seen["affine"] == [{"Flotilla-Blobs": "direct"}] * 2
+
+    run(go())
+
+
+@needs_cluster
 def test_describe_and_list() -> None:
     async def go() -> None:
         async with Client([NATS], CLUSTER) as c:

@@ -15,7 +15,16 @@ from flotilla_client import (
     backoff_delay,
     from_wire,
 )
-from flotilla_client.wire import DTYPES, InferRequest, from_wire_tensor, must_stage, parse_blob_ref, to_wire
+from flotilla_client.wire import (
+    DTYPES,
+    REPLY_META_BYTES,
+    InferRequest,
+    from_wire_tensor,
+    must_stage,
+    parse_blob_ref,
+    reply_bytes_at_most,
+    to_wire,
+)
 
 # The error-code table of docs/protocol.md.
 CODES = [
@@ -105,3 +114,27 @@ def test_staging_threshold_and_blob_references() -> None:
 def test_backoff_doubles_from_50_ms_to_500_ms_with_jitter() -> None:
     assert [backoff_delay(n, lambda: 0.5) for n in range(1, 7)] == [0.05, 0.1, 0.2, 0.4, 0.5, 0.5]
     assert backoff_delay(1, lambda: 0.0) == pytest.approx(0.04) and backoff_delay(6, lambda: 0.999) == 0.5
+
+
+OUT_META = 256 + 64 + 16 * 9
+
+
+@pytest.mark.parametrize(
+    "signature,items,outputs_bytes",
+    [
+        ({"batchAxis": True, "outputs": [{"name": "y", "dtype": "float32", "shape": ["N", 10]}]}, 3, 120),
+        ({"batchAxis": False, "outputs": [{"name": "a", "dtype": "int64", "shape": [2, 2]}, {"name": "b", "dtype": "uint8", "shape": []}]}, 1, 33),
+        ({"batchAxis": True, "outputs": [{"name": "y", "dtype": "float32", "shape": [None, "seq"]}]}, 1, float("inf")),
+        ({"batchAxis": False, "outputs": [{"name": "y", "dtype": "float32", "shape": ["N"]}]}, 1, float("inf")),
+        ({"batchAxis": True, "outputs": [{"name": "y", "dtype": "complex64", "shape": [1]}]}, 1, float("inf")),
+        ({"batchAxis": True, "outputs": []}, 1, 0),
+    ],
+)
+def test_reply_bytes_at_most_as_the_typescript_sdk_counts(signature: dict, items: int, outputs_bytes: float) -> None:
+    """The same bound as @flotilla/protocol's replyBytesAtMost: outputs' bytes plus room for names and meta."""
+    assert reply_bytes_at_most(signature, items) == outputs_bytes + len(signature["outputs"]) * OUT_META + REPLY_META_BYTES
+
+
+def test_infer_request_counts_its_rows() -> None:
+    assert InferRequest({"x": np.zeros((5, 16), np.float32)}).items == 5
+    assert InferRequest({"x": np.float32(1.0)}).items == 1

@@ -58,6 +58,7 @@ from .wire import (
     check_name,
     from_wire_tensor,
     must_stage,
+    reply_bytes_at_most,
     pack,
     parse_blob_ref,
     unpack,
@@ -70,6 +71,8 @@ BACKOFF_MAX_S = 0.5
 BACKOFF_JITTER = 0.2
 #: Time left for a control reply when no deadline says otherwise (s).
 CONTROL_TIMEOUT_S = 10.0
+#: After a ``describe`` that could not give a model's signature, the next request asks again after this long (s).
+SIGNATURE_RETRY_S = 30.0
 #: Staged bodies older than this are removed by the server (the bucket's TTL when this client creates it).
 BLOB_TTL_S = 600.0
 #: The four roles of ``flotilla auth init`` (docs/security.md); each gets its replies under ``_INBOX_<role>``.
@@ -174,6 +177,9 @@ class Client:
         self._direct = direct_bodies if direct_replies is None else direct_replies
         # The replica that answered each model last: where a large request goes direct.
         self._replicas: Dict[str, str] = {}
+        # Each model's signature as the head described it (None: not known), and when it was asked.
+        self._signatures: Dict[str, Tuple[Optional[Dict[str, Any]], float]] = {}
+        self._describing: Dict[str, "asyncio.Future[None]"] = {}
         # A direct reply's ``get`` unanswered this long is asked again (s; tests shorten it).
         self.direct_get_retry = DIRECT_GET_RETRY_S
 
@@ -320,6 +326,8 @@ class Client:
     async def close(self) -> None:
         """Closes the connection (safe to call twice)."""
         nc, self._nc, self._store = self._nc, None, None
+        for pending in list(self._describing.values()):
+            pending.cancel()
         if nc is not None and not nc.is_closed:
             # Closing: a connection lost meanwhile must not start reconnecting (new tasks nobody awaits).
             nc.options["allow_reconnect"] = False
@@ -566,6 +574,36 @@ class Client:
             return reply.get("result")
         raise from_wire(reply.get("error"))
 
+    def _learn_signature(self, model: str) -> None:
+        """Asks the head for ``model``'s signature in the background, once (again after
+        SIGNATURE_RETRY_S if it could not say): once it is known, a request whose every possible reply
+        fits one message goes without the ``Flotilla-Blobs`` header, which costs the replica CPU on
+        every request."""
+        known = self._signatures.get(model)
+        now = time.monotonic()
+        if model in self._describing or (known is not None and (known[0] is not None or now - known[1] < SIGNATURE_RETRY_S)):
+            return
+
+        async def learn() -> None:
+            sig: Optional[Dict[str, Any]] = None
+            try:
+                got = (await self.describe(model)).get("signature")
+                sig = got if isinstance(got, dict) else None
+            except Exception:  # no head, an unknown model, not allowed: requests keep the header
+                pass
+            finally:
+                self._signatures[model] = (sig, time.monotonic())
+                self._describing.pop(model, None)
+
+        self._describing[model] = asyncio.ensure_future(learn())
+
+    def _replies_fit(self, model: str, request: InferRequest) -> bool:
+        """Whether every reply ``model`` can give ``request`` fits one message (False while not known)."""
+        known = self._signatures.get(model)
+        if known is None or known[0] is None:
+            return False
+        return not must_stage(int(min(reply_bytes_at_most(known[0], request.items), 2**62)), self.max_payload)
+
     async def describe(self, model: str, *, timeout: float = CONTROL_TIMEOUT_S) -> Dict[str, Any]:
         """The model's DeploymentStatus: ``{spec, createdAt, ready, replicas, pendingReason?}``."""
         check_name("model", model)
@@ -647,6 +685,8 @@ class Client:
         deadline = time.monotonic() + timeout
         per_attempt = attempt_timeout if attempt_timeout is not None else max(1.0, timeout / 3)
         nc = await self._connection()
+        if self._direct:
+            self._learn_signature(model)
         subject = f"{self._prefix}.infer.{model}"
         sent = 0
         failures = 0  # retryable failures so far (retries = failures)
@@ -693,8 +733,10 @@ class Client:
                 if direct_to is not None:
                     msg = await self._request_direct(nc, model, direct_to, body, min(left, per_attempt))
                 else:
-                    # This client reads direct replies: a reply over max_payload comes from the replica itself.
-                    msg = await self._request(nc, subject, body, min(left, per_attempt), {BLOBS_HEADER: DIRECT_BLOBS} if self._direct else None)
+                    # This client reads direct replies: a reply over max_payload comes from the replica
+                    # itself. The header only when the model's reply may need it (headers cost the replica).
+                    reads = self._direct and not self._replies_fit(model, request)
+                    msg = await self._request(nc, subject, body, min(left, per_attempt), {BLOBS_HEADER: DIRECT_BLOBS} if reads else None)
             except ForbiddenError:
                 if staged:
                     await self._drop(staged)

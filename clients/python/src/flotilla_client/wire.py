@@ -62,6 +62,35 @@ WireTensor = Dict[str, Any]
 ArrayLike = Union[np.ndarray, Sequence[Any]]
 
 
+#: Room a successful reply takes besides its outputs' bytes, at most: its meta (names of at most 256
+#: characters, a few numbers) and msgpack's framing (as ``REPLY_META_BYTES`` in @flotilla/protocol).
+REPLY_META_BYTES = 2048
+#: Room one output takes in a reply besides its bytes, at most: its name, dtype and up to 16 dims.
+_REPLY_OUTPUT_META_BYTES = 256 + 64 + 16 * 9
+
+
+def reply_bytes_at_most(signature: Mapping[str, Any], items: int) -> float:
+    """The largest successful reply a model with this signature (``describe()``'s ``signature``) can
+    give a request of ``items`` rows, in bytes; ``inf`` where an output's size is not known ahead (a
+    dynamic dim besides the batch axis, which takes ``items``)."""
+    total = REPLY_META_BYTES
+    batch_axis = signature.get("batchAxis") is True
+    for out in signature.get("outputs") or []:
+        dt = DTYPES.get(out.get("dtype")) if isinstance(out, Mapping) else None
+        if dt is None:
+            return math.inf
+        n = dt.itemsize
+        for axis, d in enumerate(out.get("shape") or []):
+            if isinstance(d, int) and not isinstance(d, bool) and d >= 0:
+                n *= d
+            elif axis == 0 and batch_axis and items >= 0:
+                n *= items
+            else:
+                return math.inf
+        total += n + _REPLY_OUTPUT_META_BYTES
+    return total
+
+
 def must_stage(size: int, max_payload: int) -> bool:
     """Whether a body of ``size`` bytes goes through the blob bucket on a server with ``max_payload``."""
     return size > max_payload - STAGING_MARGIN_BYTES
@@ -138,6 +167,9 @@ class InferRequest:
             if not isinstance(name, str):
                 raise BadRequestError(f"input names must be strings, got {name!r}")
             wire[name] = to_wire(name, value)
+        first = next(iter(wire.values()))
+        #: Rows along the batch axis (the first input's dim 0; 1 for a scalar).
+        self.items: int = int(first["dims"][0]) if first["dims"] else 1
         self._head = pack("v") + pack(PROTOCOL_VERSION) + pack("inputs") + pack(wire)
         self._n = 3
         if outputs is not None:
