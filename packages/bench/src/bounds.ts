@@ -11,7 +11,7 @@
 // core could meet the target: the bench says so instead of calling it a miss.
 import type { PeerName } from './peer-report.js';
 import { PEER_NAMES, PEER_TITLES } from './peer-report.js';
-import { fmt, round } from './stats.js';
+import { fmt, round, rowWithin } from './stats.js';
 
 /** Issue 13's targets. */
 export const TARGETS = {
@@ -76,8 +76,13 @@ export function bounds(i: BoundInputs): Bounds | null {
       return [p, r !== undefined && r > 0 ? round(itemsPerSec / r, 3) : null];
     }),
   ) as Record<PeerName, number | null>;
-  const within = i.chosenBatch === undefined ? [] : i.sweep.filter((r) => r.batch <= i.chosenBatch! && r.itemsPerSec > 0);
-  const chosen = within.length ? within.reduce((a, r) => (r.batch > a.batch ? r : a)) : undefined;
+  const chosen =
+    i.chosenBatch === undefined
+      ? undefined
+      : rowWithin(
+          i.sweep.filter((r) => r.itemsPerSec > 0),
+          i.chosenBatch,
+        );
   const chosenUs = chosen ? usPerItem(chosen) : Infinity;
   const atChosen = chosen && Number.isFinite(chosenUs) ? round(1e6 / (chosenUs + i.responderUsPerMsg) / chosen.itemsPerSec, 3) : null;
   return {

@@ -378,12 +378,15 @@ function cpuOf(pid: number | undefined): number | undefined {
   }
 }
 
+/** The worker processes' CPU seconds so far, together; undefined when one cannot be read (not Linux, or a worker gone). */
 function workersCpuS(): number | undefined {
-  try {
-    return workerPids.reduce((sum, pid) => sum + processCpuS(pid), 0);
-  } catch {
-    return undefined; // not Linux, or a worker gone
+  let sum = 0;
+  for (const pid of workerPids) {
+    const s = cpuOf(pid);
+    if (s === undefined) return undefined;
+    sum += s;
   }
+  return sum;
 }
 
 /**

@@ -272,8 +272,13 @@ export function ratios(r: RatioInputs): Ratios {
 
 /** The sweep's rate at the largest batch size within `maxBatch` (what a replica batching up to it runs at). */
 export function rateWithin(sweep: readonly { batch: number; itemsPerSec: number }[], maxBatch: number): number | undefined {
+  return rowWithin(sweep, maxBatch)?.itemsPerSec;
+}
+
+/** The sweep's row at the largest batch size within `maxBatch`. */
+export function rowWithin<R extends { batch: number }>(sweep: readonly R[], maxBatch: number): R | undefined {
   const within = sweep.filter((r) => r.batch <= maxBatch);
-  return within.length ? within.reduce((a, b) => (b.batch > a.batch ? b : a)).itemsPerSec : undefined;
+  return within.length ? within.reduce((a, b) => (b.batch > a.batch ? b : a)) : undefined;
 }
 
 export function round(x: number, digits: number): number {

@@ -602,7 +602,7 @@ class Client:
         known = self._signatures.get(model)
         if known is None or known[0] is None:
             return False
-        return not must_stage(int(min(reply_bytes_at_most(known[0], request.items), 2**62)), self.max_payload)
+        return not must_stage(reply_bytes_at_most(known[0], request.items), self.max_payload)
 
     async def describe(self, model: str, *, timeout: float = CONTROL_TIMEOUT_S) -> Dict[str, Any]:
         """The model's DeploymentStatus: ``{spec, createdAt, ready, replicas, pendingReason?}``."""

@@ -91,7 +91,7 @@ def reply_bytes_at_most(signature: Mapping[str, Any], items: int) -> float:
     return total
 
 
-def must_stage(size: int, max_payload: int) -> bool:
+def must_stage(size: float, max_payload: int) -> bool:
     """Whether a body of ``size`` bytes goes through the blob bucket on a server with ``max_payload``."""
     return size > max_payload - STAGING_MARGIN_BYTES
 
