@@ -1,4 +1,4 @@
-import { bounds, checkTargets, checkText, targetsLine, TARGETS, type Bounds } from './bounds.js';
+import { bounds, checkTargets, checkText, chosenLoss, chosenLossText, targetsLine, TARGETS, type Bounds } from './bounds.js';
 
 // conv-classifier on this 2-core VM (pnpm bench, 2026-11-30 23:40 UTC): its sweep's CPU per item,
 // the empty responder's CPU per 49 KB request, and the peers' rates.
@@ -145,5 +145,65 @@ describe('text', () => {
       'met p99 ÷ Moleculer | missed ceiling 0.628 < 0.7 (at most 0.934 here); @chosen 0.691 < 0.85 (at most 0.966 here) | out of reach on this core ÷ Moleculer 1.16 < 1.5 (at most 1.43 here)',
     );
     expect(targetsLine([])).toBe('met none');
+  });
+});
+
+// pnpm bench, 2026-12-01 03:18 UTC (AMD EPYC): wide-mlp's and conv-classifier's best points at c=128.
+const wideSweep = [
+  { batch: 64, itemsPerSec: 11922.5, cpuUsPerItem: 83.78 },
+  { batch: 128, itemsPerSec: 13187.9, cpuUsPerItem: 75.73 },
+];
+const ccToday = [
+  { batch: 16, itemsPerSec: 7336.5, cpuUsPerItem: 135.82 },
+  { batch: 32, itemsPerSec: 7126, cpuUsPerItem: 140.09 },
+  { batch: 64, itemsPerSec: 5674.2, cpuUsPerItem: 175.98 },
+];
+
+describe('chosenLoss', () => {
+  test.each([
+    {
+      // Served batches averaged 63.8 (pairs summing to 128): the model cost 82.9 µs per item there against 75.7 at 128.
+      name: 'wide-mlp: smaller batches than chosen and per-request work',
+      sweep: wideSweep,
+      chosenBatch: 128,
+      worker: { busy: 0.958, modelUsPerItem: 82.9, otherUsPerItem: 17.2 },
+      responder: 3.5,
+      want: { busy: 0.958, batches: 0.914, perRequest: 0.828, perRequestFloor: 0.959, product: 0.725 },
+      measured: 0.726,
+    },
+    {
+      name: 'conv-classifier: batches as chosen, the loss is the work besides the model',
+      sweep: ccToday,
+      chosenBatch: 32,
+      worker: { busy: 0.958, modelUsPerItem: 140.1, otherUsPerItem: 30.7 },
+      responder: 16.4,
+      want: { busy: 0.958, batches: 1, perRequest: 0.82, perRequestFloor: 0.895, product: 0.786 },
+      measured: 0.787,
+    },
+    {
+      // Chosen 48: the sweep's largest size within it (32) is the chosen size's cost.
+      name: 'a chosen size between sweep rows takes the largest row within it',
+      sweep: ccToday,
+      chosenBatch: 48,
+      worker: { busy: 1, modelUsPerItem: 140.09, otherUsPerItem: 0 },
+      responder: undefined,
+      want: { busy: 1, batches: 1, perRequest: 1, perRequestFloor: 1, product: 1 },
+      measured: 1,
+    },
+  ])('$name', ({ sweep, chosenBatch, worker, responder, want, measured }) => {
+    const l = chosenLoss({ sweep, chosenBatch, worker, responderUsPerMsg: responder })!;
+    expect(l).toEqual(want);
+    expect(Math.abs(l.product - measured)).toBeLessThan(0.01);
+    expect(chosenLossText(l, measured)).toContain(`= ${l.product} (measured ${measured})`);
+  });
+
+  test("nothing to say without the worker's split, a chosen size or a CPU figure there", () => {
+    const worker = { busy: 0.9, modelUsPerItem: 100, otherUsPerItem: 10 };
+    expect(chosenLoss({ sweep: wideSweep, chosenBatch: 128 })).toBeNull();
+    expect(chosenLoss({ sweep: wideSweep, chosenBatch: 128, worker: { busy: 0.9 } })).toBeNull();
+    expect(chosenLoss({ sweep: wideSweep, worker })).toBeNull();
+    expect(chosenLoss({ sweep: wideSweep, chosenBatch: 8, worker })).toBeNull(); // no row within 8
+    expect(chosenLoss({ sweep: [{ batch: 1, itemsPerSec: 0 }], chosenBatch: 8, worker })).toBeNull();
+    expect(chosenLoss({ sweep: wideSweep, chosenBatch: 128, worker: { ...worker, busy: 0 } })).toBeNull();
   });
 });

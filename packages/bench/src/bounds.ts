@@ -168,3 +168,64 @@ export function targetsLine(checks: readonly TargetCheck[]): string {
   if (out.length) parts.push(`out of reach on this core ${out.join('; ')}`);
   return parts.join(' | ');
 }
+
+/** Where the @chosen ratio went: three factors whose product it is (up to the wall clock against CPU time). */
+export interface ChosenLoss {
+  /** The worker's CPU over the run ÷ its duration: its core's share kept busy (1: never idle). */
+  busy: number;
+  /**
+   * The model's CPU per item in-process at the chosen size ÷ at the sizes the replica ran (the run's
+   * batch histogram): under 1 where the batches served were smaller than chosen (a closed loop of
+   * callers at about the chosen size splits into groups that take turns) or cost more per item.
+   */
+  batches: number;
+  /** The model's share of the worker's CPU per item (the rest: reading, decoding, copies, replies, GC, a slower run). */
+  perRequest: number;
+  /** That share with nothing besides the model but the empty responder's CPU per request: what the bound assumes. */
+  perRequestFloor: number;
+  /** busy × batches × perRequest. */
+  product: number;
+}
+
+export interface ChosenLossInputs {
+  sweep: BoundInputs['sweep'];
+  chosenBatch?: number;
+  /** The worker at the best point: busy, and its CPU per item split into the model at the served sizes and the rest. */
+  worker?: { busy: number; modelUsPerItem?: number; otherUsPerItem?: number };
+  responderUsPerMsg?: number;
+}
+
+/**
+ * The @chosen ratio as busy × batches × perRequest, each a ratio of what the run measured (see
+ * ChosenLoss), so a missed target says which of the three fell short; null where the worker's CPU,
+ * its split or a CPU figure at the chosen size is missing.
+ */
+export function chosenLoss(i: ChosenLossInputs): ChosenLoss | null {
+  const w = i.worker;
+  if (!w || w.modelUsPerItem === undefined || w.otherUsPerItem === undefined || i.chosenBatch === undefined) return null;
+  if (!(w.modelUsPerItem > 0) || !(w.busy > 0)) return null;
+  const chosen = rowWithin(
+    i.sweep.filter((r) => r.itemsPerSec > 0),
+    i.chosenBatch,
+  );
+  const chosenUs = chosen ? (chosen.cpuUsPerItem ?? 1e6 / chosen.itemsPerSec) : undefined;
+  if (chosenUs === undefined || !(chosenUs > 0)) return null;
+  const batches = chosenUs / w.modelUsPerItem;
+  const perRequest = w.modelUsPerItem / (w.modelUsPerItem + Math.max(0, w.otherUsPerItem));
+  const floor = i.responderUsPerMsg === undefined ? 1 : w.modelUsPerItem / (w.modelUsPerItem + i.responderUsPerMsg);
+  return {
+    busy: round(w.busy, 3),
+    batches: round(batches, 3),
+    perRequest: round(perRequest, 3),
+    perRequestFloor: round(floor, 3),
+    product: round(w.busy * batches * perRequest, 3),
+  };
+}
+
+/** "where @chosen went: busy 0.958 × batches served ÷ chosen 0.913 × the model's share of the worker's CPU 0.828 (…) = 0.724 (measured 0.726)". */
+export function chosenLossText(l: ChosenLoss, measured: number | null): string {
+  return (
+    `where @chosen went: busy ${fmt(l.busy)} × batches served ÷ chosen ${fmt(l.batches)} × the model's share of the worker's CPU ${fmt(l.perRequest)} ` +
+    `(${fmt(l.perRequestFloor)} with only the empty responder's work besides) = ${fmt(l.product)} (measured ${fmt(measured)})`
+  );
+}

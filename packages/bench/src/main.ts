@@ -42,7 +42,7 @@ import { NatsServer, findNatsServer } from '@flotilla/local';
 import { PROTOCOL_VERSION, encode } from '@flotilla/protocol';
 import { SAMPLE_MODELS, sampleModelPath } from '@flotilla/sample-models';
 import { benchBodies, bodiesText, type BodiesResult } from './bodies.js';
-import { bounds, checkTargets, targetsLine, type Bounds } from './bounds.js';
+import { bounds, checkTargets, chosenLoss, chosenLossText, targetsLine, type Bounds } from './bounds.js';
 import { repoPath } from './deps.js';
 import { loadUntil } from './load-until.js';
 import type { InprocResult, SweepRow } from './inproc.js';
@@ -596,12 +596,17 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
       rawC1P50Ms: rawC1?.p50Ms,
       peers: Object.fromEntries(PEER_NAMES.flatMap((p) => ('itemsPerSec' in peers[p] ? [[p, (peers[p] as PeerRunBase).itemsPerSec]] : []))),
     });
-    const targets = checkTargets({
-      ratios: r,
-      peers: peerRatios,
-      bounds: b,
-      computeBound: inproc.best.itemsPerSec < raw.msgsPerSec,
-    });
+    const computeBound = inproc.best.itemsPerSec < raw.msgsPerSec;
+    const targets = checkTargets({ ratios: r, peers: peerRatios, bounds: b, computeBound });
+    // Where @chosen went (a compute-bound model's): idle, smaller batches than chosen, per-request work.
+    const loss = computeBound
+      ? chosenLoss({
+          sweep: inproc.sweep,
+          chosenBatch: batching.maxBatchSize,
+          worker: best.worker,
+          responderUsPerMsg: raw.responderUsPerMsg,
+        })
+      : null;
     return {
       path,
       digest,
@@ -655,6 +660,7 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
       peerRatios,
       ratios: { ...r, ...peerRatioFields(peerRatios) },
       bounds: b,
+      chosenLoss: loss,
       targets,
     };
   } finally {
@@ -759,6 +765,7 @@ function modelText(name: string, m: ModelResult): string {
   const w = m.cluster.best.worker;
   if (w) lines.push(`   worker at the best point (4): ${workerCpuText(w)}`);
   if (m.bounds) lines.push(`   ${boundsText(m.bounds)}`);
+  if (m.chosenLoss) lines.push(`   ${chosenLossText(m.chosenLoss, rt.ceiling_at_chosen)}`);
   lines.push(`   targets: ${targetsLine(m.targets)}`);
   return lines.join('\n');
 }
