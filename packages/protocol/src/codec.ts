@@ -25,10 +25,11 @@ export function encode(msg: unknown): Uint8Array {
 }
 
 /**
- * Where a decoded value is not plain msgpack data (map, array, string, number, boolean, nil, bin),
- * or nests deeper than MAX_MESSAGE_DEPTH: the path of the first problem; undefined when it is plain.
+ * The first place where a decoded value is not plain msgpack data: its keys from the innermost
+ * outwards (pushed as the recursion unwinds, so a plain value, every message but a hostile one, is
+ * checked without building a path per key), and whether it was the nesting depth; undefined when plain.
  */
-export function nonPlainPath(value: unknown, depth = 0, path = '$'): string | undefined {
+function firstNonPlain(value: unknown, depth: number): { keys: (string | number)[]; deep: boolean } | undefined {
   if (value === null) return undefined;
   switch (typeof value) {
     case 'string':
@@ -38,27 +39,39 @@ export function nonPlainPath(value: unknown, depth = 0, path = '$'): string | un
     case 'object':
       break;
     default:
-      return path;
+      return { keys: [], deep: false };
   }
-  if (depth >= MAX_MESSAGE_DEPTH) return `${path} (nested deeper than ${MAX_MESSAGE_DEPTH})`;
-  if (value instanceof Uint8Array) return value.constructor === Uint8Array || Buffer.isBuffer(value) ? undefined : path;
+  if (depth >= MAX_MESSAGE_DEPTH) return { keys: [], deep: true };
+  if (value instanceof Uint8Array)
+    return value.constructor === Uint8Array || Buffer.isBuffer(value) ? undefined : { keys: [], deep: false };
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
-      const bad = nonPlainPath(value[i], depth + 1, `${path}[${i}]`);
-      if (bad) return bad;
+      const bad = firstNonPlain(value[i], depth + 1);
+      if (bad) return (bad.keys.push(i), bad);
     }
     return undefined;
   }
-  if (Object.getPrototypeOf(value) !== Object.prototype) return path;
+  if (Object.getPrototypeOf(value) !== Object.prototype) return { keys: [], deep: false };
   for (const key in value) {
-    const bad = nonPlainPath(
-      (value as Record<string, unknown>)[key],
-      depth + 1,
-      `${path}.${key.length > 64 ? key.slice(0, 64) + '…' : key}`,
-    );
-    if (bad) return bad;
+    const bad = firstNonPlain((value as Record<string, unknown>)[key], depth + 1);
+    if (bad) return (bad.keys.push(key), bad);
   }
   return undefined;
+}
+
+/**
+ * Where a decoded value is not plain msgpack data (map, array, string, number, boolean, nil, bin),
+ * or nests deeper than MAX_MESSAGE_DEPTH: the path of the first problem; undefined when it is plain.
+ */
+export function nonPlainPath(value: unknown, depth = 0, path = '$'): string | undefined {
+  const bad = firstNonPlain(value, depth);
+  if (!bad) return undefined;
+  let at = path;
+  for (let i = bad.keys.length - 1; i >= 0; i--) {
+    const k = bad.keys[i]!;
+    at += typeof k === 'number' ? `[${k}]` : `.${k.length > 64 ? k.slice(0, 64) + '…' : k}`;
+  }
+  return bad.deep ? `${at} (nested deeper than ${MAX_MESSAGE_DEPTH})` : at;
 }
 
 /**

@@ -1,4 +1,5 @@
 import { Packr } from 'msgpackr';
+import { MAX_MESSAGE_DEPTH } from './codec.js';
 import {
   ErrorCode,
   MAX_ID_CHARS,
@@ -43,6 +44,25 @@ describe('codec: plain msgpack both ways', () => {
     ['nesting past the limit', encode({ v: 1, x: JSON.parse('['.repeat(40) + ']'.repeat(40)) })],
   ])('refuses %s with DECODE_ERROR', (_what, bytes) => {
     expect(code(() => decode(bytes))).toBe(ErrorCode.DECODE_ERROR);
+  });
+
+  it.each([
+    ['a typed array inside maps', exotic.pack({ v: 1, inputs: { x: { data: new Float32Array(2) } } }), '$.inputs.x.data'],
+    ['a date inside an array', exotic.pack({ v: 1, a: [1, 'b', new Date(0)] }), '$.a[2]'],
+    ['a long key, cut at 64 characters', exotic.pack({ v: 1, ['k'.repeat(100)]: new Set([1]) }), `$.${'k'.repeat(64)}…`],
+    [
+      'nesting past the limit',
+      encode({ v: 1, x: JSON.parse('['.repeat(40) + ']'.repeat(40)) }),
+      `$.x${'[0]'.repeat(MAX_MESSAGE_DEPTH - 1)} (nested deeper than ${MAX_MESSAGE_DEPTH})`,
+    ],
+  ])('names where %s is', (_what, bytes, path) => {
+    try {
+      decode(bytes);
+      throw new Error('decoded');
+    } catch (e) {
+      expect((e as { data?: { path?: string } }).data?.path).toBe(path);
+      expect((e as Error).message).toContain(`at ${path}`);
+    }
   });
 
   it('accepts plain data with bin fields at any allowed depth', () => {
