@@ -19,9 +19,14 @@ export const DEFAULT_MIN_GAIN = 0.05;
 export const MAX_AUTO_QUEUE_DELAY_MS = 5;
 /**
  * Longest median run of a size chosen past the best one for being as good (ms, or the best size's
- * run where that is longer): what a request arriving during such a run waits for it at most.
+ * run where that is longer): what a request arriving during such a run waits for it at most. Sizes
+ * in that band are rated by isolated runs, which do not show what a larger batch costs a replica
+ * serving real traffic: on the AMD EPYC host of 2026-12-01 conv-classifier's batch 32 (4.7 ms a
+ * run, within 5 % of batch 8 in isolation) cost the worker 18 % more CPU per request than batch 16
+ * (2.3 ms) at 128 callers. Past 3 ms a run, what a larger batch still saves in per-run work
+ * (0.05–0.4 ms a run) is within the band's own 5 %, so the band stops there (it was 5 ms).
  */
-export const MAX_FLAT_BATCH_RUN_MS = 5;
+export const MAX_FLAT_BATCH_RUN_MS = 3;
 /**
  * What one run costs a replica besides the model, ms. `pnpm bench:overhead` on conv-classifier
  * (concurrency 16, this 2-core VM, 2026-11-30): the worker spent 118–153 µs per request outside
