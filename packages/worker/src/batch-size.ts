@@ -23,8 +23,9 @@ export const MAX_AUTO_QUEUE_DELAY_MS = 5;
  * in that band are rated by isolated runs, which do not show what a larger batch costs a replica
  * serving real traffic: on the AMD EPYC host of 2026-12-01 conv-classifier's batch 32 (4.7 ms a
  * run, within 5 % of batch 8 in isolation) cost the worker 18 % more CPU per request than batch 16
- * (2.3 ms) at 128 callers. Past 3 ms a run, what a larger batch still saves in per-run work
- * (0.05–0.4 ms a run) is within the band's own 5 %, so the band stops there (it was 5 ms).
+ * (2.3 ms) at 128 callers and served 15 % fewer items/s. The band's sizes already count their
+ * per-run work (servedRate) and may serve up to 5 % less than the best by that count, so longer
+ * runs only buy that penalty: the band stops at 3 ms runs (it was 5 ms).
  */
 export const MAX_FLAT_BATCH_RUN_MS = 3;
 /**
