@@ -34,8 +34,14 @@ export interface Queued<T> {
   payload: T;
 }
 
+/** What a batch of one key may hold and wait for. */
+export interface BatchLimits {
+  maxBatchSize: number;
+  maxQueueDelayMs: number;
+  padTo?: number;
+}
 /** A key's own batch limits (undefined: the batcher's options apply). */
-export type KeyLimits = (key: string) => { maxBatchSize: number; maxQueueDelayMs: number; padTo?: number } | undefined;
+export type KeyLimits = (key: string) => BatchLimits | undefined;
 
 export type Decision<T> =
   /** Requests whose deadline passed while queued: answer DEADLINE_EXCEEDED, never run. */

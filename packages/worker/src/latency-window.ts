@@ -60,3 +60,11 @@ export function nearestRank(sorted: ArrayLike<number>, q: number): number {
   const rank = Math.max(1, Math.ceil(q * sorted.length - 1e-9));
   return sorted[rank - 1]!;
 }
+
+/** The median of `xs` (nearest rank). */
+export function median(xs: readonly number[]): number {
+  return nearestRank(
+    [...xs].sort((a, b) => a - b),
+    0.5,
+  );
+}

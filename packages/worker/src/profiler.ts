@@ -24,7 +24,7 @@ import {
   sweepPlateaued,
   tailIsOutlier,
 } from './batch-size.js';
-import { nearestRank } from './latency-window.js';
+import { median, nearestRank } from './latency-window.js';
 import { chooseThreads, sameThreads, threadCandidates, type ThreadRow, type ThreadSettings } from './thread-choice.js';
 import type { ModelSignature } from './model-io.js';
 import type { ModelSession } from './session-thread.js';
@@ -146,14 +146,6 @@ interface RunGate {
   pass: (nextRunMs?: number) => Promise<boolean>;
   othersRan?: () => boolean;
   waitedMs: () => number;
-}
-
-/** The median of `xs`, ms (nearest rank). */
-function median(xs: readonly number[]): number {
-  return nearestRank(
-    [...xs].sort((a, b) => a - b),
-    0.5,
-  );
 }
 
 /**

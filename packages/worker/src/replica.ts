@@ -64,7 +64,8 @@ import {
   type Logger,
   type Stager,
 } from '@flotilla/bus';
-import { Batcher, defaultMaxBatchSize, paddedRows, type Queued } from './batcher.js';
+import { Batcher, defaultMaxBatchSize, paddedRows, type BatchLimits, type Queued } from './batcher.js';
+import { BatchTuner } from './batch-tuner.js';
 import { LatencyWindow } from './latency-window.js';
 import type { ShapeProfiler } from './background-profiler.js';
 import type { ModelSession } from './session-thread.js';
@@ -119,6 +120,11 @@ export interface ReplicaIdentity {
   fixedCharge?: boolean;
   profile?: ReplicaProfileSummary;
   pinned?: boolean;
+  /**
+   * The batch size is the replica's to choose (the deployment did not set maxBatchSize): on a CPU
+   * it is then tuned on its own traffic below the profile's choice (batch-tuner.ts).
+   */
+  tuneBatches?: boolean;
 }
 
 /** What one micro-service endpoint (one subscribed subject) answered: `$SRV.STATS` reports these. */
@@ -148,6 +154,10 @@ export class Replica {
   /** The signature as heartbeats publish it (undefined when it does not fit the protocol's bounds). */
   private readonly wireSignature?: WireModelSignature;
   private readonly batcher: Batcher<Pending>;
+  /** The batching a key runs with before tuning: its shape's profile's, else the replica's. */
+  private readonly baseLimits: (key: string) => BatchLimits;
+  /** Tunes each key's batch size on the traffic served (CPU replicas whose deployment left the size to them). */
+  private readonly tuner?: BatchTuner;
   /** Successful replies, written straight into one buffer each (the constant meta encoded once). */
   private readonly replies: InferReplyWriter;
   private running = false;
@@ -239,7 +249,23 @@ export class Replica {
       ...(options.padBatches && maxBatchSize > 1 ? { padTo: maxBatchSize } : {}),
     };
     // A dynamic-shape model's profiled shapes have their own batching; the others run on these defaults.
-    this.batcher = new Batcher<Pending>(this.batching, shapes ? (key) => shapes.batchingFor(key, options) : undefined);
+    this.baseLimits = (key) => shapes?.batchingFor(key, options) ?? this.batching;
+    // Not on a GPU: a change of batch size there can rebuild kernels (batcher.ts defaultMaxBatchSize).
+    if (identity.tuneBatches && signature.batchAxis && this.device === 'cpu') this.tuner = new BatchTuner();
+    const tuner = this.tuner;
+    this.batcher = new Batcher<Pending>(
+      this.batching,
+      tuner
+        ? (key) => {
+            const base = this.baseLimits(key);
+            if (base.padTo !== undefined) return base; // padded batches run at one size anyway
+            const cap = tuner.cap(key, base.maxBatchSize);
+            return cap === base.maxBatchSize ? base : { ...base, maxBatchSize: cap };
+          }
+        : shapes
+          ? (key) => shapes.batchingFor(key, options)
+          : undefined,
+    );
     shapes?.attach(
       () => this.batcher.length === 0 && !this.running,
       () => this.batchesRun,
@@ -608,6 +634,22 @@ export class Replica {
       }
       this.finish(p.msg, p.id, p.receivedAt, undefined, data);
     }
+    if (this.tuner && rows === items) this.tune(batch[0]!.key, items, performance.now() - started);
+  }
+
+  /** Tells the tuner what a batch cost (its run and replies); logs where it settles or moves. */
+  private tune(key: string, items: number, ms: number): void {
+    const base = this.baseLimits(key);
+    if (base.padTo !== undefined) return;
+    const step = this.tuner!.record(key, base.maxBatchSize, items, ms);
+    if (!step) return;
+    const perItemUs = step.perItemMs.map((x) => Math.round(x * 1000));
+    this.ctx.logger.info(
+      { replica: this.id, model: this.model, key, from: step.from, to: step.to, perItemUs },
+      step.to === step.from
+        ? `batch size ${step.from} kept on this replica's traffic (${perItemUs[0]} µs per item against ${perItemUs[1]} at ${Math.floor(step.from / 2)})`
+        : `batch size tuned on this replica's traffic: ${step.from} → ${step.to} (${perItemUs[0]} → ${perItemUs[1]} µs per item)`,
+    );
   }
 
   private async execute(requests: WireTensors[], counts: number[], items: number, rows: number): Promise<WireTensors[]> {

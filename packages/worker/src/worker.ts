@@ -370,6 +370,7 @@ export class Worker {
           fixedCharge: chargedBy === 'deployment',
           profile,
           pinned: spec.pin,
+          tuneBatches: spec.batching.maxBatchSize === undefined,
         },
         session,
         signature,

@@ -1,0 +1,123 @@
+import { BatchTuner, TUNE_MAX_KEYS, TUNE_MAX_UNFILLED, TUNE_SAMPLES, type TuneStep } from './batch-tuner.js';
+
+/**
+ * A replica under load: every batch is as full as the tuner's cap allows (or `fill` items where
+ * fewer are waiting), and takes `perItemMs(size)` per item. Runs `batches` batches; returns the steps.
+ */
+function serve(t: BatchTuner, base: number, perItemMs: (size: number) => number, batches: number, fill = Infinity, key = 'k'): TuneStep[] {
+  const steps: TuneStep[] = [];
+  for (let i = 0; i < batches; i++) {
+    const cap = t.cap(key, base);
+    expect(cap).toBeLessThanOrEqual(base);
+    const items = Math.min(cap, fill);
+    const step = t.record(key, base, items, items * perItemMs(items));
+    if (step) steps.push(step);
+  }
+  return steps;
+}
+
+describe('BatchTuner', () => {
+  test.each([
+    {
+      // conv-classifier through a replica at 128 callers (AMD EPYC, 2026-12-01): 32 cost 18 % more per item than 16.
+      name: 'the half is quicker per item: down to it, then stays where the next half is not',
+      base: 32,
+      cost: { 32: 0.2, 16: 0.17, 8: 0.168, 4: 0.2 } as Record<number, number>,
+      want: 16,
+      steps: [
+        [32, 16],
+        [16, 16],
+      ],
+    },
+    {
+      name: 'larger batches are cheaper per item (a GPU, a memory-bound MLP): the profile choice stays',
+      base: 64,
+      cost: { 64: 0.05, 32: 0.08 },
+      want: 64,
+      steps: [[64, 64]],
+    },
+    {
+      name: 'the half only 2 % quicker, within the noise: the cap stays',
+      base: 16,
+      cost: { 16: 0.1, 8: 0.098 },
+      want: 16,
+      steps: [[16, 16]],
+    },
+    {
+      name: 'every smaller size quicker: down to one request a batch',
+      base: 8,
+      cost: { 8: 0.4, 4: 0.3, 2: 0.2, 1: 0.1 },
+      want: 1,
+      steps: [
+        [8, 4],
+        [4, 2],
+        [2, 1],
+      ],
+    },
+  ])('$name', ({ base, cost, want, steps }) => {
+    const t = new BatchTuner();
+    const got = serve(t, base, (s) => cost[s]!, 20 * TUNE_SAMPLES);
+    expect(got.map((s) => [s.from, s.to])).toEqual(steps);
+    expect(t.cap('k', base)).toBe(want);
+    expect(t.state('k')).toMatchObject({ base, cap: want, settled: true });
+    // Settled: more batches change nothing.
+    expect(serve(t, base, (s) => cost[s]!, 4 * TUNE_SAMPLES)).toEqual([]);
+  });
+
+  test('a comparison takes TUNE_SAMPLES batches of each size, in turn', () => {
+    const t = new BatchTuner();
+    const caps: number[] = [];
+    for (let i = 0; i < 2 * TUNE_SAMPLES + 1; i++) {
+      const cap = t.cap('k', 32);
+      caps.push(cap);
+      t.record('k', 32, cap, cap * (cap === 32 ? 0.2 : 0.1));
+    }
+    // The first full batch at 32 starts it; then 16 and 32 alternate; the last batch ends it.
+    expect(caps.slice(0, 5)).toEqual([32, 16, 32, 16, 32]);
+    expect(t.state('k')).toMatchObject({ cap: 16, settled: false, trial: undefined });
+    // The next full batch at the new cap starts the next comparison, with its half.
+    t.record('k', 32, 16, 1.6);
+    expect(t.state('k')!.trial?.sizes).toEqual([16, 8]);
+    expect(t.cap('k', 32)).toBe(8);
+  });
+
+  test('light load: batches of neither size drop the comparison, which starts again once batches fill', () => {
+    const t = new BatchTuner();
+    const cost = (s: number) => (s >= 32 ? 0.2 : 0.1);
+    // 32 once (starts it), then batches of 12 only: neither 32 nor 16.
+    t.record('k', 32, 32, 6.4);
+    expect(serve(t, 32, cost, TUNE_MAX_UNFILLED + 1, 12)).toEqual([]);
+    expect(t.state('k')).toMatchObject({ cap: 32, settled: false, trial: undefined });
+    // Load comes back: it tunes.
+    const steps = serve(t, 32, cost, 20 * TUNE_SAMPLES);
+    expect(steps[0]).toMatchObject({ from: 32, to: 16 });
+  });
+
+  test('a new base (the key profiled again) starts over from it; a base of 1 is never tuned', () => {
+    const t = new BatchTuner();
+    const cost = (s: number) => (s >= 32 ? 0.2 : 0.1);
+    serve(t, 32, cost, 20 * TUNE_SAMPLES);
+    expect(t.cap('k', 32)).toBeLessThan(32);
+    expect(t.cap('k', 64)).toBe(64);
+    expect(t.state('k')).toMatchObject({ base: 64, cap: 64, settled: false });
+    expect(serve(t, 1, () => 1, 100)).toEqual([]);
+    expect(t.cap('k', 1)).toBe(1);
+  });
+
+  test('no sample from a batch that took no time or a negative one, or held no item', () => {
+    const t = new BatchTuner();
+    t.record('k', 8, 8, 1);
+    for (let i = 0; i < 4 * TUNE_SAMPLES; i++) {
+      expect(t.record('k', 8, 4, Number.NaN)).toBeUndefined();
+      expect(t.record('k', 8, 0, 1)).toBeUndefined();
+    }
+    expect(t.state('k')!.trial?.perItemMs).toEqual([[], []]);
+  });
+
+  test('keys are bounded: a new one past TUNE_MAX_KEYS forgets the oldest', () => {
+    const t = new BatchTuner();
+    for (let i = 0; i <= TUNE_MAX_KEYS; i++) t.cap(`k${i}`, 8);
+    expect(t.state('k0')).toBeUndefined();
+    expect(t.state(`k${TUNE_MAX_KEYS}`)).toBeDefined();
+  });
+});
