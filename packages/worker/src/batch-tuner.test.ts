@@ -1,4 +1,4 @@
-import { BatchTuner, TUNE_MAX_KEYS, TUNE_MAX_UNFILLED, TUNE_SAMPLES, type TuneStep } from './batch-tuner.js';
+import { BatchTuner, TUNE_MAX_DROPS, TUNE_MAX_KEYS, TUNE_MAX_UNFILLED, TUNE_SAMPLES, type TuneStep } from './batch-tuner.js';
 
 /**
  * A replica under load: every batch is as full as the tuner's cap allows (or `fill` items where
@@ -91,6 +91,18 @@ describe('BatchTuner', () => {
     // Load comes back: it tunes.
     const steps = serve(t, 32, cost, 20 * TUNE_SAMPLES);
     expect(steps[0]).toMatchObject({ from: 32, to: 16 });
+  });
+
+  test(`a load that fills the cap only now and then: after ${TUNE_MAX_DROPS} dropped comparisons the key settles where it is`, () => {
+    const t = new BatchTuner();
+    for (let d = 0; d < TUNE_MAX_DROPS; d++) {
+      expect(t.state('k')?.settled ?? false).toBe(false);
+      t.record('k', 32, 32, 6.4); // a full batch starts a comparison
+      serve(t, 32, () => 0.1, TUNE_MAX_UNFILLED + 1, 12); // then batches of neither size
+    }
+    expect(t.state('k')).toMatchObject({ cap: 32, drops: TUNE_MAX_DROPS, settled: true, trial: undefined });
+    expect(serve(t, 32, (s) => (s >= 32 ? 0.2 : 0.1), 4 * TUNE_SAMPLES)).toEqual([]);
+    expect(t.cap('k', 32)).toBe(32);
   });
 
   test('a new base (the key profiled again) starts over from it; a base of 1 is never tuned', () => {

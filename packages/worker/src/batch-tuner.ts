@@ -17,6 +17,12 @@ export const TUNE_SAMPLES = 16;
 export const TUNE_MIN_GAIN = 0.04;
 /** Batches of neither size (load too light to fill them) after which a comparison is dropped, to start again once batches fill. */
 export const TUNE_MAX_UNFILLED = 64;
+/**
+ * Comparisons a key may drop before it settles where it is: a load that keeps filling the cap now
+ * and then but not steadily (closed-loop callers about as many as the cap split into groups that take
+ * turns) would otherwise have half its batches capped at the half, on and off, for good.
+ */
+export const TUNE_MAX_DROPS = 2;
 /** Keys tuned at once; a new one past this forgets the oldest (hostile traffic may send any number of shapes). */
 export const TUNE_MAX_KEYS = 64;
 
@@ -28,6 +34,8 @@ export interface KeyTuning {
   cap: number;
   /** A comparison in progress: the cap and its half, in turn. */
   trial?: { sizes: [number, number]; turn: 0 | 1; perItemMs: [number[], number[]]; unfilled: number };
+  /** Comparisons dropped for want of full batches. */
+  drops: number;
   settled: boolean;
 }
 
@@ -67,7 +75,10 @@ export class BatchTuner {
     trial.turn = trial.turn === 0 ? 1 : 0;
     const arm = items === trial.sizes[0] ? trial.perItemMs[0] : items === trial.sizes[1] ? trial.perItemMs[1] : undefined;
     if (!arm) {
-      if (++trial.unfilled > TUNE_MAX_UNFILLED) t.trial = undefined;
+      if (++trial.unfilled > TUNE_MAX_UNFILLED) {
+        t.trial = undefined;
+        if (++t.drops >= TUNE_MAX_DROPS) t.settled = true;
+      }
       return undefined;
     }
     arm.push(ms / items);
@@ -93,7 +104,7 @@ export class BatchTuner {
     let t = this.keys.get(key);
     if (!t || t.base !== base) {
       if (!t && this.keys.size >= TUNE_MAX_KEYS) this.keys.delete(this.keys.keys().next().value!);
-      t = { base, cap: base, settled: base <= 1 };
+      t = { base, cap: base, drops: 0, settled: base <= 1 };
       this.keys.set(key, t);
     }
     return t;
