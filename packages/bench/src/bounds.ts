@@ -63,9 +63,25 @@ export interface Bounds {
   c1AddedMs: number | null;
 }
 
+type SweepRow = BoundInputs['sweep'][number];
+
+/** A sweep row's CPU per item, µs: its own where measured, else its rate's reciprocal (Infinity for no rate). */
+function usPerItem(r: SweepRow): number {
+  return r.cpuUsPerItem ?? (r.itemsPerSec > 0 ? 1e6 / r.itemsPerSec : Infinity);
+}
+
+/** The sweep's row the chosen batch size runs at: the largest measured size within it (undefined: none, or no chosen size). */
+function chosenRow(sweep: readonly SweepRow[], chosenBatch: number | undefined): SweepRow | undefined {
+  return chosenBatch === undefined
+    ? undefined
+    : rowWithin(
+        sweep.filter((r) => r.itemsPerSec > 0),
+        chosenBatch,
+      );
+}
+
 /** The bounds of one model's run; null without the responder's CPU or a usable sweep. */
 export function bounds(i: BoundInputs): Bounds | null {
-  const usPerItem = (r: BoundInputs['sweep'][number]) => r.cpuUsPerItem ?? (r.itemsPerSec > 0 ? 1e6 / r.itemsPerSec : Infinity);
   const perItem = i.sweep.map(usPerItem).filter((x) => Number.isFinite(x) && x > 0);
   if (!perItem.length || i.responderUsPerMsg === undefined || !(i.responderUsPerMsg >= 0) || !(i.inprocBest > 0)) return null;
   const modelUsPerItem = Math.min(...perItem);
@@ -76,13 +92,7 @@ export function bounds(i: BoundInputs): Bounds | null {
       return [p, r !== undefined && r > 0 ? round(itemsPerSec / r, 3) : null];
     }),
   ) as Record<PeerName, number | null>;
-  const chosen =
-    i.chosenBatch === undefined
-      ? undefined
-      : rowWithin(
-          i.sweep.filter((r) => r.itemsPerSec > 0),
-          i.chosenBatch,
-        );
+  const chosen = chosenRow(i.sweep, i.chosenBatch);
   const chosenUs = chosen ? usPerItem(chosen) : Infinity;
   const atChosen = chosen && Number.isFinite(chosenUs) ? round(1e6 / (chosenUs + i.responderUsPerMsg) / chosen.itemsPerSec, 3) : null;
   return {
@@ -202,14 +212,11 @@ export interface ChosenLossInputs {
  */
 export function chosenLoss(i: ChosenLossInputs): ChosenLoss | null {
   const w = i.worker;
-  if (!w || w.modelUsPerItem === undefined || w.otherUsPerItem === undefined || i.chosenBatch === undefined) return null;
+  if (!w || w.modelUsPerItem === undefined || w.otherUsPerItem === undefined) return null;
   if (!(w.modelUsPerItem > 0) || !(w.busy > 0)) return null;
-  const chosen = rowWithin(
-    i.sweep.filter((r) => r.itemsPerSec > 0),
-    i.chosenBatch,
-  );
-  const chosenUs = chosen ? (chosen.cpuUsPerItem ?? 1e6 / chosen.itemsPerSec) : undefined;
-  if (chosenUs === undefined || !(chosenUs > 0)) return null;
+  const chosen = chosenRow(i.sweep, i.chosenBatch);
+  const chosenUs = chosen ? usPerItem(chosen) : Infinity;
+  if (!Number.isFinite(chosenUs) || !(chosenUs > 0)) return null;
   const batches = chosenUs / w.modelUsPerItem;
   const perRequest = w.modelUsPerItem / (w.modelUsPerItem + Math.max(0, w.otherUsPerItem));
   const floor = i.responderUsPerMsg === undefined ? 1 : w.modelUsPerItem / (w.modelUsPerItem + i.responderUsPerMsg);

@@ -126,6 +126,19 @@ describe('BatchTuner', () => {
     expect(t.state('k')!.trial?.perItemMs).toEqual([[], []]);
   });
 
+  test('limits: the base with its cap tuned; a padded base as it is, never tuned', () => {
+    const t = new BatchTuner();
+    const base = { maxBatchSize: 32, maxQueueDelayMs: 0.1 };
+    expect(t.limits('k', base)).toBe(base);
+    serve(t, 32, (s) => (s >= 32 ? 0.2 : 0.1), 20 * TUNE_SAMPLES);
+    expect(t.limits('k', base)).toEqual({ maxBatchSize: t.cap('k', 32), maxQueueDelayMs: 0.1 });
+    expect(t.cap('k', 32)).toBeLessThan(32);
+    const padded = { maxBatchSize: 32, maxQueueDelayMs: 0.1, padTo: 32 };
+    expect(t.recordBatch('p', padded, 32, 6.4)).toBeUndefined();
+    expect(t.state('p')).toBeUndefined();
+    expect(t.limits('p', padded)).toBe(padded);
+  });
+
   test('keys are bounded: a new one past TUNE_MAX_KEYS forgets the oldest', () => {
     const t = new BatchTuner();
     for (let i = 0; i <= TUNE_MAX_KEYS; i++) t.cap(`k${i}`, 8);

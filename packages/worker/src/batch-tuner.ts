@@ -9,6 +9,7 @@
 // (the base): a batch the profile found slower never runs for a trial. A key settles once; a
 // new base (its profile changed) starts over.
 
+import type { BatchLimits } from './batcher.js';
 import { median } from './latency-window.js';
 
 /** Batches of each of the two sizes a comparison takes. */
@@ -43,6 +44,8 @@ export interface KeyTuning {
 export interface TuneStep {
   key: string;
   from: number;
+  /** The size compared with `from`: its half. */
+  half: number;
   to: number;
   /** Median ms per item of each size, in `[from's, half's]` order. */
   perItemMs: [number, number];
@@ -50,6 +53,21 @@ export interface TuneStep {
 
 export class BatchTuner {
   private readonly keys = new Map<string, KeyTuning>();
+
+  /**
+   * The limits the next batch of `key` runs with: `base` (its profile's, or the replica's) with the
+   * cap tuned. A padded base is left as it is: its batches run at one size whatever they hold.
+   */
+  limits(key: string, base: BatchLimits): BatchLimits {
+    if (base.padTo !== undefined) return base;
+    const cap = this.cap(key, base.maxBatchSize);
+    return cap === base.maxBatchSize ? base : { ...base, maxBatchSize: cap };
+  }
+
+  /** `record` for a batch that ran under `base` (nothing for a padded one, which `limits` never tunes). */
+  recordBatch(key: string, base: BatchLimits, items: number, ms: number): TuneStep | undefined {
+    return base.padTo === undefined ? this.record(key, base.maxBatchSize, items, ms) : undefined;
+  }
 
   /** The cap the next batch of `key` runs with, given the base its profile chose. */
   cap(key: string, base: number): number {
@@ -89,10 +107,10 @@ export class BatchTuner {
     if (medians[1] < medians[0] * (1 - TUNE_MIN_GAIN)) {
       t.cap = half;
       if (half <= 1) t.settled = true;
-      return { key, from, to: half, perItemMs: medians };
+      return { key, from, half, to: half, perItemMs: medians };
     }
     t.settled = true;
-    return { key, from, to: from, perItemMs: medians };
+    return { key, from, half, to: from, perItemMs: medians };
   }
 
   /** A key's tuning as it stands (undefined: never seen). */

@@ -255,16 +255,7 @@ export class Replica {
     const tuner = this.tuner;
     this.batcher = new Batcher<Pending>(
       this.batching,
-      tuner
-        ? (key) => {
-            const base = this.baseLimits(key);
-            if (base.padTo !== undefined) return base; // padded batches run at one size anyway
-            const cap = tuner.cap(key, base.maxBatchSize);
-            return cap === base.maxBatchSize ? base : { ...base, maxBatchSize: cap };
-          }
-        : shapes
-          ? (key) => shapes.batchingFor(key, options)
-          : undefined,
+      tuner ? (key) => tuner.limits(key, this.baseLimits(key)) : shapes ? (key) => shapes.batchingFor(key, options) : undefined,
     );
     shapes?.attach(
       () => this.batcher.length === 0 && !this.running,
@@ -639,15 +630,13 @@ export class Replica {
 
   /** Tells the tuner what a batch cost (its run and replies); logs where it settles or moves. */
   private tune(key: string, items: number, ms: number): void {
-    const base = this.baseLimits(key);
-    if (base.padTo !== undefined) return;
-    const step = this.tuner!.record(key, base.maxBatchSize, items, ms);
+    const step = this.tuner!.recordBatch(key, this.baseLimits(key), items, ms);
     if (!step) return;
     const perItemUs = step.perItemMs.map((x) => Math.round(x * 1000));
     this.ctx.logger.info(
       { replica: this.id, model: this.model, key, from: step.from, to: step.to, perItemUs },
       step.to === step.from
-        ? `batch size ${step.from} kept on this replica's traffic (${perItemUs[0]} µs per item against ${perItemUs[1]} at ${Math.floor(step.from / 2)})`
+        ? `batch size ${step.from} kept on this replica's traffic (${perItemUs[0]} µs per item against ${perItemUs[1]} at ${step.half})`
         : `batch size tuned on this replica's traffic: ${step.from} → ${step.to} (${perItemUs[0]} → ${perItemUs[1]} µs per item)`,
     );
   }
