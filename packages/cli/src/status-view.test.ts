@@ -11,6 +11,7 @@ import {
   parseWatchInterval,
   statusSummary,
   statusText,
+  tunedText,
   watchFrame,
 } from './status-view.js';
 import { watchStatus } from './status-watch.js';
@@ -126,6 +127,33 @@ describe('status text', () => {
     expect(text).toMatch(/^mlp-0 +mlp +w0 +cpu +ready +3 +40 +0 +1\.23\/123 +16\/2 /m);
     expect(text).toMatch(/^mlp-1 +mlp +w1 +cpu +ready +3 +41 +0 +- +16\/2 /m);
   });
+
+  it('says in the BATCH column which sizes a replica tuned its batches down to on its traffic', () => {
+    const s = cluster();
+    Object.assign(s.workers[0]!.replicas[0]!, {
+      tunedBatches: [
+        { shape: 'x:3x64x64', from: 16, maxBatchSize: 8, state: 'settled' },
+        { shape: 'x:3x32x32', from: 32, maxBatchSize: 32, state: 'comparing' },
+      ],
+    });
+    const text = statusText(s);
+    expect(text).toMatch(/^mlp-0 +mlp +w0 +cpu +ready +3 +40 +0 +- +16\/2 tuned 8 +1:3 16:2$/m);
+    expect(text).toMatch(/^mlp-1 +mlp +w1 +cpu +ready +3 +41 +0 +- +16\/2 +1:3 16:2$/m);
+  });
+
+  it.each([
+    [undefined, ''],
+    [[], ''],
+    [[{ from: 16, maxBatchSize: 16 }], ''],
+    [
+      [
+        { from: 16, maxBatchSize: 4 },
+        { from: 32, maxBatchSize: 8 },
+        { from: 8, maxBatchSize: 4 },
+      ],
+      ' tuned 4,8',
+    ],
+  ])('tunedText(%j) = %p', (tuned, text) => expect(tunedText(tuned)).toBe(text));
 
   it.each([
     [0.4123, '0.412'],

@@ -2,7 +2,7 @@
 // screen on a terminal, timestamped snapshots in a pipe or a log). Pure: a status and a clock in,
 // text out; the command's loop (status-watch.ts) does the waiting and writing.
 import type { ClusterStatus, DeploymentStatus, HeadStatus } from '@flotilla/protocol';
-import { BadRequestError } from '@flotilla/protocol';
+import { BadRequestError, tunedBelow } from '@flotilla/protocol';
 import { formatBytes, table } from './format.js';
 
 /** `status --watch` refresh period, ms. */
@@ -77,7 +77,9 @@ export function statusText(s: ClusterStatus, now: number = Date.now()): string {
         r.failed,
         // The replica's recent successful requests (heartbeat `latencyMs`): none lately is `-`.
         r.state !== 'loading' && r.latencyMs ? `${formatMs(r.latencyMs.p50)}/${formatMs(r.latencyMs.p99)}` : '-',
-        r.state === 'loading' ? '-' : `${r.batching.maxBatchSize}/${r.batching.maxQueueDelayMs}${r.batching.padTo ? ' pad' : ''}`,
+        r.state === 'loading'
+          ? '-'
+          : `${r.batching.maxBatchSize}/${r.batching.maxQueueDelayMs}${r.batching.padTo ? ' pad' : ''}${tunedText(r.tunedBatches)}`,
         (r.state !== 'loading' &&
           Object.entries(r.batchHistogram)
             .map(([k, v]) => `${k}:${v}`)
@@ -94,6 +96,16 @@ export function statusText(s: ClusterStatus, now: number = Date.now()): string {
         (s.head.awaitingWorkers?.length ? `, awaiting ${s.head.awaitingWorkers.join(', ')}` : '')
       : '';
   return `cluster ${s.cluster} (head ${s.head.id ?? '-'}, pid ${s.head.pid}${settling})\n\n${heads}${workers}\n\n${replicas}\n\n${deploymentRows(s.deployments)}\n`;
+}
+
+/**
+ * What the replica's batch-size tuner changed, for the BATCH column: ` tuned 8` (the sizes its
+ * batch keys now run at where that is below where they started, smallest first), `` when it changed
+ * none (or tunes none).
+ */
+export function tunedText(tuned: ReadonlyArray<{ from: number; maxBatchSize: number }> | undefined): string {
+  const sizes = tunedBelow(tuned);
+  return sizes.length ? ` tuned ${sizes.join(',')}` : '';
 }
 
 /** Latency for the replica table: 3 significant digits (`0.412`, `7.25`, `31.2`), whole ms from 100. */

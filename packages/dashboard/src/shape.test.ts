@@ -340,6 +340,23 @@ describe('deploymentRows', () => {
     expect(m.lastScaling).toEqual({ at: 20, from: 2, to: 3, reason: 'queue 12 > 2 × 4' });
   });
 
+  it('says which sizes replicas tuned their batches down to on their traffic, per replica and for the deployment', () => {
+    const tuned = (id: string, tunedBatches: object[]) => readyReplica(id, 'm', { tunedBatches });
+    const w = worker('w0', [
+      tuned('m-1', [
+        { shape: 'x:16', from: 8, maxBatchSize: 4, state: 'settled' },
+        { shape: 'x:32', from: 8, maxBatchSize: 8, state: 'comparing' },
+      ]),
+      tuned('m-2', [{ shape: 'x:16', from: 8, maxBatchSize: 2, state: 'settled' }]),
+      tuned('m-3', [{ shape: 'x:16', from: 8, maxBatchSize: 8, state: 'settled' }]),
+    ]);
+    const placed = ['m-1', 'm-2', 'm-3'].map((id) => ({ id, workerId: 'w0' }));
+    const [m] = deploymentRows(status([w], [deployment('m', placed)]), { events: [], rates: {}, series: {}, profiles: new Map() });
+    expect(m!.replicas.map((r) => r.tunedBatchSizes)).toEqual([[4], [2], undefined]);
+    expect(m!.tunedBatchSizes).toEqual([2, 4]);
+    expect(rows[1]!.tunedBatchSizes).toBeUndefined(); // none tuned
+  });
+
   it('no autoscale when the bounds are equal; no scaling decision, no profile, a pending replica without counters', () => {
     const f = rows[0]!;
     expect(f.autoscale).toBeUndefined();

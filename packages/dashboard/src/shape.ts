@@ -1,7 +1,7 @@
 // The dashboard's data shaping: cluster status, events and profiles (as the SDK returns them) into
 // the page's view model (view-model.ts). Pure functions over plain data, table-tested in
 // shape.test.ts; the feed (feed.ts) only fetches and calls `buildSnapshot`.
-import { shapeKey, type ClusterStatus, type EventMessage, type ModelProfile, type WorkerStatus } from '@flotilla/protocol';
+import { shapeKey, tunedBelow, type ClusterStatus, type EventMessage, type ModelProfile, type WorkerStatus } from '@flotilla/protocol';
 import { replicaKey } from './history.js';
 import {
   SNAPSHOT_VERSION,
@@ -132,6 +132,7 @@ export function deploymentRows(status: ClusterStatus, inputs: DeploymentInputs):
           bytes: r?.bytes ?? 0,
           pinned: r?.pinned ?? d.spec.pin,
           ...(r && r.state !== 'loading' ? { executionProvider: r.executionProvider, maxBatchSize: r.batching.maxBatchSize } : {}),
+          ...(r && r.state !== 'loading' && tunedBelow(r.tunedBatches).length ? { tunedBatchSizes: tunedBelow(r.tunedBatches) } : {}),
           ...(error ? { error: { code: error.code, message: error.message } } : {}),
         };
       });
@@ -161,6 +162,7 @@ export function deploymentRows(status: ClusterStatus, inputs: DeploymentInputs):
           : {}),
         ...optional('lastScaling', lastScaling(inputs.events, name)),
         ...optional('maxBatchSize', batchSize),
+        ...optional('tunedBatchSizes', tunedSizes(replicas)),
         ...optional('maxQueueDelayMs', d.spec.batching.maxQueueDelayMs),
         batchHistogram: [...histogram.keys()].sort(byBatchKey).map((batch) => ({ batch, count: histogram.get(batch)! })),
         queueDepth: replicas.reduce((s, r) => s + r.queueDepth, 0),
@@ -338,4 +340,10 @@ export function buildSnapshot(i: SnapshotInputs): DashboardSnapshot {
       return e ? [{ model: m, ...e }] : [];
     }),
   };
+}
+
+/** The sizes any replica tuned its batches down to on its traffic, distinct, smallest first (undefined: none). */
+function tunedSizes(replicas: ReplicaRow[]): number[] | undefined {
+  const sizes = [...new Set(replicas.flatMap((r) => r.tunedBatchSizes ?? []))].sort((a, b) => a - b);
+  return sizes.length ? sizes : undefined;
 }

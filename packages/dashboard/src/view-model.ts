@@ -103,6 +103,8 @@ export interface ReplicaRow {
   pinned: boolean;
   executionProvider?: string;
   maxBatchSize?: number;
+  /** Sizes its batch-size tuner moved its batches down to on its own traffic (absent: none). */
+  tunedBatchSizes?: number[];
   error?: { code: string; message: string };
 }
 
@@ -140,6 +142,8 @@ export interface DeploymentRow {
   autoscale?: { min: number; max: number; targetPerReplica?: number };
   lastScaling?: ScalingDecision;
   maxBatchSize?: number;
+  /** Sizes any replica tuned its batches down to on its own traffic, smallest first (absent: none). */
+  tunedBatchSizes?: number[];
   maxQueueDelayMs?: number;
   /** Batch sizes run so far over all replicas, ascending. */
   batchHistogram: Array<{ batch: string; count: number }>;

@@ -108,4 +108,18 @@ it('moves a replica whose batch size was left to it to the size that serves each
   expect(tuned.filter((t) => t.model === 'left').length).toBeGreaterThan(0);
   expect(tuned.filter((t) => t.model === 'set')).toEqual([]);
   expect(set.filter((s) => s === 8).length).toBeGreaterThan(set.length / 2);
+  // The heartbeats say so too (`status`): the tuned replica its batch key's size, the other none.
+  const replicas = async () => (await client.status()).workers.flatMap((w) => w.replicas);
+  const deadline = Date.now() + 5_000;
+  let seen = await replicas();
+  const tunedOf = (model: string) => {
+    const r = seen.find((x) => x.model === model);
+    return r && r.state !== 'loading' ? r.tunedBatches : undefined;
+  };
+  while (!tunedOf('left')?.some((t) => t.maxBatchSize <= 4) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 200));
+    seen = await replicas();
+  }
+  expect(tunedOf('left')).toEqual([{ shape: 'x:64', from: 8, maxBatchSize: Math.max(...left), state: expect.any(String) }]);
+  expect(tunedOf('set')).toBeUndefined();
 }, 60_000);

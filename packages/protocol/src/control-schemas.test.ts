@@ -5,6 +5,7 @@ import {
   MAX_GPU_BYTES,
   MAX_HOST_BYTES,
   MAX_REPLICAS_PER_HEARTBEAT,
+  MAX_TUNED_BATCH_KEYS,
   PROTOCOL_VERSION,
   parseControlRequest,
   parseDeploymentRecord,
@@ -172,6 +173,36 @@ describe('heartbeat schema', () => {
       );
     // A loading replica has answered nothing: no latency.
     refusal(() => parseHeartbeat(hb({ replicas: [loading({ latencyMs } as object)] })));
+  });
+
+  it('takes the batch sizes a replica tuned on its traffic (bounded, never above where they started), optional', () => {
+    const tunedBatches = [
+      { shape: 'x:3x64x64', from: 16, maxBatchSize: 8, state: 'settled' },
+      { shape: 'x:3x32x32', from: 32, maxBatchSize: 32, state: 'waiting' },
+    ];
+    const got = parseHeartbeat(hb({ replicas: [replica({ tunedBatches })] })).replicas[0] as LoadedReplicaState;
+    expect(got.tunedBatches).toEqual(tunedBatches);
+    expect(parseHeartbeat(hb({ replicas: [replica()] })).replicas[0]).not.toHaveProperty('tunedBatches');
+    const one = tunedBatches[0]!;
+    const bad: Array<[object, string]> = [
+      [[{ ...one, maxBatchSize: 32 }], 'tunedBatches.0.maxBatchSize'],
+      [[{ ...one, from: 5000 }], 'tunedBatches.0.from'],
+      [[{ ...one, maxBatchSize: 0 }], 'tunedBatches.0.maxBatchSize'],
+      [[{ ...one, state: 'guessing' }], 'tunedBatches.0.state'],
+      [[{ ...one, shape: 'x'.repeat(1025) }], 'tunedBatches.0.shape'],
+      [[{ ...one, extra: 1 }], 'tunedBatches.0.extra: unknown key'],
+      [Array.from({ length: MAX_TUNED_BATCH_KEYS + 1 }, () => one), 'tunedBatches'],
+    ];
+    for (const [t, path] of bad)
+      expect(refusal(() => parseHeartbeat(hb({ replicas: [replica({ tunedBatches: t as never })] }))).message).toContain(
+        `$.replicas.0.${path}`,
+      );
+    expect(
+      (
+        parseHeartbeat(hb({ replicas: [replica({ tunedBatches: Array.from({ length: MAX_TUNED_BATCH_KEYS }, () => one) as never })] }))
+          .replicas[0] as LoadedReplicaState
+      ).tunedBatches,
+    ).toHaveLength(MAX_TUNED_BATCH_KEYS);
   });
 
   it('accepts the boundaries: 64 GPUs of 4 TiB, 64 TiB of host memory, 4096 replicas', () => {

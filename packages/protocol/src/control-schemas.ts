@@ -263,6 +263,32 @@ export const LatencyWindowSummary = z
   .refine((l) => l.p50 <= l.p99, { message: 'p50 above p99', path: ['p50'] });
 export type LatencyWindowSummary = z.infer<typeof LatencyWindowSummary>;
 
+/** Most batch keys (input shapes) one replica reports batch-size tuning for; the tuner forgets the oldest past it. */
+export const MAX_TUNED_BATCH_KEYS = 64;
+
+/**
+ * A CPU replica's batch size for one batch key as tuned on its own traffic (the deployment left
+ * `maxBatchSize` unset): `from` is the profile's (or the replica's default) size, `maxBatchSize` the
+ * size its batches now run at (≤ `from`). `waiting`: for full batches to compare; `comparing`: batches
+ * of the size and of its half in turn; `settled`: for good (until its profile changes).
+ */
+export const TunedBatch = z
+  .object({
+    /** The batch key (input names and non-batch dims: `x:3x64x64`). */
+    shape: Text(1024),
+    from: z.number().int().min(1).max(4096),
+    maxBatchSize: z.number().int().min(1).max(4096),
+    state: z.enum(['waiting', 'comparing', 'settled']),
+  })
+  .strict()
+  .refine((t) => t.maxBatchSize <= t.from, { message: 'tuned above the size it started from', path: ['maxBatchSize'] });
+export type TunedBatch = z.infer<typeof TunedBatch>;
+
+/** The sizes a replica's batch keys run at where its tuner moved them below where they started, distinct, smallest first. */
+export function tunedBelow(tuned: ReadonlyArray<Pick<TunedBatch, 'from' | 'maxBatchSize'>> | undefined): number[] {
+  return [...new Set((tuned ?? []).filter((t) => t.maxBatchSize < t.from).map((t) => t.maxBatchSize))].sort((a, b) => a - b);
+}
+
 /** A replica with an open session: serving (`ready`), finishing what it accepted (`draining`), or `failed`. */
 export const LoadedReplicaState = z
   .object({
@@ -295,6 +321,8 @@ export const LoadedReplicaState = z
     signature: ModelSignature.optional(),
     /** Latency (arrival → answer) of the recent successful requests; absent when there were none (or from older workers). */
     latencyMs: LatencyWindowSummary.optional(),
+    /** Batch sizes tuned on this replica's traffic, per batch key; absent when it tunes none (or from older workers). */
+    tunedBatches: z.array(TunedBatch).max(MAX_TUNED_BATCH_KEYS).optional(),
   })
   .strict();
 export type LoadedReplicaState = z.infer<typeof LoadedReplicaState>;

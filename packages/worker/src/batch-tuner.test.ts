@@ -1,4 +1,13 @@
-import { BatchTuner, TUNE_MAX_DROPS, TUNE_MAX_KEYS, TUNE_MAX_UNFILLED, TUNE_SAMPLES, type TuneStep } from './batch-tuner.js';
+import { TunedBatch } from '@flotilla/protocol';
+import {
+  BatchTuner,
+  TUNE_MAX_DROPS,
+  TUNE_MAX_KEYS,
+  TUNE_MAX_UNFILLED,
+  TUNE_REPORT_KEY_CHARS,
+  TUNE_SAMPLES,
+  type TuneStep,
+} from './batch-tuner.js';
 
 /**
  * A replica under load: every batch is as full as the tuner's cap allows (or `fill` items where
@@ -144,5 +153,42 @@ describe('BatchTuner', () => {
     for (let i = 0; i <= TUNE_MAX_KEYS; i++) t.cap(`k${i}`, 8);
     expect(t.state('k0')).toBeUndefined();
     expect(t.state(`k${TUNE_MAX_KEYS}`)).toBeDefined();
+  });
+
+  test('report: each key waiting, comparing or settled, with the size it started from and the one it runs at', () => {
+    const t = new BatchTuner();
+    expect(t.report()).toEqual([]);
+    const cost = (s: number) => (s >= 32 ? 0.2 : 0.1);
+    t.cap('a', 32);
+    t.cap('b', 16);
+    expect(t.report()).toEqual([
+      { shape: 'a', from: 32, maxBatchSize: 32, state: 'waiting' },
+      { shape: 'b', from: 16, maxBatchSize: 16, state: 'waiting' },
+    ]);
+    t.record('a', 32, 32, 6.4); // a full batch starts a comparison
+    expect(t.report()[0]).toEqual({ shape: 'a', from: 32, maxBatchSize: 32, state: 'comparing' });
+    serve(t, 32, cost, 20 * TUNE_SAMPLES, Infinity, 'a');
+    serve(t, 16, () => 0.1, 20 * TUNE_SAMPLES, Infinity, 'b');
+    const report = t.report();
+    expect(report).toEqual([
+      { shape: 'a', from: 32, maxBatchSize: 16, state: 'settled' },
+      { shape: 'b', from: 16, maxBatchSize: 16, state: 'settled' },
+    ]);
+    for (const r of report) expect(TunedBatch.safeParse(r).success).toBe(true);
+  });
+
+  test('report: a key longer than the protocol allows is cut; every row of a full tuner passes the schema', () => {
+    const t = new BatchTuner();
+    const long = `x:${'9x'.repeat(TUNE_REPORT_KEY_CHARS)}`;
+    t.cap(long, 8);
+    for (let i = 1; i < TUNE_MAX_KEYS; i++) t.cap(`k${i}`, 8);
+    const report = t.report();
+    expect(report).toHaveLength(TUNE_MAX_KEYS);
+    expect(report[0]!.shape).toHaveLength(TUNE_REPORT_KEY_CHARS);
+    expect(report[0]!.shape.endsWith('…')).toBe(true);
+    for (const r of report) expect(TunedBatch.safeParse(r).success).toBe(true);
+    // One more key forgets the oldest: the report stays within the protocol's bound.
+    t.cap('one-more', 8);
+    expect(t.report()).toHaveLength(TUNE_MAX_KEYS);
   });
 });

@@ -363,6 +363,7 @@ export class Replica {
 
   snapshot(): ReplicaState {
     const latency = this.latencies.summary(performance.now());
+    const tuned = this.tuner?.report();
     return {
       id: this.id,
       model: this.model,
@@ -385,6 +386,7 @@ export class Replica {
       ...(this.profile ? { profile: this.shapes ? this.shapes.summary(this.profile) : this.profile } : {}),
       ...(this.wireSignature ? { signature: this.wireSignature } : {}),
       ...(latency ? { latencyMs: { p50: round3(latency.p50), p99: round3(latency.p99), count: latency.count } } : {}),
+      ...(tuned?.length ? { tunedBatches: tuned } : {}),
     };
   }
 

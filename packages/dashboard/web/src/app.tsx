@@ -267,6 +267,7 @@ function DeploymentCard(props: {
             <dt>batching</dt>
             <dd>
               max batch {d.maxBatchSize ?? 'auto'}
+              {d.tunedBatchSizes ? <span data-tuned>{`, tuned to ${d.tunedBatchSizes.join(', ')} on its traffic`}</span> : null}
               {d.maxQueueDelayMs !== undefined ? `, delay ${d.maxQueueDelayMs} ms` : ''}
             </dd>
             <dt>queue / in flight</dt>
