@@ -141,10 +141,40 @@ describe('text', () => {
       computeBound: true,
     });
     expect(checkText(checks[2]!)).toBe('÷ Moleculer 1.16 < 1.5 (at most 1.43 here)');
+    expect(checkText({ ...checks[2]!, drift: 0.2 })).toBe('÷ Moleculer 1.16 < 1.5 (at most 1.43 here; host +20 %)');
+    expect(checkText({ ...checks[2]!, drift: 0.05 })).toBe('÷ Moleculer 1.16 < 1.5 (at most 1.43 here)');
     expect(targetsLine(checks)).toBe(
       'met p99 ÷ Moleculer | missed ceiling 0.628 < 0.7 (at most 0.934 here); @chosen 0.691 < 0.85 (at most 0.966 here) | out of reach on this core ÷ Moleculer 1.16 < 1.5 (at most 1.43 here)',
     );
     expect(targetsLine([])).toBe('met none');
+  });
+  test('a ratio whose phases ran at speeds more than 10 % apart says so beside its verdict, met or not; p99 and c=1 carry none', () => {
+    const checks = checkTargets({
+      ratios: { ceiling_ratio: 0.75, ceiling_at_chosen: 0.8, c1_added_ms: 0.5, broker_ratio: 0.27 },
+      peers: { ...noPeers, moleculer: { items: 1.6, p99: 0.7 }, triton: { items: 1.2, p99: 0.5 } },
+      bounds: null,
+      computeBound: true,
+      drift: { ceiling: -0.172, vs: { moleculer: 0.14, triton: 0.05 } },
+    });
+    expect(checks.map((c) => [c.target, c.drift])).toEqual([
+      ['ceiling', -0.172],
+      ['@chosen', -0.172],
+      ['÷ Moleculer', 0.14],
+      ['p99 ÷ Moleculer', undefined],
+      ['÷ Triton', 0.05],
+      ['p99 ÷ Triton', undefined],
+    ]);
+    expect(targetsLine(checks)).toBe(
+      'met ceiling (host −17 %), ÷ Moleculer (host +14 %), p99 ÷ Moleculer, p99 ÷ Triton | missed @chosen 0.8 < 0.85 (host −17 %); ÷ Triton 1.2 < 1.5',
+    );
+    const broker = checkTargets({
+      ratios: { ceiling_ratio: null, ceiling_at_chosen: null, c1_added_ms: 0.2, broker_ratio: 0.9 },
+      peers: noPeers,
+      bounds: null,
+      computeBound: false,
+      drift: { ceiling: 0.5, broker: 0.101 },
+    });
+    expect(targetsLine(broker)).toBe('met broker (host +10 %), c=1 +ms');
   });
 });
 

@@ -12,6 +12,7 @@
 import type { PeerName } from './peer-report.js';
 import { PEER_NAMES, PEER_TITLES } from './peer-report.js';
 import { fmt, round, rowWithin } from './stats.js';
+import { driftFlagged, driftText } from './host-drift.js';
 
 /** Issue 13's targets. */
 export const TARGETS = {
@@ -116,6 +117,8 @@ export interface TargetCheck {
   /** The best any server could do here (null: no bound known). */
   bound: number | null;
   status: 'met' | 'missed' | 'out of reach here' | 'not measured';
+  /** How much faster (+) or slower (−) the host ran in the phase measured than in the one it is divided by (host-drift.ts). */
+  drift?: number;
 }
 
 export interface CheckInputs {
@@ -133,6 +136,8 @@ export interface CheckInputs {
    * ceiling targets are for those; the broker and c=1 targets for the others (the MLP).
    */
   computeBound: boolean;
+  /** The host's change of speed between the phases each ratio compares (host-drift.ts): the ceilings (cluster ÷ sweep), broker (cluster ÷ raw NATS), each peer (cluster ÷ peer). */
+  drift?: { ceiling?: number; broker?: number; vs?: Partial<Record<PeerName, number>> };
 }
 
 function check(target: string, sense: 'min' | 'max', goal: number, measured: number | null, bound: number | null): TargetCheck {
@@ -145,32 +150,42 @@ function check(target: string, sense: 'min' | 'max', goal: number, measured: num
 export function checkTargets(i: CheckInputs): TargetCheck[] {
   const b = i.bounds;
   const out: TargetCheck[] = [];
+  const d = i.drift;
+  const drifted = (c: TargetCheck, drift: number | undefined): TargetCheck => (drift === undefined ? c : { ...c, drift });
   if (i.computeBound) {
-    out.push(check('ceiling', 'min', TARGETS.ceiling, i.ratios.ceiling_ratio, b?.ceiling ?? null));
-    out.push(check('@chosen', 'min', TARGETS.ceilingAtChosen, i.ratios.ceiling_at_chosen, b?.atChosen ?? null));
+    out.push(drifted(check('ceiling', 'min', TARGETS.ceiling, i.ratios.ceiling_ratio, b?.ceiling ?? null), d?.ceiling));
+    out.push(drifted(check('@chosen', 'min', TARGETS.ceilingAtChosen, i.ratios.ceiling_at_chosen, b?.atChosen ?? null), d?.ceiling));
   } else {
-    out.push(check('broker', 'min', TARGETS.broker, i.ratios.broker_ratio, null));
+    out.push(drifted(check('broker', 'min', TARGETS.broker, i.ratios.broker_ratio, null), d?.broker));
     out.push(check('c=1 +ms', 'max', TARGETS.c1AddedMs, i.ratios.c1_added_ms, b?.c1AddedMs ?? null));
   }
   for (const p of PEER_NAMES) {
     const r = i.peers[p];
     if (r.items === null) continue;
-    out.push(check(`÷ ${PEER_TITLES[p]}`, 'min', TARGETS.vs[p], r.items, b?.vs[p] ?? null));
+    out.push(drifted(check(`÷ ${PEER_TITLES[p]}`, 'min', TARGETS.vs[p], r.items, b?.vs[p] ?? null), d?.vs?.[p]));
     out.push(check(`p99 ÷ ${PEER_TITLES[p]}`, 'max', TARGETS.p99Vs, r.p99, null));
   }
   return out;
 }
 
+/** ` (host +12 %)` where the host's speed moved more than DRIFT_FLAG between the phases a check compares, else ``. */
+function driftNote(c: TargetCheck): string {
+  return driftFlagged(c.drift) ? ` (${driftText(c.drift!)})` : '';
+}
+
 /** "÷ Moleculer 1.16 < 1.5 (at most 1.43 here)": a target that was not met, for the text. */
 export function checkText(c: TargetCheck): string {
   const rel = c.sense === 'min' ? '<' : '>';
-  const bound = c.bound === null ? '' : ` (${c.sense === 'min' ? 'at most' : 'at least'} ${fmt(c.bound)} here)`;
-  return `${c.target} ${fmt(c.measured)} ${rel} ${c.goal}${bound}`;
+  const notes = [
+    ...(c.bound === null ? [] : [`${c.sense === 'min' ? 'at most' : 'at least'} ${fmt(c.bound)} here`]),
+    ...(driftFlagged(c.drift) ? [driftText(c.drift!)] : []),
+  ];
+  return `${c.target} ${fmt(c.measured)} ${rel} ${c.goal}${notes.length ? ` (${notes.join('; ')})` : ''}`;
 }
 
 /** One line per model: targets met, missed, and out of reach on this machine. */
 export function targetsLine(checks: readonly TargetCheck[]): string {
-  const met = checks.filter((c) => c.status === 'met').map((c) => c.target);
+  const met = checks.filter((c) => c.status === 'met').map((c) => `${c.target}${driftNote(c)}`);
   const missed = checks.filter((c) => c.status === 'missed').map(checkText);
   const out = checks.filter((c) => c.status === 'out of reach here').map(checkText);
   const parts = [`met ${met.length ? met.join(', ') : 'none'}`];

@@ -4,6 +4,9 @@
 // batch sizes 1, 2, 4, ... until the largest or a clear decline. Prints one JSON line on stdout.
 //   node packages/bench/dist/inproc.js '{"modelPath":"...","durationMs":3000,"warmupMs":500,"maxBatch":128,"device":"cpu"}'
 // With "device":"gpu" the session runs on onnxruntime's CUDA provider (device 0), as a GPU replica's does.
+// With "probe":{"batch":B,"durationMs":D} it is the bench's host-speed probe instead (host-drift.ts,
+// speed-probe.ts): it prints `ready` once its session is open, then for each SIGUSR2 times batch B
+// back to back for D ms and prints one JSON SweepRow line, idle in between; SIGTERM ends it.
 import { createRequire } from 'node:module';
 import { batchSizes, benchDim, bestPoint, round, sweepDeclined } from './stats.js';
 
@@ -89,6 +92,21 @@ async function measure(session: OrtSession, batch: number, durationMs: number, w
   };
 }
 
+/** The host-speed probe: the session stays open while the bench runs its phases; each SIGUSR2 is one timed measure. */
+async function probe(session: OrtSession, batch: number, durationMs: number): Promise<void> {
+  await measure(session, batch, 0, 0); // first runs allocate
+  let turn = Promise.resolve();
+  process.on('SIGUSR2', () => {
+    turn = turn.then(async () => {
+      const row = await measure(session, batch, durationMs, Math.min(100, durationMs / 4));
+      process.stdout.write(JSON.stringify(row) + '\n');
+    });
+  });
+  process.on('SIGTERM', () => void turn.then(() => session.release()).finally(() => process.exit(0)));
+  setInterval(() => undefined, 1 << 30); // idle between probes until SIGTERM
+  process.stdout.write('ready\n');
+}
+
 async function main(): Promise<void> {
   const args = JSON.parse(process.argv[2] ?? '{}') as {
     modelPath: string;
@@ -96,10 +114,12 @@ async function main(): Promise<void> {
     warmupMs: number;
     maxBatch: number;
     device?: 'cpu' | 'gpu';
+    probe?: { batch: number; durationMs: number };
   };
   const sessionOptions =
     args.device === 'gpu' ? { ...SESSION_OPTIONS, executionProviders: [{ name: 'cuda', deviceId: 0 }] } : SESSION_OPTIONS;
   const session = await ort.InferenceSession.create(args.modelPath, sessionOptions);
+  if (args.probe) return probe(session, args.probe.batch, args.probe.durationMs);
   try {
     const batchAxis = session.inputMetadata.every((m) => typeof m.shape?.[0] !== 'number');
     // (1): batch 1, sequential.

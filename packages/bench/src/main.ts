@@ -44,6 +44,7 @@ import { SAMPLE_MODELS, sampleModelPath } from '@flotilla/sample-models';
 import { benchBodies, bodiesText, type BodiesResult } from './bodies.js';
 import { bounds, checkTargets, chosenLoss, chosenLossText, targetsLine, type Bounds } from './bounds.js';
 import { repoPath } from './deps.js';
+import { driftBetween, hostDrift, hostDriftLine, type PhaseProbes } from './host-drift.js';
 import { loadUntil } from './load-until.js';
 import type { InprocResult, SweepRow } from './inproc.js';
 import type { LoadChildArgs, LoadChildResult } from './load-child.js';
@@ -73,6 +74,7 @@ import {
   workerArgv,
 } from './peer-process.js';
 import { measurePeers, peerTableRows } from './peers.js';
+import { SpeedProbe } from './speed-probe.js';
 import {
   benchDim,
   benchSettings,
@@ -84,12 +86,15 @@ import {
   rateWithin,
   ratios,
   round,
+  rowWithin,
   table,
   type Histogram,
   type Ratios,
 } from './stats.js';
 
 const settings = benchSettings(process.env);
+/** How long each host-speed probe times the model (host-drift.ts). */
+const PROBE_MS = 500;
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const out = (s = '') => process.stdout.write(`${s}\n`);
 
@@ -191,6 +196,17 @@ async function runInproc(pinning: Pinning, modelPath: string): Promise<InprocRes
     spawnNode(pinning, pinning.cores?.inproc, [repoPath('packages/bench/dist/inproc.js'), args]),
     'in-process baseline',
   );
+}
+
+/** The host-speed probe (host-drift.ts): the model open at `batch` on the replica's core, idle until asked; undefined if it fails to start. */
+async function startProbe(pinning: Pinning, modelPath: string, batch: number): Promise<SpeedProbe | undefined> {
+  const args = JSON.stringify({ modelPath, device: settings.device, probe: { batch, durationMs: PROBE_MS } });
+  try {
+    return await SpeedProbe.start(spawnNode(pinning, pinning.cores?.inproc, [repoPath('packages/bench/dist/inproc.js'), args]));
+  } catch (err) {
+    log(`    speed probe did not start: ${(err as Error).message}`);
+    return undefined;
+  }
 }
 
 // ---------- the load generators: a child process each, pinned beside nats-server ----------
@@ -534,6 +550,7 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
     ...(settings.padBatches !== undefined ? { batching: { padBatches: settings.padBatches } } : {}),
   });
   const deployMs = round(performance.now() - t0, 1);
+  let probe: SpeedProbe | undefined;
   try {
     const digest = deployed.spec.digest;
     const { replica } = await replicaAfter(c, name, 0);
@@ -547,11 +564,21 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
       settled = await settleShapes(c, name, inputs);
       log(`    shape profile before the runs: ${settled.states.join(', ') || 'none'} after ${settled.ms} ms of traffic`);
     }
-    const runs = await measureCluster(pinning, url, c, name, inputs, inproc.sweep);
+    // The host's speed around each phase: the model at the batch size the replica chose (the sweep's row within it).
+    const probeRow = rowWithin(inproc.sweep, peerBatching((await readyReplicas(c, name))[0] ?? replica).maxBatchSize);
+    probe = probeRow ? await startProbe(pinning, path, probeRow.batch) : undefined;
+    const probes: Record<string, PhaseProbes> = {};
+    const around = async <T>(phase: string, run: () => Promise<T>): Promise<T> => {
+      const before = await probe?.probe();
+      const out = await run();
+      probes[phase] = { before, after: await probe?.probe() };
+      return out;
+    };
+    const runs = await around('cluster', () => measureCluster(pinning, url, c, name, inputs, inproc.sweep));
     const best = runs.reduce((a, b) => (b.itemsPerSec > a.itemsPerSec ? b : a));
 
     log(`  (3) raw NATS request/reply, concurrency ${best.concurrency}, ${requestBytes} B requests`);
-    const raw = await measureRawNats(pinning, url, await c.connection(), request, best.concurrency);
+    const raw = await around('raw', async () => measureRawNats(pinning, url, await c.connection(), request, best.concurrency));
     log(`    raw NATS: ${raw.msgsPerSec} msgs/s, p50 ${raw.p50Ms} ms, responder ${raw.responderUsPerMsg ?? '-'} µs of CPU per request`);
     // At concurrency 1 too, where (4) ran there: the least a lone request's round trip takes (bounds.ts).
     const c1 = runs.find((x) => x.concurrency === 1);
@@ -586,6 +613,7 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
       cores: pinning.enabled ? { bench: pinning.cores!.bench, replica: pinning.cores!.worker } : undefined,
       env: process.env,
       log,
+      around,
     });
     const peerRatios = Object.fromEntries(PEER_NAMES.map((p) => [p, peerRatio(best, peers[p])])) as Record<PeerName, PeerRatio>;
     const b = bounds({
@@ -597,7 +625,23 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
       peers: Object.fromEntries(PEER_NAMES.flatMap((p) => ('itemsPerSec' in peers[p] ? [[p, (peers[p] as PeerRunBase).itemsPerSec]] : []))),
     });
     const computeBound = inproc.best.itemsPerSec < raw.msgsPerSec;
-    const targets = checkTargets({ ratios: r, peers: peerRatios, bounds: b, computeBound });
+    const drift = probeRow ? hostDrift(probeRow.batch, probeRow.itemsPerSec, probes) : null;
+    if (drift) log(`    ${hostDriftLine(drift)}`);
+    const targets = checkTargets({
+      ratios: r,
+      peers: peerRatios,
+      bounds: b,
+      computeBound,
+      ...(drift
+        ? {
+            drift: {
+              ceiling: driftBetween(drift, 'cluster', 'sweep'),
+              broker: driftBetween(drift, 'cluster', 'raw'),
+              vs: Object.fromEntries(PEER_NAMES.map((p) => [p, driftBetween(drift, 'cluster', p)])),
+            },
+          }
+        : {}),
+    });
     // Where @chosen went (a compute-bound model's): idle, smaller batches than chosen, per-request work.
     const loss = computeBound
       ? chosenLoss({
@@ -661,9 +705,11 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
       ratios: { ...r, ...peerRatioFields(peerRatios) },
       bounds: b,
       chosenLoss: loss,
+      hostDrift: drift,
       targets,
     };
   } finally {
+    await probe?.stop();
     await c.undeploy(name).catch((e: unknown) => log(`  undeploy ${name}: ${(e as Error).message}`));
     const deadline = Date.now() + 15_000;
     while (Date.now() < deadline && (await c.status()).workers.some((w) => w.replicas.some((r) => r.model === name))) await sleep(100);
@@ -766,6 +812,7 @@ function modelText(name: string, m: ModelResult): string {
   if (w) lines.push(`   worker at the best point (4): ${workerCpuText(w)}`);
   if (m.bounds) lines.push(`   ${boundsText(m.bounds)}`);
   if (m.chosenLoss) lines.push(`   ${chosenLossText(m.chosenLoss, rt.ceiling_at_chosen)}`);
+  if (m.hostDrift) lines.push(`   ${hostDriftLine(m.hostDrift)}`);
   lines.push(`   targets: ${targetsLine(m.targets)}`);
   return lines.join('\n');
 }

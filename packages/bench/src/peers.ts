@@ -171,6 +171,8 @@ export interface MeasurePeersOptions extends PeerLoadOptions {
   inputs: Array<{ name: string; dims: number[] }>;
   env: NodeJS.ProcessEnv;
   log: (line: string) => void;
+  /** Wraps each peer's run (start, warm-up, measure, stop): the bench times the host's speed around it (host-drift.ts). */
+  around?: <T>(peer: PeerName, run: () => Promise<T>) => Promise<T>;
 }
 
 /**
@@ -231,7 +233,7 @@ export async function measurePeers(o: MeasurePeersOptions): Promise<PeerResults>
     }
     o.log(`  ${p.title}`);
     try {
-      const run = await p.run();
+      const run = await (o.around ? o.around(name, p.run) : p.run());
       o.log(
         `    ${run.itemsPerSec} items/s, p50 ${run.p50Ms} ms, p99 ${run.p99Ms} ms${run.meanBatch === undefined ? '' : `, mean batch ${run.meanBatch}`}`,
       );
