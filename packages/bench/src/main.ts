@@ -564,8 +564,12 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
       settled = await settleShapes(c, name, inputs);
       log(`    shape profile before the runs: ${settled.states.join(', ') || 'none'} after ${settled.ms} ms of traffic`);
     }
-    // The host's speed around each phase: the model at the batch size the replica chose (the sweep's row within it).
-    const probeRow = rowWithin(inproc.sweep, peerBatching((await readyReplicas(c, name))[0] ?? replica).maxBatchSize);
+    // The host's speed around each phase: the model at the batch size the replica chose (the sweep's
+    // row within it). Not on a GPU: a second CUDA context there would show in the worker's VRAM readings.
+    const probeRow =
+      settings.device === 'cpu'
+        ? rowWithin(inproc.sweep, peerBatching((await readyReplicas(c, name))[0] ?? replica).maxBatchSize)
+        : undefined;
     probe = probeRow ? await startProbe(pinning, path, probeRow.batch) : undefined;
     const probes: Record<string, PhaseProbes> = {};
     const around = async <T>(phase: string, run: () => Promise<T>): Promise<T> => {
