@@ -1,14 +1,15 @@
 // Child process of `pnpm bench`: the in-process onnxruntime-node baselines of one model, run where
 // the bench pins it (the replica's core), with the replica's thread settings (1 intra-op thread,
 // 1 inter-op thread, all graph optimisations). (1) batch 1 in a sequential loop; (2) a sweep over
-// batch sizes 1, 2, 4, ... until the largest or a clear decline. Prints one JSON line on stdout.
+// batch sizes 1, 2, 4, ... until the largest or a clear decline, in SWEEP_ROUNDS interleaved rounds
+// (stats.ts; each row sums its size's rounds). Prints one JSON line on stdout.
 //   node packages/bench/dist/inproc.js '{"modelPath":"...","durationMs":3000,"warmupMs":500,"maxBatch":128,"device":"cpu"}'
 // With "device":"gpu" the session runs on onnxruntime's CUDA provider (device 0), as a GPU replica's does.
 // With "probe":{"batch":B,"durationMs":D} it is the bench's host-speed probe instead (host-drift.ts,
 // speed-probe.ts): it prints `ready` once its session is open, then for each SIGUSR2 times batch B
 // back to back for D ms and prints one JSON SweepRow line, idle in between; SIGTERM ends it.
 import { createRequire } from 'node:module';
-import { batchSizes, benchDim, bestPoint, round, sweepDeclined } from './stats.js';
+import { SWEEP_ROUNDS, batchSizes, benchDim, bestPoint, sliceRow, sweepDeclined, type RunSlice } from './stats.js';
 
 interface OrtTensor {
   dims: readonly number[];
@@ -49,6 +50,9 @@ export interface InprocResult {
   sweepStopped: string;
 }
 
+/** Warm-up of a size in the sweep's later rounds, ms (at least one run): the first round warmed it up. */
+const ROUND_WARMUP_MS = 50;
+
 const SESSION_OPTIONS = { intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all' };
 
 function feedsFor(session: OrtSession, batch: number): Record<string, OrtTensor> {
@@ -65,31 +69,27 @@ function feedsFor(session: OrtSession, batch: number): Record<string, OrtTensor>
 }
 
 /** Runs `batch`-sized inputs back to back: `warmupMs` untimed (at least one run), then `durationMs` timed (at least 3 runs). */
-async function measure(session: OrtSession, batch: number, durationMs: number, warmupMs: number): Promise<SweepRow> {
+async function slice(session: OrtSession, batch: number, durationMs: number, warmupMs: number): Promise<RunSlice> {
   const feeds = feedsFor(session, batch);
   const w0 = performance.now();
   do await session.run(feeds);
   while (performance.now() - w0 < warmupMs);
-  const times: number[] = [];
+  const timesMs: number[] = [];
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
-  while (times.length < 3 || performance.now() - t0 < durationMs) {
+  while (timesMs.length < 3 || performance.now() - t0 < durationMs) {
     const s = performance.now();
     await session.run(feeds);
-    times.push(performance.now() - s);
+    timesMs.push(performance.now() - s);
   }
-  const elapsed = performance.now() - t0;
+  const elapsedMs = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
-  times.sort((a, b) => a - b);
-  const pct = (p: number) => times[Math.min(times.length - 1, Math.ceil((p / 100) * times.length) - 1)]!;
-  return {
-    batch,
-    runs: times.length,
-    itemsPerSec: round((batch * times.length * 1000) / elapsed, 1),
-    p50Ms: round(pct(50), 3),
-    p99Ms: round(pct(99), 3),
-    cpuUsPerItem: round((cpu.user + cpu.system) / (batch * times.length), 2),
-  };
+  return { batch, timesMs, elapsedMs, cpuUs: cpu.user + cpu.system };
+}
+
+/** One stretch as a sweep row. */
+async function measure(session: OrtSession, batch: number, durationMs: number, warmupMs: number): Promise<SweepRow> {
+  return sliceRow([await slice(session, batch, durationMs, warmupMs)]);
 }
 
 /** The host-speed probe: the session stays open while the bench runs its phases; each SIGUSR2 is one timed measure. */
@@ -122,24 +122,30 @@ async function main(): Promise<void> {
   if (args.probe) return probe(session, args.probe.batch, args.probe.durationMs);
   try {
     const batchAxis = session.inputMetadata.every((m) => typeof m.shape?.[0] !== 'number');
-    // (1): batch 1, sequential.
-    const batch1 = await measure(session, 1, args.durationMs, args.warmupMs);
-    process.stderr.write(`    in-process batch 1: ${batch1.itemsPerSec} items/s\n`);
-    // (2): the sweep; its first point is (1).
-    const sweep: SweepRow[] = [];
+    // (1) batch 1, sequential, and (2) the sweep, whose first point is (1): SWEEP_ROUNDS rounds over
+    // the sizes, interleaved (stats.ts); the first finds where the sweep stops, the others re-time those sizes.
+    const perRound = args.durationMs / SWEEP_ROUNDS;
+    const slices = new Map<number, RunSlice[]>();
+    const first: SweepRow[] = [];
     let sweepStopped = batchAxis ? `reached the largest batch tried (${args.maxBatch})` : 'the model has no batch axis';
     for (const b of batchAxis ? batchSizes(args.maxBatch) : [1]) {
-      const row = b === 1 ? batch1 : await measure(session, b, args.durationMs, args.warmupMs);
-      sweep.push(row);
-      process.stderr.write(`    in-process batch ${b}: ${row.itemsPerSec} items/s (p50 ${row.p50Ms} ms)\n`);
-      if (sweepDeclined(sweep)) {
-        sweepStopped = `declined: batches ${sweep
+      const s = await slice(session, b, perRound, args.warmupMs);
+      slices.set(b, [s]);
+      first.push(sliceRow([s]));
+      if (sweepDeclined(first)) {
+        sweepStopped = `declined: batches ${first
           .slice(-2)
           .map((r) => r.batch)
           .join(' and ')} are below 80% of the best`;
         break;
       }
     }
+    for (let round = 1; round < SWEEP_ROUNDS; round++) {
+      for (const [b, got] of slices) got.push(await slice(session, b, perRound, Math.min(args.warmupMs, ROUND_WARMUP_MS)));
+    }
+    const sweep = [...slices.values()].map(sliceRow);
+    for (const row of sweep) process.stderr.write(`    in-process batch ${row.batch}: ${row.itemsPerSec} items/s (p50 ${row.p50Ms} ms)\n`);
+    const batch1 = sweep[0]!;
     const result: InprocResult = {
       ortVersion: ort.env.versions?.node ?? ort.env.versions?.common ?? 'unknown',
       sessionOptions,

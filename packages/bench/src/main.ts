@@ -693,6 +693,7 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
             }
           : null,
         runs,
+        tunedBatches: after?.tunedBatches ?? [],
         best: {
           concurrency: best.concurrency,
           itemsPerSec: best.itemsPerSec,
@@ -735,6 +736,11 @@ function modelText(name: string, m: ModelResult): string {
       `(profile ${rep?.profile?.source ?? '-'}${rep?.profile ? `, ${rep.profile.deviceClass}, ${fmt(rep.profile.tookMs)} ms` : ''})`,
   );
   if (m.cluster.profile) lines.push(`   profile chose ${m.cluster.profile.chosen.reason}; sweep ${m.cluster.profile.stoppedBecause}`);
+  // What the replica's batch-size tuner made of the runs (heartbeat tunedBatches).
+  for (const t of m.cluster.tunedBatches)
+    lines.push(
+      `   batch size on the replica's traffic, ${t.shape}: ${t.from}${t.maxBatchSize < t.from ? ` → ${t.maxBatchSize}` : ''} (${t.state})`,
+    );
   lines.push('');
   const rows: string[][] = [
     [

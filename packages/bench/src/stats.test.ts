@@ -13,6 +13,7 @@ import {
   perItemMsAt,
   rateWithin,
   ratios,
+  sliceRow,
   sweepDeclined,
   table,
 } from './stats.js';
@@ -293,5 +294,35 @@ describe('the model’s share of a run, from the in-process sweep', () => {
     expect(modelUsPerItem({ '>128': 3 }, sweep)).toBeUndefined(); // no size to weigh
     expect(modelUsPerItem({}, sweep)).toBeUndefined();
     expect(modelUsPerItem({ '4': 1 }, [])).toBeUndefined();
+  });
+});
+
+describe('sliceRow', () => {
+  test('one batch size timed in rounds: items/s and CPU per item over the summed time, percentiles over every run', () => {
+    const row = sliceRow([
+      { batch: 8, timesMs: [4, 4, 5], elapsedMs: 13, cpuUs: 12_000 }, // a fast stretch
+      { batch: 8, timesMs: [6, 6, 7, 9], elapsedMs: 28, cpuUs: 27_000 }, // a slow one
+    ]);
+    // 7 runs × 8 items in 41 ms; 39 ms of CPU over 56 items.
+    expect(row).toEqual({ batch: 8, runs: 7, itemsPerSec: 1365.9, p50Ms: 6, p99Ms: 9, cpuUsPerItem: 696.43 });
+    // One stretch is the plain row.
+    expect(sliceRow([{ batch: 1, timesMs: [2, 1, 3], elapsedMs: 6, cpuUs: 5_400 }])).toEqual({
+      batch: 1,
+      runs: 3,
+      itemsPerSec: 500,
+      p50Ms: 2,
+      p99Ms: 3,
+      cpuUsPerItem: 1800,
+    });
+  });
+
+  test('no stretches, or stretches of different sizes, is a bug in the caller', () => {
+    expect(() => sliceRow([])).toThrow(/no stretches/);
+    expect(() =>
+      sliceRow([
+        { batch: 1, timesMs: [1], elapsedMs: 1, cpuUs: 1 },
+        { batch: 2, timesMs: [1], elapsedMs: 1, cpuUs: 1 },
+      ]),
+    ).toThrow(/different batch sizes/);
   });
 });

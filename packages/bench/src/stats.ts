@@ -124,6 +124,53 @@ export function batchSizes(max: number): number[] {
   return out;
 }
 
+/**
+ * Rounds the in-process sweep takes over its batch sizes, interleaved (1, 2, … 128, then 1, 2, …
+ * again), each size timed for a third of its time in each: a host whose speed moves within minutes
+ * then moves every size's rate alike, where one stretch per size would hand the best rate to
+ * whichever size met a fast stretch (2026-12-01: conv-classifier, flat from batch 1 to 128, swept
+ * 1,921–2,407 items/s in one pass with no order to it).
+ */
+export const SWEEP_ROUNDS = 3;
+
+/** One stretch of timed runs of one batch size (the in-process sweep times each size in SWEEP_ROUNDS of them). */
+export interface RunSlice {
+  batch: number;
+  /** Each run's time, ms. */
+  timesMs: number[];
+  /** Wall time of the stretch, ms. */
+  elapsedMs: number;
+  /** CPU time of the process over the stretch, µs. */
+  cpuUs: number;
+}
+
+/** A sweep row from one batch size's stretches: items/s and CPU per item over their summed time, p50/p99 over all their runs. */
+export function sliceRow(slices: readonly RunSlice[]): {
+  batch: number;
+  runs: number;
+  itemsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  cpuUsPerItem: number;
+} {
+  if (!slices.length) throw new Error('sliceRow: no stretches');
+  const batch = slices[0]!.batch;
+  if (slices.some((x) => x.batch !== batch)) throw new Error('sliceRow: stretches of different batch sizes');
+  const times = slices.flatMap((x) => x.timesMs).sort((a, b) => a - b);
+  const elapsed = slices.reduce((a, x) => a + x.elapsedMs, 0);
+  const cpu = slices.reduce((a, x) => a + x.cpuUs, 0);
+  const pct = (p: number) => times[Math.min(times.length - 1, Math.ceil((p / 100) * times.length) - 1)] ?? 0;
+  const items = batch * times.length;
+  return {
+    batch,
+    runs: times.length,
+    itemsPerSec: elapsed > 0 ? round((items * 1000) / elapsed, 1) : 0,
+    p50Ms: round(pct(50), 3),
+    p99Ms: round(pct(99), 3),
+    cpuUsPerItem: items > 0 ? round(cpu / items, 2) : 0,
+  };
+}
+
 export interface RatePoint {
   batch: number;
   itemsPerSec: number;
