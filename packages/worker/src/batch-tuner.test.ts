@@ -114,6 +114,23 @@ describe('BatchTuner', () => {
     expect(t.cap('k', 32)).toBe(32);
   });
 
+  test('closed-loop callers in two groups of the half: batches that fill only the half do not keep the comparison going', () => {
+    // 32 callers against a cap of 32 that split into two groups of 16 taking turns (pnpm bench,
+    // wide-mlp at 128 callers: 64×133 batches, the tuner still comparing 128 with 64 at the end).
+    // Every batch holds 16 whatever its cap, so the cap's are never full and the comparison can
+    // never finish: it must drop, not cap every other batch at the half for good.
+    const t = new BatchTuner();
+    t.record('k', 32, 32, 6.4); // one full batch started it
+    const caps: number[] = [];
+    for (let i = 0; i < 4 * (TUNE_MAX_UNFILLED + 1); i++) {
+      caps.push(t.cap('k', 32));
+      t.record('k', 32, 16, 1.6);
+    }
+    expect(t.state('k')).toMatchObject({ cap: 32, trial: undefined, drops: 1 });
+    // Once dropped, every batch runs under the full cap again.
+    expect(caps.slice(-TUNE_MAX_UNFILLED)).toEqual(Array(TUNE_MAX_UNFILLED).fill(32));
+  });
+
   test('a new base (the key profiled again) starts over from it; a base of 1 is never tuned', () => {
     const t = new BatchTuner();
     const cost = (s: number) => (s >= 32 ? 0.2 : 0.1);

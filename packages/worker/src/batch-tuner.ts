@@ -79,9 +79,10 @@ export class BatchTuner {
   }
 
   /**
-   * A batch of `key` ran `items` requests' items in `ms` (its run and replies). A full batch at the
-   * cap starts a comparison; during one, batches of either size count for it (a batch's cost per
-   * item depends on its size, not on the cap it ran under). Returns the step when a comparison ends.
+   * A batch of `key` ran `items` requests' items in `ms` (its run and replies), under the cap `cap`
+   * gave it last. A full batch at the cap starts a comparison; during one, a batch counts for the
+   * size it ran under when it filled it, and otherwise as unfilled. Returns the step when a
+   * comparison ends.
    */
   record(key: string, base: number, items: number, ms: number): TuneStep | undefined {
     const t = this.tuning(key, base);
@@ -93,8 +94,11 @@ export class BatchTuner {
       return undefined;
     }
     const trial = t.trial;
-    trial.turn = trial.turn === 0 ? 1 : 0;
-    const arm = items === trial.sizes[0] ? trial.perItemMs[0] : items === trial.sizes[1] ? trial.perItemMs[1] : undefined;
+    // The batch ran under this turn's cap: it counts for that size only if it filled it (a batch of
+    // the half's size under the full cap says the load did not fill the cap, not what the half costs).
+    const turn = trial.turn;
+    trial.turn = turn === 0 ? 1 : 0;
+    const arm = items === trial.sizes[turn] ? trial.perItemMs[turn] : undefined;
     if (!arm) {
       if (++trial.unfilled > TUNE_MAX_UNFILLED) {
         t.trial = undefined;
