@@ -33,11 +33,13 @@ import {
   connectBus,
   connectionTracker,
   createLogger,
+  maxPayload,
   notReadyReason,
   serve,
   type Logger,
 } from '@flotilla/bus';
 import { ArtifactCache } from './artifact-cache.js';
+import { fitHeartbeat, type FittedHeartbeat } from './heartbeat-fit.js';
 import { measureInventory } from './inventory.js';
 import { MemoryLedger, workerDevices } from './memory-ledger.js';
 import {
@@ -93,6 +95,8 @@ export class Worker {
   /** Per replica: a profiled footprint the device had no room for (logged once). */
   private readonly footprintRefused = new Map<string, number>();
   private seq = 0;
+  /** What the last heartbeat left out to fit one message (`''`: nothing; `over`: it did not fit). */
+  private heartbeatFit = '';
   private readonly startedAt = Date.now();
   private stopping?: Promise<void>;
   private admitting: Promise<void> = Promise.resolve();
@@ -538,10 +542,30 @@ export class Worker {
       devices: this.deviceStates(),
       replicas: this.replicaStates(),
     };
+    const fit = fitHeartbeat(hb, maxPayload(this.nc), encode);
+    this.reportHeartbeatFit(fit, hb.replicas.length);
     try {
-      this.nc.publish(this.subjects.heartbeat(this.id), encode(hb));
+      this.nc.publish(this.subjects.heartbeat(this.id), fit.bytes);
     } catch (err) {
       this.logger.debug({ err }, 'heartbeat not sent');
+    }
+  }
+
+  /** Says when heartbeats start or stop leaving details out to fit one message, or cannot fit (once per change). */
+  private reportHeartbeatFit(fit: FittedHeartbeat, replicas: number): void {
+    const now = fit.fits ? fit.trimmed.join(',') : 'over';
+    if (now === this.heartbeatFit) return;
+    this.heartbeatFit = now;
+    const facts = { bytes: fit.bytes.byteLength, maxPayload: maxPayload(this.nc), replicas, leftOut: fit.trimmed };
+    if (!fit.fits) {
+      this.logger.error(
+        facts,
+        'heartbeat over max_payload even without its details: it is not sent, and the head will take this worker for gone',
+      );
+    } else if (fit.trimmed.length) {
+      this.logger.warn(facts, `heartbeats leave out ${fit.trimmed.join(', ')} to fit one message`);
+    } else {
+      this.logger.info(facts, 'heartbeats fit one message again, with every detail');
     }
   }
 
