@@ -172,6 +172,19 @@ describe('BatchTuner', () => {
     expect(t.state(`k${TUNE_MAX_KEYS}`)).toBeDefined();
   });
 
+  test('a shape in use survives a flood of one-off shapes: the key forgotten is the one that ran longest ago', () => {
+    const t = new BatchTuner();
+    const cost = (s: number) => (s >= 32 ? 0.2 : 0.1);
+    serve(t, 32, cost, 20 * TUNE_SAMPLES, Infinity, 'in-use'); // tuned: 32 → 16 → settled
+    expect(t.state('in-use')).toMatchObject({ cap: 16, settled: true });
+    for (let i = 0; i < 4 * TUNE_MAX_KEYS; i++) {
+      t.record(`one-off-${i}`, 32, 1, 0.5); // a caller's new shape each time
+      if (i % 8 === 0) t.record('in-use', 32, 16, 1.6); // the real traffic keeps running
+    }
+    expect(t.state('in-use')).toMatchObject({ cap: 16, settled: true });
+    expect(t.report()).toHaveLength(TUNE_MAX_KEYS);
+  });
+
   test('report: each key waiting, comparing or settled, with the size it started from and the one it runs at', () => {
     const t = new BatchTuner();
     expect(t.report()).toEqual([]);

@@ -25,7 +25,7 @@ export const TUNE_MAX_UNFILLED = 64;
  * turns) would otherwise have half its batches capped at the half, on and off, for good.
  */
 export const TUNE_MAX_DROPS = 2;
-/** Keys tuned at once (all of them reported in heartbeats); a new one past this forgets the oldest (hostile traffic may send any number of shapes). */
+/** Keys tuned at once (all of them reported in heartbeats); a new one past this forgets the one whose last batch ran longest ago (hostile traffic may send any number of shapes). */
 export const TUNE_MAX_KEYS = MAX_TUNED_BATCH_KEYS;
 /** Longest batch key a report names (the protocol's bound); a longer one is cut, ending in `…`. */
 export const TUNE_REPORT_KEY_CHARS = 1024;
@@ -86,6 +86,10 @@ export class BatchTuner {
    */
   record(key: string, base: number, items: number, ms: number): TuneStep | undefined {
     const t = this.tuning(key, base);
+    // Most recently run last: a key past TUNE_MAX_KEYS forgets the one that ran longest ago, so
+    // one-off shapes (a caller sending many) pass through without evicting the shapes in use.
+    this.keys.delete(key);
+    this.keys.set(key, t);
     if (t.settled || !(ms >= 0) || items < 1) return undefined;
     if (!t.trial) {
       if (items === t.cap && t.cap > 1) {
