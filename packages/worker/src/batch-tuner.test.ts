@@ -196,7 +196,11 @@ describe('BatchTuner', () => {
       { shape: 'b', from: 16, maxBatchSize: 16, state: 'waiting' },
     ]);
     t.record('a', 32, 32, 6.4); // a full batch starts a comparison
-    expect(t.report()[0]).toEqual({ shape: 'a', from: 32, maxBatchSize: 32, state: 'comparing' });
+    // The key that ran last comes last.
+    expect(t.report()).toEqual([
+      { shape: 'b', from: 16, maxBatchSize: 16, state: 'waiting' },
+      { shape: 'a', from: 32, maxBatchSize: 32, state: 'comparing' },
+    ]);
     serve(t, 32, cost, 20 * TUNE_SAMPLES, Infinity, 'a');
     serve(t, 16, () => 0.1, 20 * TUNE_SAMPLES, Infinity, 'b');
     const report = t.report();

@@ -124,7 +124,7 @@ export class BatchTuner {
     return { key, from, half, to: from, perItemMs: medians };
   }
 
-  /** Every key's tuning as it stands, oldest first, as heartbeats report it (`tunedBatches`). */
+  /** Every key's tuning as it stands, the one whose last batch ran longest ago first, as heartbeats report it (`tunedBatches`). */
   report(): TunedBatch[] {
     return [...this.keys].map(([key, t]) => ({
       shape: key.length > TUNE_REPORT_KEY_CHARS ? `${key.slice(0, TUNE_REPORT_KEY_CHARS - 1)}…` : key,
