@@ -138,12 +138,19 @@ export type ReplicaStateName = z.infer<typeof ReplicaStateName>;
 
 /** Most input shapes a replica reports profiles of (a model with dynamic non-batch dims). */
 export const MAX_PROFILED_SHAPES = 64;
+/** Longest batch key (input names and non-batch dims, `x:3x64x96`) a heartbeat names for a shape. */
+export const MAX_SHAPE_KEY_CHARS = 1024;
+
+/** A batch key as a heartbeat names it: cut to MAX_SHAPE_KEY_CHARS, ending in `…` (a model's input names, up to 256 of 256 characters, make keys of any length). */
+export function shapeKeyText(key: string): string {
+  return key.length > MAX_SHAPE_KEY_CHARS ? `${key.slice(0, MAX_SHAPE_KEY_CHARS - 1)}…` : key;
+}
 
 /** One input shape of a model with dynamic non-batch dims, as its replica profiles and batches it. */
 export const ShapeProfileSummary = z
   .object({
     /** The batch key of the shape (`shapeKey`: `x:3x64x96`). */
-    shape: Text(1024),
+    shape: Text(MAX_SHAPE_KEY_CHARS),
     /** `queued` for a background profile, `profiling` now, `measured` / `cache` (KV), `failed`, or `skipped` (over maxShapes). */
     state: z.enum(['queued', 'profiling', 'measured', 'cache', 'failed', 'skipped']),
     /** Requests of this shape since the load. */
@@ -275,7 +282,7 @@ export const MAX_TUNED_BATCH_KEYS = 64;
 export const TunedBatch = z
   .object({
     /** The batch key (input names and non-batch dims: `x:3x64x64`). */
-    shape: Text(1024),
+    shape: Text(MAX_SHAPE_KEY_CHARS),
     from: z.number().int().min(1).max(4096),
     maxBatchSize: z.number().int().min(1).max(4096),
     state: z.enum(['waiting', 'comparing', 'settled']),

@@ -1,13 +1,5 @@
-import { TunedBatch } from '@flotilla/protocol';
-import {
-  BatchTuner,
-  TUNE_MAX_DROPS,
-  TUNE_MAX_KEYS,
-  TUNE_MAX_UNFILLED,
-  TUNE_REPORT_KEY_CHARS,
-  TUNE_SAMPLES,
-  type TuneStep,
-} from './batch-tuner.js';
+import { MAX_SHAPE_KEY_CHARS, TunedBatch } from '@flotilla/protocol';
+import { BatchTuner, TUNE_MAX_DROPS, TUNE_MAX_KEYS, TUNE_MAX_UNFILLED, TUNE_SAMPLES, type TuneStep } from './batch-tuner.js';
 
 /**
  * A replica under load: every batch is as full as the tuner's cap allows (or `fill` items where
@@ -213,12 +205,12 @@ describe('BatchTuner', () => {
 
   test('report: a key longer than the protocol allows is cut; every row of a full tuner passes the schema', () => {
     const t = new BatchTuner();
-    const long = `x:${'9x'.repeat(TUNE_REPORT_KEY_CHARS)}`;
+    const long = `x:${'9x'.repeat(MAX_SHAPE_KEY_CHARS)}`;
     t.cap(long, 8);
     for (let i = 1; i < TUNE_MAX_KEYS; i++) t.cap(`k${i}`, 8);
     const report = t.report();
     expect(report).toHaveLength(TUNE_MAX_KEYS);
-    expect(report[0]!.shape).toHaveLength(TUNE_REPORT_KEY_CHARS);
+    expect(report[0]!.shape).toHaveLength(MAX_SHAPE_KEY_CHARS);
     expect(report[0]!.shape.endsWith('…')).toBe(true);
     for (const r of report) expect(TunedBatch.safeParse(r).success).toBe(true);
     // One more key forgets the oldest: the report stays within the protocol's bound.

@@ -9,7 +9,7 @@
 // (the base): a batch the profile found slower never runs for a trial. A key settles once; a
 // new base (its profile changed) starts over.
 
-import { MAX_TUNED_BATCH_KEYS, type TunedBatch } from '@flotilla/protocol';
+import { MAX_TUNED_BATCH_KEYS, shapeKeyText, type TunedBatch } from '@flotilla/protocol';
 import type { BatchLimits } from './batcher.js';
 import { median } from './latency-window.js';
 
@@ -27,8 +27,6 @@ export const TUNE_MAX_UNFILLED = 64;
 export const TUNE_MAX_DROPS = 2;
 /** Keys tuned at once (all of them reported in heartbeats); a new one past this forgets the one whose last batch ran longest ago (hostile traffic may send any number of shapes). */
 export const TUNE_MAX_KEYS = MAX_TUNED_BATCH_KEYS;
-/** Longest batch key a report names (the protocol's bound); a longer one is cut, ending in `…`. */
-export const TUNE_REPORT_KEY_CHARS = 1024;
 
 /** One key's tuning. */
 export interface KeyTuning {
@@ -127,7 +125,7 @@ export class BatchTuner {
   /** Every key's tuning as it stands, the one whose last batch ran longest ago first, as heartbeats report it (`tunedBatches`). */
   report(): TunedBatch[] {
     return [...this.keys].map(([key, t]) => ({
-      shape: key.length > TUNE_REPORT_KEY_CHARS ? `${key.slice(0, TUNE_REPORT_KEY_CHARS - 1)}…` : key,
+      shape: shapeKeyText(key),
       from: t.base,
       maxBatchSize: t.cap,
       state: t.settled ? 'settled' : t.trial ? 'comparing' : 'waiting',

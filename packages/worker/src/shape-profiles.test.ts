@@ -1,4 +1,4 @@
-import { profileKey, shapeKey, type ModelProfile, type ProfileShape } from '@flotilla/protocol';
+import { MAX_SHAPE_KEY_CHARS, ShapeProfileSummary, profileKey, shapeKey, type ModelProfile, type ProfileShape } from '@flotilla/protocol';
 import { describeModel, validateInputs } from './model-io.js';
 import { summarize, summarizeShapes } from './session-plan.js';
 import {
@@ -126,6 +126,19 @@ describe('profile batch bound by input bytes', () => {
 describe('ShapeBook', () => {
   const s = (w: number): ProfileShape => ({ x: [3, 48, w] });
   const k = (w: number) => shapeKey(s(w));
+
+  it('names a shape whose key is longer than a heartbeat allows by a cut key (a model with many long input names)', () => {
+    const b = new ShapeBook({ maxShapes: 8 });
+    const names = Array.from({ length: 8 }, (_, i) => `${'input_with_a_long_descriptive_name_'.repeat(5)}${i}`);
+    const shape: ProfileShape = Object.fromEntries(names.map((n) => [n, [3, 48, 64]]));
+    const key = shapeKey(shape);
+    expect(key.length).toBeGreaterThan(MAX_SHAPE_KEY_CHARS);
+    b.see(key, shape, 0);
+    const [summary] = b.summaries();
+    expect(summary!.shape).toHaveLength(MAX_SHAPE_KEY_CHARS);
+    expect(summary!.shape.endsWith('…')).toBe(true);
+    expect(ShapeProfileSummary.safeParse(summary).success).toBe(true); // the head would refuse the whole heartbeat otherwise
+  });
 
   it('queues each new shape once, profiles one at a time, the most requested first (oldest among equals)', () => {
     const b = new ShapeBook({ maxShapes: 8 });

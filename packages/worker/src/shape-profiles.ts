@@ -9,6 +9,7 @@ import {
   MAX_PROFILED_SHAPES,
   elementCount,
   shapeKey,
+  shapeKeyText,
   type BatchingOptions,
   type ModelProfile,
   type ProfileShape,
@@ -303,7 +304,7 @@ export class ShapeBook {
         ? `${e.reason}; what a change of batch size costs was not measured (${e.profile!.stoppedBecause}): on a GPU smaller batches run padded to ${padTo}`
         : e.reason;
       return {
-        shape: e.key,
+        shape: shapeKeyText(e.key),
         state: e.state,
         requests: e.requests,
         ...(chosen ? { maxBatchSize: chosen.maxBatchSize, maxQueueDelayMs: chosen.maxQueueDelayMs } : {}),
