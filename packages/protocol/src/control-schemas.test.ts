@@ -406,10 +406,30 @@ describe('model profile (profiles bucket)', () => {
   it('accepts a profile as the profiler writes it', () => {
     expect(parseModelProfile(profile)).toEqual(profile);
   });
+  it('a profile a newer worker stored: the keys this version does not know are dropped, at any depth; the rest is kept', () => {
+    const newer = {
+      ...profile,
+      gpuTimeline: [1, 2, 3],
+      chosen: { ...profile.chosen, warmBatches: 4 },
+      rows: [{ ...profile.rows[0], energyJ: 0.2 }],
+      threads: { ...profile.threads, pinned: true, rows: [{ ...profile.threads.rows[0], numaNode: 0 }] },
+      memory: { ...profile.memory, arenaBytes: 5 },
+    };
+    expect(parseModelProfile(newer)).toEqual(profile);
+    // The stored value itself is left as it was.
+    expect(newer.chosen).toHaveProperty('warmBatches', 4);
+  });
+  it('an unknown `__proto__` key is dropped as any other, touching no prototype', () => {
+    const raw = JSON.parse(`{"__proto__": {"polluted": true}, ${JSON.stringify(profile).slice(1)}`) as object;
+    expect(Object.keys(raw)).toContain('__proto__');
+    expect(parseModelProfile(raw)).toEqual(profile);
+    expect(({} as { polluted?: boolean }).polluted).toBeUndefined();
+  });
   it.each([
-    ['an unknown key', { ...profile, evil: 1 }, 'invalid model profile'],
     ['65 rows', { ...profile, rows: Array(65).fill(profile.rows[0]) }, '$.rows'],
     ['a 1 PB replica charge', { ...profile, memory: { ...profile.memory, replicaBytes: 1e18 } }, '$.memory.replicaBytes'],
+    ['a known field of the wrong type beside an unknown one', { ...profile, evil: 1, tookMs: 'soon' }, '$.tookMs'],
+    ['nothing but unknown keys', { evil: 1 }, 'invalid model profile'],
   ])('refuses %s', (_what, raw, expected) => {
     expect(refusal(() => parseModelProfile(raw)).message).toContain(expected);
   });

@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { BadRequestError, MAX_ERROR_MESSAGE_CHARS, truncate } from './errors.js';
 import { encode } from './codec.js';
-import { DeviceId, ReplicaId, parseWith } from './data-schemas.js';
+import { DeviceId, ReplicaId, parseStored, parseWith } from './data-schemas.js';
 import { PROTOCOL_VERSION } from './version.js';
 import { DTYPES, type DType } from './tensor.js';
 import { CONTROL_OPS, type ControlOp } from './subjects.js';
@@ -544,7 +544,8 @@ export const parseUnloadResult = (raw: unknown): UnloadResult => parseWith(Unloa
 export const parseDeploymentRecord = (raw: unknown): DeploymentRecord => parseWith(DeploymentRecord, raw, 'deployment record');
 export const parseHeadPresence = (raw: unknown): HeadPresence => parseWith(HeadPresence, raw, 'head presence');
 export const parseLeaseHolder = (raw: unknown): LeaseHolder => parseWith(LeaseHolder, raw, 'lease value');
-export const parseModelProfile = (raw: unknown): ModelProfile => parseWith(ModelProfileSchema, raw, 'model profile') as ModelProfile;
+/** A profile read from the profiles bucket: keys a newer worker added are dropped (`parseStored`), everything known validated. */
+export const parseModelProfile = (raw: unknown): ModelProfile => parseStored(ModelProfileSchema, raw, 'model profile') as ModelProfile;
 
 /** A control request on `ctl.<op>`: an unknown operation or a malformed body is BAD_REQUEST. */
 export function parseControlRequest(op: string, raw: unknown): ControlRequest {

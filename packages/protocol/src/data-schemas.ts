@@ -161,6 +161,35 @@ export function parseWith<S extends z.ZodType>(schema: S, raw: unknown, what: st
   throw new BadRequestError(`invalid ${what}: ${issues[0]}`, { data: { issues } });
 }
 
+/** Most rounds of dropping unknown keys `parseStored` takes (one per level of nesting that had some). */
+const STORED_PARSE_ROUNDS = 8;
+
+/**
+ * A record this version reads from the cluster's own stores, written perhaps by a newer version
+ * (a rolling upgrade: newer workers store profiles with fields older ones do not know): keys the
+ * schema does not know are dropped, at any depth, and everything else is validated as strictly as
+ * `parseWith` does (a known field out of bounds still fails, as does a record with nothing but
+ * unknown keys where fields are required). Messages on the bus stay strict: this is for stored
+ * records only.
+ */
+export function parseStored<S extends z.ZodType>(schema: S, raw: unknown, what: string): z.infer<S> {
+  let value = raw;
+  for (let round = 0; round < STORED_PARSE_ROUNDS; round++) {
+    const r = schema.safeParse(value);
+    if (r.success) return r.data;
+    const unknown = r.error.issues.filter((i) => i.code === 'unrecognized_keys');
+    if (unknown.length === 0) break;
+    if (value === raw) value = structuredClone(raw);
+    for (const issue of unknown) {
+      let at: unknown = value;
+      for (const step of issue.path) at = at !== null && typeof at === 'object' ? (at as Record<PropertyKey, unknown>)[step] : undefined;
+      if (at === null || typeof at !== 'object') continue;
+      for (const key of issue.keys) delete (at as Record<string, unknown>)[key];
+    }
+  }
+  return parseWith(schema, value, what);
+}
+
 const V = z.literal(PROTOCOL_VERSION);
 /** Replica ids the head makes: `<model>-<10 chars>`; anything token-safe up to 128 characters is accepted. */
 export const ReplicaId = z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'use 1-128 letters, digits, _ . : or -');

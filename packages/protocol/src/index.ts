@@ -136,6 +136,7 @@ export {
   parseInferRequest,
   parseLoadCommand,
   parseUnloadCommand,
+  parseStored,
   parseWith,
   requestIdOf,
   type BlobName,
