@@ -2,7 +2,8 @@
 // cores, from the inventory override; one intra-op thread per session). A model whose runs take
 // milliseconds at its chosen batch moves to a thread of its own once its first profile says so,
 // and opens there directly on later loads (the stored profile); one whose runs take microseconds
-// stays on the event loop, where the crossing would cost more than it saves.
+// stays on the event loop, where the crossing would cost more than it saves. A profile measured
+// on a thread (a deployment that said `thread`) says so, and the thread is charged once.
 import type { FlotillaClient, Tensor } from '@flotilla/client';
 import { LocalCluster } from '@flotilla/local';
 import type { LoadedReplicaState } from '@flotilla/protocol';
@@ -52,6 +53,16 @@ describe('session host auto', () => {
     // Both profiles were measured on the event loop (the first load's): the thread's own memory is charged on top.
     for (const r of both) expect(r.bytes).toBe(r.profile!.replicaBytes + THREAD_SESSION_BYTES);
   }, 120_000);
+
+  it('a profile measured on a thread says so, and its replica is charged the thread once', async () => {
+    // The deployment puts the session on a thread from its first load: the profile's memory figures include the thread.
+    await client.deploy(sampleModelPath('wide-mlp'), 'wide', { device: 'cpu', sessionHost: 'thread', ...QUICK_PROFILE });
+    const [r] = await replicasOf('wide');
+    expect(r!.profile?.source).toBe('measured');
+    expect(r!.sessionHost).toBe('thread');
+    expect((await client.profiles('wide'))[0]?.sessionHost).toBe('thread');
+    expect(r!.bytes).toBe(r!.profile!.replicaBytes);
+  }, 60_000);
 
   it('keeps a model with microsecond runs on the event loop', async () => {
     await client.deploy(sampleModelPath('mlp'), 'mlp', { device: 'cpu', ...QUICK_PROFILE });

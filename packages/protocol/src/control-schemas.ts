@@ -513,6 +513,7 @@ export const ModelProfileSchema = z
       .strict()
       .optional(),
     memory: z.object({ sessionBytes: Finite, peakBytes: Finite, replicaBytes: Bytes }).strict(),
+    sessionHost: z.literal('thread').optional(),
   })
   .strict();
 

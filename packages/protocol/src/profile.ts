@@ -89,4 +89,10 @@ export interface ModelProfile {
     /** What a replica should be charged: max(session, peak at the chosen batch, file size). */
     replicaBytes: number;
   };
+  /**
+   * Where the session it measured ran: `thread`, on a thread of its own, whose memory (≈ 10 MiB: its
+   * V8 isolate) the figures above then include; absent: on the event loop (and in profiles stored
+   * before 2026-12-01, wherever they ran).
+   */
+  sessionHost?: 'thread';
 }

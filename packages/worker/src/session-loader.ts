@@ -65,6 +65,8 @@ export interface OpenedSession {
   batching: BatchingOptions;
   /** The session's footprint on its device measured at load (see measuredFootprint), when readable. */
   measuredBytes?: number;
+  /** `thread`: the profile behind `profile.replicaBytes` measured a session on a thread, whose memory its figures include. */
+  profileSessionHost?: 'thread';
   /** Time of the warm-up run before serving, ms (absent when the profile just ran it, or warm-up is off). */
   warmupMs?: number;
   /** A model with dynamic non-batch dims: its per-shape profiles and batching (the replica feeds it its requests' shapes). */
@@ -205,6 +207,7 @@ export class SessionLoader {
         ...(shapes ? { shapes } : {}),
         batching: batchingFor(outcome, spec.batching, o.kind === 'gpu'),
         ...(o.measuredBytes !== undefined ? { measuredBytes: o.measuredBytes } : {}),
+        ...(!shapes && 'profile' in outcome && outcome.profile.sessionHost === 'thread' ? { profileSessionHost: 'thread' as const } : {}),
         ...(warmupMs !== undefined ? { warmupMs: +warmupMs.toFixed(1) } : {}),
       };
     } catch (e) {
@@ -387,6 +390,8 @@ export class SessionLoader {
       },
       { budgetMs: spec.profile.budgetMs, latencySloMs: o.slo, maxBatch: spec.profile.maxBatch },
     );
+    // Its memory figures include the thread's own when the session runs on one (replicaFootprint).
+    if (held.host === 'thread') p.sessionHost = 'thread';
     const plan = planMeasure({
       onCpu: o.onCpu,
       threadSource: held.threads.source,

@@ -287,15 +287,58 @@ describe('planMeasure', () => {
 describe('replicaFootprint', () => {
   const MiB = 1024 * 1024;
   it.each([
-    // [what, profile bytes, measured bytes, host, on CPU, charged]
-    ['a profile, on the event loop', 100 * MiB, 90 * MiB, 'event-loop', true, 100 * MiB],
-    ['a profile, a CPU session on a thread: the thread on top', 100 * MiB, 90 * MiB, 'thread', true, 100 * MiB + THREAD_SESSION_BYTES],
-    ['a profile, a GPU session on a thread: VRAM, the thread is host memory', 100 * MiB, 90 * MiB, 'thread', false, 100 * MiB],
-    ['no profile: what the open measured (on the thread, it includes the thread)', 0, 90 * MiB, 'thread', true, 90 * MiB],
-    ['nothing measured', 0, undefined, 'event-loop', true, undefined],
-  ] as const)('%s', (_what, profileBytes, measuredBytes, host, onCpu, charged) =>
-    expect(replicaFootprint({ profileBytes, measuredBytes, host, onCpu })?.bytes).toBe(charged),
+    { what: 'a profile, on the event loop', profileBytes: 100 * MiB, host: 'event-loop', onCpu: true, charged: 100 * MiB },
+    {
+      what: 'a profile, a CPU session on a thread: the thread on top',
+      profileBytes: 100 * MiB,
+      host: 'thread',
+      onCpu: true,
+      charged: 100 * MiB + THREAD_SESSION_BYTES,
+    },
+    {
+      what: 'a profile, a GPU session on a thread: VRAM, the thread is host memory',
+      profileBytes: 100 * MiB,
+      host: 'thread',
+      onCpu: false,
+      charged: 100 * MiB,
+    },
+    {
+      what: 'a profile measured on a thread, a CPU session on a thread: the thread counted once',
+      profileBytes: 110 * MiB,
+      host: 'thread',
+      onCpu: true,
+      profileHost: 'thread',
+      charged: 110 * MiB,
+    },
+    {
+      what: 'a profile measured on a thread, the session now on the event loop: as measured',
+      profileBytes: 110 * MiB,
+      host: 'event-loop',
+      onCpu: true,
+      profileHost: 'thread',
+      charged: 110 * MiB,
+    },
+    {
+      what: 'no profile: what the open measured (on the thread, it includes the thread)',
+      profileBytes: 0,
+      host: 'thread',
+      onCpu: true,
+      charged: 90 * MiB,
+    },
+  ] as const)('$what', (row) =>
+    expect(
+      replicaFootprint({
+        profileBytes: row.profileBytes,
+        measuredBytes: 90 * MiB,
+        host: row.host,
+        onCpu: row.onCpu,
+        ...('profileHost' in row ? { profileHost: row.profileHost } : {}),
+      })?.bytes,
+    ).toBe(row.charged),
   );
+  it('nothing measured: no footprint', () => {
+    expect(replicaFootprint({ profileBytes: 0, host: 'event-loop', onCpu: true })).toBeUndefined();
+  });
 });
 
 describe('judgeCompile', () => {

@@ -137,19 +137,23 @@ export const THREAD_SESSION_BYTES = 10 * 1024 * 1024;
 
 /**
  * The footprint a replica is charged and where it comes from (undefined: nothing measured): its
- * profile's, else what its open measured. A profile is measured on the session's first host, the event loop unless the
- * worker or the deployment said `thread`, so a CPU session that runs on a thread (moved once
- * profiled, or opened there from a stored profile) adds the thread's own memory to it. Where the
- * profile was itself measured on a thread that counts it twice, 10 MiB too many, the safe way;
- * an open measured on the thread includes it already.
+ * profile's, else what its open measured. A profile is measured on the session's first host, the
+ * event loop unless the worker or the deployment said `thread`, so a CPU session that runs on a
+ * thread (moved once profiled, or opened there from a stored profile) adds the thread's own memory
+ * to it, unless the profile says it measured a session on a thread (`profileHost`: its figures
+ * include the thread already; profiles stored before 2026-12-01 do not say, and are taken as the
+ * event loop's, 10 MiB too many the safe way); an open measured on the thread includes it already.
  */
 export function replicaFootprint(f: {
   profileBytes: number;
   measuredBytes?: number;
   host: SessionHost;
   onCpu: boolean;
+  /** Where the profile's session ran (absent: the event loop). */
+  profileHost?: 'thread';
 }): { bytes: number; by: 'profile' | 'measured' } | undefined {
-  if (f.profileBytes > 0) return { bytes: f.profileBytes + (f.host === 'thread' && f.onCpu ? THREAD_SESSION_BYTES : 0), by: 'profile' };
+  const addThread = f.host === 'thread' && f.onCpu && f.profileHost !== 'thread';
+  if (f.profileBytes > 0) return { bytes: f.profileBytes + (addThread ? THREAD_SESSION_BYTES : 0), by: 'profile' };
   return f.measuredBytes === undefined ? undefined : { bytes: f.measuredBytes, by: 'measured' };
 }
 

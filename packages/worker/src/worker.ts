@@ -335,6 +335,7 @@ export class Worker {
         profile,
         batching,
         measuredBytes,
+        profileSessionHost,
         warmupMs,
         shapes,
       } = await this.loader.open(path, spec, deviceId, kind, { rssBaseline: process.memoryUsage().rss });
@@ -345,6 +346,7 @@ export class Worker {
         measuredBytes,
         host: sessionHost,
         onCpu: kind === 'cpu' && executionProvider === 'cpu',
+        ...(profileSessionHost ? { profileHost: profileSessionHost } : {}),
       });
       let bytes = charged;
       let chargedBy: 'deployment' | 'profile' | 'measured' | 'estimate' = spec.memoryBytes !== undefined ? 'deployment' : 'estimate';
