@@ -91,8 +91,9 @@ export interface ModelProfile {
   };
   /**
    * Where the session it measured ran: `thread`, on a thread of its own, whose memory (≈ 10 MiB: its
-   * V8 isolate) the figures above then include; absent: on the event loop (and in profiles stored
-   * before 2026-12-01, wherever they ran).
+   * V8 isolate) the figures above then include; absent: on the event loop, or not recorded (a
+   * profile stored before 2026-12-01, a per-shape profile: its replica is charged from the shapes'
+   * footprints, not through this).
    */
   sessionHost?: 'thread';
 }
