@@ -168,24 +168,30 @@ export function checkTargets(i: CheckInputs): TargetCheck[] {
   return out;
 }
 
-/** ` (host +12 %)` where the host's speed moved more than DRIFT_FLAG between the phases a check compares, else ``. */
-function driftNote(c: TargetCheck): string {
-  return driftFlagged(c.drift) ? ` (${driftText(c.drift!)})` : '';
+/** `host +12 %` where the host's speed moved more than DRIFT_FLAG between the phases a check compares. */
+function driftNote(c: TargetCheck): string | undefined {
+  return driftFlagged(c.drift) ? driftText(c.drift!) : undefined;
 }
 
 /** "÷ Moleculer 1.16 < 1.5 (at most 1.43 here)": a target that was not met, for the text. */
 export function checkText(c: TargetCheck): string {
   const rel = c.sense === 'min' ? '<' : '>';
+  const drift = driftNote(c);
   const notes = [
     ...(c.bound === null ? [] : [`${c.sense === 'min' ? 'at most' : 'at least'} ${fmt(c.bound)} here`]),
-    ...(driftFlagged(c.drift) ? [driftText(c.drift!)] : []),
+    ...(drift ? [drift] : []),
   ];
   return `${c.target} ${fmt(c.measured)} ${rel} ${c.goal}${notes.length ? ` (${notes.join('; ')})` : ''}`;
 }
 
 /** One line per model: targets met, missed, and out of reach on this machine. */
 export function targetsLine(checks: readonly TargetCheck[]): string {
-  const met = checks.filter((c) => c.status === 'met').map((c) => `${c.target}${driftNote(c)}`);
+  const met = checks
+    .filter((c) => c.status === 'met')
+    .map((c) => {
+      const note = driftNote(c);
+      return note ? `${c.target} (${note})` : c.target;
+    });
   const missed = checks.filter((c) => c.status === 'missed').map(checkText);
   const out = checks.filter((c) => c.status === 'out of reach here').map(checkText);
   const parts = [`met ${met.length ? met.join(', ') : 'none'}`];

@@ -117,6 +117,7 @@ export function deploymentRows(status: ClusterStatus, inputs: DeploymentInputs):
         if (r && r.state !== 'loading')
           for (const [k, n] of Object.entries(r.batchHistogram)) histogram.set(k, (histogram.get(k) ?? 0) + n);
         const error = p.error ?? r?.error;
+        const tuned = r && r.state !== 'loading' ? tunedBelow(r.tunedBatches) : [];
         return {
           id: p.id,
           worker: p.workerId,
@@ -132,7 +133,7 @@ export function deploymentRows(status: ClusterStatus, inputs: DeploymentInputs):
           bytes: r?.bytes ?? 0,
           pinned: r?.pinned ?? d.spec.pin,
           ...(r && r.state !== 'loading' ? { executionProvider: r.executionProvider, maxBatchSize: r.batching.maxBatchSize } : {}),
-          ...(r && r.state !== 'loading' && tunedBelow(r.tunedBatches).length ? { tunedBatchSizes: tunedBelow(r.tunedBatches) } : {}),
+          ...(tuned.length ? { tunedBatchSizes: tuned } : {}),
           ...(error ? { error: { code: error.code, message: error.message } } : {}),
         };
       });

@@ -3,12 +3,9 @@
 // in its socket; when the run ends they must form one batch, not a batch of whichever was parsed
 // first and then another of the rest (what a replica that decided on each request as it was
 // parsed did: with no queue delay, the first request read after a run went out alone).
-import { FlotillaClient, type Tensor } from '@flotilla/client';
-import { Head } from '@flotilla/head';
-import { silentLogger } from '@flotilla/bus';
-import { NatsServer } from '@flotilla/local';
+import type { FlotillaClient, Tensor } from '@flotilla/client';
 import { randomFloats, sampleModelPath } from '@flotilla/sample-models';
-import { WorkerProcess } from './worker-process.js';
+import { ProcessCluster } from './process-cluster.js';
 
 // wide-mlp: a 128-item batch holds the thread for ≈ 25 ms, and 4 KB requests are cheap to send, so
 // all the late ones are in the worker's socket before the run ends (49 KB images were not always).
@@ -18,17 +15,12 @@ const LATE = 24;
 /** The 'patient' deployment's queue delay, ms. */
 const DELAY = 100;
 
-let nats: NatsServer;
-let head: Head;
-let worker: WorkerProcess;
+let cluster: ProcessCluster;
 let client: FlotillaClient;
 
 beforeAll(async () => {
-  nats = await NatsServer.start();
-  const cluster = 'fill';
-  head = await Head.start({ cluster, bus: { servers: nats.url }, logger: silentLogger() });
-  worker = await WorkerProcess.start({ servers: nats.url, cluster, id: 'w', head, args: ['--threads', '1'] });
-  client = new FlotillaClient({ servers: nats.url, cluster });
+  cluster = await ProcessCluster.start({ cluster: 'fill' });
+  client = cluster.client;
   await client.deploy(sampleModelPath('wide-mlp'), 'wide', {
     device: 'cpu',
     profile: { enabled: false },
@@ -42,10 +34,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  await client?.close();
-  await worker?.stop();
-  await head?.stop();
-  await nats?.stop();
+  await cluster?.stop();
 });
 
 it('batches the requests that arrived during a run together once it ends', async () => {

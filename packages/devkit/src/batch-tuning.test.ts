@@ -9,12 +9,10 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { FlotillaClient, type Tensor } from '@flotilla/client';
-import { Head } from '@flotilla/head';
-import { silentLogger } from '@flotilla/bus';
-import { NatsServer } from '@flotilla/local';
+import type { FlotillaClient, Tensor } from '@flotilla/client';
 import { GraphBuilder, randomFloats } from '@flotilla/sample-models';
-import { WorkerProcess } from './worker-process.js';
+import { ProcessCluster } from './process-cluster.js';
+import type { WorkerProcess } from './worker-process.js';
 
 /**
  * y[i] = Σ_j Σ_k f(x_i − x_j)_k: x [N, 64], the pairwise differences [N, N, 64] through three
@@ -41,8 +39,7 @@ const CALLERS = 32;
 const one = (): Tensor => ({ dtype: 'float32', dims: [1, 64], data: randomFloats(64, 5) });
 
 let dir: string;
-let nats: NatsServer;
-let head: Head;
+let cluster: ProcessCluster;
 let worker: WorkerProcess;
 let client: FlotillaClient;
 
@@ -50,28 +47,15 @@ beforeAll(async () => {
   dir = mkdtempSync(join(os.tmpdir(), 'flotilla-tuning-'));
   const path = join(dir, 'pairwise.onnx');
   writeFileSync(path, buildPairwise());
-  nats = await NatsServer.start();
-  const cluster = 'tuning';
-  head = await Head.start({ cluster, bus: { servers: nats.url }, logger: silentLogger() });
-  worker = await WorkerProcess.start({
-    servers: nats.url,
-    cluster,
-    id: 'w',
-    head,
-    args: ['--threads', '1'],
-    env: { FLOTILLA_LOG_LEVEL: 'info' },
-  });
-  client = new FlotillaClient({ servers: nats.url, cluster });
+  cluster = await ProcessCluster.start({ cluster: 'tuning', workerEnv: { FLOTILLA_LOG_LEVEL: 'info' } });
+  ({ worker, client } = cluster);
   // No profile: both start at the default of 8; only 'set' was given it by its deployment.
   await client.deploy(path, 'left', { device: 'cpu', profile: { enabled: false } });
   await client.deploy(path, 'set', { device: 'cpu', profile: { enabled: false }, batching: { maxBatchSize: 8 } });
 }, 120_000);
 
 afterAll(async () => {
-  await client?.close();
-  await worker?.stop();
-  await head?.stop();
-  await nats?.stop();
+  await cluster?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 

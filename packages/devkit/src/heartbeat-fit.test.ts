@@ -4,43 +4,28 @@
 // past a small max_payload; nats.js refuses to publish a message over it, and a head that hears
 // nothing for its worker timeout takes the worker for gone. The worker leaves details out until the
 // heartbeat fits (worker/heartbeat-fit.ts) and says so in its log.
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { FlotillaClient, type Tensor } from '@flotilla/client';
-import { Head } from '@flotilla/head';
-import { silentLogger } from '@flotilla/bus';
-import { NatsServer } from '@flotilla/local';
+import type { FlotillaClient, Tensor } from '@flotilla/client';
 import type { LoadedReplicaState } from '@flotilla/protocol';
 import { randomFloats, sampleModelPath } from '@flotilla/sample-models';
-import { WorkerProcess } from './worker-process.js';
+import { ProcessCluster } from './process-cluster.js';
+import type { WorkerProcess } from './worker-process.js';
 
 const MAX_PAYLOAD = 12 * 1024;
 const WORKER_TIMEOUT_MS = 2000;
 const SHAPES = 64;
 
-let dir: string;
-let nats: NatsServer;
-let head: Head;
+let cluster: ProcessCluster;
 let worker: WorkerProcess;
 let client: FlotillaClient;
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(os.tmpdir(), 'flotilla-hbfit-'));
-  nats = await NatsServer.start({ maxPayload: MAX_PAYLOAD });
-  const cluster = 'hbfit';
-  head = await Head.start({ cluster, bus: { servers: nats.url }, logger: silentLogger(), workerTimeoutMs: WORKER_TIMEOUT_MS });
-  worker = await WorkerProcess.start({ servers: nats.url, cluster, id: 'w', head, args: ['--threads', '1'] });
-  client = new FlotillaClient({ servers: nats.url, cluster });
+  cluster = await ProcessCluster.start({ cluster: 'hbfit', nats: { maxPayload: MAX_PAYLOAD }, workerTimeoutMs: WORKER_TIMEOUT_MS });
+  ({ worker, client } = cluster);
 }, 60_000);
 
 afterAll(async () => {
-  await client?.close();
-  await worker?.stop();
-  await head?.stop();
-  await nats?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await cluster?.stop();
 });
 
 it('callers sending 64 shapes to a dynamic-shape model do not blind the head to its worker', async () => {

@@ -25,20 +25,17 @@ export interface FittedHeartbeat {
 }
 
 function trim(r: ReplicaState, step: HeartbeatTrimStep): ReplicaState {
-  if (r.state === 'loading') {
-    if (step !== 'profile.shapes' || !r.profile?.shapes) return r;
+  if (step === 'profile.shapes') {
+    if (!r.profile?.shapes) return r;
     const { shapes: _, ...profile } = r.profile;
     return { ...r, profile };
   }
+  // The other details are a loaded replica's only.
+  if (r.state === 'loading') return r;
   switch (step) {
     case 'tunedBatches': {
       const { tunedBatches: _, ...rest } = r;
       return rest;
-    }
-    case 'profile.shapes': {
-      if (!r.profile?.shapes) return r;
-      const { shapes: _, ...profile } = r.profile;
-      return { ...r, profile };
     }
     case 'signature': {
       const { signature: _, ...rest } = r;

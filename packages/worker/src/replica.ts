@@ -627,7 +627,8 @@ export class Replica {
       }
       this.finish(p.msg, p.id, p.receivedAt, undefined, data);
     }
-    if (this.tuner && rows === items) this.tune(batch[0]!.key, items, performance.now() - started);
+    // A padded batch (rows > items) is never tuned: the tuner's recordBatch knows it from the key's limits.
+    if (this.tuner) this.tune(batch[0]!.key, items, performance.now() - started);
   }
 
   /** Tells the tuner what a batch cost (its run and replies); logs where it settles or moves. */
