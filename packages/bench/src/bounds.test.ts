@@ -178,6 +178,53 @@ describe('text', () => {
   });
 });
 
+describe('paired ceilings', () => {
+  // pnpm bench, 2026-12-01 08:30 UTC (Intel Xeon): wide-mlp, the run 0.622 over a sweep taken on a faster host, paired 0.753.
+  const run = { ceiling_ratio: 0.622, ceiling_at_chosen: 0.622, c1_added_ms: null, broker_ratio: 0.15 };
+  test('the paired ratios are what the ceiling targets check, the run beside them, and no drift note', () => {
+    const checks = checkTargets({
+      ratios: run,
+      peers: noPeers,
+      bounds: null,
+      computeBound: true,
+      drift: { ceiling: -0.17 },
+      paired: { ceiling: 0.753, atChosen: 0.753 },
+    });
+    expect(checks.map((c) => [c.target, c.measured, c.status, c.unpaired, c.drift])).toEqual([
+      ['ceiling', 0.753, 'met', 0.622, undefined],
+      ['@chosen', 0.753, 'missed', 0.622, undefined],
+    ]);
+    expect(targetsLine(checks)).toBe('met ceiling (paired; one run 0.622) | missed @chosen 0.753 < 0.85 (paired; one run 0.622)');
+  });
+  test('a paired ratio that could not be measured leaves the run and its drift to the verdict', () => {
+    const checks = checkTargets({
+      ratios: run,
+      peers: noPeers,
+      bounds: null,
+      computeBound: true,
+      drift: { ceiling: -0.17 },
+      paired: { ceiling: null, atChosen: null },
+    });
+    expect(checks.map((c) => [c.target, c.measured, c.status, c.unpaired, c.drift])).toEqual([
+      ['ceiling', 0.622, 'missed', undefined, -0.17],
+      ['@chosen', 0.622, 'missed', undefined, -0.17],
+    ]);
+  });
+  test('the broker and c=1 targets (not compute-bound) ignore the paired figures', () => {
+    const checks = checkTargets({
+      ratios: run,
+      peers: noPeers,
+      bounds: null,
+      computeBound: false,
+      paired: { ceiling: 0.9, atChosen: 0.9 },
+    });
+    expect(checks.map((c) => [c.target, c.unpaired])).toEqual([
+      ['broker', undefined],
+      ['c=1 +ms', undefined],
+    ]);
+  });
+});
+
 // pnpm bench, 2026-12-01 03:18 UTC (AMD EPYC): wide-mlp's and conv-classifier's best points at c=128.
 const wideSweep = [
   { batch: 64, itemsPerSec: 11922.5, cpuUsPerItem: 83.78 },

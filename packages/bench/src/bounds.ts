@@ -119,6 +119,11 @@ export interface TargetCheck {
   status: 'met' | 'missed' | 'out of reach here' | 'not measured';
   /** How much faster (+) or slower (−) the host ran in the phase measured than in the one it is divided by (host-drift.ts). */
   drift?: number;
+  /**
+   * Measured in turns with the in-process model (paired.ts): `measured` is the paired ratio and
+   * this the one from the cluster's run over the sweep, minutes apart.
+   */
+  unpaired?: number | null;
 }
 
 export interface CheckInputs {
@@ -138,6 +143,11 @@ export interface CheckInputs {
   computeBound: boolean;
   /** The host's change of speed between the phases each ratio compares (host-drift.ts): the ceilings (cluster ÷ sweep), broker (cluster ÷ raw NATS), each peer (cluster ÷ peer). */
   drift?: { ceiling?: number; broker?: number; vs?: Partial<Record<PeerName, number>> };
+  /**
+   * The ceilings measured in turns with the in-process model (paired.ts): where present they are
+   * what the ceiling targets check (the host's drift between phases does not enter them).
+   */
+  paired?: { ceiling: number | null; atChosen: number | null };
 }
 
 function check(target: string, sense: 'min' | 'max', goal: number, measured: number | null, bound: number | null): TargetCheck {
@@ -152,9 +162,14 @@ export function checkTargets(i: CheckInputs): TargetCheck[] {
   const out: TargetCheck[] = [];
   const d = i.drift;
   const drifted = (c: TargetCheck, drift: number | undefined): TargetCheck => (drift === undefined ? c : { ...c, drift });
+  // A ceiling from the paired rounds where they measured one, else from the run and the sweep.
+  const ceiling = (target: string, goal: number, unpaired: number | null, pairedRatio: number | null | undefined, bound: number | null) =>
+    pairedRatio === null || pairedRatio === undefined
+      ? drifted(check(target, 'min', goal, unpaired, bound), d?.ceiling)
+      : { ...check(target, 'min', goal, pairedRatio, bound), unpaired };
   if (i.computeBound) {
-    out.push(drifted(check('ceiling', 'min', TARGETS.ceiling, i.ratios.ceiling_ratio, b?.ceiling ?? null), d?.ceiling));
-    out.push(drifted(check('@chosen', 'min', TARGETS.ceilingAtChosen, i.ratios.ceiling_at_chosen, b?.atChosen ?? null), d?.ceiling));
+    out.push(ceiling('ceiling', TARGETS.ceiling, i.ratios.ceiling_ratio, i.paired?.ceiling, b?.ceiling ?? null));
+    out.push(ceiling('@chosen', TARGETS.ceilingAtChosen, i.ratios.ceiling_at_chosen, i.paired?.atChosen, b?.atChosen ?? null));
   } else {
     out.push(drifted(check('broker', 'min', TARGETS.broker, i.ratios.broker_ratio, null), d?.broker));
     out.push(check('c=1 +ms', 'max', TARGETS.c1AddedMs, i.ratios.c1_added_ms, b?.c1AddedMs ?? null));
@@ -168,15 +183,16 @@ export function checkTargets(i: CheckInputs): TargetCheck[] {
   return out;
 }
 
-/** `host +12 %` where the host's speed moved more than DRIFT_FLAG between the phases a check compares. */
-function driftNote(c: TargetCheck): string | undefined {
+/** `host +12 %` where the host's speed moved more than DRIFT_FLAG between the phases a check compares; `paired, one run 0.68` for a paired ratio. */
+function checkNote(c: TargetCheck): string | undefined {
+  if (c.unpaired !== undefined) return `paired; one run ${c.unpaired === null ? '-' : fmt(c.unpaired)}`;
   return driftFlagged(c.drift) ? driftText(c.drift!) : undefined;
 }
 
 /** "÷ Moleculer 1.16 < 1.5 (at most 1.43 here)": a target that was not met, for the text. */
 export function checkText(c: TargetCheck): string {
   const rel = c.sense === 'min' ? '<' : '>';
-  const drift = driftNote(c);
+  const drift = checkNote(c);
   const notes = [
     ...(c.bound === null ? [] : [`${c.sense === 'min' ? 'at most' : 'at least'} ${fmt(c.bound)} here`]),
     ...(drift ? [drift] : []),
@@ -189,7 +205,7 @@ export function targetsLine(checks: readonly TargetCheck[]): string {
   const met = checks
     .filter((c) => c.status === 'met')
     .map((c) => {
-      const note = driftNote(c);
+      const note = checkNote(c);
       return note ? `${c.target} (${note})` : c.target;
     });
   const missed = checks.filter((c) => c.status === 'missed').map(checkText);

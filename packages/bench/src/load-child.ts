@@ -3,7 +3,9 @@
 // baseline (bare nc.request with the SDK's request bytes), each in a process of its own as the
 // peers' load generators are, so that neither shares an event loop and a heap with the bench's
 // head, its status polling and its results. Prints one JSON line on stdout: the warm-up's and the
-// measured run's LoadSummary (with waitForGo, `warm <ok>` first, then waits for SIGUSR2 to measure).
+// measured run's LoadSummary (with waitForGo, `warm <ok>` first, then waits for SIGUSR2 to measure;
+// with `windows: n`, n measured windows, `window <i>` and a wait for SIGUSR2 between them: the bench
+// times the model in-process while the load pauses, paired.ts).
 //   node packages/bench/dist/load-child.js '{"kind":"flotilla","natsUrl":…,"cluster":…,"model":…,"inputs":[{"name":"x","dims":[1,16]}],…}'
 //   node packages/bench/dist/load-child.js '{"kind":"raw","natsUrl":…,"subject":…,"bodyBase64":…,…}'
 import { closeBus, connectBus } from '@flotilla/bus';
@@ -18,13 +20,29 @@ interface Common {
   warmupMs: number;
   /** After the warm-up, print `warm <requests answered>` and wait for SIGUSR2 before the measured run (the bench reads the replica's state in between). */
   waitForGo?: boolean;
+  /**
+   * Measured windows of `durationMs` each (default 1). Between two, the callers stop (requests in
+   * flight are answered), `window <i>` (the one just ended, from 0) is printed, and the next waits
+   * for SIGUSR2.
+   */
+  windows?: number;
 }
 export type LoadChildArgs =
   | (Common & { kind: 'flotilla'; cluster: string; model: string; inputs: Array<{ name: string; dims: number[] }> })
   | (Common & { kind: 'raw'; subject: string; bodyBase64: string });
 export interface LoadChildResult {
   warmup: LoadSummary | null;
+  /** The first measured window (the only one unless `windows` > 1). */
   run: LoadSummary;
+  /** Every measured window, in order (`windows` > 1). */
+  windows?: LoadSummary[];
+}
+
+/** Prints `line` and resolves on the next SIGUSR2 (the listener is in place before the line is out). */
+function pauseFor(line: string): Promise<void> {
+  const go = new Promise<void>((resolve) => process.once('SIGUSR2', () => resolve()));
+  process.stdout.write(`${line}\n`);
+  return go;
 }
 
 async function main(): Promise<void> {
@@ -55,13 +73,14 @@ async function main(): Promise<void> {
   }
   try {
     const warmup = a.warmupMs > 0 ? await once(a.warmupMs) : null;
-    if (a.waitForGo) {
-      const go = new Promise((resolve) => process.once('SIGUSR2', resolve));
-      process.stdout.write(`warm ${warmup?.ok ?? 0}\n`);
-      await go;
+    if (a.waitForGo) await pauseFor(`warm ${warmup?.ok ?? 0}`);
+    const windows: LoadSummary[] = [];
+    for (let i = 0; i < Math.max(1, a.windows ?? 1); i++) {
+      if (i > 0) await pauseFor(`window ${i - 1}`);
+      windows.push(await once(a.durationMs));
     }
-    const run = await once(a.durationMs);
-    process.stdout.write(`${JSON.stringify({ warmup, run } satisfies LoadChildResult)}\n`);
+    const result: LoadChildResult = { warmup, run: windows[0]!, ...(windows.length > 1 ? { windows } : {}) };
+    process.stdout.write(`${JSON.stringify(result)}\n`);
   } finally {
     await close();
   }

@@ -15,7 +15,9 @@
 //       (`bash packages/bench/peers/setup` makes the Python venvs)    items/s, p50/p99, batch
 // and the ratios ceiling_ratio = best(4)/(2), broker_ratio = best(4)/(3),
 // batching_gain = best(4)/(1), inproc_gain = (2)/(1), vs_<peer> = best(4)/(5x) in items/s and
-// p99_vs_<peer> = p99 of best(4) / p99 of (5x).
+// p99_vs_<peer> = p99 of best(4) / p99 of (5x). On a CPU the best (4)'s concurrency runs again in
+// short windows with the model timed in-process between them on the worker's core (paired.ts):
+// the paired ceilings, which the targets check, divide figures measured seconds apart, not minutes.
 // Fair cores (with taskset and ≥ 2 cores): this process (head), the load generators of (3) and (4)
 // (load-child.ts: a process each, as the peers' load generators are) and nats-server on core 0;
 // the worker, the in-process baselines and the empty responder on core 1.
@@ -75,6 +77,7 @@ import {
 } from './peer-process.js';
 import { measurePeers, peerTableRows } from './peers.js';
 import { SpeedProbe } from './speed-probe.js';
+import { PAIRED_MIN_WINDOW_MS, PAIRED_ROUNDS, pairWindows, paired, pairedLine, type Paired } from './paired.js';
 import {
   benchDim,
   benchSettings,
@@ -211,26 +214,39 @@ async function startProbe(pinning: Pinning, modelPath: string, batch: number): P
 
 // ---------- the load generators: a child process each, pinned beside nats-server ----------
 
+/** Where a load child waits for SIGUSR2: after its warm-up (`warm <ok>`), or after measured window `window` of several. */
+type LoadPause = { warmOk: number } | { window: number };
+
 /**
  * Runs load-child.js where the load generators run (as the peers' load generators run) and returns
- * its warm-up and measured summaries; with `onWarm`, the child waits after its warm-up until
- * `onWarm` (given the warm-up's answered requests) has resolved.
+ * its warm-up and measured summaries; with `onPause`, the child waits after its warm-up, and
+ * between measured windows (`args.windows`), until `onPause` has resolved.
  */
-async function childLoad(pinning: Pinning, args: LoadChildArgs, onWarm?: (warmOk: number) => Promise<void>): Promise<LoadChildResult> {
+async function childLoad(pinning: Pinning, args: LoadChildArgs, onPause?: (p: LoadPause) => Promise<void>): Promise<LoadChildResult> {
   // BENCH_LOAD_CPU_PROF=DIR: each load generator writes a V8 CPU profile there when it ends.
   // BENCH_LOAD_NODE_FLAGS="--flag …": its Node flags (default none: Node's defaults, as a user's process).
   const child = spawnNode(pinning, pinning.cores?.bench, [
     ...(process.env.BENCH_LOAD_NODE_FLAGS ?? '').split(' ').filter(Boolean),
     ...cpuProfArgs(process.env.BENCH_LOAD_CPU_PROF),
     repoPath('packages/bench/dist/load-child.js'),
-    JSON.stringify({ ...args, waitForGo: onWarm !== undefined }),
+    JSON.stringify({ ...args, waitForGo: onPause !== undefined }),
   ]);
   const result = exitJson<LoadChildResult>(child, `load generator (${args.kind})`);
-  if (onWarm)
-    void untilLine(child, `load generator (${args.kind})`, (line) => /^warm (\d+)$/.exec(line)?.[1], 600_000).then(
-      (ok) => onWarm(Number(ok)).finally(() => child.kill('SIGUSR2')),
-      () => undefined, // exitJson reports the failure
-    );
+  if (onPause) {
+    let partial = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      const lines = (partial + d.toString()).split('\n');
+      partial = lines.pop()!;
+      for (const line of lines) {
+        const m = /^(warm|window) (\d+)$/.exec(line);
+        if (!m) continue;
+        const pause: LoadPause = m[1] === 'warm' ? { warmOk: Number(m[2]) } : { window: Number(m[2]) };
+        // A failed pause still lets the child go on (the caller finds what it did not record).
+        const go = () => void child.kill('SIGUSR2');
+        onPause(pause).then(go, go);
+      }
+    });
+  }
   return result;
 }
 
@@ -468,8 +484,9 @@ async function measureCluster(
         durationMs: settings.durationMs,
         warmupMs: settings.warmupMs,
       },
-      async (warmOk) => {
-        before = await replicaAfter(c, model, okSoFar + warmOk);
+      async (p) => {
+        if (!('warmOk' in p)) return;
+        before = await replicaAfter(c, model, okSoFar + p.warmOk);
         cpuBefore = workersCpuS(); // the run starts as this resolves
       },
     );
@@ -506,6 +523,43 @@ async function measureCluster(
     );
   }
   return runs;
+}
+
+/**
+ * The cluster's best concurrency again, in PAIRED_ROUNDS windows with the model timed in-process
+ * (the probe, on the replica's core while the load pauses) before the first and after each
+ * (paired.ts): each window's items/s, and the PAIRED_ROUNDS + 1 probes.
+ */
+async function measurePaired(
+  pinning: Pinning,
+  url: string,
+  c: FlotillaClient,
+  model: string,
+  inputs: WireTensors,
+  concurrency: number,
+  probe: SpeedProbe,
+): Promise<{ windows: number[]; probes: (number | undefined)[]; windowMs: number }> {
+  const windowMs = Math.max(PAIRED_MIN_WINDOW_MS, Math.round(settings.durationMs / PAIRED_ROUNDS));
+  const probes: (number | undefined)[] = [];
+  const r = await childLoad(
+    pinning,
+    {
+      kind: 'flotilla',
+      natsUrl: url,
+      cluster: c.subjects.cluster,
+      model,
+      inputs: Object.entries(inputs).map(([name, t]) => ({ name, dims: t.dims })),
+      concurrency,
+      durationMs: windowMs,
+      warmupMs: settings.warmupMs,
+      windows: PAIRED_ROUNDS,
+    },
+    async () => {
+      probes.push(await probe.probe());
+    },
+  );
+  probes.push(await probe.probe());
+  return { windows: (r.windows ?? [r.run]).map((w) => w.itemsPerSec), probes, windowMs };
 }
 
 // ---------- one model ----------
@@ -580,6 +634,15 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
     };
     const runs = await around('cluster', () => measureCluster(pinning, url, c, name, inputs, inproc.sweep));
     const best = runs.reduce((a, b) => (b.itemsPerSec > a.itemsPerSec ? b : a));
+    let pairedRun: Paired | null = null;
+    if (probe && probeRow) {
+      const m = await measurePaired(pinning, url, c, name, inputs, best.concurrency, probe);
+      pairedRun = paired(probeRow.batch, m.windowMs, pairWindows(m.windows, m.probes), {
+        atChosen: probeRow.itemsPerSec,
+        best: inproc.best.itemsPerSec,
+      });
+      log(`    ${pairedLine(pairedRun)}`);
+    }
 
     log(`  (3) raw NATS request/reply, concurrency ${best.concurrency}, ${requestBytes} B requests`);
     const raw = await around('raw', async () => measureRawNats(pinning, url, await c.connection(), request, best.concurrency));
@@ -636,6 +699,7 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
       peers: peerRatios,
       bounds: b,
       computeBound,
+      ...(pairedRun ? { paired: { ceiling: pairedRun.ceiling, atChosen: pairedRun.atChosen } } : {}),
       ...(drift
         ? {
             drift: {
@@ -711,6 +775,7 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
       bounds: b,
       chosenLoss: loss,
       hostDrift: drift,
+      paired: pairedRun,
       targets,
     };
   } finally {
@@ -823,6 +888,7 @@ function modelText(name: string, m: ModelResult): string {
   if (m.bounds) lines.push(`   ${boundsText(m.bounds)}`);
   if (m.chosenLoss) lines.push(`   ${chosenLossText(m.chosenLoss, rt.ceiling_at_chosen)}`);
   if (m.hostDrift) lines.push(`   ${hostDriftLine(m.hostDrift)}`);
+  if (m.paired) lines.push(`   ${pairedLine(m.paired)}`);
   lines.push(`   targets: ${targetsLine(m.targets)}`);
   return lines.join('\n');
 }
@@ -854,7 +920,7 @@ function targetsText(models: Record<string, ModelResult | { error: string }>): s
 function summaryText(models: Record<string, ModelResult | { error: string }>): string {
   const rows = Object.entries(models).map(([name, m]) =>
     'error' in m
-      ? [name, 'error', '', '', '', '', '', '', '', '', '', '', ...PEER_NAMES.map(() => '')]
+      ? [name, 'error', '', '', '', '', '', '', '', '', '', '', '', ...PEER_NAMES.map(() => '')]
       : [
           name,
           fmt(m.inproc.batch1.itemsPerSec),
@@ -863,6 +929,8 @@ function summaryText(models: Record<string, ModelResult | { error: string }>): s
           `${fmt(m.cluster.best.itemsPerSec)} @c${m.cluster.best.concurrency}`,
           fmt(m.ratios.ceiling_ratio),
           fmt(m.ratios.ceiling_at_chosen),
+          fmt(m.paired?.ceiling ?? null),
+          fmt(m.paired?.atChosen ?? null),
           fmt(m.ratios.c1_added_ms),
           fmt(m.ratios.broker_ratio),
           fmt(m.ratios.batching_gain),
@@ -880,6 +948,8 @@ function summaryText(models: Record<string, ModelResult | { error: string }>): s
       '(4) cluster best',
       'ceiling',
       '@chosen',
+      'paired ceiling',
+      'paired @chosen',
       'c=1 +ms',
       'broker',
       'batching_gain',
