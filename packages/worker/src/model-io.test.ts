@@ -45,14 +45,48 @@ describe('model signature and validation', () => {
   });
 
   it.each([
-    ['missing input', () => ({ x: req(1).x })],
-    ['unknown input', () => ({ ...req(1), extra: req(1).x })],
-    ['wrong dtype', () => ({ ...req(1), x: fromTypedArray('float64', [1, 2], new Float64Array(2)) })],
-    ['wrong rank', () => ({ ...req(1), x: fromTypedArray('float32', [2], new Float32Array(2)) })],
-    ['wrong static dim', () => ({ ...req(1), x: fromTypedArray('float32', [1, 3], new Float32Array(3)) })],
-    ['disagreeing batch sizes', () => ({ ...req(2), ids: req(1).ids })],
-  ])('rejects %s with INPUT_MISMATCH', (_name, make) => {
+    ['missing input', () => ({ x: req(1).x }), "inputs do not match the model: missing 'ids' (expected 'x', 'ids')"],
+    ['unknown input', () => ({ ...req(1), extra: req(1).x }), "inputs do not match the model: unknown 'extra' (expected 'x', 'ids')"],
+    [
+      'one missing, one unknown (as many names as the model has)',
+      () => ({ x: req(1).x, id: req(1).ids }),
+      "inputs do not match the model: missing 'ids'; unknown 'id' (expected 'x', 'ids')",
+    ],
+    [
+      'wrong dtype',
+      () => ({ ...req(1), x: fromTypedArray('float64', [1, 2], new Float64Array(2)) }),
+      "input 'x' must be float32, got float64",
+    ],
+    [
+      'wrong rank',
+      () => ({ ...req(1), x: fromTypedArray('float32', [2], new Float32Array(2)) }),
+      "input 'x' must have rank 2 [?, 2], got [2]",
+    ],
+    [
+      'wrong static dim',
+      () => ({ ...req(1), x: fromTypedArray('float32', [1, 3], new Float32Array(3)) }),
+      "input 'x' dim 1 must be 2 [?, 2], got [1, 3]",
+    ],
+    ['disagreeing batch sizes', () => ({ ...req(2), ids: req(1).ids }), "inputs disagree on the batch size (dim 0): 'ids' has 1, others 2"],
+    ['an empty batch', () => req(0), "input 'x' has an empty batch (dim 0 is 0)"],
+  ])('rejects %s with INPUT_MISMATCH and says what is wrong', (_name, make, message) => {
     expect(code(() => validateInputs(sig, make() as WireTensors))).toBe(ErrorCode.INPUT_MISMATCH);
+    expect(() => validateInputs(sig, make() as WireTensors)).toThrow(message);
+  });
+
+  it('keys by every non-batch dim, rank 1 to 4', () => {
+    const s = describeModel(
+      [
+        { name: 'a', isTensor: true, type: 'float32', shape: ['N'] },
+        { name: 'b', isTensor: true, type: 'float32', shape: ['N', 3, 'H', 'W'] },
+      ],
+      [{ name: 'y', isTensor: true, type: 'float32', shape: ['N'] }],
+    );
+    const inputs = {
+      a: fromTypedArray('float32', [2], new Float32Array(2)),
+      b: fromTypedArray('float32', [2, 3, 4, 5], new Float32Array(120)),
+    };
+    expect(validateInputs(s, inputs)).toEqual({ key: 'a:|b:3x4x5', items: 2 });
   });
 
   it('concatenates along axis 0 and splits outputs back per request', () => {
