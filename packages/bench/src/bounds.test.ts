@@ -210,18 +210,28 @@ describe('paired ceilings', () => {
       ['@chosen', 0.622, 'missed', undefined, -0.17],
     ]);
   });
-  test('the broker and c=1 targets (not compute-bound) ignore the paired figures', () => {
+  test('not compute-bound: the broker target checks the broker ratio paired with raw NATS; the ceilings do not enter', () => {
     const checks = checkTargets({
       ratios: run,
       peers: noPeers,
       bounds: null,
       computeBound: false,
-      paired: { ceiling: 0.9, atChosen: 0.9 },
+      drift: { broker: 0.23 },
+      paired: { ceiling: 0.9, atChosen: 0.9, broker: 0.84 },
     });
-    expect(checks.map((c) => [c.target, c.unpaired])).toEqual([
-      ['broker', undefined],
-      ['c=1 +ms', undefined],
+    expect(checks.map((c) => [c.target, c.measured, c.status, c.unpaired, c.drift])).toEqual([
+      ['broker', 0.84, 'met', 0.15, undefined],
+      ['c=1 +ms', null, 'not measured', undefined, undefined],
     ]);
+    const unpaired = checkTargets({
+      ratios: run,
+      peers: noPeers,
+      bounds: null,
+      computeBound: false,
+      drift: { broker: 0.23 },
+      paired: { ceiling: null, atChosen: null, broker: null },
+    });
+    expect(unpaired.map((c) => [c.target, c.measured, c.unpaired, c.drift])[0]).toEqual(['broker', 0.15, undefined, 0.23]);
   });
 });
 

@@ -144,10 +144,11 @@ export interface CheckInputs {
   /** The host's change of speed between the phases each ratio compares (host-drift.ts): the ceilings (cluster ÷ sweep), broker (cluster ÷ raw NATS), each peer (cluster ÷ peer). */
   drift?: { ceiling?: number; broker?: number; vs?: Partial<Record<PeerName, number>> };
   /**
-   * The ceilings measured in turns with the in-process model (paired.ts): where present they are
-   * what the ceiling targets check (the host's drift between phases does not enter them).
+   * The ceilings measured in turns with the in-process model, and the broker ratio in turns with
+   * raw NATS (paired.ts): where present they are what those targets check (the host's drift
+   * between phases does not enter them).
    */
-  paired?: { ceiling: number | null; atChosen: number | null };
+  paired?: { ceiling: number | null; atChosen: number | null; broker?: number | null };
 }
 
 function check(target: string, sense: 'min' | 'max', goal: number, measured: number | null, bound: number | null): TargetCheck {
@@ -171,7 +172,12 @@ export function checkTargets(i: CheckInputs): TargetCheck[] {
     out.push(ceiling('ceiling', TARGETS.ceiling, i.ratios.ceiling_ratio, i.paired?.ceiling, b?.ceiling ?? null));
     out.push(ceiling('@chosen', TARGETS.ceilingAtChosen, i.ratios.ceiling_at_chosen, i.paired?.atChosen, b?.atChosen ?? null));
   } else {
-    out.push(drifted(check('broker', 'min', TARGETS.broker, i.ratios.broker_ratio, null), d?.broker));
+    const broker = i.paired?.broker;
+    out.push(
+      broker === null || broker === undefined
+        ? drifted(check('broker', 'min', TARGETS.broker, i.ratios.broker_ratio, null), d?.broker)
+        : { ...check('broker', 'min', TARGETS.broker, broker, null), unpaired: i.ratios.broker_ratio },
+    );
     out.push(check('c=1 +ms', 'max', TARGETS.c1AddedMs, i.ratios.c1_added_ms, b?.c1AddedMs ?? null));
   }
   for (const p of PEER_NAMES) {

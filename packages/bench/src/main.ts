@@ -77,7 +77,17 @@ import {
 } from './peer-process.js';
 import { measurePeers, peerTableRows } from './peers.js';
 import { SpeedProbe } from './speed-probe.js';
-import { PAIRED_MIN_WINDOW_MS, PAIRED_ROUNDS, pairWindows, paired, pairedLine, type Paired } from './paired.js';
+import {
+  PAIRED_MIN_WINDOW_MS,
+  PAIRED_ROUNDS,
+  pairWindows,
+  paired,
+  pairedBrokerLine,
+  pairedLine,
+  pairedRounds,
+  type Paired,
+  type PairedRounds,
+} from './paired.js';
 import {
   benchDim,
   benchSettings,
@@ -252,17 +262,31 @@ async function childLoad(pinning: Pinning, args: LoadChildArgs, onPause?: (p: Lo
 
 // ---------- (3): raw NATS request/reply ----------
 
-async function measureRawNats(pinning: Pinning, url: string, nc: NatsConnection, body: Uint8Array, concurrency: number) {
+/** The raw baseline's reply size, bytes. */
+const RAW_REPLY_BYTES = 64;
+
+/** The empty responder (responder.js) on the replica's core, answering RAW_REPLY_BYTES on a subject of its own once ready. */
+async function startResponder(pinning: Pinning, url: string): Promise<{ child: ChildProcess; subject: string }> {
   const subject = `bench.raw.${Math.random().toString(36).slice(2, 10)}`;
-  const replyBytes = 64;
   const child = spawnNode(pinning, pinning.cores?.responder, [
     repoPath('packages/bench/dist/responder.js'),
     url,
     subject,
-    String(replyBytes),
+    String(RAW_REPLY_BYTES),
   ]);
   try {
     await untilLine(child, 'the raw NATS responder', readyLine);
+  } catch (err) {
+    await stopChild(child, 3000);
+    throw err;
+  }
+  return { child, subject };
+}
+
+async function measureRawNats(pinning: Pinning, url: string, nc: NatsConnection, body: Uint8Array, concurrency: number) {
+  const replyBytes = RAW_REPLY_BYTES;
+  const { child, subject } = await startResponder(pinning, url);
+  try {
     // The responder's CPU over the measured run (after the warm-up), per request it answered: what
     // nats.js costs a server per request, the floor under every server's (bounds.ts).
     let cpuBefore: number | undefined;
@@ -562,6 +586,98 @@ async function measurePaired(
   return { windows: (r.windows ?? [r.run]).map((w) => w.itemsPerSec), probes, windowMs };
 }
 
+/**
+ * A load child's pauses (childLoad's `onPause`) held until released: `go` waits until the child is
+ * paused and lets it run its next window; `paused` resolves when it pauses again; after `abandon`
+ * it runs its remaining windows unheld.
+ */
+function turnTaker(): { onPause: () => Promise<void>; go: () => Promise<void>; paused: () => Promise<void>; abandon: () => void } {
+  let reached!: () => void;
+  let next = new Promise<void>((r) => (reached = r));
+  let release: () => void = () => undefined;
+  let abandoned = false;
+  return {
+    onPause: () => {
+      if (abandoned) return Promise.resolve();
+      const held = new Promise<void>((r) => (release = r));
+      reached();
+      return held;
+    },
+    go: async () => {
+      await next;
+      next = new Promise<void>((r) => (reached = r));
+      release();
+    },
+    paused: () => next,
+    abandon: () => {
+      abandoned = true;
+      release();
+    },
+  };
+}
+
+/**
+ * The broker ratio in turns (a model that is not compute-bound, paired.ts): raw NATS against the
+ * empty responder and the cluster take turns at the best concurrency, a raw window before the
+ * first cluster window and after each (PAIRED_ROUNDS cluster windows, one more raw).
+ */
+async function measurePairedBroker(
+  pinning: Pinning,
+  url: string,
+  c: FlotillaClient,
+  model: string,
+  inputs: WireTensors,
+  body: Uint8Array,
+  concurrency: number,
+): Promise<{ windows: number[]; raw: number[]; windowMs: number }> {
+  const windowMs = Math.max(PAIRED_MIN_WINDOW_MS, Math.round(settings.durationMs / PAIRED_ROUNDS));
+  const { child: responder, subject } = await startResponder(pinning, url);
+  try {
+    const rawTurns = turnTaker();
+    const clusterTurns = turnTaker();
+    const common = { natsUrl: url, concurrency, durationMs: windowMs, warmupMs: settings.warmupMs };
+    const raw = childLoad(
+      pinning,
+      { ...common, kind: 'raw', subject, bodyBase64: Buffer.from(body).toString('base64'), windows: PAIRED_ROUNDS + 1 },
+      rawTurns.onPause,
+    );
+    const cluster = childLoad(
+      pinning,
+      {
+        ...common,
+        kind: 'flotilla',
+        cluster: c.subjects.cluster,
+        model,
+        inputs: Object.entries(inputs).map(([name, t]) => ({ name, dims: t.dims })),
+        windows: PAIRED_ROUNDS,
+      },
+      clusterTurns.onPause,
+    );
+    // Either child failing ends the turns (its result rejects).
+    const failed = Promise.race([raw, cluster]).then(() => new Promise<never>(() => undefined));
+    const turn = async (t: ReturnType<typeof turnTaker>, last: boolean, done: Promise<unknown>) => {
+      await Promise.race([t.go(), failed]);
+      await Promise.race([last ? done : t.paused(), failed]);
+    };
+    try {
+      for (let i = 0; i <= PAIRED_ROUNDS; i++) {
+        await turn(rawTurns, i === PAIRED_ROUNDS, raw);
+        if (i < PAIRED_ROUNDS) await turn(clusterTurns, i === PAIRED_ROUNDS - 1, cluster);
+      }
+    } catch (err) {
+      // The other child is left to finish its windows on its own rather than wait forever.
+      rawTurns.abandon();
+      clusterTurns.abandon();
+      throw err;
+    }
+    const [r, cl] = await Promise.all([raw, cluster]);
+    const rates = (x: LoadChildResult) => (x.windows ?? [x.run]).map((w) => w.requestsPerSec);
+    return { windows: rates(cl), raw: rates(r), windowMs };
+  } finally {
+    await stopChild(responder, 3000);
+  }
+}
+
 // ---------- one model ----------
 
 function randomInputs(inproc: InprocResult): { inputs: WireTensors; dims: number[]; inputBytes: number } {
@@ -634,15 +750,6 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
     };
     const runs = await around('cluster', () => measureCluster(pinning, url, c, name, inputs, inproc.sweep));
     const best = runs.reduce((a, b) => (b.itemsPerSec > a.itemsPerSec ? b : a));
-    let pairedRun: Paired | null = null;
-    if (probe && probeRow) {
-      const m = await measurePaired(pinning, url, c, name, inputs, best.concurrency, probe);
-      pairedRun = paired(probeRow.batch, m.windowMs, pairWindows(m.windows, m.probes), {
-        atChosen: probeRow.itemsPerSec,
-        best: inproc.best.itemsPerSec,
-      });
-      log(`    ${pairedLine(pairedRun)}`);
-    }
 
     log(`  (3) raw NATS request/reply, concurrency ${best.concurrency}, ${requestBytes} B requests`);
     const raw = await around('raw', async () => measureRawNats(pinning, url, await c.connection(), request, best.concurrency));
@@ -652,6 +759,27 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
     const rawC1 =
       c1 && best.concurrency !== 1 ? await measureRawNats(pinning, url, await c.connection(), request, 1) : c1 ? raw : undefined;
     if (rawC1 && rawC1 !== raw) log(`    raw NATS at concurrency 1: p50 ${rawC1.p50Ms} ms`);
+    const computeBound = inproc.best.itemsPerSec < raw.msgsPerSec;
+
+    // The ceilings (compute-bound) or the broker ratio (not) again, measured in turns (paired.ts).
+    let pairedRun: Paired | null = null;
+    let pairedBroker: PairedRounds | null = null;
+    try {
+      if (computeBound && probe && probeRow) {
+        const m = await measurePaired(pinning, url, c, name, inputs, best.concurrency, probe);
+        pairedRun = paired(probeRow.batch, m.windowMs, pairWindows(m.windows, m.probes), {
+          atChosen: probeRow.itemsPerSec,
+          best: inproc.best.itemsPerSec,
+        });
+        log(`    ${pairedLine(pairedRun)}`);
+      } else if (!computeBound) {
+        const m = await measurePairedBroker(pinning, url, c, name, inputs, request, best.concurrency);
+        pairedBroker = pairedRounds(m.windowMs, pairWindows(m.windows, m.raw));
+        log(`    ${pairedBrokerLine(pairedBroker)}`);
+      }
+    } catch (err) {
+      log(`    paired windows failed: ${(err as Error).message}`);
+    }
 
     // The replica's batching after the runs: a dynamic-shape model's background profile of the
     // shape it served has chosen by now (the peers get the same settings).
@@ -691,7 +819,6 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
       rawC1P50Ms: rawC1?.p50Ms,
       peers: Object.fromEntries(PEER_NAMES.flatMap((p) => ('itemsPerSec' in peers[p] ? [[p, (peers[p] as PeerRunBase).itemsPerSec]] : []))),
     });
-    const computeBound = inproc.best.itemsPerSec < raw.msgsPerSec;
     const drift = probeRow ? hostDrift(probeRow.batch, probeRow.itemsPerSec, probes) : null;
     if (drift) log(`    ${hostDriftLine(drift)}`);
     const targets = checkTargets({
@@ -699,7 +826,7 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
       peers: peerRatios,
       bounds: b,
       computeBound,
-      ...(pairedRun ? { paired: { ceiling: pairedRun.ceiling, atChosen: pairedRun.atChosen } } : {}),
+      paired: { ceiling: pairedRun?.ceiling ?? null, atChosen: pairedRun?.atChosen ?? null, broker: pairedBroker?.median ?? null },
       ...(drift
         ? {
             drift: {
@@ -776,6 +903,7 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
       chosenLoss: loss,
       hostDrift: drift,
       paired: pairedRun,
+      pairedBroker,
       targets,
     };
   } finally {
@@ -889,6 +1017,7 @@ function modelText(name: string, m: ModelResult): string {
   if (m.chosenLoss) lines.push(`   ${chosenLossText(m.chosenLoss, rt.ceiling_at_chosen)}`);
   if (m.hostDrift) lines.push(`   ${hostDriftLine(m.hostDrift)}`);
   if (m.paired) lines.push(`   ${pairedLine(m.paired)}`);
+  if (m.pairedBroker) lines.push(`   ${pairedBrokerLine(m.pairedBroker)}`);
   lines.push(`   targets: ${targetsLine(m.targets)}`);
   return lines.join('\n');
 }
@@ -920,7 +1049,7 @@ function targetsText(models: Record<string, ModelResult | { error: string }>): s
 function summaryText(models: Record<string, ModelResult | { error: string }>): string {
   const rows = Object.entries(models).map(([name, m]) =>
     'error' in m
-      ? [name, 'error', '', '', '', '', '', '', '', '', '', '', '', ...PEER_NAMES.map(() => '')]
+      ? [name, 'error', '', '', '', '', '', '', '', '', '', '', '', '', ...PEER_NAMES.map(() => '')]
       : [
           name,
           fmt(m.inproc.batch1.itemsPerSec),
@@ -933,6 +1062,7 @@ function summaryText(models: Record<string, ModelResult | { error: string }>): s
           fmt(m.paired?.atChosen ?? null),
           fmt(m.ratios.c1_added_ms),
           fmt(m.ratios.broker_ratio),
+          fmt(m.pairedBroker?.median ?? null),
           fmt(m.ratios.batching_gain),
           fmt(m.ratios.inproc_gain),
           workerColumn(m.cluster.best.worker),
@@ -952,6 +1082,7 @@ function summaryText(models: Record<string, ModelResult | { error: string }>): s
       'paired @chosen',
       'c=1 +ms',
       'broker',
+      'paired broker',
       'batching_gain',
       'inproc_gain',
       'worker µs/item = model + besides (busy)',

@@ -1,4 +1,4 @@
-import { PAIRED_ROUNDS, pairWindows, paired, pairedLine } from './paired.js';
+import { PAIRED_ROUNDS, pairWindows, paired, pairedBrokerLine, pairedLine, pairedRounds } from './paired.js';
 
 describe('pairWindows', () => {
   test('n windows share n + 1 probes: each window gets the probe before it and the one after', () => {
@@ -24,7 +24,7 @@ describe('paired', () => {
   const p = paired(128, 600, windows, { atChosen: 7796, best: 7796 });
 
   test("each round: the window over the mean of its two probes; the median round; the ceiling through the sweep's own ratio", () => {
-    expect(p.rounds.map((r) => [r.inprocItemsPerSec, r.ratio])).toEqual([
+    expect(p.rounds.map((r) => [r.reference, r.ratio])).toEqual([
       [6200, 0.774],
       [6000, 0.867],
       [6582.5, 0.653],
@@ -66,6 +66,27 @@ describe('paired', () => {
     );
     expect(pairedLine(paired(8, 300, [{ itemsPerSec: 90 }], {}))).toBe(
       'paired with the in-process model at batch 8 (1 window of 300 ms, timed in-process before and after each): no round had a probe',
+    );
+  });
+});
+
+describe('pairedRounds: the broker ratio, cluster windows between raw NATS windows', () => {
+  // mlp at c=128: the cluster's windows against raw NATS's before and after each (msgs/s).
+  const r = pairedRounds(600, pairWindows([40_000, 42_000, 30_000], [50_000, 48_000, 52_000, 46_000]));
+  test('each cluster window over the mean of the raw windows around it; the median', () => {
+    expect(r.rounds.map((x) => [x.reference, x.ratio])).toEqual([
+      [49_000, 0.816],
+      [50_000, 0.84],
+      [49_000, 0.612],
+    ]);
+    expect([r.median, r.min, r.max]).toEqual([0.816, 0.612, 0.84]);
+  });
+  test('text', () => {
+    expect(pairedBrokerLine(r)).toBe(
+      'paired with raw NATS (3 windows of 600 ms, raw NATS before and after each): broker 0.816 (rounds 0.816 0.84 0.612)',
+    );
+    expect(pairedBrokerLine(pairedRounds(600, [{ itemsPerSec: 1 }]))).toBe(
+      'paired with raw NATS (1 window of 600 ms, raw NATS before and after each): no round had a raw window',
     );
   });
 });

@@ -8,15 +8,17 @@
 // before the first and after each: each window's rate over the mean of the two probes around it is
 // one round's ratio, and the median round is the paired @chosen. The ceiling against the best
 // batch at any size follows from it through the sweep's own ratio of those two rates (its rows ran
-// interleaved, stats.ts SWEEP_ROUNDS).
+// interleaved, stats.ts SWEEP_ROUNDS). A model that is not compute-bound (the MLP) is paired with
+// raw NATS instead, for its broker ratio: raw NATS windows before the first cluster window and
+// after each.
 import { percentile } from '@flotilla/loadgen';
 
-/** Windows of the cluster's load, each with the in-process model timed before and after it. */
+/** Windows of the cluster's load, each with its reference measured before and after it. */
 export const PAIRED_ROUNDS = 5;
 /** The shortest window, ms (a round must hold several of the chosen batches at c=128). */
 export const PAIRED_MIN_WINDOW_MS = 300;
 
-/** One window: the cluster's items/s, and the probe's before and after (either may be missing). */
+/** One window: the cluster's items/s, and its reference's rate before and after (either may be missing). */
 export interface PairedWindow {
   itemsPerSec: number;
   before?: number;
@@ -24,82 +26,100 @@ export interface PairedWindow {
 }
 
 export interface PairedRound extends PairedWindow {
-  /** The probes' mean: the in-process rate at the chosen batch around this window. */
-  inprocItemsPerSec?: number;
-  /** itemsPerSec ÷ inprocItemsPerSec. */
+  /** The mean of the reference's rates around this window. */
+  reference?: number;
+  /** itemsPerSec ÷ reference. */
   ratio?: number;
 }
 
-export interface Paired {
-  /** The batch size the probe ran (the replica's chosen size). */
-  batch: number;
+/** Rounds and their median (nearest rank: the lower middle one of an even count); null without a round. */
+export interface PairedRounds {
   /** Each window's length, ms. */
   windowMs: number;
   rounds: PairedRound[];
-  /** The median round's ratio (nearest rank): the cluster ÷ the in-process rate at the chosen batch (null without a round). */
-  atChosen: number | null;
-  /** atChosen × the sweep's rate at the chosen batch ÷ its best at any (null without either). */
-  ceiling: number | null;
+  median: number | null;
   /** The lowest and highest round. */
   min: number | null;
   max: number | null;
+}
+
+/** The cluster against the in-process model at the chosen batch size. */
+export interface Paired extends PairedRounds {
+  /** The batch size the probe ran (the replica's chosen size). */
+  batch: number;
+  /** The median round: the cluster ÷ the in-process rate at the chosen batch. */
+  atChosen: number | null;
+  /** atChosen × the sweep's rate at the chosen batch ÷ its best at any (null without either). */
+  ceiling: number | null;
 }
 
 const round3 = (x: number) => Math.round(x * 1000) / 1000;
 const usable = (x: number | undefined): x is number => x !== undefined && Number.isFinite(x) && x > 0;
 
 /**
- * The windows' probes are shared: probes[i] ran before window i and probes[i + 1] after it, so
- * n windows take n + 1 probes (a missing one leaves its neighbours with one probe, or none).
+ * The windows' references are shared: refs[i] ran before window i and refs[i + 1] after it, so
+ * n windows take n + 1 (a missing one leaves its neighbours with one, or none).
  */
-export function pairWindows(windows: readonly number[], probes: readonly (number | undefined)[]): PairedWindow[] {
+export function pairWindows(windows: readonly number[], refs: readonly (number | undefined)[]): PairedWindow[] {
   return windows.map((itemsPerSec, i) => ({
     itemsPerSec,
-    ...(usable(probes[i]) ? { before: probes[i] } : {}),
-    ...(usable(probes[i + 1]) ? { after: probes[i + 1] } : {}),
+    ...(usable(refs[i]) ? { before: refs[i] } : {}),
+    ...(usable(refs[i + 1]) ? { after: refs[i + 1] } : {}),
   }));
 }
 
-/** Each round's ratio, their median, and the ceiling from it. */
+/** Each window over the mean of its references, and the median round. */
+export function pairedRounds(windowMs: number, windows: readonly PairedWindow[]): PairedRounds {
+  const rounds: PairedRound[] = windows.map((w) => {
+    const refs = [w.before, w.after].filter(usable);
+    if (!refs.length || !usable(w.itemsPerSec)) return { ...w };
+    const reference = refs.reduce((a, b) => a + b, 0) / refs.length;
+    return { ...w, reference: Math.round(reference * 10) / 10, ratio: round3(w.itemsPerSec / reference) };
+  });
+  const ratios = rounds.flatMap((r) => (r.ratio === undefined ? [] : [r.ratio]));
+  const sorted = [...ratios].sort((a, b) => a - b);
+  return {
+    windowMs,
+    rounds,
+    median: sorted.length ? round3(percentile(sorted, 50)) : null,
+    min: sorted.length ? sorted[0]! : null,
+    max: sorted.length ? sorted[sorted.length - 1]! : null,
+  };
+}
+
+/** The cluster over the in-process model (the probe) at `batch`, and the ceiling from it. */
 export function paired(
   batch: number,
   windowMs: number,
   windows: readonly PairedWindow[],
   sweep: { atChosen?: number; best?: number },
 ): Paired {
-  const rounds: PairedRound[] = windows.map((w) => {
-    const probes = [w.before, w.after].filter(usable);
-    if (!probes.length || !usable(w.itemsPerSec)) return { ...w };
-    const inproc = probes.reduce((a, b) => a + b, 0) / probes.length;
-    return { ...w, inprocItemsPerSec: Math.round(inproc * 10) / 10, ratio: round3(w.itemsPerSec / inproc) };
-  });
-  const ratios = rounds.flatMap((r) => (r.ratio === undefined ? [] : [r.ratio]));
-  // The median round (nearest rank: the lower middle one of an even count).
-  const atChosen = ratios.length
-    ? round3(
-        percentile(
-          [...ratios].sort((a, b) => a - b),
-          50,
-        ),
-      )
-    : null;
+  const r = pairedRounds(windowMs, windows);
+  const atChosen = r.median;
   const ceiling =
     atChosen !== null && usable(sweep.atChosen) && usable(sweep.best) ? round3((atChosen * sweep.atChosen) / sweep.best) : null;
-  return {
-    batch,
-    windowMs,
-    rounds,
-    atChosen,
-    ceiling,
-    min: ratios.length ? Math.min(...ratios) : null,
-    max: ratios.length ? Math.max(...ratios) : null,
-  };
+  return { ...r, batch, atChosen, ceiling };
+}
+
+/** `(rounds 0.774 0.867 …)`. */
+function roundsText(r: PairedRounds): string {
+  return r.rounds.map((x) => (x.ratio === undefined ? '-' : String(x.ratio))).join(' ');
+}
+
+function windowsText(r: PairedRounds): string {
+  return `${r.rounds.length} window${r.rounds.length === 1 ? '' : 's'} of ${r.windowMs} ms`;
 }
 
 /** One line for the bench's text. */
 export function pairedLine(p: Paired): string {
-  const rounds = p.rounds.map((r) => (r.ratio === undefined ? '-' : String(r.ratio))).join(' ');
-  const head = `paired with the in-process model at batch ${p.batch} (${p.rounds.length} window${p.rounds.length === 1 ? '' : 's'} of ${p.windowMs} ms, timed in-process before and after each)`;
+  const head = `paired with the in-process model at batch ${p.batch} (${windowsText(p)}, timed in-process before and after each)`;
   if (p.atChosen === null) return `${head}: no round had a probe`;
-  return `${head}: @chosen ${p.atChosen} (rounds ${rounds}), ceiling ${p.ceiling ?? '-'}`;
+  return `${head}: @chosen ${p.atChosen} (rounds ${roundsText(p)}), ceiling ${p.ceiling ?? '-'}`;
+}
+
+/** The broker ratio measured in turns: cluster windows with raw NATS windows before and after each. */
+export function pairedBrokerLine(p: PairedRounds): string {
+  const head = `paired with raw NATS (${windowsText(p)}, raw NATS before and after each)`;
+  if (p.median === null) return `${head}: no round had a raw window`;
+  return `${head}: broker ${p.median} (rounds ${roundsText(p)})`;
 }
