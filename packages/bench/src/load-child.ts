@@ -10,7 +10,7 @@
 //   node packages/bench/dist/load-child.js '{"kind":"raw","natsUrl":…,"subject":…,"bodyBase64":…,…}'
 import { closeBus, connectBus } from '@flotilla/bus';
 import { FlotillaClient } from '@flotilla/client';
-import { closedLoop, runLoad, type LoadSummary } from '@flotilla/loadgen';
+import { LoadStats, closedLoop, runLoad, type LoadSummary } from '@flotilla/loadgen';
 import { fromTypedArray, type WireTensors } from '@flotilla/protocol';
 
 interface Common {
@@ -26,6 +26,13 @@ interface Common {
    * for SIGUSR2.
    */
   windows?: number;
+  /**
+   * With `windows` > 1: each window's callers start this long before it, and only the requests
+   * answered within the window count (its rate is over the window alone): the load restarts from
+   * idle after each pause, and the window measures it once the batches have formed, as the
+   * in-process model it is paired with runs them back to back. Default 0.
+   */
+  windowWarmMs?: number;
 }
 export type LoadChildArgs =
   | (Common & { kind: 'flotilla'; cluster: string; model: string; inputs: Array<{ name: string; dims: number[] }> })
@@ -34,8 +41,38 @@ export interface LoadChildResult {
   warmup: LoadSummary | null;
   /** The first measured window (the only one unless `windows` > 1). */
   run: LoadSummary;
-  /** Every measured window, in order (`windows` > 1). */
+  /** Every measured window, in order (`windows` > 1; with `windowWarmMs`, `sent` counts the requests started within it). */
   windows?: LoadSummary[];
+}
+
+/** Keeps only the requests answered from `from` to `to` (performance.now() ms). */
+export class IntervalStats extends LoadStats {
+  constructor(
+    private readonly from: number,
+    private readonly to: number,
+  ) {
+    super();
+  }
+  override markSent(): void {
+    const t = performance.now();
+    if (t >= this.from && t <= this.to) super.markSent();
+  }
+  override recordOk(latencyMs: number, items: number): void {
+    const t = performance.now();
+    if (t >= this.from && t <= this.to) super.recordOk(latencyMs, items);
+  }
+  override recordError(code: string): void {
+    const t = performance.now();
+    if (t >= this.from && t <= this.to) super.recordError(code);
+  }
+  override recordRetry(): void {
+    const t = performance.now();
+    if (t >= this.from && t <= this.to) super.recordRetry();
+  }
+  /** The window's figures over its own length. */
+  windowSummary(): LoadSummary {
+    return this.summary(this.to - this.from);
+  }
 }
 
 /** Prints `line` and resolves on the next SIGUSR2 (the listener is in place before the line is out). */
@@ -47,7 +84,7 @@ function pauseFor(line: string): Promise<void> {
 
 async function main(): Promise<void> {
   const a = JSON.parse(process.argv[2] ?? '{}') as LoadChildArgs;
-  let once: (durationMs: number) => Promise<LoadSummary>;
+  let once: (durationMs: number, stats?: LoadStats) => Promise<LoadSummary>;
   let close: () => Promise<void>;
   if (a.kind === 'flotilla') {
     const c = new FlotillaClient({ servers: a.natsUrl, cluster: a.cluster });
@@ -56,14 +93,19 @@ async function main(): Promise<void> {
       const data = new Float32Array(dims.reduce((x, y) => x * y, 1)).map(() => Math.random() * 2 - 1);
       inputs[name] = fromTypedArray('float32', dims, data);
     }
-    once = (durationMs) => runLoad(c, a.model, inputs, { concurrency: a.concurrency, durationMs });
+    once = (durationMs, stats) => runLoad(c, a.model, inputs, { concurrency: a.concurrency, durationMs, ...(stats ? { stats } : {}) });
     close = () => c.close();
   } else {
     const nc = await connectBus({ name: 'bench-raw-load', servers: a.natsUrl });
     const body = Buffer.from(a.bodyBase64, 'base64');
-    once = (durationMs) =>
+    once = (durationMs, stats) =>
       closedLoop(
-        { concurrency: a.concurrency, durationMs, codeOf: (err) => (err as { code?: string }).code ?? (err as Error).name ?? 'ERROR' },
+        {
+          concurrency: a.concurrency,
+          durationMs,
+          codeOf: (err) => (err as { code?: string }).code ?? (err as Error).name ?? 'ERROR',
+          ...(stats ? { stats } : {}),
+        },
         async () => {
           await nc.request(a.subject, body, { timeout: 10_000 });
           return 1;
@@ -75,9 +117,16 @@ async function main(): Promise<void> {
     const warmup = a.warmupMs > 0 ? await once(a.warmupMs) : null;
     if (a.waitForGo) await pauseFor(`warm ${warmup?.ok ?? 0}`);
     const windows: LoadSummary[] = [];
-    for (let i = 0; i < Math.max(1, a.windows ?? 1); i++) {
+    const count = Math.max(1, a.windows ?? 1);
+    const warm = count > 1 ? Math.max(0, a.windowWarmMs ?? 0) : 0;
+    for (let i = 0; i < count; i++) {
       if (i > 0) await pauseFor(`window ${i - 1}`);
-      windows.push(await once(a.durationMs));
+      if (warm > 0) {
+        const from = performance.now() + warm;
+        const stats = new IntervalStats(from, from + a.durationMs);
+        await once(warm + a.durationMs, stats);
+        windows.push(stats.windowSummary());
+      } else windows.push(await once(a.durationMs));
     }
     const result: LoadChildResult = { warmup, run: windows[0]!, ...(windows.length > 1 ? { windows } : {}) };
     process.stdout.write(`${JSON.stringify(result)}\n`);

@@ -80,6 +80,7 @@ import { SpeedProbe } from './speed-probe.js';
 import {
   PAIRED_MIN_WINDOW_MS,
   PAIRED_ROUNDS,
+  PAIRED_WARM_MS,
   pairWindows,
   paired,
   pairedBrokerLine,
@@ -577,6 +578,7 @@ async function measurePaired(
       durationMs: windowMs,
       warmupMs: settings.warmupMs,
       windows: PAIRED_ROUNDS,
+      windowWarmMs: PAIRED_WARM_MS,
     },
     async () => {
       probes.push(await probe.probe());
@@ -635,7 +637,7 @@ async function measurePairedBroker(
   try {
     const rawTurns = turnTaker();
     const clusterTurns = turnTaker();
-    const common = { natsUrl: url, concurrency, durationMs: windowMs, warmupMs: settings.warmupMs };
+    const common = { natsUrl: url, concurrency, durationMs: windowMs, warmupMs: settings.warmupMs, windowWarmMs: PAIRED_WARM_MS };
     const raw = childLoad(
       pinning,
       { ...common, kind: 'raw', subject, bodyBase64: Buffer.from(body).toString('base64'), windows: PAIRED_ROUNDS + 1 },

@@ -7,7 +7,7 @@ import { randomFloats, sampleModelPath } from '@flotilla/sample-models';
 import { ErrorCode, FlotillaError, fromTypedArray, type WireTensors } from '@flotilla/protocol';
 import type { FlotillaClient, InferOptions } from '@flotilla/client';
 import { runLoad, itemsPerRequest } from './load-generator.js';
-import type { LoadSummary } from './load-stats.js';
+import { LoadStats, type LoadSummary } from './load-stats.js';
 
 const x = (n: number): WireTensors => ({ x: fromTypedArray('float32', [n, 16], randomFloats(n * 16, 7)) });
 
@@ -129,6 +129,21 @@ describe('runLoad loop and retries (fake client)', () => {
     expect(s.sent).toBeLessThan(20 + 4);
     expect(s.ok).toBe(s.sent);
     expect(f.inFlight).toBe(0);
+  });
+
+  it('records into the stats it is given (a subclass may keep only some outcomes)', async () => {
+    const f = fakeClient(() => undefined, 2);
+    class OddOnly extends LoadStats {
+      private n = 0;
+      override recordOk(latencyMs: number, items: number): void {
+        if (this.n++ % 2 === 0) super.recordOk(latencyMs, items);
+      }
+    }
+    const stats = new OddOnly();
+    const s = await runLoad(f.client, 'm', x(1), { concurrency: 2, durationMs: 10_000, until: () => f.calls >= 20, stats });
+    expect(s.sent).toBe(f.calls);
+    expect(s.ok).toBe(Math.ceil(f.calls / 2));
+    expect(stats.summary(1).ok).toBe(s.ok);
   });
 
   it('a zero duration sends nothing', async () => {

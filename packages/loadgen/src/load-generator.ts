@@ -25,6 +25,8 @@ export interface LoadOptions {
   onProgress?: (s: LoadSummary) => void;
   /** Default 1000. */
   progressIntervalMs?: number;
+  /** Where the outcomes go (default a fresh LoadStats): a subclass may keep only some of them. */
+  stats?: LoadStats;
 }
 
 /** Throws BAD_REQUEST for options no run can use. */
@@ -65,7 +67,7 @@ export async function runLoad(client: FlotillaClient, model: string, inputs: Wir
   const items = itemsPerRequest(inputs);
   await client.connection(); // an unreachable NATS fails the run once, not every request
 
-  const stats = new LoadStats();
+  const stats = opts.stats ?? new LoadStats();
   const inferOpts: InferOptions = {
     retries: opts.retries ?? 2,
     onRetry: () => stats.recordRetry(),
