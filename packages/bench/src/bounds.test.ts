@@ -210,6 +210,21 @@ describe('paired ceilings', () => {
       ['@chosen', 0.622, 'missed', undefined, -0.17],
     ]);
   });
+  test('each peer ratio checks Flotilla ÷ the peer measured in turns where there is one, the run beside it', () => {
+    const checks = checkTargets({
+      ratios: run,
+      peers: { ...noPeers, moleculer: { items: 1.16, p99: 0.7 }, triton: { items: 1.41, p99: 0.6 } },
+      bounds: null,
+      computeBound: true,
+      drift: { vs: { moleculer: 0.14, triton: 0.24 } },
+      paired: { ceiling: null, atChosen: null, vs: { moleculer: null, triton: 1.62 } },
+    });
+    expect(checks.filter((c) => c.target.startsWith('÷')).map((c) => [c.target, c.measured, c.status, c.unpaired, c.drift])).toEqual([
+      ['÷ Moleculer', 1.16, 'missed', undefined, 0.14],
+      ['÷ Triton', 1.62, 'met', 1.41, undefined],
+    ]);
+  });
+
   test('not compute-bound: the broker target checks the broker ratio paired with raw NATS; the ceilings do not enter', () => {
     const checks = checkTargets({
       ratios: run,

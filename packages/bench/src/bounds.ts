@@ -144,11 +144,11 @@ export interface CheckInputs {
   /** The host's change of speed between the phases each ratio compares (host-drift.ts): the ceilings (cluster ÷ sweep), broker (cluster ÷ raw NATS), each peer (cluster ÷ peer). */
   drift?: { ceiling?: number; broker?: number; vs?: Partial<Record<PeerName, number>> };
   /**
-   * The ceilings measured in turns with the in-process model, and the broker ratio in turns with
-   * raw NATS (paired.ts): where present they are what those targets check (the host's drift
-   * between phases does not enter them).
+   * The ceilings measured in turns with the in-process model, the broker ratio in turns with raw
+   * NATS, and Flotilla ÷ each peer in turns with that peer (paired.ts): where present they are what
+   * those targets check (the host's drift between phases does not enter them).
    */
-  paired?: { ceiling: number | null; atChosen: number | null; broker?: number | null };
+  paired?: { ceiling: number | null; atChosen: number | null; broker?: number | null; vs?: Partial<Record<PeerName, number | null>> };
 }
 
 function check(target: string, sense: 'min' | 'max', goal: number, measured: number | null, bound: number | null): TargetCheck {
@@ -183,7 +183,12 @@ export function checkTargets(i: CheckInputs): TargetCheck[] {
   for (const p of PEER_NAMES) {
     const r = i.peers[p];
     if (r.items === null) continue;
-    out.push(drifted(check(`÷ ${PEER_TITLES[p]}`, 'min', TARGETS.vs[p], r.items, b?.vs[p] ?? null), d?.vs?.[p]));
+    const pairedVs = i.paired?.vs?.[p];
+    out.push(
+      pairedVs === null || pairedVs === undefined
+        ? drifted(check(`÷ ${PEER_TITLES[p]}`, 'min', TARGETS.vs[p], r.items, b?.vs[p] ?? null), d?.vs?.[p])
+        : { ...check(`÷ ${PEER_TITLES[p]}`, 'min', TARGETS.vs[p], pairedVs, b?.vs[p] ?? null), unpaired: r.items },
+    );
     out.push(check(`p99 ÷ ${PEER_TITLES[p]}`, 'max', TARGETS.p99Vs, r.p99, null));
   }
   return out;

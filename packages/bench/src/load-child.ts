@@ -10,7 +10,8 @@
 //   node packages/bench/dist/load-child.js '{"kind":"raw","natsUrl":…,"subject":…,"bodyBase64":…,…}'
 import { closeBus, connectBus } from '@flotilla/bus';
 import { FlotillaClient } from '@flotilla/client';
-import { LoadStats, closedLoop, runLoad, type LoadSummary } from '@flotilla/loadgen';
+import { closedLoop, runLoad, type LoadStats, type LoadSummary } from '@flotilla/loadgen';
+import { measureWindow, pauseFor } from './load-windows.js';
 import { fromTypedArray, type WireTensors } from '@flotilla/protocol';
 
 interface Common {
@@ -43,43 +44,6 @@ export interface LoadChildResult {
   run: LoadSummary;
   /** Every measured window, in order (`windows` > 1; with `windowWarmMs`, `sent` counts the requests started within it). */
   windows?: LoadSummary[];
-}
-
-/** Keeps only the requests answered from `from` to `to` (performance.now() ms). */
-export class IntervalStats extends LoadStats {
-  constructor(
-    private readonly from: number,
-    private readonly to: number,
-  ) {
-    super();
-  }
-  override markSent(): void {
-    const t = performance.now();
-    if (t >= this.from && t <= this.to) super.markSent();
-  }
-  override recordOk(latencyMs: number, items: number): void {
-    const t = performance.now();
-    if (t >= this.from && t <= this.to) super.recordOk(latencyMs, items);
-  }
-  override recordError(code: string): void {
-    const t = performance.now();
-    if (t >= this.from && t <= this.to) super.recordError(code);
-  }
-  override recordRetry(): void {
-    const t = performance.now();
-    if (t >= this.from && t <= this.to) super.recordRetry();
-  }
-  /** The window's figures over its own length. */
-  windowSummary(): LoadSummary {
-    return this.summary(this.to - this.from);
-  }
-}
-
-/** Prints `line` and resolves on the next SIGUSR2 (the listener is in place before the line is out). */
-function pauseFor(line: string): Promise<void> {
-  const go = new Promise<void>((resolve) => process.once('SIGUSR2', () => resolve()));
-  process.stdout.write(`${line}\n`);
-  return go;
 }
 
 async function main(): Promise<void> {
@@ -118,15 +82,9 @@ async function main(): Promise<void> {
     if (a.waitForGo) await pauseFor(`warm ${warmup?.ok ?? 0}`);
     const windows: LoadSummary[] = [];
     const count = Math.max(1, a.windows ?? 1);
-    const warm = count > 1 ? Math.max(0, a.windowWarmMs ?? 0) : 0;
     for (let i = 0; i < count; i++) {
       if (i > 0) await pauseFor(`window ${i - 1}`);
-      if (warm > 0) {
-        const from = performance.now() + warm;
-        const stats = new IntervalStats(from, from + a.durationMs);
-        await once(warm + a.durationMs, stats);
-        windows.push(stats.windowSummary());
-      } else windows.push(await once(a.durationMs));
+      windows.push(await measureWindow(once, a.durationMs, count > 1 ? (a.windowWarmMs ?? 0) : 0));
     }
     const result: LoadChildResult = { warmup, run: windows[0]!, ...(windows.length > 1 ? { windows } : {}) };
     process.stdout.write(`${JSON.stringify(result)}\n`);

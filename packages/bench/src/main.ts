@@ -77,6 +77,7 @@ import {
 } from './peer-process.js';
 import { measurePeers, peerTableRows } from './peers.js';
 import { SpeedProbe } from './speed-probe.js';
+import { pauseLines, takeTurns, turnTaker } from './load-windows.js';
 import {
   PAIRED_MIN_WINDOW_MS,
   PAIRED_ROUNDS,
@@ -243,22 +244,18 @@ async function childLoad(pinning: Pinning, args: LoadChildArgs, onPause?: (p: Lo
     JSON.stringify({ ...args, waitForGo: onPause !== undefined }),
   ]);
   const result = exitJson<LoadChildResult>(child, `load generator (${args.kind})`);
-  if (onPause) {
-    let partial = '';
-    child.stdout?.on('data', (d: Buffer) => {
-      const lines = (partial + d.toString()).split('\n');
-      partial = lines.pop()!;
-      for (const line of lines) {
-        const m = /^(warm|window) (\d+)$/.exec(line);
-        if (!m) continue;
-        const pause: LoadPause = m[1] === 'warm' ? { warmOk: Number(m[2]) } : { window: Number(m[2]) };
-        // A failed pause still lets the child go on (the caller finds what it did not record).
-        const go = () => void child.kill('SIGUSR2');
-        onPause(pause).then(go, go);
-      }
+  if (onPause)
+    pauseLines(child, (line) => {
+      const [kind, n] = line.split(' ');
+      // A failed pause still lets the child go on (the caller finds what it did not record).
+      return onPause(kind === 'warm' ? { warmOk: Number(n) } : { window: Number(n) });
     });
-  }
   return result;
+}
+
+/** Each paired window's length, ms: the run's duration over PAIRED_ROUNDS, at least PAIRED_MIN_WINDOW_MS. */
+function pairedWindowMs(): number {
+  return Math.max(PAIRED_MIN_WINDOW_MS, Math.round(settings.durationMs / PAIRED_ROUNDS));
 }
 
 // ---------- (3): raw NATS request/reply ----------
@@ -564,7 +561,7 @@ async function measurePaired(
   concurrency: number,
   probe: SpeedProbe,
 ): Promise<{ windows: number[]; probes: (number | undefined)[]; windowMs: number }> {
-  const windowMs = Math.max(PAIRED_MIN_WINDOW_MS, Math.round(settings.durationMs / PAIRED_ROUNDS));
+  const windowMs = pairedWindowMs();
   const probes: (number | undefined)[] = [];
   const r = await childLoad(
     pinning,
@@ -589,36 +586,6 @@ async function measurePaired(
 }
 
 /**
- * A load child's pauses (childLoad's `onPause`) held until released: `go` waits until the child is
- * paused and lets it run its next window; `paused` resolves when it pauses again; after `abandon`
- * it runs its remaining windows unheld.
- */
-function turnTaker(): { onPause: () => Promise<void>; go: () => Promise<void>; paused: () => Promise<void>; abandon: () => void } {
-  let reached!: () => void;
-  let next = new Promise<void>((r) => (reached = r));
-  let release: () => void = () => undefined;
-  let abandoned = false;
-  return {
-    onPause: () => {
-      if (abandoned) return Promise.resolve();
-      const held = new Promise<void>((r) => (release = r));
-      reached();
-      return held;
-    },
-    go: async () => {
-      await next;
-      next = new Promise<void>((r) => (reached = r));
-      release();
-    },
-    paused: () => next,
-    abandon: () => {
-      abandoned = true;
-      release();
-    },
-  };
-}
-
-/**
  * The broker ratio in turns (a model that is not compute-bound, paired.ts): raw NATS against the
  * empty responder and the cluster take turns at the best concurrency, a raw window before the
  * first cluster window and after each (PAIRED_ROUNDS cluster windows, one more raw).
@@ -632,7 +599,7 @@ async function measurePairedBroker(
   body: Uint8Array,
   concurrency: number,
 ): Promise<{ windows: number[]; raw: number[]; windowMs: number }> {
-  const windowMs = Math.max(PAIRED_MIN_WINDOW_MS, Math.round(settings.durationMs / PAIRED_ROUNDS));
+  const windowMs = pairedWindowMs();
   const { child: responder, subject } = await startResponder(pinning, url);
   try {
     const rawTurns = turnTaker();
@@ -655,23 +622,7 @@ async function measurePairedBroker(
       },
       clusterTurns.onPause,
     );
-    // Either child failing ends the turns (its result rejects).
-    const failed = Promise.race([raw, cluster]).then(() => new Promise<never>(() => undefined));
-    const turn = async (t: ReturnType<typeof turnTaker>, last: boolean, done: Promise<unknown>) => {
-      await Promise.race([t.go(), failed]);
-      await Promise.race([last ? done : t.paused(), failed]);
-    };
-    try {
-      for (let i = 0; i <= PAIRED_ROUNDS; i++) {
-        await turn(rawTurns, i === PAIRED_ROUNDS, raw);
-        if (i < PAIRED_ROUNDS) await turn(clusterTurns, i === PAIRED_ROUNDS - 1, cluster);
-      }
-    } catch (err) {
-      // The other child is left to finish its windows on its own rather than wait forever.
-      rawTurns.abandon();
-      clusterTurns.abandon();
-      throw err;
-    }
+    await takeTurns({ turns: rawTurns, done: raw }, { turns: clusterTurns, done: cluster }, PAIRED_ROUNDS);
     const [r, cl] = await Promise.all([raw, cluster]);
     const rates = (x: LoadChildResult) => (x.windows ?? [x.run]).map((w) => w.requestsPerSec);
     return { windows: rates(cl), raw: rates(r), windowMs };
@@ -811,6 +762,30 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
       env: process.env,
       log,
       around,
+      turnsWith: {
+        rounds: PAIRED_ROUNDS,
+        windowMs: pairedWindowMs(),
+        warmMs: PAIRED_WARM_MS,
+        start: async (onPause) => {
+          const r = await childLoad(
+            pinning,
+            {
+              kind: 'flotilla',
+              natsUrl: url,
+              cluster: c.subjects.cluster,
+              model: name,
+              inputs: Object.entries(inputs).map(([n, t]) => ({ name: n, dims: t.dims })),
+              concurrency: best.concurrency,
+              durationMs: pairedWindowMs(),
+              warmupMs: settings.warmupMs,
+              windows: PAIRED_ROUNDS,
+              windowWarmMs: PAIRED_WARM_MS,
+            },
+            () => onPause(),
+          );
+          return (r.windows ?? [r.run]).map((w) => w.itemsPerSec);
+        },
+      },
     });
     const peerRatios = Object.fromEntries(PEER_NAMES.map((p) => [p, peerRatio(best, peers[p])])) as Record<PeerName, PeerRatio>;
     const b = bounds({
@@ -828,7 +803,14 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
       peers: peerRatios,
       bounds: b,
       computeBound,
-      paired: { ceiling: pairedRun?.ceiling ?? null, atChosen: pairedRun?.atChosen ?? null, broker: pairedBroker?.median ?? null },
+      paired: {
+        ceiling: pairedRun?.ceiling ?? null,
+        atChosen: pairedRun?.atChosen ?? null,
+        broker: pairedBroker?.median ?? null,
+        vs: Object.fromEntries(
+          PEER_NAMES.map((p) => [p, 'itemsPerSec' in peers[p] ? ((peers[p] as { paired?: PairedRounds }).paired?.median ?? null) : null]),
+        ),
+      },
       ...(drift
         ? {
             drift: {

@@ -130,3 +130,10 @@ export function pairedBrokerLine(p: PairedRounds): string {
   if (p.median === null) return `${head}: no round had a raw window`;
   return `${head}: broker ${p.median} (rounds ${roundsText(p)})`;
 }
+
+/** Flotilla ÷ a peer measured in turns: Flotilla's windows with the peer's before and after each. */
+export function pairedPeerLine(peer: string, p: PairedRounds): string {
+  const head = `paired with Flotilla (${windowsText(p)} of Flotilla's, ${peer}'s before and after each)`;
+  if (p.median === null) return `${head}: no round had a window of ${peer}'s`;
+  return `${head}: Flotilla ÷ ${peer} ${p.median} (rounds ${roundsText(p)})`;
+}

@@ -2,11 +2,13 @@
 // load generator, a Moleculer broker on the same nats-server calling the service's action
 // (peer-moleculer.ts) closed-loop, like runLoad: `concurrency` callers, each sends the next
 // single-item request as soon as its reply is in, for `durationMs` after `warmupMs` unmeasured.
-// Latency percentiles come from the same LoadStats as Flotilla's. Prints one JSON line on stdout.
+// Latency percentiles come from the same LoadStats as Flotilla's. With `turns`, windows taken in
+// turns with Flotilla's load follow (load-windows.ts). Prints one JSON line on stdout.
 //   node packages/bench/dist/peer-moleculer-load.js '{"natsUrl":…,"namespace":…,"inputs":[{"name":"x","dims":[1,16]}],…}'
 import { execFileSync } from 'node:child_process';
 import { ServiceBroker } from 'moleculer';
-import { closedLoop } from '@flotilla/loadgen';
+import { closedLoop, type LoadStats } from '@flotilla/loadgen';
+import { measureTurns } from './load-windows.js';
 import {
   MOLECULER_ACTION,
   MOLECULER_SERVICE,
@@ -17,9 +19,14 @@ import {
   type MoleculerRun,
 } from './peer-moleculer-wire.js';
 
-function load(broker: ServiceBroker, params: MoleculerInferParams, concurrency: number, durationMs: number) {
+function load(broker: ServiceBroker, params: MoleculerInferParams, concurrency: number, durationMs: number, stats?: LoadStats) {
   return closedLoop(
-    { concurrency, durationMs, codeOf: (err) => String((err as { code?: unknown }).code ?? (err as Error).name) },
+    {
+      concurrency,
+      durationMs,
+      codeOf: (err) => String((err as { code?: unknown }).code ?? (err as Error).name),
+      ...(stats ? { stats } : {}),
+    },
     async () => {
       const r: MoleculerInferReply = await broker.call(MOLECULER_ACTION, params);
       const first = Object.values(r.outputs)[0];
@@ -55,6 +62,8 @@ async function main(): Promise<void> {
     await broker.waitForServices(MOLECULER_SERVICE, 30_000);
     if (a.warmupMs > 0) await load(broker, params, a.concurrency, a.warmupMs);
     const s = await load(broker, params, a.concurrency, a.durationMs);
+    // Then the windows it takes in turns with Flotilla's (load-windows.ts), if asked.
+    const turns = await measureTurns(a, (d, stats) => load(broker, params, a.concurrency, d, stats));
     const errored = Object.values(s.errored).reduce((x, y) => x + y, 0);
     const run: MoleculerRun = {
       itemsPerSec: s.itemsPerSec,
@@ -69,6 +78,7 @@ async function main(): Promise<void> {
       serializer: 'MsgPack (msgpack5)',
       transporter: 'NATS (nats.js 2)',
       loadAffinity: affinity(),
+      ...(turns.length ? { turns: turns.map((t) => t.itemsPerSec) } : {}),
     };
     process.stdout.write(`${JSON.stringify(run)}\n`);
   } finally {

@@ -1,6 +1,7 @@
 // What the Moleculer peer's service (peer-moleculer.ts) and its load generator
 // (peer-moleculer-load.ts) agree on: the action's name, its params and reply, the broker options.
 import type { BrokerOptions } from 'moleculer';
+import type { TurnArgs } from './load-windows.js';
 
 /** The service, and the action the load generator calls. */
 export const MOLECULER_SERVICE = 'bench-model';
@@ -35,7 +36,7 @@ export function moleculerBrokerOptions(natsUrl: string, namespace: string, nodeI
 }
 
 /** What peers.ts passes the load generator (JSON in argv[2]). */
-export interface MoleculerLoadArgs {
+export interface MoleculerLoadArgs extends TurnArgs {
   natsUrl: string;
   namespace: string;
   inputs: Array<{ name: string; dims: number[] }>;
@@ -59,4 +60,6 @@ export interface MoleculerRun {
   transporter: string;
   loadAffinity: string;
   serviceAffinity?: string;
+  /** items/s of each window taken in turns with Flotilla's load (load-windows.ts). */
+  turns?: number[];
 }

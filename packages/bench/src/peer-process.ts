@@ -5,6 +5,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { WORKER_NODE_FLAGS } from '@flotilla/worker';
 import { repoPath } from './deps.js';
+import { pauseLines } from './load-windows.js';
 
 /** Every peer process still running; whatever the bench's exit path, none may outlive it. */
 const running = new Set<ChildProcess>();
@@ -111,9 +112,18 @@ export function stopPeer(child: ChildProcess, graceMs = 10_000): Promise<void> {
 /** How long one peer measurement may take, start-up included (tritonserver with its stub: 5-7 s here). */
 export const PEER_TIMEOUT_MS = 300_000;
 
-/** Runs a peer's script to its end; its last stdout line is its JSON result. */
-export function runJsonChild<T>(cmd: string, argv: string[], what: string, timeoutMs = PEER_TIMEOUT_MS): Promise<T> {
-  return exitJson<T>(spawnPeer(cmd, argv, undefined, { ...process.env, RAY_USAGE_STATS_ENABLED: '0' }), what, timeoutMs);
+/** Runs a peer's script to its end; its last stdout line is its JSON result. With `onPause`, each of its pause lines (load-windows.ts) waits for that. */
+export function runJsonChild<T>(
+  cmd: string,
+  argv: string[],
+  what: string,
+  timeoutMs = PEER_TIMEOUT_MS,
+  onPause?: (line: string) => Promise<void>,
+): Promise<T> {
+  const child = spawnPeer(cmd, argv, undefined, { ...process.env, RAY_USAGE_STATS_ENABLED: '0' });
+  const result = exitJson<T>(child, what, timeoutMs);
+  if (onPause) pauseLines(child, onPause);
+  return result;
 }
 
 /** Node arguments that make a process write a V8 CPU profile into `dir` when it ends (none without a dir). */

@@ -4,13 +4,15 @@
 // outputs asked back binary), as Triton's own clients send it. Node rather than tritonclient's
 // Python: tritonclient.http.aio cost ≈ 475 µs of CPU per request on its core (mlp, c=128: 706
 // requests/s on a third of a core), enough to cap Triton below what its server half can do.
-// Latency percentiles come from the same LoadStats as Flotilla's. Prints one JSON line on stdout.
+// Latency percentiles come from the same LoadStats as Flotilla's. With `turns`, windows taken in
+// turns with Flotilla's load follow (load-windows.ts). Prints one JSON line on stdout.
 //   node packages/bench/dist/peer-triton-load.js '{"url":"http://127.0.0.1:8000","model":"bench",…}'
 import { execFileSync } from 'node:child_process';
 import http from 'node:http';
-import { closedLoop } from '@flotilla/loadgen';
+import { closedLoop, type LoadStats } from '@flotilla/loadgen';
+import { measureTurns, type TurnArgs } from './load-windows.js';
 
-export interface TritonLoadArgs {
+export interface TritonLoadArgs extends TurnArgs {
   /** tritonserver's HTTP endpoint. */
   url: string;
   model: string;
@@ -35,6 +37,8 @@ export interface TritonLoadRun {
   tritonVersion: string;
   client: string;
   loadAffinity: string;
+  /** items/s of each window taken in turns with Flotilla's load (load-windows.ts). */
+  turns?: number[];
 }
 
 /** One HTTP exchange; resolves with the status, headers and whole body. */
@@ -93,14 +97,22 @@ async function main(): Promise<void> {
     'Inference-Header-Content-Length': headerBytes,
   };
 
-  const load = (concurrency: number, durationMs: number) =>
-    closedLoop({ concurrency, durationMs, codeOf: (err) => String((err as { code?: unknown }).code ?? (err as Error).name) }, async () => {
-      const r = await exchange(agent, inferUrl, 'POST', headers, body);
-      if (r.status !== 200) throw Object.assign(new Error(r.body.toString().slice(0, 200)), { code: `HTTP_${r.status}` });
-      const shape = replyShape(r.headers, r.body);
-      if (shape?.[0] !== 1) throw Object.assign(new Error(`reply shape ${JSON.stringify(shape)}`), { code: 'BAD_REPLY' });
-      return 1;
-    });
+  const load = (concurrency: number, durationMs: number, stats?: LoadStats) =>
+    closedLoop(
+      {
+        concurrency,
+        durationMs,
+        codeOf: (err) => String((err as { code?: unknown }).code ?? (err as Error).name),
+        ...(stats ? { stats } : {}),
+      },
+      async () => {
+        const r = await exchange(agent, inferUrl, 'POST', headers, body);
+        if (r.status !== 200) throw Object.assign(new Error(r.body.toString().slice(0, 200)), { code: `HTTP_${r.status}` });
+        const shape = replyShape(r.headers, r.body);
+        if (shape?.[0] !== 1) throw Object.assign(new Error(`reply shape ${JSON.stringify(shape)}`), { code: 'BAD_REPLY' });
+        return 1;
+      },
+    );
 
   const counts = async (): Promise<{ executions: number; items: number }> => {
     const r = await exchange(agent, statsUrl, 'GET', { 'triton-access-token': a.token });
@@ -114,6 +126,8 @@ async function main(): Promise<void> {
   const before = await counts();
   const s = await load(a.concurrency, a.durationMs);
   const after = await counts();
+  // Then the windows it takes in turns with Flotilla's (load-windows.ts), if asked.
+  const turns = await measureTurns(a, (d, stats) => load(a.concurrency, d, stats));
   const meta = JSON.parse((await exchange(agent, new URL('/v2', base), 'GET', {})).body.toString()) as { version?: string };
   const executions = after.executions - before.executions;
   const run: TritonLoadRun = {
@@ -129,6 +143,7 @@ async function main(): Promise<void> {
     tritonVersion: meta.version ?? '?',
     client: `Node ${process.version} http keep-alive, KServe v2 binary tensors`,
     loadAffinity: affinity(),
+    ...(turns.length ? { turns: turns.map((t) => t.itemsPerSec) } : {}),
   };
   agent.destroy();
   process.stdout.write(`${JSON.stringify(run)}\n`);

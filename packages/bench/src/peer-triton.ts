@@ -18,6 +18,7 @@ import {
   type PythonPeerOptions,
 } from './peer-process.js';
 import type { TritonLoadArgs, TritonLoadRun } from './peer-triton-load.js';
+import type { PeerTurns } from './load-windows.js';
 
 export interface TritonRun {
   itemsPerSec: number;
@@ -40,6 +41,8 @@ export interface TritonRun {
   /** The server half (PyTriton; tritonserver and its stub are its children). */
   replicaAffinity: string;
   driverAffinity: string;
+  /** items/s of each window taken in turns with Flotilla's load (load-windows.ts). */
+  turns?: number[];
 }
 
 /** The Triton venv's python, or why Triton is not measured. */
@@ -61,6 +64,8 @@ export interface TritonOptions extends PythonPeerOptions {
   inputs: Array<{ name: string; dims: number[] }>;
   /** `python`: tritonclient.http.aio drives the load (triton_bench.py end to end); else Node. */
   client?: 'node' | 'python';
+  /** Windows after the run, in turns with Flotilla's load (load-windows.ts; the Node load generator only). */
+  turns?: PeerTurns;
 }
 
 /**
@@ -121,12 +126,15 @@ async function runTritonNode(o: TritonOptions): Promise<TritonRun> {
       concurrency: o.concurrency,
       durationMs: o.durationMs,
       warmupMs: o.warmupMs,
+      ...(o.turns ? { turns: o.turns.turns, turnMs: o.turns.turnMs, turnWarmMs: o.turns.turnWarmMs } : {}),
     };
     const argv = [repoPath('packages/bench/dist/peer-triton-load.js'), JSON.stringify(args)];
     const load = await runJsonChild<TritonLoadRun>(
       o.cores ? 'taskset' : process.execPath,
       o.cores ? ['-c', o.cores.bench, process.execPath, ...argv] : argv,
       'triton load generator',
+      undefined,
+      o.turns?.onPause,
     );
     return {
       ...load,

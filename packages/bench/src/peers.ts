@@ -20,6 +20,8 @@ import {
   type PythonPeerOptions,
 } from './peer-process.js';
 import { runTriton, tritonPython, type TritonRun } from './peer-triton.js';
+import { takeTurns, turnTaker, type PeerTurns } from './load-windows.js';
+import { pairWindows, pairedPeerLine, pairedRounds, type PairedRounds } from './paired.js';
 import { PEER_NAMES, peerRow, peerSelection, type PeerName, type PeerOutcome } from './peer-report.js';
 
 export interface RayServeRun {
@@ -106,6 +108,8 @@ export interface MoleculerOptions {
   warmupMs: number;
   /** With pinning: the service on `replica` (the worker's core), the load generator on `bench`. */
   cores?: { bench: string; replica: string };
+  /** Windows after the run, in turns with Flotilla's load (load-windows.ts). */
+  turns?: PeerTurns;
 }
 
 /** Why Moleculer cannot run here, or undefined. */
@@ -142,12 +146,15 @@ export async function runMoleculer(o: MoleculerOptions): Promise<MoleculerRun> {
       concurrency: o.concurrency,
       durationMs: o.durationMs,
       warmupMs: o.warmupMs,
+      ...(o.turns ? { turns: o.turns.turns, turnMs: o.turns.turnMs, turnWarmMs: o.turns.turnWarmMs } : {}),
     };
     const argv = [repoPath('packages/bench/dist/peer-moleculer-load.js'), JSON.stringify(args)];
     const run = await runJsonChild<MoleculerRun>(
       o.cores ? 'taskset' : process.execPath,
       o.cores ? ['-c', o.cores.bench, process.execPath, ...argv] : argv,
       'moleculer load generator',
+      undefined,
+      o.turns?.onPause,
     );
     return { ...run, serviceAffinity: affinityOf(service.pid) };
   } finally {
@@ -173,6 +180,40 @@ export interface MeasurePeersOptions extends PeerLoadOptions {
   log: (line: string) => void;
   /** Wraps each peer's run (start, warm-up, measure, stop): the bench times the host's speed around it (host-drift.ts). */
   around?: <T>(peer: PeerName, run: () => Promise<T>) => Promise<T>;
+  /**
+   * Flotilla's load in `rounds` windows, for the peers whose load generators take turns with it
+   * (Moleculer, and Triton driven from Node): once such a peer has run, `start` launches Flotilla's
+   * load (it warms up, then holds before each window at `onPause`) and resolves with each window's
+   * items/s; the peer measures `rounds` + 1 windows in turns with it, its own first (paired.ts).
+   */
+  turnsWith?: { rounds: number; windowMs: number; warmMs: number; start: (onPause: () => Promise<void>) => Promise<number[]> };
+}
+
+/**
+ * A peer's run followed by windows in turns with Flotilla's load: the peer's `rounds` + 1 windows
+ * with Flotilla's `rounds` between them; `paired` is Flotilla ÷ the peer, round by round.
+ */
+async function inTurns<R extends PeerRunLike & { turns?: number[] }>(
+  run: (turns: PeerTurns) => Promise<R>,
+  w: NonNullable<MeasurePeersOptions['turnsWith']>,
+  log: (line: string) => void,
+): Promise<R & { paired?: PairedRounds }> {
+  const peer = turnTaker();
+  const peerRun = run({ turns: w.rounds + 1, turnMs: w.windowMs, turnWarmMs: w.warmMs, onPause: peer.onPause });
+  // The peer runs its measured run first; Flotilla's load starts once it holds before its first window.
+  const first = await Promise.race([peer.paused().then(() => 'held' as const), peerRun.then(() => 'ended' as const)]);
+  if (first === 'ended') return peerRun;
+  const flotilla = turnTaker();
+  const windows = w.start(flotilla.onPause);
+  try {
+    await takeTurns({ turns: peer, done: peerRun }, { turns: flotilla, done: windows }, w.rounds);
+  } catch (err) {
+    // The peer's own run still counts; only the paired rounds are lost.
+    log(`    windows in turns with Flotilla failed: ${(err as Error).message}`);
+    return peerRun;
+  }
+  const [r, f] = await Promise.all([peerRun, windows]);
+  return r.turns ? { ...r, paired: pairedRounds(w.windowMs, pairWindows(f, r.turns)) } : r;
 }
 
 /**
@@ -189,12 +230,16 @@ export async function measurePeers(o: MeasurePeersOptions): Promise<PeerResults>
   const batching = { maxBatchSize: Math.max(1, o.maxBatchSize), batchWaitMs: o.batchWaitMs };
   const warmupMs = Math.max(o.warmupMs, PEER_MIN_WARMUP_MS);
   const common = { model: o.model, dims, concurrency: o.concurrency, durationMs: o.durationMs, warmupMs, cores: o.cores };
-  const plans: Record<PeerName, { available: () => { skipped: string } | undefined; title: string; run: () => Promise<PeerRunLike> }> = {
+  const plans: Record<
+    PeerName,
+    { available: () => { skipped: string } | undefined; title: string; run: (turns?: PeerTurns) => Promise<PeerRunLike>; turns: boolean }
+  > = {
     moleculer: {
       title: `(5a) Moleculer, c=${o.concurrency}, one session.run per call`,
       available: () =>
         'skipped' in sel.moleculer ? sel.moleculer : o.inputs.length ? mapSkip(moleculerMissing()) : { skipped: 'model has no inputs' },
-      run: () => runMoleculer({ natsUrl: o.natsUrl, ...common, inputs: o.inputs }),
+      run: (turns) => runMoleculer({ natsUrl: o.natsUrl, ...common, inputs: o.inputs, ...(turns ? { turns } : {}) }),
+      turns: true,
     },
     triton: {
       title: `(5b) Triton (PyTriton), c=${o.concurrency}, dynamic batcher max ${batching.maxBatchSize}, delay ${batching.batchWaitMs} ms`,
@@ -203,14 +248,16 @@ export async function measurePeers(o: MeasurePeersOptions): Promise<PeerResults>
         if ('skipped' in py) return py;
         return o.inputs.length === 1 ? undefined : { skipped: `triton_bench.py sends one input; the model has ${o.inputs.length}` };
       },
-      run: () =>
+      run: (turns) =>
         runTriton({
           python: (tritonPython(o.env) as { python: string }).python,
           ...common,
           ...batching,
           inputs: o.inputs,
           client: o.env.BENCH_TRITON_CLIENT === 'python' ? 'python' : 'node',
+          ...(turns ? { turns } : {}),
         }),
+      turns: o.env.BENCH_TRITON_CLIENT !== 'python',
     },
     rayServe: {
       title: `(5c) Ray Serve, c=${o.concurrency}, @serve.batch(max_batch_size=${batching.maxBatchSize}, batch_wait_timeout_s=${batching.batchWaitMs / 1000})`,
@@ -220,6 +267,7 @@ export async function measurePeers(o: MeasurePeersOptions): Promise<PeerResults>
         return o.inputs.length === 1 ? undefined : { skipped: `ray_serve_bench.py sends one input; the model has ${o.inputs.length}` };
       },
       run: () => runRayServe({ python: (rayServePython(o.env) as { python: string }).python, ...common, ...batching }),
+      turns: false,
     },
   };
   const out: Partial<Record<PeerName, PeerOutcome<PeerRunLike>>> = {};
@@ -233,10 +281,12 @@ export async function measurePeers(o: MeasurePeersOptions): Promise<PeerResults>
     }
     o.log(`  ${p.title}`);
     try {
-      const run = await (o.around ? o.around(name, p.run) : p.run());
+      const go = o.turnsWith && p.turns ? () => inTurns(p.run, o.turnsWith!, o.log) : () => p.run();
+      const run: PeerRunLike = await (o.around ? o.around(name, go) : go());
       o.log(
         `    ${run.itemsPerSec} items/s, p50 ${run.p50Ms} ms, p99 ${run.p99Ms} ms${run.meanBatch === undefined ? '' : `, mean batch ${run.meanBatch}`}`,
       );
+      if (run.paired) o.log(`    ${pairedPeerLine(name, run.paired)}`);
       out[name] = run;
     } catch (e) {
       o.log(`    failed: ${(e as Error).message}`);
@@ -246,7 +296,7 @@ export async function measurePeers(o: MeasurePeersOptions): Promise<PeerResults>
   return out as PeerResults;
 }
 
-type PeerRunLike = { itemsPerSec: number; p50Ms: number | null; p99Ms: number | null; meanBatch?: number };
+type PeerRunLike = { itemsPerSec: number; p50Ms: number | null; p99Ms: number | null; meanBatch?: number; paired?: PairedRounds };
 
 const mapSkip = (why: string | undefined): { skipped: string } | undefined => (why ? { skipped: why } : undefined);
 
