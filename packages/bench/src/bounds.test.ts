@@ -225,6 +225,27 @@ describe('paired ceilings', () => {
     ]);
   });
 
+  test('a bound the paired figure is above (measured at another speed of the host) is left out: missed, not out of reach', () => {
+    // conv-classifier, 2026-12-01: ÷ Moleculer paired 1.31, one run 0.908, the bound from the one run's Moleculer rate 1.16.
+    const checks = checkTargets({
+      ratios: run,
+      peers: { ...noPeers, moleculer: { items: 0.908, p99: 0.5 } },
+      bounds: { ...ccBounds, vs: { moleculer: 1.16, triton: null, rayServe: null } },
+      computeBound: true,
+      paired: { ceiling: null, atChosen: null, vs: { moleculer: 1.31 } },
+    });
+    const m = checks.find((c) => c.target === '÷ Moleculer')!;
+    expect([m.measured, m.bound, m.status]).toEqual([1.31, null, 'missed']);
+    const within = checkTargets({
+      ratios: run,
+      peers: { ...noPeers, moleculer: { items: 0.908, p99: 0.5 } },
+      bounds: { ...ccBounds, vs: { moleculer: 1.4, triton: null, rayServe: null } },
+      computeBound: true,
+      paired: { ceiling: null, atChosen: null, vs: { moleculer: 1.31 } },
+    });
+    expect(within.find((c) => c.target === '÷ Moleculer')!.status).toBe('out of reach here');
+  });
+
   test('not compute-bound: the broker target checks the broker ratio paired with raw NATS; the ceilings do not enter', () => {
     const checks = checkTargets({
       ratios: run,

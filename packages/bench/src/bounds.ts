@@ -163,32 +163,33 @@ export function checkTargets(i: CheckInputs): TargetCheck[] {
   const out: TargetCheck[] = [];
   const d = i.drift;
   const drifted = (c: TargetCheck, drift: number | undefined): TargetCheck => (drift === undefined ? c : { ...c, drift });
-  // A ceiling from the paired rounds where they measured one, else from the run and the sweep.
-  const ceiling = (target: string, goal: number, unpaired: number | null, pairedRatio: number | null | undefined, bound: number | null) =>
-    pairedRatio === null || pairedRatio === undefined
-      ? drifted(check(target, 'min', goal, unpaired, bound), d?.ceiling)
-      : { ...check(target, 'min', goal, pairedRatio, bound), unpaired };
+  // A 'min' target from its paired figure where the turns measured one (the one-run figure beside
+  // it), else from the one run with the host's drift between its phases. A bound the paired figure
+  // is above came from figures measured at another speed of the host: it is left out.
+  const minTarget = (
+    target: string,
+    goal: number,
+    oneRun: number | null,
+    paired: number | null | undefined,
+    bound: number | null,
+    drift: number | undefined,
+  ): TargetCheck => {
+    if (paired === null || paired === undefined) return drifted(check(target, 'min', goal, oneRun, bound), drift);
+    return { ...check(target, 'min', goal, paired, bound !== null && paired > bound ? null : bound), unpaired: oneRun };
+  };
   if (i.computeBound) {
-    out.push(ceiling('ceiling', TARGETS.ceiling, i.ratios.ceiling_ratio, i.paired?.ceiling, b?.ceiling ?? null));
-    out.push(ceiling('@chosen', TARGETS.ceilingAtChosen, i.ratios.ceiling_at_chosen, i.paired?.atChosen, b?.atChosen ?? null));
-  } else {
-    const broker = i.paired?.broker;
+    out.push(minTarget('ceiling', TARGETS.ceiling, i.ratios.ceiling_ratio, i.paired?.ceiling, b?.ceiling ?? null, d?.ceiling));
     out.push(
-      broker === null || broker === undefined
-        ? drifted(check('broker', 'min', TARGETS.broker, i.ratios.broker_ratio, null), d?.broker)
-        : { ...check('broker', 'min', TARGETS.broker, broker, null), unpaired: i.ratios.broker_ratio },
+      minTarget('@chosen', TARGETS.ceilingAtChosen, i.ratios.ceiling_at_chosen, i.paired?.atChosen, b?.atChosen ?? null, d?.ceiling),
     );
+  } else {
+    out.push(minTarget('broker', TARGETS.broker, i.ratios.broker_ratio, i.paired?.broker, null, d?.broker));
     out.push(check('c=1 +ms', 'max', TARGETS.c1AddedMs, i.ratios.c1_added_ms, b?.c1AddedMs ?? null));
   }
   for (const p of PEER_NAMES) {
     const r = i.peers[p];
     if (r.items === null) continue;
-    const pairedVs = i.paired?.vs?.[p];
-    out.push(
-      pairedVs === null || pairedVs === undefined
-        ? drifted(check(`÷ ${PEER_TITLES[p]}`, 'min', TARGETS.vs[p], r.items, b?.vs[p] ?? null), d?.vs?.[p])
-        : { ...check(`÷ ${PEER_TITLES[p]}`, 'min', TARGETS.vs[p], pairedVs, b?.vs[p] ?? null), unpaired: r.items },
-    );
+    out.push(minTarget(`÷ ${PEER_TITLES[p]}`, TARGETS.vs[p], r.items, i.paired?.vs?.[p], b?.vs[p] ?? null, d?.vs?.[p]));
     out.push(check(`p99 ÷ ${PEER_TITLES[p]}`, 'max', TARGETS.p99Vs, r.p99, null));
   }
   return out;

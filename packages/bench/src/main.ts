@@ -15,9 +15,11 @@
 //       (`bash packages/bench/peers/setup` makes the Python venvs)    items/s, p50/p99, batch
 // and the ratios ceiling_ratio = best(4)/(2), broker_ratio = best(4)/(3),
 // batching_gain = best(4)/(1), inproc_gain = (2)/(1), vs_<peer> = best(4)/(5x) in items/s and
-// p99_vs_<peer> = p99 of best(4) / p99 of (5x). On a CPU the best (4)'s concurrency runs again in
-// short windows with the model timed in-process between them on the worker's core (paired.ts):
-// the paired ceilings, which the targets check, divide figures measured seconds apart, not minutes.
+// p99_vs_<peer> = p99 of best(4) / p99 of (5x). The targets check the same ratios measured in
+// turns (paired.ts, load-windows.ts): the best (4)'s concurrency again in short windows, between
+// them the model timed in-process on the worker's core (the ceilings), raw NATS (the broker ratio
+// of a model that is not compute-bound), or a peer's load (Moleculer, Triton): figures measured
+// seconds apart, not minutes.
 // Fair cores (with taskset and ≥ 2 cores): this process (head), the load generators of (3) and (4)
 // (load-child.ts: a process each, as the peers' load generators are) and nats-server on core 0;
 // the worker, the in-process baselines and the empty responder on core 1.
@@ -256,6 +258,27 @@ async function childLoad(pinning: Pinning, args: LoadChildArgs, onPause?: (p: Lo
 /** Each paired window's length, ms: the run's duration over PAIRED_ROUNDS, at least PAIRED_MIN_WINDOW_MS. */
 function pairedWindowMs(): number {
   return Math.max(PAIRED_MIN_WINDOW_MS, Math.round(settings.durationMs / PAIRED_ROUNDS));
+}
+
+/** Each input's name and dims, as a load child builds its requests from them. */
+function inputShapes(inputs: WireTensors): Array<{ name: string; dims: number[] }> {
+  return Object.entries(inputs).map(([name, t]) => ({ name, dims: t.dims }));
+}
+
+/** Flotilla's load in PAIRED_ROUNDS windows for a load child (paired.ts): a warm-up, then a pause before each window. */
+function pairedFlotillaLoad(url: string, c: FlotillaClient, model: string, inputs: WireTensors, concurrency: number): LoadChildArgs {
+  return {
+    kind: 'flotilla',
+    natsUrl: url,
+    cluster: c.subjects.cluster,
+    model,
+    inputs: inputShapes(inputs),
+    concurrency,
+    durationMs: pairedWindowMs(),
+    warmupMs: settings.warmupMs,
+    windows: PAIRED_ROUNDS,
+    windowWarmMs: PAIRED_WARM_MS,
+  };
 }
 
 // ---------- (3): raw NATS request/reply ----------
@@ -501,7 +524,7 @@ async function measureCluster(
         natsUrl: url,
         cluster: c.subjects.cluster,
         model,
-        inputs: Object.entries(inputs).map(([name, t]) => ({ name, dims: t.dims })),
+        inputs: inputShapes(inputs),
         concurrency,
         durationMs: settings.durationMs,
         warmupMs: settings.warmupMs,
@@ -561,28 +584,12 @@ async function measurePaired(
   concurrency: number,
   probe: SpeedProbe,
 ): Promise<{ windows: number[]; probes: (number | undefined)[]; windowMs: number }> {
-  const windowMs = pairedWindowMs();
   const probes: (number | undefined)[] = [];
-  const r = await childLoad(
-    pinning,
-    {
-      kind: 'flotilla',
-      natsUrl: url,
-      cluster: c.subjects.cluster,
-      model,
-      inputs: Object.entries(inputs).map(([name, t]) => ({ name, dims: t.dims })),
-      concurrency,
-      durationMs: windowMs,
-      warmupMs: settings.warmupMs,
-      windows: PAIRED_ROUNDS,
-      windowWarmMs: PAIRED_WARM_MS,
-    },
-    async () => {
-      probes.push(await probe.probe());
-    },
-  );
+  const r = await childLoad(pinning, pairedFlotillaLoad(url, c, model, inputs, concurrency), async () => {
+    probes.push(await probe.probe());
+  });
   probes.push(await probe.probe());
-  return { windows: (r.windows ?? [r.run]).map((w) => w.itemsPerSec), probes, windowMs };
+  return { windows: (r.windows ?? [r.run]).map((w) => w.itemsPerSec), probes, windowMs: pairedWindowMs() };
 }
 
 /**
@@ -604,24 +611,22 @@ async function measurePairedBroker(
   try {
     const rawTurns = turnTaker();
     const clusterTurns = turnTaker();
-    const common = { natsUrl: url, concurrency, durationMs: windowMs, warmupMs: settings.warmupMs, windowWarmMs: PAIRED_WARM_MS };
     const raw = childLoad(
       pinning,
-      { ...common, kind: 'raw', subject, bodyBase64: Buffer.from(body).toString('base64'), windows: PAIRED_ROUNDS + 1 },
+      {
+        kind: 'raw',
+        natsUrl: url,
+        subject,
+        bodyBase64: Buffer.from(body).toString('base64'),
+        concurrency,
+        durationMs: windowMs,
+        warmupMs: settings.warmupMs,
+        windows: PAIRED_ROUNDS + 1,
+        windowWarmMs: PAIRED_WARM_MS,
+      },
       rawTurns.onPause,
     );
-    const cluster = childLoad(
-      pinning,
-      {
-        ...common,
-        kind: 'flotilla',
-        cluster: c.subjects.cluster,
-        model,
-        inputs: Object.entries(inputs).map(([name, t]) => ({ name, dims: t.dims })),
-        windows: PAIRED_ROUNDS,
-      },
-      clusterTurns.onPause,
-    );
+    const cluster = childLoad(pinning, pairedFlotillaLoad(url, c, model, inputs, concurrency), clusterTurns.onPause);
     await takeTurns({ turns: rawTurns, done: raw }, { turns: clusterTurns, done: cluster }, PAIRED_ROUNDS);
     const [r, cl] = await Promise.all([raw, cluster]);
     const rates = (x: LoadChildResult) => (x.windows ?? [x.run]).map((w) => w.requestsPerSec);
@@ -752,7 +757,7 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
     const peers = await measurePeers({
       natsUrl: url,
       model: path,
-      inputs: Object.entries(inputs).map(([n, t]) => ({ name: n, dims: t.dims })),
+      inputs: inputShapes(inputs),
       maxBatchSize: batching.maxBatchSize,
       batchWaitMs: batching.batchWaitMs,
       concurrency: best.concurrency,
@@ -767,22 +772,7 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
         windowMs: pairedWindowMs(),
         warmMs: PAIRED_WARM_MS,
         start: async (onPause) => {
-          const r = await childLoad(
-            pinning,
-            {
-              kind: 'flotilla',
-              natsUrl: url,
-              cluster: c.subjects.cluster,
-              model: name,
-              inputs: Object.entries(inputs).map(([n, t]) => ({ name: n, dims: t.dims })),
-              concurrency: best.concurrency,
-              durationMs: pairedWindowMs(),
-              warmupMs: settings.warmupMs,
-              windows: PAIRED_ROUNDS,
-              windowWarmMs: PAIRED_WARM_MS,
-            },
-            () => onPause(),
-          );
+          const r = await childLoad(pinning, pairedFlotillaLoad(url, c, name, inputs, best.concurrency), () => onPause());
           return (r.windows ?? [r.run]).map((w) => w.itemsPerSec);
         },
       },
