@@ -265,8 +265,15 @@ function inputShapes(inputs: WireTensors): Array<{ name: string; dims: number[] 
   return Object.entries(inputs).map(([name, t]) => ({ name, dims: t.dims }));
 }
 
-/** Flotilla's load in PAIRED_ROUNDS windows for a load child (paired.ts): a warm-up, then a pause before each window. */
-function pairedFlotillaLoad(url: string, c: FlotillaClient, model: string, inputs: WireTensors, concurrency: number): LoadChildArgs {
+/** Flotilla's load through the SDK: `inputs` closed-loop at `concurrency`, measured for `durationMs` after the warm-up. */
+function flotillaLoad(
+  url: string,
+  c: FlotillaClient,
+  model: string,
+  inputs: WireTensors,
+  concurrency: number,
+  durationMs: number,
+): LoadChildArgs {
   return {
     kind: 'flotilla',
     natsUrl: url,
@@ -274,11 +281,14 @@ function pairedFlotillaLoad(url: string, c: FlotillaClient, model: string, input
     model,
     inputs: inputShapes(inputs),
     concurrency,
-    durationMs: pairedWindowMs(),
+    durationMs,
     warmupMs: settings.warmupMs,
-    windows: PAIRED_ROUNDS,
-    windowWarmMs: PAIRED_WARM_MS,
   };
+}
+
+/** Flotilla's load in PAIRED_ROUNDS windows for a load child (paired.ts): a warm-up, then a pause before each window. */
+function pairedFlotillaLoad(url: string, c: FlotillaClient, model: string, inputs: WireTensors, concurrency: number): LoadChildArgs {
+  return { ...flotillaLoad(url, c, model, inputs, concurrency, pairedWindowMs()), windows: PAIRED_ROUNDS, windowWarmMs: PAIRED_WARM_MS };
 }
 
 // ---------- (3): raw NATS request/reply ----------
@@ -304,6 +314,19 @@ async function startResponder(pinning: Pinning, url: string): Promise<{ child: C
   return { child, subject };
 }
 
+/** Raw NATS load on the responder's subject: `body` closed-loop at `concurrency`, measured for `durationMs` after the warm-up. */
+function rawLoad(url: string, subject: string, body: Uint8Array, concurrency: number, durationMs: number): LoadChildArgs {
+  return {
+    kind: 'raw',
+    natsUrl: url,
+    subject,
+    bodyBase64: Buffer.from(body).toString('base64'),
+    concurrency,
+    durationMs,
+    warmupMs: settings.warmupMs,
+  };
+}
+
 async function measureRawNats(pinning: Pinning, url: string, nc: NatsConnection, body: Uint8Array, concurrency: number) {
   const replyBytes = RAW_REPLY_BYTES;
   const { child, subject } = await startResponder(pinning, url);
@@ -311,22 +334,10 @@ async function measureRawNats(pinning: Pinning, url: string, nc: NatsConnection,
     // The responder's CPU over the measured run (after the warm-up), per request it answered: what
     // nats.js costs a server per request, the floor under every server's (bounds.ts).
     let cpuBefore: number | undefined;
-    const { run: s } = await childLoad(
-      pinning,
-      {
-        kind: 'raw',
-        natsUrl: url,
-        subject,
-        bodyBase64: Buffer.from(body).toString('base64'),
-        concurrency,
-        durationMs: settings.durationMs,
-        warmupMs: settings.warmupMs,
-      },
-      () => {
-        cpuBefore = cpuOf(child.pid);
-        return Promise.resolve();
-      },
-    );
+    const { run: s } = await childLoad(pinning, rawLoad(url, subject, body, concurrency, settings.durationMs), () => {
+      cpuBefore = cpuOf(child.pid);
+      return Promise.resolve();
+    });
     const cpuAfter = cpuOf(child.pid);
     const responderUsPerMsg =
       cpuBefore !== undefined && cpuAfter !== undefined && s.ok > 0 ? round(((cpuAfter - cpuBefore) * 1e6) / s.ok, 1) : undefined;
@@ -519,16 +530,7 @@ async function measureCluster(
     let cpuBefore: number | undefined;
     const { warmup, run: s } = await childLoad(
       pinning,
-      {
-        kind: 'flotilla',
-        natsUrl: url,
-        cluster: c.subjects.cluster,
-        model,
-        inputs: inputShapes(inputs),
-        concurrency,
-        durationMs: settings.durationMs,
-        warmupMs: settings.warmupMs,
-      },
+      flotillaLoad(url, c, model, inputs, concurrency, settings.durationMs),
       async (p) => {
         if (!('warmOk' in p)) return;
         before = await replicaAfter(c, model, okSoFar + p.warmOk);
@@ -613,17 +615,7 @@ async function measurePairedBroker(
     const clusterTurns = turnTaker();
     const raw = childLoad(
       pinning,
-      {
-        kind: 'raw',
-        natsUrl: url,
-        subject,
-        bodyBase64: Buffer.from(body).toString('base64'),
-        concurrency,
-        durationMs: windowMs,
-        warmupMs: settings.warmupMs,
-        windows: PAIRED_ROUNDS + 1,
-        windowWarmMs: PAIRED_WARM_MS,
-      },
+      { ...rawLoad(url, subject, body, concurrency, windowMs), windows: PAIRED_ROUNDS + 1, windowWarmMs: PAIRED_WARM_MS },
       rawTurns.onPause,
     );
     const cluster = childLoad(pinning, pairedFlotillaLoad(url, c, model, inputs, concurrency), clusterTurns.onPause);
