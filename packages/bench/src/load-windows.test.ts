@@ -77,6 +77,14 @@ it('a child that fails ends the turns with its error, and the other finishes its
   expect(log.filter((l) => l.startsWith('a'))).toEqual(['a0 start', 'a0 end', 'a1 start', 'a1 end', 'a2 start', 'a2 end']);
 });
 
+it('a child that ends before its last turn ends the turns instead of leaving them waiting', async () => {
+  const log: string[] = [];
+  const a = fakeChild('a', 3, log);
+  const b = fakeChild('b', 1, log); // asked for 2 windows, takes 1
+  await expect(takeTurns(a, b, 2)).rejects.toThrow('a load child ended before its turns did');
+  await expect(a.done).resolves.toBe(3);
+});
+
 it('a pause held by a TurnTaker waits for go; after abandon, pauses do not hold', async () => {
   const t = turnTaker();
   let released = false;

@@ -161,12 +161,20 @@ export interface Turned {
 /**
  * `first` measures n + 1 windows and `second` n, alternately, `first` first, once both hold at
  * their first pause: each window starts once the other's has ended (its child paused again, or
- * exited after its last). A failure of either ends the turns, rejecting, and leaves both to finish
- * their windows unheld.
+ * exited after its last). A failure of either, or either ending early, ends the turns, rejecting,
+ * and leaves both to finish their windows unheld.
  */
 export async function takeTurns(first: Turned, second: Turned, n: number): Promise<void> {
-  const failed = Promise.race([first.done, second.done]).then(() => new Promise<never>(() => undefined));
+  // A child that fails, or ends before its last turn (it took fewer windows than asked), ends the turns.
+  const ending = new Set<Turned>();
+  const early = (t: Turned) =>
+    t.done.then(() => {
+      if (!ending.has(t)) throw new Error('a load child ended before its turns did');
+      return new Promise<never>(() => undefined);
+    });
+  const failed = Promise.race([early(first), early(second)]);
   const turn = async (t: Turned, last: boolean) => {
+    if (last) ending.add(t);
     await Promise.race([t.turns.go(), failed]);
     await Promise.race([last ? t.done : t.turns.paused(), failed]);
   };
