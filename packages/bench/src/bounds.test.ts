@@ -1,4 +1,15 @@
-import { bounds, checkTargets, checkText, chosenLoss, chosenLossText, targetsLine, TARGETS, type Bounds } from './bounds.js';
+import {
+  bounds,
+  checkTargets,
+  checkText,
+  chosenLoss,
+  chosenLossText,
+  targetsLine,
+  TARGETS,
+  type Bounds,
+  type CheckInputs,
+  type TargetCheck,
+} from './bounds.js';
 
 // conv-classifier on this 2-core VM (pnpm bench, 2026-11-30 23:40 UTC): its sweep's CPU per item,
 // the empty responder's CPU per 49 KB request, and the peers' rates.
@@ -181,45 +192,32 @@ describe('text', () => {
 describe('paired ceilings', () => {
   // pnpm bench, 2026-12-01 08:30 UTC (Intel Xeon): wide-mlp, the run 0.622 over a sweep taken on a faster host, paired 0.753.
   const run = { ceiling_ratio: 0.622, ceiling_at_chosen: 0.622, c1_added_ms: null, broker_ratio: 0.15 };
+  /** The wide-mlp run's checks with `o` on top (no peers, no bounds, compute-bound unless said). */
+  const checkRun = (o: Partial<CheckInputs>) => checkTargets({ ratios: run, peers: noPeers, bounds: null, computeBound: true, ...o });
+  /** What each test compares of a check. */
+  const row = (c: TargetCheck) => [c.target, c.measured, c.status, c.unpaired, c.drift];
   test('the paired ratios are what the ceiling targets check, the run beside them, and no drift note', () => {
-    const checks = checkTargets({
-      ratios: run,
-      peers: noPeers,
-      bounds: null,
-      computeBound: true,
-      drift: { ceiling: -0.17 },
-      paired: { ceiling: 0.753, atChosen: 0.753 },
-    });
-    expect(checks.map((c) => [c.target, c.measured, c.status, c.unpaired, c.drift])).toEqual([
+    const checks = checkRun({ drift: { ceiling: -0.17 }, paired: { ceiling: 0.753, atChosen: 0.753 } });
+    expect(checks.map(row)).toEqual([
       ['ceiling', 0.753, 'met', 0.622, undefined],
       ['@chosen', 0.753, 'missed', 0.622, undefined],
     ]);
     expect(targetsLine(checks)).toBe('met ceiling (paired; one run 0.622) | missed @chosen 0.753 < 0.85 (paired; one run 0.622)');
   });
   test('a paired ratio that could not be measured leaves the run and its drift to the verdict', () => {
-    const checks = checkTargets({
-      ratios: run,
-      peers: noPeers,
-      bounds: null,
-      computeBound: true,
-      drift: { ceiling: -0.17 },
-      paired: { ceiling: null, atChosen: null },
-    });
-    expect(checks.map((c) => [c.target, c.measured, c.status, c.unpaired, c.drift])).toEqual([
+    const checks = checkRun({ drift: { ceiling: -0.17 }, paired: { ceiling: null, atChosen: null } });
+    expect(checks.map(row)).toEqual([
       ['ceiling', 0.622, 'missed', undefined, -0.17],
       ['@chosen', 0.622, 'missed', undefined, -0.17],
     ]);
   });
   test('each peer ratio checks Flotilla ÷ the peer measured in turns where there is one, the run beside it', () => {
-    const checks = checkTargets({
-      ratios: run,
+    const checks = checkRun({
       peers: { ...noPeers, moleculer: { items: 1.16, p99: 0.7 }, triton: { items: 1.41, p99: 0.6 } },
-      bounds: null,
-      computeBound: true,
       drift: { vs: { moleculer: 0.14, triton: 0.24 } },
       paired: { ceiling: null, atChosen: null, vs: { moleculer: null, triton: 1.62 } },
     });
-    expect(checks.filter((c) => c.target.startsWith('÷')).map((c) => [c.target, c.measured, c.status, c.unpaired, c.drift])).toEqual([
+    expect(checks.filter((c) => c.target.startsWith('÷')).map(row)).toEqual([
       ['÷ Moleculer', 1.16, 'missed', undefined, 0.14],
       ['÷ Triton', 1.62, 'met', 1.41, undefined],
     ]);
@@ -227,46 +225,28 @@ describe('paired ceilings', () => {
 
   test('a bound the paired figure is above (measured at another speed of the host) is left out: missed, not out of reach', () => {
     // conv-classifier, 2026-12-01: ÷ Moleculer paired 1.31, one run 0.908, the bound from the one run's Moleculer rate 1.16.
-    const checks = checkTargets({
-      ratios: run,
+    const checks = checkRun({
       peers: { ...noPeers, moleculer: { items: 0.908, p99: 0.5 } },
       bounds: { ...ccBounds, vs: { moleculer: 1.16, triton: null, rayServe: null } },
-      computeBound: true,
       paired: { ceiling: null, atChosen: null, vs: { moleculer: 1.31 } },
     });
     const m = checks.find((c) => c.target === '÷ Moleculer')!;
     expect([m.measured, m.bound, m.status]).toEqual([1.31, null, 'missed']);
-    const within = checkTargets({
-      ratios: run,
+    const within = checkRun({
       peers: { ...noPeers, moleculer: { items: 0.908, p99: 0.5 } },
       bounds: { ...ccBounds, vs: { moleculer: 1.4, triton: null, rayServe: null } },
-      computeBound: true,
       paired: { ceiling: null, atChosen: null, vs: { moleculer: 1.31 } },
     });
     expect(within.find((c) => c.target === '÷ Moleculer')!.status).toBe('out of reach here');
   });
 
   test('not compute-bound: the broker target checks the broker ratio paired with raw NATS; the ceilings do not enter', () => {
-    const checks = checkTargets({
-      ratios: run,
-      peers: noPeers,
-      bounds: null,
-      computeBound: false,
-      drift: { broker: 0.23 },
-      paired: { ceiling: 0.9, atChosen: 0.9, broker: 0.84 },
-    });
-    expect(checks.map((c) => [c.target, c.measured, c.status, c.unpaired, c.drift])).toEqual([
+    const checks = checkRun({ computeBound: false, drift: { broker: 0.23 }, paired: { ceiling: 0.9, atChosen: 0.9, broker: 0.84 } });
+    expect(checks.map(row)).toEqual([
       ['broker', 0.84, 'met', 0.15, undefined],
       ['c=1 +ms', null, 'not measured', undefined, undefined],
     ]);
-    const unpaired = checkTargets({
-      ratios: run,
-      peers: noPeers,
-      bounds: null,
-      computeBound: false,
-      drift: { broker: 0.23 },
-      paired: { ceiling: null, atChosen: null, broker: null },
-    });
+    const unpaired = checkRun({ computeBound: false, drift: { broker: 0.23 }, paired: { ceiling: null, atChosen: null, broker: null } });
     expect(unpaired.map((c) => [c.target, c.measured, c.unpaired, c.drift])[0]).toEqual(['broker', 0.15, undefined, 0.23]);
   });
 });

@@ -21,6 +21,11 @@ export interface PeerTurns extends TurnArgs {
   onPause: (line: string) => Promise<void>;
 }
 
+/** What a peer's load generator is told of its turns (none without them). */
+export function turnArgs(t: PeerTurns | undefined): TurnArgs {
+  return t ? { turns: t.turns, turnMs: t.turnMs, turnWarmMs: t.turnWarmMs } : {};
+}
+
 /** Keeps only the requests answered from `from` to `to` (performance.now() ms). */
 export class IntervalStats extends LoadStats {
   constructor(

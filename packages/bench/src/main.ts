@@ -585,13 +585,13 @@ async function measurePaired(
   inputs: WireTensors,
   concurrency: number,
   probe: SpeedProbe,
-): Promise<{ windows: number[]; probes: (number | undefined)[]; windowMs: number }> {
+): Promise<{ windows: number[]; probes: (number | undefined)[] }> {
   const probes: (number | undefined)[] = [];
   const r = await childLoad(pinning, pairedFlotillaLoad(url, c, model, inputs, concurrency), async () => {
     probes.push(await probe.probe());
   });
   probes.push(await probe.probe());
-  return { windows: (r.windows ?? [r.run]).map((w) => w.itemsPerSec), probes, windowMs: pairedWindowMs() };
+  return { windows: (r.windows ?? [r.run]).map((w) => w.itemsPerSec), probes };
 }
 
 /**
@@ -607,22 +607,21 @@ async function measurePairedBroker(
   inputs: WireTensors,
   body: Uint8Array,
   concurrency: number,
-): Promise<{ windows: number[]; raw: number[]; windowMs: number }> {
-  const windowMs = pairedWindowMs();
+): Promise<{ windows: number[]; raw: number[] }> {
   const { child: responder, subject } = await startResponder(pinning, url);
   try {
     const rawTurns = turnTaker();
     const clusterTurns = turnTaker();
     const raw = childLoad(
       pinning,
-      { ...rawLoad(url, subject, body, concurrency, windowMs), windows: PAIRED_ROUNDS + 1, windowWarmMs: PAIRED_WARM_MS },
+      { ...rawLoad(url, subject, body, concurrency, pairedWindowMs()), windows: PAIRED_ROUNDS + 1, windowWarmMs: PAIRED_WARM_MS },
       rawTurns.onPause,
     );
     const cluster = childLoad(pinning, pairedFlotillaLoad(url, c, model, inputs, concurrency), clusterTurns.onPause);
     await takeTurns({ turns: rawTurns, done: raw }, { turns: clusterTurns, done: cluster }, PAIRED_ROUNDS);
     const [r, cl] = await Promise.all([raw, cluster]);
     const rates = (x: LoadChildResult) => (x.windows ?? [x.run]).map((w) => w.requestsPerSec);
-    return { windows: rates(cl), raw: rates(r), windowMs };
+    return { windows: rates(cl), raw: rates(r) };
   } finally {
     await stopChild(responder, 3000);
   }
@@ -717,14 +716,14 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
     try {
       if (computeBound && probe && probeRow) {
         const m = await measurePaired(pinning, url, c, name, inputs, best.concurrency, probe);
-        pairedRun = paired(probeRow.batch, m.windowMs, pairWindows(m.windows, m.probes), {
+        pairedRun = paired(probeRow.batch, pairedWindowMs(), pairWindows(m.windows, m.probes), {
           atChosen: probeRow.itemsPerSec,
           best: inproc.best.itemsPerSec,
         });
         log(`    ${pairedLine(pairedRun)}`);
       } else if (!computeBound) {
         const m = await measurePairedBroker(pinning, url, c, name, inputs, request, best.concurrency);
-        pairedBroker = pairedRounds(m.windowMs, pairWindows(m.windows, m.raw));
+        pairedBroker = pairedRounds(pairedWindowMs(), pairWindows(m.windows, m.raw));
         log(`    ${pairedBrokerLine(pairedBroker)}`);
       }
     } catch (err) {

@@ -117,23 +117,36 @@ function windowsText(r: PairedRounds): string {
   return `${r.rounds.length} window${r.rounds.length === 1 ? '' : 's'} of ${r.windowMs} ms`;
 }
 
+/** `<head> (<n> windows of <ms> ms, <how>): <figure> <median> (rounds …)<tail>`, or what was missing. */
+function roundsLine(head: string, how: string, figure: string, r: PairedRounds, missing: string, tail = ''): string {
+  const h = `${head} (${windowsText(r)}${how})`;
+  return r.median === null ? `${h}: ${missing}` : `${h}: ${figure} ${r.median} (rounds ${roundsText(r)})${tail}`;
+}
+
 /** One line for the bench's text. */
 export function pairedLine(p: Paired): string {
-  const head = `paired with the in-process model at batch ${p.batch} (${windowsText(p)}, timed in-process before and after each)`;
-  if (p.atChosen === null) return `${head}: no round had a probe`;
-  return `${head}: @chosen ${p.atChosen} (rounds ${roundsText(p)}), ceiling ${p.ceiling ?? '-'}`;
+  return roundsLine(
+    `paired with the in-process model at batch ${p.batch}`,
+    ', timed in-process before and after each',
+    '@chosen',
+    p,
+    'no round had a probe',
+    `, ceiling ${p.ceiling ?? '-'}`,
+  );
 }
 
 /** The broker ratio measured in turns: cluster windows with raw NATS windows before and after each. */
 export function pairedBrokerLine(p: PairedRounds): string {
-  const head = `paired with raw NATS (${windowsText(p)}, raw NATS before and after each)`;
-  if (p.median === null) return `${head}: no round had a raw window`;
-  return `${head}: broker ${p.median} (rounds ${roundsText(p)})`;
+  return roundsLine('paired with raw NATS', ', raw NATS before and after each', 'broker', p, 'no round had a raw window');
 }
 
 /** Flotilla ÷ a peer measured in turns: Flotilla's windows with the peer's before and after each. */
 export function pairedPeerLine(peer: string, p: PairedRounds): string {
-  const head = `paired with Flotilla (${windowsText(p)} of Flotilla's, ${peer}'s before and after each)`;
-  if (p.median === null) return `${head}: no round had a window of ${peer}'s`;
-  return `${head}: Flotilla ÷ ${peer} ${p.median} (rounds ${roundsText(p)})`;
+  return roundsLine(
+    'paired with Flotilla',
+    ` of Flotilla's, ${peer}'s before and after each`,
+    `Flotilla ÷ ${peer}`,
+    p,
+    `no round had a window of ${peer}'s`,
+  );
 }

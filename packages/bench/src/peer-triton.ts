@@ -18,7 +18,7 @@ import {
   type PythonPeerOptions,
 } from './peer-process.js';
 import type { TritonLoadArgs, TritonLoadRun } from './peer-triton-load.js';
-import type { PeerTurns } from './load-windows.js';
+import { turnArgs, type PeerTurns } from './load-windows.js';
 
 export interface TritonRun {
   itemsPerSec: number;
@@ -126,7 +126,7 @@ async function runTritonNode(o: TritonOptions): Promise<TritonRun> {
       concurrency: o.concurrency,
       durationMs: o.durationMs,
       warmupMs: o.warmupMs,
-      ...(o.turns ? { turns: o.turns.turns, turnMs: o.turns.turnMs, turnWarmMs: o.turns.turnWarmMs } : {}),
+      ...turnArgs(o.turns),
     };
     const argv = [repoPath('packages/bench/dist/peer-triton-load.js'), JSON.stringify(args)];
     const load = await runJsonChild<TritonLoadRun>(

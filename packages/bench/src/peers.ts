@@ -20,7 +20,7 @@ import {
   type PythonPeerOptions,
 } from './peer-process.js';
 import { runTriton, tritonPython, type TritonRun } from './peer-triton.js';
-import { takeTurns, turnTaker, type PeerTurns } from './load-windows.js';
+import { takeTurns, turnArgs, turnTaker, type PeerTurns } from './load-windows.js';
 import { pairWindows, pairedPeerLine, pairedRounds, type PairedRounds } from './paired.js';
 import { PEER_NAMES, peerRow, peerSelection, type PeerName, type PeerOutcome } from './peer-report.js';
 
@@ -146,7 +146,7 @@ export async function runMoleculer(o: MoleculerOptions): Promise<MoleculerRun> {
       concurrency: o.concurrency,
       durationMs: o.durationMs,
       warmupMs: o.warmupMs,
-      ...(o.turns ? { turns: o.turns.turns, turnMs: o.turns.turnMs, turnWarmMs: o.turns.turnWarmMs } : {}),
+      ...turnArgs(o.turns),
     };
     const argv = [repoPath('packages/bench/dist/peer-moleculer-load.js'), JSON.stringify(args)];
     const run = await runJsonChild<MoleculerRun>(
