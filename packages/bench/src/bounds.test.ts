@@ -4,6 +4,7 @@ import {
   checkText,
   chosenLoss,
   chosenLossText,
+  pairedVsBounds,
   targetsLine,
   TARGETS,
   type Bounds,
@@ -238,6 +239,61 @@ describe('paired ceilings', () => {
       paired: { ceiling: null, atChosen: null, vs: { moleculer: 1.31 } },
     });
     expect(within.find((c) => c.target === '÷ Moleculer')!.status).toBe('out of reach here');
+  });
+
+  // conv-classifier, pnpm bench 2026-12-01 10:47 UTC (AMD EPYC): the bound's 1,825.8 items/s over the
+  // sweep's 2,083.6 at batch 4, the cluster at 0.778 of the probe in turns, Flotilla ÷ Moleculer 1.226
+  // and ÷ Triton 3.279 in turns. The one-run bound ÷ Moleculer was 1.725 (Moleculer's own run, 1,058
+  // items/s, on a slow stretch: 1,270–1,433 in its turns).
+  const ccTurns = { bounds: { ...ccBounds, itemsPerSec: 1825.8, vs: { moleculer: 1.725, triton: 4.569, rayServe: null } } };
+  test.each([
+    [
+      'each paired peer ratio × the bound ÷ the cluster at the probe’s pace',
+      2083.6,
+      0.778,
+      { moleculer: 1.226, triton: 3.279 },
+      { moleculer: 1.381, triton: 3.693, rayServe: null },
+    ],
+    [
+      'a peer with no ratio in turns has no paired bound',
+      2083.6,
+      0.778,
+      { moleculer: null, triton: 3.279 },
+      { moleculer: null, triton: 3.693, rayServe: null },
+    ],
+    [
+      'the cluster at the bound in its turns: the bound is the paired ratio',
+      1825.8,
+      1,
+      { moleculer: 1.226 },
+      { moleculer: 1.226, triton: null, rayServe: null },
+    ],
+    ['no paired @chosen: none', 2083.6, null, { moleculer: 1.226 }, null],
+    ['a zero @chosen: none', 2083.6, 0, { moleculer: 1.226 }, null],
+    ['no sweep rate at the probe’s batch: none', 0, 0.778, { moleculer: 1.226 }, null],
+  ])('pairedVsBounds: %s', (_, sweepAtProbe, atChosen, vs, expected) => {
+    expect(pairedVsBounds({ ...ccTurns, sweepAtProbe, atChosen, vs })).toEqual(expected);
+  });
+
+  test('a paired peer ratio is checked against the bound from the turns; an unpaired one against the one-run bound', () => {
+    const pairedVs = pairedVsBounds({ ...ccTurns, sweepAtProbe: 2083.6, atChosen: 0.778, vs: { moleculer: 1.226, triton: 3.279 } })!;
+    const checks = checkRun({
+      peers: { ...noPeers, moleculer: { items: 1.45, p99: 0.49 }, triton: { items: 3.84, p99: 0.34 }, rayServe: { items: 2.5, p99: 0.8 } },
+      bounds: { ...ccTurns.bounds, vs: { moleculer: 1.725, triton: 4.569, rayServe: 2.9 }, pairedVs },
+      paired: { ceiling: 0.745, atChosen: 0.778, vs: { moleculer: 1.226, triton: 3.279, rayServe: null } },
+    });
+    expect(checks.filter((c) => c.target.startsWith('÷')).map((c) => [c.target, c.measured, c.bound, c.status])).toEqual([
+      ['÷ Moleculer', 1.226, 1.381, 'out of reach here'],
+      ['÷ Triton', 3.279, 3.693, 'met'],
+      ['÷ Ray Serve', 2.5, 2.9, 'out of reach here'],
+    ]);
+    // Without the turns' bound the same ratio is a miss under the one-run bound.
+    const oneRun = checkRun({
+      peers: { ...noPeers, moleculer: { items: 1.45, p99: 0.49 } },
+      bounds: ccTurns.bounds,
+      paired: { ceiling: 0.745, atChosen: 0.778, vs: { moleculer: 1.226 } },
+    });
+    expect(oneRun.find((c) => c.target === '÷ Moleculer')).toMatchObject({ bound: 1.725, status: 'missed' });
   });
 
   test('not compute-bound: the broker target checks the broker ratio paired with raw NATS; the ceilings do not enter', () => {

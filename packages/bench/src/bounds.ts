@@ -62,6 +62,11 @@ export interface Bounds {
   vs: Record<PeerName, number | null>;
   /** The least c=1 +ms could be: raw NATS's p50 at concurrency 1 (null: not measured). */
   c1AddedMs: number | null;
+  /**
+   * The most Flotilla ÷ each peer could be, from ratios measured in turns (pairedVsBounds; absent
+   * where the turns measured none): what a paired peer ratio is checked against.
+   */
+  pairedVs?: Record<PeerName, number | null>;
 }
 
 type SweepRow = BoundInputs['sweep'][number];
@@ -105,6 +110,40 @@ export function bounds(i: BoundInputs): Bounds | null {
     vs,
     c1AddedMs: i.rawC1P50Ms === undefined ? null : round(i.rawC1P50Ms, 3),
   };
+}
+
+/** What pairedVsBounds takes: one model's bounds and the ratios its turns measured. */
+export interface PairedBoundInputs {
+  bounds: Bounds;
+  /** The in-process sweep's items/s at the batch size the probe ran (the paired @chosen's reference). */
+  sweepAtProbe: number;
+  /** The cluster ÷ the in-process model at that batch, in turns (paired.ts `atChosen`; null: not measured). */
+  atChosen: number | null;
+  /** Flotilla ÷ each peer, in turns (null or absent: not measured). */
+  vs: Partial<Record<PeerName, number | null>>;
+}
+
+/**
+ * Flotilla ÷ each peer's bound from ratios measured in turns, so that a paired ratio is checked
+ * against a bound taken at the same pace as itself. The one-run bound divides the bound's rate (the
+ * sweep's and raw NATS's phases) by the peer's own run, minutes away: on 2026-12-01 a Moleculer run
+ * on a slow stretch put conv-classifier's bound at 1.73 where the turns measured Flotilla ÷
+ * Moleculer at 1.23 and Moleculer a quarter faster than in its run. Here each factor compares
+ * figures taken together: the bound ÷ the sweep's rate at the probe's batch (both at the sweep's
+ * pace), over the paired @chosen (the cluster ÷ the probe, in turns), is the bound ÷ the cluster;
+ * times the paired Flotilla ÷ peer, the bound ÷ the peer. It holds where the cluster keeps the same
+ * share of what the bound allows from the probe's turns to the peer's. Null without a paired
+ * @chosen or a usable sweep rate.
+ */
+export function pairedVsBounds(i: PairedBoundInputs): Record<PeerName, number | null> | null {
+  if (i.atChosen === null || !(i.atChosen > 0) || !(i.sweepAtProbe > 0)) return null;
+  const boundOverCluster = i.bounds.itemsPerSec / i.sweepAtProbe / i.atChosen;
+  return Object.fromEntries(
+    PEER_NAMES.map((p) => {
+      const r = i.vs[p];
+      return [p, r !== undefined && r !== null && r > 0 ? round(boundOverCluster * r, 3) : null];
+    }),
+  ) as Record<PeerName, number | null>;
 }
 
 /** What one target came to: met, missed (a server on this core could have met it), or out of reach here. */
@@ -189,7 +228,10 @@ export function checkTargets(i: CheckInputs): TargetCheck[] {
   for (const p of PEER_NAMES) {
     const r = i.peers[p];
     if (r.items === null) continue;
-    out.push(minTarget(`÷ ${PEER_TITLES[p]}`, TARGETS.vs[p], r.items, i.paired?.vs?.[p], b?.vs[p] ?? null, d?.vs?.[p]));
+    // A paired ratio against the bound from the same turns where there is one (pairedVsBounds).
+    const paired = i.paired?.vs?.[p];
+    const bound = (paired !== null && paired !== undefined ? b?.pairedVs?.[p] : undefined) ?? b?.vs[p] ?? null;
+    out.push(minTarget(`÷ ${PEER_TITLES[p]}`, TARGETS.vs[p], r.items, paired, bound, d?.vs?.[p]));
     out.push(check(`p99 ÷ ${PEER_TITLES[p]}`, 'max', TARGETS.p99Vs, r.p99, null));
   }
   return out;

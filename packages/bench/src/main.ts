@@ -46,7 +46,7 @@ import { NatsServer, findNatsServer } from '@flotilla/local';
 import { PROTOCOL_VERSION, encode } from '@flotilla/protocol';
 import { SAMPLE_MODELS, sampleModelPath } from '@flotilla/sample-models';
 import { benchBodies, bodiesText, type BodiesResult } from './bodies.js';
-import { bounds, checkTargets, chosenLoss, chosenLossText, targetsLine, type Bounds } from './bounds.js';
+import { bounds, checkTargets, chosenLoss, chosenLossText, pairedVsBounds, targetsLine, type Bounds } from './bounds.js';
 import { repoPath } from './deps.js';
 import { driftBetween, hostDrift, hostDriftLine, type PhaseProbes } from './host-drift.js';
 import { loadUntil } from './load-until.js';
@@ -769,7 +769,10 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
       },
     });
     const peerRatios = Object.fromEntries(PEER_NAMES.map((p) => [p, peerRatio(best, peers[p])])) as Record<PeerName, PeerRatio>;
-    const b = bounds({
+    const pairedVs = Object.fromEntries(
+      PEER_NAMES.map((p) => [p, 'itemsPerSec' in peers[p] ? ((peers[p] as { paired?: PairedRounds }).paired?.median ?? null) : null]),
+    ) as Record<PeerName, number | null>;
+    const oneRunBounds = bounds({
       sweep: inproc.sweep,
       inprocBest: inproc.best.itemsPerSec,
       chosenBatch: batching.maxBatchSize,
@@ -777,6 +780,12 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
       rawC1P50Ms: rawC1?.p50Ms,
       peers: Object.fromEntries(PEER_NAMES.flatMap((p) => ('itemsPerSec' in peers[p] ? [[p, (peers[p] as PeerRunBase).itemsPerSec]] : []))),
     });
+    // Flotilla ÷ each peer's bound again from the turns, where they measured the ratios it needs.
+    const boundsInTurns =
+      oneRunBounds && pairedRun && probeRow
+        ? pairedVsBounds({ bounds: oneRunBounds, sweepAtProbe: probeRow.itemsPerSec, atChosen: pairedRun.atChosen, vs: pairedVs })
+        : null;
+    const b = oneRunBounds && boundsInTurns ? { ...oneRunBounds, pairedVs: boundsInTurns } : oneRunBounds;
     const drift = probeRow ? hostDrift(probeRow.batch, probeRow.itemsPerSec, probes) : null;
     if (drift) log(`    ${hostDriftLine(drift)}`);
     const targets = checkTargets({
@@ -788,9 +797,7 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
         ceiling: pairedRun?.ceiling ?? null,
         atChosen: pairedRun?.atChosen ?? null,
         broker: pairedBroker?.median ?? null,
-        vs: Object.fromEntries(
-          PEER_NAMES.map((p) => [p, 'itemsPerSec' in peers[p] ? ((peers[p] as { paired?: PairedRounds }).paired?.median ?? null) : null]),
-        ),
+        vs: pairedVs,
       },
       ...(drift
         ? {
@@ -997,10 +1004,12 @@ function workerColumn(w: WorkerCpu | undefined): string {
 /** What no server on this core could beat, as bounds.ts derives it. */
 function boundsText(b: Bounds): string {
   const vs = PEER_NAMES.filter((p) => b.vs[p] !== null).map((p) => `÷ ${PEER_TITLES[p]} ≤ ${fmt(b.vs[p])}`);
+  const inTurns = PEER_NAMES.filter((p) => (b.pairedVs?.[p] ?? null) !== null).map((p) => `÷ ${PEER_TITLES[p]} ≤ ${fmt(b.pairedVs![p])}`);
   return (
     `bounds on this core: the model's least ${fmt(b.modelUsPerItem)} µs of CPU per item + the empty responder's ${fmt(b.responderUsPerMsg)} µs per request ` +
     `= at most ${fmt(b.itemsPerSec)} items/s for any nats.js server: ceiling ≤ ${fmt(b.ceiling)}${b.atChosen !== null ? `, @chosen ≤ ${fmt(b.atChosen)}` : ''}${vs.length ? `, ${vs.join(', ')}` : ''}` +
-    (b.c1AddedMs !== null ? `; c=1 +ms ≥ ${fmt(b.c1AddedMs)} (raw NATS's p50 at concurrency 1)` : '')
+    (b.c1AddedMs !== null ? `; c=1 +ms ≥ ${fmt(b.c1AddedMs)} (raw NATS's p50 at concurrency 1)` : '') +
+    (inTurns.length ? `; from the turns (what the paired ratios are checked against): ${inTurns.join(', ')}` : '')
   );
 }
 
