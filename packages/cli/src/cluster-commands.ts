@@ -1,14 +1,16 @@
 // Commands that run cluster processes: `head`, `worker`, and `up` (a local cluster: its own
-// nats-server, a head in this process and N worker processes).
+// nats-server, a head in this process and N worker processes). Each command imports the packages
+// it runs when it runs (main.ts says why): a worker process does not load the head's code, nor a
+// head onnxruntime.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
-import { Head, headMetrics } from '@flotilla/head';
-import { WORKER_NODE_FLAGS, Worker, type InventoryOverride } from '@flotilla/worker';
-import { NatsCluster, NatsServer, killOnExit } from '@flotilla/local';
+import type { Head } from '@flotilla/head';
+import type { InventoryOverride } from '@flotilla/worker';
+import type { NatsCluster, NatsServer } from '@flotilla/local';
 import { BadRequestError, authConfigCluster, type SessionHostChoice } from '@flotilla/protocol';
-import { startHealthServer, type HealthServer } from '@flotilla/bus';
+import type { HealthServer } from '@flotilla/bus';
 import { busOptions, withConnectionOptions } from './connection-options.js';
 import { parseFraction, parseSessionHost, parseSize, reportError } from './format.js';
 import { optionParser } from './option-parser.js';
@@ -54,7 +56,9 @@ async function maybeHealth(
   metrics: () => Promise<string>,
 ): Promise<HealthServer | undefined> {
   const port = o.healthPort ?? (process.env.FLOTILLA_HEALTH_PORT ? Number(process.env.FLOTILLA_HEALTH_PORT) : undefined);
-  return port === undefined ? undefined : startHealthServer({ port, notReady, metrics });
+  if (port === undefined) return undefined;
+  const { startHealthServer } = await import('@flotilla/bus');
+  return startHealthServer({ port, notReady, metrics });
 }
 
 function workerFlags(cmd: Command): Command {
@@ -147,6 +151,7 @@ export function clusterCommands(program: Command): void {
       const { cluster, ...bus } = busOptions(o);
       const storeReplicas =
         o.storeReplicas ?? (process.env.FLOTILLA_STORE_REPLICAS ? Number(process.env.FLOTILLA_STORE_REPLICAS) : undefined);
+      const { Head, headMetrics } = await import('@flotilla/head');
       const head = await Head.start({
         cluster,
         bus,
@@ -183,6 +188,7 @@ export function clusterCommands(program: Command): void {
   ).action(async (o) => {
     try {
       const { cluster, ...bus } = busOptions(o);
+      const { Worker } = await import('@flotilla/worker');
       const worker = await Worker.start({ ...workerOptions(o), id: o.id, cluster, bus });
       const health = await maybeHealth(
         o,
@@ -227,6 +233,11 @@ export function clusterCommands(program: Command): void {
     let head: Head | undefined;
     try {
       const { cluster } = busOptions({ cluster: o.cluster });
+      const [{ Head }, { WORKER_NODE_FLAGS }, { NatsCluster, NatsServer, killOnExit }] = await Promise.all([
+        import('@flotilla/head'),
+        import('@flotilla/worker'),
+        import('@flotilla/local'),
+      ]);
       const auth = o.auth ? readAuthDir(String(o.auth), cluster) : undefined;
       if (o.natsCluster && o.natsCluster > 1) {
         natsCluster = await NatsCluster.start({ size: o.natsCluster, extraConfig: auth?.config });

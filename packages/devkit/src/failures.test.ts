@@ -210,7 +210,8 @@ describe('a worker process killed with SIGKILL under load', () => {
       const st = await client.deploy(sampleModelPath('mlp'), 'mlp', { ...DEPLOY, replicas: 3 });
       expect(workersOf(st)).toEqual(['p0', 'p1', 'p2']);
 
-      const load = closedLoop(rig.clients, 'mlp', { concurrency: 8, durationMs: 20_000, timeoutMs: 10_000, attemptTimeoutMs: 1500 });
+      // 7 s of load after the kill: the victim's dead-marking (≤ 2.5 s) and re-placement (≈ 1.6 s here) happen under it.
+      const load = closedLoop(rig.clients, 'mlp', { concurrency: 8, durationMs: 12_000, timeoutMs: 10_000, attemptTimeoutMs: 1500 });
       await sleep(5000);
       const victim = rig.worker(st.replicas[0]!.workerId);
       const killedAt = Date.now();
