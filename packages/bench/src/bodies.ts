@@ -27,6 +27,7 @@ import { epochMs, type EchoReply } from './body-echo.js';
 import { repoPath } from './deps.js';
 import { receiveRaw, sendRaw } from './raw-chunks.js';
 import { spawnPeer, stopPeer, workerArgv, workerNodeArgs } from './peer-process.js';
+import { checkBody, targetsLine, TARGETS, type TargetCheck } from './bounds.js';
 import { table } from './stats.js';
 
 const MiB = 1024 * 1024;
@@ -286,7 +287,12 @@ export async function benchBodies(opts: BodiesOptions = {}): Promise<BodiesResul
 }
 
 /** Issue 13's target for a body through a replica, MB/s per direction. */
-export const BODY_TARGET_MBPS = 300;
+export const BODY_TARGET_MBPS = TARGETS.bodyMBps;
+
+/** Each body size's target check (bounds.ts checkBody): direct through a replica against raw NATS. */
+export function bodyTargets(r: BodiesResult): TargetCheck[] {
+  return r.sizes.map((s) => checkBody(s.sizeMiB, s.replica?.mbpsPerDirection ?? null, s.raw));
+}
 
 /** The figures as a table (pnpm bench prints it after the models). */
 export function bodiesText(r: BodiesResult): string {
@@ -316,6 +322,7 @@ export function bodiesText(r: BodiesResult): string {
       rows,
       ['l', 'r', 'r', 'r', 'r', 'r', 'r'],
     ),
+    `targets (issue 13; the bound: raw NATS moving the body there and back): ${targetsLine(bodyTargets(r))}`,
   ].join('\n');
 }
 

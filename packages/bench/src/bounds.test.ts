@@ -1,5 +1,6 @@
 import {
   bounds,
+  checkBody,
   checkTargets,
   checkText,
   chosenLoss,
@@ -364,5 +365,29 @@ describe('chosenLoss', () => {
     expect(chosenLoss({ sweep: wideSweep, chosenBatch: 8, worker })).toBeNull(); // no row within 8
     expect(chosenLoss({ sweep: [{ batch: 1, itemsPerSec: 0 }], chosenBatch: 8, worker })).toBeNull();
     expect(chosenLoss({ sweep: wideSweep, chosenBatch: 128, worker: { ...worker, busy: 0 } })).toBeNull();
+  });
+});
+
+describe('checkBody', () => {
+  // pnpm bench, 2026-12-01 11:40 UTC (AMD EPYC): 8 MiB direct through a replica 191.7 MB/s per
+  // direction, raw NATS 250.5 MB/s one way and 270.8 the other (there and back: 260.3).
+  test.each([
+    ['under a raw NATS under the goal: out of reach', 191.7, { requestMBps: 250.5, replyMBps: 270.8 }, 260.3, 'out of reach here'],
+    ['under the goal where raw NATS is above it: missed', 241, { requestMBps: 325, replyMBps: 400 }, 358.6, 'missed'],
+    ['at the goal: met', 300, { requestMBps: 386, replyMBps: 512 }, 440.2, 'met'],
+    ['above its bound (measured apart): the bound is left out', 290, { requestMBps: 250.5, replyMBps: 270.8 }, null, 'missed'],
+    ['no raw figure: no bound', 250, null, null, 'missed'],
+    ['no figure through a replica: not measured', null, { requestMBps: 250.5, replyMBps: 270.8 }, 260.3, 'not measured'],
+  ] as const)('%s', (_, direct, raw, bound, status) => {
+    const c = checkBody(8, direct, raw);
+    expect([c.target, c.goal, c.measured, c.bound, c.status]).toEqual(['8 MiB body', 300, direct, bound, status]);
+  });
+
+  test('the verdict line names each size', () => {
+    const checks = [
+      checkBody(8, 191.7, { requestMBps: 250.5, replyMBps: 270.8 }),
+      checkBody(64, 310, { requestMBps: 330, replyMBps: 340 }),
+    ];
+    expect(targetsLine(checks)).toBe('met 64 MiB body | out of reach on this core 8 MiB body 192 < 300 (at most 260 here)');
   });
 });

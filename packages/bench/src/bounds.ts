@@ -28,6 +28,8 @@ export const TARGETS = {
   vs: { moleculer: 1.5, triton: 1.5, rayServe: 3 } satisfies Record<PeerName, number>,
   /** Flotilla's p99 ÷ each peer's at the same concurrency, at most. */
   p99Vs: 1,
+  /** A large body direct through a replica, MB/s per direction, at least. */
+  bodyMBps: 300,
 } as const;
 
 export interface BoundInputs {
@@ -268,6 +270,31 @@ export function targetsLine(checks: readonly TargetCheck[]): string {
   if (missed.length) parts.push(`missed ${missed.join('; ')}`);
   if (out.length) parts.push(`out of reach on this core ${out.join('; ')}`);
   return parts.join(' | ');
+}
+
+/** Raw NATS moving one body size over the same broker: its request and reply rates, MB/s. */
+export interface RawBodyRates {
+  requestMBps: number;
+  replyMBps: number;
+}
+
+/**
+ * One body size's target: its round trip direct through a replica, MB/s per direction (the body
+ * over half the round trip), at least TARGETS.bodyMBps. The bound is raw NATS moving the same bytes
+ * there and back between two processes (bodies.ts): the body over the mean of its two directions'
+ * times, the harmonic mean of their rates. No server moves a body through NATS faster than the
+ * broker and nats.js move its bytes, so where that is under the goal the target is out of reach on
+ * this machine. A figure above its bound (measured minutes apart, unpinned) leaves the bound out.
+ */
+export function checkBody(sizeMiB: number, directMBps: number | null, raw: RawBodyRates | null): TargetCheck {
+  const bound = raw && raw.requestMBps > 0 && raw.replyMBps > 0 ? round(2 / (1 / raw.requestMBps + 1 / raw.replyMBps), 1) : null;
+  return check(
+    `${sizeMiB} MiB body`,
+    'min',
+    TARGETS.bodyMBps,
+    directMBps,
+    directMBps !== null && bound !== null && directMBps > bound ? null : bound,
+  );
 }
 
 /** Where the @chosen ratio went: three factors whose product it is (up to the wall clock against CPU time). */

@@ -45,7 +45,7 @@ import { Head } from '@flotilla/head';
 import { NatsServer, findNatsServer } from '@flotilla/local';
 import { PROTOCOL_VERSION, encode } from '@flotilla/protocol';
 import { SAMPLE_MODELS, sampleModelPath } from '@flotilla/sample-models';
-import { benchBodies, bodiesText, type BodiesResult } from './bodies.js';
+import { benchBodies, bodiesText, bodyTargets, type BodiesResult } from './bodies.js';
 import { bounds, checkTargets, chosenLoss, chosenLossText, pairedVsBounds, targetsLine, type Bounds } from './bounds.js';
 import { repoPath } from './deps.js';
 import { driftBetween, hostDrift, hostDriftLine, type PhaseProbes } from './host-drift.js';
@@ -1231,7 +1231,7 @@ async function main(): Promise<number> {
     settings: { ...settings, workerCommand: workerCmd },
     totalSeconds: round((Date.now() - started) / 1000, 1),
     models,
-    ...(bodies ? { bodies } : {}),
+    ...(bodies ? { bodies: 'error' in bodies ? bodies : { ...bodies, targets: bodyTargets(bodies) } } : {}),
   };
   out(JSON.stringify(result));
   return failed ? 1 : 0;
