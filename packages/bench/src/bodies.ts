@@ -322,7 +322,7 @@ export function bodiesText(r: BodiesResult): string {
       rows,
       ['l', 'r', 'r', 'r', 'r', 'r', 'r'],
     ),
-    `targets (issue 13; the bound: raw NATS moving the body there and back): ${targetsLine(bodyTargets(r))}`,
+    `targets (issue 13; the bound: raw NATS moving the body there and back): ${targetsLine(bodyTargets(r), 'on this machine')}`,
   ].join('\n');
 }
 

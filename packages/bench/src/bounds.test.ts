@@ -388,6 +388,8 @@ describe('checkBody', () => {
       checkBody(8, 191.7, { requestMBps: 250.5, replyMBps: 270.8 }),
       checkBody(64, 310, { requestMBps: 330, replyMBps: 340 }),
     ];
-    expect(targetsLine(checks)).toBe('met 64 MiB body | out of reach on this core 8 MiB body 192 < 300 (at most 260 here)');
+    expect(targetsLine(checks, 'on this machine')).toBe(
+      'met 64 MiB body | out of reach on this machine 8 MiB body 192 < 300 (at most 260 here)',
+    );
   });
 });

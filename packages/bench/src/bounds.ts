@@ -256,8 +256,8 @@ export function checkText(c: TargetCheck): string {
   return `${c.target} ${fmt(c.measured)} ${rel} ${c.goal}${notes.length ? ` (${notes.join('; ')})` : ''}`;
 }
 
-/** One line per model: targets met, missed, and out of reach on this machine. */
-export function targetsLine(checks: readonly TargetCheck[]): string {
+/** One line per model: targets met, missed, and out of reach `where` (the replica's core; the bodies: the machine). */
+export function targetsLine(checks: readonly TargetCheck[], where = 'on this core'): string {
   const met = checks
     .filter((c) => c.status === 'met')
     .map((c) => {
@@ -268,7 +268,7 @@ export function targetsLine(checks: readonly TargetCheck[]): string {
   const out = checks.filter((c) => c.status === 'out of reach here').map(checkText);
   const parts = [`met ${met.length ? met.join(', ') : 'none'}`];
   if (missed.length) parts.push(`missed ${missed.join('; ')}`);
-  if (out.length) parts.push(`out of reach on this core ${out.join('; ')}`);
+  if (out.length) parts.push(`out of reach ${where} ${out.join('; ')}`);
   return parts.join(' | ');
 }
 
