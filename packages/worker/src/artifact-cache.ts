@@ -6,10 +6,21 @@ import { join, resolve } from 'node:path';
 import { once } from 'node:events';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { jetstream } from '@nats-io/jetstream';
-import { objectStores } from '@flotilla/bus';
+import { STORE_WRITE_RETRY_POLICY, isNoResponders, isTimeout, objectStores, retry } from '@flotilla/bus';
 import { ModelLoadFailedError } from '@flotilla/protocol';
 
 const DIGEST_RE = /^[0-9a-f]{64}$/;
+
+/**
+ * How long one attempt to open the model store waits for JetStream, ms. While a stream's nodes
+ * elect a new leader (a NATS node lost) or the connection is being re-made, its API answers
+ * nothing: with nats.js's 5 s default a placement's first load failed with "timeout" and the head
+ * placed it again (failures.test.ts's three-node test, 2026-12-01: the next attempt, 0.5 s later,
+ * opened the store in 4 ms).
+ */
+export const STORE_OPEN_ATTEMPT_MS = 1000;
+/** How long opening the model store is retried through an election or a reconnect, ms. */
+export const STORE_OPEN_DEADLINE_MS = 10_000;
 
 export class ArtifactCache {
   private readonly inflight = new Map<string, Promise<string>>();
@@ -19,6 +30,8 @@ export class ArtifactCache {
     private readonly nc: NatsConnection,
     private readonly bucket: string,
     dir: string,
+    /** How long opening the model store is retried (STORE_OPEN_DEADLINE_MS; tests shorten it). */
+    private readonly openDeadlineMs = STORE_OPEN_DEADLINE_MS,
   ) {
     this.dir = resolve(dir);
     mkdirSync(this.dir, { recursive: true });
@@ -37,8 +50,24 @@ export class ArtifactCache {
     return p;
   }
 
+  /**
+   * The model store, opened in short attempts retried through a JetStream leader election or a
+   * reconnect (no answer, or no responders) until `openDeadlineMs`; any other failure at once.
+   */
+  private openStore() {
+    return retry(
+      async ({ remainingMs }) =>
+        (await objectStores(jetstream(this.nc, { timeout: Math.max(1, Math.min(STORE_OPEN_ATTEMPT_MS, remainingMs)) }))).open(this.bucket),
+      {
+        policy: STORE_WRITE_RETRY_POLICY,
+        deadline: Date.now() + this.openDeadlineMs,
+        isRetryable: (err) => (isTimeout(err) ? 'immediately' : isNoResponders(err)),
+      },
+    );
+  }
+
   private async download(digest: string, file: string): Promise<string> {
-    const os = await (await objectStores(jetstream(this.nc))).open(this.bucket);
+    const os = await this.openStore();
     const obj = await os.get(digest);
     if (!obj) throw new ModelLoadFailedError(`artifact ${digest} is not in the model store ${this.bucket}`);
     const tmp = `${file}.${process.pid}.${Date.now()}.part`;

@@ -5,3 +5,4 @@ export { measureInventory } from './inventory.js';
 export { describeModel } from './model-io.js';
 export { profileThreads } from './profiler.js';
 export { describeThreads, threadCost } from './thread-choice.js';
+export { ArtifactCache, STORE_OPEN_ATTEMPT_MS, STORE_OPEN_DEADLINE_MS } from './artifact-cache.js';
