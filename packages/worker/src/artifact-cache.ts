@@ -51,11 +51,13 @@ export class ArtifactCache {
   }
 
   /**
-   * The model store, opened in short attempts retried through a JetStream leader election or a
-   * reconnect (no answer, or no responders) until `openDeadlineMs`; any other failure at once.
+   * The model store. First opened in short attempts retried through a JetStream leader election or
+   * a reconnect (no answer, or no responders) until `openDeadlineMs`, any other failure at once;
+   * then the handle the download uses is opened again with nats.js's own timeout (a few ms once the
+   * stream answers), so that reading a large artifact on a busy server is not held to the short one.
    */
-  private openStore() {
-    return retry(
+  private async openStore() {
+    await retry(
       async ({ remainingMs }) =>
         (await objectStores(jetstream(this.nc, { timeout: Math.max(1, Math.min(STORE_OPEN_ATTEMPT_MS, remainingMs)) }))).open(this.bucket),
       {
@@ -64,6 +66,7 @@ export class ArtifactCache {
         isRetryable: (err) => (isTimeout(err) ? 'immediately' : isNoResponders(err)),
       },
     );
+    return (await objectStores(jetstream(this.nc))).open(this.bucket);
   }
 
   private async download(digest: string, file: string): Promise<string> {
