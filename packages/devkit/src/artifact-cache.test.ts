@@ -27,17 +27,9 @@ const cacheDir = () => {
   return d;
 };
 
-/** The server again on the same port and store (a restart may find the port briefly held). */
+/** The server again on the same port and store. */
 async function restart(): Promise<void> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      nats = await NatsServer.start(natsOpts);
-      return;
-    } catch (err) {
-      if (attempt > 20 || !/already in use/.test((err as Error).message)) throw err;
-      await sleep(100);
-    }
-  }
+  nats = await NatsServer.restart({ port: natsOpts.port!, dir: natsOpts.dir! });
 }
 
 beforeAll(async () => {

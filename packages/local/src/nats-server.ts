@@ -79,6 +79,22 @@ export class NatsServer {
     }
   }
 
+  /**
+   * A server started again on the port and store of one that was killed (a broker restart in a
+   * test): the old process may hold the port for a moment, so "already in use" is retried every
+   * 100 ms, 20 times.
+   */
+  static async restart(opts: NatsServerOptions & { port: number; dir: string }): Promise<NatsServer> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await NatsServer.start(opts);
+      } catch (err) {
+        if (attempt >= 20 || !/already in use/.test((err as Error).message)) throw err;
+        await sleep(100);
+      }
+    }
+  }
+
   static async start(opts: NatsServerOptions = {}): Promise<NatsServer> {
     const ownDir = opts.dir === undefined;
     const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'flotilla-nats-'));
