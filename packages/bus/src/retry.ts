@@ -42,7 +42,8 @@ export const DEFAULT_RETRY_POLICY: RetryPolicy = Object.freeze({
 /**
  * Writes to a JetStream KV or object store, retried through a leader election (a few seconds on
  * a clustered NATS): every error, 100 ms doubling to 1 s, no jitter, within the caller's deadline
- * (the head's STORE_WRITE_DEADLINE_MS, 8 s); used by head/src/deployment-store.ts `write()`.
+ * (the head's STORE_WRITE_DEADLINE_MS, 8 s); used by head/src/deployment-store.ts `write()`, and by
+ * worker/src/artifact-cache.ts to open the model store through an election (its STORE_OPEN_DEADLINE_MS).
  */
 export const STORE_WRITE_RETRY_POLICY: RetryPolicy = Object.freeze({
   initialIntervalMs: 100,
