@@ -286,9 +286,6 @@ export async function benchBodies(opts: BodiesOptions = {}): Promise<BodiesResul
   }
 }
 
-/** Issue 13's target for a body through a replica, MB/s per direction. */
-export const BODY_TARGET_MBPS = TARGETS.bodyMBps;
-
 /** Each body size's target check (bounds.ts checkBody): direct through a replica against raw NATS. */
 export function bodyTargets(r: BodiesResult): TargetCheck[] {
   return r.sizes.map((s) => checkBody(s.sizeMiB, s.replica?.mbpsPerDirection ?? null, s.raw));
@@ -304,7 +301,7 @@ export function bodiesText(r: BodiesResult): string {
     `${pair(s.streamed)} (${s.streamedVsRaw.request} / ${s.streamedVsRaw.reply})`,
     s.replicaStaged ? `${s.replicaStaged.mbpsPerDirection} (${s.replicaStaged.vsRaw})` : '-',
     s.replica ? `${s.replica.mbpsPerDirection} (${s.replica.vsRaw})` : '-',
-    s.replica ? `${(s.replica.mbpsPerDirection / BODY_TARGET_MBPS).toFixed(2)}` : '-',
+    s.replica ? `${(s.replica.mbpsPerDirection / TARGETS.bodyMBps).toFixed(2)}` : '-',
   ]);
   return [
     `== large bodies (max_payload ${r.maxPayload} B; medians of ${r.rounds}; MB/s per direction, request / reply; unpinned: caller, nats-server and worker share the cores;` +
@@ -317,7 +314,7 @@ export function bodiesText(r: BodiesResult): string {
         'streamed (÷ raw)',
         'replica, staged (÷ raw)',
         'replica, direct (÷ raw)',
-        `direct ÷ ${BODY_TARGET_MBPS} MB/s`,
+        `direct ÷ ${TARGETS.bodyMBps} MB/s`,
       ],
       rows,
       ['l', 'r', 'r', 'r', 'r', 'r', 'r'],

@@ -88,18 +88,23 @@ function chosenRow(sweep: readonly SweepRow[], chosenBatch: number | undefined):
       );
 }
 
+/** `f` of each peer's positive figure, to 3 decimals; null for a peer with none. */
+function perPeer(figures: Partial<Record<PeerName, number | null>>, f: (x: number) => number): Record<PeerName, number | null> {
+  return Object.fromEntries(
+    PEER_NAMES.map((p) => {
+      const x = figures[p];
+      return [p, x !== undefined && x !== null && x > 0 ? round(f(x), 3) : null];
+    }),
+  ) as Record<PeerName, number | null>;
+}
+
 /** The bounds of one model's run; null without the responder's CPU or a usable sweep. */
 export function bounds(i: BoundInputs): Bounds | null {
   const perItem = i.sweep.map(usPerItem).filter((x) => Number.isFinite(x) && x > 0);
   if (!perItem.length || i.responderUsPerMsg === undefined || !(i.responderUsPerMsg >= 0) || !(i.inprocBest > 0)) return null;
   const modelUsPerItem = Math.min(...perItem);
   const itemsPerSec = 1e6 / (modelUsPerItem + i.responderUsPerMsg);
-  const vs = Object.fromEntries(
-    PEER_NAMES.map((p) => {
-      const r = i.peers[p];
-      return [p, r !== undefined && r > 0 ? round(itemsPerSec / r, 3) : null];
-    }),
-  ) as Record<PeerName, number | null>;
+  const vs = perPeer(i.peers, (r) => itemsPerSec / r);
   const chosen = chosenRow(i.sweep, i.chosenBatch);
   const chosenUs = chosen ? usPerItem(chosen) : Infinity;
   const atChosen = chosen && Number.isFinite(chosenUs) ? round(1e6 / (chosenUs + i.responderUsPerMsg) / chosen.itemsPerSec, 3) : null;
@@ -140,12 +145,7 @@ export interface PairedBoundInputs {
 export function pairedVsBounds(i: PairedBoundInputs): Record<PeerName, number | null> | null {
   if (i.atChosen === null || !(i.atChosen > 0) || !(i.sweepAtProbe > 0)) return null;
   const boundOverCluster = i.bounds.itemsPerSec / i.sweepAtProbe / i.atChosen;
-  return Object.fromEntries(
-    PEER_NAMES.map((p) => {
-      const r = i.vs[p];
-      return [p, r !== undefined && r !== null && r > 0 ? round(boundOverCluster * r, 3) : null];
-    }),
-  ) as Record<PeerName, number | null>;
+  return perPeer(i.vs, (r) => boundOverCluster * r);
 }
 
 /** What one target came to: met, missed (a server on this core could have met it), or out of reach here. */
@@ -192,6 +192,14 @@ export interface CheckInputs {
   paired?: { ceiling: number | null; atChosen: number | null; broker?: number | null; vs?: Partial<Record<PeerName, number | null>> };
 }
 
+/**
+ * A 'min' bound as a figure measured apart from it may be checked against: none where the figure is
+ * above it (the bound came from phases run at another speed of the host, so it says nothing here).
+ */
+function boundBelow(measured: number, bound: number | null): number | null {
+  return bound !== null && measured > bound ? null : bound;
+}
+
 function check(target: string, sense: 'min' | 'max', goal: number, measured: number | null, bound: number | null): TargetCheck {
   const ok = (x: number) => (sense === 'min' ? x >= goal : x <= goal);
   const status = measured === null ? 'not measured' : ok(measured) ? 'met' : bound !== null && !ok(bound) ? 'out of reach here' : 'missed';
@@ -216,7 +224,7 @@ export function checkTargets(i: CheckInputs): TargetCheck[] {
     drift: number | undefined,
   ): TargetCheck => {
     if (paired === null || paired === undefined) return drifted(check(target, 'min', goal, oneRun, bound), drift);
-    return { ...check(target, 'min', goal, paired, bound !== null && paired > bound ? null : bound), unpaired: oneRun };
+    return { ...check(target, 'min', goal, paired, boundBelow(paired, bound)), unpaired: oneRun };
   };
   if (i.computeBound) {
     out.push(minTarget('ceiling', TARGETS.ceiling, i.ratios.ceiling_ratio, i.paired?.ceiling, b?.ceiling ?? null, d?.ceiling));
@@ -288,13 +296,7 @@ export interface RawBodyRates {
  */
 export function checkBody(sizeMiB: number, directMBps: number | null, raw: RawBodyRates | null): TargetCheck {
   const bound = raw && raw.requestMBps > 0 && raw.replyMBps > 0 ? round(2 / (1 / raw.requestMBps + 1 / raw.replyMBps), 1) : null;
-  return check(
-    `${sizeMiB} MiB body`,
-    'min',
-    TARGETS.bodyMBps,
-    directMBps,
-    directMBps !== null && bound !== null && directMBps > bound ? null : bound,
-  );
+  return check(`${sizeMiB} MiB body`, 'min', TARGETS.bodyMBps, directMBps, directMBps === null ? bound : boundBelow(directMBps, bound));
 }
 
 /** Where the @chosen ratio went: three factors whose product it is (up to the wall clock against CPU time). */

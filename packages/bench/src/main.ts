@@ -769,16 +769,16 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
       },
     });
     const peerRatios = Object.fromEntries(PEER_NAMES.map((p) => [p, peerRatio(best, peers[p])])) as Record<PeerName, PeerRatio>;
-    const pairedVs = Object.fromEntries(
-      PEER_NAMES.map((p) => [p, 'itemsPerSec' in peers[p] ? ((peers[p] as { paired?: PairedRounds }).paired?.median ?? null) : null]),
-    ) as Record<PeerName, number | null>;
+    // Each peer that ran: its own run's items/s, and Flotilla ÷ it measured in turns.
+    const ran = (p: PeerName) => ('itemsPerSec' in peers[p] ? (peers[p] as PeerRunBase & { paired?: PairedRounds }) : undefined);
+    const pairedVs = Object.fromEntries(PEER_NAMES.map((p) => [p, ran(p)?.paired?.median ?? null])) as Record<PeerName, number | null>;
     const oneRunBounds = bounds({
       sweep: inproc.sweep,
       inprocBest: inproc.best.itemsPerSec,
       chosenBatch: batching.maxBatchSize,
       responderUsPerMsg: raw.responderUsPerMsg,
       rawC1P50Ms: rawC1?.p50Ms,
-      peers: Object.fromEntries(PEER_NAMES.flatMap((p) => ('itemsPerSec' in peers[p] ? [[p, (peers[p] as PeerRunBase).itemsPerSec]] : []))),
+      peers: Object.fromEntries(PEER_NAMES.map((p) => [p, ran(p)?.itemsPerSec])),
     });
     // Flotilla ÷ each peer's bound again from the turns, where they measured the ratios it needs.
     const boundsInTurns =
