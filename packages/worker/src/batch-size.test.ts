@@ -1,6 +1,7 @@
 import {
   chooseBatch,
   choosePadding,
+  contenders,
   DEFAULT_RUN_OVERHEAD_MS,
   MIN_PAD_SHAPE_CHANGE_MS,
   servedRate,
@@ -169,6 +170,35 @@ describe('sweepPlateaued: the profile sweep stops after three sizes in a row wit
     ['a gain of exactly 5 % is no gain', [100, 105, 104, 103], true],
   ])('%s → %s', (_what, rates, stops) => {
     expect(sweepPlateaued(rates)).toBe(stops);
+  });
+});
+
+describe('contenders: the sizes a profile re-times side by side when not all of them fit', () => {
+  // convnet on the AMD host (2026-12-01): batch 32's reading fell in a slow stretch.
+  const convnet = [
+    row(1, 160, 7),
+    row(2, 300, 7.5),
+    row(4, 520, 8.5),
+    row(8, 640, 14),
+    row(16, 749, 23),
+    row(32, 705, 48),
+    row(64, 780, 95),
+  ];
+  it.each([
+    ['the best and every size within 25 % of it, within the objective', convnet, 50, [8, 16, 32]],
+    ['a size past the objective is no contender, however fast', convnet, 100, [8, 16, 32, 64]],
+    ['one clear winner: itself alone', [row(1, 100, 1), row(2, 190, 1), row(4, 400, 1)], 50, [4]],
+    ['a flat model: every size', [row(1, 1000, 1), row(2, 1010, 1), row(4, 990, 2)], 50, [1, 2, 4]],
+    ['nothing within the objective: none', [row(1, 10, 80)], 50, []],
+  ])('%s', (_what, rows, slo, batches) => {
+    expect(contenders(rows, slo).map((r) => r.batch)).toEqual(batches);
+  });
+
+  it('counts the per-run work the replica pays, as the choice does', () => {
+    // On the model alone batch 1 is within 25 % of batch 2; with 1 ms per run it serves 500 against 788.
+    const rows = [row(1, 1000, 0.5), row(2, 1300, 1)];
+    expect(contenders(rows, 50, 0).map((r) => r.batch)).toEqual([1, 2]);
+    expect(contenders(rows, 50, 1).map((r) => r.batch)).toEqual([2]);
   });
 });
 

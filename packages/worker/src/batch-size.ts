@@ -129,6 +129,30 @@ export function sweepPlateaued(rates: readonly number[], minGain = DEFAULT_MIN_G
   return flat >= steps;
 }
 
+/**
+ * How far below the best served rate a size may have measured and still be re-timed as a
+ * contender for the choice. A sweep times its sizes one after another, and a slow stretch of a
+ * shared core took 18 % off one: on the AMD EPYC host of 2026-12-01 convnet's batch 32 measured
+ * 705 items/s in a profile where the bench's interleaved sweep had 864, so batch 16 (749) was
+ * chosen and the cluster served 0.60 of the in-process best.
+ */
+export const CONTENDER_MARGIN = 0.25;
+
+/**
+ * The rows a choice could fall on, were the sweep's readings a slow stretch off: every size within
+ * the objective whose served rate is within `margin` of the best one's, in the rows' order.
+ */
+export function contenders(
+  rows: readonly ProfileRow[],
+  latencySloMs: number,
+  runOverheadMs = DEFAULT_RUN_OVERHEAD_MS,
+  margin = CONTENDER_MARGIN,
+): ProfileRow[] {
+  const eligible = rows.filter((r) => r.p99Ms <= latencySloMs);
+  const best = Math.max(0, ...eligible.map((r) => servedRate(r, runOverheadMs)));
+  return eligible.filter((r) => servedRate(r, runOverheadMs) >= best * (1 - margin));
+}
+
 /** Share of the objective a batch's median run may take for a p99 over it to count as noise. */
 export const OUTLIER_MEDIAN_SHARE = 0.8;
 

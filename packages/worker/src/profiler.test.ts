@@ -108,7 +108,7 @@ describe('profileSession', () => {
       let batch2Runs = 0;
       const stalling = beforeRuns(s, (rows) => rows === 2 && ++batch2Runs === 2 && sleep(120));
       const base = baseOf();
-      const p = await profileSession(stalling, sig, base, { budgetMs: 200, maxBatch: 4, latencySloMs: 50 });
+      const p = await profileSession(stalling, sig, base, { budgetMs: 300, maxBatch: 4, latencySloMs: 50 });
       expect(batch2Runs).toBeGreaterThan(2);
       expect(p.stoppedBecause).not.toMatch(/exceeds the objective/);
       expect(p.rows.map((r) => r.batch)).toEqual([1, 2, 4]);
@@ -170,6 +170,27 @@ describe('profileSession', () => {
       // The sweep timed batch 1 at 3 ms or more; side by side with the others it runs as quickly as they do.
       expect(p.rows[0]!.p50Ms).toBeLessThan(1.5);
       expect(p.rows[0]!.runs).toBeGreaterThan(0);
+    });
+  });
+
+  it('re-times the contenders for the choice side by side when every size does not fit (a slow model)', async () => {
+    await withMlp(async (s, sig) => {
+      // Every run takes 10 ms more (a slow model), and batch 8's take 22 ms until the sweep is past
+      // them: it reads 364 items/s against batch 4's 400. Three rounds of all four sizes (≈ 320 ms)
+      // do not fit in the sweep's reserve (≈ 270 ms), three of batches 4 and 8 (≈ 190 ms) do.
+      let seen8 = false;
+      let past8 = false;
+      const stretch = beforeRuns(s, (rows) => {
+        if (rows !== 8 && seen8) past8 = true;
+        if (rows === 8) seen8 = true;
+        return sleep(rows === 8 && !past8 ? 22 : 10);
+      });
+      const p = await profileSession(stretch, sig, baseOf(), { budgetMs: 1800, maxBatch: 8, latencySloMs: 1e9 });
+      expect(p.rows.map((r) => r.batch)).toEqual([1, 2, 4, 8]);
+      expect(past8).toBe(true);
+      // Batch 8 side by side with batch 4 runs as quickly as it does, and is chosen.
+      expect(p.rows[3]!.p50Ms).toBeLessThan(16);
+      expect(p.chosen.maxBatchSize).toBe(8);
     });
   });
 

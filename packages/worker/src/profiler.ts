@@ -20,6 +20,7 @@ import {
   FLAT_SIZES_BEFORE_STOP,
   chooseBatch,
   choosePadding,
+  contenders,
   servedRate,
   sweepPlateaued,
   tailIsOutlier,
@@ -309,6 +310,14 @@ async function resumeCost(
 export const RETIME_MAX_ROUNDS = 8;
 /** Fewest rounds worth a re-timing: fewer fit in what is left of the sweep's budget, the sweep's rows stand. */
 export const RETIME_MIN_ROUNDS = 3;
+/**
+ * Share of the sweep's budget its batch sizes leave for re-timing: where every size does not fit
+ * RETIME_MIN_ROUNDS rounds, the contenders for the choice (batch-size.ts contenders) are re-timed
+ * alone, and a slow model's sizes would otherwise spend the whole sweep (convnet on the AMD EPYC
+ * host of 2026-12-01: ≈ 400 ms a round of its sizes, never re-timed; three rounds of its two
+ * contenders took ≈ 400 ms).
+ */
+export const RETIME_RESERVE = 0.2;
 /** Why a profile's re-timing did not finish. */
 export const RETIME_STOPPED = `${GATE_STOPPED} while re-timing its batch sizes`;
 
@@ -401,10 +410,12 @@ export async function profileSession(
   let resumeTried = false;
   let runOverheadMs = DEFAULT_RUN_OVERHEAD_MS;
   let stoppedBecause = `reached the largest batch tried (${maxBatch})`;
-  // The sweep leaves part of the budget for the shape-change measurement after it.
+  // The sweep leaves part of the budget for the shape-change measurement after it, and its sizes
+  // part of the sweep's for re-timing them side by side.
   const sweepMs = maxBatch > 1 ? budgetMs * (1 - CHANGE_RESERVE) : budgetMs;
+  const sizesMs = maxBatch > 1 ? sweepMs * (1 - RETIME_RESERVE) : sweepMs;
   for (let batch = 1; batch <= maxBatch; batch *= 2) {
-    const left = sweepMs - spent();
+    const left = sizesMs - spent();
     if (left <= 0) {
       stoppedBecause =
         sweepMs < budgetMs ? `time budget of ${budgetMs} ms spent (${sweepMs} ms on the sweep)` : `time budget of ${budgetMs} ms spent`;
@@ -419,13 +430,13 @@ export async function profileSession(
     const share = left / Math.max(1, Math.log2(maxBatch / batch) + 1);
     const feeds = syntheticFeeds(sig, batch, opts.shape);
     const estimateMs = prev ? prev.p50Ms * (batch / prev.batch) : undefined;
-    let t = await timeBatch(session, feeds, batch, share, () => start + waited + sweepMs, gate, estimateMs);
+    let t = await timeBatch(session, feeds, batch, share, () => start + waited + sizesMs, gate, estimateMs);
     // The p99 this row is held to: the objective and, where a run cap stops the sweep, half the cap
     // (the next size, twice this one, would be projected past it). One preempted run must not stop it.
     const tailLimit = opts.maxRunMs !== undefined && batch * 2 <= maxBatch ? Math.min(latencySloMs, opts.maxRunMs / 2) : latencySloMs;
     if (t && tailIsOutlier(t.stats, tailLimit)) {
       // A few slow runs, not a slow batch size: time it once more and keep the steadier reading.
-      const again = await timeBatch(session, feeds, batch, share, () => start + waited + sweepMs, gate, t.stats.p50Ms);
+      const again = await timeBatch(session, feeds, batch, share, () => start + waited + sizesMs, gate, t.stats.p50Ms);
       if (again && again.stats.p99Ms < t.stats.p99Ms) t = { ...again, peakRss: Math.max(t.peakRss, again.peakRss) };
     }
     if (!t) {
@@ -459,9 +470,13 @@ export async function profileSession(
     }
   }
   if (rows.length > 1 && !stoppedBecause.startsWith(GATE_STOPPED)) {
-    const retimed = await retimeInterleaved(session, sig, rows, opts.shape, () => sweepMs - spent(), gate);
+    const left = () => sweepMs - spent();
+    let retimed = await retimeInterleaved(session, sig, rows, opts.shape, left, gate);
+    // Not every size fits: the ones the choice could fall on, side by side.
+    const few = retimed === undefined ? contenders(rows, latencySloMs, runOverheadMs) : [];
+    if (few.length > 1) retimed = await retimeInterleaved(session, sig, few, opts.shape, left, gate);
     if (retimed === 'gate') stoppedBecause = RETIME_STOPPED;
-    else if (retimed) rows.splice(0, rows.length, ...retimed);
+    else if (retimed) for (const r of retimed) rows[rows.findIndex((x) => x.batch === r.batch)] = r;
   }
   let chosen = chooseBatch(rows, latencySloMs, DEFAULT_MIN_GAIN, runOverheadMs);
   if (resumeMs !== undefined) chosen = { ...chosen, resumeMs: +resumeMs.toFixed(3) };
