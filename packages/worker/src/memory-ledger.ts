@@ -80,8 +80,8 @@ export class MemoryLedger {
 
 /**
  * A replica's footprint measured at load, for when no profile says: the growth of the device's
- * used memory across the session create (process RSS on CPU; the GPU's used VRAM, from
- * nvidia-smi, on a GPU), never below the model file's size. Undefined when nothing usable was
+ * used memory across the session create (on CPU the process's resident memory outside V8's heap
+ * and array buffers; the GPU's used VRAM, from nvidia-smi, on a GPU), never below the model file's size. Undefined when nothing usable was
  * measured (then the estimate stands).
  */
 export function measuredFootprint(m: {

@@ -264,10 +264,11 @@ export class SessionLoader {
     // undefined without nvidia-smi (a stand-in GPU): no VRAM readings at all.
     const vram = async () => (gpuIndex >= 0 ? readVram(gpuIndex) : undefined);
     const vramBefore = await vram();
+    const nativeBefore = nativeRss();
     const created = await this.createSession(o.path, o.kind, o.deviceId, o.spec.digest, o.compile, threads, host);
     const onCpu = created.executionProvider === 'cpu';
     const vramAfter = onCpu ? undefined : await vram();
-    const rssDeltaBytes = process.memoryUsage().rss - o.rssBaseline;
+    const rssDeltaBytes = nativeRss() - nativeBefore;
     const vramDeltaBytes = vramBefore && vramAfter ? vramDelta(vramBefore, vramAfter) : undefined;
     const measuredBytes = measuredFootprint({ onGpu: !onCpu, rssDeltaBytes, vramDeltaBytes, fileBytes: o.spec.sizeBytes });
     return {
@@ -508,4 +509,15 @@ export class SessionLoader {
     const c = await createCompiledSession(path, { ...cpuThreads, executionProviders: ['cpu'] }, cacheFor('cpu', 'cpu'), host);
     return { ...c, executionProvider: 'cpu', fallbackFrom, fallbackReason };
   }
+}
+
+/**
+ * The process's resident memory outside V8's heap and its array buffers: what a session create
+ * grows. Raw RSS also moves with whatever the garbage collector frees or the heap grows meanwhile,
+ * and in a busy process that hid the session: a worker in the same process as a cluster's head
+ * (devkit's LocalCluster under Jest) read wide-mlp's 34 MB session as no growth at all.
+ */
+function nativeRss(): number {
+  const m = process.memoryUsage();
+  return m.rss - m.heapTotal - m.arrayBuffers;
 }
