@@ -7,13 +7,19 @@ Pinning (when --replica-core is given and this process was started under `taskse
 the driver, the load generator and Ray's own processes stay on the starting core; the replica
 process moves itself, all threads, to --replica-core, like Flotilla's worker in `pnpm bench`.
 
-Prints one JSON line on stdout: {"itemsPerSec", "p50Ms", "p99Ms", "sent", "ok", "errored", ...}.
+With --turns N, N windows follow the run, each after a pause: the driver prints `turn <i>` and
+waits for SIGUSR2 (the bench's protocol for load generators that take turns, load-windows.ts), then
+its callers run --turn-warm-ms before the window and only what is answered within --turn-ms counts.
+
+Prints one JSON line on stdout: {"itemsPerSec", "p50Ms", "p99Ms", "sent", "ok", "errored", ...},
+with "turns": [items/s of each window] when it took turns.
 Set up with `bash packages/bench/peers/setup` (a venv in .cache/peers with ray[serve], onnxruntime).
 """
 import argparse
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -34,6 +40,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--duration-s", type=float, default=3.0)
     p.add_argument("--warmup-s", type=float, default=0.5)
     p.add_argument("--replica-core", type=int, default=None)
+    p.add_argument("--turns", type=int, default=0)
+    p.add_argument("--turn-ms", type=float, default=0)
+    p.add_argument("--turn-warm-ms", type=float, default=0)
     return p.parse_args()
 
 
@@ -68,28 +77,33 @@ class OnnxModel:
         return {"batches": self.batches, "items": self.items, "pid": os.getpid(), "ortVersion": ort.__version__}
 
 
-async def load(handle, x: np.ndarray, concurrency: int, duration_s: float) -> dict:
+async def load(handle, x: np.ndarray, concurrency: int, duration_s: float, window=None) -> dict:
+    """`concurrency` callers for `duration_s`; with `window` (from, to: perf_counter s), only what is answered within it counts."""
     latencies: list = []
     errors = 0
     sent = 0
     stop_at = time.perf_counter() + duration_s
+    counts = (lambda t: window[0] <= t <= window[1]) if window else (lambda t: True)
 
     async def caller():
         nonlocal errors, sent
         while time.perf_counter() < stop_at:
-            sent += 1
             t = time.perf_counter()
+            if counts(t):
+                sent += 1
             try:
                 y = await handle.remote(x)
                 if y.shape[0] != 1:
                     raise ValueError(f"reply has {y.shape[0]} rows")
-                latencies.append((time.perf_counter() - t) * 1000)
+                if counts(time.perf_counter()):
+                    latencies.append((time.perf_counter() - t) * 1000)
             except Exception:  # counted, never hidden
-                errors += 1
+                if counts(time.perf_counter()):
+                    errors += 1
 
     t0 = time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - t0
+    elapsed = window[1] - window[0] if window else time.perf_counter() - t0
     latencies.sort()
     pct = lambda q: round(latencies[min(len(latencies) - 1, max(0, int(q * len(latencies)) - 1))], 3) if latencies else None
     return {
@@ -101,6 +115,22 @@ async def load(handle, x: np.ndarray, concurrency: int, duration_s: float) -> di
         "errored": errors,
         "seconds": round(elapsed, 3),
     }
+
+
+async def take_turns(handle, x: np.ndarray, a: argparse.Namespace) -> list:
+    """a.turns windows, each after a pause (`turn <i>` on stdout, then SIGUSR2): each window's items/s."""
+    go = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, go.set)
+    out = []
+    for i in range(a.turns):
+        go.clear()
+        print(f"turn {i}", flush=True)
+        await go.wait()
+        start = time.perf_counter() + a.turn_warm_ms / 1000
+        window = (start, start + a.turn_ms / 1000)
+        w = await load(handle, x, a.concurrency, (a.turn_warm_ms + a.turn_ms) / 1000, window)
+        out.append(w["itemsPerSec"])
+    return out
 
 
 async def main() -> None:
@@ -118,6 +148,7 @@ async def main() -> None:
     r = await load(handle, x, a.concurrency, a.duration_s)
     after = await handle.stats.remote()
     batches = after["batches"] - before["batches"]
+    turns = await take_turns(handle, x, a) if a.turns > 0 else []
     r.update(
         {
             "concurrency": a.concurrency,
@@ -131,6 +162,8 @@ async def main() -> None:
             "driverAffinity": ",".join(str(c) for c in sorted(os.sched_getaffinity(0))),
         }
     )
+    if turns:
+        r["turns"] = turns
     serve.shutdown()
     ray.shutdown()
     print(json.dumps(r), flush=True)

@@ -5,7 +5,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { WORKER_NODE_FLAGS } from '@flotilla/worker';
 import { repoPath } from './deps.js';
-import { pauseLines } from './load-windows.js';
+import { pauseLines, type PeerTurns } from './load-windows.js';
 
 /** Every peer process still running; whatever the bench's exit path, none may outlive it. */
 const running = new Set<ChildProcess>();
@@ -211,6 +211,8 @@ export interface PythonPeerOptions extends PeerLoadOptions {
   model: string;
   /** One request's input dims, batch axis first (1). */
   dims: number[];
+  /** Windows after the run, in turns with Flotilla's load (the script's --turns; load-windows.ts). */
+  turns?: PeerTurns;
 }
 
 /** `packages/bench/peers/<script>` with the model and batcher arguments every peer script takes. */
@@ -239,7 +241,10 @@ export function runPythonPeer<T>(script: string, o: PythonPeerOptions, what: str
     '--warmup-s',
     String(o.warmupMs / 1000),
     ...(o.cores ? ['--replica-core', o.cores.replica] : []),
+    ...(o.turns
+      ? ['--turns', String(o.turns.turns ?? 0), '--turn-ms', String(o.turns.turnMs ?? 0), '--turn-warm-ms', String(o.turns.turnWarmMs ?? 0)]
+      : []),
   ];
   const [cmd, argv] = o.cores ? ['taskset', ['-c', o.cores.bench, o.python, ...args]] : [o.python, args];
-  return runJsonChild<T>(cmd, argv, what);
+  return runJsonChild<T>(cmd, argv, what, PEER_TIMEOUT_MS, o.turns?.onPause);
 }

@@ -40,6 +40,8 @@ export interface RayServeRun {
   ortVersion: string;
   replicaAffinity: string;
   driverAffinity: string;
+  /** Items/s of each window taken in turns with Flotilla's load, when it took turns. */
+  turns?: number[];
 }
 
 /** The peers venv's python, or why Ray Serve is not measured. */
@@ -266,8 +268,9 @@ export async function measurePeers(o: MeasurePeersOptions): Promise<PeerResults>
         if ('skipped' in py) return py;
         return o.inputs.length === 1 ? undefined : { skipped: `ray_serve_bench.py sends one input; the model has ${o.inputs.length}` };
       },
-      run: () => runRayServe({ python: (rayServePython(o.env) as { python: string }).python, ...common, ...batching }),
-      turns: false,
+      run: (turns) =>
+        runRayServe({ python: (rayServePython(o.env) as { python: string }).python, ...common, ...batching, ...(turns ? { turns } : {}) }),
+      turns: true,
     },
   };
   const out: Partial<Record<PeerName, PeerOutcome<PeerRunLike>>> = {};
