@@ -315,7 +315,7 @@ export const RETIME_MIN_ROUNDS = 3;
  * RETIME_MIN_ROUNDS rounds, the contenders for the choice (batch-size.ts contenders) are re-timed
  * alone, and a slow model's sizes would otherwise spend the whole sweep (convnet on the AMD EPYC
  * host of 2026-12-01: ≈ 400 ms a round of its sizes, never re-timed; three rounds of its two
- * contenders took ≈ 400 ms).
+ * contenders there, 16 and 32, ≈ 400 ms; on the Intel host, 32 and 64, ≈ 260 ms).
  */
 export const RETIME_RESERVE = 0.2;
 /** Why a profile's re-timing did not finish. */

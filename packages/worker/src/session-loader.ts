@@ -515,7 +515,7 @@ export class SessionLoader {
  * The process's resident memory outside V8's heap and its array buffers: what a session create
  * grows. Raw RSS also moves with whatever the garbage collector frees or the heap grows meanwhile,
  * and in a busy process that hid the session: a worker in the same process as a cluster's head
- * (devkit's LocalCluster under Jest) read wide-mlp's 34 MB session as no growth at all.
+ * (devkit's LocalCluster under Jest) read wide-mlp's 77 MB session as a shrink.
  */
 function nativeRss(): number {
   const m = process.memoryUsage();
