@@ -472,9 +472,9 @@ export async function profileSession(
   if (rows.length > 1 && !stoppedBecause.startsWith(GATE_STOPPED)) {
     const left = () => sweepMs - spent();
     let retimed = await retimeInterleaved(session, sig, rows, opts.shape, left, gate);
-    // Not every size fits: the ones the choice could fall on, side by side.
+    // Not every size fits: the ones the choice could fall on, side by side (fewer than every size, or none would fit either).
     const few = retimed === undefined ? contenders(rows, latencySloMs, runOverheadMs) : [];
-    if (few.length > 1) retimed = await retimeInterleaved(session, sig, few, opts.shape, left, gate);
+    if (few.length > 1 && few.length < rows.length) retimed = await retimeInterleaved(session, sig, few, opts.shape, left, gate);
     if (retimed === 'gate') stoppedBecause = RETIME_STOPPED;
     else if (retimed) for (const r of retimed) rows[rows.findIndex((x) => x.batch === r.batch)] = r;
   }
