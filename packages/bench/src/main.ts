@@ -26,7 +26,8 @@
 // Progress goes to stderr; stdout gets the tables and, as its last line, one JSON object.
 // Env: BENCH_QUICK=1, BENCH_DURATION_MS, BENCH_WARMUP_MS, BENCH_MODELS, BENCH_CONCURRENCY,
 // BENCH_MAX_BATCH, BENCH_PIN=0 (see stats.ts), BENCH_PEERS=0 (no peers) or a list: moleculer,triton,ray,
-// BENCH_BODIES=8,64,256 (then large bodies, bodies.ts, unpinned in a cluster of their own; 0: none).
+// BENCH_BODIES=8,64,256 (then large bodies, bodies.ts, unpinned in a cluster of their own; 0: none),
+// BENCH_BATCHING (JSON batching options for every deployment, e.g. '{"maxBatchSize":16}': not the profile's choice).
 import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -666,7 +667,9 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
   const deployed = await c.deploy(path, name, {
     ...(settings.device === 'gpu' ? { device: 'gpu', allowFallback: false } : { device: 'cpu' }),
     ...(settings.workers > 1 ? { replicas: settings.workers } : {}),
-    ...(settings.padBatches !== undefined ? { batching: { padBatches: settings.padBatches } } : {}),
+    ...(settings.padBatches !== undefined || settings.batching
+      ? { batching: { ...settings.batching, ...(settings.padBatches !== undefined ? { padBatches: settings.padBatches } : {}) } }
+      : {}),
   });
   const deployMs = round(performance.now() - t0, 1);
   let probe: SpeedProbe | undefined;

@@ -10,7 +10,8 @@
 // onnxruntime and everything else. Progress to stderr; stdout: a table and one JSON line.
 // Env: OVERHEAD_MODEL (mlp), OVERHEAD_CONCURRENCY (64), OVERHEAD_DURATION_MS (4000), OVERHEAD_CPU_PROF=DIR,
 // OVERHEAD_BATCHING (JSON batching options for the deployment; default: the profile's choice),
-// OVERHEAD_SESSION_HOST (the worker's --session-host).
+// OVERHEAD_SESSION_HOST (the worker's --session-host), FLOTILLA_SAMPLE_DIR (where the sample models are read or
+// written; default .cache/sample-models: another dir may hold a stand-in of the same name).
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -105,7 +106,7 @@ async function inprocUsPerItem(path: string, inputs: WireTensors, batch: number)
 
 async function main(): Promise<void> {
   if (!(model in SAMPLE_MODELS)) throw new Error(`OVERHEAD_MODEL: unknown sample model '${model}'`);
-  const path = sampleModelPath(model as keyof typeof SAMPLE_MODELS, repoPath('.cache/sample-models'));
+  const path = sampleModelPath(model as keyof typeof SAMPLE_MODELS, process.env.FLOTILLA_SAMPLE_DIR ?? repoPath('.cache/sample-models'));
   void findNatsServer(); // fails early, with its message, when nats-server is missing
   const nats = await NatsServer.start();
   const cluster = `ovh${Math.random().toString(36).slice(2, 8)}`;

@@ -61,6 +61,13 @@ describe('benchSettings', () => {
     expect(benchSettings({ BENCH_SESSION_HOST: 'thread' }).sessionHost).toBe('thread');
     expect(benchSettings({}).sessionHost).toBeUndefined();
     expect(() => benchSettings({ BENCH_SESSION_HOST: 'gpu' })).toThrow(/BENCH_SESSION_HOST must be/);
+    expect(benchSettings({ BENCH_BATCHING: '{"maxBatchSize":16,"maxQueueDelayMs":0}' }).batching).toEqual({
+      maxBatchSize: 16,
+      maxQueueDelayMs: 0,
+    });
+    expect(benchSettings({}).batching).toBeUndefined();
+    for (const bad of ['{"maxBatchSize":0}', '{"size":4}', 'sixteen'])
+      expect(() => benchSettings({ BENCH_BATCHING: bad })).toThrow(/BENCH_BATCHING must be batching options/);
   });
   test('bad values are refused with the variable named', () => {
     expect(() => benchSettings({ BENCH_CONCURRENCY: '1,x' })).toThrow(/BENCH_CONCURRENCY/);

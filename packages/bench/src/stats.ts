@@ -1,6 +1,6 @@
 // Pure helpers of `pnpm bench` (main.ts): settings from the environment, the in-process
 // batch sweep's stopping rule, batch-size histograms, the ratios and the text tables. No I/O.
-import { SessionHostChoice } from '@flotilla/protocol';
+import { BatchingOptions, SessionHostChoice } from '@flotilla/protocol';
 
 export interface BenchSettings {
   /** Measured time of every point (one batch size, one concurrency, one raw-NATS run), ms. */
@@ -18,6 +18,8 @@ export interface BenchSettings {
   device: 'cpu' | 'gpu';
   /** The deployment's batching.padBatches (undefined: as the profile measured). */
   padBatches?: boolean;
+  /** Batching options for every deployment instead of the profile's choice (BENCH_BATCHING, JSON). */
+  batching?: BatchingOptions;
   /** Worker processes, the model deployed with one replica on each (on a GPU: sharing it). Default 1. */
   workers: number;
   /** Large-body sizes measured after the models (bodies.ts), MiB; none with BENCH_BODIES=0. Default 8, 64, 256 (QUICK: 8, 64). */
@@ -65,7 +67,8 @@ function positiveNumber(what: string, raw: string | undefined, dflt: number, min
  * Settings from env: BENCH_QUICK=1 (every point ~0.5 s), BENCH_DURATION_MS, BENCH_WARMUP_MS,
  * BENCH_MODELS=mlp,wide-mlp, BENCH_CONCURRENCY=1,16,128, BENCH_MAX_BATCH=128, BENCH_PIN=0,
  * BENCH_DEVICE=gpu, BENCH_PAD_BATCHES=0|1 (the deployments' batching.padBatches; unset: the profile's),
- * BENCH_BODIES=8,64,256 (large-body sizes in MiB; 0: none), BENCH_SESSION_HOST=thread|event-loop|auto.
+ * BENCH_BODIES=8,64,256 (large-body sizes in MiB; 0: none), BENCH_SESSION_HOST=thread|event-loop|auto,
+ * BENCH_BATCHING='{"maxBatchSize":16}' (a deployment's batching options, as `flotilla deploy` takes them).
  */
 export function benchSettings(env: Record<string, string | undefined>): BenchSettings {
   const quick = env.BENCH_QUICK === '1' || env.BENCH_QUICK === 'true';
@@ -99,6 +102,19 @@ export function benchSettings(env: Record<string, string | undefined>): BenchSet
   const bodyRounds = quick ? 1 : 3;
   const host = env.BENCH_SESSION_HOST === undefined ? undefined : SessionHostChoice.safeParse(env.BENCH_SESSION_HOST);
   if (host && !host.success) throw new Error(`BENCH_SESSION_HOST must be thread, event-loop or auto, got '${env.BENCH_SESSION_HOST}'`);
+  let batching: BatchingOptions | undefined;
+  if (env.BENCH_BATCHING !== undefined) {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(env.BENCH_BATCHING);
+    } catch {
+      raw = undefined;
+    }
+    const parsed = BatchingOptions.safeParse(raw);
+    if (!parsed.success)
+      throw new Error(`BENCH_BATCHING must be batching options as JSON (e.g. '{"maxBatchSize":16}'), got '${env.BENCH_BATCHING}'`);
+    batching = parsed.data;
+  }
   return {
     durationMs,
     warmupMs,
@@ -113,6 +129,7 @@ export function benchSettings(env: Record<string, string | undefined>): BenchSet
     bodyRounds,
     ...(padBatches !== undefined ? { padBatches } : {}),
     ...(host?.success ? { sessionHost: host.data } : {}),
+    ...(batching ? { batching } : {}),
   };
 }
 
