@@ -12,6 +12,7 @@ export { ConnectionLostError, MAX_HELD_SENDS, connectionLink, isConnectionLost, 
 export { createLogger, silentLogger, type Logger } from './logger.js';
 export { connectionTracker, notReadyReason, startHealthServer, type HealthServer } from './health-server.js';
 export { ProfileStore } from './profile-store.js';
+export { PayloadPool, payloadPool, type PayloadPoolStats } from './payload-pool.js';
 export { ThrottledLog, fitReply, listen, respondSafely, serve, type Stager } from './serve.js';
 export {
   DEFAULT_RETRY_POLICY,

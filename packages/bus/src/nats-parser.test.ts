@@ -3,8 +3,9 @@
 // each byte copied once. Unpatched, the buffer grew by doubling from the first read's part: a
 // 1 MiB payload arriving in 64 KiB reads was copied and zeroed about twice over and held in a
 // buffer of up to twice its size (bench: 1.6–1.7 ms against 0.8–0.9 ms of parser CPU per MiB).
-// That buffer is not zeroed first (Buffer.allocUnsafeSlow): the parser writes all of it.
-import { Parser } from '@nats-io/nats-core/internal';
+// That buffer is not zeroed first (Buffer.allocUnsafeSlow): the parser writes all of it. An
+// application may hand out those buffers itself (setPayloadAllocator: the worker's payload pool).
+import { Parser, setPayloadAllocator } from '@nats-io/nats-core/internal';
 
 /** What a socket would bring: MSG (or HMSG) frames, cut into reads of `readBytes`. */
 function reads(frames: Uint8Array[], readBytes: number): Uint8Array[] {
@@ -99,6 +100,34 @@ describe('the NATS client parser (patched)', () => {
     } finally {
       unzeroed.mockRestore();
     }
+  });
+
+  it('gathers a spanning payload where the application allocator says, larger and holding old bytes or not', () => {
+    // A reused buffer: larger than the payload and full of an earlier message's bytes.
+    const reused = new ArrayBuffer(53_248);
+    new Uint8Array(reused).fill(0xee);
+    const asked: number[] = [];
+    setPayloadAllocator((size) => (asked.push(size), reused));
+    try {
+      const payloads = [pattern(49_212, 1), pattern(49_212, 2), pattern(100, 3)];
+      const got = parseAll(
+        reads(
+          payloads.map((p, i) => msgFrame(`s.${i}`, p)),
+          65_536,
+        ),
+      );
+      got.forEach((d, i) => expect(Buffer.compare(Buffer.from(d), Buffer.from(payloads[i]!))).toBe(0));
+      // Only the second spans reads: it is the allocator's buffer, exactly its own length of it.
+      expect(asked).toEqual([49_212]);
+      expect(got[1]!.buffer).toBe(reused);
+      expect([got[1]!.byteOffset, got[1]!.byteLength]).toEqual([0, 49_212]);
+      expect(got[0]!.buffer).not.toBe(reused);
+    } finally {
+      setPayloadAllocator(undefined);
+    }
+    // Unset again: a fresh buffer of the payload's size.
+    const [again] = parseAll(reads([msgFrame('s.x', pattern(70_000, 4))], 65_536));
+    expect(again!.buffer.byteLength).toBe(70_000);
   });
 
   it('a message with headers that spans reads keeps its headers and payload', () => {

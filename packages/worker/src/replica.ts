@@ -62,6 +62,7 @@ import {
   type BlobStore,
   type ConnectionLink,
   type Logger,
+  type PayloadPool,
   type Stager,
 } from '@flotilla/bus';
 import { Batcher, defaultMaxBatchSize, paddedRows, type BatchLimits, type Queued } from './batcher.js';
@@ -98,6 +99,8 @@ export interface ReplicaContext {
   metrics?: ReplicaMetrics;
   /** A direct body with no chunk for this long is dropped, ms (tests shorten it). Default DIRECT_STALL_MS. */
   directStallMs?: number;
+  /** Where a request's payload buffer goes back once it is answered (the worker's; none: nothing is recycled). */
+  payloads?: PayloadPool;
 }
 
 export interface ReplicaMetrics {
@@ -704,9 +707,15 @@ export class Replica {
   private send(msg: Msg, id: RequestId | undefined, data: Body): void {
     if (!msg.reply) {
       this.ctx.logger.debug({ replica: this.id }, 'request without a reply subject: result dropped');
+      this.ctx.payloads?.recycle(msg.data);
       return;
     }
-    if (!mustStage(data.byteLength, maxPayload(this.ctx.nc))) return this.respond(msg, joinBody(data));
+    if (!mustStage(data.byteLength, maxPayload(this.ctx.nc))) {
+      this.respond(msg, joinBody(data));
+      // Answered: nothing reads the request any more (its headers were read by respond).
+      this.ctx.payloads?.recycle(msg.data);
+      return;
+    }
     this.sending++;
     // A caller that reads direct replies reads this one from the replica itself (held until it is
     // read, or for the stall time), unless that would hold more than the replica's budget. One that
@@ -732,6 +741,7 @@ export class Replica {
       .then((staged) => this.respond(msg, staged))
       .then(() => streaming)
       .finally(() => {
+        this.ctx.payloads?.recycle(msg.data);
         this.sending--;
         this.checkIdle();
       });

@@ -35,6 +35,7 @@ import {
   createLogger,
   maxPayload,
   notReadyReason,
+  payloadPool,
   serve,
   type Logger,
 } from '@flotilla/bus';
@@ -364,6 +365,7 @@ export class Worker {
           slowdownMs: this.options.slowdownMs,
           directStallMs: this.options.directStallMs,
           metrics: this.metrics,
+          payloads: payloadPool(),
         },
         {
           id: replicaId,
