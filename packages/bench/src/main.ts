@@ -690,7 +690,7 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
     // row within it). Not on a GPU: a second CUDA context there would show in the worker's VRAM readings.
     const probeRow =
       settings.device === 'cpu'
-        ? rowWithin(inproc.sweep, peerBatching((await readyReplicas(c, name))[0] ?? replica).maxBatchSize)
+        ? rowWithin(inproc.sweep, peerBatching((await readyReplicas(c, name))[0] ?? replica, settings.batching).maxBatchSize)
         : undefined;
     probe = probeRow ? await startProbe(pinning, path, probeRow.batch) : undefined;
     const probes: Record<string, PhaseProbes> = {};
@@ -736,7 +736,7 @@ async function benchModel(pinning: Pinning, url: string, c: FlotillaClient, name
     // The replica's batching after the runs: a dynamic-shape model's background profile of the
     // shape it served has chosen by now (the peers get the same settings).
     const after = (await readyReplicas(c, name))[0] ?? replica;
-    const batching = peerBatching(after);
+    const batching = peerBatching(after, settings.batching);
     for (const s of after?.profile?.shapes ?? []) log(`    shape ${s.shape} (${s.requests} requests): ${s.state}, ${s.reason}`);
     const r: Ratios = ratios({
       inprocBatch1: inproc.batch1.itemsPerSec,

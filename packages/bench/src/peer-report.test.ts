@@ -127,4 +127,20 @@ describe('peerBatching', () => {
       from: 'shape x:3x64x64',
     });
   });
+  test('what the deployment set wins over a shape’s profile, as in the replica', () => {
+    const shapes = [shape('x:3x64x64', 900, 8, 0.5)];
+    // The replica's own batching already holds the deployment's values.
+    const set = { ...batching, maxBatchSize: 16, maxQueueDelayMs: 0 };
+    expect(peerBatching({ batching: set, profile: { ...profile, shapes } }, { maxBatchSize: 16, maxQueueDelayMs: 0 })).toEqual({
+      maxBatchSize: 16,
+      batchWaitMs: 0,
+      from: 'replica',
+    });
+    // Only the delay set: the shape's batch size, the deployment's delay.
+    expect(peerBatching({ batching, profile: { ...profile, shapes } }, { maxQueueDelayMs: 3 })).toEqual({
+      maxBatchSize: 8,
+      batchWaitMs: 3,
+      from: 'shape x:3x64x64',
+    });
+  });
 });

@@ -47,16 +47,25 @@ export function peerSelection(env: Record<string, string | undefined>): Record<P
 /**
  * The batching the batching peers (Triton, Ray Serve) get: what Flotilla's replica runs with, and
  * for a model profiled per input shape, the batching of its most requested profiled shape (the one
- * the bench sent), which the replica's top-level batching does not show.
+ * the bench sent), which the replica's top-level batching does not show. What the deployment set
+ * (BENCH_BATCHING) wins over a shape's profile, as it does in the replica.
  */
-export function peerBatching(replica: Pick<LoadedReplicaState, 'batching' | 'profile'> | undefined): {
+export function peerBatching(
+  replica: Pick<LoadedReplicaState, 'batching' | 'profile'> | undefined,
+  deployment: { maxBatchSize?: number; maxQueueDelayMs?: number } = {},
+): {
   maxBatchSize: number;
   batchWaitMs: number;
   from: string;
 } {
   const shapes = (replica?.profile?.shapes ?? []).filter((s) => s.maxBatchSize !== undefined);
   const top = shapes.reduce<(typeof shapes)[number] | undefined>((a, b) => (!a || b.requests > a.requests ? b : a), undefined);
-  if (top) return { maxBatchSize: top.maxBatchSize!, batchWaitMs: top.maxQueueDelayMs ?? 0, from: `shape ${top.shape}` };
+  if (top && deployment.maxBatchSize === undefined)
+    return {
+      maxBatchSize: top.maxBatchSize!,
+      batchWaitMs: deployment.maxQueueDelayMs ?? top.maxQueueDelayMs ?? 0,
+      from: `shape ${top.shape}`,
+    };
   return {
     maxBatchSize: Math.max(1, replica?.batching.maxBatchSize ?? 1),
     batchWaitMs: replica?.batching.maxQueueDelayMs ?? 0,
