@@ -126,6 +126,9 @@ describe('health endpoints', () => {
       expect(metrics).toMatch(/flotilla_batch_size_count\{[^}]*model="mlp"[^}]*\} 1/);
       expect(metrics).toMatch(/flotilla_device_memory_budget_bytes\{[^}]*device="cpu"[^}]*\} \d+/);
       expect(metrics).toMatch(/flotilla_worker_events_total\{[^}]*type="loaded"[^}]*\} 1/);
+      // Request buffers gathered in the worker's payload pool (these small requests never span a read: counted, maybe 0).
+      expect(metrics).toMatch(/flotilla_payload_buffers_total\{outcome="reused",worker="w0"\} \d+/);
+      expect(metrics).toMatch(/flotilla_payload_pool_free_bytes\{worker="w0"\} \d+/);
       await until(async () => (cluster.head.lastTickMs > 0 ? true : undefined));
       const headText = await headMetrics(
         () => cluster.head.status(),

@@ -49,4 +49,20 @@ describe('worker metrics', () => {
     expect(sample(await m.text(), 'flotilla_queue_depth', 'model="mlp",replica="mlp-1"')).toBe(7);
     expect(sample(await m.text(), 'flotilla_device_memory_budget_bytes', 'device="cpu",worker="w9"')).toBe(1000);
   });
+
+  it('reads the payload pool’s counts at scrape time, and has none where the worker gives none', async () => {
+    const stats = { reused: 5, allocated: 2, recycled: 6, freeBytes: 8192 };
+    const m = new WorkerMetrics({ id: 'w9', deviceStates: () => [], replicaStates: () => [], payloadStats: () => stats });
+    let text = await m.text();
+    expect(sample(text, 'flotilla_payload_buffers_total', 'outcome="reused",worker="w9"')).toBe(5);
+    expect(sample(text, 'flotilla_payload_buffers_total', 'outcome="allocated"')).toBe(2);
+    expect(text).toContain('# TYPE flotilla_payload_buffers_total counter');
+    stats.reused = 40;
+    stats.freeBytes = 0;
+    text = await m.text();
+    expect(sample(text, 'flotilla_payload_buffers_total', 'outcome="reused"')).toBe(40);
+    expect(text).toMatch(/^flotilla_payload_pool_free_bytes\{worker="w9"\} 0$/m);
+    const none = await new WorkerMetrics({ id: 'w9', deviceStates: () => [], replicaStates: () => [] }).text();
+    expect(none).not.toContain('flotilla_payload');
+  });
 });

@@ -1,5 +1,5 @@
 // Prometheus metrics of a worker (prom-client): requests and latency per model and code, batch
-// sizes, queue depth, memory used/budget per device, loads and evictions. Gauges are read from
+// sizes, queue depth, memory used/budget per device, loads and evictions, request buffers reused. Gauges are read from
 // the worker's live state at scrape time; counters are bumped on the request path.
 import { Counter, Gauge, Registry, type MetricValue } from 'prom-client';
 import type { ReplicaMetrics } from './replica.js';
@@ -96,6 +96,14 @@ export interface WorkerMetricsSource {
   id: string;
   deviceStates(): Array<{ id: string; usedBytes: number; budgetBytes: number }>;
   replicaStates(): Array<{ model: string; id: string; queueDepth: number; inFlight: number }>;
+  /** The payload pool's counts (bus payload-pool.ts), where the worker gathers requests in it. */
+  payloadStats?(): { reused: number; allocated: number; recycled: number; freeBytes: number };
+}
+
+/** A counter whose values are read at scrape time (the pool keeps its own counts). */
+function scrapedCounter(name: string, help: string, values: () => MetricValue<string>[]): ScrapedMetric {
+  const shape = { name, help, type: 'counter' as const, aggregator: 'sum' as const };
+  return { ...shape, get: () => Promise.resolve({ ...shape, values: values() }), reset: () => undefined };
 }
 
 export class WorkerMetrics implements ReplicaMetrics {
@@ -142,6 +150,30 @@ export class WorkerMetrics implements ReplicaMetrics {
         for (const d of source.deviceStates()) this.set({ device: d.id }, d.usedBytes);
       },
     });
+    const payloads = source.payloadStats?.bind(source);
+    if (payloads) {
+      this.registry.registerMetric(
+        scrapedCounter(
+          'flotilla_payload_buffers_total',
+          'Buffers requests spanning socket reads were gathered in: reused from the pool, or allocated because none was free',
+          () => {
+            const p = payloads();
+            return [
+              { labels: { outcome: 'reused' }, value: p.reused },
+              { labels: { outcome: 'allocated' }, value: p.allocated },
+            ];
+          },
+        ) as never,
+      );
+      new Gauge({
+        name: 'flotilla_payload_pool_free_bytes',
+        help: 'Bytes of request buffers the payload pool holds free for reuse',
+        registers,
+        collect() {
+          this.set(payloads().freeBytes);
+        },
+      });
+    }
     new Gauge({
       name: 'flotilla_device_memory_budget_bytes',
       help: 'Memory budget per device',

@@ -38,6 +38,7 @@ import {
   payloadPool,
   serve,
   type Logger,
+  type PayloadPoolStats,
 } from '@flotilla/bus';
 import { ArtifactCache } from './artifact-cache.js';
 import { fitHeartbeat, type FittedHeartbeat } from './heartbeat-fit.js';
@@ -455,6 +456,11 @@ export class Worker {
   }
 
   // ---------- advertising ----------
+
+  /** How often requests were gathered in reused buffers (the worker's payload pool, for its metrics). */
+  payloadStats(): PayloadPoolStats {
+    return payloadPool().stats();
+  }
 
   deviceStates(): DeviceState[] {
     return this.ledger.list().map((d) => ({
