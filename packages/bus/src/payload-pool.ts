@@ -3,9 +3,9 @@
 // time) into a buffer of its own; fresh each time, that buffer is cold memory the allocator may
 // just have taken from the kernel, and the collector frees it whenever it next runs. A replica
 // hands each request's buffer back once it has answered it (`recycle`), so the next request of
-// that size is gathered into memory the cache still holds. Measured on conv-classifier's 49 KB
-// requests (this VM, 2026-12-01, scripts in the README): gathering and batching a request took
-// 5.3–5.8 µs fresh against 2.2–2.3 µs reused.
+// that size is gathered into memory the cache still holds. Gathering a 49 KB request and copying
+// it into a batch of 16 took 4.6–4.7 µs fresh against 2.3 µs reused (this VM, 2026-12-01,
+// `taskset -c 1 node scripts/payload-gather-cost.mjs`).
 //
 // Only buffers this pool handed out come back, each once: a payload that did not span reads is a
 // view of the socket's own buffer and is never taken. A buffer may be recycled only when nothing

@@ -1,6 +1,7 @@
 // Prometheus metrics of a worker (prom-client): requests and latency per model and code, batch
-// sizes, queue depth, memory used/budget per device, loads and evictions, request buffers reused. Gauges are read from
-// the worker's live state at scrape time; counters are bumped on the request path.
+// sizes, queue depth, memory used/budget per device, loads and evictions, request buffers reused.
+// Gauges are read from the worker's live state at scrape time; counters are bumped on the request
+// path (the payload pool's are read from it at scrape time).
 import { Counter, Gauge, Registry, type MetricValue } from 'prom-client';
 import type { ReplicaMetrics } from './replica.js';
 
