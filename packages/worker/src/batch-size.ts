@@ -25,9 +25,13 @@ export const MAX_AUTO_QUEUE_DELAY_MS = 5;
  * run, within 5 % of batch 8 in isolation) cost the worker 18 % more CPU per request than batch 16
  * (2.3 ms) at 128 callers and served 15 % fewer items/s. The band's sizes already count their
  * per-run work (servedRate) and may serve up to 5 % less than the best by that count, so longer
- * runs only buy that penalty: the band stops at 3 ms runs (it was 5 ms).
+ * runs only buy that penalty: the band stops at 4 ms runs (it was 5 ms, then 3). At 3 ms it left
+ * out batch 16 on the Intel host of the same day, whose shape profile read 16's run at 3.05 ms and
+ * chose 8: through the replica 8 cost 258.5 µs of CPU per item against 237.2 at 16 and served 0.79
+ * of the in-process rate against 0.827 (pnpm bench, BENCH_BATCHING, paired). 4 ms keeps 16 there
+ * and still leaves out the AMD host's 32.
  */
-export const MAX_FLAT_BATCH_RUN_MS = 3;
+export const MAX_FLAT_BATCH_RUN_MS = 4;
 /**
  * What one run costs a replica besides the model, ms. `pnpm bench:overhead` on conv-classifier
  * (concurrency 16, this 2-core VM, 2026-11-30): the worker spent 118–153 µs per request outside
