@@ -88,9 +88,20 @@ class Tally {
   }
 
   private metric(type: ScrapedMetric['type'], name: string, help: string, values: () => MetricValue<string>[]): ScrapedMetric {
-    const shape = { name, help, type, aggregator: 'sum' as const };
-    return { ...shape, get: () => Promise.resolve({ ...shape, values: values() }), reset: () => this.rows.clear() };
+    return scraped(type, name, help, values, () => this.rows.clear());
   }
+}
+
+/** A metric whose values are read when scraped, as prom-client's registry reads it. */
+function scraped(
+  type: ScrapedMetric['type'],
+  name: string,
+  help: string,
+  values: () => MetricValue<string>[],
+  reset: () => void = () => undefined,
+): ScrapedMetric {
+  const shape = { name, help, type, aggregator: 'sum' as const };
+  return { ...shape, get: () => Promise.resolve({ ...shape, values: values() }), reset };
 }
 
 export interface WorkerMetricsSource {
@@ -99,12 +110,6 @@ export interface WorkerMetricsSource {
   replicaStates(): Array<{ model: string; id: string; queueDepth: number; inFlight: number }>;
   /** The payload pool's counts (bus payload-pool.ts), where the worker gathers requests in it. */
   payloadStats?(): { reused: number; allocated: number; recycled: number; freeBytes: number };
-}
-
-/** A counter whose values are read at scrape time (the pool keeps its own counts). */
-function scrapedCounter(name: string, help: string, values: () => MetricValue<string>[]): ScrapedMetric {
-  const shape = { name, help, type: 'counter' as const, aggregator: 'sum' as const };
-  return { ...shape, get: () => Promise.resolve({ ...shape, values: values() }), reset: () => undefined };
 }
 
 export class WorkerMetrics implements ReplicaMetrics {
@@ -154,7 +159,9 @@ export class WorkerMetrics implements ReplicaMetrics {
     const payloads = source.payloadStats?.bind(source);
     if (payloads) {
       this.registry.registerMetric(
-        scrapedCounter(
+        // The pool keeps its own counts: read when scraped, never reset here.
+        scraped(
+          'counter',
           'flotilla_payload_buffers_total',
           'Buffers requests spanning socket reads were gathered in: reused from the pool, or allocated because none was free',
           () => {
