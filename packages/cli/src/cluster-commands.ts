@@ -82,6 +82,10 @@ function workerFlags(cmd: Command): Command {
     )
     .option('--heartbeat-ms <ms>', 'heartbeat period', (v) => Number(v))
     .option('--max-replicas <n>', 'most replicas this worker hosts (default 64)', (v) => Number(v))
+    .option(
+      '--max-queued-bytes <size>',
+      'most bytes of accepted, unanswered requests held across its replicas, e.g. 256MiB; past it a request is answered OVERLOADED (default: 1/8 of memory, at most 1GiB)',
+    )
     .option('--store-replicas <n>', 'JetStream replicas of the blob and profile buckets (env FLOTILLA_STORE_REPLICAS, default 1)', (v) =>
       Number(v),
     )
@@ -102,6 +106,7 @@ interface WorkerFlags {
   heartbeatMs?: number;
   eviction?: string;
   maxReplicas?: number;
+  maxQueuedBytes?: string;
   storeReplicas?: number;
 }
 
@@ -119,6 +124,7 @@ function workerOptions(o: WorkerFlags) {
     heartbeatMs: o.heartbeatMs,
     eviction: o.eviction,
     maxReplicas: o.maxReplicas,
+    maxQueuedBytes: o.maxQueuedBytes ? parseSize(o.maxQueuedBytes) : undefined,
     storeReplicas: o.storeReplicas,
   };
 }
@@ -272,6 +278,7 @@ export function clusterCommands(program: Command): void {
         'heartbeatMs',
         'eviction',
         'maxReplicas',
+        'maxQueuedBytes',
         'storeReplicas',
       ]
         .filter((k) => o[k] !== undefined && o[k] !== false)

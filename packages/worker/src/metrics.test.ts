@@ -65,4 +65,16 @@ describe('worker metrics', () => {
     const none = await new WorkerMetrics({ id: 'w9', deviceStates: () => [], replicaStates: () => [] }).text();
     expect(none).not.toContain('flotilla_payload');
   });
+
+  it('reads the bytes of unanswered requests and their limit at scrape time', async () => {
+    const intake = { heldBytes: 4096, limitBytes: 1 << 20 };
+    const m = new WorkerMetrics({ id: 'w9', deviceStates: () => [], replicaStates: () => [], intakeStats: () => intake });
+    expect(sample(await m.text(), 'flotilla_queued_request_bytes', 'worker="w9"')).toBe(4096);
+    intake.heldBytes = 0;
+    const text = await m.text();
+    expect(text).toMatch(/^flotilla_queued_request_bytes\{worker="w9"\} 0$/m);
+    expect(text).toMatch(/^flotilla_queued_request_bytes_limit\{worker="w9"\} 1048576$/m);
+    const none = await new WorkerMetrics({ id: 'w9', deviceStates: () => [], replicaStates: () => [] }).text();
+    expect(none).not.toContain('flotilla_queued_request');
+  });
 });

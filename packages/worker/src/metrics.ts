@@ -110,6 +110,8 @@ export interface WorkerMetricsSource {
   replicaStates(): Array<{ model: string; id: string; queueDepth: number; inFlight: number }>;
   /** The payload pool's counts (bus payload-pool.ts), where the worker gathers requests in it. */
   payloadStats?(): { reused: number; allocated: number; recycled: number; freeBytes: number };
+  /** Bytes of accepted, unanswered requests held across the replicas, and their limit (intake-budget.ts). */
+  intakeStats?(): { heldBytes: number; limitBytes: number };
 }
 
 export class WorkerMetrics implements ReplicaMetrics {
@@ -179,6 +181,25 @@ export class WorkerMetrics implements ReplicaMetrics {
         registers,
         collect() {
           this.set(payloads().freeBytes);
+        },
+      });
+    }
+    const intake = source.intakeStats?.bind(source);
+    if (intake) {
+      new Gauge({
+        name: 'flotilla_queued_request_bytes',
+        help: 'Bytes of accepted, unanswered requests the worker holds across its replicas',
+        registers,
+        collect() {
+          this.set(intake().heldBytes);
+        },
+      });
+      new Gauge({
+        name: 'flotilla_queued_request_bytes_limit',
+        help: 'Most bytes of unanswered requests the worker holds; a request past it is answered OVERLOADED',
+        registers,
+        collect() {
+          this.set(intake().limitBytes);
         },
       });
     }

@@ -75,6 +75,11 @@ export interface WorkerOptions {
   storeReplicas?: number;
   /** Most replicas this worker hosts at once; a load beyond it gets NO_CAPACITY. Default 64. */
   maxReplicas?: number;
+  /**
+   * Most bytes of accepted, unanswered requests the worker holds across its replicas; a request past
+   * it is answered OVERLOADED (intake-budget.ts). Default 1/8 of the worker's memory, at most 1 GiB.
+   */
+  maxQueuedBytes?: number;
   /** Extra delay per batch on every replica, ms (chaos knob for tests and benchmarks). Default 0. */
   slowdownMs?: number;
   /** A direct body (bus/direct-body.ts) with no chunk for this long is dropped, ms. Default DIRECT_STALL_MS (10 s). */
@@ -88,10 +93,14 @@ export interface WorkerOptions {
   logger?: Logger;
 }
 
-export interface CompiledWorkerOptions extends Required<Omit<WorkerOptions, 'connection' | 'memoryBudgetBytes' | 'logger' | 'bus'>> {
+export interface CompiledWorkerOptions extends Required<
+  Omit<WorkerOptions, 'connection' | 'memoryBudgetBytes' | 'maxQueuedBytes' | 'logger' | 'bus'>
+> {
   bus: BusOptions;
   connection?: NatsConnection;
   memoryBudgetBytes?: number;
+  /** Undefined: the default for the measured memory (intake-budget.ts defaultMaxQueuedBytes). */
+  maxQueuedBytes?: number;
   logger?: Logger;
 }
 
@@ -120,6 +129,7 @@ const Schema = z.object({
   slowdownMs: z.number().min(0).max(60_000),
   directStallMs: z.number().int().min(1).max(600_000),
   maxReplicas: z.number().int().min(1).max(10_000),
+  maxQueuedBytes: z.number().int().min(1).optional(),
   storeReplicas: z.number().int().min(1).max(5),
   inventory: z
     .object({
@@ -169,6 +179,7 @@ export function parseWorkerOptions(raw: WorkerOptions = {}): CompiledWorkerOptio
     slowdownMs: raw.slowdownMs ?? 0,
     directStallMs: raw.directStallMs ?? DIRECT_STALL_MS,
     maxReplicas: raw.maxReplicas ?? 64,
+    maxQueuedBytes: raw.maxQueuedBytes,
     storeReplicas: raw.storeReplicas ?? Number(process.env.FLOTILLA_STORE_REPLICAS ?? 1),
     inventory: raw.inventory ?? {},
   };

@@ -67,6 +67,7 @@ import {
 } from '@flotilla/bus';
 import { Batcher, defaultMaxBatchSize, paddedRows, type BatchLimits, type Queued } from './batcher.js';
 import { BatchTuner } from './batch-tuner.js';
+import type { IntakeBudget } from './intake-budget.js';
 import { LatencyWindow } from './latency-window.js';
 import type { ShapeProfiler } from './background-profiler.js';
 import type { ModelSession } from './session-thread.js';
@@ -101,6 +102,8 @@ export interface ReplicaContext {
   directStallMs?: number;
   /** Where a request's payload buffer goes back once it is answered (the worker's; none: nothing is recycled). */
   payloads?: PayloadPool;
+  /** Bytes of accepted, unanswered requests the worker holds across its replicas (none: unbounded but for the queue's length). */
+  intake?: IntakeBudget;
 }
 
 export interface ReplicaMetrics {
@@ -184,6 +187,8 @@ export class Replica {
   private sending = 0;
   /** Bytes of staged (or direct) requests being fetched now. */
   private fetchingBytes = 0;
+  /** What each accepted, unanswered request took of the worker's intake budget, given back when it is answered. */
+  private readonly holding = new Map<Msg, number>();
   /** Direct request bodies this replica expects and replies it holds for their callers (bus/direct-body.ts). */
   private readonly direct: DirectBodies;
   /** The body channel those chunks come on. */
@@ -438,8 +443,12 @@ export class Replica {
       const raw = decode(msg.data);
       id = requestIdOf(raw);
       const ref = stagedRef(raw);
-      if (!ref) return this.admit(msg, parseInferRequest(raw), receivedAt);
-      this.readStaged(ref, receivedAt)
+      if (!ref) {
+        const req = parseInferRequest(raw);
+        this.hold(msg, msg.data.byteLength);
+        return this.admit(msg, req, receivedAt);
+      }
+      this.readStaged(msg, ref, receivedAt)
         .then(
           (req) => this.admit(msg, req, receivedAt),
           (err: unknown) => this.finish(msg, id, receivedAt, toFlotillaError(err)),
@@ -483,7 +492,7 @@ export class Replica {
    * its schema), the queue's room, and the bytes this replica is already fetching (at most
    * maxMessageBytes at once), so a flood of large references cannot exhaust the worker's memory.
    */
-  private async readStaged(ref: BlobName, receivedAt: number): Promise<ParsedInferRequest> {
+  private async readStaged(msg: Msg, ref: BlobName, receivedAt: number): Promise<ParsedInferRequest> {
     if (this.batcher.length >= this.batching.maxQueueLength) throw this.overloaded();
     if (ref.size > this.ctx.maxMessageBytes) {
       throw new PayloadTooLargeError(`staged request of ${ref.size} bytes exceeds the limit of ${this.ctx.maxMessageBytes}`, {
@@ -503,6 +512,7 @@ export class Replica {
         data: { fetchingBytes: this.fetchingBytes, limitBytes: this.ctx.maxMessageBytes, replica: this.id },
       });
     }
+    this.hold(msg, ref.size);
     if (ref.direct !== undefined) {
       if (ref.direct !== this.id) throw new BadRequestError(`a direct body for replica '${ref.direct}' reached replica '${this.id}'`);
       if (!this.bodySub) throw new BadRequestError(`replica '${this.id}' has no body channel: stage the body`);
@@ -520,6 +530,24 @@ export class Replica {
     } finally {
       this.fetchingBytes -= ref.size;
     }
+  }
+
+  /**
+   * Holds a request's bytes in the worker's intake budget until it is answered (`finish` gives them
+   * back); a request that would take the worker past the budget is refused OVERLOADED before it is
+   * queued (or fetched, when staged).
+   */
+  private hold(msg: Msg, bytes: number): void {
+    const intake = this.ctx.intake;
+    if (!intake) return;
+    if (!intake.take(bytes)) {
+      const { heldBytes, limitBytes } = intake.stats();
+      throw new OverloadedError(
+        `worker ${this.ctx.workerId} holds ${heldBytes} bytes of unanswered requests: this one's ${bytes} would pass its limit of ${limitBytes}`,
+        { data: { heldBytes, limitBytes, sizeBytes: bytes, replica: this.id } },
+      );
+    }
+    this.holding.set(msg, bytes);
   }
 
   private checkOutputNames(names: string[]): void {
@@ -666,6 +694,11 @@ export class Replica {
   /** Answers one request (result or coded error), staging large replies; never throws. */
   private finish(msg: Msg, id: RequestId | undefined, receivedAt: number, error?: FlotillaError, reply?: Body): void {
     this.inFlight--;
+    const held = this.holding.get(msg);
+    if (held !== undefined) {
+      this.holding.delete(msg);
+      this.ctx.intake?.give(held);
+    }
     const now = performance.now();
     const ms = now - receivedAt;
     this.ctx.metrics?.request(this.model, error ? error.code : 'OK', ms);

@@ -42,6 +42,7 @@ import {
 } from '@flotilla/bus';
 import { ArtifactCache } from './artifact-cache.js';
 import { fitHeartbeat, type FittedHeartbeat } from './heartbeat-fit.js';
+import { IntakeBudget, defaultMaxQueuedBytes, type IntakeStats } from './intake-budget.js';
 import { measureInventory } from './inventory.js';
 import { MemoryLedger, workerDevices } from './memory-ledger.js';
 import {
@@ -106,6 +107,8 @@ export class Worker {
   readonly policy: EvictionPolicy;
   private readonly loader: SessionLoader;
   private readonly link: { connected: () => boolean };
+  /** Bytes of accepted, unanswered requests across the replicas, bounded (intake-budget.ts). */
+  private readonly intake: IntakeBudget;
 
   private constructor(
     readonly options: CompiledWorkerOptions,
@@ -122,6 +125,7 @@ export class Worker {
     this.link = connectionTracker(nc);
     this.loader = new SessionLoader(options, inventory, new ProfileStore(nc, this.subjects.profileBucket, options.storeReplicas), logger);
     this.policy = resolveEvictionPolicy(options.eviction);
+    this.intake = new IntakeBudget(options.maxQueuedBytes ?? defaultMaxQueuedBytes(inventory.memory.totalBytes));
     this.metrics = new WorkerMetrics(this);
   }
 
@@ -153,7 +157,16 @@ export class Worker {
     worker.heartbeat();
     // A timer: it fires between batches (onnxruntime-node runs a session on the event-loop thread).
     worker.heartbeatTimer = setInterval(() => worker.heartbeat(), options.heartbeatMs);
-    logger.info({ inventory, devices: ledger.list(), gc: gcMode(), initialOldSpaceMb: initialOldSpaceMb() ?? null }, 'worker running');
+    logger.info(
+      {
+        inventory,
+        devices: ledger.list(),
+        maxQueuedBytes: worker.intakeStats().limitBytes,
+        gc: gcMode(),
+        initialOldSpaceMb: initialOldSpaceMb() ?? null,
+      },
+      'worker running',
+    );
     return worker;
   }
 
@@ -367,6 +380,7 @@ export class Worker {
           directStallMs: this.options.directStallMs,
           metrics: this.metrics,
           payloads: payloadPool(),
+          intake: this.intake,
         },
         {
           id: replicaId,
@@ -460,6 +474,11 @@ export class Worker {
   /** How often requests were gathered in reused buffers (the worker's payload pool, for its metrics). */
   payloadStats(): PayloadPoolStats {
     return payloadPool().stats();
+  }
+
+  /** Bytes of accepted, unanswered requests held across the replicas, and the limit (for its metrics and tests). */
+  intakeStats(): IntakeStats {
+    return this.intake.stats();
   }
 
   deviceStates(): DeviceState[] {
