@@ -31,7 +31,11 @@ function check(args: string[]) {
 describe('gpu-check driver', () => {
   test('a stand-in GPU: deployments land on gpu:0, outputs match, FIFO eviction by the device budget', () => {
     const r = check(['--provider', 'cpu', '--fake-gpu', '--models', 'wide-mlp,conv-classifier,tiny-encoder']);
-    expect(r.doc?.verdict).toBe('gpu-check: all 7 steps passed');
+    // A failed step shows itself (its reason and detail), not only the verdict that counts it.
+    expect({ verdict: r.doc?.verdict, failed: r.doc?.steps.filter((s) => !s.ok) }).toEqual({
+      verdict: 'gpu-check: all 7 steps passed',
+      failed: [],
+    });
     expect(r.status).toBe(0);
     const inv = r.step('inventory')!.detail as { gpus: Array<{ model: string }>; devices: Array<{ id: string }> };
     expect(inv.devices.map((d) => d.id)).toEqual(['cpu', 'gpu:0']);

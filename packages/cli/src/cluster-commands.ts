@@ -84,7 +84,7 @@ function workerFlags(cmd: Command): Command {
     .option('--max-replicas <n>', 'most replicas this worker hosts (default 64)', (v) => Number(v))
     .option(
       '--max-queued-bytes <size>',
-      'most bytes of accepted, unanswered requests held across its replicas, e.g. 256MiB; past it a request is answered OVERLOADED (default: 1/8 of memory, at most 1GiB)',
+      'most bytes of accepted, unanswered requests held across its replicas, e.g. 256MiB; past it a request is answered OVERLOADED (default: 1/16 of memory, at most 1GiB)',
     )
     .option('--store-replicas <n>', 'JetStream replicas of the blob and profile buckets (env FLOTILLA_STORE_REPLICAS, default 1)', (v) =>
       Number(v),

@@ -6,7 +6,7 @@ const GiB = 1024 * MiB;
 describe('defaultMaxQueuedBytes', () => {
   it.each([
     ['a 24 GiB VM: capped', 24 * GiB, DEFAULT_MAX_QUEUED_BYTES],
-    ['a 4 GiB container: an eighth', 4 * GiB, 512 * MiB],
+    ['a 4 GiB container: a sixteenth', 4 * GiB, 256 * MiB],
     ['a 256 MiB container: the floor', 256 * MiB, MIN_DEFAULT_QUEUED_BYTES],
     ['memory unknown (0)', 0, MIN_DEFAULT_QUEUED_BYTES],
     ['memory unreadable (NaN)', Number.NaN, MIN_DEFAULT_QUEUED_BYTES],

@@ -9,10 +9,13 @@
 // is still taken when nothing else is held, so a budget below the largest request never refuses
 // every request.
 
-/** Most bytes of unanswered requests a worker holds by default: 1/8 of its memory, at most this. */
+/** Most bytes of unanswered requests a worker holds by default: 1/16 of its memory, at most this. */
 export const DEFAULT_MAX_QUEUED_BYTES = 1024 * 1024 * 1024;
-/** The share of the worker's memory (its inventory's, a cgroup limit included) held at most by default. */
-export const QUEUED_BYTES_SHARE = 1 / 8;
+/**
+ * The share of the worker's memory (its inventory's, a cgroup limit included) held at most by
+ * default: within the 10 % the memory ledger keeps free of models by default (DEFAULT_HEADROOM).
+ */
+export const QUEUED_BYTES_SHARE = 1 / 16;
 /** The default is never below this (a small container still queues a few large requests). */
 export const MIN_DEFAULT_QUEUED_BYTES = 64 * 1024 * 1024;
 

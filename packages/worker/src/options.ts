@@ -77,7 +77,7 @@ export interface WorkerOptions {
   maxReplicas?: number;
   /**
    * Most bytes of accepted, unanswered requests the worker holds across its replicas; a request past
-   * it is answered OVERLOADED (intake-budget.ts). Default 1/8 of the worker's memory, at most 1 GiB.
+   * it is answered OVERLOADED (intake-budget.ts). Default 1/16 of the worker's memory, at most 1 GiB.
    */
   maxQueuedBytes?: number;
   /** Extra delay per batch on every replica, ms (chaos knob for tests and benchmarks). Default 0. */
