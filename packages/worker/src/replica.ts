@@ -489,8 +489,9 @@ export class Replica {
 
   /**
    * A request staged in the blob bucket. Checked before anything is fetched: the reference (by
-   * its schema), the queue's room, and the bytes this replica is already fetching (at most
-   * maxMessageBytes at once), so a flood of large references cannot exhaust the worker's memory.
+   * its schema), the queue's room, the bytes this replica is already fetching (at most
+   * maxMessageBytes at once) and the worker's budget of unanswered request bytes (the announced
+   * size is held from here), so a flood of large references cannot exhaust the worker's memory.
    */
   private async readStaged(msg: Msg, ref: BlobName, receivedAt: number): Promise<ParsedInferRequest> {
     if (this.batcher.length >= this.batching.maxQueueLength) throw this.overloaded();
