@@ -4,7 +4,8 @@
 // every one of them is queued (a burst of 1,200 held 984 MiB in one replica), with it those that
 // would take the worker past 4 MiB are answered OVERLOADED at once, with the limit in the error's
 // data. Every request gets an answer (nothing accepted is dropped), the worker's metrics say what
-// it held and its limit, and it holds nothing once all are answered.
+// it held and its limit, and it holds nothing once all are answered. With a second model on the
+// worker, the burst's model holds at most half the limit, and the other model's request still fits.
 import { connect } from '@nats-io/transport-node';
 import { closeBus, type NatsConnection } from '@flotilla/bus';
 import { PROTOCOL_VERSION, decode, encode, fromTypedArray, subjects as makeSubjects } from '@flotilla/protocol';
@@ -100,6 +101,37 @@ describe('a burst of large requests', () => {
     // With the default retries every one is answered: a refused request comes back after a back-off.
     const retried = await Promise.all([4, 5, 6].map((seed) => c.client.infer('cc', big(seed), { timeoutMs: 60_000 })));
     for (const out of retried) expect(out.logits!.dims).toEqual([1, 10]);
+    await until(async () => (await gauge('flotilla_queued_request_bytes')) === 0, { timeoutMs: 10_000, what: 'nothing held' });
+  }, 120_000);
+
+  it('with a second model on the worker, a burst to one holds at most half: the other’s request behind the burst still fits', async () => {
+    await c.client.deploy(sampleModelPath('conv-classifier'), 'cc2', { device: 'cpu', batching: { maxBatchSize: 1, maxQueueDelayMs: 0 } });
+    const image = fromTypedArray('float32', [1, 3, HW, HW], randomFloats(3 * HW * HW, 9));
+    const body = encode({ v: PROTOCOL_VERSION, inputs: { x: image }, timeoutMs: 120_000 });
+    const answers: Array<{ ok: boolean; code?: string; data?: Record<string, number> }> = [];
+    const inbox = `_INBOX.qshare.${Date.now()}`;
+    nc.subscribe(`${inbox}.*`, {
+      callback: (_err, m) => {
+        const r = decode(m.data) as { ok: boolean; error?: { code: string; data?: Record<string, number> } };
+        answers.push(r.ok ? { ok: true } : { ok: false, code: r.error!.code, data: r.error!.data });
+      },
+    });
+    await nc.flush();
+    const s = makeSubjects(cluster);
+    for (let i = 0; i < BURST; i++) nc.publish(s.infer('cc'), body, { reply: `${inbox}.${i}` });
+    // Sent after the burst on the same connection: the worker reads it after all of the burst's requests.
+    const other = decode((await nc.request(s.infer('cc2'), body, { timeout: 60_000 })).data) as { ok: boolean; error?: { code: string } };
+    expect(other.error?.code).toBeUndefined();
+    expect(other.ok).toBe(true);
+    await until(() => answers.length >= BURST, { timeoutMs: 90_000, what: 'every request answered' });
+    const refused = answers.filter((a) => a.code === 'OVERLOADED');
+    expect(refused.length).toBeGreaterThanOrEqual(BURST / 2);
+    for (const r of refused) {
+      // cc alone never held more than its share, 2 MiB: every refusal was for the share, not the limit.
+      expect(r.data).toMatchObject({ limitBytes: LIMIT, shareBytes: LIMIT / 2, sizeBytes: body.byteLength });
+      expect(r.data!.replicaBytes!).toBeLessThanOrEqual(LIMIT / 2);
+      expect(r.data!.replicaBytes! + body.byteLength).toBeGreaterThan(LIMIT / 2);
+    }
     await until(async () => (await gauge('flotilla_queued_request_bytes')) === 0, { timeoutMs: 10_000, what: 'nothing held' });
   }, 120_000);
 });

@@ -16,59 +16,108 @@ describe('defaultMaxQueuedBytes', () => {
 });
 
 describe('IntakeBudget', () => {
-  type Step = ['take' | 'give', number, boolean?];
-  it.each<[string, number, Step[], { heldBytes: number; peakBytes: number; refused: number }]>([
+  // [replica, op, bytes, expected: undefined (taken) or the refusal's reason]
+  type Step = [string, 'take' | 'give', number, ('limit' | 'share' | undefined)?];
+  it.each<[string, number, number, Step[], { heldBytes: number; peakBytes: number; refused: number }]>([
     [
-      'takes while the requests fit, refuses the one that would pass the limit',
+      'one replica: takes while the requests fit, refuses the one that would pass the limit',
       10,
+      1,
       [
-        ['take', 4, true],
-        ['take', 6, true],
-        ['take', 1, false],
+        ['a', 'take', 4],
+        ['a', 'take', 6],
+        ['a', 'take', 1, 'limit'],
       ],
       { heldBytes: 10, peakBytes: 10, refused: 1 },
     ],
     [
       'an answered request makes room again',
       10,
+      1,
       [
-        ['take', 8, true],
-        ['take', 4, false],
-        ['give', 8],
-        ['take', 4, true],
+        ['a', 'take', 8],
+        ['a', 'take', 4, 'limit'],
+        ['a', 'give', 8],
+        ['a', 'take', 4],
       ],
       { heldBytes: 4, peakBytes: 8, refused: 1 },
     ],
     [
       'a request larger than the whole budget is taken when nothing is held, and refused beside another',
       10,
+      1,
       [
-        ['take', 25, true],
-        ['take', 1, false],
-        ['give', 25],
-        ['take', 1, true],
-        ['take', 25, false],
+        ['a', 'take', 25],
+        ['a', 'take', 1, 'limit'],
+        ['a', 'give', 25],
+        ['a', 'take', 1],
+        ['a', 'take', 25, 'limit'],
       ],
       { heldBytes: 1, peakBytes: 25, refused: 2 },
     ],
     [
       'empty requests always fit; giving back more than held stops at zero',
       10,
+      1,
       [
-        ['take', 10, true],
-        ['take', 0, true],
-        ['give', 30],
-        ['take', 10, true],
+        ['a', 'take', 10],
+        ['a', 'take', 0],
+        ['a', 'give', 30],
+        ['a', 'take', 10],
       ],
       { heldBytes: 10, peakBytes: 10, refused: 0 },
     ],
-  ])('%s', (_what, limit, steps, expected) => {
-    const b = new IntakeBudget(limit);
-    for (const [op, bytes, ok] of steps) {
-      if (op === 'take') expect(b.take(bytes)).toBe(ok);
-      else b.give(bytes);
+    [
+      'two replicas: neither holds more than half, so the other still finds room',
+      10,
+      2,
+      [
+        ['a', 'take', 3],
+        ['a', 'take', 2],
+        ['a', 'take', 1, 'share'],
+        ['b', 'take', 5],
+        ['b', 'take', 1, 'limit'],
+        ['a', 'give', 3],
+        ['b', 'take', 1, 'share'],
+        ['a', 'take', 3],
+      ],
+      { heldBytes: 10, peakBytes: 10, refused: 3 },
+    ],
+    [
+      'a replica’s only request is never refused by its share, only by the limit',
+      10,
+      2,
+      [
+        ['a', 'take', 8],
+        ['b', 'take', 3, 'limit'],
+        ['b', 'take', 2],
+        ['a', 'take', 1, 'limit'],
+        ['a', 'give', 8],
+        ['a', 'take', 6],
+      ],
+      { heldBytes: 8, peakBytes: 10, refused: 2 },
+    ],
+  ])('%s', (_what, limit, replicas, steps, expected) => {
+    const b = new IntakeBudget(limit, () => replicas);
+    for (const [replica, op, bytes, refused] of steps) {
+      if (op === 'take') expect(b.take(replica, bytes)?.reason).toBe(refused);
+      else b.give(replica, bytes);
     }
     expect(b.stats()).toEqual({ ...expected, limitBytes: limit });
+  });
+
+  it('says what the worker and the replica hold when it refuses', () => {
+    let replicas = 1;
+    const b = new IntakeBudget(100, () => replicas);
+    expect(b.take('a', 60)).toBeUndefined();
+    expect(b.take('a', 30)).toBeUndefined(); // alone, a replica may use the whole budget
+    replicas = 2; // another replica loaded: from now on a holds at most half
+    expect(b.take('a', 5)).toEqual({ reason: 'share', heldBytes: 90, replicaBytes: 90, limitBytes: 100, shareBytes: 50 });
+    expect(b.take('b', 20)).toEqual({ reason: 'limit', heldBytes: 90, replicaBytes: 0, limitBytes: 100, shareBytes: 50 });
+    b.give('a', 60);
+    expect(b.heldBy('a')).toBe(30);
+    expect(b.take('b', 20)).toBeUndefined();
+    expect(b.heldBy('b')).toBe(20);
   });
 
   it('needs a limit of at least one byte', () => {

@@ -7,7 +7,8 @@
 // OVERLOADED at once (the caller's retries or another replica take it): nothing accepted is dropped,
 // and what is held stays under the limit plus one request. A request larger than the whole budget
 // is still taken when nothing else is held, so a budget below the largest request never refuses
-// every request.
+// every request. While the worker hosts several replicas, none holds more than half the budget
+// (MAX_REPLICA_SHARE): a burst to one model cannot take the memory the others' requests need.
 
 /** Most bytes of unanswered requests a worker holds by default: 1/16 of its memory, at most this. */
 export const DEFAULT_MAX_QUEUED_BYTES = 1024 * 1024 * 1024;
@@ -25,43 +26,85 @@ export function defaultMaxQueuedBytes(memoryTotalBytes: number): number {
   return Math.min(DEFAULT_MAX_QUEUED_BYTES, Math.max(MIN_DEFAULT_QUEUED_BYTES, share));
 }
 
+/**
+ * The most one replica holds while its worker hosts others: half the budget, so a burst to one
+ * model leaves the others on the worker at least half of it.
+ */
+export const MAX_REPLICA_SHARE = 1 / 2;
+
 export interface IntakeStats {
   /** Bytes of accepted, unanswered requests held now. */
   heldBytes: number;
   /** The most held at once since the worker started. */
   peakBytes: number;
   limitBytes: number;
-  /** Requests refused for the budget. */
+  /** Requests refused for the budget (past the limit or past their replica's share). */
   refused: number;
+}
+
+/** Why a request was refused: the worker's limit, or its replica's share of it. */
+export interface IntakeRefusal {
+  reason: 'limit' | 'share';
+  /** What the worker holds. */
+  heldBytes: number;
+  /** What the request's replica holds. */
+  replicaBytes: number;
+  limitBytes: number;
+  /** The most one replica may hold now (the limit while it is the worker's only one). */
+  shareBytes: number;
 }
 
 export class IntakeBudget {
   private held = 0;
   private peak = 0;
   private refusals = 0;
+  private readonly byReplica = new Map<string, number>();
 
-  constructor(readonly limitBytes: number) {
+  /** `replicas`: how many replicas the worker hosts now (the share applies from two). */
+  constructor(
+    readonly limitBytes: number,
+    private readonly replicas: () => number = () => 1,
+  ) {
     if (!(limitBytes >= 1)) throw new RangeError(`an intake budget needs a limit of at least 1 byte, not ${limitBytes}`);
   }
 
-  /**
-   * Takes `bytes` for a request about to be accepted: true when they fit beside what is held (or
-   * nothing is held), false (counted as a refusal) when the request must be refused.
-   */
-  take(bytes: number): boolean {
-    const n = Math.max(0, bytes);
-    if (this.held > 0 && this.held + n > this.limitBytes) {
-      this.refusals++;
-      return false;
-    }
-    this.held += n;
-    if (this.held > this.peak) this.peak = this.held;
-    return true;
+  /** The most one replica may hold now. */
+  shareBytes(): number {
+    return this.replicas() > 1 ? Math.floor(this.limitBytes * MAX_REPLICA_SHARE) : this.limitBytes;
   }
 
-  /** Gives back what `take` took, once the request is answered. */
-  give(bytes: number): void {
-    this.held = Math.max(0, this.held - Math.max(0, bytes));
+  /**
+   * Takes `bytes` for a request `replica` is about to accept; undefined when taken, else why it
+   * must be refused (counted). A request always fits when the worker holds nothing, and its
+   * replica's share never refuses the replica's only request.
+   */
+  take(replica: string, bytes: number): IntakeRefusal | undefined {
+    const n = Math.max(0, bytes);
+    const mine = this.byReplica.get(replica) ?? 0;
+    const share = this.shareBytes();
+    const reason = this.held > 0 && this.held + n > this.limitBytes ? 'limit' : mine > 0 && mine + n > share ? 'share' : undefined;
+    if (reason) {
+      this.refusals++;
+      return { reason, heldBytes: this.held, replicaBytes: mine, limitBytes: this.limitBytes, shareBytes: share };
+    }
+    this.held += n;
+    this.byReplica.set(replica, mine + n);
+    if (this.held > this.peak) this.peak = this.held;
+    return undefined;
+  }
+
+  /** Gives back what `take` took for `replica`, once the request is answered. */
+  give(replica: string, bytes: number): void {
+    const n = Math.max(0, bytes);
+    this.held = Math.max(0, this.held - n);
+    const left = (this.byReplica.get(replica) ?? 0) - n;
+    if (left > 0) this.byReplica.set(replica, left);
+    else this.byReplica.delete(replica);
+  }
+
+  /** What `replica` holds now. */
+  heldBy(replica: string): number {
+    return this.byReplica.get(replica) ?? 0;
   }
 
   stats(): IntakeStats {

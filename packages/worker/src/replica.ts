@@ -541,11 +541,14 @@ export class Replica {
   private hold(msg: Msg, bytes: number): void {
     const intake = this.ctx.intake;
     if (!intake) return;
-    if (!intake.take(bytes)) {
-      const { heldBytes, limitBytes } = intake.stats();
+    const refused = intake.take(this.id, bytes);
+    if (refused) {
+      const { reason, heldBytes, replicaBytes, limitBytes, shareBytes } = refused;
       throw new OverloadedError(
-        `worker ${this.ctx.workerId} holds ${heldBytes} bytes of unanswered requests: this one's ${bytes} would pass its limit of ${limitBytes}`,
-        { data: { heldBytes, limitBytes, sizeBytes: bytes, replica: this.id } },
+        reason === 'limit'
+          ? `worker ${this.ctx.workerId} holds ${heldBytes} bytes of unanswered requests: this one's ${bytes} would pass its limit of ${limitBytes}`
+          : `replica ${this.id} holds ${replicaBytes} bytes of unanswered requests: this one's ${bytes} would pass its share of its worker's limit, ${shareBytes} of ${limitBytes}`,
+        { data: { heldBytes, replicaBytes, limitBytes, shareBytes, sizeBytes: bytes, replica: this.id } },
       );
     }
     this.holding.set(msg, bytes);
@@ -698,7 +701,7 @@ export class Replica {
     const held = this.holding.get(msg);
     if (held !== undefined) {
       this.holding.delete(msg);
-      this.ctx.intake?.give(held);
+      this.ctx.intake?.give(this.id, held);
     }
     const now = performance.now();
     const ms = now - receivedAt;

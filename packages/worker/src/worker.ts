@@ -125,7 +125,7 @@ export class Worker {
     this.link = connectionTracker(nc);
     this.loader = new SessionLoader(options, inventory, new ProfileStore(nc, this.subjects.profileBucket, options.storeReplicas), logger);
     this.policy = resolveEvictionPolicy(options.eviction);
-    this.intake = new IntakeBudget(options.maxQueuedBytes ?? defaultMaxQueuedBytes(inventory.memory.totalBytes));
+    this.intake = new IntakeBudget(options.maxQueuedBytes ?? defaultMaxQueuedBytes(inventory.memory.totalBytes), () => this.replicas.size);
     this.metrics = new WorkerMetrics(this);
   }
 
