@@ -47,22 +47,40 @@ const gauge = async (name: string): Promise<number | undefined> => {
   return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
 };
 
+interface Answer {
+  ok: boolean;
+  code?: string;
+  data?: Record<string, number>;
+}
+
+/** A 995 KB inference request for conv-classifier, as a raw NATS caller sends it. */
+const burstBody = (seed: number) =>
+  encode({
+    v: PROTOCOL_VERSION,
+    inputs: { x: fromTypedArray('float32', [1, 3, HW, HW], randomFloats(3 * HW * HW, seed)) },
+    timeoutMs: 120_000,
+  });
+
+/** Publishes `count` copies of `body` to `subject`, each with its own reply subject; the answers, as they come. */
+async function burst(subject: string, body: Uint8Array, count: number): Promise<Answer[]> {
+  const answers: Answer[] = [];
+  const inbox = `_INBOX.qbytes.${Date.now()}.${Math.random().toString(36).slice(2, 8)}`;
+  nc.subscribe(`${inbox}.*`, {
+    callback: (_err, m) => {
+      const r = decode(m.data) as { ok: boolean; error?: { code: string; data?: Record<string, number> } };
+      answers.push(r.ok ? { ok: true } : { ok: false, code: r.error!.code, data: r.error!.data });
+    },
+  });
+  await nc.flush();
+  for (let i = 0; i < count; i++) nc.publish(subject, body, { reply: `${inbox}.${i}` });
+  return answers;
+}
+
 describe('a burst of large requests', () => {
   it('is held up to the worker’s byte limit; the rest is answered OVERLOADED at once, and every request is answered', async () => {
-    const image = fromTypedArray('float32', [1, 3, HW, HW], randomFloats(3 * HW * HW, 7));
-    const body = encode({ v: PROTOCOL_VERSION, inputs: { x: image }, timeoutMs: 120_000 });
+    const body = burstBody(7);
     expect(body.byteLength).toBeGreaterThan(LIMIT / 5);
-    const answers: Array<{ ok: boolean; code?: string; data?: Record<string, number> }> = [];
-    const inbox = `_INBOX.qbytes.${Date.now()}`;
-    nc.subscribe(`${inbox}.*`, {
-      callback: (_err, m) => {
-        const r = decode(m.data) as { ok: boolean; error?: { code: string; data?: Record<string, number> } };
-        answers.push(r.ok ? { ok: true } : { ok: false, code: r.error!.code, data: r.error!.data });
-      },
-    });
-    await nc.flush();
-    const subject = makeSubjects(cluster).infer('cc');
-    for (let i = 0; i < BURST; i++) nc.publish(subject, body, { reply: `${inbox}.${i}` });
+    const answers = await burst(makeSubjects(cluster).infer('cc'), body, BURST);
     await nc.flush();
     await until(() => answers.length >= BURST, { timeoutMs: 90_000, what: 'every request answered' });
     expect(answers).toHaveLength(BURST);
@@ -106,19 +124,9 @@ describe('a burst of large requests', () => {
 
   it('with a second model on the worker, a burst to one holds at most half: the other’s request behind the burst still fits', async () => {
     await c.client.deploy(sampleModelPath('conv-classifier'), 'cc2', { device: 'cpu', batching: { maxBatchSize: 1, maxQueueDelayMs: 0 } });
-    const image = fromTypedArray('float32', [1, 3, HW, HW], randomFloats(3 * HW * HW, 9));
-    const body = encode({ v: PROTOCOL_VERSION, inputs: { x: image }, timeoutMs: 120_000 });
-    const answers: Array<{ ok: boolean; code?: string; data?: Record<string, number> }> = [];
-    const inbox = `_INBOX.qshare.${Date.now()}`;
-    nc.subscribe(`${inbox}.*`, {
-      callback: (_err, m) => {
-        const r = decode(m.data) as { ok: boolean; error?: { code: string; data?: Record<string, number> } };
-        answers.push(r.ok ? { ok: true } : { ok: false, code: r.error!.code, data: r.error!.data });
-      },
-    });
-    await nc.flush();
+    const body = burstBody(9);
     const s = makeSubjects(cluster);
-    for (let i = 0; i < BURST; i++) nc.publish(s.infer('cc'), body, { reply: `${inbox}.${i}` });
+    const answers = await burst(s.infer('cc'), body, BURST);
     // Sent after the burst on the same connection: the worker reads it after all of the burst's requests.
     const other = decode((await nc.request(s.infer('cc2'), body, { timeout: 60_000 })).data) as { ok: boolean; error?: { code: string } };
     expect(other.error?.code).toBeUndefined();
