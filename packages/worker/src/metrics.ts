@@ -158,6 +158,16 @@ export class WorkerMetrics implements ReplicaMetrics {
         for (const d of source.deviceStates()) this.set({ device: d.id }, d.usedBytes);
       },
     });
+    /** A gauge without labels, set from the worker's state each time it is scraped. */
+    const readAtScrape = (name: string, help: string, read: () => number) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          this.set(read());
+        },
+      });
     const payloads = source.payloadStats?.bind(source);
     if (payloads) {
       this.registry.registerMetric(
@@ -175,33 +185,24 @@ export class WorkerMetrics implements ReplicaMetrics {
           },
         ) as never,
       );
-      new Gauge({
-        name: 'flotilla_payload_pool_free_bytes',
-        help: 'Bytes of request buffers the payload pool holds free for reuse',
-        registers,
-        collect() {
-          this.set(payloads().freeBytes);
-        },
-      });
+      readAtScrape(
+        'flotilla_payload_pool_free_bytes',
+        'Bytes of request buffers the payload pool holds free for reuse',
+        () => payloads().freeBytes,
+      );
     }
     const intake = source.intakeStats?.bind(source);
     if (intake) {
-      new Gauge({
-        name: 'flotilla_queued_request_bytes',
-        help: 'Bytes of accepted, unanswered requests the worker holds across its replicas',
-        registers,
-        collect() {
-          this.set(intake().heldBytes);
-        },
-      });
-      new Gauge({
-        name: 'flotilla_queued_request_bytes_limit',
-        help: 'Most bytes of unanswered requests the worker holds; a request past it is answered OVERLOADED',
-        registers,
-        collect() {
-          this.set(intake().limitBytes);
-        },
-      });
+      readAtScrape(
+        'flotilla_queued_request_bytes',
+        'Bytes of accepted, unanswered requests the worker holds across its replicas',
+        () => intake().heldBytes,
+      );
+      readAtScrape(
+        'flotilla_queued_request_bytes_limit',
+        'Most bytes of unanswered requests the worker holds; a request past it is answered OVERLOADED',
+        () => intake().limitBytes,
+      );
     }
     new Gauge({
       name: 'flotilla_device_memory_budget_bytes',
